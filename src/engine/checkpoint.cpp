@@ -1,0 +1,63 @@
+// The checkpoint sequence: stop every thread, collect each kind of state,
+// write the image atomically, then let the target go (or kill it, if asked,
+// only after the image is safely on disk).
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "common/error.h"
+#include "engine/engine.h"
+#include "engine/resources/resources.h"
+
+namespace thaw::engine {
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+CheckpointStats checkpoint(const CheckpointOptions& o) {
+  return with_context(cat("checkpoint of process ", o.pid), [&] {
+    auto t0 = std::chrono::steady_clock::now();
+    CheckpointStats st;
+    image::Writer writer(o.out);
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, o.pid, 0)));
+    if (!pidfd) fail_errno("no such process");
+    if (o.pid == ::getpid()) fail("thaw cannot checkpoint itself");
+    proc::Seizure seizure(o.pid);
+    st.seize_ms = ms_since(t0);
+    seizure.set_gadget(proc::find_syscall_gadget(o.pid));
+
+    image::Manifest m;
+    m.thaw_version = THAW_VERSION;
+    struct utsname u;
+    ::uname(&u);
+    m.kernel = u.release;
+    CheckpointContext c{o.pid, seizure, writer, m, std::move(pidfd), {}, {}};
+    auto t1 = std::chrono::steady_clock::now();
+    dump_process(c);
+    dump_signals(c);
+    dump_timers(c);
+    dump_threads(c);
+    dump_files(c);
+    c.maps = proc::read_maps(o.pid, true);
+    dump_memory(c);
+    st.dump_ms = ms_since(t1);
+    auto t2 = std::chrono::steady_clock::now();
+    writer.commit(m);
+    st.write_ms = ms_since(t2);
+    if (o.kill) seizure.kill_on_release();
+    seizure.release();
+    st.pages_bytes = m.pages_bytes;
+    st.threads = m.threads.size();
+    st.vmas = m.vmas.size();
+    st.fds = m.fds.size();
+    st.total_ms = ms_since(t0);
+    return st;
+  });
+}
+
+}  // namespace thaw::engine

@@ -1,0 +1,52 @@
+// What the checkpoint and restore sequences hand to each resource.
+#pragma once
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "engine/restorer/restorer.h"
+#include "image/image.h"
+#include "proc/procfs.h"
+#include "proc/ptrace.h"
+
+namespace thaw::engine {
+
+struct CheckpointContext {
+  pid_t pid;
+  proc::Seizure& seizure;
+  image::Writer& writer;
+  image::Manifest& m;
+  UniqueFd pidfd;
+  std::vector<proc::MapEntry> maps;                   // with smaps VmFlags
+  std::map<std::pair<uint64_t, uint64_t>, int> shmem_index;  // (dev, ino) -> Manifest::shmem
+};
+
+// Builds the flat block the restorer reads (engine/restorer/restorer.h).
+struct RestorerPlan {
+  std::vector<rst_vma> vmas;
+  std::vector<rst_seg> segs;
+  std::vector<rst_thread> threads;
+  std::vector<rst_siginfo> sigs;
+  std::vector<rst_remap> remaps;
+  std::vector<int32_t> close_fds;
+  std::vector<uint64_t> auxv;
+  rst_args args{};
+};
+
+struct RestoreContext {
+  const image::Manifest& m;
+  const image::Reader& img;
+  std::map<int, int> inherit;   // fd in the image -> fd of ours to install there
+  int spare_fd_base = 0;        // thaw's own fds live at or above this number
+  std::vector<int> shmem_fds;   // per Manifest::shmem entry, -1 if none (anonymous)
+  RestorerPlan plan;
+  // Moves fd to a number >= spare_fd_base (closing the original) and keeps it
+  // open across the restorer's fd work; returns the new number.
+  int park_fd(int fd);
+};
+
+}  // namespace thaw::engine

@@ -1,0 +1,43 @@
+// The two sequences, as the CLI and the function runtime call them.
+#pragma once
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+
+namespace thaw::engine {
+
+struct CheckpointOptions {
+  pid_t pid = 0;
+  std::string out;
+  bool kill = false;  // kill the target once the image is safely written
+};
+
+struct CheckpointStats {
+  double seize_ms = 0, dump_ms = 0, write_ms = 0, total_ms = 0;
+  uint64_t pages_bytes = 0;
+  size_t threads = 0, vmas = 0, fds = 0;
+};
+
+CheckpointStats checkpoint(const CheckpointOptions& o);
+
+struct RestoreOptions {
+  std::string dir;
+  std::map<int, int> inherit;  // fd in the image -> our fd to give it
+  bool detach = false;         // return once it runs instead of waiting for it
+  std::string pidfile;         // where to write the host pid of the restored process
+};
+
+struct RestoreResult {
+  pid_t host_pid = 0;     // the restored process, as this pid namespace sees it
+  pid_t init_pid = 0;     // pid 1 of its namespace (our child)
+  double ready_ms = 0;    // until the process runs again
+  int exit_status = 0;    // when waited for: its exit code, 128+signal if killed
+};
+
+RestoreResult restore(const RestoreOptions& o);
+
+// A human-readable or JSON summary of an image.
+std::string inspect(const std::string& dir, bool json);
+
+}  // namespace thaw::engine

@@ -1,0 +1,92 @@
+// `thaw inspect`: what an image holds, in words or as JSON.
+#include <sys/mman.h>
+
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "engine/engine.h"
+#include "image/image.h"
+
+namespace thaw::engine {
+
+using nlohmann::json;
+
+namespace {
+std::string prot_str(int prot, bool shared) {
+  std::string s = "---p";
+  if (prot & PROT_READ) s[0] = 'r';
+  if (prot & PROT_WRITE) s[1] = 'w';
+  if (prot & PROT_EXEC) s[2] = 'x';
+  if (shared) s[3] = 's';
+  return s;
+}
+uint64_t stored(const image::Vma& v) {
+  uint64_t n = 0;
+  for (const auto& r : v.runs) n += r.len;
+  return n;
+}
+}  // namespace
+
+std::string inspect(const std::string& dir, bool as_json) {
+  image::Reader img(dir);
+  const auto& m = img.manifest();
+  uint64_t mapped = 0, stored_total = 0;
+  for (const auto& v : m.vmas) {
+    mapped += v.end - v.start;
+    stored_total += stored(v);
+  }
+  if (as_json) {
+    json j;
+    j["format_version"] = m.version;
+    j["thaw_version"] = m.thaw_version;
+    j["kernel"] = m.kernel;
+    j["cpu"] = m.cpu;
+    j["pid"] = m.process.pid;
+    j["comm"] = m.process.comm;
+    j["exe"] = m.process.exe.path;
+    j["pages_bytes"] = m.pages_bytes;
+    j["mapped_bytes"] = mapped;
+    json vmas = json::array();
+    for (const auto& v : m.vmas)
+      vmas.push_back(json{{"start", v.start}, {"end", v.end}, {"perms", prot_str(v.prot, v.shared)},
+                          {"kind", v.kind}, {"name", v.name}, {"stored_bytes", stored(v)}});
+    j["mappings"] = vmas;
+    json threads = json::array();
+    for (const auto& t : m.threads) threads.push_back(json{{"tid", t.tid}, {"comm", t.comm}});
+    j["threads"] = threads;
+    json fds = json::array();
+    for (const auto& e : m.fds) {
+      const json& f = m.files.at(e["file"].get<size_t>());
+      fds.push_back(json{{"fd", e["fd"]}, {"kind", f["kind"]},
+                         {"what", f.value("path", f.value("desc", std::string()))}});
+    }
+    j["fds"] = fds;
+    j["shmem_objects"] = m.shmem.size();
+    return j.dump(2) + "\n";
+  }
+  std::ostringstream o;
+  o << "image " << dir << " (format " << m.version << ", thaw " << m.thaw_version << ", kernel " << m.kernel << ")\n";
+  o << "process " << m.process.pid << " (" << m.process.comm << "), exe " << m.process.exe.path << "\n";
+  o << "cpu " << m.cpu.model << ", xfeatures 0x" << std::hex << m.cpu.xfeatures << std::dec << "\n";
+  o << "memory: " << m.vmas.size() << " mappings, " << (mapped >> 20) << " MiB mapped, " << (stored_total >> 20)
+    << " MiB stored (" << m.pages_bytes << " bytes of page data)\n";
+  for (const auto& v : m.vmas) {
+    char line[256];
+    std::snprintf(line, sizeof line, "  %012llx-%012llx %s %-10s %8llu KiB stored  %s\n",
+                  (unsigned long long)v.start, (unsigned long long)v.end, prot_str(v.prot, v.shared).c_str(),
+                  v.kind.c_str(), (unsigned long long)(stored(v) >> 10), v.name.c_str());
+    o << line;
+  }
+  o << "threads: " << m.threads.size() << "\n";
+  for (const auto& t : m.threads) o << "  tid " << t.tid << " (" << t.comm << ")\n";
+  o << "fds: " << m.fds.size() << "\n";
+  for (const auto& e : m.fds) {
+    const json& f = m.files.at(e["file"].get<size_t>());
+    o << "  " << e["fd"].get<int>() << ": " << f["kind"].get<std::string>() << " "
+      << f.value("path", f.value("desc", std::string())) << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace thaw::engine

@@ -1,0 +1,276 @@
+// Memory: every mapping of the process and the pages that cannot be had
+// again from a file. Checkpoint reads /proc maps+smaps for kinds and flags,
+// pagemap for which pages exist, and the pages themselves with
+// process_vm_readv (or /proc/PID/mem for unreadable ones). Restore turns the
+// list into rst_vma/rst_seg entries for the restorer and opens the files.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/resources/resources.h"
+
+namespace thaw::engine {
+
+using image::kPageSize;
+using image::kSegmentBytes;
+
+namespace {
+
+constexpr uint64_t kPmPresent = 1ull << 63, kPmSwapped = 1ull << 62, kPmFile = 1ull << 61;
+
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+bool is_shmem_mapping(const proc::MapEntry& e) {
+  return starts_with(e.name, "/memfd:") || (e.shared && (starts_with(e.name, "/dev/zero") ||
+                                                         starts_with(e.name, "/SYSV") ||
+                                                         starts_with(e.name, "[anon_shmem:")));
+}
+
+image::FileId file_id_of(const std::string& path, const struct stat& st) {
+  image::FileId f;
+  f.path = path;
+  f.dev = st.st_dev;
+  f.ino = st.st_ino;
+  f.size = st.st_size;
+  f.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return f;
+}
+
+uint32_t madv_bits(const proc::MapEntry& e) {
+  uint32_t b = 0;
+  if (e.has_flag("dc")) b |= image::kMadvDontFork;
+  if (e.has_flag("dd")) b |= image::kMadvDontDump;
+  if (e.has_flag("hg")) b |= image::kMadvHugePage;
+  if (e.has_flag("nh")) b |= image::kMadvNoHugePage;
+  if (e.has_flag("wf")) b |= image::kMadvWipeOnFork;
+  if (e.has_flag("mg")) b |= image::kMadvMergeable;
+  return b;
+}
+
+bool page_is_zero(const unsigned char* p) {
+  const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < kPageSize / 8; i += 8)
+    if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) return false;
+  return true;
+}
+
+class PageReader {
+ public:
+  explicit PageReader(pid_t pid) : pid_(pid) {
+    mem_.reset(::open(cat("/proc/", pid, "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!mem_) fail_errno("open /proc/", pid, "/mem");
+  }
+  void read(uint64_t addr, void* buf, uint64_t len) {
+    iovec local{buf, len}, remote{reinterpret_cast<void*>(addr), len};
+    if (::process_vm_readv(pid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return;
+    // Pages the process cannot read itself (PROT_NONE, write-only) are still
+    // readable through /proc/PID/mem, which forces access.
+    pread_all(mem_.get(), buf, len, addr, cat("memory at 0x", std::hex, addr));
+  }
+
+ private:
+  pid_t pid_;
+  UniqueFd mem_;
+};
+
+// Stores pages [addr, addr+len) of the target: the whole range if !skip_zero,
+// else only its non-zero pages, as runs of at most kSegmentBytes.
+void store_range(CheckpointContext& c, PageReader& rd, std::vector<unsigned char>& buf, uint64_t addr,
+                 uint64_t len, bool skip_zero, std::vector<image::PageRun>* runs) {
+  while (len > 0) {
+    uint64_t n = std::min(len, kSegmentBytes);
+    rd.read(addr, buf.data(), n);
+    if (!skip_zero) {
+      runs->push_back(c.writer.append(addr, buf.data(), n));
+    } else {
+      uint64_t i = 0;
+      while (i < n) {
+        while (i < n && page_is_zero(buf.data() + i)) i += kPageSize;
+        uint64_t s = i;
+        while (i < n && !page_is_zero(buf.data() + i)) i += kPageSize;
+        if (i > s) runs->push_back(c.writer.append(addr + s, buf.data() + s, i - s));
+      }
+    }
+    addr += n;
+    len -= n;
+  }
+}
+
+}  // namespace
+
+void dump_memory(CheckpointContext& c) {
+  UniqueFd pagemap(::open(cat("/proc/", c.pid, "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap) fail_errno("open /proc/", c.pid, "/pagemap");
+  PageReader rd(c.pid);
+  std::vector<unsigned char> buf(kSegmentBytes);
+  std::vector<uint64_t> pm;
+
+  for (const auto& e : c.maps) {
+    image::Vma v;
+    v.start = e.start;
+    v.end = e.end;
+    v.prot = e.prot;
+    v.shared = e.shared;
+    v.growsdown = e.has_flag("gd");
+    v.pgoff = e.pgoff;
+    v.name = e.name;
+    v.madv = madv_bits(e);
+    std::string where = cat("mapping 0x", std::hex, e.start, "-0x", e.end, std::dec,
+                            e.name.empty() ? "" : " (" + e.name + ")");
+    if (e.name == "[vdso]" || e.name == "[vvar]" || e.name == "[vvar_vclock]" || e.name == "[vsyscall]") {
+      v.kind = e.name.substr(1, e.name.size() - 2);
+      c.m.vmas.push_back(std::move(v));
+      continue;
+    }
+    if (e.has_flag("io") || e.has_flag("pf"))
+      fail(where, ": device memory (VM_IO/VM_PFNMAP) is not supported; GPU processes need "
+                  "the GPU checkpoint path");
+    bool want_private_pages = !e.shared;
+    if (is_shmem_mapping(e)) {
+      v.kind = "shmem";
+      UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
+                          O_RDONLY | O_CLOEXEC));
+      if (!obj) fail_errno(where, ": open shared memory object");
+      bool memfd = starts_with(e.name, "/memfd:");
+      std::string name;
+      if (memfd) {
+        name = e.name.substr(7);
+        if (ends_with(name, " (deleted)")) name.resize(name.size() - 10);
+      }
+      v.shmem = with_context(where, [&] { return dump_shmem_object(c, obj.get(), memfd, name); });
+    } else if (e.ino != 0 && !e.name.empty() && e.name[0] == '/') {
+      v.kind = "file";
+      if (ends_with(e.name, " (deleted)"))
+        fail(where, ": the mapped file was deleted; mappings of deleted files are not supported");
+      struct stat st;
+      std::string mf = cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end);
+      if (::stat(mf.c_str(), &st) != 0) fail_errno(where, ": stat mapped file");
+      image::FileId id = file_id_of(e.name, st);
+      auto it = std::find_if(c.m.mapped_files.begin(), c.m.mapped_files.end(),
+                             [&](const image::FileId& f) { return f.dev == id.dev && f.ino == id.ino; });
+      if (it == c.m.mapped_files.end()) {
+        c.m.mapped_files.push_back(id);
+        v.file = static_cast<int>(c.m.mapped_files.size() - 1);
+      } else {
+        v.file = static_cast<int>(it - c.m.mapped_files.begin());
+      }
+    } else {
+      if (e.shared) fail(where, ": shared mapping of an unknown kind is not supported");
+      v.kind = "anon";
+    }
+
+    if (want_private_pages) {
+      uint64_t npages = (e.end - e.start) / kPageSize;
+      pm.resize(npages);
+      pread_all(pagemap.get(), pm.data(), npages * 8, (e.start / kPageSize) * 8, "pagemap");
+      bool anon = v.kind == "anon";
+      auto wanted = [&](uint64_t i) {
+        uint64_t x = pm[i];
+        if (x & kPmSwapped) return true;
+        if (!(x & kPmPresent)) return false;
+        return anon || !(x & kPmFile);  // a private copy of a file page
+      };
+      for (uint64_t i = 0; i < npages;) {
+        if (!wanted(i)) {
+          i++;
+          continue;
+        }
+        uint64_t s = i;
+        while (i < npages && wanted(i)) i++;
+        // Zero pages of anonymous memory come back by themselves; a zeroed
+        // private copy of a file page does not, so it is stored.
+        with_context(where, [&] {
+          store_range(c, rd, buf, e.start + s * kPageSize, (i - s) * kPageSize, anon, &v.runs);
+        });
+      }
+    }
+    c.m.vmas.push_back(std::move(v));
+  }
+}
+
+void check_mapped_files(const image::Manifest& m) {
+  for (const auto& f : m.mapped_files) {
+    struct stat st;
+    if (::stat(f.path.c_str(), &st) != 0)
+      fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
+    int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    if (st.st_ino != f.ino || st.st_dev != f.dev || uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)
+      fail("mapped file ", f.path, ": file changed since checkpoint (size ", f.size, " -> ", st.st_size,
+           ", inode ", f.ino, " -> ", st.st_ino, "); take a new checkpoint");
+  }
+}
+
+void plan_memory(RestoreContext& r) {
+  auto& p = r.plan;
+  std::vector<int> file_fds(r.m.mapped_files.size(), -1);
+  for (const auto& v : r.m.vmas) {
+    if (v.kind == "vdso" || v.kind == "vvar" || v.kind == "vvar_vclock" || v.kind == "vsyscall") continue;
+    rst_vma rv{};
+    rv.start = v.start;
+    rv.end = v.end;
+    rv.pgoff = v.pgoff;
+    rv.prot = v.prot;
+    rv.madv = v.madv;
+    rv.fd = -1;
+    rv.flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    if (v.growsdown) rv.flags |= MAP_GROWSDOWN;
+    std::vector<image::PageRun> runs = v.runs;
+    if (v.kind == "anon") {
+      rv.flags |= MAP_ANONYMOUS;
+      rv.pgoff = 0;
+      if (v.name.rfind("[anon:", 0) == 0 && v.name.size() > 7)
+        std::strncpy(rv.anon_name, v.name.substr(6, v.name.size() - 7).c_str(), sizeof rv.anon_name - 1);
+    } else if (v.kind == "file") {
+      const auto& f = r.m.mapped_files.at(v.file);
+      int& fd = file_fds[v.file];
+      bool need_write = v.shared && (v.prot & PROT_WRITE);
+      if (fd < 0 || need_write) {
+        int nfd = ::open(f.path.c_str(), (need_write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        if (nfd < 0) fail_errno("mapping 0x", std::hex, v.start, std::dec, " (", f.path, "): open");
+        nfd = r.park_fd(nfd);
+        p.close_fds.push_back(nfd);
+        if (!need_write) fd = nfd;
+        rv.fd = nfd;
+      } else {
+        rv.fd = fd;
+      }
+    } else if (v.kind == "shmem") {
+      const auto& obj = r.m.shmem.at(v.shmem);
+      if (obj.memfd) {
+        rv.fd = r.shmem_fds.at(v.shmem);
+      } else {
+        // Shared anonymous memory: recreated by mmap itself, filled from
+        // the object's stored runs that fall inside this mapping.
+        rv.flags |= MAP_ANONYMOUS;
+        for (const auto& run : obj.runs) {
+          uint64_t lo = std::max(run.addr, v.pgoff), hi = std::min(run.addr + run.len, v.pgoff + (v.end - v.start));
+          if (lo >= hi) continue;
+          if (lo != run.addr || hi != run.addr + run.len)
+            fail("mapping 0x", std::hex, v.start, ": shared memory run straddles the mapping; not supported");
+          image::PageRun t = run;
+          t.addr = v.start + (run.addr - v.pgoff);
+          runs.push_back(t);
+        }
+        rv.pgoff = 0;
+      }
+    } else {
+      fail("image: mapping 0x", std::hex, v.start, " has unknown kind '", v.kind, "'");
+    }
+    rv.first_seg = static_cast<uint32_t>(p.segs.size());
+    for (const auto& run : runs) p.segs.push_back(rst_seg{run.addr, run.len, run.offset, run.hash});
+    rv.nr_segs = static_cast<uint32_t>(runs.size());
+    p.vmas.push_back(rv);
+  }
+}
+
+}  // namespace thaw::engine

@@ -1,0 +1,155 @@
+// Process-wide attributes: identity, executable, cwd, umask, personality,
+// credentials, rlimits, and the mm fields behind /proc/PID/{cmdline,environ,
+// auxv,exe} and the [heap]/[stack] labels.
+#include <fcntl.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/resources/resources.h"
+
+namespace thaw::engine {
+
+namespace {
+
+std::vector<uint32_t> numbers(const std::string& s) {
+  std::vector<uint32_t> out;
+  std::istringstream in(s);
+  uint64_t v;
+  while (in >> v) out.push_back(static_cast<uint32_t>(v));
+  return out;
+}
+
+uint64_t field(const std::vector<std::string>& f, int number) {  // 1-based /proc/PID/stat field
+  size_t idx = static_cast<size_t>(number - 3);
+  if (idx >= f.size()) fail("/proc/PID/stat has too few fields");
+  return std::stoull(f[idx]);
+}
+
+}  // namespace
+
+void dump_process(CheckpointContext& c) {
+  auto& p = c.m.process;
+  std::string dir = cat("/proc/", c.pid);
+  p.pid = c.pid;
+  p.comm = trim(read_file(dir + "/comm"));
+  std::string root = proc::read_link(dir + "/root");
+  if (root != "/") fail("process ", c.pid, " runs chrooted in ", root, "; not supported");
+  p.cwd = proc::read_link(dir + "/cwd");
+  if (p.cwd.find(" (deleted)") != std::string::npos)
+    fail("process ", c.pid, ": its working directory ", p.cwd, " was deleted");
+  p.exe.path = proc::read_link(dir + "/exe");
+  struct stat st;
+  if (::stat((dir + "/exe").c_str(), &st) != 0) fail_errno("stat executable of ", c.pid);
+  p.exe.dev = st.st_dev;
+  p.exe.ino = st.st_ino;
+  p.exe.size = st.st_size;
+  p.exe.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  p.personality = parse_hex64(trim(read_file(dir + "/personality")));
+
+  auto status = proc::read_status(dir);
+  p.umask = static_cast<uint32_t>(std::stoul(status["Umask"], nullptr, 8));
+  p.creds.uids = numbers(status["Uid"]);
+  p.creds.gids = numbers(status["Gid"]);
+  p.creds.groups = numbers(status["Groups"]);
+  if (p.creds.uids.size() != 4 || p.creds.gids.size() != 4) fail("parse credentials of ", c.pid);
+
+  auto f = proc::read_stat_fields(c.pid);
+  auto& mm = p.mm;
+  mm.start_code = field(f, 26);
+  mm.end_code = field(f, 27);
+  mm.start_stack = field(f, 28);
+  mm.start_data = field(f, 45);
+  mm.end_data = field(f, 46);
+  mm.start_brk = field(f, 47);
+  mm.arg_start = field(f, 48);
+  mm.arg_end = field(f, 49);
+  mm.env_start = field(f, 50);
+  mm.env_end = field(f, 51);
+  long brk = c.seizure.syscall(c.seizure.leader(), SYS_brk, 0);
+  if (brk < 0) fail("read brk of ", c.pid);
+  mm.brk = static_cast<uint64_t>(brk);
+  std::string auxv = read_file(dir + "/auxv");
+  mm.auxv.resize(auxv.size() / 8);
+  std::memcpy(mm.auxv.data(), auxv.data(), mm.auxv.size() * 8);
+
+  for (int res = 0; res < RLIM_NLIMITS; res++) {
+    struct rlimit rl;
+    if (::prlimit(c.pid, static_cast<__rlimit_resource>(res), nullptr, &rl) != 0)
+      fail_errno("read rlimit ", res, " of ", c.pid);
+    p.rlimits.push_back(image::Rlimit{res, rl.rlim_cur, rl.rlim_max});
+  }
+}
+
+void restore_process_early(RestoreContext& r) {
+  const auto& p = r.m.process;
+  if (::chdir(p.cwd.c_str()) != 0) fail_errno("working directory ", p.cwd);
+  ::umask(p.umask);
+  if (::personality(static_cast<unsigned long>(p.personality)) < 0) fail_errno("set personality");
+  for (const auto& rl : p.rlimits) {
+    struct rlimit v{rl.cur, rl.max};
+    if (::setrlimit(static_cast<__rlimit_resource>(rl.resource), &v) != 0) {
+      // Raising a hard limit needs CAP_SYS_RESOURCE; keep ours, lower the soft one.
+      struct rlimit cur;
+      ::getrlimit(static_cast<__rlimit_resource>(rl.resource), &cur);
+      v.rlim_max = cur.rlim_max;
+      if (v.rlim_cur > v.rlim_max) v.rlim_cur = v.rlim_max;
+      ::setrlimit(static_cast<__rlimit_resource>(rl.resource), &v);
+    }
+  }
+  if (::prctl(PR_SET_NAME, p.comm.c_str()) != 0) fail_errno("set process name");
+}
+
+void plan_process(RestoreContext& r) {
+  const auto& p = r.m.process;
+  auto& a = r.plan.args;
+  const auto& mm = p.mm;
+  a.mm.start_code = mm.start_code;
+  a.mm.end_code = mm.end_code;
+  a.mm.start_data = mm.start_data;
+  a.mm.end_data = mm.end_data;
+  a.mm.start_brk = mm.start_brk;
+  a.mm.brk = mm.brk;
+  a.mm.start_stack = mm.start_stack;
+  a.mm.arg_start = mm.arg_start;
+  a.mm.arg_end = mm.arg_end;
+  a.mm.env_start = mm.env_start;
+  a.mm.env_end = mm.env_end;
+  r.plan.auxv = mm.auxv;
+  a.mm.auxv_size = static_cast<uint32_t>(mm.auxv.size() * 8);
+
+  struct stat st;
+  if (::stat(p.exe.path.c_str(), &st) != 0) fail_errno("executable ", p.exe.path, " is gone");
+  if (st.st_ino != p.exe.ino || st.st_dev != p.exe.dev || uint64_t(st.st_size) != p.exe.size)
+    fail("executable ", p.exe.path, ": file changed since checkpoint; take a new checkpoint");
+  int exe = ::open(p.exe.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (exe < 0) fail_errno("open executable ", p.exe.path);
+  exe = r.park_fd(exe);
+  r.plan.close_fds.push_back(exe);
+  a.mm.exe_fd = static_cast<uint32_t>(exe);
+
+  const auto& cr = p.creds;
+  bool root_all = true;
+  for (auto v : cr.uids) root_all &= v == ::getuid();
+  for (auto v : cr.gids) root_all &= v == ::getgid();
+  if (!root_all) {
+    a.set_creds = 1;
+    for (int i = 0; i < 4; i++) {
+      a.uids[i] = cr.uids[i];
+      a.gids[i] = cr.gids[i];
+    }
+    if (cr.groups.size() > 64) fail("process has more than 64 supplementary groups; not supported");
+    a.nr_groups = static_cast<uint32_t>(cr.groups.size());
+    for (size_t i = 0; i < cr.groups.size(); i++) a.groups[i] = cr.groups[i];
+  }
+}
+
+}  // namespace thaw::engine

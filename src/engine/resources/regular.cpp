@@ -1,0 +1,118 @@
+// Files reopened by path: regular files, directories, character devices,
+// named FIFOs, and memfds (which have no path: they reopen the memfd
+// recreated by shmem.cpp). A file that was deleted or changed is detected
+// and named, never silently reopened with other content.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/resources/file_kinds.h"
+#include "engine/resources/resources.h"
+
+namespace thaw::engine {
+
+using nlohmann::json;
+
+namespace {
+
+bool match(const FdProbe& p) {
+  return S_ISREG(p.st.st_mode) || S_ISDIR(p.st.st_mode) || S_ISCHR(p.st.st_mode) ||
+         (S_ISFIFO(p.st.st_mode) && !p.link.empty() && p.link[0] == '/');
+}
+
+json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
+  json f{{"flags", p.flags}, {"pos", std::stoull(p.info["pos"])}};
+  if (link_is(p, "/memfd:")) {
+    std::string name = p.link.substr(7);
+    auto del = name.rfind(" (deleted)");
+    if (del != std::string::npos) name.resize(del);
+    f["memfd"] = true;
+    f["shmem"] = dump_shmem_object(c, p.dup.get(), true, name);
+    return f;
+  }
+  if (p.link.find(" (deleted)") != std::string::npos)
+    fail("the file was deleted while open; open deleted files are not supported");
+  f["path"] = p.link;
+  f["dev"] = p.st.st_dev;
+  f["ino"] = p.st.st_ino;
+  f["size"] = p.st.st_size;
+  f["mtime_ns"] = int64_t(p.st.st_mtim.tv_sec) * 1000000000 + p.st.st_mtim.tv_nsec;
+  f["mode"] = p.st.st_mode;
+  if (S_ISFIFO(p.st.st_mode)) {
+    // Unread data sits in the pipe buffer: take a copy without consuming it.
+    int pr[2];
+    if (::pipe2(pr, O_NONBLOCK | O_CLOEXEC) != 0) fail_errno("pipe");
+    UniqueFd r(pr[0]), w(pr[1]);
+    ::fcntl(w.get(), F_SETPIPE_SZ, 1 << 20);
+    std::string data;
+    ssize_t n = ::tee(p.dup.get(), w.get(), 1 << 20, SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      data.resize(n);
+      if (::read(r.get(), data.data(), n) != n) fail_errno("read FIFO data");
+    }
+    f["data"] = store_bytes(c, data);
+  }
+  return f;
+}
+
+int open_memfd(RestoreContext& r, const json& f) {
+  int src = r.shmem_fds.at(f["shmem"].get<size_t>());
+  int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+  int fd = ::open(cat("/proc/self/fd/", src).c_str(), flags | O_CLOEXEC);
+  if (fd < 0) fail_errno("reopen memfd");
+  return fd;
+}
+
+int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
+  if (f.value("memfd", false)) {
+    int fd = open_memfd(r, f);
+    ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
+    return fd;
+  }
+  std::string path = f["path"];
+  int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+  return with_context(cat("file ", path), [&]() -> int {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");
+    if (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>())
+      fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
+    int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    bool writable = (flags & O_ACCMODE) != O_RDONLY;
+    if (S_ISREG(st.st_mode)) {
+      uint64_t size = f["size"];
+      if (flags & O_APPEND) {
+        if (uint64_t(st.st_size) < size) fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");
+      } else if (!writable && (uint64_t(st.st_size) != size || mtime != f["mtime_ns"].get<int64_t>())) {
+        fail("file changed since checkpoint (size ", size, " -> ", st.st_size, " bytes)");
+      }
+    }
+    int fd;
+    if (S_ISFIFO(st.st_mode)) {
+      // Opening one end of a FIFO blocks until the other is open: open it
+      // read-write first (never blocks), refill it, then the real end.
+      UniqueFd rw(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      if (!rw) fail_errno("open FIFO");
+      std::string data = load_bytes(r, f["data"]);
+      if (!data.empty()) write_all(rw.get(), data.data(), data.size(), "FIFO");
+      fd = ::open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) fail_errno("open FIFO");
+      ::fcntl(fd, F_SETFL, flags);
+      // Keep the FIFO's buffer alive until the restored process holds it.
+      r.plan.close_fds.push_back(r.park_fd(rw.release()));
+      return fd;
+    }
+    fd = ::open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0) fail_errno("open");
+    if (S_ISREG(st.st_mode) && ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET) < 0) fail_errno("seek");
+    if (S_ISDIR(st.st_mode)) ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
+    return fd;
+  });
+}
+
+}  // namespace
+
+const FileKind kRegularFile{"file", match, dump, open_file, false};
+
+}  // namespace thaw::engine

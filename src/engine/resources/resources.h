@@ -1,0 +1,49 @@
+// Each kind of process state has one file in this directory holding both its
+// checkpoint side (dump_*: live process -> manifest) and its restore side
+// (restore_*/plan_*: manifest -> new process). The sequences in
+// checkpoint.cpp and restore.cpp call them in order.
+#pragma once
+#include <sys/user.h>
+
+#include "engine/context.h"
+
+namespace thaw::engine {
+
+// process.cpp: identity, cwd, umask, rlimits, creds, personality, mm fields.
+void dump_process(CheckpointContext& c);
+void restore_process_early(RestoreContext& r);   // in the new process, before fds
+void plan_process(RestoreContext& r);            // mm fields, exe, creds for the restorer
+
+// signals.cpp: actions and process-wide pending signals.
+std::vector<image::SigInfo> peek_shared_signals(pid_t pid);  // threads.cpp
+void dump_signals(CheckpointContext& c);
+void restore_signals(RestoreContext& r);
+
+// timers.cpp: interval and POSIX timers.
+void dump_timers(CheckpointContext& c);
+void restore_timers(RestoreContext& r);
+
+// threads.cpp: registers, FPU state, per-thread kernel state.
+void dump_threads(CheckpointContext& c);
+void plan_threads(RestoreContext& r);
+// Loads a parked thread's registers through ptrace (last restore step).
+void load_thread_registers(pid_t tid, const image::Thread& t);
+void check_cpu_compatible(const image::Manifest& m);
+image::Cpu this_cpu();
+
+// memory.cpp: mappings and page data.
+void dump_memory(CheckpointContext& c);
+void plan_memory(RestoreContext& r);
+void check_mapped_files(const image::Manifest& m);
+
+// shmem.cpp: shared memory objects (shared anonymous, memfd).
+// Returns the Manifest::shmem index for the object behind `fd` (ours).
+int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::string& name);
+void restore_shmem_objects(RestoreContext& r);
+
+// files.cpp: the fd table and every kind of open file.
+void dump_files(CheckpointContext& c);
+void restore_files(RestoreContext& r);
+void check_files(const image::Manifest& m, const std::map<int, int>& inherit);
+
+}  // namespace thaw::engine

@@ -1,0 +1,83 @@
+// Shared memory objects — memfds and MAP_SHARED|MAP_ANONYMOUS memory — whose
+// content belongs to no file on disk: stored once per object (by device and
+// inode), whether the process reaches it through mappings, fds, or both.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/resources/resources.h"
+
+namespace thaw::engine {
+
+using image::kPageSize;
+
+int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::string& name) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) fail_errno("stat shared memory object");
+  auto key = std::make_pair(uint64_t(st.st_dev), uint64_t(st.st_ino));
+  auto it = c.shmem_index.find(key);
+  if (it != c.shmem_index.end()) return it->second;
+
+  image::Shmem obj;
+  obj.dev = st.st_dev;
+  obj.ino = st.st_ino;
+  obj.size = st.st_size;
+  obj.memfd = memfd;
+  obj.name = name;
+  if (memfd) {
+    int seals = ::fcntl(fd, F_GET_SEALS);
+    obj.seals = seals > 0 ? seals : 0;
+  }
+  // Only the parts that hold data: holes read back as zeros anyway.
+  std::vector<unsigned char> buf(image::kSegmentBytes);
+  off_t pos = 0;
+  while (pos < st.st_size) {
+    off_t data = ::lseek(fd, pos, SEEK_DATA);
+    if (data < 0) break;
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) hole = st.st_size;
+    for (off_t o = data; o < hole;) {
+      uint64_t n = std::min<uint64_t>(hole - o, buf.size());
+      pread_all(fd, buf.data(), n, o, "shared memory object");
+      uint64_t padded = (n + kPageSize - 1) & ~(kPageSize - 1);
+      std::fill(buf.begin() + n, buf.begin() + padded, 0);
+      obj.runs.push_back(c.writer.append(o, buf.data(), n));
+      o += n;
+    }
+    pos = hole;
+  }
+  c.m.shmem.push_back(std::move(obj));
+  int idx = static_cast<int>(c.m.shmem.size() - 1);
+  c.shmem_index[key] = idx;
+  return idx;
+}
+
+void restore_shmem_objects(RestoreContext& r) {
+  r.shmem_fds.assign(r.m.shmem.size(), -1);
+  for (size_t i = 0; i < r.m.shmem.size(); i++) {
+    const auto& obj = r.m.shmem[i];
+    if (!obj.memfd) continue;  // shared anonymous: mmap recreates it
+    unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
+    int fd = ::memfd_create(obj.name.c_str(), flags);
+    if (fd < 0) fail_errno("memfd '", obj.name, "': create");
+    fd = r.park_fd(fd);
+    r.shmem_fds[i] = fd;
+    if (::ftruncate(fd, obj.size) != 0) fail_errno("memfd '", obj.name, "': set size");
+    for (const auto& run : obj.runs) {
+      std::string data = r.img.read_run(run);
+      pwrite_all(fd, data.data(), data.size(), run.addr, cat("memfd '", obj.name, "'"));
+    }
+    // F_SEAL_SEAL last: it forbids adding the others.
+    unsigned seals = obj.seals & ~F_SEAL_SEAL;
+    if (seals && ::fcntl(fd, F_ADD_SEALS, seals) != 0) fail_errno("memfd '", obj.name, "': seal");
+    if ((obj.seals & F_SEAL_SEAL) && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) != 0)
+      fail_errno("memfd '", obj.name, "': seal");
+  }
+}
+
+}  // namespace thaw::engine

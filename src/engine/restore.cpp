@@ -1,0 +1,382 @@
+// The restore sequence. thaw creates a fresh pid namespace whose init (our
+// child) creates the process with its old pid (clone3 + set_tid); that
+// process rebuilds its fds and attributes with ordinary code, then jumps
+// into the restorer blob, which replaces the address space and creates the
+// threads. Every thread parks; thaw loads registers through ptrace, unmaps
+// the blob, and lets them go.
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/rseq.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <dirent.h>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "common/mapping.h"
+#include "engine/engine.h"
+#include "engine/resources/resources.h"
+
+extern "C" const char thaw_restorer_blob[];
+extern "C" const char thaw_restorer_blob_end[];
+
+namespace thaw::engine {
+
+namespace {
+
+constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
+constexpr uint64_t kGuard = 16ull << 20;
+constexpr int kRestoreFailed = 70;
+
+uint64_t page_up(uint64_t v) { return (v + 4095) & ~uint64_t{4095}; }
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Tells thaw (through the status pipe) why the restore failed.
+[[noreturn]] void child_fail(int status_fd, const std::string& msg) {
+  std::string line = "E" + msg + "\n";
+  ssize_t ignored = ::write(status_fd, line.data(), line.size());
+  (void)ignored;
+  ::_exit(kRestoreFailed);
+}
+
+void close_all_except(const std::vector<int>& keep) {
+  std::vector<int> fds;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) fail_errno("list own fds");
+  int dfd = ::dirfd(d);
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = std::atoi(e->d_name);
+    if (fd != dfd && std::find(keep.begin(), keep.end(), fd) == keep.end()) fds.push_back(fd);
+  }
+  ::closedir(d);
+  for (int fd : fds) ::close(fd);
+}
+
+// The address range for the restorer: a hole in the image's layout that is
+// also free in this process right now.
+uint64_t place_region(const image::Manifest& m, uint64_t size) {
+  std::vector<std::pair<uint64_t, uint64_t>> used;
+  for (const auto& v : m.vmas)
+    if (v.kind != "vsyscall") used.emplace_back(v.start, v.end);
+  std::sort(used.begin(), used.end());
+  uint64_t prev = 1ull << 32;  // keep clear of low memory
+  std::vector<uint64_t> candidates;
+  for (auto [s, e] : used) {
+    if (s > prev && s - prev >= size + 2 * kGuard) {
+      candidates.push_back(prev + kGuard);
+      candidates.push_back(s - kGuard - page_up(size));
+    }
+    prev = std::max(prev, e);
+  }
+  if (kTaskSize > prev && kTaskSize - prev >= size + 2 * kGuard) candidates.push_back(prev + kGuard);
+  for (uint64_t c : candidates) {
+    c &= ~uint64_t{4095};
+    void* p = ::mmap(reinterpret_cast<void*>(c), size, PROT_READ | PROT_WRITE | PROT_EXEC,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == reinterpret_cast<void*>(c)) return c;
+    if (p != MAP_FAILED) ::munmap(p, size);
+  }
+  fail("no free address range for the restorer (", size, " bytes)");
+}
+
+template <typename T>
+uint64_t put_array(std::vector<char>& blk, const std::vector<T>& v) {
+  uint64_t off = (blk.size() + 63) & ~uint64_t{63};
+  blk.resize(off + v.size() * sizeof(T));
+  if (!v.empty()) std::memcpy(blk.data() + off, v.data(), v.size() * sizeof(T));
+  return off;
+}
+
+// Drops the rseq area glibc registered for this thread: the restorer unmaps
+// it, and the kernel would fault writing to it.
+void unregister_rseq() {
+  if (__rseq_size == 0) return;
+  char* area = static_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
+  for (uint32_t len : {32u, __rseq_size}) {
+    if (::syscall(SYS_rseq, area, len, 1 /* RSEQ_FLAG_UNREGISTER */, 0x53053053) == 0) return;
+  }
+}
+
+[[noreturn]] void jump_to_restorer(RestoreContext& r, int pages_fd, int status_fd) {
+  auto& p = r.plan;
+  // vdso pieces of this process, matched with the image's.
+  auto mine = proc::read_maps(0, false);
+  uint64_t park_bytes = 0;
+  for (const auto& v : r.m.vmas) {
+    if (v.kind != "vdso" && v.kind != "vvar" && v.kind != "vvar_vclock") continue;
+    auto it = std::find_if(mine.begin(), mine.end(), [&](const proc::MapEntry& e) { return e.name == v.name; });
+    if (it == mine.end() || it->end - it->start != v.end - v.start)
+      fail("the kernel's vdso layout differs from the image's (", v.name,
+           "); restore on the kernel that took the image");
+    p.remaps.push_back(rst_remap{it->start, park_bytes, v.start, v.end - v.start});
+    park_bytes += v.end - v.start;
+  }
+  for (const auto& e : mine)
+    if ((e.name == "[vdso]" || e.name == "[vvar]" || e.name == "[vvar_vclock]") &&
+        std::none_of(p.remaps.begin(), p.remaps.end(), [&](const rst_remap& x) { return x.from == e.start; }))
+      fail("this kernel has ", e.name, " but the image has none; restore on the kernel that took the image");
+
+  uint64_t blob_bytes = page_up(thaw_restorer_blob_end - thaw_restorer_blob) + (64 << 10);
+  std::vector<char> blk(sizeof(rst_args));
+  p.args.vmas_off = put_array(blk, p.vmas);
+  p.args.segs_off = put_array(blk, p.segs);
+  p.args.threads_off = put_array(blk, p.threads);
+  p.args.sigs_off = put_array(blk, p.sigs);
+  p.args.remaps_off = put_array(blk, p.remaps);
+  p.args.close_off = put_array(blk, p.close_fds);
+  p.args.auxv_off = put_array(blk, p.auxv);
+  uint64_t args_bytes = page_up(blk.size());
+  uint64_t stacks_bytes = uint64_t(p.threads.size()) * RST_STACK_BYTES;
+  uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
+  uint64_t base = place_region(r.m, size);
+
+  uint64_t args_at = base + blob_bytes, stacks_at = args_at + args_bytes, park_at = stacks_at + stacks_bytes;
+  auto* threads = reinterpret_cast<rst_thread*>(blk.data() + p.args.threads_off);
+  for (size_t i = 0; i < p.threads.size(); i++) threads[i].stack_top = stacks_at + (i + 1) * RST_STACK_BYTES - 64;
+  auto* remaps = reinterpret_cast<rst_remap*>(blk.data() + p.args.remaps_off);
+  for (size_t i = 0; i < p.remaps.size(); i++) remaps[i].park += park_at;
+
+  rst_args& a = p.args;
+  a.magic = RST_MAGIC;
+  a.region_start = base;
+  a.region_end = base + size;
+  a.task_size = kTaskSize;
+  a.pages_fd = pages_fd;
+  a.status_fd = status_fd;
+  a.nr_vmas = static_cast<uint32_t>(p.vmas.size());
+  a.nr_segs = static_cast<uint32_t>(p.segs.size());
+  a.nr_threads = static_cast<uint32_t>(p.threads.size());
+  a.nr_sigs = static_cast<uint32_t>(p.sigs.size());
+  a.nr_remaps = static_cast<uint32_t>(p.remaps.size());
+  a.nr_close = static_cast<uint32_t>(p.close_fds.size());
+  std::memcpy(blk.data(), &a, sizeof a);
+
+  std::memcpy(reinterpret_cast<void*>(base), thaw_restorer_blob, thaw_restorer_blob_end - thaw_restorer_blob);
+  std::memcpy(reinterpret_cast<void*>(args_at), blk.data(), blk.size());
+  uint64_t stack_top = threads[0].stack_top;
+  unregister_rseq();
+  __asm__ volatile("mov %0, %%rsp\n\tjmp *%1" ::"S"(stack_top), "r"(base), "D"(args_at) : "memory");
+  __builtin_unreachable();
+}
+
+// Everything the new process does with ordinary code before the jump.
+[[noreturn]] void become_restored(RestoreContext& r, int pages_fd, int status_fd) {
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  try {
+    int max_fd = 2;
+    for (const auto& e : r.m.fds) max_fd = std::max(max_fd, e["fd"].get<int>());
+    struct rlimit nofile;
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    r.spare_fd_base = max_fd + 1;
+    pages_fd = r.park_fd(pages_fd);
+    status_fd = r.park_fd(status_fd);
+    std::vector<int> keep{pages_fd, status_fd};
+    for (auto& [target, src] : r.inherit) {
+      src = r.park_fd(::fcntl(src, F_DUPFD_CLOEXEC, r.spare_fd_base));
+      keep.push_back(src);
+    }
+    close_all_except(keep);
+    restore_shmem_objects(r);
+    restore_files(r);
+    for (auto& [target, src] : r.inherit) ::close(src);
+    restore_process_early(r);
+    restore_signals(r);
+    restore_timers(r);
+    plan_memory(r);
+    plan_threads(r);
+    plan_process(r);
+    jump_to_restorer(r, pages_fd, status_fd);
+  } catch (const std::exception& e) {
+    child_fail(status_fd, e.what());
+  }
+}
+
+pid_t clone_with_pid(pid_t pid) {
+  int64_t tid = pid;
+  clone_args ca{};
+  ca.exit_signal = SIGCHLD;
+  ca.set_tid = reinterpret_cast<uint64_t>(&tid);
+  ca.set_tid_size = 1;
+  return static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
+}
+
+// pid 1 of the restored process's namespace: reaps, forwards termination
+// signals, and exits the way the restored process did.
+[[noreturn]] void run_init(RestoreContext& r, int pages_fd, int status_fd) {
+  pid_t child = clone_with_pid(r.m.process.pid);
+  if (child < 0) child_fail(status_fd, cat("clone3 with pid ", r.m.process.pid, ": ", std::strerror(errno)));
+  if (child == 0) become_restored(r, pages_fd, status_fd);
+  ::close(pages_fd);
+  ::close(status_fd);
+  static pid_t forward_to;
+  forward_to = child;
+  struct sigaction sa{};
+  sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+  for (;;) {
+    int status;
+    pid_t w = ::waitpid(-1, &status, __WALL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) ::_exit(kRestoreFailed);
+    if (w == child && (WIFEXITED(status) || WIFSIGNALED(status)))
+      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+}
+
+pid_t ns_tid_of(pid_t host_tid) {
+  auto st = proc::read_status(cat("/proc/", host_tid));
+  auto parts = split(st["NSpid"], '\t');
+  return std::atoi(parts.back().c_str());
+}
+
+// Final step, from outside: load each parked thread's registers, unmap the
+// restorer region from inside the process, release every thread.
+void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
+  proc::Seizure s(host_pid);
+  // A syscall instruction inside the blob serves to run munmap on it.
+  uint64_t gadget = 0;
+  for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
+    if (p[0] == '\x0f' && p[1] == '\x05') {
+      gadget = region_start + (p - thaw_restorer_blob);
+      break;
+    }
+  s.set_gadget(gadget);
+  if (s.threads().size() != m.threads.size())
+    fail("restored process has ", s.threads().size(), " threads, image has ", m.threads.size());
+  proc::Tracee* leader = nullptr;
+  for (auto& t : s.threads()) {
+    pid_t ns_tid = ns_tid_of(t.tid);
+    auto it = std::find_if(m.threads.begin(), m.threads.end(), [&](const image::Thread& x) { return x.tid == ns_tid; });
+    if (it == m.threads.end()) fail("restored thread ", ns_tid, " is not in the image");
+    if (ns_tid == m.process.pid) {
+      leader = &t;
+      long rc = s.syscall(t, SYS_munmap, region_start, region_len);
+      if (rc != 0) fail("unmap the restorer: ", std::strerror(int(-rc)));
+    }
+    load_thread_registers(t.tid, *it);
+  }
+  if (!leader) fail("restored process has no main thread");
+  s.detach_as_is();
+}
+
+pid_t child_of(pid_t init) {
+  std::string kids;
+  if (!try_read_file(cat("/proc/", init, "/task/", init, "/children"), &kids)) return 0;
+  return std::atoi(trim(kids).c_str());
+}
+
+}  // namespace
+
+int RestoreContext::park_fd(int fd) {
+  if (fd < 0) fail_errno("open");
+  if (fd >= spare_fd_base) return fd;
+  int nfd = ::fcntl(fd, F_DUPFD_CLOEXEC, spare_fd_base);
+  if (nfd < 0) fail_errno("move fd ", fd, " out of the way");
+  ::close(fd);
+  return nfd;
+}
+
+RestoreResult restore(const RestoreOptions& o) {
+  return with_context("restore", [&] {
+    auto t0 = std::chrono::steady_clock::now();
+    image::Reader img(o.dir);
+    const auto& m = img.manifest();
+    std::map<int, int> inherit = o.inherit;
+    for (const auto& e : m.fds) {
+      int fd = e["fd"];
+      if (fd <= 2 && !inherit.count(fd) && m.files.at(e["file"].get<size_t>())["kind"] == "external")
+        inherit[fd] = fd;
+    }
+    check_cpu_compatible(m);
+    check_mapped_files(m);
+    check_files(m, inherit);
+
+    int sp[2];
+    if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+    UniqueFd status_r(sp[0]), status_w(sp[1]);
+    RestoreContext ctx{m, img, inherit};
+
+    if (::unshare(CLONE_NEWPID) != 0) fail_errno("create a pid namespace");
+    pid_t init = ::fork();
+    if (init < 0) fail_errno("fork");
+    if (init == 0) {
+      status_r.reset();
+      run_init(ctx, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release());
+    }
+    status_w.reset();
+    RestoreResult res;
+    res.init_pid = init;
+    auto reap_failed = [&](const std::string& why) -> RestoreResult {
+      ::kill(init, SIGKILL);
+      ::waitpid(init, nullptr, 0);
+      fail(why);
+    };
+    std::string msg;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(status_r.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      msg.append(buf, n);
+      if (msg.find('\n') != std::string::npos) break;
+    }
+    if (msg.rfind("R", 0) != 0) {
+      if (msg.rfind("E", 0) == 0) return reap_failed(trim(msg.substr(1)));
+      return reap_failed("the new process died before it was restored");
+    }
+    pid_t host = child_of(init);
+    if (host <= 0) return reap_failed("restored process vanished");
+    res.host_pid = host;
+    // Region bounds: the restorer wrote them where we can find them — the
+    // mapping that holds the blob is the one we did not create from the image.
+    uint64_t rs = 0, re = 0;
+    for (const auto& e : proc::read_maps(host, false)) {
+      bool in_image = std::any_of(m.vmas.begin(), m.vmas.end(),
+                                  [&](const image::Vma& v) { return v.start <= e.start && e.end <= v.end; });
+      if (!in_image && e.name != "[vsyscall]") {
+        if (rs) fail("restored process has more than one mapping thaw did not expect (0x", std::hex, e.start, ")");
+        rs = e.start;
+        re = e.end;
+      }
+    }
+    if (!rs) return reap_failed("cannot find the restorer's region in the restored process");
+    try {
+      finish(host, m, rs, re - rs);
+    } catch (const Error& e) {
+      return reap_failed(e.what());
+    }
+    res.ready_ms = ms_since(t0);
+    if (!o.pidfile.empty()) {
+      std::string s = cat(host, "\n");
+      UniqueFd f(::open(o.pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (f) write_all(f.get(), s.data(), s.size(), o.pidfile);
+    }
+    if (o.detach) return res;
+    int status = 0;
+    while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
+    }
+    res.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return res;
+  });
+}
+
+}  // namespace thaw::engine

@@ -1,0 +1,289 @@
+/* The restorer: runs inside the process being restored, after thaw has set
+ * up fds and process attributes, and turns thaw's address space into the
+ * image's. It is freestanding (no libc: libc is what it unmaps), and ends
+ * with every thread parked in a futex wait for thaw to load its registers
+ * through ptrace and unmap this code. */
+#include <asm/unistd.h>
+#include <linux/futex.h>
+#include <linux/mman.h>
+#include <linux/prctl.h>
+#include <linux/sched.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/xxh64.h"
+#include "engine/restorer/restorer.h"
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+#ifndef MADV_DONTFORK
+#define MADV_DONTFORK 10
+#define MADV_DONTDUMP 16
+#define MADV_HUGEPAGE 14
+#define MADV_NOHUGEPAGE 15
+#define MADV_WIPEONFORK 18
+#define MADV_MERGEABLE 12
+#endif
+
+static long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  long ret;
+  register long r10 __asm__("r10") = a4;
+  register long r8 __asm__("r8") = a5;
+  register long r9 __asm__("r9") = a6;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return ret;
+}
+#define sys1(n, a) sys6(n, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(n, a, b) sys6(n, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(n, a, b, c, d) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(n, a, b, c, d, e) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+/* clone3 for a thread on its own stack: the child cannot return through the
+ * parent's frames, so it calls fn(arg) and exits right here. */
+long rst_clone_thread(struct clone_args* ca, uint64_t size, void (*fn)(void*), void* arg);
+__asm__(
+    ".text\n"
+    ".globl rst_clone_thread\n"
+    ".type rst_clone_thread,@function\n"
+    "rst_clone_thread:\n"
+    "  mov %rdx, %r8\n"
+    "  mov %rcx, %r9\n"
+    "  mov $435, %eax\n"
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  xor %ebp, %ebp\n"
+    "  and $-16, %rsp\n"
+    "  mov %r9, %rdi\n"
+    "  call *%r8\n"
+    "  mov $60, %eax\n"
+    "  xor %edi, %edi\n"
+    "  syscall\n"
+    "  ud2\n"
+    "1: ret\n");
+
+/* The compiler may emit calls to these for struct copies and zeroing. */
+void* memset(void* d, int c, size_t n) {
+  unsigned char* p = (unsigned char*)d;
+  while (n--) *p++ = (unsigned char)c;
+  return d;
+}
+void* memcpy(void* d, const void* s, size_t n) {
+  unsigned char* p = (unsigned char*)d;
+  const unsigned char* q = (const unsigned char*)s;
+  while (n--) *p++ = *q++;
+  return d;
+}
+
+static uint64_t slen(const char* s) {
+  uint64_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+
+static char* put_str(char* p, const char* s) {
+  while (*s) *p++ = *s++;
+  return p;
+}
+
+static char* put_hex(char* p, uint64_t v) {
+  char tmp[16];
+  int n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v);
+  *p++ = '0';
+  *p++ = 'x';
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+static char* put_dec(char* p, long v) {
+  char tmp[24];
+  int n = 0;
+  if (v < 0) {
+    *p++ = '-';
+    v = -v;
+  }
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+/* Tells thaw what went wrong, then exits: by now thaw's own code is gone,
+ * so there is nothing to fall back to inside this process. */
+static __attribute__((noreturn)) void die(struct rst_args* a, const char* what, uint64_t addr, long err) {
+  char buf[256];
+  char* p = put_str(buf, "E");
+  p = put_str(p, what);
+  p = put_str(p, " at ");
+  p = put_hex(p, addr);
+  if (err) {
+    p = put_str(p, " (errno ");
+    p = put_dec(p, -err);
+    p = put_str(p, ")");
+  }
+  *p++ = '\n';
+  sys3(__NR_write, a->status_fd, buf, p - buf);
+  for (;;) sys1(__NR_exit_group, 70);
+}
+
+#define ARR(a, type, off) ((type*)((char*)(a) + (a)->off))
+
+static void fill_segment(struct rst_args* a, const struct rst_seg* s) {
+  uint64_t done = 0;
+  while (done < s->len) {
+    long n = sys4(__NR_pread64, a->pages_fd, s->addr + done, s->len - done, s->off + done);
+    if (n == -4 /* EINTR */) continue;
+    if (n <= 0) die(a, "read page data", s->addr + done, n < 0 ? n : -5);
+    done += (uint64_t)n;
+  }
+  if (thaw_xxh64((const void*)s->addr, s->len, 0) != s->hash)
+    die(a, "page data checksum mismatch (corrupt image)", s->addr, 0);
+}
+
+static void restore_vma(struct rst_args* a, const struct rst_vma* v) {
+  const struct rst_seg* segs = ARR(a, struct rst_seg, segs_off) + v->first_seg;
+  int prot = v->prot;
+  if (v->nr_segs) prot |= PROT_READ | PROT_WRITE;
+  long addr = sys6(__NR_mmap, v->start, v->end - v->start, prot, v->flags | MAP_FIXED, v->fd,
+                   v->pgoff);
+  if (addr != (long)v->start) die(a, "mmap", v->start, addr < 0 ? addr : -22);
+  for (uint32_t i = 0; i < v->nr_segs; i++) fill_segment(a, &segs[i]);
+  if (prot != v->prot) {
+    long r = sys3(__NR_mprotect, v->start, v->end - v->start, v->prot);
+    if (r) die(a, "mprotect", v->start, r);
+  }
+  static const struct {
+    uint32_t bit;
+    int advice;
+  } madv[] = {{1, MADV_DONTFORK}, {2, MADV_DONTDUMP}, {4, MADV_HUGEPAGE},
+              {8, MADV_NOHUGEPAGE}, {16, MADV_WIPEONFORK}, {32, MADV_MERGEABLE}};
+  for (unsigned i = 0; i < sizeof madv / sizeof madv[0]; i++)
+    if (v->madv & madv[i].bit) sys3(__NR_madvise, v->start, v->end - v->start, madv[i].advice);
+  if (v->anon_name[0])
+    sys5(__NR_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, v->start, v->end - v->start, v->anon_name);
+}
+
+struct kernel_stack {
+  uint64_t ss_sp;
+  int32_t ss_flags;
+  int32_t pad;
+  uint64_t ss_size;
+};
+
+static void restore_thread_state(struct rst_args* a, const struct rst_thread* t) {
+  if (t->robust_head) sys2(__NR_set_robust_list, t->robust_head, t->robust_len);
+  sys1(__NR_set_tid_address, t->clear_tid);
+  if (t->altstack_sp || t->altstack_flags) {
+    struct kernel_stack ss = {t->altstack_sp, t->altstack_flags & ~1 /* SS_ONSTACK is a state */, 0,
+                              t->altstack_size};
+    long r = sys2(__NR_sigaltstack, &ss, 0);
+    if (r) die(a, "sigaltstack", t->altstack_sp, r);
+  }
+  if (t->rseq_ptr) {
+    long r = sys4(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig);
+    if (r) die(a, "rseq registration", t->rseq_ptr, r);
+  }
+  if (t->comm[0]) sys2(__NR_prctl, PR_SET_NAME, t->comm);
+  if (a->set_creds) {
+    /* Credentials are per thread in the kernel: each thread sets its own. */
+    long r = sys2(__NR_setgroups, a->nr_groups, a->groups);
+    if (!r) r = sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]);
+    if (!r) r = sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]);
+    if (r) die(a, "set credentials", 0, r);
+    sys1(__NR_setfsgid, a->gids[3]);
+    sys1(__NR_setfsuid, a->uids[3]);
+  }
+}
+
+static __attribute__((noreturn)) void park(struct rst_args* a) {
+  /* thaw takes the thread over from here with PTRACE_INTERRUPT. */
+  for (;;) sys6(__NR_futex, (long)&a->park, FUTEX_WAIT, 0, 0, 0, 0);
+}
+
+static void thread_main(void* arg) {
+  struct rst_thread* t = (struct rst_thread*)arg;
+  /* The parent left the args pointer at the top of this thread's stack. */
+  struct rst_args* a = *(struct rst_args**)(t->stack_top - 16);
+  restore_thread_state(a, t);
+  __atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_SEQ_CST);
+  sys6(__NR_futex, (long)&a->threads_ready, FUTEX_WAKE, 1, 0, 0, 0);
+  park(a);
+}
+
+void restorer_main(struct rst_args* a) {
+  if (a->magic != RST_MAGIC) sys1(__NR_exit_group, 71);
+  struct rst_remap* remaps = ARR(a, struct rst_remap, remaps_off);
+  for (uint32_t i = 0; i < a->nr_remaps; i++) {
+    long r = sys5(__NR_mremap, remaps[i].from, remaps[i].len, remaps[i].len, MREMAP_MAYMOVE | MREMAP_FIXED,
+                  remaps[i].park);
+    if (r != (long)remaps[i].park) die(a, "park vdso", remaps[i].from, r);
+  }
+  /* Everything of thaw's goes: only this region survives. */
+  if (a->region_start) sys2(__NR_munmap, 0, a->region_start);
+  sys2(__NR_munmap, a->region_end, a->task_size - a->region_end);
+
+  struct rst_vma* vmas = ARR(a, struct rst_vma, vmas_off);
+  for (uint32_t i = 0; i < a->nr_vmas; i++) restore_vma(a, &vmas[i]);
+
+  for (uint32_t i = 0; i < a->nr_remaps; i++) {
+    long r = sys5(__NR_mremap, remaps[i].park, remaps[i].len, remaps[i].len, MREMAP_MAYMOVE | MREMAP_FIXED,
+                  remaps[i].to);
+    if (r != (long)remaps[i].to) die(a, "move vdso", remaps[i].to, r);
+  }
+
+  a->mm.auxv_ptr = (uint64_t)a + a->auxv_off;
+  long r = sys4(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof a->mm);
+  if (r) die(a, "prctl(PR_SET_MM_MAP)", a->mm.start_brk, r);
+
+  int32_t* closes = ARR(a, int32_t, close_off);
+  for (uint32_t i = 0; i < a->nr_close; i++) sys1(__NR_close, closes[i]);
+  sys1(__NR_close, a->pages_fd);
+
+  struct rst_thread* threads = ARR(a, struct rst_thread, threads_off);
+  for (uint32_t i = 1; i < a->nr_threads; i++) {
+    struct rst_thread* t = &threads[i];
+    *(struct rst_args**)(t->stack_top - 16) = a;
+    int64_t tid = t->tid;
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    ca.stack = t->stack_top - RST_STACK_BYTES;
+    ca.stack_size = RST_STACK_BYTES - 64;
+    ca.set_tid = (uint64_t)&tid;
+    ca.set_tid_size = 1;
+    long c = rst_clone_thread(&ca, sizeof ca, thread_main, t);
+    if (c < 0) die(a, "clone3 thread with tid", (uint64_t)tid, c);
+  }
+  restore_thread_state(a, &threads[0]);
+  for (;;) {
+    int32_t ready = __atomic_load_n(&a->threads_ready, __ATOMIC_SEQ_CST);
+    if (ready >= (int32_t)a->nr_threads - 1) break;
+    sys6(__NR_futex, (long)&a->threads_ready, FUTEX_WAIT, ready, 0, 0, 0);
+  }
+
+  /* Pending signals are queued while every signal is still blocked; thaw
+   * sets the real masks last, and they are delivered when the threads run. */
+  struct rst_siginfo* sigs = ARR(a, struct rst_siginfo, sigs_off);
+  for (uint32_t i = 0; i < a->nr_sigs; i++) {
+    long q = sigs[i].tid ? sys4(__NR_rt_tgsigqueueinfo, threads[0].tid, sigs[i].tid, sigs[i].signo, sigs[i].info)
+                         : sys3(__NR_rt_sigqueueinfo, threads[0].tid, sigs[i].signo, sigs[i].info);
+    if (q) die(a, "queue pending signal", (uint64_t)sigs[i].signo, q);
+  }
+
+  static const char ready[] = "R\n";
+  sys3(__NR_write, a->status_fd, ready, slen(ready));
+  sys1(__NR_close, a->status_fd);
+  park(a);
+}

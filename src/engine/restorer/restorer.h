@@ -1,0 +1,73 @@
+/* The contract between thaw (C++) and the restorer blob (freestanding C):
+ * one flat block of plain structs, copied into the restorer's own region of
+ * the new process. Offsets are relative to the start of struct rst_args so
+ * the block can be placed anywhere. */
+#ifndef THAW_RESTORER_H
+#define THAW_RESTORER_H
+#include <stdint.h>
+
+#define RST_MAGIC 0x7468617772737472ULL /* "thawrstr" */
+#define RST_STACK_BYTES (64 * 1024)
+
+struct rst_seg {
+  uint64_t addr, len, off, hash;
+};
+
+struct rst_vma {
+  uint64_t start, end, pgoff;
+  int32_t prot, flags; /* final PROT_*, mmap MAP_* flags (without MAP_FIXED) */
+  int32_t fd;          /* -1: anonymous */
+  uint32_t madv;       /* image::MadvFlag bits */
+  uint32_t first_seg, nr_segs;
+  char anon_name[64];  /* PR_SET_VMA_ANON_NAME, "" for none */
+};
+
+struct rst_thread {
+  int32_t tid;
+  int32_t altstack_flags;
+  uint64_t clear_tid, robust_head, robust_len;
+  uint64_t rseq_ptr;
+  uint32_t rseq_len, rseq_sig;
+  uint64_t altstack_sp, altstack_size;
+  char comm[16];
+  uint64_t stack_top; /* the restorer's stack for this thread, in the region */
+};
+
+struct rst_siginfo {
+  int32_t tid; /* 0: process-wide (shared pending) */
+  int32_t signo;
+  uint8_t info[128];
+};
+
+/* The vdso pieces ([vvar], [vvar_vclock], [vdso]) of the restoring process
+ * are moved to `park` inside the region, then to `to`, where the image has
+ * them. */
+struct rst_remap {
+  uint64_t from, park, to, len;
+};
+
+struct rst_mm {
+  uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv_ptr; /* filled in by the restorer: absolute address */
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+struct rst_args {
+  uint64_t magic;
+  uint64_t region_start, region_end, task_size;
+  int32_t pages_fd, status_fd;
+  uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close;
+  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off;
+  struct rst_mm mm;
+  int32_t set_creds;
+  uint32_t uids[4], gids[4];
+  uint32_t nr_groups;
+  uint32_t groups[64];
+  /* shared between the restorer's threads */
+  int32_t threads_ready;
+  int32_t park;
+};
+
+#endif

@@ -1,0 +1,135 @@
+#include "image/image.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "common/xxh64.h"
+
+namespace thaw::image {
+
+using nlohmann::json;
+
+void remove_tree(const std::string& path) {
+  ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
+
+static void fsync_path(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd || ::fsync(fd.get()) != 0) fail_errno("fsync ", path);
+}
+
+static std::string parent_of(const std::string& dir) {
+  auto pos = dir.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return dir.substr(0, pos);
+}
+
+Writer::Writer(std::string dir) : dir_(std::move(dir)) {
+  while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  struct stat st;
+  if (::lstat(dir_.c_str(), &st) == 0)
+    fail("image directory ", dir_, " already exists; remove it or choose another --out");
+  tmp_ = cat(dir_, ".tmp.", ::getpid());
+  remove_tree(tmp_);
+  if (::mkdir(tmp_.c_str(), 0700) != 0) fail_errno("create ", tmp_);
+  pages_.reset(::open((tmp_ + "/" + kPagesName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!pages_) fail_errno("create ", tmp_, "/", kPagesName);
+}
+
+Writer::~Writer() {
+  if (!committed_) {
+    pages_.reset();
+    remove_tree(tmp_);
+  }
+}
+
+PageRun Writer::append(uint64_t addr, const void* data, uint64_t len) {
+  PageRun run{addr, len, offset_, thaw_xxh64(data, len, 0)};
+  pwrite_all(pages_.get(), data, len, offset_, kPagesName);
+  offset_ += (len + kPageSize - 1) & ~(kPageSize - 1);
+  return run;
+}
+
+void Writer::commit(Manifest& m) {
+  m.pages_bytes = offset_;
+  if (::ftruncate(pages_.get(), offset_) != 0) fail_errno("truncate ", kPagesName);
+  if (::fsync(pages_.get()) != 0) fail_errno("fsync ", kPagesName);
+  pages_.reset();
+
+  std::string manifest = json(m).dump(1);
+  {
+    UniqueFd fd(::open((tmp_ + "/" + kManifestName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) fail_errno("create ", kManifestName);
+    write_all(fd.get(), manifest.data(), manifest.size(), kManifestName);
+    if (::fsync(fd.get()) != 0) fail_errno("fsync ", kManifestName);
+  }
+  json header = {{"format", "thaw-image"},
+                 {"version", kFormatVersion},
+                 {"manifest_bytes", manifest.size()},
+                 {"manifest_xxh64", hex64(thaw_xxh64(manifest.data(), manifest.size(), 0))},
+                 {"pages_bytes", offset_}};
+  std::string h = header.dump(1) + "\n";
+  {
+    UniqueFd fd(::open((tmp_ + "/" + kHeaderName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) fail_errno("create ", kHeaderName);
+    write_all(fd.get(), h.data(), h.size(), kHeaderName);
+    if (::fsync(fd.get()) != 0) fail_errno("fsync ", kHeaderName);
+  }
+  fsync_path(tmp_);
+  if (::rename(tmp_.c_str(), dir_.c_str()) != 0) fail_errno("publish image ", tmp_, " as ", dir_);
+  fsync_path(parent_of(dir_));
+  committed_ = true;
+}
+
+Reader::Reader(const std::string& dir) : dir_(dir) {
+  std::string raw;
+  if (!try_read_file(dir + "/" + kHeaderName, &raw))
+    fail_errno("image ", dir, ": cannot read ", kHeaderName, " (is this a thaw image directory?)");
+  json header;
+  try {
+    header = json::parse(raw);
+  } catch (const std::exception& e) {
+    fail("image ", dir, ": ", kHeaderName, " is not valid JSON (corrupt image)");
+  }
+  if (header.value("format", "") != "thaw-image")
+    fail("image ", dir, ": not a thaw image (format field missing)");
+  int version = header.value("version", 0);
+  if (version != kFormatVersion)
+    fail("image ", dir, ": format version ", version, " is not supported by this thaw (it reads version ",
+         kFormatVersion, "); take the image again with this thaw");
+  std::string manifest = read_file(dir + "/" + kManifestName);
+  std::string want = header.value("manifest_xxh64", "");
+  if (hex64(thaw_xxh64(manifest.data(), manifest.size(), 0)) != want)
+    fail("image ", dir, ": ", kManifestName, " checksum mismatch (corrupt image)");
+  try {
+    m_ = json::parse(manifest).get<Manifest>();
+  } catch (const std::exception& e) {
+    fail("image ", dir, ": ", kManifestName, " does not parse: ", e.what());
+  }
+  pages_.reset(::open((dir + "/" + kPagesName).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pages_) fail_errno("image ", dir, ": open ", kPagesName);
+  struct stat st;
+  if (::fstat(pages_.get(), &st) != 0) fail_errno("stat ", kPagesName);
+  if (static_cast<uint64_t>(st.st_size) != m_.pages_bytes ||
+      header.value("pages_bytes", uint64_t{0}) != m_.pages_bytes)
+    fail("image ", dir, ": ", kPagesName, " is ", st.st_size, " bytes, manifest says ", m_.pages_bytes,
+         " (truncated or corrupt image)");
+}
+
+std::string Reader::read_run(const PageRun& run) const {
+  std::string data(run.len, '\0');
+  pread_all(pages_.get(), data.data(), run.len, run.offset, kPagesName);
+  if (thaw_xxh64(data.data(), data.size(), 0) != run.hash)
+    fail("image ", dir_, ": page data checksum mismatch at offset ", run.offset, " (corrupt image)");
+  return data;
+}
+
+}  // namespace thaw::image

@@ -1,0 +1,57 @@
+// On-disk image directory: thaw-image.json (format header with the manifest's
+// checksum), manifest.json, pages.img (page-aligned page data).
+#pragma once
+#include <string>
+
+#include "common/unique_fd.h"
+#include "image/schema.h"
+
+namespace thaw::image {
+
+constexpr const char* kHeaderName = "thaw-image.json";
+constexpr const char* kManifestName = "manifest.json";
+constexpr const char* kPagesName = "pages.img";
+
+// Writes an image under a temporary name next to `dir`, and publishes it with
+// rename() only in commit(): a crash or an error never leaves a partial image
+// under the final name. Destroying an uncommitted writer removes the
+// temporary directory.
+class Writer {
+ public:
+  explicit Writer(std::string dir);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Appends page-aligned data to pages.img; returns the run describing it.
+  PageRun append(uint64_t addr, const void* data, uint64_t len);
+  void commit(Manifest& m);
+  uint64_t pages_bytes() const { return offset_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_, tmp_;
+  UniqueFd pages_;
+  uint64_t offset_ = 0;
+  bool committed_ = false;
+};
+
+class Reader {
+ public:
+  // Validates the header, the manifest checksum and the page data size.
+  explicit Reader(const std::string& dir);
+  const Manifest& manifest() const { return m_; }
+  int pages_fd() const { return pages_.get(); }
+  const std::string& dir() const { return dir_; }
+  // Reads and checks one run (used for small objects: shmem, pipe data).
+  std::string read_run(const PageRun& run) const;
+
+ private:
+  std::string dir_;
+  Manifest m_;
+  UniqueFd pages_;
+};
+
+void remove_tree(const std::string& path);
+
+}  // namespace thaw::image

@@ -1,0 +1,181 @@
+// The image manifest: everything about a process except its page data.
+// Serialized as JSON (manifest.json); page data lives in pages.img, referenced
+// by PageRun offsets. docs/image-format.md describes both.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace thaw::image {
+
+constexpr int kFormatVersion = 1;
+constexpr uint64_t kPageSize = 4096;
+// Page data is hashed and restored in segments of at most this size, so the
+// restorer verifies each one while it is still in cache.
+constexpr uint64_t kSegmentBytes = 2ull << 20;
+
+// A contiguous range of stored bytes: `len` bytes for address (or object
+// offset) `addr`, found at `offset` in pages.img, with its XXH64.
+struct PageRun {
+  uint64_t addr = 0, len = 0, offset = 0, hash = 0;
+};
+
+// Identity of a file the image depends on, checked at restore.
+struct FileId {
+  std::string path;
+  uint64_t dev = 0, ino = 0, size = 0;
+  int64_t mtime_ns = 0;
+};
+
+struct Vma {
+  uint64_t start = 0, end = 0;
+  int prot = 0;
+  bool shared = false;
+  bool growsdown = false;
+  uint64_t pgoff = 0;
+  // anon | file | shmem | vdso | vvar | vvar_vclock | vsyscall
+  std::string kind;
+  std::string name;  // as /proc/PID/maps shows it: [heap], [stack], a path
+  int file = -1;     // index into Manifest::mapped_files, kind "file"
+  int shmem = -1;    // index into Manifest::shmem, kind "shmem"
+  uint32_t madv = 0; // MadvFlag bits to re-apply
+  std::vector<PageRun> runs;  // private pages that differ from what mmap gives
+};
+
+enum MadvFlag : uint32_t {
+  kMadvDontFork = 1, kMadvDontDump = 2, kMadvHugePage = 4, kMadvNoHugePage = 8,
+  kMadvWipeOnFork = 16, kMadvMergeable = 32,
+};
+
+// A shared memory object (MAP_SHARED|MAP_ANONYMOUS, memfd, SysV-like shmem):
+// its whole content is stored once, mappings and fds refer to it by index.
+struct Shmem {
+  uint64_t dev = 0, ino = 0, size = 0;
+  bool memfd = false;
+  std::string name;  // memfd name, without the "memfd:" prefix
+  uint32_t seals = 0;
+  std::vector<PageRun> runs;  // addr = offset inside the object
+};
+
+struct SigAction {
+  int signo = 0;
+  uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;
+};
+
+struct SigInfo {
+  int signo = 0;
+  std::string raw;  // hex of the 128-byte siginfo_t
+};
+
+struct Thread {
+  int tid = 0;
+  std::vector<uint64_t> regs;  // struct user_regs_struct, in order
+  std::string xstate;          // hex of the NT_X86_XSTATE regset
+  uint64_t sigmask = 0;
+  uint64_t altstack_sp = 0, altstack_size = 0;
+  int altstack_flags = 0;
+  uint64_t clear_tid = 0;
+  uint64_t robust_head = 0, robust_len = 0;
+  uint64_t rseq_ptr = 0, rseq_sig = 0;
+  uint32_t rseq_len = 0, rseq_flags = 0;
+  std::string comm;
+  std::vector<SigInfo> pending;
+};
+
+struct Rlimit {
+  int resource = 0;
+  uint64_t cur = 0, max = 0;
+};
+
+struct Timer {  // interval timers: which = ITIMER_REAL/VIRTUAL/PROF
+  int which = 0;
+  int64_t interval_us = 0, value_us = 0;
+};
+
+struct PosixTimer {
+  int id = 0, clock = 0, signo = 0, notify = 0, notify_tid = 0;
+  uint64_t sigval = 0;
+  int64_t interval_ns = 0, value_ns = 0;
+};
+
+struct MmFields {
+  uint64_t start_code = 0, end_code = 0, start_data = 0, end_data = 0;
+  uint64_t start_brk = 0, brk = 0, start_stack = 0;
+  uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+  std::vector<uint64_t> auxv;
+};
+
+struct Creds {
+  std::vector<uint32_t> uids, gids;  // real, effective, saved, fs
+  std::vector<uint32_t> groups;
+};
+
+struct Process {
+  int pid = 0;
+  std::string comm;
+  FileId exe;
+  uint64_t personality = 0;
+  uint32_t umask = 022;
+  std::string cwd;
+  Creds creds;
+  MmFields mm;
+  std::vector<Rlimit> rlimits;
+  std::vector<SigAction> sigactions;
+  std::vector<SigInfo> shared_pending;
+  std::vector<Timer> itimers;
+  std::vector<PosixTimer> posix_timers;
+};
+
+struct Cpu {
+  std::string vendor, model;
+  uint64_t xfeatures = 0;  // XCR0 of the machine that took the image
+  uint64_t xstate_size = 0;
+};
+
+struct Manifest {
+  int version = kFormatVersion;
+  std::string thaw_version;
+  std::string kernel;
+  Cpu cpu;
+  Process process;
+  std::vector<Thread> threads;
+  std::vector<Vma> vmas;
+  std::vector<FileId> mapped_files;
+  std::vector<Shmem> shmem;
+  // Open file descriptions (one per distinct struct file) and the fd table
+  // pointing at them; each description's fields depend on its kind and are
+  // owned by the resource file for that kind.
+  nlohmann::json files = nlohmann::json::array();
+  nlohmann::json fds = nlohmann::json::array();
+  uint64_t pages_bytes = 0;
+};
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PageRun, addr, len, offset, hash)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Vma, start, end, prot, shared, growsdown, pgoff, kind,
+                                                name, file, shmem, madv, runs)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, regs, xstate, sigmask, altstack_sp,
+                                                altstack_size, altstack_flags, clear_tid,
+                                                robust_head, robust_len, rseq_ptr, rseq_sig,
+                                                rseq_len, rseq_flags, comm, pending)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Rlimit, resource, cur, max)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Timer, which, interval_us, value_us)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PosixTimer, id, clock, signo, notify, notify_tid,
+                                                sigval, interval_ns, value_ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, start_data, end_data,
+                                                start_brk, brk, start_stack, arg_start, arg_end,
+                                                env_start, env_end, auxv)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Creds, uids, gids, groups)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, comm, exe, personality, umask, cwd,
+                                                creds, mm, rlimits, sigactions, shared_pending,
+                                                itimers, posix_timers)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Manifest, version, thaw_version, kernel, cpu, process,
+                                                threads, vmas, mapped_files, shmem, files, fds,
+                                                pages_bytes)
+
+}  // namespace thaw::image

@@ -1,0 +1,34 @@
+// Parsers for the /proc files checkpoint reads.
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace thaw::proc {
+
+struct MapEntry {
+  uint64_t start = 0, end = 0;
+  int prot = 0;  // PROT_* bits
+  bool shared = false;
+  uint64_t pgoff = 0;
+  unsigned dev_major = 0, dev_minor = 0;
+  uint64_t ino = 0;
+  std::string name;
+  std::vector<std::string> vmflags;  // from smaps, when asked for
+  bool has_flag(const char* f) const;
+};
+
+// pid 0: this process (our pid may be from another namespace than /proc's).
+std::vector<MapEntry> read_maps(pid_t pid, bool with_smaps);
+std::vector<pid_t> list_threads(pid_t pid);
+// "Key:\tvalue" lines of /proc/PID[/task/TID]/status.
+std::map<std::string, std::string> read_status(const std::string& proc_dir);
+// Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).
+std::vector<std::string> read_stat_fields(pid_t pid);
+std::string read_link(const std::string& path);
+std::map<std::string, std::string> read_fdinfo(pid_t pid, int fd, std::vector<std::string>* extra_lines);
+
+}  // namespace thaw::proc

@@ -1,0 +1,218 @@
+#include "proc/ptrace.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "common/error.h"
+#include "proc/procfs.h"
+
+namespace thaw::proc {
+
+namespace {
+constexpr long kErestartSys = -512, kErestartNoIntr = -513, kErestartNoHand = -514,
+               kErestartRestartBlock = -516;
+
+bool is_restart(long rax) {
+  return rax == kErestartSys || rax == kErestartNoIntr || rax == kErestartNoHand ||
+         rax == kErestartRestartBlock;
+}
+
+// Waits until `tid` reports the stop that PTRACE_INTERRUPT asked for. A
+// signal caught mid-delivery is delivered (nothing has been read yet, so the
+// image simply shows the state after its handler started).
+bool wait_interrupt_stop(pid_t tid) {
+  for (;;) {
+    int status;
+    pid_t r = ::waitpid(tid, &status, __WALL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return false;
+    if (!WIFSTOPPED(status)) continue;
+    int event = status >> 16;
+    if (event == PTRACE_EVENT_STOP) return true;
+    int sig = WSTOPSIG(status);
+    ::ptrace(PTRACE_CONT, tid, nullptr, event == 0 && sig != (SIGTRAP | 0x80) ? sig : 0);
+  }
+}
+}  // namespace
+
+user_regs_struct rewound(const user_regs_struct& r) {
+  user_regs_struct out = r;
+  if (static_cast<long>(r.orig_rax) >= 0 && is_restart(static_cast<long>(r.rax))) {
+    out.rax = r.orig_rax;
+    out.rip -= 2;
+  }
+  out.orig_rax = static_cast<unsigned long long>(-1);
+  return out;
+}
+
+Seizure::Seizure(pid_t pid) : pid_(pid) {
+  if (::kill(pid, 0) != 0) fail_errno("process ", pid);
+  std::set<pid_t> seized;
+  try {
+    for (int round = 0;; round++) {
+      if (round > 1000) fail("process ", pid, ": threads keep appearing; cannot stop them all");
+      std::vector<pid_t> fresh;
+      for (pid_t tid : list_threads(pid))
+        if (!seized.count(tid)) fresh.push_back(tid);
+      if (fresh.empty()) break;
+      for (pid_t tid : fresh) {
+        if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) {
+          if (errno == ESRCH) continue;  // exited meanwhile
+          if (errno == EPERM)
+            fail_errno("process ", pid, " thread ", tid,
+                       ": cannot attach (it is being traced by another process, or thaw lacks "
+                       "CAP_SYS_PTRACE)");
+          fail_errno("attach to thread ", tid);
+        }
+        seized.insert(tid);
+        Tracee t;
+        t.tid = tid;
+        threads_.push_back(t);
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) fail_errno("interrupt thread ", tid);
+      }
+      for (auto it = threads_.begin(); it != threads_.end();) {
+        if (std::find(fresh.begin(), fresh.end(), it->tid) == fresh.end()) {
+          ++it;
+          continue;
+        }
+        if (!wait_interrupt_stop(it->tid)) {
+          it = threads_.erase(it);  // the thread exited
+          continue;
+        }
+        ++it;
+      }
+    }
+    if (threads_.empty()) fail("process ", pid, " exited while being stopped");
+    for (auto& t : threads_)
+      if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.regs) != 0) fail_errno("read registers of thread ", t.tid);
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+Seizure::~Seizure() { release(); }
+
+Tracee& Seizure::leader() {
+  for (auto& t : threads_)
+    if (t.tid == pid_) return t;
+  fail("process ", pid_, ": main thread has exited (only other threads left); not supported");
+}
+
+void Seizure::release() {
+  if (released_) return;
+  released_ = true;
+  if (kill_) {
+    ::kill(pid_, SIGKILL);
+    for (auto& t : threads_) ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
+    return;
+  }
+  for (auto& t : threads_) {
+    if (t.regs_dirty) {
+      // The thread sits in a syscall-exit stop of an injected call: the
+      // kernel's restart logic will not run again, so resume it with the
+      // interrupted system call rewound by hand.
+      user_regs_struct r = rewound(t.regs);
+      ::ptrace(PTRACE_SETREGS, t.tid, nullptr, &r);
+    }
+    int first = t.resend.empty() ? 0 : t.resend.front();
+    ::ptrace(PTRACE_DETACH, t.tid, nullptr, first);
+    for (size_t i = 1; i < t.resend.size(); i++) ::syscall(SYS_tgkill, pid_, t.tid, t.resend[i]);
+  }
+}
+
+void Seizure::detach_as_is() {
+  if (released_) return;
+  released_ = true;
+  for (auto& t : threads_) ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
+}
+
+void Seizure::wait_syscall_stop(Tracee& t) {
+  for (;;) {
+    int status;
+    pid_t r = ::waitpid(t.tid, &status, __WALL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("wait for thread ", t.tid);
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) fail("thread ", t.tid, " died during an injected system call");
+    if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) == (SIGTRAP | 0x80)) return;
+    int event = status >> 16;
+    if (event == 0) t.resend.push_back(WSTOPSIG(status));  // a signal arrived: hold it back
+    if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
+  }
+}
+
+long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                      uint64_t a6) {
+  if (!gadget_) fail("internal: no syscall instruction found in the target");
+  user_regs_struct r = t.regs;
+  r.rip = gadget_;
+  r.rax = nr;
+  r.orig_rax = static_cast<unsigned long long>(-1);
+  r.rdi = a1;
+  r.rsi = a2;
+  r.rdx = a3;
+  r.r10 = a4;
+  r.r8 = a5;
+  r.r9 = a6;
+  t.regs_dirty = true;
+  if (::ptrace(PTRACE_SETREGS, t.tid, nullptr, &r) != 0) fail_errno("set registers of thread ", t.tid);
+  if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
+  wait_syscall_stop(t);  // entry
+  if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
+  wait_syscall_stop(t);  // exit
+  user_regs_struct out;
+  if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &out) != 0) fail_errno("read registers of thread ", t.tid);
+  return static_cast<long>(out.rax);
+}
+
+uint64_t Seizure::scratch(const Tracee& t, size_t len) const {
+  // Below the 128-byte red zone, 16-byte aligned; signal frames need far
+  // more room than this, so the stack has it.
+  return (t.regs.rsp - 128 - len - 256) & ~uint64_t{15};
+}
+
+void Seizure::write_mem(uint64_t addr, const void* data, size_t len) {
+  iovec local{const_cast<void*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
+  if (::process_vm_writev(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    fail_errno("write target memory at 0x", std::hex, addr);
+}
+
+void Seizure::read_mem(uint64_t addr, void* data, size_t len) {
+  iovec local{data, len}, remote{reinterpret_cast<void*>(addr), len};
+  if (::process_vm_readv(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    fail_errno("read target memory at 0x", std::hex, addr);
+}
+
+uint64_t find_syscall_gadget(pid_t pid) {
+  auto maps = read_maps(pid, false);
+  std::stable_sort(maps.begin(), maps.end(),
+                   [](const MapEntry& a, const MapEntry& b) { return (a.name == "[vdso]") > (b.name == "[vdso]"); });
+  for (const auto& m : maps) {
+    if (!(m.prot & PROT_EXEC) || !(m.prot & PROT_READ) || m.name == "[vsyscall]") continue;
+    uint64_t len = std::min<uint64_t>(m.end - m.start, 1 << 20);
+    std::vector<unsigned char> buf(len);
+    iovec local{buf.data(), len}, remote{reinterpret_cast<void*>(m.start), len};
+    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (n < 2) continue;
+    for (ssize_t i = 0; i + 1 < n; i++)
+      if (buf[i] == 0x0f && buf[i + 1] == 0x05) return m.start + i;
+  }
+  fail("process ", pid, ": no syscall instruction found in its executable mappings");
+}
+
+}  // namespace thaw::proc

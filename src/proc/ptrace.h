@@ -1,0 +1,69 @@
+// Stopping a live process from outside (PTRACE_SEIZE + PTRACE_INTERRUPT on
+// every thread) and running system calls inside its stopped threads.
+#pragma once
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace thaw::proc {
+
+struct Tracee {
+  pid_t tid = 0;
+  user_regs_struct regs{};     // as stopped
+  bool regs_dirty = false;     // registers were used for injection
+  std::vector<int> resend;     // signals swallowed during injection
+};
+
+// Registers as they should be resumed: a system call interrupted by our stop
+// is rewound so it runs again (the kernel would restart it the same way).
+user_regs_struct rewound(const user_regs_struct& r);
+
+// All threads of one process, stopped. The destructor puts every thread back
+// exactly as it was and detaches, so a failed checkpoint leaves the target
+// running as before.
+class Seizure {
+ public:
+  explicit Seizure(pid_t pid);
+  ~Seizure();
+  Seizure(const Seizure&) = delete;
+  Seizure& operator=(const Seizure&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::vector<Tracee>& threads() { return threads_; }
+  Tracee& leader();
+
+  // Runs system call `nr` in thread `t` and returns its raw result (-errno on
+  // failure). `gadget` is the address of a `syscall` instruction mapped
+  // executable in the target.
+  long syscall(Tracee& t, long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
+               uint64_t a5 = 0, uint64_t a6 = 0);
+  void set_gadget(uint64_t addr) { gadget_ = addr; }
+  uint64_t gadget() const { return gadget_; }
+  // Scratch memory inside the target (below the red zone of the thread's
+  // stack) for syscall arguments; returns its address.
+  uint64_t scratch(const Tracee& t, size_t len) const;
+  void write_mem(uint64_t addr, const void* data, size_t len);
+  void read_mem(uint64_t addr, void* data, size_t len);
+
+  // Kill the target instead of resuming it (after the image is safely written).
+  void kill_on_release() { kill_ = true; }
+  void release();
+  // Detach leaving registers as they are now (after restore loaded them).
+  void detach_as_is();
+
+ private:
+  void wait_syscall_stop(Tracee& t);
+  pid_t pid_;
+  std::vector<Tracee> threads_;
+  uint64_t gadget_ = 0;
+  bool kill_ = false;
+  bool released_ = false;
+};
+
+// Finds a `syscall` instruction (0f 05) in an executable mapping of `pid`,
+// preferring the vdso. Throws if none.
+uint64_t find_syscall_gadget(pid_t pid);
+
+}  // namespace thaw::proc

@@ -1,0 +1,224 @@
+"""End-to-end tests: checkpoint/restore every zoo program and compare its
+output with an uninterrupted run.  Helpers live in conftest.py."""
+
+import json
+import os
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+# program -> extra arguments
+PROGRAMS = {
+    "simple": [],
+    "threads": [],
+    "fpu": [],
+    "mmaps": [],
+    "signals": [],
+    "fds": [],
+    "pipes": [],
+    "unix": [],
+    "eventfd": [],
+    "epoll": [],
+    "timerfd": [],
+    "signalfd": [],
+    "memfd": [],
+    "process": ["first-arg", "second arg"],
+    "rseq_robust": [],
+    "big_heap": ["32"],
+}
+ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp"]
+
+
+def _show(label, rc, out, err):
+    return f"{label}: rc={rc}\n--- stdout ---\n{out}--- stderr ---\n{err}"
+
+
+def _assert_same(expected, rc, out, err, what):
+    assert rc == 0 and out == expected, (
+        f"{what} differs from the uninterrupted run\n"
+        f"--- expected ---\n{expected}" + _show(what, rc, out, err))
+
+
+# ------------------------------------------------------------------ zoo only
+
+@pytest.mark.parametrize("prog", ALL_PROGRAMS)
+def test_zoo_uninterrupted(zoo, prog):
+    """The zoo program itself works (no thaw involved)."""
+    out = zoo.run_uninterrupted(prog, *PROGRAMS.get(prog, []))
+    assert out.endswith("DONE\n")
+
+
+# ------------------------------------------------------- checkpoint/restore
+
+@pytest.mark.parametrize("prog", list(PROGRAMS))
+def test_checkpoint_kill_restore(zoo, thaw_bin, prog):
+    """checkpoint -> SIGKILL the original -> restore -> go: same output."""
+    args = PROGRAMS[prog]
+    expected = zoo.run_uninterrupted(prog, *args)
+    p = zoo.start(prog, *args)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, f"restored {prog}")
+
+
+@pytest.mark.parametrize("prog", list(PROGRAMS))
+def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
+    """checkpoint without --kill: the original keeps running correctly."""
+    args = PROGRAMS[prog]
+    expected = zoo.run_uninterrupted(prog, *args)
+    p = zoo.start(prog, *args)
+    zoo.checkpoint(p, zoo.img_path())
+    assert p.poll() is None, f"{prog} died during checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
+
+
+def test_checkpoint_with_kill_flag(zoo, thaw_bin):
+    """checkpoint --kill ends the original; the image restores fine."""
+    expected = zoo.run_uninterrupted("simple")
+    p = zoo.start("simple")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    try:
+        rc = p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("original still alive after checkpoint --kill")
+    assert rc != 0, f"original exited normally ({rc}) despite --kill"
+    zoo.kill(p)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "restored simple")
+
+
+@pytest.mark.parametrize("prog", ["simple", "threads"])
+def test_restore_twice_concurrently(zoo, thaw_bin, prog):
+    """Two restores of one image running at the same time."""
+    expected = zoo.run_uninterrupted(prog)
+    p = zoo.start(prog)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    r1 = zoo.restore_start(img)
+    r2 = zoo.restore_start(img)
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        f1 = ex.submit(zoo.finish, r1)
+        f2 = ex.submit(zoo.finish, r2)
+        res1, res2 = f1.result(), f2.result()
+    _assert_same(expected, *res1, f"first concurrent restore of {prog}")
+    _assert_same(expected, *res2, f"second concurrent restore of {prog}")
+
+
+# -------------------------------------------------------------- exit status
+
+def test_restore_exit_status(zoo, thaw_bin):
+    """thaw restore exits with the restored process's status."""
+    p = zoo.start("simple")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    # EOF instead of "go": simple prints "FAIL: no go" and exits 1
+    rc, out, err = zoo.restore(img, data=b"")
+    assert rc == 1 and out == "FAIL: no go (EOF on stdin)\n", _show("restore", rc, out, err)
+    # "die": simple kills itself with SIGTERM -> 128 + 15
+    rc, out, err = zoo.restore(img, data=b"die\n")
+    assert rc == 128 + signal.SIGTERM, _show("restore", rc, out, err)
+
+
+# ------------------------------------------------------------ failure paths
+
+def test_unsupported_tcp(zoo, thaw_bin):
+    """A TCP socket makes checkpoint fail cleanly; the target survives."""
+    expected = zoo.run_uninterrupted("unsupported_tcp")
+    p = zoo.start("unsupported_tcp")
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, expect_ok=False)
+    assert cp.returncode != 0, f"checkpoint of a TCP socket succeeded:\n{cp.stderr}"
+    assert "tcp" in cp.stderr.lower(), f"error does not mention TCP:\n{cp.stderr}"
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "unsupported_tcp after failed checkpoint")
+
+
+def test_checkpoint_nonexistent_pid(zoo, thaw_bin):
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=10)
+    cp = zoo.thaw("checkpoint", "--pid", dead.pid, "--out", zoo.img_path())
+    assert cp.returncode != 0, "checkpoint of a nonexistent pid succeeded"
+    assert cp.stderr.strip(), "no error message on stderr"
+
+
+def _largest_file(root):
+    best, size = None, -1
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            path = Path(dirpath) / f
+            if path.is_file() and not path.is_symlink():
+                s = path.stat().st_size
+                if s > size:
+                    best, size = path, s
+    return best, size
+
+
+def test_corrupt_image_detected(zoo, thaw_bin):
+    """A flipped byte in the image (the largest file, i.e. page data) makes
+    restore fail with a checksum error."""
+    p = zoo.start("big_heap", "8")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    path, size = _largest_file(img)
+    assert path is not None and size > 0, f"image {img} has no files"
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        b = f.read(1)
+        f.seek(size // 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    rc, out, err = zoo.restore(img)
+    assert rc != 0, f"restore of a corrupted image ({path.name}) succeeded\n" + _show(
+        "restore", rc, out, err)
+    assert "checksum" in err.lower(), f"error does not mention checksum:\n{err}"
+
+
+def test_missing_mapped_file(zoo, thaw_bin):
+    """A file mapped by the process that disappeared after checkpoint makes
+    restore fail with an error naming the file."""
+    p = zoo.start("mmaps")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    deleted = []
+    for dirpath, _, files in os.walk(p.testtmp):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            os.unlink(path)
+            deleted.append(path)
+    assert deleted, "mmaps created no temp files"
+    rc, out, err = zoo.restore(img)
+    assert rc != 0, "restore succeeded although mapped files were deleted\n" + _show(
+        "restore", rc, out, err)
+    names = set(deleted) | {os.path.realpath(d) for d in deleted}
+    assert any(n in err for n in names), (
+        f"error does not name a missing file ({', '.join(sorted(deleted))}):\n{err}")
+
+
+# ------------------------------------------------------------------ inspect
+
+def test_inspect_json(zoo, thaw_bin):
+    p = zoo.start("threads")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    rc, out, err = zoo.finish(p)
+    assert rc == 0, _show("original", rc, out, err)
+    cp = zoo.thaw("inspect", img, "--json")
+    assert cp.returncode == 0, f"thaw inspect --json failed:\n{cp.stderr}"
+    try:
+        json.loads(cp.stdout)
+    except ValueError as e:
+        pytest.fail(f"thaw inspect --json output is not JSON ({e}):\n{cp.stdout[:2000]}")
+    cp = zoo.thaw("inspect", img)
+    assert cp.returncode == 0, f"thaw inspect failed:\n{cp.stderr}"
+    assert cp.stdout.strip(), "thaw inspect printed nothing"
