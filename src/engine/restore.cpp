@@ -195,9 +195,23 @@ void unregister_rseq() {
       keep.push_back(src);
     }
     close_all_except(keep);
+    // Fill every number below the spare base, so that whatever the restore
+    // opens lands above it and never on an fd of the image; installing the
+    // image's fds replaces the fillers, the rest are closed after.
+    std::vector<int> fillers;
+    for (int fd = 0; fd < r.spare_fd_base; fd++) {
+      int n = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (n < 0) fail_errno("open /dev/null");
+      if (n != fd && ::dup3(n, fd, O_CLOEXEC) < 0) fail_errno("reserve fd ", fd);
+      if (n != fd) ::close(n);
+      fillers.push_back(fd);
+    }
     restore_shmem_objects(r);
     restore_files(r);
     for (auto& [target, src] : r.inherit) ::close(src);
+    for (int fd : fillers)
+      if (std::none_of(r.m.fds.begin(), r.m.fds.end(), [&](const auto& e) { return e["fd"].template get<int>() == fd; }))
+        ::close(fd);
     restore_process_early(r);
     restore_signals(r);
     restore_timers(r);
