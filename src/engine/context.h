@@ -44,6 +44,8 @@ struct RestoreContext {
   int spare_fd_base = 0;        // thaw's own fds live at or above this number
   std::vector<int> shmem_fds;   // per Manifest::shmem entry, -1 if none (anonymous)
   RestorerPlan plan;
+  int pages_fd = -1;            // pages.img, as this process holds it now
+  std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // Moves fd to a number >= spare_fd_base (closing the original) and keeps it
   // open across the restorer's fd work; returns the new number.
   int park_fd(int fd);

@@ -188,6 +188,7 @@ void unregister_rseq() {
     ::setrlimit(RLIMIT_NOFILE, &nofile);
     r.spare_fd_base = max_fd + 1;
     pages_fd = r.park_fd(pages_fd);
+    r.pages_fd = pages_fd;
     status_fd = r.park_fd(status_fd);
     std::vector<int> keep{pages_fd, status_fd};
     for (auto& [target, src] : r.inherit) {

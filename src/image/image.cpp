@@ -124,12 +124,14 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
          " (truncated or corrupt image)");
 }
 
-std::string Reader::read_run(const PageRun& run) const {
+std::string read_run(int pages_fd, const PageRun& run) {
   std::string data(run.len, '\0');
-  pread_all(pages_.get(), data.data(), run.len, run.offset, kPagesName);
+  pread_all(pages_fd, data.data(), run.len, run.offset, kPagesName);
   if (thaw_xxh64(data.data(), data.size(), 0) != run.hash)
-    fail("image ", dir_, ": page data checksum mismatch at offset ", run.offset, " (corrupt image)");
+    fail("image: page data checksum mismatch at offset ", run.offset, " of ", kPagesName, " (corrupt image)");
   return data;
 }
+
+std::string Reader::read_run(const PageRun& run) const { return image::read_run(pages_.get(), run); }
 
 }  // namespace thaw::image

@@ -53,5 +53,7 @@ class Reader {
 };
 
 void remove_tree(const std::string& path);
+// Reads one run from a pages.img fd and checks its hash.
+std::string read_run(int pages_fd, const PageRun& run);
 
 }  // namespace thaw::image

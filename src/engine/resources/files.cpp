@@ -39,7 +39,7 @@ json store_bytes(CheckpointContext& c, const std::string& data) {
 
 std::string load_bytes(RestoreContext& r, const json& j) {
   if (j.value("len", uint64_t{0}) == 0) return "";
-  return r.img.read_run(j.get<image::PageRun>());
+  return r.read_run(j.get<image::PageRun>());
 }
 
 namespace {

@@ -69,7 +69,7 @@ void restore_shmem_objects(RestoreContext& r) {
     r.shmem_fds[i] = fd;
     if (::ftruncate(fd, obj.size) != 0) fail_errno("memfd '", obj.name, "': set size");
     for (const auto& run : obj.runs) {
-      std::string data = r.img.read_run(run);
+      std::string data = r.read_run(run);
       pwrite_all(fd, data.data(), data.size(), run.addr, cat("memfd '", obj.name, "'"));
     }
     // F_SEAL_SEAL last: it forbids adding the others.
