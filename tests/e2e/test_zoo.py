@@ -29,7 +29,7 @@ PROGRAMS = {
     "rseq_robust": [],
     "big_heap": ["32"],
 }
-ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp"]
+ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify"]
 
 
 def _show(label, rc, out, err):
@@ -141,6 +141,21 @@ def test_unsupported_tcp(zoo, thaw_bin):
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "unsupported_tcp after failed checkpoint")
+
+
+def test_unsupported_inotify(zoo, thaw_bin):
+    """An inotify instance makes checkpoint fail cleanly, naming the fd and
+    inotify; the target survives with its watch intact."""
+    expected = zoo.run_uninterrupted("unsupported_inotify")
+    p = zoo.start("unsupported_inotify")
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, expect_ok=False)
+    assert cp.returncode != 0, f"checkpoint of an inotify fd succeeded:\n{cp.stderr}"
+    assert "inotify" in cp.stderr.lower(), f"error does not mention inotify:\n{cp.stderr}"
+    assert "fd 3" in cp.stderr, f"error does not name the fd:\n{cp.stderr}"
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "unsupported_inotify after failed checkpoint")
 
 
 def test_checkpoint_nonexistent_pid(zoo, thaw_bin):

@@ -14,24 +14,24 @@ namespace {
 bool match(const FdProbe& p) { return p.link == "anon_inode:[eventfd]"; }
 
 json dump(CheckpointContext&, FdProbe& p, const std::vector<FdProbe>&) {
-  return json{{"flags", p.flags},
-              {"count", std::stoull(p.info.at("eventfd-count"), nullptr, 16)},
-              {"semaphore", p.info.count("eventfd-semaphore") && p.info["eventfd-semaphore"] == "1"}};
+  // Kernels before 5.2 print no eventfd-semaphore line: counting mode then.
+  bool semaphore = p.info.count("eventfd-semaphore") && p.info_number("eventfd-semaphore") != 0;
+  return json{{"flags", p.flags}, {"count", p.info_number("eventfd-count", 16)}, {"semaphore", semaphore}};
 }
 
 int open_eventfd(RestoreContext&, RestoreFiles&, const json& f) {
   uint64_t count = f["count"];
   int flags = EFD_CLOEXEC | (f["semaphore"].get<bool>() ? EFD_SEMAPHORE : 0);
-  int fd = ::eventfd(0, flags);
-  if (fd < 0) fail_errno("eventfd: create");
+  UniqueFd fd(::eventfd(0, flags));
+  if (!fd) fail_errno("eventfd: create");
   // The initial-value argument is 32 bits wide; the counter is 64.
-  if (count && ::write(fd, &count, sizeof count) != sizeof count) fail_errno("eventfd: set counter");
-  if (::fcntl(fd, F_SETFL, f["flags"].get<int>()) != 0) fail_errno("eventfd: set flags");
-  return fd;
+  if (count && ::write(fd.get(), &count, sizeof count) != sizeof count) fail_errno("eventfd: set counter to ", count);
+  if (::fcntl(fd.get(), F_SETFL, f["flags"].get<int>()) != 0) fail_errno("eventfd: set flags");
+  return fd.release();
 }
 
 }  // namespace
 
-const FileKind kEventfd{"eventfd", match, dump, open_eventfd, false};
+const FileKind kEventfd{"eventfd", match, dump, open_eventfd, nullptr};
 
 }  // namespace thaw::engine

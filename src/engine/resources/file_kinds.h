@@ -6,6 +6,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,13 +23,25 @@ struct FdProbe {
   struct stat st {};
   UniqueFd dup;                              // our own copy (pidfd_getfd)
   int flags = 0;                             // file status flags, without O_CLOEXEC
+  bool cloexec = false;
   std::string where() const;                 // "fd 7 (/data/x.bin)"
+  // A numeric fdinfo field; fails naming the field when it is missing or
+  // not a number (the format differs between kernels).
+  uint64_t info_number(const std::string& key, int base = 10) const;
+};
+
+// A unix socket pair one end of which is open: the other end waits for its
+// description, which fills its queue and then finishes both ends.
+struct PendingSocket {
+  UniqueFd end;                      // the end not opened yet
+  UniqueFd first;                    // a copy of the end opened first
+  const nlohmann::json* first_f;     // that end's image entry
 };
 
 struct RestoreFiles {
   std::map<uint64_t, std::pair<UniqueFd, UniqueFd>> pipes;     // by inode: read, write end
-  std::map<uint64_t, UniqueFd> sockets;                       // peer ends waiting for their fd
-  std::map<int, int> installed;                               // image fd -> fd number now (for epoll)
+  std::map<uint64_t, PendingSocket> sockets;                   // by the inode of the end waiting
+  std::set<int> installed;                                    // image fds in place so far
 };
 
 struct FileKind {
@@ -37,13 +50,16 @@ struct FileKind {
   nlohmann::json (*dump)(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all);
   // Returns a new fd of ours for the open file description.
   int (*open)(RestoreContext& r, RestoreFiles& rf, const nlohmann::json& f);
-  bool late;  // opened once every other fd is in place (epoll refers to them)
+  // Image fds that must hold their files before this one is opened (an
+  // epoll names the fds it watches); nullptr: none.
+  std::vector<int> (*waits_for)(const nlohmann::json& f);
 };
 
 extern const FileKind kRegularFile, kPipe, kUnixSocket, kEventfd, kEpoll, kTimerfd, kSignalfd;
 
 bool link_is(const FdProbe& p, const char* prefix);
-uint64_t link_inode(const std::string& link);  // "pipe:[123]" -> 123
+// "pipe:[123]" -> 123; 0 when the link holds no inode number.
+uint64_t link_inode(const std::string& link);
 nlohmann::json store_bytes(CheckpointContext& c, const std::string& data);
 std::string load_bytes(RestoreContext& r, const nlohmann::json& j);
 

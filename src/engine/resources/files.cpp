@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -24,12 +25,25 @@ using nlohmann::json;
 
 std::string FdProbe::where() const { return cat("fd ", fd, " (", link, ")"); }
 
+uint64_t FdProbe::info_number(const std::string& key, int base) const {
+  auto it = info.find(key);
+  if (it == info.end()) fail("fdinfo has no '", key, "' field");
+  const std::string& s = it->second;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty())
+    fail("fdinfo field '", key, "' is not a base-", base, " number: '", s, "'");
+  return v;
+}
+
 bool link_is(const FdProbe& p, const char* prefix) { return p.link.rfind(prefix, 0) == 0; }
 
 uint64_t link_inode(const std::string& link) {
   auto a = link.find('['), b = link.find(']');
-  if (a == std::string::npos || b == std::string::npos) return 0;
-  return std::stoull(link.substr(a + 1, b - a - 1));
+  if (a == std::string::npos || b == std::string::npos || b < a) return 0;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(link.data() + a + 1, link.data() + b, v);
+  return ec == std::errc() && end == link.data() + b ? v : 0;
 }
 
 json store_bytes(CheckpointContext& c, const std::string& data) {
@@ -44,92 +58,120 @@ std::string load_bytes(RestoreContext& r, const json& j) {
 
 namespace {
 
+// Runs fn with `context: ` in front of whatever it throws, library errors
+// (json, std::stoi) included, so that no message arrives without its fd.
+template <typename Fn>
+auto in_context(const std::string& context, Fn&& fn) -> decltype(fn()) {
+  try {
+    return with_context(context, fn);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(context, ": ", e.what());
+  }
+}
+
 bool is_tty(const FdProbe& p) {
   if (!S_ISCHR(p.st.st_mode)) return false;
   unsigned maj = major(p.st.st_rdev);
   return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143);
 }
 
+// Kinds refused by name, before any of them is looked at further: their
+// state lives in the kernel where thaw cannot read it back (watches, rings,
+// other processes' identities).
 const char* unsupported_reason(const FdProbe& p) {
   if (link_is(p, "anon_inode:inotify")) return "inotify is not supported";
   if (link_is(p, "anon_inode:[fanotify]")) return "fanotify is not supported";
   if (link_is(p, "anon_inode:[io_uring]")) return "io_uring is not supported";
   if (link_is(p, "anon_inode:[userfaultfd]")) return "userfaultfd is not supported";
-  if (link_is(p, "anon_inode:[pidfd]")) return "pidfds are not supported";
+  if (link_is(p, "anon_inode:[pidfd]") || link_is(p, "pidfd:")) return "pidfds are not supported";
   if (link_is(p, "anon_inode:[perf_event]")) return "perf events are not supported";
   if (link_is(p, "anon_inode:bpf")) return "BPF objects are not supported";
+  if (link_is(p, "anon_inode:kvm") || link_is(p, "anon_inode:[kvm")) return "KVM objects are not supported";
   if (link_is(p, "/dev/nvidia")) return "an open NVIDIA device needs the GPU checkpoint path";
   return nullptr;
 }
 
 json dump_external(const FdProbe& p) { return json{{"kind", "external"}, {"desc", p.link}}; }
 
+// A pipe is ours when the process holds both ends; otherwise the other end
+// belongs to someone outside.
 bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
   uint64_t ino = link_inode(p.link);
   int mode = p.flags & O_ACCMODE;
   for (const auto& o : all)
-    if (&o != &p && link_inode(o.link) == ino && link_is(o, "pipe:") && (o.flags & O_ACCMODE) != mode)
-      return false;
+    if (&o != &p && link_is(o, "pipe:") && link_inode(o.link) == ino && (o.flags & O_ACCMODE) != mode) return false;
   return true;
 }
 
 const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kUnixSocket, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
 
-}  // namespace
-
-void dump_files(CheckpointContext& c) {
-  std::vector<FdProbe> probes;
-  std::string dir = cat("/proc/", c.pid, "/fd");
+std::vector<int> list_fds(pid_t pid) {
+  std::string dir = cat("/proc/", pid, "/fd");
   DIR* d = ::opendir(dir.c_str());
-  if (!d) fail_errno("list fds of ", c.pid);
+  if (!d) fail_errno("list fds of ", pid);
   std::vector<int> fds;
   while (auto* ent = ::readdir(d))
     if (ent->d_name[0] != '.') fds.push_back(std::atoi(ent->d_name));
   ::closedir(d);
   std::sort(fds.begin(), fds.end());
+  return fds;
+}
 
-  for (int fd : fds) {
-    FdProbe p;
-    p.fd = fd;
-    p.link = proc::read_link(cat(dir, "/", fd));
+FdProbe probe_fd(CheckpointContext& c, int fd) {
+  FdProbe p;
+  p.fd = fd;
+  p.link = proc::read_link(cat("/proc/", c.pid, "/fd/", fd));
+  in_context(p.where(), [&] {
     p.info = proc::read_fdinfo(c.pid, fd, &p.extra);
-    int raw_flags = static_cast<int>(std::stoul(p.info["flags"], nullptr, 8));
+    int raw_flags = static_cast<int>(p.info_number("flags", 8));
+    p.cloexec = (raw_flags & O_CLOEXEC) != 0;
     p.flags = raw_flags & ~O_CLOEXEC;
     p.dup.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, c.pidfd.get(), fd, 0)));
-    if (!p.dup) fail_errno(p.where(), ": cannot take a copy of the fd");
-    if (::fstat(p.dup.get(), &p.st) != 0) fail_errno(p.where(), ": stat");
-    probes.push_back(std::move(p));
-  }
+    if (!p.dup) fail_errno("cannot take a copy of the fd");
+    if (::fstat(p.dup.get(), &p.st) != 0) fail_errno("stat");
+  });
+  return p;
+}
+
+json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
+  return in_context(p.where(), [&] {
+    if (const char* why = unsupported_reason(p)) fail(why);
+    if (is_tty(p) || (link_is(p, "pipe:") && external_pipe(p, all))) return dump_external(p);
+    const FileKind* kind = nullptr;
+    for (const FileKind* k : kKinds)
+      if (k->match(p)) {
+        kind = k;
+        break;
+      }
+    if (!kind) fail("this kind of file is not supported");
+    json f = kind->dump(c, p, all);
+    if (!f.contains("kind")) f["kind"] = kind->name;
+    if (!f.contains("desc")) f["desc"] = p.link;
+    return f;
+  });
+}
+
+}  // namespace
+
+void dump_files(CheckpointContext& c) {
+  std::vector<FdProbe> probes;
+  for (int fd : list_fds(c.pid)) probes.push_back(probe_fd(c, fd));
 
   std::vector<int> desc_of(probes.size(), -1);
   for (size_t i = 0; i < probes.size(); i++) {
     FdProbe& p = probes[i];
     if (desc_of[i] < 0) {
-      if (const char* why = unsupported_reason(p)) fail(p.where(), ": ", why);
-      json f;
-      if (is_tty(p) || (link_is(p, "pipe:") && external_pipe(p, probes))) {
-        f = dump_external(p);
-      } else {
-        const FileKind* kind = nullptr;
-        for (const FileKind* k : kKinds)
-          if (k->match(p)) {
-            kind = k;
-            break;
-          }
-        if (!kind) fail(p.where(), ": this kind of file is not supported");
-        f = with_context(p.where(), [&] { return kind->dump(c, p, probes); });
-        if (!f.contains("kind")) f["kind"] = kind->name;
-      }
       desc_of[i] = static_cast<int>(c.m.files.size());
-      c.m.files.push_back(std::move(f));
+      c.m.files.push_back(dump_description(c, p, probes));
       for (size_t j = i + 1; j < probes.size(); j++) {
         const FdProbe& q = probes[j];
         if (desc_of[j] >= 0 || q.st.st_dev != p.st.st_dev || q.st.st_ino != p.st.st_ino) continue;
         if (::syscall(SYS_kcmp, c.pid, c.pid, KCMP_FILE, p.fd, q.fd) == 0) desc_of[j] = desc_of[i];
       }
     }
-    int raw = static_cast<int>(std::stoul(p.info["flags"], nullptr, 8));
-    c.m.fds.push_back(json{{"fd", p.fd}, {"file", desc_of[i]}, {"cloexec", (raw & O_CLOEXEC) != 0}});
+    c.m.fds.push_back(json{{"fd", p.fd}, {"file", desc_of[i]}, {"cloexec", p.cloexec}});
   }
 }
 
@@ -143,44 +185,73 @@ void check_files(const image::Manifest& m, const std::map<int, int>& inherit) {
   }
 }
 
+namespace {
+
+const FileKind* kind_of(const json& f) {
+  std::string name = f["kind"];
+  for (const FileKind* k : kKinds)
+    if (name == k->name) return k;
+  fail("image: unknown file kind '", name, "'");
+}
+
+// "fds 3, 7 (pipe:[123])": how errors name a description at restore.
+std::string describe(const json& f, const std::vector<const json*>& fds) {
+  std::string s = fds.size() == 1 ? "fd " : "fds ";
+  for (size_t i = 0; i < fds.size(); i++) s += cat(i ? ", " : "", (*fds[i])["fd"].get<int>());
+  return cat(s, " (", f.value("desc", f.value("path", f["kind"].get<std::string>())), ")");
+}
+
+void install(RestoreFiles& rf, const json& e, int src) {
+  int target = e["fd"];
+  if (::dup3(src, target, e.value("cloexec", false) ? O_CLOEXEC : 0) < 0) fail_errno("install fd ", target);
+  rf.installed.insert(target);
+}
+
+bool ready(const FileKind* k, const json& f, const RestoreFiles& rf) {
+  if (!k->waits_for) return true;
+  auto deps = k->waits_for(f);
+  return std::all_of(deps.begin(), deps.end(), [&](int fd) { return rf.installed.count(fd) > 0; });
+}
+
+}  // namespace
+
 void restore_files(RestoreContext& r) {
   RestoreFiles rf;
-  auto kind_of = [&](const json& f) -> const FileKind* {
-    std::string name = f["kind"];
-    for (const FileKind* k : kKinds)
-      if (name == k->name) return k;
-    fail("image: unknown file kind '", name, "'");
-  };
-  auto install = [&](const json& e, int src) {
-    int target = e["fd"];
-    if (::dup3(src, target, e.value("cloexec", false) ? O_CLOEXEC : 0) < 0 && src != target)
-      fail_errno("install fd ", target);
-    if (src == target && !e.value("cloexec", false)) ::fcntl(target, F_SETFD, 0);
-    rf.installed[target] = target;
-  };
-  std::vector<UniqueFd> opened(r.m.files.size());
-  for (int pass = 0; pass < 2; pass++) {
-    for (size_t i = 0; i < r.m.files.size(); i++) {
+  std::vector<std::vector<const json*>> fds_of(r.m.files.size());
+  for (const auto& e : r.m.fds) fds_of.at(e["file"].get<size_t>()).push_back(&e);
+
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < r.m.files.size(); i++) {
+    const json& f = r.m.files[i];
+    if (f["kind"] != "external") {
+      todo.push_back(i);
+      continue;
+    }
+    for (const json* e : fds_of[i]) {
+      auto it = r.inherit.find((*e)["fd"].get<int>());
+      if (it == r.inherit.end()) fail(describe(f, {e}), ": nothing to inherit for it");
+      in_context(describe(f, {e}), [&] { install(rf, *e, it->second); });
+    }
+  }
+  // Each description is opened and installed at once, so that a kind that
+  // names other fds (epoll) finds them in place; those wait for a later round.
+  while (!todo.empty()) {
+    std::vector<size_t> later;
+    for (size_t i : todo) {
       const json& f = r.m.files[i];
-      if (f["kind"] == "external") continue;
-      const FileKind* k = kind_of(f);
-      if (k->late != (pass == 1)) continue;
-      opened[i].reset(r.park_fd(k->open(r, rf, f)));
+      in_context(describe(f, fds_of[i]), [&] {
+        const FileKind* k = kind_of(f);
+        if (!ready(k, f, rf)) {
+          later.push_back(i);
+          return;
+        }
+        UniqueFd fd(r.park_fd(k->open(r, rf, f)));
+        for (const json* e : fds_of[i]) install(rf, *e, fd.get());
+      });
     }
-    for (const auto& e : r.m.fds) {
-      size_t idx = e["file"];
-      const json& f = r.m.files.at(idx);
-      int target = e["fd"];
-      if (f["kind"] == "external") {
-        if (pass == 1) continue;
-        auto it = r.inherit.find(target);
-        if (it == r.inherit.end()) fail("fd ", target, ": nothing to inherit for it");
-        install(e, it->second);
-        continue;
-      }
-      if (kind_of(f)->late != (pass == 1)) continue;
-      install(e, opened[idx].get());
-    }
+    if (later.size() == todo.size())
+      fail(describe(r.m.files[later[0]], fds_of[later[0]]), ": waits for fds that never get a file");
+    todo = std::move(later);
   }
 }
 

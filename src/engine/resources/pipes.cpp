@@ -63,6 +63,6 @@ int open_pipe(RestoreContext& r, RestoreFiles& rf, const json& f) {
 
 }  // namespace
 
-const FileKind kPipe{"pipe", match, dump, open_pipe, false};
+const FileKind kPipe{"pipe", match, dump, open_pipe, nullptr};
 
 }  // namespace thaw::engine

@@ -23,7 +23,7 @@ bool match(const FdProbe& p) {
 }
 
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
-  json f{{"flags", p.flags}, {"pos", std::stoull(p.info["pos"])}};
+  json f{{"flags", p.flags}, {"pos", p.info_number("pos")}};
   if (link_is(p, "/memfd:")) {
     std::string name = p.link.substr(7);
     auto del = name.rfind(" (deleted)");
@@ -67,52 +67,51 @@ int open_memfd(RestoreContext& r, const json& f) {
 
 int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   if (f.value("memfd", false)) {
-    int fd = open_memfd(r, f);
-    ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
-    return fd;
+    UniqueFd fd(open_memfd(r, f));
+    if (::lseek(fd.get(), f["pos"].get<off_t>(), SEEK_SET) < 0) fail_errno("memfd: seek to ", f["pos"].get<off_t>());
+    return fd.release();
   }
   std::string path = f["path"];
   int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
-  return with_context(cat("file ", path), [&]() -> int {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");
-    if (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>())
-      fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
-    int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    bool writable = (flags & O_ACCMODE) != O_RDONLY;
-    if (S_ISREG(st.st_mode)) {
-      uint64_t size = f["size"];
-      if (flags & O_APPEND) {
-        if (uint64_t(st.st_size) < size) fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");
-      } else if (!writable && (uint64_t(st.st_size) != size || mtime != f["mtime_ns"].get<int64_t>())) {
-        fail("file changed since checkpoint (size ", size, " -> ", st.st_size, " bytes)");
-      }
+  // Errors get the fd and the path in front from restore_files.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");
+  if (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>())
+    fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
+  int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (S_ISREG(st.st_mode)) {
+    uint64_t size = f["size"];
+    if (flags & O_APPEND) {
+      if (uint64_t(st.st_size) < size) fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");
+    } else if (!writable && (uint64_t(st.st_size) != size || mtime != f["mtime_ns"].get<int64_t>())) {
+      fail("file changed since checkpoint (size ", size, " -> ", st.st_size, " bytes)");
     }
-    int fd;
-    if (S_ISFIFO(st.st_mode)) {
-      // Opening one end of a FIFO blocks until the other is open: open it
-      // read-write first (never blocks), refill it, then the real end.
-      UniqueFd rw(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
-      if (!rw) fail_errno("open FIFO");
-      std::string data = load_bytes(r, f["data"]);
-      if (!data.empty()) write_all(rw.get(), data.data(), data.size(), "FIFO");
-      fd = ::open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC);
-      if (fd < 0) fail_errno("open FIFO");
-      ::fcntl(fd, F_SETFL, flags);
-      // Keep the FIFO's buffer alive until the restored process holds it.
-      r.plan.close_fds.push_back(r.park_fd(rw.release()));
-      return fd;
-    }
-    fd = ::open(path.c_str(), flags | O_CLOEXEC);
-    if (fd < 0) fail_errno("open");
-    if (S_ISREG(st.st_mode) && ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET) < 0) fail_errno("seek");
-    if (S_ISDIR(st.st_mode)) ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
+  }
+  int fd;
+  if (S_ISFIFO(st.st_mode)) {
+    // Opening one end of a FIFO blocks until the other is open: open it
+    // read-write first (never blocks), refill it, then the real end.
+    UniqueFd rw(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (!rw) fail_errno("open FIFO");
+    std::string data = load_bytes(r, f["data"]);
+    if (!data.empty()) write_all(rw.get(), data.data(), data.size(), "FIFO");
+    fd = ::open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail_errno("open FIFO");
+    ::fcntl(fd, F_SETFL, flags);
+    // Keep the FIFO's buffer alive until the restored process holds it.
+    r.plan.close_fds.push_back(r.park_fd(rw.release()));
     return fd;
-  });
+  }
+  fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) fail_errno("open");
+  if (S_ISREG(st.st_mode) && ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET) < 0) fail_errno("seek");
+  if (S_ISDIR(st.st_mode)) ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
+  return fd;
 }
 
 }  // namespace
 
-const FileKind kRegularFile{"file", match, dump, open_file, false};
+const FileKind kRegularFile{"file", match, dump, open_file, nullptr};
 
 }  // namespace thaw::engine

@@ -16,9 +16,21 @@ namespace thaw::engine {
 
 using image::kPageSize;
 
-int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::string& name) {
+namespace {
+
+// An open file description of our own for `fd`'s object: `fd` may share the
+// target's (pidfd_getfd), and seeking for data below would move its offset.
+UniqueFd own_description(int fd) {
+  UniqueFd own(::open(cat("/proc/self/fd/", fd).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!own) fail_errno("reopen shared memory object");
+  return own;
+}
+
+}  // namespace
+
+int dump_shmem_object(CheckpointContext& c, int target_fd, bool memfd, const std::string& name) {
   struct stat st;
-  if (::fstat(fd, &st) != 0) fail_errno("stat shared memory object");
+  if (::fstat(target_fd, &st) != 0) fail_errno("stat shared memory object");
   auto key = std::make_pair(uint64_t(st.st_dev), uint64_t(st.st_ino));
   auto it = c.shmem_index.find(key);
   if (it != c.shmem_index.end()) return it->second;
@@ -29,6 +41,8 @@ int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::strin
   obj.size = st.st_size;
   obj.memfd = memfd;
   obj.name = name;
+  UniqueFd own = own_description(target_fd);
+  int fd = own.get();
   if (memfd) {
     int seals = ::fcntl(fd, F_GET_SEALS);
     obj.seals = seals > 0 ? seals : 0;
@@ -38,9 +52,11 @@ int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::strin
   off_t pos = 0;
   while (pos < st.st_size) {
     off_t data = ::lseek(fd, pos, SEEK_DATA);
-    if (data < 0) break;
+    if (data < 0 && errno == ENXIO) break;  // only a hole up to the end
+    if (data < 0) fail_errno("find data after offset ", pos);
     off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) hole = st.st_size;
+    if (hole < 0) fail_errno("find the end of data at offset ", data);
+    hole = std::min<off_t>(hole, st.st_size);
     for (off_t o = data; o < hole;) {
       uint64_t n = std::min<uint64_t>(hole - o, buf.size());
       pread_all(fd, buf.data(), n, o, "shared memory object");

@@ -17,20 +17,20 @@ namespace {
 bool match(const FdProbe& p) { return p.link == "anon_inode:[signalfd]"; }
 
 json dump(CheckpointContext&, FdProbe& p, const std::vector<FdProbe>&) {
-  return json{{"flags", p.flags}, {"mask", std::stoull(p.info.at("sigmask"), nullptr, 16)}};
+  return json{{"flags", p.flags}, {"mask", p.info_number("sigmask", 16)}};
 }
 
 int open_signalfd(RestoreContext&, RestoreFiles&, const json& f) {
   uint64_t mask = f["mask"];
   // The raw call takes the kernel's 8-byte mask directly.
-  int fd = static_cast<int>(::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC));
-  if (fd < 0) fail_errno("signalfd: create");
-  if (::fcntl(fd, F_SETFL, f["flags"].get<int>()) != 0) fail_errno("signalfd: set flags");
-  return fd;
+  UniqueFd fd(static_cast<int>(::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC)));
+  if (!fd) fail_errno("signalfd: create");
+  if (::fcntl(fd.get(), F_SETFL, f["flags"].get<int>()) != 0) fail_errno("signalfd: set flags");
+  return fd.release();
 }
 
 }  // namespace
 
-const FileKind kSignalfd{"signalfd", match, dump, open_signalfd, false};
+const FileKind kSignalfd{"signalfd", match, dump, open_signalfd, nullptr};
 
 }  // namespace thaw::engine

@@ -1,17 +1,24 @@
-// Unix socket pairs with both ends inside the process, with the data queued
-// in each direction. A unix socket whose peer is outside the process is
-// "external" (the caller hands a replacement). Every other socket — TCP,
-// UDP, listening or named unix sockets — is refused by name.
+// Unix sockets the process holds both ends of (socket pairs), with the data
+// queued in each direction, each end's shutdown state, buffer sizes and peek
+// offset; also unnamed unix sockets that are unconnected or whose peer has
+// closed. A unix socket whose peer is outside the process is "external"
+// (the caller hands a replacement). Every other socket — TCP, UDP, netlink,
+// listening or named unix sockets — is refused by name.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/error.h"
@@ -26,9 +33,14 @@ namespace {
 
 bool match(const FdProbe& p) { return link_is(p, "socket:"); }
 
+// ---------------------------------------------------------------- checkpoint
+
+constexpr int kRcvShutdown = 1, kSendShutdown = 2;  // the kernel's sk_shutdown bits
+
 struct UnixInfo {
-  uint32_t peer = 0;
-  uint8_t state = 0;
+  uint32_t peer = 0;      // inode of the peer, 0 if none (or it has closed)
+  uint8_t state = 0;      // TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN
+  uint8_t shutdown = 0;   // kRcvShutdown | kSendShutdown
   std::string name;
 };
 
@@ -48,26 +60,34 @@ UnixInfo unix_diag(uint64_t ino) {
   msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
   if (::send(nl.get(), &msg, sizeof msg, 0) != sizeof msg) fail_errno("query sock_diag");
-  char buf[8192];
+  alignas(nlmsghdr) char buf[8192];
   ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
   if (n < 0) fail_errno("read sock_diag");
   auto* h = reinterpret_cast<nlmsghdr*>(buf);
-  if (!NLMSG_OK(h, n) || h->nlmsg_type == NLMSG_ERROR) fail("sock_diag knows no unix socket ", ino);
+  if (!NLMSG_OK(h, n) || h->nlmsg_type == NLMSG_ERROR)
+    fail("sock_diag knows no unix socket ", ino, " (is the process in another network namespace?)");
   auto* m = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
   UnixInfo info;
   info.state = m->udiag_state;
+  bool has_shutdown = false;
   int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
   for (auto* a = reinterpret_cast<rtattr*>(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
     if (a->rta_type == UNIX_DIAG_PEER) std::memcpy(&info.peer, RTA_DATA(a), 4);
     if (a->rta_type == UNIX_DIAG_NAME) info.name.assign(static_cast<char*>(RTA_DATA(a)), RTA_PAYLOAD(a));
+    if (a->rta_type == UNIX_DIAG_SHUTDOWN) {
+      info.shutdown = *static_cast<uint8_t*>(RTA_DATA(a));
+      has_shutdown = true;
+    }
   }
+  // Without it a half-closed pair would come back open (kernels before 3.12).
+  if (!has_shutdown) fail("sock_diag does not report the shutdown state of unix socket ", ino);
   return info;
 }
 
-int sockopt(int fd, int opt) {
+int sockopt(int fd, int opt, const char* what) {
   int v = 0;
   socklen_t l = sizeof v;
-  if (::getsockopt(fd, SOL_SOCKET, opt, &v, &l) != 0) fail_errno("getsockopt");
+  if (::getsockopt(fd, SOL_SOCKET, opt, &v, &l) != 0) fail_errno("read ", what);
   return v;
 }
 
@@ -89,88 +109,320 @@ std::string inet_name(int fd, int family, int type) {
   return cat(type == SOCK_STREAM ? "TCP " : type == SOCK_DGRAM ? "UDP " : "IP ", host, ":", port);
 }
 
-// Copies the receive queue without consuming it: a stream in one peek, a
-// datagram socket message by message through SO_PEEK_OFF.
-json peek_queue(CheckpointContext& c, int fd, int type) {
-  json msgs = json::array();
-  std::string buf(4 << 20, '\0');
-  if (type == SOCK_STREAM) {
-    ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) msgs.push_back(store_bytes(c, buf.substr(0, n)));
-    return msgs;
+std::string family_name(int family) {
+  switch (family) {
+    case AF_NETLINK: return "netlink";
+    case AF_PACKET: return "packet";
+    case AF_VSOCK: return "vsock";
+    case AF_ALG: return "AF_ALG";
+    case AF_BLUETOOTH: return "Bluetooth";
+    case AF_XDP: return "XDP";
+    default: return cat("address family ", family);
   }
-  int off = 0;
-  if (::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0) fail_errno("set SO_PEEK_OFF");
+}
+
+// The peek offset belongs to the target's socket: whatever the walk through
+// the queue below does to it is undone.
+class PeekOffset {
+ public:
+  explicit PeekOffset(int fd) : fd_(fd), saved_(sockopt(fd, SO_PEEK_OFF, "peek offset")) {}
+  ~PeekOffset() { ::setsockopt(fd_, SOL_SOCKET, SO_PEEK_OFF, &saved_, sizeof saved_); }
+  PeekOffset(const PeekOffset&) = delete;
+  PeekOffset& operator=(const PeekOffset&) = delete;
+  void set(int off) {
+    if (::setsockopt(fd_, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0) fail_errno("set peek offset");
+  }
+
+ private:
+  int fd_;
+  int saved_;
+};
+
+// Fails when a peeked message carried fds; file descriptors in flight
+// cannot be put back. Peeking installs them (and a pidfd, with SO_PASSPIDFD)
+// in our fd table: they are closed again.
+void refuse_passed_fds(msghdr& mh) {
+  constexpr int kScmPidfd = 4;  // newer than our headers
+  bool fds = false;
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || (cm->cmsg_type != SCM_RIGHTS && cm->cmsg_type != kScmPidfd)) continue;
+    fds = fds || cm->cmsg_type == SCM_RIGHTS;
+    size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    auto* p = reinterpret_cast<int*>(CMSG_DATA(cm));
+    for (size_t i = 0; i < n; i++) ::close(p[i]);
+  }
+  if (fds) fail("a queued message carries file descriptors (SCM_RIGHTS); fds in flight are not supported");
+  if (mh.msg_flags & MSG_CTRUNC) fail("a queued message carries more control data than thaw can read");
+}
+
+// A pending socket error (a peer that closed with data unread, or that
+// connected elsewhere) would be consumed by the first peek below, and cannot
+// be set again: poll shows it without consuming it.
+void refuse_pending_error(int fd) {
+  pollfd pfd{fd, 0, 0};
+  if (::poll(&pfd, 1, 0) < 0) fail_errno("poll");
+  if (pfd.revents & POLLERR)
+    fail("unix socket has a pending error (its peer closed with data unread, or went away); not supported");
+}
+
+// One MSG_PEEK into buf; the length, or -1 when the queue holds nothing more.
+ssize_t peek(int fd, char* buf, size_t len, int flags = 0) {
+  iovec iov{buf, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253) + CMSG_SPACE(sizeof(ucred)) + 256];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | flags);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+  if (n < 0) fail_errno("peek at the receive queue");
+  refuse_passed_fds(mh);
+  return n;
+}
+
+// A stream's bytes, in one piece (boundaries between sends mean nothing).
+json peek_stream(CheckpointContext& c, int fd) {
+  PeekOffset off(fd);
+  off.set(0);
+  std::string data, buf(1 << 18, '\0');
   for (;;) {
-    ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0) break;
-    msgs.push_back(store_bytes(c, buf.substr(0, n)));
-    if (n == 0) break;
+    ssize_t n = peek(fd, buf.data(), buf.size());
+    if (n <= 0) break;  // all read, or the peer shut down its side
+    data.append(buf.data(), n);
   }
-  int none = -1;
-  ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &none, sizeof none);
+  json msgs = json::array();
+  if (!data.empty()) msgs.push_back(store_bytes(c, data));
   return msgs;
+}
+
+// The next datagram whole, or false at the end of the queue. Its length is
+// asked first (MSG_TRUNC with no room: the peek offset does not move), then
+// it is read; an empty datagram is seen once only, so it is not read twice.
+bool peek_datagram(int fd, std::string& out) {
+  ssize_t len = peek(fd, nullptr, 0, MSG_TRUNC);
+  if (len < 0) return false;
+  out.assign(len, '\0');
+  if (len == 0) return true;
+  ssize_t n = peek(fd, out.data(), out.size());
+  if (n != len) fail("datagram of ", len, " bytes changed while peeking at it");
+  return true;
+}
+
+// Datagrams one by one, boundaries and empty ones kept. The head is peeked
+// with no offset (an empty head that was peeked before is only seen that
+// way); the rest by walking the peek offset past it. A SOCK_SEQPACKET socket
+// whose peer shut down writing reports the end of its queue as an empty
+// message: there an empty message ends the walk (check_all_seen notices
+// if it was a real one).
+json peek_datagrams(CheckpointContext& c, int fd, bool empty_ends, std::vector<size_t>& sizes) {
+  PeekOffset off(fd);
+  off.set(-1);
+  json msgs = json::array();
+  std::string d;
+  for (bool head = true; peek_datagram(fd, d); head = false) {
+    if (empty_ends && d.empty()) break;
+    msgs.push_back(store_bytes(c, d));
+    sizes.push_back(d.size());
+    if (head) off.set(static_cast<int>(d.size()));
+  }
+  return msgs;
+}
+
+// What the kernel charges a sender for queued datagrams of these sizes,
+// measured on a pair of our own (the charge per datagram depends only on its
+// size, on one kernel).
+int charged_for(int type, const std::vector<size_t>& sizes) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) fail_errno("socketpair");
+  UniqueFd a(sv[0]), b(sv[1]);
+  int wide = 128 << 20;
+  if (::setsockopt(a.get(), SOL_SOCKET, SO_SNDBUFFORCE, &wide, sizeof wide) != 0)
+    ::setsockopt(a.get(), SOL_SOCKET, SO_SNDBUF, &wide, sizeof wide);
+  std::string zeros;
+  for (size_t n : sizes) {
+    zeros.resize(n);
+    if (::send(a.get(), zeros.data(), n, MSG_DONTWAIT) != static_cast<ssize_t>(n))
+      fail_errno("measure the cost of a ", n, "-byte datagram");
+  }
+  int outq = 0;
+  if (::ioctl(a.get(), SIOCOUTQ, &outq) != 0) fail_errno("SIOCOUTQ");
+  return outq;
+}
+
+// An empty datagram is shown to a peek at an offset only once: one that an
+// earlier checkpoint peeked at is skipped by the walk above. The peer is
+// still charged for it, so the walk must account for all the peer has queued.
+void check_all_seen(int type, const std::vector<size_t>& sizes, const FdProbe& peer) {
+  int queued = 0;
+  if (::ioctl(peer.dup.get(), SIOCOUTQ, &queued) != 0) fail_errno(peer.where(), ": SIOCOUTQ");
+  int seen = charged_for(type, sizes);
+  if (queued > seen)
+    fail("its queue holds messages that cannot be read back (", queued - seen,
+         " bytes charged to the peer are unaccounted for: empty messages a peek no longer shows, "
+         "after an earlier checkpoint peeked at them or behind a shutdown, or messages the peer "
+         "sent to other sockets); not supported");
 }
 
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   int fd = p.dup.get();
-  int family = sockopt(fd, SO_DOMAIN), type = sockopt(fd, SO_TYPE);
+  int family = sockopt(fd, SO_DOMAIN, "address family"), type = sockopt(fd, SO_TYPE, "socket type");
   if (family == AF_INET || family == AF_INET6)
     fail(inet_name(fd, family, type), " sockets (connections) are not supported");
-  if (family != AF_UNIX) fail("sockets of address family ", family, " are not supported");
+  if (family != AF_UNIX) fail(family_name(family), " sockets are not supported");
   uint64_t ino = link_inode(p.link);
   UnixInfo u = unix_diag(ino);
   if (!u.name.empty()) {
-    std::string name = u.name[0] == '\0' ? "@" + u.name.substr(1) : u.name;
-    fail("unix socket bound to ", name, " is not supported (only socket pairs and sockets connected outside)");
+    // Abstract names start with (and may hold, or end in) NULs: shown as '@', as ss does.
+    std::string name = u.name;
+    if (name[0] == '\0') {
+      while (name.size() > 1 && name.back() == '\0') name.pop_back();
+      std::replace(name.begin(), name.end(), '\0', '@');
+    } else {
+      name.resize(std::strlen(name.c_str()));
+    }
+    fail("unix socket bound to ", name, " is not supported (only unnamed unix sockets are)");
   }
-  if (u.peer == 0) fail("unconnected unix socket is not supported");
-  bool peer_inside = false;
-  for (const auto& o : all)
-    if (link_is(o, "socket:") && link_inode(o.link) == u.peer) peer_inside = true;
-  if (!peer_inside) return json{{"kind", "external"}, {"desc", p.link}};
-  return json{{"flags", p.flags}, {"ino", ino}, {"peer", u.peer}, {"type", type},
-              {"queue", peek_queue(c, fd, type)}};
+  json f{{"flags", p.flags}, {"ino", ino}, {"type", type}, {"shutdown", u.shutdown}};
+  const FdProbe* peer = nullptr;
+  if (u.peer != 0) {
+    for (const auto& o : all)
+      if (link_is(o, "socket:") && link_inode(o.link) == u.peer) peer = &o;
+    if (!peer) return json{{"kind", "external"}, {"desc", p.link}};
+    // A pair is what restore makes: a datagram peer that connected elsewhere since is not one.
+    if (unix_diag(u.peer).peer != ino)
+      fail("unix socket connected to socket:[", u.peer, "], which is connected to another socket; not supported");
+    f["peer"] = u.peer;
+  } else if (u.state == TCP_ESTABLISHED) {
+    f["peer_closed"] = true;
+  } else if (u.state != TCP_CLOSE) {
+    fail("unix socket in state ", int(u.state), " without a peer is not supported");
+  }
+  refuse_pending_error(fd);
+  f["sndbuf"] = sockopt(fd, SO_SNDBUF, "send buffer size");
+  f["rcvbuf"] = sockopt(fd, SO_RCVBUF, "receive buffer size");
+  f["passcred"] = sockopt(fd, SO_PASSCRED, "SO_PASSCRED") != 0;
+  f["peek_off"] = sockopt(fd, SO_PEEK_OFF, "peek offset");
+  if (type == SOCK_STREAM) {
+    f["queue"] = peek_stream(c, fd);
+  } else {
+    std::vector<size_t> sizes;
+    bool empty_ends = type == SOCK_SEQPACKET && (u.shutdown & kRcvShutdown);
+    f["queue"] = peek_datagrams(c, fd, empty_ends, sizes);
+    if (peer) check_all_seen(type, sizes, *peer);
+  }
+  return f;
 }
 
-struct Ends {
-  UniqueFd self, peer;
-};
+// ------------------------------------------------------------------ restore
 
-int open_socket(RestoreContext& r, RestoreFiles& rf, const json& f) {
-  uint64_t ino = f["ino"], peer = f["peer"];
-  int self_fd, peer_fd;
-  auto it = rf.sockets.find(ino);
-  UniqueFd keep_peer;
-  if (it != rf.sockets.end()) {
-    self_fd = it->second.release();
-    rf.sockets.erase(it);
-    auto pit = rf.sockets.find(~ino);  // dup of the peer, kept for writing our queue
-    if (pit == rf.sockets.end()) fail("socket:[", ino, "]: peer went missing");
-    keep_peer = std::move(pit->second);
-    rf.sockets.erase(pit);
-    peer_fd = keep_peer.get();
-  } else {
-    int sv[2];
-    if (::socketpair(AF_UNIX, f["type"].get<int>() | SOCK_CLOEXEC, 0, sv) != 0)
-      fail_errno("socket:[", ino, "]: socketpair");
-    self_fd = sv[0];
-    peer_fd = sv[1];
-    rf.sockets[peer] = UniqueFd(sv[1]);
-    rf.sockets[~peer] = UniqueFd(::fcntl(sv[0], F_DUPFD_CLOEXEC, 0));
-  }
-  // What this end had not read yet was sent by its peer: send it again.
+std::string name_of(const json& f) { return cat("socket:[", f["ino"].get<uint64_t>(), "]"); }
+
+void set_buffer(int fd, int force_opt, int opt, int bytes, const char* what) {
+  // The kernel doubles what it is given (and reports the doubled value).
+  int v = bytes / 2;
+  if (::setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) == 0) return;
+  if (::setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) != 0) fail_errno("set ", what, " to ", bytes);
+}
+
+// What `f`'s end had not read yet was sent by its peer: `sender` sends it
+// again. The sender's buffer may have been larger than it is now: it is
+// opened wide for the time being (finish() sets the recorded size).
+void requeue(RestoreContext& r, int sender, const json& f) {
+  if (f["queue"].empty()) return;
+  set_buffer(sender, SO_SNDBUFFORCE, SO_SNDBUF, 256 << 20, "send buffer");
+  bool stream = f["type"] == SOCK_STREAM;
   for (const auto& m : f["queue"]) {
     std::string data = load_bytes(r, m);
-    if (::send(peer_fd, data.data(), data.size(), MSG_DONTWAIT) != static_cast<ssize_t>(data.size()))
-      fail_errno("socket:[", ino, "]: requeue ", data.size(), " bytes");
+    size_t done = 0;
+    do {
+      ssize_t n = ::send(sender, data.data() + done, data.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) fail_errno(name_of(f), ": requeue ", data.size() - done, " bytes");
+      if (!stream && size_t(n) != data.size()) fail(name_of(f), ": datagram of ", data.size(), " bytes cut short");
+      done += n;
+    } while (done < data.size());
   }
-  if (::fcntl(self_fd, F_SETFL, f["flags"].get<int>()) != 0) fail_errno("socket:[", ino, "]: set flags");
-  return self_fd;
+}
+
+// The state that must come after the queues are full: a shut-down end takes
+// no more data.
+void finish(int fd, const json& f) {
+  std::string name = name_of(f);
+  set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, f["sndbuf"], "send buffer");
+  set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, f["rcvbuf"], "receive buffer");
+  int passcred = f["passcred"].get<bool>() ? 1 : 0;
+  if (passcred && ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &passcred, sizeof passcred) != 0)
+    fail_errno(name, ": set SO_PASSCRED");
+  int off = f["peek_off"];
+  if (off >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+    fail_errno(name, ": set peek offset");
+  int bits = f["shutdown"];
+  int how = bits == (kRcvShutdown | kSendShutdown) ? SHUT_RDWR : bits == kSendShutdown ? SHUT_WR : SHUT_RD;
+  if (bits && ::shutdown(fd, how) != 0) fail_errno(name, ": shut down");
+}
+
+std::pair<UniqueFd, UniqueFd> new_pair(const json& f) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, f["type"].get<int>() | SOCK_CLOEXEC, 0, sv) != 0) fail_errno(name_of(f), ": socketpair");
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+// The second end of a pair: both queues get filled before either end is
+// shut down.
+UniqueFd open_second_end(RestoreContext& r, PendingSocket&& pending, const json& f) {
+  UniqueFd self = std::move(pending.end);
+  requeue(r, pending.first.get(), f);
+  finish(pending.first.get(), *pending.first_f);
+  finish(self.get(), f);
+  return self;
+}
+
+UniqueFd open_first_end(RestoreContext& r, RestoreFiles& rf, const json& f) {
+  auto [self, other] = new_pair(f);
+  requeue(r, other.get(), f);
+  UniqueFd copy(::fcntl(self.get(), F_DUPFD_CLOEXEC, 0));
+  if (!copy) fail_errno(name_of(f), ": copy");
+  rf.sockets[f["peer"].get<uint64_t>()] = PendingSocket{std::move(other), std::move(copy), &f};
+  return std::move(self);
+}
+
+// A socket whose peer closed: a pair whose other end closes once the data
+// it sent is queued (the kernel then marks this end the same way).
+UniqueFd open_orphan(RestoreContext& r, const json& f) {
+  auto [self, other] = new_pair(f);
+  requeue(r, other.get(), f);
+  other.reset();
+  finish(self.get(), f);
+  return std::move(self);
+}
+
+UniqueFd open_unconnected(const json& f) {
+  UniqueFd self(::socket(AF_UNIX, f["type"].get<int>() | SOCK_CLOEXEC, 0));
+  if (!self) fail_errno(name_of(f), ": socket");
+  finish(self.get(), f);
+  return self;
+}
+
+int open_socket(RestoreContext& r, RestoreFiles& rf, const json& f) {
+  UniqueFd self;
+  auto it = rf.sockets.find(f["ino"].get<uint64_t>());
+  if (it != rf.sockets.end()) {
+    PendingSocket pending = std::move(it->second);
+    rf.sockets.erase(it);
+    self = open_second_end(r, std::move(pending), f);
+  } else if (f.contains("peer")) {
+    self = open_first_end(r, rf, f);
+  } else if (f.value("peer_closed", false)) {
+    self = open_orphan(r, f);
+  } else {
+    self = open_unconnected(f);
+  }
+  if (::fcntl(self.get(), F_SETFL, f["flags"].get<int>()) != 0) fail_errno(name_of(f), ": set flags");
+  return self.release();
 }
 
 }  // namespace
 
-const FileKind kUnixSocket{"unix", match, dump, open_socket, false};
+const FileKind kUnixSocket{"unix", match, dump, open_socket, nullptr};
 
 }  // namespace thaw::engine

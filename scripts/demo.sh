@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main demo (engine level): a torch worker's cold start against its
+# restore from a thaw image. Installs dependencies, builds, then runs
+# examples/demo_engine.py with Debian's python. Extra arguments go to it
+# (--keep keeps the image, --workdir DIR puts it there).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install-deps.sh
+bash scripts/build.sh >/dev/null
+exec /usr/bin/python3 examples/demo_engine.py "$@"
