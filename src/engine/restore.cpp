@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
 #include <dirent.h>
@@ -361,22 +362,12 @@ RestoreResult restore(const RestoreOptions& o) {
     pid_t host = child_of(init);
     if (host <= 0) return reap_failed("restored process vanished");
     res.host_pid = host;
-    // Region bounds: the restorer wrote them where we can find them — the
-    // mapping that holds the blob is the one we did not create from the image.
-    uint64_t rs = 0, re = 0;
-    for (const auto& e : proc::read_maps(host, false)) {
-      bool in_image = std::any_of(m.vmas.begin(), m.vmas.end(),
-                                  [&](const image::Vma& v) { return v.start <= e.start && e.end <= v.end; });
-      if (!in_image && e.name != "[vsyscall]") {
-        if (rs) fail("restored process has more than one mapping thaw did not expect (0x", std::hex, e.start, ")");
-        rs = e.start;
-        re = e.end;
-      }
-    }
-    if (!rs) return reap_failed("cannot find the restorer's region in the restored process");
+    unsigned long long rs = 0, re = 0;
+    if (std::sscanf(msg.c_str(), "R %llx %llx", &rs, &re) != 2 || re <= rs)
+      return reap_failed("restorer sent a malformed message: " + trim(msg));
     try {
       finish(host, m, rs, re - rs);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       return reap_failed(e.what());
     }
     res.ready_ms = ms_since(t0);

@@ -81,12 +81,6 @@ void* memcpy(void* d, const void* s, size_t n) {
   return d;
 }
 
-static uint64_t slen(const char* s) {
-  uint64_t n = 0;
-  while (s[n]) n++;
-  return n;
-}
-
 static char* put_str(char* p, const char* s) {
   while (*s) *p++ = *s++;
   return p;
@@ -282,8 +276,14 @@ void restorer_main(struct rst_args* a) {
     if (q) die(a, "queue pending signal", (uint64_t)sigs[i].signo, q);
   }
 
-  static const char ready[] = "R\n";
-  sys3(__NR_write, a->status_fd, ready, slen(ready));
+  /* "R <region start> <region end>": thaw unmaps exactly this range. */
+  char msg[64];
+  char* p = put_str(msg, "R ");
+  p = put_hex(p, a->region_start);
+  *p++ = ' ';
+  p = put_hex(p, a->region_end);
+  *p++ = '\n';
+  sys3(__NR_write, a->status_fd, msg, p - msg);
   sys1(__NR_close, a->status_fd);
   park(a);
 }
