@@ -69,13 +69,18 @@ int main(int argc, char** argv) {
     }
     if (*rs) {
       ro.inherit = parse_inherit(inherit);
+      ro.on_running = [&](const thaw::engine::RestoreResult& r) {
+        if (stats || ro.detach)
+          std::fprintf(stderr,
+                       "restore: %s running as pid %d after %.1f ms (image %.1f, setup %.1f, memory %.1f, "
+                       "threads %.1f, registers %.1f)\n",
+                       ro.dir.c_str(), r.host_pid, r.ready_ms, r.load_ms, r.setup_ms, r.memory_ms, r.threads_ms,
+                       r.finish_ms);
+        if (ro.detach) std::printf("%d\n", r.host_pid);
+        std::fflush(nullptr);
+      };
       auto r = thaw::engine::restore(ro);
-      if (stats || ro.detach)
-        std::fprintf(stderr, "restore: %s running as pid %d after %.1f ms\n", ro.dir.c_str(), r.host_pid, r.ready_ms);
-      if (ro.detach) {
-        std::printf("%d\n", r.host_pid);
-        return 0;
-      }
+      if (ro.detach) return 0;
       return r.exit_status;
     }
     if (*in) {

@@ -142,13 +142,27 @@ void unregister_rseq() {
   p.args.close_off = put_array(blk, p.close_fds);
   p.args.auxv_off = put_array(blk, p.auxv);
   uint64_t args_bytes = page_up(blk.size());
-  uint64_t stacks_bytes = uint64_t(p.threads.size()) * RST_STACK_BYTES;
+  // Memory is filled by as many threads as there are CPUs (they exit before
+  // the image's threads are created), with tids no image thread has.
+  uint64_t stored = 0;
+  for (const auto& sgm : p.segs) stored += sgm.len;
+  cpu_set_t cpus;
+  int ncpu = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  uint32_t fillers = stored >= (8u << 20) ? std::min<uint32_t>(ncpu - 1, RST_MAX_FILLERS) : 0;
+  std::string pid_max_s;
+  int pid_max = try_read_file("/proc/sys/kernel/pid_max", &pid_max_s) ? std::atoi(pid_max_s.c_str()) : 32768;
+  for (int tid = pid_max - 1; tid > 1 && p.args.nr_fillers < fillers; tid--)
+    if (std::none_of(r.m.threads.begin(), r.m.threads.end(), [&](const image::Thread& t) { return t.tid == tid; }))
+      p.args.filler_tids[p.args.nr_fillers++] = tid;
+  uint64_t stacks_bytes = uint64_t(p.threads.size() + p.args.nr_fillers) * RST_STACK_BYTES;
   uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
   uint64_t base = place_region(r.m, size);
 
   uint64_t args_at = base + blob_bytes, stacks_at = args_at + args_bytes, park_at = stacks_at + stacks_bytes;
   auto* threads = reinterpret_cast<rst_thread*>(blk.data() + p.args.threads_off);
   for (size_t i = 0; i < p.threads.size(); i++) threads[i].stack_top = stacks_at + (i + 1) * RST_STACK_BYTES - 64;
+  for (size_t k = 0; k < p.args.nr_fillers; k++)
+    p.args.filler_stack_tops[k] = stacks_at + (p.threads.size() + k + 1) * RST_STACK_BYTES - 64;
   auto* remaps = reinterpret_cast<rst_remap*>(blk.data() + p.args.remaps_off);
   for (size_t i = 0; i < p.remaps.size(); i++) remaps[i].park += park_at;
 
@@ -331,6 +345,8 @@ RestoreResult restore(const RestoreOptions& o) {
     UniqueFd status_r(sp[0]), status_w(sp[1]);
     RestoreContext ctx{m, img, inherit};
 
+    double load_ms = ms_since(t0);
+    auto t_forked = std::chrono::steady_clock::now();
     if (::unshare(CLONE_NEWPID) != 0) fail_errno("create a pid namespace");
     pid_t init = ::fork();
     if (init < 0) fail_errno("fork");
@@ -341,6 +357,7 @@ RestoreResult restore(const RestoreOptions& o) {
     status_w.reset();
     RestoreResult res;
     res.init_pid = init;
+    res.load_ms = load_ms;
     auto reap_failed = [&](const std::string& why) -> RestoreResult {
       ::kill(init, SIGKILL);
       ::waitpid(init, nullptr, 0);
@@ -363,19 +380,26 @@ RestoreResult restore(const RestoreOptions& o) {
     if (host <= 0) return reap_failed("restored process vanished");
     res.host_pid = host;
     unsigned long long rs = 0, re = 0;
-    if (std::sscanf(msg.c_str(), "R %llx %llx", &rs, &re) != 2 || re <= rs)
+    long long mem_ns = 0, rest_ns = 0;
+    if (std::sscanf(msg.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
       return reap_failed("restorer sent a malformed message: " + trim(msg));
+    res.memory_ms = mem_ns / 1e6;
+    res.threads_ms = rest_ns / 1e6;
+    res.setup_ms = ms_since(t_forked) - res.memory_ms - res.threads_ms;
+    auto t_finish = std::chrono::steady_clock::now();
     try {
       finish(host, m, rs, re - rs);
     } catch (const std::exception& e) {
       return reap_failed(e.what());
     }
+    res.finish_ms = ms_since(t_finish);
     res.ready_ms = ms_since(t0);
     if (!o.pidfile.empty()) {
       std::string s = cat(host, "\n");
       UniqueFd f(::open(o.pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
       if (f) write_all(f.get(), s.data(), s.size(), o.pidfile);
     }
+    if (o.on_running) o.on_running(res);
     if (o.detach) return res;
     int status = 0;
     while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {

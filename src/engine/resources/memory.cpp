@@ -266,6 +266,10 @@ void plan_memory(RestoreContext& r) {
     } else {
       fail("image: mapping 0x", std::hex, v.start, " has unknown kind '", v.kind, "'");
     }
+    uint64_t stored = 0;
+    for (const auto& run : runs) stored += run.len;
+    rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
+                   stored * 2 >= v.end - v.start;
     rv.first_seg = static_cast<uint32_t>(p.segs.size());
     for (const auto& run : runs) p.segs.push_back(rst_seg{run.addr, run.len, run.offset, run.hash});
     rv.nr_segs = static_cast<uint32_t>(runs.size());

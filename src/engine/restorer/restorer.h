@@ -8,6 +8,7 @@
 
 #define RST_MAGIC 0x7468617772737472ULL /* "thawrstr" */
 #define RST_STACK_BYTES (64 * 1024)
+#define RST_MAX_FILLERS 7
 
 struct rst_seg {
   uint64_t addr, len, off, hash;
@@ -18,6 +19,7 @@ struct rst_vma {
   int32_t prot, flags; /* final PROT_*, mmap MAP_* flags (without MAP_FIXED) */
   int32_t fd;          /* -1: anonymous */
   uint32_t madv;       /* image::MadvFlag bits */
+  uint32_t fill_huge;  /* fill through transparent huge pages (large, dense, anonymous) */
   uint32_t first_seg, nr_segs;
   char anon_name[64];  /* PR_SET_VMA_ANON_NAME, "" for none */
 };
@@ -65,7 +67,14 @@ struct rst_args {
   uint32_t uids[4], gids[4];
   uint32_t nr_groups;
   uint32_t groups[64];
+  /* Extra threads that fill memory alongside the main one, with tids no
+   * thread of the image has; they exit before the image's threads exist. */
+  uint32_t nr_fillers;
+  int32_t filler_tids[RST_MAX_FILLERS];
+  uint64_t filler_stack_tops[RST_MAX_FILLERS];
   /* shared between the restorer's threads */
+  uint32_t next_seg;
+  int32_t filler_alive[RST_MAX_FILLERS];
   int32_t threads_ready;
   int32_t park;
 };
