@@ -27,6 +27,11 @@ struct RestoreOptions {
   std::map<int, int> inherit;  // fd in the image -> our fd to give it
   bool detach = false;         // return once it runs instead of waiting for it
   std::string pidfile;         // where to write the host pid of the restored process
+  // Extra namespaces (CLONE_NEWNS, CLONE_NEWUTS, ...) to create besides the
+  // pid namespace, and code to run inside them (as pid 1, before the process
+  // is created): a container's mounts, hostname.
+  int namespaces = 0;
+  std::function<void()> in_namespace;
   // Called once the process runs again, before waiting for it.
   std::function<void(const struct RestoreResult&)> on_running;
 };

@@ -211,6 +211,9 @@ void unregister_rseq() {
       keep.push_back(src);
     }
     close_all_except(keep);
+    // Files are checked here, inside the namespaces the process will live
+    // in, where paths resolve as they did for it.
+    check_mapped_files(r.m);
     // Fill every number below the spare base, so that whatever the restore
     // opens lands above it and never on an fd of the image; installing the
     // image's fds replaces the fillers, the rest are closed after.
@@ -251,7 +254,16 @@ pid_t clone_with_pid(pid_t pid) {
 
 // pid 1 of the restored process's namespace: reaps, forwards termination
 // signals, and exits the way the restored process did.
-[[noreturn]] void run_init(RestoreContext& r, int pages_fd, int status_fd) {
+[[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd) {
+  if (o.namespaces && ::unshare(o.namespaces) != 0)
+    child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
+  if (o.in_namespace) {
+    try {
+      o.in_namespace();
+    } catch (const std::exception& e) {
+      child_fail(status_fd, cat("set up the namespace: ", e.what()));
+    }
+  }
   pid_t child = clone_with_pid(r.m.process.pid);
   if (child < 0) child_fail(status_fd, cat("clone3 with pid ", r.m.process.pid, ": ", std::strerror(errno)));
   if (child == 0) become_restored(r, pages_fd, status_fd);
@@ -337,7 +349,6 @@ RestoreResult restore(const RestoreOptions& o) {
         inherit[fd] = fd;
     }
     check_cpu_compatible(m);
-    check_mapped_files(m);
     check_files(m, inherit);
 
     int sp[2];
@@ -352,7 +363,7 @@ RestoreResult restore(const RestoreOptions& o) {
     if (init < 0) fail_errno("fork");
     if (init == 0) {
       status_r.reset();
-      run_init(ctx, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release());
+      run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release());
     }
     status_w.reset();
     RestoreResult res;
