@@ -34,6 +34,7 @@ struct RestorerPlan {
   std::vector<rst_remap> remaps;
   std::vector<int32_t> close_fds;
   std::vector<uint64_t> auxv;
+  std::vector<rst_timer> timers;
   rst_args args{};
 };
 

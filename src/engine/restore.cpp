@@ -141,6 +141,7 @@ void unregister_rseq() {
   p.args.remaps_off = put_array(blk, p.remaps);
   p.args.close_off = put_array(blk, p.close_fds);
   p.args.auxv_off = put_array(blk, p.auxv);
+  p.args.timers_off = put_array(blk, p.timers);
   uint64_t args_bytes = page_up(blk.size());
   // Memory is filled by as many threads as there are CPUs (they exit before
   // the image's threads are created), with tids no image thread has.
@@ -179,6 +180,7 @@ void unregister_rseq() {
   a.nr_sigs = static_cast<uint32_t>(p.sigs.size());
   a.nr_remaps = static_cast<uint32_t>(p.remaps.size());
   a.nr_close = static_cast<uint32_t>(p.close_fds.size());
+  a.nr_timers = static_cast<uint32_t>(p.timers.size());
   std::memcpy(blk.data(), &a, sizeof a);
 
   std::memcpy(reinterpret_cast<void*>(base), thaw_restorer_blob, thaw_restorer_blob_end - thaw_restorer_blob);

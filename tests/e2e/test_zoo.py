@@ -23,6 +23,7 @@ PROGRAMS = {
     "eventfd": [],
     "epoll": [],
     "timerfd": [],
+    "posix_timers": [],
     "signalfd": [],
     "memfd": [],
     "process": ["first-arg", "second arg"],

@@ -1,6 +1,7 @@
 // Process-wide attributes: identity, executable, cwd, umask, personality,
 // credentials, rlimits, and the mm fields behind /proc/PID/{cmdline,environ,
 // auxv,exe} and the [heap]/[stack] labels.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -34,9 +35,38 @@ uint64_t field(const std::vector<std::string>& f, int number) {  // 1-based /pro
   return std::stoull(f[idx]);
 }
 
+// Things a single-process image cannot hold: refuse them by name.
+void refuse_unsupported(pid_t pid, const std::vector<proc::Tracee>& threads) {
+  std::string kids;
+  for (const auto& t : threads) {
+    std::string k;
+    if (try_read_file(cat("/proc/", pid, "/task/", t.tid, "/children"), &k)) kids += k;
+  }
+  if (!trim(kids).empty())
+    fail("process ", pid, " has child processes (", trim(kids),
+         "); process trees are not supported yet: checkpoint a process without children");
+  DIR* d = ::opendir("/proc");
+  if (!d) return;
+  std::string traced;
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    std::string st;
+    if (!try_read_file(cat("/proc/", e->d_name, "/status"), &st)) continue;
+    auto pos = st.find("TracerPid:");
+    if (pos == std::string::npos) continue;
+    int tracer = std::atoi(st.c_str() + pos + 10);
+    for (const auto& t : threads)
+      if (tracer == t.tid) traced += cat(traced.empty() ? "" : ", ", e->d_name);
+  }
+  ::closedir(d);
+  if (!traced.empty())
+    fail("process ", pid, " is tracing other processes (", traced, ") with ptrace; not supported");
+}
+
 }  // namespace
 
 void dump_process(CheckpointContext& c) {
+  refuse_unsupported(c.pid, c.seizure.threads());
   auto& p = c.m.process;
   std::string dir = cat("/proc/", c.pid);
   p.pid = c.pid;

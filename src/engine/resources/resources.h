@@ -21,7 +21,8 @@ void restore_signals(RestoreContext& r);
 
 // timers.cpp: interval and POSIX timers.
 void dump_timers(CheckpointContext& c);
-void restore_timers(RestoreContext& r);
+void restore_timers(RestoreContext& r);   // itimers now; POSIX timers into the plan
+void restore_posix_timers(RestoreContext& r);
 
 // threads.cpp: registers, FPU state, per-thread kernel state.
 void dump_threads(CheckpointContext& c);

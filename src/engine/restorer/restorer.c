@@ -239,6 +239,39 @@ static void restore_thread_state(struct rst_args* a, const struct rst_thread* t)
   }
 }
 
+static void restore_posix_timers(struct rst_args* a) {
+  if (!a->nr_timers) return;
+  struct rst_timer* timers = ARR(a, struct rst_timer, timers_off);
+  /* PR_TIMER_CREATE_RESTORE_IDS: timer_create takes the id it is given. */
+  long r = sys2(__NR_prctl, 77, 1);
+  if (r) die(a, "prctl(PR_TIMER_CREATE_RESTORE_IDS) (kernel too old for POSIX timers)", 0, r);
+  for (uint32_t i = 0; i < a->nr_timers; i++) {
+    struct rst_timer* t = &timers[i];
+    struct {
+      uint64_t value;
+      int32_t signo, notify, tid;
+      int32_t pad[11];
+    } ev;
+    memset(&ev, 0, sizeof ev);
+    ev.value = t->sigval;
+    ev.signo = t->signo;
+    ev.notify = t->notify;
+    ev.tid = t->tid;
+    int32_t id = t->id;
+    r = sys3(__NR_timer_create, t->clock, &ev, &id);
+    if (r || id != t->id) die(a, "timer_create with id", (uint64_t)t->id, r ? r : -17);
+    struct {
+      int64_t isec, insec, vsec, vnsec;
+    } spec = {t->interval_ns / 1000000000, t->interval_ns % 1000000000, t->value_ns / 1000000000,
+              t->value_ns % 1000000000};
+    if (spec.vsec || spec.vnsec) {
+      r = sys4(__NR_timer_settime, id, 0, &spec, 0);
+      if (r) die(a, "timer_settime", (uint64_t)id, r);
+    }
+  }
+  sys2(__NR_prctl, 77, 0);
+}
+
 static __attribute__((noreturn)) void park(struct rst_args* a) {
   /* thaw takes the thread over from here with PTRACE_INTERRUPT. */
   for (;;) sys6(__NR_futex, (long)&a->park, FUTEX_WAIT, 0, 0, 0, 0);
@@ -316,6 +349,8 @@ void restorer_main(struct rst_args* a) {
     if (ready >= (int32_t)a->nr_threads - 1) break;
     sys6(__NR_futex, (long)&a->threads_ready, FUTEX_WAIT, ready, 0, 0, 0);
   }
+
+  restore_posix_timers(a);
 
   /* Pending signals are queued while every signal is still blocked; thaw
    * sets the real masks last, and they are delivered when the threads run. */

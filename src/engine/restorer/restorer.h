@@ -48,6 +48,14 @@ struct rst_remap {
   uint64_t from, park, to, len;
 };
 
+/* A POSIX timer, recreated with its old id once every thread exists. */
+struct rst_timer {
+  int32_t id, clock, signo, notify, tid;
+  int32_t pad;
+  uint64_t sigval;
+  int64_t value_ns, interval_ns;
+};
+
 struct rst_mm {
   uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
   uint64_t arg_start, arg_end, env_start, env_end;
@@ -60,8 +68,8 @@ struct rst_args {
   uint64_t magic;
   uint64_t region_start, region_end, task_size;
   int32_t pages_fd, status_fd;
-  uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close;
-  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off;
+  uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close, nr_timers;
+  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off;
   struct rst_mm mm;
   int32_t set_creds;
   uint32_t uids[4], gids[4];
