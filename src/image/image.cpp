@@ -64,7 +64,7 @@ void Writer::commit(Manifest& m) {
   if (::fsync(pages_.get()) != 0) fail_errno("fsync ", kPagesName);
   pages_.reset();
 
-  std::string manifest = json(m).dump(1);
+  std::string manifest = json(m).dump();
   {
     UniqueFd fd(::open((tmp_ + "/" + kManifestName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) fail_errno("create ", kManifestName);

@@ -151,7 +151,17 @@ struct Manifest {
   uint64_t pages_bytes = 0;
 };
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PageRun, addr, len, offset, hash)
+// Runs are the bulk of a manifest (thousands for a torch process): written
+// as [addr, len, offset, hash] arrays, which parse several times faster.
+inline void to_json(nlohmann::json& j, const PageRun& r) { j = nlohmann::json::array({r.addr, r.len, r.offset, r.hash}); }
+inline void from_json(const nlohmann::json& j, PageRun& r) {
+  if (j.is_array()) {
+    r = PageRun{j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>(), j.at(2).get<uint64_t>(), j.at(3).get<uint64_t>()};
+  } else {  // file data kept as an object with only "len" when empty
+    r = PageRun{j.value("addr", uint64_t{0}), j.value("len", uint64_t{0}), j.value("offset", uint64_t{0}),
+                j.value("hash", uint64_t{0})};
+  }
+}
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Vma, start, end, prot, shared, growsdown, pgoff, kind,
                                                 name, file, shmem, madv, runs)

@@ -52,8 +52,9 @@ json store_bytes(CheckpointContext& c, const std::string& data) {
 }
 
 std::string load_bytes(RestoreContext& r, const json& j) {
-  if (j.value("len", uint64_t{0}) == 0) return "";
-  return r.read_run(j.get<image::PageRun>());
+  auto run = j.get<image::PageRun>();
+  if (run.len == 0) return "";
+  return r.read_run(run);
 }
 
 namespace {

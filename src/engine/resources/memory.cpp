@@ -270,6 +270,14 @@ void plan_memory(RestoreContext& r) {
     for (const auto& run : runs) stored += run.len;
     rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
                    stored * 2 >= v.end - v.start;
+    // The kernel merges an anonymous mapping into an identical one right
+    // below it; the process had them apart, so keep them apart.
+    if (!p.vmas.empty()) {
+      const rst_vma& b = p.vmas.back();
+      rv.separate = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && b.end == rv.start &&
+                    b.flags == rv.flags && b.prot == rv.prot && b.madv == rv.madv && b.fill_huge == rv.fill_huge &&
+                    std::strcmp(b.anon_name, rv.anon_name) == 0;
+    }
     rv.first_seg = static_cast<uint32_t>(p.segs.size());
     for (const auto& run : runs) p.segs.push_back(rst_seg{run.addr, run.len, run.offset, run.hash});
     rv.nr_segs = static_cast<uint32_t>(runs.size());

@@ -146,19 +146,40 @@ static void fill_segment(struct rst_args* a, const struct rst_seg* s) {
     die(a, "page data checksum mismatch (corrupt image)", s->addr, 0);
 }
 
-static void map_vma(struct rst_args* a, const struct rst_vma* v) {
+/* Gives an anonymous mapping an anon_vma of its own: the kernel never
+ * merges two mappings with different ones. The page touched is dropped
+ * again, so it reads as zero like any untouched page. */
+static void own_anon_vma(struct rst_args* a, uint64_t addr) {
+  *(volatile char*)addr = 0;
+  long r = sys3(__NR_madvise, addr, 4096, 4 /* MADV_DONTNEED */);
+  if (r) die(a, "madvise(MADV_DONTNEED)", addr, r);
+}
+
+static void map_vma(struct rst_args* a, const struct rst_vma* v, const struct rst_vma* below) {
   int prot = v->prot;
-  if (v->nr_segs) prot |= PROT_READ | PROT_WRITE;
-  long addr = sys6(__NR_mmap, v->start, v->end - v->start, prot, v->flags | MAP_FIXED, v->fd,
-                   v->pgoff);
-  if (addr != (long)v->start) die(a, "mmap", v->start, addr < 0 ? addr : -22);
+  if (v->nr_segs || v->separate) prot |= PROT_READ | PROT_WRITE;
+  uint64_t len = v->end - v->start;
+  if (v->separate) {
+    /* Two neighbours the process kept apart (each had its own anon_vma)
+     * would be merged into one mapping if created in place: create this one
+     * elsewhere with its own anon_vma and move it next to the other. */
+    if (below->nr_segs == 0 && (below->prot & PROT_WRITE)) own_anon_vma(a, below->start);
+    long tmp = sys6(__NR_mmap, 0, len, prot, v->flags, -1, 0);
+    if (tmp < 0) die(a, "mmap (to keep mappings apart)", v->start, tmp);
+    own_anon_vma(a, (uint64_t)tmp);
+    long r = sys5(__NR_mremap, tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start);
+    if (r != (long)v->start) die(a, "mremap (to keep mappings apart)", v->start, r);
+  } else {
+    long addr = sys6(__NR_mmap, v->start, len, prot, v->flags | MAP_FIXED, v->fd, v->pgoff);
+    if (addr != (long)v->start) die(a, "mmap", v->start, addr < 0 ? addr : -22);
+  }
   /* In this VM, getting fresh memory from the host dominates a restore:
    * huge pages cut the number of faults 512-fold. */
-  if (v->fill_huge) sys3(__NR_madvise, v->start, v->end - v->start, MADV_HUGEPAGE);
+  if (v->fill_huge) sys3(__NR_madvise, v->start, len, MADV_HUGEPAGE);
 }
 
 static void finish_vma(struct rst_args* a, const struct rst_vma* v) {
-  if (v->nr_segs && (v->prot | PROT_READ | PROT_WRITE) != v->prot) {
+  if ((v->nr_segs || v->separate) && (v->prot | PROT_READ | PROT_WRITE) != v->prot) {
     long r = sys3(__NR_mprotect, v->start, v->end - v->start, v->prot);
     if (r) die(a, "mprotect", v->start, r);
   }
@@ -309,7 +330,7 @@ void restorer_main(struct rst_args* a) {
   sys2(__NR_munmap, a->region_end, a->task_size - a->region_end);
 
   struct rst_vma* vmas = ARR(a, struct rst_vma, vmas_off);
-  for (uint32_t i = 0; i < a->nr_vmas; i++) map_vma(a, &vmas[i]);
+  for (uint32_t i = 0; i < a->nr_vmas; i++) map_vma(a, &vmas[i], i ? &vmas[i - 1] : 0);
   fill_memory(a);
   for (uint32_t i = 0; i < a->nr_vmas; i++) finish_vma(a, &vmas[i]);
 

@@ -20,6 +20,7 @@ struct rst_vma {
   int32_t fd;          /* -1: anonymous */
   uint32_t madv;       /* image::MadvFlag bits */
   uint32_t fill_huge;  /* fill through transparent huge pages (large, dense, anonymous) */
+  uint32_t separate;   /* keep apart from the mapping below, which the kernel would merge it into */
   uint32_t first_seg, nr_segs;
   char anon_name[64];  /* PR_SET_VMA_ANON_NAME, "" for none */
 };
