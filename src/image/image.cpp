@@ -52,15 +52,20 @@ Writer::~Writer() {
 }
 
 PageRun Writer::append(uint64_t addr, const void* data, uint64_t len) {
-  PageRun run{addr, len, offset_, thaw_xxh64(data, len, 0)};
-  pwrite_all(pages_.get(), data, len, offset_, kPagesName);
-  offset_ += (len + kPageSize - 1) & ~(kPageSize - 1);
+  uint64_t at = offset_.fetch_add((len + kPageSize - 1) & ~(kPageSize - 1));
+  PageRun run{addr, len, at, thaw_xxh64(data, len, 0)};
+  pwrite_all(pages_.get(), data, len, at, kPagesName);
+  // Start writeback as we go, so the fsync in commit() finds little left.
+  constexpr uint64_t kFlushEvery = 64ull << 20;
+  uint64_t done = flushed_.load();
+  if (at + len >= done + kFlushEvery && flushed_.compare_exchange_strong(done, at + len))
+    ::sync_file_range(pages_.get(), done, at + len - done, SYNC_FILE_RANGE_WRITE);
   return run;
 }
 
 void Writer::commit(Manifest& m) {
-  m.pages_bytes = offset_;
-  if (::ftruncate(pages_.get(), offset_) != 0) fail_errno("truncate ", kPagesName);
+  m.pages_bytes = offset_.load();
+  if (::ftruncate(pages_.get(), m.pages_bytes) != 0) fail_errno("truncate ", kPagesName);
   if (::fsync(pages_.get()) != 0) fail_errno("fsync ", kPagesName);
   pages_.reset();
 
@@ -75,7 +80,7 @@ void Writer::commit(Manifest& m) {
                  {"version", kFormatVersion},
                  {"manifest_bytes", manifest.size()},
                  {"manifest_xxh64", hex64(thaw_xxh64(manifest.data(), manifest.size(), 0))},
-                 {"pages_bytes", offset_}};
+                 {"pages_bytes", m.pages_bytes}};
   std::string h = header.dump(1) + "\n";
   {
     UniqueFd fd(::open((tmp_ + "/" + kHeaderName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));

@@ -1,6 +1,7 @@
 // On-disk image directory: thaw-image.json (format header with the manifest's
 // checksum), manifest.json, pages.img (page-aligned page data).
 #pragma once
+#include <atomic>
 #include <string>
 
 #include "common/unique_fd.h"
@@ -24,15 +25,17 @@ class Writer {
   Writer& operator=(const Writer&) = delete;
 
   // Appends page-aligned data to pages.img; returns the run describing it.
+  // Safe to call from several threads at once (each gets its own place).
   PageRun append(uint64_t addr, const void* data, uint64_t len);
   void commit(Manifest& m);
-  uint64_t pages_bytes() const { return offset_; }
+  uint64_t pages_bytes() const { return offset_.load(); }
   const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_, tmp_;
   UniqueFd pages_;
-  uint64_t offset_ = 0;
+  std::atomic<uint64_t> offset_{0};
+  std::atomic<uint64_t> flushed_{0};  // pages.img bytes whose writeback was started
   bool committed_ = false;
 };
 

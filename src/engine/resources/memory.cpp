@@ -9,7 +9,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cstring>
 
 #include "common/error.h"
@@ -83,27 +89,59 @@ class PageReader {
   UniqueFd mem_;
 };
 
-// Stores pages [addr, addr+len) of the target: the whole range if !skip_zero,
-// else only its non-zero pages, as runs of at most kSegmentBytes.
-void store_range(CheckpointContext& c, PageReader& rd, std::vector<unsigned char>& buf, uint64_t addr,
-                 uint64_t len, bool skip_zero, std::vector<image::PageRun>* runs) {
-  while (len > 0) {
-    uint64_t n = std::min(len, kSegmentBytes);
-    rd.read(addr, buf.data(), n);
-    if (!skip_zero) {
-      runs->push_back(c.writer.append(addr, buf.data(), n));
-    } else {
-      uint64_t i = 0;
-      while (i < n) {
-        while (i < n && page_is_zero(buf.data() + i)) i += kPageSize;
-        uint64_t s = i;
-        while (i < n && !page_is_zero(buf.data() + i)) i += kPageSize;
-        if (i > s) runs->push_back(c.writer.append(addr + s, buf.data() + s, i - s));
+// A piece of memory to store: at most kSegmentBytes of one mapping.
+struct Chunk {
+  size_t vma;
+  uint64_t addr, len;
+  bool skip_zero;  // anonymous memory: zero pages come back by themselves
+  std::vector<image::PageRun> runs;
+};
+
+// Reads one chunk and stores it: whole, or only its non-zero pages.
+void store_chunk(image::Writer& w, PageReader& rd, std::vector<unsigned char>& buf, Chunk& ch) {
+  rd.read(ch.addr, buf.data(), ch.len);
+  if (!ch.skip_zero) {
+    ch.runs.push_back(w.append(ch.addr, buf.data(), ch.len));
+    return;
+  }
+  uint64_t i = 0;
+  while (i < ch.len) {
+    while (i < ch.len && page_is_zero(buf.data() + i)) i += kPageSize;
+    uint64_t s = i;
+    while (i < ch.len && !page_is_zero(buf.data() + i)) i += kPageSize;
+    if (i > s) ch.runs.push_back(w.append(ch.addr + s, buf.data() + s, i - s));
+  }
+}
+
+// Copying pages out is most of a checkpoint: spread it over the CPUs. Each
+// run gets its own place in pages.img, so the order of work does not matter.
+void store_chunks(CheckpointContext& c, PageReader& rd, std::vector<Chunk>& chunks) {
+  cpu_set_t cpus;
+  int ncpu = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  size_t nthreads = std::clamp<size_t>(ncpu, 1, 4);
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::exception_ptr error;
+  auto work = [&] {
+    std::vector<unsigned char> buf(kSegmentBytes);
+    for (;;) {
+      size_t i = next.fetch_add(1);
+      if (i >= chunks.size()) return;
+      try {
+        store_chunk(c.writer, rd, buf, chunks[i]);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+        next = chunks.size();
+        return;
       }
     }
-    addr += n;
-    len -= n;
-  }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < nthreads; t++) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace
@@ -112,8 +150,8 @@ void dump_memory(CheckpointContext& c) {
   UniqueFd pagemap(::open(cat("/proc/", c.pid, "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_errno("open /proc/", c.pid, "/pagemap");
   PageReader rd(c.pid);
-  std::vector<unsigned char> buf(kSegmentBytes);
   std::vector<uint64_t> pm;
+  std::vector<Chunk> chunks;
 
   for (const auto& e : c.maps) {
     image::Vma v;
@@ -189,12 +227,16 @@ void dump_memory(CheckpointContext& c) {
         while (i < npages && wanted(i)) i++;
         // Zero pages of anonymous memory come back by themselves; a zeroed
         // private copy of a file page does not, so it is stored.
-        with_context(where, [&] {
-          store_range(c, rd, buf, e.start + s * kPageSize, (i - s) * kPageSize, anon, &v.runs);
-        });
+        for (uint64_t at = s * kPageSize; at < i * kPageSize; at += kSegmentBytes)
+          chunks.push_back(Chunk{c.m.vmas.size(), e.start + at, std::min(kSegmentBytes, i * kPageSize - at), anon, {}});
       }
     }
     c.m.vmas.push_back(std::move(v));
+  }
+  store_chunks(c, rd, chunks);
+  for (auto& ch : chunks) {
+    auto& runs = c.m.vmas[ch.vma].runs;
+    runs.insert(runs.end(), ch.runs.begin(), ch.runs.end());
   }
 }
 
