@@ -24,6 +24,7 @@ PROGRAMS = {
     "epoll": [],
     "timerfd": [],
     "posix_timers": [],
+    "tcp_listen": [],
     "signalfd": [],
     "memfd": [],
     "process": ["first-arg", "second arg"],

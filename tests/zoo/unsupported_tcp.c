@@ -1,6 +1,7 @@
-/* unsupported_tcp: holds a listening TCP socket on 127.0.0.1.  thaw does not
- * support TCP sockets: checkpoint must fail with a message mentioning TCP and
- * leave this process running; it then finishes normally after "go". */
+/* unsupported_tcp: holds an established TCP connection (to its own listener
+ * on 127.0.0.1).  thaw does not support TCP connections: checkpoint must fail
+ * with a message mentioning TCP and leave this process running; it then
+ * finishes normally after "go", its connection intact. */
 #include "zoo.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,6 +21,12 @@ int main(void)
     socklen_t bl = sizeof b;
     CHECK_SYS(getsockname(s, (struct sockaddr *)&b, &bl) == 0, "getsockname");
 
+    int cs = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_SYS(cs >= 0, "socket client");
+    CHECK_SYS(connect(cs, (struct sockaddr *)&b, sizeof b) == 0, "connect");
+    int as = accept(s, NULL, NULL);
+    CHECK_SYS(as >= 0, "accept");
+
     zoo_ready();
     zoo_read_line(line, sizeof line);
 
@@ -29,12 +36,7 @@ int main(void)
     CHECK(c.sin_port == b.sin_port && c.sin_addr.s_addr == b.sin_addr.s_addr, "address changed");
     printf("listening socket ok\n");
 
-    /* the socket still works: connect to it and accept */
-    int cs = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK_SYS(cs >= 0, "socket client");
-    CHECK_SYS(connect(cs, (struct sockaddr *)&c, sizeof c) == 0, "connect");
-    int as = accept(s, NULL, NULL);
-    CHECK_SYS(as >= 0, "accept");
+    /* the connection made before the failed checkpoint still works */
     CHECK(write(cs, "hi", 2) == 2, "write tcp");
     char buf[4];
     CHECK(read(as, buf, 2) == 2 && memcmp(buf, "hi", 2) == 0, "read tcp");

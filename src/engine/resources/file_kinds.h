@@ -55,7 +55,7 @@ struct FileKind {
   std::vector<int> (*waits_for)(const nlohmann::json& f);
 };
 
-extern const FileKind kRegularFile, kPipe, kUnixSocket, kEventfd, kEpoll, kTimerfd, kSignalfd;
+extern const FileKind kRegularFile, kPipe, kTcpListen, kUnixSocket, kEventfd, kEpoll, kTimerfd, kSignalfd;
 
 bool link_is(const FdProbe& p, const char* prefix);
 // "pipe:[123]" -> 123; 0 when the link holds no inode number.

@@ -106,7 +106,8 @@ bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
   return true;
 }
 
-const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kUnixSocket, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
+// kTcpListen before kUnixSocket: the latter refuses every other socket.
+const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kUnixSocket, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
 
 std::vector<int> list_fds(pid_t pid) {
   std::string dir = cat("/proc/", pid, "/fd");
