@@ -22,8 +22,15 @@ struct CheckpointStats {
 
 CheckpointStats checkpoint(const CheckpointOptions& o);
 
+namespace image {
+class Reader;
+}
+
 struct RestoreOptions {
   std::string dir;
+  // An image already read and verified (a server restoring one snapshot
+  // many times keeps it): skips reading and parsing the manifest again.
+  const image::Reader* preloaded = nullptr;
   std::map<int, int> inherit;  // fd in the image -> our fd to give it
   bool detach = false;         // return once it runs instead of waiting for it
   std::string pidfile;         // where to write the host pid of the restored process

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cstdio>
 #include <chrono>
 #include <cstring>
@@ -342,7 +343,9 @@ int RestoreContext::park_fd(int fd) {
 RestoreResult restore(const RestoreOptions& o) {
   return with_context("restore", [&] {
     auto t0 = std::chrono::steady_clock::now();
-    image::Reader img(o.dir);
+    std::optional<image::Reader> own;
+    if (!o.preloaded) own.emplace(o.dir);
+    const image::Reader& img = o.preloaded ? *o.preloaded : *own;
     const auto& m = img.manifest();
     std::map<int, int> inherit = o.inherit;
     for (const auto& e : m.fds) {
