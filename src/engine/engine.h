@@ -6,6 +6,10 @@
 #include <map>
 #include <string>
 
+namespace thaw::image {
+class Reader;
+}
+
 namespace thaw::engine {
 
 struct CheckpointOptions {
@@ -21,10 +25,6 @@ struct CheckpointStats {
 };
 
 CheckpointStats checkpoint(const CheckpointOptions& o);
-
-namespace image {
-class Reader;
-}
 
 struct RestoreOptions {
   std::string dir;
