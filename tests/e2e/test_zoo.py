@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -239,3 +240,42 @@ def test_inspect_json(zoo, thaw_bin):
     cp = zoo.thaw("inspect", img)
     assert cp.returncode == 0, f"thaw inspect failed:\n{cp.stderr}"
     assert cp.stdout.strip(), "thaw inspect printed nothing"
+
+
+def test_non_root_process_keeps_its_credentials(zoo, thaw_bin, tmp_path):
+    """A process running as nobody is restored as nobody, in every thread."""
+    expected = zoo.run_uninterrupted("threads")
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(zoo.prog_path("threads"))]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         close_fds=True)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+        cp = subprocess.run([str(thaw_bin), "checkpoint", "--pid", str(p.pid), "--out", str(img), "--kill"],
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    pidfile = tmp_path / "restored.pid"
+    q = subprocess.Popen([str(thaw_bin), "restore", str(img), "--pidfile", str(pidfile)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 20
+        while not (pidfile.exists() and pidfile.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.02)
+        pid = pidfile.read_text().strip()
+        uids = set()
+        for task in os.listdir(f"/proc/{pid}/task"):
+            status = open(f"/proc/{pid}/task/{task}/status").read()
+            uids.add(tuple(next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1:]))
+        out, err = q.communicate(b"go\n", timeout=30)
+    finally:
+        if q.poll() is None:
+            os.killpg(q.pid, signal.SIGKILL)
+            q.wait()
+    assert uids == {("65534", "65534", "65534", "65534")}, uids
+    assert q.returncode == 0 and out.decode() == expected, err.decode()

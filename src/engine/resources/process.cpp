@@ -111,12 +111,22 @@ void dump_process(CheckpointContext& c) {
   mm.auxv.resize(auxv.size() / 8);
   std::memcpy(mm.auxv.data(), auxv.data(), mm.auxv.size() * 8);
 
-  for (int res = 0; res < RLIM_NLIMITS; res++) {
-    struct rlimit rl;
-    if (::prlimit(c.pid, static_cast<__rlimit_resource>(res), nullptr, &rl) != 0)
-      fail_errno("read rlimit ", res, " of ", c.pid);
-    p.rlimits.push_back(image::Rlimit{res, rl.rlim_cur, rl.rlim_max});
+  // /proc/PID/limits rather than prlimit(): reading another user's limits
+  // with prlimit needs CAP_SYS_RESOURCE, which root may lack.
+  std::istringstream lim(read_file(dir + "/limits"));
+  std::string line;
+  std::getline(lim, line);  // header
+  for (int res = 0; res < RLIM_NLIMITS && std::getline(lim, line); res++) {
+    if (line.size() < 26) fail("parse /proc/", c.pid, "/limits: '", line, "'");
+    std::istringstream vals(line.substr(26));
+    std::string soft, hard;
+    vals >> soft >> hard;
+    auto value = [&](const std::string& v) -> uint64_t {
+      return v == "unlimited" ? RLIM_INFINITY : std::stoull(v);
+    };
+    p.rlimits.push_back(image::Rlimit{res, value(soft), value(hard)});
   }
+  if (p.rlimits.size() != RLIM_NLIMITS) fail("parse /proc/", c.pid, "/limits: expected ", RLIM_NLIMITS, " limits");
 }
 
 void restore_process_early(RestoreContext& r) {
