@@ -1,0 +1,304 @@
+"""App: a named group of functions and classes, deployed and run together."""
+
+import contextlib
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import _config, _state
+from ._functions import Cls, Function, collect_class_members
+from ._image import Image
+from ._partial import (BATCHED, CONCURRENT, ENTER_POST, ENTER_PRE, EXIT, METHOD, WEB,
+                       PartialFunction)
+from ._secret import Secret
+from ._state import warn
+from ._volume import Volume
+from .exception import InvalidError
+
+
+def _caller_file(depth=2):
+    frame = sys._getframe(depth)
+    while frame is not None:
+        f = frame.f_globals.get("__file__")
+        if f and not str(Path(f).resolve()).startswith(_state.PACKAGE_DIR):
+            return str(Path(f).resolve())
+        frame = frame.f_back
+    return None
+
+
+class LocalEntrypoint:
+    """A function run on the caller's machine by `thaw run app.py[::name]`."""
+
+    def __init__(self, raw_f, app, name):
+        self.raw_f = raw_f
+        self.app = app
+        self.name = name
+        self.__name__ = raw_f.__name__
+        self.__doc__ = raw_f.__doc__
+        self.__wrapped__ = raw_f
+
+    def __call__(self, *args, **kwargs):
+        return self.raw_f(*args, **kwargs)
+
+    def spec(self):
+        params = []
+        for p in inspect.signature(self.raw_f).parameters.values():
+            ann = p.annotation
+            params.append({
+                "name": p.name,
+                "type": getattr(ann, "__name__", None) if ann is not inspect._empty else None,
+                "required": p.default is inspect._empty,
+            })
+        return {"name": self.name, "parameters": params}
+
+
+class App:
+    """A group of functions and classes (Modal's App).
+
+    App(name, image=, secrets=, volumes=): image, secrets and volumes are the
+    defaults of every function and class of the app."""
+
+    _all = []  # every App created in this process, in order
+
+    def __init__(self, name=None, *, image=None, secrets=(), volumes=None, tags=None,
+                 include_source=None, **kwargs):
+        if name is not None and not isinstance(name, str):
+            raise InvalidError(f"App name must be a string, got {name!r}")
+        if image is not None and not isinstance(image, Image):
+            raise InvalidError(f"App(image=...) must be a thaw.Image, got {image!r}")
+        self._name = name
+        self.image = image
+        self._secrets = list(secrets or [])
+        for s in self._secrets:
+            if not isinstance(s, Secret):
+                raise InvalidError(f"App(secrets=...) must be a list of thaw.Secret, got {s!r}")
+        self._volumes = {str(p): v for p, v in (volumes or {}).items()}
+        self._functions = {}
+        self._classes = {}
+        self._local_entrypoints = {}
+        self._file = _caller_file()
+        if tags:
+            warn(f"thaw: App(tags={tags!r}) is not supported: thaw keeps no tags")
+        if include_source is False:
+            warn("thaw: App(include_source=False) is not supported: the container always runs "
+                 "the app file itself")
+        for k in kwargs:
+            warn(f"thaw: App({k}=...) is not supported: thaw does not know this parameter")
+        App._all.append(self)
+
+    # ------------------------------------------------------------ naming
+    @property
+    def name(self):
+        """The app's name; an unnamed App takes its file's stem."""
+        if self._name:
+            return self._name
+        return Path(self._file).stem if self._file else None
+
+    @property
+    def app_id(self):
+        return f"ap-{self.name}"
+
+    @property
+    def description(self):
+        return self.name
+
+    # ------------------------------------------------------------ decorators
+    def function(self, _warn_parentheses_missing=None, *, name=None, **kwargs):
+        """Register a function (Modal's @app.function(...); every Modal
+        parameter is accepted, see docs/sdk.md for what each does in thaw)."""
+        def decorate(f):
+            flags, params = frozenset(), {}
+            if isinstance(f, PartialFunction):
+                flags, params, f = f.flags, f.params, f.raw_f
+                if flags & {METHOD, ENTER_PRE, ENTER_POST, EXIT}:
+                    raise InvalidError(f"{f.__qualname__}: @method/@enter/@exit belong to "
+                                       f"methods of an @app.cls class, not to @app.function")
+            if inspect.isclass(f):
+                raise InvalidError(f"{f.__qualname__} is a class: use @app.cls()")
+            if not callable(f):
+                raise InvalidError(f"@app.function() must decorate a function, got {f!r}")
+            fname = name or f.__name__
+            if "<locals>" in getattr(f, "__qualname__", ""):
+                warn(f"thaw: function '{fname}' is not defined at the module's global scope; "
+                     f"containers import the app file and find functions by name, so "
+                     f"'{fname}' can only run with .local()")
+            config, image, secrets, volumes = _config.build(
+                "function", fname, kwargs, app=self, partial_params=params)
+            if config["is_generator"] is None:
+                config["is_generator"] = inspect.isgeneratorfunction(f)
+            config = _config.finish(config)
+            fn = Function(f, name=fname, app=self, config=config, image=image, secrets=secrets,
+                          volumes=volumes, batched=BATCHED in flags)
+            self._register(self._functions, fname, fn)
+            return fn
+
+        if _warn_parentheses_missing is not None:
+            if callable(_warn_parentheses_missing):
+                return decorate(_warn_parentheses_missing)
+            raise InvalidError("@app.function() takes keyword arguments only")
+        return decorate
+
+    def cls(self, _warn_parentheses_missing=None, **kwargs):
+        """Register a class whose methods are called remotely (Modal's @app.cls)."""
+        def decorate(user_cls):
+            kw = dict(kwargs)
+            params = {}
+            if isinstance(user_cls, PartialFunction):
+                if user_cls.flags - {CONCURRENT, BATCHED, WEB}:
+                    raise InvalidError(f"@app.cls() cannot take {user_cls!r}")
+                params = user_cls.params
+                user_cls = user_cls.raw_f
+            if not inspect.isclass(user_cls):
+                raise InvalidError(f"@app.cls() must decorate a class, got {user_cls!r}")
+            cname = kw.pop("name", None) or user_cls.__name__
+            where = f"class '{cname}'"
+            for bad in ("schedule", "is_generator"):
+                if bad in kw:
+                    raise InvalidError(f"{where}: @app.cls() does not take {bad}=")
+            methods, lifecycle, parameters = collect_class_members(user_cls, where)
+            if lifecycle[ENTER_PRE] and not kw.get("enable_memory_snapshot") \
+                    and not kw.get("checkpointing_enabled"):
+                raise InvalidError("A class must have enable_memory_snapshot=True to use "
+                                   "snap=True on its methods.")
+            if parameters and user_cls.__init__ is not object.__init__:
+                raise InvalidError(f"{where}: a class with thaw.parameter() fields cannot "
+                                   f"define __init__")
+            config, image, secrets, volumes = _config.build(
+                "class", cname, kw, app=self, partial_params=params)
+            config["is_generator"] = False
+            config["methods"] = methods
+            config["lifecycle"] = {
+                "enter_snap": lifecycle[ENTER_PRE],
+                "enter": lifecycle[ENTER_POST],
+                "exit": lifecycle[EXIT],
+            }
+            config["parameters"] = {
+                p: ({"required": False, "default": repr(v.default)} if v.has_default
+                    else {"required": True})
+                for p, v in parameters.items()}
+            config = _config.finish(config)
+            cls = Cls(user_cls, name=cname, app=self, config=config, image=image,
+                      secrets=secrets, volumes=volumes, methods=methods, lifecycle=lifecycle,
+                      parameters=parameters)
+            self._register(self._classes, cname, cls)
+            return cls
+
+        if _warn_parentheses_missing is not None:
+            if inspect.isclass(_warn_parentheses_missing) or \
+                    isinstance(_warn_parentheses_missing, PartialFunction):
+                return decorate(_warn_parentheses_missing)
+            raise InvalidError("@app.cls() takes keyword arguments only")
+        return decorate
+
+    def local_entrypoint(self, _warn_parentheses_missing=None, *, name=None):
+        """Register a function that `thaw run app.py[::name]` runs locally."""
+        def decorate(f):
+            ename = name or f.__name__
+            ep = LocalEntrypoint(f, self, ename)
+            self._register(self._local_entrypoints, ename, ep)
+            return ep
+
+        if _warn_parentheses_missing is not None:
+            if callable(_warn_parentheses_missing):
+                return decorate(_warn_parentheses_missing)
+            raise InvalidError("@app.local_entrypoint() takes keyword arguments only")
+        return decorate
+
+    def _register(self, table, name, obj):
+        taken = name in self._functions or name in self._classes or \
+            name in self._local_entrypoints
+        if taken and table.get(name) is None:
+            raise InvalidError(f"app '{self.name}' already has something called {name!r}")
+        if name in table:
+            warn(f"thaw: app '{self.name}' redefines {name!r}; the later definition wins")
+        table[name] = obj
+
+    # ------------------------------------------------------------ registries
+    @property
+    def registered_functions(self):
+        return dict(self._functions)
+
+    @property
+    def registered_classes(self):
+        return dict(self._classes)
+
+    @property
+    def registered_entrypoints(self):
+        return dict(self._local_entrypoints)
+
+    @property
+    def registered_web_endpoints(self):
+        return []
+
+    def include(self, other_app):
+        """Add another App's functions, classes and entrypoints to this one."""
+        for table in ("_functions", "_classes", "_local_entrypoints"):
+            for k, v in getattr(other_app, table).items():
+                self._register(getattr(self, table), k, v)
+        return self
+
+    # ------------------------------------------------------------ running
+    @contextlib.contextmanager
+    def run(self, *, detach=False, interactive=False, environment_name=None, client=None,
+            show_progress=None):
+        """Run the app ephemerally for the `with` block: .remote() calls go to
+        an ephemeral app built from this app's file (no memory snapshots)."""
+        if self._file is None:
+            raise InvalidError("thaw: app.run() needs the app to be defined in a file")
+        saved = (_state.mode, _state.app_file)
+        _state.mode, _state.app_file = "ephemeral", self._file
+        try:
+            yield self
+        finally:
+            _state.mode, _state.app_file = saved
+
+    def deploy(self, *, name=None, environment_name=None, tag=None, client=None):
+        """Deploy the app's file with `thaw deploy` (snapshots are created then)."""
+        from ._client import thaw_binary
+        if self._file is None:
+            raise InvalidError("thaw: app.deploy() needs the app to be defined in a file")
+        if name is not None and name != self.name:
+            warn(f"thaw: app.deploy(name={name!r}) is ignored: the app is deployed as "
+                 f"{self.name!r}")
+        subprocess.run([thaw_binary(), "deploy", self._file], check=True,
+                       env={**os.environ})
+        return self
+
+    # ------------------------------------------------------------ description
+    def spec(self):
+        """The app as JSON-able data (what thaw._introspect prints, less the
+        module list)."""
+        volumes = {}
+        for obj in list(self._functions.values()) + list(self._classes.values()):
+            for path, vol in sorted(obj._volumes.items()):
+                volumes.setdefault(vol.name, path)
+        functions = {n: f.spec() for n, f in self._functions.items()}
+        functions.update((n, c.spec()) for n, c in self._classes.items())
+        return {
+            "app": self.name,
+            "file": self._file,
+            "app_file": self._file,
+            "image": (self.image or Image.debian_slim()).describe(),
+            "functions": functions,            # classes too, with "kind": "class"
+            "entrypoints": list(self._local_entrypoints),
+            "local_entrypoints": [ep.spec() for ep in self._local_entrypoints.values()],
+            "volumes": volumes,
+        }
+
+    def _all_volumes(self):
+        vols = {}
+        for obj in list(self._functions.values()) + list(self._classes.values()):
+            for vol in obj._volumes.values():
+                vols[vol.name] = vol
+        for vol in self._volumes.values():
+            if isinstance(vol, Volume):
+                vols[vol.name] = vol
+        return vols
+
+    def __repr__(self):
+        return f"<thaw.App {self.name!r}>"
+
+
+Stub = App

@@ -1,0 +1,335 @@
+"""The configuration of a function or class: Modal's decorator parameters,
+validated and normalised into a JSON-able dict (Function.config), which goes
+into app.json and the snapshot key.
+
+Every parameter Modal accepts is accepted. Those thaw cannot honour are
+warned about (thaw.exception.UnsupportedWarning, naming the parameter and
+why) and listed under config["unsupported"]; a value equal to Modal's
+default is accepted silently, since thaw already behaves that way.
+"""
+
+import hashlib
+import json
+import re
+
+from . import gpu as _gpu
+from ._secret import Secret
+from ._state import warn
+from ._volume import Volume
+from .exception import DeprecatedWarning, InvalidError
+
+DEFAULT_TIMEOUT = 300
+DEFAULT_SCALEDOWN_WINDOW = 60
+
+# Old Modal names → current ones.
+ALIASES = {
+    "concurrency_limit": "max_containers",
+    "keep_warm": "min_containers",
+    "container_idle_timeout": "scaledown_window",
+    "checkpointing_enabled": "enable_memory_snapshot",
+    "_experimental_buffer_containers": "buffer_containers",
+}
+
+# Parameters with no effect in thaw: name → why. Warned about unless the
+# value is Modal's default (None, False or empty).
+UNSUPPORTED = {
+    "schedule": "thaw has no scheduler; the function runs only when called",
+    "network_file_systems": "NetworkFileSystems do not exist in thaw; use volumes=",
+    "ephemeral_disk": "containers write to the host's filesystem; there is no per-container "
+                      "disk quota",
+    "proxy": "thaw makes no outbound proxies",
+    "cloud": "thaw runs on this host only",
+    "region": "thaw runs on this host only",
+    "routing_region": "thaw runs on this host only",
+    "nonpreemptible": "thaw never preempts containers (they are nonpreemptible already)",
+    "block_network": "containers share the host's network namespace",
+    "restrict_modal_access": "there is no Modal API to restrict",
+    "single_use_containers": "a container serves many inputs",
+    "max_inputs": "a container serves many inputs",
+    "i6pn": "there is no private cluster network",
+    "cloud_bucket_mounts": "cloud bucket mounts are not supported; use a Volume",
+    "mounts": "functions run on the host's filesystem, where local files are already visible",
+    "allow_cross_region_volumes": "thaw runs on this host only",
+    "_experimental_restrict_output": "output is never restricted",
+    "_experimental_scheduler_placement": "thaw runs on this host only",
+    "_experimental_proxy_ip": "thaw makes no outbound proxies",
+    "_experimental_custom_scaling_factor": "autoscaling is only min/max/buffer containers",
+    "_experimental_gpus": "use gpu=",
+    "tags": "thaw keeps no tags",
+    "allow_concurrent_inputs": "use @thaw.concurrent(max_inputs=...)",
+}
+
+_GPU_RE = re.compile(r"^[A-Za-z0-9_]+(-[A-Za-z0-9]+)*(:[1-9][0-9]*)?$")
+
+
+class Retries:
+    """Retry policy for failed calls (thaw's client retries them)."""
+
+    def __init__(self, *, max_retries, backoff_coefficient=2.0, initial_delay=1.0, max_delay=60.0):
+        if not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
+            raise InvalidError("Retries(max_retries=...) must be an integer from 0 to 10")
+        if not 1.0 <= backoff_coefficient <= 10.0:
+            raise InvalidError("Retries(backoff_coefficient=...) must be from 1.0 to 10.0")
+        if not 0.0 <= initial_delay <= 60.0:
+            raise InvalidError("Retries(initial_delay=...) must be from 0 to 60 seconds")
+        if not 1.0 <= max_delay <= 60.0:
+            raise InvalidError("Retries(max_delay=...) must be from 1 to 60 seconds")
+        self.max_retries = max_retries
+        self.backoff_coefficient = float(backoff_coefficient)
+        self.initial_delay = float(initial_delay)
+        self.max_delay = float(max_delay)
+
+    def describe(self):
+        return {"max_retries": self.max_retries, "backoff_coefficient": self.backoff_coefficient,
+                "initial_delay": self.initial_delay, "max_delay": self.max_delay}
+
+    def delay(self, attempt):
+        """Seconds to wait before retry number `attempt` (1-based)."""
+        return min(self.initial_delay * self.backoff_coefficient ** (attempt - 1), self.max_delay)
+
+
+class Period:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def __repr__(self):
+        return f"Period({self.kwargs})"
+
+
+class Cron:
+    def __init__(self, cron_string, timezone="UTC"):
+        self.cron_string = cron_string
+        self.timezone = timezone
+
+    def __repr__(self):
+        return f"Cron({self.cron_string!r})"
+
+
+def _is_default(value):
+    return value is None or value is False or (hasattr(value, "__len__") and len(value) == 0)
+
+
+def normalise_gpu(value, where):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return None
+        return [normalise_gpu(v, where) for v in value]
+    if isinstance(value, _gpu._GPU):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidError(f"{where}: gpu= must be a string like 'A100' or 'H100:2', got {value!r}")
+    spec = value.strip()
+    if spec.lower() == "any":
+        return "ANY"
+    if not _GPU_RE.match(spec):
+        raise InvalidError(f"{where}: invalid gpu={value!r}; use a type with an optional count, "
+                           f"like 'A10G', 'A100-80GB' or 'H100:2'")
+    return spec.upper()
+
+
+def _resource(value, name, where, unit):
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise InvalidError(f"{where}: {name}= takes a number or a (request, limit) pair")
+        req, lim = value
+    else:
+        req, lim = value, None
+    for v in (req, lim):
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
+            raise InvalidError(f"{where}: {name}= values must be positive numbers ({unit})")
+    if lim is not None and lim < req:
+        raise InvalidError(f"{where}: {name}= limit {lim} is below the request {req}")
+    return {"request": req, "limit": lim} if lim is not None else {"request": req}
+
+
+def _positive(value, name, where, allow_none=True, integer=False, minimum=0):
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise InvalidError(f"{where}: {name}= must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def _truthy(v):
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
+def build(kind, name, kwargs, app=None, partial_params=None):
+    """(config, image, secrets, volumes) for one @app.function or @app.cls.
+
+    kwargs: the decorator's keyword arguments; app: the App, whose image,
+    secrets and volumes are the defaults; partial_params: what
+    @concurrent/@batched added."""
+    where = f"{kind} '{name}'"
+    kw = dict(kwargs)
+    unsupported = {}
+
+    def unsupported_param(param, why, value):
+        warn(f"thaw: {where}: {param}={value!r} is not supported: {why}. The parameter is "
+             f"accepted and has no effect.")
+        unsupported[param] = why
+
+    for old, new in ALIASES.items():
+        if old in kw:
+            value = kw.pop(old)
+            warn(f"thaw: {where}: {old}= is Modal's old name for {new}=; using it as {new}=",
+                 DeprecatedWarning)
+            kw.setdefault(new, value)
+
+    image = kw.pop("image", None)
+    if image is None and app is not None:
+        image = app.image
+    if image is None:
+        from ._image import Image
+        image = Image.debian_slim()
+
+    secrets = list(app._secrets) if app is not None else []
+    for s in kw.pop("secrets", None) or []:
+        if not isinstance(s, Secret):
+            raise InvalidError(f"{where}: secrets= must be a list of thaw.Secret, got {s!r}")
+        secrets.append(s)
+
+    volumes = dict(app._volumes) if app is not None else {}
+    for path, vol in (kw.pop("volumes", None) or {}).items():
+        volumes[str(path)] = vol
+    vol_names = {}
+    for path, vol in sorted(volumes.items()):
+        if not isinstance(vol, Volume):
+            unsupported_param(f"volumes[{path!r}]", "only thaw.Volume can be mounted", vol)
+            continue
+        if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+            raise InvalidError(f"{where}: volume mount path {path!r} must be an absolute path "
+                               f"other than /")
+        vol_names[path.rstrip("/")] = vol.name
+    volumes = {p: v for p, v in volumes.items() if isinstance(v, Volume)}
+
+    env = kw.pop("env", None) or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
+        raise InvalidError(f"{where}: env= must be a dict of variable names to strings")
+    env = {k: (None if v is None else str(v)) for k, v in env.items()}
+
+    gpu = normalise_gpu(kw.pop("gpu", None), where)
+
+    exp = kw.pop("experimental_options", None) or {}
+    if not isinstance(exp, dict):
+        raise InvalidError(f"{where}: experimental_options= must be a dict")
+    # As given when JSON can hold it (Modal str()-coerces; thaw keeps true as true).
+    exp = {str(k): (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
+           for k, v in exp.items()}
+    enable_gpu_snapshot = False
+    for key, value in exp.items():
+        if key in ("enable_gpu_snapshot", "_experimental_enable_gpu_snapshot"):
+            enable_gpu_snapshot = _truthy(value)
+        else:
+            unsupported_param(f"experimental_options[{key!r}]", "thaw knows no such option", value)
+    if kw.pop("_experimental_enable_gpu_snapshot", False):
+        enable_gpu_snapshot = True
+
+    enable_memory_snapshot = bool(kw.pop("enable_memory_snapshot", False))
+    if enable_gpu_snapshot and not enable_memory_snapshot:
+        warn(f"thaw: {where}: enable_gpu_snapshot has no effect without "
+             f"enable_memory_snapshot=True")
+    if enable_gpu_snapshot and gpu is None:
+        warn(f"thaw: {where}: enable_gpu_snapshot has no effect without gpu=")
+
+    cpu = _resource(kw.pop("cpu", None), "cpu", where, "cores")
+    memory = _resource(kw.pop("memory", None), "memory", where, "MiB")
+    timeout = _positive(kw.pop("timeout", None), "timeout", where, minimum=1)
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    startup_timeout = _positive(kw.pop("startup_timeout", None), "startup_timeout", where,
+                                minimum=1)
+    min_containers = _positive(kw.pop("min_containers", None), "min_containers", where,
+                               integer=True) or 0
+    max_containers = _positive(kw.pop("max_containers", None), "max_containers", where,
+                               integer=True, minimum=1)
+    buffer_containers = _positive(kw.pop("buffer_containers", None), "buffer_containers", where,
+                                  integer=True) or 0
+    scaledown_window = _positive(kw.pop("scaledown_window", None), "scaledown_window", where,
+                                 minimum=1)
+    if max_containers is not None and min_containers > max_containers:
+        raise InvalidError(f"{where}: min_containers={min_containers} is above "
+                           f"max_containers={max_containers}")
+
+    retries = kw.pop("retries", None)
+    if isinstance(retries, int) and not isinstance(retries, bool):
+        retries = Retries(max_retries=retries, initial_delay=1.0, backoff_coefficient=1.0)
+    if retries is not None and not isinstance(retries, Retries):
+        raise InvalidError(f"{where}: retries= must be an int or thaw.Retries")
+
+    serialized = bool(kw.pop("serialized", False))
+    if serialized:
+        unsupported_param("serialized", "thaw does not serialize functions; the container "
+                          "imports the app file and finds the function by name, so it must be "
+                          "defined at the module's global scope", True)
+    include_source = kw.pop("include_source", None)
+    if include_source is False:
+        unsupported_param("include_source", "the container always runs the app file itself",
+                          False)
+    is_generator = kw.pop("is_generator", None)
+    kw.pop("name", None)  # the caller has used it already
+
+    max_concurrent_inputs = (partial_params or {}).get("max_concurrent_inputs", 1)
+    target_concurrent_inputs = (partial_params or {}).get("target_concurrent_inputs")
+    batched = None
+    if partial_params and "max_batch_size" in partial_params:
+        batched = {"max_batch_size": partial_params["max_batch_size"],
+                   "wait_ms": partial_params["wait_ms"]}
+
+    for param in list(kw):
+        value = kw.pop(param)
+        if param in UNSUPPORTED:
+            if not _is_default(value):
+                unsupported_param(param, UNSUPPORTED[param], value)
+        else:
+            unsupported_param(param, "thaw does not know this parameter", value)
+
+    config = {
+        "kind": kind,
+        "name": name,
+        "enable_memory_snapshot": enable_memory_snapshot,
+        "enable_gpu_snapshot": enable_gpu_snapshot,
+        "gpu": gpu,
+        "cpu": cpu,
+        "memory": memory,
+        "timeout": timeout,
+        "startup_timeout": startup_timeout if startup_timeout is not None else timeout,
+        "min_containers": min_containers,
+        "max_containers": max_containers,
+        "buffer_containers": buffer_containers,
+        "scaledown_window": scaledown_window if scaledown_window is not None
+        else DEFAULT_SCALEDOWN_WINDOW,
+        "retries": retries.describe() if retries else None,
+        "max_concurrent_inputs": max_concurrent_inputs,
+        "target_concurrent_inputs": target_concurrent_inputs,
+        "batched": batched,
+        "is_generator": is_generator,
+        "volumes": vol_names,
+        "secrets": [s.describe(resolve=False) for s in secrets],
+        "env": env,
+        "experimental_options": exp,
+        "serialized": serialized,
+        "unsupported": unsupported,
+    }
+    return config, image, secrets, volumes
+
+
+def finish(config):
+    """The config as stored: keys whose value is None are left out (readers
+    take their defaults), so no reader meets a JSON null."""
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def canonical_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def sha256_json(obj):
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()

@@ -1,0 +1,584 @@
+"""Function, Cls, their instances and method handles, and FunctionCall: the
+objects @app.function / @app.cls return, with .remote(), .local(), .spawn(),
+.map() and friends.
+"""
+
+import concurrent.futures
+import inspect
+import time
+
+from . import _client, _state
+from ._config import sha256_json
+from ._partial import ENTER_POST, ENTER_PRE, EXIT, METHOD, Parameter
+from ._protocol import dump_payload, load_payload
+from ._state import warn
+from .exception import (ExecutionError, FunctionTimeoutError, InvalidError, NotFoundError,
+                        RemoteError)
+
+PARAMS_KEY = "__thaw_params__"  # class parameters ride inside the kwargs payload
+MAP_PARALLELISM = 32
+
+
+# ---------------------------------------------------------------- call routing
+class _Target:
+    """Where a remote call goes: app, function (or class) and method."""
+
+    def __init__(self, owner, method=None, params=None):
+        self.owner = owner          # a Function or a Cls
+        self.method = method
+        self.params = params        # (args, kwargs) of a class instance, or None
+
+    @property
+    def label(self):
+        return f"{self.owner._app_name_for_call()}.{self.owner._name}" + \
+            (f".{self.method}" if self.method else "")
+
+    def message(self, args, kwargs):
+        mode, app_file = self.owner._route()
+        if self.params is not None:
+            kwargs = {**kwargs, PARAMS_KEY: self.params}
+        return {
+            "type": "call",
+            "id": _client.next_id(),
+            "app": self.owner._app_name_for_call(),
+            "function": self.owner._name,
+            "method": self.method,
+            "args": dump_payload(tuple(args)),
+            "kwargs": dump_payload(dict(kwargs)),
+            "mode": mode,
+            "app_file": app_file,
+        }
+
+    @property
+    def retries(self):
+        cfg = self.owner._config or {}
+        return cfg.get("retries")
+
+
+def _reply_error(reply, label):
+    """The exception a failed result stands for."""
+    tb = reply.get("traceback") or ""
+    text = reply.get("error") or "unknown error"
+    exc = None
+    if reply.get("exception"):
+        try:
+            exc = load_payload(reply["exception"])
+        except Exception:  # noqa: BLE001 - e.g. the class does not exist here
+            exc = None
+    if isinstance(exc, BaseException):
+        if tb and hasattr(exc, "add_note"):
+            exc.add_note(f"\nRemote traceback ({label}):\n{tb.rstrip()}")
+        return exc
+    if text.startswith("FunctionTimeoutError"):
+        return FunctionTimeoutError(f"{label}: {text}")
+    if tb:
+        return RemoteError(f"{label} raised {text}\n\nRemote traceback:\n{tb.rstrip()}")
+    return ExecutionError(f"{label}: {text}")
+
+
+def _value(reply, label):
+    if reply.get("type") == "error":
+        raise ExecutionError(f"{label}: {reply.get('error') or reply}")
+    if reply.get("type") != "result":
+        raise ExecutionError(f"{label}: unexpected reply from the runtime: {reply}")
+    if reply.get("ok"):
+        if "value" in reply and reply["value"] is not None:
+            return load_payload(reply["value"])
+        return reply.get("value_json")
+    raise _reply_error(reply, label)
+
+
+def _call_remote(target, args, kwargs):
+    """Run one call remotely, retrying failures per the function's retries=."""
+    target.owner._ensure_found()
+    client = _client.get_client()
+    retries = target.retries
+    attempt = 0
+    while True:
+        reply = client.request(target.message(args, kwargs))
+        try:
+            return _value(reply, target.label)
+        except Exception:
+            if retries and attempt < retries["max_retries"]:
+                attempt += 1
+                delay = min(retries["initial_delay"] * retries["backoff_coefficient"] **
+                            (attempt - 1), retries["max_delay"])
+                time.sleep(delay)
+                continue
+            raise
+
+
+class FunctionCall:
+    """A spawned call; .get() waits for its result."""
+
+    def __init__(self, target, args, kwargs):
+        self._target = target
+        self._args, self._kwargs = args, kwargs
+        target.owner._ensure_found()
+        msg = target.message(args, kwargs)
+        self._pending, self._reply = _client.get_client().spawn(msg)
+        if self._reply is not None and self._reply.get("type") == "error":
+            raise ExecutionError(f"{target.label}: {self._reply.get('error')}")
+        self.object_id = f"fc-{msg['id']}"
+
+    def get(self, timeout=None):
+        """The call's result. Raises thaw.exception.TimeoutError if it is not
+        ready within timeout seconds (call get() again later), and the call's
+        own exception if it failed."""
+        reply = self._reply if self._pending is None else self._pending.wait(timeout)
+        try:
+            return _value(reply, self._target.label)
+        except Exception:
+            retries = self._target.retries
+            if retries and retries["max_retries"] > 0:
+                return _call_remote(self._target, self._args, self._kwargs)
+            raise
+
+    def get_call_graph(self):
+        return []
+
+    def cancel(self, terminate_containers=False):
+        """Stop waiting for the result. (The runtime may finish the call anyway.)"""
+        if self._pending is not None:
+            self._pending.cancel()
+
+    @staticmethod
+    def from_id(function_call_id, client=None):
+        raise InvalidError("thaw: FunctionCall.from_id is not supported: a spawned call's "
+                           "result can only be read by the process that spawned it")
+
+    @staticmethod
+    def gather(*calls):
+        return [c.get() for c in calls]
+
+
+def _map(target, iterators, kwargs, order_outputs, return_exceptions, local_fn=None):
+    inputs = list(zip(*iterators))
+    if not inputs:
+        return
+    if local_fn is None:
+        target.owner._ensure_found()
+        _client.get_client()  # start the runtime from this thread, not a pool thread
+
+        def run(args):
+            return _call_remote(target, args, kwargs)
+    else:
+        def run(args):
+            return local_fn(*args, **kwargs)
+    cfg = target.owner._config or {}
+    width = MAP_PARALLELISM
+    if cfg.get("max_containers"):
+        width = min(width, cfg["max_containers"] * max(cfg.get("max_concurrent_inputs") or 1, 1))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(width, len(inputs)))
+    try:
+        futures = [pool.submit(run, a) for a in inputs]
+        seq = futures if order_outputs else concurrent.futures.as_completed(futures)
+        for fut in seq:
+            try:
+                yield fut.result()
+            except Exception as e:  # noqa: BLE001
+                if return_exceptions:
+                    yield e
+                else:
+                    raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Callable:
+    """The calling surface shared by Function and class method handles."""
+
+    def _target(self):
+        raise NotImplementedError
+
+    def _local_callable(self):
+        raise NotImplementedError
+
+    def _is_generator(self):
+        return False
+
+    def remote(self, *args, **kwargs):
+        """Run the call in a container of the app and return its result."""
+        if self._is_generator():
+            raise InvalidError(f"{self._target().label} is a generator: use .remote_gen()")
+        return _call_remote(self._target(), args, kwargs)
+
+    def remote_gen(self, *args, **kwargs):
+        """Run a generator remotely and yield its values. thaw delivers them when
+        the generator has finished, not one by one."""
+        yield from _call_remote(self._target(), args, kwargs)
+
+    def local(self, *args, **kwargs):
+        """Run the call in this process (for a class: on a local instance whose
+        @enter hooks have run)."""
+        return self._local_callable()(*args, **kwargs)
+
+    def spawn(self, *args, **kwargs):
+        """Start the call and return a FunctionCall whose .get() gives the result."""
+        return FunctionCall(self._target(), args, kwargs)
+
+    def map(self, *input_iterators, kwargs={}, order_outputs=True,  # noqa: B006 - Modal's API
+            return_exceptions=False, wrap_returned_exceptions=True):
+        """Call once per input (one input = one item from each iterator), in
+        parallel; yields the results (in input order unless order_outputs=False)."""
+        return _map(self._target(), input_iterators, kwargs, order_outputs, return_exceptions)
+
+    def starmap(self, input_iterator, *, kwargs={}, order_outputs=True,  # noqa: B006
+                return_exceptions=False, wrap_returned_exceptions=True):
+        """Like map, with each input an iterable of arguments."""
+        items = [tuple(x) for x in input_iterator]
+        cols = list(zip(*items)) if items else []
+        return _map(self._target(), cols, kwargs, order_outputs, return_exceptions)
+
+    def for_each(self, *input_iterators, kwargs={}, ignore_exceptions=False):  # noqa: B006
+        """map() for side effects: waits for all calls, returns None."""
+        for _ in _map(self._target(), input_iterators, kwargs, True, ignore_exceptions):
+            pass
+
+    def spawn_map(self, *input_iterators, kwargs={}):  # noqa: B006
+        """Start a call per input and return without waiting."""
+        for args in zip(*input_iterators):
+            FunctionCall(self._target(), args, kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self.local(*args, **kwargs)
+
+
+def _batched_call(raw, args, kwargs):
+    """Call a @batched function with one input, as a batch of one."""
+    out = raw(*[[a] for a in args], **{k: [v] for k, v in kwargs.items()})
+    return list(out)[0]
+
+
+class _Object:
+    """What Function and Cls share: name, app, config, routing."""
+
+    def _init_common(self, name, app, config, image, secrets, volumes, app_name=None,
+                     from_name=False):
+        self._name = name
+        self._app = app
+        self._config = config
+        self._image = image
+        self._secrets = list(secrets or [])
+        self._volumes = dict(volumes or {})
+        self._app_name = app_name
+        self._from_name = from_name
+        self._found = not from_name
+
+    def _app_name_for_call(self):
+        if self._app_name:
+            return self._app_name
+        return self._app.name if self._app is not None else None
+
+    def _route(self):
+        """(mode, app_file) for a call."""
+        if self._from_name:
+            return "deployed", None
+        if _state.mode == "ephemeral":
+            return "ephemeral", _state.app_file or (self._app._file if self._app else None)
+        return "deployed", None
+
+    def _ensure_found(self):
+        if self._found:
+            return
+        reply = _client.get_client().request(
+            {"type": "lookup", "app": self._app_name, "function": self._name})
+        if reply.get("type") != "found":
+            raise NotFoundError(reply.get("error") or
+                                f"thaw: {self._app_name}.{self._name} is not deployed: run "
+                                f"`thaw deploy app.py`")
+        self._found = True
+
+    def hydrate(self, client=None):
+        """Check that a from_name() object exists (a no-op for local definitions)."""
+        self._ensure_found()
+        return self
+
+    @property
+    def config(self):
+        """This function's or class's configuration as a JSON-able dict."""
+        if self._config is None:
+            raise InvalidError(f"{self._name} was looked up with from_name(); its config "
+                               f"lives in the deployed app.json")
+        return self._config
+
+    @property
+    def object_id(self):
+        return f"fu-{self._app_name_for_call()}-{self._name}"
+
+    def with_options(self, **kwargs):
+        warn(f"thaw: {self._name}.with_options({', '.join(kwargs)}) is not supported: "
+             f"containers run with the configuration the app was deployed with")
+        return self
+
+    def with_concurrency(self, **kwargs):
+        return self.with_options(**kwargs)
+
+    def with_batching(self, **kwargs):
+        return self.with_options(**kwargs)
+
+    def keep_warm(self, warm_pool_size):
+        warn("thaw: keep_warm() at run time is not supported; set min_containers= on the "
+             "decorator and deploy again")
+
+    def update_autoscaler(self, **kwargs):
+        warn("thaw: update_autoscaler() is not supported; set min_containers=/max_containers= "
+             "on the decorator and deploy again")
+
+    def _env(self):
+        """The environment of this function's containers: Image.env, then
+        secrets, then env= (later ones win; None removes a variable)."""
+        env = dict(self._image.env_vars) if self._image is not None else {}
+        for s in self._secrets:
+            env.update(s.resolve())
+        env.update((self._config or {}).get("env", {}))
+        return {k: v for k, v in env.items() if v is not None}
+
+    def _spec_common(self):
+        """The introspection entry (secrets resolved)."""
+        config = dict(self._config)
+        config["secrets"] = [s.describe(resolve=True) for s in self._secrets]
+        image = self._image.describe()
+        return {
+            "name": self._name,
+            "config": config,
+            "config_sha256": sha256_json(config),
+            "image": image,
+            "image_sha256": sha256_json(image),
+            "env": self._env(),
+            "volumes": {p: v.name for p, v in sorted(self._volumes.items())},
+        }
+
+
+# ---------------------------------------------------------------- functions
+class Function(_Object, _Callable):
+    """A function registered with @app.function (or looked up by from_name)."""
+
+    def __init__(self, raw_f=None, *, name, app=None, config=None, image=None, secrets=(),
+                 volumes=None, app_name=None, from_name=False, batched=False):
+        self._raw_f = raw_f
+        self._batched = batched
+        self._init_common(name, app, config, image, secrets, volumes, app_name, from_name)
+        if raw_f is not None:
+            self.__name__ = getattr(raw_f, "__name__", name)
+            self.__qualname__ = getattr(raw_f, "__qualname__", name)
+            self.__doc__ = getattr(raw_f, "__doc__", None)
+            self.__module__ = getattr(raw_f, "__module__", None)
+            self.__wrapped__ = raw_f
+
+    @staticmethod
+    def from_name(app_name, name, *, namespace=None, environment_name=None, client=None):
+        """A handle on function `name` of the deployed app `app_name`."""
+        if "." in name:
+            cls_name, method = name.split(".", 1)
+            return getattr(Cls.from_name(app_name, cls_name)(), method)
+        return Function(name=name, app_name=app_name, from_name=True)
+
+    lookup = from_name
+
+    def _target(self):
+        return _Target(self)
+
+    def _is_generator(self):
+        return bool(self._config and self._config.get("is_generator"))
+
+    def _local_callable(self):
+        if self._raw_f is None:
+            raise InvalidError(f"{self._name} was looked up with from_name(); it has no local "
+                               f"code to run with .local()")
+        if self._batched:
+            return lambda *a, **kw: _batched_call(self._raw_f, a, kw)
+        return self._raw_f
+
+    def get_raw_f(self):
+        return self._raw_f
+
+    def get_web_url(self):
+        warn("thaw: web endpoints are not supported; get_web_url() returns None")
+        return None
+
+    @property
+    def info(self):
+        return {"name": self._name, "app": self._app_name_for_call()}
+
+    def spec(self):
+        d = {"kind": "function", "qualname": getattr(self._raw_f, "__qualname__", self._name)}
+        d.update(self._spec_common())
+        return d
+
+    def __repr__(self):
+        return f"<thaw.Function {self._app_name_for_call()}.{self._name}>"
+
+
+# ---------------------------------------------------------------- classes
+class Cls(_Object):
+    """A class registered with @app.cls (or looked up by from_name). Calling it
+    gives an instance handle whose methods have .remote(), .local(), ..."""
+
+    def __init__(self, user_cls=None, *, name, app=None, config=None, image=None, secrets=(),
+                 volumes=None, app_name=None, from_name=False, methods=None, lifecycle=None,
+                 parameters=None):
+        self._user_cls = user_cls
+        self._methods = dict(methods or {})      # name → {"is_generator": bool, "batched": bool}
+        self._lifecycle = lifecycle or {ENTER_PRE: [], ENTER_POST: [], EXIT: []}
+        self._parameters = dict(parameters or {})  # name → Parameter
+        self._init_common(name, app, config, image, secrets, volumes, app_name, from_name)
+        if user_cls is not None:
+            self.__name__ = user_cls.__name__
+            self.__qualname__ = user_cls.__qualname__
+            self.__doc__ = user_cls.__doc__
+            self.__module__ = user_cls.__module__
+            self.__wrapped__ = user_cls
+
+    @staticmethod
+    def from_name(app_name, name, *, namespace=None, environment_name=None, client=None):
+        """A handle on class `name` of the deployed app `app_name`."""
+        return Cls(name=name, app_name=app_name, from_name=True)
+
+    lookup = from_name
+
+    def __call__(self, *args, **kwargs):
+        return Obj(self, args, kwargs)
+
+    def get_user_cls(self):
+        return self._user_cls
+
+    # -- used by Obj and by the worker
+    def _new_instance(self, args=(), kwargs=None):
+        """A user-class instance (no hooks run). With thaw.parameter fields the
+        arguments must be keywords naming them."""
+        kwargs = dict(kwargs or {})
+        if self._user_cls is None:
+            raise InvalidError(f"{self._name} was looked up with from_name(); it has no local "
+                               f"code")
+        if not self._parameters:
+            return self._user_cls(*args, **kwargs)
+        if args:
+            raise InvalidError(f"{self._name}(...) takes its parameters as keywords "
+                               f"({', '.join(self._parameters)})")
+        obj = self._user_cls.__new__(self._user_cls)
+        for pname, p in self._parameters.items():
+            if pname in kwargs:
+                value = kwargs.pop(pname)
+            elif p.has_default:
+                value = p.default
+            else:
+                raise InvalidError(f"{self._name}(...) is missing the parameter {pname!r}")
+            object.__setattr__(obj, pname, value)
+        if kwargs:
+            raise InvalidError(f"{self._name}(...) has no parameter(s) {', '.join(kwargs)}")
+        return obj
+
+    def _run_hooks(self, instance, kind):
+        for hook in self._lifecycle[kind]:
+            getattr(instance, hook)()
+
+    def spec(self):
+        d = {"kind": "class", "qualname": getattr(self._user_cls, "__qualname__", self._name),
+             "methods": sorted(self._methods)}
+        d.update(self._spec_common())
+        return d
+
+    def __repr__(self):
+        return f"<thaw.Cls {self._app_name_for_call()}.{self._name}>"
+
+
+class Obj:
+    """An instance handle: `Embedder()` (parameters, if any, in the call)."""
+
+    def __init__(self, cls, args, kwargs):
+        self._cls = cls
+        self._args, self._kwargs = tuple(args), dict(kwargs)
+        self._instance = None
+        self._entered = False
+        if cls._user_cls is not None and cls._parameters:
+            cls._new_instance(args, kwargs)  # check the parameters now, as Modal does
+
+    def _params(self):
+        if not self._args and not self._kwargs:
+            return None
+        return {"args": self._args, "kwargs": self._kwargs}
+
+    def _local_instance(self, enter=True):
+        if self._instance is None:
+            self._instance = self._cls._new_instance(self._args, self._kwargs)
+        if enter and not self._entered:
+            self._entered = True
+            self._cls._run_hooks(self._instance, ENTER_PRE)
+            self._cls._run_hooks(self._instance, ENTER_POST)
+        return self._instance
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cls = self.__dict__.get("_cls")
+        if cls is None:
+            raise AttributeError(name)
+        if name in cls._methods or (cls._from_name and not name.startswith("_")):
+            return _BoundMethod(self, name)
+        if cls._user_cls is None:
+            raise AttributeError(name)
+        return getattr(self._local_instance(enter=False), name)
+
+    def __repr__(self):
+        return f"<thaw.Obj {self._cls._name}>"
+
+
+class _BoundMethod(_Callable):
+    """`Embedder().run`: one method of an instance handle."""
+
+    def __init__(self, obj, name):
+        self._obj = obj
+        self._method = name
+
+    def _target(self):
+        return _Target(self._obj._cls, self._method, self._obj._params())
+
+    def _is_generator(self):
+        m = self._obj._cls._methods.get(self._method)
+        return bool(m and m.get("is_generator"))
+
+    def _local_callable(self):
+        instance = self._obj._local_instance(enter=True)
+        fn = getattr(instance, self._method)
+        if self._obj._cls._methods.get(self._method, {}).get("batched"):
+            return lambda *a, **kw: _batched_call(fn, a, kw)
+        return fn
+
+    def __repr__(self):
+        return f"<thaw method {self._obj._cls._name}.{self._method}>"
+
+
+def collect_class_members(user_cls, where):
+    """(methods, lifecycle, parameters) of a user class, in definition order
+    (base classes first)."""
+    from ._partial import BATCHED, WEB, PartialFunction
+    entries = {}
+    for klass in reversed(inspect.getmro(user_cls)):
+        if klass is object:
+            continue
+        for name, value in vars(klass).items():
+            if isinstance(value, PartialFunction):
+                entries[name] = value
+            elif name in entries:
+                del entries[name]  # overridden by an undecorated attribute
+    methods = {}
+    lifecycle = {ENTER_PRE: [], ENTER_POST: [], EXIT: []}
+    for name, pf in entries.items():
+        if pf.flags & {METHOD, BATCHED, WEB}:
+            methods[name] = {"is_generator": bool(pf.params.get("is_generator")),
+                             "batched": BATCHED in pf.flags}
+        for kind in (ENTER_PRE, ENTER_POST, EXIT):
+            if kind in pf.flags:
+                lifecycle[kind].append(name)
+    parameters = {}
+    for klass in reversed(inspect.getmro(user_cls)):
+        for name, value in vars(klass).items():
+            if isinstance(value, Parameter):
+                parameters[name] = value
+    for name in parameters:
+        try:
+            delattr(user_cls, name)  # instances get the value; the class keeps no marker
+        except AttributeError:
+            pass
+    return methods, lifecycle, parameters

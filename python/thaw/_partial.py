@@ -1,0 +1,154 @@
+"""Method and function decorators: enter, exit, method, concurrent, batched,
+parameter, and the web decorators (accepted with a warning).
+
+A decorated method stays a descriptor that gives the plain bound method on an
+instance, so user code may call `self.other()` as usual; @app.cls reads the
+flags to find lifecycle hooks and methods.
+"""
+
+import inspect
+
+from ._state import warn
+from .exception import InvalidError
+
+ENTER_PRE = "enter_pre_snapshot"    # @enter(snap=True)
+ENTER_POST = "enter_post_snapshot"  # @enter() / @enter(snap=False)
+EXIT = "exit"
+METHOD = "method"
+CONCURRENT = "concurrent"
+BATCHED = "batched"
+WEB = "web"
+
+_LIFECYCLE = {ENTER_PRE, ENTER_POST, EXIT}
+
+
+class PartialFunction:
+    """A function or class marked by one or more thaw decorators."""
+
+    def __init__(self, raw_f, flags, params=None):
+        self.raw_f = raw_f
+        self.flags = frozenset(flags)
+        self.params = dict(params or {})
+        if self.flags & _LIFECYCLE and self.flags & {METHOD, WEB}:
+            raise InvalidError(f"{getattr(raw_f, '__qualname__', raw_f)}: a lifecycle hook "
+                               f"(@enter/@exit) cannot also be a @method")
+        if len(self.flags & _LIFECYCLE) > 1:
+            raise InvalidError(f"{getattr(raw_f, '__qualname__', raw_f)}: only one of "
+                               f"@enter(snap=True), @enter(snap=False), @exit per method")
+
+    def __get__(self, obj, objtype=None):
+        if inspect.isclass(self.raw_f):
+            return self.raw_f
+        return self.raw_f.__get__(obj, objtype)
+
+    def __call__(self, *args, **kwargs):
+        return self.raw_f(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<thaw {'/'.join(sorted(self.flags))} {getattr(self.raw_f, '__qualname__', '?')}>"
+
+
+def _apply(f, flags, params=None, name="decorator"):
+    if isinstance(f, PartialFunction):
+        return PartialFunction(f.raw_f, f.flags | set(flags), {**f.params, **(params or {})})
+    if not callable(f):
+        raise InvalidError(f"@{name} must decorate a function, got {f!r}")
+    return PartialFunction(f, flags, params)
+
+
+def _decorator_or_direct(arg, make, name):
+    """Modal requires parentheses (@enter()); thaw also accepts @enter."""
+    if arg is None:
+        return make
+    if callable(arg):
+        return make(arg)
+    raise InvalidError(f"@{name}() takes keyword arguments only")
+
+
+def enter(_warn_parentheses_missing=None, *, snap=False):
+    """Mark a method to run when a container starts. snap=True: before the
+    memory snapshot (its effects are in the snapshot; no GPU is visible
+    unless GPU snapshots are on). snap=False (default): after the restore,
+    or at every cold start, before any input."""
+    return _decorator_or_direct(
+        _warn_parentheses_missing,
+        lambda f: _apply(f, {ENTER_PRE if snap else ENTER_POST}, name="enter"), "enter")
+
+
+def exit(_warn_parentheses_missing=None):  # noqa: A001 - Modal's name
+    """Mark a method to run when the container shuts down."""
+    return _decorator_or_direct(_warn_parentheses_missing,
+                                lambda f: _apply(f, {EXIT}, name="exit"), "exit")
+
+
+def method(_warn_parentheses_missing=None, *, is_generator=None):
+    """Mark a method of an @app.cls class as callable remotely."""
+    def make(f):
+        raw = f.raw_f if isinstance(f, PartialFunction) else f
+        gen = is_generator if is_generator is not None else inspect.isgeneratorfunction(raw)
+        return _apply(f, {METHOD}, {"is_generator": bool(gen)}, name="method")
+    return _decorator_or_direct(_warn_parentheses_missing, make, "method")
+
+
+def concurrent(_f=None, *, max_inputs, target_inputs=None):
+    """Let one container serve up to max_inputs calls at once (in threads).
+    Honoured by the worker; target_inputs (an autoscaling hint) is recorded."""
+    if not isinstance(max_inputs, int) or max_inputs < 1:
+        raise InvalidError("@concurrent(max_inputs=...) must be a positive integer")
+    params = {"max_concurrent_inputs": max_inputs, "target_concurrent_inputs": target_inputs}
+    return _decorator_or_direct(_f, lambda f: _apply(f, {CONCURRENT}, params, "concurrent"),
+                                "concurrent")
+
+
+def batched(_f=None, *, max_batch_size, wait_ms):
+    """Dynamic batching. The function keeps Modal's contract (it takes lists
+    and returns lists; callers pass single inputs), but thaw does not gather
+    inputs into batches: each call is a batch of one (warned)."""
+    def make(f):
+        warn(f"thaw: @batched(max_batch_size={max_batch_size}, wait_ms={wait_ms}) is not "
+             f"honoured: thaw does not gather inputs into batches; each call is passed as a "
+             f"batch of one")
+        return _apply(f, {BATCHED}, {"max_batch_size": max_batch_size, "wait_ms": wait_ms},
+                      "batched")
+    return _decorator_or_direct(_f, make, "batched")
+
+
+def _web(kind):
+    def decorator(_f=None, **kwargs):
+        def make(f):
+            warn(f"thaw: @{kind} is not supported: thaw serves no HTTP endpoints; the "
+                 f"function can still be called with .remote()")
+            return _apply(f, {WEB}, {"web": kind}, kind)
+        return _decorator_or_direct(_f, make, kind)
+    decorator.__name__ = kind
+    return decorator
+
+
+web_endpoint = _web("web_endpoint")
+fastapi_endpoint = _web("fastapi_endpoint")
+asgi_app = _web("asgi_app")
+wsgi_app = _web("wsgi_app")
+web_server = _web("web_server")
+
+_NO_DEFAULT = object()
+
+
+class Parameter:
+    """A class parameter (`x: int = thaw.parameter(default=1)`)."""
+
+    def __init__(self, default=_NO_DEFAULT, init=True):
+        self.default = default
+        self.init = init
+
+    @property
+    def has_default(self):
+        return self.default is not _NO_DEFAULT
+
+
+def parameter(*, default=_NO_DEFAULT, init=True):
+    """Declare a class parameter: `Model(size=3)` sets self.size. Containers
+    are not separated by parameter values: the instance in the memory
+    snapshot is the one with default values, and an instance with other
+    values is created in the container on first use (running its @enter hooks
+    then)."""
+    return Parameter(default, init)

@@ -1,0 +1,484 @@
+"""The worker loop that runs inside every function container:
+`python3 -m thaw._worker` (docs/runtime-protocol.md, "Runtime ↔ worker").
+
+Lifecycle, in Modal's order:
+  global scope (import the app file) → @enter(snap=True) → [snapshot_ready;
+  the runtime checkpoints, later restores] → start (env, seed) →
+  @enter(snap=False) → ready → calls → shutdown → @exit → bye.
+
+Environment: THAW_CONTROL_FD (default 3), THAW_APP_FILE, THAW_FUNCTION (the
+function or class name), THAW_SNAPSHOT=1 when this container is snapshotted,
+optionally THAW_APP (the app's name, when the file defines several).
+
+Every read of the control channel is a plain read() of one frame at a time
+on the fd number, so the channel installed as fd 3 after a restore is used
+from the next read on, with nothing read ahead in the snapshot.
+"""
+
+import atexit
+import concurrent.futures
+import json
+import os
+import pickle
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from . import _state
+from ._functions import PARAMS_KEY, Cls, _batched_call
+from ._loader import load_app_module, pick_app
+from ._partial import ENTER_POST, ENTER_PRE, EXIT
+from ._protocol import Channel, ProtocolError, dump_payload, load_payload
+from .exception import FunctionTimeoutError
+
+CUDA_FIX = "move CUDA use to @enter(snap=False)"
+
+
+class _Deadline(BaseException):
+    """Raised in the main thread by SIGALRM when a call or hook overruns its
+    timeout (a BaseException, so that user `except Exception` does not eat it)."""
+
+
+class _Terminate(BaseException):
+    """Raised by SIGTERM: stop serving, run @exit hooks, leave."""
+
+
+class _Failed(Exception):
+    def __init__(self, stage, error, tb=""):
+        super().__init__(error)
+        self.stage = stage
+        self.error = error
+        self.tb = tb
+
+
+class _alarm:
+    """Interrupt the main thread with _Deadline after `seconds` (no-op for
+    None, or off the main thread)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.armed = False
+
+    def __enter__(self):
+        if self.seconds and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
+            self.armed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        return False
+
+
+def _on_alarm(signum, frame):
+    raise _Deadline()
+
+
+def _on_term(signum, frame):
+    raise _Terminate()
+
+
+def reseed(seed):
+    """Reseed Python's, NumPy's and torch's default generators (when loaded)."""
+    seed = int(seed)
+    random.seed(seed)
+    np = sys.modules.get("numpy")
+    if np is not None and hasattr(np, "random"):
+        np.random.seed(seed % (1 << 32))
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "manual_seed"):
+        torch.manual_seed(seed % (1 << 63))
+
+
+def cuda_snapshot_warnings(where):
+    """A warning when CUDA was initialized during the snapshot phase."""
+    causes = []
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            causes.append("torch.cuda was initialized")
+    except Exception:  # noqa: BLE001 - a broken torch must not stop the snapshot
+        pass
+    try:
+        with open("/proc/self/maps") as f:
+            if any("libcuda.so" in line for line in f):
+                causes.append("the CUDA driver (libcuda.so) was loaded, e.g. by "
+                              "torch.cuda.is_available()")
+    except OSError:
+        pass
+    if not causes:
+        return []
+    return [f"CUDA was initialized during the snapshot phase of {where}: {' and '.join(causes)} "
+            f"in the global scope or an @enter(snap=True) method. No GPU is visible in that "
+            f"phase, so CUDA has cached zero devices and will not see the GPU after the "
+            f"restore. Fix: {CUDA_FIX} (calls such as .to('cuda') and "
+            f"torch.cuda.is_available()), or set "
+            f"experimental_options={{'enable_gpu_snapshot': True}}."]
+
+
+def _json_default(v):
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, (set, frozenset, tuple)):
+        return list(v)
+    return repr(v)
+
+
+def _describe_exc(e):
+    text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return text, "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+class Worker:
+    def __init__(self, chan, env=None):
+        env = os.environ if env is None else env
+        self.chan = chan
+        self.app_file = env.get("THAW_APP_FILE")
+        self.target_name = env.get("THAW_FUNCTION")
+        self.app_name = env.get("THAW_APP") or None
+        self.snapshot = env.get("THAW_SNAPSHOT") == "1"
+        self.target = None
+        self.config = {}
+        self.instance = None          # a class's default instance (in the snapshot)
+        self.instance_error = None    # why there is none (parameters required)
+        self.param_instances = {}     # pickled params → entered instance
+        self.param_lock = threading.Lock()
+        self.timings = {}
+        self.answer_lock = threading.Lock()
+        self.started = False
+
+    # ------------------------------------------------------------ helpers
+    def send(self, msg):
+        self.chan.send(msg)
+
+    def _timed(self, name, fn):
+        t = time.monotonic()
+        try:
+            return fn()
+        finally:
+            self.timings[name] = round(time.monotonic() - t, 6)
+
+    def _run_hooks(self, instance, kind, stage):
+        if not isinstance(self.target, Cls) or instance is None:
+            return
+        for hook in self.target._lifecycle[kind]:
+            try:
+                with _alarm(self.config.get("startup_timeout")):
+                    getattr(instance, hook)()
+            except _Deadline:
+                raise _Failed(stage, f"@{'enter' if kind != EXIT else 'exit'} method "
+                              f"{self.target_name}.{hook} exceeded startup_timeout="
+                              f"{self.config.get('startup_timeout')} s") from None
+            except (_Terminate, KeyboardInterrupt):
+                raise
+            except BaseException as e:  # noqa: BLE001 - reported to the runtime
+                text, tb = _describe_exc(e)
+                raise _Failed(stage, f"{self.target_name}.{hook} raised {text}", tb) from None
+
+    # ------------------------------------------------------------ phases
+    def load(self):
+        """Global scope: import the app file and find the target."""
+        if not self.app_file or not self.target_name:
+            raise _Failed("import", "THAW_APP_FILE and THAW_FUNCTION must be set")
+        if _state.mode == "ephemeral":
+            _state.app_file = os.path.abspath(self.app_file)
+        sys.argv = [self.app_file]
+        try:
+            module = self._timed("import_s", lambda: load_app_module(self.app_file))
+        except (_Terminate, KeyboardInterrupt):
+            raise
+        except BaseException as e:  # noqa: BLE001
+            text, tb = _describe_exc(e)
+            raise _Failed("import", f"importing {self.app_file} failed: {text}", tb) from None
+        try:
+            app = pick_app(module, self.app_name)
+        except Exception as e:  # noqa: BLE001
+            raise _Failed("find", str(e)) from None
+        target = app._functions.get(self.target_name) or app._classes.get(self.target_name)
+        if target is None:
+            names = sorted(list(app._functions) + list(app._classes))
+            raise _Failed("find", f"app '{app.name}' ({self.app_file}) has no function or class "
+                          f"named '{self.target_name}' (it has: {', '.join(names) or 'none'})")
+        self.target = target
+        self.config = target._config or {}
+
+    def check_image(self):
+        try:
+            warnings_ = self.target._image.check()
+        except Exception as e:  # noqa: BLE001
+            raise _Failed("image", str(e)) from None
+        workdir = self.target._image.describe().get("workdir")
+        if workdir:
+            try:
+                os.chdir(workdir)
+            except OSError as e:
+                raise _Failed("image", f"Image.workdir({workdir!r}): {e}") from None
+        return [f"Image: {w}" for w in warnings_]
+
+    def enter_snapshot_phase(self):
+        """Create a class's default instance and run its @enter(snap=True) hooks."""
+        if not isinstance(self.target, Cls):
+            return
+        try:
+            self.instance = self.target._new_instance()
+        except Exception as e:  # noqa: BLE001 - e.g. required parameters
+            self.instance_error = f"{type(e).__name__}: {e}"
+            return
+        self._timed("enter_snap_s", lambda: self._run_hooks(self.instance, ENTER_PRE, "enter_snap"))
+
+    def apply_start(self, msg):
+        env = msg.get("env") or {}
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[str(k)] = str(v)
+        if msg.get("restored") and msg.get("seed") is not None:
+            reseed(msg["seed"])
+        signal.signal(signal.SIGTERM, _on_term)
+        self._timed("enter_s", lambda: self._run_hooks(self.instance, ENTER_POST, "enter"))
+        self.started = True
+
+    # ------------------------------------------------------------ calls
+    def callable_for(self, method, params):
+        t = self.target
+        if not isinstance(t, Cls):
+            if method:
+                raise LookupError(f"'{self.target_name}' is a function; the call names method "
+                                  f"{method!r}")
+            if t._batched:
+                return lambda *a, **kw: _batched_call(t._raw_f, a, kw), False
+            return t._raw_f, bool(self.config.get("is_generator"))
+        if not method:
+            raise LookupError(f"'{self.target_name}' is a class; the call must name a method")
+        info = t._methods.get(method)
+        if info is None:
+            raise LookupError(f"class '{self.target_name}' has no @method() named {method!r} "
+                              f"(it has: {', '.join(sorted(t._methods)) or 'none'})")
+        instance = self.instance_for(params)
+        fn = getattr(instance, method)
+        if info.get("batched"):
+            return (lambda *a, **kw: _batched_call(fn, a, kw)), False
+        return fn, bool(info.get("is_generator"))
+
+    def instance_for(self, params):
+        if params is None:
+            if self.instance is None:
+                raise TypeError(f"class '{self.target_name}' cannot be created without "
+                                f"parameters: {self.instance_error}")
+            return self.instance
+        key = pickle.dumps(params, protocol=4)
+        with self.param_lock:
+            inst = self.param_instances.get(key)
+            if inst is None:
+                inst = self.target._new_instance(params.get("args", ()), params.get("kwargs", {}))
+                for kind in (ENTER_PRE, ENTER_POST):
+                    for hook in self.target._lifecycle[kind]:
+                        getattr(inst, hook)()
+                self.param_instances[key] = inst
+            return inst
+
+    def serve_call(self, msg, timeout=None):
+        """Run one call and return its result message."""
+        cid = msg.get("id")
+        _state.set_input_id(cid)
+        try:
+            if msg.get("args") is not None:
+                args = tuple(load_payload(msg["args"]))
+            else:
+                args = tuple(msg.get("args_json") or ())
+            if msg.get("kwargs") is not None:
+                kwargs = dict(load_payload(msg["kwargs"]))
+            else:
+                kwargs = dict(msg.get("kwargs_json") or {})
+            params = kwargs.pop(PARAMS_KEY, None)
+            fn, is_gen = self.callable_for(msg.get("method"), params)
+            with _alarm(timeout):
+                value = fn(*args, **kwargs)
+                if is_gen or (hasattr(value, "__next__") and hasattr(value, "send")):
+                    value = list(value)
+        except _Deadline:
+            err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {timeout} s")
+            return {"type": "result", "id": cid, "ok": False,
+                    "error": f"FunctionTimeoutError: {err}", "traceback": "",
+                    "exception": dump_payload(err)}
+        except (_Terminate, KeyboardInterrupt):
+            raise
+        except BaseException as e:  # noqa: BLE001 - user errors go back to the caller
+            return self._error_result(cid, e)
+        finally:
+            _state.set_input_id(None)
+        try:
+            reply = {"type": "result", "id": cid, "ok": True, "value": dump_payload(value)}
+        except Exception as e:  # noqa: BLE001
+            return {"type": "result", "id": cid, "ok": False,
+                    "error": f"the result ({type(value).__name__}) cannot be pickled: {e}",
+                    "traceback": ""}
+        if msg.get("result_format") == "json":
+            reply["value_json"] = json.loads(json.dumps(value, default=_json_default))
+        return reply
+
+    def _error_result(self, cid, e):
+        text, tb = _describe_exc(e)
+        reply = {"type": "result", "id": cid, "ok": False, "error": text, "traceback": tb}
+        try:
+            payload = dump_payload(e)
+            load_payload(payload)
+            reply["exception"] = payload
+        except Exception:  # noqa: BLE001 - unpicklable exceptions travel as text only
+            pass
+        return reply
+
+    def _answer(self, call, reply):
+        """Send the one reply to a call (call: a dict made per received call;
+        ids are the runtime's and need not be unique, so the mark is on it)."""
+        with self.answer_lock:
+            if call.get("answered"):
+                return  # already answered (it timed out)
+            call["answered"] = True
+        self.send(reply)
+
+    def serve(self):
+        """Answer calls until shutdown (or the channel closes)."""
+        timeout = self.config.get("timeout")
+        width = int(self.config.get("max_concurrent_inputs") or 1)
+        pool = None
+        if width > 1:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=width,
+                                                         thread_name_prefix="thaw-input")
+        try:
+            while True:
+                msg = self.chan.recv()
+                if msg is None or msg.get("type") == "shutdown":
+                    return
+                if msg.get("type") != "call":
+                    print(f"thaw worker: ignoring unexpected message {msg.get('type')!r}",
+                          file=sys.stderr)
+                    continue
+                if pool is None:
+                    self._answer({}, self.serve_call(msg, timeout))
+                else:
+                    pool.submit(self._serve_threaded, msg, timeout)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _serve_threaded(self, msg, timeout):
+        call = {}
+        timer = None
+        if timeout:
+            def expire():
+                err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of "
+                                           f"{timeout} s")
+                self._answer(call, {"type": "result", "id": msg.get("id"), "ok": False,
+                                   "error": f"FunctionTimeoutError: {err}", "traceback": "",
+                                   "exception": dump_payload(err)})
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            self._answer(call, self.serve_call(msg))
+        except Exception as e:  # noqa: BLE001
+            self._answer(call, self._error_result(msg.get("id"), e))
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def run_exit_hooks(self):
+        if not isinstance(self.target, Cls) or not self.started:
+            return
+        for inst in [self.instance] + list(self.param_instances.values()):
+            if inst is None:
+                continue
+            for hook in self.target._lifecycle[EXIT]:
+                try:
+                    getattr(inst, hook)()
+                except Exception:  # noqa: BLE001 - keep going; log it
+                    print(f"thaw worker: @exit method {self.target_name}.{hook} failed:",
+                          file=sys.stderr)
+                    traceback.print_exc()
+
+    # ------------------------------------------------------------ main
+    def run(self):
+        """The whole lifecycle; returns the exit status."""
+        try:
+            self.load()
+            warnings_ = self.check_image()
+            self.enter_snapshot_phase()
+            if self.instance_error:
+                warnings_.append(f"class '{self.target_name}' needs parameters "
+                                 f"({self.instance_error}); its @enter hooks run per parameter "
+                                 f"set on first use, after the restore")
+            if self.snapshot:
+                if not self.config.get("enable_gpu_snapshot"):
+                    warnings_ += cuda_snapshot_warnings(f"'{self.target_name}'")
+                for w in warnings_:
+                    print(f"thaw worker: warning: {w}", file=sys.stderr)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self.send({"type": "snapshot_ready", "warnings": warnings_,
+                           "timings": dict(self.timings)})
+            msg = self.chan.recv()
+            while msg is not None and msg.get("type") not in ("start", "shutdown"):
+                print(f"thaw worker: ignoring {msg.get('type')!r} before start", file=sys.stderr)
+                msg = self.chan.recv()
+            if msg is None or msg.get("type") == "shutdown":
+                if msg is not None:
+                    self.send({"type": "bye"})
+                return 0
+            try:
+                self.apply_start(msg)
+            except _Failed:
+                raise
+            self.send({"type": "ready", "timings": dict(self.timings)})
+            try:
+                self.serve()
+            except _Terminate:
+                pass
+            self.run_exit_hooks()
+            try:
+                self.send({"type": "bye"})
+            except OSError:
+                pass
+            return 0
+        except _Failed as f:
+            print(f"thaw worker: {f.stage} failed: {f.error}\n{f.tb}", file=sys.stderr)
+            try:
+                self.send({"type": "failed", "stage": f.stage, "error": f.error,
+                           "traceback": f.tb})
+            except OSError:
+                pass
+            return 1
+        except _Terminate:
+            self.run_exit_hooks()
+            return 0
+        except (ProtocolError, OSError) as e:
+            print(f"thaw worker: control channel error: {e}", file=sys.stderr)
+            return 1
+
+
+def main():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+    _state.in_container = True
+    fd = int(os.environ.get("THAW_CONTROL_FD", "3"))
+    code = Worker(Channel(fd)).run()
+    # Leave without waiting for threads user code may have left running.
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

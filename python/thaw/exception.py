@@ -1,0 +1,60 @@
+"""Exceptions and warnings of the thaw SDK (named as in modal.exception)."""
+
+import builtins
+
+
+class Error(Exception):
+    """Base class of thaw's errors."""
+
+
+class InvalidError(Error):
+    """A definition or an argument is not valid (raised where Modal raises it)."""
+
+
+class NotFoundError(Error):
+    """An app, function, class, volume or secret does not exist."""
+
+
+class ExecutionError(Error):
+    """The runtime or a container failed while running a call."""
+
+
+class RemoteError(Error):
+    """A remote call raised an exception that could not be sent back as itself;
+    the message holds its text and remote traceback."""
+
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """Waiting for a result took longer than the timeout given."""
+
+
+class FunctionTimeoutError(TimeoutError):
+    """A call ran longer than its function's timeout= and was interrupted."""
+
+
+class OutputExpiredError(TimeoutError):
+    """The result of a spawned call is no longer available."""
+
+
+class ConnectionError(Error, builtins.ConnectionError):
+    """The thaw runtime could not be reached or started."""
+
+
+class MissingPackageError(Error, ImportError):
+    """A package the Image names (or the app imports) is not installed on the
+    host. thaw runs functions with the host's /usr/bin/python3, so the fix is
+    to install the Debian package the message names."""
+
+
+class UnsupportedWarning(UserWarning):
+    """A parameter or feature was accepted but thaw cannot honour it; the
+    message names it and says why."""
+
+
+class DeprecatedWarning(UserWarning):
+    """An old Modal name was used; thaw maps it to the current one."""
+
+
+# Modal also exports these names.
+DeprecationError = InvalidError
+InputCancellation = Error

@@ -1,0 +1,1157 @@
+"""Unit tests of the thaw Python SDK. No thaw runtime is needed: workers are
+driven over a socketpair, and client calls go to tests/unit_py/fake_runtime.py.
+
+Run:  cd <repo> && PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/unit_py
+"""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+import thaw
+import thaw as modal
+from thaw import _loader, _packages, _protocol
+from thaw.exception import (DeprecatedWarning, FunctionTimeoutError, InvalidError,
+                            MissingPackageError, NotFoundError, UnsupportedWarning)
+
+from conftest import PY, REPO
+
+EXAMPLES = REPO / "examples" / "modal_style"
+
+# Apps defined inside test functions are meant for .local() and the config only.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:thaw. function '.*' is not defined at the module's global scope")
+
+
+def _warnings_of(fn):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        result = fn()
+    return result, [str(w.message) for w in rec], rec
+
+
+# ====================================================================== framing
+def test_framing_roundtrip_over_socketpair():
+    a, b = socket.socketpair()
+    msg = {"type": "call", "id": 3, "args": _protocol.dump_payload((1, "x", [2.5]))}
+    _protocol.send_msg(a, msg)
+    raw = _protocol.encode(msg)
+    assert raw[:4] == len(raw[4:]).to_bytes(4, "little")
+    got = _protocol.recv_msg(b)
+    assert got == msg
+    assert _protocol.load_payload(got["args"]) == (1, "x", [2.5])
+    a.close()
+    assert _protocol.recv_msg(b) is None  # clean end of stream
+
+
+def test_framing_large_payload_and_split_writes():
+    a, b = socket.socketpair()
+    big = {"blob": _protocol.dump_payload(b"x" * 3_000_000)}
+    data = _protocol.encode(big)
+
+    def writer():
+        for i in range(0, len(data), 7777):  # arbitrary split points
+            a.sendall(data[i:i + 7777])
+    t = threading.Thread(target=writer)
+    t.start()
+    got = _protocol.recv_msg(b)
+    t.join()
+    assert _protocol.load_payload(got["blob"]) == b"x" * 3_000_000
+
+
+def test_framing_rejects_non_object_and_truncated():
+    a, b = socket.socketpair()
+    body = b"[1,2]"
+    a.sendall(len(body).to_bytes(4, "little") + body)
+    with pytest.raises(_protocol.ProtocolError):
+        _protocol.recv_msg(b)
+    a.sendall((10).to_bytes(4, "little") + b"{}")
+    a.close()
+    with pytest.raises(_protocol.ProtocolError):
+        _protocol.recv_msg(b)
+
+
+# ====================================================================== decorators
+def test_function_config_is_json_and_normalised():
+    app = modal.App("cfg-app")
+    vol = modal.Volume.from_name("cfg-vol", create_if_missing=True)
+
+    @app.function(gpu="a10g", enable_memory_snapshot=True, timeout=60, cpu=(1.0, 2.0),
+                  memory=512, min_containers=1, max_containers=4, scaledown_window=30,
+                  retries=2, volumes={"/data": vol}, env={"A": "1"},
+                  secrets=[modal.Secret.from_dict({"TOKEN": "t"})],
+                  experimental_options={"enable_gpu_snapshot": True})
+    def f(x):
+        return x
+
+    cfg = f.config
+    json.dumps(cfg)  # JSON-able
+    assert cfg["kind"] == "function" and cfg["name"] == "f"
+    assert cfg["gpu"] == "A10G"
+    assert cfg["enable_memory_snapshot"] is True and cfg["enable_gpu_snapshot"] is True
+    assert cfg["timeout"] == 60 and cfg["startup_timeout"] == 60
+    assert cfg["cpu"] == {"request": 1.0, "limit": 2.0}
+    assert cfg["memory"] == {"request": 512}
+    assert (cfg["min_containers"], cfg["max_containers"], cfg["scaledown_window"]) == (1, 4, 30)
+    assert cfg["retries"]["max_retries"] == 2
+    assert cfg["volumes"] == {"/data": "cfg-vol"}
+    assert cfg["env"] == {"A": "1"}
+    assert cfg["unsupported"] == {}
+    assert cfg["is_generator"] is False
+    assert f.local(5) == 5 and f(6) == 6
+    assert app.registered_functions == {"f": f}
+
+
+def test_defaults_and_names():
+    app = modal.App()  # unnamed: takes the file's stem
+
+    @app.function
+    def plain():
+        return 1
+
+    @app.function(name="renamed")
+    def other():
+        return 2
+
+    assert app.name == Path(__file__).stem
+    assert plain.config["timeout"] == 300 and "gpu" not in plain.config  # nulls left out
+    assert None not in plain.config.values()
+    assert plain.config["enable_memory_snapshot"] is False
+    assert set(app.registered_functions) == {"plain", "renamed"}
+
+
+def test_gpu_spellings():
+    app = modal.App("gpus")
+    for spec, want in [("A100", "A100"), ("h100:2", "H100:2"), ("A100-80GB", "A100-80GB"),
+                       ("any", "ANY"), (modal.gpu.A100(size="80GB", count=2), "A100-80GB:2"),
+                       (["H100", "a100"], ["H100", "A100"])]:
+        fn = app.function(gpu=spec, name=f"g{abs(hash(str(spec)))}")(lambda: None)
+        assert fn.config["gpu"] == want
+    with pytest.raises(InvalidError):
+        app.function(gpu="not a gpu!", name="bad")(lambda: None)
+
+
+@pytest.mark.parametrize("param,value", [
+    ("schedule", modal.Period(days=1)),
+    ("region", "us-east"),
+    ("cloud", "aws"),
+    ("block_network", True),
+    ("ephemeral_disk", 1024),
+    ("single_use_containers", True),
+    ("some_future_option", 1),
+])
+def test_unsupported_parameter_warns_naming_it(param, value):
+    app = modal.App("warn-app")
+
+    def define():
+        @app.function(**{param: value})
+        def f():
+            return 1
+        return f
+    f, messages, rec = _warnings_of(define)
+    hits = [m for m in messages if f"{param}=" in m]
+    assert hits, messages
+    assert "not supported" in hits[0]
+    assert any(issubclass(w.category, UnsupportedWarning) for w in rec)
+    assert rec[0].filename == __file__  # attributed to the user's line
+    assert param in f.config["unsupported"]
+
+
+def test_default_values_of_unsupported_parameters_are_silent():
+    app = modal.App("silent-app")
+
+    def define():
+        @app.function(block_network=False, region=None, cloud=None, nonpreemptible=False,
+                      network_file_systems={}, include_source=True, serialized=False)
+        def f():
+            return 1
+        return f
+    f, messages, _ = _warnings_of(define)
+    assert [m for m in messages if "global scope" not in m] == []
+    assert f.config["unsupported"] == {}
+
+
+def test_serialized_and_experimental_options_warn():
+    app = modal.App("ser-app")
+
+    def define():
+        return app.function(serialized=True, experimental_options={"foo": 1})(lambda: 1)
+    f, messages, _ = _warnings_of(define)
+    assert any("serialized=" in m and "global scope" in m for m in messages)
+    assert any("experimental_options['foo']" in m for m in messages)
+
+
+def test_deprecated_names_map_to_current_ones():
+    app = modal.App("old-names")
+
+    def define():
+        return app.function(concurrency_limit=3, keep_warm=1, container_idle_timeout=20,
+                            name="old")(lambda: 1)
+    f, messages, rec = _warnings_of(define)
+    assert f.config["max_containers"] == 3
+    assert f.config["min_containers"] == 1
+    assert f.config["scaledown_window"] == 20
+    assert any(issubclass(w.category, DeprecatedWarning) for w in rec)
+    assert any("concurrency_limit=" in m and "max_containers=" in m for m in messages)
+
+
+def test_invalid_values_raise():
+    app = modal.App("invalid")
+    with pytest.raises(InvalidError):
+        app.function(timeout=-1, name="a")(lambda: 1)
+    with pytest.raises(InvalidError):
+        app.function(min_containers=5, max_containers=2, name="b")(lambda: 1)
+    with pytest.raises(InvalidError):
+        app.function(volumes={"relative/path": modal.Volume.from_name("v")}, name="c")(lambda: 1)
+    with pytest.raises(InvalidError):
+        modal.Volume.from_name("../escape")
+
+
+def test_snap_true_requires_enable_memory_snapshot():
+    app = modal.App("snapcheck")
+    with pytest.raises(InvalidError, match="enable_memory_snapshot=True"):
+        @app.cls()
+        class C:
+            @modal.enter(snap=True)
+            def load(self):
+                pass
+
+
+def test_class_config_lists_methods_and_hooks():
+    app = modal.App("clscfg")
+
+    @app.cls(enable_memory_snapshot=True, gpu="A100", max_containers=2)
+    class Model:
+        @modal.enter(snap=True)
+        def load(self):
+            pass
+
+        @modal.enter(snap=False)
+        def setup(self):
+            pass
+
+        @modal.exit()
+        def close(self):
+            pass
+
+        @modal.method()
+        def predict(self, x):
+            return x
+
+        @modal.method()
+        def stream(self, n):
+            yield from range(n)
+
+        def helper(self):
+            return "not a method"
+
+    cfg = Model.config
+    json.dumps(cfg)
+    assert cfg["kind"] == "class"
+    assert cfg["lifecycle"] == {"enter_snap": ["load"], "enter": ["setup"], "exit": ["close"]}
+    assert cfg["methods"] == {"predict": {"is_generator": False, "batched": False},
+                              "stream": {"is_generator": True, "batched": False}}
+    assert app.registered_classes == {"Model": Model}
+    spec = Model.spec()
+    assert spec["methods"] == ["predict", "stream"]
+    assert len(spec["config_sha256"]) == 64
+
+
+# ====================================================================== .local()
+def test_local_runs_enter_hooks_once_in_lifecycle_order():
+    app = modal.App("order")
+    events = []
+
+    @app.cls(enable_memory_snapshot=True)
+    class Svc:
+        @modal.enter()
+        def post_a(self):
+            events.append("enter(snap=False) post_a")
+
+        @modal.enter(snap=True)
+        def pre_a(self):
+            events.append("enter(snap=True) pre_a")
+
+        @modal.enter(snap=True)
+        def pre_b(self):
+            events.append("enter(snap=True) pre_b")
+
+        @modal.exit()
+        def bye(self):
+            events.append("exit")
+
+        @modal.method()
+        def run(self, x):
+            events.append(f"run {x}")
+            return self.helper(x)
+
+        def helper(self, x):
+            return x * 2
+
+    obj = Svc()
+    assert events == []  # nothing runs until a local call
+    assert obj.run.local(3) == 6
+    assert obj.run.local(4) == 8
+    assert events == ["enter(snap=True) pre_a", "enter(snap=True) pre_b",
+                      "enter(snap=False) post_a", "run 3", "run 4"]
+    Svc().run.local(1)  # a new instance enters again
+    assert events.count("enter(snap=True) pre_a") == 2
+
+
+def test_methods_are_plain_methods_inside_the_class():
+    app = modal.App("inner")
+
+    @app.cls()
+    class K:
+        @modal.enter()
+        def setup(self):
+            self.base = 10
+
+        @modal.method()
+        def add(self, x):
+            return self.base + x
+
+        @modal.method()
+        def twice(self, x):
+            return self.add(x) + self.add(x)  # calls the method directly
+
+    assert K().twice.local(1) == 22
+
+
+def test_class_parameters_local():
+    app = modal.App("params")
+
+    @app.cls()
+    class P:
+        size: int = modal.parameter(default=3)
+        name: str = modal.parameter()
+
+        @modal.method()
+        def describe(self):
+            return f"{self.name}:{self.size}"
+
+    assert P(name="a").describe.local() == "a:3"
+    assert P(name="b", size=5).describe.local() == "b:5"
+    with pytest.raises(InvalidError):
+        P(size=1)  # name is required
+    with pytest.raises(InvalidError):
+        P(name="x", colour="red")
+
+
+def test_batched_keeps_the_list_contract():
+    app = modal.App("batch")
+
+    def define():
+        @app.function()
+        @modal.batched(max_batch_size=8, wait_ms=10)
+        def double(xs):
+            return [x * 2 for x in xs]
+        return double
+    double, messages, _ = _warnings_of(define)
+    assert any("batched" in m and "batch of one" in m for m in messages)
+    assert double.local(21) == 42
+    assert double.config["batched"] == {"max_batch_size": 8, "wait_ms": 10}
+
+
+# ====================================================================== import thaw as modal
+EMBEDDER_SOURCE = '''
+import thaw as modal
+
+app = modal.App("embedder-test")
+image = modal.Image.debian_slim(python_version="3.11").pip_install("torch", "numpy")
+
+with image.imports():
+    import torch
+
+EVENTS = ["global"]
+device = "cpu"
+
+
+def build_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+
+@app.cls(enable_memory_snapshot=True, gpu="a10g")
+class Embedder:
+    @modal.enter(snap=True)
+    def load(self):
+        EVENTS.append("load")
+        self.model = build_model()
+
+    @modal.enter(snap=False)
+    def setup(self):
+        EVENTS.append("setup")
+        self.model.to(device)
+
+    @modal.method()
+    def run(self, x):
+        EVENTS.append("run")
+        with torch.no_grad():
+            return self.model(torch.tensor(x, dtype=torch.float32)).tolist()
+
+    @modal.method()
+    def events(self):
+        return list(EVENTS)
+
+    @modal.exit()
+    def done(self):
+        import os
+        path = os.environ.get("EXIT_MARKER")
+        if path:
+            open(path, "w").write("exit ran")
+
+
+@app.local_entrypoint()
+def main():
+    print(Embedder().run.remote([[1.0] * 8]))
+'''
+
+
+def test_import_thaw_as_modal_runs_the_embedder_pattern(write_app):
+    path = write_app("embedder_pattern", EMBEDDER_SOURCE)
+    mod = _loader.load_app_module(path)
+    Embedder = mod.Embedder
+    assert isinstance(Embedder, modal.Cls)
+    out = Embedder().run.local([[1.0] * 8])
+    assert len(out) == 1 and len(out[0]) == 4
+    assert mod.EVENTS == ["global", "load", "setup", "run"]
+    assert mod.app.registered_entrypoints["main"].name == "main"
+    assert Embedder.config["gpu"] == "A10G"
+
+
+def test_modal_names_exist():
+    for name in ["App", "Image", "Volume", "Secret", "method", "enter", "exit", "Cls",
+                 "Function", "gpu", "Retries", "concurrent", "batched", "parameter",
+                 "is_local", "FunctionCall", "exception", "enable_output"]:
+        assert hasattr(modal, name), name
+    assert modal.is_local()
+    with pytest.raises(AttributeError, match="thaw does not provide modal.Dict"):
+        modal.Dict  # noqa: B018
+
+
+def test_example_files_load_and_run_locally():
+    mod = _loader.load_app_module(EXAMPLES / "embedder.py")
+    vecs = mod.Embedder().run.local(["hello world", "thaw"])
+    assert len(vecs) == 2 and len(vecs[0]) == 384
+    assert abs(sum(v * v for v in vecs[0]) - 1.0) < 1e-4  # normalised
+    hello = _loader.load_app_module(EXAMPLES / "hello.py")
+    assert hello.hello.local("t").startswith("hello t from torch")
+    assert hello.hello.config["enable_memory_snapshot"] is True
+
+
+# ====================================================================== Image
+def test_image_is_immutable_and_described():
+    base = modal.Image.debian_slim()
+    img = base.pip_install("torch==1.13", ["numpy"]).apt_install("git").env({"X": "1"})
+    assert base.describe()["pip"] == []
+    d = img.describe()
+    assert d["pip"] == ["torch==1.13", "numpy"] and d["apt"] == ["git"]
+    assert d["env"] == {"X": "1"}
+    assert len(img.sha256) == 64 and img.sha256 != base.sha256
+
+
+def test_image_check_names_the_debian_package(monkeypatch):
+    real = _packages.module_available
+    monkeypatch.setattr(_packages, "module_available",
+                        lambda m: False if m in ("sklearn", "transformers") else real(m))
+    img = modal.Image.debian_slim().pip_install("torch", "scikit-learn>=1.0", "transformers")
+    with pytest.raises(MissingPackageError) as ei:
+        img.check()
+    text = str(ei.value)
+    assert "scikit-learn" in text and "'sklearn'" in text
+    assert "apt-get install -y python3-sklearn" in text
+    assert "Debian 12 does not package 'transformers'" in text
+    assert "torch" not in text.replace("transformers", "")  # torch is present
+
+
+def test_image_check_passes_for_host_packages_and_warns_on_versions():
+    img = modal.Image.debian_slim().pip_install("torch", "numpy>=99")
+    warns = img.check()
+    assert any("numpy>=99" in w for w in warns)
+
+
+def test_image_check_apt_packages():
+    img = modal.Image.debian_slim().apt_install("definitely-not-a-debian-package-xyz")
+    errors, _ = img.problems()
+    if Path("/var/lib/dpkg/status").exists():
+        assert errors and "apt-get install -y definitely-not-a-debian-package-xyz" in errors[0]
+
+
+def test_image_imports_raises_clear_error():
+    img = modal.Image.debian_slim().pip_install("scikit-learn")
+    with pytest.raises(MissingPackageError, match="python3-definitely-missing-mod"):
+        with img.imports():
+            exec("import definitely_missing_mod")
+    with pytest.raises(ImportError):  # MissingPackageError is an ImportError
+        with img.imports():
+            __import__("definitely_missing_mod")
+
+
+def test_package_mapping():
+    assert _packages.Requirement("scikit-learn==1.2").module == "sklearn"
+    assert _packages.Requirement("torch").module == "torch"
+    assert _packages.Requirement("torch").debian == "python3-torch"
+    assert _packages.Requirement("Pillow").module == "PIL"
+    assert _packages.Requirement("opencv-python-headless").debian == "python3-opencv"
+    assert _packages.Requirement("transformers[torch]>=4").debian is None
+    assert _packages.Requirement("git+https://x/y.git").name is None
+    assert _packages.version_satisfies("1.13.0a0", ">=", "1.13")
+    assert not _packages.version_satisfies("1.13.1", "<", "1.13")
+    assert _packages.version_satisfies("2.1.3", "~=", "2.1")
+    assert _packages.version_satisfies("1.24.2", "==", "1.24.*")
+
+
+def test_python_version_mismatch_warns():
+    _, messages, _ = _warnings_of(lambda: modal.Image.debian_slim(python_version="3.9"))
+    assert any("python_version='3.9'" in m for m in messages)
+    _, messages, _ = _warnings_of(lambda: modal.Image.debian_slim(python_version="3.1"))
+    assert any("python_version='3.1'" in m for m in messages)
+    _, messages, _ = _warnings_of(lambda: modal.Image.debian_slim(python_version="3.11"))
+    assert messages == []
+
+
+def test_unsupported_image_steps_warn():
+    _, messages, _ = _warnings_of(
+        lambda: modal.Image.debian_slim().run_commands("echo hi").from_registry("x:1"))
+    assert any("run_commands" in m and "not supported" in m for m in messages)
+
+
+# ====================================================================== Volume / Secret
+def test_volume_directories(tmp_path):
+    vol = modal.Volume.from_name("data", create_if_missing=True)
+    assert vol.path == tmp_path / "thaw-home" / "volumes" / "data"
+    assert not vol.exists()
+    vol.ensure()
+    assert vol.path.is_dir()
+    (vol.path / "a.txt").write_text("x")
+    assert vol.listdir() == ["a.txt"]
+    assert vol.commit() is None and vol.reload() is None
+    assert "bind-mounted" in modal.Volume.commit.__doc__
+    with pytest.raises(NotFoundError, match="create_if_missing"):
+        modal.Volume.from_name("missing").ensure()
+
+
+def test_secrets(tmp_path, monkeypatch):
+    assert modal.Secret.from_dict({"A": "1"}).resolve() == {"A": "1"}
+    home = tmp_path / "thaw-home" / "secrets"
+    home.mkdir(parents=True)
+    (home / "api.env").write_text("KEY=s3cr3t-value\n# comment\nexport OTHER='q'\n")
+    assert modal.Secret.from_name("api").resolve() == {"KEY": "s3cr3t-value", "OTHER": "q"}
+    monkeypatch.setenv("THAW_SECRET_HF_TOKEN", '{"HF_TOKEN": "hf"}')
+    assert modal.Secret.from_name("hf-token").resolve() == {"HF_TOKEN": "hf"}
+    monkeypatch.setenv("MY_PASSWORD", "pw")
+    s = modal.Secret.from_name("db", required_keys=["MY_PASSWORD"])
+    assert s.resolve() == {"MY_PASSWORD": "pw"}
+    with pytest.raises(NotFoundError, match="nothere"):
+        modal.Secret.from_name("nothere").resolve()
+    with pytest.raises(NotFoundError, match="lacks required keys"):
+        modal.Secret.from_name("api", required_keys=["NOPE"]).resolve()
+    d = modal.Secret.from_name("api").describe()
+    assert d["keys"] == ["KEY", "OTHER"] and "s3cr3t-value" not in json.dumps(d)
+
+
+# ====================================================================== introspection
+def test_introspect_prints_only_json(write_app, tmp_path):
+    (tmp_path / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("VALUE = 1\n")
+    path = write_app("introspect_app", '''
+        import thaw as modal
+        import helpers
+        import pkg
+        print("noise on stdout from the app's global scope")
+
+        app = modal.App("intro", image=modal.Image.debian_slim().env({"MODE": "prod"}))
+        vol = modal.Volume.from_name("intro-data", create_if_missing=True)
+
+        @app.function(enable_memory_snapshot=True, volumes={"/data": vol},
+                      secrets=[modal.Secret.from_dict({"TOKEN": "s3cret"})], env={"E": "1"})
+        def f(x):
+            return helpers.double(x)
+
+        @app.cls(enable_memory_snapshot=True, gpu="H100")
+        class C:
+            @modal.enter(snap=True)
+            def load(self):
+                pass
+
+            @modal.method()
+            def m(self):
+                return 1
+
+        @app.local_entrypoint()
+        def main(n: int = 1):
+            print(f.remote(n))
+    ''')
+    r = subprocess.run([PY, "-m", "thaw._introspect", str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)  # the whole of stdout is one JSON document
+    assert "noise" in r.stderr
+    assert out["app"] == "intro"
+    assert out["app_file"] == str(path)
+    assert out["file"] == str(path)
+    assert set(out["functions"]) == {"f", "C"}  # classes too, with their kind
+    assert out["functions"]["f"]["kind"] == "function"
+    assert out["functions"]["C"]["kind"] == "class"
+    f = out["functions"]["f"]
+    assert f["config"]["enable_memory_snapshot"] is True
+    assert f["volumes"] == {"/data": "intro-data"}
+    assert f["env"] == {"MODE": "prod", "TOKEN": "s3cret", "E": "1"}
+    assert f["config"]["secrets"][0]["keys"] == ["TOKEN"]
+    assert "s3cret" not in json.dumps(f["config"])
+    assert f["image"]["env"] == {"MODE": "prod"}
+    assert out["functions"]["C"]["methods"] == ["m"]
+    assert out["functions"]["C"]["config"]["lifecycle"]["enter_snap"] == ["load"]
+    assert out["entrypoints"] == ["main"]
+    assert out["local_entrypoints"] == [
+        {"name": "main", "parameters": [{"name": "main" and "n", "type": "int",
+                                         "required": False}]}]
+    assert out["volumes"] == {"intro-data": "/data"}
+    vol_dir = Path(out["volume_dirs"]["intro-data"])
+    assert vol_dir.is_dir() and vol_dir.parent.parent == tmp_path / "thaw-home"
+    assert out["local_modules"] == [str(tmp_path / "helpers.py"),
+                                    str(tmp_path / "pkg" / "__init__.py")]
+    rels = [m["relpath"] for m in out["local_module_files"]]
+    assert rels == ["helpers.py", "pkg/__init__.py"]
+    assert out["python"] == out["python_version"] and out["python"].startswith("3.")
+    assert out["thaw_version"] == thaw.__version__
+    assert len(out["code_sha256"]) == 64
+
+    # a change in a local module changes code_sha256
+    (tmp_path / "helpers.py").write_text("def double(x):\n    return x + x\n")
+    r2 = subprocess.run([PY, "-m", "thaw._introspect", str(path)], capture_output=True,
+                        text=True, timeout=60)
+    assert json.loads(r2.stdout)["code_sha256"] != out["code_sha256"]
+
+
+def test_introspect_fails_clearly_on_missing_package(write_app):
+    path = write_app("missing_pkg_app", '''
+        import thaw as modal
+        app = modal.App("missing", image=modal.Image.debian_slim().pip_install("transformers"))
+
+        @app.function()
+        def f():
+            return 1
+    ''')
+    r = subprocess.run([PY, "-m", "thaw._introspect", str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "transformers" in r.stderr and "Debian 12 does not package" in r.stderr
+
+
+def test_introspect_reports_missing_import_with_debian_hint(write_app):
+    path = write_app("bad_import_app", '''
+        import thaw as modal
+        import some_uninstalled_thing
+        app = modal.App("bad")
+    ''')
+    r = subprocess.run([PY, "-m", "thaw._introspect", str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "python3-some-uninstalled-thing" in r.stderr
+
+
+# ====================================================================== worker loop
+WORKER_APP = '''
+import os
+import random
+import sys
+import time
+import thaw as modal
+
+LOG = os.environ.get("HOOK_LOG")
+
+
+def record(event):
+    if LOG:
+        with open(LOG, "a") as f:
+            f.write(event + "\\n")
+
+
+record("global")
+app = modal.App("worker-test")
+
+
+@app.cls(enable_memory_snapshot=True, timeout=2)
+class Svc:
+    @modal.enter(snap=True)
+    def load(self):
+        record("enter(snap=True)")
+        self.loaded = True
+
+    @modal.enter(snap=False)
+    def setup(self):
+        record("enter(snap=False)")
+
+    @modal.exit()
+    def close(self):
+        record("exit")
+
+    @modal.method()
+    def hello(self, name, punct="!"):
+        record("call")
+        return f"hello {name}{punct}"
+
+    @modal.method()
+    def env(self, key):
+        return os.environ.get(key)
+
+    @modal.method()
+    def rand(self):
+        out = [random.random()]
+        if "numpy" in sys.modules:
+            import numpy
+            out.append(float(numpy.random.rand()))
+        if "torch" in sys.modules:
+            import torch
+            out.append(float(torch.rand(1)))
+        return out
+
+    @modal.method()
+    def boom(self):
+        raise ValueError("bad input")
+
+    @modal.method()
+    def slow(self, s):
+        time.sleep(s)
+        return "done"
+
+    @modal.method()
+    def gen(self, n):
+        for i in range(n):
+            yield i * i
+
+
+@app.function()
+def add(a, b):
+    return a + b
+
+
+@app.function()
+@modal.concurrent(max_inputs=4)
+def nap(s):
+    time.sleep(s)
+    return s
+'''
+
+
+def test_worker_snapshot_lifecycle_and_calls(write_app, worker, tmp_path):
+    path = write_app("worker_app", WORKER_APP)
+    log = tmp_path / "hooks.log"
+    w = worker(path, "Svc", snapshot=True, env={"HOOK_LOG": str(log)})
+    ready = w.recv()
+    assert ready["type"] == "snapshot_ready" and ready["warnings"] == []
+    # at the snapshot point only the global scope and snap=True hooks have run
+    assert log.read_text().split() == ["global", "enter(snap=True)"]
+    w.start(env={"GREETING": "restored-env"}, seed=11)
+    assert log.read_text().splitlines() == ["global", "enter(snap=True)", "enter(snap=False)"]
+    assert w.value("bob", method="hello", punct="?") == "hello bob?"
+    assert w.value("GREETING", method="env") == "restored-env"
+    assert w.value(3, method="gen") == [0, 1, 4]
+
+    reply = w.call(method="boom")
+    assert reply["ok"] is False and "ValueError: bad input" in reply["error"]
+    assert "raise ValueError" in reply["traceback"]
+    exc = _protocol.load_payload(reply["exception"])
+    assert isinstance(exc, ValueError)
+
+    reply = w.call(method="nope")
+    assert not reply["ok"] and "no @method() named 'nope'" in reply["error"]
+
+    msg, rc = w.shutdown()
+    assert msg == {"type": "bye"} and rc == 0
+    assert log.read_text().splitlines() == [
+        "global", "enter(snap=True)", "enter(snap=False)", "call", "exit"]
+
+
+def test_worker_without_snapshot_runs_all_enter_hooks_at_start(write_app, worker, tmp_path):
+    path = write_app("worker_app_nosnap", WORKER_APP)
+    log = tmp_path / "hooks.log"
+    w = worker(path, "Svc", snapshot=False, env={"HOOK_LOG": str(log)})
+    w.start(restored=False)
+    assert log.read_text().split() == ["global", "enter(snap=True)", "enter(snap=False)"]
+    assert w.value("x", method="hello") == "hello x!"
+
+
+def test_worker_plain_function_and_json_args(write_app, worker):
+    path = write_app("worker_app_fn", WORKER_APP)
+    w = worker(path, "add", snapshot=True)
+    assert w.recv()["type"] == "snapshot_ready"
+    w.start()
+    assert w.value(2, 3) == 5
+    w.send({"type": "call", "id": 9, "method": None, "args_json": [40, 2],
+            "kwargs_json": {}, "result_format": "json"})
+    reply = w.recv()
+    assert reply["ok"] and reply["id"] == 9 and reply["value_json"] == 42
+
+
+def test_worker_enforces_timeout(write_app, worker):
+    path = write_app("worker_app_timeout", WORKER_APP)
+    w = worker(path, "Svc", snapshot=False)
+    w.start(restored=False)
+    t = time.monotonic()
+    reply = w.call((10,), method="slow")
+    assert time.monotonic() - t < 8
+    assert not reply["ok"] and reply["error"].startswith("FunctionTimeoutError")
+    assert isinstance(_protocol.load_payload(reply["exception"]), FunctionTimeoutError)
+    assert w.value(0, method="slow") == "done"  # the container still serves
+
+
+def test_worker_concurrent_inputs(write_app, worker):
+    path = write_app("worker_app_conc", WORKER_APP)
+    w = worker(path, "nap", snapshot=False)
+    w.start(restored=False)
+    t = time.monotonic()
+    for i in range(4):
+        w.send({"type": "call", "id": i, "method": None, "args": _protocol.dump_payload((0.6,)),
+                "kwargs": _protocol.dump_payload({})})
+    ids = sorted(w.recv()["id"] for _ in range(4))
+    assert ids == [0, 1, 2, 3]
+    assert time.monotonic() - t < 2.0  # 4 × 0.6 s in parallel
+
+
+def test_worker_reseeds_after_restore(write_app, worker):
+    path = write_app("worker_app_seed", WORKER_APP.replace(
+        'record("global")', 'record("global")\nimport numpy, torch\nrandom.seed(0)'))
+    draws = []
+    for seed in (101, 202, 101):
+        w = worker(path, "Svc", snapshot=True)
+        assert w.recv()["type"] == "snapshot_ready"
+        w.start(seed=seed)
+        draws.append(w.value(method="rand"))
+        w.shutdown()
+    assert len(draws[0]) == 3  # random, numpy, torch all reseeded
+    assert all(a != b for a, b in zip(draws[0], draws[1]))
+    assert draws[0] == draws[2]
+
+
+def test_worker_warns_when_cuda_initialized_in_snapshot_phase(write_app, worker):
+    path = write_app("worker_app_cuda", '''
+        import thaw as modal
+        import torch
+        app = modal.App("cuda-warn")
+
+        @app.cls(enable_memory_snapshot=True, gpu="A10G")
+        class G:
+            @modal.enter(snap=True)
+            def load(self):
+                torch.cuda.is_initialized = lambda: True  # as if torch.cuda had been used
+
+            @modal.method()
+            def f(self):
+                return 1
+    ''')
+    w = worker(path, "G", snapshot=True)
+    msg = w.recv()
+    assert msg["type"] == "snapshot_ready"
+    assert len(msg["warnings"]) == 1
+    text = msg["warnings"][0]
+    assert "CUDA was initialized during the snapshot phase" in text
+    assert "move CUDA use to @enter(snap=False)" in text
+
+
+def test_worker_reports_import_failure(write_app, worker):
+    path = write_app("worker_app_broken", '''
+        import thaw as modal
+        app = modal.App("broken")
+        raise RuntimeError("global scope exploded")
+    ''')
+    w = worker(path, "f", snapshot=True)
+    msg = w.recv()
+    assert msg["type"] == "failed" and msg["stage"] == "import"
+    assert "global scope exploded" in msg["error"] and "RuntimeError" in msg["traceback"]
+    assert w.proc.wait(30) == 1
+
+
+def test_worker_reports_missing_image_package(write_app, worker):
+    path = write_app("worker_app_image", '''
+        import thaw as modal
+        app = modal.App("img", image=modal.Image.debian_slim().pip_install("scikit-image"))
+
+        @app.function()
+        def f():
+            return 1
+    ''')
+    w = worker(path, "f", snapshot=True)
+    msg = w.recv()
+    if msg["type"] == "snapshot_ready":
+        pytest.skip("scikit-image is installed on this host")
+    assert msg["type"] == "failed" and msg["stage"] == "image"
+    assert "apt-get install -y python3-skimage" in msg["error"]
+
+
+def test_worker_reports_unknown_target_and_enter_failure(write_app, worker):
+    path = write_app("worker_app_enter", '''
+        import thaw as modal
+        app = modal.App("enterfail")
+
+        @app.cls(enable_memory_snapshot=True)
+        class E:
+            @modal.enter(snap=True)
+            def load(self):
+                raise OSError("weights missing")
+
+            @modal.method()
+            def f(self):
+                return 1
+    ''')
+    w = worker(path, "Nope", snapshot=True)
+    msg = w.recv()
+    assert msg["type"] == "failed" and msg["stage"] == "find" and "E" in msg["error"]
+    w2 = worker(path, "E", snapshot=True)
+    msg = w2.recv()
+    assert msg["type"] == "failed" and msg["stage"] == "enter_snap"
+    assert "weights missing" in msg["error"]
+
+
+def test_worker_class_parameters(write_app, worker):
+    path = write_app("worker_app_params", '''
+        import thaw as modal
+        app = modal.App("params")
+
+        @app.cls(enable_memory_snapshot=True)
+        class P:
+            size: int = modal.parameter(default=1)
+
+            @modal.enter(snap=True)
+            def load(self):
+                self.table = list(range(self.size))
+
+            @modal.method()
+            def n(self):
+                return len(self.table)
+    ''')
+    from thaw._functions import PARAMS_KEY
+    w = worker(path, "P", snapshot=True)
+    assert w.recv()["type"] == "snapshot_ready"
+    w.start()
+    assert w.value(method="n") == 1
+    assert w.value(method="n", **{PARAMS_KEY: {"args": (), "kwargs": {"size": 5}}}) == 5
+
+
+# ====================================================================== client ↔ runtime
+CLIENT_APP = '''
+import os
+import thaw as modal
+
+app = modal.App("client-test")
+
+
+class Custom(Exception):
+    pass
+
+
+@app.function(retries=modal.Retries(max_retries=2, initial_delay=0.0, backoff_coefficient=1.0))
+def flaky(counter_file):
+    n = int(open(counter_file).read()) if os.path.exists(counter_file) else 0
+    open(counter_file, "w").write(str(n + 1))
+    if n < 2:
+        raise RuntimeError(f"attempt {n} fails")
+    return f"ok after {n + 1} attempts"
+
+
+@app.function()
+def square(x: int):
+    return x * x
+
+
+@app.function()
+def fail():
+    raise KeyError("missing thing")
+
+
+@app.function()
+def sleepy(s):
+    import time
+    time.sleep(s)
+    return s
+
+
+@app.function()
+def count(n):
+    yield from range(n)
+
+
+@app.cls()
+class Greeter:
+    greeting: str = modal.parameter(default="hi")
+
+    @modal.method()
+    def greet(self, name):
+        return f"{self.greeting} {name}"
+
+
+@app.local_entrypoint()
+def main(x: int = 3, shout: bool = False):
+    out = square.remote(x)
+    print("RESULT", out if not shout else str(out) + "!")
+'''
+
+
+def test_remote_spawn_map_through_runtime(write_app, runtime, tmp_path):
+    path = write_app("client_app", CLIENT_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        assert mod.square.remote(7) == 49
+        call = mod.square.spawn(8)
+        assert call.get(timeout=60) == 64
+        assert list(mod.square.map(range(5))) == [0, 1, 4, 9, 16]
+        assert sorted(mod.square.map([1, 2, 3], order_outputs=False)) == [1, 4, 9]
+        assert list(mod.square.starmap([(2,), (3,)])) == [4, 9]
+        assert list(mod.count.remote_gen(4)) == [0, 1, 2, 3]
+        with pytest.raises(InvalidError, match="remote_gen"):
+            mod.count.remote(2)
+        with pytest.raises(KeyError, match="missing thing"):
+            mod.fail.remote()
+        results = list(mod.fail.map([()] * 0))
+        assert results == []
+        assert mod.Greeter().greet.remote("ann") == "hi ann"
+        assert mod.Greeter(greeting="yo").greet.remote("bo") == "yo bo"
+    calls = [e["msg"] for e in runtime.events() if e["event"] == "request"]
+    assert all(c["mode"] == "ephemeral" and c["app_file"] == str(path) for c in calls
+               if c["type"] in ("call", "spawn"))
+    assert [c["type"] for c in calls[:3]] == ["call", "spawn", "get"]
+    assert calls[0] == {"type": "call", "app": "client-test", "function": "square",
+                        "method": None, "mode": "ephemeral", "app_file": str(path)}
+
+
+def test_remote_exception_keeps_type_and_remote_traceback(write_app, runtime):
+    path = write_app("client_app_exc", CLIENT_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        with pytest.raises(KeyError) as ei:
+            mod.fail.remote()
+    notes = "".join(getattr(ei.value, "__notes__", []))
+    assert "Remote traceback" in notes and 'raise KeyError("missing thing")' in notes
+
+
+def test_retries_are_applied_by_the_client(write_app, runtime, tmp_path):
+    path = write_app("client_app_retry", CLIENT_APP)
+    mod = _loader.load_app_module(path)
+    counter = tmp_path / "counter"
+    with mod.app.run():
+        assert mod.flaky.remote(str(counter)) == "ok after 3 attempts"
+
+
+def test_spawn_get_timeout(write_app, runtime):
+    path = write_app("client_app_spawn", CLIENT_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        mod.sleepy.remote(0)  # start the container first
+        call = mod.sleepy.spawn(1.5)
+        with pytest.raises(thaw.exception.TimeoutError):
+            call.get(timeout=0.2)
+        assert call.get(timeout=30) == 1.5
+
+
+def test_deployed_lookup_and_not_found(write_app, runtime):
+    path = write_app("client_app_deployed", CLIENT_APP)
+    runtime.apps["client-test"] = str(path)
+    assert modal.Function.from_name("client-test", "square").remote(9) == 81
+    greeter = modal.Cls.from_name("client-test", "Greeter")
+    assert greeter().greet.remote("dee") == "hi dee"
+    with pytest.raises(NotFoundError, match="thaw deploy"):
+        modal.Function.from_name("not-deployed", "square").remote(1)
+    calls = [e["msg"] for e in runtime.events() if e["event"] == "request"]
+    assert {"type": "lookup", "app": "client-test", "function": "square", "method": None,
+            "mode": None, "app_file": None} in calls
+    assert any(c["type"] == "call" and c["mode"] == "deployed" and c["app_file"] is None
+               for c in calls)
+    snaps = [e for e in runtime.events() if e["event"] == "snapshot_ready"]
+    assert snaps  # deployed containers went through the snapshot point
+
+
+def test_entrypoint_runs_in_ephemeral_mode(write_app, runtime):
+    path = write_app("client_app_entry", CLIENT_APP)
+    r = subprocess.run([PY, "-m", "thaw._entrypoint", str(path), "main", "--x", "5",
+                        "--shout"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "RESULT 25!"
+    r = subprocess.run([PY, "-m", "thaw._entrypoint", f"{path}::square", "--x", "4"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "16"
+    r = subprocess.run([PY, "-m", "thaw._entrypoint", str(path), "nothing"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 1 and "no entrypoint, function or method named 'nothing'" in r.stderr
+    calls = [e["msg"] for e in runtime.events() if e["event"] == "request"]
+    assert calls and all(c["mode"] == "ephemeral" and c["app_file"] == str(path)
+                         for c in calls)
+
+
+def test_entrypoint_runs_the_modal_style_embedder(runtime):
+    r = subprocess.run([PY, "-m", "thaw._entrypoint", str(EXAMPLES / "embedder.py")],
+                       capture_output=True, text=True, timeout=180, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert "2 embeddings of width 384" in r.stdout and "similarity:" in r.stdout
+
+
+def test_client_starts_thaw_serve_when_no_socket(write_app, tmp_path, monkeypatch):
+    path = write_app("client_app_serve", CLIENT_APP)
+    fake_bin = tmp_path / "fake-thaw"
+    fake_bin.write_text(f"#!/bin/sh\nexec {PY} {Path(__file__).parent / 'fake_runtime.py'} "
+                        f"\"$@\"\n")
+    fake_bin.chmod(0o755)
+    log = tmp_path / "serve.log"
+    env = dict(os.environ, THAW_BIN=str(fake_bin), FAKE_THAW_LOG=str(log),
+               FAKE_THAW_APPS=f"client-test={path}")
+    env.pop("THAW_RUNTIME_SOCKET", None)
+    code = ("import thaw; f = thaw.Function.from_name('client-test', 'square'); "
+            "print(f.remote(12)); print(f.remote(3))")
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["144", "9"]
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events.count("serve") == 1  # started once per process
+    assert events[-1] == "terminated"  # and stopped at exit
+
+
+def test_thaw_binary_resolution(monkeypatch, tmp_path):
+    from thaw import _client
+    monkeypatch.setenv("THAW_BIN", "/opt/custom/thaw")
+    assert _client.thaw_binary() == "/opt/custom/thaw"
+    monkeypatch.delenv("THAW_BIN")
+    repo_bin = REPO / "build" / "thaw"
+    if os.access(repo_bin, os.X_OK):
+        assert _client.thaw_binary() == str(repo_bin)
+
+
+def test_client_resends_when_the_runtime_closed_an_idle_connection(tmp_path, monkeypatch):
+    """A runtime that closes each connection after one reply: the second call,
+    sent on the kept idle connection, is sent again on a new one."""
+    path = str(tmp_path / "oneshot.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    served = []
+
+    def serve():
+        for _ in range(3):
+            conn, _ = srv.accept()
+            with conn:
+                msg = _protocol.recv_msg(conn)
+                if msg is None:
+                    continue
+                served.append(msg["id"])
+                _protocol.send_msg(conn, {"type": "result", "id": msg["id"], "ok": True,
+                                          "value": _protocol.dump_payload(len(served))})
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    monkeypatch.setenv("THAW_RUNTIME_SOCKET", path)
+    f = modal.Function.from_name("any", "f")
+    f._found = True  # no lookup: this server only answers calls
+    assert f.remote() == 1
+    assert f.remote() == 2
+    assert len(served) == 2
+    srv.close()
