@@ -27,9 +27,9 @@ else
   echo "no unit tests registered with ctest yet (no tests/unit); skipping"
 fi
 
-echo "== end-to-end tests (pytest)"
+echo "== SDK and end-to-end tests (pytest)"
 rc=0
-"$PY" -m pytest -q tests/e2e || rc=$?
+PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pytest -q tests/unit_py tests/e2e || rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "test.sh: pytest collected no tests" >&2
   exit 1
