@@ -46,6 +46,8 @@ struct Vma {
 enum MadvFlag : uint32_t {
   kMadvDontFork = 1, kMadvDontDump = 2, kMadvHugePage = 4, kMadvNoHugePage = 8,
   kMadvWipeOnFork = 16, kMadvMergeable = 32,
+  kLocked = 64,      // mlock()ed (VM_LOCKED)
+  kNoReserve = 128,  // MAP_NORESERVE (VM_NORESERVE): not charged to overcommit
 };
 
 // A shared memory object (MAP_SHARED|MAP_ANONYMOUS, memfd, SysV-like shmem):

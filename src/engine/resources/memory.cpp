@@ -60,6 +60,8 @@ uint32_t madv_bits(const proc::MapEntry& e) {
   if (e.has_flag("nh")) b |= image::kMadvNoHugePage;
   if (e.has_flag("wf")) b |= image::kMadvWipeOnFork;
   if (e.has_flag("mg")) b |= image::kMadvMergeable;
+  if (e.has_flag("lo")) b |= image::kLocked;
+  if (e.has_flag("nr")) b |= image::kNoReserve;
   return b;
 }
 
@@ -266,6 +268,7 @@ void plan_memory(RestoreContext& r) {
     rv.fd = -1;
     rv.flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
     if (v.growsdown) rv.flags |= MAP_GROWSDOWN;
+    if (v.madv & image::kNoReserve) rv.flags |= MAP_NORESERVE;
     std::vector<image::PageRun> runs = v.runs;
     if (v.kind == "anon") {
       rv.flags |= MAP_ANONYMOUS;

@@ -192,6 +192,10 @@ static void finish_vma(struct rst_args* a, const struct rst_vma* v) {
     if (v->madv & madv[i].bit) sys3(__NR_madvise, v->start, v->end - v->start, madv[i].advice);
   if (v->anon_name[0])
     sys5(__NR_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, v->start, v->end - v->start, v->anon_name);
+  if (v->madv & 64 /* image::kLocked */) {
+    long r = sys2(__NR_mlock, v->start, v->end - v->start);
+    if (r) die(a, "mlock", v->start, r);
+  }
 }
 
 /* Every filling thread takes the next segment until none is left. */

@@ -1,0 +1,63 @@
+// thaw call APP FUNCTION [--method M] [--args JSON] [--kwargs JSON]
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/session.h"
+#include "common/error.h"
+#include "runtime/server.h"
+
+namespace thaw::cli {
+
+Command add_call(CLI::App& app) {
+  struct Opts {
+    std::string app, function, method, args = "[]", kwargs = "{}";
+    bool cold = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("call", "Call a deployed function once and print its result as JSON");
+  sub->add_option("app", o->app, "the deployed app")->required();
+  sub->add_option("function", o->function, "the function or class")->required();
+  sub->add_option("--method,-m", o->method, "the method, for a class");
+  sub->add_option("--args", o->args, "positional arguments as a JSON list");
+  sub->add_option("--kwargs", o->kwargs, "keyword arguments as a JSON object");
+  sub->add_flag("--cold", o->cold, "start the container cold even if there is a snapshot (for comparisons)");
+  return {sub, [o] {
+            nlohmann::json args, kwargs;
+            try {
+              args = nlohmann::json::parse(o->args);
+              kwargs = nlohmann::json::parse(o->kwargs);
+            } catch (const std::exception& e) {
+              fail("--args/--kwargs: not JSON: ", e.what());
+            }
+            if (!args.is_array()) fail("--args must be a JSON list");
+            if (!kwargs.is_object()) fail("--kwargs must be a JSON object");
+            Session s;
+            // Calls the function makes itself come back to this runtime.
+            auto server = std::make_unique<runtime::PrivateServer>(*s.rt);
+            s.ctx.socket_path = server->path();
+            // JSON in, JSON out: the worker converts (args_json, value_json),
+            // so no Python starts here.
+            nlohmann::json msg = {{"type", "call"},          {"id", 1},
+                                  {"app", o->app},           {"function", o->function},
+                                  {"method", o->method.empty() ? nlohmann::json() : nlohmann::json(o->method)},
+                                  {"args", nullptr},         {"kwargs", nullptr},
+                                  {"args_json", args},       {"kwargs_json", kwargs},
+                                  {"result_format", "json"}, {"mode", "deployed"}};
+            auto r = s.rt->call(msg, !o->cold);
+            int rc = 0;
+            if (r.value("ok", false)) {
+              std::printf("%s\n", r.value("value_json", nlohmann::json()).dump().c_str());
+            } else {
+              std::string tb = r.value("traceback", "");
+              std::fprintf(stderr, "%s%s\n", tb.c_str(), r.value("error", std::string("call failed")).c_str());
+              rc = 1;
+            }
+            std::fflush(nullptr);
+            server.reset();
+            s.rt->shutdown();
+            return rc;
+          }};
+}
+
+}  // namespace thaw::cli

@@ -1,0 +1,106 @@
+// thaw checkpoint | restore | inspect: the engine on its own.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "engine/engine.h"
+
+namespace thaw::cli {
+
+namespace {
+
+std::map<int, int> parse_inherit(const std::vector<std::string>& specs) {
+  std::map<int, int> out;
+  for (const auto& s : specs) {
+    auto eq = s.find('=');
+    try {
+      if (eq == std::string::npos) throw std::invalid_argument(s);
+      out[std::stoi(s.substr(0, eq))] = std::stoi(s.substr(eq + 1));
+    } catch (const std::exception&) {
+      thaw::fail("--inherit-fd ", s, ": expected N=M (fd N of the image gets our fd M)");
+    }
+  }
+  return out;
+}
+
+Command add_checkpoint(CLI::App& app) {
+  struct Opts {
+    engine::CheckpointOptions co;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cp = app.add_subcommand("checkpoint", "Capture a running process (all threads) into an image directory");
+  cp->add_option("--pid,-p", o->co.pid, "process to capture")->required();
+  cp->add_option("--out,-o", o->co.out, "image directory to create")->required();
+  cp->add_flag("--kill", o->co.kill, "kill the process once the image is safely written");
+  cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
+  return {cp, [o] {
+            auto st = engine::checkpoint(o->co);
+            if (!o->quiet)
+              std::fprintf(stderr,
+                           "checkpoint: pid %d -> %s: %zu threads, %zu mappings, %zu fds, %.1f MiB page data; "
+                           "stopped %.1f ms, collected %.1f ms, written %.1f ms, total %.1f ms\n",
+                           o->co.pid, o->co.out.c_str(), st.threads, st.vmas, st.fds, st.pages_bytes / 1048576.0,
+                           st.seize_ms, st.dump_ms, st.write_ms, st.total_ms);
+            return 0;
+          }};
+}
+
+Command add_restore(CLI::App& app) {
+  struct Opts {
+    engine::RestoreOptions ro;
+    std::vector<std::string> inherit;
+    bool stats = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* rs = app.add_subcommand("restore", "Bring a process back from an image; waits for it unless --detach");
+  rs->add_option("dir", o->ro.dir, "image directory")->required();
+  rs->add_option("--inherit-fd", o->inherit, "N=M: give the restored process our fd M as its fd N");
+  rs->add_flag("--detach,-d", o->ro.detach, "return once the process runs; print its pid");
+  rs->add_option("--pidfile", o->ro.pidfile, "write the restored process's pid here");
+  rs->add_flag("--stats", o->stats, "print how long the restore took to stderr");
+  return {rs, [o] {
+            auto& ro = o->ro;
+            ro.inherit = parse_inherit(o->inherit);
+            ro.on_running = [o](const engine::RestoreResult& r) {
+              if (o->stats || o->ro.detach)
+                std::fprintf(stderr,
+                             "restore: %s running as pid %d after %.1f ms (image %.1f, setup %.1f, memory %.1f, "
+                             "threads %.1f, registers %.1f)\n",
+                             o->ro.dir.c_str(), r.host_pid, r.ready_ms, r.load_ms, r.setup_ms, r.memory_ms,
+                             r.threads_ms, r.finish_ms);
+              if (o->ro.detach) std::printf("%d\n", r.host_pid);
+              std::fflush(nullptr);
+            };
+            auto r = engine::restore(ro);
+            if (ro.detach) return 0;
+            return r.exit_status;
+          }};
+}
+
+Command add_inspect(CLI::App& app) {
+  struct Opts {
+    std::string dir;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* in = app.add_subcommand("inspect", "Show what an image holds");
+  in->add_option("dir", o->dir, "image directory")->required();
+  in->add_flag("--json", o->json, "machine-readable output");
+  return {in, [o] {
+            std::cout << engine::inspect(o->dir, o->json);
+            return 0;
+          }};
+}
+
+}  // namespace
+
+void add_engine_commands(CLI::App& app, std::vector<Command>& out) {
+  out.push_back(add_checkpoint(app));
+  out.push_back(add_restore(app));
+  out.push_back(add_inspect(app));
+}
+
+}  // namespace thaw::cli

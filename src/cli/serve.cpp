@@ -1,0 +1,36 @@
+// thaw serve --socket PATH
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/session.h"
+#include "runtime/server.h"
+
+namespace thaw::cli {
+
+Command add_serve(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto* sub = app.add_subcommand("serve", "Serve calls to deployed apps on a unix socket until stopped");
+  sub->add_option("--socket", *path, "the socket to listen on")->required();
+  return {sub, [path] {
+            std::unique_ptr<runtime::Server> server;
+            std::optional<SignalWatcher> signals;
+            signals.emplace([&server](int) {
+              if (server) server->stop();
+            });
+            Session s;
+            s.ctx.socket_path = *path;
+            server = std::make_unique<runtime::Server>(*s.rt, *path);
+            s.log.line("Serving deployed apps on " + *path + ".");
+            std::thread warm([&s] { s.rt->warm_deployed(); });
+            server->run();
+            warm.join();
+            signals.reset();  // no one touches the server after this
+            server.reset();   // waits for the calls in flight
+            s.rt->shutdown();
+            return 0;
+          }};
+}
+
+}  // namespace thaw::cli

@@ -1,0 +1,35 @@
+// Message framing on a stream socket, as docs/runtime-protocol.md says: a
+// 4-byte little-endian length, then that many bytes of UTF-8 JSON. Used on
+// the control channel (runtime <-> worker) and the client socket.
+#pragma once
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace thaw::container {
+
+// Sends one message; throws on failure (peer gone).
+void send_message(int fd, const nlohmann::json& msg);
+
+// Reads one message. Returns nullopt on EOF at a message boundary; throws on
+// a timeout (timeout_ms < 0: wait forever), a truncated frame or bad JSON.
+std::optional<nlohmann::json> recv_message(int fd, int timeout_ms = -1);
+
+// A socket shared by threads: one writer at a time, whole messages.
+class Channel {
+ public:
+  explicit Channel(int fd) : fd_(fd) {}
+  void send(const nlohmann::json& msg) {
+    std::lock_guard<std::mutex> lock(mu_);
+    send_message(fd_, msg);
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::mutex mu_;
+};
+
+}  // namespace thaw::container

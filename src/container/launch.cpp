@@ -1,0 +1,160 @@
+#include "container/launch.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "container/init.h"
+
+namespace thaw::container {
+
+namespace {
+
+struct Pair {
+  UniqueFd ours, theirs;
+};
+
+Pair control_pair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) fail_errno("socketpair");
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+UniqueFd dev_null() {
+  UniqueFd fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!fd) fail_errno("open /dev/null");
+  return fd;
+}
+
+// The helpers need nothing from our environment but a PATH.
+std::vector<std::string> helper_env() { return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}; }
+
+// Reads one line from fd within timeout_ms; empty on EOF or timeout.
+std::string read_line(int fd, int timeout_ms) {
+  std::string s;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[4096];
+  while (s.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    struct pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    s.append(buf, n);
+  }
+  return s.substr(0, s.find('\n'));
+}
+
+}  // namespace
+
+std::string new_container_id() {
+  unsigned char b[6];
+  if (::getrandom(b, sizeof b, 0) != sizeof b) fail_errno("getrandom");
+  return to_hex(b, sizeof b);
+}
+
+std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o) {
+  std::unique_ptr<Container> c(new Container(spec.id, o.log_fd));
+  c->cgroup_ = Cgroup::create(spec.id, o.memory_limit_bytes, o.cpu_limit);
+  Spec s = spec;
+  s.cgroups = c->cgroup_.dirs();
+  auto [ours, theirs] = control_pair();
+  UniqueFd null = dev_null();
+  SpawnOptions so;
+  so.argv = {o.thaw_exe, "__init", to_json(s).dump()};
+  so.env = helper_env();
+  so.fds = {{0, null.get()}, {1, c->log_.write_end()}, {2, c->log_.write_end()}, {kControlFd, theirs.get()}};
+  so.clone_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+  // Out of the terminal's process group: Ctrl-C stops the runtime, which
+  // then stops its containers cleanly (@exit runs).
+  so.new_session = true;
+  c->root_ = with_context("start container " + spec.id, [&] { return spawn(so); });
+  c->ns_init_ = c->root_.pid();
+  c->log_.close_write_end();
+  c->control_ = std::move(ours);
+  return c;
+}
+
+std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions& o) {
+  std::unique_ptr<Container> c(new Container(spec.id, o.log_fd));
+  c->cgroup_ = Cgroup::create(spec.id, o.memory_limit_bytes, o.cpu_limit);
+  Spec s = spec;
+  s.cgroups = c->cgroup_.dirs();
+  auto [ours, theirs] = control_pair();
+  UniqueFd null = dev_null();
+  int rp[2];
+  if (::pipe2(rp, O_CLOEXEC) != 0) fail_errno("pipe");
+  UniqueFd report_r(rp[0]), report_w(rp[1]);
+  SpawnOptions so;
+  so.argv = {o.thaw_exe, "__restore", to_json(s).dump()};
+  so.env = helper_env();
+  so.fds = {{0, null.get()},
+            {1, c->log_.write_end()},
+            {2, c->log_.write_end()},
+            {kControlFd, theirs.get()},
+            {kReportFd, report_w.get()}};
+  so.new_session = true;
+  c->root_ = spawn(so);
+  c->log_.close_write_end();
+  report_w.reset();
+  theirs.reset();
+  std::string line = read_line(report_r.get(), o.restore_timeout_ms);
+  nlohmann::json rep;
+  try {
+    rep = nlohmann::json::parse(line);
+  } catch (const std::exception&) {
+    c->root_.kill_group(SIGKILL);  // the helper, the engine's init, a half-restored worker
+    c->root_.wait();
+    fail(line.empty() ? cat("the restore helper ended without a report (status ", c->root_.status(), ")")
+                      : cat("the restore helper said: ", line));
+  }
+  if (!rep.value("ok", false)) {
+    c->root_.wait(5000);
+    fail(rep.value("error", std::string("unknown error")));
+  }
+  c->restored_ = true;
+  c->report_ = rep;
+  c->worker_ = rep.value("host_pid", 0);
+  c->ns_init_ = rep.value("init_pid", 0);
+  c->control_ = std::move(ours);
+  return c;
+}
+
+pid_t Container::worker_pid() {
+  if (worker_ > 0 || ns_init_ <= 0) return worker_;
+  std::string kids;
+  if (try_read_file(cat("/proc/", ns_init_, "/task/", ns_init_, "/children"), &kids)) worker_ = std::atoi(kids.c_str());
+  return worker_;
+}
+
+int Container::stop(int grace_ms) {
+  if (root_.running() && !root_.wait(grace_ms)) {
+    // pid 1 of a pid namespace takes everything in it along when killed;
+    // the root leads a process group of its own (new_session).
+    if (worker_pid() > 0) ::kill(worker_, SIGKILL);
+    if (ns_init_ > 0) ::kill(ns_init_, SIGKILL);
+    root_.kill_group(SIGKILL);
+    root_.wait();
+  }
+  return root_.status();
+}
+
+Container::~Container() {
+  control_.reset();
+  stop(0);
+}
+
+}  // namespace thaw::container

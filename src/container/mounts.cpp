@@ -1,0 +1,30 @@
+#include "container/mounts.h"
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "container/fsutil.h"
+
+namespace thaw::container {
+
+void setup_namespace(const Spec& spec) {
+  // Private first: nothing mounted here may leak back to the host's
+  // namespace (with shared propagation a bind mount would appear there too).
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail_errno("make mounts private");
+  // A /proc that shows the container's pid namespace: `ps` inside shows init
+  // and the worker, and /proc/self is right for both.
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    fail_errno("mount /proc");
+  for (const auto& m : spec.mounts) {
+    with_context(cat("volume ", m.source, " at ", m.target), [&] {
+      mkdir_p(m.source);
+      mkdir_p(m.target);
+      if (::mount(m.source.c_str(), m.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+        fail_errno("bind mount");
+    });
+  }
+  if (!spec.id.empty() && ::sethostname(spec.id.data(), spec.id.size()) != 0) fail_errno("set hostname");
+}
+
+}  // namespace thaw::container

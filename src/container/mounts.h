@@ -1,0 +1,16 @@
+// The inside of a container's mount and uts namespaces. Runs in the
+// container's pid 1 — thaw's own init for a cold start, the engine's init
+// (RestoreOptions::in_namespace) for a restore — so a restored worker finds
+// its volumes at the paths it had them.
+#pragma once
+#include "container/spec.h"
+
+namespace thaw::container {
+
+// Expects fresh mount and uts namespaces (and a fresh pid namespace whose
+// pid 1 is the caller). Makes every mount private, mounts a /proc of the
+// container's pid namespace, bind-mounts each Volume at its path (created if
+// missing) and sets the hostname.
+void setup_namespace(const Spec& spec);
+
+}  // namespace thaw::container

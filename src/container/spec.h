@@ -1,0 +1,31 @@
+// What a container is made of, independent of how it is started (cold, by
+// `thaw __init`, or restored, by `thaw __restore`): both read the same Spec,
+// so a restored worker sees the same mounts and hostname as a cold one.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace thaw::container {
+
+struct Mount {
+  std::string source;  // host directory ($THAW_HOME/volumes/<name>)
+  std::string target;  // where the container sees it (created if missing)
+};
+
+struct Spec {
+  std::string id;        // unique per container; also its hostname
+  std::vector<Mount> mounts;
+  std::vector<std::string> cgroups;  // cgroup directories to join (may be empty)
+  // The worker (cold start only): command, environment (KEY=VALUE), cwd.
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  std::string image;     // restore only: the engine image directory
+};
+
+nlohmann::json to_json(const Spec& s);
+Spec spec_from_json(const nlohmann::json& j);
+
+}  // namespace thaw::container

@@ -1,0 +1,51 @@
+// An app as thaw._introspect describes it (python/thaw/_introspect.py:
+// app, app_file, functions, classes, local_modules, ...), and the settings the runtime derives from each
+// function's decorator parameters.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace thaw::runtime {
+
+struct FunctionDesc {
+  std::string name;
+  std::string kind = "function";  // or "class"
+  std::vector<std::string> methods;
+  nlohmann::json config = nlohmann::json::object();  // decorator parameters as given
+  nlohmann::json image;                              // Image description (or null)
+  std::map<std::string, std::string> env;            // Image.env + secrets
+  std::map<std::string, std::string> volumes;        // mount path -> Volume name
+
+  // Derived from config.
+  bool memory_snapshot() const;
+  bool gpu_snapshot() const;
+  std::string gpu() const;  // "" when none requested
+  double timeout_s() const;
+  double startup_timeout_s() const;
+  double scaledown_window_s() const;
+  int min_containers() const;
+  int max_containers() const;  // 0: no limit
+  int max_concurrent_inputs() const;  // per container (@concurrent)
+  uint64_t memory_limit_bytes() const;  // only from memory=(request, limit)
+  double cpu_limit() const;             // cores, only from cpu=(request, limit); 0: none
+};
+
+struct AppDesc {
+  std::string name;
+  std::string file;  // the app file as introspected
+  std::vector<std::string> local_modules;
+  std::string python;
+  std::vector<std::string> entrypoints;
+  std::vector<FunctionDesc> functions;
+  nlohmann::json raw;  // the introspection output itself
+
+  const FunctionDesc* find(const std::string& fn) const;
+};
+
+AppDesc parse_app(const nlohmann::json& j, const std::string& file_given);
+
+}  // namespace thaw::runtime

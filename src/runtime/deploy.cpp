@@ -1,0 +1,124 @@
+#include "runtime/deploy.h"
+
+#include <chrono>
+#include <cstdio>
+#include <set>
+
+#include "common/error.h"
+#include "container/fsutil.h"
+#include "runtime/introspect.h"
+#include "runtime/snapshot_key.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+namespace {
+
+// Copies the app file and its local modules under code/, keeping their
+// layout relative to the app file's directory. Returns the copy of the app file.
+std::string copy_code(Context& ctx, const AppDesc& app, const std::string& code_dir) {
+  std::string dir = app.file.substr(0, app.file.rfind('/') + 1);
+  std::string app_copy = code_dir + "/" + app.file.substr(dir.size());
+  container::copy_file(app.file, app_copy);
+  for (const auto& m : app.local_modules) {
+    if (m.rfind(dir, 0) != 0) {
+      ctx.log.line("Warning: local module " + m + " is outside the app's directory; it is not copied with the app.");
+      continue;
+    }
+    container::copy_file(m, code_dir + "/" + m.substr(dir.size()));
+  }
+  return app_copy;
+}
+
+// Keys of the snapshots a version uses, on this machine.
+std::set<std::string> keys_of(const Context& ctx, const json& record) {
+  std::set<std::string> keys;
+  const json functions = record.value("functions", json::object());
+  for (const auto& [fn, f] : functions.items())
+    if (f.value("snapshot", false)) keys.insert(snapshot_key(f.at("key_inputs"), ctx.fingerprint));
+  return keys;
+}
+
+}  // namespace
+
+int deploy(Runtime& rt, const DeployOptions& o) {
+  Context& ctx = rt.context();
+  std::string file = absolute_app_file(o.file);
+  ctx.log.line("Inspecting " + file + "…");
+  AppDesc app = introspect(ctx, file);
+  app.file = file;
+  if (!o.name.empty()) app.name = o.name;
+  check_name("app", app.name);
+  auto lock = ctx.store.lock_app(app.name);
+  auto previous = ctx.store.current_version(app.name);
+  int version = ctx.store.next_version(app.name);
+  std::string vdir = ctx.store.version_dir(app.name, version);
+  ctx.log.line("Deploying app " + app.name + " version " + std::to_string(version) + " (" +
+               std::to_string(app.functions.size()) + " functions).");
+
+  json code = hash_code(app);
+  std::string app_copy = copy_code(ctx, app, vdir + "/code");
+  json functions = json::object();
+  for (const auto& f : app.functions) {
+    if (f.gpu_snapshot())
+      ctx.log.line("Warning: " + f.name + ": experimental_options enable_gpu_snapshot is not supported by thaw " +
+                   "yet; the snapshot holds CPU state only and the GPU is attached after the restore.");
+    functions[f.name] = {{"kind", f.kind}, {"snapshot", f.memory_snapshot()}, {"key_inputs", key_inputs(app, f, code)}};
+  }
+  json record = {{"app", app.name},         {"version", version},        {"deployed", utc_now_iso()},
+                 {"source_file", file},     {"app_file", app_copy},      {"code_dir", vdir + "/code"},
+                 {"code", code},            {"introspection", app.raw},  {"functions", functions}};
+  ctx.store.write_version(app.name, version, record);
+
+  std::vector<std::string> summary;
+  for (const auto& f : app.functions) {
+    if (!f.memory_snapshot()) {
+      summary.push_back(cat("  ", f.name, " (", f.kind, "): no memory snapshot"));
+      continue;
+    }
+    Target t;
+    t.app = app.name;
+    t.version = version;
+    t.app_file = app_copy;
+    t.cwd = vdir + "/code";
+    t.fn = f;
+    t.key = snapshot_key(functions[f.name]["key_inputs"], ctx.fingerprint);
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      bool created = rt.snapshots().ensure(t, true);
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      summary.push_back(cat("  ", f.name, " (", f.kind, "): memory snapshot ", t.key.substr(0, 12),
+                            created ? " created in " + format_duration(s) : " (unchanged)"));
+    } catch (const CheckpointRefused& e) {
+      ctx.log.line(cat("Warning: the memory snapshot of ", t.label(), " could not be taken: ", e.what()));
+      ctx.log.line("  The function is deployed and cold-starts without a snapshot.");
+      summary.push_back(cat("  ", f.name, " (", f.kind, "): no memory snapshot (checkpoint refused)"));
+    } catch (const std::exception& e) {
+      ctx.log.line(cat("Error: ", t.label(), " failed while preparing its snapshot: ", e.what()));
+      ctx.log.line("Deploy failed; version " + std::to_string(version) + " was not made current.");
+      return 1;
+    }
+  }
+  ctx.store.set_current(app.name, version);
+
+  if (previous) {
+    try {
+      auto keep = keys_of(ctx, record);
+      for (const auto& key : keys_of(ctx, ctx.store.read_version(app.name, *previous)))
+        if (!keep.count(key) && container::exists(ctx.store.snapshot_dir(key))) {
+          auto lock_key = ctx.store.lock_snapshot(key);
+          ctx.store.remove_snapshot(key);
+          ctx.log.line(cat("Retired memory snapshot ", key.substr(0, 12), " of version ", *previous, "."));
+        }
+    } catch (const std::exception& e) {
+      ctx.log.line(std::string("Warning: could not retire the previous version's snapshots: ") + e.what());
+    }
+  }
+  std::printf("Deployed app %s version %d.\n", app.name.c_str(), version);
+  for (const auto& l : summary) std::printf("%s\n", l.c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace thaw::runtime

@@ -1,0 +1,87 @@
+#include "runtime/fingerprint.h"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <climits>
+#include <cstdlib>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "container/fsutil.h"
+
+namespace thaw::runtime {
+
+namespace {
+
+// The fields of the first processor in /proc/cpuinfo.
+std::map<std::string, std::string> first_cpu() {
+  std::map<std::string, std::string> out;
+  std::string text;
+  if (!try_read_file("/proc/cpuinfo", &text)) return out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (trim(line).empty()) {
+      if (!out.empty()) break;
+      continue;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    out[trim(line.substr(0, colon))] = trim(line.substr(colon + 1));
+  }
+  return out;
+}
+
+std::string read_gpu() {
+  std::string version;
+  if (!try_read_file("/proc/driver/nvidia/version", &version)) return "none";
+  std::string desc = trim(version.substr(0, version.find('\n')));
+  for (const auto& g : container::list_dir("/proc/driver/nvidia/gpus")) {
+    std::string info;
+    if (!try_read_file("/proc/driver/nvidia/gpus/" + g + "/information", &info)) continue;
+    auto pos = info.find("Model:");
+    if (pos != std::string::npos) desc += "; " + trim(info.substr(pos + 6, info.find('\n', pos) - pos - 6));
+  }
+  return desc;
+}
+
+std::string python_identity(const std::string& python) {
+  char real[PATH_MAX];
+  if (!::realpath(python.c_str(), real)) return python + " (missing)";
+  struct stat st;
+  if (::stat(real, &st) != 0) return std::string(real) + " (missing)";
+  return cat(real, " size=", st.st_size, " mtime=", st.st_mtim.tv_sec);
+}
+
+}  // namespace
+
+nlohmann::json Fingerprint::key_part() const {
+  return {{"kernel", kernel}, {"cpu_vendor", cpu_vendor}, {"cpu_model", cpu_model},
+          {"gpu", gpu},       {"python", python},         {"thaw", thaw_version}};
+}
+
+Fingerprint read_fingerprint(const std::string& python) {
+  Fingerprint f;
+  struct utsname u;
+  if (::uname(&u) == 0) f.kernel = u.release;
+  auto cpu = first_cpu();
+  f.cpu_vendor = cpu["vendor_id"];
+  f.cpu_model = cat("family ", cpu["cpu family"], " model ", cpu["model"], ": ", cpu["model name"]);
+  for (const auto& flag : split(cpu["flags"], ' '))
+    if (!flag.empty()) f.cpu_flags.insert(flag);
+  f.gpu = read_gpu();
+  f.python = python_identity(python);
+  f.thaw_version = THAW_VERSION;
+  return f;
+}
+
+std::vector<std::string> missing_cpu_flags(const Fingerprint& here, const std::vector<std::string>& needed) {
+  std::vector<std::string> out;
+  for (const auto& f : needed)
+    if (!here.cpu_flags.count(f)) out.push_back(f);
+  return out;
+}
+
+}  // namespace thaw::runtime

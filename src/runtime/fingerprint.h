@@ -1,0 +1,33 @@
+// What a snapshot depends on in the machine that takes it ("worker type" in
+// Modal's words). Everything but the CPU flags goes into the snapshot key;
+// the flags are stored with the snapshot and compared at restore, so that a
+// snapshot from a CPU with fewer features restores here and one needing
+// features this CPU lacks never does.
+#pragma once
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace thaw::runtime {
+
+struct Fingerprint {
+  std::string kernel;        // uname release
+  std::string cpu_vendor;    // vendor_id
+  std::string cpu_model;     // "family F model M: model name"
+  std::string gpu;           // NVIDIA model(s) and driver, or "none"
+  std::string python;        // the interpreter: real path, size, mtime
+  std::string thaw_version;
+  std::set<std::string> cpu_flags;
+
+  // The part of the key that describes the machine (no flags).
+  nlohmann::json key_part() const;
+};
+
+Fingerprint read_fingerprint(const std::string& python);
+
+// The flags in needed that this CPU lacks.
+std::vector<std::string> missing_cpu_flags(const Fingerprint& here, const std::vector<std::string>& needed);
+
+}  // namespace thaw::runtime

@@ -1,0 +1,103 @@
+#include "runtime/launcher.h"
+
+#include <cstdlib>
+
+#include "common/error.h"
+#include "container/fsutil.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+namespace {
+
+// GPUs this machine has (/dev/nvidia0, /dev/nvidia1, ...), as
+// CUDA_VISIBLE_DEVICES would list them.
+std::string all_gpus() {
+  std::string out;
+  for (const auto& n : container::list_dir("/dev")) {
+    if (n.rfind("nvidia", 0) != 0 || n.size() == 6) continue;
+    std::string num = n.substr(6);
+    if (num.find_first_not_of("0123456789") != std::string::npos) continue;
+    out += (out.empty() ? "" : ",") + num;
+  }
+  return out;
+}
+
+}  // namespace
+
+container::Spec Launcher::spec(const Target& t, bool snapshot) {
+  container::Spec s;
+  s.id = container::new_container_id();
+  for (const auto& [path, volume] : t.fn.volumes) s.mounts.push_back({ctx_.store.volume_dir(volume), path});
+  s.argv = {ctx_.python, "-m", "thaw._worker"};
+  s.cwd = t.cwd;
+  const char* home = std::getenv("HOME");
+  s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           std::string("HOME=") + (home && *home ? home : "/root"),
+           "LANG=C.UTF-8",
+           "PYTHONPATH=" + ctx_.python_dir,
+           "PYTHONUNBUFFERED=1",
+           "THAW_CONTROL_FD=3",
+           "THAW_APP=" + t.app,
+           "THAW_APP_FILE=" + t.app_file,
+           "THAW_FUNCTION=" + t.fn.name,
+           "THAW_CONTAINER_ID=" + s.id,
+           "THAW_BIN=" + ctx_.thaw_exe,
+           "THAW_HOME=" + ctx_.store.home()};
+  if (snapshot) s.env.push_back("THAW_SNAPSHOT=1");
+  if (!ctx_.socket_path.empty()) s.env.push_back("THAW_RUNTIME_SOCKET=" + ctx_.socket_path);
+  // Calls made from inside an ephemeral app's container go to that app too.
+  if (!t.version) s.env.push_back("THAW_APP_MODE=ephemeral");
+  for (const auto& [k, v] : t.fn.env) container::set_env(s.env, k, v);
+  // The GPU stays hidden until after the restore: thaw cannot capture CUDA
+  // state yet (enable_gpu_snapshot is refused with a warning at deploy),
+  // and start.env brings the real value.
+  if (!t.fn.gpu().empty()) container::set_env(s.env, "CUDA_VISIBLE_DEVICES", snapshot ? "" : all_gpus());
+  return s;
+}
+
+container::LaunchOptions Launcher::options(const Target& t) const {
+  container::LaunchOptions o;
+  o.thaw_exe = ctx_.thaw_exe;
+  o.log_fd = ctx_.log.fd();
+  o.memory_limit_bytes = t.fn.memory_limit_bytes();
+  o.cpu_limit = t.fn.cpu_limit();
+  return o;
+}
+
+bool Launcher::gpu_visible(const Target& t) const { return !t.fn.gpu().empty() && !all_gpus().empty(); }
+
+json Launcher::start_env(const Target& t, const std::string& container_id) const {
+  json env = json::object();
+  for (const auto& [k, v] : t.fn.env) env[k] = v;
+  env["THAW_CONTAINER_ID"] = container_id;
+  if (!ctx_.socket_path.empty()) env["THAW_RUNTIME_SOCKET"] = ctx_.socket_path;
+  if (!t.fn.gpu().empty()) env["CUDA_VISIBLE_DEVICES"] = all_gpus();
+  return env;
+}
+
+std::unique_ptr<Worker> Launcher::cold(const Target& t) {
+  auto s = spec(t, false);
+  auto w = std::make_unique<Worker>(container::start_cold(s, options(t)), t.label());
+  w->start(start_env(t, s.id), false, fresh_seed(), gpu_visible(t), t.fn.startup_timeout_s());
+  return w;
+}
+
+std::unique_ptr<Worker> Launcher::for_snapshot(const Target& t) {
+  auto w = std::make_unique<Worker>(container::start_cold(spec(t, true), options(t)), t.label());
+  json ready = w->expect("snapshot_ready", t.fn.startup_timeout_s());
+  for (const auto& warning : ready.value("warnings", json::array()))
+    ctx_.log.line("Warning: " + (warning.is_string() ? warning.get<std::string>() : warning.dump()));
+  return w;
+}
+
+std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& image) {
+  auto s = spec(t, false);
+  s.image = image;
+  auto w = std::make_unique<Worker>(container::start_restored(s, options(t)), t.label());
+  w->start(start_env(t, s.id), true, fresh_seed(), gpu_visible(t), t.fn.startup_timeout_s());
+  return w;
+}
+
+}  // namespace thaw::runtime

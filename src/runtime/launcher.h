@@ -1,0 +1,34 @@
+// Starting the containers of a target: cold (the worker runs the global
+// scope and every @enter), for a snapshot (THAW_SNAPSHOT=1: it stops at
+// snapshot_ready), or restored from a snapshot's image. Each returns a
+// Worker that is ready for calls, except start_for_snapshot's.
+#pragma once
+#include <memory>
+
+#include "runtime/context.h"
+#include "runtime/target.h"
+#include "runtime/worker.h"
+
+namespace thaw::runtime {
+
+class Launcher {
+ public:
+  explicit Launcher(Context& ctx) : ctx_(ctx) {}
+
+  std::unique_ptr<Worker> cold(const Target& t);
+  // The worker has sent snapshot_ready (its warnings are logged).
+  std::unique_ptr<Worker> for_snapshot(const Target& t);
+  // Throws with the reason when the image cannot be restored or the
+  // restored worker does not come up.
+  std::unique_ptr<Worker> restored(const Target& t, const std::string& image);
+
+ private:
+  container::Spec spec(const Target& t, bool snapshot);
+  container::LaunchOptions options(const Target& t) const;
+  nlohmann::json start_env(const Target& t, const std::string& container_id) const;
+  bool gpu_visible(const Target& t) const;
+
+  Context& ctx_;
+};
+
+}  // namespace thaw::runtime

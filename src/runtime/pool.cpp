@@ -1,0 +1,157 @@
+#include "runtime/pool.h"
+
+#include <thread>
+
+#include "common/error.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+json error_result(const std::string& error, const std::string& traceback = "") {
+  return {{"type", "result"}, {"ok", false}, {"error", error}, {"traceback", traceback}};
+}
+
+}  // namespace
+
+int Pool::capacity() const { return std::max(1, target_.fn.max_concurrent_inputs()); }
+
+Pool::SlotIt Pool::acquire(bool use_snapshot) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto deadline = Clock::now() + std::chrono::duration<double>(target_.fn.startup_timeout_s() + target_.fn.timeout_s());
+  for (;;) {
+    for (auto it = slots_.begin(); it != slots_.end(); ++it)
+      if (!it->broken && it->in_flight < capacity()) {
+        it->in_flight++;
+        return it;
+      }
+    int max = target_.fn.max_containers();
+    if (max <= 0 || static_cast<int>(slots_.size()) + starting_ < max) break;
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout)
+      fail("no container of ", target_.label(), " became free (max_containers=", max, ")");
+  }
+  return start_slot(lock, use_snapshot, 1);
+}
+
+// Starts a container (the lock is released meanwhile) and adds it with
+// in_flight calls already counted.
+Pool::SlotIt Pool::start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight) {
+  starting_++;
+  lock.unlock();
+  std::unique_ptr<Worker> w;
+  try {
+    w = snapshots_.start_worker(target_, use_snapshot);
+  } catch (...) {
+    lock.lock();
+    starting_--;
+    cv_.notify_all();
+    throw;
+  }
+  lock.lock();
+  starting_--;
+  slots_.push_front(Slot{std::move(w), in_flight});
+  // Another waiter may fit in the new container (@concurrent).
+  cv_.notify_all();
+  return slots_.begin();
+}
+
+void Pool::release(SlotIt it, bool healthy) {
+  std::unique_ptr<Worker> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    it->in_flight--;
+    if (!healthy || !it->worker->alive()) it->broken = true;
+    if (it->in_flight == 0) {
+      it->idle_since = Clock::now();
+      if (it->broken) {
+        gone = std::move(it->worker);
+        slots_.erase(it);
+      }
+    }
+  }
+  cv_.notify_all();
+  // A broken container is stopped outside the lock: that may take a while.
+  if (gone) gone->shutdown(1);
+}
+
+json Pool::call(const json& request, bool use_snapshot) {
+  SlotIt it;
+  try {
+    it = acquire(use_snapshot);
+  } catch (const WorkerFailed& e) {
+    return error_result(cat("the container of ", target_.label(), " failed to start: ", e.what()), e.traceback());
+  } catch (const std::exception& e) {
+    return error_result(cat("could not start a container for ", target_.label(), ": ", e.what()));
+  }
+  try {
+    // The worker enforces the function's timeout itself; this one, with
+    // some slack, catches a worker that hangs outside user code.
+    json r = it->worker->call(request, target_.fn.timeout_s() + 30);
+    release(it, true);
+    return r;
+  } catch (const std::exception& e) {
+    release(it, false);
+    return error_result(cat(target_.label(), ": the call did not complete: ", e.what()));
+  }
+}
+
+void Pool::warm() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (static_cast<int>(slots_.size()) + starting_ < target_.fn.min_containers()) {
+    try {
+      start_slot(lock, true, 0);
+    } catch (const std::exception&) {
+      return;  // logged by the launch; calls will try again
+    }
+  }
+}
+
+void Pool::scale_down() {
+  stop_idle_for(std::chrono::duration<double>(target_.fn.scaledown_window_s()), target_.fn.min_containers());
+}
+
+void Pool::stop_idle() { stop_idle_for(std::chrono::duration<double>(0), 0); }
+
+void Pool::stop_idle_for(std::chrono::duration<double> window, int keep) {
+  std::vector<std::unique_ptr<Worker>> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int count = static_cast<int>(slots_.size());
+    for (auto it = slots_.begin(); it != slots_.end() && count > keep;) {
+      if (it->in_flight == 0 && Clock::now() - it->idle_since >= window) {
+        gone.push_back(std::move(it->worker));
+        it = slots_.erase(it);
+        count--;
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& w : gone) {
+    snapshots_.log().line(cat("Stopping idle container ", w->container().id(), " of ", target_.label(), "."));
+    w->shutdown(10);
+  }
+}
+
+void Pool::shutdown() {
+  std::list<Slot> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.swap(slots_);
+  }
+  // Containers stop in parallel: each may take its grace period for @exit.
+  std::vector<std::thread> stoppers;
+  for (auto& s : all)
+    if (s.worker) stoppers.emplace_back([w = s.worker.get()] { w->shutdown(10); });
+  for (auto& t : stoppers) t.join();
+}
+
+size_t Pool::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return slots_.size() + starting_;
+}
+
+}  // namespace thaw::runtime

@@ -1,0 +1,175 @@
+#include "runtime/runtime.h"
+
+#include <thread>
+
+#include "common/error.h"
+#include "runtime/introspect.h"
+#include "runtime/snapshot_key.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+namespace {
+
+json error_reply(const json& id, const std::string& error) {
+  return {{"type", "result"}, {"id", id}, {"ok", false}, {"error", error}, {"traceback", ""}};
+}
+
+std::string str(const json& msg, const char* key) {
+  auto it = msg.find(key);
+  return it != msg.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+}  // namespace
+
+Deployed load_deployed(const Store& store, const std::string& app) {
+  check_name("app", app);
+  auto v = store.current_version(app);
+  if (!v) {
+    if (store.versions(app).empty()) fail("app '", app, "' is not deployed; run `thaw deploy app.py` first");
+    fail("app '", app, "' is stopped; run `thaw deploy` to deploy it again");
+  }
+  Deployed d;
+  d.version = *v;
+  d.record = store.read_version(app, *v);
+  d.desc = parse_app(d.record.at("introspection"), d.record.value("app_file", ""));
+  return d;
+}
+
+Target Runtime::resolve_deployed(const std::string& app, const std::string& fn) {
+  Deployed d = load_deployed(ctx_.store, app);
+  const FunctionDesc* f = d.desc.find(fn);
+  if (!f) fail("app '", app, "' (version ", d.version, ") has no function or class '", fn, "'");
+  Target t;
+  t.app = app;
+  t.version = d.version;
+  t.app_file = d.record.value("app_file", "");
+  t.cwd = d.record.value("code_dir", "/");
+  t.fn = *f;
+  if (f->memory_snapshot()) {
+    const json& inputs = d.record.at("functions").at(fn).at("key_inputs");
+    t.key = snapshot_key(inputs, ctx_.fingerprint);
+  }
+  return t;
+}
+
+Target Runtime::ephemeral_target(const AppDesc& app, const FunctionDesc& fn) const {
+  Target t;
+  t.app = app.name;
+  t.app_file = app.file;
+  t.cwd = app.file.substr(0, app.file.rfind('/'));
+  if (t.cwd.empty()) t.cwd = "/";
+  t.fn = fn;
+  return t;
+}
+
+void Runtime::add_ephemeral(const AppDesc& app) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ephemeral_[app.name] = app;
+}
+
+const AppDesc& Runtime::ephemeral_app(const std::string& app, const std::string& app_file) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = ephemeral_.find(app); it != ephemeral_.end()) return it->second;
+    if (auto it = ephemeral_files_.find(app_file); it != ephemeral_files_.end()) return it->second;
+  }
+  if (app_file.empty()) fail("app '", app, "' is not running here and the call names no app file");
+  AppDesc d = introspect(ctx_, absolute_app_file(app_file));
+  std::lock_guard<std::mutex> lock(mu_);
+  return ephemeral_files_.emplace(app_file, std::move(d)).first->second;
+}
+
+Target Runtime::resolve(const std::string& app, const std::string& fn, const std::string& mode,
+                        const std::string& app_file) {
+  bool ephemeral = mode == "ephemeral";
+  if (mode.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ephemeral = ephemeral_.count(app) > 0;
+  }
+  if (!ephemeral) return resolve_deployed(app, fn);
+  const AppDesc& a = ephemeral_app(app, app_file);
+  const FunctionDesc* f = a.find(fn);
+  if (!f) fail("app '", a.name, "' has no function or class '", fn, "'");
+  return ephemeral_target(a, *f);
+}
+
+std::shared_ptr<Pool> Runtime::pool_for(const Target& t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& p = pools_[t.pool_id()];
+  if (!p) p = std::make_shared<Pool>(snapshots_, t);
+  return p;
+}
+
+json Runtime::call(const json& msg, bool use_snapshot) {
+  json id = msg.value("id", json());
+  Target t;
+  try {
+    t = resolve(str(msg, "app"), str(msg, "function"), str(msg, "mode"), str(msg, "app_file"));
+  } catch (const std::exception& e) {
+    return error_reply(id, e.what());
+  }
+  json r = pool_for(t)->call(msg, use_snapshot);
+  r["type"] = "result";
+  r["id"] = id;
+  return r;
+}
+
+json Runtime::lookup(const json& msg) {
+  std::string app = str(msg, "app"), fn = str(msg, "function");
+  try {
+    Target t = resolve(app, fn, str(msg, "mode"), str(msg, "app_file"));
+    return {{"type", "found"}, {"id", msg.value("id", json())}, {"app", app}, {"function", fn},
+            {"kind", t.fn.kind}, {"methods", t.fn.methods}, {"version", t.version}};
+  } catch (const std::exception& e) {
+    return {{"type", "error"}, {"id", msg.value("id", json())}, {"error", e.what()}};
+  }
+}
+
+void Runtime::warm_deployed() {
+  std::vector<std::thread> warmers;
+  for (const auto& app : ctx_.store.apps()) {
+    try {
+      Deployed d = load_deployed(ctx_.store, app);
+      for (const auto& f : d.desc.functions)
+        if (f.min_containers() > 0)
+          warmers.emplace_back([this, p = pool_for(resolve_deployed(app, f.name))] { p->warm(); });
+    } catch (const std::exception&) {
+      // not deployed (stopped) or unreadable: nothing to warm
+    }
+  }
+  for (auto& w : warmers) w.join();
+}
+
+void Runtime::tick() {
+  std::vector<std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, p] : pools_) pools.push_back(p);
+  }
+  for (auto& p : pools) {
+    const Target& t = p->target();
+    bool stale = t.version && ctx_.store.current_version(t.app) != t.version;
+    if (!stale) {
+      p->scale_down();
+      continue;
+    }
+    p->stop_idle();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (p->size() == 0) pools_.erase(t.pool_id());
+  }
+}
+
+void Runtime::shutdown() {
+  std::map<std::string, std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pools.swap(pools_);
+  }
+  std::vector<std::thread> stoppers;
+  for (auto& [id, p] : pools) stoppers.emplace_back([p] { p->shutdown(); });
+  for (auto& t : stoppers) t.join();
+}
+
+}  // namespace thaw::runtime

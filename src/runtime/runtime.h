@@ -1,0 +1,71 @@
+// The runtime proper: resolves (app, function) to a target — a deployed
+// version from the store, or an ephemeral app of `thaw run` — and sends
+// each call to that target's pool.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/app.h"
+#include "runtime/context.h"
+#include "runtime/launcher.h"
+#include "runtime/pool.h"
+#include "runtime/snapshots.h"
+
+namespace thaw::runtime {
+
+class Runtime {
+ public:
+  explicit Runtime(Context& ctx) : ctx_(ctx), launcher_(ctx), snapshots_(ctx, launcher_) {}
+  ~Runtime() { shutdown(); }
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  Context& context() { return ctx_; }
+  Snapshots& snapshots() { return snapshots_; }
+
+  // `thaw run`: this app's functions are served from its file, without snapshots.
+  void add_ephemeral(const AppDesc& app);
+
+  // A call request (docs/runtime-protocol.md) -> its result message.
+  nlohmann::json call(const nlohmann::json& msg, bool use_snapshot = true);
+  // A lookup request -> found or error.
+  nlohmann::json lookup(const nlohmann::json& msg);
+
+  // Throws with what is missing and what to do about it.
+  Target resolve(const std::string& app, const std::string& fn, const std::string& mode, const std::string& app_file);
+  // The deployed target (current version) of app.fn.
+  Target resolve_deployed(const std::string& app, const std::string& fn);
+  Target ephemeral_target(const AppDesc& app, const FunctionDesc& fn) const;
+
+  // Starts min_containers for every function of every deployed app.
+  void warm_deployed();
+  // Scales idle pools down; drops pools of versions no longer deployed.
+  void tick();
+  // Stops every container. No call may be in flight.
+  void shutdown();
+
+ private:
+  std::shared_ptr<Pool> pool_for(const Target& t);
+  const AppDesc& ephemeral_app(const std::string& app, const std::string& app_file);
+
+  Context& ctx_;
+  Launcher launcher_;
+  Snapshots snapshots_;
+  std::mutex mu_;
+  std::map<std::string, AppDesc> ephemeral_;                 // by app name
+  std::map<std::string, AppDesc> ephemeral_files_;           // introspected on demand, by file
+  std::map<std::string, std::shared_ptr<Pool>> pools_;       // by Target::pool_id
+};
+
+// The deployed version of an app as the store keeps it (app.json).
+struct Deployed {
+  int version = 0;
+  AppDesc desc;
+  nlohmann::json record;
+};
+Deployed load_deployed(const Store& store, const std::string& app);
+
+}  // namespace thaw::runtime

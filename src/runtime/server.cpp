@@ -1,0 +1,172 @@
+#include "runtime/server.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "container/channel.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+Server::Server(Runtime& rt, std::string path) : rt_(rt), path_(std::move(path)) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof addr.sun_path) fail("socket path too long: ", path_);
+  std::strcpy(addr.sun_path, path_.c_str());
+  listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listen_) fail_errno("socket");
+  ::unlink(path_.c_str());
+  if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fail_errno("bind ", path_);
+  if (::listen(listen_.get(), 64) != 0) fail_errno("listen ", path_);
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) fail_errno("eventfd");
+}
+
+void Server::stop() {
+  {
+    std::lock_guard<std::mutex> lock(tick_mu_);
+    stop_ = true;
+  }
+  tick_cv_.notify_all();
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_.get(), &one, sizeof one);  // never read: stays readable
+  (void)ignored;
+}
+
+bool Server::wait_readable(int fd) {
+  while (!stop_) {
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int r = ::poll(p, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail_errno("poll");
+    if (p[0].revents) return !stop_;
+  }
+  return false;
+}
+
+Server::~Server() {
+  stop();
+  listen_.reset();
+  clients_.join_all();
+  ::unlink(path_.c_str());
+}
+
+void Server::run() {
+  // Scaling down stops containers, which may take seconds (@exit hooks):
+  // never in the way of accepting clients.
+  std::thread ticker([this] {
+    std::unique_lock<std::mutex> lock(tick_mu_);
+    while (!tick_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_.load(); })) {
+      lock.unlock();
+      rt_.tick();
+      lock.lock();
+    }
+  });
+  while (wait_readable(listen_.get())) {
+    int c = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    clients_.start([this, c] { serve_client(UniqueFd(c)); });
+  }
+  ticker.join();
+}
+
+// One connection: requests are read here; each call runs in a thread of
+// its own and replies when done, so many may be in flight.
+void Server::serve_client(UniqueFd fd) {
+  container::Channel ch(fd.get());
+  std::mutex mu;
+  std::condition_variable done;
+  std::map<std::string, json> spawned;  // id -> result (null while running)
+  ThreadSet calls;
+  auto reply = [&](const json& m) {
+    try {
+      ch.send(m);
+    } catch (const std::exception&) {
+      // the client went away; its calls still finish
+    }
+  };
+  while (wait_readable(fd.get())) {
+    std::optional<json> m;
+    try {
+      // A client that started a message sends the rest of it at once.
+      m = container::recv_message(fd.get(), 30000);
+    } catch (const Error& e) {
+      reply({{"type", "error"}, {"id", nullptr}, {"error", e.what()}});
+      break;
+    }
+    if (!m) break;
+    std::string type = m->value("type", "");
+    json id = m->value("id", json());
+    if (type == "call") {
+      calls.start([&, msg = *m] { reply(rt_.call(msg)); });
+    } else if (type == "spawn") {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        spawned[id.dump()] = nullptr;
+      }
+      reply({{"type", "spawned"}, {"id", id}});
+      calls.start([&, msg = *m, key = id.dump()] {
+        json r = rt_.call(msg);
+        std::lock_guard<std::mutex> lock(mu);
+        spawned[key] = r;
+        done.notify_all();
+      });
+    } else if (type == "get") {
+      calls.start([&, key = id.dump(), id] {
+        std::unique_lock<std::mutex> lock(mu);
+        if (!spawned.count(key)) {
+          lock.unlock();
+          reply({{"type", "error"}, {"id", id}, {"error", "no spawned call with this id"}});
+          return;
+        }
+        done.wait(lock, [&] { return !spawned[key].is_null(); });
+        json r = spawned[key];
+        spawned.erase(key);
+        lock.unlock();
+        reply(r);
+      });
+    } else if (type == "lookup") {
+      reply(rt_.lookup(*m));
+    } else if (type == "ping") {
+      reply({{"type", "pong"}, {"id", id}});
+    } else {
+      reply({{"type", "error"}, {"id", id}, {"error", "unknown request type '" + type + "'"}});
+    }
+  }
+  calls.join_all();
+}
+
+namespace {
+
+std::string private_socket_path() {
+  unsigned char r[4];
+  if (::getrandom(r, sizeof r, 0) != sizeof r) fail_errno("getrandom");
+  const char* dir = std::getenv("TMPDIR");
+  return cat(dir && *dir ? dir : "/tmp", "/thaw-", ::getpid(), "-", to_hex(r, sizeof r), ".sock");
+}
+
+}  // namespace
+
+PrivateServer::PrivateServer(Runtime& rt) : server_(rt, private_socket_path()) {
+  thread_ = std::thread([this] { server_.run(); });
+}
+
+PrivateServer::~PrivateServer() {
+  server_.stop();
+  thread_.join();
+}
+
+}  // namespace thaw::runtime

@@ -1,0 +1,225 @@
+#include "runtime/snapshots.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "container/fsutil.h"
+#include "engine/engine.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// After it was recreated, a snapshot that fails this many more times in a
+// row is left alone until the next deploy: each try costs a restore.
+constexpr int kFailuresBeforeGivingUp = 3;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  return buf;
+}
+
+// engine::checkpoint with kill=true detaches from threads it has just
+// killed, which fails (they are no longer stopped), so they stay traced by
+// us as zombies and the container's init never sees the worker exit. As
+// their tracer we collect them. (Engine request in docs/runtime-protocol.md.)
+void reap_traced(const std::vector<std::string>& tids) {
+  for (const auto& t : tids) {
+    int status;
+    while (::waitpid(std::atoi(t.c_str()), &status, __WALL) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+}  // namespace
+
+void Snapshots::create_locked(const Target& t, json& meta) {
+  auto t0 = Clock::now();
+  ctx_.log.line("Creating memory snapshot for Function. (" + t.label() + ")");
+  auto w = launcher_.for_snapshot(t);
+  double init_s = since(t0);
+  pid_t pid = w->container().worker_pid();
+  if (pid <= 0) fail("the snapshot container has no worker process");
+  std::string dir = ctx_.store.snapshot_dir(t.key);
+  container::mkdir_p(dir);
+  // Leftovers of a creator that died (we hold the lock: none is running).
+  for (const auto& name : container::list_dir(dir))
+    if (name.rfind("image.new", 0) == 0 || name.rfind("image.old", 0) == 0) container::remove_tree(dir + "/" + name);
+  std::string fresh = dir + "/image.new";
+  auto t1 = Clock::now();
+  engine::CheckpointStats st;
+  auto tids = container::list_dir(cat("/proc/", pid, "/task"));
+  try {
+    st = engine::checkpoint({pid, fresh, true});
+  } catch (const std::exception& e) {
+    throw CheckpointRefused(e.what());
+  }
+  reap_traced(tids);
+  double ckpt_s = since(t1);
+  w.reset();  // the worker was killed with the checkpoint; its container ends
+  // Restores may be reading the old image: they hold its files open, so it
+  // can be renamed away and removed under them.
+  std::string image = ctx_.store.snapshot_image(t.key);
+  std::string old = cat(dir, "/image.old.", ::getpid(), ".", ::gettid());
+  if (container::exists(image) && ::rename(image.c_str(), old.c_str()) != 0) fail_errno("retire ", image);
+  if (::rename(fresh.c_str(), image.c_str()) != 0) fail_errno("install ", image);
+  container::remove_tree(old);
+
+  std::vector<std::string> flags(ctx_.fingerprint.cpu_flags.begin(), ctx_.fingerprint.cpu_flags.end());
+  meta["key"] = t.key;
+  meta["app"] = t.app;
+  meta["version"] = t.version;
+  meta["function"] = t.fn.name;
+  meta["created"] = utc_now_iso();
+  meta["generation"] = meta.value("generation", 0) + 1;
+  meta["machine"] = ctx_.fingerprint.key_part();
+  meta["cpu_flags"] = flags;
+  meta["image_bytes"] = container::tree_bytes(image);
+  meta["memory_bytes"] = st.pages_bytes;
+  meta["create_seconds"] = since(t0);
+  meta["failures_since_created"] = 0;
+  if (!meta.contains("failures")) meta["failures"] = 0;
+  if (!meta.contains("recreated")) meta["recreated"] = false;
+  meta.erase("create_failed");
+  ctx_.store.write_meta(t.key, meta);
+  ctx_.log.line("Memory snapshot created in " + format_duration(since(t0)) + ".");
+  ctx_.log.line("  (global scope and @enter(snap=True) " + format_duration(init_s) + ", checkpoint " +
+                format_duration(ckpt_s) + "; " + mib(st.pages_bytes) + " of memory, " + std::to_string(st.threads) +
+                " threads; key " + t.key.substr(0, 12) + ")");
+}
+
+bool Snapshots::ensure(const Target& t, bool for_deploy) {
+  auto lock = ctx_.store.lock_snapshot(t.key);
+  json meta = ctx_.store.read_meta(t.key).value_or(json::object());
+  bool created = false;
+  if (!ctx_.store.has_image(t.key)) {
+    try {
+      create_locked(t, meta);
+    } catch (const CheckpointRefused& e) {
+      meta["create_failed"] = {{"version", t.version}, {"reason", e.what()}};
+      ctx_.store.write_meta(t.key, meta);
+      throw;
+    }
+    created = true;
+  } else if (for_deploy) {
+    ctx_.log.line("Memory snapshot for Function is up to date. (" + t.label() + ", key " + t.key.substr(0, 12) + ")");
+  }
+  if (!for_deploy) return created;
+  // A deploy owns the snapshot from now on, and may recreate it once.
+  meta["app"] = t.app;
+  meta["version"] = t.version;
+  meta["function"] = t.fn.name;
+  meta["recreated"] = false;
+  ctx_.store.write_meta(t.key, meta);
+  return created;
+}
+
+std::unique_ptr<Worker> Snapshots::cold_start(const Target& t) {
+  auto t0 = Clock::now();
+  ctx_.log.line("Cold-starting container for Function. (" + t.label() + ")");
+  auto w = launcher_.cold(t);
+  ctx_.log.line("Container ready in " + format_duration(since(t0)) + ".");
+  ctx_.log.line("  (container " + w->container().id() + ")");
+  return w;
+}
+
+std::unique_ptr<Worker> Snapshots::restore(const Target& t, const json& meta) {
+  auto missing = missing_cpu_flags(ctx_.fingerprint, meta.value("cpu_flags", std::vector<std::string>{}));
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& f : missing) list += (list.empty() ? "" : ", ") + f;
+    fail("this CPU lacks features the snapshot was taken with (", list, ")");
+  }
+  auto t0 = Clock::now();
+  ctx_.log.line("Restoring Function from memory snapshot. (" + t.label() + ")");
+  auto w = launcher_.restored(t, ctx_.store.snapshot_image(t.key));
+  double total = since(t0);
+  const json& r = w->container().restore_report();
+  ctx_.log.line("Restored in " + format_duration(total) + ".");
+  ctx_.log.line("  (container " + w->container().id() + "; engine " + format_duration(r.value("ready_ms", 0.0) / 1000) + ": image " +
+                format_duration(r.value("load_ms", 0.0) / 1000) + ", memory " +
+                format_duration(r.value("memory_ms", 0.0) / 1000) + "; @enter(snap=False) and the rest " +
+                format_duration(total - r.value("ready_ms", 0.0) / 1000) + ")");
+  return w;
+}
+
+void Snapshots::note_success(const Target& t) {
+  // Failures count while they come one after another: a restore that works
+  // again ends the series.
+  auto lock = ctx_.store.lock_snapshot(t.key);
+  json meta = ctx_.store.read_meta(t.key).value_or(json::object());
+  meta["failures_since_created"] = 0;
+  ctx_.store.write_meta(t.key, meta);
+}
+
+bool Snapshots::on_restore_failure(const Target& t, uint64_t generation, const std::string& reason) {
+  ctx_.log.line("Restore from memory snapshot failed: " + reason + "; cold-starting the container.");
+  auto lock = ctx_.store.lock_snapshot(t.key);
+  json meta = ctx_.store.read_meta(t.key).value_or(json::object());
+  // Someone recreated it while we tried the old one: try the new one.
+  if (meta.value("generation", uint64_t{0}) != generation && ctx_.store.has_image(t.key)) return true;
+  meta["failures"] = meta.value("failures", 0) + 1;
+  meta["failures_since_created"] = meta.value("failures_since_created", 0) + 1;
+  meta["last_failure"] = {{"when", utc_now_iso()}, {"reason", reason}};
+  if (meta.value("recreated", false)) {
+    ctx_.store.write_meta(t.key, meta);
+    return false;
+  }
+  meta["recreated"] = true;
+  ctx_.store.write_meta(t.key, meta);
+  ctx_.log.line("Recreating the memory snapshot (at most once per deploy).");
+  try {
+    create_locked(t, meta);
+    return true;
+  } catch (const std::exception& e) {
+    ctx_.log.line(std::string("Could not recreate the memory snapshot: ") + e.what());
+    return false;
+  }
+}
+
+std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapshot) {
+  if (t.key.empty() || !use_snapshot) return cold_start(t);
+  if (!ctx_.store.has_image(t.key)) {
+    json meta = ctx_.store.read_meta(t.key).value_or(json::object());
+    if (meta.contains("create_failed") && meta["create_failed"].value("version", -1) == t.version) {
+      ctx_.log.line("No memory snapshot for " + t.label() + " (creating it failed: " +
+                    meta["create_failed"].value("reason", "") + ").");
+      return cold_start(t);
+    }
+    try {
+      ensure(t, false);
+    } catch (const std::exception& e) {
+      ctx_.log.line(std::string("Could not create a memory snapshot: ") + e.what() + "; cold-starting the container.");
+      return cold_start(t);
+    }
+  }
+  for (int attempt = 0; attempt < 2; attempt++) {
+    json meta = ctx_.store.read_meta(t.key).value_or(json::object());
+    if (meta.value("recreated", false) && meta.value("failures_since_created", 0) >= kFailuresBeforeGivingUp) {
+      ctx_.log.line("Memory snapshot of " + t.label() + " failed " + std::to_string(kFailuresBeforeGivingUp) +
+                    " times since it was recreated; cold-starting until the next deploy.");
+      break;
+    }
+    try {
+      auto w = restore(t, meta);
+      if (meta.value("failures_since_created", 0) > 0) note_success(t);
+      return w;
+    } catch (const std::exception& e) {
+      if (!on_restore_failure(t, meta.value("generation", uint64_t{0}), e.what())) break;
+    }
+  }
+  return cold_start(t);
+}
+
+}  // namespace thaw::runtime

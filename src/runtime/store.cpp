@@ -1,0 +1,141 @@
+#include "runtime/store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "container/fsutil.h"
+
+namespace thaw::runtime {
+
+using container::mkdir_p;
+using nlohmann::json;
+
+FileLock::FileLock(const std::string& path) {
+  fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd_) fail_errno("open lock ", path);
+  while (::flock(fd_.get(), LOCK_EX) != 0)
+    if (errno != EINTR) fail_errno("lock ", path);
+}
+
+void check_name(const std::string& what, const std::string& name) {
+  bool ok = !name.empty() && name[0] != '.' && name.size() <= 128 &&
+            std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; });
+  if (!ok) fail(what, " name '", name, "' is not valid: use letters, digits, '.', '_' and '-'");
+}
+
+Store::Store(std::string home) : home_(std::move(home)) {
+  with_context("thaw store " + home_, [&] {
+    mkdir_p(home_ + "/apps");
+    mkdir_p(home_ + "/snapshots");
+    mkdir_p(home_ + "/volumes");
+  });
+}
+
+std::string Store::default_home() {
+  const char* h = std::getenv("THAW_HOME");
+  return h && *h ? h : "/var/lib/thaw";
+}
+
+std::vector<std::string> Store::apps() const { return container::list_dir(home_ + "/apps"); }
+
+std::string Store::version_dir(const std::string& app, int version) const {
+  return cat(home_, "/apps/", app, "/v", version);
+}
+
+std::optional<int> Store::current_version(const std::string& app) const {
+  std::string s;
+  if (!try_read_file(cat(home_, "/apps/", app, "/current"), &s)) return std::nullopt;
+  int v = std::atoi(trim(s).c_str());
+  if (v <= 0) return std::nullopt;
+  return v;
+}
+
+std::vector<int> Store::versions(const std::string& app) const {
+  std::vector<int> out;
+  for (const auto& n : container::list_dir(cat(home_, "/apps/", app)))
+    if (n.size() > 1 && n[0] == 'v' && std::all_of(n.begin() + 1, n.end(), ::isdigit)) out.push_back(std::atoi(n.c_str() + 1));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int Store::next_version(const std::string& app) const {
+  auto v = versions(app);
+  return v.empty() ? 1 : v.back() + 1;
+}
+
+void Store::set_current(const std::string& app, int version) {
+  container::write_file_atomic(cat(home_, "/apps/", app, "/current"), cat(version, "\n"));
+}
+
+void Store::stop_app(const std::string& app) {
+  std::string p = cat(home_, "/apps/", app, "/current");
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) fail_errno("remove ", p);
+}
+
+json Store::read_version(const std::string& app, int version) const {
+  std::string p = version_dir(app, version) + "/app.json";
+  try {
+    return json::parse(read_file(p));
+  } catch (const json::exception& e) {
+    fail(p, ": ", e.what());
+  }
+}
+
+void Store::write_version(const std::string& app, int version, const json& j) {
+  mkdir_p(version_dir(app, version));
+  container::write_file_atomic(version_dir(app, version) + "/app.json", j.dump(2) + "\n");
+}
+
+FileLock Store::lock_app(const std::string& app) {
+  mkdir_p(cat(home_, "/apps/", app));
+  return FileLock(cat(home_, "/apps/", app, "/.lock"));
+}
+
+std::vector<std::string> Store::snapshot_keys() const {
+  std::vector<std::string> out;
+  for (const auto& n : container::list_dir(home_ + "/snapshots"))
+    if (container::is_dir(home_ + "/snapshots/" + n)) out.push_back(n);
+  return out;
+}
+
+std::string Store::snapshot_dir(const std::string& key) const { return cat(home_, "/snapshots/", key); }
+
+bool Store::has_image(const std::string& key) const {
+  return container::exists(snapshot_image(key) + "/thaw-image.json");
+}
+
+std::optional<json> Store::read_meta(const std::string& key) const {
+  std::string s;
+  if (!try_read_file(snapshot_dir(key) + "/meta.json", &s)) return std::nullopt;
+  try {
+    return json::parse(s);
+  } catch (const json::exception&) {
+    return std::nullopt;  // unreadable meta: as if the snapshot were new
+  }
+}
+
+void Store::write_meta(const std::string& key, const json& meta) {
+  mkdir_p(snapshot_dir(key));
+  container::write_file_atomic(snapshot_dir(key) + "/meta.json", meta.dump(2) + "\n");
+}
+
+void Store::remove_snapshot(const std::string& key) {
+  container::remove_tree(snapshot_dir(key));
+  ::unlink((snapshot_dir(key) + ".lock").c_str());
+}
+
+FileLock Store::lock_snapshot(const std::string& key) { return FileLock(snapshot_dir(key) + ".lock"); }
+
+std::string Store::volume_dir(const std::string& name) {
+  check_name("Volume", name);
+  std::string d = cat(home_, "/volumes/", name);
+  mkdir_p(d);
+  return d;
+}
+
+}  // namespace thaw::runtime

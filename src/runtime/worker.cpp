@@ -1,0 +1,170 @@
+#include "runtime/worker.h"
+
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <chrono>
+
+#include "common/error.h"
+#include "container/channel.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int to_ms(double s) { return s <= 0 ? 0 : static_cast<int>(std::min(s * 1000, 2e9)); }
+
+Clock::time_point deadline_in(double s) {
+  return Clock::now() + std::chrono::milliseconds(to_ms(s));
+}
+
+}  // namespace
+
+uint64_t fresh_seed() {
+  uint64_t s = 0;
+  if (::getrandom(&s, sizeof s, 0) != sizeof s) fail_errno("getrandom");
+  return s;
+}
+
+Worker::Worker(std::unique_ptr<container::Container> c, std::string label)
+    : c_(std::move(c)), label_(std::move(label)) {}
+
+Worker::~Worker() { shutdown(2); }
+
+json Worker::expect(const std::string& type, double timeout_s) {
+  auto deadline = deadline_in(timeout_s);
+  for (;;) {
+    double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+    if (left <= 0) fail("the worker sent no '", type, "' within ", timeout_s, " s");
+    std::optional<json> m;
+    try {
+      m = container::recv_message(c_->control_fd(), to_ms(left));
+    } catch (const Error& e) {
+      fail("waiting for '", type, "' from the worker: ", e.what());
+    }
+    if (!m) {
+      int status = c_->stop(2000);
+      fail("the container exited (status ", status, ") before the worker sent '", type, "'; its output is above");
+    }
+    std::string t = m->value("type", "");
+    if (t == type) return *m;
+    // The worker (or init) has printed the details, traceback included, to
+    // the container's output already.
+    if (t == "error" || t == "failed")
+      throw WorkerFailed(m->value("error", std::string("unknown error")), m->value("traceback", ""));
+    // Anything else (a message of a newer protocol) is not ours to judge.
+  }
+}
+
+void Worker::start(const json& env, bool restored, uint64_t seed, bool gpu_visible, double timeout_s) {
+  container::send_message(c_->control_fd(), {{"type", "start"},
+                                             {"restored", restored},
+                                             {"env", env},
+                                             {"seed", seed},
+                                             {"gpu_visible", gpu_visible}});
+  expect("ready", timeout_s);
+  reader_ = std::thread([this] { read_loop(); });
+}
+
+void Worker::mark_dead(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!dead_) {
+    dead_ = true;
+    dead_reason_ = why;
+  }
+  cv_.notify_all();
+}
+
+void Worker::read_loop() {
+  for (;;) {
+    std::optional<json> m;
+    try {
+      m = container::recv_message(c_->control_fd());
+    } catch (const std::exception& e) {
+      mark_dead(std::string("the control channel broke: ") + e.what());
+      return;
+    }
+    if (!m) {
+      // Only this thread touches the container while it runs.
+      mark_dead(cat("the container exited (status ", c_->stop(3000), "); its output is above"));
+      return;
+    }
+    if (m->value("type", "") != "result") continue;  // bye, or something newer
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(m->value("id", uint64_t{0}));
+    if (it != pending_.end()) {
+      it->second = std::move(*m);
+      cv_.notify_all();
+    }
+  }
+}
+
+json Worker::call(const json& request, double timeout_s) {
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (dead_) fail(dead_reason_);
+    id = next_id_++;
+    pending_[id] = std::nullopt;
+  }
+  // The request goes on as the client sent it (args, kwargs and whatever
+  // else the SDK puts there, such as args_json); only the id is the channel's.
+  json msg = request;
+  msg["type"] = "call";
+  msg["id"] = id;
+  try {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    container::send_message(c_->control_fd(), msg);
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.erase(id);
+    throw;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  bool answered = cv_.wait_until(lock, deadline_in(timeout_s), [&] { return pending_[id].has_value() || dead_; });
+  std::optional<json> r = std::move(pending_[id]);
+  pending_.erase(id);
+  if (r) return *r;
+  if (!answered) fail("no result within ", timeout_s, " s");
+  fail(dead_reason_);
+}
+
+bool Worker::alive() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !dead_;
+}
+
+void Worker::shutdown(double grace_s) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  try {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    container::send_message(c_->control_fd(), {{"type", "shutdown"}});
+  } catch (const std::exception&) {
+    // gone already
+  }
+  if (reader_.joinable()) {
+    // The worker runs @exit, says bye and exits; the reader sees the EOF.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_until(lock, deadline_in(grace_s), [&] { return dead_; });
+    lock.unlock();
+    ::shutdown(c_->control_fd(), SHUT_RDWR);  // wakes the reader if it is not done
+    reader_.join();
+  } else {
+    try {
+      expect("bye", grace_s);
+    } catch (const std::exception&) {
+      // not answering: stop() below makes sure
+    }
+  }
+  c_->close_control();
+  c_->stop(to_ms(grace_s));
+}
+
+}  // namespace thaw::runtime

@@ -1,0 +1,376 @@
+"""End-to-end tests of the function runtime: `thaw deploy | run | serve |
+call` with the real SDK (python/thaw), real containers and real snapshots.
+
+Every test has its own store (THAW_HOME under tmp_path) and its own
+$E2E_DIR, where the apps in tests/e2e/apps/ leave traces (how often their
+global scope ran, which lifecycle hooks ran in which container).
+
+Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_functions.py
+Environment: THAW_BIN (default <repo>/build/thaw).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+THAW_BIN = Path(os.environ.get("THAW_BIN") or REPO / "build" / "thaw")
+APPS = Path(__file__).resolve().parent / "apps"
+PYTHON = "/usr/bin/python3"
+
+DEPLOY_TIMEOUT = 240   # a torch app: import, model, checkpoint
+CALL_TIMEOUT = 120
+RUN_TIMEOUT = 180
+
+RESTORING = "Restoring Function from memory snapshot."
+CREATING = "Creating memory snapshot for Function."
+COLD = "Cold-starting container for Function."
+FALLBACK = "Restore from memory snapshot failed:"
+
+
+class Thaw:
+    """thaw commands against a private store, with every process they leave
+    running (a `thaw serve`) stopped at the end."""
+
+    def __init__(self, tmp_path):
+        if not os.access(THAW_BIN, os.X_OK):
+            pytest.fail(f"thaw binary not found at {THAW_BIN} (set THAW_BIN or build it)")
+        self.tmp = Path(tmp_path)
+        self.home = self.tmp / "home"
+        self.e2e = self.tmp / "e2e"
+        self.e2e.mkdir()
+        self.env = dict(os.environ)
+        for k in ("THAW_RUNTIME_SOCKET", "THAW_APP_MODE", "THAW_PYTHONPATH"):
+            self.env.pop(k, None)
+        self.env.update({
+            "THAW_HOME": str(self.home),
+            "THAW_BIN": str(THAW_BIN),
+            "E2E_DIR": str(self.e2e),
+            "PYTHONPATH": str(REPO / "python"),
+        })
+        self.serving = None
+        self.logs = []  # every stderr seen, for the leftover check
+
+    # ------------------------------------------------------------ commands
+    def run(self, *args, timeout=CALL_TIMEOUT, check=True, cwd=None):
+        try:
+            cp = subprocess.run([str(THAW_BIN), *map(str, args)], env=self.env, cwd=cwd or self.tmp,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace",
+                                timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            pytest.fail(f"thaw {' '.join(map(str, args))} timed out after {timeout}s\n"
+                        f"stderr so far:\n{e.stderr}")
+        self.logs.append(cp.stderr)
+        if check and cp.returncode != 0:
+            pytest.fail(f"thaw {' '.join(map(str, args))} failed (rc={cp.returncode}):\n"
+                        f"stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}")
+        return cp
+
+    def deploy(self, app_file):
+        return self.run("deploy", app_file, timeout=DEPLOY_TIMEOUT)
+
+    def call(self, app, fn, *args, method=None, cold=False):
+        """(value, stderr, wall seconds) of one `thaw call`."""
+        cmd = ["call", app, fn, "--args", json.dumps(list(args))]
+        if method:
+            cmd += ["--method", method]
+        if cold:
+            cmd.append("--cold")
+        t = time.monotonic()
+        cp = self.run(*cmd)
+        wall = time.monotonic() - t
+        return json.loads(cp.stdout), cp.stderr, wall
+
+    def serve(self):
+        """Starts `thaw serve` on a socket in tmp; returns the socket path."""
+        path = self.tmp / "runtime.sock"
+        log = open(self.tmp / "serve.log", "w")
+        self.serving = subprocess.Popen([str(THAW_BIN), "serve", "--socket", str(path)],
+                                        env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            if self.serving.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"thaw serve did not listen:\n{self.serve_log()}")
+            time.sleep(0.05)
+        return path
+
+    def serve_log(self):
+        return (self.tmp / "serve.log").read_text(errors="replace")
+
+    def stop_serve(self):
+        """SIGTERM, as a user would; returns the whole log."""
+        p, self.serving = self.serving, None
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            pytest.fail(f"thaw serve did not stop on SIGTERM:\n{self.serve_log()}")
+        log = self.serve_log()
+        self.logs.append(log)
+        return log
+
+    def client(self, code, socket_path, timeout=CALL_TIMEOUT):
+        """Runs Python code that uses the SDK against a runtime; returns the
+        JSON its last stdout line holds."""
+        env = dict(self.env, THAW_RUNTIME_SOCKET=str(socket_path))
+        try:
+            cp = subprocess.run([PYTHON, "-c", code], env=env, cwd=self.tmp, text=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"client timed out after {timeout}s; runtime log:\n{self.serve_log()}")
+        if cp.returncode != 0:
+            pytest.fail(f"client failed (rc={cp.returncode}):\n{cp.stderr}\n"
+                        f"runtime log:\n{self.serve_log()}")
+        return json.loads(cp.stdout.strip().splitlines()[-1])
+
+    # ------------------------------------------------------------ store
+    def snapshot_keys(self):
+        d = self.home / "snapshots"
+        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.exists() else []
+
+    def meta(self, key):
+        return json.loads((self.home / "snapshots" / key / "meta.json").read_text())
+
+    def trace(self, name):
+        p = self.e2e / name
+        return p.read_text().splitlines() if p.exists() else []
+
+    def cleanup(self):
+        if self.serving is not None:
+            try:
+                os.killpg(self.serving.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.serving.wait()
+
+    def assert_containers_gone(self):
+        """Every container the logs name has left no cgroup behind."""
+        ids = set()
+        for log in self.logs:
+            ids.update(re.findall(r"\(container ([0-9a-f]{12})", log))
+        for ctrl in ("memory", "freezer"):
+            root = Path("/sys/fs/cgroup") / ctrl / "thaw"
+            left = [i for i in ids if (root / i).exists()]
+            assert not left, f"cgroups left behind in {root}: {left}"
+
+
+@pytest.fixture
+def thaw(tmp_path):
+    t = Thaw(tmp_path)
+    try:
+        yield t
+    finally:
+        t.cleanup()
+
+
+def count(text, line):
+    return text.count(line)
+
+
+# ---------------------------------------------------------------- tests
+def test_plain_function_global_scope_is_captured(thaw):
+    cp = thaw.deploy(APPS / "plain.py")
+    assert f"{CREATING} (e2e-plain.square)" in cp.stderr
+    assert "Memory snapshot created in" in cp.stderr
+    assert "Deployed app e2e-plain version 1." in cp.stdout
+    # Once while introspected (on the host), once in the snapshot's container.
+    runs = len(thaw.trace("global_runs"))
+    assert runs == 2
+
+    first, log, _ = thaw.call("e2e-plain", "square", 7)
+    assert first["value"] == 49 and first["table_ok"]
+    assert RESTORING in log and re.search(r"Restored in \d+ ms\.", log), log
+    assert COLD not in log and FALLBACK not in log
+    second, log, _ = thaw.call("e2e-plain", "square", 8)
+    assert second["value"] == 64 and RESTORING in log
+    # The global scope did not run again: both containers hold the
+    # snapshot's state, down to the time it was loaded.
+    assert len(thaw.trace("global_runs")) == runs
+    assert first["loaded_at"] == second["loaded_at"]
+    assert first["container"] != second["container"]
+
+    cold, log, _ = thaw.call("e2e-plain", "square", 9, cold=True)
+    assert cold["value"] == 81 and COLD in log and RESTORING not in log
+    assert len(thaw.trace("global_runs")) == runs + 1
+    assert cold["loaded_at"] > first["loaded_at"]
+    thaw.assert_containers_gone()
+
+
+def test_torch_class_hook_order_and_restore_time(thaw):
+    cp = thaw.deploy(APPS / "torch_model.py")
+    assert f"{CREATING} (e2e-torch.Model)" in cp.stderr
+    hooks = thaw.trace("hooks")
+    snap_container = hooks[-1].split()[1]
+    assert hooks[-2:] == [f"global {snap_container}", f"enter_snap {snap_container}"]
+
+    restored, log, restore_wall = thaw.call("e2e-torch", "Model", method="predict")
+    assert RESTORING in log and COLD not in log, log
+    assert restored["order"] == ["global", "enter_snap", "enter", "call"]
+    c = restored["container"]
+    # In the restored container only @enter(snap=False) ran before the call,
+    # and @exit when `thaw call` stopped it.
+    assert [h for h in thaw.trace("hooks") if h.endswith(" " + c)] == [f"enter {c}", f"exit {c}"]
+
+    cold, cold_log, cold_wall = thaw.call("e2e-torch", "Model", method="predict", cold=True)
+    assert COLD in cold_log
+    c = cold["container"]
+    assert [h for h in thaw.trace("hooks") if h.endswith(" " + c)] == \
+        [f"global {c}", f"enter_snap {c}", f"enter {c}", f"exit {c}"]
+    assert cold["sum"] == restored["sum"]  # the same model either way
+
+    restored_ms = float(re.search(r"Restored in (\d+) ms", log).group(1))
+    ready = re.search(r"Container ready in ([\d.]+) (ms|s)", cold_log)
+    cold_ms = float(ready.group(1)) * (1 if ready.group(2) == "ms" else 1000)
+    print(f"\ntorch class: container ready cold {cold_ms:.0f} ms, restored {restored_ms:.0f} ms "
+          f"({cold_ms / restored_ms:.1f}x); `thaw call` wall time cold {cold_wall:.2f} s, "
+          f"restored {restore_wall:.2f} s ({cold_wall / restore_wall:.1f}x)")
+    assert restored_ms < cold_ms
+    assert restore_wall < cold_wall
+    thaw.assert_containers_gone()
+
+
+def test_code_change_invalidates_the_snapshot(thaw):
+    app_dir = thaw.tmp / "app"
+    app_dir.mkdir()
+    app = app_dir / "plain.py"
+    shutil.copy(APPS / "plain.py", app)
+    thaw.deploy(app)
+    [old] = thaw.snapshot_keys()
+
+    cp = thaw.deploy(app)  # unchanged: same key, nothing retired
+    assert "Memory snapshot for Function is up to date." in cp.stderr
+    assert thaw.snapshot_keys() == [old]
+
+    app.write_text(app.read_text() + "\n# a change\n")
+    cp = thaw.deploy(app)
+    assert "Deployed app e2e-plain version 3." in cp.stdout
+    assert CREATING in cp.stderr
+    assert f"Retired memory snapshot {old[:12]}" in cp.stderr
+    [new] = thaw.snapshot_keys()
+    assert new != old
+    assert thaw.meta(new)["version"] == 3
+
+    value, log, _ = thaw.call("e2e-plain", "square", 3)
+    assert value["value"] == 9 and RESTORING in log
+
+
+def test_deleted_volume_file_falls_back_to_a_cold_start(thaw):
+    thaw.deploy(APPS / "volume_reader.py")
+    value, log, _ = thaw.call("e2e-volume", "weight_bytes")
+    assert value["bytes"] == 4096 and RESTORING in log and FALLBACK not in log
+    [key] = thaw.snapshot_keys()
+
+    (thaw.home / "volumes" / "e2e-weights" / "weights.bin").unlink()
+    value, log, _ = thaw.call("e2e-volume", "weight_bytes")
+    assert value["bytes"] == 4096  # the call still succeeds
+    m = re.search(FALLBACK + r" (.*); cold-starting the container\.", log)
+    assert m, log
+    assert "weights.bin" in m.group(1)
+    meta = thaw.meta(key)
+    assert meta["failures"] == 1 and meta["recreated"] is True
+
+    # Recreated once: the next call restores again, without failing.
+    value, log, _ = thaw.call("e2e-volume", "weight_bytes")
+    assert value["bytes"] == 4096 and RESTORING in log and FALLBACK not in log
+    thaw.assert_containers_gone()
+
+
+SPAWN_CLIENT = """
+import json, thaw
+f = thaw.Function.from_name("e2e-plain", "square")
+calls = [f.spawn(i, sleep={sleep}) for i in range({n})]
+print(json.dumps([c.get() for c in calls]))
+"""
+
+
+def test_two_restored_containers_draw_different_random_numbers(thaw):
+    thaw.deploy(APPS / "plain.py")
+    sock = thaw.serve()
+    results = thaw.client(SPAWN_CLIENT.format(n=2, sleep=1.0), sock)
+    log = thaw.stop_serve()
+    assert count(log, RESTORING) == 2 and COLD not in log, log
+    a, b = results
+    assert a["container"] != b["container"]
+    assert a["loaded_at"] == b["loaded_at"]  # one snapshot
+    assert a["random"] != b["random"]
+    thaw.assert_containers_gone()
+
+
+def test_four_concurrent_calls_each_restore_a_container(thaw):
+    thaw.deploy(APPS / "plain.py")
+    runs = len(thaw.trace("global_runs"))
+    sock = thaw.serve()
+    results = thaw.client(SPAWN_CLIENT.format(n=4, sleep=2.0), sock)
+    log = thaw.stop_serve()
+    assert [r["value"] for r in results] == [0, 1, 4, 9]
+    assert len({r["container"] for r in results}) == 4
+    assert count(log, RESTORING) == 4 and count(log, "Restored in") == 4, log
+    assert COLD not in log and FALLBACK not in log
+    assert len(thaw.trace("global_runs")) == runs
+    thaw.assert_containers_gone()
+
+
+def test_pool_min_and_max_containers(thaw):
+    thaw.deploy(APPS / "pool_limits.py")
+    sock = thaw.serve()
+    deadline = time.monotonic() + 30  # min_containers=2: restored at startup
+    while thaw.serve_log().count("Restored in") < 2:
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    r = thaw.client("""
+import json, thaw
+warm = thaw.Function.from_name("e2e-pool", "warm")
+one = thaw.Function.from_name("e2e-pool", "one_at_a_time")
+print(json.dumps({"warm": warm.remote(), "one": list(one.map(range(4)))}))
+""", sock)
+    deadline = time.monotonic() + 30  # scaledown_window=1: one_at_a_time's container stops
+    while "Stopping idle container" not in thaw.serve_log():
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    time.sleep(2)
+    log = thaw.stop_serve()
+    stopped = re.findall(r"Stopping idle container \w+ of (\S+)\.", log)
+    assert stopped == ["e2e-pool.one_at_a_time"], log  # min_containers keeps warm's
+    assert count(log, "Restored in") == 2, log  # the call used a warm container
+    assert len(set(r["one"])) == 1  # max_containers=1: all four in one container
+    assert count(log, COLD) == 1
+    thaw.assert_containers_gone()
+
+
+def test_undeployed_run_takes_no_snapshot(thaw):
+    cp = thaw.run("run", APPS / "plain.py", timeout=RUN_TIMEOUT)
+    assert "square(12) = 144" in cp.stdout
+    assert "ephemeral" in cp.stderr and COLD in cp.stderr
+    assert CREATING not in cp.stderr and RESTORING not in cp.stderr
+    assert thaw.snapshot_keys() == []
+    assert not any((thaw.home / "apps").iterdir())
+    thaw.assert_containers_gone()
+
+
+def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
+    cp = thaw.run("run", APPS / "modal_style.py", timeout=RUN_TIMEOUT)
+    assert "shout: HELLO FROM MODAL CODE!" in cp.stdout, cp.stderr
+    assert "map: ['A!', 'B!', 'C!']" in cp.stdout
+    m = re.search(r"embed: \[(.*)\]", cp.stdout)
+    assert m and len(m.group(1).split(",")) == 3
+    assert thaw.snapshot_keys() == []
+
+    # Deployed, the same file snapshots its class and restores it.
+    thaw.deploy(APPS / "modal_style.py")
+    value, log, _ = thaw.call("e2e-modal-style", "Embedder", [1, 2, 3], method="embed")
+    assert len(value) == 3 and RESTORING in log
+    assert f"embed: [{', '.join(str(v) for v in value)}]" in cp.stdout  # same model
+    thaw.assert_containers_gone()
