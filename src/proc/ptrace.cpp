@@ -115,8 +115,17 @@ void Seizure::release() {
   if (released_) return;
   released_ = true;
   if (kill_) {
+    // The killed threads stay traced by us until we reap their exit: wait
+    // for each, so the process's real parent sees it end.
     ::kill(pid_, SIGKILL);
-    for (auto& t : threads_) ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
+    // The leader's exit is reported only once every other thread is reaped.
+    std::stable_partition(threads_.begin(), threads_.end(), [&](const Tracee& t) { return t.tid != pid_; });
+    for (auto& t : threads_) {
+      int status;
+      while (::waitpid(t.tid, &status, __WALL) >= 0 || errno == EINTR) {
+        if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+      }
+    }
     return;
   }
   for (auto& t : threads_) {
