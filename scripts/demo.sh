@@ -8,4 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-deps.sh
 bash scripts/build.sh >/dev/null
-exec /usr/bin/python3 examples/demo_engine.py "$@"
+echo "== engine: a torch process checkpointed and restored"
+/usr/bin/python3 examples/demo_engine.py "$@"
+echo
+echo "== functions: a Modal-style torch class deployed with a memory snapshot"
+/usr/bin/python3 examples/demo_functions.py

@@ -1,0 +1,54 @@
+"""Function-runtime demo: deploy a Modal-style torch class with a memory
+snapshot, then call it with a cold start and restored from the snapshot,
+and print both times and their ratio. Standard library only; run with
+Debian's /usr/bin/python3 after scripts/build.sh."""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+THAW = os.environ.get("THAW_BIN", str(REPO / "build" / "thaw"))
+APP = REPO / "examples" / "modal_style" / "embedder.py"
+CALL = ["embedder", "Embedder", "--method", "similarity", "--args", '["cold start", "warm start"]']
+
+
+def timed_call(env, cold):
+    t0 = time.monotonic()
+    r = subprocess.run([THAW, "call", *CALL, *(["--cold"] if cold else [])], env=env,
+                       capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit(f"thaw call failed ({'cold' if cold else 'restored'}):\n{r.stderr}")
+    return elapsed, json.loads(r.stdout), r.stderr
+
+
+def main():
+    home = tempfile.mkdtemp(prefix="thaw-demo-")
+    env = dict(os.environ, THAW_HOME=home)
+    try:
+        print(f"$ thaw deploy {APP.relative_to(REPO)}")
+        subprocess.run([THAW, "deploy", str(APP)], env=env, check=True, timeout=600)
+        rounds = 3
+        cold = [timed_call(env, True) for _ in range(rounds)]
+        warm = [timed_call(env, False) for _ in range(rounds)]
+        answers = {json.dumps(c[1]) for c in cold + warm}
+        print("\nlast restored call's runtime log:\n" + warm[-1][2].strip())
+        c = statistics.median(t for t, _, _ in cold)
+        w = statistics.median(t for t, _, _ in warm)
+        print(f"\n{'call (time to first result)':<34}{'median of ' + str(rounds):>14}")
+        print(f"{'cold start (no snapshot)':<34}{c * 1000:>11.0f} ms")
+        print(f"{'restored from memory snapshot':<34}{w * 1000:>11.0f} ms")
+        print(f"{'speed-up':<34}{c / w:>12.1f}x")
+        print(f"answers identical: {len(answers) == 1} ({answers.pop()})")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
