@@ -10,6 +10,7 @@ pkgs=(
   libgtest-dev                         # unit tests
   python3 python3-pytest               # end-to-end tests (Debian's /usr/bin/python3)
   python3-numpy python3-torch          # the demo's worker
+  util-linux                           # setpriv (a test runs a process as another user)
 )
 # Node.js: Debian's package, unless some node is already there (for example a
 # nodesource install, whose `nodejs` package would conflict with Debian's).
