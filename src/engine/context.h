@@ -29,6 +29,7 @@ struct CheckpointContext {
 struct RestorerPlan {
   std::vector<rst_vma> vmas;
   std::vector<rst_seg> segs;
+  std::vector<uint64_t> hashes;  // per-block XXH64s the segs point into
   std::vector<rst_thread> threads;
   std::vector<rst_siginfo> sigs;
   std::vector<rst_remap> remaps;

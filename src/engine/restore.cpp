@@ -143,6 +143,7 @@ void unregister_rseq() {
   p.args.close_off = put_array(blk, p.close_fds);
   p.args.auxv_off = put_array(blk, p.auxv);
   p.args.timers_off = put_array(blk, p.timers);
+  p.args.hashes_off = put_array(blk, p.hashes);
   uint64_t args_bytes = page_up(blk.size());
   // Memory is filled by as many threads as there are CPUs (they exit before
   // the image's threads are created), with tids no image thread has.

@@ -1,5 +1,6 @@
 #include "image/image.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/xxh64.h"
+#include "image/memory_table.h"
 
 namespace thaw::image {
 
@@ -53,7 +55,7 @@ Writer::~Writer() {
 
 PageRun Writer::append(uint64_t addr, const void* data, uint64_t len) {
   uint64_t at = offset_.fetch_add((len + kPageSize - 1) & ~(kPageSize - 1));
-  PageRun run{addr, len, at, thaw_xxh64(data, len, 0)};
+  PageRun run{addr, len, at, hash_run(data, len)};
   pwrite_all(pages_.get(), data, len, at, kPagesName);
   // Start writeback as we go, so the fsync in commit() finds little left.
   constexpr uint64_t kFlushEvery = 64ull << 20;
@@ -69,6 +71,13 @@ void Writer::commit(Manifest& m) {
   if (::fsync(pages_.get()) != 0) fail_errno("fsync ", kPagesName);
   pages_.reset();
 
+  std::string memory = encode_memory_table(m.vmas);
+  {
+    UniqueFd fd(::open((tmp_ + "/" + kMemoryName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) fail_errno("create ", kMemoryName);
+    write_all(fd.get(), memory.data(), memory.size(), kMemoryName);
+    if (::fsync(fd.get()) != 0) fail_errno("fsync ", kMemoryName);
+  }
   std::string manifest = json(m).dump();
   {
     UniqueFd fd(::open((tmp_ + "/" + kManifestName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -80,6 +89,8 @@ void Writer::commit(Manifest& m) {
                  {"version", kFormatVersion},
                  {"manifest_bytes", manifest.size()},
                  {"manifest_xxh64", hex64(thaw_xxh64(manifest.data(), manifest.size(), 0))},
+                 {"memory_bytes", memory.size()},
+                 {"memory_xxh64", hex64(thaw_xxh64(memory.data(), memory.size(), 0))},
                  {"pages_bytes", m.pages_bytes}};
   std::string h = header.dump(1) + "\n";
   {
@@ -119,6 +130,11 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   } catch (const std::exception& e) {
     fail("image ", dir, ": ", kManifestName, " does not parse: ", e.what());
   }
+  std::string memory = read_file(dir + "/" + kMemoryName);
+  if (memory.size() != header.value("memory_bytes", uint64_t{0}) ||
+      hex64(thaw_xxh64(memory.data(), memory.size(), 0)) != header.value("memory_xxh64", ""))
+    fail("image ", dir, ": ", kMemoryName, " checksum mismatch (corrupt image)");
+  m_.vmas = decode_memory_table(memory, cat("image ", dir, ": ", kMemoryName));
   pages_.reset(::open((dir + "/" + kPagesName).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pages_) fail_errno("image ", dir, ": open ", kPagesName);
   struct stat st;
@@ -129,10 +145,26 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
          " (truncated or corrupt image)");
 }
 
+std::vector<uint64_t> hash_run(const void* data, uint64_t len) {
+  std::vector<uint64_t> h(hash_blocks(len));
+  for (uint64_t b = 0; b < h.size(); b++)
+    h[b] = thaw_xxh64(static_cast<const char*>(data) + b * kHashBlock, std::min(kHashBlock, len - b * kHashBlock), 0);
+  return h;
+}
+
+bool run_intact(const PageRun& run, const void* data) {
+  if (run.hashes.size() != hash_blocks(run.len)) return false;
+  for (uint64_t b = 0; b < run.hashes.size(); b++)
+    if (thaw_xxh64(static_cast<const char*>(data) + b * kHashBlock, std::min(kHashBlock, run.len - b * kHashBlock),
+                   0) != run.hashes[b])
+      return false;
+  return true;
+}
+
 std::string read_run(int pages_fd, const PageRun& run) {
   std::string data(run.len, '\0');
   pread_all(pages_fd, data.data(), run.len, run.offset, kPagesName);
-  if (thaw_xxh64(data.data(), data.size(), 0) != run.hash)
+  if (!run_intact(run, data.data()))
     fail("image: page data checksum mismatch at offset ", run.offset, " of ", kPagesName, " (corrupt image)");
   return data;
 }

@@ -1,5 +1,6 @@
-// On-disk image directory: thaw-image.json (format header with the manifest's
-// checksum), manifest.json, pages.img (page-aligned page data).
+// On-disk image directory: thaw-image.json (format header with the checksums
+// of the others), manifest.json, memory.bin (mappings and page runs),
+// pages.img (page-aligned page data).
 #pragma once
 #include <atomic>
 #include <string>
@@ -56,6 +57,10 @@ class Reader {
 };
 
 void remove_tree(const std::string& path);
+// The per-block XXH64s of `len` bytes, as PageRun::hashes holds them.
+std::vector<uint64_t> hash_run(const void* data, uint64_t len);
+// Whether `data` (run.len bytes) matches every block hash of the run.
+bool run_intact(const PageRun& run, const void* data);
 // Reads one run from a pages.img fd and checks its hash.
 std::string read_run(int pages_fd, const PageRun& run);
 

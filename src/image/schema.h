@@ -1,25 +1,35 @@
 // The image manifest: everything about a process except its page data.
-// Serialized as JSON (manifest.json); page data lives in pages.img, referenced
-// by PageRun offsets. docs/image-format.md describes both.
+// Serialized as JSON (manifest.json), except the mappings, which are the bulk
+// of it (thousands for a torch process) and go to a binary table
+// (memory.bin, see memory_table.h); page data lives in pages.img, referenced
+// by PageRun offsets. docs/image-format.md describes all three.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 constexpr uint64_t kPageSize = 4096;
-// Page data is hashed and restored in segments of at most this size, so the
-// restorer verifies each one while it is still in cache.
+// Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
+// Each run carries one XXH64 per block of this size: small enough that a
+// page fault served lazily verifies only the block it copies, large enough
+// that the hashes are a tiny fraction of the image.
+constexpr uint64_t kHashBlock = 64ull << 10;
 
 // A contiguous range of stored bytes: `len` bytes for address (or object
-// offset) `addr`, found at `offset` in pages.img, with its XXH64.
+// offset) `addr`, found at `offset` in pages.img, with the XXH64 of each
+// kHashBlock-sized block (the last one may be shorter).
 struct PageRun {
-  uint64_t addr = 0, len = 0, offset = 0, hash = 0;
+  uint64_t addr = 0, len = 0, offset = 0;
+  std::vector<uint64_t> hashes;
 };
+
+inline uint64_t hash_blocks(uint64_t len) { return (len + kHashBlock - 1) / kHashBlock; }
 
 // Identity of a file the image depends on, checked at restore.
 struct FileId {
@@ -153,20 +163,19 @@ struct Manifest {
   uint64_t pages_bytes = 0;
 };
 
-// Runs are the bulk of a manifest (thousands for a torch process): written
-// as [addr, len, offset, hash] arrays, which parse several times faster.
-inline void to_json(nlohmann::json& j, const PageRun& r) { j = nlohmann::json::array({r.addr, r.len, r.offset, r.hash}); }
+// Runs kept in JSON (shared memory objects, buffered file data) are
+// [addr, len, offset, [hash, ...]] arrays.
+inline void to_json(nlohmann::json& j, const PageRun& r) { j = nlohmann::json::array({r.addr, r.len, r.offset, r.hashes}); }
 inline void from_json(const nlohmann::json& j, PageRun& r) {
   if (j.is_array()) {
-    r = PageRun{j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>(), j.at(2).get<uint64_t>(), j.at(3).get<uint64_t>()};
+    r = PageRun{j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>(), j.at(2).get<uint64_t>(),
+                j.at(3).get<std::vector<uint64_t>>()};
   } else {  // file data kept as an object with only "len" when empty
-    r = PageRun{j.value("addr", uint64_t{0}), j.value("len", uint64_t{0}), j.value("offset", uint64_t{0}),
-                j.value("hash", uint64_t{0})};
+    r = PageRun{j.value("addr", uint64_t{0}), j.value("len", uint64_t{0}), j.value("offset", uint64_t{0}), {}};
   }
+  if (r.hashes.size() != hash_blocks(r.len)) throw std::runtime_error("page run with a wrong number of hashes");
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Vma, start, end, prot, shared, growsdown, pgoff, kind,
-                                                name, file, shmem, madv, runs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
@@ -186,8 +195,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, comm, exe, persona
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
+// vmas are not in the JSON: memory.bin holds them.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Manifest, version, thaw_version, kernel, cpu, process,
-                                                threads, vmas, mapped_files, shmem, files, fds,
-                                                pages_bytes)
+                                                threads, mapped_files, shmem, files, fds, pages_bytes)
 
 }  // namespace thaw::image

@@ -105,3 +105,83 @@ TEST_F(ImageTest, CorruptPageDataIsReported) {
   thaw::image::Reader r(dir_);
   EXPECT_THROW(r.read_run(run), thaw::Error);
 }
+
+TEST_F(ImageTest, MappingsRoundTripThroughTheMemoryTable) {
+  std::string data(200 << 10, 'd');  // four hash blocks, the last one short
+  auto m = sample();
+  {
+    thaw::image::Writer w(dir_);
+    thaw::image::Vma heap;
+    heap.start = 0x10000;
+    heap.end = 0x10000 + (256 << 10);
+    heap.prot = 3;
+    heap.kind = "anon";
+    heap.name = "[heap]";
+    heap.madv = thaw::image::kLocked;
+    heap.runs.push_back(w.append(heap.start, data.data(), data.size()));
+    thaw::image::Vma lib;
+    lib.start = 0x7f0000000000;
+    lib.end = 0x7f0000004000;
+    lib.prot = 5;
+    lib.shared = true;
+    lib.growsdown = true;
+    lib.pgoff = 0x3000;
+    lib.kind = "file";
+    lib.file = 0;
+    lib.name = "/usr/lib/x.so";
+    m.vmas = {heap, lib};
+    w.commit(m);
+  }
+  thaw::image::Reader r(dir_);
+  const auto& v = r.manifest().vmas;
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].name, "[heap]");
+  EXPECT_EQ(v[0].madv, thaw::image::kLocked);
+  ASSERT_EQ(v[0].runs.size(), 1u);
+  EXPECT_EQ(v[0].runs[0].hashes.size(), 4u);
+  EXPECT_EQ(r.read_run(v[0].runs[0]), data);
+  EXPECT_EQ(v[1].kind, "file");
+  EXPECT_EQ(v[1].name, "/usr/lib/x.so");
+  EXPECT_TRUE(v[1].shared && v[1].growsdown);
+  EXPECT_EQ(v[1].pgoff, 0x3000u);
+  EXPECT_EQ(v[1].file, 0);
+  EXPECT_TRUE(v[1].runs.empty());
+}
+
+TEST_F(ImageTest, CorruptMemoryTableIsReported) {
+  {
+    thaw::image::Writer w(dir_);
+    auto m = sample();
+    thaw::image::Vma v;
+    v.start = 0x1000;
+    v.end = 0x2000;
+    v.kind = "anon";
+    m.vmas = {v};
+    w.commit(m);
+  }
+  {
+    std::fstream f(dir_ + "/memory.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(40);
+    f.put('\x7f');
+  }
+  try {
+    thaw::image::Reader r(dir_);
+    FAIL() << "corrupt memory table was accepted";
+  } catch (const thaw::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("memory.bin"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ImageTest, EveryHashBlockOfARunIsChecked) {
+  std::string data(3 * thaw::image::kHashBlock, 'e');
+  thaw::image::PageRun run;
+  {
+    thaw::image::Writer w(dir_);
+    run = w.append(0x4000, data.data(), data.size());
+    auto m = sample();
+    w.commit(m);
+  }
+  EXPECT_TRUE(thaw::image::run_intact(run, data.data()));
+  data[2 * thaw::image::kHashBlock + 7] = 'x';  // only the last block changes
+  EXPECT_FALSE(thaw::image::run_intact(run, data.data()));
+}

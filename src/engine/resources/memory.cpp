@@ -324,7 +324,10 @@ void plan_memory(RestoreContext& r) {
                     std::strcmp(b.anon_name, rv.anon_name) == 0;
     }
     rv.first_seg = static_cast<uint32_t>(p.segs.size());
-    for (const auto& run : runs) p.segs.push_back(rst_seg{run.addr, run.len, run.offset, run.hash});
+    for (const auto& run : runs) {
+      p.segs.push_back(rst_seg{run.addr, run.len, run.offset, p.hashes.size()});
+      p.hashes.insert(p.hashes.end(), run.hashes.begin(), run.hashes.end());
+    }
     rv.nr_segs = static_cast<uint32_t>(runs.size());
     p.vmas.push_back(rv);
   }

@@ -142,8 +142,12 @@ static void fill_segment(struct rst_args* a, const struct rst_seg* s) {
     if (n <= 0) die(a, "read page data", s->addr + done, n < 0 ? n : -5);
     done += (uint64_t)n;
   }
-  if (thaw_xxh64((const void*)s->addr, s->len, 0) != s->hash)
-    die(a, "page data checksum mismatch (corrupt image)", s->addr, 0);
+  const uint64_t* hashes = ARR(a, uint64_t, hashes_off) + s->first_hash;
+  for (uint64_t at = 0; at < s->len; at += RST_HASH_BLOCK) {
+    uint64_t n = s->len - at < RST_HASH_BLOCK ? s->len - at : RST_HASH_BLOCK;
+    if (thaw_xxh64((const void*)(s->addr + at), n, 0) != hashes[at / RST_HASH_BLOCK])
+      die(a, "page data checksum mismatch (corrupt image)", s->addr + at, 0);
+  }
 }
 
 /* Gives an anonymous mapping an anon_vma of its own: the kernel never

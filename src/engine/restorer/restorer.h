@@ -9,9 +9,12 @@
 #define RST_MAGIC 0x7468617772737472ULL /* "thawrstr" */
 #define RST_STACK_BYTES (64 * 1024)
 #define RST_MAX_FILLERS 7
+#define RST_HASH_BLOCK (64 * 1024) /* image::kHashBlock */
 
+/* `len` bytes of page data at `off` in pages.img go to `addr`; their
+ * per-block XXH64s start at hashes[first_hash]. */
 struct rst_seg {
-  uint64_t addr, len, off, hash;
+  uint64_t addr, len, off, first_hash;
 };
 
 struct rst_vma {
@@ -70,7 +73,7 @@ struct rst_args {
   uint64_t region_start, region_end, task_size;
   int32_t pages_fd, status_fd;
   uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close, nr_timers;
-  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off;
+  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off;
   struct rst_mm mm;
   int32_t set_creds;
   uint32_t uids[4], gids[4];
