@@ -61,6 +61,12 @@ Command add_restore(CLI::App& app) {
   rs->add_flag("--detach,-d", o->ro.detach, "return once the process runs; print its pid");
   rs->add_option("--pidfile", o->ro.pidfile, "write the restored process's pid here");
   rs->add_flag("--stats", o->stats, "print how long the restore took to stderr");
+  rs->add_flag("--eager{false}", o->ro.lazy,
+               "fill all memory before the process runs (default: large anonymous mappings are filled "
+               "while it runs)");
+  rs->add_flag("--lazy-faults-only{false}", o->ro.lazy_background,
+               "fill lazily restored memory only where the process touches it, nothing in the background "
+               "(for tests and diagnosis)");
   return {rs, [o] {
             auto& ro = o->ro;
             ro.inherit = parse_inherit(o->inherit);
@@ -76,6 +82,19 @@ Command add_restore(CLI::App& app) {
             };
             auto r = engine::restore(ro);
             if (ro.detach) return 0;
+            const auto& pg = r.pager;
+            if (!pg.ok)
+              std::fprintf(stderr,
+                           "thaw: restore: memory the process had not touched yet could not be given (page data "
+                           "checksum mismatch: corrupt image); the process was stopped\n");
+            if (o->stats && r.lazy_bytes)
+              std::fprintf(stderr,
+                           "restore: lazy memory %.1f MiB: %llu faults (%llu for zero pages) brought %.1f MiB, "
+                           "the background %.1f MiB, %.1f MiB dropped by the process, %u forks; all in after "
+                           "%.1f ms\n",
+                           r.lazy_bytes / 1048576.0, (unsigned long long)pg.faults,
+                           (unsigned long long)pg.zero_faults, pg.fault_bytes / 1048576.0,
+                           pg.background_bytes / 1048576.0, pg.dropped_bytes / 1048576.0, pg.forks, pg.done_ms);
             return r.exit_status;
           }};
 }

@@ -47,6 +47,7 @@ struct RestoreContext {
   std::vector<int> shmem_fds;   // per Manifest::shmem entry, -1 if none (anonymous)
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now
+  std::vector<bool> lazy;       // per Manifest::vmas entry: left to the pager (engine/pager.h)
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // Moves fd to a number >= spare_fd_base (closing the original) and keeps it
   // open across the restorer's fd work; returns the new number.

@@ -2,6 +2,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -11,6 +12,20 @@ class Reader;
 }
 
 namespace thaw::engine {
+
+struct PagerStats {
+  uint64_t lazy_bytes = 0;      // stored bytes left to the pager
+  uint64_t fault_bytes = 0;     // copied because the process touched them
+  uint64_t faults = 0, zero_faults = 0;
+  uint64_t background_bytes = 0;
+  uint64_t dropped_bytes = 0;   // unmapped or discarded by the process first
+  unsigned forks = 0;
+  double done_ms = 0;           // from the start of the pager to the last page
+  // False if a page could not be given: its block of the image failed its
+  // checksum, or the kernel refused a copy. The process is then killed
+  // rather than left to run on with memory missing.
+  bool ok = true;
+};
 
 struct CheckpointOptions {
   pid_t pid = 0;
@@ -39,6 +54,15 @@ struct RestoreOptions {
   // is created): a container's mounts, hostname.
   int namespaces = 0;
   std::function<void()> in_namespace;
+  // Leave the large anonymous mappings empty and fill them from the image
+  // as the process runs (engine/pager.h): it runs again sooner. The pager
+  // is a thread of the caller until every page is in, or with `detach` a
+  // daemon process of its own. Falls back to filling everything first
+  // where the kernel has no userfaultfd.
+  bool lazy = true;
+  // With `lazy`: also copy in the background what the process does not
+  // touch. Off, only faults are served (tests of the fault paths, diagnosis).
+  bool lazy_background = true;
   // Called once the process runs again, before waiting for it.
   std::function<void(const struct RestoreResult&)> on_running;
 };
@@ -52,6 +76,8 @@ struct RestoreResult {
   // restorer (threads, mm), and loading registers from outside.
   double load_ms = 0, setup_ms = 0, memory_ms = 0, threads_ms = 0, finish_ms = 0;
   int exit_status = 0;    // when waited for: its exit code, 128+signal if killed
+  uint64_t lazy_bytes = 0;  // stored bytes left to the pager when the process started
+  PagerStats pager;         // when waited for: what the pager did
 };
 
 RestoreResult restore(const RestoreOptions& o);

@@ -12,7 +12,9 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/rseq.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,11 +25,13 @@
 #include <chrono>
 #include <cstring>
 #include <dirent.h>
+#include <thread>
 
 #include "common/error.h"
 #include "common/io.h"
 #include "common/mapping.h"
 #include "engine/engine.h"
+#include "engine/pager.h"
 #include "engine/resources/resources.h"
 
 extern "C" const char thaw_restorer_blob[];
@@ -67,6 +71,45 @@ void close_all_except(const std::vector<int>& keep) {
   }
   ::closedir(d);
   for (int fd : fds) ::close(fd);
+}
+
+// One byte, with an fd attached when fd >= 0.
+bool send_fd(int sock, char tag, int fd) {
+  char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  iovec io{&tag, 1};
+  msghdr mh{};
+  mh.msg_iov = &io;
+  mh.msg_iovlen = 1;
+  if (fd >= 0) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  }
+  return ::sendmsg(sock, &mh, MSG_NOSIGNAL) == 1;
+}
+
+// The fd sent with send_fd, or -1 (none sent, or the peer is gone).
+int recv_fd(int sock) {
+  char tag, cbuf[CMSG_SPACE(sizeof(int))];
+  iovec io{&tag, 1};
+  msghdr mh{};
+  mh.msg_iov = &io;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  while ((n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  if (n != 1) return -1;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  if (!cm || cm->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  return fd;
 }
 
 // The address range for the restorer: a hole in the image's layout that is
@@ -194,10 +237,21 @@ void unregister_rseq() {
 }
 
 // Everything the new process does with ordinary code before the jump.
-[[noreturn]] void become_restored(RestoreContext& r, int pages_fd, int status_fd) {
+[[noreturn]] void become_restored(RestoreContext& r, int pages_fd, int status_fd, int init_sock) {
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  if (init_sock >= 0) {
+    // The userfaultfd must be made here: it serves the address space of
+    // whoever creates it. Init holds it from now on, thaw takes a copy.
+    int uffd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+    if (uffd < 0 || !send_fd(init_sock, 'U', uffd)) {
+      send_fd(init_sock, 'N', -1);  // no userfaultfd here: restore every page now
+      r.lazy.clear();
+    }
+    if (uffd >= 0) ::close(uffd);
+    ::close(init_sock);
+  }
   try {
     int max_fd = 2;
     for (const auto& e : r.m.fds) max_fd = std::max(max_fd, e["fd"].get<int>());
@@ -256,9 +310,39 @@ pid_t clone_with_pid(pid_t pid) {
   return static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
 }
 
+// While the pager fills memory, init holds a copy of the userfaultfd: if
+// the pager dies before it is done (thaw killed), the process's missing
+// pages must not turn into zeros under it (which is what closing the last
+// copy does), so init keeps the copy and kills everything in the namespace.
+// `watch` is readable with 'D' when the pager finished, EOF if it died.
+void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done) {
+  for (;;) {
+    pollfd pf{watch, POLLIN, 0};
+    int n = ::poll(&pf, 1, 50);
+    int st;
+    pid_t w;
+    while ((w = ::waitpid(-1, &st, __WALL | WNOHANG)) > 0)
+      if (w == child && (WIFEXITED(st) || WIFSIGNALED(st))) {
+        *status = st;
+        *child_done = true;
+      }
+    if (n <= 0) {
+      if (*child_done) break;  // nothing left to protect
+      continue;
+    }
+    char c = 0;
+    ssize_t r = ::read(watch, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 1 || c != 'D') ::kill(-1, SIGKILL);
+    break;
+  }
+  ::close(uffd);
+  ::close(watch);
+}
+
 // pid 1 of the restored process's namespace: reaps, forwards termination
 // signals, and exits the way the restored process did.
-[[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd) {
+[[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd, int watch) {
   if (o.namespaces && ::unshare(o.namespaces) != 0)
     child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
   if (o.in_namespace) {
@@ -268,24 +352,46 @@ pid_t clone_with_pid(pid_t pid) {
       child_fail(status_fd, cat("set up the namespace: ", e.what()));
     }
   }
+  int sv[2] = {-1, -1};
+  if (watch >= 0 && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    child_fail(status_fd, cat("socketpair: ", std::strerror(errno)));
   pid_t child = clone_with_pid(r.m.process.pid);
   if (child < 0) child_fail(status_fd, cat("clone3 with pid ", r.m.process.pid, ": ", std::strerror(errno)));
-  if (child == 0) become_restored(r, pages_fd, status_fd);
+  if (child == 0) {
+    if (watch >= 0) {
+      ::close(sv[0]);
+      ::close(watch);
+    }
+    become_restored(r, pages_fd, status_fd, sv[1]);
+  }
   ::close(pages_fd);
+  int uffd = -1;
+  if (watch >= 0) {
+    ::close(sv[1]);
+    uffd = recv_fd(sv[0]);
+    ::close(sv[0]);
+    // Tell thaw which of our fds it is, so it can take its own copy.
+    std::string line = uffd >= 0 ? cat("U ", uffd, "\n") : std::string("N\n");
+    ssize_t ignored = ::write(status_fd, line.data(), line.size());
+    (void)ignored;
+  }
   ::close(status_fd);
   static pid_t forward_to;
   forward_to = child;
   struct sigaction sa{};
   sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
-  for (;;) {
-    int status;
+  int status = 0;
+  bool child_done = false;
+  if (uffd >= 0) watch_pager(watch, uffd, child, &status, &child_done);
+  else if (watch >= 0) ::close(watch);
+  while (!child_done) {
     pid_t w = ::waitpid(-1, &status, __WALL);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) ::_exit(kRestoreFailed);
-    if (w == child && (WIFEXITED(status) || WIFSIGNALED(status)))
-      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    child_done = w == child && (WIFEXITED(status) || WIFSIGNALED(status));
   }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 pid_t ns_tid_of(pid_t host_tid) {
@@ -341,6 +447,68 @@ int RestoreContext::park_fd(int fd) {
   return nfd;
 }
 
+namespace {
+
+// What the restore's status pipe said: "U <fd>" / "N" from init (whether
+// memory is left to the pager), then "R ..." from the restorer or "E <why>".
+struct Status {
+  std::string ready;   // the restorer's "R ..." line
+  int init_uffd = -1;  // init's fd number of the userfaultfd
+  bool lazy_known = false;
+};
+
+Status read_status(int fd, bool want_lazy) {
+  Status st;
+  st.lazy_known = !want_lazy;
+  std::string buf;
+  char tmp[4096];
+  for (;;) {
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line.rfind("E", 0) == 0) fail(trim(line.substr(1)));
+      if (line.rfind("U ", 0) == 0) {
+        st.init_uffd = std::atoi(line.c_str() + 2);
+        st.lazy_known = true;
+      } else if (line == "N") {
+        st.lazy_known = true;
+      } else if (line.rfind("R", 0) == 0) {
+        st.ready = line;
+      } else {
+        fail("restorer sent a malformed message: ", line);
+      }
+    }
+    if (!st.ready.empty() && st.lazy_known) return st;
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("the new process died before it was restored");
+    buf.append(tmp, n);
+  }
+}
+
+UniqueFd take_fd(pid_t pid, int fd) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) fail_errno("pidfd_open ", pid);
+  UniqueFd mine(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+  if (!mine) fail_errno("take the userfaultfd from the restored process's init");
+  return mine;
+}
+
+// Runs the pager to the end; tells init it may let go ('D') only if every
+// page was given.
+PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, bool background) {
+  PagerStats st = pager.run(exit_pidfd.get(), background);
+  if (st.ok) {
+    ssize_t ignored = ::write(watch.get(), "D", 1);
+    (void)ignored;
+  }
+  watch.reset();
+  return st;
+}
+
+}  // namespace
+
 RestoreResult restore(const RestoreOptions& o) {
   return with_context("restore", [&] {
     auto t0 = std::chrono::steady_clock::now();
@@ -361,17 +529,38 @@ RestoreResult restore(const RestoreOptions& o) {
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd status_r(sp[0]), status_w(sp[1]);
     RestoreContext ctx{m, img, inherit};
+    if (o.lazy) ctx.lazy = choose_lazy(m);
+    bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
+    UniqueFd watch_r, watch_w;
+    if (want_lazy) {
+      if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+      watch_r.reset(sp[0]);
+      watch_w.reset(sp[1]);
+    }
 
     double load_ms = ms_since(t0);
     auto t_forked = std::chrono::steady_clock::now();
+    // unshare() makes our next child pid 1 of a new namespace; setns() back
+    // afterwards, because while the two differ the kernel refuses to create
+    // threads (the pager is one) and later children would land in there too.
+    UniqueFd own_ns(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+    if (!own_ns) fail_errno("open /proc/self/ns/pid");
     if (::unshare(CLONE_NEWPID) != 0) fail_errno("create a pid namespace");
     pid_t init = ::fork();
+    if (init > 0 && ::setns(own_ns.get(), CLONE_NEWPID) != 0) {
+      ::kill(init, SIGKILL);
+      ::waitpid(init, nullptr, 0);
+      fail_errno("return to our own pid namespace");
+    }
     if (init < 0) fail_errno("fork");
     if (init == 0) {
       status_r.reset();
-      run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release());
+      watch_w.reset();
+      run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(),
+               want_lazy ? watch_r.release() : -1);
     }
     status_w.reset();
+    watch_r.reset();
     RestoreResult res;
     res.init_pid = init;
     res.load_ms = load_ms;
@@ -380,37 +569,70 @@ RestoreResult restore(const RestoreOptions& o) {
       ::waitpid(init, nullptr, 0);
       fail(why);
     };
-    std::string msg;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::read(status_r.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      msg.append(buf, n);
-      if (msg.find('\n') != std::string::npos) break;
-    }
-    if (msg.rfind("R", 0) != 0) {
-      if (msg.rfind("E", 0) == 0) return reap_failed(trim(msg.substr(1)));
-      return reap_failed("the new process died before it was restored");
+    Status st;
+    try {
+      st = read_status(status_r.get(), want_lazy);
+    } catch (const std::exception& e) {
+      return reap_failed(e.what());
     }
     pid_t host = child_of(init);
     if (host <= 0) return reap_failed("restored process vanished");
     res.host_pid = host;
     unsigned long long rs = 0, re = 0;
     long long mem_ns = 0, rest_ns = 0;
-    if (std::sscanf(msg.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
-      return reap_failed("restorer sent a malformed message: " + trim(msg));
+    if (std::sscanf(st.ready.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
+      return reap_failed("restorer sent a malformed message: " + trim(st.ready));
     res.memory_ms = mem_ns / 1e6;
     res.threads_ms = rest_ns / 1e6;
     res.setup_ms = ms_since(t_forked) - res.memory_ms - res.threads_ms;
     auto t_finish = std::chrono::steady_clock::now();
+    std::optional<Pager> pager;
+    UniqueFd host_pidfd;
     try {
+      if (st.init_uffd >= 0) {
+        host_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, host, 0)));
+        if (!host_pidfd) fail_errno("pidfd_open ", host);
+        pager.emplace(m, ctx.lazy, img.pages_fd(), take_fd(init, st.init_uffd));
+        pager->arm();
+        res.lazy_bytes = pager->lazy_bytes();
+      }
       finish(host, m, rs, re - rs);
     } catch (const std::exception& e) {
       return reap_failed(e.what());
     }
     res.finish_ms = ms_since(t_finish);
     res.ready_ms = ms_since(t0);
+
+    // From here the process runs; whoever holds the pager must stay until
+    // every page is in.
+    std::thread pager_thread;
+    if (pager && o.detach) {
+      // A daemon of its own: the caller may exit at once. Double fork, so
+      // nobody has to reap it.
+      pid_t mid = ::fork();
+      if (mid == 0) {
+        if (::fork() == 0) {
+          ::setsid();
+          // Hold nothing of the caller's: someone may wait for EOF on them.
+          std::vector<int> keep = pager->fds();
+          keep.push_back(watch_w.get());
+          keep.push_back(host_pidfd.get());
+          close_all_except(keep);
+          int null = ::open("/dev/null", O_RDWR);
+          for (int fd = 0; fd <= 2; fd++)
+            if (null != fd) ::dup2(null, fd);
+          run_pager(*pager, watch_w, host_pidfd, o.lazy_background);
+          ::_exit(0);
+        }
+        ::_exit(0);
+      }
+      if (mid > 0) ::waitpid(mid, nullptr, 0);
+      // Without the fork, init sees the watch close and stops the process.
+      pager.reset();
+      watch_w.reset();
+    } else if (pager) {
+      pager_thread = std::thread([&] { res.pager = run_pager(*pager, watch_w, host_pidfd, o.lazy_background); });
+    }
     if (!o.pidfile.empty()) {
       std::string s = cat(host, "\n");
       UniqueFd f(::open(o.pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -421,6 +643,7 @@ RestoreResult restore(const RestoreOptions& o) {
     int status = 0;
     while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
     }
+    if (pager_thread.joinable()) pager_thread.join();
     res.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return res;
   });

@@ -290,6 +290,22 @@ def smaps_flags(pid):
     return flags
 
 
+def settled_smaps_flags(pid, timeout=20.0):
+    """smaps_flags once thaw's lazy pager has finished: while it fills memory
+    the mappings it serves carry the userfaultfd flag "um"; afterwards
+    nothing of thaw may be left. Fails if the flag outlives the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flags = smaps_flags(pid)
+        busy = [r for r, f in flags.items() if "um" in f.split()]
+        if not busy:
+            return flags
+        if time.monotonic() > deadline:
+            raise AssertionError(f"userfaultfd still registered on {len(busy)} mappings "
+                                 f"{timeout:.0f} s after restore (e.g. {busy[0]})")
+        time.sleep(0.02)
+
+
 def thread_count(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 

@@ -20,6 +20,7 @@ import pytest
 
 from runtime_helpers import (ACCEPTED_VMFLAG_DIFFS, KNOWN_VMFLAG_GAPS, PYTHON, THAW_BIN,
                              WORKERS, Runner, classify_vmflags, merge_adjacent_anon, node_bin,
+                             settled_smaps_flags,
                              proc_identity, read_proc, smaps_flags, thread_count, vm_locked_kb)
 
 N_BEFORE = 2      # requests the original answers before the checkpoint
@@ -195,7 +196,7 @@ def _check_vmflags(runner, im):
     (ACCEPTED_VMFLAG_DIFFS). Gaps thaw is known to have (KNOWN_VMFLAG_GAPS)
     make it xfail, naming them; any other difference fails."""
     p = runner.restore(im.dir, f"restore of {im.what} (VmFlags)")
-    flags = smaps_flags(p.pid)
+    flags = settled_smaps_flags(p.pid)
     _check_answers(p, im.expected, p.what)
     known, unexplained = classify_vmflags(im.smaps_flags, flags)
     if unexplained:

@@ -3,6 +3,7 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -10,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from runtime_helpers import settled_smaps_flags
 
 # program -> extra arguments
 PROGRAMS = {
@@ -31,6 +34,7 @@ PROGRAMS = {
     "process": ["first-arg", "second arg"],
     "rseq_robust": [],
     "big_heap": ["32"],
+    "lazy_memory": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify"]
 
@@ -113,6 +117,73 @@ def test_restore_twice_concurrently(zoo, thaw_bin, prog):
         res1, res2 = f1.result(), f2.result()
     _assert_same(expected, *res1, f"first concurrent restore of {prog}")
     _assert_same(expected, *res2, f"second concurrent restore of {prog}")
+
+
+# ------------------------------------------------------ lazy memory restore
+
+@pytest.mark.parametrize("prog", ["lazy_memory", "big_heap", "threads", "mmaps"])
+def test_eager_restore(zoo, thaw_bin, prog):
+    """restore --eager (every page filled before the process runs) gives the
+    same result as the default lazy restore and an uninterrupted run."""
+    args = PROGRAMS[prog]
+    expected = zoo.run_uninterrupted(prog, *args)
+    p = zoo.start(prog, *args)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    rc, out, err = zoo.restore(img, "--eager", "--stats")
+    _assert_same(expected, rc, out, err, f"eagerly restored {prog}")
+    assert "lazy memory" not in err, f"--eager restore used the pager:\n{err}"
+
+
+def _lazy_stats(err):
+    m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages\) brought ([\d.]+) MiB, "
+                  r"the background ([\d.]+) MiB, ([\d.]+) MiB dropped by the process, (\d+) forks", err)
+    assert m, f"no lazy memory statistics in thaw restore --stats output:\n{err}"
+    keys = ("lazy_mib", "faults", "zero_faults", "fault_mib", "background_mib", "dropped_mib", "forks")
+    return dict(zip(keys, (float(x) for x in m.groups())))
+
+
+def test_lazy_fault_paths(zoo, thaw_bin):
+    """With the background copy off, every page lazy_memory reads after the
+    restore comes through a fault, and what it does to its memory right
+    away is served correctly: a forked child reads it, a moved region keeps
+    its data, discarded and unmapped-then-remapped memory reads as zero."""
+    expected = zoo.run_uninterrupted("lazy_memory")
+    p = zoo.start("lazy_memory")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    rc, out, err = zoo.restore(img, "--lazy-faults-only", "--stats")
+    _assert_same(expected, rc, out, err, "lazily restored lazy_memory (faults only)")
+    st = _lazy_stats(err)
+    assert st["lazy_mib"] >= 20, st
+    assert st["background_mib"] == 0, st
+    assert st["faults"] > 0 and st["fault_mib"] > 0, st
+    assert st["forks"] >= 1, f"the pager saw no fork: {st}"
+    assert st["dropped_mib"] >= 1, f"the pager saw nothing discarded or unmapped: {st}"
+
+
+def test_lazy_restore_fills_everything(zoo, thaw_bin):
+    """The default (lazy) restore brings every stored page in, by fault or in
+    the background, and then lets go of the process's memory: no mapping of
+    the restored process keeps the userfaultfd flag."""
+    p = zoo.start("big_heap", "64")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    pidfile = str(zoo.img_path()) + ".pid"
+    r = zoo.restore_start(img, "--stats", "--pidfile", pidfile)
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(pidfile) and open(pidfile).read().endswith("\n")):
+        assert r.poll() is None and time.monotonic() < deadline, "restore did not write its pidfile"
+        time.sleep(0.005)
+    pid = int(open(pidfile).read())
+    settled_smaps_flags(pid)
+    rc, out, err = zoo.finish(r)
+    assert rc == 0 and "checksum" in out, _show("restore", rc, out, err)
+    st = _lazy_stats(err)
+    assert st["fault_mib"] + st["background_mib"] + st["dropped_mib"] >= st["lazy_mib"] - 0.01, st
 
 
 # -------------------------------------------------------------- exit status

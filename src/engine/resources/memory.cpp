@@ -311,6 +311,9 @@ void plan_memory(RestoreContext& r) {
     } else {
       fail("image: mapping 0x", std::hex, v.start, " has unknown kind '", v.kind, "'");
     }
+    // A lazy mapping is created empty; the pager fills it once the
+    // process runs.
+    if (r.lazy.size() > size_t(&v - r.m.vmas.data()) && r.lazy[&v - r.m.vmas.data()]) runs.clear();
     uint64_t stored = 0;
     for (const auto& run : runs) stored += run.len;
     rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
