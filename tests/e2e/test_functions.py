@@ -242,6 +242,21 @@ def test_torch_class_hook_order_and_restore_time(thaw):
     thaw.assert_containers_gone()
 
 
+def test_restored_worker_keeps_its_pid_and_thread_ids(thaw):
+    thaw.deploy(APPS / "pids.py")
+    value, log, _ = thaw.call("e2e-pids", "Ids", method="ids")
+    assert RESTORING in log and COLD not in log and FALLBACK not in log, log
+    snap, now = value["snap"], value["now"]
+    assert snap["pid"] == 2  # the worker is pid 2 of its container (docs/runtime.md)
+    assert now["pid"] == snap["pid"], value
+    assert now["main_tid"] == snap["main_tid"], value
+    assert now["helper_tid"] == snap["helper_tid"], value
+    assert now["pthread_kill"] == "ok", value  # glibc's cached tid is the thread's
+    cold, log, _ = thaw.call("e2e-pids", "Ids", method="ids", cold=True)
+    assert COLD in log and cold["now"]["pid"] == 2 and cold["now"]["pthread_kill"] == "ok"
+    thaw.assert_containers_gone()
+
+
 def test_code_change_invalidates_the_snapshot(thaw):
     app_dir = thaw.tmp / "app"
     app_dir.mkdir()
