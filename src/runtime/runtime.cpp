@@ -98,7 +98,7 @@ Target Runtime::resolve(const std::string& app, const std::string& fn, const std
 std::shared_ptr<Pool> Runtime::pool_for(const Target& t) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& p = pools_[t.pool_id()];
-  if (!p) p = std::make_shared<Pool>(snapshots_, t);
+  if (!p) p = std::make_shared<Pool>(snapshots_, t, autoscale_);
   return p;
 }
 
