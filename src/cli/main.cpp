@@ -1,6 +1,7 @@
 // The `thaw` command: the engine's subcommands and the function runtime's,
-// one file each (commands.h). `thaw __init` and `thaw __restore` are not for
-// users: the runtime starts them as a container's first process.
+// one file each (commands.h). `thaw __init` and `thaw __restore-shell` are
+// not for users: the runtime starts them, as a container's first process and
+// as the process that forks restores of one snapshot.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -9,10 +10,12 @@
 
 #include "cli/commands.h"
 #include "container/init.h"
+#include "container/restore_shell.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "__init") == 0) return thaw::container::init_main(argc, argv);
-  if (argc >= 2 && std::strcmp(argv[1], "__restore") == 0) return thaw::container::restore_main(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "__restore-shell") == 0)
+    return thaw::container::restore_shell_main(argc, argv);
 
   CLI::App app{"thaw: memory snapshots of Linux processes, and functions that start from them"};
   app.require_subcommand(1);

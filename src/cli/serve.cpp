@@ -21,6 +21,7 @@ Command add_serve(CLI::App& app) {
             });
             Session s;
             s.ctx.socket_path = *path;
+            s.rt->set_autoscale(true);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
             s.log.line("Serving deployed apps on " + *path + ".");
             std::thread warm([&s] { s.rt->warm_deployed(); });

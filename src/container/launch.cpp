@@ -88,7 +88,7 @@ std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o) 
   return c;
 }
 
-std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions& o) {
+std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions& o, RestoreShell& shell) {
   std::unique_ptr<Container> c(new Container(spec.id, o.log_fd));
   c->cgroup_ = Cgroup::create(spec.id, o.memory_limit_bytes, o.cpu_limit);
   Spec s = spec;
@@ -98,16 +98,7 @@ std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions&
   int rp[2];
   if (::pipe2(rp, O_CLOEXEC) != 0) fail_errno("pipe");
   UniqueFd report_r(rp[0]), report_w(rp[1]);
-  SpawnOptions so;
-  so.argv = {o.thaw_exe, "__restore", to_json(s).dump()};
-  so.env = helper_env();
-  so.fds = {{0, null.get()},
-            {1, c->log_.write_end()},
-            {2, c->log_.write_end()},
-            {kControlFd, theirs.get()},
-            {kReportFd, report_w.get()}};
-  so.new_session = true;
-  c->root_ = spawn(so);
+  c->root_ = shell.fork_restore(s, {null.get(), c->log_.write_end(), c->log_.write_end(), theirs.get(), report_w.get()});
   c->log_.close_write_end();
   report_w.reset();
   theirs.reset();
@@ -116,10 +107,10 @@ std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions&
   try {
     rep = nlohmann::json::parse(line);
   } catch (const std::exception&) {
-    c->root_.kill_group(SIGKILL);  // the helper, the engine's init, a half-restored worker
+    c->root_.kill_group(SIGKILL);  // the restore process, the engine's init, a half-restored worker
     c->root_.wait();
-    fail(line.empty() ? cat("the restore helper ended without a report (status ", c->root_.status(), ")")
-                      : cat("the restore helper said: ", line));
+    fail(line.empty() ? cat("the restore process ended without a report (status ", c->root_.status(), ")")
+                      : cat("the restore process said: ", line));
   }
   if (!rep.value("ok", false)) {
     c->root_.wait(5000);

@@ -12,13 +12,14 @@
 #include "common/unique_fd.h"
 #include "container/cgroup.h"
 #include "container/log_pump.h"
+#include "container/restore_shell.h"
 #include "container/spawn.h"
 #include "container/spec.h"
 
 namespace thaw::container {
 
 struct LaunchOptions {
-  std::string thaw_exe;    // the thaw binary, for `thaw __init` / `thaw __restore`
+  std::string thaw_exe;    // the thaw binary, for `thaw __init`
   int log_fd = 2;          // where the container's output goes
   uint64_t memory_limit_bytes = 0;
   double cpu_limit = 0;  // cores
@@ -36,8 +37,10 @@ class Container {
   // The worker's pid as the host sees it (found lazily for cold starts).
   pid_t worker_pid();
   bool restored() const { return restored_; }
-  // The engine's timings for a restore (ready_ms, memory_ms, ...).
+  // The engine's timings for a restore (ready_ms, memory_ms, ...), to which
+  // the runtime adds its own.
   const nlohmann::json& restore_report() const { return report_; }
+  nlohmann::json& restore_report() { return report_; }
   // Waits up to grace_ms for the container to end by itself, then kills it.
   // Returns the worker's exit status (or -1 if unknown).
   int stop(int grace_ms);
@@ -46,13 +49,13 @@ class Container {
 
  private:
   friend std::unique_ptr<Container> start_cold(const Spec&, const LaunchOptions&);
-  friend std::unique_ptr<Container> start_restored(const Spec&, const LaunchOptions&);
+  friend std::unique_ptr<Container> start_restored(const Spec&, const LaunchOptions&, RestoreShell&);
   Container(std::string id, int log_fd) : id_(std::move(id)), log_(log_fd) {}
 
   std::string id_;
   LogPump log_;
   Cgroup cgroup_;
-  Child root_;          // thaw __init (cold: pid 1 itself) or thaw __restore
+  Child root_;          // thaw __init (cold: pid 1 itself) or a restore forked by a RestoreShell
   pid_t ns_init_ = 0;   // pid 1 of the container, as the host sees it
   pid_t worker_ = 0;
   bool restored_ = false;
@@ -65,9 +68,9 @@ class Container {
 // channel.
 std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o);
 
-// Restores a container from spec.image. Returns once the worker runs again;
-// throws with the engine's reason if it cannot.
-std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions& o);
+// Restores a container from the shell's image. Returns once the worker runs
+// again; throws with the engine's reason if it cannot.
+std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions& o, RestoreShell& shell);
 
 // A fresh container id (12 hex digits).
 std::string new_container_id();

@@ -8,7 +8,7 @@ json to_json(const Spec& s) {
   json mounts = json::array();
   for (const auto& m : s.mounts) mounts.push_back({{"source", m.source}, {"target", m.target}});
   return {{"id", s.id}, {"mounts", mounts}, {"cgroups", s.cgroups}, {"argv", s.argv},
-          {"env", s.env}, {"cwd", s.cwd}, {"image", s.image}};
+          {"env", s.env}, {"cwd", s.cwd}};
 }
 
 Spec spec_from_json(const json& j) {
@@ -20,7 +20,6 @@ Spec spec_from_json(const json& j) {
   s.argv = j.value("argv", std::vector<std::string>{});
   s.env = j.value("env", std::vector<std::string>{});
   s.cwd = j.value("cwd", "/");
-  s.image = j.value("image", "");
   return s;
 }
 

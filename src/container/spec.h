@@ -1,5 +1,5 @@
 // What a container is made of, independent of how it is started (cold, by
-// `thaw __init`, or restored, by `thaw __restore`): both read the same Spec,
+// `thaw __init`, or restored, by a RestoreShell): both read the same Spec,
 // so a restored worker sees the same mounts and hostname as a cold one.
 #pragma once
 #include <string>
@@ -22,7 +22,6 @@ struct Spec {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string cwd = "/";
-  std::string image;     // restore only: the engine image directory
 };
 
 nlohmann::json to_json(const Spec& s);

@@ -43,6 +43,7 @@ std::string inspect(const std::string& dir, bool as_json) {
     j["kernel"] = m.kernel;
     j["cpu"] = m.cpu;
     j["pid"] = m.process.pid;
+    j["ns_pid"] = m.process.ns_pid;
     j["comm"] = m.process.comm;
     j["exe"] = m.process.exe.path;
     j["pages_bytes"] = m.pages_bytes;
@@ -53,7 +54,7 @@ std::string inspect(const std::string& dir, bool as_json) {
                           {"kind", v.kind}, {"name", v.name}, {"stored_bytes", stored(v)}});
     j["mappings"] = vmas;
     json threads = json::array();
-    for (const auto& t : m.threads) threads.push_back(json{{"tid", t.tid}, {"comm", t.comm}});
+    for (const auto& t : m.threads) threads.push_back(json{{"tid", t.tid}, {"ns_tid", t.ns_tid}, {"comm", t.comm}});
     j["threads"] = threads;
     json fds = json::array();
     for (const auto& e : m.fds) {
@@ -67,7 +68,9 @@ std::string inspect(const std::string& dir, bool as_json) {
   }
   std::ostringstream o;
   o << "image " << dir << " (format " << m.version << ", thaw " << m.thaw_version << ", kernel " << m.kernel << ")\n";
-  o << "process " << m.process.pid << " (" << m.process.comm << "), exe " << m.process.exe.path << "\n";
+  o << "process " << m.process.pid;
+  if (m.process.ns_pid && m.process.ns_pid != m.process.pid) o << " (" << m.process.ns_pid << " in its pid namespace)";
+  o << " (" << m.process.comm << "), exe " << m.process.exe.path << "\n";
   o << "cpu " << m.cpu.model << ", xfeatures 0x" << std::hex << m.cpu.xfeatures << std::dec << "\n";
   o << "memory: " << m.vmas.size() << " mappings, " << (mapped >> 20) << " MiB mapped, " << (stored_total >> 20)
     << " MiB stored (" << m.pages_bytes << " bytes of page data)\n";
@@ -79,7 +82,11 @@ std::string inspect(const std::string& dir, bool as_json) {
     o << line;
   }
   o << "threads: " << m.threads.size() << "\n";
-  for (const auto& t : m.threads) o << "  tid " << t.tid << " (" << t.comm << ")\n";
+  for (const auto& t : m.threads) {
+    o << "  tid " << t.tid;
+    if (t.ns_tid && t.ns_tid != t.tid) o << " (" << t.ns_tid << " in its pid namespace)";
+    o << " (" << t.comm << ")\n";
+  }
   o << "fds: " << m.fds.size() << "\n";
   for (const auto& e : m.fds) {
     const json& f = m.files.at(e["file"].get<size_t>());

@@ -198,7 +198,7 @@ void unregister_rseq() {
   std::string pid_max_s;
   int pid_max = try_read_file("/proc/sys/kernel/pid_max", &pid_max_s) ? std::atoi(pid_max_s.c_str()) : 32768;
   for (int tid = pid_max - 1; tid > 1 && p.args.nr_fillers < fillers; tid--)
-    if (std::none_of(r.m.threads.begin(), r.m.threads.end(), [&](const image::Thread& t) { return t.tid == tid; }))
+    if (std::none_of(r.m.threads.begin(), r.m.threads.end(), [&](const image::Thread& t) { return restore_tid(r.m, t) == tid; }))
       p.args.filler_tids[p.args.nr_fillers++] = tid;
   uint64_t stacks_bytes = uint64_t(p.threads.size() + p.args.nr_fillers) * RST_STACK_BYTES;
   uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
@@ -355,8 +355,8 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
   int sv[2] = {-1, -1};
   if (watch >= 0 && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     child_fail(status_fd, cat("socketpair: ", std::strerror(errno)));
-  pid_t child = clone_with_pid(r.m.process.pid);
-  if (child < 0) child_fail(status_fd, cat("clone3 with pid ", r.m.process.pid, ": ", std::strerror(errno)));
+  pid_t child = clone_with_pid(restore_pid(r.m));
+  if (child < 0) child_fail(status_fd, cat("clone3 with pid ", restore_pid(r.m), ": ", std::strerror(errno)));
   if (child == 0) {
     if (watch >= 0) {
       ::close(sv[0]);
@@ -417,9 +417,9 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
   proc::Tracee* leader = nullptr;
   for (auto& t : s.threads()) {
     pid_t ns_tid = ns_tid_of(t.tid);
-    auto it = std::find_if(m.threads.begin(), m.threads.end(), [&](const image::Thread& x) { return x.tid == ns_tid; });
+    auto it = std::find_if(m.threads.begin(), m.threads.end(), [&](const image::Thread& x) { return restore_tid(m, x) == ns_tid; });
     if (it == m.threads.end()) fail("restored thread ", ns_tid, " is not in the image");
-    if (ns_tid == m.process.pid) {
+    if (ns_tid == restore_pid(m)) {
       leader = &t;
       long rc = s.syscall(t, SYS_munmap, region_start, region_len);
       if (rc != 0) fail("unmap the restorer: ", std::strerror(int(-rc)));

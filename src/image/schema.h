@@ -81,7 +81,8 @@ struct SigInfo {
 };
 
 struct Thread {
-  int tid = 0;
+  int tid = 0;     // as the checkpointing side's /proc shows it (the host's, usually)
+  int ns_tid = 0;  // in the process's own, innermost pid namespace; 0: not recorded
   std::vector<uint64_t> regs;  // struct user_regs_struct, in order
   std::string xstate;          // hex of the NT_X86_XSTATE regset
   uint64_t sigmask = 0;
@@ -125,6 +126,7 @@ struct Creds {
 
 struct Process {
   int pid = 0;
+  int ns_pid = 0;  // in its own, innermost pid namespace (NStgid); 0: not recorded
   std::string comm;
   FileId exe;
   uint64_t personality = 0;
@@ -179,7 +181,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mt
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, regs, xstate, sigmask, altstack_sp,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, ns_tid, regs, xstate, sigmask, altstack_sp,
                                                 altstack_size, altstack_flags, clear_tid,
                                                 robust_head, robust_len, rseq_ptr, rseq_sig,
                                                 rseq_len, rseq_flags, comm, pending)
@@ -191,7 +193,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, 
                                                 start_brk, brk, start_stack, arg_start, arg_end,
                                                 env_start, env_end, auxv)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Creds, uids, gids, groups)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, comm, exe, personality, umask, cwd,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe, personality, umask, cwd,
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)

@@ -29,6 +29,7 @@ struct FunctionDesc {
   double scaledown_window_s() const;
   int min_containers() const;
   int max_containers() const;  // 0: no limit
+  int buffer_containers() const;  // idle containers to keep beyond the busy ones, under load
   int max_concurrent_inputs() const;  // per container (@concurrent)
   uint64_t memory_limit_bytes() const;  // only from memory=(request, limit)
   double cpu_limit() const;             // cores, only from cpu=(request, limit); 0: none

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "runtime/context.h"
+#include "runtime/restore_shells.h"
 #include "runtime/target.h"
 #include "runtime/worker.h"
 
@@ -13,7 +14,7 @@ namespace thaw::runtime {
 
 class Launcher {
  public:
-  explicit Launcher(Context& ctx) : ctx_(ctx) {}
+  explicit Launcher(Context& ctx) : ctx_(ctx), shells_(ctx) {}
 
   std::unique_ptr<Worker> cold(const Target& t);
   // The worker has sent snapshot_ready (its warnings are logged).
@@ -22,6 +23,9 @@ class Launcher {
   // restored worker does not come up.
   std::unique_ptr<Worker> restored(const Target& t, const std::string& image);
 
+  // Restores go through one restore shell per image (restore_shells.h).
+  RestoreShells& shells() { return shells_; }
+
  private:
   container::Spec spec(const Target& t, bool snapshot);
   container::LaunchOptions options(const Target& t) const;
@@ -29,6 +33,7 @@ class Launcher {
   bool gpu_visible(const Target& t) const;
 
   Context& ctx_;
+  RestoreShells shells_;
 };
 
 }  // namespace thaw::runtime

@@ -26,6 +26,7 @@ Pool::SlotIt Pool::acquire(bool use_snapshot) {
     for (auto it = slots_.begin(); it != slots_.end(); ++it)
       if (!it->broken && it->in_flight < capacity()) {
         it->in_flight++;
+        keep_buffer_locked();  // it may have been the spare one
         return it;
       }
     int max = target_.fn.max_containers();
@@ -36,10 +37,61 @@ Pool::SlotIt Pool::acquire(bool use_snapshot) {
   return start_slot(lock, use_snapshot, 1);
 }
 
+int Pool::buffered_target_locked() const {
+  int buffer = target_.fn.buffer_containers();
+  if (!autoscale_ || stopping_ || buffer <= 0) return 0;
+  int busy = starting_ - buffer_starting_;
+  for (const auto& s : slots_)
+    if (s.in_flight > 0) busy++;
+  if (busy == 0) return 0;
+  int want = busy + buffer;
+  int max = target_.fn.max_containers();
+  return max > 0 ? std::min(want, max) : want;
+}
+
+void Pool::keep_buffer_locked() {
+  int have = static_cast<int>(slots_.size()) + starting_;
+  for (int want = buffered_target_locked(); have < want; have++) {
+    starting_++;
+    buffer_starting_++;
+    buffer_starters_.start([this] { start_buffer_container(); });
+  }
+}
+
+void Pool::start_buffer_container() {
+  std::unique_ptr<Worker> w;
+  std::string error;
+  try {
+    w = snapshots_.start_worker(target_, true);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  starting_--;
+  buffer_starting_--;
+  cv_.notify_all();
+  if (!w) {
+    lock.unlock();
+    snapshots_.log().line(cat("Could not start a buffer container of ", target_.label(), ": ", error));
+    return;
+  }
+  if (stopping_) {
+    lock.unlock();
+    w->shutdown(10);
+    return;
+  }
+  std::string id = w->container().id();
+  slots_.push_back(Slot{std::move(w), 0});
+  lock.unlock();
+  snapshots_.log().line(cat("Buffer container ", id, " of ", target_.label(), " is ready (buffer_containers=",
+                            target_.fn.buffer_containers(), ")."));
+}
+
 // Starts a container (the lock is released meanwhile) and adds it with
 // in_flight calls already counted.
 Pool::SlotIt Pool::start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight) {
   starting_++;
+  if (in_flight > 0) keep_buffer_locked();  // spares for the calls after this one
   lock.unlock();
   std::unique_ptr<Worker> w;
   try {
@@ -110,15 +162,18 @@ void Pool::warm() {
 }
 
 void Pool::scale_down() {
-  stop_idle_for(std::chrono::duration<double>(target_.fn.scaledown_window_s()), target_.fn.min_containers());
+  stop_idle_for(std::chrono::duration<double>(target_.fn.scaledown_window_s()), true);
+  std::lock_guard<std::mutex> lock(mu_);
+  keep_buffer_locked();  // one that failed to start or died is replaced
 }
 
-void Pool::stop_idle() { stop_idle_for(std::chrono::duration<double>(0), 0); }
+void Pool::stop_idle() { stop_idle_for(std::chrono::duration<double>(0), false); }
 
-void Pool::stop_idle_for(std::chrono::duration<double> window, int keep) {
+void Pool::stop_idle_for(std::chrono::duration<double> window, bool keep_warm) {
   std::vector<std::unique_ptr<Worker>> gone;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    int keep = keep_warm ? std::max(target_.fn.min_containers(), buffered_target_locked()) : 0;
     int count = static_cast<int>(slots_.size());
     for (auto it = slots_.begin(); it != slots_.end() && count > keep;) {
       if (it->in_flight == 0 && Clock::now() - it->idle_since >= window) {
@@ -137,6 +192,12 @@ void Pool::stop_idle_for(std::chrono::duration<double> window, int keep) {
 }
 
 void Pool::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  // A buffer container still starting is stopped by its starter.
+  buffer_starters_.join_all();
   std::list<Slot> all;
   {
     std::lock_guard<std::mutex> lock(mu_);

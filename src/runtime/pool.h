@@ -3,6 +3,12 @@
 // a new one while there are fewer than max_containers; concurrent calls
 // therefore get containers of their own. Idle containers beyond
 // min_containers are stopped after scaledown_window.
+//
+// With autoscaling (`thaw serve`) the pool also keeps min_containers
+// running and, as Modal's buffer_containers asks, that many idle containers
+// beyond the busy ones while there is load (a call in flight), started in
+// the background so that the next call finds one ready; once the load is
+// gone they are scaled down like any idle container.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -14,13 +20,15 @@
 
 #include "runtime/snapshots.h"
 #include "runtime/target.h"
+#include "runtime/thread_set.h"
 #include "runtime/worker.h"
 
 namespace thaw::runtime {
 
 class Pool {
  public:
-  Pool(Snapshots& snapshots, Target target) : snapshots_(snapshots), target_(std::move(target)) {}
+  Pool(Snapshots& snapshots, Target target, bool autoscale)
+      : snapshots_(snapshots), target_(std::move(target)), autoscale_(autoscale) {}
   ~Pool() { shutdown(); }
 
   const Target& target() const { return target_; }
@@ -29,7 +37,9 @@ class Pool {
   nlohmann::json call(const nlohmann::json& request, bool use_snapshot = true);
   // Starts containers until min_containers are up (serve).
   void warm();
-  // Stops containers idle for longer than scaledown_window, keeping min_containers.
+  // Stops containers idle for longer than scaledown_window, keeping
+  // min_containers (and the buffer, under load); starts buffer containers
+  // that are missing.
   void scale_down();
   // Stops the idle containers (of a version no longer deployed).
   void stop_idle();
@@ -49,15 +59,25 @@ class Pool {
   SlotIt acquire(bool use_snapshot);
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
   void release(SlotIt it, bool healthy);
-  void stop_idle_for(std::chrono::duration<double> window, int keep);
+  void stop_idle_for(std::chrono::duration<double> window, bool keep_warm);
   int capacity() const;
+  // Under load, the containers to keep: the busy ones (and those starting
+  // for a call) plus buffer_containers; 0 without load or autoscaling.
+  int buffered_target_locked() const;
+  // Starts buffer containers in the background up to buffered_target_locked().
+  void keep_buffer_locked();
+  void start_buffer_container();
 
   Snapshots& snapshots_;
   Target target_;
+  const bool autoscale_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Slot> slots_;
-  int starting_ = 0;
+  int starting_ = 0;         // containers being started, for calls or as buffer
+  int buffer_starting_ = 0;  // of which buffer containers
+  bool stopping_ = false;
+  ThreadSet buffer_starters_;
 };
 
 }  // namespace thaw::runtime

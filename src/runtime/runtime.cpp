@@ -98,7 +98,7 @@ Target Runtime::resolve(const std::string& app, const std::string& fn, const std
 std::shared_ptr<Pool> Runtime::pool_for(const Target& t) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& p = pools_[t.pool_id()];
-  if (!p) p = std::make_shared<Pool>(snapshots_, t);
+  if (!p) p = std::make_shared<Pool>(snapshots_, t, autoscale_);
   return p;
 }
 
@@ -132,9 +132,13 @@ void Runtime::warm_deployed() {
   for (const auto& app : ctx_.store.apps()) {
     try {
       Deployed d = load_deployed(ctx_.store, app);
-      for (const auto& f : d.desc.functions)
-        if (f.min_containers() > 0)
-          warmers.emplace_back([this, p = pool_for(resolve_deployed(app, f.name))] { p->warm(); });
+      for (const auto& f : d.desc.functions) {
+        Target t = resolve_deployed(app, f.name);
+        // The first restore of each snapshot then finds its image read.
+        if (!t.key.empty() && ctx_.store.has_image(t.key))
+          warmers.emplace_back([this, image = ctx_.store.snapshot_image(t.key)] { launcher_.shells().prepare(image); });
+        if (f.min_containers() > 0) warmers.emplace_back([this, p = pool_for(t)] { p->warm(); });
+      }
     } catch (const std::exception&) {
       // not deployed (stopped) or unreadable: nothing to warm
     }
@@ -143,6 +147,7 @@ void Runtime::warm_deployed() {
 }
 
 void Runtime::tick() {
+  launcher_.shells().prune();
   std::vector<std::shared_ptr<Pool>> pools;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -170,6 +175,7 @@ void Runtime::shutdown() {
   std::vector<std::thread> stoppers;
   for (auto& [id, p] : pools) stoppers.emplace_back([p] { p->shutdown(); });
   for (auto& t : stoppers) t.join();
+  launcher_.shells().clear();
 }
 
 }  // namespace thaw::runtime

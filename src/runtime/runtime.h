@@ -26,6 +26,10 @@ class Runtime {
   Context& context() { return ctx_; }
   Snapshots& snapshots() { return snapshots_; }
 
+  // `thaw serve`: pools keep min_containers and buffer_containers running
+  // (before the first call is made).
+  void set_autoscale(bool on) { autoscale_ = on; }
+
   // `thaw run`: this app's functions are served from its file, without snapshots.
   void add_ephemeral(const AppDesc& app);
 
@@ -58,6 +62,7 @@ class Runtime {
   std::map<std::string, AppDesc> ephemeral_;                 // by app name
   std::map<std::string, AppDesc> ephemeral_files_;           // introspected on demand, by file
   std::map<std::string, std::shared_ptr<Pool>> pools_;       // by Target::pool_id
+  bool autoscale_ = false;
 };
 
 // The deployed version of an app as the store keeps it (app.json).

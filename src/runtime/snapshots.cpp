@@ -1,6 +1,5 @@
 #include "runtime/snapshots.h"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,18 +29,6 @@ std::string mib(uint64_t bytes) {
   return buf;
 }
 
-// engine::checkpoint with kill=true detaches from threads it has just
-// killed, which fails (they are no longer stopped), so they stay traced by
-// us as zombies and the container's init never sees the worker exit. As
-// their tracer we collect them. (Engine request in docs/runtime-protocol.md.)
-void reap_traced(const std::vector<std::string>& tids) {
-  for (const auto& t : tids) {
-    int status;
-    while (::waitpid(std::atoi(t.c_str()), &status, __WALL) < 0 && errno == EINTR) {
-    }
-  }
-}
-
 }  // namespace
 
 void Snapshots::create_locked(const Target& t, json& meta) {
@@ -59,13 +46,11 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   std::string fresh = dir + "/image.new";
   auto t1 = Clock::now();
   engine::CheckpointStats st;
-  auto tids = container::list_dir(cat("/proc/", pid, "/task"));
   try {
     st = engine::checkpoint({pid, fresh, true});
   } catch (const std::exception& e) {
     throw CheckpointRefused(e.what());
   }
-  reap_traced(tids);
   double ckpt_s = since(t1);
   w.reset();  // the worker was killed with the checkpoint; its container ends
   // Restores may be reading the old image: they hold its files open, so it
@@ -75,6 +60,9 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   if (container::exists(image) && ::rename(image.c_str(), old.c_str()) != 0) fail_errno("retire ", image);
   if (::rename(fresh.c_str(), image.c_str()) != 0) fail_errno("install ", image);
   container::remove_tree(old);
+  // The shell that read the old image must not restore it any more (other
+  // runtimes notice the new image by themselves: restore_shells.h).
+  launcher_.shells().forget(image);
 
   std::vector<std::string> flags(ctx_.fingerprint.cpu_flags.begin(), ctx_.fingerprint.cpu_flags.end());
   meta["key"] = t.key;
@@ -146,11 +134,13 @@ std::unique_ptr<Worker> Snapshots::restore(const Target& t, const json& meta) {
   auto w = launcher_.restored(t, ctx_.store.snapshot_image(t.key));
   double total = since(t0);
   const json& r = w->container().restore_report();
+  auto ms = [&](const char* k) { return format_duration(r.value(k, 0.0) / 1000); };
   ctx_.log.line("Restored in " + format_duration(total) + ".");
-  ctx_.log.line("  (container " + w->container().id() + "; engine " + format_duration(r.value("ready_ms", 0.0) / 1000) + ": image " +
-                format_duration(r.value("load_ms", 0.0) / 1000) + ", memory " +
-                format_duration(r.value("memory_ms", 0.0) / 1000) + "; @enter(snap=False) and the rest " +
-                format_duration(total - r.value("ready_ms", 0.0) / 1000) + ")");
+  ctx_.log.line("  (container " + w->container().id() + "; restore shell " + ms("shell_ms") + ", container " +
+                ms("container_ms") + " of which engine " + ms("ready_ms") + ": checks " + ms("load_ms") +
+                ", process " + ms("setup_ms") + ", memory " + ms("memory_ms") + ", threads " + ms("threads_ms") +
+                ", registers " + ms("finish_ms") + "; start " + ms("start_ms") + " of which @enter(snap=False) " +
+                ms("enter_ms") + ")");
   return w;
 }
 

@@ -59,14 +59,15 @@ json Worker::expect(const std::string& type, double timeout_s) {
   }
 }
 
-void Worker::start(const json& env, bool restored, uint64_t seed, bool gpu_visible, double timeout_s) {
+json Worker::start(const json& env, bool restored, uint64_t seed, bool gpu_visible, double timeout_s) {
   container::send_message(c_->control_fd(), {{"type", "start"},
                                              {"restored", restored},
                                              {"env", env},
                                              {"seed", seed},
                                              {"gpu_visible", gpu_visible}});
-  expect("ready", timeout_s);
+  json ready = expect("ready", timeout_s);
   reader_ = std::thread([this] { read_loop(); });
+  return ready;
 }
 
 void Worker::mark_dead(const std::string& why) {

@@ -43,8 +43,9 @@ class Worker {
   // Before start(): waits for a message of this type; throws if the worker
   // reports an error, dies, or takes longer than timeout_s.
   nlohmann::json expect(const std::string& type, double timeout_s);
-  // Sends start, waits for ready, then serves calls.
-  void start(const nlohmann::json& env, bool restored, uint64_t seed, bool gpu_visible, double timeout_s);
+  // Sends start, waits for ready (returned: it holds the worker's
+  // timings), then serves calls.
+  nlohmann::json start(const nlohmann::json& env, bool restored, uint64_t seed, bool gpu_visible, double timeout_s);
   // Runs one call (a client's call request) and returns the worker's result
   // message. Thread-safe. Throws if the worker dies or takes longer than
   // timeout_s: the container is unusable then.

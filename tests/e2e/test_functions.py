@@ -242,6 +242,21 @@ def test_torch_class_hook_order_and_restore_time(thaw):
     thaw.assert_containers_gone()
 
 
+def test_restored_worker_keeps_its_pid_and_thread_ids(thaw):
+    thaw.deploy(APPS / "pids.py")
+    value, log, _ = thaw.call("e2e-pids", "Ids", method="ids")
+    assert RESTORING in log and COLD not in log and FALLBACK not in log, log
+    snap, now = value["snap"], value["now"]
+    assert snap["pid"] == 2  # the worker is pid 2 of its container (docs/runtime.md)
+    assert now["pid"] == snap["pid"], value
+    assert now["main_tid"] == snap["main_tid"], value
+    assert now["helper_tid"] == snap["helper_tid"], value
+    assert now["pthread_kill"] == "ok", value  # glibc's cached tid is the thread's
+    cold, log, _ = thaw.call("e2e-pids", "Ids", method="ids", cold=True)
+    assert COLD in log and cold["now"]["pid"] == 2 and cold["now"]["pthread_kill"] == "ok"
+    thaw.assert_containers_gone()
+
+
 def test_code_change_invalidates_the_snapshot(thaw):
     app_dir = thaw.tmp / "app"
     app_dir.mkdir()
@@ -347,6 +362,56 @@ print(json.dumps({"warm": warm.remote(), "one": list(one.map(range(4)))}))
     assert count(log, "Restored in") == 2, log  # the call used a warm container
     assert len(set(r["one"])) == 1  # max_containers=1: all four in one container
     assert count(log, COLD) == 1
+    thaw.assert_containers_gone()
+
+
+BUFFER_CLIENT = """
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-buffer", "held").remote({tag!r})))
+"""
+BUFFER_READY = re.compile(r"Buffer container (\w+) of e2e-buffer\.held is ready")
+
+
+def test_buffer_containers_keep_an_idle_container_under_load(thaw):
+    thaw.deploy(APPS / "buffer.py")
+    sock = thaw.serve()
+    env = dict(thaw.env, THAW_RUNTIME_SOCKET=str(sock))
+
+    def client(tag):
+        return subprocess.Popen([PYTHON, "-c", BUFFER_CLIENT.format(tag=tag)], env=env, cwd=thaw.tmp,
+                                text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    def wait_for_buffers(n):
+        deadline = time.monotonic() + 60
+        while len(BUFFER_READY.findall(thaw.serve_log())) < n:
+            assert time.monotonic() < deadline, f"no buffer container #{n}:\n{thaw.serve_log()}"
+            time.sleep(0.1)
+        return BUFFER_READY.findall(thaw.serve_log())
+
+    clients = []
+    try:
+        clients.append(client("a"))
+        [spare] = wait_for_buffers(1)  # while call a is held: one idle container besides its own
+        clients.append(client("b"))
+        buffers = wait_for_buffers(2)  # b took the spare; a new one replaces it
+        assert buffers[0] == spare and buffers[1] != spare
+    finally:
+        for tag in ("a", "b"):
+            (thaw.e2e / f"release-{tag}").touch()
+    outs = []
+    for p in clients:
+        out, err = p.communicate(timeout=CALL_TIMEOUT)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert outs[1] == spare  # the second call ran in the buffer container
+    assert outs[0] not in buffers
+    deadline = time.monotonic() + 30  # no load: scaled down to min_containers=0
+    while thaw.serve_log().count("Stopping idle container") < 3:
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    log = thaw.stop_serve()
+    assert count(log, "Restored in") == 3 and COLD not in log and FALLBACK not in log, log
     thaw.assert_containers_gone()
 
 

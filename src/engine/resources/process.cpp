@@ -86,6 +86,7 @@ void dump_process(CheckpointContext& c) {
   p.personality = parse_hex64(trim(read_file(dir + "/personality")));
 
   auto status = proc::read_status(dir);
+  p.ns_pid = innermost_id(status["NStgid"]);
   p.umask = static_cast<uint32_t>(std::stoul(status["Umask"], nullptr, 8));
   p.creds.uids = numbers(status["Uid"]);
   p.creds.gids = numbers(status["Gid"]);

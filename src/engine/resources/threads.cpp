@@ -12,6 +12,7 @@
 #include <sys/user.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -53,6 +54,29 @@ std::vector<image::SigInfo> peek_signals(pid_t tid, bool shared) {
 
 std::vector<image::SigInfo> peek_shared_signals(pid_t pid) { return peek_signals(pid, true); }
 
+pid_t innermost_id(const std::string& ns_ids) {
+  auto parts = split(trim(ns_ids), '\t');
+  return parts.empty() ? 0 : std::atoi(parts.back().c_str());
+}
+
+namespace {
+
+// A process checkpointed inside a pid namespace (a container's) knows only
+// its ids there: getpid(), and the tids glibc caches in each thread's
+// descriptor. The restore's fresh namespace gives it those ids back. Not
+// for an image without them (taken before they were recorded), nor for a
+// process that was pid 1 of its namespace: there pid 1 is the engine's init.
+bool use_ns_ids(const image::Manifest& m) {
+  if (m.process.ns_pid <= 1) return false;
+  return std::all_of(m.threads.begin(), m.threads.end(), [](const image::Thread& t) { return t.ns_tid > 1; });
+}
+
+}  // namespace
+
+pid_t restore_pid(const image::Manifest& m) { return use_ns_ids(m) ? m.process.ns_pid : m.process.pid; }
+
+pid_t restore_tid(const image::Manifest& m, const image::Thread& t) { return use_ns_ids(m) ? t.ns_tid : t.tid; }
+
 image::Cpu this_cpu() {
   image::Cpu cpu;
   std::istringstream in(read_file("/proc/cpuinfo"));
@@ -93,6 +117,7 @@ void dump_threads(CheckpointContext& c) {
     image::Thread th;
     th.tid = t.tid;
     std::string where = cat("thread ", t.tid);
+    th.ns_tid = innermost_id(proc::read_status(cat("/proc/", c.pid, "/task/", t.tid))["NSpid"]);
     user_regs_struct r = proc::rewound(t.regs);
     th.regs.assign(reinterpret_cast<uint64_t*>(&r), reinterpret_cast<uint64_t*>(&r) + kRegCount);
 
@@ -145,7 +170,7 @@ void dump_threads(CheckpointContext& c) {
 void plan_threads(RestoreContext& r) {
   for (const auto& th : r.m.threads) {
     rst_thread t{};
-    t.tid = th.tid;
+    t.tid = restore_tid(r.m, th);
     t.clear_tid = th.clear_tid;
     t.robust_head = th.robust_head;
     t.robust_len = th.robust_len;
@@ -159,7 +184,7 @@ void plan_threads(RestoreContext& r) {
     r.plan.threads.push_back(t);
     for (const auto& s : th.pending) {
       rst_siginfo si{};
-      si.tid = th.tid;
+      si.tid = t.tid;
       si.signo = s.signo;
       auto raw = from_hex(s.raw);
       std::memcpy(si.info, raw.data(), std::min(raw.size(), sizeof si.info));

@@ -77,7 +77,10 @@ void restore_posix_timers(RestoreContext& r) {
     rt.clock = t.clock;
     rt.signo = t.signo;
     rt.notify = t.notify;
+    // notify_tid is the target thread as the checkpoint's /proc showed it.
     rt.tid = t.notify_tid;
+    for (const auto& th : r.m.threads)
+      if (th.tid == t.notify_tid) rt.tid = restore_tid(r.m, th);
     rt.sigval = t.sigval;
     rt.value_ns = t.value_ns;
     rt.interval_ns = t.interval_ns;
