@@ -28,6 +28,7 @@
 #include "common/io.h"
 #include "common/mapping.h"
 #include "engine/engine.h"
+#include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
 
 extern "C" const char thaw_restorer_blob[];
@@ -294,8 +295,9 @@ pid_t ns_tid_of(pid_t host_tid) {
 }
 
 // Final step, from outside: load each parked thread's registers, unmap the
-// restorer region from inside the process, release every thread.
-void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
+// restorer region from inside the process, bring back GPU state (the
+// image's, if any), release every thread. Returns the GPU part's ms.
+double finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
   proc::Seizure s(host_pid);
   // A syscall instruction inside the blob serves to run munmap on it.
   uint64_t gadget = 0;
@@ -320,7 +322,9 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
     load_thread_registers(t.tid, *it);
   }
   if (!leader) fail("restored process has no main thread");
+  double gpu_ms = m.gpu.uuid.empty() ? 0 : resume_gpu(s, m);
   s.detach_as_is();
+  return gpu_ms;
 }
 
 pid_t child_of(pid_t init) {
@@ -404,7 +408,7 @@ RestoreResult restore(const RestoreOptions& o) {
     res.setup_ms = ms_since(t_forked) - res.memory_ms - res.threads_ms;
     auto t_finish = std::chrono::steady_clock::now();
     try {
-      finish(host, m, rs, re - rs);
+      res.gpu_ms = finish(host, m, rs, re - rs);
     } catch (const std::exception& e) {
       return reap_failed(e.what());
     }
