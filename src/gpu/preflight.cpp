@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <map>
 
@@ -12,10 +14,15 @@ namespace thaw::gpu {
 
 namespace {
 
+// pid 0: this process, as it is now (/proc/self/environ shows it as it started).
 std::map<std::string, std::string> environ_of(pid_t pid) {
   std::map<std::string, std::string> env;
   std::string raw;
-  if (!try_read_file(pid ? cat("/proc/", pid, "/environ") : std::string("/proc/self/environ"), &raw)) return env;
+  if (pid == 0) {
+    for (char** e = environ; *e; e++) raw.append(*e).push_back('\0');
+  } else if (!try_read_file(cat("/proc/", pid, "/environ"), &raw)) {
+    return env;
+  }
   size_t at = 0;
   while (at < raw.size()) {
     size_t end = raw.find('\0', at);

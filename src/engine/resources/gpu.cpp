@@ -151,13 +151,18 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
       d = std::make_unique<gpu::Driver>(t.call_s);
     } catch (const Error& e) {
       if (!use.devices.empty()) fail("it has NVIDIA devices open (", join(use.devices), ") but ", e.what());
-      return nullptr;  // libcuda loaded where no GPU is: nothing on a device to save
+      // libcuda loaded where no driver or GPU is: nothing on a device to save.
+      std::fprintf(stderr, "thaw: note: pid %d has libcuda loaded, but %s; checkpointing its CPU state only\n", pid,
+                   e.what());
+      return nullptr;
     }
     auto restore_tid = d->restore_thread_id(pid);
     if (!restore_tid) {
       if (!use.devices.empty())
         fail("it has NVIDIA devices open (", join(use.devices), ") but the driver reports no CUDA state to ",
              "checkpoint (cuCheckpointProcessGetRestoreThreadId failed)");
+      std::fprintf(stderr, "thaw: note: pid %d has libcuda loaded but no CUDA state on a GPU; checkpointing its CPU "
+                   "state only\n", pid);
       return nullptr;
     }
     auto devices = d->devices();
