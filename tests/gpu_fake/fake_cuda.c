@@ -11,6 +11,11 @@
  * CUDA process when it has a libcuda.so* mapped (tests LD_PRELOAD this
  * library into an ordinary program).
  *
+ * Loaded into a process without THAW_FAKE_CUDA_DIR (an application, not
+ * thaw), it starts a thread named "cuda-restore" that only sleeps, as the
+ * real driver has a thread of its own in every CUDA process; it is what
+ * cuCheckpointProcessGetRestoreThreadId reports.
+ *
  * Environment, read in the calling process (thaw):
  *   THAW_FAKE_CUDA_DIR        state directory (default /tmp/thaw-fake-cuda)
  *   THAW_FAKE_CUDA_LOG        append one line per call here
@@ -26,6 +31,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,7 +75,39 @@ static int misbehave(const char* call) {
   return OK;
 }
 
-__attribute__((constructor)) static void loaded(void) { logf_("loaded"); }
+static void* restore_thread(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+
+__attribute__((constructor)) static void loaded(void) {
+  logf_("loaded");
+  if (getenv("THAW_FAKE_CUDA_DIR")) return;
+  pthread_t t;
+  if (pthread_create(&t, NULL, restore_thread, NULL) == 0) pthread_setname_np(t, "cuda-restore");
+}
+
+/* The "cuda-restore" thread of pid, or 0. */
+static int find_restore_thread(int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR* d = opendir(path);
+  if (!d) return 0;
+  int found = 0;
+  struct dirent* e;
+  while (!found && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char comm_path[128], comm[32] = "";
+    snprintf(comm_path, sizeof comm_path, "/proc/%d/task/%s/comm", pid, e->d_name);
+    FILE* f = fopen(comm_path, "r");
+    if (!f) continue;
+    if (fgets(comm, sizeof comm, f) && strncmp(comm, "cuda-restore", 12) == 0) found = atoi(e->d_name);
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
 
 static int initialized;
 
@@ -242,8 +280,10 @@ static int get_restore_tid(int pid, int* tid) {
   if (!initialized) return NOT_INITIALIZED;
   int st;
   if (read_state(pid, &st) != OK) return NOT_INITIALIZED;
+  int t = find_restore_thread(pid);
+  if (!t) return NOT_INITIALIZED;
   write_state(pid, st);
-  *tid = pid; /* the fake's "restore thread" is the main thread */
+  *tid = t;
   logf_("restore_thread_id %d", pid);
   return OK;
 }

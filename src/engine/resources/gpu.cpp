@@ -1,5 +1,7 @@
 #include "engine/resources/gpu.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -13,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/unique_fd.h"
 #include "gpu/detect.h"
 #include "gpu/driver.h"
 #include "gpu/preflight.h"
@@ -102,6 +105,15 @@ class RunningThread {
   pid_t tid_;
   bool running_ = false;
 };
+
+// restore() unshared a pid namespace for our children, and a process whose
+// children go to another pid namespace cannot create threads (clone fails
+// with EINVAL); the watchdog needs them. The restored process's namespace
+// exists by now: point our children back at our own.
+void allow_threads() {
+  UniqueFd own(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+  if (!own || ::setns(own.get(), CLONE_NEWPID) != 0) fail_errno("return to our own pid namespace");
+}
 
 }  // namespace
 
@@ -197,9 +209,18 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
 double resume_gpu(proc::Seizure& s, const image::Manifest& m) {
   pid_t pid = s.pid();
   auto t0 = std::chrono::steady_clock::now();
+  // A half-restored process must not run: on failure it dies still held.
+  struct KillUnlessDone {
+    proc::Seizure& s;
+    bool done = false;
+    ~KillUnlessDone() {
+      if (!done) s.kill_on_release();
+    }
+  } guard{s};
   with_context(cat("gpu restore: pid ", pid), [&] {
     const auto& g = m.gpu;
     auto t = Timeouts::from_env();
+    allow_threads();
     std::unique_ptr<gpu::Driver> d;
     try {
       d = std::make_unique<gpu::Driver>(t.call_s);
@@ -226,6 +247,7 @@ double resume_gpu(proc::Seizure& s, const image::Manifest& m) {
     expect_state(*d, pid, gpu::ProcessState::kRunning, "cuCheckpointProcessUnlock");
     running.stop();
   });
+  guard.done = true;
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
