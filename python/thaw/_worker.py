@@ -415,7 +415,10 @@ class Worker:
                                  f"({self.instance_error}); its @enter hooks run per parameter "
                                  f"set on first use, after the restore")
             if self.snapshot:
-                if not self.config.get("enable_gpu_snapshot"):
+                # The runtime sets THAW_GPU_SNAPSHOT=1 when the GPU really is in
+                # the snapshot (enable_gpu_snapshot on a machine with a GPU);
+                # otherwise CUDA made here is lost, and the user is told.
+                if os.environ.get("THAW_GPU_SNAPSHOT") != "1":
                     warnings_ += cuda_snapshot_warnings(f"'{self.target_name}'")
                 for w in warnings_:
                     print(f"thaw worker: warning: {w}", file=sys.stderr)

@@ -44,6 +44,9 @@ Command add_checkpoint(CLI::App& app) {
                            "stopped %.1f ms, collected %.1f ms, written %.1f ms, total %.1f ms\n",
                            o->co.pid, o->co.out.c_str(), st.threads, st.vmas, st.fds, st.pages_bytes / 1048576.0,
                            st.seize_ms, st.dump_ms, st.write_ms, st.total_ms);
+            if (!o->quiet && st.gpu_bytes)
+              std::fprintf(stderr, "checkpoint: GPU state %.1f MiB moved to host memory by the driver in %.1f ms\n",
+                           st.gpu_bytes / 1048576.0, st.gpu_ms);
             return 0;
           }};
 }
@@ -77,6 +80,9 @@ Command add_restore(CLI::App& app) {
                              "threads %.1f, registers %.1f)\n",
                              o->ro.dir.c_str(), r.host_pid, r.ready_ms, r.load_ms, r.setup_ms, r.memory_ms,
                              r.threads_ms, r.finish_ms);
+              if ((o->stats || o->ro.detach) && r.gpu_ms > 0)
+                std::fprintf(stderr, "restore: GPU state restored and unlocked in %.1f ms (part of registers)\n",
+                             r.gpu_ms);
               if (o->ro.detach) std::printf("%d\n", r.host_pid);
               std::fflush(nullptr);
             };

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
 
 namespace thaw::engine {
@@ -27,11 +28,14 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, o.pid, 0)));
     if (!pidfd) fail_errno("no such process");
     if (o.pid == ::getpid()) fail("thaw cannot checkpoint itself");
+    image::Manifest m;
+    // Before seizing: the driver needs the target's threads running.
+    auto gpu = suspend_gpu(o.pid, m);
+    st.gpu_ms = ms_since(t0);
     proc::Seizure seizure(o.pid);
-    st.seize_ms = ms_since(t0);
+    st.seize_ms = ms_since(t0) - st.gpu_ms;
     seizure.set_gadget(proc::find_syscall_gadget(o.pid));
 
-    image::Manifest m;
     m.thaw_version = THAW_VERSION;
     struct utsname u;
     ::uname(&u);
@@ -50,7 +54,10 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     writer.commit(m);
     st.write_ms = ms_since(t2);
     if (o.kill) seizure.kill_on_release();
+    if (o.kill && gpu) gpu->keep_checkpointed();
     seizure.release();
+    if (gpu) gpu->resume();
+    st.gpu_bytes = m.gpu.memory_bytes;
     st.pages_bytes = m.pages_bytes;
     st.threads = m.threads.size();
     st.vmas = m.vmas.size();

@@ -36,6 +36,8 @@ struct CheckpointOptions {
 struct CheckpointStats {
   double seize_ms = 0, dump_ms = 0, write_ms = 0, total_ms = 0;
   uint64_t pages_bytes = 0;
+  double gpu_ms = 0;        // the driver's lock + checkpoint (0: not a CUDA process)
+  uint64_t gpu_bytes = 0;   // device memory it moved into host memory
   size_t threads = 0, vmas = 0, fds = 0;
 };
 
@@ -75,6 +77,7 @@ struct RestoreResult {
   // own setup (fds, attributes), the restorer's memory work, the rest of the
   // restorer (threads, mm), and loading registers from outside.
   double load_ms = 0, setup_ms = 0, memory_ms = 0, threads_ms = 0, finish_ms = 0;
+  double gpu_ms = 0;      // the driver's restore + unlock, part of finish_ms (0: no GPU state)
   int exit_status = 0;    // when waited for: its exit code, 128+signal if killed
   uint64_t lazy_bytes = 0;  // stored bytes left to the pager when the process started
   PagerStats pager;         // when waited for: what the pager did

@@ -64,6 +64,7 @@ std::string inspect(const std::string& dir, bool as_json) {
     }
     j["fds"] = fds;
     j["shmem_objects"] = m.shmem.size();
+    j["gpu"] = m.gpu.uuid.empty() ? json(nullptr) : json(m.gpu);
     return j.dump(2) + "\n";
   }
   std::ostringstream o;
@@ -72,6 +73,12 @@ std::string inspect(const std::string& dir, bool as_json) {
   if (m.process.ns_pid && m.process.ns_pid != m.process.pid) o << " (" << m.process.ns_pid << " in its pid namespace)";
   o << " (" << m.process.comm << "), exe " << m.process.exe.path << "\n";
   o << "cpu " << m.cpu.model << ", xfeatures 0x" << std::hex << m.cpu.xfeatures << std::dec << "\n";
+  if (!m.gpu.uuid.empty())
+    o << "gpu " << m.gpu.model << " (" << m.gpu.uuid << "), driver " << m.gpu.display_driver << " / CUDA API "
+      << m.gpu.driver_version << ": " << (m.gpu.memory_bytes >> 20) << " MiB of GPU memory held, restore thread "
+      << m.gpu.restore_tid << "\n";
+  else
+    o << "gpu: none\n";
   o << "memory: " << m.vmas.size() << " mappings, " << (mapped >> 20) << " MiB mapped, " << (stored_total >> 20)
     << " MiB stored (" << m.pages_bytes << " bytes of page data)\n";
   for (const auto& v : m.vmas) {

@@ -32,6 +32,7 @@
 #include "common/mapping.h"
 #include "engine/engine.h"
 #include "engine/pager.h"
+#include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
 
 extern "C" const char thaw_restorer_blob[];
@@ -401,8 +402,9 @@ pid_t ns_tid_of(pid_t host_tid) {
 }
 
 // Final step, from outside: load each parked thread's registers, unmap the
-// restorer region from inside the process, release every thread.
-void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
+// restorer region from inside the process, bring back GPU state (the
+// image's, if any), release every thread. Returns the GPU part's ms.
+double finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
   proc::Seizure s(host_pid);
   // A syscall instruction inside the blob serves to run munmap on it.
   uint64_t gadget = 0;
@@ -427,7 +429,9 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
     load_thread_registers(t.tid, *it);
   }
   if (!leader) fail("restored process has no main thread");
+  double gpu_ms = m.gpu.uuid.empty() ? 0 : resume_gpu(s, m);
   s.detach_as_is();
+  return gpu_ms;
 }
 
 pid_t child_of(pid_t init) {
@@ -529,7 +533,9 @@ RestoreResult restore(const RestoreOptions& o) {
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd status_r(sp[0]), status_w(sp[1]);
     RestoreContext ctx{m, img, inherit};
-    if (o.lazy) ctx.lazy = choose_lazy(m);
+    // The driver's restore thread runs before the pager could serve it:
+    // a process with GPU state gets all its memory first.
+    if (o.lazy && m.gpu.uuid.empty()) ctx.lazy = choose_lazy(m);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     UniqueFd watch_r, watch_w;
     if (want_lazy) {
@@ -596,7 +602,7 @@ RestoreResult restore(const RestoreOptions& o) {
         pager->arm();
         res.lazy_bytes = pager->lazy_bytes();
       }
-      finish(host, m, rs, re - rs);
+      res.gpu_ms = finish(host, m, rs, re - rs);
     } catch (const std::exception& e) {
       return reap_failed(e.what());
     }

@@ -147,6 +147,18 @@ struct Cpu {
   uint64_t xstate_size = 0;
 };
 
+// A CUDA process's GPU state. The device memory itself is in the process's
+// anonymous memory, where the driver copied it at checkpoint; this says what
+// it came from and how much must fit back (docs/image-format.md, "gpu").
+// An empty uuid means the image holds no GPU state.
+struct Gpu {
+  std::string model, uuid;       // "NVIDIA H100 80GB HBM3", "GPU-…"
+  int driver_version = 0;        // cuDriverGetVersion: 13000 is CUDA 13.0
+  std::string display_driver;    // "580.65.06"
+  uint64_t memory_bytes = 0;     // device memory the process held
+  int restore_tid = 0;           // the driver's restore thread, a tid of the image
+};
+
 struct Manifest {
   int version = kFormatVersion;
   std::string thaw_version;
@@ -163,6 +175,7 @@ struct Manifest {
   nlohmann::json files = nlohmann::json::array();
   nlohmann::json fds = nlohmann::json::array();
   uint64_t pages_bytes = 0;
+  Gpu gpu;
 };
 
 // Runs kept in JSON (shared memory objects, buffered file data) are
@@ -197,8 +210,11 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe,
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
+                                                memory_bytes, restore_tid)
 // vmas are not in the JSON: memory.bin holds them.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Manifest, version, thaw_version, kernel, cpu, process,
-                                                threads, mapped_files, shmem, files, fds, pages_bytes)
+                                                threads, mapped_files, shmem, files, fds,
+                                                pages_bytes, gpu)
 
 }  // namespace thaw::image

@@ -61,9 +61,12 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   std::string app_copy = copy_code(ctx, app, vdir + "/code");
   json functions = json::object();
   for (const auto& f : app.functions) {
-    if (f.gpu_snapshot())
-      ctx.log.line("Warning: " + f.name + ": experimental_options enable_gpu_snapshot is not supported by thaw " +
-                   "yet; the snapshot holds CPU state only and the GPU is attached after the restore.");
+    if (f.gpu_snapshot() && !f.gpu().empty() && ctx.fingerprint.gpu.empty())
+      ctx.log.line("Warning: " + f.name + ": enable_gpu_snapshot is set but this machine has no NVIDIA GPU; the " +
+                   "snapshot holds CPU state only and the GPU (if any) is attached after the restore.");
+    else if (f.gpu_snapshot() && !f.gpu().empty())
+      ctx.log.line(f.name + ": GPU snapshot: the snapshot phase has the GPU and the snapshot holds its memory (" +
+                   ctx.fingerprint.gpu + ").");
     functions[f.name] = {{"kind", f.kind}, {"snapshot", f.memory_snapshot()}, {"key_inputs", key_inputs(app, f, code)}};
   }
   json record = {{"app", app.name},         {"version", version},        {"deployed", utc_now_iso()},

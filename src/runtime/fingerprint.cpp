@@ -4,6 +4,7 @@
 #include <sys/utsname.h>
 
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <sstream>
 
@@ -34,17 +35,30 @@ std::map<std::string, std::string> first_cpu() {
   return out;
 }
 
-std::string read_gpu() {
+// What the NVIDIA kernel module tells through /proc (no driver library is
+// loaded for this): the driver version and each GPU's model and UUID.
+void read_gpus(Fingerprint& f) {
   std::string version;
-  if (!try_read_file("/proc/driver/nvidia/version", &version)) return "none";
-  std::string desc = trim(version.substr(0, version.find('\n')));
+  if (!try_read_file("/proc/driver/nvidia/version", &version)) return;
+  auto pos = version.find("Kernel Module");
+  if (pos != std::string::npos)
+    for (const auto& w : split(trim(version.substr(pos + 13)), ' '))
+      if (!w.empty()) {
+        f.gpu_driver = w;
+        break;
+      }
   for (const auto& g : container::list_dir("/proc/driver/nvidia/gpus")) {
     std::string info;
     if (!try_read_file("/proc/driver/nvidia/gpus/" + g + "/information", &info)) continue;
-    auto pos = info.find("Model:");
-    if (pos != std::string::npos) desc += "; " + trim(info.substr(pos + 6, info.find('\n', pos) - pos - 6));
+    auto field = [&](const char* name) {
+      auto p = info.find(name);
+      if (p == std::string::npos) return std::string();
+      p += std::strlen(name);
+      return trim(info.substr(p, info.find('\n', p) - p));
+    };
+    f.gpu_models.push_back(field("Model:"));
+    f.gpu_uuids.push_back(field("GPU UUID:"));
   }
-  return desc;
 }
 
 std::string python_identity(const std::string& python) {
@@ -71,7 +85,11 @@ Fingerprint read_fingerprint(const std::string& python) {
   f.cpu_model = cat("family ", cpu["cpu family"], " model ", cpu["model"], ": ", cpu["model name"]);
   for (const auto& flag : split(cpu["flags"], ' '))
     if (!flag.empty()) f.cpu_flags.insert(flag);
-  f.gpu = read_gpu();
+  read_gpus(f);
+  if (!f.gpu_driver.empty() || !f.gpu_models.empty()) {
+    for (const auto& m : f.gpu_models) f.gpu += (f.gpu.empty() ? "" : ", ") + m;
+    f.gpu += "; driver " + f.gpu_driver;
+  }
   f.python = python_identity(python);
   f.thaw_version = THAW_VERSION;
   return f;

@@ -16,7 +16,11 @@ struct Fingerprint {
   std::string kernel;        // uname release
   std::string cpu_vendor;    // vendor_id
   std::string cpu_model;     // "family F model M: model name"
-  std::string gpu;           // NVIDIA model(s) and driver, or "none"
+  std::string gpu;           // "NVIDIA H100 80GB HBM3; driver 580.65.06", "" without a GPU
+  // Not in the key: a snapshot taken on one GPU restores onto another of the
+  // same model (the driver is given UUID pairs), so they are only recorded.
+  std::string gpu_driver;    // "580.65.06"
+  std::vector<std::string> gpu_models, gpu_uuids;
   std::string python;        // the interpreter: real path, size, mtime
   std::string thaw_version;
   std::set<std::string> cpu_flags;

@@ -51,10 +51,14 @@ container::Spec Launcher::spec(const Target& t, bool snapshot) {
   // Calls made from inside an ephemeral app's container go to that app too.
   if (!t.version) s.env.push_back("THAW_APP_MODE=ephemeral");
   for (const auto& [k, v] : t.fn.env) container::set_env(s.env, k, v);
-  // The GPU stays hidden until after the restore: thaw cannot capture CUDA
-  // state yet (enable_gpu_snapshot is refused with a warning at deploy),
-  // and start.env brings the real value.
-  if (!t.fn.gpu().empty()) container::set_env(s.env, "CUDA_VISIBLE_DEVICES", snapshot ? "" : all_gpus());
+  // Without GPU snapshots the GPU stays hidden until after the restore
+  // (start.env brings the real value): CUDA state made in the snapshot phase
+  // could not be captured. With them, the snapshot phase has the GPU and the
+  // checkpoint goes through the driver (engine/resources/gpu.cpp).
+  bool gpu_in_snapshot = snapshot && gpu_snapshot(t);
+  if (!t.fn.gpu().empty())
+    container::set_env(s.env, "CUDA_VISIBLE_DEVICES", snapshot && !gpu_in_snapshot ? "" : all_gpus());
+  if (gpu_in_snapshot) s.env.push_back("THAW_GPU_SNAPSHOT=1");
   return s;
 }
 
@@ -66,6 +70,8 @@ container::LaunchOptions Launcher::options(const Target& t) const {
   o.cpu_limit = t.fn.cpu_limit();
   return o;
 }
+
+bool Launcher::gpu_snapshot(const Target& t) { return t.fn.gpu_snapshot() && !t.fn.gpu().empty() && !all_gpus().empty(); }
 
 bool Launcher::gpu_visible(const Target& t) const { return !t.fn.gpu().empty() && !all_gpus().empty(); }
 

@@ -31,6 +31,8 @@ class Launcher {
   container::LaunchOptions options(const Target& t) const;
   nlohmann::json start_env(const Target& t, const std::string& container_id) const;
   bool gpu_visible(const Target& t) const;
+  // enable_gpu_snapshot is set and this machine has a GPU to give it.
+  static bool gpu_snapshot(const Target& t);
 
   Context& ctx_;
   RestoreShells shells_;

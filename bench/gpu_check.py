@@ -1,0 +1,260 @@
+"""Steps of bench/gpu_check.sh, one per invocation (the shell script runs
+each under `timeout`): cold, cpu-snapshot, gpu-snapshot, runtime, summary.
+Each step writes $RESULTS/<step>.json; summary prints the table.
+
+Environment (set by gpu_check.sh): THAW (binary), PY (python with torch),
+RESULTS (directory), WORK (scratch), GIB (model size), DEVICE (cuda, or cpu
+in the dry run), CPU_ONLY=1 in the dry run.
+"""
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+THAW = os.environ["THAW"]
+PY = os.environ.get("PY", "python3")
+RESULTS = Path(os.environ["RESULTS"])
+WORK = Path(os.environ["WORK"])
+GIB = os.environ.get("GIB", "4")
+DEVICE = os.environ.get("DEVICE", "cuda")
+CPU_ONLY = os.environ.get("CPU_ONLY") == "1"
+STEP_TIMEOUT = float(os.environ.get("STEP_TIMEOUT", "150"))
+CHILDREN = []
+
+
+def log(*a):
+    print("[gpu_check]", *a, flush=True)
+
+
+def cleanup(*_):
+    for p in CHILDREN:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if _:
+        sys.exit(1)
+
+
+signal.signal(signal.SIGTERM, cleanup)
+
+
+def spawn(argv, **kw):
+    p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=kw.pop("stderr", subprocess.PIPE), start_new_session=True, close_fds=True, **kw)
+    CHILDREN.append(p)
+    return p
+
+
+def read_json_line(p, phase, timeout):
+    """The next JSON line of p's stdout with this phase (other lines logged)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    fd = p.stdout.fileno()
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            try:
+                j = json.loads(text)
+                if j.get("phase") == phase:
+                    return j
+            except ValueError:
+                pass
+            log("  |", text)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no {phase!r} line within {timeout:.0f} s")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+                raise RuntimeError(f"process ended before its {phase!r} line (rc={p.wait()}):\n{err[-3000:]}")
+            buf += chunk
+
+
+def thaw(*args, timeout=STEP_TIMEOUT, env=None):
+    t = time.monotonic()
+    cp = subprocess.run([THAW, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    dt = time.monotonic() - t
+    log(f"thaw {' '.join(map(str, args))}: rc={cp.returncode} in {dt:.2f} s")
+    for line in (cp.stderr + cp.stdout).strip().splitlines()[-15:]:
+        log("  |", line)
+    return cp, dt
+
+
+def model(device):
+    errf = open(WORK / f"model-{device}-{time.monotonic_ns()}.err", "ab")
+    return spawn([PY, HERE / "gpu_model.py", "--device", device, "--gib", GIB], stderr=errf)
+
+
+def save(step, result):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{step}.json").write_text(json.dumps(result, indent=2))
+    log(step, json.dumps(result))
+
+
+def step_cold():
+    t = time.monotonic()
+    p = model(DEVICE)
+    ready = read_json_line(p, "ready", STEP_TIMEOUT)
+    cold = time.monotonic() - t
+    p.stdin.write(b"go\n")
+    p.stdin.flush()
+    res = read_json_line(p, "result", 60)
+    save("cold", {"ok": res["equal"], "cold_start_s": cold, "ready": ready, "result": res})
+
+
+def snapshot_path(step, device, go):
+    p = model(device)
+    ready = read_json_line(p, "ready", STEP_TIMEOUT)
+    img = WORK / f"img-{step}"
+    cp, ckpt_s = thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+    p.wait(timeout=30)
+    if cp.returncode != 0:
+        save(step, {"ok": False, "error": cp.stderr.strip()[-2000:], "ready": ready})
+        return
+    info = json.loads(thaw("inspect", "--json", img)[0].stdout)
+    image_bytes = sum(f.stat().st_size for f in img.rglob("*") if f.is_file())
+    t = time.monotonic()
+    r = spawn([THAW, "restore", img, "--stats"])
+    r.stdin.write(go)
+    r.stdin.flush()
+    res = read_json_line(r, "result", STEP_TIMEOUT)
+    start_s = time.monotonic() - t
+    r.wait(timeout=30)
+    err = r.stderr.read().decode(errors="replace")
+    for line in err.strip().splitlines()[-6:]:
+        log("  |", line)
+    m = re.search(r"restore: .* after ([0-9.]+) ms", err)
+    g = re.search(r"GPU state restored and unlocked in ([0-9.]+) ms", err)
+    gpu = info.get("gpu") or {}
+    out = {"ready": ready, "result": res, "checkpoint_s": ckpt_s, "restore_to_result_s": start_s,
+           "restore_ready_ms": float(m.group(1)) if m else None, "image_bytes": image_bytes,
+           "pages_bytes": info.get("pages_bytes"), "gpu": gpu or None,
+           "gpu_restore_ms": float(g.group(1)) if g else None}
+    if g and gpu.get("memory_bytes"):
+        out["gpu_restore_GBps"] = gpu["memory_bytes"] / 1e9 / (float(g.group(1)) / 1000)
+    out["ok"] = bool(res.get("close") if "close" in res else res["equal"])
+    save(step, out)
+
+
+def step_cpu_snapshot():
+    # The model on the CPU in the snapshot; .to(DEVICE) after the restore.
+    snapshot_path("cpu-snapshot", "cpu", f"go {DEVICE}\n".encode())
+
+
+def step_gpu_snapshot():
+    snapshot_path("gpu-snapshot", DEVICE, b"go\n")
+
+
+APP = '''
+import os, time
+import thaw
+app = thaw.App("{name}")
+
+@app.cls(gpu="H100", enable_memory_snapshot=True, experimental_options={{"enable_gpu_snapshot": {gpu_snap}}})
+class Model:
+    @thaw.enter(snap=True)
+    def load(self):
+        import torch
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(*[torch.nn.Linear(4096, 4096) for _ in range(8)]).eval()
+        self.x = torch.randn(8, 4096)
+        if {touch_cuda} and torch.cuda.is_available():
+            self.model, self.x = self.model.to("cuda"), self.x.to("cuda")
+
+    @thaw.enter(snap=False)
+    def setup(self):
+        import torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.x = self.model.to(self.device), self.x.to(self.device)
+
+    @thaw.method()
+    def predict(self):
+        import torch
+        with torch.no_grad():
+            return {{"sum": float(self.model(self.x).float().sum()), "device": self.device}}
+'''
+
+
+def step_runtime():
+    home = WORK / "thaw-home"
+    env = dict(os.environ, THAW_HOME=str(home), THAW_PYTHON=PY)
+    out = {}
+    for name, gpu_snap, touch in (("gpucheck-gpusnap", True, True), ("gpucheck-cpusnap", False, True)):
+        f = WORK / f"{name}.py"
+        f.write_text(textwrap.dedent(APP.format(name=name, gpu_snap=gpu_snap, touch_cuda=touch)))
+        cp, dep_s = thaw("deploy", f, env=env)
+        calls = []
+        for i in range(2):
+            c, call_s = thaw("call", name, "Model", "--method", "predict", env=env)
+            calls.append({"rc": c.returncode, "s": call_s, "out": c.stdout.strip()[-300:]})
+        snaps, _ = thaw("snapshot", "ls", env=env)
+        out[name] = {"deploy_rc": cp.returncode, "deploy_s": dep_s, "calls": calls,
+                     "cuda_warning": "CUDA was initialized during the snapshot phase" in cp.stdout + cp.stderr,
+                     "gpu_snapshot_line": "GPU snapshot:" in cp.stdout + cp.stderr,
+                     "no_gpu_warning": "has no NVIDIA GPU" in cp.stdout + cp.stderr,
+                     "deploy_log": (cp.stdout + cp.stderr)[-1500:], "snapshots": snaps.stdout[-800:]}
+    g, c = out["gpucheck-gpusnap"], out["gpucheck-cpusnap"]
+    ok_calls = all(x["rc"] == 0 for v in out.values() for x in v["calls"])
+    out["ok"] = ok_calls and g["deploy_rc"] == 0 and c["deploy_rc"] == 0 and \
+        (g["no_gpu_warning"] if CPU_ONLY else (g["gpu_snapshot_line"] and c["cuda_warning"]))
+    save("runtime", out)
+
+
+def fmt(v, unit="", nd=2):
+    return "-" if v is None else f"{v:.{nd}f}{unit}"
+
+
+def step_summary():
+    r = {}
+    for name in ("cold", "cpu-snapshot", "gpu-snapshot", "runtime"):
+        f = RESULTS / f"{name}.json"
+        r[name] = json.loads(f.read_text()) if f.exists() else {"ok": False, "error": "step did not finish"}
+    cold = r["cold"].get("cold_start_s")
+    print()
+    print(f"GPU check summary (device={DEVICE}, model {GIB} GiB{', DRY RUN on CPU' if CPU_ONLY else ''})")
+    print(f"{'path':<16} {'ok':<5} {'start->result s':>16} {'speedup':>8} {'checkpoint s':>13} "
+          f"{'image GiB':>10} {'GPU GiB':>8} {'GPU restore GB/s':>17}")
+    for name in ("cold", "cpu-snapshot", "gpu-snapshot"):
+        x = r[name]
+        start = x.get("cold_start_s") if name == "cold" else x.get("restore_to_result_s")
+        if name == "cold" and start is not None:
+            start += x["result"]["t_after_go"]
+        sp = (cold + r["cold"]["result"]["t_after_go"]) / start if cold and start else None
+        gpu = (x.get("gpu") or {}).get("memory_bytes")
+        print(f"{name:<16} {str(x.get('ok')):<5} {fmt(start):>16} {fmt(sp, 'x', 1):>8} "
+              f"{fmt(x.get('checkpoint_s')):>13} {fmt((x.get('image_bytes') or 0) / 2**30 or None):>10} "
+              f"{fmt(gpu / 2**30 if gpu else None):>8} {fmt(x.get('gpu_restore_GBps'), '', 1):>17}")
+        if x.get("error"):
+            print("   error:", x["error"].strip().splitlines()[-1][:300])
+    rt = r["runtime"]
+    print(f"{'runtime':<16} {str(rt.get('ok')):<5} gpu-snapshot app: "
+          f"{[c['rc'] for c in rt.get('gpucheck-gpusnap', {}).get('calls', [])]} "
+          f"cpu-snapshot app warning shown: {rt.get('gpucheck-cpusnap', {}).get('cuda_warning')}")
+    print("targets: GPU-snapshot start >= 10x faster than cold; GPU restore >= 20 GB/s (PCIe ~55 GB/s)")
+    return all(r[n].get("ok") for n in r)
+
+
+if __name__ == "__main__":
+    step = sys.argv[1]
+    try:
+        ok = {"cold": step_cold, "cpu-snapshot": step_cpu_snapshot, "gpu-snapshot": step_gpu_snapshot,
+              "runtime": step_runtime, "summary": step_summary}[step]()
+    except Exception as e:  # noqa: BLE001 - record it, the next step still runs
+        log(f"{step} failed: {type(e).__name__}: {e}")
+        if step != "summary":
+            save(step, {"ok": False, "error": f"{type(e).__name__}: {e}"})
+        ok = False
+    finally:
+        cleanup()
+    sys.exit(0 if ok in (None, True) else 1)

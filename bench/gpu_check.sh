@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU check of issue 4, for a machine with an NVIDIA GPU where nothing
+# can be installed: runs thaw (built elsewhere by scripts/build-static.sh and
+# carried over) through the real GPU path, end to end, and prints a summary.
+#
+#   bash bench/gpu_check.sh            on the GPU machine
+#   bash bench/gpu_check.sh --cpu      dry run of the same flow on a machine
+#                                      without a GPU (THAW_GPU_CHECK_CPU=1 too)
+#
+# Steps, each under `timeout` so that one hang does not eat the budget:
+#   info          nvidia-smi, driver, glibc, thaw binary, torch
+#   cold          (a) the model process started cold: build, to GPU, forward
+#   cpu-snapshot  (b) model on the CPU checkpointed, restored, .to("cuda"), forward
+#   gpu-snapshot  (c) model on the GPU checkpointed, restored, forward; outputs
+#                 before checkpoint and after restore must be equal
+#   runtime       (d) a thaw app with gpu= and enable_gpu_snapshot deployed and
+#                 called, and one with a CPU snapshot that touches CUDA in the
+#                 snapshot phase (the warning must show)
+#   summary       the table
+# Environment: THAW (binary; default build-static/thaw, else build/thaw),
+# PY (python with torch; default python3), GIB (model size, default 4; 0.25
+# in the dry run), OUT (where the log and results go; default a temp dir).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CPU_ONLY="${THAW_GPU_CHECK_CPU:-0}"
+[ "${1:-}" = "--cpu" ] && CPU_ONLY=1
+export CPU_ONLY
+if [ "$CPU_ONLY" = 1 ]; then export DEVICE=cpu GIB="${GIB:-0.25}"; else export DEVICE=cuda GIB="${GIB:-4}"; fi
+export PY="${PY:-$(command -v python3)}"
+if [ -z "${THAW:-}" ]; then
+  if [ -x build-static/thaw ]; then THAW="$PWD/build-static/thaw"; else THAW="$PWD/build/thaw"; fi
+fi
+export THAW
+OUT="${OUT:-$(mktemp -d /tmp/gpu_check.XXXXXX)}"
+mkdir -p "$OUT"
+export RESULTS="$OUT/results" WORK
+WORK="$(mktemp -d /tmp/gpu_check_work.XXXXXX)"
+LOG="$OUT/gpu_check.log"
+exec > >(tee -a "$LOG") 2>&1
+trap 'rm -rf "$WORK"' EXIT
+
+step() {  # step NAME SECONDS: one step of gpu_check.py under a hard limit
+  echo
+  echo "=== $1 (at most $2 s) $(date -u +%H:%M:%S)"
+  local t0=$SECONDS
+  STEP_TIMEOUT=$(( $2 - 10 )) timeout -k 5 "$2" "$PY" bench/gpu_check.py "$1"
+  local rc=$?
+  [ $rc -eq 124 ] && echo "=== $1 TIMED OUT after $2 s"
+  echo "=== $1 rc=$rc in $(( SECONDS - t0 )) s"
+}
+
+echo "=== info $(date -u)"
+echo "thaw: $THAW   python: $PY   device: $DEVICE   model: $GIB GiB   log: $LOG"
+if [ "$CPU_ONLY" != 1 ]; then
+  timeout 20 nvidia-smi || echo "nvidia-smi failed"
+  timeout 20 nvidia-smi --query-gpu=name,uuid,driver_version,memory.total,memory.used,persistence_mode,mig.mode.current --format=csv || true
+fi
+cat /proc/driver/nvidia/version 2>/dev/null || echo "no /proc/driver/nvidia/version"
+uname -r
+ldd --version | head -1
+ldd "$THAW" || true
+[ -x "$THAW" ] || { echo "no thaw binary at $THAW (run scripts/build-static.sh first)"; exit 1; }
+timeout 60 "$PY" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "python", sys.version.split()[0])' || true
+id -u | grep -qx 0 || echo "WARNING: not root; thaw checkpoint/restore need root"
+
+step cold 120
+step cpu-snapshot 150
+step gpu-snapshot 180
+step runtime 180
+echo
+timeout 30 "$PY" bench/gpu_check.py summary
+rc=$?
+echo "log: $LOG   results: $RESULTS"
+exit $rc

@@ -1,0 +1,52 @@
+// gpu.cpp: a CUDA process's device state. At checkpoint the driver moves it
+// into the process's own host memory (before the CPU checkpoint, while the
+// process runs); at restore it moves it back (after the CPU restore, while
+// the application's threads are still held). A process that does not use
+// CUDA costs a scan of /proc/PID/{maps,fd} and nothing else.
+#pragma once
+#include <sys/types.h>
+
+#include <memory>
+
+#include "image/schema.h"
+#include "proc/ptrace.h"
+
+namespace thaw::gpu {
+class Driver;
+}
+
+namespace thaw::engine {
+
+// A target whose device state the driver holds in host memory. Unless told
+// to keep it that way, it is put back (restore + unlock) by resume() or, on
+// a failed checkpoint, by the destructor: the target is left as it was.
+class GpuSuspension {
+ public:
+  GpuSuspension(pid_t pid, std::unique_ptr<gpu::Driver> driver);
+  ~GpuSuspension();
+  GpuSuspension(const GpuSuspension&) = delete;
+  GpuSuspension& operator=(const GpuSuspension&) = delete;
+
+  gpu::Driver& driver() { return *driver_; }
+  // The target dies with the checkpoint: nothing to put back.
+  void keep_checkpointed() { done_ = true; }
+  // Restore + unlock, then RUNNING is checked; throws if not.
+  void resume();
+
+ private:
+  pid_t pid_;
+  std::unique_ptr<gpu::Driver> driver_;
+  bool done_ = false;
+};
+
+// Checkpoint side: nullptr when `pid` has no CUDA state to save; otherwise
+// its GPU state is CHECKPOINTED and recorded in m.gpu.
+std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m);
+
+// Restore side, for an image with m.gpu: the process's threads are held by
+// `s` with their registers loaded. Only the driver's restore thread runs
+// while the GPU state comes back; on return every thread is stopped again.
+// Returns the milliseconds it took.
+double resume_gpu(proc::Seizure& s, const image::Manifest& m);
+
+}  // namespace thaw::engine
