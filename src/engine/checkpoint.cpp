@@ -28,6 +28,11 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, o.pid, 0)));
     if (!pidfd) fail_errno("no such process");
     if (o.pid == ::getpid()) fail("thaw cannot checkpoint itself");
+    // A process that has exited but was not reaped yet cannot be attached
+    // to; say that rather than a puzzling ptrace error.
+    std::string state = proc::read_status(cat("/proc/", o.pid))["State"];
+    if (!state.empty() && (state[0] == 'Z' || state[0] == 'X'))
+      fail("process has exited (", state, "); there is nothing left to checkpoint");
     image::Manifest m;
     // Before seizing: the driver needs the target's threads running.
     auto gpu = suspend_gpu(o.pid, m);

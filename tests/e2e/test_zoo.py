@@ -252,6 +252,22 @@ def _largest_file(root):
     return best, size
 
 
+def test_checkpoint_of_exited_process(zoo, thaw_bin):
+    """A process that exited but was not reaped yet (a zombie) is reported as
+    exited, not as a ptrace permission problem; no image is left."""
+    p = zoo.start("simple")
+    p.stdin.write(b"go\n")
+    p.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not open(f"/proc/{p.pid}/stat").read().split(") ")[1].startswith("Z"):
+        assert time.monotonic() < deadline, "simple did not exit"
+        time.sleep(0.01)
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, expect_ok=False)
+    assert cp.returncode != 0 and "has exited" in cp.stderr, cp.stderr
+    assert not os.path.exists(img)
+
+
 def test_corrupt_image_detected(zoo, thaw_bin):
     """A flipped byte in the image (the largest file, i.e. page data) makes
     restore fail with a checksum error."""
