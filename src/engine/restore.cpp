@@ -406,6 +406,9 @@ pid_t ns_tid_of(pid_t host_tid) {
 // image's, if any), release every thread. Returns the GPU part's ms.
 double finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
   proc::Seizure s(host_pid);
+  // Until every register is loaded a thread must never run again (it would
+  // resume inside the restorer, which is gone): a failure kills them held.
+  s.kill_on_release();
   // A syscall instruction inside the blob serves to run munmap on it.
   uint64_t gadget = 0;
   for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
