@@ -23,6 +23,7 @@ using image::kPageSize;
 constexpr uint64_t kPagesPerBlock = kHashBlock / kPageSize;
 // Below this, a mapping is cheaper to fill than to fault in.
 constexpr uint64_t kLazyMinBytes = 64ull << 10;
+constexpr uint64_t kEagerMinBytes = 128ull << 20;
 // The background copy looks for faults again after this much.
 constexpr uint64_t kBackgroundStep = 4 * kHashBlock;
 // ... and resumes only after this long without one.
@@ -44,7 +45,14 @@ std::vector<bool> choose_lazy(const image::Manifest& m) {
     if ((v.prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE)) continue;
     uint64_t stored = 0;
     for (const auto& r : v.runs) stored += r.len;
-    lazy[i] = stored >= kLazyMinBytes;
+    // Very large, mostly filled mappings (model weights, big arrays) go in
+    // eagerly through huge pages: per byte these fill several times faster
+    // in this VM than the 4 KiB pages a userfaultfd copy makes, and such
+    // memory tends to be read whole soon (benchmarks.md: a 2 GiB heap read
+    // right after restore is ready sooner eagerly, a torch worker's first
+    // answer sooner lazily, its 64 MiB heap included).
+    bool huge = v.end - v.start >= kEagerMinBytes && stored * 2 >= v.end - v.start;
+    lazy[i] = stored >= kLazyMinBytes && !huge;
   }
   return lazy;
 }
