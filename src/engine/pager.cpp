@@ -41,7 +41,10 @@ std::vector<bool> choose_lazy(const image::Manifest& m) {
   std::vector<bool> lazy(m.vmas.size(), false);
   for (size_t i = 0; i < m.vmas.size(); i++) {
     const auto& v = m.vmas[i];
-    if (v.kind != "anon" || v.shared || v.growsdown || (v.madv & image::kLocked)) continue;
+    // Locked memory must be there before it runs; wipe-on-fork memory must
+    // reach a child as zeros, not be served from the image.
+    if (v.kind != "anon" || v.shared || v.growsdown || (v.madv & (image::kLocked | image::kMadvWipeOnFork)))
+      continue;
     if ((v.prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE)) continue;
     uint64_t stored = 0;
     for (const auto& r : v.runs) stored += r.len;
