@@ -60,17 +60,23 @@ def test_zoo_uninterrupted(zoo, prog):
 
 # ------------------------------------------------------- checkpoint/restore
 
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
 @pytest.mark.parametrize("prog", list(PROGRAMS))
-def test_checkpoint_kill_restore(zoo, thaw_bin, prog):
-    """checkpoint -> SIGKILL the original -> restore -> go: same output."""
+def test_checkpoint_kill_restore(zoo, thaw_bin, prog, mode):
+    """checkpoint -> SIGKILL the original -> restore -> go: same output, with
+    the default lazy memory fill and with --eager (every page filled before
+    the process runs)."""
     args = PROGRAMS[prog]
     expected = zoo.run_uninterrupted(prog, *args)
     p = zoo.start(prog, *args)
     img = zoo.img_path()
     zoo.checkpoint(p, img)
     zoo.kill_original(p)
-    rc, out, err = zoo.restore(img)
-    _assert_same(expected, rc, out, err, f"restored {prog}")
+    extra = ["--eager", "--stats"] if mode == "eager" else []
+    rc, out, err = zoo.restore(img, *extra)
+    _assert_same(expected, rc, out, err, f"restored {prog} ({mode})")
+    if mode == "eager":
+        assert "lazy memory" not in err, f"--eager restore used the pager:\n{err}"
 
 
 @pytest.mark.parametrize("prog", list(PROGRAMS))
@@ -120,21 +126,6 @@ def test_restore_twice_concurrently(zoo, thaw_bin, prog):
 
 
 # ------------------------------------------------------ lazy memory restore
-
-@pytest.mark.parametrize("prog", ["lazy_memory", "big_heap", "threads", "mmaps"])
-def test_eager_restore(zoo, thaw_bin, prog):
-    """restore --eager (every page filled before the process runs) gives the
-    same result as the default lazy restore and an uninterrupted run."""
-    args = PROGRAMS[prog]
-    expected = zoo.run_uninterrupted(prog, *args)
-    p = zoo.start(prog, *args)
-    img = zoo.img_path()
-    zoo.checkpoint(p, img)
-    zoo.kill_original(p)
-    rc, out, err = zoo.restore(img, "--eager", "--stats")
-    _assert_same(expected, rc, out, err, f"eagerly restored {prog}")
-    assert "lazy memory" not in err, f"--eager restore used the pager:\n{err}"
-
 
 def _lazy_stats(err):
     m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages\) brought ([\d.]+) MiB, "
