@@ -222,6 +222,8 @@ Pager::Copy Pager::fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_
       continue;
     }
     p += copied;
+    // A partial copy reports EAGAIN too: go on from where it stopped.
+    if (err == EAGAIN && copied > 0) continue;
     if (err == EEXIST || err == ENOENT) {
       // Already there, or no longer mapped (its unmap event follows).
       mark(p);
@@ -337,13 +339,16 @@ bool Pager::drain(size_t si) {
       }
     }
   }
-  // Faults that met a changing mm: its events are read now.
-  Space& s = spaces_[si];
+  serve_retries(spaces_[si]);
+  return true;
+}
+
+// Faults that met a changing mm, once its events are read.
+void Pager::serve_retries(Space& s) {
   auto retry = std::move(s.retry);
   s.retry.clear();
   for (auto [addr, write] : retry)
     if (!s.done) fault(s, addr, write);
-  return true;
 }
 
 void Pager::background(Space& s) {
@@ -405,7 +410,8 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     // memory: the background copy waits for a pause rather than compete.
     bool quiet = stats_.faults == faults_seen;
     faults_seen = stats_.faults;
-    int timeout = !background_copy ? -1 : quiet ? 0 : kQuietMs;
+    bool retrying = std::any_of(idx.begin(), idx.end(), [&](size_t i) { return !spaces_[i].retry.empty(); });
+    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet ? 0 : kQuietMs;
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR) {
       for (size_t i : idx) fail_space(spaces_[i]);
@@ -420,6 +426,8 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
       if (!pfds[k].revents) continue;
       if (!drain(idx[k]) || (pfds[k].revents & (POLLERR | POLLHUP | POLLNVAL))) finish(spaces_[idx[k]]);
     }
+    for (size_t i : idx)
+      if (!spaces_[i].done && !spaces_[i].retry.empty()) serve_retries(spaces_[i]);
     if (!background_copy || !quiet) continue;
     // Parent first: a child's copies only matter once it touches them.
     for (size_t i : idx) {

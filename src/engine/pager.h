@@ -88,6 +88,7 @@ class Pager {
   void drop(Space& s, uint64_t start, uint64_t end);
   void fault(Space& s, uint64_t addr, bool write);
   bool drain(size_t si);
+  void serve_retries(Space& s);
   void background(Space& s);
   void finish(Space& s);
   void fail_space(Space& s);
