@@ -155,6 +155,22 @@ def test_lazy_fault_paths(zoo, thaw_bin):
     assert st["dropped_mib"] >= 1, f"the pager saw nothing discarded or unmapped: {st}"
 
 
+def test_lazy_restore_detached(zoo, thaw_bin):
+    """restore --detach returns at once; the pager carries on as a daemon of
+    its own until every page is in, and the process's memory is right."""
+    expected = zoo.run_uninterrupted("lazy_memory")
+    p = zoo.start("lazy_memory")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    rc, out, err = zoo.restore(img, "--detach")
+    # thaw prints the pid, then the restored process (which holds thaw's
+    # stdout) its own output; EOF comes once it exited.
+    pid, _, rest = out.partition("\n")
+    assert rc == 0 and pid.isdigit(), _show("restore --detach", rc, out, err)
+    assert rest == expected, _show("restore --detach", rc, out, err)
+
+
 def test_lazy_restore_fills_everything(zoo, thaw_bin):
     """The default (lazy) restore brings every stored page in, by fault or in
     the background, and then lets go of the process's memory: no mapping of
