@@ -29,7 +29,7 @@ constexpr uint64_t kBackgroundStep = 4 * kHashBlock;
 // ... and resumes only after this long without one.
 constexpr int kQuietMs = 1;
 
-alignas(4096) const char kZeroPage[kPageSize] = {};
+alignas(4096) const char kZeroBlock[kHashBlock] = {};
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -251,6 +251,50 @@ void Pager::drop(Space& s, uint64_t start, uint64_t end) {
   }
 }
 
+// The pages around `page`, within its 64 KiB block and its mapping, that
+// the image holds nothing for: memory the process had never touched, which
+// it now reads or writes in order.
+std::pair<uint64_t, uint64_t> Pager::zero_neighbours(const Space& s, uint64_t page) const {
+  uint64_t orig = to_image(s, page);
+  if (orig == kNowhere) return {page, page + kPageSize};
+  auto range = std::upper_bound(ranges_.begin(), ranges_.end(), orig,
+                                [](uint64_t a, const std::pair<uint64_t, uint64_t>& r) { return a < r.first; });
+  if (range == ranges_.begin()) return {page, page + kPageSize};
+  --range;
+  if (orig >= range->second) return {page, page + kPageSize};
+  // A neighbour qualifies if it is the same piece of the same mapping (no
+  // mremap split them) and holds no stored data.
+  auto fresh = [&](uint64_t a) {
+    uint64_t o = to_image(s, a);
+    return o == orig + (a - page) && o >= range->first && o < range->second && !run_of(o);
+  };
+  uint64_t blk = page & ~(kHashBlock - 1);
+  uint64_t lo = page, hi = page + kPageSize;
+  while (lo > blk && fresh(lo - kPageSize)) lo -= kPageSize;
+  while (hi < blk + kHashBlock && fresh(hi)) hi += kPageSize;
+  return {lo, hi};
+}
+
+// Maps zero pages at [lo, hi): the shared zero page for a read, fresh
+// zeroed pages for a write (which would otherwise fault again at once).
+// Returns 0 or the errno of the first page that failed.
+int Pager::zero_fill(Space& s, uint64_t lo, uint64_t hi, bool write) {
+  int rc;
+  if (write) {
+    uffdio_copy c{};
+    c.dst = lo;
+    c.src = reinterpret_cast<uint64_t>(kZeroBlock);
+    c.len = hi - lo;
+    rc = ::ioctl(s.fd.get(), UFFDIO_COPY, &c);
+  } else {
+    uffdio_zeropage z{};
+    z.range.start = lo;
+    z.range.len = hi - lo;
+    rc = ::ioctl(s.fd.get(), UFFDIO_ZEROPAGE, &z);
+  }
+  return rc == 0 ? 0 : errno;
+}
+
 void Pager::fault(Space& s, uint64_t addr, bool write) {
   uint64_t page = addr & ~(kPageSize - 1);
   uint64_t orig = to_image(s, page);
@@ -273,22 +317,15 @@ void Pager::fault(Space& s, uint64_t addr, bool write) {
   } else {
     // A page the image holds as zero, or one the process dropped since.
     stats_.zero_faults++;
-    int rc;
-    if (write) {
-      uffdio_copy c{};
-      c.dst = page;
-      c.src = reinterpret_cast<uint64_t>(kZeroPage);
-      c.len = kPageSize;
-      rc = ::ioctl(s.fd.get(), UFFDIO_COPY, &c);
+    auto [lo, hi] = zero_neighbours(s, page);
+    if (hi - lo > kPageSize && zero_fill(s, lo, hi, write) == 0) {
+      // done, the faulting page with its fresh neighbours
     } else {
-      uffdio_zeropage z{};
-      z.range.start = page;
-      z.range.len = kPageSize;
-      rc = ::ioctl(s.fd.get(), UFFDIO_ZEROPAGE, &z);
-    }
-    if (rc != 0 && errno == EAGAIN) {
-      s.retry.emplace_back(addr, write);
-      return;
+      int err = zero_fill(s, page, page + kPageSize, write);
+      if (err == EAGAIN) {
+        s.retry.emplace_back(addr, write);
+        return;
+      }
     }
   }
   // The page may have been there already (served for another thread):

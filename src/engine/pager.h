@@ -87,6 +87,8 @@ class Pager {
   Copy fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_hi, bool by_fault);
   void drop(Space& s, uint64_t start, uint64_t end);
   void fault(Space& s, uint64_t addr, bool write);
+  std::pair<uint64_t, uint64_t> zero_neighbours(const Space& s, uint64_t page) const;
+  int zero_fill(Space& s, uint64_t lo, uint64_t hi, bool write);
   bool drain(size_t si);
   void serve_retries(Space& s);
   void background(Space& s);
