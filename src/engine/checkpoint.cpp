@@ -8,17 +8,13 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
 
 namespace thaw::engine {
 
-namespace {
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-}  // namespace
 
 CheckpointStats checkpoint(const CheckpointOptions& o) {
   return with_context(cat("checkpoint of process ", o.pid), [&] {

@@ -11,7 +11,8 @@
 #include <chrono>
 
 #include "common/error.h"
-#include "common/xxh64.h"
+#include "common/timing.h"
+#include "image/image.h"
 
 namespace thaw::engine {
 
@@ -30,10 +31,6 @@ constexpr uint64_t kBackgroundStep = 4 * kHashBlock;
 constexpr int kQuietMs = 1;
 
 alignas(4096) const char kZeroBlock[kHashBlock] = {};
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 
@@ -66,7 +63,7 @@ Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_
     if (!lazy[i]) continue;
     ranges_.emplace_back(m.vmas[i].start, m.vmas[i].end);
     for (const auto& r : m.vmas[i].runs) {
-      runs_.push_back(Run{r.addr, r.len, r.offset, r.hashes.data(), pages});
+      runs_.push_back(Run{r.addr, r.len, r.offset, &r, pages});
       first_block_.push_back(blocks);
       pages += r.len / kPageSize;
       blocks += r.hashes.size();
@@ -175,8 +172,7 @@ void Pager::move(Space& s, uint64_t from, uint64_t to, uint64_t len) {
 bool Pager::verify_block(const Run& r, uint64_t block) {
   uint8_t& ok = verified_[first_block_[&r - runs_.data()] + block];
   if (!ok) {
-    const char* p = static_cast<const char*>(pages_.get()) + r.offset + block * kHashBlock;
-    ok = thaw_xxh64(p, std::min(kHashBlock, r.len - block * kHashBlock), 0) == r.hashes[block];
+    ok = image::block_intact(*r.stored, block, static_cast<const char*>(pages_.get()) + r.offset + block * kHashBlock);
   }
   return ok;
 }

@@ -54,7 +54,7 @@ class Pager {
  private:
   struct Run {
     uint64_t addr, len, offset;
-    const uint64_t* hashes;
+    const image::PageRun* stored;  // in the manifest, which outlives the pager
     size_t first_page;  // index of its first page in the handled maps
   };
   // Where the image's memory is in a space once the process has moved some

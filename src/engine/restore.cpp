@@ -30,6 +30,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/mapping.h"
+#include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/pager.h"
 #include "engine/resources/gpu.h"
@@ -47,10 +48,6 @@ constexpr uint64_t kGuard = 16ull << 20;
 constexpr int kRestoreFailed = 70;
 
 uint64_t page_up(uint64_t v) { return (v + 4095) & ~uint64_t{4095}; }
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
 
 // Tells thaw (through the status pipe) why the restore failed.
 [[noreturn]] void child_fail(int status_fd, const std::string& msg) {
@@ -395,11 +392,7 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
   ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
-pid_t ns_tid_of(pid_t host_tid) {
-  auto st = proc::read_status(cat("/proc/", host_tid));
-  auto parts = split(st["NSpid"], '\t');
-  return std::atoi(parts.back().c_str());
-}
+pid_t ns_tid_of(pid_t host_tid) { return innermost_id(proc::read_status(cat("/proc/", host_tid))["NSpid"]); }
 
 // Final step, from outside: load each parked thread's registers, unmap the
 // restorer region from inside the process, bring back GPU state (the

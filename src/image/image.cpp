@@ -152,12 +152,15 @@ std::vector<uint64_t> hash_run(const void* data, uint64_t len) {
   return h;
 }
 
+bool block_intact(const PageRun& run, uint64_t block, const void* block_data) {
+  return block < run.hashes.size() &&
+         thaw_xxh64(block_data, std::min(kHashBlock, run.len - block * kHashBlock), 0) == run.hashes[block];
+}
+
 bool run_intact(const PageRun& run, const void* data) {
   if (run.hashes.size() != hash_blocks(run.len)) return false;
   for (uint64_t b = 0; b < run.hashes.size(); b++)
-    if (thaw_xxh64(static_cast<const char*>(data) + b * kHashBlock, std::min(kHashBlock, run.len - b * kHashBlock),
-                   0) != run.hashes[b])
-      return false;
+    if (!block_intact(run, b, static_cast<const char*>(data) + b * kHashBlock)) return false;
   return true;
 }
 

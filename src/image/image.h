@@ -61,6 +61,8 @@ void remove_tree(const std::string& path);
 std::vector<uint64_t> hash_run(const void* data, uint64_t len);
 // Whether `data` (run.len bytes) matches every block hash of the run.
 bool run_intact(const PageRun& run, const void* data);
+// Whether `block_data` (block `block` of the run) matches its hash.
+bool block_intact(const PageRun& run, uint64_t block, const void* block_data);
 // Reads one run from a pages.img fd and checks its hash.
 std::string read_run(int pages_fd, const PageRun& run);
 

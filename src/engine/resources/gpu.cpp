@@ -15,10 +15,12 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/timing.h"
 #include "common/unique_fd.h"
 #include "gpu/detect.h"
 #include "gpu/driver.h"
 #include "gpu/preflight.h"
+#include "engine/resources/resources.h"
 #include "proc/procfs.h"
 
 namespace thaw::engine {
@@ -43,9 +45,8 @@ struct Timeouts {
 };
 
 pid_t ns_tid(pid_t pid, pid_t tid) {
-  auto st = proc::read_status(cat("/proc/", pid, "/task/", tid));
-  auto parts = split(st["NSpid"], '\t');
-  return parts.empty() ? tid : std::atoi(parts.back().c_str());
+  pid_t id = innermost_id(proc::read_status(cat("/proc/", pid, "/task/", tid))["NSpid"]);
+  return id ? id : tid;
 }
 
 void expect_state(gpu::Driver& d, pid_t pid, gpu::ProcessState want, const char* after) {
@@ -239,7 +240,7 @@ double resume_gpu(proc::Seizure& s, const image::Manifest& m) {
     running.stop();
   });
   guard.done = true;
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return ms_since(t0);
 }
 
 }  // namespace thaw::engine

@@ -313,7 +313,8 @@ void plan_memory(RestoreContext& r) {
     }
     // A lazy mapping is created empty; the pager fills it once the
     // process runs.
-    if (r.lazy.size() > size_t(&v - r.m.vmas.data()) && r.lazy[&v - r.m.vmas.data()]) runs.clear();
+    size_t index = &v - r.m.vmas.data();
+    if (index < r.lazy.size() && r.lazy[index]) runs.clear();
     uint64_t stored = 0;
     for (const auto& run : runs) stored += run.len;
     rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
