@@ -70,6 +70,9 @@ Command add_restore(CLI::App& app) {
   rs->add_flag("--lazy-faults-only{false}", o->ro.lazy_background,
                "fill lazily restored memory only where the process touches it, nothing in the background "
                "(for tests and diagnosis)");
+  rs->add_flag("--no-working-set{false}", o->ro.working_set,
+               "neither copy first the blocks earlier restores of this image touched (the image's "
+               "working-set file) nor add to that file");
   return {rs, [o] {
             auto& ro = o->ro;
             ro.inherit = parse_inherit(o->inherit);
@@ -96,11 +99,11 @@ Command add_restore(CLI::App& app) {
             if (o->stats && r.lazy_bytes)
               std::fprintf(stderr,
                            "restore: lazy memory %.1f MiB: %llu faults (%llu for zero pages) brought %.1f MiB, "
-                           "the background %.1f MiB, %.1f MiB dropped by the process, %u forks; all in after "
-                           "%.1f ms\n",
+                           "the working set %.1f MiB, the background %.1f MiB, %.1f MiB dropped by the process, "
+                           "%u forks; all in after %.1f ms\n",
                            r.lazy_bytes / 1048576.0, (unsigned long long)pg.faults,
                            (unsigned long long)pg.zero_faults, pg.fault_bytes / 1048576.0,
-                           pg.background_bytes / 1048576.0, pg.dropped_bytes / 1048576.0, pg.forks, pg.done_ms);
+                           pg.prefetch_bytes / 1048576.0, pg.background_bytes / 1048576.0, pg.dropped_bytes / 1048576.0, pg.forks, pg.done_ms);
             return r.exit_status;
           }};
 }

@@ -57,7 +57,8 @@ std::vector<bool> choose_lazy(const image::Manifest& m) {
   return lazy;
 }
 
-Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_fd, UniqueFd uffd) {
+Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_fd, UniqueFd uffd,
+             const std::vector<uint64_t>& working_set) {
   size_t pages = 0, blocks = 0;
   for (size_t i = 0; i < m.vmas.size(); i++) {
     if (!lazy[i]) continue;
@@ -81,11 +82,44 @@ Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_
   }
   for (const auto& r : runs_)
     if (r.offset + r.len > pages_.size()) fail("image: page run beyond the end of pages.img (corrupt image)");
+  // Blocks of the working set that are in lazy runs (the rest of the image
+  // is in already), found through the runs in pages.img order.
+  in_working_set_.assign(blocks, 0);
+  std::vector<size_t> by_offset(runs_.size());
+  for (size_t i = 0; i < runs_.size(); i++) by_offset[i] = i;
+  std::sort(by_offset.begin(), by_offset.end(), [&](size_t a, size_t b) { return runs_[a].offset < runs_[b].offset; });
+  for (uint64_t off : working_set) {
+    auto it = std::upper_bound(by_offset.begin(), by_offset.end(), off,
+                               [&](uint64_t o, size_t i) { return o < runs_[i].offset; });
+    if (it == by_offset.begin()) continue;
+    const Run& r = runs_[*--it];
+    if (off >= r.offset + r.len || (off - r.offset) % kHashBlock != 0) continue;
+    uint64_t block = (off - r.offset) / kHashBlock;
+    uint8_t& in = in_working_set_[first_block_[*it] + block];
+    if (in) continue;
+    in = 1;
+    hot_.emplace_back(*it, block);
+  }
   Space s;
   s.fd = std::move(uffd);
   s.handled.assign(pages, 0);
   s.left = pages;
   spaces_.push_back(std::move(s));
+}
+
+std::vector<uint64_t> Pager::working_set() const {
+  std::vector<uint64_t> out;
+  out.reserve(hot_.size() + faulted_.size());
+  for (auto [run, block] : hot_) out.push_back(runs_[run].offset + block * kHashBlock);
+  out.insert(out.end(), faulted_.begin(), faulted_.end());
+  return out;
+}
+
+void Pager::note_fault(const Run& r, uint64_t block) {
+  uint8_t& in = in_working_set_[first_block_[&r - runs_.data()] + block];
+  if (in) return;
+  in = 1;
+  faulted_.push_back(r.offset + block * kHashBlock);
 }
 
 std::vector<int> Pager::fds() const {
@@ -179,7 +213,7 @@ bool Pager::verify_block(const Run& r, uint64_t block) {
 
 // Copies the pages [page_lo, page_hi) of run r that are still missing,
 // in as few UFFDIO_COPYs as their addresses allow.
-Pager::Copy Pager::fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_hi, bool by_fault) {
+Pager::Copy Pager::fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_hi, uint64_t& counter) {
   auto mark = [&](uint64_t page) {
     uint8_t& h = s.handled[r.first_page + page];
     if (!h) {
@@ -212,7 +246,7 @@ Pager::Copy Pager::fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_
     int err = rc == 0 ? 0 : errno;
     uint64_t copied = c.copy > 0 ? uint64_t(c.copy) / kPageSize : 0;
     for (uint64_t i = 0; i < copied; i++) mark(p + i);
-    (by_fault ? stats_.fault_bytes : stats_.background_bytes) += copied * kPageSize;
+    counter += copied * kPageSize;
     if (rc == 0) {
       p = q;
       continue;
@@ -302,7 +336,8 @@ void Pager::fault(Space& s, uint64_t addr, bool write) {
     uint64_t pg = (orig - r->addr) / kPageSize;
     uint64_t lo = pg / kPagesPerBlock * kPagesPerBlock;
     uint64_t hi = std::min(lo + kPagesPerBlock, r->len / kPageSize);
-    Copy c = fill(s, *r, lo, hi, true);
+    note_fault(*r, pg / kPagesPerBlock);
+    Copy c = fill(s, *r, lo, hi, stats_.fault_bytes);
     if (c == Copy::kRetry) {
       s.retry.emplace_back(addr, write);
       return;
@@ -399,12 +434,28 @@ void Pager::background(Space& s) {
       continue;
     }
     uint64_t hi = std::min(npages, p + budget);
-    Copy c = fill(s, r, p, hi, false);
+    Copy c = fill(s, r, p, hi, stats_.background_bytes);
     if (c == Copy::kRetry) return;  // events first
     if (c == Copy::kGone) finish(s);
     if (c == Copy::kFailed) fail_space(s);
     if (c != Copy::kOk) return;
     budget -= std::min(budget, hi - p);
+  }
+}
+
+// The next few blocks of the working set, as long as the process (the
+// first space) has blocks missing from it.
+void Pager::prefetch(Space& s) {
+  for (int n = 0; n < int(kBackgroundStep / kHashBlock) && hot_cursor_ < hot_.size(); hot_cursor_++) {
+    auto [run, block] = hot_[hot_cursor_];
+    const Run& r = runs_[run];
+    uint64_t lo = block * kPagesPerBlock, hi = std::min(lo + kPagesPerBlock, r.len / kPageSize);
+    Copy c = fill(s, r, lo, hi, stats_.prefetch_bytes);
+    if (c == Copy::kRetry) return;  // events first; this block again next time
+    if (c == Copy::kGone) finish(s);
+    if (c == Copy::kFailed) fail_space(s);
+    if (c != Copy::kOk) return;
+    n++;
   }
 }
 
@@ -444,7 +495,9 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     bool quiet = stats_.faults == faults_seen;
     faults_seen = stats_.faults;
     bool retrying = std::any_of(idx.begin(), idx.end(), [&](size_t i) { return !spaces_[i].retry.empty(); });
-    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet ? 0 : kQuietMs;
+    // The working set is copied at once: the process is about to need it.
+    bool prefetching = background_copy && hot_cursor_ < hot_.size() && !spaces_[0].done && spaces_[0].left > 0;
+    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet || prefetching ? 0 : kQuietMs;
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR) {
       for (size_t i : idx) fail_space(spaces_[i]);
@@ -461,6 +514,10 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     }
     for (size_t i : idx)
       if (!spaces_[i].done && !spaces_[i].retry.empty()) serve_retries(spaces_[i]);
+    if (prefetching && !spaces_[0].done) {
+      prefetch(spaces_[0]);
+      continue;
+    }
     if (!background_copy || !quiet) continue;
     // Parent first: a child's copies only matter once it touches them.
     for (size_t i : idx) {

@@ -33,8 +33,12 @@ std::vector<bool> choose_lazy(const image::Manifest& m);
 class Pager {
  public:
   // `uffd`: a userfaultfd created inside the restored process, not yet
-  // initialised. `pages_fd`: the image's pages.img.
-  Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_fd, UniqueFd uffd);
+  // initialised. `pages_fd`: the image's pages.img. `working_set`: the
+  // blocks (pages.img offsets) earlier restores touched first, in that
+  // order (image/working_set.h); copied before the rest, without waiting
+  // for the process to pause.
+  Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_fd, UniqueFd uffd,
+        const std::vector<uint64_t>& working_set = {});
   Pager(const Pager&) = delete;
   Pager& operator=(const Pager&) = delete;
 
@@ -48,6 +52,10 @@ class Pager {
   // and to diagnose): then it ends only when the process does.
   PagerStats run(int exit_pidfd, bool background = true);
   uint64_t lazy_bytes() const { return stats_.lazy_bytes; }
+  // The working set given, then the blocks this restore faulted on that it
+  // did not hold, in fault order; grew: there were such blocks.
+  std::vector<uint64_t> working_set() const;
+  bool working_set_grew() const { return !faulted_.empty(); }
   // The fds the pager works with (to keep when closing everything else).
   std::vector<int> fds() const;
 
@@ -84,7 +92,8 @@ class Pager {
   static uint64_t to_process(const Space& s, uint64_t orig);
   void move(Space& s, uint64_t from, uint64_t to, uint64_t len);
   bool verify_block(const Run& r, uint64_t block);
-  Copy fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_hi, bool by_fault);
+  Copy fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_hi, uint64_t& counter);
+  void note_fault(const Run& r, uint64_t block);
   void drop(Space& s, uint64_t start, uint64_t end);
   void fault(Space& s, uint64_t addr, bool write);
   std::pair<uint64_t, uint64_t> zero_neighbours(const Space& s, uint64_t page) const;
@@ -92,6 +101,7 @@ class Pager {
   bool drain(size_t si);
   void serve_retries(Space& s);
   void background(Space& s);
+  void prefetch(Space& s);
   void finish(Space& s);
   void fail_space(Space& s);
 
@@ -102,6 +112,11 @@ class Pager {
   Mapping pages_;
   std::vector<Space> spaces_;
   std::vector<UniqueFd> failed_;        // spaces given up on, kept registered
+  // The working set as (run, block) to copy first, and how far that got.
+  std::vector<std::pair<size_t, uint64_t>> hot_;
+  size_t hot_cursor_ = 0;
+  std::vector<uint8_t> in_working_set_;  // per hash block of runs_
+  std::vector<uint64_t> faulted_;        // pages.img offsets of new blocks
   PagerStats stats_;
 };
 

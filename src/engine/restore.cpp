@@ -33,6 +33,7 @@
 #include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/pager.h"
+#include "image/working_set.h"
 #include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
 
@@ -497,13 +498,18 @@ UniqueFd take_fd(pid_t pid, int fd) {
 
 // Runs the pager to the end; tells init it may let go ('D') only if every
 // page was given.
-PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, bool background) {
-  PagerStats st = pager.run(exit_pidfd.get(), background);
+// Then, with a working set to keep, adds the blocks this restore faulted
+// on to the image's (after 'D': the process does not wait for it).
+PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, const RestoreOptions& o,
+                     const image::Reader& img) {
+  PagerStats st = pager.run(exit_pidfd.get(), o.lazy_background);
   if (st.ok) {
     ssize_t ignored = ::write(watch.get(), "D", 1);
     (void)ignored;
   }
   watch.reset();
+  if (st.ok && o.working_set && pager.working_set_grew())
+    image::store_working_set(img.dir(), img.memory_id(), pager.working_set());
   return st;
 }
 
@@ -594,7 +600,9 @@ RestoreResult restore(const RestoreOptions& o) {
       if (st.init_uffd >= 0) {
         host_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, host, 0)));
         if (!host_pidfd) fail_errno("pidfd_open ", host);
-        pager.emplace(m, ctx.lazy, img.pages_fd(), take_fd(init, st.init_uffd));
+        std::vector<uint64_t> hot;
+        if (o.working_set) hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
+        pager.emplace(m, ctx.lazy, img.pages_fd(), take_fd(init, st.init_uffd), hot);
         pager->arm();
         res.lazy_bytes = pager->lazy_bytes();
       }
@@ -623,7 +631,7 @@ RestoreResult restore(const RestoreOptions& o) {
           int null = ::open("/dev/null", O_RDWR);
           for (int fd = 0; fd <= 2; fd++)
             if (null != fd) ::dup2(null, fd);
-          run_pager(*pager, watch_w, host_pidfd, o.lazy_background);
+          run_pager(*pager, watch_w, host_pidfd, o, img);
           ::_exit(0);
         }
         ::_exit(0);
@@ -633,7 +641,7 @@ RestoreResult restore(const RestoreOptions& o) {
       pager.reset();
       watch_w.reset();
     } else if (pager) {
-      pager_thread = std::thread([&] { res.pager = run_pager(*pager, watch_w, host_pidfd, o.lazy_background); });
+      pager_thread = std::thread([&] { res.pager = run_pager(*pager, watch_w, host_pidfd, o, img); });
     }
     if (!o.pidfile.empty()) {
       std::string s = cat(host, "\n");

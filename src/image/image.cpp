@@ -131,8 +131,8 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
     fail("image ", dir, ": ", kManifestName, " does not parse: ", e.what());
   }
   std::string memory = read_file(dir + "/" + kMemoryName);
-  if (memory.size() != header.value("memory_bytes", uint64_t{0}) ||
-      hex64(thaw_xxh64(memory.data(), memory.size(), 0)) != header.value("memory_xxh64", ""))
+  memory_id_ = thaw_xxh64(memory.data(), memory.size(), 0);
+  if (memory.size() != header.value("memory_bytes", uint64_t{0}) || hex64(memory_id_) != header.value("memory_xxh64", ""))
     fail("image ", dir, ": ", kMemoryName, " checksum mismatch (corrupt image)");
   m_.vmas = decode_memory_table(memory, cat("image ", dir, ": ", kMemoryName));
   pages_.reset(::open((dir + "/" + kPagesName).c_str(), O_RDONLY | O_CLOEXEC));

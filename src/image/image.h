@@ -47,6 +47,9 @@ class Reader {
   const Manifest& manifest() const { return m_; }
   int pages_fd() const { return pages_.get(); }
   const std::string& dir() const { return dir_; }
+  // Names this image's memory (the XXH64 of memory.bin, which holds a hash
+  // of every page block): files kept beside the image tie themselves to it.
+  uint64_t memory_id() const { return memory_id_; }
   // Reads and checks one run (used for small objects: shmem, pipe data).
   std::string read_run(const PageRun& run) const;
 
@@ -54,6 +57,7 @@ class Reader {
   std::string dir_;
   Manifest m_;
   UniqueFd pages_;
+  uint64_t memory_id_ = 0;
 };
 
 void remove_tree(const std::string& path);

@@ -129,9 +129,11 @@ def test_restore_twice_concurrently(zoo, thaw_bin, prog):
 
 def _lazy_stats(err):
     m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages\) brought ([\d.]+) MiB, "
-                  r"the background ([\d.]+) MiB, ([\d.]+) MiB dropped by the process, (\d+) forks", err)
+                  r"the working set ([\d.]+) MiB, the background ([\d.]+) MiB, ([\d.]+) MiB dropped by the "
+                  r"process, (\d+) forks", err)
     assert m, f"no lazy memory statistics in thaw restore --stats output:\n{err}"
-    keys = ("lazy_mib", "faults", "zero_faults", "fault_mib", "background_mib", "dropped_mib", "forks")
+    keys = ("lazy_mib", "faults", "zero_faults", "fault_mib", "working_set_mib", "background_mib", "dropped_mib",
+            "forks")
     return dict(zip(keys, (float(x) for x in m.groups())))
 
 
@@ -190,7 +192,48 @@ def test_lazy_restore_fills_everything(zoo, thaw_bin):
     rc, out, err = zoo.finish(r)
     assert rc == 0 and "checksum" in out, _show("restore", rc, out, err)
     st = _lazy_stats(err)
-    assert st["fault_mib"] + st["background_mib"] + st["dropped_mib"] >= st["lazy_mib"] - 0.01, st
+    assert st["fault_mib"] + st["working_set_mib"] + st["background_mib"] + st["dropped_mib"] >= \
+        st["lazy_mib"] - 0.01, st
+
+
+def test_lazy_working_set(zoo, thaw_bin):
+    """A lazy restore records the blocks it faulted on beside the image (the
+    working-set file); later restores copy those first, so they fault far
+    less, and stay correct. A damaged file is ignored and replaced;
+    --no-working-set neither reads nor writes it."""
+    expected = zoo.run_uninterrupted("lazy_memory")
+    p = zoo.start("lazy_memory")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    ws = img / "working-set"
+
+    rc, out, err = zoo.restore(img, "--lazy-faults-only", "--stats")
+    _assert_same(expected, rc, out, err, "first restore (faults only)")
+    first = _lazy_stats(err)
+    assert first["faults"] > 0 and first["working_set_mib"] == 0, first
+    assert ws.exists(), "the restore wrote no working-set file"
+
+    rc, out, err = zoo.restore(img, "--stats")
+    _assert_same(expected, rc, out, err, "restore with the working set")
+    st = _lazy_stats(err)
+    assert st["working_set_mib"] > 0, (first, st)
+    assert st["faults"] - st["zero_faults"] < first["faults"] - first["zero_faults"], (first, st)
+
+    raw = bytearray(ws.read_bytes())
+    raw[-1] ^= 0xFF  # an entry no longer matching the file's checksum
+    ws.write_bytes(bytes(raw))
+    rc, out, err = zoo.restore(img, "--lazy-faults-only", "--stats")
+    _assert_same(expected, rc, out, err, "restore with a damaged working-set file")
+    assert ws.read_bytes() != bytes(raw), "the damaged working-set file was not replaced"
+    rc, out, err = zoo.restore(img, "--stats")
+    _assert_same(expected, rc, out, err, "restore with the replaced working set")
+    assert _lazy_stats(err)["working_set_mib"] > 0
+
+    before = ws.read_bytes()
+    rc, out, err = zoo.restore(img, "--stats", "--no-working-set", "--lazy-faults-only")
+    _assert_same(expected, rc, out, err, "restore with --no-working-set")
+    assert _lazy_stats(err)["working_set_mib"] == 0 and ws.read_bytes() == before
 
 
 # -------------------------------------------------------------- exit status
