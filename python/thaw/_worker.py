@@ -17,6 +17,7 @@ from the next read on, with nothing read ahead in the snapshot.
 
 import atexit
 import concurrent.futures
+import gc
 import json
 import os
 import pickle
@@ -424,6 +425,12 @@ class Worker:
                     print(f"thaw worker: warning: {w}", file=sys.stderr)
                 sys.stdout.flush()
                 sys.stderr.flush()
+                # What the snapshot phase built stays: collect its garbage
+                # now and move the rest out of the collector's reach, so a
+                # collection after the restore does not walk (and fault in)
+                # the whole heap. Refcounting still frees these objects.
+                gc.collect()
+                gc.freeze()
                 self.send({"type": "snapshot_ready", "warnings": warnings_,
                            "timings": dict(self.timings)})
             msg = self.chan.recv()

@@ -25,6 +25,8 @@ constexpr uint64_t kPagesPerBlock = kHashBlock / kPageSize;
 // Below this, a mapping is cheaper to fill than to fault in.
 constexpr uint64_t kLazyMinBytes = 64ull << 10;
 constexpr uint64_t kEagerMinBytes = 128ull << 20;
+// The restorer fills mappings from this size on through huge pages.
+constexpr uint64_t kHotEagerMinBytes = 4ull << 20;
 // The background copy looks for faults again after this much.
 constexpr uint64_t kBackgroundStep = 4 * kHashBlock;
 // ... and resumes only after this long without one.
@@ -34,7 +36,9 @@ alignas(4096) const char kZeroBlock[kHashBlock] = {};
 
 }  // namespace
 
-std::vector<bool> choose_lazy(const image::Manifest& m) {
+std::vector<bool> choose_lazy(const image::Manifest& m, const std::vector<uint64_t>& working_set) {
+  std::vector<uint64_t> hot = working_set;
+  std::sort(hot.begin(), hot.end());
   std::vector<bool> lazy(m.vmas.size(), false);
   for (size_t i = 0; i < m.vmas.size(); i++) {
     const auto& v = m.vmas[i];
@@ -52,6 +56,18 @@ std::vector<bool> choose_lazy(const image::Manifest& m) {
     // right after restore is ready sooner eagerly, a torch worker's first
     // answer sooner lazily, its 64 MiB heap included).
     bool huge = v.end - v.start >= kEagerMinBytes && stored * 2 >= v.end - v.start;
+    // So do dense mappings of a few MiB that restored processes read first
+    // for the most part (a model's weights): the eager fill's huge pages
+    // bring them in faster than the pager's copies would.
+    if (!huge && v.end - v.start >= kHotEagerMinBytes && stored * 2 >= v.end - v.start && !hot.empty()) {
+      uint64_t blocks = 0, in_hot = 0;
+      for (const auto& r : v.runs)
+        for (uint64_t b = 0; b < r.hashes.size(); b++) {
+          blocks++;
+          in_hot += std::binary_search(hot.begin(), hot.end(), r.offset + b * kHashBlock);
+        }
+      huge = in_hot * 2 >= blocks;
+    }
     lazy[i] = stored >= kLazyMinBytes && !huge;
   }
   return lazy;
@@ -83,7 +99,7 @@ Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_
   for (const auto& r : runs_)
     if (r.offset + r.len > pages_.size()) fail("image: page run beyond the end of pages.img (corrupt image)");
   // Blocks of the working set that are in lazy runs (the rest of the image
-  // is in already), found through the runs in pages.img order.
+  // is in anyway), found through the runs in pages.img order.
   in_working_set_.assign(blocks, 0);
   std::vector<size_t> by_offset(runs_.size());
   for (size_t i = 0; i < runs_.size(); i++) by_offset[i] = i;
@@ -104,6 +120,16 @@ Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_
   s.fd = std::move(uffd);
   s.handled.assign(pages, 0);
   s.left = pages;
+  // The restorer put the working set in already.
+  for (auto [run, block] : hot_) {
+    const Run& r = runs_[run];
+    for (uint64_t p = block * kPagesPerBlock; p < std::min((block + 1) * kPagesPerBlock, r.len / kPageSize); p++)
+      if (!s.handled[r.first_page + p]) {
+        s.handled[r.first_page + p] = 1;
+        s.left--;
+        stats_.prefetch_bytes += kPageSize;
+      }
+  }
   spaces_.push_back(std::move(s));
 }
 
@@ -443,22 +469,6 @@ void Pager::background(Space& s) {
   }
 }
 
-// The next few blocks of the working set, as long as the process (the
-// first space) has blocks missing from it.
-void Pager::prefetch(Space& s) {
-  for (int n = 0; n < int(kBackgroundStep / kHashBlock) && hot_cursor_ < hot_.size(); hot_cursor_++) {
-    auto [run, block] = hot_[hot_cursor_];
-    const Run& r = runs_[run];
-    uint64_t lo = block * kPagesPerBlock, hi = std::min(lo + kPagesPerBlock, r.len / kPageSize);
-    Copy c = fill(s, r, lo, hi, stats_.prefetch_bytes);
-    if (c == Copy::kRetry) return;  // events first; this block again next time
-    if (c == Copy::kGone) finish(s);
-    if (c == Copy::kFailed) fail_space(s);
-    if (c != Copy::kOk) return;
-    n++;
-  }
-}
-
 void Pager::finish(Space& s) {
   s.fd.reset();
   s.done = true;
@@ -495,9 +505,7 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     bool quiet = stats_.faults == faults_seen;
     faults_seen = stats_.faults;
     bool retrying = std::any_of(idx.begin(), idx.end(), [&](size_t i) { return !spaces_[i].retry.empty(); });
-    // The working set is copied at once: the process is about to need it.
-    bool prefetching = background_copy && hot_cursor_ < hot_.size() && !spaces_[0].done && spaces_[0].left > 0;
-    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet || prefetching ? 0 : kQuietMs;
+    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet ? 0 : kQuietMs;
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR) {
       for (size_t i : idx) fail_space(spaces_[i]);
@@ -514,10 +522,6 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     }
     for (size_t i : idx)
       if (!spaces_[i].done && !spaces_[i].retry.empty()) serve_retries(spaces_[i]);
-    if (prefetching && !spaces_[0].done) {
-      prefetch(spaces_[0]);
-      continue;
-    }
     if (!background_copy || !quiet) continue;
     // Parent first: a child's copies only matter once it touches them.
     for (size_t i : idx) {

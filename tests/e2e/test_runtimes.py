@@ -12,8 +12,10 @@ Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_runtimes.py
 import difflib
 import hashlib
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -47,6 +49,7 @@ def _check_answers(proc, expected, what):
     assert proc.ask("quit") == "bye", f"{what}: no bye"
     rc, rest, err = proc.wait_exit()
     assert rc == 0 and rest == "", f"{what}: exit status {rc}, more output {rest!r}\n{err}"
+    return err
 
 
 def _make_image(runner, argv, what):
@@ -131,6 +134,23 @@ def test_torch_restore_three_times(runner, torch_image):
     """One image, restored three times one after the other: each restore
     continues the original's answers exactly."""
     _restore_sequentially(runner, torch_image)
+
+
+def test_torch_working_set(runner, torch_image):
+    """After one restore of the torch image, the next fills what that one
+    touched (the working set) before the worker runs, and still answers
+    right; it needs few faults for the answers."""
+    _check_answers(runner.restore(torch_image.dir, "restore recording the working set"),
+                   torch_image.expected, "restore recording the working set")
+    assert (Path(torch_image.dir) / "working-set").exists()
+    what = "restore with the working set"
+    err = _check_answers(runner.restore(torch_image.dir, what), torch_image.expected, what)
+    m = re.search(r"lazy memory [\d.]+ MiB: (\d+) faults \((\d+) for zero pages\).* the working set ([\d.]+) MiB",
+                  err)
+    assert m, f"{what}: no lazy memory statistics:\n{err}"
+    faults, zero_faults, ws_mib = int(m[1]), int(m[2]), float(m[3])
+    assert ws_mib > 1, err
+    assert faults - zero_faults < 50, err
 
 
 def test_torch_restore_two_at_once(runner, torch_image):

@@ -216,9 +216,12 @@ def test_lazy_working_set(zoo, thaw_bin):
 
     rc, out, err = zoo.restore(img, "--stats")
     _assert_same(expected, rc, out, err, "restore with the working set")
-    st = _lazy_stats(err)
-    assert st["working_set_mib"] > 0, (first, st)
-    assert st["faults"] - st["zero_faults"] < first["faults"] - first["zero_faults"], (first, st)
+    # Mappings mostly in the working set are filled whole (no lazy memory
+    # left at all, then); the rest of it goes in before the process runs.
+    if "lazy memory" in err:
+        st = _lazy_stats(err)
+        assert st["working_set_mib"] > 0, (first, st)
+        assert st["faults"] - st["zero_faults"] < first["faults"] - first["zero_faults"], (first, st)
 
     raw = bytearray(ws.read_bytes())
     raw[-1] ^= 0xFF  # an entry no longer matching the file's checksum
@@ -228,7 +231,7 @@ def test_lazy_working_set(zoo, thaw_bin):
     assert ws.read_bytes() != bytes(raw), "the damaged working-set file was not replaced"
     rc, out, err = zoo.restore(img, "--stats")
     _assert_same(expected, rc, out, err, "restore with the replaced working set")
-    assert _lazy_stats(err)["working_set_mib"] > 0
+    assert "lazy memory" not in err or _lazy_stats(err)["working_set_mib"] > 0, err
 
     before = ws.read_bytes()
     rc, out, err = zoo.restore(img, "--stats", "--no-working-set", "--lazy-faults-only")

@@ -254,6 +254,36 @@ void check_mapped_files(const image::Manifest& m) {
   }
 }
 
+// The blocks of `runs` that are in the working set `hot` (sorted pages.img
+// offsets), as runs of their own: what a lazy mapping gets before the
+// process runs. Neighbouring blocks of one run make one run (never blocks
+// of two: the last block of a run may be short, and a run's hashes are of
+// whole blocks from its start).
+static std::vector<image::PageRun> working_set_part(const std::vector<image::PageRun>& runs,
+                                                    const std::vector<uint64_t>& hot) {
+  std::vector<image::PageRun> out;
+  if (hot.empty()) return out;
+  for (const auto& run : runs) {
+    bool extend = false;  // the last of `out` ends with the previous block of this run
+    for (uint64_t b = 0; b < run.hashes.size(); b++) {
+      uint64_t at = b * image::kHashBlock;
+      if (!std::binary_search(hot.begin(), hot.end(), run.offset + at)) {
+        extend = false;
+        continue;
+      }
+      uint64_t len = std::min(image::kHashBlock, run.len - at);
+      if (extend) {
+        out.back().len += len;
+      } else {
+        out.push_back(image::PageRun{run.addr + at, len, run.offset + at, {}});
+      }
+      out.back().hashes.push_back(run.hashes[b]);
+      extend = true;
+    }
+  }
+  return out;
+}
+
 void plan_memory(RestoreContext& r) {
   auto& p = r.plan;
   std::vector<int> file_fds(r.m.mapped_files.size(), -1);
@@ -314,11 +344,14 @@ void plan_memory(RestoreContext& r) {
     // A lazy mapping is created empty; the pager fills it once the
     // process runs.
     size_t index = &v - r.m.vmas.data();
-    if (index < r.lazy.size() && r.lazy[index]) runs.clear();
+    bool lazy = index < r.lazy.size() && r.lazy[index];
+    if (lazy) runs = working_set_part(runs, r.hot);
     uint64_t stored = 0;
     for (const auto& run : runs) stored += run.len;
-    rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
-                   stored * 2 >= v.end - v.start;
+    // Never in a lazy mapping: a huge page would make the pages around
+    // what is filled present (as zeros), and the pager could not fill them.
+    rv.fill_huge = !lazy && (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown &&
+                   v.end - v.start >= (4u << 20) && stored * 2 >= v.end - v.start;
     // The kernel merges an anonymous mapping into an identical one right
     // below it; the process had them apart, so keep them apart.
     if (!p.vmas.empty()) {
