@@ -201,11 +201,15 @@ def test_plain_function_global_scope_is_captured(thaw):
     assert len(thaw.trace("global_runs")) == runs
     assert first["loaded_at"] == second["loaded_at"]
     assert first["container"] != second["container"]
+    # The snapshot phase's objects were frozen before the checkpoint, so a
+    # collection after the restore does not walk (and fault in) all of them.
+    assert first["frozen"] > 1000, first
 
     cold, log, _ = thaw.call("e2e-plain", "square", 9, cold=True)
     assert cold["value"] == 81 and COLD in log and RESTORING not in log
     assert len(thaw.trace("global_runs")) == runs + 1
     assert cold["loaded_at"] > first["loaded_at"]
+    assert cold["frozen"] == 0, cold
     thaw.assert_containers_gone()
 
 
