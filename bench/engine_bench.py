@@ -413,6 +413,10 @@ def bench_heap(b, mib, repeats, ckpt_repeats):
     res["image_bytes"] = dir_size(img)
     res["checkpoint_s"] = summary([c["seconds"] for c in ckpts])
     res["checkpoint_gbps"] = summary([pages / c["seconds"] / 1e9 for c in ckpts])
+    # The target is held only until everything is captured; the image is
+    # written (and fsynced) while it runs on.
+    res["checkpoint_held_ms"] = summary([c["thaw_ms"]["held"] for c in ckpts])
+    res["checkpoint_held_gbps"] = summary([pages / (c["thaw_ms"]["held"] / 1e3) / 1e9 for c in ckpts])
     res["checkpoint_thaw_lines"] = [c["thaw_line"] for c in ckpts]
     res["checkpoint_thaw_ms_median"] = {
         k: statistics.median([c["thaw_ms"][k] for c in ckpts if k in c["thaw_ms"]])
@@ -621,6 +625,11 @@ def build_rows(r):
         rows.append((w, "checkpoint (thaw checkpoint, wall)", *mm(h["checkpoint_s"], fmt_s), "", ""))
         g = h["checkpoint_gbps"]
         rows.append((w, "checkpoint GB/s (page data / wall)", f"{g['min']:.2f}", f"{g['median']:.2f}",
+                     f">= {TARGET_CHECKPOINT_GBPS:.0f} GB/s",
+                     "met" if g["median"] >= TARGET_CHECKPOINT_GBPS else "NOT met"))
+        rows.append((w, "  process held during checkpoint", *mm(h["checkpoint_held_ms"], fmt_ms), "", ""))
+        g = h["checkpoint_held_gbps"]
+        rows.append((w, "  checkpoint GB/s (page data / held)", f"{g['min']:.2f}", f"{g['median']:.2f}",
                      f">= {TARGET_CHECKPOINT_GBPS:.0f} GB/s",
                      "met" if g["median"] >= TARGET_CHECKPOINT_GBPS else "NOT met"))
         rows.append((w, "image size (page data)", "",

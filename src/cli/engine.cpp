@@ -41,9 +41,10 @@ Command add_checkpoint(CLI::App& app) {
             if (!o->quiet)
               std::fprintf(stderr,
                            "checkpoint: pid %d -> %s: %zu threads, %zu mappings, %zu fds, %.1f MiB page data; "
-                           "stopped %.1f ms, collected %.1f ms, written %.1f ms, total %.1f ms\n",
+                           "stopped %.1f ms, collected %.1f ms, written %.1f ms, total %.1f ms; process held "
+                           "%.1f ms\n",
                            o->co.pid, o->co.out.c_str(), st.threads, st.vmas, st.fds, st.pages_bytes / 1048576.0,
-                           st.seize_ms, st.dump_ms, st.write_ms, st.total_ms);
+                           st.seize_ms, st.dump_ms, st.write_ms, st.total_ms, st.stopped_ms);
             if (!o->quiet && st.gpu_bytes)
               std::fprintf(stderr, "checkpoint: GPU state %.1f MiB moved to host memory by the driver in %.1f ms\n",
                            st.gpu_bytes / 1048576.0, st.gpu_ms);

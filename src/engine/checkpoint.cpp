@@ -51,13 +51,23 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     c.maps = proc::read_maps(o.pid, true);
     dump_memory(c);
     st.dump_ms = ms_since(t1);
+    // Everything is captured (the page data is in the page cache): a target
+    // that stays may run on while the image goes to disk. One to be killed
+    // stays stopped until the image is safely written.
+    if (!o.kill) {
+      seizure.release();
+      if (gpu) gpu->resume();
+      st.stopped_ms = ms_since(t0);
+    }
     auto t2 = std::chrono::steady_clock::now();
     writer.commit(m);
     st.write_ms = ms_since(t2);
-    if (o.kill) seizure.kill_on_release();
-    if (o.kill && gpu) gpu->keep_checkpointed();
-    seizure.release();
-    if (gpu) gpu->resume();
+    if (o.kill) {
+      seizure.kill_on_release();
+      if (gpu) gpu->keep_checkpointed();
+      seizure.release();
+      st.stopped_ms = ms_since(t0);
+    }
     st.gpu_bytes = m.gpu.memory_bytes;
     st.pages_bytes = m.pages_bytes;
     st.threads = m.threads.size();

@@ -36,6 +36,9 @@ struct CheckpointOptions {
 
 struct CheckpointStats {
   double seize_ms = 0, dump_ms = 0, write_ms = 0, total_ms = 0;
+  // How long the target was held (from the start, GPU lock included): with
+  // it left running, only until everything was captured, not written.
+  double stopped_ms = 0;
   uint64_t pages_bytes = 0;
   double gpu_ms = 0;        // the driver's lock + checkpoint (0: not a CUDA process)
   uint64_t gpu_bytes = 0;   // device memory it moved into host memory

@@ -57,11 +57,8 @@ PageRun Writer::append(uint64_t addr, const void* data, uint64_t len) {
   uint64_t at = offset_.fetch_add((len + kPageSize - 1) & ~(kPageSize - 1));
   PageRun run{addr, len, at, hash_run(data, len)};
   pwrite_all(pages_.get(), data, len, at, kPagesName);
-  // Start writeback as we go, so the fsync in commit() finds little left.
-  constexpr uint64_t kFlushEvery = 64ull << 20;
-  uint64_t done = flushed_.load();
-  if (at + len >= done + kFlushEvery && flushed_.compare_exchange_strong(done, at + len))
-    ::sync_file_range(pages_.get(), done, at + len - done, SYNC_FILE_RANGE_WRITE);
+  // No writeback is started here: it would make the collection (while the
+  // target is held) wait for the disk. commit() writes it all.
   return run;
 }
 

@@ -36,7 +36,6 @@ class Writer {
   std::string dir_, tmp_;
   UniqueFd pages_;
   std::atomic<uint64_t> offset_{0};
-  std::atomic<uint64_t> flushed_{0};  // pages.img bytes whose writeback was started
   bool committed_ = false;
 };
 
