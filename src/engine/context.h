@@ -48,9 +48,6 @@ struct RestoreContext {
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now
   std::vector<bool> lazy;       // per Manifest::vmas entry: left to the pager (engine/pager.h)
-  // The working set's blocks (pages.img offsets, sorted): filled before the
-  // process runs even where the mapping is otherwise left to the pager.
-  std::vector<uint64_t> hot;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // Moves fd to a number >= spare_fd_base (closing the original) and keeps it
   // open across the restorer's fd work; returns the new number.

@@ -18,7 +18,7 @@ struct PagerStats {
   uint64_t fault_bytes = 0;     // copied because the process touched them
   uint64_t faults = 0, zero_faults = 0;
   uint64_t background_bytes = 0;
-  uint64_t prefetch_bytes = 0;  // the working set, filled before the process ran
+  uint64_t prefetch_bytes = 0;  // the working set, copied first as the process started
   uint64_t dropped_bytes = 0;   // unmapped or discarded by the process first
   unsigned forks = 0;
   double done_ms = 0;           // from the start of the pager to the last page
@@ -69,9 +69,9 @@ struct RestoreOptions {
   // With `lazy`: also copy in the background what the process does not
   // touch. Off, only faults are served (tests of the fault paths, diagnosis).
   bool lazy_background = true;
-  // With `lazy` (and `lazy_background`): fill the image's working set
-  // (image/working_set.h) before the process runs, even in the mappings
-  // left to the pager, and add to it the blocks this restore faults on.
+  // With `lazy` (and `lazy_background`): copy the image's working set
+  // (image/working_set.h) first, at once, and add to it the blocks this
+  // restore faults on.
   bool working_set = true;
   // Called once the process runs again, before waiting for it.
   std::function<void(const struct RestoreResult&)> on_running;

@@ -99,7 +99,7 @@ Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_
   for (const auto& r : runs_)
     if (r.offset + r.len > pages_.size()) fail("image: page run beyond the end of pages.img (corrupt image)");
   // Blocks of the working set that are in lazy runs (the rest of the image
-  // is in anyway), found through the runs in pages.img order.
+  // is in already), found through the runs in pages.img order.
   in_working_set_.assign(blocks, 0);
   std::vector<size_t> by_offset(runs_.size());
   for (size_t i = 0; i < runs_.size(); i++) by_offset[i] = i;
@@ -120,16 +120,6 @@ Pager::Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_
   s.fd = std::move(uffd);
   s.handled.assign(pages, 0);
   s.left = pages;
-  // The restorer put the working set in already.
-  for (auto [run, block] : hot_) {
-    const Run& r = runs_[run];
-    for (uint64_t p = block * kPagesPerBlock; p < std::min((block + 1) * kPagesPerBlock, r.len / kPageSize); p++)
-      if (!s.handled[r.first_page + p]) {
-        s.handled[r.first_page + p] = 1;
-        s.left--;
-        stats_.prefetch_bytes += kPageSize;
-      }
-  }
   spaces_.push_back(std::move(s));
 }
 
@@ -469,6 +459,22 @@ void Pager::background(Space& s) {
   }
 }
 
+// The next few blocks of the working set, as long as the process (the
+// first space) has blocks missing from it.
+void Pager::prefetch(Space& s) {
+  for (int n = 0; n < int(kBackgroundStep / kHashBlock) && hot_cursor_ < hot_.size(); hot_cursor_++) {
+    auto [run, block] = hot_[hot_cursor_];
+    const Run& r = runs_[run];
+    uint64_t lo = block * kPagesPerBlock, hi = std::min(lo + kPagesPerBlock, r.len / kPageSize);
+    Copy c = fill(s, r, lo, hi, stats_.prefetch_bytes);
+    if (c == Copy::kRetry) return;  // events first; this block again next time
+    if (c == Copy::kGone) finish(s);
+    if (c == Copy::kFailed) fail_space(s);
+    if (c != Copy::kOk) return;
+    n++;
+  }
+}
+
 void Pager::finish(Space& s) {
   s.fd.reset();
   s.done = true;
@@ -505,7 +511,9 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     bool quiet = stats_.faults == faults_seen;
     faults_seen = stats_.faults;
     bool retrying = std::any_of(idx.begin(), idx.end(), [&](size_t i) { return !spaces_[i].retry.empty(); });
-    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet ? 0 : kQuietMs;
+    // The working set is copied at once: the process is about to need it.
+    bool prefetching = background_copy && hot_cursor_ < hot_.size() && !spaces_[0].done && spaces_[0].left > 0;
+    int timeout = retrying ? kQuietMs : !background_copy ? -1 : quiet || prefetching ? 0 : kQuietMs;
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR) {
       for (size_t i : idx) fail_space(spaces_[i]);
@@ -522,6 +530,10 @@ PagerStats Pager::run(int exit_pidfd, bool background_copy) {
     }
     for (size_t i : idx)
       if (!spaces_[i].done && !spaces_[i].retry.empty()) serve_retries(spaces_[i]);
+    if (prefetching && !spaces_[0].done) {
+      prefetch(spaces_[0]);
+      continue;
+    }
     if (!background_copy || !quiet) continue;
     // Parent first: a child's copies only matter once it touches them.
     for (size_t i : idx) {

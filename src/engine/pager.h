@@ -37,7 +37,8 @@ class Pager {
   // `uffd`: a userfaultfd created inside the restored process, not yet
   // initialised. `pages_fd`: the image's pages.img. `working_set`: the
   // blocks (pages.img offsets) earlier restores touched first, in that
-  // order (image/working_set.h), which the restorer has filled already.
+  // order (image/working_set.h); copied before the rest, without waiting
+  // for the process to pause.
   Pager(const image::Manifest& m, const std::vector<bool>& lazy, int pages_fd, UniqueFd uffd,
         const std::vector<uint64_t>& working_set = {});
   Pager(const Pager&) = delete;
@@ -102,6 +103,7 @@ class Pager {
   bool drain(size_t si);
   void serve_retries(Space& s);
   void background(Space& s);
+  void prefetch(Space& s);
   void finish(Space& s);
   void fail_space(Space& s);
 
@@ -112,8 +114,9 @@ class Pager {
   Mapping pages_;
   std::vector<Space> spaces_;
   std::vector<UniqueFd> failed_;        // spaces given up on, kept registered
-  // The working set's blocks in lazy runs, as (run, block), in order.
+  // The working set as (run, block) to copy first, and how far that got.
   std::vector<std::pair<size_t, uint64_t>> hot_;
+  size_t hot_cursor_ = 0;
   std::vector<uint8_t> in_working_set_;  // per hash block of runs_
   std::vector<uint64_t> faulted_;        // pages.img offsets of new blocks
   PagerStats stats_;

@@ -541,12 +541,6 @@ RestoreResult restore(const RestoreOptions& o) {
     if (o.lazy && o.lazy_background && o.working_set)
       hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
     if (o.lazy && m.gpu.uuid.empty()) ctx.lazy = choose_lazy(m, hot);
-    // The working set goes in before the process runs, by the restorer's
-    // filler threads on every core: the process would only wait for it
-    // otherwise, and one pager thread fills fresh memory at half the speed
-    // two do.
-    ctx.hot = hot;
-    std::sort(ctx.hot.begin(), ctx.hot.end());
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     UniqueFd watch_r, watch_w;
     if (want_lazy) {

@@ -254,36 +254,6 @@ void check_mapped_files(const image::Manifest& m) {
   }
 }
 
-// The blocks of `runs` that are in the working set `hot` (sorted pages.img
-// offsets), as runs of their own: what a lazy mapping gets before the
-// process runs. Neighbouring blocks of one run make one run (never blocks
-// of two: the last block of a run may be short, and a run's hashes are of
-// whole blocks from its start).
-static std::vector<image::PageRun> working_set_part(const std::vector<image::PageRun>& runs,
-                                                    const std::vector<uint64_t>& hot) {
-  std::vector<image::PageRun> out;
-  if (hot.empty()) return out;
-  for (const auto& run : runs) {
-    bool extend = false;  // the last of `out` ends with the previous block of this run
-    for (uint64_t b = 0; b < run.hashes.size(); b++) {
-      uint64_t at = b * image::kHashBlock;
-      if (!std::binary_search(hot.begin(), hot.end(), run.offset + at)) {
-        extend = false;
-        continue;
-      }
-      uint64_t len = std::min(image::kHashBlock, run.len - at);
-      if (extend) {
-        out.back().len += len;
-      } else {
-        out.push_back(image::PageRun{run.addr + at, len, run.offset + at, {}});
-      }
-      out.back().hashes.push_back(run.hashes[b]);
-      extend = true;
-    }
-  }
-  return out;
-}
-
 void plan_memory(RestoreContext& r) {
   auto& p = r.plan;
   std::vector<int> file_fds(r.m.mapped_files.size(), -1);
@@ -345,7 +315,7 @@ void plan_memory(RestoreContext& r) {
     // process runs.
     size_t index = &v - r.m.vmas.data();
     bool lazy = index < r.lazy.size() && r.lazy[index];
-    if (lazy) runs = working_set_part(runs, r.hot);
+    if (lazy) runs.clear();
     uint64_t stored = 0;
     for (const auto& run : runs) stored += run.len;
     // Never in a lazy mapping: a huge page would make the pages around
