@@ -25,8 +25,6 @@ constexpr uint64_t kPagesPerBlock = kHashBlock / kPageSize;
 // Below this, a mapping is cheaper to fill than to fault in.
 constexpr uint64_t kLazyMinBytes = 64ull << 10;
 constexpr uint64_t kEagerMinBytes = 128ull << 20;
-// The restorer fills mappings from this size on through huge pages.
-constexpr uint64_t kHotEagerMinBytes = 4ull << 20;
 // The background copy looks for faults again after this much.
 constexpr uint64_t kBackgroundStep = 4 * kHashBlock;
 // ... and resumes only after this long without one.
@@ -36,9 +34,7 @@ alignas(4096) const char kZeroBlock[kHashBlock] = {};
 
 }  // namespace
 
-std::vector<bool> choose_lazy(const image::Manifest& m, const std::vector<uint64_t>& working_set) {
-  std::vector<uint64_t> hot = working_set;
-  std::sort(hot.begin(), hot.end());
+std::vector<bool> choose_lazy(const image::Manifest& m) {
   std::vector<bool> lazy(m.vmas.size(), false);
   for (size_t i = 0; i < m.vmas.size(); i++) {
     const auto& v = m.vmas[i];
@@ -56,18 +52,6 @@ std::vector<bool> choose_lazy(const image::Manifest& m, const std::vector<uint64
     // right after restore is ready sooner eagerly, a torch worker's first
     // answer sooner lazily, its 64 MiB heap included).
     bool huge = v.end - v.start >= kEagerMinBytes && stored * 2 >= v.end - v.start;
-    // So do dense mappings of a few MiB that restored processes read first
-    // for the most part (a model's weights): the eager fill's huge pages
-    // bring them in faster than the pager's copies would.
-    if (!huge && v.end - v.start >= kHotEagerMinBytes && stored * 2 >= v.end - v.start && !hot.empty()) {
-      uint64_t blocks = 0, in_hot = 0;
-      for (const auto& r : v.runs)
-        for (uint64_t b = 0; b < r.hashes.size(); b++) {
-          blocks++;
-          in_hot += std::binary_search(hot.begin(), hot.end(), r.offset + b * kHashBlock);
-        }
-      huge = in_hot * 2 >= blocks;
-    }
     lazy[i] = stored >= kLazyMinBytes && !huge;
   }
   return lazy;

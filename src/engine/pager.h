@@ -26,10 +26,8 @@ namespace thaw::engine {
 
 // Which of the image's mappings a lazy restore leaves to the pager (true at
 // that index): private, anonymous, readable and writable, not locked, not a
-// stack that grows, with enough stored data to be worth a fault. Large
-// dense mappings that are mostly in the `working_set` (pages.img offsets of
-// blocks, image/working_set.h) are filled eagerly instead.
-std::vector<bool> choose_lazy(const image::Manifest& m, const std::vector<uint64_t>& working_set = {});
+// stack that grows, with enough stored data to be worth a fault.
+std::vector<bool> choose_lazy(const image::Manifest& m);
 
 
 class Pager {

@@ -537,10 +537,11 @@ RestoreResult restore(const RestoreOptions& o) {
     RestoreContext ctx{m, img, inherit};
     // The driver's restore thread runs before the pager could serve it:
     // a process with GPU state gets all its memory first.
+    if (o.lazy && m.gpu.uuid.empty()) ctx.lazy = choose_lazy(m);
+    // Faults only (tests, diagnosis): nothing is copied unasked.
     std::vector<uint64_t> hot;
     if (o.lazy && o.lazy_background && o.working_set)
       hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
-    if (o.lazy && m.gpu.uuid.empty()) ctx.lazy = choose_lazy(m, hot);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     UniqueFd watch_r, watch_w;
     if (want_lazy) {
