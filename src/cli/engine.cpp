@@ -104,7 +104,8 @@ Command add_restore(CLI::App& app) {
                            "%u forks; all in after %.1f ms\n",
                            r.lazy_bytes / 1048576.0, (unsigned long long)pg.faults,
                            (unsigned long long)pg.zero_faults, pg.fault_bytes / 1048576.0,
-                           pg.prefetch_bytes / 1048576.0, pg.background_bytes / 1048576.0, pg.dropped_bytes / 1048576.0, pg.forks, pg.done_ms);
+                           pg.prefetch_bytes / 1048576.0, pg.background_bytes / 1048576.0,
+                           pg.dropped_bytes / 1048576.0, pg.forks, pg.done_ms);
             return r.exit_status;
           }};
 }

@@ -446,7 +446,7 @@ void Pager::background(Space& s) {
 // The next few blocks of the working set, as long as the process (the
 // first space) has blocks missing from it.
 void Pager::prefetch(Space& s) {
-  for (int n = 0; n < int(kBackgroundStep / kHashBlock) && hot_cursor_ < hot_.size(); hot_cursor_++) {
+  for (uint64_t n = 0; n < kBackgroundStep / kHashBlock && hot_cursor_ < hot_.size(); n++) {
     auto [run, block] = hot_[hot_cursor_];
     const Run& r = runs_[run];
     uint64_t lo = block * kPagesPerBlock, hi = std::min(lo + kPagesPerBlock, r.len / kPageSize);
@@ -455,7 +455,7 @@ void Pager::prefetch(Space& s) {
     if (c == Copy::kGone) finish(s);
     if (c == Copy::kFailed) fail_space(s);
     if (c != Copy::kOk) return;
-    n++;
+    hot_cursor_++;
   }
 }
 

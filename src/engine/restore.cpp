@@ -33,9 +33,9 @@
 #include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/pager.h"
-#include "image/working_set.h"
 #include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
+#include "image/working_set.h"
 
 extern "C" const char thaw_restorer_blob[];
 extern "C" const char thaw_restorer_blob_end[];
@@ -538,10 +538,6 @@ RestoreResult restore(const RestoreOptions& o) {
     // The driver's restore thread runs before the pager could serve it:
     // a process with GPU state gets all its memory first.
     if (o.lazy && m.gpu.uuid.empty()) ctx.lazy = choose_lazy(m);
-    // Faults only (tests, diagnosis): nothing is copied unasked.
-    std::vector<uint64_t> hot;
-    if (o.lazy && o.lazy_background && o.working_set)
-      hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     UniqueFd watch_r, watch_w;
     if (want_lazy) {
@@ -604,6 +600,10 @@ RestoreResult restore(const RestoreOptions& o) {
       if (st.init_uffd >= 0) {
         host_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, host, 0)));
         if (!host_pidfd) fail_errno("pidfd_open ", host);
+        // Faults only (tests, diagnosis): nothing is copied unasked.
+        std::vector<uint64_t> hot;
+        if (o.lazy_background && o.working_set)
+          hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
         pager.emplace(m, ctx.lazy, img.pages_fd(), take_fd(init, st.init_uffd), hot);
         pager->arm();
         res.lazy_bytes = pager->lazy_bytes();

@@ -8,6 +8,7 @@ by Runner.cleanup().
 """
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -288,6 +289,18 @@ def smaps_flags(pid):
         elif line.startswith("VmFlags:") and cur:
             flags[cur] = line[len("VmFlags:"):].strip()
     return flags
+
+
+def lazy_stats(err):
+    """The numbers of the "lazy memory" line `thaw restore --stats` prints
+    at exit (asserts that there is one)."""
+    m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages\) brought ([\d.]+) MiB, "
+                  r"the working set ([\d.]+) MiB, the background ([\d.]+) MiB, ([\d.]+) MiB dropped by the "
+                  r"process, (\d+) forks", err)
+    assert m, f"no lazy memory statistics in thaw restore --stats output:\n{err}"
+    keys = ("lazy_mib", "faults", "zero_faults", "fault_mib", "working_set_mib", "background_mib", "dropped_mib",
+            "forks")
+    return dict(zip(keys, (float(x) for x in m.groups())))
 
 
 def settled_smaps_flags(pid, timeout=20.0):

@@ -12,7 +12,6 @@ Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_runtimes.py
 import difflib
 import hashlib
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from runtime_helpers import (ACCEPTED_VMFLAG_DIFFS, KNOWN_VMFLAG_GAPS, PYTHON, THAW_BIN,
-                             WORKERS, Runner, classify_vmflags, merge_adjacent_anon, node_bin,
+                             WORKERS, Runner, classify_vmflags, lazy_stats, merge_adjacent_anon, node_bin,
                              settled_smaps_flags,
                              proc_identity, read_proc, smaps_flags, thread_count, vm_locked_kb)
 
@@ -145,12 +144,9 @@ def test_torch_working_set(runner, torch_image):
     assert (Path(torch_image.dir) / "working-set").exists()
     what = "restore with the working set"
     err = _check_answers(runner.restore(torch_image.dir, what), torch_image.expected, what)
-    m = re.search(r"lazy memory [\d.]+ MiB: (\d+) faults \((\d+) for zero pages\).* the working set ([\d.]+) MiB",
-                  err)
-    assert m, f"{what}: no lazy memory statistics:\n{err}"
-    faults, zero_faults, ws_mib = int(m[1]), int(m[2]), float(m[3])
-    assert ws_mib > 1, err
-    assert faults - zero_faults < 50, err
+    st = lazy_stats(err)
+    assert st["working_set_mib"] > 1, err
+    assert st["faults"] - st["zero_faults"] < 50, err
 
 
 def test_torch_restore_two_at_once(runner, torch_image):

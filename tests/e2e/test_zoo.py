@@ -3,7 +3,6 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_helpers import settled_smaps_flags
+from runtime_helpers import lazy_stats, settled_smaps_flags
 
 # program -> extra arguments
 PROGRAMS = {
@@ -127,16 +126,6 @@ def test_restore_twice_concurrently(zoo, thaw_bin, prog):
 
 # ------------------------------------------------------ lazy memory restore
 
-def _lazy_stats(err):
-    m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages\) brought ([\d.]+) MiB, "
-                  r"the working set ([\d.]+) MiB, the background ([\d.]+) MiB, ([\d.]+) MiB dropped by the "
-                  r"process, (\d+) forks", err)
-    assert m, f"no lazy memory statistics in thaw restore --stats output:\n{err}"
-    keys = ("lazy_mib", "faults", "zero_faults", "fault_mib", "working_set_mib", "background_mib", "dropped_mib",
-            "forks")
-    return dict(zip(keys, (float(x) for x in m.groups())))
-
-
 def test_lazy_fault_paths(zoo, thaw_bin):
     """With the background copy off, every page lazy_memory reads after the
     restore comes through a fault, and what it does to its memory right
@@ -149,7 +138,7 @@ def test_lazy_fault_paths(zoo, thaw_bin):
     zoo.kill_original(p)
     rc, out, err = zoo.restore(img, "--lazy-faults-only", "--stats")
     _assert_same(expected, rc, out, err, "lazily restored lazy_memory (faults only)")
-    st = _lazy_stats(err)
+    st = lazy_stats(err)
     assert st["lazy_mib"] >= 20, st
     assert st["background_mib"] == 0, st
     assert st["faults"] > 0 and st["fault_mib"] > 0, st
@@ -191,7 +180,7 @@ def test_lazy_restore_fills_everything(zoo, thaw_bin):
     settled_smaps_flags(pid)
     rc, out, err = zoo.finish(r)
     assert rc == 0 and "checksum" in out, _show("restore", rc, out, err)
-    st = _lazy_stats(err)
+    st = lazy_stats(err)
     assert st["fault_mib"] + st["working_set_mib"] + st["background_mib"] + st["dropped_mib"] >= \
         st["lazy_mib"] - 0.01, st
 
@@ -210,7 +199,7 @@ def test_lazy_working_set(zoo, thaw_bin):
 
     rc, out, err = zoo.restore(img, "--lazy-faults-only", "--stats")
     _assert_same(expected, rc, out, err, "first restore (faults only)")
-    first = _lazy_stats(err)
+    first = lazy_stats(err)
     assert first["faults"] > 0 and first["working_set_mib"] == 0, first
     assert ws.exists(), "the restore wrote no working-set file"
 
@@ -219,7 +208,7 @@ def test_lazy_working_set(zoo, thaw_bin):
     # Mappings mostly in the working set are filled whole (no lazy memory
     # left at all, then); the rest of it goes in before the process runs.
     if "lazy memory" in err:
-        st = _lazy_stats(err)
+        st = lazy_stats(err)
         assert st["working_set_mib"] > 0, (first, st)
         assert st["faults"] - st["zero_faults"] < first["faults"] - first["zero_faults"], (first, st)
 
@@ -231,12 +220,12 @@ def test_lazy_working_set(zoo, thaw_bin):
     assert ws.read_bytes() != bytes(raw), "the damaged working-set file was not replaced"
     rc, out, err = zoo.restore(img, "--stats")
     _assert_same(expected, rc, out, err, "restore with the replaced working set")
-    assert "lazy memory" not in err or _lazy_stats(err)["working_set_mib"] > 0, err
+    assert "lazy memory" not in err or lazy_stats(err)["working_set_mib"] > 0, err
 
     before = ws.read_bytes()
     rc, out, err = zoo.restore(img, "--stats", "--no-working-set", "--lazy-faults-only")
     _assert_same(expected, rc, out, err, "restore with --no-working-set")
-    assert _lazy_stats(err)["working_set_mib"] == 0 and ws.read_bytes() == before
+    assert lazy_stats(err)["working_set_mib"] == 0 and ws.read_bytes() == before
 
 
 # -------------------------------------------------------------- exit status

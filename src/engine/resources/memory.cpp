@@ -314,14 +314,11 @@ void plan_memory(RestoreContext& r) {
     // A lazy mapping is created empty; the pager fills it once the
     // process runs.
     size_t index = &v - r.m.vmas.data();
-    bool lazy = index < r.lazy.size() && r.lazy[index];
-    if (lazy) runs.clear();
+    if (index < r.lazy.size() && r.lazy[index]) runs.clear();
     uint64_t stored = 0;
     for (const auto& run : runs) stored += run.len;
-    // Never in a lazy mapping: a huge page would make the pages around
-    // what is filled present (as zeros), and the pager could not fill them.
-    rv.fill_huge = !lazy && (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown &&
-                   v.end - v.start >= (4u << 20) && stored * 2 >= v.end - v.start;
+    rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
+                   stored * 2 >= v.end - v.start;
     // The kernel merges an anonymous mapping into an identical one right
     // below it; the process had them apart, so keep them apart.
     if (!p.vmas.empty()) {
