@@ -8,6 +8,7 @@ pkgs=(
   build-essential cmake g++ binutils   # compiler, linker, ld/objcopy for the restorer blob
   nlohmann-json3-dev libcli11-dev      # image manifest (JSON), command line
   libgtest-dev                         # unit tests
+  libxxhash-dev                        # unit tests: xxHash, the reference our XXH3 is checked against
   python3 python3-pytest               # end-to-end tests (Debian's /usr/bin/python3)
   python3-numpy python3-torch          # the demo's worker
   libopenblas0-openmp                  # torch's BLAS: without it Debian's torch uses the reference

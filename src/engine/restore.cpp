@@ -213,6 +213,7 @@ void unregister_rseq() {
 
   rst_args& a = p.args;
   a.magic = RST_MAGIC;
+  a.hash_avx2 = __builtin_cpu_supports("avx2");
   a.region_start = base;
   a.region_end = base + size;
   a.task_size = kTaskSize;

@@ -60,7 +60,7 @@ class Reader {
 };
 
 void remove_tree(const std::string& path);
-// The per-block XXH64s of `len` bytes, as PageRun::hashes holds them.
+// The per-block XXH3-64s of `len` bytes, as PageRun::hashes holds them.
 std::vector<uint64_t> hash_run(const void* data, uint64_t len);
 // Whether `data` (run.len bytes) matches every block hash of the run.
 bool run_intact(const PageRun& run, const void* data);

@@ -12,17 +12,17 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 3;
+constexpr int kFormatVersion = 4;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
-// Each run carries one XXH64 per block of this size: small enough that a
+// Each run carries one XXH3-64 per block of this size: small enough that a
 // page fault served lazily verifies only the block it copies, large enough
 // that the hashes are a tiny fraction of the image.
 constexpr uint64_t kHashBlock = 64ull << 10;
 
 // A contiguous range of stored bytes: `len` bytes for address (or object
-// offset) `addr`, found at `offset` in pages.img, with the XXH64 of each
+// offset) `addr`, found at `offset` in pages.img, with the XXH3-64 of each
 // kHashBlock-sized block (the last one may be shorter).
 struct PageRun {
   uint64_t addr = 0, len = 0, offset = 0;

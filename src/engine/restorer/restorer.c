@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/xxh64.h"
+#include "common/xxh3.h"
 #include "engine/restorer/restorer.h"
 
 #ifndef PR_SET_VMA
@@ -151,7 +151,8 @@ static void fill_segment(struct rst_args* a, const struct rst_seg* s) {
     }
     for (uint64_t b = at; b < at + len; b += RST_HASH_BLOCK) {
       uint64_t n = s->len - b < RST_HASH_BLOCK ? s->len - b : RST_HASH_BLOCK;
-      if (thaw_xxh64((const void*)(s->addr + b), n, 0) != hashes[b / RST_HASH_BLOCK])
+      uint64_t h = a->hash_avx2 ? thaw_xxh3_avx2((const void*)(s->addr + b), n) : thaw_xxh3((const void*)(s->addr + b), n);
+      if (h != hashes[b / RST_HASH_BLOCK])
         die(a, "page data checksum mismatch (corrupt image)", s->addr + b, 0);
     }
   }

@@ -12,7 +12,7 @@
 #define RST_HASH_BLOCK (64 * 1024) /* image::kHashBlock */
 
 /* `len` bytes of page data at `off` in pages.img go to `addr`; their
- * per-block XXH64s start at hashes[first_hash]. */
+ * per-block XXH3s start at hashes[first_hash]. */
 struct rst_seg {
   uint64_t addr, len, off, first_hash;
 };
@@ -76,6 +76,7 @@ struct rst_args {
   uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off;
   struct rst_mm mm;
   int32_t set_creds;
+  int32_t hash_avx2; /* the CPU has AVX2: hash page data with it */
   uint32_t uids[4], gids[4];
   uint32_t nr_groups;
   uint32_t groups[64];
