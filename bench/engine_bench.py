@@ -7,7 +7,9 @@ Workloads (all measured in the same run, on the same machine):
          restore time until the restored process answers its first request,
          thaw restore --stats breakdown, cold/restore ratio.
   heap   build/tests/zoo/big_heap N (N MiB of non-zero data, default 2048):
-         checkpoint time and GB/s, image size, restore time until the process
+         checkpoint time and GB/s, how long the process was held (thaw's
+         default copy-on-write fork, and --no-cow, alternating), image size,
+         restore time until the process
          runs and GB/s; every restore is checked (big_heap verifies its heap
          checksum and must print the same checksum as the original).
   node   tests/e2e/workers/node_worker.js under /usr/bin/node: cold start vs
@@ -218,8 +220,8 @@ class Bench:
             raise BenchError(f"{' '.join(cmd)} failed (exit {cp.returncode}):\n{cp.stderr}{cp.stdout}")
         return cp, time.monotonic() - t0
 
-    def checkpoint(self, pid, img):
-        cp, secs = self.thaw_run("checkpoint", "--pid", pid, "--out", img)
+    def checkpoint(self, pid, img, *extra):
+        cp, secs = self.thaw_run("checkpoint", "--pid", pid, "--out", img, *extra)
         line = cp.stderr.strip().splitlines()[-1] if cp.stderr.strip() else ""
         return {"seconds": secs, "thaw_line": line, "thaw_ms": parse_ms_pairs(line.partition(";")[2])}
 
@@ -390,14 +392,18 @@ def bench_heap(b, mib, repeats, ckpt_repeats):
     res = {"mib": mib}
     orig, fill = b.cold_start([prog, mib], f"big_heap {mib}")
     res["fill_s"] = fill
-    img, ckpts = None, []
+    # Checkpoints alternate: thaw's default (the target is held until a
+    # copy-on-write fork of it exists) and --no-cow (held while its pages
+    # are read).
+    img, ckpts, nocow = None, [], []
     for i in range(ckpt_repeats):
-        d = b.path("heap-img")
-        ckpts.append(b.checkpoint(orig.p.pid, d))
-        if img is None:
-            img = d
-        else:
-            shutil.rmtree(d, ignore_errors=True)
+        for extra, into in (((), ckpts), (("--no-cow",), nocow)):
+            d = b.path("heap-img")
+            into.append(b.checkpoint(orig.p.pid, d, *extra))
+            if img is None:
+                img = d
+            else:
+                shutil.rmtree(d, ignore_errors=True)
     # the original's own result is the reference for every restore
     orig.send("go\n")
     expected = []
@@ -417,6 +423,10 @@ def bench_heap(b, mib, repeats, ckpt_repeats):
     # written (and fsynced) while it runs on.
     res["checkpoint_held_ms"] = summary([c["thaw_ms"]["held"] for c in ckpts])
     res["checkpoint_held_gbps"] = summary([pages / (c["thaw_ms"]["held"] / 1e3) / 1e9 for c in ckpts])
+    res["nocow_checkpoint_s"] = summary([c["seconds"] for c in nocow])
+    res["nocow_checkpoint_held_ms"] = summary([c["thaw_ms"]["held"] for c in nocow])
+    res["nocow_checkpoint_held_gbps"] = summary([pages / (c["thaw_ms"]["held"] / 1e3) / 1e9 for c in nocow])
+    res["nocow_checkpoint_thaw_lines"] = [c["thaw_line"] for c in nocow]
     res["checkpoint_thaw_lines"] = [c["thaw_line"] for c in ckpts]
     res["checkpoint_thaw_ms_median"] = {
         k: statistics.median([c["thaw_ms"][k] for c in ckpts if k in c["thaw_ms"]])
@@ -632,6 +642,12 @@ def build_rows(r):
         rows.append((w, "  checkpoint GB/s (page data / held)", f"{g['min']:.2f}", f"{g['median']:.2f}",
                      f">= {TARGET_CHECKPOINT_GBPS:.0f} GB/s",
                      "met" if g["median"] >= TARGET_CHECKPOINT_GBPS else "NOT met"))
+        if "nocow_checkpoint_s" in h:
+            rows.append((w, "checkpoint --no-cow (wall)", *mm(h["nocow_checkpoint_s"], fmt_s), "", ""))
+            rows.append((w, "  process held, --no-cow", *mm(h["nocow_checkpoint_held_ms"], fmt_ms), "", ""))
+            g = h["nocow_checkpoint_held_gbps"]
+            rows.append((w, "  GB/s (page data / held), --no-cow", f"{g['min']:.2f}", f"{g['median']:.2f}",
+                         "", ""))
         rows.append((w, "image size (page data)", "",
                      f"{fmt_mib(h['image_bytes'])} ({fmt_mib(h['pages_bytes'])})", "", ""))
         for pre, label in (("", "lazy"), ("eager_", "eager")):

@@ -35,6 +35,8 @@ Command add_checkpoint(CLI::App& app) {
   cp->add_option("--pid,-p", o->co.pid, "process to capture")->required();
   cp->add_option("--out,-o", o->co.out, "image directory to create")->required();
   cp->add_flag("--kill", o->co.kill, "kill the process once the image is safely written");
+  cp->add_flag("--no-cow{false}", o->co.copy_on_write,
+               "hold the process while its pages are read, instead of reading them from a copy-on-write fork");
   cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
   return {cp, [o] {
             auto st = engine::checkpoint(o->co);
@@ -42,9 +44,10 @@ Command add_checkpoint(CLI::App& app) {
               std::fprintf(stderr,
                            "checkpoint: pid %d -> %s: %zu threads, %zu mappings, %zu fds, %.1f MiB page data; "
                            "stopped %.1f ms, collected %.1f ms, written %.1f ms, total %.1f ms; process held "
-                           "%.1f ms\n",
+                           "%.1f ms%s\n",
                            o->co.pid, o->co.out.c_str(), st.threads, st.vmas, st.fds, st.pages_bytes / 1048576.0,
-                           st.seize_ms, st.dump_ms, st.write_ms, st.total_ms, st.stopped_ms);
+                           st.seize_ms, st.dump_ms, st.write_ms, st.total_ms, st.stopped_ms,
+                           st.pages_from.empty() ? "" : (" (pages read from " + st.pages_from + ")").c_str());
             if (!o->quiet && st.gpu_bytes)
               std::fprintf(stderr, "checkpoint: GPU state %.1f MiB moved to host memory by the driver in %.1f ms\n",
                            st.gpu_bytes / 1048576.0, st.gpu_ms);

@@ -42,6 +42,18 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     ::uname(&u);
     m.kernel = u.release;
     CheckpointContext c{o.pid, seizure, writer, m, std::move(pidfd), {}, {}};
+    // Everything is captured once the pages are: a target that stays may
+    // run on while they are read from a copy and the image goes to disk.
+    // One to be killed stays stopped until the image is safely written.
+    if (!o.kill)
+      c.release_early = [&] {
+        seizure.release();
+        if (gpu) gpu->resume();
+        st.stopped_ms = ms_since(t0);
+      };
+    // A CUDA process's memory is not forked: its device state was just moved
+    // into it by the driver, which knows nothing of a copy.
+    c.copy_on_write = o.copy_on_write && !gpu;
     auto t1 = std::chrono::steady_clock::now();
     dump_process(c);
     dump_signals(c);
@@ -51,14 +63,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     c.maps = proc::read_maps(o.pid, true);
     dump_memory(c);
     st.dump_ms = ms_since(t1);
-    // Everything is captured (the page data is in the page cache): a target
-    // that stays may run on while the image goes to disk. One to be killed
-    // stays stopped until the image is safely written.
-    if (!o.kill) {
-      seizure.release();
-      if (gpu) gpu->resume();
-      st.stopped_ms = ms_since(t0);
-    }
+    st.pages_from = c.pages_from;
     auto t2 = std::chrono::steady_clock::now();
     writer.commit(m);
     st.write_ms = ms_since(t2);

@@ -2,6 +2,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,13 +24,19 @@ struct CheckpointContext {
   UniqueFd pidfd;
   std::vector<proc::MapEntry> maps;                   // with smaps VmFlags
   std::map<std::pair<uint64_t, uint64_t>, int> shmem_index;  // (dev, ino) -> Manifest::shmem
+  // Set when the target runs on after the checkpoint: dump_memory (last in
+  // the sequence) calls it as soon as the rest of the pages can be read
+  // without holding the target.
+  std::function<void()> release_early;
+  bool copy_on_write = true;  // read pages from a forked copy (proc/cow_fork.h) where possible
+  std::string pages_from;     // for the stats: where the pages were read
 };
 
 // Builds the flat block the restorer reads (engine/restorer/restorer.h).
 struct RestorerPlan {
   std::vector<rst_vma> vmas;
   std::vector<rst_seg> segs;
-  std::vector<uint64_t> hashes;  // per-block XXH64s the segs point into
+  std::vector<uint64_t> hashes;  // per-block XXH3s the segs point into
   std::vector<rst_thread> threads;
   std::vector<rst_siginfo> sigs;
   std::vector<rst_remap> remaps;

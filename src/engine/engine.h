@@ -32,6 +32,9 @@ struct CheckpointOptions {
   pid_t pid = 0;
   std::string out;
   bool kill = false;  // kill the target once the image is safely written
+  // A target that runs on is held only until a copy-on-write fork of it
+  // exists (proc/cow_fork.h), not until all its pages are read.
+  bool copy_on_write = true;
 };
 
 struct CheckpointStats {
@@ -39,6 +42,7 @@ struct CheckpointStats {
   // How long the target was held (from the start, GPU lock included): with
   // it left running, only until everything was captured, not written.
   double stopped_ms = 0;
+  std::string pages_from;  // "a copy-on-write fork", or why the target was held while its pages were read
   uint64_t pages_bytes = 0;
   double gpu_ms = 0;        // the driver's lock + checkpoint (0: not a CUDA process)
   uint64_t gpu_bytes = 0;   // device memory it moved into host memory

@@ -1,8 +1,10 @@
 #include "image/image.h"
 
 #include <algorithm>
+#include <cstring>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,17 +56,67 @@ Writer::~Writer() {
   }
 }
 
+static uint64_t page_up(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
+
 PageRun Writer::append(uint64_t addr, const void* data, uint64_t len) {
-  uint64_t at = offset_.fetch_add((len + kPageSize - 1) & ~(kPageSize - 1));
+  uint64_t at = offset_.fetch_add(page_up(len));
   PageRun run{addr, len, at, hash_run(data, len)};
-  pwrite_all(pages_.get(), data, len, at, kPagesName);
+  auto* p = static_cast<const char*>(data);
+  auto* stage = static_cast<const char*>(stage_.get());
+  if (stage && p >= stage && p + len <= stage + stage_.size()) {
+    std::lock_guard<std::mutex> lock(staged_mu_);
+    staged_.push_back(Staged{at, p, len});
+    return run;
+  }
   // No writeback is started here: it would make the collection (while the
   // target is held) wait for the disk. commit() writes it all.
+  pwrite_all(pages_.get(), data, len, at, kPagesName);
   return run;
+}
+
+void Writer::stage_in_memory(uint64_t max_bytes) {
+  max_bytes &= ~((2ull << 20) - 1);  // whole huge pages
+  if (max_bytes == 0 || stage_.get()) return;
+  void* p = ::mmap(nullptr, max_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return;  // an optimisation only: write directly
+  ::madvise(p, max_bytes, MADV_HUGEPAGE);
+  stage_ = Mapping(p, max_bytes);
+}
+
+void* Writer::stage_space(uint64_t len) {
+  if (!stage_.get()) return nullptr;
+  uint64_t at = stage_used_.load(), need = page_up(len);
+  do {
+    if (at + need > stage_.size()) return nullptr;  // a smaller chunk may still fit
+  } while (!stage_used_.compare_exchange_weak(at, at + need));
+  return static_cast<char*>(stage_.get()) + at;
+}
+
+// Runs after the target was released, in file order. The disk starts on
+// each 64 MiB while the next is copied, and staged memory is given back as
+// soon as it is in the page cache, so the writer never holds much more than
+// the image.
+void Writer::flush_staged() {
+  std::sort(staged_.begin(), staged_.end(), [](const Staged& x, const Staged& y) { return x.offset < y.offset; });
+  const uint64_t kWriteback = 64ull << 20;
+  uint64_t synced = 0;
+  for (const auto& s : staged_) {
+    pwrite_all(pages_.get(), s.data, s.len, s.offset, kPagesName);
+    ::madvise(const_cast<char*>(s.data), page_up(s.len), MADV_DONTNEED);
+    uint64_t end = s.offset + s.len;
+    if (end - synced >= kWriteback) {
+      ::sync_file_range(pages_.get(), static_cast<off_t>(synced), static_cast<off_t>(end - synced),
+                        SYNC_FILE_RANGE_WRITE);
+      synced = end;
+    }
+  }
+  staged_.clear();
+  stage_.reset();
 }
 
 void Writer::commit(Manifest& m) {
   m.pages_bytes = offset_.load();
+  flush_staged();
   if (::ftruncate(pages_.get(), m.pages_bytes) != 0) fail_errno("truncate ", kPagesName);
   if (::fsync(pages_.get()) != 0) fail_errno("fsync ", kPagesName);
   pages_.reset();

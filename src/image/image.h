@@ -3,8 +3,11 @@
 // pages.img (page-aligned page data).
 #pragma once
 #include <atomic>
+#include <mutex>
+#include <vector>
 #include <string>
 
+#include "common/mapping.h"
 #include "common/unique_fd.h"
 #include "image/schema.h"
 
@@ -28,6 +31,17 @@ class Writer {
   // Appends page-aligned data to pages.img; returns the run describing it.
   // Safe to call from several threads at once (each gets its own place).
   PageRun append(uint64_t addr, const void* data, uint64_t len);
+  // Staging: page data is collected into memory the writer owns (huge
+  // pages, up to `max_bytes`) and written to pages.img only in commit(). A
+  // checkpoint whose target runs on uses it: writing new page-cache pages
+  // runs at ~1 GB/s here, serialised by the file's lock, and would keep the
+  // target held; reading its memory straight into huge pages costs next to
+  // nothing over reading it at all.
+  void stage_in_memory(uint64_t max_bytes);
+  // Page-aligned room for `len` bytes in the staging memory, or nullptr when
+  // staging is off or full. append() of data inside it keeps the bytes
+  // there until commit() instead of writing them.
+  void* stage_space(uint64_t len);
   void commit(Manifest& m);
   uint64_t pages_bytes() const { return offset_.load(); }
   const std::string& dir() const { return dir_; }
@@ -36,7 +50,17 @@ class Writer {
   std::string dir_, tmp_;
   UniqueFd pages_;
   std::atomic<uint64_t> offset_{0};
+  struct Staged {
+    uint64_t offset;
+    const char* data;
+    uint64_t len;
+  };
+  Mapping stage_;
+  std::atomic<uint64_t> stage_used_{0};
+  std::mutex staged_mu_;
+  std::vector<Staged> staged_;  // guarded by staged_mu_
   bool committed_ = false;
+  void flush_staged();
 };
 
 class Reader {

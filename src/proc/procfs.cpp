@@ -84,6 +84,14 @@ std::map<std::string, std::string> read_status(const std::string& proc_dir) {
   return out;
 }
 
+uint64_t mem_available_bytes() {
+  std::string text;
+  if (!try_read_file("/proc/meminfo", &text)) return 0;
+  auto pos = text.find("MemAvailable:");
+  if (pos == std::string::npos) return 0;
+  return std::strtoull(text.c_str() + pos + std::strlen("MemAvailable:"), nullptr, 10) * 1024;
+}
+
 std::vector<std::string> read_stat_fields(pid_t pid) {
   std::string s = read_file(cat("/proc/", pid, "/stat"));
   auto close = s.rfind(')');

@@ -29,6 +29,8 @@ std::map<std::string, std::string> read_status(const std::string& proc_dir);
 // Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).
 std::vector<std::string> read_stat_fields(pid_t pid);
 std::string read_link(const std::string& path);
+// MemAvailable of /proc/meminfo, in bytes (0 if it cannot be read).
+uint64_t mem_available_bytes();
 std::map<std::string, std::string> read_fdinfo(pid_t pid, int fd, std::vector<std::string>* extra_lines);
 
 }  // namespace thaw::proc

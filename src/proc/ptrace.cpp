@@ -161,6 +161,10 @@ void Seizure::wait_syscall_stop(Tracee& t) {
     if (WSTOPSIG(status) == (SIGTRAP | 0x80)) return;
     int event = status >> 16;
     if (event == 0) t.resend.push_back(WSTOPSIG(status));  // a signal arrived: hold it back
+    if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
+      unsigned long child = 0;
+      if (::ptrace(PTRACE_GETEVENTMSG, t.tid, nullptr, &child) == 0) t.new_child = static_cast<pid_t>(child);
+    }
     if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
   }
 }

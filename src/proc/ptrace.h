@@ -14,6 +14,7 @@ struct Tracee {
   user_regs_struct regs{};     // as stopped
   bool regs_dirty = false;     // registers were used for injection
   std::vector<int> resend;     // signals swallowed during injection
+  pid_t new_child = 0;         // the child an injected clone() made (our pid namespace)
 };
 
 // Registers as they should be resumed: a system call interrupted by our stop
@@ -50,6 +51,7 @@ class Seizure {
   // Kill the target instead of resuming it (after the image is safely written).
   void kill_on_release() { kill_ = true; }
   void release();
+  bool released() const { return released_; }
   // Detach leaving registers as they are now (after restore loaded them).
   void detach_as_is();
 

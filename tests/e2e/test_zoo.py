@@ -34,6 +34,7 @@ PROGRAMS = {
     "rseq_robust": [],
     "big_heap": ["32"],
     "lazy_memory": [],
+    "busy_writer": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify"]
 
@@ -88,6 +89,43 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     assert p.poll() is None, f"{prog} died during checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
+
+
+def test_checkpoint_reads_a_copy_on_write_fork(zoo, thaw_bin):
+    """A target that runs on is held only until a forked copy of it exists;
+    the pages come from the copy. busy_writer rewrites 64 MiB all the time:
+    the image still holds one instant of it (both restores check), and the
+    original saw no SIGCHLD and has no child left, not even a zombie."""
+    expected = zoo.run_uninterrupted("busy_writer")
+    p = zoo.start("busy_writer")
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img)
+    assert "pages read from a copy-on-write fork" in cp.stderr, cp.stderr
+    assert p.poll() is None, f"busy_writer died during checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "original busy_writer after checkpoint")
+    for extra in ([], ["--eager"]):
+        rc, out, err = zoo.restore(img, *extra)
+        _assert_same(expected, rc, out, err, f"restored busy_writer {extra}")
+
+
+@pytest.mark.parametrize("how", ["--no-cow", "seccomp"])
+def test_checkpoint_holding_the_target(zoo, thaw_bin, how):
+    """Without a forked copy (asked for with --no-cow, or a process with a
+    seccomp filter, which might forbid the clone) the pages are read with
+    the target held: the image is one instant all the same."""
+    args = ["seccomp"] if how == "seccomp" else []
+    expected = zoo.run_uninterrupted("busy_writer", *args)
+    p = zoo.start("busy_writer", *args)
+    img = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--pid", str(p.pid), "--out", img, *([how] if how == "--no-cow" else []))
+    assert cp.returncode == 0, cp.stderr
+    why = "it has a seccomp filter" if how == "seccomp" else "asked to (--no-cow)"
+    assert f"pages read from the process, held because {why}" in cp.stderr, cp.stderr
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, f"original busy_writer after checkpoint ({how})")
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, f"restored busy_writer ({how})")
 
 
 def test_checkpoint_with_kill_flag(zoo, thaw_bin):

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <vector>
 #include <fstream>
 #include <string>
 
@@ -184,4 +186,42 @@ TEST_F(ImageTest, EveryHashBlockOfARunIsChecked) {
   EXPECT_TRUE(thaw::image::run_intact(run, data.data()));
   data[2 * thaw::image::kHashBlock + 7] = 'x';  // only the last block changes
   EXPECT_FALSE(thaw::image::run_intact(run, data.data()));
+}
+
+// Staged runs, runs that did not fit the staging memory and runs from other
+// memory all end up where their PageRun says, whatever order they came in.
+TEST_F(ImageTest, StagedAndDirectRunsAllLandInPlace) {
+  std::vector<thaw::image::PageRun> runs;
+  std::vector<std::string> want;
+  {
+    thaw::image::Writer w(dir_);
+    w.stage_in_memory(2u << 20);  // room for exactly 2 MiB
+    auto put = [&](char fill, uint64_t len, bool staged) {
+      std::string bytes(len, fill);
+      void* room = staged ? w.stage_space(len) : nullptr;
+      if (staged) {
+        ASSERT_NE(room, nullptr);
+        std::memcpy(room, bytes.data(), len);
+      }
+      runs.push_back(w.append(0x100000 * runs.size(), room ? room : bytes.data(), len));
+      want.push_back(bytes);
+    };
+    put('a', 1u << 20, true);
+    put('b', 5000, false);  // not a page multiple: padded in pages.img
+    put('c', 512u << 10, true);
+    EXPECT_EQ(w.stage_space(1u << 20), nullptr) << "only 512 KiB of room was left";
+    put('d', 256u << 10, true);
+    put('e', 8192, false);
+    auto m = sample();
+    w.commit(m);
+  }
+  thaw::image::Reader r(dir_);
+  for (size_t i = 0; i < runs.size(); i++) EXPECT_EQ(r.read_run(runs[i]), want[i]) << "run " << i;
+}
+
+TEST_F(ImageTest, StagingThatCannotBeHadWritesDirectly) {
+  thaw::image::Writer w(dir_);
+  EXPECT_EQ(w.stage_space(4096), nullptr) << "no staging was asked for";
+  w.stage_in_memory(1u << 20);  // under one huge page: none
+  EXPECT_EQ(w.stage_space(4096), nullptr);
 }
