@@ -16,8 +16,19 @@ namespace {
 
 constexpr long kOptions = PTRACE_O_TRACESYSGOOD;
 // The injected clone() reports PTRACE_EVENT_CLONE and its child starts
-// attached and stopped instead of running the target's code.
-constexpr long kForkOptions = kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK;
+// attached and stopped instead of running the target's code. The child
+// inherits these options: EXITKILL makes the kernel kill it should thaw die,
+// rather than let a second copy of the target run. (The target's thread has
+// it only between two ptrace calls around the clone.)
+constexpr long kForkOptions =
+    kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_EXITKILL;
+
+void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status;
+  while (::waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+  }
+}
 
 bool wait_first_stop(pid_t pid) {
   for (;;) {
@@ -52,6 +63,7 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
     r = s.syscall(t, SYS_clone, 0, 0, 0, 0, 0);
   } catch (...) {
     ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kOptions);
+    if (t.new_child > 0) kill_and_reap(t.new_child);
     throw;
   }
   ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kOptions);
@@ -59,8 +71,13 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
     *why = cat("clone() in it failed: ", std::strerror(static_cast<int>(-r)));
     return nullptr;
   }
+  if (t.new_child <= 0) {
+    // Cannot happen with PTRACE_O_TRACECLONE; if it did, the child would be
+    // running, and thaw cannot tell which pid it is here.
+    fail("clone() in the process made child ", r, " without a ptrace event; it was not stopped");
+  }
   std::unique_ptr<CowFork> f(new CowFork(s, t.new_child, static_cast<pid_t>(r)));
-  if (f->pid_ <= 0 || !wait_first_stop(f->pid_)) {
+  if (!wait_first_stop(f->pid_)) {
     *why = "the forked copy did not stop";
     return nullptr;  // the destructor kills and reaps whatever there is
   }
@@ -74,12 +91,7 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
 }
 
 CowFork::~CowFork() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    int status;
-    while (::waitpid(pid_, &status, __WALL) < 0 && errno == EINTR) {
-    }
-  }
+  if (pid_ > 0) kill_and_reap(pid_);
   try {
     reap_in_target();
   } catch (...) {
