@@ -102,11 +102,13 @@ Command add_restore(CLI::App& app) {
                            "checksum mismatch: corrupt image); the process was stopped\n");
             if (o->stats && r.lazy_bytes)
               std::fprintf(stderr,
-                           "restore: lazy memory %.1f MiB: %llu faults (%llu for zero pages) brought %.1f MiB, "
+                           "restore: lazy memory %.1f MiB: %llu faults (%llu for zero pages, %llu ahead of the "
+                           "working set's copy) brought %.1f MiB, "
                            "the working set %.1f MiB, the background %.1f MiB, %.1f MiB dropped by the process, "
                            "%u forks; all in after %.1f ms\n",
                            r.lazy_bytes / 1048576.0, (unsigned long long)pg.faults,
-                           (unsigned long long)pg.zero_faults, pg.fault_bytes / 1048576.0,
+                           (unsigned long long)pg.zero_faults, (unsigned long long)pg.early_faults,
+                           pg.fault_bytes / 1048576.0,
                            pg.prefetch_bytes / 1048576.0, pg.background_bytes / 1048576.0,
                            pg.dropped_bytes / 1048576.0, pg.forks, pg.done_ms);
             return r.exit_status;

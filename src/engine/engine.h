@@ -17,6 +17,10 @@ struct PagerStats {
   uint64_t lazy_bytes = 0;      // stored bytes left to the pager
   uint64_t fault_bytes = 0;     // copied because the process touched them
   uint64_t faults = 0, zero_faults = 0;
+  // Faults on blocks of the working set that its copy had not reached yet:
+  // how many there are depends on which of the two ran faster, not on what
+  // the working set holds.
+  uint64_t early_faults = 0;
   uint64_t background_bytes = 0;
   uint64_t prefetch_bytes = 0;  // the working set, copied first as the process started
   uint64_t dropped_bytes = 0;   // unmapped or discarded by the process first

@@ -336,6 +336,7 @@ void Pager::fault(Space& s, uint64_t addr, bool write) {
     uint64_t pg = (orig - r->addr) / kPageSize;
     uint64_t lo = pg / kPagesPerBlock * kPagesPerBlock;
     uint64_t hi = std::min(lo + kPagesPerBlock, r->len / kPageSize);
+    if (in_working_set_[first_block_[r - runs_.data()] + pg / kPagesPerBlock]) stats_.early_faults++;
     note_fault(*r, pg / kPagesPerBlock);
     Copy c = fill(s, *r, lo, hi, stats_.fault_bytes);
     if (c == Copy::kRetry) {

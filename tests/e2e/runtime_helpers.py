@@ -294,11 +294,12 @@ def smaps_flags(pid):
 def lazy_stats(err):
     """The numbers of the "lazy memory" line `thaw restore --stats` prints
     at exit (asserts that there is one)."""
-    m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages\) brought ([\d.]+) MiB, "
+    m = re.search(r"lazy memory ([\d.]+) MiB: (\d+) faults \((\d+) for zero pages, (\d+) ahead of the "
+                  r"working set's copy\) brought ([\d.]+) MiB, "
                   r"the working set ([\d.]+) MiB, the background ([\d.]+) MiB, ([\d.]+) MiB dropped by the "
                   r"process, (\d+) forks", err)
     assert m, f"no lazy memory statistics in thaw restore --stats output:\n{err}"
-    keys = ("lazy_mib", "faults", "zero_faults", "fault_mib", "working_set_mib", "background_mib", "dropped_mib",
+    keys = ("lazy_mib", "faults", "zero_faults", "early_faults", "fault_mib", "working_set_mib", "background_mib", "dropped_mib",
             "forks")
     return dict(zip(keys, (float(x) for x in m.groups())))
 

@@ -136,17 +136,19 @@ def test_torch_restore_three_times(runner, torch_image):
 
 
 def test_torch_working_set(runner, torch_image):
-    """After one restore of the torch image, the next fills what that one
-    touched (the working set) before the worker runs, and still answers
-    right; it needs few faults for the answers."""
+    """After one restore of the torch image, the next copies what that one
+    touched (the working set) first, and still answers right: few of its
+    faults are on blocks the working set did not hold. (Faults on blocks it
+    holds are only a matter of which ran faster, the copy or the worker:
+    on a busy 2-core machine, hundreds.)"""
     _check_answers(runner.restore(torch_image.dir, "restore recording the working set"),
                    torch_image.expected, "restore recording the working set")
     assert (Path(torch_image.dir) / "working-set").exists()
     what = "restore with the working set"
     err = _check_answers(runner.restore(torch_image.dir, what), torch_image.expected, what)
     st = lazy_stats(err)
-    assert st["working_set_mib"] > 1, err
-    assert st["faults"] - st["zero_faults"] < 50, err
+    assert st["working_set_mib"] > 0 or st["early_faults"] > 0, f"the working set was not used:\n{err}"
+    assert st["faults"] - st["zero_faults"] - st["early_faults"] < 50, err
 
 
 def test_torch_restore_two_at_once(runner, torch_image):
