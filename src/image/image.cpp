@@ -85,10 +85,14 @@ void Writer::stage_in_memory(uint64_t max_bytes) {
 
 void* Writer::stage_space(uint64_t len) {
   if (!stage_.get()) return nullptr;
-  uint64_t at = stage_used_.load(), need = page_up(len);
+  // Room for whole huge pages starts on one, so that giving it back after
+  // the write frees huge pages instead of splitting them.
+  const uint64_t kHuge = 2ull << 20, need = page_up(len);
+  uint64_t seen = stage_used_.load(), at;
   do {
+    at = need % kHuge == 0 ? (seen + kHuge - 1) & ~(kHuge - 1) : seen;
     if (at + need > stage_.size()) return nullptr;  // a smaller chunk may still fit
-  } while (!stage_used_.compare_exchange_weak(at, at + need));
+  } while (!stage_used_.compare_exchange_weak(seen, at + need));
   return static_cast<char*>(stage_.get()) + at;
 }
 

@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/error.h"
@@ -19,14 +21,20 @@ constexpr long kOptions = PTRACE_O_TRACESYSGOOD;
 // attached and stopped instead of running the target's code. The child
 // inherits these options: EXITKILL makes the kernel kill it should thaw die,
 // rather than let a second copy of the target run. (The target's thread has
-// it only between two ptrace calls around the clone.)
+// it only between two ptrace calls around the clone; thaw dying in between
+// would kill the target.)
 constexpr long kForkOptions =
     kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_EXITKILL;
 
 void kill_and_reap(pid_t pid) {
   ::kill(pid, SIGKILL);
-  int status;
-  while (::waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+  for (;;) {
+    int status;
+    if (::waitpid(pid, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      return;  // not ours to wait for (any more)
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return;
   }
 }
 
@@ -40,6 +48,19 @@ bool wait_first_stop(pid_t pid) {
     if (WIFSTOPPED(status)) return true;
     if (WIFEXITED(status) || WIFSIGNALED(status)) return false;
   }
+}
+
+// The child's pid in its own (the target's) pid namespace: the last NSpid.
+pid_t ns_pid_of(pid_t pid) {
+  std::string ids = read_status(cat("/proc/", pid))["NSpid"];
+  auto at = ids.find_last_of(" \t");
+  return static_cast<pid_t>(std::atoi(ids.c_str() + (at == std::string::npos ? 0 : at + 1)));
+}
+
+// Reaps the killed copy in the target (its parent) through `s`, which holds
+// at least the target's main thread. WNOHANG: the target must never block.
+void reap_in(Seizure& s, pid_t ns_pid) {
+  s.syscall(s.leader(), SYS_waitid, P_PID, ns_pid, 0, WEXITED | __WCLONE | WNOHANG, 0);
 }
 
 }  // namespace
@@ -63,7 +84,15 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
     r = s.syscall(t, SYS_clone, 0, 0, 0, 0, 0);
   } catch (...) {
     ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kOptions);
-    if (t.new_child > 0) kill_and_reap(t.new_child);
+    if (t.new_child > 0) {
+      pid_t ns_pid = ns_pid_of(t.new_child);
+      kill_and_reap(t.new_child);
+      try {
+        if (ns_pid > 0) reap_in(s, ns_pid);
+      } catch (...) {
+        // the first error is the one to report
+      }
+    }
     throw;
   }
   ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kOptions);
@@ -76,41 +105,57 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
     // running, and thaw cannot tell which pid it is here.
     fail("clone() in the process made child ", r, " without a ptrace event; it was not stopped");
   }
+  // From here the copy is owned: every way out kills it and has it reaped.
   std::unique_ptr<CowFork> f(new CowFork(s, t.new_child, static_cast<pid_t>(r)));
   if (!wait_first_stop(f->pid_)) {
     *why = "the forked copy did not stop";
-    return nullptr;  // the destructor kills and reaps whatever there is
+    return nullptr;
   }
   // The copy holds every file of the target open: close them, so that a
   // peer waiting for the target to close one is not kept waiting by it.
   Tracee ct;
   ct.tid = f->pid_;
-  if (::ptrace(PTRACE_GETREGS, ct.tid, nullptr, &ct.regs) == 0)
-    s.syscall(ct, SYS_close_range, 0, ~0u, 0);  // best effort (Linux 5.9+)
+  long closed = -1;
+  try {
+    if (::ptrace(PTRACE_GETREGS, ct.tid, nullptr, &ct.regs) == 0) closed = s.syscall(ct, SYS_close_range, 0, ~0u, 0);
+  } catch (const Error& e) {
+    *why = cat("closing the copy's files failed: ", e.what());
+    return nullptr;
+  }
+  if (closed != 0) {
+    *why = cat("closing the copy's files failed (close_range: ",
+               closed < 0 ? std::strerror(static_cast<int>(-closed)) : "no registers", ")");
+    return nullptr;
+  }
   return f;
 }
 
+double CowFork::finish() {
+  if (finished_) return 0;
+  finished_ = true;
+  kill_and_reap(pid_);
+  // Our wait ended the child as its tracer; its zombie now waits for its
+  // parent, the target.
+  if (!seizure_.released()) {
+    reap_in(seizure_, ns_pid_);
+    return 0;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  Seizure leader(seizure_.pid(), Seizure::Scope::kLeaderOnly);
+  // Found again: the address found before the release may be gone.
+  leader.set_gadget(find_syscall_gadget(seizure_.pid()));
+  reap_in(leader, ns_pid_);
+  leader.release();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 CowFork::~CowFork() {
-  if (pid_ > 0) kill_and_reap(pid_);
   try {
-    reap_in_target();
+    finish();
   } catch (...) {
     // The target exited or cannot be stopped again: the child stays a
     // zombie until the target exits.
   }
-}
-
-// Our wait above ended the child as its tracer; its zombie now waits for its
-// parent, the target. WNOHANG: the target's thread must never block here.
-void CowFork::reap_in_target() {
-  const long options = WEXITED | __WCLONE | WNOHANG;
-  if (!seizure_.released()) {
-    seizure_.syscall(seizure_.leader(), SYS_waitid, P_PID, ns_pid_, 0, options, 0);
-    return;
-  }
-  Seizure again(seizure_.pid());
-  again.set_gadget(seizure_.gadget());
-  again.syscall(again.leader(), SYS_waitid, P_PID, ns_pid_, 0, options, 0);
 }
 
 }  // namespace thaw::proc

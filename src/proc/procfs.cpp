@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <sstream>
 
@@ -90,6 +91,51 @@ uint64_t mem_available_bytes() {
   auto pos = text.find("MemAvailable:");
   if (pos == std::string::npos) return 0;
   return std::strtoull(text.c_str() + pos + std::strlen("MemAvailable:"), nullptr, 10) * 1024;
+}
+
+namespace {
+
+// Limit minus usage of the memory cgroup at `dir` and each one above it
+// up to `root`; UINT64_MAX where none is limited.
+uint64_t cgroup_headroom(const std::string& root, std::string path, const char* limit_file,
+                         const char* usage_file) {
+  uint64_t best = UINT64_MAX;
+  for (;;) {
+    std::string dir = root + (path == "/" ? "" : path), limit, usage;
+    if (try_read_file(dir + "/" + limit_file, &limit) && try_read_file(dir + "/" + usage_file, &usage)) {
+      char* end = nullptr;
+      uint64_t l = std::strtoull(limit.c_str(), &end, 10);  // "max" (v2): no number, no limit
+      if (end != limit.c_str()) {
+        uint64_t u = std::strtoull(usage.c_str(), nullptr, 10);
+        best = std::min(best, l > u ? l - u : 0);
+      }
+    }
+    if (path.empty() || path == "/") return best;
+    auto slash = path.find_last_of('/');
+    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  }
+}
+
+}  // namespace
+
+uint64_t memory_headroom_bytes() {
+  uint64_t best = mem_available_bytes();
+  std::string text;
+  if (!try_read_file("/proc/self/cgroup", &text)) return best;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    // "hierarchy-ID:controllers:path"; cgroup v2 has no controllers here
+    auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",", path = line.substr(b + 1);
+    if (controllers == ",,")
+      best = std::min(best, cgroup_headroom("/sys/fs/cgroup", path, "memory.max", "memory.current"));
+    else if (controllers.find(",memory,") != std::string::npos)
+      best = std::min(best, cgroup_headroom("/sys/fs/cgroup/memory", path, "memory.limit_in_bytes",
+                                            "memory.usage_in_bytes"));
+  }
+  return best;
 }
 
 std::vector<std::string> read_stat_fields(pid_t pid) {

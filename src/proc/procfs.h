@@ -31,6 +31,9 @@ std::vector<std::string> read_stat_fields(pid_t pid);
 std::string read_link(const std::string& path);
 // MemAvailable of /proc/meminfo, in bytes (0 if it cannot be read).
 uint64_t mem_available_bytes();
+// What this process may still allocate: MemAvailable, or less where a
+// memory cgroup it is in (or one above it) leaves less below its limit.
+uint64_t memory_headroom_bytes();
 std::map<std::string, std::string> read_fdinfo(pid_t pid, int fd, std::vector<std::string>* extra_lines);
 
 }  // namespace thaw::proc

@@ -57,7 +57,7 @@ user_regs_struct rewound(const user_regs_struct& r) {
   return out;
 }
 
-Seizure::Seizure(pid_t pid) : pid_(pid) {
+Seizure::Seizure(pid_t pid, Scope scope) : pid_(pid) {
   if (::kill(pid, 0) != 0) fail_errno("process ", pid);
   std::set<pid_t> seized;
   try {
@@ -65,7 +65,7 @@ Seizure::Seizure(pid_t pid) : pid_(pid) {
       if (round > 1000) fail("process ", pid, ": threads keep appearing; cannot stop them all");
       std::vector<pid_t> fresh;
       for (pid_t tid : list_threads(pid))
-        if (!seized.count(tid)) fresh.push_back(tid);
+        if (!seized.count(tid) && (scope == Scope::kAllThreads || tid == pid)) fresh.push_back(tid);
       if (fresh.empty()) break;
       for (pid_t tid : fresh) {
         if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) {

@@ -26,7 +26,10 @@ user_regs_struct rewound(const user_regs_struct& r);
 // running as before.
 class Seizure {
  public:
-  explicit Seizure(pid_t pid);
+  // kLeaderOnly stops just the main thread, for a system call run in it
+  // while the others go on.
+  enum class Scope { kAllThreads, kLeaderOnly };
+  explicit Seizure(pid_t pid, Scope scope = Scope::kAllThreads);
   ~Seizure();
   Seizure(const Seizure&) = delete;
   Seizure& operator=(const Seizure&) = delete;

@@ -36,7 +36,7 @@ PROGRAMS = {
     "lazy_memory": [],
     "busy_writer": [],
 }
-ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify"]
+ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children"]
 
 
 def _show(label, rc, out, err):
@@ -100,7 +100,7 @@ def test_checkpoint_reads_a_copy_on_write_fork(zoo, thaw_bin):
     p = zoo.start("busy_writer")
     img = zoo.img_path()
     cp = zoo.checkpoint(p, img)
-    assert "pages read from a copy-on-write fork" in cp.stderr, cp.stderr
+    assert "pages read from a copy-on-write fork; its main thread stopped again" in cp.stderr, cp.stderr
     assert p.poll() is None, f"busy_writer died during checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "original busy_writer after checkpoint")
@@ -109,18 +109,20 @@ def test_checkpoint_reads_a_copy_on_write_fork(zoo, thaw_bin):
         _assert_same(expected, rc, out, err, f"restored busy_writer {extra}")
 
 
-@pytest.mark.parametrize("how", ["--no-cow", "seccomp"])
+@pytest.mark.parametrize("how", ["--no-cow", "seccomp", "mlock"])
 def test_checkpoint_holding_the_target(zoo, thaw_bin, how):
-    """Without a forked copy (asked for with --no-cow, or a process with a
-    seccomp filter, which might forbid the clone) the pages are read with
-    the target held: the image is one instant all the same."""
-    args = ["seccomp"] if how == "seccomp" else []
+    """Without a forked copy (asked for with --no-cow; a process with a
+    seccomp filter, which might forbid the clone; one that locks memory,
+    which the copy would make fault) the pages are read with the target
+    held: the image is one instant all the same."""
+    args = [] if how == "--no-cow" else [how]
     expected = zoo.run_uninterrupted("busy_writer", *args)
     p = zoo.start("busy_writer", *args)
     img = zoo.img_path()
     cp = zoo.thaw("checkpoint", "--pid", str(p.pid), "--out", img, *([how] if how == "--no-cow" else []))
     assert cp.returncode == 0, cp.stderr
-    why = "it has a seccomp filter" if how == "seccomp" else "asked to (--no-cow)"
+    why = {"--no-cow": "asked to (--no-cow)", "seccomp": "it has a seccomp filter",
+           "mlock": "it has locked memory (mlock)"}[how]
     assert f"pages read from the process, held because {why}" in cp.stderr, cp.stderr
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, f"original busy_writer after checkpoint ({how})")
@@ -299,6 +301,23 @@ def test_unsupported_tcp(zoo, thaw_bin):
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "unsupported_tcp after failed checkpoint")
+
+
+@pytest.mark.parametrize("kind", ["running", "zombie"])
+def test_unsupported_children(zoo, thaw_bin, kind):
+    """A process with a child is refused (process trees), and survives. A
+    zombie child with no exit signal, what a killed thaw checkpoint leaves
+    of its copy-on-write copy, is pointed out as such."""
+    args = ["zombie"] if kind == "zombie" else []
+    expected = zoo.run_uninterrupted("unsupported_children", *args)
+    p = zoo.start("unsupported_children", *args)
+    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+    assert cp.returncode != 0, f"checkpoint of a process with a child succeeded:\n{cp.stderr}"
+    assert "process trees are not supported" in cp.stderr, cp.stderr
+    assert ("zombie with no exit signal" in cp.stderr) == (kind == "zombie"), cp.stderr
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "unsupported_children after failed checkpoint")
 
 
 def test_unsupported_inotify(zoo, thaw_bin):

@@ -1,9 +1,15 @@
 #include <unistd.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <cstring>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
+#include "common/io.h"
 #include "proc/procfs.h"
 
 using thaw::proc::read_maps;
@@ -35,4 +41,39 @@ TEST(Procfs, StatFieldsParseAfterCommWithSpaces) {
   auto f = thaw::proc::read_stat_fields(::getpid());
   ASSERT_GT(f.size(), 48u);
   EXPECT_TRUE(f[0] == "R" || f[0] == "S");  // field 3: state
+}
+
+// The staging memory of a checkpoint is sized by this: inside a memory
+// cgroup with a limit, the limit counts, not the machine's free memory.
+TEST(Procfs, MemoryHeadroomFollowsTheMemoryCgroup) {
+  std::string self;
+  ASSERT_TRUE(thaw::try_read_file("/proc/self/cgroup", &self));
+  auto at = self.find(":memory:");
+  if (at == std::string::npos || ::access("/sys/fs/cgroup/memory", W_OK) != 0)
+    GTEST_SKIP() << "no writable cgroup v1 memory hierarchy";
+  std::string path = self.substr(at + 8, self.find('\n', at) - at - 8);
+  std::string dir = "/sys/fs/cgroup/memory" + (path == "/" ? "" : path) + "/thaw-unit-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir << ": " << std::strerror(errno);
+  const uint64_t limit = 256ull << 20;
+  {
+    std::ofstream(dir + "/memory.limit_in_bytes") << limit;
+  }
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    { std::ofstream(dir + "/cgroup.procs") << ::getpid(); }
+    uint64_t h = thaw::proc::memory_headroom_bytes();
+    (void)!::write(p[1], &h, sizeof h);
+    ::_exit(0);
+  }
+  uint64_t headroom = 0;
+  ASSERT_EQ(::read(p[0], &headroom, sizeof headroom), static_cast<ssize_t>(sizeof headroom));
+  ::waitpid(child, nullptr, 0);
+  ::close(p[0]);
+  ::close(p[1]);
+  ::rmdir(dir.c_str());
+  EXPECT_GT(headroom, 0u);
+  EXPECT_LE(headroom, limit);
+  EXPECT_GT(thaw::proc::memory_headroom_bytes(), limit) << "outside that cgroup the machine has more";
 }

@@ -7,7 +7,8 @@
  * Also checks what the original must never see of a checkpoint: no SIGCHLD,
  * and no child left behind (not even a zombie, which wait with __WALL
  * would find).  argv[1] "seccomp" installs an allow-all seccomp filter
- * first (thaw then reads the pages with the process held).
+ * first, "mlock" locks some memory (thaw then reads the pages with the
+ * process held).
  */
 #include "zoo.h"
 
@@ -15,6 +16,7 @@
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -23,6 +25,7 @@
 static uint64_t *buf;
 static volatile int stop;
 static volatile sig_atomic_t sigchld;
+static char locked[1 << 16] __attribute__((aligned(4096)));
 
 static void on_sigchld(int sig)
 {
@@ -48,6 +51,8 @@ int main(int argc, char **argv)
         CHECK_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
         CHECK_SYS(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0, "seccomp");
     }
+    if (argc > 1 && strcmp(argv[1], "mlock") == 0)
+        CHECK_SYS(mlock(locked, sizeof locked) == 0, "mlock");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigchld;

@@ -16,6 +16,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <cstdio>
 #include <cstring>
 
 #include "common/error.h"
@@ -155,14 +156,21 @@ void store_chunks(CheckpointContext& c, pid_t from, std::vector<Chunk*>& chunks)
 // Reads the pages, letting the target go as early as it can: with a forked
 // copy, once the pages the copy lacks are read; without one, once all are.
 // They are read into memory (Writer::stage_in_memory), within half of what
-// the machine has free, rather than the page cache: new page-cache pages
-// are filled one thread at a time, at ~1 GB/s here.
+// thaw may still allocate (its memory cgroup's limit included), rather than
+// the page cache: new page-cache pages are filled one thread at a time, at
+// ~1 GB/s here. Half, because a target running on from a copy takes new
+// memory for each page it writes.
 void store_pages(CheckpointContext& c, std::vector<Chunk>& chunks) {
-  c.writer.stage_in_memory(proc::mem_available_bytes() / 2);
+  c.writer.stage_in_memory(proc::memory_headroom_bytes() / 2);
   std::unique_ptr<proc::CowFork> copy;
   if (c.release_early) {
     std::string why = "asked to (--no-cow)";
-    if (c.copy_on_write) copy = proc::CowFork::make(c.seizure, &why);
+    // A process that locks memory does not want page faults; it would take
+    // one on each page it writes while the copy lives.
+    bool locked = std::any_of(c.m.vmas.begin(), c.m.vmas.end(),
+                              [](const image::Vma& v) { return v.madv & image::kLocked; });
+    if (locked) why = "it has locked memory (mlock), where a copy would cost it page faults";
+    if (c.copy_on_write && !locked) copy = proc::CowFork::make(c.seizure, &why);
     c.pages_from = copy ? "a copy-on-write fork" : cat("the process, held because ", why);
   }
   std::vector<Chunk*> from_target, from_copy;
@@ -172,7 +180,12 @@ void store_pages(CheckpointContext& c, std::vector<Chunk>& chunks) {
   }
   store_chunks(c, c.pid, from_target);
   if (c.release_early) c.release_early();
-  if (copy) store_chunks(c, copy->pid(), from_copy);
+  if (copy) {
+    store_chunks(c, copy->pid(), from_copy);
+    char again[96];
+    std::snprintf(again, sizeof again, "; its main thread stopped again %.1f ms to reap it", copy->finish());
+    c.pages_from += again;
+  }
 }
 
 }  // namespace

@@ -42,9 +42,26 @@ void refuse_unsupported(pid_t pid, const std::vector<proc::Tracee>& threads) {
     std::string k;
     if (try_read_file(cat("/proc/", pid, "/task/", t.tid, "/children"), &k)) kids += k;
   }
-  if (!trim(kids).empty())
+  if (!trim(kids).empty()) {
+    // A zombie with no exit signal is what a killed thaw checkpoint leaves
+    // of its copy (proc/cow_fork.h): say so, thaw cannot tell for sure.
+    std::string hint;
+    std::istringstream in(kids);
+    for (std::string kid; in >> kid;) {
+      std::vector<std::string> f;
+      try {
+        f = proc::read_stat_fields(std::atoi(kid.c_str()));
+      } catch (const Error&) {
+        continue;
+      }
+      if (f.size() > 35 && f[0] == "Z" && f[35] == "0")
+        hint = cat(" Child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was killed "
+                   "leaves its copy of the process: it goes when the process waits for it (waitpid with "
+                   "__WCLONE) or ends.");
+    }
     fail("process ", pid, " has child processes (", trim(kids),
-         "); process trees are not supported yet: checkpoint a process without children");
+         "); process trees are not supported yet: checkpoint a process without children.", hint);
+  }
   DIR* d = ::opendir("/proc");
   if (!d) return;
   std::string traced;

@@ -1,0 +1,43 @@
+/* unsupported_children: a process with a child, which a checkpoint must
+ * refuse (process trees are not supported) and leave running.  argv[1]
+ * "zombie" makes the child a zombie with no exit signal (clone with exit
+ * signal 0, never waited for): what a killed thaw checkpoint leaves of its
+ * copy, which the error then points out.
+ */
+#include "zoo.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+int main(int argc, char **argv)
+{
+    char line[64];
+    int zombie = argc > 1 && strcmp(argv[1], "zombie") == 0;
+    pid_t child;
+    if (zombie) {
+        /* clone(flags 0): a copy of this process with no exit signal */
+        child = (pid_t)syscall(SYS_clone, 0, 0, 0, 0, 0);
+        CHECK_SYS(child >= 0, "clone");
+        if (child == 0)
+            _exit(0);
+    } else {
+        child = fork();
+        CHECK_SYS(child >= 0, "fork");
+        if (child == 0) {
+            pause();
+            _exit(0);
+        }
+    }
+
+    zoo_ready();
+    zoo_read_line(line, sizeof line);
+
+    if (!zombie)
+        kill(child, SIGKILL);
+    int status;
+    pid_t w = waitpid(child, &status, zombie ? __WCLONE : 0);
+    CHECK(w == child, "waitpid gave %d", (int)w);
+    printf("child reaped\n");
+    zoo_done();
+}
