@@ -35,7 +35,7 @@ Command add_checkpoint(CLI::App& app) {
   cp->add_option("--pid,-p", o->co.pid, "process to capture")->required();
   cp->add_option("--out,-o", o->co.out, "image directory to create")->required();
   cp->add_flag("--kill", o->co.kill, "kill the process once the image is safely written");
-  cp->add_flag("--no-cow{false}", o->co.copy_on_write,
+  cp->add_flag_callback("--no-cow", [o] { o->co.copy_on_write = false; },
                "hold the process while its pages are read, instead of reading them from a copy-on-write fork");
   cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
   return {cp, [o] {
@@ -68,13 +68,13 @@ Command add_restore(CLI::App& app) {
   rs->add_flag("--detach,-d", o->ro.detach, "return once the process runs; print its pid");
   rs->add_option("--pidfile", o->ro.pidfile, "write the restored process's pid here");
   rs->add_flag("--stats", o->stats, "print how long the restore took to stderr");
-  rs->add_flag("--eager{false}", o->ro.lazy,
+  rs->add_flag_callback("--eager", [o] { o->ro.lazy = false; },
                "fill all memory before the process runs (default: large anonymous mappings are filled "
                "while it runs)");
-  rs->add_flag("--lazy-faults-only{false}", o->ro.lazy_background,
+  rs->add_flag_callback("--lazy-faults-only", [o] { o->ro.lazy_background = false; },
                "fill lazily restored memory only where the process touches it, nothing in the background "
                "(for tests and diagnosis)");
-  rs->add_flag("--no-working-set{false}", o->ro.working_set,
+  rs->add_flag_callback("--no-working-set", [o] { o->ro.working_set = false; },
                "neither copy first the blocks earlier restores of this image touched (the image's "
                "working-set file) nor add to that file");
   return {rs, [o] {
