@@ -117,7 +117,12 @@ std::vector<uint64_t> Pager::working_set() const {
 
 void Pager::note_fault(const Run& r, uint64_t block) {
   uint8_t& in = in_working_set_[first_block_[&r - runs_.data()] + block];
-  if (in) return;
+  // A block faults once (the fault brings all of it): one already in the
+  // working set was recorded by an earlier restore, its copy not there yet.
+  if (in) {
+    stats_.early_faults++;
+    return;
+  }
   in = 1;
   faulted_.push_back(r.offset + block * kHashBlock);
 }
@@ -336,7 +341,6 @@ void Pager::fault(Space& s, uint64_t addr, bool write) {
     uint64_t pg = (orig - r->addr) / kPageSize;
     uint64_t lo = pg / kPagesPerBlock * kPagesPerBlock;
     uint64_t hi = std::min(lo + kPagesPerBlock, r->len / kPageSize);
-    if (in_working_set_[first_block_[r - runs_.data()] + pg / kPagesPerBlock]) stats_.early_faults++;
     note_fault(*r, pg / kPagesPerBlock);
     Copy c = fill(s, *r, lo, hi, stats_.fault_bytes);
     if (c == Copy::kRetry) {

@@ -93,6 +93,7 @@ class Pager {
   void move(Space& s, uint64_t from, uint64_t to, uint64_t len);
   bool verify_block(const Run& r, uint64_t block);
   Copy fill(Space& s, const Run& r, uint64_t page_lo, uint64_t page_hi, uint64_t& counter);
+  // Adds a faulted block to the working set, or counts an early fault.
   void note_fault(const Run& r, uint64_t block);
   void drop(Space& s, uint64_t start, uint64_t end);
   void fault(Space& s, uint64_t addr, bool write);

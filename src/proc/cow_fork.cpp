@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 
 #include "common/error.h"
@@ -50,13 +49,6 @@ bool wait_first_stop(pid_t pid) {
   }
 }
 
-// The child's pid in its own (the target's) pid namespace: the last NSpid.
-pid_t ns_pid_of(pid_t pid) {
-  std::string ids = read_status(cat("/proc/", pid))["NSpid"];
-  auto at = ids.find_last_of(" \t");
-  return static_cast<pid_t>(std::atoi(ids.c_str() + (at == std::string::npos ? 0 : at + 1)));
-}
-
 // Reaps the killed copy in the target (its parent) through `s`, which holds
 // at least the target's main thread. WNOHANG: the target must never block.
 void reap_in(Seizure& s, pid_t ns_pid) {
@@ -85,7 +77,7 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
   } catch (...) {
     ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kOptions);
     if (t.new_child > 0) {
-      pid_t ns_pid = ns_pid_of(t.new_child);
+      pid_t ns_pid = innermost_id(read_status(cat("/proc/", t.new_child))["NSpid"]);
       kill_and_reap(t.new_child);
       try {
         if (ns_pid > 0) reap_in(s, ns_pid);

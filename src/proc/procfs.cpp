@@ -85,6 +85,11 @@ std::map<std::string, std::string> read_status(const std::string& proc_dir) {
   return out;
 }
 
+pid_t innermost_id(const std::string& ns_ids) {
+  auto parts = split(trim(ns_ids), '\t');
+  return parts.empty() ? 0 : std::atoi(parts.back().c_str());
+}
+
 uint64_t mem_available_bytes() {
   std::string text;
   if (!try_read_file("/proc/meminfo", &text)) return 0;

@@ -29,6 +29,8 @@ std::map<std::string, std::string> read_status(const std::string& proc_dir);
 // Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).
 std::vector<std::string> read_stat_fields(pid_t pid);
 std::string read_link(const std::string& path);
+// The last (innermost) id of an NSpid/NStgid line of /proc/.../status.
+pid_t innermost_id(const std::string& ns_ids);
 // MemAvailable of /proc/meminfo, in bytes (0 if it cannot be read).
 uint64_t mem_available_bytes();
 // What this process may still allocate: MemAvailable, or less where a

@@ -54,7 +54,7 @@ void refuse_unsupported(pid_t pid, const std::vector<proc::Tracee>& threads) {
       } catch (const Error&) {
         continue;
       }
-      if (f.size() > 35 && f[0] == "Z" && f[35] == "0")
+      if (f.size() > 35 && f[0] == "Z" && field(f, 38) == 0)  // state, exit_signal
         hint = cat(" Child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was killed "
                    "leaves its copy of the process: it goes when the process waits for it (waitpid with "
                    "__WCLONE) or ends.");

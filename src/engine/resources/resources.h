@@ -26,8 +26,7 @@ void restore_posix_timers(RestoreContext& r);
 
 // threads.cpp: registers, FPU state, per-thread kernel state.
 void dump_threads(CheckpointContext& c);
-// The last (innermost) id of an NSpid/NStgid line of /proc/.../status.
-pid_t innermost_id(const std::string& ns_ids);
+using proc::innermost_id;
 // The pid and tids the restored process gets in its new pid namespace: the
 // ids it had in its own namespace, when the image has them.
 pid_t restore_pid(const image::Manifest& m);

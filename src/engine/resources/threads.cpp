@@ -54,11 +54,6 @@ std::vector<image::SigInfo> peek_signals(pid_t tid, bool shared) {
 
 std::vector<image::SigInfo> peek_shared_signals(pid_t pid) { return peek_signals(pid, true); }
 
-pid_t innermost_id(const std::string& ns_ids) {
-  auto parts = split(trim(ns_ids), '\t');
-  return parts.empty() ? 0 : std::atoi(parts.back().c_str());
-}
-
 namespace {
 
 // A process checkpointed inside a pid namespace (a container's) knows only
