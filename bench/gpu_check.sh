@@ -57,6 +57,9 @@ if [ "$CPU_ONLY" != 1 ]; then
   timeout 20 nvidia-smi --query-gpu=name,uuid,driver_version,memory.total,memory.used,persistence_mode,mig.mode.current --format=csv || true
 fi
 cat /proc/driver/nvidia/version 2>/dev/null || echo "no /proc/driver/nvidia/version"
+ls -l /dev/nvidia* 2>&1 | head -12
+ldconfig -p 2>/dev/null | grep -E 'libcuda\.so' || echo "libcuda not in the ld cache"
+grep -E 'MemTotal|MemAvailable' /proc/meminfo; nproc; df -h /tmp | tail -1
 uname -r
 ldd --version | head -1
 ldd "$THAW" || true
@@ -64,10 +67,12 @@ ldd "$THAW" || true
 timeout 60 "$PY" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "python", sys.version.split()[0])' || true
 id -u | grep -qx 0 || echo "WARNING: not root; thaw checkpoint/restore need root"
 
-step cold 120
-step cpu-snapshot 150
-step gpu-snapshot 180
-step runtime 180
+export PYTHONUNBUFFERED=1 THAW_GPU_COPY_TIMEOUT="${THAW_GPU_COPY_TIMEOUT:-40}"
+# The limits add up to under 9 minutes, the most one device call may take.
+step cold 90
+step cpu-snapshot 120
+step gpu-snapshot 140
+step runtime 150
 echo
 timeout 30 "$PY" bench/gpu_check.py summary
 rc=$?

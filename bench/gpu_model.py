@@ -7,9 +7,16 @@ Builds a torch MLP of about --gib GiB from a fixed config with random weights
   "go"          forward again on the same device; the output must be equal
   "go DEVICE"   move the model to DEVICE first (the CPU-snapshot path), then
                 compare with a tolerance (CPU and GPU kernels differ)
-then prints {"phase": "result", ...} and exits.
+then prints {"phase": "result", ...} and exits. "go" may carry options:
+  "go move=DEVICE"  move the model to DEVICE first (the CPU-snapshot path)
+  "go ref=PATH"     compare the output with the one saved at PATH as well
+--save-ref PATH saves the output (on the CPU) for later comparisons;
+--no-forward skips the first forward pass (a model parked on the CPU in
+the GPU's dtype, whose CPU kernels may be missing or slow); --pcie times a
+host-to-device copy of 1 GiB, pageable and pinned, after the result.
 """
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -44,12 +51,44 @@ def forward(model, x):
     return out
 
 
+def digest(t):
+    return hashlib.sha256(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+
+
+def compare(out, ref, prefix):
+    ref = ref.to(out.device)
+    return {f"{prefix}equal": bool(torch.equal(out, ref)),
+            f"{prefix}close": bool(torch.allclose(out.float(), ref.float(), rtol=1e-2, atol=1e-2)),
+            f"{prefix}max_abs_diff": (out.float() - ref.float()).abs().max().item()}
+
+
+def pcie(n=1 << 30):
+    """Host-to-device GB/s of one n-byte copy from pageable and from pinned memory."""
+    res = {}
+    dev = torch.empty(n, dtype=torch.uint8, device="cuda")
+    for kind in ("pageable", "pinned"):
+        host = torch.ones(n, dtype=torch.uint8, pin_memory=(kind == "pinned"))
+        best = 0.0
+        for _ in range(3):  # the best of three, the first may pay for setup
+            torch.cuda.synchronize()
+            t = time.monotonic()
+            dev.copy_(host, non_blocking=True)
+            torch.cuda.synchronize()
+            best = max(best, n / 1e9 / (time.monotonic() - t))
+        res[f"h2d_{kind}_GBps"] = best
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", choices=("float16", "float32"), default=None)
     ap.add_argument("--gib", type=float, default=4)
+    ap.add_argument("--no-forward", action="store_true")
+    ap.add_argument("--save-ref")
+    ap.add_argument("--pcie", action="store_true")
     a = ap.parse_args()
-    dtype = torch.float16 if a.device.startswith("cuda") else torch.float32
+    dtype = getattr(torch, a.dtype) if a.dtype else torch.float16 if a.device.startswith("cuda") else torch.float32
     t = time.monotonic()
     model, x, nbytes = build(a.gib, dtype)
     t_build = time.monotonic() - t
@@ -59,14 +98,17 @@ def main():
         torch.cuda.synchronize()
     t_to = time.monotonic() - t
     t = time.monotonic()
-    ref = forward(model, x)
+    ref = None if a.no_forward else forward(model, x)
     t_fwd = time.monotonic() - t
-    print(json.dumps({"phase": "ready", "device": a.device, "model_bytes": nbytes, "t_import": T_IMPORT,
-                      "t_build": t_build, "t_to": t_to, "t_forward": t_fwd,
+    if a.save_ref and ref is not None:
+        torch.save(ref.cpu(), a.save_ref)
+    print(json.dumps({"phase": "ready", "device": a.device, "dtype": str(dtype), "model_bytes": nbytes,
+                      "t_import": T_IMPORT, "t_build": t_build, "t_to": t_to, "t_forward": t_fwd,
+                      "digest": digest(ref) if ref is not None else None,
                       "t_total": time.monotonic() - T0}), flush=True)
-    line = sys.stdin.readline().split()
+    opts = dict(w.split("=", 1) for w in sys.stdin.readline().split()[1:] if "=" in w)
     t_after = time.monotonic()
-    move_to = line[1] if len(line) > 1 else None
+    move_to = opts.get("move")
     t_move = 0.0
     if move_to:
         t = time.monotonic()
@@ -77,13 +119,15 @@ def main():
     t = time.monotonic()
     out = forward(model, x)
     t_fwd2 = time.monotonic() - t
-    ref_here = ref.to(out.device)
-    diff = (out.float() - ref_here.float()).abs().max().item()
-    res = {"phase": "result", "device": str(out.device), "equal": bool(torch.equal(out, ref_here)),
-           "max_abs_diff": diff, "t_move": t_move, "t_forward": t_fwd2, "t_after_go": time.monotonic() - t_after}
-    if move_to:
-        res["close"] = bool(torch.allclose(out.float(), ref_here.float(), rtol=1e-2, atol=1e-2))
+    res = {"phase": "result", "device": str(out.device), "digest": digest(out), "t_move": t_move,
+           "t_forward": t_fwd2, "t_after_go": time.monotonic() - t_after}
+    if ref is not None:  # the output this process computed before its checkpoint
+        res.update(compare(out, ref, ""))
+    if "ref" in opts:  # the output of another process (the cold start)
+        res.update(compare(out, torch.load(opts["ref"]), "ref_"))
     print(json.dumps(res), flush=True)
+    if a.pcie and out.is_cuda:
+        print(json.dumps({"phase": "pcie", **pcie()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,8 @@ Command add_checkpoint(CLI::App& app) {
                            st.seize_ms, st.dump_ms, st.write_ms, st.total_ms, st.stopped_ms,
                            st.pages_from.empty() ? "" : (" (pages read from " + st.pages_from + ")").c_str());
             if (!o->quiet && st.gpu_bytes)
-              std::fprintf(stderr, "checkpoint: GPU state %.1f MiB moved to host memory by the driver in %.1f ms\n",
-                           st.gpu_bytes / 1048576.0, st.gpu_ms);
+              std::fprintf(stderr, "checkpoint: GPU state %.1f MiB moved to host memory by the driver in %.1f ms (%s)\n",
+                           st.gpu_bytes / 1048576.0, st.gpu_ms, st.gpu_detail.c_str());
             return 0;
           }};
 }
@@ -88,8 +88,8 @@ Command add_restore(CLI::App& app) {
                              o->ro.dir.c_str(), r.host_pid, r.ready_ms, r.load_ms, r.setup_ms, r.memory_ms,
                              r.threads_ms, r.finish_ms);
               if ((o->stats || o->ro.detach) && r.gpu_ms > 0)
-                std::fprintf(stderr, "restore: GPU state restored and unlocked in %.1f ms (part of registers)\n",
-                             r.gpu_ms);
+                std::fprintf(stderr, "restore: GPU state restored and unlocked in %.1f ms (part of registers; %s)\n",
+                             r.gpu_ms, r.gpu_detail.c_str());
               if (o->ro.detach) std::printf("%d\n", r.host_pid);
               std::fflush(nullptr);
             };

@@ -33,6 +33,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // Before seizing: the driver needs the target's threads running.
     auto gpu = suspend_gpu(o.pid, m);
     st.gpu_ms = ms_since(t0);
+    if (gpu) st.gpu_detail = gpu->detail();
     proc::Seizure seizure(o.pid);
     st.seize_ms = ms_since(t0) - st.gpu_ms;
     seizure.set_gadget(proc::find_syscall_gadget(o.pid));

@@ -49,6 +49,7 @@ struct CheckpointStats {
   std::string pages_from;  // "a copy-on-write fork", or why the target was held while its pages were read
   uint64_t pages_bytes = 0;
   double gpu_ms = 0;        // the driver's lock + checkpoint (0: not a CUDA process)
+  std::string gpu_detail;   // where gpu_ms went
   uint64_t gpu_bytes = 0;   // device memory it moved into host memory
   size_t threads = 0, vmas = 0, fds = 0;
 };
@@ -94,6 +95,7 @@ struct RestoreResult {
   // restorer (threads, mm), and loading registers from outside.
   double load_ms = 0, setup_ms = 0, memory_ms = 0, threads_ms = 0, finish_ms = 0;
   double gpu_ms = 0;      // the driver's restore + unlock, part of finish_ms (0: no GPU state)
+  std::string gpu_detail;  // where gpu_ms went
   int exit_status = 0;    // when waited for: its exit code, 128+signal if killed
   uint64_t lazy_bytes = 0;  // stored bytes left to the pager when the process started
   PagerStats pager;         // when waited for: what the pager did

@@ -398,8 +398,8 @@ pid_t ns_tid_of(pid_t host_tid) { return innermost_id(proc::read_status(cat("/pr
 
 // Final step, from outside: load each parked thread's registers, unmap the
 // restorer region from inside the process, bring back GPU state (the
-// image's, if any), release every thread. Returns the GPU part's ms.
-double finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len) {
+// image's, if any, through `gpu`), release every thread.
+void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uint64_t region_len, GpuRestore* gpu) {
   proc::Seizure s(host_pid);
   // Until every register is loaded a thread must never run again (it would
   // resume inside the restorer, which is gone): a failure kills them held.
@@ -427,9 +427,8 @@ double finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, u
     load_thread_registers(t.tid, *it);
   }
   if (!leader) fail("restored process has no main thread");
-  double gpu_ms = m.gpu.uuid.empty() ? 0 : resume_gpu(s, m);
+  if (gpu) gpu->resume(s);
   s.detach_as_is();
-  return gpu_ms;
 }
 
 pid_t child_of(pid_t init) {
@@ -568,6 +567,10 @@ RestoreResult restore(const RestoreOptions& o) {
       run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(),
                want_lazy ? watch_r.release() : -1);
     }
+    // After the fork (the child must not inherit a CUDA context or the
+    // driver's fds) and back in our own pid namespace (threads).
+    std::optional<GpuRestore> gpu;
+    if (!m.gpu.uuid.empty()) gpu.emplace(m);
     status_w.reset();
     watch_r.reset();
     RestoreResult res;
@@ -609,7 +612,11 @@ RestoreResult restore(const RestoreOptions& o) {
         pager->arm();
         res.lazy_bytes = pager->lazy_bytes();
       }
-      res.gpu_ms = finish(host, m, rs, re - rs);
+      finish(host, m, rs, re - rs, gpu ? &*gpu : nullptr);
+      if (gpu) {
+        res.gpu_ms = gpu->total_ms();
+        res.gpu_detail = gpu->detail();
+      }
     } catch (const std::exception& e) {
       return reap_failed(e.what());
     }

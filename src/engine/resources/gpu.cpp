@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -151,6 +152,7 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
     if (use.pid != pid)
       fail("its child ", gpu::describe_process(use.pid), " uses CUDA; only the checkpointed process itself may");
     auto t = Timeouts::from_env();
+    auto t_open = std::chrono::steady_clock::now();
     std::unique_ptr<gpu::Driver> d;
     try {
       d = std::make_unique<gpu::Driver>(t.call_s);
@@ -183,14 +185,23 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
     m.gpu.display_driver = gpu::display_driver_version();
     m.gpu.restore_tid = ns_tid(pid, *restore_tid);
     uint64_t before = d->used_bytes();
+    double open_ms = ms_since(t_open);
     // From here on a failure puts the target back as it was.
     auto s = std::make_unique<GpuSuspension>(pid, std::move(d));
+    auto t_lock = std::chrono::steady_clock::now();
     s->driver().lock(pid, t.lock_s);
     expect_state(s->driver(), pid, gpu::ProcessState::kLocked, "cuCheckpointProcessLock");
+    double lock_ms = ms_since(t_lock);
+    auto t_copy = std::chrono::steady_clock::now();
     s->driver().checkpoint(pid, t.copy_s(before));
     expect_state(s->driver(), pid, gpu::ProcessState::kCheckpointed, "cuCheckpointProcessCheckpoint");
+    double copy_ms = ms_since(t_copy);
     uint64_t after = s->driver().used_bytes();
     m.gpu.memory_bytes = before > after ? before - after : 0;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "driver load and checks %.0f ms, lock %.0f ms, cuCheckpointProcessCheckpoint %.0f ms",
+                  open_ms, lock_ms, copy_ms);
+    s->detail() = buf;
     auto left = gpu::scan_cuda_use(pid).devices;
     if (!left.empty())
       fail("it still holds NVIDIA devices after cuCheckpointProcessCheckpoint (", join(left),
@@ -199,7 +210,38 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
   });
 }
 
-double resume_gpu(proc::Seizure& s, const image::Manifest& m) {
+struct GpuRestore::Prepared {
+  std::unique_ptr<gpu::Driver> driver;
+  gpu::RestoreTarget target;
+  double open_ms = 0, check_ms = 0;
+};
+
+GpuRestore::GpuRestore(const image::Manifest& m) : m_(m) {
+  // Copies, not references: the thread must not depend on who waits for it.
+  auto g = m.gpu;
+  prepared_ = std::async(std::launch::async, [g] {
+    auto p = std::make_shared<Prepared>();
+    auto t = Timeouts::from_env();
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      p->driver = std::make_unique<gpu::Driver>(t.call_s);
+    } catch (const Error& e) {
+      fail("the image holds GPU state (", g.model, ", ", gpu::gib(g.memory_bytes), ") and this machine has no ",
+           "usable CUDA driver: ", e.what());
+    }
+    p->open_ms = ms_since(t0);
+    auto t1 = std::chrono::steady_clock::now();
+    auto devices = p->driver->devices();
+    gpu::check_no_mps(0);
+    gpu::check_no_mig(0, devices);
+    p->target = gpu::pick_restore_device(devices, g.model, g.uuid, g.memory_bytes,
+                                         [&](int ordinal) { return p->driver->free_bytes(ordinal); });
+    p->check_ms = ms_since(t1);
+    return p;
+  });
+}
+
+void GpuRestore::resume(proc::Seizure& s) {
   pid_t pid = s.pid();
   auto t0 = std::chrono::steady_clock::now();
   // A half-restored process must not run: on failure it dies still held.
@@ -211,36 +253,37 @@ double resume_gpu(proc::Seizure& s, const image::Manifest& m) {
     }
   } guard{s};
   with_context(cat("gpu restore: pid ", pid), [&] {
-    const auto& g = m.gpu;
+    const auto& g = m_.gpu;
     auto t = Timeouts::from_env();
-    std::unique_ptr<gpu::Driver> d;
-    try {
-      d = std::make_unique<gpu::Driver>(t.call_s);
-    } catch (const Error& e) {
-      fail("the image holds GPU state (", g.model, ", ", gpu::gib(g.memory_bytes), ") and this machine has no ",
-           "usable CUDA driver: ", e.what());
-    }
-    auto devices = d->devices();
-    gpu::check_no_mps(0);
-    gpu::check_no_mig(0, devices);
-    auto target = gpu::pick_restore_device(devices, g.model, g.uuid, g.memory_bytes,
-                                           [&](int ordinal) { return d->free_bytes(ordinal); });
+    auto p = prepared_.get();
+    double wait_ms = ms_since(t0);
+    gpu::Driver& d = *p->driver;
     proc::Tracee* rt = nullptr;
     for (auto& th : s.threads())
       if (ns_tid(pid, th.tid) == g.restore_tid) rt = &th;
     if (!rt) fail("the driver's restore thread (tid ", g.restore_tid, " in the image) is not in the process");
-    expect_state(*d, pid, gpu::ProcessState::kCheckpointed, "the CPU restore");
+    expect_state(d, pid, gpu::ProcessState::kCheckpointed, "the CPU restore");
     // The application's threads stay stopped: one touching device memory
     // before it is back would crash. The driver does its work on this one.
     RunningThread running(rt->tid);
-    d->restore(pid, target.pairs, t.copy_s(g.memory_bytes));
-    expect_state(*d, pid, gpu::ProcessState::kLocked, "cuCheckpointProcessRestore");
-    d->unlock(pid, t.call_s);
-    expect_state(*d, pid, gpu::ProcessState::kRunning, "cuCheckpointProcessUnlock");
+    auto t_copy = std::chrono::steady_clock::now();
+    d.restore(pid, p->target.pairs, t.copy_s(g.memory_bytes));
+    expect_state(d, pid, gpu::ProcessState::kLocked, "cuCheckpointProcessRestore");
+    double copy_ms = ms_since(t_copy);
+    auto t_unlock = std::chrono::steady_clock::now();
+    d.unlock(pid, t.call_s);
+    expect_state(d, pid, gpu::ProcessState::kRunning, "cuCheckpointProcessUnlock");
+    double unlock_ms = ms_since(t_unlock);
     running.stop();
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "waited %.0f ms for driver load %.0f ms and checks %.0f ms (begun with the memory); "
+                  "cuCheckpointProcessRestore %.0f ms, unlock %.0f ms",
+                  wait_ms, p->open_ms, p->check_ms, copy_ms, unlock_ms);
+    detail_ = buf;
   });
   guard.done = true;
-  return ms_since(t0);
+  total_ms_ = ms_since(t0);
 }
 
 }  // namespace thaw::engine
