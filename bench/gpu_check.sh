@@ -69,10 +69,10 @@ id -u | grep -qx 0 || echo "WARNING: not root; thaw checkpoint/restore need root
 
 export PYTHONUNBUFFERED=1 THAW_GPU_COPY_TIMEOUT="${THAW_GPU_COPY_TIMEOUT:-40}"
 # The limits add up to under 9 minutes, the most one device call may take.
-step cold 90
+step cold 130
 step cpu-snapshot 120
 step gpu-snapshot 140
-step runtime 150
+step runtime 130
 echo
 timeout 30 "$PY" bench/gpu_check.py summary
 rc=$?

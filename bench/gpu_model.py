@@ -10,7 +10,9 @@ Builds a torch MLP of about --gib GiB from a fixed config with random weights
 then prints {"phase": "result", ...} and exits. "go" may carry options:
   "go move=DEVICE"  move the model to DEVICE first (the CPU-snapshot path)
   "go ref=PATH"     compare the output with the one saved at PATH as well
---save-ref PATH saves the output (on the CPU) for later comparisons;
+--weights PATH loads the weights from PATH when it exists (what a real cold
+start does: read them from disk, here from the page cache) and else builds
+them from the seed and saves them there. --save-ref PATH saves the output (on the CPU) for later comparisons;
 --no-forward skips the first forward pass (a model parked on the CPU in
 the GPU's dtype, whose CPU kernels may be missing or slow); --pcie times a
 host-to-device copy of 1 GiB, pageable and pinned, after the result.
@@ -18,6 +20,7 @@ host-to-device copy of 1 GiB, pageable and pinned, after the result.
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 
@@ -27,20 +30,30 @@ import torch  # noqa: E402
 T_IMPORT = time.monotonic() - T0
 
 
-def build(gib, dtype):
+def shape(gib, dtype):
     hidden = 8192 if gib >= 1 else 2048
     layer_bytes = hidden * hidden * torch.finfo(dtype).bits // 8
-    layers = max(2, int(gib * (1 << 30) // layer_bytes))
+    return hidden, max(2, int(gib * (1 << 30) // layer_bytes)), layer_bytes
+
+
+def build(gib, dtype):
+    """Weights from seed 0, made on the CPU so every path gets the same ones."""
+    hidden, layers, _ = shape(gib, dtype)
     gen = torch.Generator().manual_seed(0)
-    mods = []
-    for _ in range(layers):
-        lin = torch.nn.Linear(hidden, hidden, bias=False)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(hidden, hidden, generator=gen) / hidden ** 0.5)
-        mods += [lin, torch.nn.Tanh()]
-    model = torch.nn.Sequential(*mods).to(dtype).eval()
+    weights = [(torch.randn(hidden, hidden, generator=gen) / hidden ** 0.5).to(dtype) for _ in range(layers)]
     x = torch.randn(8, hidden, generator=gen).to(dtype)
-    return model, x, layers * layer_bytes
+    return weights, x
+
+
+def assemble(weights, gib, dtype):
+    hidden, layers, layer_bytes = shape(gib, dtype)
+    mods = []
+    for w in weights:
+        # skip_init: no random init of memory the weights replace at once.
+        lin = torch.nn.utils.skip_init(torch.nn.Linear, hidden, hidden, bias=False, dtype=dtype)
+        lin.weight = torch.nn.Parameter(w, requires_grad=False)
+        mods += [lin, torch.nn.Tanh()]
+    return torch.nn.Sequential(*mods).eval(), layers * layer_bytes
 
 
 def forward(model, x):
@@ -86,12 +99,24 @@ def main():
     ap.add_argument("--gib", type=float, default=4)
     ap.add_argument("--no-forward", action="store_true")
     ap.add_argument("--save-ref")
+    ap.add_argument("--weights")
     ap.add_argument("--pcie", action="store_true")
     a = ap.parse_args()
     dtype = getattr(torch, a.dtype) if a.dtype else torch.float16 if a.device.startswith("cuda") else torch.float32
     t = time.monotonic()
-    model, x, nbytes = build(a.gib, dtype)
-    t_build = time.monotonic() - t
+    loaded = bool(a.weights) and os.path.exists(a.weights)
+    if loaded:
+        weights, x = torch.load(a.weights)
+    else:
+        weights, x = build(a.gib, dtype)
+        if a.weights:
+            t_save = time.monotonic()
+            torch.save((weights, x), a.weights + ".tmp")
+            os.rename(a.weights + ".tmp", a.weights)
+            t_save = time.monotonic() - t_save
+    model, nbytes = assemble(weights, a.gib, dtype)
+    del weights
+    t_build = time.monotonic() - t - (t_save if not loaded and a.weights else 0)
     t = time.monotonic()
     model, x = model.to(a.device), x.to(a.device)
     if a.device.startswith("cuda"):
@@ -103,6 +128,7 @@ def main():
     if a.save_ref and ref is not None:
         torch.save(ref.cpu(), a.save_ref)
     print(json.dumps({"phase": "ready", "device": a.device, "dtype": str(dtype), "model_bytes": nbytes,
+                      "weights": "loaded" if loaded else "built",
                       "t_import": T_IMPORT, "t_build": t_build, "t_to": t_to, "t_forward": t_fwd,
                       "digest": digest(ref) if ref is not None else None,
                       "t_total": time.monotonic() - T0}), flush=True)

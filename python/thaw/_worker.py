@@ -96,6 +96,23 @@ def reseed(seed):
         torch.manual_seed(seed % (1 << 63))
 
 
+def nvidia_device_fds(fd_dir="/proc/self/fd"):
+    """The NVIDIA device nodes (/dev/nvidiactl, /dev/nvidia0, ...) this process has open."""
+    found = set()
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("/dev/nvidia"):
+            found.add(target)
+    return sorted(found)
+
+
 def cuda_snapshot_warnings(where):
     """A warning when CUDA was initialized during the snapshot phase."""
     causes = []
@@ -105,13 +122,13 @@ def cuda_snapshot_warnings(where):
             causes.append("torch.cuda was initialized")
     except Exception:  # noqa: BLE001 - a broken torch must not stop the snapshot
         pass
-    try:
-        with open("/proc/self/maps") as f:
-            if any("libcuda.so" in line for line in f):
-                causes.append("the CUDA driver (libcuda.so) was loaded, e.g. by "
-                              "torch.cuda.is_available()")
-    except OSError:
-        pass
+    # libcuda merely loaded means nothing (torch 2.x loads it at import);
+    # cuInit opens the driver's control device, and that is what caches "no
+    # GPU" for the life of the process.
+    opened = nvidia_device_fds()
+    if opened:
+        causes.append(f"the CUDA driver was initialized (the process has {', '.join(opened)} open), "
+                      f"e.g. by torch.cuda.is_available()")
     if not causes:
         return []
     return [f"CUDA was initialized during the snapshot phase of {where}: {' and '.join(causes)} "

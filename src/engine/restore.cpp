@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/rseq.h>
@@ -343,8 +344,21 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
 // pid 1 of the restored process's namespace: reaps, forwards termination
 // signals, and exits the way the restored process did.
 [[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd, int watch) {
-  if (o.namespaces && ::unshare(o.namespaces) != 0)
-    child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
+  // The process lives in a new pid namespace: a /proc of the host's would
+  // show other processes under its pids (/proc/<getpid()> is someone else,
+  // which crashes the CUDA driver, for one). Unless the caller sets up the
+  // mounts itself, it gets a mount namespace of its own with a /proc of its
+  // pid namespace.
+  bool own_proc = !(o.namespaces & CLONE_NEWNS);
+  int namespaces = o.namespaces | CLONE_NEWNS;
+  if (::unshare(namespaces) != 0) child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
+  if (own_proc) {
+    // Private first: the new /proc must not appear in the host's namespace.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      child_fail(status_fd, cat("make mounts private: ", std::strerror(errno)));
+    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      child_fail(status_fd, cat("mount /proc for the new pid namespace: ", std::strerror(errno)));
+  }
   if (o.in_namespace) {
     try {
       o.in_namespace();

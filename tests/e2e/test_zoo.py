@@ -23,6 +23,7 @@ PROGRAMS = {
     "fds": [],
     "pipes": [],
     "unix": [],
+    "unix_bound": [],
     "eventfd": [],
     "epoll": [],
     "timerfd": [],

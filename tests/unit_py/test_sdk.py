@@ -860,6 +860,63 @@ def test_worker_warns_when_cuda_initialized_in_snapshot_phase(write_app, worker)
     assert "move CUDA use to @enter(snap=False)" in text
 
 
+def test_worker_warns_when_the_cuda_driver_was_initialized(write_app, worker):
+    """cuInit opens /dev/nvidiactl: that, not libcuda being loaded, is what
+    makes the process cache "no GPU" in a snapshot phase without one."""
+    path = write_app("worker_app_cuinit", '''
+        import thaw as modal
+        app = modal.App("cuinit-warn")
+
+        @app.cls(enable_memory_snapshot=True, gpu="A10G")
+        class G:
+            @modal.enter(snap=True)
+            def load(self):
+                import sys  # the worker runs as python -m thaw._worker
+                sys.modules["__main__"].nvidia_device_fds = lambda: ["/dev/nvidiactl"]  # as if cuInit had run
+
+            @modal.method()
+            def f(self):
+                return 1
+    ''')
+    w = worker(path, "G", snapshot=True)
+    msg = w.recv()
+    assert msg["type"] == "snapshot_ready"
+    assert len(msg["warnings"]) == 1, msg["warnings"]
+    assert "the CUDA driver was initialized (the process has /dev/nvidiactl open)" in msg["warnings"][0]
+
+
+def test_worker_does_not_warn_for_libcuda_merely_loaded(write_app, worker, tmp_path):
+    """torch 2.x maps libcuda at import without initializing CUDA; a snapshot
+    of such a process sees the GPU after the restore (seen on an H100)."""
+    lib = tmp_path / "libcuda.so.1"
+    lib.write_bytes(b"\0" * 4096)
+    path = write_app("worker_app_libcuda", f'''
+        import mmap
+        import thaw as modal
+        app = modal.App("libcuda-loaded")
+        _f = open({str(lib)!r}, "rb")
+        _m = mmap.mmap(_f.fileno(), 4096, prot=mmap.PROT_READ)  # shows in /proc/self/maps
+
+        @app.function(enable_memory_snapshot=True, gpu="A10G")
+        def f():
+            return 1
+    ''')
+    w = worker(path, "f", snapshot=True)
+    msg = w.recv()
+    assert msg["type"] == "snapshot_ready"
+    assert msg["warnings"] == [], msg["warnings"]
+
+
+def test_nvidia_device_fds_reads_the_fd_links(tmp_path):
+    from thaw._worker import nvidia_device_fds
+    (tmp_path / "3").symlink_to("/dev/nvidiactl")
+    (tmp_path / "4").symlink_to("/dev/nvidia0")
+    (tmp_path / "5").symlink_to("/dev/null")
+    (tmp_path / "6").symlink_to("/dev/nvidiactl")
+    assert nvidia_device_fds(str(tmp_path)) == ["/dev/nvidia0", "/dev/nvidiactl"]
+    assert nvidia_device_fds(str(tmp_path / "missing")) == []
+
+
 def test_worker_reports_import_failure(write_app, worker):
     path = write_app("worker_app_broken", '''
         import thaw as modal

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -189,7 +190,27 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
     // From here on a failure puts the target back as it was.
     auto s = std::make_unique<GpuSuspension>(pid, std::move(d));
     auto t_lock = std::chrono::steady_clock::now();
-    s->driver().lock(pid, t.lock_s);
+    try {
+      s->driver().lock(pid, t.lock_s);
+    } catch (const Error& e) {
+      // Nothing was changed unless the driver says LOCKED: nothing to put back.
+      bool locked = false;
+      try {
+        locked = s->driver().state(pid) == gpu::ProcessState::kLocked;
+      } catch (const Error&) {
+      }
+      if (!locked) s->keep_checkpointed();
+      bool gpu_open = std::any_of(use.devices.begin(), use.devices.end(), [](const std::string& d) {
+        auto at = d.find("/dev/nvidia");
+        return at != std::string::npos && at + 11 < d.size() && std::isdigit(static_cast<unsigned char>(d[at + 11]));
+      });
+      if (!gpu_open)
+        fail(e.what(), ": the process initialized CUDA without a GPU (it holds ",
+             use.devices.empty() ? std::string("no NVIDIA device") : join(use.devices),
+             " but no /dev/nvidiaN; was CUDA_VISIBLE_DEVICES empty?). Give it the GPU before it initializes CUDA, or ",
+             "initialize CUDA only after the restore");
+      throw;
+    }
     expect_state(s->driver(), pid, gpu::ProcessState::kLocked, "cuCheckpointProcessLock");
     double lock_ms = ms_since(t_lock);
     auto t_copy = std::chrono::steady_clock::now();

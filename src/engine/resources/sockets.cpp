@@ -1,9 +1,11 @@
 // Unix sockets the process holds both ends of (socket pairs), with the data
 // queued in each direction, each end's shutdown state, buffer sizes and peek
 // offset; also unnamed unix sockets that are unconnected or whose peer has
-// closed. A unix socket whose peer is outside the process is "external"
+// closed, and unconnected unix sockets bound to an abstract name, listening
+// or not (the CUDA driver keeps one, @cuda-uvmfd-…, through its own
+// checkpoint). A unix socket whose peer is outside the process is "external"
 // (the caller hands a replacement). Every other socket — TCP, UDP, netlink,
-// listening or named unix sockets — is refused by name.
+// unix sockets bound to a path — is refused by name.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -16,9 +18,11 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "common/error.h"
@@ -42,6 +46,7 @@ struct UnixInfo {
   uint8_t state = 0;      // TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN
   uint8_t shutdown = 0;   // kRcvShutdown | kSendShutdown
   std::string name;
+  uint32_t rqueue = 0, wqueue = 0;  // a listener's waiting connections and backlog
 };
 
 UnixInfo unix_diag(uint64_t ino) {
@@ -57,7 +62,7 @@ UnixInfo unix_diag(uint64_t ino) {
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0u;
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
-  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME;
+  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
   if (::send(nl.get(), &msg, sizeof msg, 0) != sizeof msg) fail_errno("query sock_diag");
   alignas(nlmsghdr) char buf[8192];
@@ -74,6 +79,11 @@ UnixInfo unix_diag(uint64_t ino) {
   for (auto* a = reinterpret_cast<rtattr*>(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
     if (a->rta_type == UNIX_DIAG_PEER) std::memcpy(&info.peer, RTA_DATA(a), 4);
     if (a->rta_type == UNIX_DIAG_NAME) info.name.assign(static_cast<char*>(RTA_DATA(a)), RTA_PAYLOAD(a));
+    if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= sizeof(unix_diag_rqlen)) {
+      auto* q = static_cast<unix_diag_rqlen*>(RTA_DATA(a));
+      info.rqueue = q->udiag_rqueue;
+      info.wqueue = q->udiag_wqueue;
+    }
     if (a->rta_type == UNIX_DIAG_SHUTDOWN) {
       info.shutdown = *static_cast<uint8_t*>(RTA_DATA(a));
       has_shutdown = true;
@@ -264,6 +274,28 @@ void check_all_seen(int type, const std::vector<size_t>& sizes, const FdProbe& p
          "sent to other sockets); not supported");
 }
 
+// Abstract names start with (and may hold, or end in) NULs: shown with '@',
+// as ss shows them.
+std::string shown_name(std::string name) {
+  if (name.empty() || name[0] != '\0') {
+    name.resize(std::strlen(name.c_str()));
+    return name;
+  }
+  while (name.size() > 1 && name.back() == '\0') name.pop_back();
+  std::replace(name.begin(), name.end(), '\0', '@');
+  return name;
+}
+
+std::string to_hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   int fd = p.dup.get();
   int family = sockopt(fd, SO_DOMAIN, "address family"), type = sockopt(fd, SO_TYPE, "socket type");
@@ -272,18 +304,22 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   if (family != AF_UNIX) fail(family_name(family), " sockets are not supported");
   uint64_t ino = link_inode(p.link);
   UnixInfo u = unix_diag(ino);
+  json bound;
   if (!u.name.empty()) {
-    // Abstract names start with (and may hold, or end in) NULs: shown as '@', as ss does.
-    std::string name = u.name;
-    if (name[0] == '\0') {
-      while (name.size() > 1 && name.back() == '\0') name.pop_back();
-      std::replace(name.begin(), name.end(), '\0', '@');
-    } else {
-      name.resize(std::strlen(name.c_str()));
-    }
-    fail("unix socket bound to ", name, " is not supported (only unnamed unix sockets are)");
+    std::string shown = shown_name(u.name);
+    if (u.name[0] != '\0')
+      fail("unix socket bound to the path ", shown, " is not supported (unnamed unix sockets and ones bound to ",
+           "an abstract name are)");
+    if (u.peer != 0 || (u.state != TCP_CLOSE && u.state != TCP_LISTEN))
+      fail("unix socket bound to ", shown, " is connected; only unconnected or listening bound sockets are "
+           "supported");
+    if (u.state == TCP_LISTEN && u.rqueue != 0)
+      fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; "
+           "not supported");
+    bound = {{"name", to_hex(u.name)}, {"listen", u.state == TCP_LISTEN}, {"backlog", u.wqueue}};
   }
   json f{{"flags", p.flags}, {"ino", ino}, {"type", type}, {"shutdown", u.shutdown}};
+  if (!bound.is_null()) f["bound"] = bound;
   const FdProbe* peer = nullptr;
   if (u.peer != 0) {
     for (const auto& o : all)
@@ -295,7 +331,7 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
     f["peer"] = u.peer;
   } else if (u.state == TCP_ESTABLISHED) {
     f["peer_closed"] = true;
-  } else if (u.state != TCP_CLOSE) {
+  } else if (u.state != TCP_CLOSE && !(u.state == TCP_LISTEN && !bound.is_null())) {
     fail("unix socket in state ", int(u.state), " without a peer is not supported");
   }
   refuse_pending_error(fd);
@@ -303,7 +339,9 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   f["rcvbuf"] = sockopt(fd, SO_RCVBUF, "receive buffer size");
   f["passcred"] = sockopt(fd, SO_PASSCRED, "SO_PASSCRED") != 0;
   f["peek_off"] = sockopt(fd, SO_PEEK_OFF, "peek offset");
-  if (type == SOCK_STREAM) {
+  if (u.state == TCP_LISTEN) {
+    f["queue"] = json::array();  // a listener holds connections, not data
+  } else if (type == SOCK_STREAM) {
     f["queue"] = peek_stream(c, fd);
   } else {
     std::vector<size_t> sizes;
@@ -311,6 +349,9 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
     f["queue"] = peek_datagrams(c, fd, empty_ends, sizes);
     if (peer) check_all_seen(type, sizes, *peer);
   }
+  // Their senders are gone or outside: nothing could send it again.
+  if (!bound.is_null() && !f["queue"].empty())
+    fail("unix socket bound to ", shown_name(u.name), " has unread data queued; not supported");
   return f;
 }
 
@@ -403,6 +444,33 @@ UniqueFd open_unconnected(const json& f) {
   return self;
 }
 
+std::string from_hex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+// Bound to the same abstract name again (in this network namespace), and
+// listening again if it was.
+UniqueFd open_bound(const json& f) {
+  UniqueFd self = open_unconnected(f);
+  const json& b = f["bound"];
+  std::string name = from_hex(b["name"].get<std::string>());
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (name.size() > sizeof a.sun_path) fail(name_of(f), ": abstract name of ", name.size(), " bytes is too long");
+  std::memcpy(a.sun_path, name.data(), name.size());
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  if (::bind(self.get(), reinterpret_cast<sockaddr*>(&a), len) != 0)
+    fail_errno(name_of(f), ": bind to ", shown_name(name), " again",
+               errno == EADDRINUSE ? " (another process — the original, or another restore of this image in "
+                                     "the same network namespace? — is bound there)"
+                                   : "");
+  if (b["listen"].get<bool>() && ::listen(self.get(), b["backlog"].get<int>()) != 0)
+    fail_errno(name_of(f), ": listen on ", shown_name(name));
+  return self;
+}
+
 int open_socket(RestoreContext& r, RestoreFiles& rf, const json& f) {
   UniqueFd self;
   auto it = rf.sockets.find(f["ino"].get<uint64_t>());
@@ -412,6 +480,8 @@ int open_socket(RestoreContext& r, RestoreFiles& rf, const json& f) {
     self = open_second_end(r, std::move(pending), f);
   } else if (f.contains("peer")) {
     self = open_first_end(r, rf, f);
+  } else if (f.contains("bound")) {
+    self = open_bound(f);
   } else if (f.value("peer_closed", false)) {
     self = open_orphan(r, f);
   } else {
