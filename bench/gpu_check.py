@@ -97,9 +97,22 @@ DTYPE = "float32" if CPU_ONLY else "float16"
 
 
 def model(device, *extra):
-    errf = open(WORK / f"model-{device}-{time.monotonic_ns()}.err", "ab")
-    return spawn([PY, HERE / "gpu_model.py", "--device", device, "--dtype", DTYPE, "--gib", GIB,
-                  "--weights", WEIGHTS, *extra], stderr=errf)
+    path = WORK / f"model-{device}-{time.monotonic_ns()}.err"
+    p = spawn([PY, HERE / "gpu_model.py", "--device", device, "--dtype", DTYPE, "--gib", GIB,
+               "--weights", WEIGHTS, *extra], stderr=open(path, "ab"))
+    p.err_path = path  # a restored copy of it writes its stderr there too
+    return p
+
+
+def restore_and_go(img, go, *flags):
+    t = time.monotonic()
+    r = spawn([THAW, "restore", img, "--stats", *flags])
+    r.stdin.write(go.rstrip(b"\n") + f" ref={REF}\n".encode())
+    r.stdin.flush()
+    res = read_json_line(r, "result", STEP_TIMEOUT)
+    start_s = time.monotonic() - t
+    r.wait(timeout=30)
+    return res, start_s, r.stderr.read().decode(errors="replace")
 
 
 def save(step, result):
@@ -165,14 +178,20 @@ def snapshot_path(step, device, go, *extra):
     p.wait(timeout=30)
     info = json.loads(thaw("inspect", "--json", img)[0].stdout)
     image_bytes = sum(f.stat().st_size for f in img.rglob("*") if f.is_file())
-    t = time.monotonic()
-    r = spawn([THAW, "restore", img, "--stats"])
-    r.stdin.write(go.rstrip(b"\n") + f" ref={REF}\n".encode())
-    r.stdin.flush()
-    res = read_json_line(r, "result", STEP_TIMEOUT)
-    start_s = time.monotonic() - t
-    r.wait(timeout=30)
-    err = r.stderr.read().decode(errors="replace")
+    tries = [()] if device == DEVICE else [(), ("--eager",)]  # the CPU path: lazy, and eager if lazy fails
+    failures = []
+    for flags in tries:
+        try:
+            res, start_s, err = restore_and_go(img, go, *flags)
+            break
+        except Exception as e:  # noqa: BLE001 - recorded; the next way is tried
+            tail = p.err_path.read_text(errors="replace")[-2500:] if p.err_path.exists() else ""
+            failures.append({"flags": list(flags), "error": f"{type(e).__name__}: {e}"[-1500:], "stderr": tail})
+            log(f"restore {' '.join(flags) or '(lazy)'} failed; the process's stderr ends with:\n{tail}")
+    else:
+        save(step, {"ok": False, "error": failures[-1]["error"], "failures": failures, "ready": ready,
+                    "checkpoint_log": (cp.stderr + cp.stdout).strip()[-1200:]})
+        return
     for line in err.strip().splitlines()[-6:]:
         log("  |", line)
     m = re.search(r"restore: .* after ([0-9.]+) ms", err)
@@ -184,7 +203,8 @@ def snapshot_path(step, device, go, *extra):
            "pages_bytes": info.get("pages_bytes"), "gpu": gpu or None,
            "gpu_restore_ms": float(g.group(1)) if g else None,
            "gpu_copy_ms": float(copy.group(1)) if copy else None,
-           "checkpoint_log": (cp.stderr + cp.stdout).strip()[-1200:], "restore_log": err.strip()[-1500:]}
+           "checkpoint_log": (cp.stderr + cp.stdout).strip()[-1200:], "restore_log": err.strip()[-1500:],
+           "restore_flags": list(flags), "failures": failures}
     if copy and gpu.get("memory_bytes"):
         out["gpu_restore_GBps"] = gpu["memory_bytes"] / 1e9 / max(float(copy.group(1)), 0.5) * 1000
     # Its own output from before the checkpoint, bit for bit where it stayed
@@ -305,6 +325,10 @@ def step_summary():
               f"{fmt(gpu / 2**30 if gpu else None):>8} {fmt(x.get('gpu_restore_GBps'), '', 1):>17}")
         if x.get("error"):
             print("   error:", x["error"].strip().splitlines()[-1][:300])
+        for f in x.get("failures") or []:
+            print(f"   restore {' '.join(f['flags']) or '(lazy)'} failed: {f['error'].strip().splitlines()[0][:200]}")
+            for line in f["stderr"].strip().splitlines()[-10:]:
+                print(f"     | {line[:200]}")
         if "target_after_failed_checkpoint" in x:
             print("   target after the failed checkpoint:", json.dumps(x["target_after_failed_checkpoint"])[:300])
     pc = r["cold"].get("pcie") or {}

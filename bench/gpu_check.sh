@@ -74,6 +74,8 @@ step cpu-snapshot 120
 step gpu-snapshot 140
 step runtime 130
 echo
+echo "=== kernel log (last lines)"
+dmesg 2>/dev/null | tail -15 || true
 timeout 30 "$PY" bench/gpu_check.py summary
 rc=$?
 echo "log: $LOG   results: $RESULTS"

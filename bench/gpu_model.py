@@ -24,6 +24,9 @@ import os
 import sys
 import time
 
+import faulthandler  # noqa: E402
+
+faulthandler.enable(all_threads=True)  # a crash after a restore shows where (on stderr)
 T0 = time.monotonic()
 import torch  # noqa: E402
 

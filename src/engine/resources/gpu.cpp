@@ -283,10 +283,12 @@ void GpuRestore::resume(proc::Seizure& s) {
     for (auto& th : s.threads())
       if (ns_tid(pid, th.tid) == g.restore_tid) rt = &th;
     if (!rt) fail("the driver's restore thread (tid ", g.restore_tid, " in the image) is not in the process");
-    expect_state(d, pid, gpu::ProcessState::kCheckpointed, "the CPU restore");
     // The application's threads stay stopped: one touching device memory
-    // before it is back would crash. The driver does its work on this one.
+    // before it is back would crash. The driver does its work on this one,
+    // and every checkpoint call, the state query included, waits for it
+    // (with it stopped too, cuCheckpointProcessGetState hung on the H100).
     RunningThread running(rt->tid);
+    expect_state(d, pid, gpu::ProcessState::kCheckpointed, "the CPU restore");
     auto t_copy = std::chrono::steady_clock::now();
     d.restore(pid, p->target.pairs, t.copy_s(g.memory_bytes));
     expect_state(d, pid, gpu::ProcessState::kLocked, "cuCheckpointProcessRestore");
