@@ -10,12 +10,16 @@
 # Steps, each under `timeout` so that one hang does not eat the budget:
 #   info          nvidia-smi, driver, glibc, thaw binary, torch
 #   cold          (a) the model process started cold: build, to GPU, forward
-#   cpu-snapshot  (b) model on the CPU checkpointed, restored, .to("cuda"), forward
+#   cpu-snapshot  (b) model on the CPU (GPU hidden) checkpointed, restored,
+#                 GPU made visible, .to("cuda"), forward
 #   gpu-snapshot  (c) model on the GPU checkpointed, restored, forward; outputs
 #                 before checkpoint and after restore must be equal
-#   runtime       (d) a thaw app with gpu= and enable_gpu_snapshot deployed and
-#                 called, and one with a CPU snapshot that touches CUDA in the
-#                 snapshot phase (the warning must show)
+#   runtime       (d) thaw apps with gpu= deployed and called: a GPU snapshot,
+#                 a CPU snapshot (GPU attached after the restore), and a CPU
+#                 snapshot that touches CUDA in the snapshot phase (the warning
+#                 must show, the snapshot is refused, calls cold-start)
+#   cpu-snapshot-visible  diagnosis: (b) with the GPU visible while libcuda
+#                 loads, which crashed after the restore on the H100
 #   summary       the table
 # Environment: THAW (binary; default build-static/thaw, else build/thaw),
 # PY (python with torch; default python3), GIB (model size, default 4; 0.25
@@ -60,6 +64,7 @@ cat /proc/driver/nvidia/version 2>/dev/null || echo "no /proc/driver/nvidia/vers
 ls -l /dev/nvidia* 2>&1 | head -12
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so' || echo "libcuda not in the ld cache"
 grep -E 'MemTotal|MemAvailable' /proc/meminfo; nproc; df -h /tmp | tail -1
+echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 uname -r
 ldd --version | head -1
 ldd "$THAW" || true
@@ -73,6 +78,7 @@ step cold 130
 step cpu-snapshot 120
 step gpu-snapshot 140
 step runtime 130
+step cpu-snapshot-visible 60
 echo
 echo "=== kernel log (last lines)"
 dmesg 2>/dev/null | tail -15 || true

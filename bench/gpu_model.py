@@ -10,6 +10,8 @@ Builds a torch MLP of about --gib GiB from a fixed config with random weights
 then prints {"phase": "result", ...} and exits. "go" may carry options:
   "go move=DEVICE"  move the model to DEVICE first (the CPU-snapshot path)
   "go ref=PATH"     compare the output with the one saved at PATH as well
+  "go visible=IDS"  set CUDA_VISIBLE_DEVICES=IDS first (a process started with
+                    the GPU hidden, as the runtime's CPU snapshots are)
 --weights PATH loads the weights from PATH when it exists (what a real cold
 start does: read them from disk, here from the page cache) and else builds
 them from the seed and saves them there. --save-ref PATH saves the output (on the CPU) for later comparisons;
@@ -138,6 +140,8 @@ def main():
     opts = dict(w.split("=", 1) for w in sys.stdin.readline().split()[1:] if "=" in w)
     t_after = time.monotonic()
     move_to = opts.get("move")
+    if "visible" in opts:
+        os.environ["CUDA_VISIBLE_DEVICES"] = opts["visible"]
     t_move = 0.0
     if move_to:
         t = time.monotonic()

@@ -96,6 +96,24 @@ def reseed(seed):
         torch.manual_seed(seed % (1 << 63))
 
 
+def cuda_driver_threads(task_dir="/proc/self/task"):
+    """Threads the CUDA driver started (named cuda-EvtHandlr, cuda00001400006, ...), as 'thread NAME'."""
+    names = set()
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return []
+    for tid in tids:
+        try:
+            with open(os.path.join(task_dir, tid, "comm")) as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith("cuda"):
+            names.add(f"thread {name}")
+    return sorted(names)
+
+
 def nvidia_device_fds(fd_dir="/proc/self/fd"):
     """The NVIDIA device nodes (/dev/nvidiactl, /dev/nvidia0, ...) this process has open."""
     found = set()
@@ -109,7 +127,7 @@ def nvidia_device_fds(fd_dir="/proc/self/fd"):
         except OSError:
             continue
         if target.startswith("/dev/nvidia"):
-            found.add(target)
+            found.add(f"{target} open")
     return sorted(found)
 
 
@@ -122,12 +140,14 @@ def cuda_snapshot_warnings(where):
             causes.append("torch.cuda was initialized")
     except Exception:  # noqa: BLE001 - a broken torch must not stop the snapshot
         pass
-    # libcuda merely loaded means nothing (torch 2.x loads it at import);
-    # cuInit opens the driver's control device, and that is what caches "no
-    # GPU" for the life of the process.
-    opened = nvidia_device_fds()
-    if opened:
-        causes.append(f"the CUDA driver was initialized (the process has {', '.join(opened)} open), "
+    # libcuda merely loaded means nothing (torch 2.x maps it at import). cuInit
+    # is what caches "no GPU" for the life of the process, and it leaves
+    # traces: the driver's own threads (cuda-EvtHandlr, cuda0000...; seen on
+    # an H100 after torch.cuda.is_available() with no GPU visible, which left
+    # no device open) and, with a GPU, its device files.
+    traces = cuda_driver_threads() + nvidia_device_fds()
+    if traces:
+        causes.append(f"the CUDA driver was initialized (the process has {', '.join(traces)}), "
                       f"e.g. by torch.cuda.is_available()")
     if not causes:
         return []

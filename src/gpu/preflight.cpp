@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <map>
 
@@ -37,6 +38,13 @@ std::map<std::string, std::string> environ_of(pid_t pid) {
 
 }  // namespace
 
+std::optional<std::string> environment_value(pid_t pid, const std::string& name) {
+  auto env = environ_of(pid);
+  auto it = env.find(name);
+  if (it == env.end()) return std::nullopt;
+  return it->second;
+}
+
 std::string gib(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / double(1ull << 30));
@@ -64,16 +72,21 @@ void check_no_mig(pid_t pid, const std::vector<Device>& devices) {
            "not support MIG");
 }
 
+std::string driver_version_in(const std::string& text) {
+  auto pos = text.find("Kernel Module");
+  if (pos == std::string::npos) return "";
+  auto line = text.substr(pos + 13, text.find('\n', pos) - pos - 13);
+  for (const auto& w : split(trim(line), ' '))
+    if (!w.empty() && std::isdigit(static_cast<unsigned char>(w[0])) &&
+        w.find_first_not_of("0123456789.") == std::string::npos)
+      return w;
+  return "";
+}
+
 std::string display_driver_version() {
   std::string text;
   if (!try_read_file("/proc/driver/nvidia/version", &text)) return "";
-  // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun Jul 27 ..."
-  auto pos = text.find("Kernel Module");
-  if (pos == std::string::npos) return "";
-  auto words = split(trim(text.substr(pos + 13)), ' ');
-  for (const auto& w : words)
-    if (!w.empty()) return w;
-  return "";
+  return driver_version_in(text);
 }
 
 RestoreTarget pick_restore_device(const std::vector<Device>& devices, const std::string& model,

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,15 @@ void check_no_mps(pid_t pid);
 // CUDA_VISIBLE_DEVICES of `pid` names a MIG instance ("MIG-…"), or a device
 // UUID does: MIG is not supported either.
 void check_no_mig(pid_t pid, const std::vector<Device>& devices);
+// The value of `name` in the environment `pid` started with (pid 0: this
+// process as it is now); nullopt when unset.
+std::optional<std::string> environment_value(pid_t pid, const std::string& name);
 // "580.65.06", from /proc/driver/nvidia/version; "" when not there.
 std::string display_driver_version();
+// The version in that file's text: the first word after "Kernel Module"
+// that is made of digits and dots ("NVIDIA UNIX Open Kernel Module for
+// x86_64  580.159.04 ..." has words before it); "" when there is none.
+std::string driver_version_in(const std::string& proc_version_text);
 
 struct RestoreTarget {
   Device device;

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "container/fsutil.h"
+#include "gpu/preflight.h"
 
 namespace thaw::runtime {
 
@@ -40,13 +41,7 @@ std::map<std::string, std::string> first_cpu() {
 void read_gpus(Fingerprint& f) {
   std::string version;
   if (!try_read_file("/proc/driver/nvidia/version", &version)) return;
-  auto pos = version.find("Kernel Module");
-  if (pos != std::string::npos)
-    for (const auto& w : split(trim(version.substr(pos + 13)), ' '))
-      if (!w.empty()) {
-        f.gpu_driver = w;
-        break;
-      }
+  f.gpu_driver = gpu::driver_version_in(version);
   for (const auto& g : container::list_dir("/proc/driver/nvidia/gpus")) {
     std::string info;
     if (!try_read_file("/proc/driver/nvidia/gpus/" + g + "/information", &info)) continue;

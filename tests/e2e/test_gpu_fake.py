@@ -209,6 +209,36 @@ def test_libcuda_without_a_driver_checkpoints_cpu_only(zoo, thaw_bin, fake, monk
     assert rc == 0 and out == expected, err
 
 
+@pytest.mark.parametrize("visible", [None, ""])
+def test_libcuda_loaded_without_cuda_state(zoo, thaw_bin, fake, tmp_path, visible):
+    """libcuda loaded, CUDA never initialized (torch at import): the CPU
+    state only, with a warning unless the GPU was hidden when it loaded
+    libcuda (on an H100 such a process crashed at its first CUDA call after
+    the restore; one started with CUDA_VISIBLE_DEVICES= worked)."""
+    base = zoo.env
+
+    def env(testtmp, **kw):
+        e = base(testtmp, **kw)
+        e["FAKE_CUDA_TARGET_UNINITIALIZED"] = "1"
+        e.pop("CUDA_VISIBLE_DEVICES", None)
+        if visible is not None:
+            e["CUDA_VISIBLE_DEVICES"] = visible
+        return e
+    zoo.env = env
+    expected = zoo.run_uninterrupted("simple")
+    p = zoo.start("simple")
+    img = zoo.img_path()
+    cp = _checkpoint(zoo, p, img, kill=True)
+    assert cp.returncode == 0, cp.stderr
+    assert "has libcuda loaded but no CUDA state on a GPU; checkpointing its CPU state only" in cp.stderr, cp.stderr
+    warned = "loaded libcuda with a GPU visible; after a restore its first CUDA call may crash" in cp.stderr
+    assert warned == (visible is None), cp.stderr
+    zoo.kill(p)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == expected, err
+    assert json.loads(zoo.thaw("inspect", "--json", img).stdout)["gpu"] is None
+
+
 def test_two_cuda_processes_are_refused_by_name(zoo, thaw_bin, fake, tmp_path):
     env = zoo.env(tmp_path)
     p = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & wait"], env=env, start_new_session=True)

@@ -16,6 +16,9 @@
  * real driver has a thread of its own in every CUDA process; it is what
  * cuCheckpointProcessGetRestoreThreadId reports.
  *
+ * In a target, FAKE_CUDA_TARGET_UNINITIALIZED=1 starts no restore thread: a
+ * process with libcuda loaded and no CUDA state.
+ *
  * Environment, read in the calling process (thaw):
  *   THAW_FAKE_CUDA_DIR        state directory (default /tmp/thaw-fake-cuda)
  *   THAW_FAKE_CUDA_LOG        append one line per call here
@@ -84,6 +87,8 @@ static void* restore_thread(void* arg) {
 __attribute__((constructor)) static void loaded(void) {
   logf_("loaded");
   if (getenv("THAW_FAKE_CUDA_DIR")) return;
+  /* A target that loaded libcuda and never called cuInit (torch at import). */
+  if (getenv("FAKE_CUDA_TARGET_UNINITIALIZED")) return;
   pthread_t t;
   if (pthread_create(&t, NULL, restore_thread, NULL) == 0) pthread_setname_np(t, "cuda-restore");
 }

@@ -176,6 +176,19 @@ TEST(GpuPreflight, RefusesMps) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(GpuPreflight, ReadsTheDriverVersionOfBothKernelModules) {
+  // The open module, as an H100 machine shows it: words before the version.
+  EXPECT_EQ(thaw::gpu::driver_version_in(
+                "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
+                "GCC version:  gcc version 15.3.0 (GCC) \n"),
+            "580.159.04");
+  EXPECT_EQ(thaw::gpu::driver_version_in(
+                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"),
+            "550.54.14");
+  EXPECT_EQ(thaw::gpu::driver_version_in("NVRM version: something else\n"), "");
+  EXPECT_EQ(thaw::gpu::driver_version_in("Kernel Module for x86_64\nGCC version:  gcc version 15.3.0\n"), "");
+}
+
 TEST(GpuDriver, MissingLibraryIsAClearError) {
   Env env;
   env.set("THAW_LIBCUDA", "/nonexistent/libcuda.so.1");

@@ -872,7 +872,7 @@ def test_worker_warns_when_the_cuda_driver_was_initialized(write_app, worker):
             @modal.enter(snap=True)
             def load(self):
                 import sys  # the worker runs as python -m thaw._worker
-                sys.modules["__main__"].nvidia_device_fds = lambda: ["/dev/nvidiactl"]  # as if cuInit had run
+                sys.modules["__main__"].nvidia_device_fds = lambda: ["/dev/nvidiactl open"]  # as if cuInit had run
 
             @modal.method()
             def f(self):
@@ -883,6 +883,39 @@ def test_worker_warns_when_the_cuda_driver_was_initialized(write_app, worker):
     assert msg["type"] == "snapshot_ready"
     assert len(msg["warnings"]) == 1, msg["warnings"]
     assert "the CUDA driver was initialized (the process has /dev/nvidiactl open)" in msg["warnings"][0]
+
+
+def test_worker_warns_when_the_cuda_driver_started_its_threads(write_app, worker):
+    """cuInit with no GPU visible leaves no device open, only the driver's
+    threads (seen on an H100): a thread named like them is enough."""
+    path = write_app("worker_app_cudathread", '''
+        import ctypes, threading
+        import thaw as modal
+        app = modal.App("cudathread-warn")
+        libc = ctypes.CDLL(None)
+
+        def park(ev):
+            libc.prctl(15, b"cuda-EvtHandlr", 0, 0, 0)  # PR_SET_NAME, as the driver names it
+            ev.wait()
+
+        @app.cls(enable_memory_snapshot=True, gpu="A10G")
+        class G:
+            @modal.enter(snap=True)
+            def load(self):
+                self.ev = threading.Event()
+                threading.Thread(target=park, args=(self.ev,), daemon=True).start()
+                import time
+                time.sleep(0.2)
+
+            @modal.method()
+            def f(self):
+                return 1
+    ''')
+    w = worker(path, "G", snapshot=True)
+    msg = w.recv()
+    assert msg["type"] == "snapshot_ready"
+    assert len(msg["warnings"]) == 1, msg["warnings"]
+    assert "the CUDA driver was initialized (the process has thread cuda-EvtHandlr)" in msg["warnings"][0]
 
 
 def test_worker_does_not_warn_for_libcuda_merely_loaded(write_app, worker, tmp_path):
@@ -913,7 +946,7 @@ def test_nvidia_device_fds_reads_the_fd_links(tmp_path):
     (tmp_path / "4").symlink_to("/dev/nvidia0")
     (tmp_path / "5").symlink_to("/dev/null")
     (tmp_path / "6").symlink_to("/dev/nvidiactl")
-    assert nvidia_device_fds(str(tmp_path)) == ["/dev/nvidia0", "/dev/nvidiactl"]
+    assert nvidia_device_fds(str(tmp_path)) == ["/dev/nvidia0 open", "/dev/nvidiactl open"]
     assert nvidia_device_fds(str(tmp_path / "missing")) == []
 
 

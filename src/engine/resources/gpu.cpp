@@ -171,6 +171,15 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
              "checkpoint (cuCheckpointProcessGetRestoreThreadId failed)");
       std::fprintf(stderr, "thaw: note: pid %d has libcuda loaded but no CUDA state on a GPU; checkpointing its CPU "
                    "state only\n", pid);
+      // Seen on an H100 (driver 580, torch 2.11): such a process crashed in
+      // libcuda at its first CUDA call after the restore, while one whose
+      // GPU was hidden when it loaded libcuda (the runtime's CPU snapshots)
+      // used the GPU after the restore.
+      if (gpu::environment_value(pid, "CUDA_VISIBLE_DEVICES").value_or("x") != "")
+        std::fprintf(stderr, "thaw: warning: pid %d loaded libcuda with a GPU visible; after a restore its first "
+                     "CUDA call may crash (seen with driver 580). Start it with CUDA_VISIBLE_DEVICES= (empty) and "
+                     "set it before CUDA's first use after the restore, or let CUDA initialize and take a GPU "
+                     "snapshot\n", pid);
       return nullptr;
     }
     auto devices = d->devices();
