@@ -12,7 +12,7 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 4;
+constexpr int kFormatVersion = 5;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
