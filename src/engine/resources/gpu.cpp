@@ -215,8 +215,8 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
       });
       if (!gpu_open)
         fail(e.what(), ": the process initialized CUDA without a GPU (it holds ",
-             use.devices.empty() ? std::string("no NVIDIA device") : join(use.devices),
-             " but no /dev/nvidiaN; was CUDA_VISIBLE_DEVICES empty?). Give it the GPU before it initializes CUDA, or ",
+             use.devices.empty() ? std::string("no NVIDIA device file") : join(use.devices) + " but no /dev/nvidiaN",
+             "; was CUDA_VISIBLE_DEVICES empty?). Give it the GPU before it initializes CUDA, or ",
              "initialize CUDA only after the restore");
       throw;
     }
