@@ -109,7 +109,8 @@ def cuda_driver_threads(task_dir="/proc/self/task"):
                 name = f.read().strip()
         except OSError:
             continue
-        if name.startswith("cuda"):
+        # The driver's names: cuda-EvtHandlr, cuda-msgHandler, cuda00001400006.
+        if name.startswith("cuda-") or (name.startswith("cuda0") and name[4:].isdigit()):
             names.add(f"thread {name}")
     return sorted(names)
 

@@ -344,20 +344,19 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
 // pid 1 of the restored process's namespace: reaps, forwards termination
 // signals, and exits the way the restored process did.
 [[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd, int watch) {
-  // The process lives in a new pid namespace: a /proc of the host's would
-  // show other processes under its pids (/proc/<getpid()> is someone else,
-  // which crashes the CUDA driver, for one). Unless the caller sets up the
-  // mounts itself, it gets a mount namespace of its own with a /proc of its
-  // pid namespace.
-  bool own_proc = !(o.namespaces & CLONE_NEWNS);
-  int namespaces = o.namespaces | CLONE_NEWNS;
-  if (::unshare(namespaces) != 0) child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
-  if (own_proc) {
-    // Private first: the new /proc must not appear in the host's namespace.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      child_fail(status_fd, cat("make mounts private: ", std::strerror(errno)));
-    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-      child_fail(status_fd, cat("mount /proc for the new pid namespace: ", std::strerror(errno)));
+  if (o.namespaces && ::unshare(o.namespaces) != 0)
+    child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
+  // The process lives in a new pid namespace: with the host's /proc,
+  // /proc/<getpid()> would be some other process (the CUDA driver reads it,
+  // for one). Unless the caller sets up the mounts itself, it gets a mount
+  // namespace of its own with a /proc of its pid namespace. Slave, not
+  // private: mounts and unmounts on the host still reach it. Where that
+  // cannot be done (a chroot, an LSM), it keeps the host's /proc as before.
+  if (!(o.namespaces & CLONE_NEWNS) && ::unshare(CLONE_NEWNS) == 0) {
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 ||
+        ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      std::fprintf(stderr, "thaw: note: restore: no /proc of the new pid namespace (%s); the host's stays\n",
+                   std::strerror(errno));
   }
   if (o.in_namespace) {
     try {
@@ -581,10 +580,7 @@ RestoreResult restore(const RestoreOptions& o) {
       run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(),
                want_lazy ? watch_r.release() : -1);
     }
-    // After the fork (the child must not inherit a CUDA context or the
-    // driver's fds) and back in our own pid namespace (threads).
     std::optional<GpuRestore> gpu;
-    if (!m.gpu.uuid.empty()) gpu.emplace(m);
     status_w.reset();
     watch_r.reset();
     RestoreResult res;
@@ -597,6 +593,9 @@ RestoreResult restore(const RestoreOptions& o) {
     };
     Status st;
     try {
+      // After the fork (the child must not inherit a CUDA context or the
+      // driver's fds) and back in our own pid namespace (threads).
+      if (!m.gpu.uuid.empty()) gpu.emplace(m);
       st = read_status(status_r.get(), want_lazy);
     } catch (const std::exception& e) {
       return reap_failed(e.what());

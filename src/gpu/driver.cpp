@@ -74,7 +74,7 @@ void check_rc(const Api& api, int rc, const char* call) {
   if (rc == abi::kSuccess) return;
   const char* name = nullptr;
   if (api.get_error_name && api.get_error_name(rc, &name) != abi::kSuccess) name = nullptr;
-  fail(call, " failed: ", name ? name : "CUresult", " (", rc, ")");
+  throw DriverError(cat(call, " failed: ", name ? name : "CUresult", " (", rc, ")"));
 }
 
 }  // namespace

@@ -11,9 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
+
 namespace thaw::gpu {
 
 struct Api;  // the resolved entry points (driver.cpp)
+
+// A call the driver answered with an error (a CUresult), as opposed to one
+// that timed out or could not be made: the caller knows the call is over.
+class DriverError : public Error {
+ public:
+  using Error::Error;
+};
 
 enum class ProcessState { kRunning, kLocked, kCheckpointed, kFailed };
 std::string to_string(ProcessState s);

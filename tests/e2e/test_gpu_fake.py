@@ -108,7 +108,7 @@ def test_gpu_checkpoint_leaves_target_running(zoo, thaw_bin, fake):
     ("hang_lock", "cuCheckpointProcessLock timed out after 3 s"),
     # As on the H100 for a process that ran cuInit with the GPU hidden: it
     # holds no device file, and the error says what to change.
-    ("fail_lock", "cuCheckpointProcessLock failed: CUDA_ERROR_ILLEGAL_STATE (401): the process initialized CUDA "
+    ("fail_lock", "cuCheckpointProcessLock failed: CUDA_ERROR_OPERATING_SYSTEM (304): the process initialized CUDA "
                   "without a GPU (it holds no NVIDIA device file; was CUDA_VISIBLE_DEVICES empty?)"),
     ("fail_checkpoint", "cuCheckpointProcessCheckpoint failed: CUDA_ERROR_ILLEGAL_STATE (401)"),
     ("wrong_state", "after cuCheckpointProcessCheckpoint the driver reports the process LOCKED, "
@@ -120,8 +120,8 @@ def test_failed_gpu_checkpoint_leaves_target_as_before(zoo, thaw_bin, fake, monk
         monkeypatch.setenv("THAW_GPU_LOCK_TIMEOUT", "1")
     elif how == "fail_checkpoint":
         monkeypatch.setenv("THAW_FAKE_CUDA_FAIL", "checkpoint")
-    elif how == "fail_lock":
-        monkeypatch.setenv("THAW_FAKE_CUDA_FAIL", "lock")
+    elif how == "fail_lock":  # and every later query fails, as on the H100
+        monkeypatch.setenv("THAW_FAKE_CUDA_FAIL", "wedge")
     else:
         monkeypatch.setenv("THAW_FAKE_CUDA_STATE_AFTER_CHECKPOINT", "1")
     expected = zoo.run_uninterrupted("simple")
@@ -138,6 +138,7 @@ def test_failed_gpu_checkpoint_leaves_target_as_before(zoo, thaw_bin, fake, monk
         assert calls[-1] == "unlock", calls
     if how == "hang_lock":
         assert "hang" in calls, calls
+        assert "without a GPU" not in cp.stderr, "our own timeout is not the driver's refusal"
     if how == "fail_lock":  # nothing was changed, so nothing is put back
         assert "restore" not in calls and "unlock" not in calls, calls
         assert "could not put the GPU state back" not in cp.stderr, cp.stderr

@@ -147,11 +147,13 @@ def test_checkpoint_with_kill_flag(zoo, thaw_bin):
     _assert_same(expected, rc, out, err, "restored simple")
 
 
-@pytest.mark.parametrize("prog", ["simple", "threads"])
-def test_restore_twice_concurrently(zoo, thaw_bin, prog):
-    """Two restores of one image running at the same time."""
-    expected = zoo.run_uninterrupted(prog)
-    p = zoo.start(prog)
+@pytest.mark.parametrize("prog,args", [("simple", []), ("threads", []), ("unix_bound", ["cuda"])])
+def test_restore_twice_concurrently(zoo, thaw_bin, prog, args):
+    """Two restores of one image running at the same time. unix_bound cuda:
+    both hold an abstract-name socket named as the CUDA driver names its own,
+    which the second restore cannot have (the first holds it)."""
+    expected = zoo.run_uninterrupted(prog, *args)
+    p = zoo.start(prog, *args)
     img = zoo.img_path()
     zoo.checkpoint(p, img)
     zoo.kill_original(p)

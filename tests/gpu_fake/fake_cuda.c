@@ -25,7 +25,9 @@
  *   THAW_FAKE_CUDA_VERSION    cuDriverGetVersion result (default 13000)
  *   THAW_FAKE_CUDA_HANG       call that never returns: init, lock, checkpoint,
  *                             restore, unlock, state
- *   THAW_FAKE_CUDA_FAIL       call that returns CUDA_ERROR_ILLEGAL_STATE
+ *   THAW_FAKE_CUDA_FAIL       call that returns CUDA_ERROR_ILLEGAL_STATE; "wedge":
+ *                             lock returns CUDA_ERROR_OPERATING_SYSTEM and every
+ *                             later state query fails the same way
  *   THAW_FAKE_CUDA_STATE_AFTER_CHECKPOINT  state left by checkpoint (default 2)
  *   THAW_FAKE_CUDA_MODEL      device name (default "Fake GPU 80GB")
  *   THAW_FAKE_CUDA_UUID_BYTE  first byte of the device UUID (default 0x11)
@@ -44,7 +46,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-enum { OK = 0, NOT_INITIALIZED = 3, INVALID_VALUE = 1, ILLEGAL_STATE = 401, NOT_FOUND = 500 };
+enum { OK = 0, NOT_INITIALIZED = 3, INVALID_VALUE = 1, OPERATING_SYSTEM = 304, ILLEGAL_STATE = 401, NOT_FOUND = 500 };
 enum { RUNNING = 0, LOCKED = 1, CHECKPOINTED = 2, FAILED = 3 };
 
 static const char* env(const char* name, const char* def) {
@@ -137,6 +139,7 @@ EXPORT int cuGetErrorName(int rc, const char** s) {
     case NOT_INITIALIZED: *s = "CUDA_ERROR_NOT_INITIALIZED"; return OK;
     case ILLEGAL_STATE: *s = "CUDA_ERROR_ILLEGAL_STATE"; return OK;
     case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; return OK;
+    case OPERATING_SYSTEM: *s = "CUDA_ERROR_OPERATING_SYSTEM"; return OK;
   }
   return INVALID_VALUE;
 }
@@ -293,9 +296,14 @@ static int get_restore_tid(int pid, int* tid) {
   return OK;
 }
 
+/* Set by a refused "wedge" lock: as on an H100 for a process that ran cuInit
+ * with no GPU visible, every later query of it fails too. */
+static int wedged;
+
 static int get_state(int pid, int* st) {
   int rc = misbehave("state");
   if (rc) return rc;
+  if (wedged) return OPERATING_SYSTEM;
   return read_state(pid, st);
 }
 
@@ -316,6 +324,11 @@ struct restore_args { unsigned char (*pairs)[32]; unsigned count; char reserved[
 
 static int ck_lock(int pid, struct lock_args* a) {
   if (a) logf_("lock_timeout_ms %u", a->timeout_ms);
+  if (strcmp(env("THAW_FAKE_CUDA_FAIL", ""), "wedge") == 0) {
+    logf_("fail lock");
+    wedged = 1;
+    return OPERATING_SYSTEM;
+  }
   return transition("lock", pid, RUNNING, LOCKED);
 }
 static int ck_checkpoint(int pid, void* a) {

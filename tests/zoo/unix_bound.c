@@ -4,10 +4,15 @@
  * still listens and accepts, and a datagram sent to the name arrives.
  * The names carry the pid, so runs side by side do not collide.
  * Also checks that /proc matches the process's own pid namespace: after a
- * restore into a new one, /proc/<getpid()> must be this process. */
+ * restore into a new one, /proc/<getpid()> must be this process.
+ * With the argument "cuda", also a listener named as the CUDA driver names
+ * its own (cuda-uvmfd-<pid ns inode>-<pid>); after a restore it must be
+ * bound to that name or, when another restore holds it, to the one the
+ * driver would use in this pid namespace, so two restores can coexist. */
 #include "zoo.h"
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 static socklen_t abstract_addr(struct sockaddr_un *a, const char *name)
@@ -41,8 +46,57 @@ static void expect_proc_is_self(void)
     CHECK(pid == (int)getpid(), "%s shows pid %d, not this process (%d)", path, pid, (int)getpid());
 }
 
-int main(void)
+static unsigned long pidns_inode(void)
 {
+    struct stat st;
+    CHECK_SYS(stat("/proc/self/ns/pid", &st) == 0, "stat /proc/self/ns/pid");
+    return (unsigned long)st.st_ino;
+}
+
+static void expect_cuda_name(int fd, const char *original)
+{
+    struct sockaddr_un got;
+    socklen_t l = sizeof got;
+    CHECK_SYS(getsockname(fd, (struct sockaddr *)&got, &l) == 0, "getsockname cuda");
+    char here[64];
+    snprintf(here, sizeof here, "cuda-uvmfd-%lu-%d", pidns_inode(), (int)getpid());
+    size_t n = l - offsetof(struct sockaddr_un, sun_path);
+    CHECK(n > 1 && got.sun_path[0] == 0, "cuda socket lost its abstract name");
+    int is_original = n - 1 == strlen(original) && memcmp(got.sun_path + 1, original, n - 1) == 0;
+    int is_here = n - 1 == strlen(here) && memcmp(got.sun_path + 1, here, n - 1) == 0;
+    CHECK(is_original || is_here, "cuda socket bound to '%.*s'", (int)(n - 1), got.sun_path + 1);
+    int v = 0;
+    socklen_t vl = sizeof v;
+    CHECK_SYS(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) == 0 && v == 1, "cuda socket listening");
+}
+
+/* The CUDA-named listener alone: restores of one image can run side by side. */
+static void run_cuda(void)
+{
+    char line[64], cname[64];
+    struct sockaddr_un ca;
+    snprintf(cname, sizeof cname, "cuda-uvmfd-%lu-%d", pidns_inode(), (int)getpid());
+    socklen_t cl = abstract_addr(&ca, cname);
+    int cuda = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(cuda >= 0, "socket cuda");
+    CHECK_SYS(bind(cuda, (struct sockaddr *)&ca, cl) == 0, "bind cuda");
+    CHECK_SYS(listen(cuda, 8) == 0, "listen cuda");
+
+    zoo_ready();
+    zoo_read_line(line, sizeof line);
+
+    expect_proc_is_self();
+    expect_cuda_name(cuda, cname);
+    printf("cuda-named listener ok\n");
+    zoo_done();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
+        run_cuda();
+        return 0;
+    }
     char line[64], lname[64], dname[64], buf[32];
     snprintf(lname, sizeof lname, "thaw-zoo-listen-%d", (int)getpid());
     snprintf(dname, sizeof dname, "thaw-zoo-dgram-%d", (int)getpid());

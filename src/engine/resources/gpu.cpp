@@ -58,6 +58,17 @@ void expect_state(gpu::Driver& d, pid_t pid, gpu::ProcessState want, const char*
          gpu::to_string(want));
 }
 
+// "fd 7 -> /dev/nvidia0", "mapping … /dev/nvidia3": a GPU itself, not only
+// the control or UVM device.
+bool holds_gpu_device(const std::vector<std::string>& devices) {
+  static const std::string kGpu = "/dev/nvidia";
+  return std::any_of(devices.begin(), devices.end(), [](const std::string& d) {
+    auto at = d.find(kGpu);
+    return at != std::string::npos && at + kGpu.size() < d.size() &&
+           std::isdigit(static_cast<unsigned char>(d[at + kGpu.size()]));
+  });
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
@@ -201,19 +212,12 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m) {
     auto t_lock = std::chrono::steady_clock::now();
     try {
       s->driver().lock(pid, t.lock_s);
-    } catch (const Error& e) {
-      // Nothing was changed unless the driver says LOCKED: nothing to put back.
-      bool locked = false;
-      try {
-        locked = s->driver().state(pid) == gpu::ProcessState::kLocked;
-      } catch (const Error&) {
-      }
-      if (!locked) s->keep_checkpointed();
-      bool gpu_open = std::any_of(use.devices.begin(), use.devices.end(), [](const std::string& d) {
-        auto at = d.find("/dev/nvidia");
-        return at != std::string::npos && at + 11 < d.size() && std::isdigit(static_cast<unsigned char>(d[at + 11]));
-      });
-      if (!gpu_open)
+    } catch (const gpu::DriverError& e) {
+      // The driver refused: nothing was locked, so there is nothing to put
+      // back (on the H100 every later query of such a process failed too).
+      // Our own deadline passing is no such proof: the destructor checks.
+      s->keep_checkpointed();
+      if (!holds_gpu_device(use.devices))
         fail(e.what(), ": the process initialized CUDA without a GPU (it holds ",
              use.devices.empty() ? std::string("no NVIDIA device file") : join(use.devices) + " but no /dev/nvidiaN",
              "; was CUDA_VISIBLE_DEVICES empty?). Give it the GPU before it initializes CUDA, or ",
@@ -298,6 +302,13 @@ void GpuRestore::resume(proc::Seizure& s) {
     // (with it stopped too, cuCheckpointProcessGetState hung on the H100).
     RunningThread running(rt->tid);
     expect_state(d, pid, gpu::ProcessState::kCheckpointed, "the CPU restore");
+    // Checked again: the first look was taken a memory restore ago, and
+    // another restore may have taken the memory since. Running out of it
+    // during the restore wedges the process for good (cuda-checkpoint #44).
+    uint64_t free_now = d.free_bytes(p->target.device.ordinal);
+    if (free_now < g.memory_bytes)
+      fail("the image needs ", gpu::gib(g.memory_bytes), " of free GPU memory and GPU ",
+           p->target.device.ordinal, " (", p->target.device.uuid, ") now has ", gpu::gib(free_now));
     auto t_copy = std::chrono::steady_clock::now();
     d.restore(pid, p->target.pairs, t.copy_s(g.memory_bytes));
     expect_state(d, pid, gpu::ProcessState::kLocked, "cuCheckpointProcessRestore");

@@ -56,7 +56,9 @@ std::unique_ptr<GpuSuspension> suspend_gpu(pid_t pid, image::Manifest& m);
 class GpuRestore {
  public:
   explicit GpuRestore(const image::Manifest& m);
-  // Waits for any preparation still running (each driver call has a deadline).
+  // Waits for any preparation still running. Each driver call in it has a
+  // deadline of its own (THAW_GPU_CALL_TIMEOUT, 30 s), so with a driver that
+  // hangs this can take a few of those.
   ~GpuRestore() = default;
   GpuRestore(const GpuRestore&) = delete;
   GpuRestore& operator=(const GpuRestore&) = delete;

@@ -18,12 +18,14 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <optional>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -444,30 +446,58 @@ UniqueFd open_unconnected(const json& f) {
   return self;
 }
 
-std::string from_hex(const std::string& hex) {
+std::string from_hex(const json& f, const std::string& hex) {
+  if (hex.size() % 2 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    fail(name_of(f), ": malformed bound name '", hex, "' in the image");
   std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  for (size_t i = 0; i < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
   return out;
 }
 
-// Bound to the same abstract name again (in this network namespace), and
-// listening again if it was.
-UniqueFd open_bound(const json& f) {
-  UniqueFd self = open_unconnected(f);
-  const json& b = f["bound"];
-  std::string name = from_hex(b["name"].get<std::string>());
+// The CUDA driver names its socket after the process's pid namespace and
+// pid: "\0cuda-uvmfd-<pid ns inode>-<pid>". Another restore of the same
+// image may hold the old name (abstract names are per network namespace,
+// and restores share the host's); this process has a pid namespace of its
+// own, so the name the driver would give it here is free.
+std::optional<std::string> cuda_name_here(const std::string& name) {
+  static const std::string kPrefix = std::string(1, '\0') + "cuda-uvmfd-";
+  if (name.rfind(kPrefix, 0) != 0) return std::nullopt;
+  struct stat st;
+  if (::stat("/proc/self/ns/pid", &st) != 0) return std::nullopt;
+  return cat(kPrefix, st.st_ino, "-", ::getpid());
+}
+
+bool bind_abstract(int fd, const std::string& name) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  if (name.size() > sizeof a.sun_path) fail(name_of(f), ": abstract name of ", name.size(), " bytes is too long");
   std::memcpy(a.sun_path, name.data(), name.size());
   auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
-  if (::bind(self.get(), reinterpret_cast<sockaddr*>(&a), len) != 0)
-    fail_errno(name_of(f), ": bind to ", shown_name(name), " again",
-               errno == EADDRINUSE ? " (another process — the original, or another restore of this image in "
+  return ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0;
+}
+
+// Bound to the same abstract name again (in this network namespace), and
+// listening again if it was; shut down only after that, as finish() does.
+UniqueFd open_bound(const json& f) {
+  const json& b = f["bound"];
+  std::string name = from_hex(f, b["name"].get<std::string>());
+  if (name.size() < 2 || name[0] != '\0' || name.size() > sizeof(sockaddr_un::sun_path))
+    fail(name_of(f), ": bound name of ", name.size(), " bytes in the image is not an abstract name");
+  UniqueFd self(::socket(AF_UNIX, f["type"].get<int>() | SOCK_CLOEXEC, 0));
+  if (!self) fail_errno(name_of(f), ": socket");
+  if (!bind_abstract(self.get(), name)) {
+    int err = errno;
+    auto other = err == EADDRINUSE ? cuda_name_here(name) : std::nullopt;
+    if (!other || !bind_abstract(self.get(), *other)) {
+      errno = err;
+      fail_errno(name_of(f), ": bind to ", shown_name(name), " again",
+                 err == EADDRINUSE ? " (another process — the original, or another restore of this image in "
                                      "the same network namespace? — is bound there)"
                                    : "");
+    }
+  }
   if (b["listen"].get<bool>() && ::listen(self.get(), b["backlog"].get<int>()) != 0)
     fail_errno(name_of(f), ": listen on ", shown_name(name));
+  finish(self.get(), f);
   return self;
 }
 
