@@ -19,13 +19,22 @@ CALL = ["embedder", "Embedder", "--method", "similarity", "--args", '["cold star
 
 
 def timed_call(env, cold):
+    """Seconds until the result is printed (the container is torn down after
+    that, while `thaw call` exits), the result, and the runtime's log."""
     t0 = time.monotonic()
-    r = subprocess.run([THAW, "call", *CALL, *(["--cold"] if cold else [])], env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.Popen([THAW, "call", *CALL, *(["--cold"] if cold else [])], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = b""
+    while b"\n" not in out:
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        out += chunk
     elapsed = time.monotonic() - t0
-    if r.returncode != 0:
-        sys.exit(f"thaw call failed ({'cold' if cold else 'restored'}):\n{r.stderr}")
-    return elapsed, json.loads(r.stdout), r.stderr
+    rest, err = p.communicate(timeout=300)
+    if p.returncode != 0:
+        sys.exit(f"thaw call failed ({'cold' if cold else 'restored'}):\n{err.decode()}")
+    return elapsed, json.loads((out + rest).decode().splitlines()[0]), err.decode()
 
 
 def main():

@@ -11,8 +11,10 @@
 #include "cli/commands.h"
 #include "container/init.h"
 #include "container/restore_shell.h"
+#include "container/spawn.h"
 
 int main(int argc, char** argv) {
+  thaw::container::grow_fd_table_for_spawn();  // before any thread exists
   if (argc >= 2 && std::strcmp(argv[1], "__init") == 0) return thaw::container::init_main(argc, argv);
   if (argc >= 2 && std::strcmp(argv[1], "__restore-shell") == 0)
     return thaw::container::restore_shell_main(argc, argv);

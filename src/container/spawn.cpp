@@ -113,6 +113,11 @@ bool Child::wait(int timeout_ms) {
   return true;
 }
 
+void grow_fd_table_for_spawn() {
+  UniqueFd any(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (any) UniqueFd high(::fcntl(any.get(), F_DUPFD_CLOEXEC, kHighFd + 63));
+}
+
 Child spawn(const SpawnOptions& o) {
   if (o.argv.empty()) fail("spawn: no program");
   // Everything the child needs is built here, before the clone.
