@@ -17,29 +17,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "examples" / "modal_style" / "embedder.py"
+from function_bench import APP, REPO, first_line_time
+
 CALL = ["call", "embedder", "Embedder", "--method", "similarity", "--args", '["cold start", "warm start"]']
 
 
 def timed_call(thaw, env):
     """(ms to the first stdout line, ms to exit) of one restored call."""
-    t0 = time.monotonic()
-    p = subprocess.Popen([thaw, *CALL], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = b""
-    while b"\n" not in out:
-        chunk = os.read(p.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        out += chunk
-    first = time.monotonic() - t0
-    _, err = p.communicate(timeout=300)
-    if p.returncode != 0 or "Restored in" not in err.decode():
-        sys.exit(f"{thaw}: the call did not restore from the snapshot:\n{err.decode()}")
-    return first * 1000, (time.monotonic() - t0) * 1000
+    first, _, err, total = first_line_time([thaw, *CALL], env)
+    if "Restored in" not in err:
+        sys.exit(f"{thaw}: the call did not restore from the snapshot:\n{err}")
+    return first * 1000, total * 1000
 
 
 def main():

@@ -51,7 +51,8 @@ for i in range(rounds):
 
 
 def first_line_time(argv, env):
-    """Seconds from spawning argv until its first stdout line; (seconds, line, stderr)."""
+    """Seconds from spawning argv until its first stdout line; (seconds, line,
+    stderr, seconds until it exited)."""
     t0 = time.monotonic()
     p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = b""
@@ -64,7 +65,7 @@ def first_line_time(argv, env):
     rest, err = p.communicate(timeout=300)
     if p.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed:\n{err.decode()}")
-    return first, out.decode().strip(), err.decode()
+    return first, out.decode().strip(), err.decode(), time.monotonic() - t0
 
 
 def breakdowns(log, n):

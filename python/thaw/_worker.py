@@ -96,40 +96,43 @@ def reseed(seed):
         torch.manual_seed(seed % (1 << 63))
 
 
-def cuda_driver_threads(task_dir="/proc/self/task"):
-    """Threads the CUDA driver started (named cuda-EvtHandlr, cuda00001400006, ...), as 'thread NAME'."""
-    names = set()
+def _scan(directory, describe):
+    """describe(path) of each entry of a /proc directory, where it says something, sorted and unique."""
     try:
-        tids = os.listdir(task_dir)
+        entries = os.listdir(directory)
     except OSError:
         return []
-    for tid in tids:
+    found = set()
+    for e in entries:
         try:
-            with open(os.path.join(task_dir, tid, "comm")) as f:
-                name = f.read().strip()
-        except OSError:
+            what = describe(os.path.join(directory, e))
+        except OSError:  # the thread or fd went away meanwhile
             continue
-        # The driver's names: cuda-EvtHandlr, cuda-msgHandler, cuda00001400006.
-        if name.startswith("cuda-") or (name.startswith("cuda0") and name[4:].isdigit()):
-            names.add(f"thread {name}")
-    return sorted(names)
+        if what:
+            found.add(what)
+    return sorted(found)
+
+
+def _driver_thread(task):
+    with open(os.path.join(task, "comm")) as f:
+        name = f.read().strip()
+    # The driver's names: cuda-EvtHandlr, cuda-msgHandler, cuda00001400006.
+    if name.startswith("cuda-") or (name.startswith("cuda0") and name[4:].isdigit()):
+        return f"thread {name}"
+    return None
+
+
+def cuda_driver_threads(task_dir="/proc/self/task"):
+    """Threads the CUDA driver started, as 'thread NAME'."""
+    return _scan(task_dir, _driver_thread)
 
 
 def nvidia_device_fds(fd_dir="/proc/self/fd"):
     """The NVIDIA device nodes (/dev/nvidiactl, /dev/nvidia0, ...) this process has open."""
-    found = set()
-    try:
-        fds = os.listdir(fd_dir)
-    except OSError:
-        return []
-    for fd in fds:
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except OSError:
-            continue
-        if target.startswith("/dev/nvidia"):
-            found.add(f"{target} open")
-    return sorted(found)
+    def device(fd):
+        target = os.readlink(fd)
+        return f"{target} open" if target.startswith("/dev/nvidia") else None
+    return _scan(fd_dir, device)
 
 
 def cuda_snapshot_warnings(where):
