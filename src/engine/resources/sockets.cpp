@@ -288,16 +288,6 @@ std::string shown_name(std::string name) {
   return name;
 }
 
-std::string to_hex(const std::string& bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   int fd = p.dup.get();
   int family = sockopt(fd, SO_DOMAIN, "address family"), type = sockopt(fd, SO_TYPE, "socket type");
@@ -318,7 +308,7 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
     if (u.state == TCP_LISTEN && u.rqueue != 0)
       fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; "
            "not supported");
-    bound = {{"name", to_hex(u.name)}, {"listen", u.state == TCP_LISTEN}, {"backlog", u.wqueue}};
+    bound = {{"name", to_hex(u.name.data(), u.name.size())}, {"listen", u.state == TCP_LISTEN}, {"backlog", u.wqueue}};
   }
   json f{{"flags", p.flags}, {"ino", ino}, {"type", type}, {"shutdown", u.shutdown}};
   if (!bound.is_null()) f["bound"] = bound;
@@ -446,12 +436,11 @@ UniqueFd open_unconnected(const json& f) {
   return self;
 }
 
-std::string from_hex(const json& f, const std::string& hex) {
+std::string bound_name(const json& f, const std::string& hex) {
   if (hex.size() % 2 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
     fail(name_of(f), ": malformed bound name '", hex, "' in the image");
-  std::string out;
-  for (size_t i = 0; i < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
+  auto bytes = from_hex(hex);
+  return std::string(bytes.begin(), bytes.end());
 }
 
 // The CUDA driver names its socket after the process's pid namespace and
@@ -479,7 +468,7 @@ bool bind_abstract(int fd, const std::string& name) {
 // listening again if it was; shut down only after that, as finish() does.
 UniqueFd open_bound(const json& f) {
   const json& b = f["bound"];
-  std::string name = from_hex(f, b["name"].get<std::string>());
+  std::string name = bound_name(f, b["name"].get<std::string>());
   if (name.size() < 2 || name[0] != '\0' || name.size() > sizeof(sockaddr_un::sun_path))
     fail(name_of(f), ": bound name of ", name.size(), " bytes in the image is not an abstract name");
   UniqueFd self(::socket(AF_UNIX, f["type"].get<int>() | SOCK_CLOEXEC, 0));
