@@ -1,9 +1,10 @@
 // A container's own cgroup, best effort: the v1 memory and freezer
-// hierarchies when they are mounted (/sys/fs/cgroup/<ctrl>/thaw/<id>), else
-// a cgroup v2 group (/sys/fs/cgroup/thaw/<id>), else none. It gives
-// accounting (memory.usage_in_bytes) and an optional memory limit; nothing
-// depends on it, so a host without writable cgroups still runs containers.
-// Limits (memory=, cpu= with a limit) are applied where the controller is.
+// hierarchies when they are mounted (<root>/<ctrl>/thaw/<id>), else a cgroup
+// v2 group (<root>/thaw/<id>, with the controllers it needs enabled in
+// <root>/thaw), else none. It gives accounting and an optional memory or CPU
+// limit; a host without writable cgroups still runs containers, but a limit
+// the function asked for and did not get is reported (warnings()), never
+// dropped in silence.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,11 +14,14 @@ namespace thaw::container {
 
 class Cgroup {
  public:
+  static constexpr const char* kRoot = "/sys/fs/cgroup";
+
   Cgroup() = default;
-  // Creates the group(s); limits of 0 set none. A CPU limit (in cores)
-  // adds the cpu controller's group. Never throws.
-  static Cgroup create(const std::string& id, uint64_t memory_limit_bytes = 0, double cpu_limit = 0);
-  Cgroup(Cgroup&& o) noexcept : dirs_(std::move(o.dirs_)) { o.dirs_.clear(); }
+  // Creates the group(s) under root; limits of 0 set none. A CPU limit (in
+  // cores) adds the cpu controller's group. Never throws.
+  static Cgroup create(const std::string& id, uint64_t memory_limit_bytes = 0, double cpu_limit = 0,
+                       const std::string& root = kRoot);
+  Cgroup(Cgroup&& o) noexcept { *this = std::move(o); }
   Cgroup& operator=(Cgroup&& o) noexcept;
   Cgroup(const Cgroup&) = delete;
   Cgroup& operator=(const Cgroup&) = delete;
@@ -25,10 +29,20 @@ class Cgroup {
   ~Cgroup();
 
   const std::vector<std::string>& dirs() const { return dirs_; }
+  // Limits asked for that are not in force, each with the reason.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  uint64_t memory_limit_bytes() const { return memory_limit_; }
+  // How many times the kernel's OOM killer killed a process of the group
+  // (0 where the memory controller is not there to say).
+  uint64_t oom_kills() const;
 
  private:
   void remove();
   std::vector<std::string> dirs_;
+  std::vector<std::string> warnings_;
+  std::string memory_dir_;  // the group that has the memory controller, if any
+  bool memory_v2_ = false;
+  uint64_t memory_limit_ = 0;  // in force
 };
 
 // Moves the calling process into each group (its children follow).

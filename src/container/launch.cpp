@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -141,6 +142,21 @@ int Container::stop(int grace_ms) {
     root_.wait();
   }
   return root_.status();
+}
+
+std::string Container::end_reason(int status) const {
+  if (cgroup_.oom_kills() > 0) {
+    uint64_t limit = cgroup_.memory_limit_bytes();
+    return limit ? cat("the container ran out of memory: the kernel killed it at its limit of ", limit >> 20,
+                       " MiB (memory=(request, limit)); raise the limit or use less memory")
+                 : std::string("the container ran out of memory: the kernel killed it (the machine is short of memory)");
+  }
+  if (status > 128 && status < 128 + 65) {
+    const char* name = ::sigabbrev_np(status - 128);
+    return cat("the container exited: killed by SIG", name ? name : std::to_string(status - 128).c_str(), " (status ",
+               status, ")");
+  }
+  return cat("the container exited (status ", status, ")");
 }
 
 Container::~Container() {

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,6 +45,11 @@ class Container {
   // Waits up to grace_ms for the container to end by itself, then kills it.
   // Returns the worker's exit status (or -1 if unknown).
   int stop(int grace_ms);
+  // Why the container ended, for the caller: its exit status (128+signal
+  // when killed), or that it ran out of memory.
+  std::string end_reason(int status) const;
+  // Limits its function asked for that are not in force (Cgroup::warnings).
+  const std::vector<std::string>& cgroup_warnings() const { return cgroup_.warnings(); }
   // Gives up the control channel (the worker sees EOF) without waiting.
   void close_control() { control_.reset(); }
 

@@ -71,6 +71,16 @@ container::LaunchOptions Launcher::options(const Target& t) const {
   return o;
 }
 
+void Launcher::warn_limits(const Target& t, const container::Container& c) {
+  for (const auto& w : c.cgroup_warnings()) {
+    {
+      std::lock_guard<std::mutex> lock(warned_mu_);
+      if (!warned_.insert(t.label() + "\n" + w).second) continue;
+    }
+    ctx_.log.line("Warning: " + t.label() + ": " + w + ".");
+  }
+}
+
 bool Launcher::gpu_snapshot(const Target& t) { return t.fn.gpu_snapshot() && !t.fn.gpu().empty() && !all_gpus().empty(); }
 
 bool Launcher::gpu_visible(const Target& t) const { return !t.fn.gpu().empty() && !all_gpus().empty(); }
@@ -87,12 +97,14 @@ json Launcher::start_env(const Target& t, const std::string& container_id) const
 std::unique_ptr<Worker> Launcher::cold(const Target& t) {
   auto s = spec(t, false);
   auto w = std::make_unique<Worker>(container::start_cold(s, options(t)), t.label());
+  warn_limits(t, w->container());
   w->start(start_env(t, s.id), false, fresh_seed(), gpu_visible(t), t.fn.startup_timeout_s());
   return w;
 }
 
 std::unique_ptr<Worker> Launcher::for_snapshot(const Target& t) {
   auto w = std::make_unique<Worker>(container::start_cold(spec(t, true), options(t)), t.label());
+  warn_limits(t, w->container());
   json ready = w->expect("snapshot_ready", t.fn.startup_timeout_s());
   for (const auto& warning : ready.value("warnings", json::array()))
     ctx_.log.line("Warning: " + (warning.is_string() ? warning.get<std::string>() : warning.dump()));
@@ -121,6 +133,7 @@ std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& i
   }
   double container_ms = ms_since(t1);
   auto w = std::make_unique<Worker>(std::move(c), t.label());
+  warn_limits(t, w->container());
   auto t2 = Clock::now();
   json ready = w->start(start_env(t, s.id), true, fresh_seed(), gpu_visible(t), t.fn.startup_timeout_s());
   // Where a restore's time went, for the log (Snapshots::restore).

@@ -4,6 +4,9 @@
 // Worker that is ready for calls, except start_for_snapshot's.
 #pragma once
 #include <memory>
+#include <mutex>
+#include <set>
+#include <string>
 
 #include "runtime/context.h"
 #include "runtime/restore_shells.h"
@@ -33,9 +36,14 @@ class Launcher {
   bool gpu_visible(const Target& t) const;
   // enable_gpu_snapshot is set and this machine has a GPU to give it.
   static bool gpu_snapshot(const Target& t);
+  // Logs, once per function and runtime, the limits its containers asked
+  // for and do not get (memory=, cpu= on a host without those cgroups).
+  void warn_limits(const Target& t, const container::Container& c);
 
   Context& ctx_;
   RestoreShells shells_;
+  std::mutex warned_mu_;
+  std::set<std::string> warned_;
 };
 
 }  // namespace thaw::runtime

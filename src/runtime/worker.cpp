@@ -46,8 +46,7 @@ json Worker::expect(const std::string& type, double timeout_s) {
       fail("waiting for '", type, "' from the worker: ", e.what());
     }
     if (!m) {
-      int status = c_->stop(2000);
-      fail("the container exited (status ", status, ") before the worker sent '", type, "'; its output is above");
+      fail(c_->end_reason(c_->stop(2000)), " before the worker sent '", type, "'; its output is above");
     }
     std::string t = m->value("type", "");
     if (t == type) return *m;
@@ -90,7 +89,7 @@ void Worker::read_loop() {
     }
     if (!m) {
       // Only this thread touches the container while it runs.
-      mark_dead(cat("the container exited (status ", c_->stop(3000), "); its output is above"));
+      mark_dead(c_->end_reason(c_->stop(3000)) + "; its output is above");
       return;
     }
     if (m->value("type", "") != "result") continue;  // bye, or something newer

@@ -443,3 +443,20 @@ def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
     assert len(value) == 3 and RESTORING in log
     assert f"embed: [{', '.join(str(v) for v in value)}]" in cp.stdout  # same model
     thaw.assert_containers_gone()
+
+
+def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
+    if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
+            or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
+        pytest.skip("no memory cgroup on this host")
+    thaw.deploy(APPS / "limits.py")
+    value, log, _ = thaw.call("e2e-limits", "limit")
+    assert value == 200 << 20, log
+    assert "not applied" not in log
+    value, log, _ = thaw.call("e2e-limits", "hog", 20)
+    assert value == 20
+    # Past the limit the kernel kills the container; the caller learns why.
+    cp = thaw.run("call", "e2e-limits", "hog", "--args", "[600]", check=False)
+    assert cp.returncode != 0
+    assert "ran out of memory" in cp.stderr and "limit of 200 MiB" in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()

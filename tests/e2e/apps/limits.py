@@ -1,0 +1,30 @@
+"""Functions with resource limits: memory=(request, limit) caps the
+container's memory cgroup, so using more than the limit gets the container
+killed, and the caller is told it ran out of memory."""
+import thaw
+
+app = thaw.App("e2e-limits")
+
+
+def _memory_cgroup_limit():
+    """The limit of this process's memory cgroup (v1, else v2), in bytes."""
+    lines = [line.strip().split(":", 2) for line in open("/proc/self/cgroup")]
+    for _, controllers, path in lines:
+        if "memory" in controllers.split(","):
+            return int(open(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read())
+    for hierarchy_id, _, path in lines:
+        if hierarchy_id == "0":
+            value = open(f"/sys/fs/cgroup{path}/memory.max").read().strip()
+            return None if value == "max" else int(value)
+    return None
+
+
+@app.function(memory=(64, 200))
+def limit():
+    return _memory_cgroup_limit()
+
+
+@app.function(memory=(64, 200))
+def hog(mib):
+    blocks = [bytearray(1 << 20) for _ in range(mib)]
+    return len(blocks)
