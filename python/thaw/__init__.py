@@ -49,7 +49,7 @@ def is_local():
 def current_function_call_id():
     """The id of the call being served (inside a container), else None."""
     cid = current_input_id()
-    return None if cid is None else f"fc-{cid}"
+    return None if cid is None else "fc-" + cid[len("in-"):]
 
 
 def enable_output(*args, **kwargs):

@@ -328,7 +328,9 @@ class Worker:
     def serve_call(self, msg, timeout=None):
         """Run one call and return its result message."""
         cid = msg.get("id")
-        _state.set_input_id(cid)
+        # Unique across containers (the channel's ids start at 1 in each):
+        # code that names its outputs after the input must not collide.
+        _state.set_input_id(f"in-{os.environ.get('THAW_CONTAINER_ID', 'local')}-{cid}")
         try:
             if msg.get("args") is not None:
                 args = tuple(load_payload(msg["args"]))

@@ -66,6 +66,38 @@ def test_framing_large_payload_and_split_writes():
     assert _protocol.load_payload(got["blob"]) == b"x" * 3_000_000
 
 
+def test_framing_is_strict_json_with_non_finite_floats_as_strings():
+    # The runtime's parser (like JSON itself) has no NaN: a function's NaN
+    # loss must not break the channel.
+    msg = {"value_json": [float("nan"), {"x": float("inf")}, -float("inf"), 1.5], "t": 0.25}
+    body = _protocol.encode(msg)[4:].decode()
+    assert "NaN," not in body and "Infinity}" not in body
+    assert json.loads(body, parse_constant=lambda c: pytest.fail(f"bare {c} in {body}")) == {
+        "value_json": ["NaN", {"x": "Infinity"}, "-Infinity", 1.5], "t": 0.25}
+
+
+def test_socket_connection_reads_frames_across_chunks_and_timeouts(tmp_path):
+    path = str(tmp_path / "s.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    conn = _protocol.SocketConnection(path)
+    peer, _ = srv.accept()
+    big = {"blob": _protocol.dump_payload(b"y" * 5_000_000)}
+    data = _protocol.encode(big) + _protocol.encode({"n": 2})
+    peer.sendall(data[:1000])  # half a frame, then nothing for a while
+    with pytest.raises((socket.timeout, TimeoutError)):
+        conn.recv(timeout=0.05)
+    sender = threading.Thread(target=lambda: (peer.sendall(data[1000:]), peer.close()))
+    sender.start()
+    assert _protocol.load_payload(conn.recv(timeout=10)["blob"]) == b"y" * 5_000_000
+    assert conn.recv(timeout=10) == {"n": 2}
+    sender.join()
+    assert conn.recv(timeout=10) is None
+    conn.close()
+    srv.close()
+
+
 def test_framing_rejects_non_object_and_truncated():
     a, b = socket.socketpair()
     body = b"[1,2]"
@@ -722,6 +754,14 @@ class Svc:
         raise ValueError("bad input")
 
     @modal.method()
+    def ids(self):
+        return [modal.current_input_id(), modal.current_function_call_id()]
+
+    @modal.method()
+    def nan(self):
+        return [float("nan"), float("inf"), 1.0]
+
+    @modal.method()
     def slow(self, s):
         time.sleep(s)
         return "done"
@@ -793,6 +833,30 @@ def test_worker_plain_function_and_json_args(write_app, worker):
             "kwargs_json": {}, "result_format": "json"})
     reply = w.recv()
     assert reply["ok"] and reply["id"] == 9 and reply["value_json"] == 42
+
+
+def test_worker_input_ids_are_unique_across_containers(write_app, worker):
+    path = write_app("worker_app_ids", WORKER_APP)
+    seen = []
+    for container in ("c0ffee000001", "c0ffee000002"):
+        w = worker(path, "Svc", snapshot=False)
+        w.start(restored=False, env={"THAW_CONTAINER_ID": container})
+        for call_id in (1, 2):  # the runtime numbers each container's calls from 1
+            reply = w.call(method="ids", call_id=call_id)
+            seen.append(_protocol.load_payload(reply["value"]))
+    inputs = [i for i, _ in seen]
+    assert len(set(inputs)) == 4 and all(i.startswith("in-c0ffee00000") for i in inputs)
+    assert [c for _, c in seen] == ["fc-" + i[3:] for i in inputs]
+
+
+def test_worker_json_result_with_nan_stays_valid_json(write_app, worker):
+    path = write_app("worker_app_nan", WORKER_APP)
+    w = worker(path, "Svc", snapshot=False)
+    w.start(restored=False)
+    w.send({"type": "call", "id": 5, "method": "nan", "args_json": [], "kwargs_json": {},
+            "result_format": "json"})
+    reply = w.recv()
+    assert reply["ok"] and reply["value_json"] == ["NaN", "Infinity", 1.0]
 
 
 def test_worker_enforces_timeout(write_app, worker):
