@@ -233,10 +233,15 @@ class App:
         return []
 
     def include(self, other_app):
-        """Add another App's functions, classes and entrypoints to this one."""
+        """Add another App's functions, classes and entrypoints to this one.
+        As in Modal they become this App's: deployed with it, and called in it
+        (a call of an included function from this App's containers must not go
+        to the other App, which may not even be deployed)."""
         for table in ("_functions", "_classes", "_local_entrypoints"):
             for k, v in getattr(other_app, table).items():
                 self._register(getattr(self, table), k, v)
+                if getattr(v, "_app", None) is other_app:
+                    v._app = self
         return self
 
     # ------------------------------------------------------------ running

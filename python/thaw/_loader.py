@@ -83,13 +83,26 @@ def find_apps(module):
 
 
 def pick_app(module, name=None):
+    """The App a file stands for: the one named `name`; else, as Modal does,
+    the global named `app`; else the one App created in this file (Apps it
+    imports from other files are included, not picked)."""
     apps = find_apps(module)
     if name:
         apps = [a for a in apps if a.name == name]
     if not apps:
         raise InvalidError(f"thaw: {module.__file__} defines no thaw.App"
                            + (f" named {name!r}" if name else ""))
-    return apps[0]
+    if name or len(apps) == 1:
+        return apps[0]
+    from ._app import App
+    if isinstance(getattr(module, "app", None), App):
+        return module.app
+    own = [a for a in apps if a._file == getattr(module, "__file__", None)]
+    if len(own) == 1:
+        return own[0]
+    names = ", ".join(repr(a.name) for a in (own or apps))
+    raise InvalidError(f"thaw: {module.__file__} has several Apps ({names}) and none is the "
+                       f"global `app`: name the one to run or deploy `app`")
 
 
 def local_modules(app_file):

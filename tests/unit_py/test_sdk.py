@@ -1309,3 +1309,62 @@ def test_client_resends_when_the_runtime_closed_an_idle_connection(tmp_path, mon
     assert f.remote() == 2
     assert len(served) == 2
     srv.close()
+
+
+# ====================================================================== which App a file is
+def _pick_in_subprocess(app_file, code):
+    """Runs code with `module` loaded from app_file (a fresh interpreter: app
+    modules are imported by path, once per process)."""
+    script = ("import json, sys\nfrom thaw import _loader\n"
+              f"module = _loader.load_app_module({str(app_file)!r})\n" + code)
+    cp = subprocess.run([PY, "-c", script], cwd=app_file.parent, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=str(REPO / "python")), timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout.strip()
+
+
+def test_the_app_global_wins_over_an_imported_app_and_includes_it(write_app):
+    write_app("lib_app", """
+        import thaw as modal
+        lib = modal.App("lib")
+
+        @lib.function()
+        def util(x):
+            return x
+    """)
+    main = write_app("main_app", """
+        import thaw as modal
+        from lib_app import lib, util
+        app = modal.App("main")
+        app.include(lib)
+
+        @app.function()
+        def orig(x):
+            return util.remote(x)
+    """)
+    out = _pick_in_subprocess(main, "a = _loader.pick_app(module)\n"
+                                    "print(json.dumps([a.name, sorted(a.registered_functions),"
+                                    " module.util._app_name_for_call()]))")
+    assert json.loads(out) == ["main", ["orig", "util"], "main"]
+
+
+def test_an_app_not_named_app_is_picked_over_imported_ones_and_ambiguity_is_an_error(write_app):
+    write_app("lib2_app", """
+        import thaw as modal
+        lib = modal.App("lib2")
+    """)
+    own = write_app("own_app", """
+        import thaw as modal
+        from lib2_app import lib
+        mine = modal.App("mine")
+    """)
+    assert _pick_in_subprocess(own, "print(_loader.pick_app(module).name)") == "mine"
+    two = write_app("two_apps", """
+        import thaw as modal
+        first = modal.App("first")
+        second = modal.App("second")
+    """)
+    out = _pick_in_subprocess(two, "try:\n    _loader.pick_app(module)\n"
+                                   "except Exception as e:\n    print(type(e).__name__, e)\n")
+    assert out.startswith("InvalidError") and "'first', 'second'" in out and "`app`" in out
+    assert _pick_in_subprocess(two, "print(_loader.pick_app(module, 'second').name)") == "second"
