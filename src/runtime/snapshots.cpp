@@ -155,8 +155,8 @@ void Snapshots::note_success(const Target& t) {
   ctx_.store.write_meta(t.key, meta);
 }
 
-bool Snapshots::on_restore_failure(const Target& t, uint64_t generation, const std::string& reason) {
-  ctx_.log.line("Restore from memory snapshot failed: " + reason + "; cold-starting the container.");
+bool Snapshots::on_restore_failure(const Target& t, uint64_t generation, const std::string& reason, bool retry) {
+  if (retry) ctx_.log.line("Restore from memory snapshot failed: " + reason + "; cold-starting the container.");
   auto lock = ctx_.store.lock_snapshot(t.key);
   json meta = ctx_.store.read_meta(t.key).value_or(json::object());
   // Someone recreated it while we tried the old one: try the new one.
@@ -203,12 +203,25 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
                     " times since it was recreated; cold-starting until the next deploy.");
       break;
     }
+    uint64_t generation = meta.value("generation", uint64_t{0});
     try {
       auto w = restore(t, meta);
       if (meta.value("failures_since_created", 0) > 0) note_success(t);
       return w;
+    } catch (const WorkerFailed& e) {
+      // The process came back and the app raised in @enter(snap=False): its
+      // own error, or one the restore caused? A cold start tells. If its
+      // @enter fails too, the error is the function's: it goes to the caller
+      // (the exception propagates) and the snapshot is not blamed (a user's
+      // bug must not spend its one recreation or disable it).
+      ctx_.log.line(std::string("The restored container failed to start: ") + e.what() +
+                    "; cold-starting to tell whether the memory snapshot is at fault.");
+      auto w = cold_start(t);
+      ctx_.log.line("The cold start worked: the memory snapshot is at fault.");
+      on_restore_failure(t, generation, e.what(), /*retry=*/false);
+      return w;
     } catch (const std::exception& e) {
-      if (!on_restore_failure(t, meta.value("generation", uint64_t{0}), e.what())) break;
+      if (!on_restore_failure(t, generation, e.what())) break;
     }
   }
   return cold_start(t);

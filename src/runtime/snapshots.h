@@ -42,9 +42,10 @@ class Snapshots {
   // Creates the image and meta.json; the caller holds the snapshot's lock.
   void create_locked(const Target& t, nlohmann::json& meta);
   std::unique_ptr<Worker> restore(const Target& t, const nlohmann::json& meta);
-  // Records a failed restore; returns true if the caller should try the
-  // (just recreated) snapshot again.
-  bool on_restore_failure(const Target& t, uint64_t generation, const std::string& reason);
+  // Records a failed restore (recreating the snapshot once per deploy);
+  // returns true if the caller should try the snapshot again. Without
+  // `retry` the caller has its container already (and it logs the failure).
+  bool on_restore_failure(const Target& t, uint64_t generation, const std::string& reason, bool retry = true);
   void note_success(const Target& t);
 
   Context& ctx_;

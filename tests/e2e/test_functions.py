@@ -460,3 +460,32 @@ def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     assert cp.returncode != 0
     assert "ran out of memory" in cp.stderr and "limit of 200 MiB" in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
+
+
+def test_an_error_in_enter_after_restore_is_the_functions_unless_a_cold_start_works(thaw):
+    thaw.deploy(APPS / "enter_fails.py")
+    key, = thaw.snapshot_keys()
+    time.sleep(1.2)  # the snapshot's state is now "old" (see the app)
+
+    # The user's bug: the cold start fails the same way. The caller gets the
+    # error; the snapshot is not blamed, recreated or given up on.
+    (thaw.e2e / "always_fail").touch()
+    for _ in range(2):
+        cp = thaw.run("call", "e2e-enter-fails", "Service", "--method", "ping", check=False)
+        assert cp.returncode != 0 and "ConnectionError: the database is down" in cp.stderr, cp.stderr
+        assert "cold-starting to tell whether the memory snapshot is at fault" in cp.stderr
+        assert "Recreating the memory snapshot" not in cp.stderr
+    meta = thaw.meta(key)
+    assert meta["failures"] == 0 and meta["recreated"] is False, meta
+    (thaw.e2e / "always_fail").unlink()
+    value, log, _ = thaw.call("e2e-enter-fails", "Service", method="ping")
+    assert value == "pong" and RESTORING in log and COLD not in log
+
+    # Only the restored process fails: the snapshot is at fault, the call
+    # still succeeds from the cold start, and the failure is counted.
+    (thaw.e2e / "fail_if_old").touch()
+    value, log, _ = thaw.call("e2e-enter-fails", "Service", method="ping")
+    assert value == "pong", log
+    assert "the memory snapshot is at fault." in log and COLD in log
+    assert thaw.meta(key)["failures"] == 1
+    thaw.assert_containers_gone()
