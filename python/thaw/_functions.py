@@ -69,8 +69,12 @@ def _reply_error(reply, label):
         if tb and hasattr(exc, "add_note"):
             exc.add_note(f"\nRemote traceback ({label}):\n{tb.rstrip()}")
         return exc
+    # The runtime names the function in its own messages; say it once.
+    if text.startswith(f"{label}: "):
+        text = text[len(label) + 2:]
     if text.startswith("FunctionTimeoutError"):
-        return FunctionTimeoutError(f"{label}: {text}")
+        text = text[len("FunctionTimeoutError"):].lstrip(": ")
+        return FunctionTimeoutError(text if label in text else f"{label}: {text}")
     if tb:
         return RemoteError(f"{label} raised {text}\n\nRemote traceback:\n{tb.rstrip()}")
     return ExecutionError(f"{label}: {text}")

@@ -138,12 +138,19 @@ json Pool::call(const json& request, bool use_snapshot) {
   } catch (const std::exception& e) {
     return error_result(cat("could not start a container for ", target_.label(), ": ", e.what()));
   }
+  double timeout = target_.fn.timeout_s();
   try {
-    // The worker enforces the function's timeout itself; this one, with
-    // some slack, catches a worker that hangs outside user code.
-    json r = it->worker->call(request, target_.fn.timeout_s() + 30);
+    // The worker's alarm ends a call at its timeout, but only between Python
+    // bytecodes: one stuck in native code (a long C call, a deadlock) is
+    // ended here, a moment later, by stopping its container.
+    json r = it->worker->call(request, timeout * 1.05 + 2);
     release(it, true);
     return r;
+  } catch (const CallTimedOut&) {
+    release(it, false);
+    return error_result(cat("FunctionTimeoutError: ", target_.label(), " exceeded its timeout of ", timeout,
+                            " s and did not stop (it was in native code, where the timeout cannot interrupt "
+                            "it); its container was stopped"));
   } catch (const std::exception& e) {
     release(it, false);
     return error_result(cat(target_.label(), ": the call did not complete: ", e.what()));

@@ -128,7 +128,7 @@ json Worker::call(const json& request, double timeout_s) {
   std::optional<json> r = std::move(pending_[id]);
   pending_.erase(id);
   if (r) return *r;
-  if (!answered) fail("no result within ", timeout_s, " s");
+  if (!answered) throw CallTimedOut(cat("no result within ", timeout_s, " s"));
   fail(dead_reason_);
 }
 

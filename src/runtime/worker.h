@@ -30,6 +30,12 @@ class WorkerFailed : public Error {
   std::string traceback_;
 };
 
+// No result came within the time the caller allowed.
+class CallTimedOut : public Error {
+ public:
+  using Error::Error;
+};
+
 class Worker {
  public:
   Worker(std::unique_ptr<container::Container> c, std::string label);

@@ -489,3 +489,21 @@ def test_an_error_in_enter_after_restore_is_the_functions_unless_a_cold_start_wo
     assert "the memory snapshot is at fault." in log and COLD in log
     assert thaw.meta(key)["failures"] == 1
     thaw.assert_containers_gone()
+
+
+def test_a_call_stuck_in_native_code_ends_at_its_timeout(thaw):
+    thaw.deploy(APPS / "limits.py")
+    cp = thaw.run("call", "e2e-limits", "stuck_in_c", "--args", "[2000000000]", check=False)
+    assert cp.returncode != 0
+    assert "FunctionTimeoutError: e2e-limits.stuck_in_c exceeded its timeout of 1 s and did not stop" \
+        in cp.stderr, cp.stderr
+    # Through the SDK it is the Modal exception, naming the function once.
+    code = ("import thaw\nfrom thaw.exception import FunctionTimeoutError\n"
+            "f = thaw.Function.from_name('e2e-limits', 'stuck_in_c')\n"
+            "try:\n    f.remote(2000000000)\nexcept FunctionTimeoutError as e:\n"
+            "    print(repr(str(e)))\n")
+    out = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True,
+                         text=True, timeout=CALL_TIMEOUT)
+    assert "exceeded its timeout of 1 s" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count("e2e-limits.stuck_in_c") == 1, out.stdout
+    thaw.assert_containers_gone()

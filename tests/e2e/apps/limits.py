@@ -28,3 +28,10 @@ def limit():
 def hog(mib):
     blocks = [bytearray(1 << 20) for _ in range(mib)]
     return len(blocks)
+
+
+@app.function(timeout=1)
+def stuck_in_c(iterations):
+    """Minutes inside one C call, where the worker's alarm cannot interrupt."""
+    import hashlib
+    return hashlib.pbkdf2_hmac("sha256", b"x", b"y", iterations).hex()
