@@ -5,7 +5,6 @@ objects @app.function / @app.cls return, with .remote(), .local(), .spawn(),
 
 import concurrent.futures
 import inspect
-import time
 
 from . import _client, _state
 from ._config import sha256_json
@@ -49,11 +48,6 @@ class _Target:
             "app_file": app_file,
         }
 
-    @property
-    def retries(self):
-        cfg = self.owner._config or {}
-        return cfg.get("retries")
-
 
 def _reply_error(reply, label):
     """The exception a failed result stands for."""
@@ -93,23 +87,11 @@ def _value(reply, label):
 
 
 def _call_remote(target, args, kwargs):
-    """Run one call remotely, retrying failures per the function's retries=."""
+    """Run one call remotely. (retries= is the runtime's: it runs a failed
+    call again before replying, for every caller.)"""
     target.owner._ensure_found()
-    client = _client.get_client()
-    retries = target.retries
-    attempt = 0
-    while True:
-        reply = client.request(target.message(args, kwargs))
-        try:
-            return _value(reply, target.label)
-        except Exception:
-            if retries and attempt < retries["max_retries"]:
-                attempt += 1
-                delay = min(retries["initial_delay"] * retries["backoff_coefficient"] **
-                            (attempt - 1), retries["max_delay"])
-                time.sleep(delay)
-                continue
-            raise
+    reply = _client.get_client().request(target.message(args, kwargs))
+    return _value(reply, target.label)
 
 
 class FunctionCall:
@@ -130,13 +112,7 @@ class FunctionCall:
         ready within timeout seconds (call get() again later), and the call's
         own exception if it failed."""
         reply = self._reply if self._pending is None else self._pending.wait(timeout)
-        try:
-            return _value(reply, self._target.label)
-        except Exception:
-            retries = self._target.retries
-            if retries and retries["max_retries"] > 0:
-                return _call_remote(self._target, self._args, self._kwargs)
-            raise
+        return _value(reply, self._target.label)
 
     def get_call_graph(self):
         return []

@@ -1,5 +1,8 @@
 #include "runtime/app.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/error.h"
 
 namespace thaw::runtime {
@@ -73,6 +76,21 @@ int FunctionDesc::max_containers() const { return static_cast<int>(number(config
 int FunctionDesc::buffer_containers() const { return static_cast<int>(number(config, "buffer_containers", 0)); }
 int FunctionDesc::max_concurrent_inputs() const {
   return static_cast<int>(number(config, "max_concurrent_inputs", 1));
+}
+
+FunctionDesc::Retries FunctionDesc::retries() const {
+  Retries r;
+  auto it = config.find("retries");
+  if (it == config.end() || !it->is_object()) return r;
+  r.max_retries = static_cast<int>(number(*it, "max_retries", 0));
+  r.backoff_coefficient = number(*it, "backoff_coefficient", r.backoff_coefficient);
+  r.initial_delay = number(*it, "initial_delay", r.initial_delay);
+  r.max_delay = number(*it, "max_delay", r.max_delay);
+  return r;
+}
+
+double FunctionDesc::Retries::delay_before(int retry) const {
+  return std::min(initial_delay * std::pow(backoff_coefficient, retry - 1), max_delay);
 }
 
 uint64_t FunctionDesc::memory_limit_bytes() const {

@@ -33,6 +33,14 @@ struct FunctionDesc {
   int max_concurrent_inputs() const;  // per container (@concurrent)
   uint64_t memory_limit_bytes() const;  // only from memory=(request, limit)
   double cpu_limit() const;             // cores, only from cpu=(request, limit); 0: none
+  // retries= (thaw.Retries): failed calls are run again, up to max_retries
+  // times, waiting initial_delay * backoff_coefficient^(n-1), at most max_delay.
+  struct Retries {
+    int max_retries = 0;
+    double backoff_coefficient = 2, initial_delay = 1, max_delay = 60;
+    double delay_before(int retry) const;  // retry: 1, 2, ...
+  };
+  Retries retries() const;
 };
 
 struct AppDesc {

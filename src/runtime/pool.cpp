@@ -130,6 +130,21 @@ void Pool::release(SlotIt it, bool healthy) {
 }
 
 json Pool::call(const json& request, bool use_snapshot) {
+  // retries= is the runtime's to honour (as in Modal, where it runs on the
+  // server): every caller gets it, `thaw call` and Function.from_name too.
+  auto retries = target_.fn.retries();
+  for (int retry = 1;; retry++) {
+    json r = call_once(request, use_snapshot);
+    if (r.value("ok", false) || retry > retries.max_retries) return r;
+    double delay = retries.delay_before(retry);
+    std::string why = r.value("error", std::string("failed"));
+    snapshots_.log().line(cat(target_.label(), " failed (", why.substr(0, why.find('\n')), "); retry ", retry, " of ",
+                              retries.max_retries, " in ", delay, " s."));
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+  }
+}
+
+json Pool::call_once(const json& request, bool use_snapshot) {
   SlotIt it;
   try {
     it = acquire(use_snapshot);

@@ -56,6 +56,7 @@ class Pool {
   };
   using SlotIt = std::list<Slot>::iterator;
 
+  nlohmann::json call_once(const nlohmann::json& request, bool use_snapshot);
   SlotIt acquire(bool use_snapshot);
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
   void release(SlotIt it, bool healthy);

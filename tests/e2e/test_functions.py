@@ -507,3 +507,24 @@ def test_a_call_stuck_in_native_code_ends_at_its_timeout(thaw):
     assert "exceeded its timeout of 1 s" in out.stdout, out.stdout + out.stderr
     assert out.stdout.count("e2e-limits.stuck_in_c") == 1, out.stdout
     thaw.assert_containers_gone()
+
+
+def test_retries_are_the_runtimes_for_every_caller(thaw):
+    thaw.deploy(APPS / "limits.py")
+    counter = thaw.e2e / "flaky_cli"
+    value, log, _ = thaw.call("e2e-limits", "flaky", str(counter), 2)
+    assert value == 3 and log.count("retry ") == 2, log
+    assert "e2e-limits.flaky failed (RuntimeError: run 1 fails); retry 1 of 2" in log
+    # Out of retries: the last failure is the caller's.
+    counter = thaw.e2e / "flaky_out"
+    cp = thaw.run("call", "e2e-limits", "flaky", "--args", json.dumps([str(counter), 5]), check=False)
+    assert cp.returncode != 0 and "RuntimeError: run 3 fails" in cp.stderr, cp.stderr
+    assert counter.read_text() == "3"
+    # A deployed function looked up by name gets them too.
+    counter = thaw.e2e / "flaky_sdk"
+    code = ("import thaw\n"
+            f"print(thaw.Function.from_name('e2e-limits', 'flaky').remote({str(counter)!r}, 1))\n")
+    out = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True,
+                         text=True, timeout=CALL_TIMEOUT)
+    assert out.stdout.strip() == "2", out.stdout + out.stderr
+    thaw.assert_containers_gone()

@@ -35,3 +35,15 @@ def stuck_in_c(iterations):
     """Minutes inside one C call, where the worker's alarm cannot interrupt."""
     import hashlib
     return hashlib.pbkdf2_hmac("sha256", b"x", b"y", iterations).hex()
+
+
+@app.function(retries=thaw.Retries(max_retries=2, initial_delay=0.1, backoff_coefficient=1.0))
+def flaky(counter_file, failures):
+    """Fails its first `failures` runs (counted in counter_file)."""
+    import os
+    n = int(open(counter_file).read()) if os.path.exists(counter_file) else 0
+    with open(counter_file, "w") as f:
+        f.write(str(n + 1))
+    if n < failures:
+        raise RuntimeError(f"run {n + 1} fails")
+    return n + 1
