@@ -127,7 +127,7 @@ class App:
             config, image, secrets, volumes = _config.build(
                 "function", fname, kwargs, app=self, partial_params=params)
             if config["is_generator"] is None:
-                config["is_generator"] = inspect.isgeneratorfunction(f)
+                config["is_generator"] = inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
             config = _config.finish(config)
             fn = Function(f, name=fname, app=self, config=config, image=image, secrets=secrets,
                           volumes=volumes, batched=BATCHED in flags)

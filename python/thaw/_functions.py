@@ -7,6 +7,7 @@ import concurrent.futures
 import inspect
 
 from . import _client, _state
+from ._aio import aio_method
 from ._config import sha256_json
 from ._partial import ENTER_POST, ENTER_PRE, EXIT, METHOD, Parameter
 from ._protocol import dump_payload, load_payload
@@ -107,6 +108,7 @@ class FunctionCall:
             raise ExecutionError(f"{target.label}: {self._reply.get('error')}")
         self.object_id = f"fc-{msg['id']}"
 
+    @aio_method
     def get(self, timeout=None):
         """The call's result. Raises thaw.exception.TimeoutError if it is not
         ready within timeout seconds (call get() again later), and the call's
@@ -177,12 +179,14 @@ class _Callable:
     def _is_generator(self):
         return False
 
+    @aio_method
     def remote(self, *args, **kwargs):
         """Run the call in a container of the app and return its result."""
         if self._is_generator():
             raise InvalidError(f"{self._target().label} is a generator: use .remote_gen()")
         return _call_remote(self._target(), args, kwargs)
 
+    @aio_method(iterates=True)
     def remote_gen(self, *args, **kwargs):
         """Run a generator remotely and yield its values. thaw delivers them when
         the generator has finished, not one by one."""
@@ -193,16 +197,19 @@ class _Callable:
         @enter hooks have run)."""
         return self._local_callable()(*args, **kwargs)
 
+    @aio_method
     def spawn(self, *args, **kwargs):
         """Start the call and return a FunctionCall whose .get() gives the result."""
         return FunctionCall(self._target(), args, kwargs)
 
+    @aio_method(iterates=True)
     def map(self, *input_iterators, kwargs={}, order_outputs=True,  # noqa: B006 - Modal's API
             return_exceptions=False, wrap_returned_exceptions=True):
         """Call once per input (one input = one item from each iterator), in
         parallel; yields the results (in input order unless order_outputs=False)."""
         return _map(self._target(), input_iterators, kwargs, order_outputs, return_exceptions)
 
+    @aio_method(iterates=True)
     def starmap(self, input_iterator, *, kwargs={}, order_outputs=True,  # noqa: B006
                 return_exceptions=False, wrap_returned_exceptions=True):
         """Like map, with each input an iterable of arguments."""
@@ -210,11 +217,13 @@ class _Callable:
         cols = list(zip(*items)) if items else []
         return _map(self._target(), cols, kwargs, order_outputs, return_exceptions)
 
+    @aio_method
     def for_each(self, *input_iterators, kwargs={}, ignore_exceptions=False):  # noqa: B006
         """map() for side effects: waits for all calls, returns None."""
         for _ in _map(self._target(), input_iterators, kwargs, True, ignore_exceptions):
             pass
 
+    @aio_method
     def spawn_map(self, *input_iterators, kwargs={}):  # noqa: B006
         """Start a call per input and return without waiting."""
         for args in zip(*input_iterators):

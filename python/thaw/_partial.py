@@ -85,7 +85,8 @@ def method(_warn_parentheses_missing=None, *, is_generator=None):
     """Mark a method of an @app.cls class as callable remotely."""
     def make(f):
         raw = f.raw_f if isinstance(f, PartialFunction) else f
-        gen = is_generator if is_generator is not None else inspect.isgeneratorfunction(raw)
+        gen = is_generator if is_generator is not None else (
+            inspect.isgeneratorfunction(raw) or inspect.isasyncgenfunction(raw))
         return _apply(f, {METHOD}, {"is_generator": bool(gen)}, name="method")
     return _decorator_or_direct(_warn_parentheses_missing, make, "method")
 

@@ -29,6 +29,7 @@ import time
 import traceback
 
 from . import _state
+from ._async_runner import resolve
 from ._functions import PARAMS_KEY, Cls, _batched_call
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
@@ -211,7 +212,7 @@ class Worker:
         for hook in self.target._lifecycle[kind]:
             try:
                 with _alarm(self.config.get("startup_timeout")):
-                    getattr(instance, hook)()
+                    resolve(getattr(instance, hook)())
             except _Deadline:
                 raise _Failed(stage, f"@{'enter' if kind != EXIT else 'exit'} method "
                               f"{self.target_name}.{hook} exceeded startup_timeout="
@@ -321,7 +322,7 @@ class Worker:
                 inst = self.target._new_instance(params.get("args", ()), params.get("kwargs", {}))
                 for kind in (ENTER_PRE, ENTER_POST):
                     for hook in self.target._lifecycle[kind]:
-                        getattr(inst, hook)()
+                        resolve(getattr(inst, hook)())
                 self.param_instances[key] = inst
             return inst
 
@@ -343,7 +344,7 @@ class Worker:
             params = kwargs.pop(PARAMS_KEY, None)
             fn, is_gen = self.callable_for(msg.get("method"), params)
             with _alarm(timeout):
-                value = fn(*args, **kwargs)
+                value = resolve(fn(*args, **kwargs))
                 if is_gen or (hasattr(value, "__next__") and hasattr(value, "send")):
                     value = list(value)
         except _Deadline:
@@ -441,7 +442,7 @@ class Worker:
                 continue
             for hook in self.target._lifecycle[EXIT]:
                 try:
-                    getattr(inst, hook)()
+                    resolve(getattr(inst, hook)())
                 except Exception:  # noqa: BLE001 - keep going; log it
                     print(f"thaw worker: @exit method {self.target_name}.{hook} failed:",
                           file=sys.stderr)

@@ -1373,3 +1373,60 @@ def test_an_app_not_named_app_is_picked_over_imported_ones_and_ambiguity_is_an_e
                                    "except Exception as e:\n    print(type(e).__name__, e)\n")
     assert out.startswith("InvalidError") and "'first', 'second'" in out and "`app`" in out
     assert _pick_in_subprocess(two, "print(_loader.pick_app(module, 'second').name)") == "second"
+
+
+# ====================================================================== async
+ASYNC_APP = '''
+import asyncio
+import thaw as modal
+
+app = modal.App("async-test")
+
+
+@app.function()
+async def double(x):
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+@app.function()
+async def ticks(n):
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+@app.cls()
+class Conn:
+    @modal.enter()
+    async def open(self):
+        await asyncio.sleep(0)
+        self.state_ = "open"
+
+    @modal.method()
+    async def state(self):
+        return self.state_
+'''
+
+
+def test_async_functions_hooks_and_aio_variants(write_app, runtime):
+    import asyncio
+    path = write_app("async_app", ASYNC_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        assert mod.double.remote(21) == 42
+        assert list(mod.ticks.remote_gen(3)) == [0, 1, 2]
+        with pytest.raises(InvalidError, match="remote_gen"):
+            mod.ticks.remote(1)
+        assert mod.Conn().state.remote() == "open"
+
+        async def main():
+            a = await mod.double.remote.aio(5)
+            g = [x async for x in mod.ticks.remote_gen.aio(2)]
+            m = [x async for x in mod.double.map.aio([1, 2, 3])]
+            call = await mod.double.spawn.aio(4)
+            s = await mod.Conn().state.remote.aio()
+            return a, g, m, await call.get.aio(), s
+        assert asyncio.run(main()) == (10, [0, 1], [2, 4, 6], 8, "open")
+    # .local() of an async function is its coroutine, as in Modal.
+    assert asyncio.run(mod.double.local(3)) == 6

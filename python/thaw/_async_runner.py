@@ -1,0 +1,42 @@
+"""Runs the coroutines and async generators of `async def` functions, methods
+and lifecycle hooks inside a worker, on one event loop in a thread of its own
+(started on first use), so that async inputs of a @concurrent function share
+it as they would in Modal. The caller blocks until the result is there; a
+signal (the worker's timeout alarm, SIGTERM) interrupts that wait, and the
+work on the loop is then cancelled."""
+
+import asyncio
+import inspect
+import threading
+
+_lock = threading.Lock()
+_loop = None
+
+
+def _get_loop():
+    global _loop
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="thaw-asyncio", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+async def _collect(agen):
+    return [item async for item in agen]
+
+
+def resolve(value):
+    """value itself, or what it stands for when it is a coroutine (its
+    result) or an async generator (its items, as a list)."""
+    if inspect.isasyncgen(value):
+        value = _collect(value)
+    elif not inspect.iscoroutine(value):
+        return value
+    future = asyncio.run_coroutine_threadsafe(value, _get_loop())
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
