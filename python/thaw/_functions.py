@@ -190,7 +190,10 @@ class _Callable:
     def remote_gen(self, *args, **kwargs):
         """Run a generator remotely and yield its values. thaw delivers them when
         the generator has finished, not one by one."""
-        yield from _call_remote(self._target(), args, kwargs)
+        values = _call_remote(self._target(), args, kwargs)
+        if not isinstance(values, list):  # the worker lists a generator's values
+            raise InvalidError(f"{self._target().label} is not a generator: use .remote()")
+        yield from values
 
     def local(self, *args, **kwargs):
         """Run the call in this process (for a class: on a local instance whose

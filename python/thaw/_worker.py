@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 from . import _state
 from ._async_runner import resolve
@@ -34,7 +35,7 @@ from ._functions import PARAMS_KEY, Cls, _batched_call
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import Channel, ProtocolError, dump_payload, load_payload
-from .exception import FunctionTimeoutError
+from .exception import DeprecatedWarning, FunctionTimeoutError, UnsupportedWarning
 
 CUDA_FIX = "move CUDA use to @enter(snap=False)"
 
@@ -232,7 +233,12 @@ class Worker:
             _state.app_file = os.path.abspath(self.app_file)
         sys.argv = [self.app_file]
         try:
-            module = self._timed("import_s", lambda: load_app_module(self.app_file))
+            # thaw's warnings about the app's configuration were shown where
+            # it was run or deployed; every container repeating them is noise.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnsupportedWarning)
+                warnings.simplefilter("ignore", DeprecatedWarning)
+                module = self._timed("import_s", lambda: load_app_module(self.app_file))
         except (_Terminate, KeyboardInterrupt):
             raise
         except BaseException as e:  # noqa: BLE001

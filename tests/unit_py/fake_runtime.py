@@ -29,7 +29,7 @@ from thaw._protocol import Channel, recv_msg, send_msg  # noqa: E402
 PY = "/usr/bin/python3"
 
 
-def spawn_worker(app_file, function, snapshot=False, env=None, app=None):
+def spawn_worker(app_file, function, snapshot=False, env=None, app=None, stderr=None):
     """Start a worker with a control socketpair as its fd 3. Returns (proc, chan)."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     child_fd = child.fileno()
@@ -52,7 +52,7 @@ def spawn_worker(app_file, function, snapshot=False, env=None, app=None):
     if snapshot:
         wenv["THAW_SNAPSHOT"] = "1"
     proc = subprocess.Popen([PY, "-m", "thaw._worker"], env=wenv, close_fds=False,
-                            preexec_fn=preexec, stdin=subprocess.DEVNULL)
+                            preexec_fn=preexec, stdin=subprocess.DEVNULL, stderr=stderr)
     child.close()
     proc._sock = parent  # keep it open
     return proc, Channel(parent.fileno())

@@ -1165,6 +1165,8 @@ def test_remote_spawn_map_through_runtime(write_app, runtime, tmp_path):
         assert list(mod.count.remote_gen(4)) == [0, 1, 2, 3]
         with pytest.raises(InvalidError, match="remote_gen"):
             mod.count.remote(2)
+        with pytest.raises(InvalidError, match="not a generator"):
+            list(mod.square.remote_gen(2))
         with pytest.raises(KeyError, match="missing thing"):
             mod.fail.remote()
         results = list(mod.fail.map([()] * 0))
@@ -1430,3 +1432,30 @@ def test_async_functions_hooks_and_aio_variants(write_app, runtime):
         assert asyncio.run(main()) == (10, [0, 1], [2, 4, 6], 8, "open")
     # .local() of an async function is its coroutine, as in Modal.
     assert asyncio.run(mod.double.local(3)) == 6
+
+
+def test_the_worker_does_not_repeat_configuration_warnings(write_app, tmp_path):
+    import fake_runtime
+    path = write_app("warned_app", """
+        import thaw as modal
+        app = modal.App("warned")
+
+        @app.function(schedule=modal.Period(days=1))
+        def nightly():
+            return 1
+    """)
+    # Where the app is run or deployed, the warning shows...
+    cp = subprocess.run([PY, "-W", "always", "-c", f"import runpy; runpy.run_path({str(path)!r})"],
+                        capture_output=True, text=True, timeout=60,
+                        env=dict(os.environ, PYTHONPATH=str(REPO / "python")))
+    assert "schedule" in cp.stderr, cp.stderr
+    # ...but not again in every container.
+    err = tmp_path / "worker.err"
+    with open(err, "w") as f:
+        proc, chan = fake_runtime.spawn_worker(path, "nightly", snapshot=False, stderr=f)
+        chan.send({"type": "start", "restored": False, "env": {}, "seed": 1, "gpu_visible": False})
+        assert chan.recv()["type"] == "ready"
+        chan.send({"type": "shutdown"})
+        chan.recv()
+        proc.wait(timeout=30)
+    assert "schedule" not in err.read_text(), err.read_text()
