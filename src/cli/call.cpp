@@ -1,4 +1,4 @@
-// thaw call APP FUNCTION [--method M] [--args JSON] [--kwargs JSON]
+// thaw call APP FUNCTION [--method M] [--args JSON] [--kwargs JSON] [--params JSON]
 #include <cstdio>
 #include <memory>
 
@@ -11,7 +11,7 @@ namespace thaw::cli {
 
 Command add_call(CLI::App& app) {
   struct Opts {
-    std::string app, function, method, args = "[]", kwargs = "{}";
+    std::string app, function, method, args = "[]", kwargs = "{}", params;
     bool cold = false;
   };
   auto o = std::make_shared<Opts>();
@@ -21,6 +21,8 @@ Command add_call(CLI::App& app) {
   sub->add_option("--method,-m", o->method, "the method, for a class");
   sub->add_option("--args", o->args, "positional arguments as a JSON list");
   sub->add_option("--kwargs", o->kwargs, "keyword arguments as a JSON object");
+  sub->add_option("--params", o->params,
+                  "a class's parameters (modal.parameter()) as a JSON object, as in Model(size=3)");
   sub->add_flag("--cold", o->cold, "start the container cold even if there is a snapshot (for comparisons)");
   return {sub, [o] {
             nlohmann::json args, kwargs;
@@ -32,6 +34,17 @@ Command add_call(CLI::App& app) {
             }
             if (!args.is_array()) fail("--args must be a JSON list");
             if (!kwargs.is_object()) fail("--kwargs must be a JSON object");
+            if (!o->params.empty()) {
+              nlohmann::json params;
+              try {
+                params = nlohmann::json::parse(o->params);
+              } catch (const std::exception& e) {
+                fail("--params: not JSON: ", e.what());
+              }
+              if (!params.is_object()) fail("--params must be a JSON object, e.g. '{\"size\": 3}'");
+              // Where the SDK puts an instance's parameters (thaw._functions.PARAMS_KEY).
+              kwargs["__thaw_params__"] = {{"args", nlohmann::json::array()}, {"kwargs", params}};
+            }
             Session s;
             // Calls the function makes itself come back to this runtime.
             auto server = std::make_unique<runtime::PrivateServer>(*s.rt);
