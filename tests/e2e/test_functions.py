@@ -528,3 +528,18 @@ def test_retries_are_the_runtimes_for_every_caller(thaw):
                          text=True, timeout=CALL_TIMEOUT)
     assert out.stdout.strip() == "2", out.stdout + out.stderr
     thaw.assert_containers_gone()
+
+
+def test_thaw_call_passes_class_parameters(thaw):
+    thaw.deploy(APPS / "params.py")
+    cp = thaw.run("call", "e2e-params", "Greeter", "--method", "greet", "--params", '{"name": "ann"}',
+                  "--kwargs", '{"times": 2}')
+    assert json.loads(cp.stdout) == "hello ann! hello ann!", cp.stderr
+    cp = thaw.run("call", "e2e-params", "Greeter", "--method", "greet", "--params",
+                  '{"name": "bo", "punct": "?"}')
+    assert json.loads(cp.stdout) == "hello bo?"
+    cp = thaw.run("call", "e2e-params", "Greeter", "--method", "greet", check=False)
+    assert cp.returncode != 0 and "cannot be created without parameters" in cp.stderr, cp.stderr
+    cp = thaw.run("call", "e2e-params", "Greeter", "--method", "greet", "--params", "[1]", check=False)
+    assert cp.returncode != 0 and "--params must be a JSON object" in cp.stderr
+    thaw.assert_containers_gone()
