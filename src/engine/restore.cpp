@@ -378,6 +378,14 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
     become_restored(r, pages_fd, status_fd, sv[1]);
   }
   ::close(pages_fd);
+  // The process has its copies of the caller's stdio; init holding them too
+  // would keep `pid=$(thaw restore --detach …)` waiting for EOF for as long
+  // as the process lives.
+  if (int null = ::open("/dev/null", O_RDWR | O_CLOEXEC); null >= 0) {
+    for (int fd = 0; fd <= 2; fd++)
+      if (fd != null) ::dup2(null, fd);
+    if (null > 2) ::close(null);
+  }
   int uffd = -1;
   if (watch >= 0) {
     ::close(sv[1]);
@@ -493,7 +501,19 @@ Status read_status(int fd, bool want_lazy) {
         fail("restorer sent a malformed message: ", line);
       }
     }
-    if (!st.ready.empty() && st.lazy_known) return st;
+    if (!st.ready.empty() && st.lazy_known) {
+      // The restorer closes the pipe right after its "R" line. Stopping its
+      // thread before that close would leave the process an fd it never
+      // had (the pipe's write end, above its highest fd): wait for EOF,
+      // which comes once every write end is closed (init's is already).
+      for (;;) {
+        ssize_t n = ::read(fd, tmp, sizeof tmp);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_errno("read the restore's status pipe");
+        if (n == 0) return st;
+        fail("restorer sent more than its ready line: ", std::string(tmp, n));
+      }
+    }
     ssize_t n = ::read(fd, tmp, sizeof tmp);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) fail("the new process died before it was restored");

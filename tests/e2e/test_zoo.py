@@ -472,3 +472,64 @@ def test_non_root_process_keeps_its_credentials(zoo, thaw_bin, tmp_path):
             q.wait()
     assert uids == {("65534", "65534", "65534", "65534")}, uids
     assert q.returncode == 0 and out.decode() == expected, err.decode()
+
+
+def test_restored_process_has_exactly_its_fds(zoo, thaw_bin):
+    """No fd of the restore's machinery is left in the process. (The status
+    pipe's write end once was, in about a third of restores: thaw stopped
+    the restorer between its last write and its close.)"""
+    expected = zoo.run_uninterrupted("simple")
+    p = zoo.start("simple")
+    fds = sorted(os.listdir(f"/proc/{p.pid}/fd"), key=int)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    # The race needs thaw to win a CPU at the wrong moment: busy CPUs help.
+    spinners = [subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    try:
+        _restore_and_compare_fds(zoo, img, fds, expected)
+    finally:
+        for s in spinners:
+            s.kill()
+            s.wait()
+
+
+def _restore_and_compare_fds(zoo, img, fds, expected):
+    for i in range(16):
+        pidfile = zoo.tmp_path / f"restored-{i}.pid"
+        r = zoo.restore_start(img, "--detach", "--pidfile", pidfile)
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert r.poll() is None and time.monotonic() < deadline, "thaw restore did not write its pidfile"
+            time.sleep(0.01)
+        pid = int(pidfile.read_text())
+        assert sorted(os.listdir(f"/proc/{pid}/fd"), key=int) == fds, f"restore {i + 1}"
+        rc, out, err = zoo.finish(r)
+        # --detach prints the pid first; the process's output follows.
+        assert out.startswith(f"{pid}\n"), _show(f"restore {i + 1}", rc, out, err)
+        _assert_same(expected, rc, out[len(f"{pid}\n"):], err, f"restore {i + 1}")
+
+
+def test_detached_restore_does_not_hold_the_callers_stdout(zoo, thaw_bin, tmp_path):
+    """`pid=$(thaw restore --detach IMG)` returns at once: nothing of the
+    restore but the process keeps thaw's stdout, and this process's own
+    stdio is elsewhere (/dev/null)."""
+    p = subprocess.Popen(["/usr/bin/python3", "-c", "import time\nwhile True: time.sleep(1)"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+    finally:
+        p.kill()
+        p.wait()
+    try:
+        cp = subprocess.run(zoo.thaw_cmd("restore", img, "--detach"), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("thaw restore --detach kept its stdout open after it returned")
+    pid = cp.stdout.strip()
+    assert cp.returncode == 0 and pid.isdigit(), cp.stderr
+    os.kill(int(pid), signal.SIGKILL)
