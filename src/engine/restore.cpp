@@ -296,6 +296,7 @@ void unregister_rseq() {
     plan_memory(r);
     plan_threads(r);
     plan_process(r);
+    restore_fd_limit(r);
     jump_to_restorer(r, pages_fd, status_fd);
   } catch (const std::exception& e) {
     child_fail(status_fd, e.what());

@@ -533,3 +533,28 @@ def test_detached_restore_does_not_hold_the_callers_stdout(zoo, thaw_bin, tmp_pa
     pid = cp.stdout.strip()
     assert cp.returncode == 0 and pid.isdigit(), cp.stderr
     os.kill(int(pid), signal.SIGKILL)
+
+
+def test_restore_of_a_full_fd_table(zoo, thaw_bin):
+    """A process whose highest fd is the last its open-files limit allows
+    (the restore used to set that limit first, then fail to park its own
+    fds above the image's)."""
+    code = ("import os, resource, sys, time\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+            "os.dup2(os.open('/dev/null', os.O_RDONLY), 63)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print('limit %d, fd 63 %s' % (resource.getrlimit(resource.RLIMIT_NOFILE)[0],\n"
+            "      os.readlink('/proc/self/fd/63')), flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+    finally:
+        p.kill()
+        p.wait()
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == "limit 64, fd 63 /dev/null\n", _show("restore", rc, out, err)

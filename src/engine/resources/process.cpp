@@ -147,23 +147,37 @@ void dump_process(CheckpointContext& c) {
   if (p.rlimits.size() != RLIM_NLIMITS) fail("parse /proc/", c.pid, "/limits: expected ", RLIM_NLIMITS, " limits");
 }
 
+namespace {
+
+void set_rlimit(const image::Rlimit& rl) {
+  struct rlimit v{rl.cur, rl.max};
+  if (::setrlimit(static_cast<__rlimit_resource>(rl.resource), &v) != 0) {
+    // Raising a hard limit needs CAP_SYS_RESOURCE; keep ours, lower the soft one.
+    struct rlimit cur;
+    ::getrlimit(static_cast<__rlimit_resource>(rl.resource), &cur);
+    v.rlim_max = cur.rlim_max;
+    if (v.rlim_cur > v.rlim_max) v.rlim_cur = v.rlim_max;
+    ::setrlimit(static_cast<__rlimit_resource>(rl.resource), &v);
+  }
+}
+
+}  // namespace
+
 void restore_process_early(RestoreContext& r) {
   const auto& p = r.m.process;
   if (::chdir(p.cwd.c_str()) != 0) fail_errno("working directory ", p.cwd);
   ::umask(p.umask);
   if (::personality(static_cast<unsigned long>(p.personality)) < 0) fail_errno("set personality");
-  for (const auto& rl : p.rlimits) {
-    struct rlimit v{rl.cur, rl.max};
-    if (::setrlimit(static_cast<__rlimit_resource>(rl.resource), &v) != 0) {
-      // Raising a hard limit needs CAP_SYS_RESOURCE; keep ours, lower the soft one.
-      struct rlimit cur;
-      ::getrlimit(static_cast<__rlimit_resource>(rl.resource), &cur);
-      v.rlim_max = cur.rlim_max;
-      if (v.rlim_cur > v.rlim_max) v.rlim_cur = v.rlim_max;
-      ::setrlimit(static_cast<__rlimit_resource>(rl.resource), &v);
-    }
-  }
+  // The open-files limit comes last (restore_fd_limit): the restore still
+  // opens fds above the image's highest, which a full table puts at the limit.
+  for (const auto& rl : p.rlimits)
+    if (rl.resource != RLIMIT_NOFILE) set_rlimit(rl);
   if (::prctl(PR_SET_NAME, p.comm.c_str()) != 0) fail_errno("set process name");
+}
+
+void restore_fd_limit(RestoreContext& r) {
+  for (const auto& rl : r.m.process.rlimits)
+    if (rl.resource == RLIMIT_NOFILE) set_rlimit(rl);
 }
 
 void plan_process(RestoreContext& r) {

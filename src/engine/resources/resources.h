@@ -12,6 +12,7 @@ namespace thaw::engine {
 // process.cpp: identity, cwd, umask, rlimits, creds, personality, mm fields.
 void dump_process(CheckpointContext& c);
 void restore_process_early(RestoreContext& r);   // in the new process, before fds
+void restore_fd_limit(RestoreContext& r);        // the open-files limit, once no fd is opened any more
 void plan_process(RestoreContext& r);            // mm fields, exe, creds for the restorer
 
 // signals.cpp: actions and process-wide pending signals.
