@@ -558,3 +558,34 @@ def test_restore_of_a_full_fd_table(zoo, thaw_bin):
         p.wait()
     rc, out, err = zoo.restore(img, data=b"go\n")
     assert rc == 0 and out == "limit 64, fd 63 /dev/null\n", _show("restore", rc, out, err)
+
+
+def test_unconnected_unix_stream_and_seqpacket_sockets(zoo, thaw_bin):
+    """Sockets made and never connected (a client about to connect): they
+    come back as such and can connect after the restore."""
+    code = ("import os, socket, sys\n"
+            "st = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            "sp = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "for s, kind in ((st, socket.SOCK_STREAM), (sp, socket.SOCK_SEQPACKET)):\n"
+            "    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == kind\n"
+            "    srv = socket.socket(socket.AF_UNIX, kind)\n"
+            "    srv.bind('\\0thaw-test-%d-%d' % (os.getpid(), kind))\n"
+            "    srv.listen(1)\n"
+            "    s.connect(srv.getsockname())\n"
+            "    c, _ = srv.accept()\n"
+            "    s.send(b'hi')\n"
+            "    print(kind, c.recv(2).decode(), flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+    finally:
+        p.kill()
+        p.wait()
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == "1 hi\n5 hi\n", _show("restore", rc, out, err)

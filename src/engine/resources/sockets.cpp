@@ -331,8 +331,10 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   f["rcvbuf"] = sockopt(fd, SO_RCVBUF, "receive buffer size");
   f["passcred"] = sockopt(fd, SO_PASSCRED, "SO_PASSCRED") != 0;
   f["peek_off"] = sockopt(fd, SO_PEEK_OFF, "peek offset");
-  if (u.state == TCP_LISTEN) {
-    f["queue"] = json::array();  // a listener holds connections, not data
+  if (u.state == TCP_LISTEN || (type != SOCK_DGRAM && u.state == TCP_CLOSE && !peer)) {
+    // A listener holds connections, not data; a stream or seqpacket socket
+    // never connected has no queue (and refuses a peek with EINVAL).
+    f["queue"] = json::array();
   } else if (type == SOCK_STREAM) {
     f["queue"] = peek_stream(c, fd);
   } else {
