@@ -9,10 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include "common/error.h"
+#include "common/io.h"
 #include "proc/procfs.h"
 
 namespace thaw::proc {
@@ -26,13 +30,47 @@ bool is_restart(long rax) {
          rax == kErestartRestartBlock;
 }
 
+// How long a thread may take to stop. Ordinary threads stop within
+// microseconds; one that never does (a kernel worker thread of the
+// process) must fail the checkpoint, not hang it with the others held.
+constexpr auto kStopTimeout = std::chrono::seconds(10);
+
+// io_uring's kernel threads (iou-sqp-*, iou-wrk-*) are threads of the
+// process that ptrace can attach to but never stop: they are not user code
+// and hold no user state, so they are left alone (a process using io_uring
+// is refused by its fd anyway).
+bool io_worker(pid_t pid, pid_t tid) {
+  constexpr unsigned long kPfIoWorker = 0x10;
+  std::string stat;
+  if (!try_read_file(cat("/proc/", pid, "/task/", tid, "/stat"), &stat)) return false;
+  size_t end = stat.rfind(')');
+  if (end == std::string::npos) return false;
+  std::istringstream in(stat.substr(end + 2));
+  std::string field;
+  for (int i = 3; i < 9 && in >> field; i++) {
+  }
+  unsigned long flags = 0;
+  in >> flags;  // field 9
+  return flags & kPfIoWorker;
+}
+
 // Waits until `tid` reports the stop that PTRACE_INTERRUPT asked for. A
 // signal caught mid-delivery is delivered (nothing has been read yet, so the
 // image simply shows the state after its handler started).
 bool wait_interrupt_stop(pid_t tid) {
+  auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+  auto nap = std::chrono::microseconds(20);
   for (;;) {
     int status;
-    pid_t r = ::waitpid(tid, &status, __WALL);
+    pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+    if (r == 0) {
+      if (std::chrono::steady_clock::now() > deadline)
+        fail("thread ", tid, " did not stop within ", kStopTimeout.count(), " s (state: ",
+             trim(proc::read_status(cat("/proc/", tid))["State"]), ")");
+      std::this_thread::sleep_for(nap);
+      nap = std::min<std::chrono::microseconds>(nap * 2, std::chrono::milliseconds(1));
+      continue;
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -65,7 +103,8 @@ Seizure::Seizure(pid_t pid, Scope scope) : pid_(pid) {
       if (round > 1000) fail("process ", pid, ": threads keep appearing; cannot stop them all");
       std::vector<pid_t> fresh;
       for (pid_t tid : list_threads(pid))
-        if (!seized.count(tid) && (scope == Scope::kAllThreads || tid == pid)) fresh.push_back(tid);
+        if (!seized.count(tid) && (scope == Scope::kAllThreads || tid == pid) && !io_worker(pid, tid))
+          fresh.push_back(tid);
       if (fresh.empty()) break;
       for (pid_t tid : fresh) {
         if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) {

@@ -37,7 +37,8 @@ PROGRAMS = {
     "lazy_memory": [],
     "busy_writer": [],
 }
-ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children"]
+ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
+                                  "unsupported_io_uring"]
 
 
 def _show(label, rc, out, err):
@@ -336,6 +337,23 @@ def test_unsupported_inotify(zoo, thaw_bin):
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "unsupported_inotify after failed checkpoint")
+
+
+@pytest.mark.parametrize("mode", ["plain", "sqpoll"])
+def test_unsupported_io_uring(zoo, thaw_bin, mode):
+    """io_uring makes checkpoint fail cleanly, naming it; with SQPOLL the
+    ring's kernel thread (a thread of the process that never stops for
+    ptrace) must not hang the checkpoint. The target runs on."""
+    args = [mode] if mode == "sqpoll" else []
+    expected = zoo.run_uninterrupted("unsupported_io_uring", *args)
+    p = zoo.start("unsupported_io_uring", *args)
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, expect_ok=False)
+    assert cp.returncode != 0, f"checkpoint of an io_uring fd succeeded:\n{cp.stderr}"
+    assert "io_uring is not supported" in cp.stderr, cp.stderr
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "unsupported_io_uring after failed checkpoint")
 
 
 def test_checkpoint_nonexistent_pid(zoo, thaw_bin):
