@@ -227,7 +227,9 @@ def _start_serve():
         stdout = subprocess.DEVNULL
     main_thread = threading.current_thread() is threading.main_thread()
     try:
-        proc = subprocess.Popen([binary, "serve", "--socket", path], stdin=subprocess.DEVNULL,
+        # --no-warm: this runtime lives as long as this script, for its own
+        # calls; warming every deployed app's min_containers is not its job.
+        proc = subprocess.Popen([binary, "serve", "--socket", path, "--no-warm"], stdin=subprocess.DEVNULL,
                                 stdout=stdout, preexec_fn=_pdeathsig if main_thread else None)
     except OSError as e:
         shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-// thaw serve --socket PATH
+// thaw serve --socket PATH [--no-warm]
 #include <memory>
 #include <optional>
 #include <thread>
@@ -11,9 +11,13 @@ namespace thaw::cli {
 
 Command add_serve(CLI::App& app) {
   auto path = std::make_shared<std::string>();
+  auto no_warm = std::make_shared<bool>(false);
   auto* sub = app.add_subcommand("serve", "Serve calls to deployed apps on a unix socket until stopped");
   sub->add_option("--socket", *path, "the socket to listen on")->required();
-  return {sub, [path] {
+  sub->add_flag("--no-warm", *no_warm,
+                "start no container ahead of calls (min_containers and restore shells are for a long-lived "
+                "runtime; the SDK's private one, started for one script, uses this)");
+  return {sub, [path, no_warm] {
             std::unique_ptr<runtime::Server> server;
             std::optional<SignalWatcher> signals;
             signals.emplace([&server](int) {
@@ -23,8 +27,11 @@ Command add_serve(CLI::App& app) {
             s.ctx.socket_path = *path;
             s.rt->set_autoscale(true);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
-            s.log.line("Serving deployed apps on " + *path + ".");
-            std::thread warm([&s] { s.rt->warm_deployed(); });
+            s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
+                                : "Serving deployed apps on " + *path + ".");
+            std::thread warm([&s, no_warm] {
+              if (!*no_warm) s.rt->warm_deployed();
+            });
             server->run();
             warm.join();
             signals.reset();  // no one touches the server after this

@@ -369,6 +369,22 @@ print(json.dumps({"warm": warm.remote(), "one": list(one.map(range(4)))}))
     thaw.assert_containers_gone()
 
 
+def test_the_sdks_own_runtime_warms_no_app(thaw):
+    """A script using from_name with no runtime around gets a private one
+    (`thaw serve --no-warm`): it runs the script's calls, and does not start
+    every deployed app's min_containers."""
+    thaw.deploy(APPS / "pool_limits.py")
+    code = ("import thaw, time\n"
+            "print(thaw.Function.from_name('e2e-pool', 'one_at_a_time').remote(1))\n"
+            "time.sleep(1.5)\n")  # time enough for a warm-up to show
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True,
+                        text=True, timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0 and cp.stdout.strip(), cp.stderr
+    assert "containers start when called" in cp.stderr, cp.stderr
+    assert "e2e-pool.warm" not in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
 BUFFER_CLIENT = """
 import json, thaw
 print(json.dumps(thaw.Function.from_name("e2e-buffer", "held").remote({tag!r})))
