@@ -553,6 +553,22 @@ def test_detached_restore_does_not_hold_the_callers_stdout(zoo, thaw_bin, tmp_pa
     os.kill(int(pid), signal.SIGKILL)
 
 
+def _python_image(zoo, code):
+    """An image of `python3 -c code` (checkpointed with --kill) taken once it
+    printed READY; its stdio are pipes, which a restore hands over."""
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        return img
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_restore_of_a_full_fd_table(zoo, thaw_bin):
     """A process whose highest fd is the last its open-files limit allows
     (the restore used to set that limit first, then fail to park its own
@@ -564,17 +580,7 @@ def test_restore_of_a_full_fd_table(zoo, thaw_bin):
             "sys.stdin.readline()\n"
             "print('limit %d, fd 63 %s' % (resource.getrlimit(resource.RLIMIT_NOFILE)[0],\n"
             "      os.readlink('/proc/self/fd/63')), flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)
-    try:
-        assert p.stdout.readline() == b"READY\n"
-        img = zoo.img_path()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
-        assert cp.returncode == 0, cp.stderr
-    finally:
-        p.kill()
-        p.wait()
-    rc, out, err = zoo.restore(img, data=b"go\n")
+    rc, out, err = zoo.restore(_python_image(zoo, code), data=b"go\n")
     assert rc == 0 and out == "limit 64, fd 63 /dev/null\n", _show("restore", rc, out, err)
 
 
@@ -595,15 +601,5 @@ def test_unconnected_unix_stream_and_seqpacket_sockets(zoo, thaw_bin):
             "    c, _ = srv.accept()\n"
             "    s.send(b'hi')\n"
             "    print(kind, c.recv(2).decode(), flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)
-    try:
-        assert p.stdout.readline() == b"READY\n"
-        img = zoo.img_path()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
-        assert cp.returncode == 0, cp.stderr
-    finally:
-        p.kill()
-        p.wait()
-    rc, out, err = zoo.restore(img, data=b"go\n")
+    rc, out, err = zoo.restore(_python_image(zoo, code), data=b"go\n")
     assert rc == 0 and out == "1 hi\n5 hi\n", _show("restore", rc, out, err)
