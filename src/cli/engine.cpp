@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "engine/engine.h"
 
 namespace thaw::cli {
@@ -39,7 +40,17 @@ Command add_checkpoint(CLI::App& app) {
                "hold the process while its pages are read, instead of reading them from a copy-on-write fork");
   cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
   return {cp, [o] {
-            auto st = engine::checkpoint(o->co);
+            // Ctrl-C and SIGTERM wait for a safe point and unwind there (the
+            // target back as it was, no image); the error is printed before
+            // they are let through, and then end thaw as usual.
+            HeldSignals held;
+            engine::CheckpointStats st;
+            try {
+              st = engine::checkpoint(o->co);
+            } catch (const std::exception& e) {
+              std::fprintf(stderr, "thaw: %s\n", e.what());
+              return 1;
+            }
             if (!o->quiet)
               std::fprintf(stderr,
                            "checkpoint: pid %d -> %s: %zu threads, %zu mappings, %zu fds, %.1f MiB page data; "

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/resources/gpu.h"
@@ -34,6 +35,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     auto gpu = suspend_gpu(o.pid, m);
     st.gpu_ms = ms_since(t0);
     if (gpu) st.gpu_detail = gpu->detail();
+    throw_if_interrupted();
     proc::Seizure seizure(o.pid);
     st.seize_ms = ms_since(t0) - st.gpu_ms;
     seizure.set_gadget(proc::find_syscall_gadget(o.pid));
@@ -56,16 +58,20 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // into it by the driver, which knows nothing of a copy.
     c.copy_on_write = o.copy_on_write && !gpu;
     auto t1 = std::chrono::steady_clock::now();
-    dump_process(c);
-    dump_signals(c);
-    dump_timers(c);
-    dump_threads(c);
-    dump_files(c);
+    // Between steps, a held Ctrl-C or SIGTERM (common/interrupt.h) unwinds:
+    // the target is put back and the unfinished image removed. Once the
+    // image is committed, the checkpoint is finished instead.
+    for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_files}) {
+      throw_if_interrupted();
+      step(c);
+    }
     c.maps = proc::read_maps(o.pid, true);
+    throw_if_interrupted();
     dump_memory(c);
     st.dump_ms = ms_since(t1);
     st.pages_from = c.pages_from;
     auto t2 = std::chrono::steady_clock::now();
+    throw_if_interrupted();
     writer.commit(m);
     st.write_ms = ms_since(t2);
     if (o.kill) {

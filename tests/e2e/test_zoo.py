@@ -603,3 +603,27 @@ def test_unconnected_unix_stream_and_seqpacket_sockets(zoo, thaw_bin):
             "    print(kind, c.recv(2).decode(), flush=True)\n")
     rc, out, err = zoo.restore(_python_image(zoo, code), data=b"go\n")
     assert rc == 0 and out == "1 hi\n5 hi\n", _show("restore", rc, out, err)
+
+
+def test_interrupted_checkpoint_puts_everything_back(zoo, thaw_bin):
+    """Ctrl-C while thaw holds the target: thaw stops at its next safe point,
+    lets the target go as it was (even with --kill), leaves no image, no
+    temporary directory, and only then ends by the signal."""
+    expected = zoo.run_uninterrupted("big_heap", "512")
+    p = zoo.start("big_heap", "512")
+    img = zoo.img_path()
+    thaw = subprocess.Popen(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img, "--no-cow", "--kill"),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while "tracing stop" not in Path(f"/proc/{p.pid}/status").read_text():
+        assert thaw.poll() is None and time.monotonic() < deadline, "thaw never held the target"
+        time.sleep(0.001)
+    thaw.send_signal(signal.SIGINT)
+    _, err = thaw.communicate(timeout=60)
+    assert thaw.returncode == -signal.SIGINT, (thaw.returncode, err)
+    assert "interrupted by SIGINT" in err, err
+    assert not Path(img).exists() and not list(Path(img).parent.glob(Path(img).name + ".tmp.*"))
+    assert p.poll() is None, "the target died"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "big_heap after an interrupted checkpoint")
