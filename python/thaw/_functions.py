@@ -182,6 +182,7 @@ class _Callable:
     @aio_method
     def remote(self, *args, **kwargs):
         """Run the call in a container of the app and return its result."""
+        self._target().owner._ensure_found()  # a from_name() handle learns what it calls
         if self._is_generator():
             raise InvalidError(f"{self._target().label} is a generator: use .remote_gen()")
         return _call_remote(self._target(), args, kwargs)
@@ -280,6 +281,11 @@ class _Object:
                                 f"thaw: {self._app_name}.{self._name} is not deployed: run "
                                 f"`thaw deploy app.py`")
         self._found = True
+        config = reply.get("config")
+        if self._config is None and isinstance(config, dict):
+            self._config = config  # the deployed definition's
+            if isinstance(self, Cls) and not self._methods:
+                self._methods = dict(config.get("methods") or {})
 
     def hydrate(self, client=None):
         """Check that a from_name() object exists (a no-op for local definitions)."""

@@ -120,8 +120,10 @@ json Runtime::lookup(const json& msg) {
   std::string app = str(msg, "app"), fn = str(msg, "function");
   try {
     Target t = resolve(app, fn, str(msg, "mode"), str(msg, "app_file"));
+    // The config lets a from_name() handle act as the definition would
+    // (a generator wants .remote_gen(), a method's kind).
     return {{"type", "found"}, {"id", msg.value("id", json())}, {"app", app}, {"function", fn},
-            {"kind", t.fn.kind}, {"methods", t.fn.methods}, {"version", t.version}};
+            {"kind", t.fn.kind}, {"methods", t.fn.methods}, {"version", t.version}, {"config", t.fn.config}};
   } catch (const std::exception& e) {
     return {{"type", "error"}, {"id", msg.value("id", json())}, {"error", e.what()}};
   }

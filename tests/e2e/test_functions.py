@@ -559,3 +559,28 @@ def test_thaw_call_passes_class_parameters(thaw):
     cp = thaw.run("call", "e2e-params", "Greeter", "--method", "greet", "--params", "[1]", check=False)
     assert cp.returncode != 0 and "--params must be a JSON object" in cp.stderr
     thaw.assert_containers_gone()
+
+
+def test_from_name_handles_know_generators(thaw):
+    thaw.deploy(APPS / "params.py")
+    code = """
+import json, thaw
+from thaw.exception import InvalidError
+f = thaw.Function.from_name("e2e-params", "countdown")
+out = {"gen": list(f.remote_gen(3))}
+try:
+    f.remote(3)
+except InvalidError as e:
+    out["remote"] = str(e)
+g = thaw.Cls.from_name("e2e-params", "Greeter")(name="ab")
+out["method_gen"] = list(g.letters.remote_gen())
+out["method"] = g.greet.remote()
+print(json.dumps(out))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert out["gen"] == [3, 2, 1] and "remote_gen" in out["remote"], out
+    assert out["method_gen"] == ["a", "b"] and out["method"] == "hello ab!", out
+    thaw.assert_containers_gone()

@@ -1,4 +1,5 @@
-"""A class with modal.parameter()s: one container per parameter set."""
+"""A class with modal.parameter()s (one container per parameter set), and
+generators, for handles looked up with from_name()."""
 import thaw
 
 app = thaw.App("e2e-params")
@@ -16,3 +17,12 @@ class Greeter:
     @thaw.method()
     def greet(self, times=1):
         return " ".join([self.greeting] * times)
+
+    @thaw.method()
+    def letters(self):
+        yield from self.name
+
+
+@app.function()
+def countdown(n):
+    yield from range(n, 0, -1)
