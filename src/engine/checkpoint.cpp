@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "common/io.h"
 #include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/resources/gpu.h"
@@ -23,13 +24,27 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     CheckpointStats st;
     image::Writer writer(o.out);
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, o.pid, 0)));
-    if (!pidfd) fail_errno("no such process");
+    if (!pidfd) {
+      int err = errno;
+      // pidfd_open takes processes only; say what the number is instead.
+      std::string tgid, text;
+      if (try_read_file(cat("/proc/", o.pid, "/status"), &text))
+        tgid = trim(proc::read_status(cat("/proc/", o.pid))["Tgid"]);
+      if (!tgid.empty() && tgid != std::to_string(o.pid))
+        fail("that is a thread of process ", tgid, ", not a process: use --pid ", tgid,
+             " (every thread of a process is captured)");
+      errno = err;
+      fail_errno("no such process");
+    }
     if (o.pid == ::getpid()) fail("thaw cannot checkpoint itself");
     // A process that has exited but was not reaped yet cannot be attached
     // to; say that rather than a puzzling ptrace error.
     std::string state = proc::read_status(cat("/proc/", o.pid))["State"];
     if (!state.empty() && (state[0] == 'Z' || state[0] == 'X'))
       fail("process has exited (", state, "); there is nothing left to checkpoint");
+    // Kernel threads have no user-space state to capture.
+    if (auto status = proc::read_status(cat("/proc/", o.pid)); trim(status["Kthread"]) == "1")
+      fail("that is a kernel thread (", trim(status["Name"]), "): it has no user-space state to checkpoint");
     image::Manifest m;
     // Before seizing: the driver needs the target's threads running.
     auto gpu = suspend_gpu(o.pid, m);

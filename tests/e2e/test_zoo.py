@@ -364,6 +364,18 @@ def test_checkpoint_nonexistent_pid(zoo, thaw_bin):
     assert cp.stderr.strip(), "no error message on stderr"
 
 
+def test_checkpoint_of_a_thread_id_or_a_kernel_thread_says_what_it_is(zoo, thaw_bin):
+    p = zoo.start("threads")
+    tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task") if int(t) != p.pid]
+    assert tids, "the zoo program 'threads' has no other thread"
+    cp = zoo.thaw("checkpoint", "--pid", tids[0], "--out", zoo.img_path())
+    assert cp.returncode != 0
+    assert f"that is a thread of process {p.pid}, not a process: use --pid {p.pid}" in cp.stderr, cp.stderr
+    assert p.poll() is None
+    cp = zoo.thaw("checkpoint", "--pid", 2, "--out", zoo.img_path())  # kthreadd
+    assert cp.returncode != 0 and "that is a kernel thread (kthreadd)" in cp.stderr, cp.stderr
+
+
 def _largest_file(root):
     best, size = None, -1
     for dirpath, _, files in os.walk(root):
