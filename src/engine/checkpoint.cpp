@@ -80,6 +80,8 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       throw_if_interrupted();
       step(c);
     }
+    // Stopped by job control (SIGSTOP, Ctrl-Z): it comes back stopped.
+    m.process.stopped = !state.empty() && state[0] == 'T';
     c.maps = proc::read_maps(o.pid, true);
     throw_if_interrupted();
     dump_memory(c);

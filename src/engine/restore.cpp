@@ -450,6 +450,9 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
   }
   if (!leader) fail("restored process has no main thread");
   if (gpu) gpu->resume(s);
+  // A process stopped by job control at checkpoint stops again before it
+  // runs a single instruction: the signal is taken on the way out of ptrace.
+  if (m.process.stopped && ::kill(host_pid, SIGSTOP) != 0) fail_errno("stop the restored process (it was stopped)");
   s.detach_as_is();
 }
 

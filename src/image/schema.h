@@ -139,6 +139,7 @@ struct Process {
   std::vector<SigInfo> shared_pending;
   std::vector<Timer> itimers;
   std::vector<PosixTimer> posix_timers;
+  bool stopped = false;  // job-control stopped (SIGSTOP) at checkpoint: restored stopped
 };
 
 struct Cpu {
@@ -208,7 +209,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Creds, uids, gids, groups)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe, personality, umask, cwd,
                                                 creds, mm, rlimits, sigactions, shared_pending,
-                                                itimers, posix_timers)
+                                                itimers, posix_timers, stopped)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
                                                 memory_bytes, restore_tid)

@@ -639,3 +639,30 @@ def test_interrupted_checkpoint_puts_everything_back(zoo, thaw_bin):
     assert p.poll() is None, "the target died"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "big_heap after an interrupted checkpoint")
+
+
+def test_a_stopped_process_comes_back_stopped(zoo, thaw_bin):
+    """Stopped by job control at checkpoint (SIGSTOP, Ctrl-Z), a process is
+    restored stopped, and goes on as before once continued."""
+    expected = zoo.run_uninterrupted("simple")
+    p = zoo.start("simple")
+    os.kill(p.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while "T (stopped)" not in Path(f"/proc/{p.pid}/status").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    assert "T (stopped)" in Path(f"/proc/{p.pid}/status").read_text(), "the original was continued"
+    zoo.kill_original(p)
+    pidfile = zoo.tmp_path / "stopped.pid"
+    r = zoo.restore_start(img, "--pidfile", pidfile)
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert r.poll() is None and time.monotonic() < deadline + 20
+        time.sleep(0.01)
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert "T (stopped)" in Path(f"/proc/{pid}/status").read_text()
+    os.kill(pid, signal.SIGCONT)
+    rc, out, err = zoo.finish(r)
+    _assert_same(expected, rc, out, err, "restored stopped process after SIGCONT")
