@@ -291,8 +291,16 @@ std::string shown_name(std::string name) {
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   int fd = p.dup.get();
   int family = sockopt(fd, SO_DOMAIN, "address family"), type = sockopt(fd, SO_TYPE, "socket type");
-  if (family == AF_INET || family == AF_INET6)
-    fail(inet_name(fd, family, type), " sockets (connections) are not supported");
+  if (family == AF_INET || family == AF_INET6) {
+    std::string name = inet_name(fd, family, type);
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (type != SOCK_STREAM) fail(name, ": ", type == SOCK_DGRAM ? "UDP" : "raw IP", " sockets are not supported");
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0)
+      fail(name, ": TCP connections are not supported (listening TCP sockets are): close it before the "
+                 "checkpoint and connect again after");
+    fail(name, ": a TCP socket that neither listens nor is connected is not supported");
+  }
   if (family != AF_UNIX) fail(family_name(family), " sockets are not supported");
   uint64_t ino = link_inode(p.link);
   UnixInfo u = unix_diag(ino);
