@@ -1,6 +1,7 @@
 // `thaw inspect`: what an image holds, in words or as JSON.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -21,9 +22,19 @@ std::string prot_str(int prot, bool shared) {
   if (shared) s[3] = 's';
   return s;
 }
-uint64_t stored(const image::Vma& v) {
+// The page data an image holds for a mapping: its own private runs, and for
+// a shared one the part of its object's runs that falls inside it (stored
+// once per object, however many mappings show it).
+uint64_t stored(const image::Manifest& m, const image::Vma& v) {
   uint64_t n = 0;
   for (const auto& r : v.runs) n += r.len;
+  if (v.kind == "shmem" && v.shmem >= 0 && static_cast<size_t>(v.shmem) < m.shmem.size()) {
+    uint64_t lo = v.pgoff, hi = v.pgoff + (v.end - v.start);
+    for (const auto& r : m.shmem[v.shmem].runs) {
+      uint64_t a = std::max(lo, r.addr), b = std::min(hi, r.addr + r.len);
+      if (a < b) n += b - a;
+    }
+  }
   return n;
 }
 }  // namespace
@@ -34,8 +45,10 @@ std::string inspect(const std::string& dir, bool as_json) {
   uint64_t mapped = 0, stored_total = 0;
   for (const auto& v : m.vmas) {
     mapped += v.end - v.start;
-    stored_total += stored(v);
+    if (v.kind != "shmem") stored_total += stored(m, v);
   }
+  for (const auto& obj : m.shmem)
+    for (const auto& r : obj.runs) stored_total += r.len;
   if (as_json) {
     json j;
     j["format_version"] = m.version;
@@ -51,7 +64,7 @@ std::string inspect(const std::string& dir, bool as_json) {
     json vmas = json::array();
     for (const auto& v : m.vmas)
       vmas.push_back(json{{"start", v.start}, {"end", v.end}, {"perms", prot_str(v.prot, v.shared)},
-                          {"kind", v.kind}, {"name", v.name}, {"stored_bytes", stored(v)}});
+                          {"kind", v.kind}, {"name", v.name}, {"stored_bytes", stored(m, v)}});
     j["mappings"] = vmas;
     json threads = json::array();
     for (const auto& t : m.threads) threads.push_back(json{{"tid", t.tid}, {"ns_tid", t.ns_tid}, {"comm", t.comm}});
@@ -85,7 +98,7 @@ std::string inspect(const std::string& dir, bool as_json) {
     char line[256];
     std::snprintf(line, sizeof line, "  %012llx-%012llx %s %-10s %8llu KiB stored  %s\n",
                   (unsigned long long)v.start, (unsigned long long)v.end, prot_str(v.prot, v.shared).c_str(),
-                  v.kind.c_str(), (unsigned long long)(stored(v) >> 10), v.name.c_str());
+                  v.kind.c_str(), (unsigned long long)(stored(m, v) >> 10), v.name.c_str());
     o << line;
   }
   o << "threads: " << m.threads.size() << "\n";
