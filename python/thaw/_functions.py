@@ -458,6 +458,7 @@ class Cls(_Object):
         for pname, p in self._parameters.items():
             if pname in kwargs:
                 value = kwargs.pop(pname)
+                _check_parameter_type(self._name, pname, p, value)
             elif p.has_default:
                 value = p.default
             else:
@@ -547,6 +548,23 @@ class _BoundMethod(_Callable):
         return f"<thaw method {self._obj._cls._name}.{self._method}>"
 
 
+# The types Modal allows for parameters; others are not checked.
+_PARAMETER_TYPES = (str, int, bool, bytes)
+
+
+def _check_parameter_type(cls_name, pname, p, value):
+    ann = getattr(p, "annotation", None)
+    if isinstance(ann, str):  # `from __future__ import annotations`
+        ann = {t.__name__: t for t in _PARAMETER_TYPES}.get(ann)
+    if ann not in _PARAMETER_TYPES:
+        return
+    # bool is an int in Python, not for a parameter (nor the reverse).
+    ok = isinstance(value, ann) and (ann is bool or not isinstance(value, bool))
+    if not ok:
+        raise InvalidError(f"{cls_name}(...): parameter {pname!r} is {ann.__name__}, got "
+                           f"{type(value).__name__} {value!r}")
+
+
 def collect_class_members(user_cls, where):
     """(methods, lifecycle, parameters) of a user class, in definition order
     (base classes first)."""
@@ -571,8 +589,10 @@ def collect_class_members(user_cls, where):
                 lifecycle[kind].append(name)
     parameters = {}
     for klass in reversed(inspect.getmro(user_cls)):
+        annotations = vars(klass).get("__annotations__", {})
         for name, value in vars(klass).items():
             if isinstance(value, Parameter):
+                value.annotation = annotations.get(name)
                 parameters[name] = value
     for name in parameters:
         try:

@@ -375,6 +375,11 @@ def test_class_parameters_local():
         P(size=1)  # name is required
     with pytest.raises(InvalidError):
         P(name="x", colour="red")
+    # Types are checked, as Modal does for str, int, bool and bytes.
+    with pytest.raises(InvalidError, match="parameter 'name' is str, got int 123"):
+        P(name=123)
+    with pytest.raises(InvalidError, match="parameter 'size' is int, got bool"):
+        P(name="x", size=True)
 
 
 def test_batched_keeps_the_list_contract():
