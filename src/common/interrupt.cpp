@@ -6,10 +6,12 @@ namespace thaw {
 
 namespace {
 
+constexpr int kTermination[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
 sigset_t termination_signals() {
   sigset_t s;
   sigemptyset(&s);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&s, sig);
+  for (int sig : kTermination) sigaddset(&s, sig);
   return s;
 }
 
@@ -25,7 +27,7 @@ HeldSignals::~HeldSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
 void throw_if_interrupted() {
   sigset_t pending;
   if (::sigpending(&pending) != 0) return;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
+  for (int sig : kTermination)
     if (sigismember(&pending, sig)) {
       const char* name = ::sigabbrev_np(sig);
       throw Interrupted(cat("interrupted by SIG", name ? name : "?", "; nothing was written"));

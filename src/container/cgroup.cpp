@@ -92,7 +92,7 @@ Cgroup Cgroup::create(const std::string& id, uint64_t memory_limit_bytes, double
     if (v2) {
       try {
         mkdir_p(hier + "/thaw");
-      } catch (const std::exception& e) {
+      } catch (const std::exception&) {
         continue;  // read-only or not delegated to us: run without it
       }
       mem_why = delegate_v2(hier, hier + "/thaw", "memory");
@@ -100,8 +100,8 @@ Cgroup Cgroup::create(const std::string& id, uint64_t memory_limit_bytes, double
     }
     try {
       mkdir_p(dir);
-    } catch (const std::exception& e) {
-      continue;
+    } catch (const std::exception&) {
+      continue;  // as above
     }
     cg.dirs_.push_back(dir);
     if (ctrl == "memory" || (v2 && mem_why.empty())) {

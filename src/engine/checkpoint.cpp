@@ -39,11 +39,12 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     if (o.pid == ::getpid()) fail("thaw cannot checkpoint itself");
     // A process that has exited but was not reaped yet cannot be attached
     // to; say that rather than a puzzling ptrace error.
-    std::string state = proc::read_status(cat("/proc/", o.pid))["State"];
+    auto status = proc::read_status(cat("/proc/", o.pid));
+    std::string state = status["State"];
     if (!state.empty() && (state[0] == 'Z' || state[0] == 'X'))
       fail("process has exited (", state, "); there is nothing left to checkpoint");
     // Kernel threads have no user-space state to capture.
-    if (auto status = proc::read_status(cat("/proc/", o.pid)); trim(status["Kthread"]) == "1")
+    if (trim(status["Kthread"]) == "1")
       fail("that is a kernel thread (", trim(status["Name"]), "): it has no user-space state to checkpoint");
     image::Manifest m;
     // Before seizing: the driver needs the target's threads running.

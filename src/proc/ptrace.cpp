@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstring>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "common/error.h"
@@ -39,19 +38,15 @@ constexpr auto kStopTimeout = std::chrono::seconds(10);
 // process that ptrace can attach to but never stop: they are not user code
 // and hold no user state, so they are left alone (a process using io_uring
 // is refused by its fd anyway).
-bool io_worker(pid_t pid, pid_t tid) {
+bool io_worker(pid_t tid) {
   constexpr unsigned long kPfIoWorker = 0x10;
-  std::string stat;
-  if (!try_read_file(cat("/proc/", pid, "/task/", tid, "/stat"), &stat)) return false;
-  size_t end = stat.rfind(')');
-  if (end == std::string::npos) return false;
-  std::istringstream in(stat.substr(end + 2));
-  std::string field;
-  for (int i = 3; i < 9 && in >> field; i++) {
+  std::vector<std::string> stat;
+  try {
+    stat = read_stat_fields(tid);  // /proc/TID works for any thread
+  } catch (const std::exception&) {
+    return false;  // exited meanwhile: the seizure finds that out
   }
-  unsigned long flags = 0;
-  in >> flags;  // field 9
-  return flags & kPfIoWorker;
+  return stat.size() > 6 && (std::stoul(stat[6]) & kPfIoWorker);  // field 9, flags
 }
 
 // Waits until `tid` reports the stop that PTRACE_INTERRUPT asked for. A
@@ -103,7 +98,7 @@ Seizure::Seizure(pid_t pid, Scope scope) : pid_(pid) {
       if (round > 1000) fail("process ", pid, ": threads keep appearing; cannot stop them all");
       std::vector<pid_t> fresh;
       for (pid_t tid : list_threads(pid))
-        if (!seized.count(tid) && (scope == Scope::kAllThreads || tid == pid) && !io_worker(pid, tid))
+        if (!seized.count(tid) && (scope == Scope::kAllThreads || tid == pid) && !io_worker(tid))
           fresh.push_back(tid);
       if (fresh.empty()) break;
       for (pid_t tid : fresh) {
