@@ -40,3 +40,27 @@ def resolve(value):
     except BaseException:
         future.cancel()
         raise
+
+
+def iterate(agen):
+    """The items of an async generator, one by one, as a plain iterator (for
+    streaming them as they come). Closing the iterator closes the generator."""
+    loop = _get_loop()
+
+    def step(coro):
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    try:
+        while True:
+            try:
+                item = step(agen.__anext__())
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        step(agen.aclose())

@@ -85,36 +85,69 @@ class PendingCall:
                 self.get_msg = None
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                try:
-                    msg = self.conn.recv(timeout=left)
-                except TimeoutError:
-                    raise ThawTimeoutError(f"no result for call {self.id} within {timeout} s") \
-                        from None
-                except OSError as e:
-                    self.conn.close()
-                    raise ThawConnectionError(f"thaw runtime connection failed while waiting "
-                                              f"for call {self.id}: {e}") from None
-                if msg is None:
-                    self.conn.close()
-                    if self.reused:
-                        # The runtime had closed the idle connection: send again, once.
-                        self.reused = False
-                        self.conn = self.client._connect()
-                        self.conn.send(self.msg)
-                        continue
-                    raise ThawConnectionError(
-                        f"thaw runtime closed the connection before answering call {self.id}")
-                if msg.get("type") in ("result", "spawned") and \
-                        msg.get("id") not in (None, self.id):
-                    continue  # not ours (should not happen on a private connection)
-                self.reply = msg
-                if self.keep_connection:
-                    self.kept_conn = self.conn
-                else:
-                    self.client._release(self.conn)
-                self.conn = None
-                return msg
+                msg = self._recv(deadline, timeout)
+                if msg.get("type") != "yield":  # values of a stream nobody asked for
+                    return self._finish(msg)
+
+    def stream(self):
+        """For a call sent with "stream": yields each `yield` message as it
+        comes, then the final reply. A consumer that stops early closes the
+        connection: the rest of the stream is never read."""
+        try:
+            while True:
+                with self._lock:
+                    if self.conn is None:
+                        raise ThawConnectionError(f"call {self.id} was cancelled")
+                    msg = self._recv(None, None)
+                    if msg.get("type") != "yield":
+                        final = self._finish(msg)
+                    else:
+                        final = None
+                        self.reused = False  # values came: never send the call again
+                if final is not None:
+                    yield final
+                    return
+                yield msg
+        finally:
+            if self.reply is None:
+                self.cancel()
+
+    def _recv(self, deadline, timeout):
+        """The next message for this call (the lock is held)."""
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                msg = self.conn.recv(timeout=left)
+            except TimeoutError:
+                raise ThawTimeoutError(f"no result for call {self.id} within {timeout} s") \
+                    from None
+            except OSError as e:
+                self.conn.close()
+                raise ThawConnectionError(f"thaw runtime connection failed while waiting "
+                                          f"for call {self.id}: {e}") from None
+            if msg is None:
+                self.conn.close()
+                if self.reused:
+                    # The runtime had closed the idle connection: send again, once.
+                    self.reused = False
+                    self.conn = self.client._connect()
+                    self.conn.send(self.msg)
+                    continue
+                raise ThawConnectionError(
+                    f"thaw runtime closed the connection before answering call {self.id}")
+            if msg.get("type") in ("result", "spawned", "yield") and \
+                    msg.get("id") not in (None, self.id):
+                continue  # not ours (should not happen on a private connection)
+            return msg
+
+    def _finish(self, msg):
+        self.reply = msg
+        if self.keep_connection:
+            self.kept_conn = self.conn
+        else:
+            self.client._release(self.conn)
+        self.conn = None
+        return msg
 
     def cancel(self):
         if self.conn is not None and self.reply is None:

@@ -87,6 +87,21 @@ def _value(reply, label):
     raise _reply_error(reply, label)
 
 
+def _stream_remote(target, args, kwargs):
+    """Run a generator remotely; yields its values as they arrive."""
+    target.owner._ensure_found()
+    msg = target.message(args, kwargs)
+    msg["stream"] = True
+    pending = _client.get_client().start(msg)
+    for m in pending.stream():
+        if m.get("type") == "yield":
+            yield load_payload(m["value"])
+            continue
+        _value(m, target.label)  # raises what the generator raised
+        if "streamed" not in m:  # the worker streams whatever a generator yields
+            raise InvalidError(f"{target.label} is not a generator: use .remote()")
+
+
 def _call_remote(target, args, kwargs):
     """Run one call remotely. (retries= is the runtime's: it runs a failed
     call again before replying, for every caller.)"""
@@ -189,12 +204,14 @@ class _Callable:
 
     @aio_method(iterates=True)
     def remote_gen(self, *args, **kwargs):
-        """Run a generator remotely and yield its values. thaw delivers them when
-        the generator has finished, not one by one."""
-        values = _call_remote(self._target(), args, kwargs)
-        if not isinstance(values, list):  # the worker lists a generator's values
-            raise InvalidError(f"{self._target().label} is not a generator: use .remote()")
-        yield from values
+        """Run a generator remotely and yield its values as it yields them."""
+        return _stream_remote(self._target(), args, kwargs)
+
+    def _refuse_generator(self, how):
+        self._target().owner._ensure_found()
+        if self._is_generator():
+            raise InvalidError(f"{self._target().label} is a generator: it cannot be called with "
+                               f".{how}(); use .remote_gen()")
 
     def local(self, *args, **kwargs):
         """Run the call in this process (for a class: on a local instance whose
@@ -204,6 +221,7 @@ class _Callable:
     @aio_method
     def spawn(self, *args, **kwargs):
         """Start the call and return a FunctionCall whose .get() gives the result."""
+        self._refuse_generator("spawn")
         return FunctionCall(self._target(), args, kwargs)
 
     @aio_method(iterates=True)
@@ -211,12 +229,14 @@ class _Callable:
             return_exceptions=False, wrap_returned_exceptions=True):
         """Call once per input (one input = one item from each iterator), in
         parallel; yields the results (in input order unless order_outputs=False)."""
+        self._refuse_generator("map")
         return _map(self._target(), input_iterators, kwargs, order_outputs, return_exceptions)
 
     @aio_method(iterates=True)
     def starmap(self, input_iterator, *, kwargs={}, order_outputs=True,  # noqa: B006
                 return_exceptions=False, wrap_returned_exceptions=True):
         """Like map, with each input an iterable of arguments."""
+        self._refuse_generator("starmap")
         items = [tuple(x) for x in input_iterator]
         cols = list(zip(*items)) if items else []
         return _map(self._target(), cols, kwargs, order_outputs, return_exceptions)
@@ -224,12 +244,14 @@ class _Callable:
     @aio_method
     def for_each(self, *input_iterators, kwargs={}, ignore_exceptions=False):  # noqa: B006
         """map() for side effects: waits for all calls, returns None."""
+        self._refuse_generator("for_each")
         for _ in _map(self._target(), input_iterators, kwargs, True, ignore_exceptions):
             pass
 
     @aio_method
     def spawn_map(self, *input_iterators, kwargs={}):  # noqa: B006
         """Start a call per input and return without waiting."""
+        self._refuse_generator("spawn_map")
         for args in zip(*input_iterators):
             FunctionCall(self._target(), args, kwargs)
 

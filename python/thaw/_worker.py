@@ -18,10 +18,12 @@ from the next read on, with nothing read ahead in the snapshot.
 import atexit
 import concurrent.futures
 import gc
+import inspect
 import json
 import os
 import pickle
 import random
+import select
 import signal
 import sys
 import threading
@@ -30,12 +32,12 @@ import traceback
 import warnings
 
 from . import _state
-from ._async_runner import resolve
+from ._async_runner import iterate, resolve
 from ._functions import PARAMS_KEY, Cls, _batched_call
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import Channel, ProtocolError, dump_payload, load_payload
-from .exception import DeprecatedWarning, FunctionTimeoutError, UnsupportedWarning
+from .exception import DeprecatedWarning, FunctionTimeoutError, InvalidError, UnsupportedWarning
 
 CUDA_FIX = "move CUDA use to @enter(snap=False)"
 
@@ -43,6 +45,11 @@ CUDA_FIX = "move CUDA use to @enter(snap=False)"
 class _Deadline(BaseException):
     """Raised in the main thread by SIGALRM when a call or hook overruns its
     timeout (a BaseException, so that user `except Exception` does not eat it)."""
+
+
+class _Cancelled(BaseException):
+    """Raised in a streaming generator's call when its caller has gone (the
+    runtime sent `cancel`): the generator is closed, the container stays."""
 
 
 class _Terminate(BaseException):
@@ -194,9 +201,16 @@ class Worker:
         self.param_lock = threading.Lock()
         self.timings = {}
         self.answer_lock = threading.Lock()
+        self.in_flight = {}  # id → the call dict of a threaded input (for `cancel`)
+        self.deferred = []   # messages read while a call ran (one input at a time)
         self.started = False
 
     # ------------------------------------------------------------ helpers
+    @property
+    def width(self):
+        """How many inputs run at once (max_concurrent_inputs)."""
+        return int(self.config.get("max_concurrent_inputs") or 1)
+
     def send(self, msg):
         self.chan.send(msg)
 
@@ -332,9 +346,14 @@ class Worker:
                 self.param_instances[key] = inst
             return inst
 
-    def serve_call(self, msg, timeout=None):
-        """Run one call and return its result message."""
+    def serve_call(self, msg, timeout=None, call=None):
+        """Run one call and return its result message. A generator's values
+        go out one by one as `yield` messages when the caller asked for a
+        stream (call: the dict _answer marks, so no value follows a timeout's
+        answer); otherwise they come back as one list."""
         cid = msg.get("id")
+        call = {} if call is None else call
+        streamed = None
         # Unique across containers (the channel's ids start at 1 in each):
         # code that names its outputs after the input must not collide.
         _state.set_input_id(f"in-{os.environ.get('THAW_CONTAINER_ID', 'local')}-{cid}")
@@ -350,14 +369,28 @@ class Worker:
             params = kwargs.pop(PARAMS_KEY, None)
             fn, is_gen = self.callable_for(msg.get("method"), params)
             with _alarm(timeout):
-                value = resolve(fn(*args, **kwargs))
+                value = fn(*args, **kwargs)
+                if msg.get("stream") and inspect.isasyncgen(value):
+                    value = iterate(value)
+                value = resolve(value)
                 if is_gen or (hasattr(value, "__next__") and hasattr(value, "send")):
-                    value = list(value)
+                    if msg.get("stream"):
+                        streamed = 0
+                        for item in value:
+                            self._stream_item(call, cid, item, msg.get("result_format"))
+                            streamed += 1
+                        value = None
+                    else:
+                        value = list(value)
         except _Deadline:
             err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {timeout} s")
             return {"type": "result", "id": cid, "ok": False,
                     "error": f"FunctionTimeoutError: {err}", "traceback": "",
                     "exception": dump_payload(err)}
+        except _Cancelled:
+            return {"type": "result", "id": cid, "ok": False, "cancelled": True,
+                    "error": "cancelled: the caller stopped reading the generator's values",
+                    "traceback": ""}
         except (_Terminate, KeyboardInterrupt):
             raise
         except BaseException as e:  # noqa: BLE001 - user errors go back to the caller
@@ -366,6 +399,8 @@ class Worker:
             _state.set_input_id(None)
         try:
             reply = {"type": "result", "id": cid, "ok": True, "value": dump_payload(value)}
+            if streamed is not None:
+                reply["streamed"] = streamed
         except Exception as e:  # noqa: BLE001
             return {"type": "result", "id": cid, "ok": False,
                     "error": f"the result ({type(value).__name__}) cannot be pickled: {e}",
@@ -373,6 +408,37 @@ class Worker:
         if msg.get("result_format") == "json":
             reply["value_json"] = json.loads(json.dumps(value, default=_json_default))
         return reply
+
+    def _stream_item(self, call, cid, item, result_format):
+        try:
+            msg = {"type": "yield", "id": cid, "value": dump_payload(item)}
+        except Exception as e:  # noqa: BLE001
+            raise InvalidError(f"a value the generator yielded ({type(item).__name__}) "
+                               f"cannot be pickled: {e}") from None
+        if result_format == "json":
+            msg["value_json"] = json.loads(json.dumps(item, default=_json_default))
+        # Under the answer lock: a timeout's answer never overtakes a value,
+        # and no value follows it.
+        with self.answer_lock:
+            if call.get("answered"):
+                raise _Deadline()
+            self.send(msg)
+        if self.width == 1:
+            self._read_while_busy()
+        if call.get("cancelled"):
+            raise _Cancelled()
+
+    def _read_while_busy(self):
+        """One input at a time: the main loop is in the call, so messages that
+        came meanwhile (a `cancel`, a `shutdown`) are read here and the rest
+        kept for the loop."""
+        while select.select([self.chan.fd], [], [], 0)[0]:
+            msg = self.chan.recv()
+            if msg is not None and msg.get("type") == "cancel":
+                raise _Cancelled()
+            self.deferred.append(msg)
+            if msg is None:
+                return
 
     def _error_result(self, cid, e):
         text, tb = _describe_exc(e)
@@ -397,22 +463,28 @@ class Worker:
     def serve(self):
         """Answer calls until shutdown (or the channel closes)."""
         timeout = self.config.get("timeout")
-        width = int(self.config.get("max_concurrent_inputs") or 1)
+        width = self.width
         pool = None
         if width > 1:
             pool = concurrent.futures.ThreadPoolExecutor(max_workers=width,
                                                          thread_name_prefix="thaw-input")
         try:
             while True:
-                msg = self.chan.recv()
+                msg = self.deferred.pop(0) if self.deferred else self.chan.recv()
                 if msg is None or msg.get("type") == "shutdown":
                     return
+                if msg.get("type") == "cancel":
+                    call = self.in_flight.get(msg.get("id"))
+                    if call is not None:
+                        call["cancelled"] = True
+                    continue
                 if msg.get("type") != "call":
                     print(f"thaw worker: ignoring unexpected message {msg.get('type')!r}",
                           file=sys.stderr)
                     continue
                 if pool is None:
-                    self._answer({}, self.serve_call(msg, timeout))
+                    call = {}
+                    self._answer(call, self.serve_call(msg, timeout, call))
                 else:
                     pool.submit(self._serve_threaded, msg, timeout)
         finally:
@@ -421,6 +493,7 @@ class Worker:
 
     def _serve_threaded(self, msg, timeout):
         call = {}
+        self.in_flight[msg.get("id")] = call
         timer = None
         if timeout:
             def expire():
@@ -433,10 +506,11 @@ class Worker:
             timer.daemon = True
             timer.start()
         try:
-            self._answer(call, self.serve_call(msg))
+            self._answer(call, self.serve_call(msg, call=call))
         except Exception as e:  # noqa: BLE001
             self._answer(call, self._error_result(msg.get("id"), e))
         finally:
+            self.in_flight.pop(msg.get("id"), None)
             if timer is not None:
                 timer.cancel()
 

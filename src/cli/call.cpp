@@ -15,7 +15,8 @@ Command add_call(CLI::App& app) {
     bool cold = false;
   };
   auto o = std::make_shared<Opts>();
-  auto* sub = app.add_subcommand("call", "Call a deployed function once and print its result as JSON");
+  auto* sub = app.add_subcommand(
+      "call", "Call a deployed function once and print its result as JSON (a generator's values: one per line)");
   sub->add_option("app", o->app, "the deployed app")->required();
   sub->add_option("function", o->function, "the function or class")->required();
   sub->add_option("--method,-m", o->method, "the method, for a class");
@@ -57,10 +58,16 @@ Command add_call(CLI::App& app) {
                                   {"args", nullptr},         {"kwargs", nullptr},
                                   {"args_json", args},       {"kwargs_json", kwargs},
                                   {"result_format", "json"}, {"mode", "deployed"}};
-            auto r = s.rt->call(msg, !o->cold);
+            // A generator's values are printed one per line as it yields them.
+            msg["stream"] = true;
+            auto print_value = [](const nlohmann::json& m) {
+              std::printf("%s\n", m.value("value_json", nlohmann::json()).dump().c_str());
+              std::fflush(stdout);
+            };
+            auto r = s.rt->call(msg, !o->cold, print_value);
             int rc = 0;
             if (r.value("ok", false)) {
-              std::printf("%s\n", r.value("value_json", nlohmann::json()).dump().c_str());
+              if (!r.contains("streamed")) print_value(r);
             } else {
               std::string tb = r.value("traceback", "");
               std::fprintf(stderr, "%s%s\n", tb.c_str(), r.value("error", std::string("call failed")).c_str());

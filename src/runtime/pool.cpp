@@ -129,13 +129,25 @@ void Pool::release(SlotIt it, bool healthy) {
   if (gone) gone->shutdown(1);
 }
 
-json Pool::call(const json& request, bool use_snapshot) {
+json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yield) {
   // retries= is the runtime's to honour (as in Modal, where it runs on the
   // server): every caller gets it, `thaw call` and Function.from_name too.
   auto retries = target_.fn.retries();
+  bool streamed = false;
+  YieldSink counted;
+  if (on_yield) {
+    counted = [&](const json& m) {
+      streamed = true;
+      on_yield(m);
+    };
+  }
   for (int retry = 1;; retry++) {
-    json r = call_once(request, use_snapshot);
+    json r = call_once(request, use_snapshot, counted);
     if (r.value("ok", false) || retry > retries.max_retries) return r;
+    if (streamed) {
+      snapshots_.log().line(cat(target_.label(), " failed after streaming values; not retried (its caller has them)."));
+      return r;
+    }
     double delay = retries.delay_before(retry);
     std::string why = r.value("error", std::string("failed"));
     snapshots_.log().line(cat(target_.label(), " failed (", why.substr(0, why.find('\n')), "); retry ", retry, " of ",
@@ -144,7 +156,7 @@ json Pool::call(const json& request, bool use_snapshot) {
   }
 }
 
-json Pool::call_once(const json& request, bool use_snapshot) {
+json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on_yield) {
   SlotIt it;
   try {
     it = acquire(use_snapshot);
@@ -158,7 +170,7 @@ json Pool::call_once(const json& request, bool use_snapshot) {
     // The worker's alarm ends a call at its timeout, but only between Python
     // bytecodes: one stuck in native code (a long C call, a deadlock) is
     // ended here, a moment later, by stopping its container.
-    json r = it->worker->call(request, timeout * 1.05 + 2);
+    json r = it->worker->call(request, timeout * 1.05 + 2, on_yield);
     release(it, true);
     return r;
   } catch (const CallTimedOut&) {

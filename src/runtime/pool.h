@@ -34,7 +34,9 @@ class Pool {
   const Target& target() const { return target_; }
 
   // Runs one call; returns a result message (ok or not). Never throws.
-  nlohmann::json call(const nlohmann::json& request, bool use_snapshot = true);
+  // A streamed generator's values go to on_yield; once one has gone, a
+  // failed call is not retried (its caller has seen part of its output).
+  nlohmann::json call(const nlohmann::json& request, bool use_snapshot = true, const YieldSink& on_yield = {});
   // Starts containers until min_containers are up (serve).
   void warm();
   // Stops containers idle for longer than scaledown_window, keeping
@@ -56,7 +58,7 @@ class Pool {
   };
   using SlotIt = std::list<Slot>::iterator;
 
-  nlohmann::json call_once(const nlohmann::json& request, bool use_snapshot);
+  nlohmann::json call_once(const nlohmann::json& request, bool use_snapshot, const YieldSink& on_yield);
   SlotIt acquire(bool use_snapshot);
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
   void release(SlotIt it, bool healthy);

@@ -102,7 +102,7 @@ std::shared_ptr<Pool> Runtime::pool_for(const Target& t) {
   return p;
 }
 
-json Runtime::call(const json& msg, bool use_snapshot) {
+json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield) {
   json id = msg.value("id", json());
   Target t;
   try {
@@ -110,7 +110,15 @@ json Runtime::call(const json& msg, bool use_snapshot) {
   } catch (const std::exception& e) {
     return error_reply(id, e.what());
   }
-  json r = pool_for(t)->call(msg, use_snapshot);
+  YieldSink forward;
+  if (on_yield) {
+    forward = [&](const json& m) {
+      json y = m;
+      y["id"] = id;
+      on_yield(y);
+    };
+  }
+  json r = pool_for(t)->call(msg, use_snapshot, forward);
   r["type"] = "result";
   r["id"] = id;
   return r;

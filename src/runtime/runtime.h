@@ -34,7 +34,9 @@ class Runtime {
   void add_ephemeral(const AppDesc& app);
 
   // A call request (docs/runtime-protocol.md) -> its result message.
-  nlohmann::json call(const nlohmann::json& msg, bool use_snapshot = true);
+  // A streamed generator's values go to on_yield as `yield` messages with
+  // the request's id.
+  nlohmann::json call(const nlohmann::json& msg, bool use_snapshot = true, const YieldSink& on_yield = {});
   // A lookup request -> found or error.
   nlohmann::json lookup(const nlohmann::json& msg);
 

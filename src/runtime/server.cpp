@@ -111,8 +111,15 @@ void Server::serve_client(UniqueFd fd) {
     std::string type = m->value("type", "");
     json id = m->value("id", json());
     if (type == "call") {
-      calls.start([&, msg = *m] { reply(rt_.call(msg)); });
+      calls.start([&, msg = *m] {
+        // A streamed generator's values reach the client as they come.
+        YieldSink to_client;
+        // It throws when the client has gone, which cancels the call.
+        if (msg.value("stream", false)) to_client = [&](const json& y) { ch.send(y); };
+        reply(rt_.call(msg, true, to_client));
+      });
     } else if (type == "spawn") {
+      m->erase("stream");  // a spawned call's result is fetched whole
       {
         std::lock_guard<std::mutex> lock(mu);
         spawned[id.dump()] = nullptr;

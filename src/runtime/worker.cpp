@@ -92,7 +92,34 @@ void Worker::read_loop() {
       mark_dead(c_->end_reason(c_->stop(3000)) + "; its output is above");
       return;
     }
-    if (m->value("type", "") != "result") continue;  // bye, or something newer
+    std::string type = m->value("type", "");
+    if (type == "yield") {
+      uint64_t id = m->value("id", uint64_t{0});
+      bool caller_gone = false;
+      {
+        std::lock_guard<std::mutex> lock(sinks_mu_);
+        auto it = sinks_.find(id);
+        if (it == sinks_.end()) continue;
+        try {
+          (*it->second)(*m);
+        } catch (const std::exception&) {
+          caller_gone = true;
+          sinks_.erase(it);
+        }
+      }
+      // Nobody reads the generator's values any more: the worker closes it
+      // (an endless one would otherwise hold its container until the timeout).
+      if (caller_gone) {
+        try {
+          std::lock_guard<std::mutex> lock(send_mu_);
+          container::send_message(c_->control_fd(), {{"type", "cancel"}, {"id", id}});
+        } catch (const std::exception&) {
+          // the worker is gone too
+        }
+      }
+      continue;
+    }
+    if (type != "result") continue;  // bye, or something newer
     std::lock_guard<std::mutex> lock(mu_);
     auto it = pending_.find(m->value("id", uint64_t{0}));
     if (it != pending_.end()) {
@@ -102,7 +129,7 @@ void Worker::read_loop() {
   }
 }
 
-json Worker::call(const json& request, double timeout_s) {
+json Worker::call(const json& request, double timeout_s, const YieldSink& on_yield) {
   uint64_t id;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -110,6 +137,18 @@ json Worker::call(const json& request, double timeout_s) {
     id = next_id_++;
     pending_[id] = std::nullopt;
   }
+  if (on_yield) {
+    std::lock_guard<std::mutex> lock(sinks_mu_);
+    sinks_[id] = &on_yield;
+  }
+  struct SinkGone {
+    Worker* w;
+    uint64_t id;
+    ~SinkGone() {
+      std::lock_guard<std::mutex> lock(w->sinks_mu_);
+      w->sinks_.erase(id);
+    }
+  } sink_gone{this, id};
   // The request goes on as the client sent it (args, kwargs and whatever
   // else the SDK puts there, such as args_json); only the id is the channel's.
   json msg = request;

@@ -5,6 +5,7 @@
 // concurrent inputs (@concurrent) can have several calls in flight.
 #pragma once
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,10 @@ class CallTimedOut : public Error {
   using Error::Error;
 };
 
+// Receives the `yield` messages of a streamed generator call, in order, on
+// the worker's reader thread (docs/runtime-protocol.md, "Generators").
+using YieldSink = std::function<void(const nlohmann::json&)>;
+
 class Worker {
  public:
   Worker(std::unique_ptr<container::Container> c, std::string label);
@@ -54,8 +59,9 @@ class Worker {
   nlohmann::json start(const nlohmann::json& env, bool restored, uint64_t seed, bool gpu_visible, double timeout_s);
   // Runs one call (a client's call request) and returns the worker's result
   // message. Thread-safe. Throws if the worker dies or takes longer than
-  // timeout_s: the container is unusable then.
-  nlohmann::json call(const nlohmann::json& request, double timeout_s);
+  // timeout_s: the container is unusable then. A streamed generator's
+  // values go to on_yield as they come, before the result.
+  nlohmann::json call(const nlohmann::json& request, double timeout_s, const YieldSink& on_yield = {});
   bool alive();
   // Asks for a clean exit (@exit runs), then makes sure the container is gone.
   void shutdown(double grace_s);
@@ -70,6 +76,10 @@ class Worker {
   std::mutex mu_;  // everything below
   std::condition_variable cv_;
   std::map<uint64_t, std::optional<nlohmann::json>> pending_;
+  // The sinks of calls in flight. Their own lock, held while one runs: a
+  // call that ends (timed out) removes its sink only once it is not in use.
+  std::mutex sinks_mu_;
+  std::map<uint64_t, const YieldSink*> sinks_;
   uint64_t next_id_ = 1;
   bool dead_ = false;
   std::string dead_reason_;

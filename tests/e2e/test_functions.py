@@ -584,3 +584,40 @@ print(json.dumps(out))
     assert out["gen"] == [3, 2, 1] and "remote_gen" in out["remote"], out
     assert out["method_gen"] == ["a", "b"] and out["method"] == "hello ab!", out
     thaw.assert_containers_gone()
+
+
+def test_generator_values_stream_and_a_gone_consumer_cancels(thaw):
+    thaw.deploy(APPS / "stream.py")
+    d = thaw.tmp / "stream-handshake"
+    d.mkdir()
+    code = f"""
+import concurrent.futures, json, pathlib, thaw
+d = pathlib.Path({str(d)!r})
+got = []
+for v in thaw.Function.from_name("e2e-stream", "handshake").remote_gen(str(d)):
+    got.append(v)
+    (d / "got-first").touch()
+endless = thaw.Function.from_name("e2e-stream", "endless")
+it = endless.remote_gen()
+first = [next(it), next(it)]
+it.close()
+again = concurrent.futures.ThreadPoolExecutor(1).submit(lambda: next(endless.remote_gen()))
+print(json.dumps({{"got": got, "first": first, "again": again.result(timeout=90)}}))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert out == {"got": ["first", "second"], "first": [0, 1], "again": 0}, out
+    # `thaw call` prints a generator's values one per line, as they come.
+    (d / "got-first").unlink()
+    proc = subprocess.Popen([str(THAW_BIN), "call", "e2e-stream", "handshake", "--args", json.dumps([str(d)])],
+                            env=thaw.env, cwd=thaw.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == '"first"'
+        (d / "got-first").touch()
+        rest, err = proc.communicate(timeout=CALL_TIMEOUT)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and rest.strip() == '"second"', rest + err
+    thaw.assert_containers_gone()

@@ -74,11 +74,23 @@ class Container:
         if ready is None or ready.get("type") != "ready":
             raise RuntimeError(f"worker failed to start: {ready}")
 
-    def call(self, msg):
+    def call(self, msg, on_yield=None):
         with self.lock:
             self.chan.send({"type": "call", "id": msg["id"], "method": msg.get("method"),
-                            "args": msg.get("args"), "kwargs": msg.get("kwargs")})
-            return self.chan.recv()
+                            "args": msg.get("args"), "kwargs": msg.get("kwargs"),
+                            "stream": bool(msg.get("stream") and on_yield)})
+            reading = True
+            while True:
+                reply = self.chan.recv()
+                if reply is None or reply.get("type") != "yield":
+                    return reply
+                if not reading:
+                    continue
+                try:
+                    on_yield(reply)
+                except OSError:  # the client went away: as the runtime does
+                    reading = False
+                    self.chan.send({"type": "cancel", "id": msg["id"]})
 
     def stop(self):
         try:
@@ -139,7 +151,7 @@ class FakeRuntime:
                                  "error": f"app '{msg['app']}' is not deployed: run "
                                           f"`thaw deploy app.py`"}
                 elif msg["type"] == "call":
-                    reply = self.call(msg)
+                    reply = self.call(msg, lambda y, i=msg["id"]: send_msg(conn, {**y, "id": i}))
                 elif msg["type"] == "spawn":
                     fut = concurrent.futures.Future()
                     spawned[msg["id"]] = fut
@@ -152,9 +164,12 @@ class FakeRuntime:
                                                       "error": "no such spawned call"}
                 else:
                     reply = {"type": "error", "error": f"unknown request {msg['type']}"}
-                send_msg(conn, reply)
+                try:
+                    send_msg(conn, reply)
+                except OSError:
+                    return  # the client went away
 
-    def call(self, msg):
+    def call(self, msg, on_yield=None):
         if msg.get("mode") == "ephemeral":
             app_file, snapshot = msg.get("app_file"), False
         else:
@@ -166,7 +181,7 @@ class FakeRuntime:
             c = self.container(app_file, msg["function"], snapshot)
         except RuntimeError as e:
             return {"type": "result", "id": msg["id"], "ok": False, "error": str(e)}
-        reply = c.call(msg)
+        reply = c.call(msg, on_yield)
         reply["id"] = msg["id"]
         return reply
 

@@ -4,6 +4,7 @@ driven over a socketpair, and client calls go to tests/unit_py/fake_runtime.py.
 Run:  cd <repo> && PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/unit_py
 """
 
+import concurrent.futures
 import json
 import os
 import socket
@@ -1464,3 +1465,87 @@ def test_the_worker_does_not_repeat_configuration_warnings(write_app, tmp_path):
         chan.recv()
         proc.wait(timeout=30)
     assert "schedule" not in err.read_text(), err.read_text()
+
+
+STREAM_APP = '''
+import os, time
+import thaw as modal
+
+app = modal.App("stream-test")
+
+
+def _wait_for(path):
+    # The caller creates `path` once it has the value before: a generator
+    # whose values came only at its end would wait here for 20 s.
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@app.function()
+def handshake(d):
+    yield "first"
+    yield "second" if _wait_for(os.path.join(d, "got-first")) else "not streamed"
+    raise ValueError("after two values")
+
+
+@app.function()
+async def ahandshake(d):
+    import asyncio
+    yield "first"
+    for _ in range(2000):
+        if os.path.exists(os.path.join(d, "got-first")):
+            yield "second"
+            return
+        await asyncio.sleep(0.01)
+    yield "not streamed"
+
+
+@app.function()
+def endless():
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+@app.function()
+def square(x):
+    return x * x
+'''
+
+
+def test_generators_stream_values_as_they_are_yielded(write_app, runtime, tmp_path):
+    path = write_app("stream_app", STREAM_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        for name in ("handshake", "ahandshake"):
+            d = tmp_path / name
+            d.mkdir()
+            got = []
+            gen = getattr(mod, name).remote_gen(str(d))
+            try:
+                for v in gen:
+                    got.append(v)
+                    if v == "first":
+                        (d / "got-first").touch()
+            except ValueError as e:  # the generator's own exception, after its values
+                got.append(str(e))
+            expected = ["first", "second"] + (["after two values"] if name == "handshake" else [])
+            assert got == expected, name
+        # A consumer that stops early cancels the generator: its container
+        # (one per function here) takes the next call.
+        it = mod.endless.remote_gen()
+        assert [next(it), next(it), next(it)] == [0, 1, 2]
+        it.close()
+        again = concurrent.futures.ThreadPoolExecutor(1).submit(lambda: next(mod.endless.remote_gen()))
+        assert again.result(timeout=60) == 0
+        assert mod.square.remote(7) == 49
+        for how, call in [("map", lambda: mod.endless.map([1])),
+                          ("spawn", lambda: mod.endless.spawn()),
+                          ("starmap", lambda: mod.endless.starmap([()]))]:
+            with pytest.raises(InvalidError, match=rf"cannot be called with \.{how}\(\)"):
+                call()
