@@ -70,7 +70,16 @@ Command add_call(CLI::App& app) {
               if (!r.contains("streamed")) print_value(r);
             } else {
               std::string tb = r.value("traceback", "");
-              std::fprintf(stderr, "%s%s\n", tb.c_str(), r.value("error", std::string("call failed")).c_str());
+              std::string error = r.value("error", std::string("call failed"));
+              // A traceback ends with the error's own line: not twice.
+              std::string tail = tb;
+              while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+              bool said = !tail.empty() && tail.size() >= error.size() &&
+                          tail.compare(tail.size() - error.size(), error.size(), error) == 0;
+              if (said)
+                std::fprintf(stderr, "%s\n", tail.c_str());
+              else
+                std::fprintf(stderr, "%s%s\n", tb.c_str(), error.c_str());
               rc = 1;
             }
             std::fflush(nullptr);

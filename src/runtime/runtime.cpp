@@ -1,5 +1,7 @@
 #include "runtime/runtime.h"
 
+#include <algorithm>
+
 #include <thread>
 
 #include "common/error.h"
@@ -109,6 +111,17 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
     t = resolve(str(msg, "app"), str(msg, "function"), str(msg, "mode"), str(msg, "app_file"));
   } catch (const std::exception& e) {
     return error_reply(id, e.what());
+  }
+  // A method the class does not have is refused here, before a container
+  // is started (or restored) for nothing.
+  std::string method = str(msg, "method");
+  const auto& methods = t.fn.methods;
+  if (t.fn.kind == "class" && !method.empty() && !methods.empty() &&
+      std::find(methods.begin(), methods.end(), method) == methods.end()) {
+    std::string have;
+    for (const auto& m : methods) have += (have.empty() ? "" : ", ") + m;
+    return error_reply(id, cat("class '", t.fn.name, "' of app '", t.app, "' has no @method() named '", method,
+                               "' (it has: ", have, ")"));
   }
   YieldSink forward;
   if (on_yield) {

@@ -621,3 +621,12 @@ print(json.dumps({{"got": got, "first": first, "again": again.result(timeout=90)
         proc.kill()
     assert proc.returncode == 0 and rest.strip() == '"second"', rest + err
     thaw.assert_containers_gone()
+
+
+def test_unknown_method_is_refused_before_any_container_starts(thaw):
+    thaw.deploy(APPS / "params.py")
+    cp = thaw.run("call", "e2e-params", "Greeter", "--method", "gret", "--params", '{"name": "x"}', check=False)
+    assert cp.returncode != 0
+    assert "has no @method() named 'gret' (it has: greet, letters)" in cp.stderr, cp.stderr
+    assert RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
