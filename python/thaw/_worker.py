@@ -302,7 +302,7 @@ class Worker:
             else:
                 os.environ[str(k)] = str(v)
         if msg.get("restored") and msg.get("seed") is not None:
-            reseed(msg["seed"])
+            self._timed("reseed_s", lambda: reseed(msg["seed"]))
         signal.signal(signal.SIGTERM, _on_term)
         self._timed("enter_s", lambda: self._run_hooks(self.instance, ENTER_POST, "enter"))
         self.started = True

@@ -40,7 +40,7 @@ Context make_context(Log& log) {
   std::string exe = self_exe();
   Context ctx{Store(Store::default_home()), log, exe, "/usr/bin/python3", find_python_dir(exe), "", {}};
   if (const char* py = std::getenv("THAW_PYTHON"); py && *py) ctx.python = py;
-  ctx.fingerprint = read_fingerprint(ctx.python);
+  ctx.fingerprint = read_fingerprint(ctx.python, ctx.python_dir);
   return ctx;
 }
 

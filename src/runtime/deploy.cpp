@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "common/error.h"
@@ -108,11 +109,20 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   if (previous) {
     try {
       auto keep = keys_of(ctx, record);
-      for (const auto& key : keys_of(ctx, ctx.store.read_version(app.name, *previous)))
+      std::map<std::string, int> old;  // key -> its version
+      for (const auto& key : keys_of(ctx, ctx.store.read_version(app.name, *previous))) old[key] = *previous;
+      // Snapshots of this app whose key no version computes any more (made
+      // under another machine fingerprint: a kernel, Python, thaw or SDK
+      // since replaced) would otherwise stay on disk for good.
+      for (const auto& key : ctx.store.snapshot_keys()) {
+        auto meta = ctx.store.read_meta(key);
+        if (meta && meta->value("app", "") == app.name && !old.count(key)) old[key] = meta->value("version", 0);
+      }
+      for (const auto& [key, v] : old)
         if (!keep.count(key) && container::exists(ctx.store.snapshot_dir(key))) {
           auto lock_key = ctx.store.lock_snapshot(key);
           ctx.store.remove_snapshot(key);
-          ctx.log.line(cat("Retired memory snapshot ", key.substr(0, 12), " of version ", *previous, "."));
+          ctx.log.line(cat("Retired memory snapshot ", key.substr(0, 12), " of version ", v, "."));
         }
     } catch (const std::exception& e) {
       ctx.log.line(std::string("Warning: could not retire the previous version's snapshots: ") + e.what());

@@ -1,8 +1,10 @@
 #include "runtime/fingerprint.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <cstdlib>
@@ -12,6 +14,7 @@
 #include "common/io.h"
 #include "container/fsutil.h"
 #include "gpu/preflight.h"
+#include "runtime/sha256.h"
 
 namespace thaw::runtime {
 
@@ -64,14 +67,31 @@ std::string python_identity(const std::string& python) {
   return cat(real, " size=", st.st_size, " mtime=", st.st_mtim.tv_sec);
 }
 
+std::string sdk_identity(const std::string& python_dir) {
+  std::string dir = python_dir + "/thaw";
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.size() > 3 && n.compare(n.size() - 3, 3, ".py") == 0) names.push_back(n);
+    }
+    ::closedir(d);
+  }
+  if (names.empty()) return dir + " (missing)";
+  std::sort(names.begin(), names.end());
+  std::string all;
+  for (const auto& n : names) all += n + '\0' + sha256_hex(read_file(dir + "/" + n)) + '\n';
+  return sha256_hex(all);
+}
+
 }  // namespace
 
 nlohmann::json Fingerprint::key_part() const {
-  return {{"kernel", kernel}, {"cpu_vendor", cpu_vendor}, {"cpu_model", cpu_model},
-          {"gpu", gpu},       {"python", python},         {"thaw", thaw_version}};
+  return {{"kernel", kernel}, {"cpu_vendor", cpu_vendor}, {"cpu_model", cpu_model}, {"gpu", gpu},
+          {"python", python}, {"thaw", thaw_version},     {"sdk", sdk}};
 }
 
-Fingerprint read_fingerprint(const std::string& python) {
+Fingerprint read_fingerprint(const std::string& python, const std::string& python_dir) {
   Fingerprint f;
   struct utsname u;
   if (::uname(&u) == 0) f.kernel = u.release;
@@ -87,6 +107,7 @@ Fingerprint read_fingerprint(const std::string& python) {
   }
   f.python = python_identity(python);
   f.thaw_version = THAW_VERSION;
+  f.sdk = sdk_identity(python_dir);
   return f;
 }
 

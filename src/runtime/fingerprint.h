@@ -23,13 +23,17 @@ struct Fingerprint {
   std::vector<std::string> gpu_models, gpu_uuids;
   std::string python;        // the interpreter: real path, size, mtime
   std::string thaw_version;
+  // sha256 over the thaw package's Python files: the worker loop is in
+  // every snapshot's memory, so a changed SDK must not restore an old one.
+  std::string sdk;
   std::set<std::string> cpu_flags;
 
   // The part of the key that describes the machine (no flags).
   nlohmann::json key_part() const;
 };
 
-Fingerprint read_fingerprint(const std::string& python);
+// python_dir: the directory holding the thaw package (its sdk hash).
+Fingerprint read_fingerprint(const std::string& python, const std::string& python_dir);
 
 // The flags in needed that this CPU lacks.
 std::vector<std::string> missing_cpu_flags(const Fingerprint& here, const std::vector<std::string>& needed);

@@ -630,3 +630,23 @@ def test_unknown_method_is_refused_before_any_container_starts(thaw):
     assert "has no @method() named 'gret' (it has: greet, letters)" in cp.stderr, cp.stderr
     assert RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
+
+
+def test_a_changed_sdk_gives_a_new_snapshot(thaw):
+    # The worker loop (thaw's Python package) is in every snapshot's memory:
+    # a snapshot made with other SDK code must not be restored.
+    sdk = thaw.tmp / "sdk"
+    shutil.copytree(REPO / "python" / "thaw", sdk / "thaw", ignore=shutil.ignore_patterns("__pycache__"))
+    thaw.env["THAW_PYTHONPATH"] = str(sdk)
+    thaw.deploy(APPS / "plain.py")
+    [old] = thaw.snapshot_keys()
+    cp = thaw.deploy(APPS / "plain.py")
+    assert "Memory snapshot for Function is up to date." in cp.stderr
+    with open(sdk / "thaw" / "_worker.py", "a") as f:
+        f.write("\n# a newer worker\n")
+    cp = thaw.deploy(APPS / "plain.py")
+    assert CREATING in cp.stderr and f"Retired memory snapshot {old[:12]}" in cp.stderr, cp.stderr
+    [new] = thaw.snapshot_keys()
+    assert new != old
+    value, log, _ = thaw.call("e2e-plain", "square", 4)
+    assert value["value"] == 16 and RESTORING in log
