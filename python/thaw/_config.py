@@ -44,8 +44,6 @@ UNSUPPORTED = {
     "nonpreemptible": "thaw never preempts containers (they are nonpreemptible already)",
     "block_network": "containers share the host's network namespace",
     "restrict_modal_access": "there is no Modal API to restrict",
-    "single_use_containers": "a container serves many inputs",
-    "max_inputs": "a container serves many inputs",
     "i6pn": "there is no private cluster network",
     "cloud_bucket_mounts": "cloud bucket mounts are not supported; use a Volume",
     "mounts": "functions run on the host's filesystem, where local files are already visible",
@@ -254,6 +252,13 @@ def build(kind, name, kwargs, app=None, partial_params=None):
                                   integer=True) or 0
     scaledown_window = _positive(kw.pop("scaledown_window", None), "scaledown_window", where,
                                  minimum=1)
+    single_use = bool(kw.pop("single_use_containers", False))
+    max_inputs = _positive(kw.pop("max_inputs", None), "max_inputs", where, integer=True, minimum=1)
+    if max_inputs is not None:
+        warn(f"thaw: {where}: max_inputs= is deprecated in Modal; use single_use_containers=True "
+             f"(thaw honours max_inputs={max_inputs})", DeprecatedWarning)
+    if single_use:
+        max_inputs = 1
     if max_containers is not None and min_containers > max_containers:
         raise InvalidError(f"{where}: min_containers={min_containers} is above "
                            f"max_containers={max_containers}")
@@ -304,6 +309,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
         "min_containers": min_containers,
         "max_containers": max_containers,
         "buffer_containers": buffer_containers,
+        "max_inputs": max_inputs,
         "scaledown_window": scaledown_window if scaledown_window is not None
         else DEFAULT_SCALEDOWN_WINDOW,
         "retries": retries.describe() if retries else None,

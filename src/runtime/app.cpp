@@ -73,6 +73,7 @@ double FunctionDesc::startup_timeout_s() const { return number(config, "startup_
 double FunctionDesc::scaledown_window_s() const { return number(config, "scaledown_window", 60); }
 int FunctionDesc::min_containers() const { return static_cast<int>(number(config, "min_containers", 0)); }
 int FunctionDesc::max_containers() const { return static_cast<int>(number(config, "max_containers", 0)); }
+int FunctionDesc::max_inputs() const { return static_cast<int>(number(config, "max_inputs", 0)); }
 int FunctionDesc::buffer_containers() const { return static_cast<int>(number(config, "buffer_containers", 0)); }
 int FunctionDesc::max_concurrent_inputs() const {
   return static_cast<int>(number(config, "max_concurrent_inputs", 1));

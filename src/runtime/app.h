@@ -30,6 +30,7 @@ struct FunctionDesc {
   int min_containers() const;
   int max_containers() const;  // 0: no limit
   int buffer_containers() const;  // idle containers to keep beyond the busy ones, under load
+  int max_inputs() const;         // inputs a container serves before it is stopped; 0: no limit
   int max_concurrent_inputs() const;  // per container (@concurrent)
   uint64_t memory_limit_bytes() const;  // only from memory=(request, limit)
   double cpu_limit() const;             // cores, only from cpu=(request, limit); 0: none

@@ -19,13 +19,19 @@ json error_result(const std::string& error, const std::string& traceback = "") {
 
 int Pool::capacity() const { return std::max(1, target_.fn.max_concurrent_inputs()); }
 
+bool Pool::takes_input(const Slot& s) const {
+  int max = target_.fn.max_inputs();
+  return !s.broken && s.in_flight < capacity() && (max <= 0 || s.served < max);
+}
+
 Pool::SlotIt Pool::acquire(bool use_snapshot) {
   std::unique_lock<std::mutex> lock(mu_);
   auto deadline = Clock::now() + std::chrono::duration<double>(target_.fn.startup_timeout_s() + target_.fn.timeout_s());
   for (;;) {
     for (auto it = slots_.begin(); it != slots_.end(); ++it)
-      if (!it->broken && it->in_flight < capacity()) {
+      if (takes_input(*it)) {
         it->in_flight++;
+        it->served++;
         keep_buffer_locked();  // it may have been the spare one
         return it;
       }
@@ -104,7 +110,7 @@ Pool::SlotIt Pool::start_slot(std::unique_lock<std::mutex>& lock, bool use_snaps
   }
   lock.lock();
   starting_--;
-  slots_.push_front(Slot{std::move(w), in_flight});
+  slots_.push_front(Slot{std::move(w), in_flight, in_flight});
   // Another waiter may fit in the new container (@concurrent).
   cv_.notify_all();
   return slots_.begin();
@@ -112,10 +118,17 @@ Pool::SlotIt Pool::start_slot(std::unique_lock<std::mutex>& lock, bool use_snaps
 
 void Pool::release(SlotIt it, bool healthy) {
   std::unique_ptr<Worker> gone;
+  bool used_up = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     it->in_flight--;
     if (!healthy || !it->worker->alive()) it->broken = true;
+    // A container that has served its max_inputs is done (single_use_containers).
+    int max = target_.fn.max_inputs();
+    if (max > 0 && it->served >= max && !it->broken) {
+      it->broken = true;
+      used_up = true;
+    }
     if (it->in_flight == 0) {
       it->idle_since = Clock::now();
       if (it->broken) {
@@ -125,8 +138,20 @@ void Pool::release(SlotIt it, bool healthy) {
     }
   }
   cv_.notify_all();
+  if (!gone) return;
+  if (used_up) {
+    // A healthy container runs its @exit hooks, in the background: the
+    // call's result does not wait for them.
+    std::shared_ptr<Worker> w(std::move(gone));
+    stoppers_.start([this, w] {
+      snapshots_.log().line(cat("Stopping container ", w->container().id(), " of ", target_.label(),
+                                ": it has served its max_inputs=", target_.fn.max_inputs(), "."));
+      w->shutdown(10);
+    });
+    return;
+  }
   // A broken container is stopped outside the lock: that may take a while.
-  if (gone) gone->shutdown(1);
+  gone->shutdown(1);
 }
 
 json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yield) {
@@ -232,6 +257,7 @@ void Pool::shutdown() {
   }
   // A buffer container still starting is stopped by its starter.
   buffer_starters_.join_all();
+  stoppers_.join_all();
   std::list<Slot> all;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -53,6 +53,7 @@ class Pool {
   struct Slot {
     std::unique_ptr<Worker> worker;
     int in_flight = 0;
+    int served = 0;       // inputs given to it, for max_inputs (single_use_containers)
     bool broken = false;  // takes no more calls; removed when its last one ends
     std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
   };
@@ -64,6 +65,9 @@ class Pool {
   void release(SlotIt it, bool healthy);
   void stop_idle_for(std::chrono::duration<double> window, bool keep_warm);
   int capacity() const;
+  // Whether the slot may take another input (it has room, and inputs left
+  // under max_inputs).
+  bool takes_input(const Slot& s) const;
   // Under load, the containers to keep: the busy ones (and those starting
   // for a call) plus buffer_containers; 0 without load or autoscaling.
   int buffered_target_locked() const;
@@ -81,6 +85,7 @@ class Pool {
   int buffer_starting_ = 0;  // of which buffer containers
   bool stopping_ = false;
   ThreadSet buffer_starters_;
+  ThreadSet stoppers_;  // containers done with their max_inputs, stopping
 };
 
 }  // namespace thaw::runtime

@@ -650,3 +650,25 @@ def test_a_changed_sdk_gives_a_new_snapshot(thaw):
     assert new != old
     value, log, _ = thaw.call("e2e-plain", "square", 4)
     assert value["value"] == 16 and RESTORING in log
+
+
+def test_single_use_containers_serve_one_input_each(thaw):
+    cp = thaw.deploy(APPS / "single_use.py")
+    assert "max_inputs= is deprecated" in cp.stderr, cp.stderr
+    code = """
+import json, thaw
+once = thaw.Function.from_name("e2e-single-use", "once")
+twice = thaw.Function.from_name("e2e-single-use", "twice")
+print(json.dumps({"once": [once.remote(i) for i in range(3)], "twice": [twice.remote(i) for i in range(4)]}))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert len(set(out["once"])) == 3, out
+    a, b, c, d = out["twice"]
+    assert a == b and c == d and a != c, out
+    # Every container came from the snapshot, and each was stopped after its inputs.
+    assert cp.stderr.count(RESTORING) == 5, cp.stderr
+    assert cp.stderr.count("it has served its max_inputs=1") == 3, cp.stderr
+    thaw.assert_containers_gone()

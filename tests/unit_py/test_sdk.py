@@ -177,7 +177,7 @@ def test_gpu_spellings():
     ("cloud", "aws"),
     ("block_network", True),
     ("ephemeral_disk", 1024),
-    ("single_use_containers", True),
+    ("nonpreemptible", True),
     ("some_future_option", 1),
 ])
 def test_unsupported_parameter_warns_naming_it(param, value):
@@ -1549,3 +1549,24 @@ def test_generators_stream_values_as_they_are_yielded(write_app, runtime, tmp_pa
                           ("starmap", lambda: mod.endless.starmap([()]))]:
             with pytest.raises(InvalidError, match=rf"cannot be called with \.{how}\(\)"):
                 call()
+
+
+def test_single_use_containers_and_max_inputs_are_config():
+    app = modal.App("single-use")
+
+    @app.function(single_use_containers=True)
+    def one():
+        return 1
+
+    with pytest.warns(thaw.exception.DeprecatedWarning, match="single_use_containers"):
+        @app.function(max_inputs=3)
+        def three():
+            return 3
+
+    @app.function()
+    def many():
+        return 0
+
+    assert one.config["max_inputs"] == 1 and one.config["unsupported"] == {}
+    assert three.config["max_inputs"] == 3
+    assert "max_inputs" not in many.config
