@@ -128,6 +128,14 @@ class App:
                 "function", fname, kwargs, app=self, partial_params=params)
             if config["is_generator"] is None:
                 config["is_generator"] = inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
+            if config.get("schedule") is not None:
+                try:
+                    inspect.signature(f).bind()
+                except TypeError:
+                    raise InvalidError(f"function '{fname}' has a schedule= but takes arguments: "
+                                       f"a scheduled run passes none") from None
+                except ValueError:
+                    pass  # no signature to check (a builtin)
             config = _config.finish(config)
             fn = Function(f, name=fname, app=self, config=config, image=image, secrets=secrets,
                           volumes=volumes, batched=BATCHED in flags)

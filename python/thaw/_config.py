@@ -33,7 +33,6 @@ ALIASES = {
 # Parameters with no effect in thaw: name → why. Warned about unless the
 # value is Modal's default (None, False or empty).
 UNSUPPORTED = {
-    "schedule": "thaw has no scheduler; the function runs only when called",
     "network_file_systems": "NetworkFileSystems do not exist in thaw; use volumes=",
     "ephemeral_disk": "containers write to the host's filesystem; there is no per-container "
                       "disk quota",
@@ -86,18 +85,56 @@ class Retries:
         return min(self.initial_delay * self.backoff_coefficient ** (attempt - 1), self.max_delay)
 
 
+_PERIOD_UNITS = {"weeks": 7 * 86400, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+_UTC_NAMES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z")
+
+
 class Period:
+    """Run a deployed function every so often (while `thaw serve` runs),
+    the first time one period after the runtime picks up the deploy."""
+
     def __init__(self, **kwargs):
+        for unit in ("years", "months"):
+            if kwargs.get(unit):
+                raise InvalidError(f"Period({unit}=...) has no fixed length; thaw cannot run it. "
+                                   f"Use a Cron schedule (e.g. thaw.Cron('0 0 1 * *') for monthly)")
+        unknown = set(kwargs) - set(_PERIOD_UNITS) - {"years", "months"}
+        if unknown:
+            raise InvalidError(f"Period() got unknown units {sorted(unknown)}; use "
+                               f"{', '.join(_PERIOD_UNITS)}")
         self.kwargs = kwargs
+        self.seconds = float(sum(_PERIOD_UNITS[u] * v for u, v in kwargs.items() if u in _PERIOD_UNITS))
+        if self.seconds < 1:
+            raise InvalidError(f"Period({self._args()}) is shorter than a second; thaw runs "
+                               f"schedules at most once a second")
+
+    def _args(self):
+        return ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+
+    def describe(self):
+        return {"period_s": self.seconds}
 
     def __repr__(self):
-        return f"Period({self.kwargs})"
+        return f"Period({self._args()})"
 
 
 class Cron:
+    """Run a deployed function at the minutes a cron expression names
+    (minute hour day-of-month month day-of-week), while `thaw serve` runs.
+    thaw evaluates it in UTC."""
+
     def __init__(self, cron_string, timezone="UTC"):
+        if not isinstance(cron_string, str) or len(cron_string.split()) != 5:
+            raise InvalidError(f"Cron({cron_string!r}): a cron expression has 5 fields: minute "
+                               f"hour day-of-month month day-of-week (e.g. '0 9 * * mon-fri')")
         self.cron_string = cron_string
         self.timezone = timezone
+        if timezone not in _UTC_NAMES:
+            warn(f"thaw: Cron({cron_string!r}, timezone={timezone!r}): thaw evaluates cron "
+                 f"schedules in UTC; the timezone is not applied")
+
+    def describe(self):
+        return {"cron": self.cron_string, "timezone": self.timezone}
 
     def __repr__(self):
         return f"Cron({self.cron_string!r})"
@@ -252,6 +289,10 @@ def build(kind, name, kwargs, app=None, partial_params=None):
                                   integer=True) or 0
     scaledown_window = _positive(kw.pop("scaledown_window", None), "scaledown_window", where,
                                  minimum=1)
+    schedule = kw.pop("schedule", None)
+    if schedule is not None and not isinstance(schedule, (Period, Cron)):
+        raise InvalidError(f"{where}: schedule= must be thaw.Period(...) or thaw.Cron(...), "
+                           f"got {schedule!r}")
     single_use = bool(kw.pop("single_use_containers", False))
     max_inputs = _positive(kw.pop("max_inputs", None), "max_inputs", where, integer=True, minimum=1)
     if max_inputs is not None:
@@ -310,6 +351,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
         "max_containers": max_containers,
         "buffer_containers": buffer_containers,
         "max_inputs": max_inputs,
+        "schedule": schedule.describe() if schedule is not None else None,
         "scaledown_window": scaledown_window if scaledown_window is not None
         else DEFAULT_SCALEDOWN_WINDOW,
         "retries": retries.describe() if retries else None,

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/session.h"
+#include "runtime/scheduler.h"
 #include "runtime/server.h"
 
 namespace thaw::cli {
@@ -16,7 +17,7 @@ Command add_serve(CLI::App& app) {
   sub->add_option("--socket", *path, "the socket to listen on")->required();
   sub->add_flag("--no-warm", *no_warm,
                 "start no container ahead of calls (min_containers and restore shells are for a long-lived "
-                "runtime; the SDK's private one, started for one script, uses this)");
+                "runtime; the SDK's private one, started for one script, uses this); runs no schedule=");
   return {sub, [path, no_warm] {
             std::unique_ptr<runtime::Server> server;
             std::optional<SignalWatcher> signals;
@@ -32,8 +33,13 @@ Command add_serve(CLI::App& app) {
             std::thread warm([&s, no_warm] {
               if (!*no_warm) s.rt->warm_deployed();
             });
+            // Scheduled functions run here only: the SDK's private runtime
+            // (--no-warm) lives for one script and is not the app's home.
+            std::optional<runtime::Scheduler> scheduler;
+            if (!*no_warm) scheduler.emplace(*s.rt);
             server->run();
             warm.join();
+            scheduler.reset();  // waits for scheduled runs in flight
             signals.reset();  // no one touches the server after this
             server.reset();   // waits for the calls in flight
             s.rt->shutdown();

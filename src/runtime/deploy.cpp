@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "container/fsutil.h"
 #include "runtime/introspect.h"
+#include "runtime/schedule.h"
 #include "runtime/snapshot_key.h"
 
 namespace thaw::runtime {
@@ -52,6 +53,14 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   if (!o.name.empty()) app.name = o.name;
   check_name("app", app.name);
   auto lock = ctx.store.lock_app(app.name);
+  // A schedule the runtime could not run fails the deploy, not `thaw serve` later.
+  for (const auto& f : app.functions) {
+    try {
+      Schedule::from_config(f.config);
+    } catch (const std::exception& e) {
+      fail(f.name, ": ", e.what());
+    }
+  }
   auto previous = ctx.store.current_version(app.name);
   int version = ctx.store.next_version(app.name);
   std::string vdir = ctx.store.version_dir(app.name, version);
@@ -130,6 +139,9 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   }
   std::printf("Deployed app %s version %d.\n", app.name.c_str(), version);
   for (const auto& l : summary) std::printf("%s\n", l.c_str());
+  for (const auto& f : app.functions)
+    if (auto s = Schedule::from_config(f.config))
+      std::printf("  %s: runs on %s while `thaw serve` runs\n", f.name.c_str(), s->describe().c_str());
   std::fflush(stdout);
   return 0;
 }

@@ -672,3 +672,33 @@ print(json.dumps({"once": [once.remote(i) for i in range(3)], "twice": [twice.re
     assert cp.stderr.count(RESTORING) == 5, cp.stderr
     assert cp.stderr.count("it has served its max_inputs=1") == 3, cp.stderr
     thaw.assert_containers_gone()
+
+
+def test_scheduled_functions_run_while_serve_runs(thaw):
+    cp = thaw.deploy(APPS / "scheduled.py")
+    assert "tick: runs on Period(seconds=1) while `thaw serve` runs" in cp.stdout, cp.stdout
+    ticks = thaw.e2e / "ticks"
+    assert not ticks.exists()  # deploying runs nothing
+    thaw.serve()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not ticks.exists() or len(ticks.read_text().split()) < 3):
+        time.sleep(0.2)
+    log = thaw.stop_serve()
+    runs = ticks.read_text().split() if ticks.exists() else []
+    assert len(runs) >= 3, log
+    assert "Scheduled e2e-scheduled.tick: Period(seconds=1); first run at" in log, log
+    assert "Scheduled e2e-scheduled.weekly: Cron('0 3 * * mon'); first run at" in log, log
+    assert "Scheduled run of e2e-scheduled.tick finished in" in log and RESTORING in log, log
+    # One run at a time: never two at once, so the runs are apart.
+    assert all(float(b) > float(a) for a, b in zip(runs, runs[1:])), runs
+    thaw.assert_containers_gone()
+
+
+def test_a_schedule_thaw_cannot_run_fails_the_deploy(thaw):
+    app = thaw.tmp / "bad_schedule.py"
+    app.write_text("import thaw\napp = thaw.App('e2e-bad-schedule')\n\n"
+                   "@app.function(schedule=thaw.Cron('61 * * * *'))\ndef f():\n    pass\n")
+    cp = thaw.run("deploy", app, check=False)
+    assert cp.returncode != 0
+    assert "the minute field '61': 61 is outside 0-59" in cp.stderr, cp.stderr
+    assert thaw.run("app", "ls").stdout.count("e2e-bad-schedule") == 0

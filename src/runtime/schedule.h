@@ -1,0 +1,54 @@
+// When a deployed function runs by itself (Modal's schedule=): every
+// Period, or at the minutes a Cron expression names. Parsed from the
+// function's config ({"period_s": S} or {"cron": "...", "timezone": TZ});
+// Cron expressions are evaluated in UTC.
+#pragma once
+#include <bitset>
+#include <ctime>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace thaw::runtime {
+
+// A standard five-field cron expression: minute hour day-of-month month
+// day-of-week, each `*`, a number, a range `a-b`, a step `*/n` or `a-b/n`,
+// or a list of those; month and weekday names (jan, mon) are accepted, and
+// weekday 7 is Sunday. As in cron, when both day fields are restricted a
+// day matching either one matches.
+class Cron {
+ public:
+  // Throws thaw::Error naming the field that is wrong.
+  static Cron parse(const std::string& expr);
+  // The first whole minute after t (UTC) that matches; throws if none
+  // comes within five years (e.g. 30 February).
+  std::time_t next_after(std::time_t t) const;
+  const std::string& text() const { return text_; }
+
+ private:
+  bool matches(const std::tm& utc) const;
+
+  std::string text_;
+  std::bitset<60> minutes_;
+  std::bitset<24> hours_;
+  std::bitset<32> days_;    // 1-31
+  std::bitset<13> months_;  // 1-12
+  std::bitset<7> weekdays_;  // 0 = Sunday
+  bool any_day_ = true, any_weekday_ = true;
+};
+
+class Schedule {
+ public:
+  // The schedule in a function's config, or nullopt if it has none.
+  static std::optional<Schedule> from_config(const nlohmann::json& config);
+  // When to run next, after a run due at (or the schedule's start at) t.
+  std::time_t next_after(std::time_t t) const;
+  std::string describe() const;
+
+ private:
+  double period_s_ = 0;
+  std::optional<Cron> cron_;
+};
+
+}  // namespace thaw::runtime

@@ -1,0 +1,134 @@
+#include "runtime/scheduler.h"
+
+#include <chrono>
+#include <set>
+
+#include "common/error.h"
+#include "runtime/log.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+namespace {
+
+std::string utc_text(std::time_t t) {
+  std::tm u;
+  ::gmtime_r(&t, &u);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &u);
+  return buf;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Runtime& rt) : rt_(rt) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  runs_.join_all();
+}
+
+void Scheduler::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    try {
+      tick(std::time(nullptr));
+    } catch (const std::exception& e) {
+      rt_.context().log.line(cat("Scheduler: ", e.what()));
+    }
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
+  }
+}
+
+void Scheduler::tick(std::time_t now) {
+  Context& ctx = rt_.context();
+  // What is deployed now (read outside the lock: it is file I/O).
+  std::map<std::string, Entry> deployed;
+  for (const auto& app : ctx.store.apps()) {
+    Deployed d;
+    try {
+      d = load_deployed(ctx.store, app);
+    } catch (const std::exception&) {
+      continue;  // stopped, or being deployed
+    }
+    for (const auto& f : d.desc.functions) {
+      if (f.kind != "function") continue;
+      std::string id = cat(app, "@v", d.version, "/", f.name);
+      try {
+        auto s = Schedule::from_config(f.config);
+        if (s) deployed.emplace(id, Entry{app, f.name, *s});
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!refused_.count(id)) ctx.log.line(cat("Not scheduling ", app, ".", f.name, ": ", e.what()));
+        refused_[id] = e.what();
+      }
+    }
+  }
+  std::vector<std::string> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return;
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = deployed.count(it->first) || it->second.running ? std::next(it) : entries_.erase(it);
+    for (auto& [id, e] : deployed) {
+      auto [it, added] = entries_.emplace(id, e);
+      if (added) {
+        it->second.next = it->second.schedule.next_after(now);
+        ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", e.schedule.describe(), "; first run at ",
+                         utc_text(it->second.next), "."));
+      }
+    }
+    for (auto& [id, e] : entries_) {
+      if (!deployed.count(id) || now < e.next) continue;
+      std::time_t at = e.next;
+      e.next = e.schedule.next_after(std::max(now, at));
+      if (e.running) {
+        ctx.log.line(cat("Skipping the scheduled run of ", e.app, ".", e.function, " due at ", utc_text(at),
+                         ": the previous run has not finished."));
+        continue;
+      }
+      e.running = true;
+      due.push_back(id);
+    }
+  }
+  for (const auto& id : due) runs_.start([this, id] { run(id); });
+}
+
+void Scheduler::run(const std::string& id) {
+  std::string app, function;
+  uint64_t n;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    app = entries_.at(id).app;
+    function = entries_.at(id).function;
+    n = ++runs_started_;
+  }
+  Log& log = rt_.context().log;
+  log.line(cat("Scheduled run of ", app, ".", function, "."));
+  // JSON arguments (none): the worker converts, as for `thaw call`.
+  json msg = {{"type", "call"},       {"id", cat("schedule-", n)},     {"app", app},
+              {"function", function}, {"method", nullptr},              {"args", nullptr},
+              {"kwargs", nullptr},    {"args_json", json::array()},     {"kwargs_json", json::object()},
+              {"mode", "deployed"},   {"result_format", "json"}};
+  auto t0 = std::chrono::steady_clock::now();
+  json r = rt_.call(msg);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (r.value("ok", false))
+    log.line(cat("Scheduled run of ", app, ".", function, " finished in ", format_duration(s), "."));
+  else
+    log.line(cat("Scheduled run of ", app, ".", function, " failed: ", r.value("error", std::string("unknown error"))));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = entries_.find(id); it != entries_.end()) it->second.running = false;
+}
+
+}  // namespace thaw::runtime

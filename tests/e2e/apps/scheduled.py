@@ -1,0 +1,20 @@
+"""Functions that run by themselves while `thaw serve` runs."""
+import os
+import time
+
+import thaw
+
+app = thaw.App("e2e-scheduled")
+# Containers get the Image's environment, not the deployer's.
+image = thaw.Image.debian_slim().env({"E2E_DIR": os.environ["E2E_DIR"]})
+
+
+@app.function(enable_memory_snapshot=True, schedule=thaw.Period(seconds=1), image=image)
+def tick():
+    with open(os.path.join(os.environ["E2E_DIR"], "ticks"), "a") as f:
+        f.write(f"{time.time()}\n")
+
+
+@app.function(schedule=thaw.Cron("0 3 * * mon"))
+def weekly():
+    pass

@@ -1,0 +1,79 @@
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "runtime/schedule.h"
+
+using thaw::runtime::Cron;
+using thaw::runtime::Schedule;
+
+namespace {
+
+// Seconds since the epoch of a UTC date and time.
+std::time_t utc(int y, int mo, int d, int h, int mi, int s = 0) {
+  std::tm t{};
+  t.tm_year = y - 1900;
+  t.tm_mon = mo - 1;
+  t.tm_mday = d;
+  t.tm_hour = h;
+  t.tm_min = mi;
+  t.tm_sec = s;
+  return ::timegm(&t);
+}
+
+std::string error_of(const std::string& expr) {
+  try {
+    Cron::parse(expr);
+  } catch (const thaw::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Cron, EveryMinuteIsTheNextWholeMinute) {
+  auto c = Cron::parse("* * * * *");
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 10, 0, 0)), utc(2026, 11, 27, 10, 1));
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 10, 0, 59)), utc(2026, 11, 27, 10, 1));
+}
+
+TEST(Cron, StepsRangesListsAndNames) {
+  EXPECT_EQ(Cron::parse("*/15 * * * *").next_after(utc(2026, 1, 1, 0, 16)), utc(2026, 1, 1, 0, 30));
+  EXPECT_EQ(Cron::parse("5,50 9-17/4 * * *").next_after(utc(2026, 1, 1, 9, 50)), utc(2026, 1, 1, 13, 5));
+  // 2026-11-27 is a Friday: weekdays only goes to Monday the 30th.
+  EXPECT_EQ(Cron::parse("0 9 * * mon-fri").next_after(utc(2026, 11, 27, 9, 0)), utc(2026, 11, 30, 9, 0));
+  EXPECT_EQ(Cron::parse("0 0 1 JAN *").next_after(utc(2026, 11, 27, 0, 0)), utc(2027, 1, 1, 0, 0));
+  EXPECT_EQ(Cron::parse("30 6 * * 7").next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 11, 29, 6, 30));  // Sunday
+}
+
+TEST(Cron, BothDayFieldsRestrictedMatchEither) {
+  // The 1st of the month or any Monday, as cron does.
+  auto c = Cron::parse("0 12 1 * mon");
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 11, 30, 12, 0));  // Monday the 30th
+  EXPECT_EQ(c.next_after(utc(2026, 11, 30, 12, 0)), utc(2026, 12, 1, 12, 0));  // the 1st (a Tuesday)
+}
+
+TEST(Cron, LeapDayAndImpossibleDates) {
+  EXPECT_EQ(Cron::parse("0 0 29 2 *").next_after(utc(2026, 3, 1, 0, 0)), utc(2028, 2, 29, 0, 0));
+  EXPECT_THROW(Cron::parse("0 0 30 2 *").next_after(utc(2026, 1, 1, 0, 0)), thaw::Error);
+}
+
+TEST(Cron, BadExpressionsNameWhatIsWrong) {
+  EXPECT_NE(error_of("* * * *").find("it has 4 fields; it needs 5"), std::string::npos);
+  EXPECT_NE(error_of("60 * * * *").find("the minute field '60': 60 is outside 0-59"), std::string::npos);
+  EXPECT_NE(error_of("* * * foo *").find("the month field 'foo': 'foo' is not a number or a name"), std::string::npos);
+  EXPECT_NE(error_of("*/0 * * * *").find("step '0' is not a positive number"), std::string::npos);
+  EXPECT_NE(error_of("* 5-2 * * *").find("range 5-2 runs backwards"), std::string::npos);
+}
+
+TEST(Schedule, FromConfig) {
+  EXPECT_FALSE(Schedule::from_config({{"timeout", 300}}).has_value());
+  auto p = Schedule::from_config({{"schedule", {{"period_s", 90}}}});
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->next_after(1000), 1090);
+  EXPECT_EQ(p->describe(), "Period(seconds=90)");
+  auto c = Schedule::from_config({{"schedule", {{"cron", "0 * * * *"}, {"timezone", "UTC"}}}});
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->next_after(utc(2026, 1, 1, 5, 30)), utc(2026, 1, 1, 6, 0));
+  EXPECT_THROW(Schedule::from_config({{"schedule", {{"period_s", 0}}}}), thaw::Error);
+}
