@@ -22,17 +22,20 @@ __version__ = "0.1.0"
 from . import exception, gpu  # noqa: E402
 from ._app import App, LocalEntrypoint, Stub  # noqa: E402
 from ._config import Cron, Period, Retries  # noqa: E402
+from ._dict import Dict  # noqa: E402
 from ._functions import Cls, Function, FunctionCall, Obj  # noqa: E402
 from ._image import Image  # noqa: E402
 from ._partial import (asgi_app, batched, concurrent, enter, exit, fastapi_endpoint,  # noqa: E402
                        method, parameter, web_endpoint, web_server, wsgi_app)
+from ._queue import Queue  # noqa: E402
 from ._secret import Secret  # noqa: E402
 from ._state import current_input_id  # noqa: E402
 from ._volume import Volume  # noqa: E402
 from .exception import Error  # noqa: E402
 
 __all__ = [
-    "App", "Stub", "Image", "Volume", "Secret", "Cls", "Function", "FunctionCall", "Obj",
+    "App", "Stub", "Image", "Volume", "Secret", "Dict", "Queue", "Cls", "Function",
+    "FunctionCall", "Obj",
     "LocalEntrypoint", "Retries", "Period", "Cron", "enter", "exit", "method", "concurrent",
     "batched", "parameter", "web_endpoint", "fastapi_endpoint", "asgi_app", "wsgi_app",
     "web_server", "gpu", "exception", "Error", "is_local", "current_input_id",
@@ -63,8 +66,6 @@ def interact():
 
 
 _NOT_PROVIDED = {
-    "Dict": "use a file in a Volume",
-    "Queue": "use a file in a Volume, or pass data as arguments",
     "Sandbox": "thaw runs functions, not sandboxes",
     "NetworkFileSystem": "use thaw.Volume",
     "CloudBucketMount": "use thaw.Volume",

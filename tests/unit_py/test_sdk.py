@@ -172,7 +172,6 @@ def test_gpu_spellings():
 
 
 @pytest.mark.parametrize("param,value", [
-    ("schedule", modal.Period(days=1)),
     ("region", "us-east"),
     ("cloud", "aws"),
     ("block_network", True),
@@ -471,8 +470,8 @@ def test_modal_names_exist():
                  "is_local", "FunctionCall", "exception", "enable_output"]:
         assert hasattr(modal, name), name
     assert modal.is_local()
-    with pytest.raises(AttributeError, match="thaw does not provide modal.Dict"):
-        modal.Dict  # noqa: B018
+    with pytest.raises(AttributeError, match="thaw does not provide modal.Sandbox"):
+        modal.Sandbox  # noqa: B018
 
 
 def test_example_files_load_and_run_locally():
@@ -1446,7 +1445,7 @@ def test_the_worker_does_not_repeat_configuration_warnings(write_app, tmp_path):
         import thaw as modal
         app = modal.App("warned")
 
-        @app.function(schedule=modal.Period(days=1))
+        @app.function(region="us-east")
         def nightly():
             return 1
     """)
@@ -1454,7 +1453,7 @@ def test_the_worker_does_not_repeat_configuration_warnings(write_app, tmp_path):
     cp = subprocess.run([PY, "-W", "always", "-c", f"import runpy; runpy.run_path({str(path)!r})"],
                         capture_output=True, text=True, timeout=60,
                         env=dict(os.environ, PYTHONPATH=str(REPO / "python")))
-    assert "schedule" in cp.stderr, cp.stderr
+    assert "region" in cp.stderr, cp.stderr
     # ...but not again in every container.
     err = tmp_path / "worker.err"
     with open(err, "w") as f:
@@ -1464,7 +1463,7 @@ def test_the_worker_does_not_repeat_configuration_warnings(write_app, tmp_path):
         chan.send({"type": "shutdown"})
         chan.recv()
         proc.wait(timeout=30)
-    assert "schedule" not in err.read_text(), err.read_text()
+    assert "region" not in err.read_text(), err.read_text()
 
 
 STREAM_APP = '''
@@ -1570,3 +1569,100 @@ def test_single_use_containers_and_max_inputs_are_config():
     assert one.config["max_inputs"] == 1 and one.config["unsupported"] == {}
     assert three.config["max_inputs"] == 3
     assert "max_inputs" not in many.config
+
+
+# ====================================================================== Dict / Queue
+def test_dict_semantics_and_persistence(tmp_path, monkeypatch):
+    import queue as q_mod  # noqa: F401
+    monkeypatch.setenv("THAW_HOME", str(tmp_path))
+    with pytest.raises(thaw.exception.NotFoundError, match="create_if_missing=True"):
+        modal.Dict.from_name("missing")["x"]
+    d = modal.Dict.from_name("shared", create_if_missing=True)
+    d["a"] = 1
+    d[("t", 2)] = {"nested": [1, 2]}
+    assert d["a"] == 1 and d.get(("t", 2)) == {"nested": [1, 2]} and d.get("zz", 5) == 5
+    assert "a" in d and "b" not in d and len(d) == 2
+    assert d.put("a", 9, skip_if_exists=True) is False and d["a"] == 1
+    assert d.put("b", 2, skip_if_exists=True) is True
+    d.update({"c": 3}, e=5)
+    assert sorted(map(str, d.keys())) == ["('t', 2)", "a", "b", "c", "e"]
+    assert d.pop("c") == 3 and d.pop("c", None) is None
+    with pytest.raises(KeyError):
+        d["c"]
+    del d["b"]
+    # Another handle (another process would do the same) sees the same contents.
+    other = modal.Dict.from_name("shared")
+    assert dict(other.items()) == {"a": 1, ("t", 2): {"nested": [1, 2]}, "e": 5}
+    other.clear()
+    assert len(d) == 0
+    modal.Dict.delete("shared")
+    with pytest.raises(thaw.exception.NotFoundError):
+        modal.Dict.from_name("shared").len()
+    with modal.Dict.ephemeral({"k": "v"}) as e:
+        assert e["k"] == "v"
+        path = e._store.path
+    assert not path.exists()
+
+
+def test_queue_fifo_partitions_and_blocking(tmp_path, monkeypatch):
+    import queue as q_mod
+    monkeypatch.setenv("THAW_HOME", str(tmp_path))
+    q = modal.Queue.from_name("jobs", create_if_missing=True)
+    q.put(1)
+    q.put_many([2, 3, {"x": 4}])
+    q.put("p", partition="side")
+    assert q.len() == 4 and q.len(partition="side") == 1 and q.len(total=True) == 5
+    assert q.get() == 1 and q.get_many(2) == [2, 3]
+    assert list(q.iterate()) == [{"x": 4}]
+    with pytest.raises(q_mod.Empty):
+        q.get(block=False)
+    with pytest.raises(q_mod.Empty):
+        q.get(timeout=0.05)
+    assert q.get_many(3, block=False) == []
+    assert q.get(partition="side") == "p"
+    # A blocked get returns once another thread (or process) puts.
+    threading.Timer(0.2, lambda: modal.Queue.from_name("jobs").put("late")).start()
+    assert q.get(timeout=30) == "late"
+    q.put_many([1, 2], partition="a")
+    q.clear(all=True)
+    assert q.len(total=True) == 0
+    with pytest.raises(InvalidError):
+        q.put(1, partition="")
+
+
+def test_dict_and_queue_aio(tmp_path, monkeypatch):
+    import asyncio
+    monkeypatch.setenv("THAW_HOME", str(tmp_path))
+
+    async def main():
+        d = modal.Dict.from_name("ad", create_if_missing=True)
+        q = modal.Queue.from_name("aq", create_if_missing=True)
+        await d.put.aio("k", 1)
+        await q.put.aio("v")
+        return await d.get.aio("k"), await q.get.aio(), [k async for k in d.keys.aio()]
+    assert asyncio.run(main()) == (1, "v", ["k"])
+
+
+def test_schedules_are_config_and_checked():
+    app = modal.App("sched")
+
+    @app.function(schedule=modal.Period(hours=1, minutes=30))
+    def hourly():
+        pass
+
+    @app.function(schedule=modal.Cron("0 9 * * mon-fri"))
+    def mornings():
+        pass
+
+    assert hourly.config["schedule"] == {"period_s": 5400.0}
+    assert mornings.config["schedule"] == {"cron": "0 9 * * mon-fri", "timezone": "UTC"}
+    with pytest.raises(InvalidError, match="no fixed length"):
+        modal.Period(months=1)
+    with pytest.raises(InvalidError, match="5 fields"):
+        modal.Cron("0 9 * *")
+    with pytest.raises(InvalidError, match="takes arguments"):
+        @app.function(schedule=modal.Period(days=1))
+        def needs(x):
+            pass
+    with pytest.warns(thaw.exception.UnsupportedWarning, match="evaluates cron schedules in UTC"):
+        modal.Cron("0 9 * * *", timezone="Europe/Paris")

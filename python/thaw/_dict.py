@@ -1,0 +1,162 @@
+"""thaw.Dict: Modal's distributed dictionary, kept in thaw's store and
+shared by the host and every function container. Keys and values are any
+picklable objects; keys are compared by their pickle (as in Modal, where
+keys are serialized too)."""
+
+import contextlib
+import pickle
+import uuid
+
+from ._aio import aio_method
+from ._objects import Store
+from ._state import warn
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL);"
+_MISSING = object()
+
+
+def _key(k):
+    return pickle.dumps(k, protocol=4)
+
+
+class Dict:
+    """A named dictionary in thaw's store."""
+
+    def __init__(self, name, create_if_missing=False):
+        self._store = Store("dicts", "Dict", name, _SCHEMA, create_if_missing)
+
+    @staticmethod
+    def from_name(name, *, environment_name=None, create_if_missing=False, client=None):
+        """The Dict called `name` (created on first use if create_if_missing)."""
+        if environment_name is not None:
+            warn(f"thaw: Dict.from_name(environment_name={environment_name!r}) is ignored: "
+                 "thaw has a single environment per THAW_HOME")
+        return Dict(name, create_if_missing=create_if_missing)
+
+    lookup = from_name
+
+    @staticmethod
+    @contextlib.contextmanager
+    def ephemeral(data=None, **kwargs):
+        """A Dict that exists for the duration of the `with` block."""
+        d = Dict(f"ephemeral-{uuid.uuid4().hex[:12]}", create_if_missing=True)
+        if data:
+            d.update(data)
+        try:
+            yield d
+        finally:
+            with contextlib.suppress(Exception):
+                d._store.delete()
+
+    @staticmethod
+    def delete(name, *, environment_name=None, client=None):
+        """Delete the Dict called `name` and its contents."""
+        Dict(name)._store.delete()
+
+    @property
+    def name(self):
+        return self._store.name
+
+    @property
+    def object_id(self):
+        return f"di-{self.name}"
+
+    def hydrate(self, client=None):
+        with self._store.connect():
+            pass
+        return self
+
+    def info(self):
+        return {"name": self.name, "path": str(self._store.path)}
+
+    @aio_method
+    def get(self, key, default=None):
+        with self._store.connect() as c:
+            row = c.execute("SELECT v FROM kv WHERE k = ?", (_key(key),)).fetchone()
+        return default if row is None else pickle.loads(row[0])
+
+    def __getitem__(self, key):
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    @aio_method
+    def contains(self, key):
+        with self._store.connect() as c:
+            return c.execute("SELECT 1 FROM kv WHERE k = ?", (_key(key),)).fetchone() is not None
+
+    def __contains__(self, key):
+        return self.contains(key)
+
+    @aio_method
+    def len(self):
+        with self._store.connect() as c:
+            return c.execute("SELECT COUNT(*) FROM kv").fetchone()[0]
+
+    def __len__(self):
+        return self.len()
+
+    @aio_method
+    def put(self, key, value, *, skip_if_exists=False):
+        """Set key to value; with skip_if_exists, only if the key is absent.
+        Returns whether the value was written."""
+        row = (_key(key), pickle.dumps(value, protocol=4))
+        with self._store.connect(write=True) as c:
+            if skip_if_exists:
+                return c.execute("INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)", row).rowcount == 1
+            c.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", row)
+        return True
+
+    def __setitem__(self, key, value):
+        self.put(key, value)
+
+    @aio_method
+    def update(self, other=None, /, **kwargs):
+        items = dict(other or {}, **kwargs)
+        rows = [(_key(k), pickle.dumps(v, protocol=4)) for k, v in items.items()]
+        with self._store.connect(write=True) as c:
+            c.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", rows)
+
+    @aio_method
+    def pop(self, key, default=_MISSING):
+        """Remove key and return its value (KeyError if absent and no default)."""
+        with self._store.connect(write=True) as c:
+            row = c.execute("SELECT v FROM kv WHERE k = ?", (_key(key),)).fetchone()
+            if row is not None:
+                c.execute("DELETE FROM kv WHERE k = ?", (_key(key),))
+        if row is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return pickle.loads(row[0])
+
+    def __delitem__(self, key):
+        self.pop(key)
+
+    @aio_method
+    def clear(self):
+        with self._store.connect(write=True) as c:
+            c.execute("DELETE FROM kv")
+
+    def _rows(self):
+        with self._store.connect() as c:
+            return c.execute("SELECT k, v FROM kv ORDER BY rowid").fetchall()
+
+    @aio_method(iterates=True)
+    def keys(self):
+        return iter([pickle.loads(k) for k, _ in self._rows()])
+
+    @aio_method(iterates=True)
+    def values(self):
+        return iter([pickle.loads(v) for _, v in self._rows()])
+
+    @aio_method(iterates=True)
+    def items(self):
+        return iter([(pickle.loads(k), pickle.loads(v)) for k, v in self._rows()])
+
+    def __iter__(self):
+        return self.keys()
+
+    def __repr__(self):
+        return f"Dict({self.name!r})"

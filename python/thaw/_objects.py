@@ -1,0 +1,91 @@
+"""Where Dict and Queue keep their contents: one SQLite database per object
+under $THAW_HOME/objects/<kind>/<name>.db, shared by the host and every
+function container (which see the host's filesystem and get THAW_HOME).
+
+A connection is opened per operation and closed at once, so that no
+snapshot ever holds one open: a snapshot with an open database would be
+refused at restore as soon as the database changed."""
+
+import contextlib
+import os
+import sqlite3
+import uuid
+
+from ._volume import check_name, thaw_home
+from .exception import NotFoundError
+
+_BUSY_TIMEOUT_S = 60
+
+
+def object_path(kind, name):
+    return thaw_home() / "objects" / kind / f"{name}.db"
+
+
+class Store:
+    """One named object's database."""
+
+    def __init__(self, kind, label, name, schema, create_if_missing):
+        self.kind, self.label = kind, label
+        self.name = check_name(label, name)
+        self.schema = schema
+        self.create_if_missing = bool(create_if_missing)
+
+    @property
+    def path(self):
+        return object_path(self.kind, self.name)
+
+    def exists(self):
+        return self.path.exists()
+
+    def create(self):
+        """Creates the database if it is missing (atomically: built under a
+        temporary name, then linked into place)."""
+        if self.path.exists():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.name}.{uuid.uuid4().hex}.tmp")
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(self.schema)
+            conn.commit()
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, self.path)  # fails if another process won the race: theirs stands
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+
+    @contextlib.contextmanager
+    def connect(self, write=False):
+        """A connection for one operation; with write=True inside a
+        transaction that takes the write lock at once (so a read followed by
+        a delete cannot race another process)."""
+        if not self.path.exists():
+            if not self.create_if_missing:
+                raise NotFoundError(f"{self.label} '{self.name}' not found: create it with "
+                                    f"{self.label}.from_name({self.name!r}, create_if_missing=True)")
+            self.create()
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            if write:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            else:
+                yield conn
+        finally:
+            conn.close()
+
+    def delete(self):
+        if not self.path.exists():
+            raise NotFoundError(f"{self.label} '{self.name}' not found")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.path}{suffix}")

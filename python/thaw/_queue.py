@@ -1,0 +1,159 @@
+"""thaw.Queue: Modal's distributed FIFO queue, kept in thaw's store and
+shared by the host and every function container. Values are any picklable
+objects; a queue has a default partition and any number of named ones,
+each its own FIFO."""
+
+import contextlib
+import pickle
+import queue as _stdlib_queue
+import time
+import uuid
+
+from ._aio import aio_method
+from ._objects import Store
+from ._state import warn
+from .exception import InvalidError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY AUTOINCREMENT, part TEXT NOT NULL, v BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS q_part ON q (part, id);
+"""
+_POLL_MIN_S, _POLL_MAX_S = 0.005, 0.1
+
+
+def _partition(p):
+    if p is None:
+        return ""
+    if not isinstance(p, str) or not p or len(p) > 64:
+        raise InvalidError(f"Queue partition {p!r} must be a non-empty string of at most 64 characters")
+    return p
+
+
+class Queue:
+    """A named queue in thaw's store. `get` on an empty queue waits (polling
+    the store) until a value comes, or raises queue.Empty."""
+
+    def __init__(self, name, create_if_missing=False):
+        self._store = Store("queues", "Queue", name, _SCHEMA, create_if_missing)
+
+    @staticmethod
+    def from_name(name, *, environment_name=None, create_if_missing=False, client=None):
+        """The Queue called `name` (created on first use if create_if_missing)."""
+        if environment_name is not None:
+            warn(f"thaw: Queue.from_name(environment_name={environment_name!r}) is ignored: "
+                 "thaw has a single environment per THAW_HOME")
+        return Queue(name, create_if_missing=create_if_missing)
+
+    lookup = from_name
+
+    @staticmethod
+    @contextlib.contextmanager
+    def ephemeral(**kwargs):
+        """A Queue that exists for the duration of the `with` block."""
+        q = Queue(f"ephemeral-{uuid.uuid4().hex[:12]}", create_if_missing=True)
+        try:
+            yield q
+        finally:
+            with contextlib.suppress(Exception):
+                q._store.delete()
+
+    @staticmethod
+    def delete(name, *, environment_name=None, client=None):
+        """Delete the Queue called `name` and its contents."""
+        Queue(name)._store.delete()
+
+    @property
+    def name(self):
+        return self._store.name
+
+    @property
+    def object_id(self):
+        return f"qu-{self.name}"
+
+    def hydrate(self, client=None):
+        with self._store.connect():
+            pass
+        return self
+
+    @aio_method
+    def put(self, v, block=True, timeout=None, *, partition=None, partition_ttl=None):
+        """Append v (thaw's queues have no size limit, so a put never waits)."""
+        self.put_many([v], partition=partition)
+
+    @aio_method
+    def put_many(self, vs, block=True, timeout=None, *, partition=None, partition_ttl=None):
+        part = _partition(partition)
+        rows = [(part, pickle.dumps(v, protocol=4)) for v in vs]
+        with self._store.connect(write=True) as c:
+            c.executemany("INSERT INTO q (part, v) VALUES (?, ?)", rows)
+
+    def _take(self, n, part):
+        with self._store.connect(write=True) as c:
+            rows = c.execute("SELECT id, v FROM q WHERE part = ? ORDER BY id LIMIT ?", (part, n)).fetchall()
+            if rows:
+                c.execute("DELETE FROM q WHERE part = ? AND id <= ?", (part, rows[-1][0]))
+        return [pickle.loads(v) for _, v in rows]
+
+    def _wait_take(self, n, block, timeout, partition):
+        part = _partition(partition)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _POLL_MIN_S
+        while True:
+            got = self._take(n, part)
+            if got or not block:
+                return got
+            if deadline is not None and time.monotonic() >= deadline:
+                return got
+            left = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0))
+            time.sleep(left)
+            pause = min(pause * 2, _POLL_MAX_S)
+
+    @aio_method
+    def get(self, block=True, timeout=None, *, partition=None):
+        """The oldest value, removed. Empty queue: with block=True wait (up to
+        timeout seconds, forever if None), then raise queue.Empty; with
+        block=False raise queue.Empty at once."""
+        got = self._wait_take(1, block, timeout, partition)
+        if not got:
+            raise _stdlib_queue.Empty()
+        return got[0]
+
+    @aio_method
+    def get_many(self, n_values, block=True, timeout=None, *, partition=None):
+        """Up to n_values of the oldest values, removed; waits as get() does
+        for the first one, and returns [] where get() would raise."""
+        return self._wait_take(max(int(n_values), 1), block, timeout, partition)
+
+    @aio_method
+    def len(self, *, partition=None, total=False):
+        with self._store.connect() as c:
+            if total:
+                return c.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+            return c.execute("SELECT COUNT(*) FROM q WHERE part = ?", (_partition(partition),)).fetchone()[0]
+
+    def __len__(self):
+        return self.len()
+
+    @aio_method
+    def clear(self, *, partition=None, all=False):  # noqa: A002 - Modal's name
+        with self._store.connect(write=True) as c:
+            if all:
+                c.execute("DELETE FROM q")
+            else:
+                c.execute("DELETE FROM q WHERE part = ?", (_partition(partition),))
+
+    @aio_method(iterates=True)
+    def iterate(self, *, partition=None, item_poll_timeout=0.0):
+        """Take values one by one until the queue has stayed empty for
+        item_poll_timeout seconds."""
+        return self._iterate(partition, item_poll_timeout)
+
+    def _iterate(self, partition, item_poll_timeout):
+        while True:
+            got = self._wait_take(1, item_poll_timeout > 0, item_poll_timeout, partition)
+            if not got:
+                return
+            yield got[0]
+
+    def __repr__(self):
+        return f"Queue({self.name!r})"
