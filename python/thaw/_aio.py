@@ -12,27 +12,30 @@ class aio_method:
     `obj.method.aio(...)` is its awaitable (iterates=False) or async-iterable
     (iterates=True, for methods that return an iterator) form."""
 
-    def __init__(self, fn=None, *, iterates=False):
+    def __init__(self, fn=None, *, iterates=False, aio=None):
         self._fn = fn
         self._iterates = iterates
+        self._aio = aio  # an `async def (self, ...)` to use as .aio instead of a thread
         if fn is not None:
             functools.update_wrapper(self, fn)
 
     def __call__(self, fn):  # used as @aio_method(iterates=True)
-        return aio_method(fn, iterates=self._iterates)
+        return aio_method(fn, iterates=self._iterates, aio=self._aio)
 
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self._fn
-        return _BoundAio(self._fn.__get__(obj, objtype), self._iterates)
+        native = None if self._aio is None else self._aio.__get__(obj, objtype)
+        return _BoundAio(self._fn.__get__(obj, objtype), self._iterates, native)
 
 
 class _BoundAio:
-    __slots__ = ("_call", "_iterates")
+    __slots__ = ("_call", "_iterates", "_native")
 
-    def __init__(self, call, iterates):
+    def __init__(self, call, iterates, native=None):
         self._call = call
         self._iterates = iterates
+        self._native = native
 
     def __call__(self, *args, **kwargs):
         return self._call(*args, **kwargs)
@@ -41,6 +44,8 @@ class _BoundAio:
         return getattr(self._call, name)
 
     def aio(self, *args, **kwargs):
+        if self._native is not None:
+            return self._native(*args, **kwargs)
         if self._iterates:
             return _iterate_in_thread(self._call, args, kwargs)
         return asyncio.to_thread(self._call, *args, **kwargs)

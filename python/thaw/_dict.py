@@ -1,9 +1,11 @@
 """thaw.Dict: Modal's distributed dictionary, kept in thaw's store and
 shared by the host and every function container. Keys and values are any
 picklable objects; keys are compared by their pickle (as in Modal, where
-keys are serialized too)."""
+keys are serialized too), made without pickle's memo so that equal keys
+give equal bytes. Iteration follows the order keys were first set."""
 
 import contextlib
+import io
 import pickle
 import uuid
 
@@ -16,7 +18,16 @@ _MISSING = object()
 
 
 def _key(k):
-    return pickle.dumps(k, protocol=4)
+    # Without the memo: ("x", "x") pickles the same whether its two strings
+    # are one object or two equal ones.
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=4)
+    p.fast = True
+    p.dump(k)
+    return buf.getvalue()
+
+
+_UPSERT = "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
 
 
 class Dict:
@@ -105,7 +116,7 @@ class Dict:
         with self._store.connect(write=True) as c:
             if skip_if_exists:
                 return c.execute("INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)", row).rowcount == 1
-            c.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", row)
+            c.execute(_UPSERT, row)
         return True
 
     def __setitem__(self, key, value):
@@ -116,7 +127,7 @@ class Dict:
         items = dict(other or {}, **kwargs)
         rows = [(_key(k), pickle.dumps(v, protocol=4)) for k, v in items.items()]
         with self._store.connect(write=True) as c:
-            c.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", rows)
+            c.executemany(_UPSERT, rows)
 
     @aio_method
     def pop(self, key, default=_MISSING):

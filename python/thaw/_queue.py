@@ -3,6 +3,7 @@ shared by the host and every function container. Values are any picklable
 objects; a queue has a default partition and any number of named ones,
 each its own FIFO."""
 
+import asyncio
 import contextlib
 import pickle
 import queue as _stdlib_queue
@@ -88,27 +89,62 @@ class Queue:
             c.executemany("INSERT INTO q (part, v) VALUES (?, ?)", rows)
 
     def _take(self, n, part):
+        # Looking costs no write lock: the many polls of an empty queue do
+        # not stand in the way of the puts.
+        with self._store.connect() as c:
+            if c.execute("SELECT 1 FROM q WHERE part = ? LIMIT 1", (part,)).fetchone() is None:
+                return []
         with self._store.connect(write=True) as c:
             rows = c.execute("SELECT id, v FROM q WHERE part = ? ORDER BY id LIMIT ?", (part, n)).fetchall()
             if rows:
                 c.execute("DELETE FROM q WHERE part = ? AND id <= ?", (part, rows[-1][0]))
         return [pickle.loads(v) for _, v in rows]
 
-    def _wait_take(self, n, block, timeout, partition):
-        part = _partition(partition)
+    def _polls(self, block, timeout):
+        """Pauses between looks at an empty queue, until the timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _POLL_MIN_S
-        while True:
-            got = self._take(n, part)
-            if got or not block:
-                return got
-            if deadline is not None and time.monotonic() >= deadline:
-                return got
-            left = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0))
-            time.sleep(left)
+        while block:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                pause = min(pause, left)
+            yield pause
             pause = min(pause * 2, _POLL_MAX_S)
 
-    @aio_method
+    def _wait_take(self, n, block, timeout, partition):
+        part = _partition(partition)
+        got = self._take(n, part)
+        for pause in self._polls(block, timeout):
+            if got:
+                break
+            time.sleep(pause)
+            got = self._take(n, part)
+        return got
+
+    async def _wait_take_async(self, n, block, timeout, partition):
+        # Sleeping on the event loop, not in a thread: a cancelled await
+        # takes nothing, so no value is lost.
+        part = _partition(partition)
+        got = self._take(n, part)
+        for pause in self._polls(block, timeout):
+            if got:
+                break
+            await asyncio.sleep(pause)
+            got = self._take(n, part)
+        return got
+
+    async def _get_async(self, block=True, timeout=None, *, partition=None):
+        got = await self._wait_take_async(1, block, timeout, partition)
+        if not got:
+            raise _stdlib_queue.Empty()
+        return got[0]
+
+    async def _get_many_async(self, n_values, block=True, timeout=None, *, partition=None):
+        return await self._wait_take_async(max(int(n_values), 1), block, timeout, partition)
+
+    @aio_method(aio=_get_async)
     def get(self, block=True, timeout=None, *, partition=None):
         """The oldest value, removed. Empty queue: with block=True wait (up to
         timeout seconds, forever if None), then raise queue.Empty; with
@@ -118,7 +154,7 @@ class Queue:
             raise _stdlib_queue.Empty()
         return got[0]
 
-    @aio_method
+    @aio_method(aio=_get_many_async)
     def get_many(self, n_values, block=True, timeout=None, *, partition=None):
         """Up to n_values of the oldest values, removed; waits as get() does
         for the first one, and returns [] where get() would raise."""
@@ -144,16 +180,28 @@ class Queue:
 
     @aio_method(iterates=True)
     def iterate(self, *, partition=None, item_poll_timeout=0.0):
-        """Take values one by one until the queue has stayed empty for
-        item_poll_timeout seconds."""
-        return self._iterate(partition, item_poll_timeout)
+        """The values in order without taking them (as Modal's iterate), and
+        those put meanwhile, until none has come for item_poll_timeout s."""
+        return self._iterate(_partition(partition), item_poll_timeout)
 
-    def _iterate(self, partition, item_poll_timeout):
+    def _next_after(self, part, last_id):
+        with self._store.connect() as c:
+            return c.execute("SELECT id, v FROM q WHERE part = ? AND id > ? ORDER BY id LIMIT 1",
+                             (part, last_id)).fetchone()
+
+    def _iterate(self, part, item_poll_timeout):
+        last_id = 0
         while True:
-            got = self._wait_take(1, item_poll_timeout > 0, item_poll_timeout, partition)
-            if not got:
+            row = self._next_after(part, last_id)
+            for pause in self._polls(item_poll_timeout > 0, item_poll_timeout):
+                if row is not None:
+                    break
+                time.sleep(pause)
+                row = self._next_after(part, last_id)
+            if row is None:
                 return
-            yield got[0]
+            last_id = row[0]
+            yield pickle.loads(row[1])
 
     def __repr__(self):
         return f"Queue({self.name!r})"

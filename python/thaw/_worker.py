@@ -17,6 +17,7 @@ from the next read on, with nothing read ahead in the snapshot.
 
 import atexit
 import concurrent.futures
+import contextlib
 import gc
 import inspect
 import json
@@ -87,6 +88,20 @@ class _alarm:
 
 def _on_alarm(signum, frame):
     raise _Deadline()
+
+
+@contextlib.contextmanager
+def _alarm_held():
+    """SIGALRM (the call's timeout) blocked for the block; one that fell due
+    meanwhile is delivered right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _on_term(signum, frame):
@@ -418,27 +433,30 @@ class Worker:
         if result_format == "json":
             msg["value_json"] = json.loads(json.dumps(item, default=_json_default))
         # Under the answer lock: a timeout's answer never overtakes a value,
-        # and no value follows it.
-        with self.answer_lock:
+        # and no value follows it. The timeout's alarm waits until the frame
+        # is whole (a frame cut in half would break the channel).
+        with self.answer_lock, _alarm_held():
             if call.get("answered"):
                 raise _Deadline()
             self.send(msg)
-        if self.width == 1:
-            self._read_while_busy()
-        if call.get("cancelled"):
+            cancelled = self.width == 1 and self._cancel_came(cid)
+        if cancelled or call.get("cancelled"):
             raise _Cancelled()
 
-    def _read_while_busy(self):
+    def _cancel_came(self, cid):
         """One input at a time: the main loop is in the call, so messages that
-        came meanwhile (a `cancel`, a `shutdown`) are read here and the rest
-        kept for the loop."""
+        came meanwhile (a `cancel`, a `shutdown`) are read here; the rest are
+        kept for the loop. True if this call was cancelled."""
+        cancelled = False
         while select.select([self.chan.fd], [], [], 0)[0]:
             msg = self.chan.recv()
             if msg is not None and msg.get("type") == "cancel":
-                raise _Cancelled()
+                cancelled = cancelled or msg.get("id") == cid
+                continue
             self.deferred.append(msg)
             if msg is None:
-                return
+                break
+        return cancelled
 
     def _error_result(self, cid, e):
         text, tb = _describe_exc(e)

@@ -60,9 +60,11 @@ Command add_call(CLI::App& app) {
                                   {"result_format", "json"}, {"mode", "deployed"}};
             // A generator's values are printed one per line as it yields them.
             msg["stream"] = true;
+            // Output that can no longer be written (`thaw call … | head -1`)
+            // throws, which cancels the generator.
             auto print_value = [](const nlohmann::json& m) {
               std::printf("%s\n", m.value("value_json", nlohmann::json()).dump().c_str());
-              std::fflush(stdout);
+              if (std::fflush(stdout) != 0 || std::ferror(stdout)) fail_errno("writing the result to stdout");
             };
             auto r = s.rt->call(msg, !o->cold, print_value);
             int rc = 0;

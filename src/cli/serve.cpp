@@ -38,6 +38,7 @@ Command add_serve(CLI::App& app) {
             std::optional<runtime::Scheduler> scheduler;
             if (!*no_warm) scheduler.emplace(*s.rt);
             server->run();
+            if (scheduler) scheduler->stop();
             warm.join();
             scheduler.reset();  // waits for scheduled runs in flight
             signals.reset();  // no one touches the server after this

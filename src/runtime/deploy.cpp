@@ -56,7 +56,7 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   // A schedule the runtime could not run fails the deploy, not `thaw serve` later.
   for (const auto& f : app.functions) {
     try {
-      Schedule::from_config(f.config);
+      if (auto s = Schedule::from_config(f.config)) s->next_after(std::time(nullptr));
     } catch (const std::exception& e) {
       fail(f.name, ": ", e.what());
     }
@@ -125,7 +125,12 @@ int deploy(Runtime& rt, const DeployOptions& o) {
       // since replaced) would otherwise stay on disk for good.
       for (const auto& key : ctx.store.snapshot_keys()) {
         auto meta = ctx.store.read_meta(key);
-        if (meta && meta->value("app", "") == app.name && !old.count(key)) old[key] = meta->value("version", 0);
+        if (!meta || !meta->is_object() || old.count(key)) continue;
+        const json& app_name = (*meta)["app"];
+        const json& v = (*meta)["version"];
+        // Deployed snapshots of this app only (they carry their version).
+        if (app_name.is_string() && app_name.get<std::string>() == app.name && v.is_number_integer())
+          old[key] = v.get<int>();
       }
       for (const auto& [key, v] : old)
         if (!keep.count(key) && container::exists(ctx.store.snapshot_dir(key))) {

@@ -60,11 +60,23 @@ void Pool::keep_buffer_locked() {
   for (int want = buffered_target_locked(); have < want; have++) {
     starting_++;
     buffer_starting_++;
-    buffer_starters_.start([this] { start_buffer_container(); });
+    buffer_starters_.start([this] { start_buffer_container(true); });
   }
 }
 
-void Pool::start_buffer_container() {
+void Pool::keep_min_locked() {
+  if (!warmed_ || stopping_) return;
+  int have = starting_;
+  for (const auto& s : slots_)
+    if (!s.broken && !s.used_up) have++;
+  for (; have < target_.fn.min_containers(); have++) {
+    starting_++;
+    buffer_starting_++;
+    buffer_starters_.start([this] { start_buffer_container(false); });
+  }
+}
+
+void Pool::start_buffer_container(bool buffer) {
   std::unique_ptr<Worker> w;
   std::string error;
   try {
@@ -78,7 +90,8 @@ void Pool::start_buffer_container() {
   cv_.notify_all();
   if (!w) {
     lock.unlock();
-    snapshots_.log().line(cat("Could not start a buffer container of ", target_.label(), ": ", error));
+    snapshots_.log().line(cat("Could not start a ", buffer ? "buffer" : "warm", " container of ", target_.label(),
+                              ": ", error));
     return;
   }
   if (stopping_) {
@@ -89,8 +102,12 @@ void Pool::start_buffer_container() {
   std::string id = w->container().id();
   slots_.push_back(Slot{std::move(w), 0});
   lock.unlock();
-  snapshots_.log().line(cat("Buffer container ", id, " of ", target_.label(), " is ready (buffer_containers=",
-                            target_.fn.buffer_containers(), ")."));
+  if (buffer)
+    snapshots_.log().line(cat("Buffer container ", id, " of ", target_.label(), " is ready (buffer_containers=",
+                              target_.fn.buffer_containers(), ")."));
+  else
+    snapshots_.log().line(cat("Container ", id, " of ", target_.label(), " is ready (min_containers=",
+                              target_.fn.min_containers(), ")."));
 }
 
 // Starts a container (the lock is released meanwhile) and adds it with
@@ -125,13 +142,11 @@ void Pool::release(SlotIt it, bool healthy) {
     if (!healthy || !it->worker->alive()) it->broken = true;
     // A container that has served its max_inputs is done (single_use_containers).
     int max = target_.fn.max_inputs();
-    if (max > 0 && it->served >= max && !it->broken) {
-      it->broken = true;
-      used_up = true;
-    }
+    if (max > 0 && it->served >= max) it->used_up = true;
     if (it->in_flight == 0) {
       it->idle_since = Clock::now();
-      if (it->broken) {
+      if (it->broken || it->used_up) {
+        used_up = !it->broken;
         gone = std::move(it->worker);
         slots_.erase(it);
       }
@@ -211,6 +226,7 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
 
 void Pool::warm() {
   std::unique_lock<std::mutex> lock(mu_);
+  warmed_ = true;
   while (static_cast<int>(slots_.size()) + starting_ < target_.fn.min_containers()) {
     try {
       start_slot(lock, true, 0);
@@ -224,6 +240,7 @@ void Pool::scale_down() {
   stop_idle_for(std::chrono::duration<double>(target_.fn.scaledown_window_s()), true);
   std::lock_guard<std::mutex> lock(mu_);
   keep_buffer_locked();  // one that failed to start or died is replaced
+  keep_min_locked();
 }
 
 void Pool::stop_idle() { stop_idle_for(std::chrono::duration<double>(0), false); }

@@ -54,6 +54,7 @@ class Pool {
     std::unique_ptr<Worker> worker;
     int in_flight = 0;
     int served = 0;       // inputs given to it, for max_inputs (single_use_containers)
+    bool used_up = false;  // served its max_inputs: stopped, gracefully, once idle
     bool broken = false;  // takes no more calls; removed when its last one ends
     std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
   };
@@ -73,7 +74,10 @@ class Pool {
   int buffered_target_locked() const;
   // Starts buffer containers in the background up to buffered_target_locked().
   void keep_buffer_locked();
-  void start_buffer_container();
+  // After warm(): starts containers in the background up to min_containers
+  // again (single-use containers stop after each input).
+  void keep_min_locked();
+  void start_buffer_container(bool buffer);
 
   Snapshots& snapshots_;
   Target target_;
@@ -84,6 +88,7 @@ class Pool {
   int starting_ = 0;         // containers being started, for calls or as buffer
   int buffer_starting_ = 0;  // of which buffer containers
   bool stopping_ = false;
+  bool warmed_ = false;  // warm() ran: min_containers are kept
   ThreadSet buffer_starters_;
   ThreadSet stoppers_;  // containers done with their max_inputs, stopping
 };

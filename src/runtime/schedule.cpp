@@ -27,8 +27,10 @@ int value_of(const std::string& s, const Field& f) {
     if (lower == f.names[i]) return f.lo + i;
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
     fail("'", s, "' is not a number", f.names ? " or a name" : "");
-  int v = std::stoi(s.substr(0, 6));
-  if (v < f.lo || v > f.hi) fail(v, " is outside ", f.lo, "-", f.hi);
+  size_t first = s.find_first_not_of('0');  // leading zeros do not count toward the size
+  std::string digits = first == std::string::npos ? "0" : s.substr(first);
+  int v = digits.size() > 6 ? f.hi + 1 : std::stoi(digits);
+  if (v < f.lo || v > f.hi) fail(s, " is outside ", f.lo, "-", f.hi);
   return v;
 }
 
@@ -43,10 +45,11 @@ std::vector<std::string> split_on(const std::string& s, char sep) {
   }
 }
 
-// The values a field allows; *star says whether it was a bare `*`.
+// The values a field allows; *star says whether it starts with `*` (`*`,
+// `*/2`), which for the two day fields means "not restricted", as in cron.
 std::vector<bool> parse_field(const std::string& text, const Field& f, bool* star) {
   std::vector<bool> allowed(f.hi + 1, false);
-  *star = text == "*";
+  *star = !text.empty() && text[0] == '*';
   try {
     for (const auto& part : split_on(text, ',')) {
       std::string range = part;
@@ -54,9 +57,9 @@ std::vector<bool> parse_field(const std::string& text, const Field& f, bool* sta
       if (size_t slash = part.find('/'); slash != std::string::npos) {
         range = part.substr(0, slash);
         std::string s = part.substr(slash + 1);
-        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || std::stoi(s.substr(0, 6)) == 0)
+        if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos || std::stoi(s) == 0)
           fail("step '", s, "' is not a positive number");
-        step = std::stoi(s.substr(0, 6));
+        step = std::stoi(s);
       }
       int lo, hi;
       if (range == "*") {
@@ -65,6 +68,7 @@ std::vector<bool> parse_field(const std::string& text, const Field& f, bool* sta
       } else if (size_t dash = range.find('-'); dash != std::string::npos) {
         lo = value_of(range.substr(0, dash), f);
         hi = value_of(range.substr(dash + 1), f);
+        if (hi == 0 && f.hi == 7) hi = 7;  // a weekday range ending on Sunday (mon-sun)
         if (lo > hi) fail("range ", range, " runs backwards");
       } else {
         lo = value_of(range, f);
@@ -117,16 +121,16 @@ Cron Cron::parse(const std::string& expr) {
 bool Cron::matches(const std::tm& t) const {
   if (!minutes_[t.tm_min] || !hours_[t.tm_hour] || !months_[t.tm_mon + 1]) return false;
   bool day = days_[t.tm_mday], weekday = weekdays_[t.tm_wday];
-  if (any_day_ && any_weekday_) return true;
-  if (any_day_) return weekday;
-  if (any_weekday_) return day;
+  // cron's rule: either day field starting with `*` makes both count; two
+  // restricted ones match when either does.
+  if (any_day_ || any_weekday_) return day && weekday;
   return day || weekday;
 }
 
 std::time_t Cron::next_after(std::time_t t) const {
   std::time_t m = (t / 60 + 1) * 60;  // the next whole minute
-  // Whole days that cannot match are skipped, so even a rare expression
-  // takes at most a few thousand steps.
+  // Hours that cannot match (wrong month or hour) are skipped whole, so
+  // even a rare expression takes a bounded number of steps.
   for (int steps = 0; steps < 5 * 366 * 24 * 60; steps++) {
     std::tm u;
     ::gmtime_r(&m, &u);

@@ -16,7 +16,8 @@ namespace thaw::runtime {
 // day-of-week, each `*`, a number, a range `a-b`, a step `*/n` or `a-b/n`,
 // or a list of those; month and weekday names (jan, mon) are accepted, and
 // weekday 7 is Sunday. As in cron, when both day fields are restricted a
-// day matching either one matches.
+// day matching either one matches; when either starts with `*` (`*/2`),
+// a day must match both.
 class Cron {
  public:
   // Throws thaw::Error naming the field that is wrong.

@@ -1,7 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <chrono>
-#include <set>
+#include <limits>
 
 #include "common/error.h"
 #include "runtime/log.h"
@@ -27,12 +27,7 @@ Scheduler::Scheduler(Runtime& rt) : rt_(rt) {
 }
 
 Scheduler::~Scheduler() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
+  stop();
   runs_.join_all();
 }
 
@@ -66,7 +61,10 @@ void Scheduler::tick(std::time_t now) {
       std::string id = cat(app, "@v", d.version, "/", f.name);
       try {
         auto s = Schedule::from_config(f.config);
-        if (s) deployed.emplace(id, Entry{app, f.name, *s});
+        if (!s) continue;
+        Entry e{app, f.name, *s};
+        e.next = s->next_after(now);  // throws for a Cron no date matches
+        deployed.emplace(id, e);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu_);
         if (!refused_.count(id)) ctx.log.line(cat("Not scheduling ", app, ".", f.name, ": ", e.what()));
@@ -82,16 +80,19 @@ void Scheduler::tick(std::time_t now) {
       it = deployed.count(it->first) || it->second.running ? std::next(it) : entries_.erase(it);
     for (auto& [id, e] : deployed) {
       auto [it, added] = entries_.emplace(id, e);
-      if (added) {
-        it->second.next = it->second.schedule.next_after(now);
+      if (added)
         ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", e.schedule.describe(), "; first run at ",
-                         utc_text(it->second.next), "."));
-      }
+                         utc_text(e.next), "."));
     }
     for (auto& [id, e] : entries_) {
       if (!deployed.count(id) || now < e.next) continue;
       std::time_t at = e.next;
-      e.next = e.schedule.next_after(std::max(now, at));
+      try {
+        e.next = e.schedule.next_after(std::max(now, at));
+      } catch (const std::exception& ex) {
+        e.next = std::numeric_limits<std::time_t>::max();  // no later date matches: this run is the last
+        ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", ex.what()));
+      }
       if (e.running) {
         ctx.log.line(cat("Skipping the scheduled run of ", e.app, ".", e.function, " due at ", utc_text(at),
                          ": the previous run has not finished."));
@@ -102,6 +103,15 @@ void Scheduler::tick(std::time_t now) {
     }
   }
   for (const auto& id : due) runs_.start([this, id] { run(id); });
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
 }
 
 void Scheduler::run(const std::string& id) {

@@ -22,6 +22,8 @@ class Scheduler {
   explicit Scheduler(Runtime& rt);
   // Stops scheduling and waits for the runs in flight.
   ~Scheduler();
+  // Starts no more runs (the ones in flight go on).
+  void stop();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 

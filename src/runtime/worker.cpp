@@ -15,6 +15,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// Values of one streamed call that may wait for a slow consumer.
+constexpr size_t kMaxQueuedValueBytes = size_t{256} << 20;
+
 int to_ms(double s) { return s <= 0 ? 0 : static_cast<int>(std::min(s * 1000, 2e9)); }
 
 Clock::time_point deadline_in(double s) {
@@ -94,38 +97,44 @@ void Worker::read_loop() {
     }
     std::string type = m->value("type", "");
     if (type == "yield") {
+      std::lock_guard<std::mutex> lock(mu_);
       uint64_t id = m->value("id", uint64_t{0});
-      bool caller_gone = false;
-      {
-        std::lock_guard<std::mutex> lock(sinks_mu_);
-        auto it = sinks_.find(id);
-        if (it == sinks_.end()) continue;
-        try {
-          (*it->second)(*m);
-        } catch (const std::exception&) {
-          caller_gone = true;
-          sinks_.erase(it);
-        }
+      auto it = pending_.find(id);
+      if (it == pending_.end() || !it->second.streams || it->second.cancelled) continue;
+      Pending& p = it->second;
+      const json& v = (*m)["value"];
+      p.queued_bytes += v.is_string() ? v.get_ref<const std::string&>().size() : 64;
+      if (p.queued_bytes > kMaxQueuedValueBytes) {
+        // Memory is not unbounded: a consumer this far behind ends the stream.
+        p.overflowed = true;
+        cancel_locked(id, p);
+      } else {
+        p.values.push_back(std::move(*m));
       }
-      // Nobody reads the generator's values any more: the worker closes it
-      // (an endless one would otherwise hold its container until the timeout).
-      if (caller_gone) {
-        try {
-          std::lock_guard<std::mutex> lock(send_mu_);
-          container::send_message(c_->control_fd(), {{"type", "cancel"}, {"id", id}});
-        } catch (const std::exception&) {
-          // the worker is gone too
-        }
-      }
+      cv_.notify_all();
       continue;
     }
     if (type != "result") continue;  // bye, or something newer
     std::lock_guard<std::mutex> lock(mu_);
     auto it = pending_.find(m->value("id", uint64_t{0}));
     if (it != pending_.end()) {
-      it->second = std::move(*m);
+      it->second.result = std::move(*m);
       cv_.notify_all();
     }
+  }
+}
+
+// mu_ is held. The worker closes the generator after its next value (an
+// endless one would otherwise hold its container until the timeout).
+void Worker::cancel_locked(uint64_t id, Pending& p) {
+  p.cancelled = true;
+  p.values.clear();
+  p.queued_bytes = 0;
+  try {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    container::send_message(c_->control_fd(), {{"type", "cancel"}, {"id", id}});
+  } catch (const std::exception&) {
+    // the worker is gone: its call ends anyway
   }
 }
 
@@ -135,20 +144,8 @@ json Worker::call(const json& request, double timeout_s, const YieldSink& on_yie
     std::lock_guard<std::mutex> lock(mu_);
     if (dead_) fail(dead_reason_);
     id = next_id_++;
-    pending_[id] = std::nullopt;
+    pending_[id].streams = static_cast<bool>(on_yield);
   }
-  if (on_yield) {
-    std::lock_guard<std::mutex> lock(sinks_mu_);
-    sinks_[id] = &on_yield;
-  }
-  struct SinkGone {
-    Worker* w;
-    uint64_t id;
-    ~SinkGone() {
-      std::lock_guard<std::mutex> lock(w->sinks_mu_);
-      w->sinks_.erase(id);
-    }
-  } sink_gone{this, id};
   // The request goes on as the client sent it (args, kwargs and whatever
   // else the SDK puts there, such as args_json); only the id is the channel's.
   json msg = request;
@@ -162,13 +159,47 @@ json Worker::call(const json& request, double timeout_s, const YieldSink& on_yie
     pending_.erase(id);
     throw;
   }
+  auto deadline = deadline_in(timeout_s);
   std::unique_lock<std::mutex> lock(mu_);
-  bool answered = cv_.wait_until(lock, deadline_in(timeout_s), [&] { return pending_[id].has_value() || dead_; });
-  std::optional<json> r = std::move(pending_[id]);
-  pending_.erase(id);
-  if (r) return *r;
-  if (!answered) throw CallTimedOut(cat("no result within ", timeout_s, " s"));
-  fail(dead_reason_);
+  for (;;) {
+    bool woke = cv_.wait_until(lock, deadline, [&] {
+      const Pending& p = pending_[id];
+      return p.result.has_value() || !p.values.empty() || dead_;
+    });
+    Pending& p = pending_[id];
+    if (!p.values.empty()) {
+      // Values first: they came before the result.
+      std::deque<json> values;
+      values.swap(p.values);
+      p.queued_bytes = 0;
+      lock.unlock();
+      bool gone = false;
+      for (const auto& v : values) {
+        try {
+          on_yield(v);
+        } catch (const std::exception&) {
+          gone = true;
+          break;
+        }
+      }
+      lock.lock();
+      Pending& q = pending_[id];
+      if (gone && !q.cancelled) cancel_locked(id, q);
+      continue;
+    }
+    if (p.result) {
+      json r = std::move(*p.result);
+      bool overflowed = p.overflowed;
+      pending_.erase(id);
+      if (overflowed && !r.value("ok", false))
+        r["error"] = cat("the caller read the generator's values more slowly than they came (more than ",
+                         kMaxQueuedValueBytes >> 20, " MiB were waiting), so the generator was cancelled");
+      return r;
+    }
+    pending_.erase(id);
+    if (!woke) throw CallTimedOut(cat("no result within ", timeout_s, " s"));
+    fail(dead_reason_);
+  }
 }
 
 bool Worker::alive() {

@@ -5,6 +5,7 @@
 // concurrent inputs (@concurrent) can have several calls in flight.
 #pragma once
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,7 +39,8 @@ class CallTimedOut : public Error {
 };
 
 // Receives the `yield` messages of a streamed generator call, in order, on
-// the worker's reader thread (docs/runtime-protocol.md, "Generators").
+// the calling thread (docs/runtime-protocol.md, "Generators"). Throwing
+// means the caller has gone: the generator is cancelled.
 using YieldSink = std::function<void(const nlohmann::json&)>;
 
 class Worker {
@@ -75,11 +77,19 @@ class Worker {
   std::mutex send_mu_;
   std::mutex mu_;  // everything below
   std::condition_variable cv_;
-  std::map<uint64_t, std::optional<nlohmann::json>> pending_;
-  // The sinks of calls in flight. Their own lock, held while one runs: a
-  // call that ends (timed out) removes its sink only once it is not in use.
-  std::mutex sinks_mu_;
-  std::map<uint64_t, const YieldSink*> sinks_;
+  // A call in flight. The reader only queues what comes for it; the
+  // call's own thread hands the values on, so a slow consumer of one
+  // generator never holds up the other calls of the container.
+  struct Pending {
+    std::optional<nlohmann::json> result;
+    bool streams = false;           // it has a sink
+    std::deque<nlohmann::json> values;
+    size_t queued_bytes = 0;
+    bool cancelled = false;         // values arriving now are dropped
+    bool overflowed = false;        // cancelled for too many values waiting
+  };
+  void cancel_locked(uint64_t id, Pending& p);
+  std::map<uint64_t, Pending> pending_;
   uint64_t next_id_ = 1;
   bool dead_ = false;
   std::string dead_reason_;

@@ -701,6 +701,9 @@ def test_a_schedule_thaw_cannot_run_fails_the_deploy(thaw):
     cp = thaw.run("deploy", app, check=False)
     assert cp.returncode != 0
     assert "the minute field '61': 61 is outside 0-59" in cp.stderr, cp.stderr
+    app.write_text(app.read_text().replace("61 * * * *", "0 0 30 2 *"))  # 30 February
+    cp = thaw.run("deploy", app, check=False)
+    assert cp.returncode != 0 and "matches no minute in the next five years" in cp.stderr, cp.stderr
     assert thaw.run("app", "ls").stdout.count("e2e-bad-schedule") == 0
 
 
@@ -723,4 +726,41 @@ print(json.dumps({"seen": seen, "done": done, "squares": squares,
     out = json.loads(cp.stdout.strip().splitlines()[-1])
     assert out == {"seen": [1, 2, 1], "done": "done", "squares": [4, 9, 16], "counts": {"a": 2, "b": 1}}, out
     assert RESTORING in cp.stderr and FALLBACK not in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
+def test_a_slow_generator_consumer_does_not_hold_up_the_container(thaw):
+    thaw.deploy(APPS / "stream.py")
+    code = """
+import json, thaw
+busy = thaw.Cls.from_name("e2e-stream", "Busy")()
+it = busy.big.remote_gen(40)
+first = next(it)
+# The generator's other 39 MiB are on their way; the same container (the
+# only one) must still answer another call before this one reads on.
+pong = busy.ping.remote()
+rest = sum(1 for _ in it)
+print(json.dumps({"first": len(first), "pong": pong, "rest": rest}))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert out == {"first": 1 << 20, "pong": "pong", "rest": 39}, out
+    thaw.assert_containers_gone()
+
+
+def test_single_use_containers_are_replaced_to_keep_min_containers(thaw):
+    thaw.deploy(APPS / "single_use.py")
+    sock = thaw.serve()
+    ready = re.compile(r"Container (\w+) of e2e-single-use\.kept is ready \(min_containers=1\)")
+    first = thaw.client("import json, thaw\n"
+                        "print(json.dumps(thaw.Function.from_name('e2e-single-use', 'kept').remote(0)))", sock)
+    deadline = time.monotonic() + 60
+    # The warm container served the input and stopped; another one is started to keep min_containers.
+    while time.monotonic() < deadline and not ready.search(thaw.serve_log()):
+        time.sleep(0.1)
+    log = thaw.stop_serve()
+    assert f"Stopping container {first} of e2e-single-use.kept: it has served its max_inputs=1." in log, log
+    assert ready.search(log), log
     thaw.assert_containers_gone()

@@ -77,3 +77,14 @@ TEST(Schedule, FromConfig) {
   EXPECT_EQ(c->next_after(utc(2026, 1, 1, 5, 30)), utc(2026, 1, 1, 6, 0));
   EXPECT_THROW(Schedule::from_config({{"schedule", {{"period_s", 0}}}}), thaw::Error);
 }
+
+TEST(Cron, AsViXieCronReadsTheEdges) {
+  // A day field starting with `*` counts as unrestricted: every other day of
+  // the month AND Mondays, not either.
+  auto c = Cron::parse("0 0 */2 * mon");
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 12, 7, 0, 0));  // Monday the 7th (odd)
+  EXPECT_EQ(Cron::parse("0 8 * * mon-sun").next_after(utc(2026, 11, 29, 9, 0)), utc(2026, 11, 30, 8, 0));
+  EXPECT_EQ(Cron::parse("0 8 * * fri-sun").next_after(utc(2026, 11, 28, 9, 0)), utc(2026, 11, 29, 8, 0));
+  EXPECT_EQ(Cron::parse("0005 * * * *").next_after(utc(2026, 1, 1, 0, 0)), utc(2026, 1, 1, 0, 5));
+  EXPECT_NE(error_of("0000060 * * * *").find("0000060 is outside 0-59"), std::string::npos);
+}

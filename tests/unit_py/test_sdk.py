@@ -1580,12 +1580,17 @@ def test_dict_semantics_and_persistence(tmp_path, monkeypatch):
     d = modal.Dict.from_name("shared", create_if_missing=True)
     d["a"] = 1
     d[("t", 2)] = {"nested": [1, 2]}
+    same = "".join(["x", "y"])
+    d[("xy", "xy")] = "pair"
+    assert d[("xy", same)] == "pair"  # equal keys, whatever objects they are made of
+    del d[("xy", "xy")]
     assert d["a"] == 1 and d.get(("t", 2)) == {"nested": [1, 2]} and d.get("zz", 5) == 5
     assert "a" in d and "b" not in d and len(d) == 2
     assert d.put("a", 9, skip_if_exists=True) is False and d["a"] == 1
     assert d.put("b", 2, skip_if_exists=True) is True
     d.update({"c": 3}, e=5)
-    assert sorted(map(str, d.keys())) == ["('t', 2)", "a", "b", "c", "e"]
+    d["a"] = 1  # an update keeps the key's place
+    assert list(d.keys()) == ["a", ("t", 2), "b", "c", "e"]
     assert d.pop("c") == 3 and d.pop("c", None) is None
     with pytest.raises(KeyError):
         d["c"]
@@ -1613,7 +1618,8 @@ def test_queue_fifo_partitions_and_blocking(tmp_path, monkeypatch):
     q.put("p", partition="side")
     assert q.len() == 4 and q.len(partition="side") == 1 and q.len(total=True) == 5
     assert q.get() == 1 and q.get_many(2) == [2, 3]
-    assert list(q.iterate()) == [{"x": 4}]
+    assert list(q.iterate()) == [{"x": 4}] and q.len() == 1  # iterate takes nothing, as in Modal
+    assert q.get() == {"x": 4}
     with pytest.raises(q_mod.Empty):
         q.get(block=False)
     with pytest.raises(q_mod.Empty):
@@ -1639,8 +1645,14 @@ def test_dict_and_queue_aio(tmp_path, monkeypatch):
         q = modal.Queue.from_name("aq", create_if_missing=True)
         await d.put.aio("k", 1)
         await q.put.aio("v")
-        return await d.get.aio("k"), await q.get.aio(), [k async for k in d.keys.aio()]
-    assert asyncio.run(main()) == (1, "v", ["k"])
+        got = await d.get.aio("k"), await q.get.aio(), [k async for k in d.keys.aio()]
+        # A get.aio given up on takes nothing: the value put afterwards stays.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(q.get.aio(), 0.1)
+        q.put("after")
+        await asyncio.sleep(0.2)
+        return got, q.get(block=False)
+    assert asyncio.run(main()) == ((1, "v", ["k"]), "after")
 
 
 def test_schedules_are_config_and_checked():

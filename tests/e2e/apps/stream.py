@@ -33,3 +33,18 @@ def endless():
         yield i
         i += 1
         time.sleep(0.001)
+
+
+@app.cls(enable_memory_snapshot=True, max_containers=1)
+@thaw.concurrent(max_inputs=4)
+class Busy:
+    @thaw.method()
+    def big(self, n):
+        # More than every socket buffer on the way holds: the values wait
+        # in the runtime while the caller does something else.
+        for i in range(n):
+            yield str(i) * (1 << 20)
+
+    @thaw.method()
+    def ping(self):
+        return "pong"
