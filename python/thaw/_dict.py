@@ -7,11 +7,9 @@ give equal bytes. Iteration follows the order keys were first set."""
 import contextlib
 import io
 import pickle
-import uuid
 
 from ._aio import aio_method
-from ._objects import Store
-from ._state import warn
+from ._objects import NamedObject
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL);"
 _MISSING = object()
@@ -30,52 +28,19 @@ def _key(k):
 _UPSERT = "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
 
 
-class Dict:
+class Dict(NamedObject):
     """A named dictionary in thaw's store."""
 
-    def __init__(self, name, create_if_missing=False):
-        self._store = Store("dicts", "Dict", name, _SCHEMA, create_if_missing)
+    _kind, _label, _schema, _id_prefix = "dicts", "Dict", _SCHEMA, "di"
 
-    @staticmethod
-    def from_name(name, *, environment_name=None, create_if_missing=False, client=None):
-        """The Dict called `name` (created on first use if create_if_missing)."""
-        if environment_name is not None:
-            warn(f"thaw: Dict.from_name(environment_name={environment_name!r}) is ignored: "
-                 "thaw has a single environment per THAW_HOME")
-        return Dict(name, create_if_missing=create_if_missing)
-
-    lookup = from_name
-
-    @staticmethod
+    @classmethod
     @contextlib.contextmanager
-    def ephemeral(data=None, **kwargs):
+    def ephemeral(cls, data=None, **kwargs):
         """A Dict that exists for the duration of the `with` block."""
-        d = Dict(f"ephemeral-{uuid.uuid4().hex[:12]}", create_if_missing=True)
-        if data:
-            d.update(data)
-        try:
+        with cls._temporary() as d:
+            if data:
+                d.update(data)
             yield d
-        finally:
-            with contextlib.suppress(Exception):
-                d._store.delete()
-
-    @staticmethod
-    def delete(name, *, environment_name=None, client=None):
-        """Delete the Dict called `name` and its contents."""
-        Dict(name)._store.delete()
-
-    @property
-    def name(self):
-        return self._store.name
-
-    @property
-    def object_id(self):
-        return f"di-{self.name}"
-
-    def hydrate(self, client=None):
-        with self._store.connect():
-            pass
-        return self
 
     def info(self):
         return {"name": self.name, "path": str(self._store.path)}
@@ -169,5 +134,3 @@ class Dict:
     def __iter__(self):
         return self.keys()
 
-    def __repr__(self):
-        return f"Dict({self.name!r})"

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import uuid
 
+from ._state import warn
 from ._volume import check_name, thaw_home
 from .exception import NotFoundError
 
@@ -89,3 +90,56 @@ class Store:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}{suffix}")
+
+
+class NamedObject:
+    """What Dict and Queue share: a name, its Store, and Modal's class
+    methods to look one up, make a temporary one, or delete one."""
+
+    _kind = _label = _schema = _id_prefix = None  # set by each subclass
+
+    def __init__(self, name, create_if_missing=False):
+        self._store = Store(self._kind, self._label, name, self._schema, create_if_missing)
+
+    @classmethod
+    def from_name(cls, name, *, environment_name=None, create_if_missing=False, client=None):
+        """The object called `name` (created on first use if create_if_missing)."""
+        if environment_name is not None:
+            warn(f"thaw: {cls._label}.from_name(environment_name={environment_name!r}) is "
+                 "ignored: thaw has a single environment per THAW_HOME")
+        return cls(name, create_if_missing=create_if_missing)
+
+    @classmethod
+    def lookup(cls, name, **kwargs):
+        return cls.from_name(name, **kwargs)
+
+    @classmethod
+    def delete(cls, name, *, environment_name=None, client=None):
+        """Delete the object called `name` and its contents."""
+        cls(name)._store.delete()
+
+    @classmethod
+    @contextlib.contextmanager
+    def _temporary(cls):
+        obj = cls(f"ephemeral-{uuid.uuid4().hex[:12]}", create_if_missing=True)
+        try:
+            yield obj
+        finally:
+            with contextlib.suppress(Exception):
+                obj._store.delete()
+
+    @property
+    def name(self):
+        return self._store.name
+
+    @property
+    def object_id(self):
+        return f"{self._id_prefix}-{self.name}"
+
+    def hydrate(self, client=None):
+        with self._store.connect():
+            pass
+        return self
+
+    def __repr__(self):
+        return f"{self._label}({self.name!r})"

@@ -4,15 +4,12 @@ objects; a queue has a default partition and any number of named ones,
 each its own FIFO."""
 
 import asyncio
-import contextlib
 import pickle
 import queue as _stdlib_queue
 import time
-import uuid
 
 from ._aio import aio_method
-from ._objects import Store
-from ._state import warn
+from ._objects import NamedObject
 from .exception import InvalidError
 
 _SCHEMA = """
@@ -30,51 +27,16 @@ def _partition(p):
     return p
 
 
-class Queue:
+class Queue(NamedObject):
     """A named queue in thaw's store. `get` on an empty queue waits (polling
     the store) until a value comes, or raises queue.Empty."""
 
-    def __init__(self, name, create_if_missing=False):
-        self._store = Store("queues", "Queue", name, _SCHEMA, create_if_missing)
+    _kind, _label, _schema, _id_prefix = "queues", "Queue", _SCHEMA, "qu"
 
-    @staticmethod
-    def from_name(name, *, environment_name=None, create_if_missing=False, client=None):
-        """The Queue called `name` (created on first use if create_if_missing)."""
-        if environment_name is not None:
-            warn(f"thaw: Queue.from_name(environment_name={environment_name!r}) is ignored: "
-                 "thaw has a single environment per THAW_HOME")
-        return Queue(name, create_if_missing=create_if_missing)
-
-    lookup = from_name
-
-    @staticmethod
-    @contextlib.contextmanager
-    def ephemeral(**kwargs):
+    @classmethod
+    def ephemeral(cls, **kwargs):
         """A Queue that exists for the duration of the `with` block."""
-        q = Queue(f"ephemeral-{uuid.uuid4().hex[:12]}", create_if_missing=True)
-        try:
-            yield q
-        finally:
-            with contextlib.suppress(Exception):
-                q._store.delete()
-
-    @staticmethod
-    def delete(name, *, environment_name=None, client=None):
-        """Delete the Queue called `name` and its contents."""
-        Queue(name)._store.delete()
-
-    @property
-    def name(self):
-        return self._store.name
-
-    @property
-    def object_id(self):
-        return f"qu-{self.name}"
-
-    def hydrate(self, client=None):
-        with self._store.connect():
-            pass
-        return self
+        return cls._temporary()
 
     @aio_method
     def put(self, v, block=True, timeout=None, *, partition=None, partition_ttl=None):
@@ -202,6 +164,3 @@ class Queue:
                 return
             last_id = row[0]
             yield pickle.loads(row[1])
-
-    def __repr__(self):
-        return f"Queue({self.name!r})"
