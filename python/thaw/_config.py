@@ -124,7 +124,9 @@ class Cron:
     thaw evaluates it in UTC."""
 
     def __init__(self, cron_string, timezone="UTC"):
-        if not isinstance(cron_string, str) or len(cron_string.split()) != 5:
+        shorthand = cron_string in ("@yearly", "@annually", "@monthly", "@weekly", "@daily",
+                                    "@midnight", "@hourly")
+        if not shorthand and (not isinstance(cron_string, str) or len(cron_string.split()) != 5):
             raise InvalidError(f"Cron({cron_string!r}): a cron expression has 5 fields: minute "
                                f"hour day-of-month month day-of-week (e.g. '0 9 * * mon-fri')")
         self.cron_string = cron_string
@@ -295,6 +297,9 @@ def build(kind, name, kwargs, app=None, partial_params=None):
                            f"got {schedule!r}")
     single_use = bool(kw.pop("single_use_containers", False))
     max_inputs = _positive(kw.pop("max_inputs", None), "max_inputs", where, integer=True, minimum=1)
+    if single_use and max_inputs not in (None, 1):
+        raise InvalidError(f"{where}: single_use_containers=True (one input per container) "
+                           f"contradicts max_inputs={max_inputs}; give one of them")
     if max_inputs is not None:
         warn(f"thaw: {where}: max_inputs= is deprecated in Modal; use single_use_containers=True "
              f"(thaw honours max_inputs={max_inputs})", DeprecatedWarning)

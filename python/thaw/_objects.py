@@ -47,6 +47,7 @@ class Store:
         tmp = self.path.with_name(f".{self.name}.{uuid.uuid4().hex}.tmp")
         conn = sqlite3.connect(tmp)
         try:
+            conn.execute("PRAGMA auto_vacuum=FULL")  # taken values give their space back
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(self.schema)
             conn.commit()

@@ -27,6 +27,7 @@ Command add_serve(CLI::App& app) {
             Session s;
             s.ctx.socket_path = *path;
             s.rt->set_autoscale(true);
+            s.rt->set_keep_warm(!*no_warm);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
             s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
                                 : "Serving deployed apps on " + *path + ".");

@@ -35,9 +35,17 @@ Pool::SlotIt Pool::acquire(bool use_snapshot) {
         keep_buffer_locked();  // it may have been the spare one
         return it;
       }
+    // A container starting for a call takes capacity() inputs (@concurrent):
+    // a call that fits in one of those waits for it rather than starting
+    // another (as a burst of .map() inputs would, one container each).
+    int starting_for_calls = starting_ - buffer_starting_;
+    int spare = starting_for_calls * (capacity() - 1) - waiting_for_start_;
     int max = target_.fn.max_containers();
-    if (max <= 0 || static_cast<int>(slots_.size()) + starting_ < max) break;
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout)
+    if (spare <= 0 && (max <= 0 || static_cast<int>(slots_.size()) + starting_ < max)) break;
+    if (spare > 0) waiting_for_start_++;
+    auto woke = cv_.wait_until(lock, deadline);
+    if (spare > 0) waiting_for_start_--;
+    if (woke == std::cv_status::timeout)
       fail("no container of ", target_.label(), " became free (max_containers=", max, ")");
   }
   return start_slot(lock, use_snapshot, 1);
@@ -234,6 +242,11 @@ void Pool::warm() {
       return;  // logged by the launch; calls will try again
     }
   }
+}
+
+bool Pool::warmed() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return warmed_;
 }
 
 void Pool::scale_down() {

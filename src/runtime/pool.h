@@ -39,6 +39,8 @@ class Pool {
   nlohmann::json call(const nlohmann::json& request, bool use_snapshot = true, const YieldSink& on_yield = {});
   // Starts containers until min_containers are up (serve).
   void warm();
+  // Whether warm() was called (its min_containers are kept from then on).
+  bool warmed();
   // Stops containers idle for longer than scaledown_window, keeping
   // min_containers (and the buffer, under load); starts buffer containers
   // that are missing.
@@ -87,6 +89,7 @@ class Pool {
   std::list<Slot> slots_;
   int starting_ = 0;         // containers being started, for calls or as buffer
   int buffer_starting_ = 0;  // of which buffer containers
+  int waiting_for_start_ = 0;  // calls waiting for room in a container being started
   bool stopping_ = false;
   bool warmed_ = false;  // warm() ran: min_containers are kept
   ThreadSet buffer_starters_;

@@ -169,8 +169,24 @@ void Runtime::warm_deployed() {
   for (auto& w : warmers) w.join();
 }
 
+void Runtime::warm_new_versions() {
+  for (const auto& app : ctx_.store.apps()) {
+    try {
+      Deployed d = load_deployed(ctx_.store, app);
+      for (const auto& f : d.desc.functions) {
+        if (f.min_containers() <= 0) continue;
+        auto p = pool_for(resolve_deployed(app, f.name));
+        if (!p->warmed()) warmers_.start([p] { p->warm(); });
+      }
+    } catch (const std::exception&) {
+      // not deployed (stopped), or being deployed: the next tick looks again
+    }
+  }
+}
+
 void Runtime::tick() {
   launcher_.shells().prune();
+  if (keep_warm_) warm_new_versions();
   std::vector<std::shared_ptr<Pool>> pools;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -190,6 +206,7 @@ void Runtime::tick() {
 }
 
 void Runtime::shutdown() {
+  warmers_.join_all();
   std::map<std::string, std::shared_ptr<Pool>> pools;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -13,6 +13,7 @@
 #include "runtime/launcher.h"
 #include "runtime/pool.h"
 #include "runtime/snapshots.h"
+#include "runtime/thread_set.h"
 
 namespace thaw::runtime {
 
@@ -29,6 +30,9 @@ class Runtime {
   // `thaw serve`: pools keep min_containers and buffer_containers running
   // (before the first call is made).
   void set_autoscale(bool on) { autoscale_ = on; }
+  // `thaw serve` without --no-warm: versions deployed while it runs get
+  // their min_containers too (checked on every tick).
+  void set_keep_warm(bool on) { keep_warm_ = on; }
 
   // `thaw run`: this app's functions are served from its file, without snapshots.
   void add_ephemeral(const AppDesc& app);
@@ -55,6 +59,7 @@ class Runtime {
 
  private:
   std::shared_ptr<Pool> pool_for(const Target& t);
+  void warm_new_versions();
   const AppDesc& ephemeral_app(const std::string& app, const std::string& app_file);
 
   Context& ctx_;
@@ -65,6 +70,8 @@ class Runtime {
   std::map<std::string, AppDesc> ephemeral_files_;           // introspected on demand, by file
   std::map<std::string, std::shared_ptr<Pool>> pools_;       // by Target::pool_id
   bool autoscale_ = false;
+  bool keep_warm_ = false;
+  ThreadSet warmers_;  // pools warming for versions deployed while serving
 };
 
 // The deployed version of an app as the store keeps it (app.json).

@@ -85,9 +85,17 @@ std::vector<bool> parse_field(const std::string& text, const Field& f, bool* sta
 }  // namespace
 
 Cron Cron::parse(const std::string& expr) {
+  // The shorthands cron (and croniter, behind Modal's Cron) know.
+  static const std::pair<const char*, const char*> kShorthands[] = {
+      {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
+      {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+      {"@hourly", "0 * * * *"}};
+  std::string body = expr;
+  for (const auto& [name, fields] : kShorthands)
+    if (expr == name) body = fields;
   std::vector<std::string> fields;
   std::string cur;
-  for (char c : expr + " ") {
+  for (char c : body + " ") {
     if (std::isspace(static_cast<unsigned char>(c))) {
       if (!cur.empty()) fields.push_back(cur);
       cur.clear();

@@ -47,6 +47,16 @@ void Scheduler::loop() {
 
 void Scheduler::tick(std::time_t now) {
   Context& ctx = rt_.context();
+  if (!lock_) {
+    lock_ = FileLock::try_lock(ctx.store.home() + "/schedules.lock");
+    if (!lock_) {
+      if (!told_waiting_)
+        ctx.log.line("Another `thaw serve` of this store runs the schedules; this one takes over if it stops.");
+      told_waiting_ = true;
+      return;
+    }
+    if (told_waiting_) ctx.log.line("This `thaw serve` runs the schedules now.");
+  }
   // What is deployed now (read outside the lock: it is file I/O).
   std::map<std::string, Entry> deployed;
   for (const auto& app : ctx.store.apps()) {

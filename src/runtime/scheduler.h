@@ -8,11 +8,13 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "runtime/runtime.h"
 #include "runtime/schedule.h"
+#include "runtime/store.h"
 #include "runtime/thread_set.h"
 
 namespace thaw::runtime {
@@ -39,6 +41,10 @@ class Scheduler {
   void run(const std::string& id);
 
   Runtime& rt_;
+  // One `thaw serve` per store runs the schedules: the one holding this
+  // lock (another takes over when it ends).
+  std::optional<FileLock> lock_;
+  bool told_waiting_ = false;
   std::mutex mu_;  // everything below
   std::condition_variable cv_;
   bool stop_ = false;

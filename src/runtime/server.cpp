@@ -26,6 +26,13 @@ Server::Server(Runtime& rt, std::string path) : rt_(rt), path_(std::move(path)) 
   addr.sun_family = AF_UNIX;
   if (path_.size() >= sizeof addr.sun_path) fail("socket path too long: ", path_);
   std::strcpy(addr.sun_path, path_.c_str());
+  {
+    // A runtime answering there keeps its socket: taking the path over
+    // would make it unreachable, and the path vanish when it stops.
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe && ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      fail("another thaw runtime is listening on ", path_, ": stop it first, or give another --socket");
+  }
   listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listen_) fail_errno("socket");
   ::unlink(path_.c_str());

@@ -22,6 +22,17 @@ FileLock::FileLock(const std::string& path) {
     if (errno != EINTR) fail_errno("lock ", path);
 }
 
+std::optional<FileLock> FileLock::try_lock(const std::string& path) {
+  FileLock l;
+  l.fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!l.fd_) fail_errno("open lock ", path);
+  while (::flock(l.fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return std::nullopt;
+    if (errno != EINTR) fail_errno("lock ", path);
+  }
+  return l;
+}
+
 void check_name(const std::string& what, const std::string& name) {
   bool ok = !name.empty() && name[0] != '.' && name.size() <= 128 &&
             std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; });

@@ -19,8 +19,11 @@ namespace thaw::runtime {
 class FileLock {
  public:
   explicit FileLock(const std::string& path);
+  // The lock if no one holds it now; nullopt otherwise.
+  static std::optional<FileLock> try_lock(const std::string& path);
 
  private:
+  FileLock() = default;
   UniqueFd fd_;
 };
 

@@ -104,7 +104,8 @@ void Worker::read_loop() {
       Pending& p = it->second;
       const json& v = (*m)["value"];
       p.queued_bytes += v.is_string() ? v.get_ref<const std::string&>().size() : 64;
-      if (p.queued_bytes > kMaxQueuedValueBytes) {
+      // One value always waits, however large: the cap is on a backlog.
+      if (!p.values.empty() && p.queued_bytes > kMaxQueuedValueBytes) {
         // Memory is not unbounded: a consumer this far behind ends the stream.
         p.overflowed = true;
         cancel_locked(id, p);

@@ -764,3 +764,55 @@ def test_single_use_containers_are_replaced_to_keep_min_containers(thaw):
     assert f"Stopping container {first} of e2e-single-use.kept: it has served its max_inputs=1." in log, log
     assert ready.search(log), log
     thaw.assert_containers_gone()
+
+
+def test_a_burst_of_map_inputs_fills_concurrent_containers(thaw):
+    thaw.deploy(APPS / "concurrent_map.py")
+    code = """
+import json, thaw
+print(json.dumps(list(thaw.Function.from_name("e2e-concurrent-map", "where").map(range(6)))))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    ids = json.loads(cp.stdout.strip().splitlines()[-1])
+    # Six inputs arriving at once, three per container: two containers, not six.
+    assert len(ids) == 6 and len(set(ids)) <= 2, ids
+    thaw.assert_containers_gone()
+
+
+def test_one_serve_per_socket_and_one_runs_the_schedules(thaw):
+    thaw.deploy(APPS / "scheduled.py")
+    sock = thaw.serve()
+    cp = thaw.run("serve", "--socket", sock, check=False, timeout=30)
+    assert cp.returncode != 0 and "another thaw runtime is listening on" in cp.stderr, cp.stderr
+    log2 = thaw.tmp / "serve2.log"
+    with open(log2, "w") as f:
+        second = subprocess.Popen([str(THAW_BIN), "serve", "--socket", str(thaw.tmp / "second.sock")],
+                                  env=thaw.env, stdin=subprocess.DEVNULL, stdout=f, stderr=f)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "runs the schedules" not in log2.read_text():
+            time.sleep(0.1)
+        time.sleep(3)  # a few ticks of both
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    text = log2.read_text()
+    assert os.path.exists(sock), "the first serve's socket must stay while it runs"
+    log = thaw.stop_serve()
+    assert "Another `thaw serve` of this store runs the schedules" in text, text
+    assert "Scheduled run of" not in text, text
+    assert "Scheduled run of e2e-scheduled.tick" in log, log
+
+
+def test_min_containers_of_a_version_deployed_while_serving(thaw):
+    thaw.serve()
+    thaw.deploy(APPS / "single_use.py")
+    deadline = time.monotonic() + 60
+    warm = "Restoring Function from memory snapshot. (e2e-single-use.kept)"
+    while time.monotonic() < deadline and warm not in thaw.serve_log():
+        time.sleep(0.2)
+    log = thaw.stop_serve()
+    assert warm in log, log
+    thaw.assert_containers_gone()

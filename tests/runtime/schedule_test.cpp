@@ -88,3 +88,12 @@ TEST(Cron, AsViXieCronReadsTheEdges) {
   EXPECT_EQ(Cron::parse("0005 * * * *").next_after(utc(2026, 1, 1, 0, 0)), utc(2026, 1, 1, 0, 5));
   EXPECT_NE(error_of("0000060 * * * *").find("0000060 is outside 0-59"), std::string::npos);
 }
+
+TEST(Cron, Shorthands) {
+  EXPECT_EQ(Cron::parse("@hourly").next_after(utc(2026, 1, 1, 5, 30)), utc(2026, 1, 1, 6, 0));
+  EXPECT_EQ(Cron::parse("@daily").next_after(utc(2026, 1, 1, 5, 30)), utc(2026, 1, 2, 0, 0));
+  EXPECT_EQ(Cron::parse("@weekly").next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 11, 29, 0, 0));
+  EXPECT_EQ(Cron::parse("@monthly").next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 12, 1, 0, 0));
+  EXPECT_EQ(Cron::parse("@yearly").next_after(utc(2026, 11, 27, 0, 0)), utc(2027, 1, 1, 0, 0));
+  EXPECT_NE(error_of("@often").find("it has 1 fields"), std::string::npos);
+}

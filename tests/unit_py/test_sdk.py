@@ -1569,6 +1569,8 @@ def test_single_use_containers_and_max_inputs_are_config():
     assert one.config["max_inputs"] == 1 and one.config["unsupported"] == {}
     assert three.config["max_inputs"] == 3
     assert "max_inputs" not in many.config
+    with pytest.raises(InvalidError, match="contradicts max_inputs=5"):
+        app.function(single_use_containers=True, max_inputs=5)(lambda: 0)
 
 
 # ====================================================================== Dict / Queue
@@ -1672,6 +1674,7 @@ def test_schedules_are_config_and_checked():
         modal.Period(months=1)
     with pytest.raises(InvalidError, match="5 fields"):
         modal.Cron("0 9 * *")
+    assert modal.Cron("@hourly").describe()["cron"] == "@hourly"
     with pytest.raises(InvalidError, match="takes arguments"):
         @app.function(schedule=modal.Period(days=1))
         def needs(x):
