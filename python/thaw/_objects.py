@@ -9,6 +9,7 @@ refused at restore as soon as the database changed."""
 import contextlib
 import os
 import sqlite3
+import urllib.parse
 import uuid
 
 from ._state import warn
@@ -30,6 +31,7 @@ class Store:
         self.name = check_name(label, name)
         self.schema = schema
         self.create_if_missing = bool(create_if_missing)
+        self.found = False  # this handle has used the object: if it goes, it was deleted
 
     @property
     def path(self):
@@ -66,11 +68,22 @@ class Store:
         transaction that takes the write lock at once (so a read followed by
         a delete cannot race another process)."""
         if not self.path.exists():
+            if self.found:
+                raise NotFoundError(f"{self.label} '{self.name}' was deleted (look it up again with "
+                                    f"{self.label}.from_name to use a new one)")
             if not self.create_if_missing:
                 raise NotFoundError(f"{self.label} '{self.name}' not found: create it with "
                                     f"{self.label}.from_name({self.name!r}, create_if_missing=True)")
             self.create()
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        # mode=rw: one deleted since the check above is not made again, empty.
+        try:
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path))}?mode=rw", uri=True,
+                                   timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.OperationalError:
+            if self.path.exists():
+                raise
+            raise NotFoundError(f"{self.label} '{self.name}' was deleted") from None
+        self.found = True
         try:
             if write:
                 conn.execute("BEGIN IMMEDIATE")

@@ -1605,6 +1605,8 @@ def test_dict_semantics_and_persistence(tmp_path, monkeypatch):
     modal.Dict.delete("shared")
     with pytest.raises(thaw.exception.NotFoundError):
         modal.Dict.from_name("shared").len()
+    with pytest.raises(thaw.exception.NotFoundError, match="was deleted"):
+        d["a"] = 1  # the handle that created it does not bring it back
     with modal.Dict.ephemeral({"k": "v"}) as e:
         assert e["k"] == "v"
         path = e._store.path
