@@ -70,11 +70,7 @@ void Scheduler::tick(std::time_t now) {
       if (f.kind != "function") continue;
       std::string id = cat(app, "@v", d.version, "/", f.name);
       try {
-        auto s = Schedule::from_config(f.config);
-        if (!s) continue;
-        Entry e{app, f.name, *s};
-        e.next = s->next_after(now);  // throws for a Cron no date matches
-        deployed.emplace(id, e);
+        if (auto s = Schedule::from_config(f.config)) deployed.emplace(id, Entry{app, f.name, *s});
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu_);
         if (!refused_.count(id)) ctx.log.line(cat("Not scheduling ", app, ".", f.name, ": ", e.what()));
@@ -89,10 +85,17 @@ void Scheduler::tick(std::time_t now) {
     for (auto it = entries_.begin(); it != entries_.end();)
       it = deployed.count(it->first) || it->second.running ? std::next(it) : entries_.erase(it);
     for (auto& [id, e] : deployed) {
-      auto [it, added] = entries_.emplace(id, e);
-      if (added)
-        ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", e.schedule.describe(), "; first run at ",
-                         utc_text(e.next), "."));
+      if (entries_.count(id) || refused_.count(id)) continue;
+      try {
+        e.next = e.schedule.next_after(now);  // throws for a Cron no date matches
+      } catch (const std::exception& ex) {
+        ctx.log.line(cat("Not scheduling ", e.app, ".", e.function, ": ", ex.what()));
+        refused_[id] = ex.what();
+        continue;
+      }
+      entries_.emplace(id, e);
+      ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", e.schedule.describe(), "; first run at ",
+                       utc_text(e.next), "."));
     }
     for (auto& [id, e] : entries_) {
       if (!deployed.count(id) || now < e.next) continue;
