@@ -27,14 +27,10 @@ async def _collect(agen):
     return [item async for item in agen]
 
 
-def resolve(value):
-    """value itself, or what it stands for when it is a coroutine (its
-    result) or an async generator (its items, as a list)."""
-    if inspect.isasyncgen(value):
-        value = _collect(value)
-    elif not inspect.iscoroutine(value):
-        return value
-    future = asyncio.run_coroutine_threadsafe(value, _get_loop())
+def _run(coro):
+    """Run coro on the loop and wait for its result; an exception here (a
+    signal's, while waiting) cancels it there."""
+    future = asyncio.run_coroutine_threadsafe(coro, _get_loop())
     try:
         return future.result()
     except BaseException:
@@ -42,25 +38,25 @@ def resolve(value):
         raise
 
 
+def resolve(value):
+    """value itself, or what it stands for when it is a coroutine (its
+    result) or an async generator (its items, as a list)."""
+    if inspect.isasyncgen(value):
+        value = _collect(value)
+    elif not inspect.iscoroutine(value):
+        return value
+    return _run(value)
+
+
 def iterate(agen):
     """The items of an async generator, one by one, as a plain iterator (for
     streaming them as they come). Closing the iterator closes the generator."""
-    loop = _get_loop()
-
-    def step(coro):
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
     try:
         while True:
             try:
-                item = step(agen.__anext__())
+                item = _run(agen.__anext__())
             except StopAsyncIteration:
                 return
             yield item
     finally:
-        step(agen.aclose())
+        _run(agen.aclose())

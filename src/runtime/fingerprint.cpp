@@ -1,10 +1,8 @@
 #include "runtime/fingerprint.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
-#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <cstdlib>
@@ -70,15 +68,9 @@ std::string python_identity(const std::string& python) {
 std::string sdk_identity(const std::string& python_dir) {
   std::string dir = python_dir + "/thaw";
   std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n.size() > 3 && n.compare(n.size() - 3, 3, ".py") == 0) names.push_back(n);
-    }
-    ::closedir(d);
-  }
-  if (names.empty()) return dir + " (missing)";
-  std::sort(names.begin(), names.end());
+  for (const auto& n : container::list_dir(dir))
+    if (n.size() > 3 && n.compare(n.size() - 3, 3, ".py") == 0) names.push_back(n);
+  if (names.empty()) return dir + " (missing)";  // list_dir sorts: the hash is stable
   std::string all;
   for (const auto& n : names) all += n + '\0' + sha256_hex(read_file(dir + "/" + n)) + '\n';
   return sha256_hex(all);
