@@ -69,7 +69,7 @@ def first_line_time(argv, env):
 
 
 def breakdowns(log, n):
-    lines = [l.strip() for l in log.splitlines() if l.strip().startswith("(container ") and "engine" in l]
+    lines = [l.strip() for l in log.splitlines() if l.strip().startswith("(container ") and ("engine" in l or "template" in l)]
     return lines[-n:]
 
 

@@ -1,4 +1,4 @@
-// thaw serve --socket PATH [--no-warm]
+// thaw serve --socket PATH [--no-warm] [--no-template]
 #include <memory>
 #include <optional>
 #include <thread>
@@ -13,12 +13,16 @@ namespace thaw::cli {
 Command add_serve(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto no_warm = std::make_shared<bool>(false);
+  auto no_template = std::make_shared<bool>(false);
   auto* sub = app.add_subcommand("serve", "Serve calls to deployed apps on a unix socket until stopped");
   sub->add_option("--socket", *path, "the socket to listen on")->required();
   sub->add_flag("--no-warm", *no_warm,
                 "start no container ahead of calls (min_containers and restore shells are for a long-lived "
                 "runtime; the SDK's private one, started for one script, uses this); runs no schedule=");
-  return {sub, [path, no_warm] {
+  sub->add_flag("--no-template", *no_template,
+                "restore every container from its snapshot image, instead of copying a live template of the "
+                "snapshot kept by its restore shell (for comparisons; implied by --no-warm)");
+  return {sub, [path, no_warm, no_template] {
             std::unique_ptr<runtime::Server> server;
             std::optional<SignalWatcher> signals;
             signals.emplace([&server](int) {
@@ -28,6 +32,7 @@ Command add_serve(CLI::App& app) {
             s.ctx.socket_path = *path;
             s.rt->set_autoscale(true);
             s.rt->set_keep_warm(!*no_warm);
+            s.rt->set_live_templates(!*no_warm && !*no_template);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
             s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
                                 : "Serving deployed apps on " + *path + ".");

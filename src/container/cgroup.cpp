@@ -167,9 +167,11 @@ void Cgroup::remove() {
   dirs_.clear();
 }
 
-void join_cgroups(const std::vector<std::string>& dirs) {
+void join_cgroups(const std::vector<std::string>& dirs) { add_to_cgroups(0, dirs); }
+
+void add_to_cgroups(pid_t pid, const std::vector<std::string>& dirs) {
   for (const auto& d : dirs)
-    if (int err = write_small(d + "/cgroup.procs", "0"))
+    if (int err = write_small(d + "/cgroup.procs", std::to_string(pid)))
       std::fprintf(stderr, "thaw: could not join cgroup %s: %s (continuing without it)\n", d.c_str(),
                    std::strerror(err));
 }

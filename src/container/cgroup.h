@@ -6,6 +6,8 @@
 // the function asked for and did not get is reported (warnings()), never
 // dropped in silence.
 #pragma once
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,5 +50,7 @@ class Cgroup {
 // Moves the calling process into each group (its children follow).
 // Failures are reported on stderr and otherwise ignored.
 void join_cgroups(const std::vector<std::string>& dirs);
+// Moves process `pid` (0: the caller) into each group, likewise.
+void add_to_cgroups(pid_t pid, const std::vector<std::string>& dirs);
 
 }  // namespace thaw::container

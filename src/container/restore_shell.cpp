@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,7 @@
 #include "container/init.h"
 #include "container/mounts.h"
 #include "engine/engine.h"
+#include "engine/template.h"
 #include "image/image.h"
 
 namespace thaw::container {
@@ -35,6 +37,15 @@ constexpr int kShellSocket = 3;     // the shell's end of its request socket
 constexpr int kRestoreFailed = 70;  // a restore process that could not restore
 constexpr size_t kMaxPacket = 1 << 20;
 constexpr int kFdsPerRestore = 5;   // fds 0-4 of a restore process
+// A restore from the live template also gets these two pipes (see
+// restore_from_template): the ready pipe (its namespace init says when the
+// namespaces are set up) and the verdict pipe (the shell says whether the
+// copy runs).
+constexpr int kReadyFd = 5;
+constexpr int kVerdictFd = 6;
+constexpr int kLowFds = 7;  // fd numbers the shell keeps free for those
+// How long a container's namespaces may take to be set up.
+constexpr int kNamespaceTimeoutMs = 10000;
 
 // One request or reply on the shell's SOCK_SEQPACKET socket: a JSON text,
 // and with a request the fds the restore process gets.
@@ -156,37 +167,203 @@ int restore_container(const image::Reader& img, const Spec& spec) {
   }
 }
 
+std::string read_line_from(int fd) {
+  std::string line;
+  char c;
+  for (;;) {
+    ssize_t n = ::read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || c == '\n') return line;
+    line += c;
+  }
+}
+
+void write_line(int fd, const std::string& line) {
+  std::string l = line + "\n";
+  ssize_t ignored = ::write(fd, l.data(), l.size());
+  (void)ignored;
+}
+
+// pid 1 of a container whose worker is a copy of the live template: sets
+// up the namespaces, says so on the ready pipe, and once told the copy is
+// its child ('G' on `go`), forwards termination signals to it, reaps, and
+// exits the way it did.
+[[noreturn]] void template_ns_init(const Spec& spec, pid_t worker, int go) {
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
+  for (int fd = 3; fd < 1024; fd++)
+    if (fd != kReadyFd && fd != go) ::close(fd);
+  try {
+    setup_namespace(spec);
+  } catch (const std::exception& e) {
+    write_line(kReadyFd, cat("E set up the namespace: ", e.what()));
+    ::_exit(kRestoreFailed);
+  }
+  write_line(kReadyFd, "OK");
+  ::close(kReadyFd);
+  char c = 0;
+  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  }
+  if (c != 'G') ::_exit(kRestoreFailed);
+  ::close(go);
+  static pid_t forward_to;
+  forward_to = worker;
+  struct sigaction sa{};
+  sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+  for (;;) {
+    int status;
+    pid_t w = ::waitpid(-1, &status, __WALL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) ::_exit(kRestoreFailed);
+    if (w == worker && (WIFEXITED(status) || WIFSIGNALED(status)))
+      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+}
+
+// The restore process of a copy of the live template: makes the
+// container's pid 1 in fresh namespaces, tells the shell its pid (ready
+// pipe), and waits for the shell's verdict: "W <pid> <ms...>" — the copy
+// runs, report it and wait for the container — or anything else: restore
+// from the image as restore_container does.
+int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy_pid) {
+  join_cgroups(spec.cgroups);
+  int gp[2];
+  if (::pipe2(gp, O_CLOEXEC) != 0) {
+    write_line(kReadyFd, cat("E pipe: ", std::strerror(errno)));
+    return restore_container(img, spec);
+  }
+  clone_args ca{};
+  ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+  ca.exit_signal = SIGCHLD;
+  long init = ::syscall(SYS_clone3, &ca, sizeof ca);
+  if (init == 0) {
+    ::close(gp[1]);
+    template_ns_init(spec, copy_pid, gp[0]);
+  }
+  ::close(gp[0]);
+  UniqueFd go(gp[1]);
+  write_line(kReadyFd, init > 0 ? cat("C ", init) : cat("E clone3: ", std::strerror(errno)));
+  ::close(kReadyFd);
+  std::string verdict = read_line_from(kVerdictFd);
+  ::close(kVerdictFd);
+  unsigned long long worker = 0;
+  double total_ms = 0, fork_ms = 0;
+  if (init > 0 && std::sscanf(verdict.c_str(), "W %llu %lf %lf", &worker, &total_ms, &fork_ms) == 3) {
+    ssize_t ignored = ::write(go.get(), "G", 1);
+    (void)ignored;
+    go.reset();
+    report({{"ok", true},
+            {"host_pid", worker},
+            {"init_pid", init},
+            {"template", true},
+            {"ready_ms", total_ms},
+            {"fork_ms", fork_ms}});
+    drop_worker_fds();
+    int status = 0;
+    while (::waitpid(static_cast<pid_t>(init), &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  go.reset();
+  if (init > 0) {
+    ::kill(static_cast<pid_t>(init), SIGKILL);
+    ::waitpid(static_cast<pid_t>(init), nullptr, 0);
+  }
+  std::fprintf(stderr, "thaw: restore from the live template failed (%s); restoring from the image\n",
+               verdict.empty() ? "the restore shell gave no verdict" : verdict.c_str() + (verdict[0] == 'F' ? 2 : 0));
+  return restore_container(img, spec);
+}
+
 // In the child of clone3: nothing of the shell's stays open but the image's
 // page data. The shell is single-threaded, so its heap and locks are
 // consistent here and ordinary code may run. (glibc's cached tid of this
 // thread is the shell's; engine::restore creates every process of the
 // container with fork(), which sets it right in them.)
-[[noreturn]] void run_restore(const image::Reader& img, const Spec& spec, std::vector<UniqueFd>& fds) {
+// With `pipes` (ready, verdict), the restore is a copy of the live template.
+[[noreturn]] void run_restore(const image::Reader& img, const Spec& spec, std::vector<UniqueFd>& fds,
+                              const int* pipes, pid_t copy_pid) {
   ::setsid();  // Container::stop kills the restore's process group
   for (int i = 0; i < kFdsPerRestore; i++)
     if (::dup2(fds[i].get(), i) < 0) ::_exit(kRestoreFailed);
+  if (pipes && (::dup2(pipes[0], kReadyFd) < 0 || ::dup2(pipes[1], kVerdictFd) < 0)) ::_exit(kRestoreFailed);
   for (auto& f : fds) f.release();  // closed with the rest just below
   int keep = img.pages_fd();
-  ::syscall(SYS_close_range, kFdsPerRestore, keep - 1, 0);
+  ::syscall(SYS_close_range, pipes ? kLowFds : kFdsPerRestore, keep - 1, 0);
   ::syscall(SYS_close_range, keep + 1, ~0U, 0);
   std::fflush(nullptr);
-  ::_exit(restore_container(img, spec));
+  ::_exit(pipes ? restore_from_template(img, spec, copy_pid) : restore_container(img, spec));
+}
+
+// The shell's side of a restore from the live template: the restore
+// process (already forked, `ready` and `verdict` its pipes) makes the
+// container's pid 1; the template makes the copy in its namespaces. Returns
+// the verdict sent (and logs a failure); a template found broken is dropped.
+void copy_template(std::unique_ptr<engine::Template>& tmpl, const image::Reader& img, const Spec& spec,
+                   const std::vector<UniqueFd>& fds, int ready, int verdict) {
+  std::string line;
+  try {
+    pid_t init = 0;
+    bool set_up = false;
+    std::string buf;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kNamespaceTimeoutMs);
+    while (!init || !set_up) {
+      size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        std::string l = buf.substr(0, nl);
+        buf.erase(0, nl + 1);
+        if (l.rfind("C ", 0) == 0) init = std::atoi(l.c_str() + 2);
+        else if (l == "OK") set_up = true;
+        else if (l.rfind("E ", 0) == 0) fail(l.substr(2));
+      }
+      if (init && set_up) break;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      struct pollfd p{ready, POLLIN, 0};
+      int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) fail("the container's namespaces were not set up within ", kNamespaceTimeoutMs, " ms");
+      char tmp[256];
+      ssize_t n = ::read(ready, tmp, sizeof tmp);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail("the restore process ended before its namespaces were set up");
+      buf.append(tmp, n);
+    }
+    const auto& m = img.manifest();
+    std::map<int, int> inherit;
+    for (const auto& e : m.fds) {
+      int fd = e["fd"];
+      if (m.files.at(e["file"].get<size_t>())["kind"] != "external") continue;
+      if (fd >= kControlFd + 1) fail("the image inherited fd ", fd, ", which a container does not have");
+      inherit[fd] = fds[fd].get();
+    }
+    auto copy = tmpl->spawn(init, inherit, [&](pid_t pid) { add_to_cgroups(pid, spec.cgroups); });
+    line = cat("W ", copy.host_pid, " ", copy.total_ms, " ", copy.fork_ms);
+  } catch (const std::exception& e) {
+    line = cat("F ", e.what());
+    if (!tmpl->usable()) {
+      std::fprintf(stderr, "thaw: restore shell: the live template of %s is broken (%s); restores read the image\n",
+                   img.dir().c_str(), e.what());
+      tmpl.reset();
+    }
+  }
+  write_line(verdict, line);
 }
 
 }  // namespace
 
 int restore_shell_main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: thaw __restore-shell IMAGE (fd 3: the request socket)\n");
+    std::fprintf(stderr, "usage: thaw __restore-shell IMAGE [--template] (fd 3: the request socket)\n");
     return 2;
   }
+  bool want_template = argc > 3 && std::string(argv[3]) == "--template";
   auto t0 = std::chrono::steady_clock::now();
   // Neither the image's page data nor the fds of a request may take a
   // number the restore processes get theirs at (0-4): hold those.
   std::vector<UniqueFd> low;
   for (;;) {
     UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!fd || fd.get() >= kFdsPerRestore) break;
+    if (!fd || fd.get() >= kLowFds) break;
     low.push_back(std::move(fd));
   }
   std::optional<image::Reader> img;
@@ -199,7 +376,28 @@ int restore_shell_main(int argc, char** argv) {
   double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   try {
     send_packet(kShellSocket, json{{"ok", true}, {"load_ms", load_ms}}.dump(), nullptr, 0);
+    std::unique_ptr<engine::Template> tmpl;
+    if (want_template) {
+      if (std::string why = engine::Template::ineligible(img->manifest()); !why.empty()) {
+        std::fprintf(stderr, "thaw: note: each restore of %s reads the image (no live template: %s)\n", argv[2],
+                     why.c_str());
+        want_template = false;
+      }
+    }
     for (;;) {
+      // The template is made while no restore waits (the first restore of
+      // a call that started this shell reads the image instead).
+      if (want_template && !tmpl) {
+        struct pollfd p{kShellSocket, POLLIN, 0};
+        if (::poll(&p, 1, 0) == 0) {
+          want_template = false;  // one try
+          try {
+            tmpl = engine::Template::create(*img);
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "thaw: note: each restore of %s reads the image (%s)\n", argv[2], e.what());
+          }
+        }
+      }
       std::vector<UniqueFd> fds;
       auto msg = recv_packet(kShellSocket, -1, &fds);
       if (!msg) return 0;  // the runtime is done with this image, or gone
@@ -209,11 +407,29 @@ int restore_shell_main(int argc, char** argv) {
         if (fds.size() != kFdsPerRestore) fail("a restore request came with ", fds.size(), " fds, not ", kFdsPerRestore);
         // clone3 wants no exit signal with CLONE_PARENT: the child gets the
         // shell's own (SIGCHLD, to the runtime).
+        UniqueFd ready_r, ready_w, verdict_r, verdict_w;
+        if (tmpl) {
+          int a[2], b[2];
+          if (::pipe2(a, O_CLOEXEC) != 0) fail_errno("pipe");
+          ready_r.reset(a[0]);
+          ready_w.reset(a[1]);
+          if (::pipe2(b, O_CLOEXEC) != 0) fail_errno("pipe");
+          verdict_r.reset(b[0]);
+          verdict_w.reset(b[1]);
+        }
         clone_args ca{};
         ca.flags = CLONE_PARENT;
         long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
-        if (pid == 0) run_restore(*img, spec, fds);
+        if (pid == 0) {
+          int pipes[2] = {ready_w.get(), verdict_r.get()};
+          run_restore(*img, spec, fds, tmpl ? pipes : nullptr, tmpl ? tmpl->copy_pid() : 0);
+        }
         if (pid < 0) fail_errno("clone3");
+        if (tmpl) {
+          ready_w.reset();
+          verdict_r.reset();
+          copy_template(tmpl, *img, spec, fds, ready_r.get(), verdict_w.get());
+        }
         reply = {{"pid", pid}};
       } catch (const std::exception& e) {
         reply = {{"error", e.what()}};
@@ -230,7 +446,7 @@ int restore_shell_main(int argc, char** argv) {
 // ---------------------------------------------------------------- the runtime's side
 
 std::unique_ptr<RestoreShell> RestoreShell::start(const std::string& image, const std::string& thaw_exe, int log_fd,
-                                                  int timeout_ms) {
+                                                  int timeout_ms, bool live_template) {
   return with_context("start the restore shell of " + image, [&] {
     std::unique_ptr<RestoreShell> s(new RestoreShell());
     s->image_ = image;
@@ -242,6 +458,7 @@ std::unique_ptr<RestoreShell> RestoreShell::start(const std::string& image, cons
     if (!null) fail_errno("open /dev/null");
     SpawnOptions so;
     so.argv = {thaw_exe, "__restore-shell", image};
+    if (live_template) so.argv.push_back("--template");
     so.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
     so.fds = {{0, null.get()}, {1, log_fd}, {2, log_fd}, {kShellSocket, theirs.get()}};
     // Out of the terminal's process group, like the containers it restores.

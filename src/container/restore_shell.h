@@ -39,8 +39,13 @@ class RestoreShell {
  public:
   // Starts the shell of image and waits until it has read the image;
   // throws with the reason it cannot (a missing or corrupt image).
+  // With `live_template`, the shell also keeps a live template of the
+  // image (engine/template.h), made once no restore waits, and restores
+  // copies of it: each shares the template's memory instead of reading it
+  // from the image. For long-lived runtimes (`thaw serve`): the template
+  // costs one restore's time and memory up front.
   static std::unique_ptr<RestoreShell> start(const std::string& image, const std::string& thaw_exe, int log_fd,
-                                             int timeout_ms);
+                                             int timeout_ms, bool live_template = false);
   // Closes the request socket (the shell exits on EOF) and reaps the shell.
   ~RestoreShell();
   RestoreShell(const RestoreShell&) = delete;

@@ -61,4 +61,14 @@ struct RestoreContext {
   int park_fd(int fd);
 };
 
+// A restored process that never ran: every page in, registers loaded, its
+// one thread held stopped by the returned seizure (which kills it when
+// destroyed). It is our child, in our pid namespace, with whatever pid it
+// got (engine/template.h: it only serves to fork copies).
+struct HeldProcess {
+  pid_t pid = 0;
+  std::unique_ptr<proc::Seizure> seizure;
+};
+HeldProcess restore_held(const image::Reader& img, const std::map<int, int>& inherit);
+
 }  // namespace thaw::engine

@@ -552,6 +552,62 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
 
 }  // namespace
 
+HeldProcess restore_held(const image::Reader& img, const std::map<int, int>& inherit_in) {
+  return with_context("restore a held copy", [&] {
+    const auto& m = img.manifest();
+    std::map<int, int> inherit = inherit_in;
+    check_cpu_compatible(m);
+    check_files(m, inherit);
+    if (m.threads.size() != 1) fail("the image has ", m.threads.size(), " threads; a held copy takes one");
+    int sp[2];
+    if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+    UniqueFd status_r(sp[0]), status_w(sp[1]);
+    RestoreContext ctx{m, img, inherit};  // no lazy mappings: every page now
+    pid_t pid = ::fork();
+    if (pid < 0) fail_errno("fork");
+    if (pid == 0) {
+      status_r.reset();
+      // Until it is seized (PTRACE_O_EXITKILL from then on), our death
+      // must take it along: it would run the image's code on its own.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      become_restored(ctx, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(), -1);
+    }
+    status_w.reset();
+    try {
+      Status st = read_status(status_r.get(), false);
+      unsigned long long rs = 0, re = 0;
+      long long mem_ns = 0, rest_ns = 0;
+      if (std::sscanf(st.ready.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
+        fail("restorer sent a malformed message: ", trim(st.ready));
+      auto s = std::make_unique<proc::Seizure>(pid);
+      s->kill_on_release();
+      uint64_t gadget = 0;
+      for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
+        if (p[0] == '\x0f' && p[1] == '\x05') {
+          gadget = rs + (p - thaw_restorer_blob);
+          break;
+        }
+      s->set_gadget(gadget);
+      if (s->threads().size() != 1) fail("the held copy has ", s->threads().size(), " threads, not 1");
+      proc::Tracee& t = s->leader();
+      long rc = s->syscall(t, SYS_munmap, rs, re - rs);
+      if (rc != 0) fail("unmap the restorer: ", std::strerror(int(-rc)));
+      load_thread_registers(pid, m.threads[0]);
+      // These are the registers every copy starts from; injected calls
+      // start from them too (with the blob gone, at a syscall instruction
+      // of the image's own code).
+      if (::ptrace(PTRACE_GETREGS, pid, nullptr, &t.regs) != 0) fail_errno("read back the registers");
+      t.regs_dirty = false;
+      s->set_gadget(proc::find_syscall_gadget(pid));
+      return HeldProcess{pid, std::move(s)};
+    } catch (...) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, __WALL);
+      throw;
+    }
+  });
+}
+
 RestoreResult restore(const RestoreOptions& o) {
   return with_context("restore", [&] {
     auto t0 = std::chrono::steady_clock::now();

@@ -38,7 +38,7 @@ std::shared_ptr<container::RestoreShell> RestoreShells::get(const std::string& i
     shells_.erase(it);
   }
   std::shared_ptr<container::RestoreShell> shell =
-      container::RestoreShell::start(image, ctx_.thaw_exe, ctx_.log.fd(), kShellStartTimeoutMs);
+      container::RestoreShell::start(image, ctx_.thaw_exe, ctx_.log.fd(), kShellStartTimeoutMs, live_templates_);
   shells_[image] = Entry{*id, shell};
   return shell;
 }

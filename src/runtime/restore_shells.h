@@ -9,6 +9,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,9 @@ class RestoreShells {
   void prune();
   // Stops every shell.
   void clear();
+  // Shells started from now on keep a live template of their image
+  // (container::RestoreShell::start): for a long-lived runtime.
+  void set_live_templates(bool on) { live_templates_ = on; }
 
  private:
   // What tells one image at a path from the next: the directory and its
@@ -56,6 +60,7 @@ class RestoreShells {
   const Context& ctx_;
   std::mutex mu_;
   std::map<std::string, Entry> shells_;  // by image directory
+  std::atomic<bool> live_templates_{false};
 };
 
 }  // namespace thaw::runtime

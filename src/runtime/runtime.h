@@ -33,6 +33,9 @@ class Runtime {
   // `thaw serve` without --no-warm: versions deployed while it runs get
   // their min_containers too (checked on every tick).
   void set_keep_warm(bool on) { keep_warm_ = on; }
+  // `thaw serve`: restores copy a live template of each snapshot
+  // (engine/template.h) where the image allows it.
+  void set_live_templates(bool on) { launcher_.shells().set_live_templates(on); }
 
   // `thaw run`: this app's functions are served from its file, without snapshots.
   void add_ephemeral(const AppDesc& app);

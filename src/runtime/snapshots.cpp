@@ -138,10 +138,13 @@ std::unique_ptr<Worker> Snapshots::restore(const Target& t, const json& meta) {
   const json& r = w->container().restore_report();
   auto ms = [&](const char* k) { return format_duration(r.value(k, 0.0) / 1000); };
   ctx_.log.line("Restored in " + format_duration(total) + ".");
+  std::string engine = r.value("template", false)
+                           ? " of which a copy of the live template " + ms("ready_ms") + " (its fork " + ms("fork_ms") + ")"
+                           : " of which engine " + ms("ready_ms") + ": checks " + ms("load_ms") + ", process " +
+                                 ms("setup_ms") + ", memory " + ms("memory_ms") + ", threads " + ms("threads_ms") +
+                                 ", registers " + ms("finish_ms");
   ctx_.log.line("  (container " + w->container().id() + "; restore shell " + ms("shell_ms") + ", container " +
-                ms("container_ms") + " of which engine " + ms("ready_ms") + ": checks " + ms("load_ms") +
-                ", process " + ms("setup_ms") + ", memory " + ms("memory_ms") + ", threads " + ms("threads_ms") +
-                ", registers " + ms("finish_ms") + "; start " + ms("start_ms") + " of which @enter(snap=False) " +
+                ms("container_ms") + engine + "; start " + ms("start_ms") + " of which @enter(snap=False) " +
                 ms("enter_ms") + ")");
   return w;
 }

@@ -1,0 +1,383 @@
+#include "engine/template.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/resources/resources.h"
+#include "image/image.h"
+
+namespace thaw::engine {
+
+namespace {
+
+constexpr long kOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+                          PTRACE_O_EXITKILL;
+constexpr int kMaxInherited = 16;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string errstr(long rc) { return std::strerror(static_cast<int>(-rc)); }
+
+// A new child of a traced process starts attached and stopped; wait for
+// that first stop.
+void wait_first_stop(pid_t pid) {
+  for (;;) {
+    int status;
+    if (::waitpid(pid, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("wait for process ", pid);
+    }
+    if (WIFSTOPPED(status)) return;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) fail("process ", pid, " died before it could be set up");
+  }
+}
+
+// Kills a process we trace (and may be the parent of) and waits until it is
+// gone as far as we are concerned.
+void kill_traced(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  for (;;) {
+    int status;
+    if (::waitpid(pid, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return;
+  }
+}
+
+void write_to(pid_t pid, uint64_t addr, const void* data, size_t len) {
+  iovec local{const_cast<void*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
+  if (::process_vm_writev(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    fail_errno("write memory of process ", pid);
+}
+
+void read_from(pid_t pid, uint64_t addr, void* data, size_t len) {
+  iovec local{data, len}, remote{reinterpret_cast<void*>(addr), len};
+  if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    fail_errno("read memory of process ", pid);
+}
+
+// clone3's arguments and the one pid of set_tid, written as one block.
+struct CloneBlock {
+  clone_args ca;
+  int64_t tid;
+};
+
+bool external(const image::Manifest& m, const nlohmann::json& fd_entry) {
+  return m.files.at(fd_entry["file"].get<size_t>())["kind"] == "external";
+}
+
+}  // namespace
+
+std::string Template::ineligible(const image::Manifest& m) {
+  if (m.threads.size() != 1) return cat("it has ", m.threads.size(), " threads (a template takes one)");
+  if (!m.gpu.uuid.empty()) return "it holds GPU state";
+  if (!m.shmem.empty()) return "it has shared memory (every copy would share one object)";
+  for (const auto& v : m.vmas)
+    if (v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork))
+      return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK");
+  if (!m.process.itimers.empty() || !m.process.posix_timers.empty()) return "it has timers (a fork drops them)";
+  if (!m.process.shared_pending.empty() || !m.threads[0].pending.empty()) return "it has pending signals";
+  if (m.process.stopped) return "it was stopped";
+  if (restore_pid(m) <= 1) return "it was pid 1 of its namespace";
+  for (const auto& e : m.fds) {
+    if (external(m, e)) continue;
+    const auto& f = m.files.at(e["file"].get<size_t>());
+    if (f["kind"] == "file" && S_ISCHR(f.value("mode", 0u))) continue;  // /dev/null: no state to share
+    return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", f.value("path", std::string("?"))),
+               ") would be shared by every copy");
+  }
+  return "";
+}
+
+std::unique_ptr<Template> Template::create(const image::Reader& img) {
+  return with_context("make a template of " + img.dir(), [&] {
+    const auto& m = img.manifest();
+    if (std::string why = ineligible(m); !why.empty()) fail("the image cannot serve as one: ", why);
+    std::unique_ptr<Template> t(new Template());
+    t->m_ = &m;
+    // Its inherited fds are placeholders: each copy gets its own.
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!null) fail_errno("open /dev/null");
+    std::map<int, int> inherit;
+    for (const auto& e : m.fds)
+      if (external(m, e)) inherit[e["fd"].get<int>()] = null.get();
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) fail_errno("socketpair");
+    t->carrier_send_.reset(sv[0]);
+    t->carrier_recv_.reset(sv[1]);
+    t->held_ = restore_held(img, inherit);
+    proc::Seizure& s = *t->held_.seizure;
+    proc::Tracee& tt = s.leader();
+    t->regs_ = tt.regs;
+    if (::ptrace(PTRACE_SETOPTIONS, tt.tid, nullptr, kOptions) != 0) fail_errno("set ptrace options");
+    // The template takes a copy of the carrier's receiving end; each copy
+    // of it inherits that and receives its fds there.
+    long pidfd = s.syscall(tt, SYS_pidfd_open, ::getpid(), 0);
+    if (pidfd < 0) fail("pidfd_open in the template: ", errstr(pidfd));
+    long fd = s.syscall(tt, SYS_pidfd_getfd, pidfd, t->carrier_recv_.get(), 0);
+    s.syscall(tt, SYS_close, pidfd);
+    if (fd < 0) fail("pidfd_getfd in the template: ", errstr(fd));
+    t->carrier_fd_ = static_cast<int>(fd);
+    return t;
+  });
+}
+
+Template::~Template() = default;
+
+pid_t Template::copy_pid() const { return restore_pid(*m_); }  // the seizure kills and reaps the template
+
+Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
+                               const std::function<void(pid_t)>& before_run) {
+  return with_context(cat("restore from the template (process ", held_.pid, ")"), [&] {
+    auto t0 = std::chrono::steady_clock::now();
+    if (!usable_) fail("the template is not usable");
+    if (inherit.size() > kMaxInherited) fail("too many inherited fds (", inherit.size(), ")");
+    Copy c;
+    pid_t helper = 0, copy = 0;
+    try {
+      helper = make_helper(ns_init);
+      auto tf = std::chrono::steady_clock::now();
+      copy = fork_copy(helper);
+      c.fork_ms = ms_since(tf);
+      end_helper(helper);
+      helper = 0;
+      set_up_copy(copy, inherit);
+      if (before_run) before_run(copy);
+      user_regs_struct r = regs_;
+      r.orig_rax = static_cast<unsigned long long>(-1);
+      if (::ptrace(PTRACE_SETREGS, copy, nullptr, &r) != 0) fail_errno("load the registers");
+      if (::ptrace(PTRACE_DETACH, copy, nullptr, 0) != 0) fail_errno("let it run");
+    } catch (...) {
+      if (helper > 0) kill_traced(helper);
+      if (copy > 0) kill_traced(copy);
+      drain_carrier();
+      if (::kill(held_.pid, 0) != 0) usable_ = false;
+      throw;
+    }
+    c.host_pid = copy;
+    c.total_ms = ms_since(t0);
+    return c;
+  });
+}
+
+// The template joins the pid namespace of ns_init for its children and
+// makes a helper there that shares its memory (nothing is copied).
+pid_t Template::make_helper(pid_t ns_init) {
+  proc::Seizure& s = *held_.seizure;
+  proc::Tracee& t = s.leader();
+  long pidfd = s.syscall(t, SYS_pidfd_open, ns_init, 0);
+  if (pidfd < 0) fail("pidfd_open of the namespace's init (", ns_init, "): ", errstr(pidfd));
+  long rc = s.syscall(t, SYS_setns, pidfd, CLONE_NEWPID);
+  s.syscall(t, SYS_close, pidfd);
+  if (rc != 0) fail("join the pid namespace of ", ns_init, ": ", errstr(rc));
+  pid_t image_pid = restore_pid(*m_);
+  CloneBlock b{};
+  uint64_t at = s.scratch(t, sizeof b);
+  // CLONE_PARENT: the helper is our child (we reap it), not the template's.
+  b.ca.flags = CLONE_VM | CLONE_PARENT;
+  b.tid = image_pid + 1;  // anything but 1 and the image's pid: the namespace is new
+  b.ca.set_tid = at + offsetof(CloneBlock, tid);
+  b.ca.set_tid_size = 1;
+  s.write_mem(at, &b, sizeof b);
+  t.new_child = 0;
+  long h = s.syscall(t, SYS_clone3, at, sizeof b.ca);
+  if (h < 0) fail("clone3 in the template: ", errstr(h));
+  if (t.new_child <= 0) {
+    usable_ = false;  // a helper we do not hold may run
+    fail("clone3 in the template made no ptrace event");
+  }
+  wait_first_stop(t.new_child);
+  return t.new_child;
+}
+
+// The helper forks the copy with the image's pid; the copy's memory is a
+// copy-on-write copy of the template's.
+pid_t Template::fork_copy(pid_t helper) {
+  proc::Seizure& s = *held_.seizure;
+  proc::Tracee h;
+  h.tid = helper;
+  if (::ptrace(PTRACE_GETREGS, helper, nullptr, &h.regs) != 0) fail_errno("read the helper's registers");
+  CloneBlock b{};
+  uint64_t at = s.scratch(h, sizeof b);
+  b.ca.exit_signal = SIGCHLD;
+  b.tid = restore_pid(*m_);
+  b.ca.set_tid = at + offsetof(CloneBlock, tid);
+  b.ca.set_tid_size = 1;
+  s.write_mem(at, &b, sizeof b);  // the helper's memory is the template's
+  long c = s.syscall(h, SYS_clone3, at, sizeof b.ca);
+  if (c < 0) fail("clone3 with pid ", b.tid, ": ", errstr(c));
+  if (h.new_child <= 0) fail("clone3 in the helper made no ptrace event");
+  wait_first_stop(h.new_child);
+  return h.new_child;
+}
+
+// The helper exits; the copy, its child, passes to pid 1 of its namespace
+// (ns_init), which from then on waits for it as for any child.
+void Template::end_helper(pid_t helper) {
+  proc::Seizure& s = *held_.seizure;
+  user_regs_struct r;
+  if (::ptrace(PTRACE_GETREGS, helper, nullptr, &r) != 0) fail_errno("read the helper's registers");
+  r.rip = s.gadget();
+  r.rax = SYS_exit;
+  r.orig_rax = static_cast<unsigned long long>(-1);
+  r.rdi = 0;
+  if (::ptrace(PTRACE_SETREGS, helper, nullptr, &r) != 0) fail_errno("set the helper's registers");
+  if (::ptrace(PTRACE_CONT, helper, nullptr, 0) != 0) fail_errno("resume the helper");
+  for (;;) {
+    int status;
+    if (::waitpid(helper, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("wait for the helper");
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return;
+    if (WIFSTOPPED(status) && ::ptrace(PTRACE_CONT, helper, nullptr, 0) != 0) fail_errno("resume the helper");
+  }
+}
+
+// What a fork does not carry over, and the container the copy belongs to.
+void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit) {
+  proc::Seizure& s = *held_.seizure;
+  proc::Tracee w;
+  w.tid = copy;
+  if (::ptrace(PTRACE_GETREGS, copy, nullptr, &w.regs) != 0) fail_errno("read the copy's registers");
+  const image::Thread& th = m_->threads[0];
+  auto check = [](long rc, const char* what) {
+    if (rc < 0) fail(what, ": ", errstr(rc));
+  };
+  if (th.robust_head) check(s.syscall(w, SYS_set_robust_list, th.robust_head, th.robust_len), "set_robust_list");
+  check(s.syscall(w, SYS_set_tid_address, th.clear_tid), "set_tid_address");
+  if (th.rseq_ptr) check(s.syscall(w, SYS_rseq, th.rseq_ptr, th.rseq_len, 0, th.rseq_sig), "register rseq");
+  if (th.altstack_sp && !(th.altstack_flags & SS_DISABLE)) {
+    stack_t ss{reinterpret_cast<void*>(th.altstack_sp), th.altstack_flags & ~SS_ONSTACK,
+               static_cast<size_t>(th.altstack_size)};
+    uint64_t at = s.scratch(w, sizeof ss);
+    write_to(copy, at, &ss, sizeof ss);
+    check(s.syscall(w, SYS_sigaltstack, at, 0), "sigaltstack");
+  }
+  check(s.syscall(w, SYS_setsid), "setsid");
+  pass_fds(w, inherit);
+  long pidfd = s.syscall(w, SYS_pidfd_open, 1, 0);
+  check(pidfd, "pidfd_open of its namespace's init");
+  long rc = s.syscall(w, SYS_setns, pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC);
+  s.syscall(w, SYS_close, pidfd);
+  check(rc, "join the container's mount, uts and ipc namespaces");
+  const std::string& cwd = m_->process.cwd;
+  uint64_t at = s.scratch(w, cwd.size() + 1);
+  write_to(copy, at, cwd.c_str(), cwd.size() + 1);
+  rc = s.syscall(w, SYS_chdir, at);
+  if (rc < 0) fail("restore: cwd ", cwd, ": ", errstr(rc));
+}
+
+// The copy receives the fds the caller gives it over the carrier, puts each
+// where the image had it and closes its copy of the carrier.
+void Template::pass_fds(proc::Tracee& w, const std::map<int, int>& inherit) {
+  proc::Seizure& s = *held_.seizure;
+  std::vector<int> targets, ours;
+  for (const auto& [target, mine] : inherit) {
+    targets.push_back(target);
+    ours.push_back(mine);
+  }
+  auto check = [](long rc, const char* what) {
+    if (rc < 0) fail(what, ": ", errstr(rc));
+  };
+  if (!ours.empty()) {
+    char byte = 'F';
+    iovec io{&byte, 1};
+    msghdr mh{};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kMaxInherited)] = {};
+    mh.msg_iov = &io;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * ours.size());
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * ours.size());
+    std::memcpy(CMSG_DATA(cm), ours.data(), sizeof(int) * ours.size());
+    if (::sendmsg(carrier_send_.get(), &mh, MSG_NOSIGNAL) != 1) fail_errno("send the fds to the copy");
+
+    // The same message, laid out in the copy's memory for recvmsg.
+    size_t ctl_len = CMSG_SPACE(sizeof(int) * ours.size());
+    struct Layout {
+      msghdr mh;
+      iovec io;
+      char byte;
+    };
+    size_t total = sizeof(Layout) + 16 + ctl_len;
+    uint64_t at = s.scratch(w, total);
+    uint64_t ctl_at = (at + sizeof(Layout) + 15) & ~uint64_t{15};
+    Layout l{};
+    l.io.iov_base = reinterpret_cast<void*>(at + offsetof(Layout, byte));
+    l.io.iov_len = 1;
+    l.mh.msg_iov = reinterpret_cast<iovec*>(at + offsetof(Layout, io));
+    l.mh.msg_iovlen = 1;
+    l.mh.msg_control = reinterpret_cast<void*>(ctl_at);
+    l.mh.msg_controllen = ctl_len;
+    write_to(w.tid, at, &l, sizeof l);
+    long n = s.syscall(w, SYS_recvmsg, carrier_fd_, at, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n != 1) fail("receive the fds in the copy: ", n < 0 ? errstr(n) : std::string("nothing came"));
+    std::vector<char> got(ctl_len);
+    read_from(w.tid, ctl_at, got.data(), got.size());
+    read_from(w.tid, at, &l, sizeof l);
+    msghdr back{};
+    back.msg_control = got.data();
+    back.msg_controllen = l.mh.msg_controllen;
+    cmsghdr* rc = CMSG_FIRSTHDR(&back);
+    if (!rc || rc->cmsg_type != SCM_RIGHTS || rc->cmsg_len != CMSG_LEN(sizeof(int) * ours.size()))
+      fail("the copy received its fds truncated");
+    std::vector<int> theirs(ours.size());
+    std::memcpy(theirs.data(), CMSG_DATA(rc), sizeof(int) * ours.size());
+    for (size_t i = 0; i < theirs.size(); i++) {
+      bool cloexec = false;
+      for (const auto& e : m_->fds)
+        if (e["fd"].get<int>() == targets[i]) cloexec = e.value("cloexec", false);
+      check(s.syscall(w, SYS_dup3, theirs[i], targets[i], cloexec ? O_CLOEXEC : 0), "install an inherited fd");
+      check(s.syscall(w, SYS_close, theirs[i]), "close a received fd");
+    }
+  }
+  check(s.syscall(w, SYS_close, carrier_fd_), "close the carrier");
+}
+
+// A failed spawn may leave its message unread: the next copy must not get it.
+void Template::drain_carrier() {
+  for (;;) {
+    char byte;
+    iovec io{&byte, 1};
+    msghdr mh{};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kMaxInherited)];
+    mh.msg_iov = &io;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof ctl;
+    if (::recvmsg(carrier_recv_.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0) return;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+      if (c->cmsg_type == SCM_RIGHTS)
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          ::close(fd);
+        }
+  }
+}
+
+}  // namespace thaw::engine

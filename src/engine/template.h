@@ -1,0 +1,96 @@
+// Restores that copy nothing: a live template of an image, forked per
+// restore.
+//
+// A restore from the image file must put every page the process touches
+// into fresh memory (~75 MiB for a torch worker: ~50 ms here). A template
+// is the image restored once, eagerly, and held stopped under ptrace,
+// never run; each restore forks it, so the copy shares every page with it
+// until it writes one, and runs again within a fork's time (~10 ms for a
+// torch worker).
+//
+// What a copy is given, from outside, by system calls injected into the
+// template, a helper and the copy:
+// - its pid: the image's, in the pid namespace of `ns_init` (which must be
+//   pid 1 of a fresh namespace). The template joins that namespace for its
+//   children, makes a helper there sharing its memory (CLONE_VM: no copy),
+//   and the helper forks the copy with the image's pid and exits, so the
+//   copy's parent becomes `ns_init`, which can wait for it like for its own
+//   child (exit status included);
+// - the per-thread state a fork does not carry (robust futex list,
+//   clear-child-tid, rseq, sigaltstack), a session of its own, and
+//   ns_init's mount, uts and ipc namespaces (then its cwd again);
+// - its inherited fds (RestoreOptions::inherit), passed over a socket the
+//   template holds;
+// - the image's registers; FPU state and signal mask come with the fork.
+// Which images qualify (eligible()): one thread, no GPU state, no shared
+// memory objects, no MADV_DONTFORK/WIPEONFORK mappings, no timers or
+// pending signals, not stopped, and fds that copies may share: inherited
+// ones and character devices (/dev/null). Others restore from the image.
+//
+// Costs: the template holds the image's memory (as much as one restored
+// process) and a copy's shared pages are charged to the template's memory
+// cgroup, not the copy's. Everything a copy does to its pages is its own.
+#pragma once
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/unique_fd.h"
+#include "engine/context.h"
+
+namespace thaw::image {
+class Reader;
+}
+
+namespace thaw::engine {
+
+class Template {
+ public:
+  // Why `img` cannot serve as a template, or "" if it can.
+  static std::string ineligible(const image::Manifest& m);
+  // Restores `img` held (every page now: ~100-200 ms for a torch worker).
+  // Throws with the reason it cannot; the image itself is not touched.
+  static std::unique_ptr<Template> create(const image::Reader& img);
+  ~Template();
+  Template(const Template&) = delete;
+  Template& operator=(const Template&) = delete;
+
+  struct Copy {
+    pid_t host_pid = 0;    // in our pid namespace
+    double fork_ms = 0;    // the helper's fork of the template
+    double total_ms = 0;   // everything, until it runs
+  };
+  // Makes a copy in the namespaces of `ns_init` (our pid namespace's view)
+  // with `inherit` (fd in the image -> fd of ours) installed; calls
+  // `before_run` with its pid (to put it into cgroups) and lets it run.
+  // Throws on failure, with the copy (if any) killed; the template stays
+  // usable unless the error says otherwise (usable()).
+  Copy spawn(pid_t ns_init, const std::map<int, int>& inherit, const std::function<void(pid_t)>& before_run);
+  // False once the template died or an injection left it in an unknown state.
+  bool usable() const { return usable_; }
+  pid_t pid() const { return held_.pid; }
+  // The pid of every copy in its namespace: the image's.
+  pid_t copy_pid() const;
+
+ private:
+  Template() = default;
+  pid_t make_helper(pid_t ns_init);
+  pid_t fork_copy(pid_t helper);
+  void end_helper(pid_t helper);
+  void set_up_copy(pid_t copy, const std::map<int, int>& inherit);
+  void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
+  void drain_carrier();
+
+  const image::Manifest* m_ = nullptr;
+  HeldProcess held_;
+  user_regs_struct regs_{};  // the image's registers, as every copy starts
+  UniqueFd carrier_send_, carrier_recv_;  // both ends; the template holds a copy of recv at carrier_fd_
+  int carrier_fd_ = -1;
+  bool usable_ = true;
+};
+
+}  // namespace thaw::engine
