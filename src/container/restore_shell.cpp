@@ -188,7 +188,7 @@ void write_line(int fd, const std::string& line) {
 // up the namespaces, says so on the ready pipe, and once told the copy is
 // its child ('G' on `go`), forwards termination signals to it, reaps, and
 // exits the way it did.
-[[noreturn]] void template_ns_init(const Spec& spec, pid_t worker, int go) {
+[[noreturn]] void template_ns_init(const image::Manifest& m, const Spec& spec, pid_t worker, int go) {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
   for (int fd = 3; fd < 1024; fd++)
@@ -197,6 +197,12 @@ void write_line(int fd, const std::string& line) {
     setup_namespace(spec);
   } catch (const std::exception& e) {
     write_line(kReadyFd, cat("E set up the namespace: ", e.what()));
+    ::_exit(kRestoreFailed);
+  }
+  try {
+    engine::Template::check_files_unchanged(m);
+  } catch (const std::exception& e) {
+    write_line(kReadyFd, cat("E ", e.what()));
     ::_exit(kRestoreFailed);
   }
   write_line(kReadyFd, "OK");
@@ -239,7 +245,7 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
   long init = ::syscall(SYS_clone3, &ca, sizeof ca);
   if (init == 0) {
     ::close(gp[1]);
-    template_ns_init(spec, copy_pid, gp[0]);
+    template_ns_init(img.manifest(), spec, copy_pid, gp[0]);
   }
   ::close(gp[0]);
   UniqueFd go(gp[1]);
@@ -392,7 +398,13 @@ int restore_shell_main(int argc, char** argv) {
         if (::poll(&p, 1, 0) == 0) {
           want_template = false;  // one try
           try {
+            auto t0 = std::chrono::steady_clock::now();
             tmpl = engine::Template::create(*img);
+            double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            std::string dir = argv[2];
+            std::string key = dir.substr(0, dir.rfind('/'));
+            key = key.substr(key.rfind('/') + 1).substr(0, 12);
+            std::fprintf(stderr, "Live template of snapshot %s ready in %.0f ms: restores copy it.\n", key.c_str(), ms);
           } catch (const std::exception& e) {
             std::fprintf(stderr, "thaw: note: each restore of %s reads the image (%s)\n", argv[2], e.what());
           }

@@ -109,6 +109,8 @@ std::string Template::ineligible(const image::Manifest& m) {
   return "";
 }
 
+void Template::check_files_unchanged(const image::Manifest& m) { check_mapped_files(m); }
+
 std::unique_ptr<Template> Template::create(const image::Reader& img) {
   return with_context("make a template of " + img.dir(), [&] {
     const auto& m = img.manifest();

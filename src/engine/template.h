@@ -52,6 +52,11 @@ class Template {
  public:
   // Why `img` cannot serve as a template, or "" if it can.
   static std::string ineligible(const image::Manifest& m);
+  // Throws, naming the file, if a file the image maps is gone or changed:
+  // copies share the template's mappings, made when the template was, so
+  // this runs before each copy (where its paths resolve as they will for
+  // the copy).
+  static void check_files_unchanged(const image::Manifest& m);
   // Restores `img` held (every page now: ~100-200 ms for a torch worker).
   // Throws with the reason it cannot; the image itself is not touched.
   static std::unique_ptr<Template> create(const image::Reader& img);

@@ -816,3 +816,81 @@ def test_min_containers_of_a_version_deployed_while_serving(thaw):
     log = thaw.stop_serve()
     assert warm in log, log
     thaw.assert_containers_gone()
+
+
+TEMPLATE = "a copy of the live template"
+TEMPLATE_CLIENT = """
+import json, thaw
+f = thaw.Function.from_name("e2e-template", "probe")
+calls = [f.spawn(t) for t in ("a", "b")]
+print(json.dumps([c.get() for c in calls]))
+"""
+
+
+def wait_for_log(thaw, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while text not in thaw.serve_log():
+        if thaw.serving.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} in the runtime log:\n{thaw.serve_log()}")
+        time.sleep(0.05)
+
+
+def test_serve_restores_copies_of_a_live_template(thaw):
+    """`thaw serve` keeps each snapshot restored and held by its restore
+    shell; containers are copies of it that behave as restored ones."""
+    thaw.deploy(APPS / "live_template.py")
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")
+    results = thaw.client(TEMPLATE_CLIENT, sock)
+    log = thaw.stop_serve()
+    assert count(log, RESTORING) == 2 and count(log, TEMPLATE) == 2, log
+    assert COLD not in log and FALLBACK not in log and "reads the image" not in log, log
+    a, b = results
+    for r in results:
+        assert r["pid"] == r["snap"]["pid"] == 2, r  # the image's pid, in the container's namespace
+        assert r["ppid"] == 1 and r["sid"] == r["pid"], r  # its init's child, a session of its own
+        assert r["cwd"] == r["snap"]["cwd"] and r["blob_ok"] and not r["maps_have_thaw"], r
+        assert r["fds"] == [0, 1, 2, 3], r  # the control channel, no fd of the template's
+    assert a["container"] != b["container"] and a["random"] != b["random"]
+    vol = thaw.home / "volumes" / "e2e-template"
+    assert (vol / "a.txt").read_text() == a["container"]  # its mount namespace has the Volume
+    assert (vol / "b.txt").read_text() == b["container"]
+    thaw.assert_containers_gone()
+
+
+def test_a_copy_of_the_live_template_exits_with_its_own_status(thaw):
+    thaw.deploy(APPS / "live_template.py")
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")
+    out = thaw.client("""
+import json, thaw
+try:
+    thaw.Function.from_name("e2e-template", "die").remote(7)
+    print(json.dumps("returned"))
+except Exception as e:
+    print(json.dumps(str(e)))
+""", sock)
+    log = thaw.stop_serve()
+    assert TEMPLATE in log, log
+    assert "exited (status 7)" in out or "exited (status 7)" in log, (out, log)
+    thaw.assert_containers_gone()
+
+
+def test_serve_without_templates_restores_from_the_image(thaw):
+    thaw.deploy(APPS / "live_template.py")
+    path = thaw.tmp / "runtime.sock"
+    log = open(thaw.tmp / "serve.log", "w")
+    thaw.serving = subprocess.Popen([str(THAW_BIN), "serve", "--socket", str(path), "--no-template"],
+                                    env=thaw.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert thaw.serving.poll() is None and time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.05)
+    results = thaw.client(TEMPLATE_CLIENT, path)
+    log = thaw.stop_serve()
+    assert count(log, RESTORING) == 2 and TEMPLATE not in log and "Live template" not in log, log
+    assert all(r["pid"] == 2 for r in results)
+    thaw.assert_containers_gone()
+
