@@ -894,3 +894,21 @@ def test_serve_without_templates_restores_from_the_image(thaw):
     assert all(r["pid"] == 2 for r in results)
     thaw.assert_containers_gone()
 
+
+def test_a_file_changed_after_the_live_template_was_made_never_reaches_a_copy(thaw):
+    (thaw.e2e / "data.bin").write_bytes(b"old!" * 1024)
+    thaw.deploy(APPS / "mapped_file.py")
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")
+    (thaw.e2e / "data.bin").unlink()
+    (thaw.e2e / "data.bin").write_bytes(b"new!" * 2048)
+    out = thaw.client("""
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-mapped", "first_bytes").remote()))
+""", sock)
+    log = thaw.stop_serve()
+    assert "restore from the live template failed" in log and "data.bin" in log, log
+    assert FALLBACK in log, log  # the image's restore refuses it too; the snapshot is recreated
+    assert out == {"mapped": "new!", "size": 8192}, out
+    thaw.assert_containers_gone()
+
