@@ -4,6 +4,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace thaw::cli {
@@ -15,6 +17,9 @@ struct Command {
 
 // Engine: checkpoint, restore, inspect (engine.cpp).
 void add_engine_commands(CLI::App& app, std::vector<Command>& out);
+// thaw template (template.cpp), and the client side of its restores.
+Command add_template(CLI::App& app);
+int restore_from_template(const std::string& socket, const std::map<int, int>& inherit, bool stats, bool detach);
 // Function runtime.
 Command add_deploy(CLI::App& app);
 Command add_run(CLI::App& app);

@@ -71,10 +71,14 @@ Command add_restore(CLI::App& app) {
     engine::RestoreOptions ro;
     std::vector<std::string> inherit;
     bool stats = false;
+    std::string from_template;
   };
   auto o = std::make_shared<Opts>();
   auto* rs = app.add_subcommand("restore", "Bring a process back from an image; waits for it unless --detach");
-  rs->add_option("dir", o->ro.dir, "image directory")->required();
+  rs->add_option("dir", o->ro.dir, "image directory");
+  rs->add_option("--from-template", o->from_template,
+                 "restore a copy of the live template served on this socket (thaw template) instead of reading "
+                 "an image");
   rs->add_option("--inherit-fd", o->inherit, "N=M: give the restored process our fd M as its fd N");
   rs->add_flag("--detach,-d", o->ro.detach, "return once the process runs; print its pid");
   rs->add_option("--pidfile", o->ro.pidfile, "write the restored process's pid here");
@@ -91,6 +95,10 @@ Command add_restore(CLI::App& app) {
   return {rs, [o] {
             auto& ro = o->ro;
             ro.inherit = parse_inherit(o->inherit);
+            if (o->from_template.empty() == ro.dir.empty())
+              thaw::fail("restore: give an image directory or --from-template SOCKET (one of them)");
+            if (!o->from_template.empty())
+              return restore_from_template(o->from_template, ro.inherit, o->stats, ro.detach);
             ro.on_running = [o](const engine::RestoreResult& r) {
               if (o->stats || o->ro.detach)
                 std::fprintf(stderr,

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", THAW_VERSION);
   std::vector<thaw::cli::Command> commands;
   thaw::cli::add_engine_commands(app, commands);
+  commands.push_back(thaw::cli::add_template(app));
   commands.push_back(thaw::cli::add_deploy(app));
   commands.push_back(thaw::cli::add_run(app));
   commands.push_back(thaw::cli::add_serve(app));

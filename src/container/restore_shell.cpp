@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/packet.h"
 #include "container/cgroup.h"
 #include "container/init.h"
 #include "container/mounts.h"
@@ -35,7 +36,6 @@ using nlohmann::json;
 
 constexpr int kShellSocket = 3;     // the shell's end of its request socket
 constexpr int kRestoreFailed = 70;  // a restore process that could not restore
-constexpr size_t kMaxPacket = 1 << 20;
 constexpr int kFdsPerRestore = 5;   // fds 0-4 of a restore process
 // A restore from the live template also gets these two pipes (see
 // restore_from_template): the ready pipe (its namespace init says when the
@@ -46,73 +46,6 @@ constexpr int kVerdictFd = 6;
 constexpr int kLowFds = 7;  // fd numbers the shell keeps free for those
 // How long a container's namespaces may take to be set up.
 constexpr int kNamespaceTimeoutMs = 10000;
-
-// One request or reply on the shell's SOCK_SEQPACKET socket: a JSON text,
-// and with a request the fds the restore process gets.
-void send_packet(int sock, const std::string& body, const int* fds, int nfds) {
-  iovec iov{const_cast<char*>(body.data()), body.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kFdsPerRestore)] = {};
-  if (nfds > 0) {
-    mh.msg_control = ctl;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-  }
-  ssize_t n;
-  do n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) fail_errno("send to the restore shell");
-}
-
-// The next packet, or nullopt at end of file. Fds that came with it are
-// added to *fds (closed if fds is null). Throws on a timeout.
-std::optional<std::string> recv_packet(int sock, int timeout_ms, std::vector<UniqueFd>* fds) {
-  if (timeout_ms >= 0) {
-    struct pollfd p{sock, POLLIN, 0};
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
-      if (r > 0) break;
-      if (r < 0 && errno != EINTR) fail_errno("poll");
-      if (r == 0) fail("no answer within ", timeout_ms, " ms");
-    }
-  }
-  std::string body(kMaxPacket, '\0');
-  iovec iov{body.data(), body.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kFdsPerRestore)];
-  mh.msg_control = ctl;
-  mh.msg_controllen = sizeof ctl;
-  ssize_t n;
-  do n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) fail_errno("receive from the restore shell");
-  std::vector<UniqueFd> got;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; i++) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        got.emplace_back(fd);
-      }
-    }
-  if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) fail("a message to or from the restore shell was truncated");
-  if (n == 0 && got.empty()) return std::nullopt;
-  if (fds)
-    for (auto& f : got) fds->push_back(std::move(f));
-  body.resize(n);
-  return body;
-}
 
 // ---------------------------------------------------------------- the shell
 
@@ -376,12 +309,12 @@ int restore_shell_main(int argc, char** argv) {
   try {
     img.emplace(argv[2]);
   } catch (const std::exception& e) {
-    send_packet(kShellSocket, json{{"ok", false}, {"error", e.what()}}.dump(), nullptr, 0);
+    send_packet(kShellSocket, json{{"ok", false}, {"error", e.what()}}.dump(), nullptr, 0, "the runtime");
     return 1;
   }
   double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   try {
-    send_packet(kShellSocket, json{{"ok", true}, {"load_ms", load_ms}}.dump(), nullptr, 0);
+    send_packet(kShellSocket, json{{"ok", true}, {"load_ms", load_ms}}.dump(), nullptr, 0, "the runtime");
     std::unique_ptr<engine::Template> tmpl;
     if (want_template) {
       if (std::string why = engine::Template::ineligible(img->manifest()); !why.empty()) {
@@ -411,7 +344,7 @@ int restore_shell_main(int argc, char** argv) {
         }
       }
       std::vector<UniqueFd> fds;
-      auto msg = recv_packet(kShellSocket, -1, &fds);
+      auto msg = recv_packet(kShellSocket, -1, &fds, "the runtime");
       if (!msg) return 0;  // the runtime is done with this image, or gone
       json reply;
       try {
@@ -447,7 +380,7 @@ int restore_shell_main(int argc, char** argv) {
         reply = {{"error", e.what()}};
       }
       fds.clear();
-      send_packet(kShellSocket, reply.dump(), nullptr, 0);
+      send_packet(kShellSocket, reply.dump(), nullptr, 0, "the runtime");
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "thaw restore shell (%s): %s\n", argv[2], e.what());
@@ -477,7 +410,7 @@ std::unique_ptr<RestoreShell> RestoreShell::start(const std::string& image, cons
     so.new_session = true;
     s->proc_ = spawn(so);
     theirs.reset();
-    auto hello = recv_packet(s->sock_.get(), timeout_ms, nullptr);
+    auto hello = recv_packet(s->sock_.get(), timeout_ms, nullptr, "the restore shell");
     if (!hello) {
       s->proc_.wait(2000);
       fail("it ended (status ", s->proc_.status(), ") before reading the image");
@@ -499,9 +432,9 @@ Child RestoreShell::fork_restore(const Spec& spec, const std::array<int, 5>& fds
   if (!sock_) throw RestoreShellGone(cat("the restore shell of ", image_, " is gone"));
   std::optional<std::string> r;
   try {
-    send_packet(sock_.get(), to_json(spec).dump(), fds.data(), kFdsPerRestore);
+    send_packet(sock_.get(), to_json(spec).dump(), fds.data(), kFdsPerRestore, "the restore shell");
     // A fork takes milliseconds; a shell this late is wedged.
-    r = recv_packet(sock_.get(), 30000, nullptr);
+    r = recv_packet(sock_.get(), 30000, nullptr, "the restore shell");
   } catch (const std::exception& e) {
     sock_.reset();
     throw RestoreShellGone(cat("the restore shell of ", image_, ": ", e.what()));

@@ -149,7 +149,7 @@ Template::~Template() = default;
 pid_t Template::copy_pid() const { return restore_pid(*m_); }  // the seizure kills and reaps the template
 
 Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
-                               const std::function<void(pid_t)>& before_run) {
+                               const std::function<void(pid_t)>& before_run, int namespaces) {
   return with_context(cat("restore from the template (process ", held_.pid, ")"), [&] {
     auto t0 = std::chrono::steady_clock::now();
     if (!usable_) fail("the template is not usable");
@@ -163,7 +163,7 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       c.fork_ms = ms_since(tf);
       end_helper(helper);
       helper = 0;
-      set_up_copy(copy, inherit);
+      set_up_copy(copy, inherit, namespaces);
       if (before_run) before_run(copy);
       user_regs_struct r = regs_;
       r.orig_rax = static_cast<unsigned long long>(-1);
@@ -257,7 +257,7 @@ void Template::end_helper(pid_t helper) {
 }
 
 // What a fork does not carry over, and the container the copy belongs to.
-void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit) {
+void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit, int namespaces) {
   proc::Seizure& s = *held_.seizure;
   proc::Tracee w;
   w.tid = copy;
@@ -278,15 +278,17 @@ void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit) {
   }
   check(s.syscall(w, SYS_setsid), "setsid");
   pass_fds(w, inherit);
-  long pidfd = s.syscall(w, SYS_pidfd_open, 1, 0);
-  check(pidfd, "pidfd_open of its namespace's init");
-  long rc = s.syscall(w, SYS_setns, pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC);
-  s.syscall(w, SYS_close, pidfd);
-  check(rc, "join the container's mount, uts and ipc namespaces");
+  if (namespaces) {
+    long pidfd = s.syscall(w, SYS_pidfd_open, 1, 0);
+    check(pidfd, "pidfd_open of its namespace's init");
+    long rc = s.syscall(w, SYS_setns, pidfd, namespaces);
+    s.syscall(w, SYS_close, pidfd);
+    check(rc, "join its init's namespaces");
+  }
   const std::string& cwd = m_->process.cwd;
   uint64_t at = s.scratch(w, cwd.size() + 1);
   write_to(copy, at, cwd.c_str(), cwd.size() + 1);
-  rc = s.syscall(w, SYS_chdir, at);
+  long rc = s.syscall(w, SYS_chdir, at);
   if (rc < 0) fail("restore: cwd ", cwd, ": ", errstr(rc));
 }
 

@@ -31,6 +31,7 @@
 // process) and a copy's shared pages are charged to the template's memory
 // cgroup, not the copy's. Everything a copy does to its pages is its own.
 #pragma once
+#include <sched.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -69,12 +70,15 @@ class Template {
     double fork_ms = 0;    // the helper's fork of the template
     double total_ms = 0;   // everything, until it runs
   };
-  // Makes a copy in the namespaces of `ns_init` (our pid namespace's view)
-  // with `inherit` (fd in the image -> fd of ours) installed; calls
-  // `before_run` with its pid (to put it into cgroups) and lets it run.
+  // Makes a copy in the pid namespace of `ns_init` (our pid namespace's
+  // view) and in those of its other namespaces that `namespaces` names
+  // (CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC), with `inherit` (fd in the
+  // image -> fd of ours) installed; calls `before_run` with its pid (to put
+  // it into cgroups) and lets it run.
   // Throws on failure, with the copy (if any) killed; the template stays
   // usable unless the error says otherwise (usable()).
-  Copy spawn(pid_t ns_init, const std::map<int, int>& inherit, const std::function<void(pid_t)>& before_run);
+  Copy spawn(pid_t ns_init, const std::map<int, int>& inherit, const std::function<void(pid_t)>& before_run,
+             int namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC);
   // False once the template died or an injection left it in an unknown state.
   bool usable() const { return usable_; }
   pid_t pid() const { return held_.pid; }
@@ -86,7 +90,7 @@ class Template {
   pid_t make_helper(pid_t ns_init);
   pid_t fork_copy(pid_t helper);
   void end_helper(pid_t helper);
-  void set_up_copy(pid_t copy, const std::map<int, int>& inherit);
+  void set_up_copy(pid_t copy, const std::map<int, int>& inherit, int namespaces);
   void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
   void drain_carrier();
 

@@ -1,0 +1,261 @@
+// thaw template DIR --socket PATH: keeps a live template of an image
+// (engine/template.h) and serves `thaw restore --from-template PATH`: each
+// restore is a copy of the template in fresh pid and mount namespaces,
+// with the client's stdio (and --inherit-fd) as its inherited fds.
+//
+// Protocol (SOCK_SEQPACKET, JSON): the client sends {"fds": [image fd...]}
+// with its own fds for them attached, in that order; the server answers
+// {"running": pid, "ms": ..., "fork_ms": ...} or {"error": "..."}; later the
+// copy's namespace init sends {"exit": status} when the copy has ended.
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/io.h"
+#include "common/packet.h"
+#include "engine/template.h"
+#include "image/image.h"
+
+namespace thaw::cli {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kNamespaceTimeoutMs = 10000;
+constexpr int kReplyTimeoutMs = 60000;
+
+sockaddr_un address_of(const std::string& path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.size() >= sizeof a.sun_path) fail("socket path too long: ", path);
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  return a;
+}
+
+// pid 1 of a copy's namespaces: a /proc of its own, the image's mapped
+// files checked where the copy will see them; once told the copy is its
+// child ('G'), reaps until the copy ends and sends its status on `conn`.
+[[noreturn]] void copy_init(const image::Manifest& m, pid_t copy, int ready, int go, int conn) {
+  for (int fd = 3; fd < 1024; fd++)
+    if (fd != ready && fd != go && fd != conn) ::close(fd);
+  int null = ::open("/dev/null", O_RDWR);
+  for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
+  auto say = [&](const std::string& line) {
+    std::string l = line + "\n";
+    ssize_t ignored = ::write(ready, l.data(), l.size());
+    (void)ignored;
+  };
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 ||
+      ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    std::fprintf(stderr, "thaw: note: no /proc of the new pid namespace (%s)\n", std::strerror(errno));
+  try {
+    engine::Template::check_files_unchanged(m);
+  } catch (const std::exception& e) {
+    say(cat("E ", e.what()));
+    ::_exit(1);
+  }
+  say("OK");
+  ::close(ready);
+  char c = 0;
+  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  }
+  if (c != 'G') ::_exit(1);
+  static pid_t forward_to;
+  forward_to = copy;
+  struct sigaction sa{};
+  sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+  for (;;) {
+    int status;
+    pid_t w = ::waitpid(-1, &status, __WALL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) ::_exit(1);
+    if (w == copy && (WIFEXITED(status) || WIFSIGNALED(status))) {
+      int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      try {
+        send_packet(conn, json{{"exit", code}}.dump(), nullptr, 0, "the client");
+      } catch (const std::exception&) {
+        // the client is gone: nobody to tell
+      }
+      ::_exit(0);
+    }
+  }
+}
+
+// One restore: the copy's namespace init (our child, `inits`), then the copy.
+void serve_one(engine::Template& tmpl, const image::Manifest& m, int conn, std::vector<pid_t>& inits) {
+  std::vector<UniqueFd> fds;
+  auto msg = recv_packet(conn, 5000, &fds, "the client");
+  if (!msg) return;
+  json req = json::parse(*msg);
+  auto numbers = req.value("fds", std::vector<int>{});
+  if (numbers.size() != fds.size()) fail("the request names ", numbers.size(), " fds and came with ", fds.size());
+  std::map<int, int> inherit;
+  for (const auto& e : m.fds) {
+    int fd = e["fd"];
+    if (m.files.at(e["file"].get<size_t>())["kind"] != "external") continue;
+    auto it = std::find(numbers.begin(), numbers.end(), fd);
+    if (it == numbers.end())
+      fail("the image inherited fd ", fd, " (", m.files.at(e["file"].get<size_t>()).value("desc", std::string("?")),
+           "); pass one with --inherit-fd ", fd, "=N");
+    inherit[fd] = fds[it - numbers.begin()].get();
+  }
+  int rp[2], gp[2];
+  if (::pipe2(rp, O_CLOEXEC) != 0 || ::pipe2(gp, O_CLOEXEC) != 0) fail_errno("pipe");
+  UniqueFd ready_r(rp[0]), ready_w(rp[1]), go_r(gp[0]), go_w(gp[1]);
+  clone_args ca{};
+  ca.flags = CLONE_NEWPID | CLONE_NEWNS;
+  ca.exit_signal = SIGCHLD;
+  long init = ::syscall(SYS_clone3, &ca, sizeof ca);
+  if (init < 0) fail_errno("clone3 of the namespace's init");
+  if (init == 0) copy_init(m, tmpl.copy_pid(), ready_w.get(), go_r.get(), conn);
+  inits.push_back(static_cast<pid_t>(init));
+  ready_w.reset();
+  go_r.reset();
+  auto kill_init = [&] { ::kill(static_cast<pid_t>(init), SIGKILL); };
+  try {
+    std::string buf;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kNamespaceTimeoutMs);
+    while (buf.find('\n') == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{ready_r.get(), POLLIN, 0};
+      int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) fail("the namespace was not set up within ", kNamespaceTimeoutMs, " ms");
+      char tmp[512];
+      ssize_t n = ::read(ready_r.get(), tmp, sizeof tmp);
+      if (n <= 0) fail("the namespace's init ended before it was set up");
+      buf.append(tmp, n);
+    }
+    if (buf.rfind("E ", 0) == 0) fail(trim(buf.substr(2)));
+    auto c = tmpl.spawn(static_cast<pid_t>(init), inherit, nullptr, CLONE_NEWNS);
+    if (::write(go_w.get(), "G", 1) != 1) fail_errno("tell the namespace's init");
+    send_packet(conn, json{{"running", c.host_pid}, {"ms", c.total_ms}, {"fork_ms", c.fork_ms}}.dump(), nullptr, 0,
+                "the client");
+  } catch (...) {
+    kill_init();
+    throw;
+  }
+}
+
+int serve_template(const std::string& dir, const std::string& path) {
+  image::Reader img(dir);
+  auto t0 = std::chrono::steady_clock::now();
+  auto tmpl = engine::Template::create(img);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  UniqueFd lsock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!lsock) fail_errno("socket");
+  sockaddr_un a = address_of(path);
+  if (::bind(lsock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    fail_errno("listen on ", path, " (remove it if no template server uses it any more)");
+  if (::listen(lsock.get(), 64) != 0) fail_errno("listen");
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
+  ::sigprocmask(SIG_BLOCK, &stop, nullptr);
+  UniqueFd sigs(::signalfd(-1, &stop, SFD_CLOEXEC));
+  std::fprintf(stderr, "template: %s held as process %d (made in %.1f ms); restores: thaw restore --from-template %s\n",
+               dir.c_str(), tmpl->pid(), ms, path.c_str());
+  std::vector<pid_t> inits;
+  for (;;) {
+    pollfd p[2] = {{lsock.get(), POLLIN, 0}, {sigs.get(), POLLIN, 0}};
+    int r = ::poll(p, 2, 1000);
+    for (auto it = inits.begin(); it != inits.end();)  // inits end with their copy
+      it = ::waitpid(*it, nullptr, WNOHANG) != 0 ? inits.erase(it) : it + 1;
+    if (r < 0 && errno == EINTR) continue;
+    if (p[1].revents) break;
+    if (!tmpl->usable()) {
+      std::fprintf(stderr, "thaw: template: the template is gone; stopping\n");
+      ::unlink(path.c_str());
+      return 1;
+    }
+    if (!(p[0].revents & POLLIN)) continue;
+    UniqueFd conn(::accept4(lsock.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) continue;
+    try {
+      serve_one(*tmpl, img.manifest(), conn.get(), inits);
+    } catch (const std::exception& e) {
+      try {
+        send_packet(conn.get(), json{{"error", e.what()}}.dump(), nullptr, 0, "the client");
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  ::unlink(path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int restore_from_template(const std::string& path, const std::map<int, int>& inherit, bool stats, bool detach) {
+  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock) fail_errno("socket");
+  sockaddr_un a = address_of(path);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    fail_errno("connect to the template server at ", path, " (is `thaw template DIR --socket ", path, "` running?)");
+  std::map<int, int> all = {{0, 0}, {1, 1}, {2, 2}};
+  for (const auto& [n, m] : inherit) all[n] = m;
+  std::vector<int> numbers, fds;
+  for (const auto& [n, m] : all) {
+    numbers.push_back(n);
+    fds.push_back(m);
+  }
+  send_packet(sock.get(), json{{"fds", numbers}}.dump(), fds.data(), static_cast<int>(fds.size()),
+              "the template server");
+  auto reply = recv_packet(sock.get(), kReplyTimeoutMs, nullptr, "the template server");
+  if (!reply) fail("the template server closed the connection without an answer");
+  json j = json::parse(*reply);
+  if (j.contains("error")) fail(j["error"].get<std::string>());
+  pid_t pid = j.value("running", 0);
+  if (stats || detach)
+    std::fprintf(stderr, "restore: %s running as pid %d after %.1f ms (fork %.1f)\n", path.c_str(), pid,
+                 j.value("ms", 0.0), j.value("fork_ms", 0.0));
+  if (detach) {
+    std::printf("%d\n", pid);
+    return 0;
+  }
+  std::fflush(nullptr);
+  auto end = recv_packet(sock.get(), -1, nullptr, "the template server");
+  if (!end) fail("the restored process's namespace init went away; its exit status is unknown");
+  return json::parse(*end).value("exit", 1);
+}
+
+Command add_template(CLI::App& app) {
+  struct Opts {
+    std::string dir, socket;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* t = app.add_subcommand(
+      "template", "Hold a live template of an image and serve fast restores of it (thaw restore --from-template)");
+  t->add_option("dir", o->dir, "image directory")->required();
+  t->add_option("--socket", o->socket, "unix socket to serve restores on")->required();
+  return {t, [o] {
+            try {
+              return serve_template(o->dir, o->socket);
+            } catch (const std::exception& e) {
+              std::fprintf(stderr, "thaw: template: %s\n", e.what());
+              return 1;
+            }
+          }};
+}
+
+}  // namespace thaw::cli
