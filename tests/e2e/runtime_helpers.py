@@ -237,6 +237,38 @@ class Runner:
         p.pid = int(text)
         return p
 
+    def start_template(self, img, what):
+        """Starts `thaw template img --socket S` and waits until it serves;
+        returns (Proc of the server, socket path)."""
+        sock = self.path("template.sock")
+        p = Proc(self._popen([THAW_BIN, "template", img, "--socket", sock], group=True), what, group=True)
+        self.procs.append(p)
+        line = p.err.readline(RESTORE_TIMEOUT, proc=p.popen)
+        if not line.startswith("template: ") or not sock.exists():
+            raise WorkerError(f"thaw template {img}: {line!r}\n{p.err.read_rest(1)}")
+        return p, sock
+
+    def restore_from_template(self, sock, what, timeout=RESTORE_TIMEOUT):
+        """Like restore(), through `thaw restore --from-template sock`; .pid
+        comes from the stats line."""
+        t0 = time.monotonic()
+        popen = self._popen([THAW_BIN, "restore", "--from-template", sock, "--stats"], group=True)
+        p = Proc(popen, what, group=True)
+        self.procs.append(p)
+        try:
+            line = p.err.readline(timeout, proc=popen)
+        except WorkerError as e:
+            raise WorkerError(f"thaw restore --from-template {sock}: no stats line: {e}\n"
+                              f"stderr: {p.err.read_rest(1)}") from None
+        p.restore_s = time.monotonic() - t0
+        m = re.search(r" running as pid (\d+) ", line)
+        if not line.startswith("restore: ") or not m:
+            raise WorkerError(f"thaw restore --from-template {sock}: unexpected stderr line {line!r}\n"
+                              f"{p.err.read_rest(1)}")
+        p.stats = line
+        p.pid = int(m.group(1))
+        return p
+
     def kill(self, proc):
         p = proc.popen
         try:

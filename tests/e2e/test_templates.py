@@ -1,0 +1,117 @@
+"""End-to-end tests of live templates at the engine level (`thaw template
+DIR --socket S`, `thaw restore --from-template S`; engine/template.h): an
+image restored once and held, each restore a copy-on-write copy of it. The
+copies must be what a restore from the image gives: the original's answers
+continued exactly, several copies alive at once, the image's pid in their
+own namespace, /proc/PID/{maps,cmdline,environ,exe} as the original's, their
+exit status passed on; an image that cannot be a template is refused with
+the reason.
+
+Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_templates.py
+"""
+import json
+import subprocess
+
+import pytest
+
+from runtime_helpers import PYTHON, THAW_BIN, WORKERS, Runner, merge_adjacent_anon, node_bin, proc_identity, \
+    read_proc
+from test_runtimes import N_BEFORE, N_TOTAL, _check_answers, _make_image
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    r = Runner(tmp_path_factory.mktemp("templates"))
+    try:
+        yield r
+    finally:
+        r.cleanup()
+
+
+@pytest.fixture(scope="module")
+def torch_image(runner):
+    return _make_image(runner, [PYTHON, WORKERS / "torch_worker.py"], "torch worker")
+
+
+@pytest.fixture(scope="module")
+def torch_template(runner, torch_image):
+    _, sock = runner.start_template(torch_image.dir, "template of the torch worker")
+    return sock
+
+
+def ns_pid(host_pid):
+    for line in read_proc(host_pid, "status").splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError("no NSpid line")
+
+
+def test_torch_copies_continue_the_original(runner, torch_image, torch_template):
+    for n in range(2):
+        p = runner.restore_from_template(torch_template, f"template copy #{n + 1}")
+        _check_answers(p, torch_image.expected, p.what)
+
+
+def test_torch_two_copies_alive_at_once(runner, torch_image, torch_template):
+    a = runner.restore_from_template(torch_template, "first concurrent copy")
+    b = runner.restore_from_template(torch_template, "second concurrent copy")
+    assert a.pid != b.pid
+    for i in range(N_BEFORE, N_TOTAL):
+        for p in (a, b):
+            got = p.ask(f"req{i}")
+            assert got == torch_image.expected[i], f"{p.what}: answer {i} {got!r}\n{p.diag()}"
+    for p in (a, b):
+        assert p.ask("quit") == "bye"
+        rc, rest, err = p.wait_exit()
+        assert rc == 0 and rest == "", f"{p.what}: exit status {rc}\n{err}"
+
+
+def test_torch_copy_looks_like_the_original(runner, torch_image, torch_template):
+    """Its pid in its namespace is the original's, and /proc/PID/cmdline,
+    environ, exe and maps are the original's at checkpoint time (maps up to
+    adjacent anonymous mappings the kernel merged, as test_runtimes
+    allows)."""
+    p = runner.restore_from_template(torch_template, "template copy (identity)")
+    image = json.loads(runner.thaw("inspect", torch_image.dir, "--json").stdout)
+    assert ns_pid(p.pid) == image["ns_pid"] and p.pid != image["pid"], (p.pid, image["pid"], image["ns_pid"])
+    got = proc_identity(p.pid)
+    for key, want in torch_image.identity.items():
+        assert got[key] == want, f"/proc/PID/{key} of the copy differs"
+    maps = read_proc(p.pid, "maps")
+    if maps != torch_image.maps:
+        assert merge_adjacent_anon(maps)[0] == merge_adjacent_anon(torch_image.maps)[0], (
+            f"/proc/PID/maps of the copy differs from the original's:\n{maps}")
+    _check_answers(p, torch_image.expected, p.what)
+
+
+def test_a_copys_exit_status_is_passed_on(runner, torch_template):
+    p = runner.restore_from_template(torch_template, "template copy killed")
+    subprocess.run(["kill", "-9", str(p.pid)], check=True)
+    rc, _, err = p.wait_exit()
+    assert rc == 128 + 9, f"exit status {rc}\n{err}"
+
+
+def test_a_multithreaded_image_is_refused_naming_its_threads(runner):
+    """Node runs several threads; a template takes one (a copy would get
+    only the thread that forked it)."""
+    node = node_bin()
+    if node is None:
+        pytest.fail("node not found (/usr/bin/node; scripts/install-deps.sh installs it)")
+    im = _make_image(runner, [node, WORKERS / "node_worker.js"], "node worker")
+    cp = subprocess.run([str(THAW_BIN), "template", str(im.dir), "--socket", str(runner.path("sock"))],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 1 and "threads (a template takes one)" in cp.stderr, cp.stderr
+
+
+def test_an_image_with_a_regular_file_open_is_refused(runner, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("x")
+    orig = runner.start([PYTHON, "-c", f"f = open({str(data)!r})\nimport sys\nprint('READY', flush=True)\n"
+                                       "sys.stdin.readline()"], "file holder")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    cp = subprocess.run([str(THAW_BIN), "template", str(img), "--socket", str(tmp_path / "t.sock")],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 1 and "would be shared by every copy" in cp.stderr and str(data) in cp.stderr, cp.stderr
+    assert not (tmp_path / "t.sock").exists()
