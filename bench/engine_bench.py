@@ -53,8 +53,12 @@ LINE_TIMEOUT = 120      # seconds for one answer / a restore to report running
 EXIT_TIMEOUT = 60       # seconds for a process to exit once told to
 
 # Restore modes measured side by side: thaw's default (lazy: large anonymous
-# memory filled while the process runs) and --eager (filled before).
+# memory filled while the process runs) and --eager (filled before). The
+# request workers add "template": `thaw restore --from-template` of a live
+# template (`thaw template`) of the same image, where the image allows one.
 MODES = ("lazy", "eager")
+PREFIX = {"lazy": "", "eager": "eager_", "template": "template_"}
+LABELS = (("", "lazy"), ("eager_", "eager"), ("template_", "template copy"))
 
 # Targets from the issue.
 TARGET_TORCH_RESTORE_MS = 50.0
@@ -235,8 +239,20 @@ class Bench:
         runs."""
         if self.args.drop_caches:
             drop_caches()
+        if mode == "template":
+            return self.spawn([self.thaw, "restore", "--from-template", self.template_sock, "--stats"], what,
+                              group=True)
         extra = ["--eager"] if mode == "eager" else []
         return self.spawn([self.thaw, "restore", img, "--stats", *extra], what, group=True)
+
+    def start_template(self, img, name):
+        """Starts `thaw template img`; returns its Child, or None with the
+        reason it gave in res (an image that cannot serve as one)."""
+        self.template_sock = str(self.path(f"{name}-template.sock"))
+        c = self.spawn([self.thaw, "template", img, "--socket", self.template_sock], f"{name} template",
+                       group=True)
+        line, _ = c.line("err", LINE_TIMEOUT, pred=lambda s: s.startswith("template: ") or s.startswith("thaw"))
+        return c, line
 
     def stats_line(self, c):
         line, t = c.line("err", LINE_TIMEOUT, pred=lambda s: s.startswith("restore: "))
@@ -342,9 +358,17 @@ def bench_request_worker(b, name, argv, request, expect, cold_repeats, repeats, 
     res["mappings"] = len(info.get("mappings", []))
     res["threads"] = len(info.get("threads", []))
 
-    per = {m: {"restore_ms": [], "running_wall_ms": [], "stats": [], "answers": []} for m in MODES}
+    modes = list(MODES)
+    server, line = b.start_template(img, name)
+    if line.startswith("template: "):
+        modes.append("template")
+        res["template_line"] = line
+    else:
+        res["template_error"] = line
+        server.kill()
+    per = {m: {"restore_ms": [], "running_wall_ms": [], "stats": [], "answers": []} for m in modes}
     for i in range(repeats):
-        for mode in MODES:  # interleaved, so both see the same machine
+        for mode in modes:  # interleaved, so all see the same machine
             d = per[mode]
             c = b.restore(img, f"{name} restore {i + 1} ({mode})", mode)
             c.send(request + "\n")   # waits in the pipe until the process reads it
@@ -360,9 +384,10 @@ def bench_request_worker(b, name, argv, request, expect, cold_repeats, repeats, 
                 raise BenchError(f"{name}: restore {i + 1} ({mode}) answered {ans!r}, original {before!r}")
             if rc != 0:
                 raise BenchError(f"{name}: thaw restore {i + 1} ({mode}) exited {rc}\n{c.tail()}")
+    server.kill()
     shutil.rmtree(img, ignore_errors=True)
-    for mode in MODES:
-        d, pre = per[mode], ("" if mode == "lazy" else "eager_")
+    for mode in modes:
+        d, pre = per[mode], PREFIX[mode]
         res[pre + "restore_to_answer_ms"] = summary(d["restore_ms"])
         res[pre + "restore_running_wall_ms"] = summary(d["running_wall_ms"])
         res[pre + "restore_running_thaw_ms"] = summary([s["total_ms"] for s in d["stats"]])
@@ -602,7 +627,7 @@ def build_rows(r):
         rows.append(("torch", "image size (page data)", "",
                      f"{fmt_mib(t['image_bytes'])} ({fmt_mib(t['pages_bytes'])})", "", ""))
         med = t["restore_to_answer_ms"]["median"]
-        for pre, label in (("", "lazy"), ("eager_", "eager")):
+        for pre, label in LABELS:
             if pre + "restore_to_answer_ms" not in t:
                 continue
             m_ = t[pre + "restore_to_answer_ms"]["median"]
@@ -617,7 +642,7 @@ def build_rows(r):
                          else "NOT met"))
         rows.append(("torch", "  one request to the original", *mm(t["request_latency_original_ms"], fmt_ms),
                      "", ""))
-        for pre, label in (("", "lazy"), ("eager_", "eager")):
+        for pre, label in LABELS:
             if pre + "ratio_cold_over_restore_median" not in t:
                 continue
             ratio = t[pre + "ratio_cold_over_restore_median"]
@@ -675,7 +700,7 @@ def build_rows(r):
         rows.append(("node", "checkpoint (thaw checkpoint, wall)", *mm(n["checkpoint_s"], fmt_s), "", ""))
         rows.append(("node", "image size (page data)", "",
                      f"{fmt_mib(n['image_bytes'])} ({fmt_mib(n['pages_bytes'])})", "", ""))
-        for pre, label in (("", "lazy"), ("eager_", "eager")):
+        for pre, label in LABELS:
             if pre + "restore_to_answer_ms" not in n:
                 continue
             rows.append(("node", f"restore until first answer ({label})",
@@ -719,7 +744,9 @@ def print_report(r):
     print("(GB/s rows: 'min' is the slowest run; heap restore rates are page data / time until running)")
     for k in ("torch", "heap", "node"):
         v = r.get(k)
-        for pre, label in (("", "lazy"), ("eager_", "eager")):
+        if isinstance(v, dict) and "template_error" in v:
+            print(f"{k}: no template copies: {v['template_error']}")
+        for pre, label in LABELS:
             if isinstance(v, dict) and pre + "restore_breakdown_median_ms" in v:
                 parts = ", ".join(f"{a} {b:.1f}" for a, b in v[pre + "restore_breakdown_median_ms"].items())
                 print(f"{k} restore breakdown, {label} (median ms, thaw --stats): {parts}")
