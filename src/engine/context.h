@@ -62,13 +62,14 @@ struct RestoreContext {
 };
 
 // A restored process that never ran: every page in, registers loaded, its
-// one thread held stopped by the returned seizure (which kills it when
+// one thread (`m` must have one) held stopped by the returned seizure (which kills it when
 // destroyed). It is our child, in our pid namespace, with whatever pid it
 // got (engine/template.h: it only serves to fork copies).
 struct HeldProcess {
   pid_t pid = 0;
   std::unique_ptr<proc::Seizure> seizure;
 };
-HeldProcess restore_held(const image::Reader& img, const std::map<int, int>& inherit);
+// `m` is img's manifest, or a copy with only the main thread.
+HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, const std::map<int, int>& inherit);
 
 }  // namespace thaw::engine

@@ -552,9 +552,8 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
 
 }  // namespace
 
-HeldProcess restore_held(const image::Reader& img, const std::map<int, int>& inherit_in) {
+HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, const std::map<int, int>& inherit_in) {
   return with_context("restore a held copy", [&] {
-    const auto& m = img.manifest();
     std::map<int, int> inherit = inherit_in;
     check_cpu_compatible(m);
     check_files(m, inherit);

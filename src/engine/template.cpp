@@ -4,6 +4,8 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -89,14 +92,19 @@ bool external(const image::Manifest& m, const nlohmann::json& fd_entry) {
 }  // namespace
 
 std::string Template::ineligible(const image::Manifest& m) {
-  if (m.threads.size() != 1) return cat("it has ", m.threads.size(), " threads (a template takes one)");
   if (!m.gpu.uuid.empty()) return "it holds GPU state";
   if (!m.shmem.empty()) return "it has shared memory (every copy would share one object)";
   for (const auto& v : m.vmas)
-    if (v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork))
-      return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK");
+    if ((v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork)) && (v.kind != "anon" || v.shared))
+      return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK and not "
+                 "private anonymous memory");
   if (!m.process.itimers.empty() || !m.process.posix_timers.empty()) return "it has timers (a fork drops them)";
-  if (!m.process.shared_pending.empty() || !m.threads[0].pending.empty()) return "it has pending signals";
+  if (!m.process.shared_pending.empty()) return "it has pending signals";
+  for (const auto& t : m.threads)
+    if (!t.pending.empty()) return cat("thread ", t.tid, " has pending signals");
+  if (std::none_of(m.threads.begin(), m.threads.end(),
+                   [&](const image::Thread& t) { return restore_tid(m, t) == restore_pid(m); }))
+    return "its main thread is gone";
   if (m.process.stopped) return "it was stopped";
   if (restore_pid(m) <= 1) return "it was pid 1 of its namespace";
   for (const auto& e : m.fds) {
@@ -127,7 +135,13 @@ std::unique_ptr<Template> Template::create(const image::Reader& img) {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) fail_errno("socketpair");
     t->carrier_send_.reset(sv[0]);
     t->carrier_recv_.reset(sv[1]);
-    t->held_ = restore_held(img, inherit);
+    // The template is the main thread only: a fork copies no other. Each
+    // copy gets the image's other threads made anew (add_threads).
+    for (const auto& th : m.threads)
+      if (restore_tid(m, th) == restore_pid(m)) t->main_ = th;
+    t->single_ = m;
+    t->single_.threads = {t->main_};
+    t->held_ = restore_held(img, t->single_, inherit);
     proc::Seizure& s = *t->held_.seizure;
     proc::Tracee& tt = s.leader();
     t->regs_ = tt.regs;
@@ -156,6 +170,7 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
     if (inherit.size() > kMaxInherited) fail("too many inherited fds (", inherit.size(), ")");
     Copy c;
     pid_t helper = 0, copy = 0;
+    std::vector<pid_t> threads;  // the copy's other threads, while we hold them
     try {
       helper = make_helper(ns_init);
       auto tf = std::chrono::steady_clock::now();
@@ -164,13 +179,23 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       end_helper(helper);
       helper = 0;
       set_up_copy(copy, inherit, namespaces);
+      proc::Tracee w;
+      w.tid = copy;
+      if (::ptrace(PTRACE_GETREGS, copy, nullptr, &w.regs) != 0) fail_errno("read the copy's registers");
+      add_unforked_memory(w);
+      add_threads(w, threads);
       if (before_run) before_run(copy);
       user_regs_struct r = regs_;
       r.orig_rax = static_cast<unsigned long long>(-1);
       if (::ptrace(PTRACE_SETREGS, copy, nullptr, &r) != 0) fail_errno("load the registers");
+      for (pid_t tid : threads)
+        if (::ptrace(PTRACE_DETACH, tid, nullptr, 0) != 0) fail_errno("let thread ", tid, " run");
+      threads.clear();
       if (::ptrace(PTRACE_DETACH, copy, nullptr, 0) != 0) fail_errno("let it run");
     } catch (...) {
       if (helper > 0) kill_traced(helper);
+      if (copy > 0) ::kill(copy, SIGKILL);
+      for (pid_t tid : threads) kill_traced(tid);
       if (copy > 0) kill_traced(copy);
       drain_carrier();
       if (::kill(held_.pid, 0) != 0) usable_ = false;
@@ -262,20 +287,10 @@ void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit, int na
   proc::Tracee w;
   w.tid = copy;
   if (::ptrace(PTRACE_GETREGS, copy, nullptr, &w.regs) != 0) fail_errno("read the copy's registers");
-  const image::Thread& th = m_->threads[0];
   auto check = [](long rc, const char* what) {
     if (rc < 0) fail(what, ": ", errstr(rc));
   };
-  if (th.robust_head) check(s.syscall(w, SYS_set_robust_list, th.robust_head, th.robust_len), "set_robust_list");
-  check(s.syscall(w, SYS_set_tid_address, th.clear_tid), "set_tid_address");
-  if (th.rseq_ptr) check(s.syscall(w, SYS_rseq, th.rseq_ptr, th.rseq_len, 0, th.rseq_sig), "register rseq");
-  if (th.altstack_sp && !(th.altstack_flags & SS_DISABLE)) {
-    stack_t ss{reinterpret_cast<void*>(th.altstack_sp), th.altstack_flags & ~SS_ONSTACK,
-               static_cast<size_t>(th.altstack_size)};
-    uint64_t at = s.scratch(w, sizeof ss);
-    write_to(copy, at, &ss, sizeof ss);
-    check(s.syscall(w, SYS_sigaltstack, at, 0), "sigaltstack");
-  }
+  set_up_thread(w, main_);
   check(s.syscall(w, SYS_setsid), "setsid");
   pass_fds(w, inherit);
   if (namespaces) {
@@ -290,6 +305,91 @@ void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit, int na
   write_to(copy, at, cwd.c_str(), cwd.size() + 1);
   long rc = s.syscall(w, SYS_chdir, at);
   if (rc < 0) fail("restore: cwd ", cwd, ": ", errstr(rc));
+}
+
+// What a thread has of its own in the kernel and a fork or clone does not
+// carry (or CLONE_VM in the helper cleared): robust list, clear-child-tid,
+// rseq, sigaltstack, name.
+void Template::set_up_thread(proc::Tracee& t, const image::Thread& th) {
+  proc::Seizure& s = *held_.seizure;
+  auto check = [&](long rc, const char* what) {
+    if (rc < 0) fail("thread ", th.tid, ": ", what, ": ", errstr(rc));
+  };
+  if (th.robust_head) check(s.syscall(t, SYS_set_robust_list, th.robust_head, th.robust_len), "set_robust_list");
+  check(s.syscall(t, SYS_set_tid_address, th.clear_tid), "set_tid_address");
+  if (th.rseq_ptr) check(s.syscall(t, SYS_rseq, th.rseq_ptr, th.rseq_len, 0, th.rseq_sig), "register rseq");
+  if (th.altstack_sp && !(th.altstack_flags & SS_DISABLE)) {
+    stack_t ss{reinterpret_cast<void*>(th.altstack_sp), th.altstack_flags & ~SS_ONSTACK,
+               static_cast<size_t>(th.altstack_size)};
+    uint64_t at = s.scratch(t, sizeof ss);
+    write_to(t.tid, at, &ss, sizeof ss);
+    check(s.syscall(t, SYS_sigaltstack, at, 0), "sigaltstack");
+  }
+  if (!th.comm.empty()) {
+    uint64_t at = s.scratch(t, th.comm.size() + 1);
+    write_to(t.tid, at, th.comm.c_str(), th.comm.size() + 1);
+    check(s.syscall(t, SYS_prctl, PR_SET_NAME, at), "set its name");
+  }
+}
+
+// Memory a fork leaves out (MADV_DONTFORK: not mapped in the copy) or
+// zeroes (MADV_WIPEONFORK): mapped again where needed and filled with the
+// template's content, its protection and advice as in the image.
+void Template::add_unforked_memory(proc::Tracee& w) {
+  proc::Seizure& s = *held_.seizure;
+  for (const auto& v : m_->vmas) {
+    if (!(v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork))) continue;
+    uint64_t len = v.end - v.start;
+    auto check = [&](long rc, const char* what) {
+      if (rc < 0) fail("mapping at 0x", std::hex, v.start, std::dec, ": ", what, ": ", errstr(rc));
+    };
+    if (v.madv & image::kMadvDontFork) {
+      long at = s.syscall(w, SYS_mmap, v.start, len, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0);
+      check(at, "map it again");
+      if (static_cast<uint64_t>(at) != v.start) fail("mapping at 0x", std::hex, v.start, ": mapped elsewhere");
+    } else {
+      check(s.syscall(w, SYS_mprotect, v.start, len, PROT_READ | PROT_WRITE), "make it writable");
+    }
+    std::vector<char> buf(std::min<uint64_t>(len, 4 << 20));
+    for (uint64_t off = 0; off < len; off += buf.size()) {
+      size_t n = std::min<uint64_t>(buf.size(), len - off);
+      read_from(held_.pid, v.start + off, buf.data(), n);
+      write_to(w.tid, v.start + off, buf.data(), n);
+    }
+    check(s.syscall(w, SYS_mprotect, v.start, len, v.prot), "restore its protection");
+    if (v.madv & image::kMadvDontFork) check(s.syscall(w, SYS_madvise, v.start, len, MADV_DONTFORK), "MADV_DONTFORK");
+    if (v.madv & image::kMadvWipeOnFork)
+      check(s.syscall(w, SYS_madvise, v.start, len, MADV_WIPEONFORK), "MADV_WIPEONFORK");
+  }
+}
+
+// The image's other threads, made in the copy by clone3(CLONE_THREAD) with
+// their tids, then given their state and registers. They stay stopped until
+// the caller lets all go; their tids (ours) are added to `tids`.
+void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids) {
+  proc::Seizure& s = *held_.seizure;
+  for (const auto& th : m_->threads) {
+    if (restore_tid(*m_, th) == restore_pid(*m_)) continue;
+    CloneBlock b{};
+    uint64_t at = s.scratch(w, sizeof b);
+    b.ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    b.tid = restore_tid(*m_, th);
+    b.ca.set_tid = at + offsetof(CloneBlock, tid);
+    b.ca.set_tid_size = 1;
+    write_to(w.tid, at, &b, sizeof b);
+    w.new_child = 0;
+    long rc = s.syscall(w, SYS_clone3, at, sizeof b.ca);
+    if (rc < 0) fail("clone3 of thread ", b.tid, ": ", errstr(rc));
+    if (w.new_child <= 0) fail("clone3 of thread ", b.tid, " made no ptrace event");
+    tids.push_back(w.new_child);
+    wait_first_stop(w.new_child);
+    proc::Tracee t;
+    t.tid = w.new_child;
+    if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.regs) != 0) fail_errno("read registers of thread ", b.tid);
+    set_up_thread(t, th);
+    load_thread_registers(t.tid, th);
+  }
 }
 
 // The copy receives the fds the caller gives it over the carrier, puts each

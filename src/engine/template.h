@@ -19,11 +19,16 @@
 // - the per-thread state a fork does not carry (robust futex list,
 //   clear-child-tid, rseq, sigaltstack), a session of its own, and
 //   ns_init's mount, uts and ipc namespaces (then its cwd again);
+// - the image's other threads: the template holds the main thread only (a
+//   fork copies no other), and each copy makes the rest with
+//   clone3(CLONE_THREAD) and their tids, then loads their state;
 // - its inherited fds (RestoreOptions::inherit), passed over a socket the
 //   template holds;
 // - the image's registers; FPU state and signal mask come with the fork.
-// Which images qualify (eligible()): one thread, no GPU state, no shared
-// memory objects, no MADV_DONTFORK/WIPEONFORK mappings, no timers or
+// - memory a fork leaves out or zeroes (MADV_DONTFORK, MADV_WIPEONFORK
+//   private anonymous mappings), mapped and filled again from the template;
+// Which images qualify (ineligible()): no GPU state, no shared memory
+// objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous ones, no timers or
 // pending signals, not stopped, and fds that copies may share: inherited
 // ones and character devices (/dev/null). Others restore from the image.
 //
@@ -39,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/unique_fd.h"
 #include "engine/context.h"
@@ -92,9 +98,14 @@ class Template {
   void end_helper(pid_t helper);
   void set_up_copy(pid_t copy, const std::map<int, int>& inherit, int namespaces);
   void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
+  void set_up_thread(proc::Tracee& t, const image::Thread& th);
+  void add_threads(proc::Tracee& main, std::vector<pid_t>& tids);
+  void add_unforked_memory(proc::Tracee& main);
   void drain_carrier();
 
   const image::Manifest* m_ = nullptr;
+  image::Manifest single_;  // m_ with the main thread only: what the template is
+  image::Thread main_;
   HeldProcess held_;
   user_regs_struct regs_{};  // the image's registers, as every copy starts
   UniqueFd carrier_send_, carrier_recv_;  // both ends; the template holds a copy of recv at carrier_fd_

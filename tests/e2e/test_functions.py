@@ -912,3 +912,21 @@ print(json.dumps(thaw.Function.from_name("e2e-mapped", "first_bytes").remote()))
     assert out == {"mapped": "new!", "size": 8192}, out
     thaw.assert_containers_gone()
 
+
+def test_a_copy_of_a_multithreaded_snapshot_keeps_its_tids(thaw):
+    """pids.py's snapshot has a helper thread: the template holds the main
+    thread only, each copy makes the helper anew with its tid."""
+    thaw.deploy(APPS / "pids.py")
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")
+    value = thaw.client("""
+import json, thaw
+print(json.dumps(thaw.Cls.from_name("e2e-pids", "Ids")().ids.remote()))
+""", sock)
+    log = thaw.stop_serve()
+    assert TEMPLATE in log and FALLBACK not in log, log
+    snap, now = value["snap"], value["now"]
+    assert now["pid"] == snap["pid"] == 2 and now["main_tid"] == snap["main_tid"], value
+    assert now["helper_tid"] == snap["helper_tid"] and now["pthread_kill"] == "ok", value
+    thaw.assert_containers_gone()
+

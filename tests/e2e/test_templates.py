@@ -11,12 +11,13 @@ Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_templates.p
 """
 import json
 import subprocess
+import time
 
 import pytest
 
 from runtime_helpers import PYTHON, THAW_BIN, WORKERS, Runner, merge_adjacent_anon, node_bin, proc_identity, \
-    read_proc
-from test_runtimes import N_BEFORE, N_TOTAL, _check_answers, _make_image
+    read_proc, thread_count
+from test_runtimes import N_BEFORE, N_TOTAL, _chain, _check_answers, _jobs_digest, _make_image, _status
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +92,51 @@ def test_a_copys_exit_status_is_passed_on(runner, torch_template):
     assert rc == 128 + 9, f"exit status {rc}\n{err}"
 
 
-def test_a_multithreaded_image_is_refused_naming_its_threads(runner):
-    """Node runs several threads; a template takes one (a copy would get
-    only the thread that forked it)."""
+def test_a_multithreaded_python_process_comes_back_with_every_thread(runner):
+    """Three threads hashing, one blocked in queue.get(), one sleeping in a
+    loop: the template holds the main thread only; each copy makes the
+    others anew (tids, registers, FPU state, masks). Two copies at once,
+    every thread of each runs on and computes right."""
+    orig = runner.start([PYTHON, WORKERS / "threads_worker.py"], "threads worker")
+    nthreads = thread_count(orig.pid)
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    before = _status(orig)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the threads worker")
+    copies = [runner.restore_from_template(sock, f"threads copy {n}") for n in (1, 2)]
+    for p in copies:
+        assert thread_count(p.pid) == nthreads, f"{p.what}: {thread_count(p.pid)} threads, original {nthreads}"
+    for p in copies:
+        deadline = time.monotonic() + 20
+        while True:
+            now = _status(p)
+            if all(n > b for n, b in zip(now, before)):
+                break
+            assert time.monotonic() < deadline, f"{p.what}: no progress: {before} -> {now}\n{p.diag()}"
+            time.sleep(0.05)
+        p.send("go")
+        lines = [p.readline() for _ in range(7)]
+        rc, rest, err = p.wait_exit()
+        text = "\n".join(lines)
+        assert rc == 0 and lines[-1] == "DONE" and lines[-2] == "alive -", f"{p.what}: rc {rc}\n{text}\n{err}"
+        for k in range(3):
+            name, steps, digest = lines[k].split()
+            assert digest == _chain(k, int(steps)), f"{p.what}: work-{k} digest wrong\n{text}"
+        assert lines[3] == f"jobs {_jobs_digest()}", f"{p.what}: consumer results wrong\n{text}"
+
+
+def test_node_is_refused_naming_the_fd(runner):
+    """Node's epoll and eventfds cannot be shared by copies (nor made anew
+    in each, yet): refused, with the fd named."""
     node = node_bin()
     if node is None:
         pytest.fail("node not found (/usr/bin/node; scripts/install-deps.sh installs it)")
     im = _make_image(runner, [node, WORKERS / "node_worker.js"], "node worker")
     cp = subprocess.run([str(THAW_BIN), "template", str(im.dir), "--socket", str(runner.path("sock"))],
                         capture_output=True, text=True, timeout=60)
-    assert cp.returncode == 1 and "threads (a template takes one)" in cp.stderr, cp.stderr
+    assert cp.returncode == 1 and "would be shared by every copy" in cp.stderr and "eventpoll" in cp.stderr, \
+        cp.stderr
 
 
 def test_an_image_with_a_regular_file_open_is_refused(runner, tmp_path):
