@@ -28,9 +28,10 @@
 // - memory a fork leaves out or zeroes (MADV_DONTFORK, MADV_WIPEONFORK
 //   private anonymous mappings), mapped and filled again from the template;
 // Which images qualify (ineligible()): no GPU state, no shared memory
-// objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous ones, no timers or
-// pending signals, not stopped, and fds that copies may share: inherited
-// ones and character devices (/dev/null). Others restore from the image.
+// objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous
+// ones, no timers or pending signals, not stopped, and fds that copies may
+// share: inherited ones and character devices (/dev/null). Others restore
+// from the image.
 //
 // Costs: the template holds the image's memory (as much as one restored
 // process) and a copy's shared pages are charged to the template's memory
