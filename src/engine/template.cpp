@@ -198,7 +198,11 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       for (pid_t tid : threads) kill_traced(tid);
       if (copy > 0) kill_traced(copy);
       drain_carrier();
-      if (::kill(held_.pid, 0) != 0) usable_ = false;
+      // Dead, it is our zombie (we are its parent): kill(pid, 0) would
+      // still succeed.
+      int st;
+      if (::waitpid(held_.pid, &st, WNOHANG | __WALL) == held_.pid && (WIFEXITED(st) || WIFSIGNALED(st)))
+        usable_ = false;
       throw;
     }
     c.host_pid = copy;

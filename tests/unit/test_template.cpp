@@ -1,0 +1,74 @@
+// Which images a live template takes (engine/template.h), and the reason it
+// gives for those it does not.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "engine/template.h"
+
+namespace {
+
+using thaw::engine::Template;
+
+// A worker as the runtime snapshots one: pid 2 in its namespace, /dev/null
+// on fd 0, its stdio and control channel inherited.
+thaw::image::Manifest worker() {
+  thaw::image::Manifest m;
+  m.process.pid = 41000;
+  m.process.ns_pid = 2;
+  m.threads.push_back({});
+  m.threads[0].tid = 41000;
+  m.threads[0].ns_tid = 2;
+  m.files = nlohmann::json::array({{{"kind", "file"}, {"path", "/dev/null"}, {"mode", S_IFCHR | 0666}},
+                                   {{"kind", "external"}, {"desc", "pipe:[1]"}}});
+  m.fds = nlohmann::json::array({{{"fd", 0}, {"file", 0}}, {{"fd", 1}, {"file", 1}}, {{"fd", 3}, {"file", 1}}});
+  thaw::image::Vma v;
+  v.start = 0x10000;
+  v.end = 0x20000;
+  v.kind = "anon";
+  m.vmas.push_back(v);
+  return m;
+}
+
+TEST(Template, TakesAWorkerWithThreadsAndForkAdvisedMemory) {
+  auto m = worker();
+  EXPECT_EQ(Template::ineligible(m), "");
+  m.threads.push_back({});
+  m.threads[1].tid = 41007;
+  m.threads[1].ns_tid = 9;
+  m.vmas[0].madv = thaw::image::kMadvDontFork;  // private anonymous: mapped again in each copy
+  EXPECT_EQ(Template::ineligible(m), "");
+}
+
+TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
+  auto m = worker();
+  m.files.push_back({{"kind", "file"}, {"path", "/data/x.bin"}, {"mode", S_IFREG | 0644}});
+  m.fds.push_back({{"fd", 7}, {"file", 2}});
+  EXPECT_NE(Template::ineligible(m).find("fd 7 (/data/x.bin) would be shared by every copy"), std::string::npos);
+
+  m = worker();
+  m.shmem.push_back({});
+  EXPECT_NE(Template::ineligible(m).find("shared memory"), std::string::npos);
+
+  m = worker();
+  m.process.itimers.push_back({});
+  EXPECT_NE(Template::ineligible(m).find("timers"), std::string::npos);
+
+  m = worker();
+  m.threads[0].pending.push_back({});
+  EXPECT_NE(Template::ineligible(m).find("pending signals"), std::string::npos);
+
+  m = worker();
+  m.vmas[0].kind = "file";
+  m.vmas[0].madv = thaw::image::kMadvWipeOnFork;
+  EXPECT_NE(Template::ineligible(m).find("not private anonymous"), std::string::npos);
+
+  m = worker();
+  m.gpu.uuid = "GPU-1";
+  EXPECT_NE(Template::ineligible(m).find("GPU"), std::string::npos);
+
+  m = worker();
+  m.process.stopped = true;
+  EXPECT_NE(Template::ineligible(m).find("stopped"), std::string::npos);
+}
+
+}  // namespace
