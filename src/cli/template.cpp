@@ -75,30 +75,14 @@ sockaddr_un address_of(const std::string& path) {
   }
   say("OK");
   ::close(ready);
-  char c = 0;
-  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  int code = engine::Template::wait_as_init(copy, go);
+  if (code < 0) ::_exit(1);
+  try {
+    send_packet(conn, json{{"exit", code}}.dump(), nullptr, 0, "the client");
+  } catch (const std::exception&) {
+    // the client is gone: nobody to tell
   }
-  if (c != 'G') ::_exit(1);
-  static pid_t forward_to;
-  forward_to = copy;
-  struct sigaction sa{};
-  sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
-  for (;;) {
-    int status;
-    pid_t w = ::waitpid(-1, &status, __WALL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) ::_exit(1);
-    if (w == copy && (WIFEXITED(status) || WIFSIGNALED(status))) {
-      int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      try {
-        send_packet(conn, json{{"exit", code}}.dump(), nullptr, 0, "the client");
-      } catch (const std::exception&) {
-        // the client is gone: nobody to tell
-      }
-      ::_exit(0);
-    }
-  }
+  ::_exit(0);
 }
 
 // One restore: the copy's namespace init (our child, `inits`), then the copy.

@@ -140,24 +140,8 @@ void write_line(int fd, const std::string& line) {
   }
   write_line(kReadyFd, "OK");
   ::close(kReadyFd);
-  char c = 0;
-  while (::read(go, &c, 1) < 0 && errno == EINTR) {
-  }
-  if (c != 'G') ::_exit(kRestoreFailed);
-  ::close(go);
-  static pid_t forward_to;
-  forward_to = worker;
-  struct sigaction sa{};
-  sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
-  for (;;) {
-    int status;
-    pid_t w = ::waitpid(-1, &status, __WALL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) ::_exit(kRestoreFailed);
-    if (w == worker && (WIFEXITED(status) || WIFSIGNALED(status)))
-      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-  }
+  int status = engine::Template::wait_as_init(worker, go);
+  ::_exit(status < 0 ? kRestoreFailed : status);
 }
 
 // The restore process of a copy of the live template: makes the

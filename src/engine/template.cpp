@@ -119,6 +119,26 @@ std::string Template::ineligible(const image::Manifest& m) {
 
 void Template::check_files_unchanged(const image::Manifest& m) { check_mapped_files(m); }
 
+int Template::wait_as_init(pid_t copy, int go) {
+  char c = 0;
+  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  }
+  if (c != 'G') return -1;
+  static pid_t forward_to;  // for the handler; one copy per init process
+  forward_to = copy;
+  struct sigaction sa{};
+  sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+  for (;;) {
+    int status;
+    pid_t w = ::waitpid(-1, &status, __WALL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return 128 + SIGKILL;  // cannot happen while the copy is our child
+    if (w == copy && (WIFEXITED(status) || WIFSIGNALED(status)))
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+}
+
 std::unique_ptr<Template> Template::create(const image::Reader& img) {
   return with_context("make a template of " + img.dir(), [&] {
     const auto& m = img.manifest();

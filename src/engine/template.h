@@ -65,6 +65,11 @@ class Template {
   // this runs before each copy (where its paths resolve as they will for
   // the copy).
   static void check_files_unchanged(const image::Manifest& m);
+  // For pid 1 of a copy's namespace (ns_init): waits for 'G' on `go` (the
+  // copy, its child from then on, runs), then forwards termination signals
+  // to the copy and reaps until it ends. Returns its exit status (128 +
+  // signal if killed), or -1 if `go` said anything else or closed.
+  static int wait_as_init(pid_t copy, int go);
   // Restores `img` held (every page now: ~100-200 ms for a torch worker).
   // Throws with the reason it cannot; the image itself is not touched.
   static std::unique_ptr<Template> create(const image::Reader& img);
