@@ -143,6 +143,7 @@ void serve_one(engine::Template& tmpl, const image::Manifest& m, int conn, std::
 
 int serve_template(const std::string& dir, const std::string& path) {
   image::Reader img(dir);
+  ::signal(SIGPIPE, SIG_IGN);  // a client or namespace init gone must not end the server
   auto t0 = std::chrono::steady_clock::now();
   auto tmpl = engine::Template::create(img);
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

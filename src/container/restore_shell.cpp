@@ -207,6 +207,7 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
 [[noreturn]] void run_restore(const image::Reader& img, const Spec& spec, std::vector<UniqueFd>& fds,
                               const int* pipes, pid_t copy_pid) {
   ::setsid();  // Container::stop kills the restore's process group
+  ::signal(SIGPIPE, SIG_DFL);
   for (int i = 0; i < kFdsPerRestore; i++)
     if (::dup2(fds[i].get(), i) < 0) ::_exit(kRestoreFailed);
   if (pipes && (::dup2(pipes[0], kReadyFd) < 0 || ::dup2(pipes[1], kVerdictFd) < 0)) ::_exit(kRestoreFailed);
@@ -280,6 +281,9 @@ int restore_shell_main(int argc, char** argv) {
     return 2;
   }
   bool want_template = argc > 3 && std::string(argv[3]) == "--template";
+  // A restore process gone before its verdict must not take the shell (and
+  // with it the template) along.
+  ::signal(SIGPIPE, SIG_IGN);
   auto t0 = std::chrono::steady_clock::now();
   // Neither the image's page data nor the fds of a request may take a
   // number the restore processes get theirs at (0-4): hold those.

@@ -572,6 +572,7 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
       become_restored(ctx, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(), -1);
     }
     status_w.reset();
+    bool seized = false;  // from then on the seizure kills and reaps it
     try {
       Status st = read_status(status_r.get(), false);
       unsigned long long rs = 0, re = 0;
@@ -580,6 +581,7 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
         fail("restorer sent a malformed message: ", trim(st.ready));
       auto s = std::make_unique<proc::Seizure>(pid);
       s->kill_on_release();
+      seized = true;
       uint64_t gadget = 0;
       for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
         if (p[0] == '\x0f' && p[1] == '\x05') {
@@ -600,8 +602,10 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
       s->set_gadget(proc::find_syscall_gadget(pid));
       return HeldProcess{pid, std::move(s)};
     } catch (...) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, __WALL);
+      if (!seized) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, __WALL);
+      }
       throw;
     }
   });

@@ -85,6 +85,13 @@ struct CloneBlock {
   int64_t tid;
 };
 
+// Devices every copy may share one open of: no position, no per-open state.
+bool stateless_device(const std::string& path) {
+  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"})
+    if (path == p) return true;
+  return false;
+}
+
 bool external(const image::Manifest& m, const nlohmann::json& fd_entry) {
   return m.files.at(fd_entry["file"].get<size_t>())["kind"] == "external";
 }
@@ -107,10 +114,15 @@ std::string Template::ineligible(const image::Manifest& m) {
     return "its main thread is gone";
   if (m.process.stopped) return "it was stopped";
   if (restore_pid(m) <= 1) return "it was pid 1 of its namespace";
+  for (const auto& v : m.vmas)
+    if (v.madv & image::kLocked) return "it has mlock()ed memory (a fork does not lock it)";
+  for (uint32_t uid : m.process.creds.uids)
+    if (uid != 0) return cat("it runs as uid ", uid, " (a template makes namespaces for its copies: root only)");
   for (const auto& e : m.fds) {
     if (external(m, e)) continue;
     const auto& f = m.files.at(e["file"].get<size_t>());
-    if (f["kind"] == "file" && S_ISCHR(f.value("mode", 0u))) continue;  // /dev/null: no state to share
+    if (f["kind"] == "file" && S_ISCHR(f.value("mode", 0u)) && stateless_device(f.value("path", std::string())))
+      continue;
     return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", f.value("path", std::string("?"))),
                ") would be shared by every copy");
   }
@@ -198,31 +210,39 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       c.fork_ms = ms_since(tf);
       end_helper(helper);
       helper = 0;
-      set_up_copy(copy, inherit, namespaces);
       proc::Tracee w;
       w.tid = copy;
       if (::ptrace(PTRACE_GETREGS, copy, nullptr, &w.regs) != 0) fail_errno("read the copy's registers");
+      set_up_copy(w, inherit, namespaces);
       add_unforked_memory(w);
-      add_threads(w, threads);
+      std::vector<std::pair<pid_t, std::vector<int>>> held_signals;
+      add_threads(w, threads, held_signals);
       if (before_run) before_run(copy);
-      user_regs_struct r = regs_;
-      r.orig_rax = static_cast<unsigned long long>(-1);
-      if (::ptrace(PTRACE_SETREGS, copy, nullptr, &r) != 0) fail_errno("load the registers");
+      // Registers, FPU state (a fork need not copy every xfeature) and mask.
+      load_thread_registers(copy, main_);
       for (pid_t tid : threads)
         if (::ptrace(PTRACE_DETACH, tid, nullptr, 0) != 0) fail_errno("let thread ", tid, " run");
       threads.clear();
       if (::ptrace(PTRACE_DETACH, copy, nullptr, 0) != 0) fail_errno("let it run");
+      // Signals that came while a thread was held were kept back: send them.
+      held_signals.emplace_back(copy, w.resend);
+      for (const auto& [tid, sigs] : held_signals)
+        for (int sig : sigs) ::syscall(SYS_tgkill, copy, tid, sig);
     } catch (...) {
       if (helper > 0) kill_traced(helper);
       if (copy > 0) ::kill(copy, SIGKILL);
       for (pid_t tid : threads) kill_traced(tid);
       if (copy > 0) kill_traced(copy);
       drain_carrier();
-      // Dead, it is our zombie (we are its parent): kill(pid, 0) would
-      // still succeed.
+      // Dead, it is our zombie (we are its parent: kill(pid, 0) would still
+      // succeed), or already reaped by a wait for an injected call. Either
+      // way its pid is not ours to signal any more.
       int st;
-      if (::waitpid(held_.pid, &st, WNOHANG | __WALL) == held_.pid && (WIFEXITED(st) || WIFSIGNALED(st)))
+      pid_t r = ::waitpid(held_.pid, &st, WNOHANG | __WALL);
+      if ((r == held_.pid && (WIFEXITED(st) || WIFSIGNALED(st))) || (r < 0 && errno == ECHILD)) {
         usable_ = false;
+        held_.seizure->detach_as_is();  // no kill on release
+      }
       throw;
     }
     c.host_pid = copy;
@@ -277,7 +297,10 @@ pid_t Template::fork_copy(pid_t helper) {
   s.write_mem(at, &b, sizeof b);  // the helper's memory is the template's
   long c = s.syscall(h, SYS_clone3, at, sizeof b.ca);
   if (c < 0) fail("clone3 with pid ", b.tid, ": ", errstr(c));
-  if (h.new_child <= 0) fail("clone3 in the helper made no ptrace event");
+  if (h.new_child <= 0) {
+    usable_ = false;  // a copy we do not hold may exist
+    fail("clone3 in the helper made no ptrace event");
+  }
   wait_first_stop(h.new_child);
   return h.new_child;
 }
@@ -306,11 +329,9 @@ void Template::end_helper(pid_t helper) {
 }
 
 // What a fork does not carry over, and the container the copy belongs to.
-void Template::set_up_copy(pid_t copy, const std::map<int, int>& inherit, int namespaces) {
+void Template::set_up_copy(proc::Tracee& w, const std::map<int, int>& inherit, int namespaces) {
   proc::Seizure& s = *held_.seizure;
-  proc::Tracee w;
-  w.tid = copy;
-  if (::ptrace(PTRACE_GETREGS, copy, nullptr, &w.regs) != 0) fail_errno("read the copy's registers");
+  pid_t copy = w.tid;
   auto check = [](long rc, const char* what) {
     if (rc < 0) fail(what, ": ", errstr(rc));
   };
@@ -391,7 +412,8 @@ void Template::add_unforked_memory(proc::Tracee& w) {
 // The image's other threads, made in the copy by clone3(CLONE_THREAD) with
 // their tids, then given their state and registers. They stay stopped until
 // the caller lets all go; their tids (ours) are added to `tids`.
-void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids) {
+void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids,
+                           std::vector<std::pair<pid_t, std::vector<int>>>& held_signals) {
   proc::Seizure& s = *held_.seizure;
   for (const auto& th : m_->threads) {
     if (restore_tid(*m_, th) == restore_pid(*m_)) continue;
@@ -413,6 +435,7 @@ void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids) {
     if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.regs) != 0) fail_errno("read registers of thread ", b.tid);
     set_up_thread(t, th);
     load_thread_registers(t.tid, th);
+    held_signals.emplace_back(t.tid, t.resend);
   }
 }
 

@@ -29,9 +29,9 @@
 //   private anonymous mappings), mapped and filled again from the template;
 // Which images qualify (ineligible()): no GPU state, no shared memory
 // objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous
-// ones, no timers or pending signals, not stopped, and fds that copies may
-// share: inherited ones and character devices (/dev/null). Others restore
-// from the image.
+// ones, no timers or pending signals, no mlock()ed memory, not stopped,
+// run by root, and fds that copies may share: inherited ones and /dev/null,
+// zero, full, random, urandom. Others restore from the image.
 //
 // Costs: the template holds the image's memory (as much as one restored
 // process) and a copy's shared pages are charged to the template's memory
@@ -45,6 +45,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -102,10 +103,11 @@ class Template {
   pid_t make_helper(pid_t ns_init);
   pid_t fork_copy(pid_t helper);
   void end_helper(pid_t helper);
-  void set_up_copy(pid_t copy, const std::map<int, int>& inherit, int namespaces);
+  void set_up_copy(proc::Tracee& copy, const std::map<int, int>& inherit, int namespaces);
   void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
   void set_up_thread(proc::Tracee& t, const image::Thread& th);
-  void add_threads(proc::Tracee& main, std::vector<pid_t>& tids);
+  void add_threads(proc::Tracee& main, std::vector<pid_t>& tids,
+                   std::vector<std::pair<pid_t, std::vector<int>>>& held_signals);
   void add_unforked_memory(proc::Tracee& main);
   void drain_carrier();
 

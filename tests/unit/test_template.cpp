@@ -45,6 +45,19 @@ TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
   m.fds.push_back({{"fd", 7}, {"file", 2}});
   EXPECT_NE(Template::ineligible(m).find("fd 7 (/data/x.bin) would be shared by every copy"), std::string::npos);
 
+  m = worker();  // a device with per-open state: each copy must open its own
+  m.files.push_back({{"kind", "file"}, {"path", "/dev/fuse"}, {"mode", S_IFCHR | 0666}});
+  m.fds.push_back({{"fd", 5}, {"file", 2}});
+  EXPECT_NE(Template::ineligible(m).find("fd 5 (/dev/fuse)"), std::string::npos);
+
+  m = worker();
+  m.vmas[0].madv = thaw::image::kLocked;
+  EXPECT_NE(Template::ineligible(m).find("mlock"), std::string::npos);
+
+  m = worker();
+  m.process.creds.uids = {1000, 1000, 1000, 1000};
+  EXPECT_NE(Template::ineligible(m).find("uid 1000"), std::string::npos);
+
   m = worker();
   m.shmem.push_back({});
   EXPECT_NE(Template::ineligible(m).find("shared memory"), std::string::npos);

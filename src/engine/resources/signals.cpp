@@ -35,6 +35,14 @@ void dump_signals(CheckpointContext& c) {
 }
 
 void restore_signals(RestoreContext& r) {
+  // The image lists only actions that are not the default; whatever the
+  // restoring side ignores or handles (a server ignoring SIGPIPE) must not
+  // carry over.
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    KernelSigaction dfl{0, 0, 0, 0};
+    ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
+  }
   for (const auto& a : r.m.process.sigactions) {
     KernelSigaction ka{a.handler, a.flags, a.restorer, a.mask};
     if (::syscall(SYS_rt_sigaction, a.signo, &ka, nullptr, 8) != 0) fail_errno("set action of signal ", a.signo);
