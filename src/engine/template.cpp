@@ -114,8 +114,6 @@ std::string Template::ineligible(const image::Manifest& m) {
     return "its main thread is gone";
   if (m.process.stopped) return "it was stopped";
   if (restore_pid(m) <= 1) return "it was pid 1 of its namespace";
-  for (const auto& v : m.vmas)
-    if (v.madv & image::kLocked) return "it has mlock()ed memory (a fork does not lock it)";
   for (uint32_t uid : m.process.creds.uids)
     if (uid != 0) return cat("it runs as uid ", uid, " (a template makes namespaces for its copies: root only)");
   for (const auto& e : m.fds) {
@@ -379,10 +377,15 @@ void Template::set_up_thread(proc::Tracee& t, const image::Thread& th) {
 
 // Memory a fork leaves out (MADV_DONTFORK: not mapped in the copy) or
 // zeroes (MADV_WIPEONFORK): mapped again where needed and filled with the
-// template's content, its protection and advice as in the image.
+// template's content, its protection and advice as in the image. And the
+// locks a fork drops (mlock).
 void Template::add_unforked_memory(proc::Tracee& w) {
   proc::Seizure& s = *held_.seizure;
   for (const auto& v : m_->vmas) {
+    if (v.madv & image::kLocked) {
+      long rc = s.syscall(w, SYS_mlock, v.start, v.end - v.start);
+      if (rc < 0) fail("mapping at 0x", std::hex, v.start, std::dec, ": mlock: ", errstr(rc));
+    }
     if (!(v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork))) continue;
     uint64_t len = v.end - v.start;
     auto check = [&](long rc, const char* what) {

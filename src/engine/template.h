@@ -24,14 +24,15 @@
 //   clone3(CLONE_THREAD) and their tids, then loads their state;
 // - its inherited fds (RestoreOptions::inherit), passed over a socket the
 //   template holds;
-// - the image's registers; FPU state and signal mask come with the fork.
 // - memory a fork leaves out or zeroes (MADV_DONTFORK, MADV_WIPEONFORK
-//   private anonymous mappings), mapped and filled again from the template;
+//   private anonymous mappings), mapped and filled again from the template,
+//   and the mlock()s a fork drops;
+// - the image's registers, FPU state and signal mask.
 // Which images qualify (ineligible()): no GPU state, no shared memory
 // objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous
-// ones, no timers or pending signals, no mlock()ed memory, not stopped,
-// run by root, and fds that copies may share: inherited ones and /dev/null,
-// zero, full, random, urandom. Others restore from the image.
+// ones, no timers or pending signals, not stopped, run by root, and fds
+// that copies may share: inherited ones and /dev/null, zero, full, random,
+// urandom. Others restore from the image.
 //
 // Costs: the template holds the image's memory (as much as one restored
 // process) and a copy's shared pages are charged to the template's memory
