@@ -151,3 +151,12 @@ def test_an_image_with_a_regular_file_open_is_refused(runner, tmp_path):
                         capture_output=True, text=True, timeout=60)
     assert cp.returncode == 1 and "would be shared by every copy" in cp.stderr and str(data) in cp.stderr, cp.stderr
     assert not (tmp_path / "t.sock").exists()
+
+
+def test_restore_from_a_template_nobody_serves_says_so(runner, tmp_path):
+    cp = subprocess.run([str(THAW_BIN), "restore", "--from-template", str(tmp_path / "none.sock")],
+                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert cp.returncode != 0 and "is `thaw template DIR --socket" in cp.stderr, cp.stderr
+    cp = subprocess.run([str(THAW_BIN), "restore"], capture_output=True, text=True, timeout=60,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode != 0 and "give an image directory or --from-template SOCKET" in cp.stderr, cp.stderr
