@@ -13,3 +13,6 @@ echo "== engine: a torch process checkpointed and restored"
 echo
 echo "== functions: a Modal-style torch class deployed with a memory snapshot"
 /usr/bin/python3 examples/demo_functions.py
+echo
+echo "== functions, served: \`thaw serve\` restores each new container as a copy of the snapshot's live template"
+/usr/bin/python3 bench/function_bench.py --only serve --rounds 3
