@@ -259,48 +259,46 @@ pid_t Template::make_helper(pid_t ns_init) {
   long rc = s.syscall(t, SYS_setns, pidfd, CLONE_NEWPID);
   s.syscall(t, SYS_close, pidfd);
   if (rc != 0) fail("join the pid namespace of ", ns_init, ": ", errstr(rc));
-  pid_t image_pid = restore_pid(*m_);
-  CloneBlock b{};
-  uint64_t at = s.scratch(t, sizeof b);
   // CLONE_PARENT: the helper is our child (we reap it), not the template's.
-  b.ca.flags = CLONE_VM | CLONE_PARENT;
-  b.tid = image_pid + 1;  // anything but 1 and the image's pid: the namespace is new
-  b.ca.set_tid = at + offsetof(CloneBlock, tid);
-  b.ca.set_tid_size = 1;
-  s.write_mem(at, &b, sizeof b);
-  t.new_child = 0;
-  long h = s.syscall(t, SYS_clone3, at, sizeof b.ca);
-  if (h < 0) fail("clone3 in the template: ", errstr(h));
-  if (t.new_child <= 0) {
-    usable_ = false;  // a helper we do not hold may run
-    fail("clone3 in the template made no ptrace event");
-  }
-  wait_first_stop(t.new_child);
-  return t.new_child;
+  // Its pid: anything but 1 and the image's (the namespace is new).
+  pid_t helper = clone_in(t, CLONE_VM | CLONE_PARENT, 0, restore_pid(*m_) + 1, "the template");
+  wait_first_stop(helper);
+  return helper;
 }
 
 // The helper forks the copy with the image's pid; the copy's memory is a
 // copy-on-write copy of the template's.
 pid_t Template::fork_copy(pid_t helper) {
-  proc::Seizure& s = *held_.seizure;
   proc::Tracee h;
   h.tid = helper;
   if (::ptrace(PTRACE_GETREGS, helper, nullptr, &h.regs) != 0) fail_errno("read the helper's registers");
+  pid_t copy = clone_in(h, 0, SIGCHLD, restore_pid(*m_), "the helper");
+  wait_first_stop(copy);
+  return copy;
+}
+
+// Runs clone3 in `t` (stopped; its process traced with PTRACE_O_TRACECLONE
+// and FORK) with `flags`, `exit_signal` and set_tid = `tid`, and returns
+// the new child or thread as we see it, attached and stopping (its first
+// stop not yet waited for).
+pid_t Template::clone_in(proc::Tracee& t, uint64_t flags, int exit_signal, pid_t tid, const char* where) {
+  proc::Seizure& s = *held_.seizure;
   CloneBlock b{};
-  uint64_t at = s.scratch(h, sizeof b);
-  b.ca.exit_signal = SIGCHLD;
-  b.tid = restore_pid(*m_);
+  uint64_t at = s.scratch(t, sizeof b);
+  b.ca.flags = flags;
+  b.ca.exit_signal = static_cast<uint64_t>(exit_signal);
+  b.tid = tid;
   b.ca.set_tid = at + offsetof(CloneBlock, tid);
   b.ca.set_tid_size = 1;
-  s.write_mem(at, &b, sizeof b);  // the helper's memory is the template's
-  long c = s.syscall(h, SYS_clone3, at, sizeof b.ca);
-  if (c < 0) fail("clone3 with pid ", b.tid, ": ", errstr(c));
-  if (h.new_child <= 0) {
-    usable_ = false;  // a copy we do not hold may exist
-    fail("clone3 in the helper made no ptrace event");
+  write_to(t.tid, at, &b, sizeof b);
+  t.new_child = 0;
+  long rc = s.syscall(t, SYS_clone3, at, sizeof b.ca);
+  if (rc < 0) fail("clone3 (pid ", tid, ") in ", where, ": ", errstr(rc));
+  if (t.new_child <= 0) {
+    usable_ = false;  // a process we do not hold may run
+    fail("clone3 (pid ", tid, ") in ", where, " made no ptrace event");
   }
-  wait_first_stop(h.new_child);
-  return h.new_child;
+  return t.new_child;
 }
 
 // The helper exits; the copy, its child, passes to pid 1 of its namespace
@@ -417,25 +415,16 @@ void Template::add_unforked_memory(proc::Tracee& w) {
 // the caller lets all go; their tids (ours) are added to `tids`.
 void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids,
                            std::vector<std::pair<pid_t, std::vector<int>>>& held_signals) {
-  proc::Seizure& s = *held_.seizure;
   for (const auto& th : m_->threads) {
     if (restore_tid(*m_, th) == restore_pid(*m_)) continue;
-    CloneBlock b{};
-    uint64_t at = s.scratch(w, sizeof b);
-    b.ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-    b.tid = restore_tid(*m_, th);
-    b.ca.set_tid = at + offsetof(CloneBlock, tid);
-    b.ca.set_tid_size = 1;
-    write_to(w.tid, at, &b, sizeof b);
-    w.new_child = 0;
-    long rc = s.syscall(w, SYS_clone3, at, sizeof b.ca);
-    if (rc < 0) fail("clone3 of thread ", b.tid, ": ", errstr(rc));
-    if (w.new_child <= 0) fail("clone3 of thread ", b.tid, " made no ptrace event");
-    tids.push_back(w.new_child);
-    wait_first_stop(w.new_child);
+    pid_t tid = restore_tid(*m_, th);
+    pid_t made = clone_in(w, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0,
+                          tid, "the copy");
+    tids.push_back(made);
+    wait_first_stop(made);
     proc::Tracee t;
-    t.tid = w.new_child;
-    if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.regs) != 0) fail_errno("read registers of thread ", b.tid);
+    t.tid = made;
+    if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.regs) != 0) fail_errno("read registers of thread ", tid);
     set_up_thread(t, th);
     load_thread_registers(t.tid, th);
     held_signals.emplace_back(t.tid, t.resend);

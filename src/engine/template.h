@@ -102,6 +102,7 @@ class Template {
  private:
   Template() = default;
   pid_t make_helper(pid_t ns_init);
+  pid_t clone_in(proc::Tracee& t, uint64_t flags, int exit_signal, pid_t tid, const char* where);
   pid_t fork_copy(pid_t helper);
   void end_helper(pid_t helper);
   void set_up_copy(proc::Tracee& copy, const std::map<int, int>& inherit, int namespaces);
