@@ -53,20 +53,6 @@ void wait_first_stop(pid_t pid) {
   }
 }
 
-// Kills a process we trace (and may be the parent of) and waits until it is
-// gone as far as we are concerned.
-void kill_traced(pid_t pid) {
-  ::kill(pid, SIGKILL);
-  for (;;) {
-    int status;
-    if (::waitpid(pid, &status, __WALL) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (WIFEXITED(status) || WIFSIGNALED(status)) return;
-  }
-}
-
 void write_to(pid_t pid, uint64_t addr, const void* data, size_t len) {
   iovec local{const_cast<void*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
   if (::process_vm_writev(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
@@ -227,10 +213,10 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       for (const auto& [tid, sigs] : held_signals)
         for (int sig : sigs) ::syscall(SYS_tgkill, copy, tid, sig);
     } catch (...) {
-      if (helper > 0) kill_traced(helper);
+      if (helper > 0) proc::kill_and_reap(helper);
       if (copy > 0) ::kill(copy, SIGKILL);
-      for (pid_t tid : threads) kill_traced(tid);
-      if (copy > 0) kill_traced(copy);
+      for (pid_t tid : threads) proc::kill_and_reap(tid);
+      if (copy > 0) proc::kill_and_reap(copy);
       drain_carrier();
       // Dead, it is our zombie (we are its parent: kill(pid, 0) would still
       // succeed), or already reaped by a wait for an injected call. Either

@@ -25,18 +25,6 @@ constexpr long kOptions = PTRACE_O_TRACESYSGOOD;
 constexpr long kForkOptions =
     kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_EXITKILL;
 
-void kill_and_reap(pid_t pid) {
-  ::kill(pid, SIGKILL);
-  for (;;) {
-    int status;
-    if (::waitpid(pid, &status, __WALL) < 0) {
-      if (errno == EINTR) continue;
-      return;  // not ours to wait for (any more)
-    }
-    if (WIFEXITED(status) || WIFSIGNALED(status)) return;
-  }
-}
-
 bool wait_first_stop(pid_t pid) {
   for (;;) {
     int status;

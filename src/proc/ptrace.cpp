@@ -245,6 +245,18 @@ void Seizure::read_mem(uint64_t addr, void* data, size_t len) {
     fail_errno("read target memory at 0x", std::hex, addr);
 }
 
+void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  for (;;) {
+    int status;
+    if (::waitpid(pid, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      return;  // not ours to wait for (any more)
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return;
+  }
+}
+
 uint64_t find_syscall_gadget(pid_t pid) {
   auto maps = read_maps(pid, false);
   std::stable_sort(maps.begin(), maps.end(),

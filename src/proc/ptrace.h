@@ -67,6 +67,10 @@ class Seizure {
   bool released_ = false;
 };
 
+// Kills a process we trace (and may be the parent of) and waits until it is
+// gone as far as we are concerned: its exit reaped, or not ours to wait for.
+void kill_and_reap(pid_t pid);
+
 // Finds a `syscall` instruction (0f 05) in an executable mapping of `pid`,
 // preferring the vdso. Throws if none.
 uint64_t find_syscall_gadget(pid_t pid);

@@ -215,26 +215,33 @@ class Runner:
         restored process's host pid, .stats the stats line and .restore_s the
         seconds from spawning thaw to that line."""
         pidfile = self.path("pid")
-        t0 = time.monotonic()
-        popen = self._popen([THAW_BIN, "restore", img, "--stats", "--pidfile", pidfile],
-                            group=True)
-        p = Proc(popen, what, group=True)
-        self.procs.append(p)
-        try:
-            line = p.err.readline(timeout, proc=popen)
-        except WorkerError as e:
-            raise WorkerError(f"thaw restore {img}: no stats line: {e}\n"
-                              f"stderr: {p.err.read_rest(1)}") from None
-        p.restore_s = time.monotonic() - t0
-        if not line.startswith("restore: ") or " running as pid " not in line:
-            raise WorkerError(f"thaw restore {img}: unexpected stderr line {line!r}\n"
-                              f"{p.err.read_rest(1)}")
-        p.stats = line
+        p = self._start_restore(["restore", img, "--stats", "--pidfile", pidfile], what, timeout)
         # the pidfile is written before the stats line is printed
         text = pidfile.read_text()
         if not text.strip().isdigit():
             raise WorkerError(f"pidfile {pidfile} holds {text!r}")
         p.pid = int(text)
+        return p
+
+    def _start_restore(self, args, what, timeout):
+        """Runs thaw with args (a restore with --stats) and waits for its
+        stats line; the Proc's .pid is the one that line names."""
+        label = "thaw " + " ".join(map(str, args[:3]))
+        t0 = time.monotonic()
+        popen = self._popen([THAW_BIN, *args], group=True)
+        p = Proc(popen, what, group=True)
+        self.procs.append(p)
+        try:
+            line = p.err.readline(timeout, proc=popen)
+        except WorkerError as e:
+            raise WorkerError(f"{label}: no stats line: {e}\n"
+                              f"stderr: {p.err.read_rest(1)}") from None
+        p.restore_s = time.monotonic() - t0
+        m = re.search(r" running as pid (\d+) ", line)
+        if not line.startswith("restore: ") or not m:
+            raise WorkerError(f"{label}: unexpected stderr line {line!r}\n{p.err.read_rest(1)}")
+        p.stats = line
+        p.pid = int(m.group(1))
         return p
 
     def start_template(self, img, what):
@@ -249,25 +256,8 @@ class Runner:
         return p, sock
 
     def restore_from_template(self, sock, what, timeout=RESTORE_TIMEOUT):
-        """Like restore(), through `thaw restore --from-template sock`; .pid
-        comes from the stats line."""
-        t0 = time.monotonic()
-        popen = self._popen([THAW_BIN, "restore", "--from-template", sock, "--stats"], group=True)
-        p = Proc(popen, what, group=True)
-        self.procs.append(p)
-        try:
-            line = p.err.readline(timeout, proc=popen)
-        except WorkerError as e:
-            raise WorkerError(f"thaw restore --from-template {sock}: no stats line: {e}\n"
-                              f"stderr: {p.err.read_rest(1)}") from None
-        p.restore_s = time.monotonic() - t0
-        m = re.search(r" running as pid (\d+) ", line)
-        if not line.startswith("restore: ") or not m:
-            raise WorkerError(f"thaw restore --from-template {sock}: unexpected stderr line {line!r}\n"
-                              f"{p.err.read_rest(1)}")
-        p.stats = line
-        p.pid = int(m.group(1))
-        return p
+        """Like restore(), through `thaw restore --from-template sock`."""
+        return self._start_restore(["restore", "--from-template", sock, "--stats"], what, timeout)
 
     def kill(self, proc):
         p = proc.popen

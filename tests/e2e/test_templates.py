@@ -15,23 +15,11 @@ import time
 
 import pytest
 
-from runtime_helpers import PYTHON, THAW_BIN, WORKERS, Runner, merge_adjacent_anon, node_bin, proc_identity, \
+from runtime_helpers import PYTHON, THAW_BIN, WORKERS, merge_adjacent_anon, node_bin, proc_identity, \
     read_proc, thread_count
-from test_runtimes import N_BEFORE, N_TOTAL, _chain, _check_answers, _jobs_digest, _make_image, _status
-
-
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    r = Runner(tmp_path_factory.mktemp("templates"))
-    try:
-        yield r
-    finally:
-        r.cleanup()
-
-
-@pytest.fixture(scope="module")
-def torch_image(runner):
-    return _make_image(runner, [PYTHON, WORKERS / "torch_worker.py"], "torch worker")
+# The runtime tests' fixtures: an image of the torch worker, made once per module.
+from test_runtimes import (N_BEFORE, N_TOTAL, _chain, _check_answers, _jobs_digest, _make_image,  # noqa: F401
+                           _status, runner, thaw_bin_module, torch_image)
 
 
 @pytest.fixture(scope="module")
