@@ -31,6 +31,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/packet.h"
+#include "common/timing.h"
 #include "engine/template.h"
 #include "image/image.h"
 
@@ -146,7 +147,7 @@ int serve_template(const std::string& dir, const std::string& path) {
   ::signal(SIGPIPE, SIG_IGN);  // a client or namespace init gone must not end the server
   auto t0 = std::chrono::steady_clock::now();
   auto tmpl = engine::Template::create(img);
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double ms = ms_since(t0);
   UniqueFd lsock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!lsock) fail_errno("socket");
   sockaddr_un a = address_of(path);

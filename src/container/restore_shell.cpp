@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "common/packet.h"
+#include "common/timing.h"
 #include "container/cgroup.h"
 #include "container/init.h"
 #include "container/mounts.h"
@@ -321,7 +322,7 @@ int restore_shell_main(int argc, char** argv) {
           try {
             auto t0 = std::chrono::steady_clock::now();
             tmpl = engine::Template::create(*img);
-            double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            double ms = ms_since(t0);
             std::string dir = argv[2];
             std::string key = dir.substr(0, dir.rfind('/'));
             key = key.substr(key.rfind('/') + 1).substr(0, 12);

@@ -418,6 +418,14 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
 
 pid_t ns_tid_of(pid_t host_tid) { return innermost_id(proc::read_status(cat("/proc/", host_tid))["NSpid"]); }
 
+// A syscall instruction inside the restorer blob, mapped at region_start:
+// it serves to run munmap on the blob from outside.
+uint64_t blob_gadget(uint64_t region_start) {
+  for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
+    if (p[0] == '\x0f' && p[1] == '\x05') return region_start + (p - thaw_restorer_blob);
+  return 0;
+}
+
 // Final step, from outside: load each parked thread's registers, unmap the
 // restorer region from inside the process, bring back GPU state (the
 // image's, if any, through `gpu`), release every thread.
@@ -426,14 +434,7 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
   // Until every register is loaded a thread must never run again (it would
   // resume inside the restorer, which is gone): a failure kills them held.
   s.kill_on_release();
-  // A syscall instruction inside the blob serves to run munmap on it.
-  uint64_t gadget = 0;
-  for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
-    if (p[0] == '\x0f' && p[1] == '\x05') {
-      gadget = region_start + (p - thaw_restorer_blob);
-      break;
-    }
-  s.set_gadget(gadget);
+  s.set_gadget(blob_gadget(region_start));
   if (s.threads().size() != m.threads.size())
     fail("restored process has ", s.threads().size(), " threads, image has ", m.threads.size());
   proc::Tracee* leader = nullptr;
@@ -552,9 +553,8 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
 
 }  // namespace
 
-HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, const std::map<int, int>& inherit_in) {
+HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, const std::map<int, int>& inherit) {
   return with_context("restore a held copy", [&] {
-    std::map<int, int> inherit = inherit_in;
     check_cpu_compatible(m);
     check_files(m, inherit);
     if (m.threads.size() != 1) fail("the image has ", m.threads.size(), " threads; a held copy takes one");
@@ -582,13 +582,7 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
       auto s = std::make_unique<proc::Seizure>(pid);
       s->kill_on_release();
       seized = true;
-      uint64_t gadget = 0;
-      for (const char* p = thaw_restorer_blob; p + 1 < thaw_restorer_blob_end; p++)
-        if (p[0] == '\x0f' && p[1] == '\x05') {
-          gadget = rs + (p - thaw_restorer_blob);
-          break;
-        }
-      s->set_gadget(gadget);
+      s->set_gadget(blob_gadget(rs));
       if (s->threads().size() != 1) fail("the held copy has ", s->threads().size(), " threads, not 1");
       proc::Tracee& t = s->leader();
       long rc = s->syscall(t, SYS_munmap, rs, re - rs);

@@ -4,6 +4,7 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -22,6 +23,8 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/packet.h"
+#include "common/timing.h"
 #include "engine/resources/resources.h"
 #include "image/image.h"
 
@@ -31,11 +34,6 @@ namespace {
 
 constexpr long kOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
                           PTRACE_O_EXITKILL;
-constexpr int kMaxInherited = 16;
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string errstr(long rc) { return std::strerror(static_cast<int>(-rc)); }
 
@@ -124,7 +122,15 @@ int Template::wait_as_init(pid_t copy, int go) {
   forward_to = copy;
   struct sigaction sa{};
   sa.sa_handler = [](int sig) { ::kill(forward_to, sig); };
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+  sigset_t forwarded;
+  sigemptyset(&forwarded);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
+    ::sigaction(sig, &sa, nullptr);
+    sigaddset(&forwarded, sig);
+  }
+  // Our creator may hold them blocked (thaw template waits for them on a
+  // signalfd): blocked, they would never be forwarded.
+  ::sigprocmask(SIG_UNBLOCK, &forwarded, nullptr);
   for (;;) {
     int status;
     pid_t w = ::waitpid(-1, &status, __WALL);
@@ -155,12 +161,11 @@ std::unique_ptr<Template> Template::create(const image::Reader& img) {
     // copy gets the image's other threads made anew (add_threads).
     for (const auto& th : m.threads)
       if (restore_tid(m, th) == restore_pid(m)) t->main_ = th;
-    t->single_ = m;
-    t->single_.threads = {t->main_};
-    t->held_ = restore_held(img, t->single_, inherit);
+    image::Manifest single = m;
+    single.threads = {t->main_};
+    t->held_ = restore_held(img, single, inherit);
     proc::Seizure& s = *t->held_.seizure;
     proc::Tracee& tt = s.leader();
-    t->regs_ = tt.regs;
     if (::ptrace(PTRACE_SETOPTIONS, tt.tid, nullptr, kOptions) != 0) fail_errno("set ptrace options");
     // The template takes a copy of the carrier's receiving end; each copy
     // of it inherits that and receives its fds there.
@@ -174,16 +179,16 @@ std::unique_ptr<Template> Template::create(const image::Reader& img) {
   });
 }
 
-Template::~Template() = default;
+Template::~Template() = default;  // the seizure kills and reaps the template
 
-pid_t Template::copy_pid() const { return restore_pid(*m_); }  // the seizure kills and reaps the template
+pid_t Template::copy_pid() const { return restore_pid(*m_); }
 
 Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
                                const std::function<void(pid_t)>& before_run, int namespaces) {
   return with_context(cat("restore from the template (process ", held_.pid, ")"), [&] {
     auto t0 = std::chrono::steady_clock::now();
     if (!usable_) fail("the template is not usable");
-    if (inherit.size() > kMaxInherited) fail("too many inherited fds (", inherit.size(), ")");
+    if (inherit.size() > kMaxPacketFds) fail("too many inherited fds (", inherit.size(), ")");
     Copy c;
     pid_t helper = 0, copy = 0;
     std::vector<pid_t> threads;  // the copy's other threads, while we hold them
@@ -430,20 +435,7 @@ void Template::pass_fds(proc::Tracee& w, const std::map<int, int>& inherit) {
     if (rc < 0) fail(what, ": ", errstr(rc));
   };
   if (!ours.empty()) {
-    char byte = 'F';
-    iovec io{&byte, 1};
-    msghdr mh{};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kMaxInherited)] = {};
-    mh.msg_iov = &io;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * ours.size());
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * ours.size());
-    std::memcpy(CMSG_DATA(cm), ours.data(), sizeof(int) * ours.size());
-    if (::sendmsg(carrier_send_.get(), &mh, MSG_NOSIGNAL) != 1) fail_errno("send the fds to the copy");
+    send_packet(carrier_send_.get(), "F", ours.data(), static_cast<int>(ours.size()), "the copy");
 
     // The same message, laid out in the copy's memory for recvmsg.
     size_t ctl_len = CMSG_SPACE(sizeof(int) * ours.size());
@@ -489,23 +481,12 @@ void Template::pass_fds(proc::Tracee& w, const std::map<int, int>& inherit) {
 
 // A failed spawn may leave its message unread: the next copy must not get it.
 void Template::drain_carrier() {
-  for (;;) {
-    char byte;
-    iovec io{&byte, 1};
-    msghdr mh{};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kMaxInherited)];
-    mh.msg_iov = &io;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl;
-    mh.msg_controllen = sizeof ctl;
-    if (::recvmsg(carrier_recv_.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0) return;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-      if (c->cmsg_type == SCM_RIGHTS)
-        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          ::close(fd);
-        }
+  try {
+    pollfd p{carrier_recv_.get(), POLLIN, 0};
+    while (::poll(&p, 1, 0) > 0)
+      if (!recv_packet(carrier_recv_.get(), -1, nullptr, "the carrier")) return;  // fds that came are closed
+  } catch (const std::exception&) {
+    // nothing left to read in a way that matters
   }
 }
 

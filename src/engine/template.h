@@ -114,10 +114,8 @@ class Template {
   void drain_carrier();
 
   const image::Manifest* m_ = nullptr;
-  image::Manifest single_;  // m_ with the main thread only: what the template is
   image::Thread main_;
   HeldProcess held_;
-  user_regs_struct regs_{};  // the image's registers, as every copy starts
   UniqueFd carrier_send_, carrier_recv_;  // both ends; the template holds a copy of recv at carrier_fd_
   int carrier_fd_ = -1;
   bool usable_ = true;
