@@ -32,6 +32,7 @@
 #include "common/io.h"
 #include "common/packet.h"
 #include "common/timing.h"
+#include "common/unix_address.h"
 #include "engine/template.h"
 #include "image/image.h"
 
@@ -44,14 +45,6 @@ using nlohmann::json;
 constexpr int kNamespaceTimeoutMs = 10000;
 constexpr int kReplyTimeoutMs = 60000;
 
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (path.size() >= sizeof a.sun_path) fail("socket path too long: ", path);
-  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-  return a;
-}
-
 // pid 1 of a copy's namespaces: a /proc of its own, the image's mapped
 // files checked where the copy will see them; once told the copy is its
 // child ('G'), reaps until the copy ends and sends its status on `conn`.
@@ -60,23 +53,10 @@ sockaddr_un address_of(const std::string& path) {
     if (fd != ready && fd != go && fd != conn) ::close(fd);
   int null = ::open("/dev/null", O_RDWR);
   for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
-  auto say = [&](const std::string& line) {
-    std::string l = line + "\n";
-    ssize_t ignored = ::write(ready, l.data(), l.size());
-    (void)ignored;
-  };
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 ||
       ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     std::fprintf(stderr, "thaw: note: no /proc of the new pid namespace (%s)\n", std::strerror(errno));
-  try {
-    engine::Template::check_files_unchanged(m);
-  } catch (const std::exception& e) {
-    say(cat("E ", e.what()));
-    ::_exit(1);
-  }
-  say("OK");
-  ::close(ready);
-  int code = engine::Template::wait_as_init(copy, go);
+  int code = engine::Template::run_as_init(m, copy, ready, go);
   if (code < 0) ::_exit(1);
   try {
     send_packet(conn, json{{"exit", code}}.dump(), nullptr, 0, "the client");
@@ -118,20 +98,12 @@ void serve_one(engine::Template& tmpl, const image::Manifest& m, int conn, std::
   go_r.reset();
   auto kill_init = [&] { ::kill(static_cast<pid_t>(init), SIGKILL); };
   try {
-    std::string buf;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kNamespaceTimeoutMs);
-    while (buf.find('\n') == std::string::npos) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      pollfd p{ready_r.get(), POLLIN, 0};
-      int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) fail("the namespace was not set up within ", kNamespaceTimeoutMs, " ms");
-      char tmp[512];
-      ssize_t n = ::read(ready_r.get(), tmp, sizeof tmp);
-      if (n <= 0) fail("the namespace's init ended before it was set up");
-      buf.append(tmp, n);
-    }
-    if (buf.rfind("E ", 0) == 0) fail(trim(buf.substr(2)));
+    bool timed_out = false;
+    std::string line = read_line(ready_r.get(), kNamespaceTimeoutMs, &timed_out);
+    if (line.rfind("E ", 0) == 0) fail(line.substr(2));
+    if (line != "OK")
+      fail(timed_out ? cat("the namespace was not set up within ", kNamespaceTimeoutMs, " ms")
+                     : std::string("the namespace's init ended before it was set up"));
     auto c = tmpl.spawn(static_cast<pid_t>(init), inherit, nullptr, CLONE_NEWNS);
     if (::write(go_w.get(), "G", 1) != 1) fail_errno("tell the namespace's init");
     send_packet(conn, json{{"running", c.host_pid}, {"ms", c.total_ms}, {"fork_ms", c.fork_ms}}.dump(), nullptr, 0,
@@ -150,7 +122,7 @@ int serve_template(const std::string& dir, const std::string& path) {
   double ms = ms_since(t0);
   UniqueFd lsock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!lsock) fail_errno("socket");
-  sockaddr_un a = address_of(path);
+  sockaddr_un a = unix_address(path);
   if (::bind(lsock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
     fail_errno("listen on ", path, " (remove it if no template server uses it any more)");
   if (::listen(lsock.get(), 64) != 0) fail_errno("listen");
@@ -195,7 +167,7 @@ int serve_template(const std::string& dir, const std::string& path) {
 int restore_from_template(const std::string& path, const std::map<int, int>& inherit, bool stats, bool detach) {
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!sock) fail_errno("socket");
-  sockaddr_un a = address_of(path);
+  sockaddr_un a = unix_address(path);
   if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
     fail_errno("connect to the template server at ", path, " (is `thaw template DIR --socket ", path, "` running?)");
   std::map<int, int> all = {{0, 0}, {1, 1}, {2, 2}};

@@ -1,7 +1,12 @@
 #include "common/io.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 
 #include <cstdio>
 
@@ -87,6 +92,36 @@ std::vector<std::string> split(const std::string& s, char sep) {
     out.push_back(s.substr(start, pos - start));
     start = pos + 1;
   }
+}
+
+std::string read_line(int fd, int timeout_ms, bool* timed_out) {
+  if (timed_out) *timed_out = false;
+  std::string s;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[4096];
+  while (s.find('\n') == std::string::npos) {
+    int wait = -1;
+    if (timeout_ms >= 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      wait = static_cast<int>(std::max<int64_t>(left.count(), 0));
+    }
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, wait);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && timed_out) *timed_out = true;
+    if (r <= 0) return {};
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return {};
+    s.append(buf, n);
+  }
+  return s.substr(0, s.find('\n'));
+}
+
+void write_line(int fd, const std::string& line) {
+  std::string l = line + "\n";
+  ssize_t ignored = ::write(fd, l.data(), l.size());
+  (void)ignored;
 }
 
 std::string trim(const std::string& s) {

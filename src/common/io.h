@@ -12,6 +12,14 @@ bool try_read_file(const std::string& path, std::string* out);
 void write_all(int fd, const void* data, size_t len, const std::string& what);
 void pwrite_all(int fd, const void* data, size_t len, uint64_t off, const std::string& what);
 void pread_all(int fd, void* data, size_t len, uint64_t off, const std::string& what);
+// For pipes that carry one status line: the first line that arrives on fd
+// within timeout_ms (< 0: no limit), without its newline; whatever came
+// after it is dropped. Empty at end of file, and on a timeout with
+// *timed_out set.
+std::string read_line(int fd, int timeout_ms, bool* timed_out = nullptr);
+// The line and a newline in one write, errors ignored: for a status line to
+// a reader that may be gone.
+void write_line(int fd, const std::string& line);
 std::vector<std::string> split(const std::string& s, char sep);
 std::string trim(const std::string& s);
 std::string to_hex(const void* data, size_t len);

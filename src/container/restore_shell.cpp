@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/io.h"
 #include "common/packet.h"
 #include "common/timing.h"
 #include "container/cgroup.h"
@@ -39,7 +40,7 @@ constexpr int kShellSocket = 3;     // the shell's end of its request socket
 constexpr int kRestoreFailed = 70;  // a restore process that could not restore
 constexpr int kFdsPerRestore = 5;   // fds 0-4 of a restore process
 // A restore from the live template also gets these two pipes (see
-// restore_from_template): the ready pipe (its namespace init says when the
+// restore_from_template): the ready pipe (the restore process says when its
 // namespaces are set up) and the verdict pipe (the shell says whether the
 // copy runs).
 constexpr int kReadyFd = 5;
@@ -101,59 +102,35 @@ int restore_container(const image::Reader& img, const Spec& spec) {
   }
 }
 
-std::string read_line_from(int fd) {
-  std::string line;
-  char c;
-  for (;;) {
-    ssize_t n = ::read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || c == '\n') return line;
-    line += c;
-  }
-}
-
-void write_line(int fd, const std::string& line) {
-  std::string l = line + "\n";
-  ssize_t ignored = ::write(fd, l.data(), l.size());
-  (void)ignored;
-}
-
 // pid 1 of a container whose worker is a copy of the live template: sets
-// up the namespaces, says so on the ready pipe, and once told the copy is
-// its child ('G' on `go`), forwards termination signals to it, reaps, and
-// exits the way it did.
-[[noreturn]] void template_ns_init(const image::Manifest& m, const Spec& spec, pid_t worker, int go) {
+// up the namespaces, says so on `ready` (to the restore process), and once
+// told the copy is its child ('G' on `go`), forwards termination signals to
+// it, reaps, and exits the way it did.
+[[noreturn]] void template_ns_init(const image::Manifest& m, const Spec& spec, pid_t worker, int ready, int go) {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
   for (int fd = 3; fd < 1024; fd++)
-    if (fd != kReadyFd && fd != go) ::close(fd);
+    if (fd != ready && fd != go) ::close(fd);
   try {
     setup_namespace(spec);
   } catch (const std::exception& e) {
-    write_line(kReadyFd, cat("E set up the namespace: ", e.what()));
+    write_line(ready, cat("E set up the namespace: ", e.what()));
     ::_exit(kRestoreFailed);
   }
-  try {
-    engine::Template::check_files_unchanged(m);
-  } catch (const std::exception& e) {
-    write_line(kReadyFd, cat("E ", e.what()));
-    ::_exit(kRestoreFailed);
-  }
-  write_line(kReadyFd, "OK");
-  ::close(kReadyFd);
-  int status = engine::Template::wait_as_init(worker, go);
+  int status = engine::Template::run_as_init(m, worker, ready, go);
   ::_exit(status < 0 ? kRestoreFailed : status);
 }
 
 // The restore process of a copy of the live template: makes the
-// container's pid 1 in fresh namespaces, tells the shell its pid (ready
-// pipe), and waits for the shell's verdict: "W <pid> <ms...>" — the copy
-// runs, report it and wait for the container — or anything else: restore
-// from the image as restore_container does.
+// container's pid 1 in fresh namespaces and, once that has set them up,
+// tells the shell its pid (ready pipe: "C <pid>", or "E <why>"); then waits
+// for the shell's verdict: "W <pid> <ms...>" — the copy runs, report it and
+// wait for the container — or anything else: restore from the image as
+// restore_container does.
 int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy_pid) {
   join_cgroups(spec.cgroups);
-  int gp[2];
-  if (::pipe2(gp, O_CLOEXEC) != 0) {
+  int gp[2], rp[2];
+  if (::pipe2(gp, O_CLOEXEC) != 0 || ::pipe2(rp, O_CLOEXEC) != 0) {
     write_line(kReadyFd, cat("E pipe: ", std::strerror(errno)));
     return restore_container(img, spec);
   }
@@ -161,15 +138,23 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
   ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
   ca.exit_signal = SIGCHLD;
   long init = ::syscall(SYS_clone3, &ca, sizeof ca);
-  if (init == 0) {
-    ::close(gp[1]);
-    template_ns_init(img.manifest(), spec, copy_pid, gp[0]);
-  }
+  if (init == 0) template_ns_init(img.manifest(), spec, copy_pid, rp[1], gp[0]);
   ::close(gp[0]);
-  UniqueFd go(gp[1]);
-  write_line(kReadyFd, init > 0 ? cat("C ", init) : cat("E clone3: ", std::strerror(errno)));
+  ::close(rp[1]);
+  UniqueFd go(gp[1]), ready(rp[0]);
+  if (init < 0) {
+    write_line(kReadyFd, cat("E clone3: ", std::strerror(errno)));
+  } else {
+    bool timed_out = false;
+    std::string line = read_line(ready.get(), kNamespaceTimeoutMs, &timed_out);
+    if (line == "OK") line = cat("C ", init);
+    else if (timed_out) line = cat("E the container's namespaces were not set up within ", kNamespaceTimeoutMs, " ms");
+    else if (line.empty()) line = "E the namespace's init ended before it was set up";
+    write_line(kReadyFd, line);
+  }
+  ready.reset();
   ::close(kReadyFd);
-  std::string verdict = read_line_from(kVerdictFd);
+  std::string verdict = read_line(kVerdictFd, -1);
   ::close(kVerdictFd);
   unsigned long long worker = 0;
   double total_ms = 0, fork_ms = 0;
@@ -228,31 +213,14 @@ void copy_template(std::unique_ptr<engine::Template>& tmpl, const image::Reader&
                    const std::vector<UniqueFd>& fds, int ready, int verdict) {
   std::string line;
   try {
-    pid_t init = 0;
-    bool set_up = false;
-    std::string buf;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kNamespaceTimeoutMs);
-    while (!init || !set_up) {
-      size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
-        std::string l = buf.substr(0, nl);
-        buf.erase(0, nl + 1);
-        if (l.rfind("C ", 0) == 0) init = std::atoi(l.c_str() + 2);
-        else if (l == "OK") set_up = true;
-        else if (l.rfind("E ", 0) == 0) fail(l.substr(2));
-      }
-      if (init && set_up) break;
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      struct pollfd p{ready, POLLIN, 0};
-      int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) fail("the container's namespaces were not set up within ", kNamespaceTimeoutMs, " ms");
-      char tmp[256];
-      ssize_t n = ::read(ready, tmp, sizeof tmp);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail("the restore process ended before its namespaces were set up");
-      buf.append(tmp, n);
-    }
+    bool timed_out = false;
+    // Past the restore process's own deadline for its namespace init.
+    std::string l = read_line(ready, kNamespaceTimeoutMs + 5000, &timed_out);
+    if (l.rfind("E ", 0) == 0) fail(l.substr(2));
+    pid_t init = l.rfind("C ", 0) == 0 ? std::atoi(l.c_str() + 2) : 0;
+    if (init <= 0)
+      fail(timed_out ? std::string("the restore process did not say whether its namespaces were set up")
+                     : std::string("the restore process ended before its namespaces were set up"));
     const auto& m = img.manifest();
     std::map<int, int> inherit;
     for (const auto& e : m.fds) {
@@ -301,7 +269,7 @@ int restore_shell_main(int argc, char** argv) {
     send_packet(kShellSocket, json{{"ok", false}, {"error", e.what()}}.dump(), nullptr, 0, "the runtime");
     return 1;
   }
-  double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double load_ms = ms_since(t0);
   try {
     send_packet(kShellSocket, json{{"ok", true}, {"load_ms", load_ms}}.dump(), nullptr, 0, "the runtime");
     std::unique_ptr<engine::Template> tmpl;

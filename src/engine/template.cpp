@@ -37,30 +37,9 @@ constexpr long kOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O
 
 std::string errstr(long rc) { return std::strerror(static_cast<int>(-rc)); }
 
-// A new child of a traced process starts attached and stopped; wait for
-// that first stop.
-void wait_first_stop(pid_t pid) {
-  for (;;) {
-    int status;
-    if (::waitpid(pid, &status, __WALL) < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("wait for process ", pid);
-    }
-    if (WIFSTOPPED(status)) return;
-    if (WIFEXITED(status) || WIFSIGNALED(status)) fail("process ", pid, " died before it could be set up");
-  }
-}
-
-void write_to(pid_t pid, uint64_t addr, const void* data, size_t len) {
-  iovec local{const_cast<void*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
-  if (::process_vm_writev(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
-    fail_errno("write memory of process ", pid);
-}
-
-void read_from(pid_t pid, uint64_t addr, void* data, size_t len) {
-  iovec local{data, len}, remote{reinterpret_cast<void*>(addr), len};
-  if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
-    fail_errno("read memory of process ", pid);
+// Our waits for a helper, copy or thread a clone made in the template.
+void wait_setup_stop(pid_t pid) {
+  if (!proc::wait_first_stop(pid)) fail("process ", pid, " died before it could be set up");
 }
 
 // clone3's arguments and the one pid of set_tid, written as one block.
@@ -111,9 +90,16 @@ std::string Template::ineligible(const image::Manifest& m) {
   return "";
 }
 
-void Template::check_files_unchanged(const image::Manifest& m) { check_mapped_files(m); }
-
-int Template::wait_as_init(pid_t copy, int go) {
+int Template::run_as_init(const image::Manifest& m, pid_t copy, int ready, int go) {
+  try {
+    check_mapped_files(m);
+  } catch (const std::exception& e) {
+    write_line(ready, cat("E ", e.what()));
+    ::close(ready);
+    return -1;
+  }
+  write_line(ready, "OK");
+  ::close(ready);
   char c = 0;
   while (::read(go, &c, 1) < 0 && errno == EINTR) {
   }
@@ -253,7 +239,7 @@ pid_t Template::make_helper(pid_t ns_init) {
   // CLONE_PARENT: the helper is our child (we reap it), not the template's.
   // Its pid: anything but 1 and the image's (the namespace is new).
   pid_t helper = clone_in(t, CLONE_VM | CLONE_PARENT, 0, restore_pid(*m_) + 1, "the template");
-  wait_first_stop(helper);
+  wait_setup_stop(helper);
   return helper;
 }
 
@@ -264,7 +250,7 @@ pid_t Template::fork_copy(pid_t helper) {
   h.tid = helper;
   if (::ptrace(PTRACE_GETREGS, helper, nullptr, &h.regs) != 0) fail_errno("read the helper's registers");
   pid_t copy = clone_in(h, 0, SIGCHLD, restore_pid(*m_), "the helper");
-  wait_first_stop(copy);
+  wait_setup_stop(copy);
   return copy;
 }
 
@@ -281,7 +267,7 @@ pid_t Template::clone_in(proc::Tracee& t, uint64_t flags, int exit_signal, pid_t
   b.tid = tid;
   b.ca.set_tid = at + offsetof(CloneBlock, tid);
   b.ca.set_tid_size = 1;
-  write_to(t.tid, at, &b, sizeof b);
+  proc::write_mem(t.tid, at, &b, sizeof b);
   t.new_child = 0;
   long rc = s.syscall(t, SYS_clone3, at, sizeof b.ca);
   if (rc < 0) fail("clone3 (pid ", tid, ") in ", where, ": ", errstr(rc));
@@ -334,7 +320,7 @@ void Template::set_up_copy(proc::Tracee& w, const std::map<int, int>& inherit, i
   }
   const std::string& cwd = m_->process.cwd;
   uint64_t at = s.scratch(w, cwd.size() + 1);
-  write_to(copy, at, cwd.c_str(), cwd.size() + 1);
+  proc::write_mem(copy, at, cwd.c_str(), cwd.size() + 1);
   long rc = s.syscall(w, SYS_chdir, at);
   if (rc < 0) fail("restore: cwd ", cwd, ": ", errstr(rc));
 }
@@ -354,12 +340,12 @@ void Template::set_up_thread(proc::Tracee& t, const image::Thread& th) {
     stack_t ss{reinterpret_cast<void*>(th.altstack_sp), th.altstack_flags & ~SS_ONSTACK,
                static_cast<size_t>(th.altstack_size)};
     uint64_t at = s.scratch(t, sizeof ss);
-    write_to(t.tid, at, &ss, sizeof ss);
+    proc::write_mem(t.tid, at, &ss, sizeof ss);
     check(s.syscall(t, SYS_sigaltstack, at, 0), "sigaltstack");
   }
   if (!th.comm.empty()) {
     uint64_t at = s.scratch(t, th.comm.size() + 1);
-    write_to(t.tid, at, th.comm.c_str(), th.comm.size() + 1);
+    proc::write_mem(t.tid, at, th.comm.c_str(), th.comm.size() + 1);
     check(s.syscall(t, SYS_prctl, PR_SET_NAME, at), "set its name");
   }
 }
@@ -391,8 +377,8 @@ void Template::add_unforked_memory(proc::Tracee& w) {
     std::vector<char> buf(std::min<uint64_t>(len, 4 << 20));
     for (uint64_t off = 0; off < len; off += buf.size()) {
       size_t n = std::min<uint64_t>(buf.size(), len - off);
-      read_from(held_.pid, v.start + off, buf.data(), n);
-      write_to(w.tid, v.start + off, buf.data(), n);
+      proc::read_mem(held_.pid, v.start + off, buf.data(), n);
+      proc::write_mem(w.tid, v.start + off, buf.data(), n);
     }
     check(s.syscall(w, SYS_mprotect, v.start, len, v.prot), "restore its protection");
     if (v.madv & image::kMadvDontFork) check(s.syscall(w, SYS_madvise, v.start, len, MADV_DONTFORK), "MADV_DONTFORK");
@@ -412,7 +398,7 @@ void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids,
     pid_t made = clone_in(w, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0,
                           tid, "the copy");
     tids.push_back(made);
-    wait_first_stop(made);
+    wait_setup_stop(made);
     proc::Tracee t;
     t.tid = made;
     if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.regs) != 0) fail_errno("read registers of thread ", tid);
@@ -454,12 +440,12 @@ void Template::pass_fds(proc::Tracee& w, const std::map<int, int>& inherit) {
     l.mh.msg_iovlen = 1;
     l.mh.msg_control = reinterpret_cast<void*>(ctl_at);
     l.mh.msg_controllen = ctl_len;
-    write_to(w.tid, at, &l, sizeof l);
+    proc::write_mem(w.tid, at, &l, sizeof l);
     long n = s.syscall(w, SYS_recvmsg, carrier_fd_, at, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     if (n != 1) fail("receive the fds in the copy: ", n < 0 ? errstr(n) : std::string("nothing came"));
     std::vector<char> got(ctl_len);
-    read_from(w.tid, ctl_at, got.data(), got.size());
-    read_from(w.tid, at, &l, sizeof l);
+    proc::read_mem(w.tid, ctl_at, got.data(), got.size());
+    proc::read_mem(w.tid, at, &l, sizeof l);
     msghdr back{};
     back.msg_control = got.data();
     back.msg_controllen = l.mh.msg_controllen;

@@ -62,16 +62,16 @@ class Template {
  public:
   // Why `img` cannot serve as a template, or "" if it can.
   static std::string ineligible(const image::Manifest& m);
-  // Throws, naming the file, if a file the image maps is gone or changed:
-  // copies share the template's mappings, made when the template was, so
-  // this runs before each copy (where its paths resolve as they will for
-  // the copy).
-  static void check_files_unchanged(const image::Manifest& m);
-  // For pid 1 of a copy's namespace (ns_init): waits for 'G' on `go` (the
-  // copy, its child from then on, runs), then forwards termination signals
-  // to the copy and reaps until it ends. Returns its exit status (128 +
-  // signal if killed), or -1 if `go` said anything else or closed.
-  static int wait_as_init(pid_t copy, int go);
+  // pid 1 of a copy's namespace (ns_init), once the namespace is set up:
+  // checks that no file the image maps is gone or changed (copies share the
+  // template's mappings, made when the template was, so this runs before
+  // each copy, where its paths resolve as they will for the copy) and says
+  // so on `ready` ("OK", or "E <why>"), which it then closes. If OK, waits
+  // for 'G' on `go` (the copy, its child from then on, runs), then forwards
+  // termination signals to the copy and reaps until it ends. Returns its
+  // exit status (128 + signal if killed), or -1: files changed, or `go`
+  // said anything else or closed.
+  static int run_as_init(const image::Manifest& m, pid_t copy, int ready, int go);
   // Restores `img` held (every page now: ~100-200 ms for a torch worker).
   // Throws with the reason it cannot; the image itself is not touched.
   static std::unique_ptr<Template> create(const image::Reader& img);

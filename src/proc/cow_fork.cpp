@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/timing.h"
 #include "proc/procfs.h"
 
 namespace thaw::proc {
@@ -24,18 +25,6 @@ constexpr long kOptions = PTRACE_O_TRACESYSGOOD;
 // would kill the target.)
 constexpr long kForkOptions =
     kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_EXITKILL;
-
-bool wait_first_stop(pid_t pid) {
-  for (;;) {
-    int status;
-    if (::waitpid(pid, &status, __WALL) < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (WIFSTOPPED(status)) return true;
-    if (WIFEXITED(status) || WIFSIGNALED(status)) return false;
-  }
-}
 
 // Reaps the killed copy in the target (its parent) through `s`, which holds
 // at least the target's main thread. WNOHANG: the target must never block.
@@ -126,7 +115,7 @@ double CowFork::finish() {
   leader.set_gadget(find_syscall_gadget(seizure_.pid()));
   reap_in(leader, ns_pid_);
   leader.release();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return ms_since(t0);
 }
 
 CowFork::~CowFork() {

@@ -233,16 +233,28 @@ uint64_t Seizure::scratch(const Tracee& t, size_t len) const {
   return (t.regs.rsp - 128 - len - 256) & ~uint64_t{15};
 }
 
-void Seizure::write_mem(uint64_t addr, const void* data, size_t len) {
+void write_mem(pid_t pid, uint64_t addr, const void* data, size_t len) {
   iovec local{const_cast<void*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
-  if (::process_vm_writev(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
-    fail_errno("write target memory at 0x", std::hex, addr);
+  if (::process_vm_writev(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    fail_errno("write memory of process ", pid, " at 0x", std::hex, addr);
 }
 
-void Seizure::read_mem(uint64_t addr, void* data, size_t len) {
+void read_mem(pid_t pid, uint64_t addr, void* data, size_t len) {
   iovec local{data, len}, remote{reinterpret_cast<void*>(addr), len};
-  if (::process_vm_readv(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
-    fail_errno("read target memory at 0x", std::hex, addr);
+  if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    fail_errno("read memory of process ", pid, " at 0x", std::hex, addr);
+}
+
+bool wait_first_stop(pid_t pid) {
+  for (;;) {
+    int status;
+    if (::waitpid(pid, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (WIFSTOPPED(status)) return true;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return false;
+  }
 }
 
 void kill_and_reap(pid_t pid) {

@@ -21,6 +21,10 @@ struct Tracee {
 // is rewound so it runs again (the kernel would restart it the same way).
 user_regs_struct rewound(const user_regs_struct& r);
 
+// The memory of any process we may trace (throws with the address).
+void write_mem(pid_t pid, uint64_t addr, const void* data, size_t len);
+void read_mem(pid_t pid, uint64_t addr, void* data, size_t len);
+
 // All threads of one process, stopped. The destructor puts every thread back
 // exactly as it was and detaches, so a failed checkpoint leaves the target
 // running as before.
@@ -48,8 +52,8 @@ class Seizure {
   // Scratch memory inside the target (below the red zone of the thread's
   // stack) for syscall arguments; returns its address.
   uint64_t scratch(const Tracee& t, size_t len) const;
-  void write_mem(uint64_t addr, const void* data, size_t len);
-  void read_mem(uint64_t addr, void* data, size_t len);
+  void write_mem(uint64_t addr, const void* data, size_t len) { proc::write_mem(pid_, addr, data, len); }
+  void read_mem(uint64_t addr, void* data, size_t len) { proc::read_mem(pid_, addr, data, len); }
 
   // Kill the target instead of resuming it (after the image is safely written).
   void kill_on_release() { kill_ = true; }
@@ -70,6 +74,11 @@ class Seizure {
 // Kills a process we trace (and may be the parent of) and waits until it is
 // gone as far as we are concerned: its exit reaped, or not ours to wait for.
 void kill_and_reap(pid_t pid);
+
+// A new child of a traced process starts attached and stopped: waits for
+// that first stop. False if it died first (or is not ours to wait for).
+bool wait_first_stop(pid_t pid);
+
 
 // Finds a `syscall` instruction (0f 05) in an executable mapping of `pid`,
 // preferring the vdso. Throws if none.

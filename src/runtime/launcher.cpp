@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "common/timing.h"
 #include "container/fsutil.h"
 
 namespace thaw::runtime {
@@ -113,7 +114,6 @@ std::unique_ptr<Worker> Launcher::for_snapshot(const Target& t) {
 
 std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& image) {
   using Clock = std::chrono::steady_clock;
-  auto ms_since = [](Clock::time_point a) { return std::chrono::duration<double, std::milli>(Clock::now() - a).count(); };
   auto s = spec(t, false);
   auto t0 = Clock::now();
   auto shell = shells_.get(image);

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/unix_address.h"
 #include "container/channel.h"
 
 namespace thaw::runtime {
@@ -22,10 +23,7 @@ namespace thaw::runtime {
 using nlohmann::json;
 
 Server::Server(Runtime& rt, std::string path) : rt_(rt), path_(std::move(path)) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.size() >= sizeof addr.sun_path) fail("socket path too long: ", path_);
-  std::strcpy(addr.sun_path, path_.c_str());
+  sockaddr_un addr = unix_address(path_);
   {
     // A runtime answering there keeps its socket: taking the path over
     // would make it unreachable, and the path vanish when it stops.
