@@ -14,6 +14,7 @@ pkgs=(
   libopenblas0-openmp                  # torch's BLAS: without it Debian's torch uses the reference
                                        # BLAS, and the demo model's call takes 97 ms instead of 15
   util-linux                           # setpriv (a test runs a process as another user)
+  tzdata                               # time zones of Cron schedules (/usr/share/zoneinfo)
 )
 # Node.js: Debian's package, unless some node is already there (for example a
 # nodesource install, whose `nodejs` package would conflict with Debian's).

@@ -11,6 +11,7 @@ default is accepted silently, since thaw already behaves that way.
 import hashlib
 import json
 import re
+import zoneinfo
 
 from . import gpu as _gpu
 from ._secret import Secret
@@ -86,7 +87,6 @@ class Retries:
 
 
 _PERIOD_UNITS = {"weeks": 7 * 86400, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
-_UTC_NAMES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z")
 
 
 class Period:
@@ -120,8 +120,8 @@ class Period:
 
 class Cron:
     """Run a deployed function at the minutes a cron expression names
-    (minute hour day-of-month month day-of-week), while `thaw serve` runs.
-    thaw evaluates it in UTC."""
+    (minute hour day-of-month month day-of-week) in `timezone` (an IANA name,
+    default UTC), while `thaw serve` runs."""
 
     def __init__(self, cron_string, timezone="UTC"):
         shorthand = cron_string in ("@yearly", "@annually", "@monthly", "@weekly", "@daily",
@@ -131,9 +131,11 @@ class Cron:
                                f"hour day-of-month month day-of-week (e.g. '0 9 * * mon-fri')")
         self.cron_string = cron_string
         self.timezone = timezone
-        if timezone not in _UTC_NAMES:
-            warn(f"thaw: Cron({cron_string!r}, timezone={timezone!r}): thaw evaluates cron "
-                 f"schedules in UTC; the timezone is not applied")
+        try:  # the runtime reads the same zoneinfo files (tzdata)
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise InvalidError(f"Cron({cron_string!r}, timezone={timezone!r}): unknown time zone; use an "
+                               f"IANA name such as 'America/New_York' or 'UTC'") from None
 
     def describe(self):
         return {"cron": self.cron_string, "timezone": self.timezone}

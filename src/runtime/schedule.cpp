@@ -135,13 +135,14 @@ bool Cron::matches(const std::tm& t) const {
   return day || weekday;
 }
 
-std::time_t Cron::next_after(std::time_t t) const {
+std::time_t Cron::next_after(std::time_t t, const TimeZone& tz) const {
   std::time_t m = (t / 60 + 1) * 60;  // the next whole minute
   // Hours that cannot match (wrong month or hour) are skipped whole, so
-  // even a rare expression takes a bounded number of steps.
+  // even a rare expression takes a bounded number of steps. (Across a
+  // daylight-saving change an hour later is still the next local hour, or
+  // the same one again: nothing that could match is skipped.)
   for (int steps = 0; steps < 5 * 366 * 24 * 60; steps++) {
-    std::tm u;
-    ::gmtime_r(&m, &u);
+    std::tm u = tz.local(m);
     if (!months_[u.tm_mon + 1] || (!hours_[u.tm_hour] && u.tm_min == 0)) {
       m += u.tm_min == 0 ? 3600 : 60;
       continue;
@@ -149,7 +150,7 @@ std::time_t Cron::next_after(std::time_t t) const {
     if (matches(u)) return m;
     m += 60;
   }
-  fail("Cron('", text_, "') matches no minute in the next five years");
+  fail("Cron('", text_, "') matches no minute in the next five years", tz.is_utc() ? "" : cat(" in ", tz.name()));
 }
 
 std::optional<Schedule> Schedule::from_config(const nlohmann::json& config) {
@@ -164,18 +165,20 @@ std::optional<Schedule> Schedule::from_config(const nlohmann::json& config) {
   }
   if (s.contains("cron") && s["cron"].is_string()) {
     out.cron_ = Cron::parse(s["cron"].get<std::string>());
+    std::string tz = s.contains("timezone") && s["timezone"].is_string() ? s["timezone"].get<std::string>() : "UTC";
+    out.tz_ = TimeZone::load(tz);
     return out;
   }
   fail("schedule: expected {\"period_s\": seconds} or {\"cron\": \"m h dom mon dow\"}, got ", s.dump());
 }
 
 std::time_t Schedule::next_after(std::time_t t) const {
-  if (cron_) return cron_->next_after(t);
+  if (cron_) return cron_->next_after(t, *tz_);
   return t + static_cast<std::time_t>(std::ceil(period_s_));
 }
 
 std::string Schedule::describe() const {
-  if (cron_) return cat("Cron('", cron_->text(), "')");
+  if (cron_) return cat("Cron('", cron_->text(), "'", tz_->is_utc() ? "" : cat(", timezone='", tz_->name(), "'"), ")");
   return cat("Period(seconds=", period_s_, ")");
 }
 

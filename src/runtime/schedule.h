@@ -1,7 +1,7 @@
 // When a deployed function runs by itself (Modal's schedule=): every
 // Period, or at the minutes a Cron expression names. Parsed from the
 // function's config ({"period_s": S} or {"cron": "...", "timezone": TZ});
-// Cron expressions are evaluated in UTC.
+// a Cron expression is evaluated in its time zone (UTC by default).
 #pragma once
 #include <bitset>
 #include <ctime>
@@ -9,6 +9,8 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "runtime/timezone.h"
 
 namespace thaw::runtime {
 
@@ -22,13 +24,14 @@ class Cron {
  public:
   // Throws thaw::Error naming the field that is wrong.
   static Cron parse(const std::string& expr);
-  // The first whole minute after t (UTC) that matches; throws if none
-  // comes within five years (e.g. 30 February).
-  std::time_t next_after(std::time_t t) const;
+  // The first whole minute after t whose local time in `tz` matches; throws
+  // if none comes within five years (e.g. 30 February). A local time a
+  // daylight-saving change skips never comes; one it repeats comes twice.
+  std::time_t next_after(std::time_t t, const TimeZone& tz) const;
   const std::string& text() const { return text_; }
 
  private:
-  bool matches(const std::tm& utc) const;
+  bool matches(const std::tm& local) const;
 
   std::string text_;
   std::bitset<60> minutes_;
@@ -50,6 +53,7 @@ class Schedule {
  private:
   double period_s_ = 0;
   std::optional<Cron> cron_;
+  std::optional<TimeZone> tz_;  // with cron_
 };
 
 }  // namespace thaw::runtime

@@ -9,6 +9,7 @@ Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_functions.p
 Environment: THAW_BIN (default <repo>/build/thaw).
 """
 
+import datetime
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -687,7 +689,13 @@ def test_scheduled_functions_run_while_serve_runs(thaw):
     runs = ticks.read_text().split() if ticks.exists() else []
     assert len(runs) >= 3, log
     assert "Scheduled e2e-scheduled.tick: Period(seconds=1); first run at" in log, log
-    assert "Scheduled e2e-scheduled.weekly: Cron('0 3 * * mon'); first run at" in log, log
+    first = re.search(r"Scheduled e2e-scheduled.weekly: Cron\('0 3 \* \* mon', timezone='America/New_York'\); "
+                      r"first run at (\d+-\d+-\d+ \d+:\d+):00 UTC", log)
+    assert first, log
+    # A Monday, 03:00 New York time.
+    when = datetime.datetime.strptime(first.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=datetime.timezone.utc)
+    local = when.astimezone(zoneinfo.ZoneInfo("America/New_York"))
+    assert (local.weekday(), local.hour, local.minute) == (0, 3, 0), (when, local)
     assert "Scheduled run of e2e-scheduled.tick finished in" in log and RESTORING in log, log
     # One run at a time: never two at once, so the runs are apart.
     assert all(float(b) > float(a) for a, b in zip(runs, runs[1:])), runs

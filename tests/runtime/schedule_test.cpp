@@ -5,8 +5,11 @@
 
 using thaw::runtime::Cron;
 using thaw::runtime::Schedule;
+using thaw::runtime::TimeZone;
 
 namespace {
+
+const TimeZone kUtc = TimeZone::load("UTC");
 
 // Seconds since the epoch of a UTC date and time.
 std::time_t utc(int y, int mo, int d, int h, int mi, int s = 0) {
@@ -33,29 +36,29 @@ std::string error_of(const std::string& expr) {
 
 TEST(Cron, EveryMinuteIsTheNextWholeMinute) {
   auto c = Cron::parse("* * * * *");
-  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 10, 0, 0)), utc(2026, 11, 27, 10, 1));
-  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 10, 0, 59)), utc(2026, 11, 27, 10, 1));
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 10, 0, 0), kUtc), utc(2026, 11, 27, 10, 1));
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 10, 0, 59), kUtc), utc(2026, 11, 27, 10, 1));
 }
 
 TEST(Cron, StepsRangesListsAndNames) {
-  EXPECT_EQ(Cron::parse("*/15 * * * *").next_after(utc(2026, 1, 1, 0, 16)), utc(2026, 1, 1, 0, 30));
-  EXPECT_EQ(Cron::parse("5,50 9-17/4 * * *").next_after(utc(2026, 1, 1, 9, 50)), utc(2026, 1, 1, 13, 5));
+  EXPECT_EQ(Cron::parse("*/15 * * * *").next_after(utc(2026, 1, 1, 0, 16), kUtc), utc(2026, 1, 1, 0, 30));
+  EXPECT_EQ(Cron::parse("5,50 9-17/4 * * *").next_after(utc(2026, 1, 1, 9, 50), kUtc), utc(2026, 1, 1, 13, 5));
   // 2026-11-27 is a Friday: weekdays only goes to Monday the 30th.
-  EXPECT_EQ(Cron::parse("0 9 * * mon-fri").next_after(utc(2026, 11, 27, 9, 0)), utc(2026, 11, 30, 9, 0));
-  EXPECT_EQ(Cron::parse("0 0 1 JAN *").next_after(utc(2026, 11, 27, 0, 0)), utc(2027, 1, 1, 0, 0));
-  EXPECT_EQ(Cron::parse("30 6 * * 7").next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 11, 29, 6, 30));  // Sunday
+  EXPECT_EQ(Cron::parse("0 9 * * mon-fri").next_after(utc(2026, 11, 27, 9, 0), kUtc), utc(2026, 11, 30, 9, 0));
+  EXPECT_EQ(Cron::parse("0 0 1 JAN *").next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2027, 1, 1, 0, 0));
+  EXPECT_EQ(Cron::parse("30 6 * * 7").next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2026, 11, 29, 6, 30));  // Sunday
 }
 
 TEST(Cron, BothDayFieldsRestrictedMatchEither) {
   // The 1st of the month or any Monday, as cron does.
   auto c = Cron::parse("0 12 1 * mon");
-  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 11, 30, 12, 0));  // Monday the 30th
-  EXPECT_EQ(c.next_after(utc(2026, 11, 30, 12, 0)), utc(2026, 12, 1, 12, 0));  // the 1st (a Tuesday)
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2026, 11, 30, 12, 0));  // Monday the 30th
+  EXPECT_EQ(c.next_after(utc(2026, 11, 30, 12, 0), kUtc), utc(2026, 12, 1, 12, 0));  // the 1st (a Tuesday)
 }
 
 TEST(Cron, LeapDayAndImpossibleDates) {
-  EXPECT_EQ(Cron::parse("0 0 29 2 *").next_after(utc(2026, 3, 1, 0, 0)), utc(2028, 2, 29, 0, 0));
-  EXPECT_THROW(Cron::parse("0 0 30 2 *").next_after(utc(2026, 1, 1, 0, 0)), thaw::Error);
+  EXPECT_EQ(Cron::parse("0 0 29 2 *").next_after(utc(2026, 3, 1, 0, 0), kUtc), utc(2028, 2, 29, 0, 0));
+  EXPECT_THROW(Cron::parse("0 0 30 2 *").next_after(utc(2026, 1, 1, 0, 0), kUtc), thaw::Error);
 }
 
 TEST(Cron, BadExpressionsNameWhatIsWrong) {
@@ -82,18 +85,18 @@ TEST(Cron, AsViXieCronReadsTheEdges) {
   // A day field starting with `*` counts as unrestricted: every other day of
   // the month AND Mondays, not either.
   auto c = Cron::parse("0 0 */2 * mon");
-  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 12, 7, 0, 0));  // Monday the 7th (odd)
-  EXPECT_EQ(Cron::parse("0 8 * * mon-sun").next_after(utc(2026, 11, 29, 9, 0)), utc(2026, 11, 30, 8, 0));
-  EXPECT_EQ(Cron::parse("0 8 * * fri-sun").next_after(utc(2026, 11, 28, 9, 0)), utc(2026, 11, 29, 8, 0));
-  EXPECT_EQ(Cron::parse("0005 * * * *").next_after(utc(2026, 1, 1, 0, 0)), utc(2026, 1, 1, 0, 5));
+  EXPECT_EQ(c.next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2026, 12, 7, 0, 0));  // Monday the 7th (odd)
+  EXPECT_EQ(Cron::parse("0 8 * * mon-sun").next_after(utc(2026, 11, 29, 9, 0), kUtc), utc(2026, 11, 30, 8, 0));
+  EXPECT_EQ(Cron::parse("0 8 * * fri-sun").next_after(utc(2026, 11, 28, 9, 0), kUtc), utc(2026, 11, 29, 8, 0));
+  EXPECT_EQ(Cron::parse("0005 * * * *").next_after(utc(2026, 1, 1, 0, 0), kUtc), utc(2026, 1, 1, 0, 5));
   EXPECT_NE(error_of("0000060 * * * *").find("0000060 is outside 0-59"), std::string::npos);
 }
 
 TEST(Cron, Shorthands) {
-  EXPECT_EQ(Cron::parse("@hourly").next_after(utc(2026, 1, 1, 5, 30)), utc(2026, 1, 1, 6, 0));
-  EXPECT_EQ(Cron::parse("@daily").next_after(utc(2026, 1, 1, 5, 30)), utc(2026, 1, 2, 0, 0));
-  EXPECT_EQ(Cron::parse("@weekly").next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 11, 29, 0, 0));
-  EXPECT_EQ(Cron::parse("@monthly").next_after(utc(2026, 11, 27, 0, 0)), utc(2026, 12, 1, 0, 0));
-  EXPECT_EQ(Cron::parse("@yearly").next_after(utc(2026, 11, 27, 0, 0)), utc(2027, 1, 1, 0, 0));
+  EXPECT_EQ(Cron::parse("@hourly").next_after(utc(2026, 1, 1, 5, 30), kUtc), utc(2026, 1, 1, 6, 0));
+  EXPECT_EQ(Cron::parse("@daily").next_after(utc(2026, 1, 1, 5, 30), kUtc), utc(2026, 1, 2, 0, 0));
+  EXPECT_EQ(Cron::parse("@weekly").next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2026, 11, 29, 0, 0));
+  EXPECT_EQ(Cron::parse("@monthly").next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2026, 12, 1, 0, 0));
+  EXPECT_EQ(Cron::parse("@yearly").next_after(utc(2026, 11, 27, 0, 0), kUtc), utc(2027, 1, 1, 0, 0));
   EXPECT_NE(error_of("@often").find("it has 1 fields"), std::string::npos);
 }

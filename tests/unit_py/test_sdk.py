@@ -1681,5 +1681,9 @@ def test_schedules_are_config_and_checked():
         @app.function(schedule=modal.Period(days=1))
         def needs(x):
             pass
-    with pytest.warns(thaw.exception.UnsupportedWarning, match="evaluates cron schedules in UTC"):
-        modal.Cron("0 9 * * *", timezone="Europe/Paris")
+    assert modal.Cron("0 9 * * *", timezone="Europe/Paris").describe() == {"cron": "0 9 * * *",
+                                                                            "timezone": "Europe/Paris"}
+    with pytest.raises(InvalidError, match="unknown time zone; use an IANA name"):
+        modal.Cron("0 9 * * *", timezone="Mars/Olympus_Mons")
+    with pytest.raises(InvalidError, match="unknown time zone"):
+        modal.Cron("0 9 * * *", timezone="../../etc/passwd")

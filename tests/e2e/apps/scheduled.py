@@ -15,6 +15,7 @@ def tick():
         f.write(f"{time.time()}\n")
 
 
-@app.function(schedule=thaw.Cron("0 3 * * mon"))
+# 03:00 in New York: 07:00 or 08:00 UTC (daylight time or not).
+@app.function(schedule=thaw.Cron("0 3 * * mon", timezone="America/New_York"))
 def weekly():
     pass
