@@ -45,18 +45,25 @@ using nlohmann::json;
 constexpr int kNamespaceTimeoutMs = 10000;
 constexpr int kReplyTimeoutMs = 60000;
 
-// pid 1 of a copy's namespaces: a /proc of its own, the image's mapped
-// files checked where the copy will see them; once told the copy is its
-// child ('G'), reaps until the copy ends and sends its status on `conn`.
-[[noreturn]] void copy_init(const image::Manifest& m, pid_t copy, int ready, int go, int conn) {
-  for (int fd = 3; fd < 1024; fd++)
-    if (fd != ready && fd != go && fd != conn) ::close(fd);
-  int null = ::open("/dev/null", O_RDWR);
-  for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
+// pid 1 of a copy's namespaces: a /proc of its own, the copy's own files
+// made and sent on `files`, the image's mapped files checked where the copy
+// will see them; once told the copy is its child ('G'), reaps until the
+// copy ends and sends its status on `conn`. `inherit`: the client's fds.
+[[noreturn]] void copy_init(const image::Reader& img, const std::map<int, int>& inherit, pid_t copy, int ready,
+                            int go, int conn, int files) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 ||
       ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     std::fprintf(stderr, "thaw: note: no /proc of the new pid namespace (%s)\n", std::strerror(errno));
-  int code = engine::Template::run_as_init(m, copy, ready, go);
+  try {
+    engine::Template::send_copy_files(img, inherit, {&ready, &go, &conn}, files);
+  } catch (const std::exception& e) {
+    write_line(ready, cat("E the copy's files: ", e.what()));
+    ::_exit(1);
+  }
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int fd = 0; fd <= 2; fd++)
+    if (fd != null) ::dup2(null, fd);
+  int code = engine::Template::run_as_init(img.manifest(), copy, ready, go);
   if (code < 0) ::_exit(1);
   try {
     send_packet(conn, json{{"exit", code}}.dump(), nullptr, 0, "the client");
@@ -67,7 +74,8 @@ constexpr int kReplyTimeoutMs = 60000;
 }
 
 // One restore: the copy's namespace init (our child, `inits`), then the copy.
-void serve_one(engine::Template& tmpl, const image::Manifest& m, int conn, std::vector<pid_t>& inits) {
+void serve_one(engine::Template& tmpl, const image::Reader& img, int conn, std::vector<pid_t>& inits) {
+  const auto& m = img.manifest();
   std::vector<UniqueFd> fds;
   auto msg = recv_packet(conn, 5000, &fds, "the client");
   if (!msg) return;
@@ -84,18 +92,21 @@ void serve_one(engine::Template& tmpl, const image::Manifest& m, int conn, std::
            "); pass one with --inherit-fd ", fd, "=N");
     inherit[fd] = fds[it - numbers.begin()].get();
   }
-  int rp[2], gp[2];
+  int rp[2], gp[2], fp[2];
   if (::pipe2(rp, O_CLOEXEC) != 0 || ::pipe2(gp, O_CLOEXEC) != 0) fail_errno("pipe");
   UniqueFd ready_r(rp[0]), ready_w(rp[1]), go_r(gp[0]), go_w(gp[1]);
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fp) != 0) fail_errno("socketpair");
+  UniqueFd files_r(fp[0]), files_w(fp[1]);
   clone_args ca{};
   ca.flags = CLONE_NEWPID | CLONE_NEWNS;
   ca.exit_signal = SIGCHLD;
   long init = ::syscall(SYS_clone3, &ca, sizeof ca);
   if (init < 0) fail_errno("clone3 of the namespace's init");
-  if (init == 0) copy_init(m, tmpl.copy_pid(), ready_w.get(), go_r.get(), conn);
+  if (init == 0) copy_init(img, inherit, tmpl.copy_pid(), ready_w.get(), go_r.get(), conn, files_w.get());
   inits.push_back(static_cast<pid_t>(init));
   ready_w.reset();
   go_r.reset();
+  files_w.reset();
   auto kill_init = [&] { ::kill(static_cast<pid_t>(init), SIGKILL); };
   try {
     bool timed_out = false;
@@ -104,6 +115,9 @@ void serve_one(engine::Template& tmpl, const image::Manifest& m, int conn, std::
     if (line != "OK")
       fail(timed_out ? cat("the namespace was not set up within ", kNamespaceTimeoutMs, " ms")
                      : std::string("the namespace's init ended before it was set up"));
+    // Sent before the init said it was ready: all here.
+    auto own = engine::Template::receive_copy_files(files_r.get(), 1000);
+    for (const auto& [fd, mine] : own) inherit[fd] = mine.get();
     auto c = tmpl.spawn(static_cast<pid_t>(init), inherit, nullptr, CLONE_NEWNS);
     if (::write(go_w.get(), "G", 1) != 1) fail_errno("tell the namespace's init");
     send_packet(conn, json{{"running", c.host_pid}, {"ms", c.total_ms}, {"fork_ms", c.fork_ms}}.dump(), nullptr, 0,
@@ -150,7 +164,7 @@ int serve_template(const std::string& dir, const std::string& path) {
     UniqueFd conn(::accept4(lsock.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) continue;
     try {
-      serve_one(*tmpl, img.manifest(), conn.get(), inits);
+      serve_one(*tmpl, img, conn.get(), inits);
     } catch (const std::exception& e) {
       try {
         send_packet(conn.get(), json{{"error", e.what()}}.dump(), nullptr, 0, "the client");

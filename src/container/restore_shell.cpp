@@ -39,13 +39,15 @@ using nlohmann::json;
 constexpr int kShellSocket = 3;     // the shell's end of its request socket
 constexpr int kRestoreFailed = 70;  // a restore process that could not restore
 constexpr int kFdsPerRestore = 5;   // fds 0-4 of a restore process
-// A restore from the live template also gets these two pipes (see
+// A restore from the live template also gets these (see
 // restore_from_template): the ready pipe (the restore process says when its
-// namespaces are set up) and the verdict pipe (the shell says whether the
-// copy runs).
+// namespaces are set up), the verdict pipe (the shell says whether the copy
+// runs) and the files socket (its namespace init sends the copy's own
+// files to the shell).
 constexpr int kReadyFd = 5;
 constexpr int kVerdictFd = 6;
-constexpr int kLowFds = 7;  // fd numbers the shell keeps free for those
+constexpr int kFilesFd = 7;
+constexpr int kLowFds = 8;  // fd numbers the shell keeps free for those
 // How long a container's namespaces may take to be set up.
 constexpr int kNamespaceTimeoutMs = 10000;
 
@@ -103,20 +105,32 @@ int restore_container(const image::Reader& img, const Spec& spec) {
 }
 
 // pid 1 of a container whose worker is a copy of the live template: sets
-// up the namespaces, says so on `ready` (to the restore process), and once
-// told the copy is its child ('G' on `go`), forwards termination signals to
-// it, reaps, and exits the way it did.
-[[noreturn]] void template_ns_init(const image::Manifest& m, const Spec& spec, pid_t worker, int ready, int go) {
-  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  for (int fd = 0; fd <= 2; fd++) ::dup2(null, fd);
-  for (int fd = 3; fd < 1024; fd++)
-    if (fd != ready && fd != go) ::close(fd);
+// up the namespaces, sends the copy's own files to the shell, says so on
+// `ready` (to the restore process), and once told the copy is its child
+// ('G' on `go`), forwards termination signals to it, reaps, and exits the
+// way it did. Holds the container's fds 0-4 as the restore process does.
+[[noreturn]] void template_ns_init(const image::Reader& img, const Spec& spec, pid_t worker, int ready, int go) {
+  for (int fd = kFdsPerRestore; fd < 1024; fd++)
+    if (fd != ready && fd != go && fd != kFilesFd && fd != img.pages_fd()) ::close(fd);
   try {
     setup_namespace(spec);
   } catch (const std::exception& e) {
     write_line(ready, cat("E set up the namespace: ", e.what()));
     ::_exit(kRestoreFailed);
   }
+  const auto& m = img.manifest();
+  try {
+    std::map<int, int> inherit;  // the container's fds, where the image had them
+    for (const auto& e : m.fds)
+      if (m.files.at(e["file"].get<size_t>())["kind"] == "external") inherit[e["fd"]] = e["fd"];
+    engine::Template::send_copy_files(img, inherit, {&ready, &go}, kFilesFd);
+  } catch (const std::exception& e) {
+    write_line(ready, cat("E the copy's files: ", e.what()));
+    ::_exit(kRestoreFailed);
+  }
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int fd = 0; fd <= 2; fd++)
+    if (fd != null) ::dup2(null, fd);
   int status = engine::Template::run_as_init(m, worker, ready, go);
   ::_exit(status < 0 ? kRestoreFailed : status);
 }
@@ -138,9 +152,10 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
   ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
   ca.exit_signal = SIGCHLD;
   long init = ::syscall(SYS_clone3, &ca, sizeof ca);
-  if (init == 0) template_ns_init(img.manifest(), spec, copy_pid, rp[1], gp[0]);
+  if (init == 0) template_ns_init(img, spec, copy_pid, rp[1], gp[0]);
   ::close(gp[0]);
   ::close(rp[1]);
+  ::close(kFilesFd);  // init's now
   UniqueFd go(gp[1]), ready(rp[0]);
   if (init < 0) {
     write_line(kReadyFd, cat("E clone3: ", std::strerror(errno)));
@@ -192,11 +207,13 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
 // With `pipes` (ready, verdict), the restore is a copy of the live template.
 [[noreturn]] void run_restore(const image::Reader& img, const Spec& spec, std::vector<UniqueFd>& fds,
                               const int* pipes, pid_t copy_pid) {
+  // pipes: ready, verdict, files.
   ::setsid();  // Container::stop kills the restore's process group
   ::signal(SIGPIPE, SIG_DFL);
   for (int i = 0; i < kFdsPerRestore; i++)
     if (::dup2(fds[i].get(), i) < 0) ::_exit(kRestoreFailed);
-  if (pipes && (::dup2(pipes[0], kReadyFd) < 0 || ::dup2(pipes[1], kVerdictFd) < 0)) ::_exit(kRestoreFailed);
+  if (pipes && (::dup2(pipes[0], kReadyFd) < 0 || ::dup2(pipes[1], kVerdictFd) < 0 || ::dup2(pipes[2], kFilesFd) < 0))
+    ::_exit(kRestoreFailed);
   for (auto& f : fds) f.release();  // closed with the rest just below
   int keep = img.pages_fd();
   ::syscall(SYS_close_range, pipes ? kLowFds : kFdsPerRestore, keep - 1, 0);
@@ -210,7 +227,7 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
 // container's pid 1; the template makes the copy in its namespaces. Returns
 // the verdict sent (and logs a failure); a template found broken is dropped.
 void copy_template(std::unique_ptr<engine::Template>& tmpl, const image::Reader& img, const Spec& spec,
-                   const std::vector<UniqueFd>& fds, int ready, int verdict) {
+                   const std::vector<UniqueFd>& fds, int ready, int verdict, int files) {
   std::string line;
   try {
     bool timed_out = false;
@@ -222,7 +239,10 @@ void copy_template(std::unique_ptr<engine::Template>& tmpl, const image::Reader&
       fail(timed_out ? std::string("the restore process did not say whether its namespaces were set up")
                      : std::string("the restore process ended before its namespaces were set up"));
     const auto& m = img.manifest();
+    // Sent before the init said it was ready: all here.
+    auto own = engine::Template::receive_copy_files(files, 1000);
     std::map<int, int> inherit;
+    for (const auto& [fd, mine] : own) inherit[fd] = mine.get();
     for (const auto& e : m.fds) {
       int fd = e["fd"];
       if (m.files.at(e["file"].get<size_t>())["kind"] != "external") continue;
@@ -309,28 +329,32 @@ int restore_shell_main(int argc, char** argv) {
         if (fds.size() != kFdsPerRestore) fail("a restore request came with ", fds.size(), " fds, not ", kFdsPerRestore);
         // clone3 wants no exit signal with CLONE_PARENT: the child gets the
         // shell's own (SIGCHLD, to the runtime).
-        UniqueFd ready_r, ready_w, verdict_r, verdict_w;
+        UniqueFd ready_r, ready_w, verdict_r, verdict_w, files_r, files_w;
         if (tmpl) {
-          int a[2], b[2];
+          int a[2], b[2], c[2];
           if (::pipe2(a, O_CLOEXEC) != 0) fail_errno("pipe");
           ready_r.reset(a[0]);
           ready_w.reset(a[1]);
           if (::pipe2(b, O_CLOEXEC) != 0) fail_errno("pipe");
           verdict_r.reset(b[0]);
           verdict_w.reset(b[1]);
+          if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c) != 0) fail_errno("socketpair");
+          files_r.reset(c[0]);
+          files_w.reset(c[1]);
         }
         clone_args ca{};
         ca.flags = CLONE_PARENT;
         long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
         if (pid == 0) {
-          int pipes[2] = {ready_w.get(), verdict_r.get()};
+          int pipes[3] = {ready_w.get(), verdict_r.get(), files_w.get()};
           run_restore(*img, spec, fds, tmpl ? pipes : nullptr, tmpl ? tmpl->copy_pid() : 0);
         }
         if (pid < 0) fail_errno("clone3");
         if (tmpl) {
           ready_w.reset();
           verdict_r.reset();
-          copy_template(tmpl, *img, spec, fds, ready_r.get(), verdict_w.get());
+          files_w.reset();
+          copy_template(tmpl, *img, spec, fds, ready_r.get(), verdict_w.get(), files_r.get());
         }
         reply = {{"pid", pid}};
       } catch (const std::exception& e) {

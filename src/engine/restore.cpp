@@ -59,20 +59,6 @@ uint64_t page_up(uint64_t v) { return (v + 4095) & ~uint64_t{4095}; }
   ::_exit(kRestoreFailed);
 }
 
-void close_all_except(const std::vector<int>& keep) {
-  std::vector<int> fds;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (!d) fail_errno("list own fds");
-  int dfd = ::dirfd(d);
-  while (auto* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    int fd = std::atoi(e->d_name);
-    if (fd != dfd && std::find(keep.begin(), keep.end(), fd) == keep.end()) fds.push_back(fd);
-  }
-  ::closedir(d);
-  for (int fd : fds) ::close(fd);
-}
-
 // One byte, with an fd attached when fd >= 0.
 bool send_fd(int sock, char tag, int fd) {
   char cbuf[CMSG_SPACE(sizeof(int))] = {};
@@ -254,42 +240,15 @@ void unregister_rseq() {
     ::close(init_sock);
   }
   try {
-    int max_fd = 2;
-    for (const auto& e : r.m.fds) max_fd = std::max(max_fd, e["fd"].get<int>());
-    struct rlimit nofile;
-    ::getrlimit(RLIMIT_NOFILE, &nofile);
-    nofile.rlim_cur = nofile.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &nofile);
-    r.spare_fd_base = max_fd + 1;
-    pages_fd = r.park_fd(pages_fd);
     r.pages_fd = pages_fd;
-    status_fd = r.park_fd(status_fd);
-    std::vector<int> keep{pages_fd, status_fd};
-    for (auto& [target, src] : r.inherit) {
-      src = r.park_fd(::fcntl(src, F_DUPFD_CLOEXEC, r.spare_fd_base));
-      keep.push_back(src);
-    }
-    close_all_except(keep);
+    std::vector<int> fillers = prepare_fd_table(r, {&r.pages_fd, &status_fd});
+    pages_fd = r.pages_fd;
     // Files are checked here, inside the namespaces the process will live
     // in, where paths resolve as they did for it.
     check_mapped_files(r.m);
-    // Fill every number below the spare base, so that whatever the restore
-    // opens lands above it and never on an fd of the image; installing the
-    // image's fds replaces the fillers, the rest are closed after.
-    std::vector<int> fillers;
-    for (int fd = 0; fd < r.spare_fd_base; fd++) {
-      int n = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (n < 0) fail_errno("open /dev/null");
-      if (n != fd && ::dup3(n, fd, O_CLOEXEC) < 0) fail_errno("reserve fd ", fd);
-      if (n != fd) ::close(n);
-      fillers.push_back(fd);
-    }
     restore_shmem_objects(r);
     restore_files(r);
-    for (auto& [target, src] : r.inherit) ::close(src);
-    for (int fd : fillers)
-      if (std::none_of(r.m.fds.begin(), r.m.fds.end(), [&](const auto& e) { return e["fd"].template get<int>() == fd; }))
-        ::close(fd);
+    finish_fd_table(r, fillers);
     restore_process_early(r);
     restore_signals(r);
     restore_timers(r);

@@ -49,12 +49,6 @@ struct CloneBlock {
 };
 
 // Devices every copy may share one open of: no position, no per-open state.
-bool stateless_device(const std::string& path) {
-  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"})
-    if (path == p) return true;
-  return false;
-}
-
 bool external(const image::Manifest& m, const nlohmann::json& fd_entry) {
   return m.files.at(fd_entry["file"].get<size_t>())["kind"] == "external";
 }
@@ -80,14 +74,54 @@ std::string Template::ineligible(const image::Manifest& m) {
   for (uint32_t uid : m.process.creds.uids)
     if (uid != 0) return cat("it runs as uid ", uid, " (a template makes namespaces for its copies: root only)");
   for (const auto& e : m.fds) {
-    if (external(m, e)) continue;
     const auto& f = m.files.at(e["file"].get<size_t>());
-    if (f["kind"] == "file" && S_ISCHR(f.value("mode", 0u)) && stateless_device(f.value("path", std::string())))
-      continue;
-    return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", f.value("path", std::string("?"))),
-               ") would be shared by every copy");
+    if (f["kind"] == "tcp_listen" || (f["kind"] == "unix" && f.contains("bound")))
+      return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", std::string("a socket")),
+                 ") is bound to an address, which the template holds: a copy could not bind it");
   }
   return "";
+}
+
+void Template::send_copy_files(const image::Reader& img, const std::map<int, int>& inherit,
+                               const std::vector<int*>& keep, int sock) {
+  const auto& m = img.manifest();
+  RestoreContext r{m, img, inherit};
+  r.pages_fd = ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0);
+  if (r.pages_fd < 0) fail_errno("copy the page data's fd");
+  std::vector<int*> ours = keep;
+  ours.push_back(&sock);
+  ours.push_back(&r.pages_fd);
+  auto fillers = prepare_fd_table(r, ours);
+  restore_files(r);
+  finish_fd_table(r, fillers);
+  ::close(r.pages_fd);
+  std::vector<int> own;
+  for (const auto& e : m.fds)
+    if (!external(m, e)) own.push_back(e["fd"].get<int>());
+  for (size_t i = 0; i < own.size(); i += kMaxPacketFds) {
+    std::vector<int> batch(own.begin() + i, own.begin() + std::min(own.size(), i + kMaxPacketFds));
+    send_packet(sock, nlohmann::json{{"fds", batch}}.dump(), batch.data(), static_cast<int>(batch.size()),
+                "the template's owner");
+  }
+  send_packet(sock, nlohmann::json{{"done", true}}.dump(), nullptr, 0, "the template's owner");
+  // The copy holds them now; an end of a pipe left here would keep it open.
+  for (const auto& e : m.fds) ::close(e["fd"].get<int>());
+  ::close(sock);
+}
+
+std::map<int, UniqueFd> Template::receive_copy_files(int sock, int timeout_ms) {
+  std::map<int, UniqueFd> out;
+  for (;;) {
+    std::vector<UniqueFd> fds;
+    auto msg = recv_packet(sock, timeout_ms, &fds, "the copy's namespace init");
+    if (!msg) fail("the copy's namespace init ended before it sent the copy's files");
+    auto j = nlohmann::json::parse(*msg);
+    if (j.contains("done")) return out;
+    auto numbers = j.at("fds").get<std::vector<int>>();
+    if (numbers.size() != fds.size())
+      fail("the copy's files came truncated (", fds.size(), " fds for ", numbers.size(), ")");
+    for (size_t i = 0; i < numbers.size(); i++) out[numbers[i]] = std::move(fds[i]);
+  }
 }
 
 int Template::run_as_init(const image::Manifest& m, pid_t copy, int ready, int go) {
@@ -133,12 +167,14 @@ std::unique_ptr<Template> Template::create(const image::Reader& img) {
     if (std::string why = ineligible(m); !why.empty()) fail("the image cannot serve as one: ", why);
     std::unique_ptr<Template> t(new Template());
     t->m_ = &m;
-    // Its inherited fds are placeholders: each copy gets its own.
-    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (!null) fail_errno("open /dev/null");
+    // Its inherited fds are placeholders: each copy gets its own. A socket,
+    // not /dev/null, so that an epoll of the image can watch one.
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) fail_errno("socketpair");
+    UniqueFd placeholder(pair[0]), other_end(pair[1]);
     std::map<int, int> inherit;
     for (const auto& e : m.fds)
-      if (external(m, e)) inherit[e["fd"].get<int>()] = null.get();
+      if (external(m, e)) inherit[e["fd"].get<int>()] = placeholder.get();
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) fail_errno("socketpair");
     t->carrier_send_.reset(sv[0]);
@@ -174,7 +210,6 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
   return with_context(cat("restore from the template (process ", held_.pid, ")"), [&] {
     auto t0 = std::chrono::steady_clock::now();
     if (!usable_) fail("the template is not usable");
-    if (inherit.size() > kMaxPacketFds) fail("too many inherited fds (", inherit.size(), ")");
     Copy c;
     pid_t helper = 0, copy = 0;
     std::vector<pid_t> threads;  // the copy's other threads, while we hold them
@@ -356,6 +391,7 @@ void Template::set_up_thread(proc::Tracee& t, const image::Thread& th) {
 // locks a fork drops (mlock).
 void Template::add_unforked_memory(proc::Tracee& w) {
   proc::Seizure& s = *held_.seizure;
+  UniqueFd template_mem;
   for (const auto& v : m_->vmas) {
     if (v.madv & image::kLocked) {
       long rc = s.syscall(w, SYS_mlock, v.start, v.end - v.start);
@@ -374,10 +410,15 @@ void Template::add_unforked_memory(proc::Tracee& w) {
     } else {
       check(s.syscall(w, SYS_mprotect, v.start, len, PROT_READ | PROT_WRITE), "make it writable");
     }
+    // Read through /proc/PID/mem: the template may hold it PROT_NONE.
+    if (!template_mem) {
+      template_mem.reset(::open(cat("/proc/", held_.pid, "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+      if (!template_mem) fail_errno("open /proc/", held_.pid, "/mem");
+    }
     std::vector<char> buf(std::min<uint64_t>(len, 4 << 20));
     for (uint64_t off = 0; off < len; off += buf.size()) {
       size_t n = std::min<uint64_t>(buf.size(), len - off);
-      proc::read_mem(held_.pid, v.start + off, buf.data(), n);
+      pread_all(template_mem.get(), buf.data(), n, v.start + off, cat("the template's memory at 0x", std::hex, v.start + off));
       proc::write_mem(w.tid, v.start + off, buf.data(), n);
     }
     check(s.syscall(w, SYS_mprotect, v.start, len, v.prot), "restore its protection");
@@ -411,58 +452,71 @@ void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids,
 // The copy receives the fds the caller gives it over the carrier, puts each
 // where the image had it and closes its copy of the carrier.
 void Template::pass_fds(proc::Tracee& w, const std::map<int, int>& inherit) {
-  proc::Seizure& s = *held_.seizure;
   std::vector<int> targets, ours;
   for (const auto& [target, mine] : inherit) {
     targets.push_back(target);
     ours.push_back(mine);
   }
+  // In messages the carrier's reader (drain_carrier) can take whole.
+  for (size_t i = 0; i < ours.size(); i += kMaxPacketFds) {
+    size_t n = std::min<size_t>(kMaxPacketFds, ours.size() - i);
+    pass_fd_batch(w, std::vector<int>(targets.begin() + i, targets.begin() + i + n),
+                  std::vector<int>(ours.begin() + i, ours.begin() + i + n));
+  }
+  long rc = held_.seizure->syscall(w, SYS_close, carrier_fd_);
+  if (rc < 0) fail("close the carrier: ", errstr(rc));
+}
+
+void Template::pass_fd_batch(proc::Tracee& w, const std::vector<int>& targets, const std::vector<int>& ours) {
+  proc::Seizure& s = *held_.seizure;
   auto check = [](long rc, const char* what) {
     if (rc < 0) fail(what, ": ", errstr(rc));
   };
-  if (!ours.empty()) {
-    send_packet(carrier_send_.get(), "F", ours.data(), static_cast<int>(ours.size()), "the copy");
+  send_packet(carrier_send_.get(), "F", ours.data(), static_cast<int>(ours.size()), "the copy");
 
-    // The same message, laid out in the copy's memory for recvmsg.
-    size_t ctl_len = CMSG_SPACE(sizeof(int) * ours.size());
-    struct Layout {
-      msghdr mh;
-      iovec io;
-      char byte;
-    };
-    size_t total = sizeof(Layout) + 16 + ctl_len;
-    uint64_t at = s.scratch(w, total);
-    uint64_t ctl_at = (at + sizeof(Layout) + 15) & ~uint64_t{15};
-    Layout l{};
-    l.io.iov_base = reinterpret_cast<void*>(at + offsetof(Layout, byte));
-    l.io.iov_len = 1;
-    l.mh.msg_iov = reinterpret_cast<iovec*>(at + offsetof(Layout, io));
-    l.mh.msg_iovlen = 1;
-    l.mh.msg_control = reinterpret_cast<void*>(ctl_at);
-    l.mh.msg_controllen = ctl_len;
-    proc::write_mem(w.tid, at, &l, sizeof l);
-    long n = s.syscall(w, SYS_recvmsg, carrier_fd_, at, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n != 1) fail("receive the fds in the copy: ", n < 0 ? errstr(n) : std::string("nothing came"));
-    std::vector<char> got(ctl_len);
-    proc::read_mem(w.tid, ctl_at, got.data(), got.size());
-    proc::read_mem(w.tid, at, &l, sizeof l);
-    msghdr back{};
-    back.msg_control = got.data();
-    back.msg_controllen = l.mh.msg_controllen;
-    cmsghdr* rc = CMSG_FIRSTHDR(&back);
-    if (!rc || rc->cmsg_type != SCM_RIGHTS || rc->cmsg_len != CMSG_LEN(sizeof(int) * ours.size()))
-      fail("the copy received its fds truncated");
-    std::vector<int> theirs(ours.size());
-    std::memcpy(theirs.data(), CMSG_DATA(rc), sizeof(int) * ours.size());
-    for (size_t i = 0; i < theirs.size(); i++) {
-      bool cloexec = false;
-      for (const auto& e : m_->fds)
-        if (e["fd"].get<int>() == targets[i]) cloexec = e.value("cloexec", false);
-      check(s.syscall(w, SYS_dup3, theirs[i], targets[i], cloexec ? O_CLOEXEC : 0), "install an inherited fd");
-      check(s.syscall(w, SYS_close, theirs[i]), "close a received fd");
-    }
+  // The same message, laid out in the copy's memory for recvmsg.
+  size_t ctl_len = CMSG_SPACE(sizeof(int) * ours.size());
+  struct Layout {
+    msghdr mh;
+    iovec io;
+    char byte;
+  };
+  size_t total = sizeof(Layout) + 16 + ctl_len;
+  uint64_t at = s.scratch(w, total);
+  uint64_t ctl_at = (at + sizeof(Layout) + 15) & ~uint64_t{15};
+  Layout l{};
+  l.io.iov_base = reinterpret_cast<void*>(at + offsetof(Layout, byte));
+  l.io.iov_len = 1;
+  l.mh.msg_iov = reinterpret_cast<iovec*>(at + offsetof(Layout, io));
+  l.mh.msg_iovlen = 1;
+  l.mh.msg_control = reinterpret_cast<void*>(ctl_at);
+  l.mh.msg_controllen = ctl_len;
+  proc::write_mem(w.tid, at, &l, sizeof l);
+  long n = s.syscall(w, SYS_recvmsg, carrier_fd_, at, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n != 1) fail("receive the fds in the copy: ", n < 0 ? errstr(n) : std::string("nothing came"));
+  std::vector<char> got(ctl_len);
+  proc::read_mem(w.tid, ctl_at, got.data(), got.size());
+  proc::read_mem(w.tid, at, &l, sizeof l);
+  msghdr back{};
+  back.msg_control = got.data();
+  back.msg_controllen = l.mh.msg_controllen;
+  cmsghdr* rc = CMSG_FIRSTHDR(&back);
+  if (!rc || rc->cmsg_type != SCM_RIGHTS || rc->cmsg_len != CMSG_LEN(sizeof(int) * ours.size()))
+    fail("the copy received its fds truncated");
+  std::vector<int> theirs(ours.size());
+  std::memcpy(theirs.data(), CMSG_DATA(rc), sizeof(int) * ours.size());
+  // They land on numbers the copy has free, and it has every fd of the
+  // image (the template's): installing one never replaces another.
+  for (int t : theirs)
+    if (std::find(targets.begin(), targets.end(), t) != targets.end())
+      fail("the copy received an fd at ", t, ", a number of the image's");
+  for (size_t i = 0; i < theirs.size(); i++) {
+    bool cloexec = false;
+    for (const auto& e : m_->fds)
+      if (e["fd"].get<int>() == targets[i]) cloexec = e.value("cloexec", false);
+    check(s.syscall(w, SYS_dup3, theirs[i], targets[i], cloexec ? O_CLOEXEC : 0), "install an fd");
+    check(s.syscall(w, SYS_close, theirs[i]), "close a received fd");
   }
-  check(s.syscall(w, SYS_close, carrier_fd_), "close the carrier");
 }
 
 // A failed spawn may leave its message unread: the next copy must not get it.

@@ -22,17 +22,21 @@
 // - the image's other threads: the template holds the main thread only (a
 //   fork copies no other), and each copy makes the rest with
 //   clone3(CLONE_THREAD) and their tids, then loads their state;
-// - its inherited fds (RestoreOptions::inherit), passed over a socket the
-//   template holds;
+// - its fds, passed over a socket the template holds: the inherited ones
+//   (RestoreOptions::inherit), and its own files, every other fd of the
+//   image (pipes with their data, unix socket pairs, eventfds, epoll,
+//   timerfds, signalfds, regular files at their offsets), opened anew for
+//   each copy as a restore would, by the copy's namespace init
+//   (send_copy_files);
 // - memory a fork leaves out or zeroes (MADV_DONTFORK, MADV_WIPEONFORK
 //   private anonymous mappings), mapped and filled again from the template,
 //   and the mlock()s a fork drops;
 // - the image's registers, FPU state and signal mask.
 // Which images qualify (ineligible()): no GPU state, no shared memory
 // objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous
-// ones, no timers or pending signals, not stopped, run by root, and fds
-// that copies may share: inherited ones and /dev/null, zero, full, random,
-// urandom. Others restore from the image.
+// ones, no timers or pending signals, not stopped, run by root, and no
+// listening or bound sockets (the template holds their addresses). Others
+// restore from the image.
 //
 // Costs: the template holds the image's memory (as much as one restored
 // process) and a copy's shared pages are charged to the template's memory
@@ -72,6 +76,19 @@ class Template {
   // exit status (128 + signal if killed), or -1: files changed, or `go`
   // said anything else or closed.
   static int run_as_init(const image::Manifest& m, pid_t copy, int ready, int go);
+  // For the copy's namespace init, before run_as_init: opens the copy's own
+  // files (every fd of the image that is not inherited) as a restore from
+  // the image would, here, where paths resolve as the copy will see them,
+  // and sends them on `sock` to receive_copy_files. `inherit` holds the
+  // image's inherited fds as this process has them (an epoll may watch
+  // them). Renumbers our own fds, `keep` (updated in place), and closes
+  // every other fd, the image's page data in `img` included: use only its
+  // manifest after this.
+  static void send_copy_files(const image::Reader& img, const std::map<int, int>& inherit,
+                              const std::vector<int*>& keep, int sock);
+  // What send_copy_files sent: fd in the image -> ours, for spawn()'s
+  // `inherit`. Throws if it sent an error or nothing within timeout_ms.
+  static std::map<int, UniqueFd> receive_copy_files(int sock, int timeout_ms);
   // Restores `img` held (every page now: ~100-200 ms for a torch worker).
   // Throws with the reason it cannot; the image itself is not touched.
   static std::unique_ptr<Template> create(const image::Reader& img);
@@ -107,6 +124,7 @@ class Template {
   void end_helper(pid_t helper);
   void set_up_copy(proc::Tracee& copy, const std::map<int, int>& inherit, int namespaces);
   void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
+  void pass_fd_batch(proc::Tracee& t, const std::vector<int>& targets, const std::vector<int>& ours);
   void set_up_thread(proc::Tracee& t, const image::Thread& th);
   void add_threads(proc::Tracee& main, std::vector<pid_t>& tids,
                    std::vector<std::pair<pid_t, std::vector<int>>>& held_signals);

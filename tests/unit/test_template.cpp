@@ -39,16 +39,27 @@ TEST(Template, TakesAWorkerWithThreadsAndForkAdvisedMemory) {
   EXPECT_EQ(Template::ineligible(m), "");
 }
 
-TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
+TEST(Template, TakesFilesEachCopyOpensAnew) {
+  // Opened again for every copy by its namespace init: none is shared.
   auto m = worker();
   m.files.push_back({{"kind", "file"}, {"path", "/data/x.bin"}, {"mode", S_IFREG | 0644}});
-  m.fds.push_back({{"fd", 7}, {"file", 2}});
-  EXPECT_NE(Template::ineligible(m).find("fd 7 (/data/x.bin) would be shared by every copy"), std::string::npos);
+  m.files.push_back({{"kind", "pipe"}, {"desc", "pipe:[7]"}});
+  m.files.push_back({{"kind", "epoll"}, {"desc", "anon_inode:[eventpoll]"}, {"entries", nlohmann::json::array()}});
+  m.files.push_back({{"kind", "unix"}, {"desc", "socket:[9]"}});  // one end of a pair, no address
+  for (int i = 0; i < 4; i++) m.fds.push_back({{"fd", 5 + i}, {"file", 2 + i}});
+  EXPECT_EQ(Template::ineligible(m), "");
+}
 
-  m = worker();  // a device with per-open state: each copy must open its own
-  m.files.push_back({{"kind", "file"}, {"path", "/dev/fuse"}, {"mode", S_IFCHR | 0666}});
+TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
+  auto m = worker();  // the template holds the address: no copy could bind it
+  m.files.push_back({{"kind", "tcp_listen"}, {"desc", "tcp 0.0.0.0:8000"}});
+  m.fds.push_back({{"fd", 7}, {"file", 2}});
+  EXPECT_NE(Template::ineligible(m).find("fd 7 (tcp 0.0.0.0:8000) is bound to an address"), std::string::npos);
+
+  m = worker();
+  m.files.push_back({{"kind", "unix"}, {"desc", "socket:[12]"}, {"bound", {{"name", "@x"}}}});
   m.fds.push_back({{"fd", 5}, {"file", 2}});
-  EXPECT_NE(Template::ineligible(m).find("fd 5 (/dev/fuse)"), std::string::npos);
+  EXPECT_NE(Template::ineligible(m).find("fd 5 (socket:[12]) is bound"), std::string::npos);
 
   m = worker();
   m.process.creds.uids = {1000, 1000, 1000, 1000};

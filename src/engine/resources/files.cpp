@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -216,6 +218,56 @@ bool ready(const FileKind* k, const json& f, const RestoreFiles& rf) {
 }
 
 }  // namespace
+
+void close_all_except(const std::vector<int>& keep) {
+  std::vector<int> fds;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) fail_errno("list own fds");
+  int dfd = ::dirfd(d);
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = std::atoi(e->d_name);
+    if (fd != dfd && std::find(keep.begin(), keep.end(), fd) == keep.end()) fds.push_back(fd);
+  }
+  ::closedir(d);
+  for (int fd : fds) ::close(fd);
+}
+
+std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& keep) {
+  int max_fd = 2;
+  for (const auto& e : r.m.fds) max_fd = std::max(max_fd, e["fd"].get<int>());
+  struct rlimit nofile;
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  nofile.rlim_cur = nofile.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &nofile);
+  r.spare_fd_base = max_fd + 1;
+  std::vector<int> kept;
+  for (int* fd : keep) {
+    *fd = r.park_fd(*fd);
+    kept.push_back(*fd);
+  }
+  for (auto& [target, src] : r.inherit) {
+    src = r.park_fd(::fcntl(src, F_DUPFD_CLOEXEC, r.spare_fd_base));
+    kept.push_back(src);
+  }
+  close_all_except(kept);
+  std::vector<int> fillers;
+  for (int fd = 0; fd < r.spare_fd_base; fd++) {
+    int n = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (n < 0) fail_errno("open /dev/null");
+    if (n != fd && ::dup3(n, fd, O_CLOEXEC) < 0) fail_errno("reserve fd ", fd);
+    if (n != fd) ::close(n);
+    fillers.push_back(fd);
+  }
+  return fillers;
+}
+
+void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers) {
+  for (auto& [target, src] : r.inherit) ::close(src);
+  for (int fd : fillers)
+    if (std::none_of(r.m.fds.begin(), r.m.fds.end(), [&](const json& e) { return e["fd"].get<int>() == fd; }))
+      ::close(fd);
+}
 
 void restore_files(RestoreContext& r) {
   RestoreFiles rf;

@@ -50,7 +50,19 @@ void restore_shmem_objects(RestoreContext& r);
 
 // files.cpp: the fd table and every kind of open file.
 void dump_files(CheckpointContext& c);
+// Readies the fd table of a process that is to hold the image's fds (a
+// restored process, or a template copy's namespace init making the copy's
+// own files): raises RLIMIT_NOFILE to its hard limit, moves our fds in
+// `keep` (updated in place) and the inherited ones (r.inherit, updated)
+// above every fd of the image, closes everything else, and fills every
+// number below with /dev/null, so that nothing restore_files opens lands on
+// an image fd before that is installed. Returns the fillers.
+std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& keep);
 void restore_files(RestoreContext& r);
+// After restore_files: closes our copies of the inherited fds and the
+// fillers no image fd replaced.
+void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers);
+void close_all_except(const std::vector<int>& keep);
 void check_files(const image::Manifest& m, const std::map<int, int>& inherit);
 
 }  // namespace thaw::engine
