@@ -402,29 +402,42 @@ void Template::add_unforked_memory(proc::Tracee& w) {
     auto check = [&](long rc, const char* what) {
       if (rc < 0) fail("mapping at 0x", std::hex, v.start, std::dec, ": ", what, ": ", errstr(rc));
     };
-    if (v.madv & image::kMadvDontFork) {
-      long at = s.syscall(w, SYS_mmap, v.start, len, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0);
+    // Each injected call costs tens of microseconds: only those needed.
+    // (A wiped mapping keeps its MADV_WIPEONFORK through the fork.)
+    bool dontfork = v.madv & image::kMadvDontFork;
+    bool fill = !v.runs.empty();
+    constexpr int kRW = PROT_READ | PROT_WRITE;
+    int prot_now = v.prot;
+    if (dontfork) {
+      prot_now = fill ? kRW : v.prot;
+      long at = s.syscall(w, SYS_mmap, v.start, len, prot_now, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                          static_cast<uint64_t>(-1), 0);
       check(at, "map it again");
       if (static_cast<uint64_t>(at) != v.start) fail("mapping at 0x", std::hex, v.start, ": mapped elsewhere");
-    } else {
-      check(s.syscall(w, SYS_mprotect, v.start, len, PROT_READ | PROT_WRITE), "make it writable");
+    } else if (fill && (v.prot & kRW) != kRW) {
+      check(s.syscall(w, SYS_mprotect, v.start, len, kRW), "make it writable");
+      prot_now = kRW;
     }
-    // Read through /proc/PID/mem: the template may hold it PROT_NONE.
-    if (!template_mem) {
+    if (fill && !template_mem) {
+      // Read through /proc/PID/mem: the template may hold it PROT_NONE.
       template_mem.reset(::open(cat("/proc/", held_.pid, "/mem").c_str(), O_RDONLY | O_CLOEXEC));
       if (!template_mem) fail_errno("open /proc/", held_.pid, "/mem");
     }
-    std::vector<char> buf(std::min<uint64_t>(len, 4 << 20));
-    for (uint64_t off = 0; off < len; off += buf.size()) {
-      size_t n = std::min<uint64_t>(buf.size(), len - off);
-      pread_all(template_mem.get(), buf.data(), n, v.start + off, cat("the template's memory at 0x", std::hex, v.start + off));
-      proc::write_mem(w.tid, v.start + off, buf.data(), n);
+    // Only what the image stores: the rest reads as zero in the template
+    // too (it never ran), as it does in this fresh or wiped mapping. (A
+    // runtime like node reserves hundreds of MiB this way.)
+    std::vector<char> buf;
+    for (const auto& run : v.runs) {
+      for (uint64_t off = 0; off < run.len; off += 4 << 20) {
+        size_t n = std::min<uint64_t>(4 << 20, run.len - off);
+        buf.resize(n);
+        pread_all(template_mem.get(), buf.data(), n, run.addr + off,
+                  cat("the template's memory at 0x", std::hex, run.addr + off));
+        proc::write_mem(w.tid, run.addr + off, buf.data(), n);
+      }
     }
-    check(s.syscall(w, SYS_mprotect, v.start, len, v.prot), "restore its protection");
-    if (v.madv & image::kMadvDontFork) check(s.syscall(w, SYS_madvise, v.start, len, MADV_DONTFORK), "MADV_DONTFORK");
-    if (v.madv & image::kMadvWipeOnFork)
-      check(s.syscall(w, SYS_madvise, v.start, len, MADV_WIPEONFORK), "MADV_WIPEONFORK");
+    if (prot_now != v.prot) check(s.syscall(w, SYS_mprotect, v.start, len, v.prot), "restore its protection");
+    if (dontfork) check(s.syscall(w, SYS_madvise, v.start, len, MADV_DONTFORK), "MADV_DONTFORK");
   }
 }
 
@@ -515,7 +528,15 @@ void Template::pass_fd_batch(proc::Tracee& w, const std::vector<int>& targets, c
     for (const auto& e : m_->fds)
       if (e["fd"].get<int>() == targets[i]) cloexec = e.value("cloexec", false);
     check(s.syscall(w, SYS_dup3, theirs[i], targets[i], cloexec ? O_CLOEXEC : 0), "install an fd");
-    check(s.syscall(w, SYS_close, theirs[i]), "close a received fd");
+  }
+  // They came as a run of free numbers above the copy's fds, as a rule:
+  // then one call closes them all.
+  auto [lo, hi] = std::minmax_element(theirs.begin(), theirs.end());
+  bool run = *hi - *lo + 1 == static_cast<int>(theirs.size()) && (carrier_fd_ < *lo || carrier_fd_ > *hi);
+  if (run) {
+    check(s.syscall(w, SYS_close_range, *lo, *hi, 0), "close the received fds");
+  } else {
+    for (int t : theirs) check(s.syscall(w, SYS_close, t), "close a received fd");
   }
 }
 
