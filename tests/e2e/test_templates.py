@@ -165,6 +165,21 @@ def test_each_copy_reads_an_open_file_from_its_own_offset(runner, tmp_path):
         ["0003", "0004", "0003", "0005", "0004"]
 
 
+def test_memory_a_fork_leaves_out_or_wipes_comes_back_in_each_copy(runner):
+    """MADV_DONTFORK (one of them PROT_NONE) and MADV_WIPEONFORK mappings:
+    a fork leaves them out or zeroes them, so each copy gets them filled
+    from the template, with their advice kept."""
+    orig = runner.start([PYTHON, WORKERS / "fork_advised.py"], "fork-advised memory")
+    want = orig.ask("sum")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the fork-advised memory")
+    for n in (1, 2):
+        p = runner.restore_from_template(sock, f"fork-advised copy {n}")
+        assert p.ask("sum") == want and want.endswith("dc wf dc"), (want, p.diag())
+
+
 def test_restore_from_a_template_nobody_serves_says_so(runner, tmp_path):
     cp = subprocess.run([str(THAW_BIN), "restore", "--from-template", str(tmp_path / "none.sock")],
                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
