@@ -85,6 +85,15 @@ std::string Template::ineligible(const image::Manifest& m) {
 void Template::send_copy_files(const image::Reader& img, const std::map<int, int>& inherit,
                                const std::vector<int*>& keep, int sock) {
   const auto& m = img.manifest();
+  if (std::all_of(m.fds.begin(), m.fds.end(), [&](const nlohmann::json& e) { return external(m, e); })) {
+    // Nothing to open (a worker with only its stdio): spare the fd table work.
+    std::vector<int> kept{sock};
+    for (int* fd : keep) kept.push_back(*fd);
+    close_all_except(kept);
+    send_packet(sock, nlohmann::json{{"done", true}}.dump(), nullptr, 0, "the template's owner");
+    ::close(sock);
+    return;
+  }
   RestoreContext r{m, img, inherit};
   r.pages_fd = ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0);
   if (r.pages_fd < 0) fail_errno("copy the page data's fd");
