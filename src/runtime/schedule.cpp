@@ -182,4 +182,18 @@ std::string Schedule::describe() const {
   return cat("Period(seconds=", period_s_, ")");
 }
 
+std::string Schedule::time_text(std::time_t t) const {
+  std::tm u;
+  ::gmtime_r(&t, &u);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &u);
+  std::string out = buf;
+  if (tz_ && !tz_->is_utc()) {
+    std::tm l = tz_->local(t);
+    std::strftime(buf, sizeof buf, "%H:%M", &l);
+    out += cat(" (", buf, " ", tz_->name(), ")");
+  }
+  return out;
+}
+
 }  // namespace thaw::runtime

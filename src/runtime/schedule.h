@@ -49,6 +49,9 @@ class Schedule {
   // When to run next, after a run due at (or the schedule's start at) t.
   std::time_t next_after(std::time_t t) const;
   std::string describe() const;
+  // "2026-11-30 08:00:00 UTC", and for a Cron in another time zone its
+  // local time too: "2026-11-30 08:00:00 UTC (09:00 Europe/Berlin)".
+  std::string time_text(std::time_t t) const;
 
  private:
   double period_s_ = 0;

@@ -10,18 +10,6 @@ namespace thaw::runtime {
 
 using nlohmann::json;
 
-namespace {
-
-std::string utc_text(std::time_t t) {
-  std::tm u;
-  ::gmtime_r(&t, &u);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &u);
-  return buf;
-}
-
-}  // namespace
-
 Scheduler::Scheduler(Runtime& rt) : rt_(rt) {
   thread_ = std::thread([this] { loop(); });
 }
@@ -95,7 +83,7 @@ void Scheduler::tick(std::time_t now) {
       }
       entries_.emplace(id, e);
       ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", e.schedule.describe(), "; first run at ",
-                       utc_text(e.next), "."));
+                       e.schedule.time_text(e.next), "."));
     }
     for (auto& [id, e] : entries_) {
       if (!deployed.count(id) || now < e.next) continue;
@@ -107,7 +95,7 @@ void Scheduler::tick(std::time_t now) {
         ctx.log.line(cat("Scheduled ", e.app, ".", e.function, ": ", ex.what()));
       }
       if (e.running) {
-        ctx.log.line(cat("Skipping the scheduled run of ", e.app, ".", e.function, " due at ", utc_text(at),
+        ctx.log.line(cat("Skipping the scheduled run of ", e.app, ".", e.function, " due at ", e.schedule.time_text(at),
                          ": the previous run has not finished."));
         continue;
       }

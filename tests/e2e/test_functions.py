@@ -690,7 +690,7 @@ def test_scheduled_functions_run_while_serve_runs(thaw):
     assert len(runs) >= 3, log
     assert "Scheduled e2e-scheduled.tick: Period(seconds=1); first run at" in log, log
     first = re.search(r"Scheduled e2e-scheduled.weekly: Cron\('0 3 \* \* mon', timezone='America/New_York'\); "
-                      r"first run at (\d+-\d+-\d+ \d+:\d+):00 UTC", log)
+                      r"first run at (\d+-\d+-\d+ \d+:\d+):00 UTC \(03:00 America/New_York\)", log)
     assert first, log
     # A Monday, 03:00 New York time.
     when = datetime.datetime.strptime(first.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=datetime.timezone.utc)

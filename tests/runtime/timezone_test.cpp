@@ -132,6 +132,7 @@ TEST(Schedule, CronWithTimeZoneFromConfig) {
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->next_after(utc(2026, 11, 27, 9, 0)), utc(2026, 11, 30, 8, 0));  // Monday, CET = UTC+1
   EXPECT_EQ(s->describe(), "Cron('0 9 * * mon-fri', timezone='Europe/Berlin')");
+  EXPECT_EQ(s->time_text(utc(2026, 11, 30, 8, 0)), "2026-11-30 08:00:00 UTC (09:00 Europe/Berlin)");
   EXPECT_THROW(Schedule::from_config({{"schedule", {{"cron", "0 9 * * *"}, {"timezone", "Nowhere/Land"}}}}),
                thaw::Error);
 }
