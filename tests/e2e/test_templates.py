@@ -37,6 +37,19 @@ def ns_pid(host_pid):
     raise AssertionError("no NSpid line")
 
 
+def _interleave_and_quit(copies, expected):
+    """Each copy answers the rest of the original's requests, in turns, then
+    exits cleanly."""
+    for i in range(N_BEFORE, N_TOTAL):
+        for p in copies:
+            got = p.ask(f"req{i}")
+            assert got == expected[i], f"{p.what}: answer {i} {got!r} != {expected[i]!r}\n{p.diag()}"
+    for p in copies:
+        assert p.ask("quit") == "bye"
+        rc, rest, err = p.wait_exit()
+        assert rc == 0 and rest == "", f"{p.what}: exit status {rc}, left {rest!r}\n{err}"
+
+
 def test_torch_copies_continue_the_original(runner, torch_image, torch_template):
     for n in range(2):
         p = runner.restore_from_template(torch_template, f"template copy #{n + 1}")
@@ -47,14 +60,7 @@ def test_torch_two_copies_alive_at_once(runner, torch_image, torch_template):
     a = runner.restore_from_template(torch_template, "first concurrent copy")
     b = runner.restore_from_template(torch_template, "second concurrent copy")
     assert a.pid != b.pid
-    for i in range(N_BEFORE, N_TOTAL):
-        for p in (a, b):
-            got = p.ask(f"req{i}")
-            assert got == torch_image.expected[i], f"{p.what}: answer {i} {got!r}\n{p.diag()}"
-    for p in (a, b):
-        assert p.ask("quit") == "bye"
-        rc, rest, err = p.wait_exit()
-        assert rc == 0 and rest == "", f"{p.what}: exit status {rc}\n{err}"
+    _interleave_and_quit([a, b], torch_image.expected)
 
 
 def test_torch_copy_looks_like_the_original(runner, torch_image, torch_template):
@@ -134,14 +140,7 @@ def test_node_copies_have_their_own_epoll_eventfds_and_pipes(runner):
     b = runner.restore_from_template(sock, "node copy 2")
     assert pipe_inodes(a.pid) and not pipe_inodes(a.pid) & pipe_inodes(b.pid), \
         (pipe_inodes(a.pid), pipe_inodes(b.pid))
-    for i in range(N_BEFORE, N_TOTAL):
-        for p in (a, b):
-            got = p.ask(f"req{i}")
-            assert got == im.expected[i], f"{p.what}: answer {i} {got!r} != {im.expected[i]!r}\n{p.diag()}"
-    for p in (a, b):
-        assert p.ask("quit") == "bye"
-        rc, _, err = p.wait_exit()
-        assert rc == 0, f"{p.what}: exit status {rc}\n{err}"
+    _interleave_and_quit([a, b], im.expected)
 
 
 def test_each_copy_reads_an_open_file_from_its_own_offset(runner, tmp_path):

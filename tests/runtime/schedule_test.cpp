@@ -2,34 +2,19 @@
 
 #include "common/error.h"
 #include "runtime/schedule.h"
+#include "time_helpers.h"
 
 using thaw::runtime::Cron;
 using thaw::runtime::Schedule;
 using thaw::runtime::TimeZone;
+using thaw::runtime::testing::utc;
 
 namespace {
 
 const TimeZone kUtc = TimeZone::load("UTC");
 
-// Seconds since the epoch of a UTC date and time.
-std::time_t utc(int y, int mo, int d, int h, int mi, int s = 0) {
-  std::tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  t.tm_sec = s;
-  return ::timegm(&t);
-}
-
 std::string error_of(const std::string& expr) {
-  try {
-    Cron::parse(expr);
-  } catch (const thaw::Error& e) {
-    return e.what();
-  }
-  return "";
+  return thaw::runtime::testing::error_of([&] { Cron::parse(expr); });
 }
 
 }  // namespace

@@ -7,30 +7,17 @@
 #include "common/error.h"
 #include "runtime/schedule.h"
 #include "runtime/timezone.h"
+#include "time_helpers.h"
 
 using thaw::runtime::Cron;
 using thaw::runtime::Schedule;
 using thaw::runtime::TimeZone;
+using thaw::runtime::testing::utc;
 
 namespace {
 
-std::time_t utc(int y, int mo, int d, int h, int mi) {
-  std::tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  return ::timegm(&t);
-}
-
 std::string error_of(const std::string& zone) {
-  try {
-    TimeZone::load(zone);
-  } catch (const thaw::Error& e) {
-    return e.what();
-  }
-  return "";
+  return thaw::runtime::testing::error_of([&] { TimeZone::load(zone); });
 }
 
 // What glibc says the offset is (its own reading of the same files).
