@@ -182,12 +182,7 @@ void Seizure::detach_as_is() {
   for (auto& t : threads_) ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
 }
 
-// One resume per injected call: a single step over the `syscall`
-// instruction stops once, right after the call returns (the kernel reports
-// the step at syscall exit with a SIGTRAP of its own), where stepping in
-// and out with PTRACE_SYSCALL would stop twice. Each stop costs a round
-// trip through the scheduler, tens of microseconds in a VM.
-void Seizure::wait_step_stop(Tracee& t) {
+void Seizure::wait_syscall_stop(Tracee& t) {
   for (;;) {
     int status;
     pid_t r = ::waitpid(t.tid, &status, __WALL);
@@ -197,18 +192,14 @@ void Seizure::wait_step_stop(Tracee& t) {
     }
     if (WIFEXITED(status) || WIFSIGNALED(status)) fail("thread ", t.tid, " died during an injected system call");
     if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) == (SIGTRAP | 0x80)) return;
     int event = status >> 16;
-    if (event == 0 && WSTOPSIG(status) == SIGTRAP) {
-      siginfo_t si{};
-      // The kernel's trap (si_code > 0), not a SIGTRAP someone sent.
-      if (::ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, &si) == 0 && si.si_code > 0) return;
-    }
-    if (event == 0 && WSTOPSIG(status) != (SIGTRAP | 0x80)) t.resend.push_back(WSTOPSIG(status));  // hold it back
+    if (event == 0) t.resend.push_back(WSTOPSIG(status));  // a signal arrived: hold it back
     if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
       unsigned long child = 0;
       if (::ptrace(PTRACE_GETEVENTMSG, t.tid, nullptr, &child) == 0) t.new_child = static_cast<pid_t>(child);
     }
-    if (::ptrace(PTRACE_SINGLESTEP, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
+    if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
   }
 }
 
@@ -227,11 +218,12 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
   r.r9 = a6;
   t.regs_dirty = true;
   if (::ptrace(PTRACE_SETREGS, t.tid, nullptr, &r) != 0) fail_errno("set registers of thread ", t.tid);
-  if (::ptrace(PTRACE_SINGLESTEP, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
-  wait_step_stop(t);
+  if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
+  wait_syscall_stop(t);  // entry
+  if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
+  wait_syscall_stop(t);  // exit
   user_regs_struct out;
   if (::ptrace(PTRACE_GETREGS, t.tid, nullptr, &out) != 0) fail_errno("read registers of thread ", t.tid);
-  if (out.rip != gadget_ + 2) fail("internal: thread ", t.tid, " stopped at 0x", std::hex, out.rip, " after an injected call");
   return static_cast<long>(out.rax);
 }
 

@@ -63,7 +63,7 @@ class Seizure {
   void detach_as_is();
 
  private:
-  void wait_step_stop(Tracee& t);
+  void wait_syscall_stop(Tracee& t);
   pid_t pid_;
   std::vector<Tracee> threads_;
   uint64_t gadget_ = 0;
