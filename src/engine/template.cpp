@@ -75,6 +75,9 @@ std::string Template::ineligible(const image::Manifest& m) {
     if (uid != 0) return cat("it runs as uid ", uid, " (a template makes namespaces for its copies: root only)");
   for (const auto& e : m.fds) {
     const auto& f = m.files.at(e["file"].get<size_t>());
+    if (f["kind"] == "file" && S_ISFIFO(f.value("mode", 0u)))
+      return cat("fd ", e["fd"].get<int>(), " (", f.value("path", std::string("a FIFO")),
+                 ") is a named FIFO: one object by path, which every copy would share");
     if (f["kind"] == "tcp_listen" || (f["kind"] == "unix" && f.contains("bound")))
       return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", std::string("a socket")),
                  ") is bound to an address, which the template holds: a copy could not bind it");
@@ -402,11 +405,15 @@ void Template::add_unforked_memory(proc::Tracee& w) {
   proc::Seizure& s = *held_.seizure;
   UniqueFd template_mem;
   for (const auto& v : m_->vmas) {
-    if (v.madv & image::kLocked) {
+    auto lock = [&] {  // after the mapping exists again
+      if (!(v.madv & image::kLocked)) return;
       long rc = s.syscall(w, SYS_mlock, v.start, v.end - v.start);
       if (rc < 0) fail("mapping at 0x", std::hex, v.start, std::dec, ": mlock: ", errstr(rc));
+    };
+    if (!(v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork))) {
+      lock();
+      continue;
     }
-    if (!(v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork))) continue;
     uint64_t len = v.end - v.start;
     auto check = [&](long rc, const char* what) {
       if (rc < 0) fail("mapping at 0x", std::hex, v.start, std::dec, ": ", what, ": ", errstr(rc));
@@ -447,6 +454,9 @@ void Template::add_unforked_memory(proc::Tracee& w) {
     }
     if (prot_now != v.prot) check(s.syscall(w, SYS_mprotect, v.start, len, v.prot), "restore its protection");
     if (dontfork) check(s.syscall(w, SYS_madvise, v.start, len, MADV_DONTFORK), "MADV_DONTFORK");
+    if (dontfork && (v.madv & image::kMadvWipeOnFork))  // a new mapping: its advice is gone
+      check(s.syscall(w, SYS_madvise, v.start, len, MADV_WIPEONFORK), "MADV_WIPEONFORK");
+    lock();
   }
 }
 

@@ -34,9 +34,9 @@
 // - the image's registers, FPU state and signal mask.
 // Which images qualify (ineligible()): no GPU state, no shared memory
 // objects, no MADV_DONTFORK/WIPEONFORK mappings but private anonymous
-// ones, no timers or pending signals, not stopped, run by root, and no
-// listening or bound sockets (the template holds their addresses). Others
-// restore from the image.
+// ones, no timers or pending signals, not stopped, run by root, no
+// listening or bound sockets (the template holds their addresses) and no
+// named FIFOs (one object by path). Others restore from the image.
 //
 // Costs: the template holds the image's memory (as much as one restored
 // process) and a copy's shared pages are charged to the template's memory

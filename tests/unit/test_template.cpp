@@ -57,6 +57,11 @@ TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
   EXPECT_NE(Template::ineligible(m).find("fd 7 (tcp 0.0.0.0:8000) is bound to an address"), std::string::npos);
 
   m = worker();
+  m.files.push_back({{"kind", "file"}, {"path", "/run/q.fifo"}, {"mode", S_IFIFO | 0600}});
+  m.fds.push_back({{"fd", 6}, {"file", 2}});
+  EXPECT_NE(Template::ineligible(m).find("fd 6 (/run/q.fifo) is a named FIFO"), std::string::npos);
+
+  m = worker();
   m.files.push_back({{"kind", "unix"}, {"desc", "socket:[12]"}, {"bound", {{"name", "@x"}}}});
   m.fds.push_back({{"fd", 5}, {"file", 2}});
   EXPECT_NE(Template::ineligible(m).find("fd 5 (socket:[12]) is bound"), std::string::npos);
