@@ -89,6 +89,9 @@ Command add_restore(CLI::App& app) {
   rs->add_flag_callback("--lazy-faults-only", [o] { o->ro.lazy_background = false; },
                "fill lazily restored memory only where the process touches it, nothing in the background "
                "(for tests and diagnosis)");
+  rs->add_flag("--gpu-lazy", o->ro.gpu_lazy,
+               "for an image with GPU state: restore its memory lazily too, the driver's restore running while "
+               "the memory comes in (default: all memory first, then the driver)");
   rs->add_flag_callback("--no-working-set", [o] { o->ro.working_set = false; },
                "neither copy first the blocks earlier restores of this image touched (the image's "
                "working-set file) nor add to that file");

@@ -82,6 +82,12 @@ struct RestoreOptions {
   // (image/working_set.h) first, at once, and add to it the blocks this
   // restore faults on.
   bool working_set = true;
+  // With `lazy`, for an image with GPU state: leave its memory to the pager
+  // too, started before the driver's restore, so that the driver's fixed
+  // cost (contexts, channels) runs while memory is still coming in. Off by
+  // default until measured on a GPU: the driver reads its host copy of
+  // device memory from pages the pager may not have given yet.
+  bool gpu_lazy = false;
   // Called once the process runs again, before waiting for it.
   std::function<void(const struct RestoreResult&)> on_running;
 };

@@ -584,9 +584,12 @@ RestoreResult restore(const RestoreOptions& o) {
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd status_r(sp[0]), status_w(sp[1]);
     RestoreContext ctx{m, img, inherit};
-    // The driver's restore thread runs before the pager could serve it:
-    // a process with GPU state gets all its memory first.
-    if (o.lazy && m.gpu.uuid.empty()) ctx.lazy = choose_lazy(m);
+    // The driver's restore thread reads its host copy of device memory
+    // while the application's threads are still held: a process with GPU
+    // state gets all its memory first, unless asked to have the pager serve
+    // that thread too (started before the driver then, not after).
+    bool with_gpu = !m.gpu.uuid.empty();
+    if (o.lazy && (!with_gpu || o.gpu_lazy)) ctx.lazy = choose_lazy(m);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     UniqueFd watch_r, watch_w;
     if (want_lazy) {
@@ -622,9 +625,13 @@ RestoreResult restore(const RestoreOptions& o) {
     RestoreResult res;
     res.init_pid = init;
     res.load_ms = load_ms;
+    std::optional<Pager> pager;
+    std::thread pager_thread;  // its run ends once the process is gone
+    bool pager_started = false;
     auto reap_failed = [&](const std::string& why) -> RestoreResult {
       ::kill(init, SIGKILL);
       ::waitpid(init, nullptr, 0);
+      if (pager_thread.joinable()) pager_thread.join();
       fail(why);
     };
     Status st;
@@ -647,37 +654,17 @@ RestoreResult restore(const RestoreOptions& o) {
     res.threads_ms = rest_ns / 1e6;
     res.setup_ms = ms_since(t_forked) - res.memory_ms - res.threads_ms;
     auto t_finish = std::chrono::steady_clock::now();
-    std::optional<Pager> pager;
     UniqueFd host_pidfd;
-    try {
-      if (st.init_uffd >= 0) {
-        host_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, host, 0)));
-        if (!host_pidfd) fail_errno("pidfd_open ", host);
-        // Faults only (tests, diagnosis): nothing is copied unasked.
-        std::vector<uint64_t> hot;
-        if (o.lazy_background && o.working_set)
-          hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
-        pager.emplace(m, ctx.lazy, img.pages_fd(), take_fd(init, st.init_uffd), hot);
-        pager->arm();
-        res.lazy_bytes = pager->lazy_bytes();
+    // From the moment it runs, whoever holds the pager must stay until
+    // every page is in: a thread of ours, or with `detach` a daemon.
+    auto start_pager = [&] {
+      if (!pager || pager_started) return;
+      pager_started = true;
+      if (!o.detach) {
+        pager_thread = std::thread([&] { res.pager = run_pager(*pager, watch_w, host_pidfd, o, img); });
+        return;
       }
-      finish(host, m, rs, re - rs, gpu ? &*gpu : nullptr);
-      if (gpu) {
-        res.gpu_ms = gpu->total_ms();
-        res.gpu_detail = gpu->detail();
-      }
-    } catch (const std::exception& e) {
-      return reap_failed(e.what());
-    }
-    res.finish_ms = ms_since(t_finish);
-    res.ready_ms = ms_since(t0);
-
-    // From here the process runs; whoever holds the pager must stay until
-    // every page is in.
-    std::thread pager_thread;
-    if (pager && o.detach) {
-      // A daemon of its own: the caller may exit at once. Double fork, so
-      // nobody has to reap it.
+      // Double fork, so nobody has to reap it.
       pid_t mid = ::fork();
       if (mid == 0) {
         if (::fork() == 0) {
@@ -699,9 +686,38 @@ RestoreResult restore(const RestoreOptions& o) {
       // Without the fork, init sees the watch close and stops the process.
       pager.reset();
       watch_w.reset();
-    } else if (pager) {
-      pager_thread = std::thread([&] { res.pager = run_pager(*pager, watch_w, host_pidfd, o, img); });
+    };
+    try {
+      if (st.init_uffd >= 0) {
+        host_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, host, 0)));
+        if (!host_pidfd) fail_errno("pidfd_open ", host);
+        // Faults only (tests, diagnosis): nothing is copied unasked.
+        std::vector<uint64_t> hot;
+        if (o.lazy_background && o.working_set)
+          hot = image::load_working_set(img.dir(), img.memory_id(), m.pages_bytes);
+        pager.emplace(m, ctx.lazy, img.pages_fd(), take_fd(init, st.init_uffd), hot);
+        pager->arm();
+        res.lazy_bytes = pager->lazy_bytes();
+      }
+      if (gpu && pager) {
+        // The daemon is forked with no other thread of ours running (one
+        // is loading the driver): wait for it, as resume() would.
+        if (o.detach) gpu->wait_prepared();
+        start_pager();
+      }
+      finish(host, m, rs, re - rs, gpu ? &*gpu : nullptr);
+      if (gpu) {
+        res.gpu_ms = gpu->total_ms();
+        res.gpu_detail = gpu->detail();
+      }
+    } catch (const std::exception& e) {
+      return reap_failed(e.what());
     }
+    res.finish_ms = ms_since(t_finish);
+    res.ready_ms = ms_since(t0);
+
+    // From here the process runs.
+    start_pager();
     if (!o.pidfile.empty()) {
       std::string s = cat(host, "\n");
       UniqueFd f(::open(o.pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));

@@ -10,6 +10,7 @@ bench/gpu_check.sh runs the real path on one.
 """
 
 import json
+import re
 import os
 import subprocess
 import time
@@ -264,3 +265,37 @@ def test_two_cuda_processes_are_refused_by_name(zoo, thaw_bin, fake, tmp_path):
     assert f"more than one process of the tree uses CUDA ({p.pid} (sh), {kids} (sleep))" in cp.stderr or \
         f"more than one process of the tree uses CUDA ({kids} (sleep), {p.pid} (sh))" in cp.stderr, cp.stderr
     assert fake.calls() == [], "refused before loading the driver"
+
+
+@pytest.mark.parametrize("flags", [[], ["--gpu-lazy"], ["--gpu-lazy", "--detach"]],
+                         ids=["eager", "gpu-lazy", "gpu-lazy-detached"])
+def test_gpu_restore_thread_reads_its_host_copy(zoo, thaw_bin, fake, monkeypatch, flags):
+    """The driver's restore thread copies device memory back from the
+    process's own host memory while every other thread is held. The fake's
+    thread checks a 64 MiB pattern there: the restore must have brought that
+    memory back first (eager) or serve its faults while the driver works
+    (--gpu-lazy: the pager is started before the driver's restore)."""
+    base = zoo.env
+
+    def env(testtmp, **kw):
+        e = base(testtmp, **kw)
+        e["FAKE_CUDA_TARGET_BACKUP_MIB"] = "64"
+        e["FAKE_CUDA_TARGET_DIR"] = os.environ["THAW_FAKE_CUDA_DIR"]
+        return e
+    zoo.env = env
+    monkeypatch.setenv("THAW_FAKE_CUDA_BACKUP", "1")
+    monkeypatch.setenv("THAW_GPU_COPY_TIMEOUT", "1")  # a restore that waits for nobody fails, not hangs
+    expected = zoo.run_uninterrupted("simple")
+    img = _gpu_image(zoo, fake)
+    rc, out, err = zoo.restore(img, "--stats", *flags)
+    if "--detach" in flags:
+        pid, _, out = out.partition("\n")
+        assert pid.isdigit(), err
+    assert rc == 0 and out == expected, err
+    assert re.search(r"backup_checked \d+ 8388608 words, 0 differ", fake.log_text()), fake.log_text()
+    assert fake.calls()[-3:] == ["backup_checked", "restore", "unlock"], fake.log_text()
+    lazy = re.search(r"restore: lazy memory ([0-9.]+) MiB", err)
+    if flags == ["--gpu-lazy"]:
+        assert lazy and float(lazy.group(1)) >= 64, err
+    elif not flags:
+        assert not lazy, err

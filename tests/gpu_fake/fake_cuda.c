@@ -19,6 +19,16 @@
  * In a target, FAKE_CUDA_TARGET_UNINITIALIZED=1 starts no restore thread: a
  * process with libcuda loaded and no CUDA state.
  *
+ * In a target, FAKE_CUDA_TARGET_BACKUP_MIB=N stands for the driver's host
+ * copy of device memory: N MiB of the process's own anonymous memory, filled
+ * with a known pattern, that the restore thread must read back at restore, as
+ * the real driver's restore thread copies its backup to the device from
+ * inside the process. cuCheckpointProcessRestore (with THAW_FAKE_CUDA_BACKUP=1
+ * in thaw) then asks that thread through FAKE_CUDA_TARGET_DIR (the target's
+ * name for THAW_FAKE_CUDA_DIR) to check every word, waits for its answer, and
+ * fails if any word differs: memory the restore has not brought back yet (a
+ * lazy restore with nobody serving its faults) hangs or fails the restore.
+ *
  * Environment, read in the calling process (thaw):
  *   THAW_FAKE_CUDA_DIR        state directory (default /tmp/thaw-fake-cuda)
  *   THAW_FAKE_CUDA_LOG        append one line per call here
@@ -42,6 +52,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -80,8 +92,50 @@ static int misbehave(const char* call) {
   return OK;
 }
 
+/* The target's stand-in for device memory copied to host (see the top). */
+static uint64_t* backup;
+static size_t backup_words;
+
+static uint64_t pattern(uint64_t i) {
+  uint64_t z = i + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Request and answer files of the restore handshake, named by pid as the
+ * target's own namespace sees it. */
+static void handshake_path(const char* dir, long pid, const char* what, char* out, size_t n) {
+  snprintf(out, n, "%s/%ld.%s", dir, pid, what);
+}
+
+/* In the target: answers restore requests by checking the backup. */
+static void serve_restores(void) {
+  const char* dir = env("FAKE_CUDA_TARGET_DIR", "/tmp/thaw-fake-cuda");
+  char req[4200], ans[4200];
+  for (;;) {
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    long pid = getpid();
+    handshake_path(dir, pid, "restore", req, sizeof req);
+    if (access(req, F_OK) != 0) continue;
+    size_t bad = 0;
+    for (size_t i = 0; i < backup_words; i++) bad += backup[i] != pattern(i);
+    handshake_path(dir, pid, "restored.tmp", ans, sizeof ans);
+    FILE* f = fopen(ans, "w");
+    if (!f) continue;
+    fprintf(f, "%zu %zu\n", backup_words, bad);
+    fclose(f);
+    char final_[4200];
+    handshake_path(dir, pid, "restored", final_, sizeof final_);
+    unlink(req);
+    rename(ans, final_);
+  }
+}
+
 static void* restore_thread(void* arg) {
   (void)arg;
+  if (backup) serve_restores();
   for (;;) pause();
   return NULL;
 }
@@ -91,6 +145,15 @@ __attribute__((constructor)) static void loaded(void) {
   if (getenv("THAW_FAKE_CUDA_DIR")) return;
   /* A target that loaded libcuda and never called cuInit (torch at import). */
   if (getenv("FAKE_CUDA_TARGET_UNINITIALIZED")) return;
+  size_t mib_ = (size_t)atol(env("FAKE_CUDA_TARGET_BACKUP_MIB", "0"));
+  if (mib_) {
+    void* p = mmap(NULL, mib_ << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      backup = p;
+      backup_words = (mib_ << 20) / sizeof(uint64_t);
+      for (size_t i = 0; i < backup_words; i++) backup[i] = pattern(i);
+    }
+  }
   pthread_t t;
   if (pthread_create(&t, NULL, restore_thread, NULL) == 0) pthread_setname_np(t, "cuda-restore");
 }
@@ -336,6 +399,32 @@ static int ck_checkpoint(int pid, void* a) {
   int after = atoi(env("THAW_FAKE_CUDA_STATE_AFTER_CHECKPOINT", "2"));
   return transition("checkpoint", pid, LOCKED, after);
 }
+/* Asks the target's restore thread to read its backup back and waits for
+ * the answer, as the real cuCheckpointProcessRestore waits for its thread
+ * (thaw's watchdog cuts a wait that never ends). */
+static int check_backup(int pid) {
+  long ns = ns_pid(pid);
+  char req[4200], ans[4200];
+  handshake_path(state_dir(), ns, "restore", req, sizeof req);
+  handshake_path(state_dir(), ns, "restored", ans, sizeof ans);
+  unlink(ans);
+  FILE* f = fopen(req, "w");
+  if (!f) return OPERATING_SYSTEM;
+  fclose(f);
+  for (;;) {
+    f = fopen(ans, "r");
+    if (f) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  size_t words = 0, bad = 0;
+  int ok = fscanf(f, "%zu %zu", &words, &bad) == 2;
+  fclose(f);
+  unlink(ans);
+  logf_("backup_checked %d %zu words, %zu differ", pid, words, bad);
+  return ok && bad == 0 ? OK : ILLEGAL_STATE;
+}
+
 static int ck_restore(int pid, struct restore_args* a) {
   if (a && a->count) {
     char old[40], new_[40];
@@ -344,6 +433,15 @@ static int ck_restore(int pid, struct restore_args* a) {
       sprintf(new_ + 2 * i, "%02x", a->pairs[0][16 + i]);
     }
     logf_("restore_pairs %u %s %s", a->count, old, new_);
+  }
+  if (strcmp(env("THAW_FAKE_CUDA_BACKUP", ""), "1") == 0) {
+    int rc = misbehave("restore");
+    if (rc) return rc;
+    int st;
+    if (read_state(pid, &st) != OK) return NOT_INITIALIZED;
+    if (st != CHECKPOINTED) return ILLEGAL_STATE;
+    rc = check_backup(pid);
+    if (rc) return rc;
   }
   return transition("restore", pid, CHECKPOINTED, LOCKED);
 }

@@ -68,6 +68,8 @@ class GpuRestore {
   // return every thread is stopped again. On failure the process is killed
   // when `s` lets it go.
   void resume(proc::Seizure& s);
+  // Until the preparation (driver load, checks) is over, failed or not.
+  void wait_prepared() const { prepared_.wait(); }
   double total_ms() const { return total_ms_; }
   // "waited 0 ms for driver load 412 ms and checks 95 ms; cuCheckpointProcessRestore 180 ms, unlock 1 ms"
   const std::string& detail() const { return detail_; }
