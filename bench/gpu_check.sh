@@ -14,7 +14,8 @@
 #   cold          (a) the model process started cold: build, to GPU, forward
 #   cpu-snapshot  (b) model on the CPU (GPU hidden) checkpointed, restored,
 #                 GPU made visible, .to("cuda"), forward
-#   gpu-snapshot  (c) model on the GPU checkpointed, restored (twice), forward;
+#   gpu-snapshot  (c) model on the GPU checkpointed, restored (four times: eager,
+#                 eager again, twice with --gpu-lazy), forward;
 #                 outputs before checkpoint and after restore must be equal
 #   gpu-snapshot-small  (c) with a 0.5 GiB model (GIB_SMALL): with (c), the
 #                 driver's restore time as a fixed part plus a rate

@@ -50,6 +50,9 @@ constexpr int kFilesFd = 7;
 constexpr int kLowFds = 8;  // fd numbers the shell keeps free for those
 // How long a container's namespaces may take to be set up.
 constexpr int kNamespaceTimeoutMs = 10000;
+// How long making the copy may take once they are (tens of milliseconds
+// when it works).
+constexpr int kVerdictTimeoutMs = 30000;
 
 // ---------------------------------------------------------------- the shell
 
@@ -169,8 +172,12 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
   }
   ready.reset();
   ::close(kReadyFd);
-  std::string verdict = read_line(kVerdictFd, -1);
+  // A shell stuck in the copy (an injected call that never returns) must
+  // not hold the container back for good: past the deadline, the image.
+  bool verdict_late = false;
+  std::string verdict = read_line(kVerdictFd, kVerdictTimeoutMs, &verdict_late);
   ::close(kVerdictFd);
+  if (verdict_late) verdict = cat("F the restore shell gave no verdict within ", kVerdictTimeoutMs, " ms");
   unsigned long long worker = 0;
   double total_ms = 0, fork_ms = 0;
   if (init > 0 && std::sscanf(verdict.c_str(), "W %llu %lf %lf", &worker, &total_ms, &fork_ms) == 3) {

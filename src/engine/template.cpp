@@ -89,9 +89,19 @@ void Template::send_copy_files(const image::Reader& img, const std::map<int, int
                                const std::vector<int*>& keep, int sock) {
   const auto& m = img.manifest();
   if (std::all_of(m.fds.begin(), m.fds.end(), [&](const nlohmann::json& e) { return external(m, e); })) {
-    // Nothing to open (a worker with only its stdio): spare the fd table work.
+    // Nothing to open (a worker with only its stdio): spare the fd table
+    // work. Ours still leave 0-2, which the caller covers with /dev/null
+    // (a server started with its stdio closed has its pipes there).
     std::vector<int> kept{sock};
-    for (int* fd : keep) kept.push_back(*fd);
+    for (int* fd : keep) {
+      if (*fd <= 2) {
+        int moved = ::fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+        if (moved < 0) fail_errno("move fd ", *fd, " above the standard ones");
+        ::close(*fd);
+        *fd = moved;
+      }
+      kept.push_back(*fd);
+    }
     close_all_except(kept);
     send_packet(sock, nlohmann::json{{"done", true}}.dump(), nullptr, 0, "the template's owner");
     ::close(sock);

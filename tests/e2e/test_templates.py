@@ -88,6 +88,26 @@ def test_a_copys_exit_status_is_passed_on(runner, torch_template):
     assert rc == 128 + 9, f"exit status {rc}\n{err}"
 
 
+def test_a_server_started_with_its_stdio_closed_serves_copies(runner, torch_image):
+    """`thaw template` with fds 0-2 closed (as a daemon may be started): its
+    own sockets and pipes then take those numbers, and a copy's namespace
+    init, which covers 0-2 with /dev/null, must have moved them first."""
+    sock = runner.path("closed-stdio.sock")
+    server = subprocess.Popen(["/bin/sh", "-c", 'exec "$0" template "$1" --socket "$2" 0<&- 1>&- 2>&-',
+                               str(THAW_BIN), str(torch_image.dir), str(sock)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists(), f"thaw template with closed stdio did not serve (exit {server.poll()})"
+        for n in range(2):
+            p = runner.restore_from_template(sock, f"copy #{n + 1} from a server with closed stdio")
+            _check_answers(p, torch_image.expected, p.what)
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+
+
 def test_a_multithreaded_python_process_comes_back_with_every_thread(runner):
     """Three threads hashing, one blocked in queue.get(), one sleeping in a
     loop: the template holds the main thread only; each copy makes the
