@@ -365,6 +365,8 @@ def build(kind, name, kwargs, app=None, partial_params=None):
         "max_concurrent_inputs": max_concurrent_inputs,
         "target_concurrent_inputs": target_concurrent_inputs,
         "batched": batched,
+        # @fastapi_endpoint/@web_endpoint/@asgi_app/@wsgi_app: served over HTTP.
+        "web_endpoint": (partial_params or {}).get("web") or None,
         "is_generator": is_generator,
         "volumes": vol_names,
         "secrets": [s.describe(resolve=False) for s in secrets],

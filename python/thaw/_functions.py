@@ -309,6 +309,24 @@ class _Object:
             if isinstance(self, Cls) and not self._methods:
                 self._methods = dict(config.get("methods") or {})
 
+    def _web_url(self, method, default_segment):
+        """`thaw serve --http`'s URL of the endpoint (the function, or the
+        class's `method`), asked of the runtime; None when it is not one."""
+        reply = _client.get_client().request(
+            {"type": "lookup", "app": self._app_name_for_call(), "function": self._name})
+        if reply.get("type") != "found":
+            raise NotFoundError(reply.get("error") or f"thaw: {self._name} is not deployed")
+        config = self._config if self._config is not None else (reply.get("config") or {})
+        web = config.get("web_endpoint") if method is None else \
+            ((config.get("methods") or {}).get(method) or {}).get("web_endpoint")
+        if not web:
+            return None
+        if not reply.get("web_url"):
+            warn("thaw: the runtime serves no web endpoints (start it with `thaw serve --http "
+                 "PORT`); get_web_url() returns None")
+            return None
+        return f"{reply['web_url']}/{web.get('label') or default_segment}"
+
     def hydrate(self, client=None):
         """Check that a from_name() object exists (a no-op for local definitions)."""
         self._ensure_found()
@@ -414,8 +432,9 @@ class Function(_Object, _Callable):
         return self._raw_f
 
     def get_web_url(self):
-        warn("thaw: web endpoints are not supported; get_web_url() returns None")
-        return None
+        """The URL this web endpoint answers at (`thaw serve --http`), or
+        None for a function that is not one."""
+        return self._web_url(None, self._name)
 
     @property
     def info(self):
@@ -559,6 +578,11 @@ class _BoundMethod(_Callable):
         m = self._obj._cls._methods.get(self._method)
         return bool(m and m.get("is_generator"))
 
+    def get_web_url(self):
+        """The URL of this method's web endpoint (`thaw serve --http`), or None."""
+        cls = self._obj._cls
+        return cls._web_url(self._method, f"{cls._name}.{self._method}")
+
     def _local_callable(self):
         instance = self._obj._local_instance(enter=True)
         fn = getattr(instance, self._method)
@@ -606,6 +630,8 @@ def collect_class_members(user_cls, where):
         if pf.flags & {METHOD, BATCHED, WEB}:
             methods[name] = {"is_generator": bool(pf.params.get("is_generator")),
                              "batched": BATCHED in pf.flags}
+            if pf.params.get("web"):
+                methods[name]["web_endpoint"] = pf.params["web"]
         for kind in (ENTER_PRE, ENTER_POST, EXIT):
             if kind in pf.flags:
                 lifecycle[kind].append(name)

@@ -1,5 +1,5 @@
 """Method and function decorators: enter, exit, method, concurrent, batched,
-parameter, and the web decorators (accepted with a warning).
+parameter, and the web decorators (served by `thaw serve --http`).
 
 A decorated method stays a descriptor that gives the plain bound method on an
 instance, so user code may call `self.other()` as usual; @app.cls reads the
@@ -114,22 +114,58 @@ def batched(_f=None, *, max_batch_size, wait_ms):
     return _decorator_or_direct(_f, make, "batched")
 
 
-def _web(kind):
-    def decorator(_f=None, **kwargs):
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _web(kind, takes_method):
+    """Modal's web decorators. `thaw serve --http` serves them (docs/sdk.md,
+    "Web endpoints"); the function stays callable with .remote() too."""
+    def decorator(_f=None, *, method="GET", label=None, custom_domains=None, docs=False,
+                  requires_proxy_auth=False, **rest):
+        where = f"@{kind}"
+        if rest:
+            warn(f"thaw: {where}: {', '.join(sorted(rest))} not known; ignored")
+        if not takes_method and method != "GET":
+            raise InvalidError(f"{where} takes no method= (the app answers every method)")
+        m = str(method).upper()
+        if m not in HTTP_METHODS:
+            raise InvalidError(f"{where}(method={method!r}): not an HTTP method "
+                               f"(one of {', '.join(HTTP_METHODS)})")
+        if label is not None and (not isinstance(label, str) or not label
+                                  or any(c in label for c in "/?#% ")):
+            raise InvalidError(f"{where}(label={label!r}): a label is one URL path segment "
+                               f"(no '/', '?', '#', '%' or spaces)")
+        for param, value, why in (("custom_domains", custom_domains, "thaw serves on one address"),
+                                  ("requires_proxy_auth", requires_proxy_auth,
+                                   "thaw has no proxy auth: anyone who reaches the address may call it"),
+                                  ("docs", docs, "thaw serves no /docs page")):
+            if value:
+                warn(f"thaw: {where}({param}={value!r}) is not supported: {why}")
+        web = {"kind": kind, "method": m if takes_method else None, "label": label}
+
         def make(f):
-            warn(f"thaw: @{kind} is not supported: thaw serves no HTTP endpoints; the "
-                 f"function can still be called with .remote()")
-            return _apply(f, {WEB}, {"web": kind}, kind)
+            return _apply(f, {WEB}, {"web": {k: v for k, v in web.items() if v is not None}}, kind)
         return _decorator_or_direct(_f, make, kind)
     decorator.__name__ = kind
     return decorator
 
 
-web_endpoint = _web("web_endpoint")
-fastapi_endpoint = _web("fastapi_endpoint")
-asgi_app = _web("asgi_app")
-wsgi_app = _web("wsgi_app")
-web_server = _web("web_server")
+def web_server(_f=None, *args, **kwargs):
+    """Modal's @web_server(port): a process the function starts listening on
+    a port, proxied. Not served by thaw (warned); .remote() still works."""
+    def make(f):
+        warn("thaw: @web_server is not supported: thaw proxies no ports of a container; use "
+             "@asgi_app or @wsgi_app, or call the function with .remote()")
+        return _apply(f, {WEB}, {}, "web_server")
+    if callable(_f) and not args:
+        return make(_f)
+    return make
+
+
+web_endpoint = _web("web_endpoint", True)
+fastapi_endpoint = _web("fastapi_endpoint", True)
+asgi_app = _web("asgi_app", False)
+wsgi_app = _web("wsgi_app", False)
 
 _NO_DEFAULT = object()
 

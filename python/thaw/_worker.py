@@ -213,6 +213,7 @@ class Worker:
         self.instance = None          # a class's default instance (in the snapshot)
         self.instance_error = None    # why there is none (parameters required)
         self.param_instances = {}     # pickled params → entered instance
+        self.web_apps = {}            # @asgi_app/@wsgi_app: the app each made, kept
         self.param_lock = threading.Lock()
         self.timings = {}
         self.answer_lock = threading.Lock()
@@ -383,6 +384,17 @@ class Worker:
                 kwargs = dict(msg.get("kwargs_json") or {})
             params = kwargs.pop(PARAMS_KEY, None)
             fn, is_gen = self.callable_for(msg.get("method"), params)
+            web = msg.get("web_request")
+            if web is not None:
+                # An HTTP request (`thaw serve --http`): the answer is the
+                # response, status and all, as JSON. Imported here: most
+                # workers never serve one.
+                from . import _web
+                with _alarm(timeout):
+                    value = _web.handle(web["kind"], web.get("options") or {}, fn, web["request"],
+                                        self.web_apps)
+                return {"type": "result", "id": cid, "ok": True, "value": dump_payload(None),
+                        "value_json": value}
             with _alarm(timeout):
                 value = fn(*args, **kwargs)
                 if msg.get("stream") and inspect.isasyncgen(value):

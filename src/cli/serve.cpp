@@ -1,4 +1,4 @@
-// thaw serve --socket PATH [--no-warm] [--no-template]
+// thaw serve --socket PATH [--http ADDRESS] [--no-warm] [--no-template]
 #include <memory>
 #include <optional>
 #include <thread>
@@ -7,6 +7,7 @@
 #include "cli/session.h"
 #include "runtime/scheduler.h"
 #include "runtime/server.h"
+#include "runtime/web_front.h"
 
 namespace thaw::cli {
 
@@ -14,19 +15,26 @@ Command add_serve(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto no_warm = std::make_shared<bool>(false);
   auto no_template = std::make_shared<bool>(false);
+  auto http = std::make_shared<std::string>();
   auto* sub = app.add_subcommand("serve", "Serve calls to deployed apps on a unix socket until stopped");
   sub->add_option("--socket", *path, "the socket to listen on")->required();
+  sub->add_option("--http", *http,
+                  "also serve the deployed apps' web endpoints (@fastapi_endpoint, @web_endpoint, @asgi_app, "
+                  "@wsgi_app) over HTTP at this address: PORT (on 127.0.0.1), HOST:PORT or :PORT (all "
+                  "addresses); URLs are http://ADDRESS/<app>/<label or name>");
   sub->add_flag("--no-warm", *no_warm,
                 "start no container ahead of calls (min_containers and restore shells are for a long-lived "
                 "runtime; the SDK's private one, started for one script, uses this); runs no schedule=");
   sub->add_flag("--no-template", *no_template,
                 "restore every container from its snapshot image, instead of copying a live template of the "
                 "snapshot kept by its restore shell (for comparisons; implied by --no-warm)");
-  return {sub, [path, no_warm, no_template] {
+  return {sub, [path, no_warm, no_template, http] {
             std::unique_ptr<runtime::Server> server;
+            std::unique_ptr<runtime::WebFront> web;
             std::optional<SignalWatcher> signals;
-            signals.emplace([&server](int) {
+            signals.emplace([&server, &web](int) {
               if (server) server->stop();
+              if (web) web->stop();
             });
             Session s;
             s.ctx.socket_path = *path;
@@ -34,8 +42,17 @@ Command add_serve(CLI::App& app) {
             s.rt->set_keep_warm(!*no_warm);
             s.rt->set_live_templates(!*no_warm && !*no_template);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
+            if (!http->empty()) {
+              web = std::make_unique<runtime::WebFront>(*s.rt, *http);
+              s.ctx.web_url = web->url();
+            }
             s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
                                 : "Serving deployed apps on " + *path + ".");
+            std::thread web_thread;
+            if (web) {
+              s.log.line("Serving web endpoints at " + web->url() + "/<app>/<label or name>.");
+              web_thread = std::thread([&web] { web->run(); });
+            }
             std::thread warm([&s, no_warm] {
               if (!*no_warm) s.rt->warm_deployed();
             });
@@ -44,10 +61,15 @@ Command add_serve(CLI::App& app) {
             std::optional<runtime::Scheduler> scheduler;
             if (!*no_warm) scheduler.emplace(*s.rt);
             server->run();
+            if (web) {
+              web->stop();
+              web_thread.join();
+            }
             if (scheduler) scheduler->stop();
             warm.join();
             scheduler.reset();  // waits for scheduled runs in flight
             signals.reset();  // no one touches the server after this
+            web.reset();      // waits for the requests in flight
             server.reset();   // waits for the calls in flight
             s.rt->shutdown();
             return 0;

@@ -18,6 +18,7 @@ struct Context {
   std::string python = "/usr/bin/python3";
   std::string python_dir;  // the directory holding the thaw package
   std::string socket_path; // the runtime's client socket, when it has one
+  std::string web_url;     // "http://host:port" when web endpoints are served
   Fingerprint fingerprint;
 };
 

@@ -143,8 +143,11 @@ json Runtime::lookup(const json& msg) {
     Target t = resolve(app, fn, str(msg, "mode"), str(msg, "app_file"));
     // The config lets a from_name() handle act as the definition would
     // (a generator wants .remote_gen(), a method's kind).
-    return {{"type", "found"}, {"id", msg.value("id", json())}, {"app", app}, {"function", fn},
-            {"kind", t.fn.kind}, {"methods", t.fn.methods}, {"version", t.version}, {"config", t.fn.config}};
+    json found = {{"type", "found"}, {"id", msg.value("id", json())}, {"app", app}, {"function", fn},
+                  {"kind", t.fn.kind}, {"methods", t.fn.methods}, {"version", t.version}, {"config", t.fn.config}};
+    // Where its web endpoints answer, when this runtime serves them.
+    if (!ctx_.web_url.empty()) found["web_url"] = ctx_.web_url + "/" + app;
+    return found;
   } catch (const std::exception& e) {
     return {{"type", "error"}, {"id", msg.value("id", json())}, {"error", e.what()}};
   }

@@ -91,11 +91,12 @@ class Thaw:
         wall = time.monotonic() - t
         return json.loads(cp.stdout), cp.stderr, wall
 
-    def serve(self):
-        """Starts `thaw serve` on a socket in tmp; returns the socket path."""
+    def serve(self, *extra):
+        """Starts `thaw serve` on a socket in tmp (extra: more of its
+        arguments); returns the socket path."""
         path = self.tmp / "runtime.sock"
         log = open(self.tmp / "serve.log", "w")
-        self.serving = subprocess.Popen([str(THAW_BIN), "serve", "--socket", str(path)],
+        self.serving = subprocess.Popen([str(THAW_BIN), "serve", "--socket", str(path), *extra],
                                         env=self.env, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=log, start_new_session=True)
         log.close()

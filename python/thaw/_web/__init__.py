@@ -1,0 +1,59 @@
+"""Serves one HTTP request (`thaw serve --http`) for a function under one of
+Modal's web decorators, in the worker. The runtime parses HTTP and sends the
+request as a dict; `handle` answers the response as a dict, which the runtime
+writes (it sets Content-Length and Connection itself and drops the body of an
+answer to HEAD).
+
+- @fastapi_endpoint / @web_endpoint: Modal wraps the function in a FastAPI
+  app (one route, "/", for one method, behind a CORS middleware that allows
+  everything). FastAPI is not needed here: the parts of it an endpoint
+  function relies on are reproduced with the standard library: query
+  parameters converted by their annotations, JSON body parameters, 422
+  answers shaped as FastAPI's, HTTPException-like errors, JSON results.
+- @wsgi_app: the app the function returns, called as PEP 3333 says.
+- @asgi_app: the app the function returns, on the worker's one event loop
+  (thaw._async_runner, which async functions and hooks share as in Modal),
+  with the lifespan protocol's startup run once.
+
+Only the standard library: most workers never import this module, and the
+user's image may not have FastAPI."""
+
+from ._apps import _cached_app
+from ._asgi import _AsgiApp, _asgi_call
+from ._endpoint import _endpoint
+from ._http import _json_response
+from ._wsgi import _WsgiApp, _wsgi_call
+
+
+ENDPOINT_KINDS = ("fastapi_endpoint", "web_endpoint")
+APP_KINDS = ("wsgi_app", "asgi_app")
+
+
+def handle(kind, options, target, request, apps):
+    """Answer one HTTP request for `target` under the web decorator `kind`.
+
+    kind: "fastapi_endpoint" | "web_endpoint" | "wsgi_app" | "asgi_app".
+    options: the decorator's keyword arguments (e.g. {"method": "POST"}).
+    target: the user's callable (a function, or a bound method).
+    request: {"method", "path" (below root_path, "/" at least), "query"
+        (raw), "headers" ([[lower-case name, value], ...]), "body_b64",
+        "root_path", "client" [host, port], "server" [host, port], "scheme"}.
+    apps: a dict the caller keeps for the container's life; the apps of
+        @wsgi_app/@asgi_app functions are made once and kept there.
+
+    Returns {"status": int, "headers": [[name, value], ...], "body_b64": str}.
+    An exception of the user's code (other than an HTTPException-like one of
+    an endpoint) propagates: the caller answers 500."""
+    if kind in ENDPOINT_KINDS:
+        return _endpoint(options or {}, target, request)
+    if kind == "wsgi_app":
+        return _wsgi_call(_cached_app(kind, target, apps, _WsgiApp), request)
+    if kind == "asgi_app":
+        return _asgi_call(_cached_app(kind, target, apps, _AsgiApp), request)
+    raise ValueError(f"thaw: unknown kind of web endpoint {kind!r} (expected one of "
+                     f"{', '.join(ENDPOINT_KINDS + APP_KINDS)})")
+
+
+def error_response(status, detail):
+    """A response with FastAPI's JSON error body, {"detail": detail}."""
+    return _json_response(status, {"detail": detail})

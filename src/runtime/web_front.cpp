@@ -1,0 +1,226 @@
+#include "runtime/web_front.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/base64.h"
+#include "common/io.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kRequestTimeoutMs = 30000;
+constexpr size_t kMaxBody = 64u << 20;
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string json_response(int status, const json& body, bool head_only) {
+  return format_response(status, {{"content-type", "application/json"}}, body.dump(), head_only);
+}
+
+std::string detail(int status, const std::string& text, bool head_only) {
+  return json_response(status, {{"detail", text}}, head_only);
+}
+
+}  // namespace
+
+std::optional<WebRoute> find_web_route(const AppDesc& app, const std::string& segment) {
+  for (const auto& f : app.functions) {
+    const json& c = f.config;
+    if (f.kind != "class") {
+      auto it = c.find("web_endpoint");
+      if (it == c.end() || !it->is_object()) continue;
+      if (it->value("label", f.name) == segment) return WebRoute{f.name, std::nullopt, *it};
+      continue;
+    }
+    auto ms = c.find("methods");
+    if (ms == c.end() || !ms->is_object()) continue;
+    for (const auto& [m, info] : ms->items()) {
+      if (!info.is_object() || !info.contains("web_endpoint") || !info["web_endpoint"].is_object()) continue;
+      const json& w = info["web_endpoint"];
+      if (w.value("label", f.name + "." + m) == segment) return WebRoute{f.name, m, w};
+    }
+  }
+  return std::nullopt;
+}
+
+std::pair<std::string, int> parse_listen_address(const std::string& text) {
+  std::string host = "127.0.0.1", port = text;
+  size_t colon = text.rfind(':');
+  if (colon != std::string::npos) {
+    host = colon == 0 ? "0.0.0.0" : text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535)
+    fail("--http ", text, ": give PORT, HOST:PORT or :PORT (all addresses), a port from 0 to 65535");
+  in_addr a{};
+  if (::inet_pton(AF_INET, host.c_str(), &a) != 1)
+    fail("--http ", text, ": '", host, "' is not an IPv4 address (such as 127.0.0.1 or 0.0.0.0)");
+  return {host, std::stoi(port)};
+}
+
+WebFront::WebFront(Runtime& rt, const std::string& address) : rt_(rt) {
+  auto [host, port] = parse_listen_address(address);
+  host_ = host;
+  listen_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listen_) fail_errno("socket");
+  int one = 1;
+  ::setsockopt(listen_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
+  if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+    fail_errno("--http ", address, ": bind (is another server on that port?)");
+  if (::listen(listen_.get(), 128) != 0) fail_errno("listen on ", address);
+  socklen_t len = sizeof sa;
+  if (::getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&sa), &len) != 0) fail_errno("getsockname");
+  port_ = ntohs(sa.sin_port);
+  // Links given out must be reachable: "all addresses" is reached at the loopback.
+  url_ = cat("http://", host == "0.0.0.0" ? "127.0.0.1" : host, ":", port_);
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) fail_errno("eventfd");
+}
+
+WebFront::~WebFront() {
+  stop();
+  listen_.reset();
+  conns_.join_all();
+}
+
+void WebFront::stop() {
+  stop_ = true;
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
+  (void)ignored;
+}
+
+void WebFront::run() {
+  while (!stop_) {
+    struct pollfd p[2] = {{listen_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int r = ::poll(p, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail_errno("poll");
+    if (stop_ || !p[0].revents) continue;
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    int c = ::accept4(listen_.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    char ip[INET_ADDRSTRLEN] = "";
+    ::inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+    conns_.start([this, c, client = cat(ip, ":", ntohs(peer.sin_port))] { serve(UniqueFd(c), client); });
+  }
+}
+
+void WebFront::serve(UniqueFd conn, std::string client) {
+  std::string out;
+  try {
+    auto req = read_request(conn.get(), kRequestTimeoutMs, kMaxBody);
+    if (!req) return;
+    out = answer(*req, client);
+  } catch (const HttpError& e) {
+    out = detail(e.status(), e.what(), false);
+  } catch (const std::exception& e) {
+    out = detail(500, e.what(), false);
+  }
+  try {
+    write_all(conn.get(), out.data(), out.size(), "the HTTP client");
+  } catch (const std::exception&) {
+    // the client went away
+  }
+}
+
+std::string WebFront::answer(const HttpRequest& req, const std::string& client) {
+  bool head = req.method == "HEAD";
+  // /<app>/<endpoint>[/rest]
+  std::string_view p = req.path;
+  size_t a_end = p.find('/', 1);
+  std::string app = percent_decode(p.substr(1, a_end == std::string_view::npos ? std::string_view::npos : a_end - 1));
+  if (app.empty() || a_end == std::string_view::npos)
+    return detail(404, "web endpoints are at /<app>/<label or function name>", head);
+  size_t e_end = p.find('/', a_end + 1);
+  std::string segment = percent_decode(p.substr(a_end + 1, e_end == std::string_view::npos ? std::string_view::npos
+                                                                                             : e_end - a_end - 1));
+  std::string rest = e_end == std::string_view::npos ? "/" : std::string(p.substr(e_end));
+  std::string root = std::string(p.substr(0, e_end == std::string_view::npos ? p.size() : e_end));
+  Deployed d;
+  try {
+    d = load_deployed(rt_.context().store, app);
+  } catch (const std::exception& e) {
+    return detail(404, e.what(), head);
+  }
+  auto route = find_web_route(d.desc, segment);
+  if (!route) return detail(404, cat("app '", app, "' has no web endpoint '", segment, "'"), head);
+  std::string kind = route->web.value("kind", "");
+  // A function's own URL is its whole path: nothing may follow it.
+  bool takes_paths = kind == "asgi_app" || kind == "wsgi_app";
+  if (!takes_paths && rest != "/") return detail(404, cat("no such path under ", root), head);
+  json headers = json::array();
+  for (const auto& [k, v] : req.headers) headers.push_back({k, v});
+  size_t colon = client.rfind(':');
+  json request = {{"method", req.method},
+                  {"path", rest},
+                  {"query", req.query},
+                  {"headers", headers},
+                  {"body_b64", base64_encode(req.body)},
+                  {"root_path", root},
+                  {"client", {client.substr(0, colon), std::atoi(client.c_str() + colon + 1)}},
+                  {"server", {host_, port_}},
+                  {"scheme", "http"}};
+  json options = json::object();
+  if (route->web.contains("method")) options["method"] = route->web["method"];
+  json msg = {{"type", "call"},
+              {"id", cat("web-", next_id_++)},
+              {"app", app},
+              {"function", route->function},
+              {"method", route->method ? json(*route->method) : json()},
+              {"args", nullptr},
+              {"kwargs", nullptr},
+              {"args_json", json::array()},
+              {"kwargs_json", json::object()},
+              {"mode", "deployed"},
+              {"result_format", "json"},
+              {"web_request", {{"kind", kind}, {"options", options}, {"request", request}}}};
+  json r = rt_.call(msg);
+  std::string name = route->method ? cat(route->function, ".", *route->method) : route->function;
+  if (!r.value("ok", false)) {
+    std::string err = r.value("error", std::string("the call failed"));
+    rt_.context().log.line(cat(req.method, " ", req.target, " (", app, ".", name, ") failed: ", err));
+    if (err.rfind("FunctionTimeoutError", 0) == 0) return detail(504, err, head);
+    return format_response(500, {{"content-type", "text/plain; charset=utf-8"}}, "Internal Server Error", head);
+  }
+  const json& v = r.value("value_json", json());
+  auto body = v.is_object() ? base64_decode(v.value("body_b64", std::string())) : std::nullopt;
+  if (!body || !v.contains("status") || !v["status"].is_number_integer())
+    return detail(502, cat(app, ".", name, " answered without a response"), head);
+  int status = v["status"].get<int>();
+  if (status < 100 || status > 999) return detail(502, cat(app, ".", name, " answered with status ", status), head);
+  HttpHeaders out;
+  for (const auto& h : v.value("headers", json::array()))
+    if (h.is_array() && h.size() == 2 && h[0].is_string() && h[1].is_string()) out.emplace_back(h[0], h[1]);
+  return format_response(status, out, *body, head);
+}
+
+}  // namespace thaw::runtime

@@ -1,0 +1,65 @@
+// `thaw serve --http HOST:PORT`: deployed functions marked @fastapi_endpoint,
+// @web_endpoint, @asgi_app or @wsgi_app answer HTTP requests at
+// http://HOST:PORT/<app>/<label or name>[/...]. Each request becomes a call
+// (so containers, snapshots, retries and timeouts are the function's as for
+// .remote()) that carries the request; the worker's thaw._web turns it into
+// the function's arguments (or feeds it to the ASGI/WSGI app) and the answer
+// back into a response, which is written here.
+#pragma once
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "common/unique_fd.h"
+#include "runtime/http.h"
+#include "runtime/runtime.h"
+#include "runtime/thread_set.h"
+
+namespace thaw::runtime {
+
+// Where a request goes: the function (and a class's method) and its web
+// settings ({"kind", "method", "label"}).
+struct WebRoute {
+  std::string function;
+  std::optional<std::string> method;
+  nlohmann::json web;
+};
+
+// The endpoint of `app` whose label (or else name; `Class.method` for a
+// method) is `segment`; nullopt when there is none.
+std::optional<WebRoute> find_web_route(const AppDesc& app, const std::string& segment);
+
+// "host:port", "port" or ":port" (all addresses: "0.0.0.0:port").
+std::pair<std::string, int> parse_listen_address(const std::string& text);
+
+class WebFront {
+ public:
+  // Binds and listens (port 0: one the kernel picks; see url()).
+  WebFront(Runtime& rt, const std::string& address);
+  // Stops accepting and waits for the requests in flight.
+  ~WebFront();
+  WebFront(const WebFront&) = delete;
+  WebFront& operator=(const WebFront&) = delete;
+
+  // "http://127.0.0.1:8000": what the SDK's get_web_url() builds on.
+  const std::string& url() const { return url_; }
+  void run();
+  void stop();
+
+ private:
+  void serve(UniqueFd conn, std::string client);
+  // The response to one parsed request.
+  std::string answer(const HttpRequest& req, const std::string& client);
+
+  Runtime& rt_;
+  UniqueFd listen_;
+  UniqueFd wake_;
+  std::string host_;
+  int port_ = 0;
+  std::string url_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> next_id_{1};
+  ThreadSet conns_;
+};
+
+}  // namespace thaw::runtime

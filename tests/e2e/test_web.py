@@ -1,0 +1,119 @@
+"""Web endpoints end to end: an app with @fastapi_endpoint, @web_endpoint,
+@wsgi_app, @asgi_app and a class's endpoint method is deployed (with memory
+snapshots), `thaw serve --http` serves it, and real HTTP requests reach
+real containers: arguments from the query and the body, FastAPI's status
+codes (405, 422), an app's own status, headers and paths, errors as 500,
+and the SDK's get_web_url().
+
+Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_web.py
+"""
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from test_functions import APPS, RESTORING, thaw  # noqa: F401 - the fixture
+
+
+def request(url, method="GET", body=None, headers=None, timeout=120):
+    """(status, headers, body bytes) of one request; HTTP errors too."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@pytest.fixture
+def web(thaw):  # noqa: F811 - the fixture from test_functions
+    thaw.deploy(APPS / "web.py")
+    sock = thaw.serve("--http", "127.0.0.1:0")
+    deadline = time.monotonic() + 30
+    while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", thaw.serve_log())):
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.05)
+    thaw.base = m.group(1)
+    thaw.sock = sock
+    return thaw
+
+
+def test_fastapi_style_endpoints_take_query_and_body(web):
+    base = web.base + "/e2e-web"
+    st, hd, body = request(f"{base}/square?x=7&scale=2&loud=true")
+    assert st == 200, body
+    assert hd["content-type"] == "application/json"
+    got = json.loads(body)
+    assert got["square"] == 98.0 and got["loud"] is True
+    # The function has a memory snapshot: the container was restored.
+    assert RESTORING in web.serve_log()
+    st, _, body = request(f"{base}/square?scale=2")
+    assert st == 422, body
+    assert json.loads(body)["detail"][0]["loc"] == ["query", "x"]
+    st, _, body = request(f"{base}/square?x=seven")
+    assert st == 422, body
+    st, hd, _ = request(f"{base}/square?x=1", method="POST", body=b"")
+    assert st == 405
+    st, _, body = request(f"{base}/echo-body", method="POST", body=json.dumps({"a": [1, 2]}).encode(),
+                          headers={"Content-Type": "application/json"})
+    assert st == 200 and json.loads(body) == {"got": {"a": [1, 2]}}, body
+    # A label replaces the name in the URL.
+    assert request(f"{base}/echo", method="POST", body=b"{}")[0] == 404
+
+
+def test_a_class_method_endpoint_runs_on_the_restored_instance(web):
+    st, _, body = request(f"{web.base}/e2e-web/Model.predict?x=5")
+    assert st == 200, body
+    assert json.loads(body)["y"] == 15
+    assert request(f"{web.base}/e2e-web/Model.plain")[0] == 404  # not a web endpoint
+
+
+def test_errors_and_unknown_paths(web):
+    st, _, body = request(f"{web.base}/e2e-web/boom")
+    assert st == 500 and body == b"Internal Server Error"
+    deadline = time.monotonic() + 10
+    while "boom on purpose" not in web.serve_log():
+        assert time.monotonic() < deadline, web.serve_log()
+        time.sleep(0.05)
+    for path, why in (("/e2e-web/nothing", "has no web endpoint 'nothing'"),
+                      ("/no-such-app/square", "not deployed"),
+                      ("/e2e-web/square/below", "no such path"),
+                      ("/", "web endpoints are at")):
+        st, _, body = request(web.base + path)
+        assert st == 404 and why in json.loads(body)["detail"], (path, body)
+
+
+def test_wsgi_app_gets_its_path_headers_and_body(web):
+    st, hd, body = request(f"{web.base}/e2e-web/wsgi/some/where%20else?q=1&r=2", method="PUT",
+                           body=b"hello", headers={"X-Custom": "yes"})
+    assert st == 201, body
+    assert hd["X-App"] == "wsgi"
+    assert json.loads(body) == {"script": "/e2e-web/wsgi", "path": "/some/where else", "query": "q=1&r=2",
+                                "method": "PUT", "custom": "yes", "body": "hello"}
+
+
+def test_asgi_app_keeps_its_state_between_requests(web):
+    first = json.loads(request(f"{web.base}/e2e-web/asgi/x", method="POST", body=b"one")[2])
+    second = json.loads(request(f"{web.base}/e2e-web/asgi/y")[2])
+    assert first["path"] == "/x" and first["root"] == "/e2e-web/asgi" and first["body"] == "one"
+    assert first["started"] is True, "the lifespan startup ran first"
+    assert second["path"] == "/y" and second["method"] == "GET"
+    if second["pid"] == first["pid"]:  # the same container: the same app object
+        assert second["requests"] == first["requests"] + 1
+
+
+def test_get_web_url_names_the_served_address(web):
+    got = web.client(
+        "import json, thaw\n"
+        "f = thaw.Function.from_name('e2e-web', 'square')\n"
+        "e = thaw.Function.from_name('e2e-web', 'echo')\n"
+        "m = thaw.Cls.from_name('e2e-web', 'Model')()\n"
+        "print(json.dumps([f.get_web_url(), e.get_web_url(), m.predict.get_web_url(), m.plain.get_web_url()]))\n",
+        web.sock)
+    base = web.base + "/e2e-web"
+    assert got == [f"{base}/square", f"{base}/echo-body", f"{base}/Model.predict", None]
+    st, _, body = request(got[0] + "?x=3")
+    assert st == 200 and json.loads(body)["square"] == 9.0
