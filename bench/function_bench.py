@@ -7,8 +7,12 @@ embedder.py), cold against restored from its memory snapshot, two ways:
          container (scaledown_window=1, and the bench waits until the previous
          container was stopped): `.remote()` until it returns
 
-Cold means the same class deployed without enable_memory_snapshot (serve) or
-`thaw call --cold` (call). Prints medians, the ratio and the runtime's
+  web    HTTP requests to its @fastapi_endpoint method through `thaw serve
+         --http`, each landing on a fresh container as for serve; and
+         requests to a warm container (what HTTP adds to a call)
+
+Cold means the same class deployed without enable_memory_snapshot (serve,
+web) or `thaw call --cold` (call). Prints medians, the ratio and the runtime's
 breakdown of the last restores. Standard library only; run as root with
 Debian's python after scripts/build.sh:
 
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,18 +90,24 @@ def bench_call(thaw, env, rounds):
             {r[1] for v in res.values() for r in v}, breakdowns("\n".join(logs), 2))
 
 
-def bench_serve(thaw, env, rounds, tmp):
-    times, answers = {}, set()
+def start_serve(thaw, env, tmp, *extra):
     sock, log = tmp / "runtime.sock", tmp / "serve.log"
     with open(log, "w") as f:
-        serve = subprocess.Popen([thaw, "serve", "--socket", str(sock)], env=env, stdout=f, stderr=f,
+        serve = subprocess.Popen([thaw, "serve", "--socket", str(sock), *extra], env=env, stdout=f, stderr=f,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if serve.poll() is not None or time.monotonic() > deadline:
+            sys.exit("thaw serve did not start:\n" + log.read_text())
+        time.sleep(0.05)
+    return serve, log
+
+
+def bench_serve(thaw, env, rounds, tmp):
+    times, answers = {}, set()
+    sock = tmp / "runtime.sock"
+    serve, log = start_serve(thaw, env, tmp)
     try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            if serve.poll() is not None or time.monotonic() > deadline:
-                sys.exit("thaw serve did not start:\n" + log.read_text())
-            time.sleep(0.05)
         for kind, app in (("restored", "embedder"), ("cold", "embedder-cold")):
             before = log.read_text().count("Stopping idle container")
             cp = subprocess.run([sys.executable, "-c", CLIENT, app, str(log), str(rounds), json.dumps(ARGS),
@@ -114,6 +125,44 @@ def bench_serve(thaw, env, rounds, tmp):
     return times, answers, breakdowns(log.read_text(), 2)
 
 
+def bench_web(thaw, env, rounds, tmp):
+    """Each request on a fresh container (as bench_serve), then 20 on a warm one."""
+    times, answers = {}, set()
+    serve, log = start_serve(thaw, env, tmp, "--http", "127.0.0.1:0")
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", log.read_text())):
+            if time.monotonic() > deadline:
+                sys.exit("thaw serve --http did not say where it serves:\n" + log.read_text())
+            time.sleep(0.05)
+        query = "/Embedder.embed?text=" + ARGS[0].replace(" ", "%20")
+
+        def get(app):
+            t = time.monotonic()
+            with urllib.request.urlopen(m.group(1) + "/" + app + query, timeout=300) as r:
+                body = r.read()
+            return time.monotonic() - t, body.decode()
+
+        for kind, app in (("restored", "embedder"), ("cold", "embedder-cold")):
+            times[kind] = []
+            for _ in range(rounds):
+                before = log.read_text().count("Stopping idle container")
+                s, body = get(app)
+                times[kind].append(s)
+                answers.add(body)
+                deadline = time.monotonic() + 60
+                while log.read_text().count("Stopping idle container") < before + 1:
+                    if time.monotonic() > deadline:
+                        sys.exit("the container was not scaled down:\n" + log.read_text())
+                    time.sleep(0.05)
+        get("embedder")
+        times["warm"] = [get("embedder")[0] for _ in range(20)]
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+    return times, answers, breakdowns(log.read_text(), 2)
+
+
 def report(name, times, answers, lines):
     c, w = statistics.median(times["cold"]), statistics.median(times["restored"])
     print(f"\n{name}: time to first result, median of {len(times['cold'])}")
@@ -121,6 +170,9 @@ def report(name, times, answers, lines):
         print(f"  {kind:9} {statistics.median(times[kind]) * 1000:7.0f} ms   all: "
               f"{[round(t * 1000) for t in times[kind]]}")
     print(f"  speed-up  {c / w:7.1f}x   answers identical: {len(answers) == 1}")
+    if "warm" in times:
+        print(f"  warm container: {statistics.median(times['warm']) * 1000:.1f} ms per request "
+              f"(median of {len(times['warm'])})")
     for l in lines:
         print("  restore: " + l)
 
@@ -129,7 +181,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--thaw", default=os.environ.get("THAW_BIN", str(REPO / "build" / "thaw")))
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", choices=["call", "serve"])
+    ap.add_argument("--only", choices=["call", "serve", "web"])
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="thaw-fbench-"))
     env = dict(os.environ, THAW_HOME=str(tmp / "home"), THAW_BIN=a.thaw,
@@ -148,10 +200,12 @@ def main():
                         .replace("@modal.enter(snap=True)", "@modal.enter()"))
         for f in (snap, cold):
             subprocess.run([a.thaw, "deploy", str(f)], env=env, check=True, capture_output=True, timeout=600)
-        if a.only != "serve":
+        if a.only in (None, "call"):
             report("thaw call (one process per call)", *bench_call(a.thaw, env, a.rounds))
-        if a.only != "call":
+        if a.only in (None, "serve"):
             report("thaw serve (a fresh container per call)", *bench_serve(a.thaw, env, a.rounds, tmp))
+        if a.only in (None, "web"):
+            report("thaw serve --http (a fresh container per request)", *bench_web(a.thaw, env, a.rounds, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -103,6 +103,13 @@ class Embedder:
         ea, eb = self._embed([a, b], self.device)
         return float(ea @ eb)
 
+    @modal.fastapi_endpoint()
+    def embed(self, text: str):
+        """Over HTTP (`thaw serve --socket S --http 8000`):
+        curl 'http://127.0.0.1:8000/embedder/Embedder.embed?text=hello'"""
+        v = self._embed([text], self.device)[0]
+        return {"dims": len(v), "first": [round(float(x), 4) for x in v[:4]]}
+
 
 @app.local_entrypoint()
 def main():
