@@ -15,6 +15,7 @@ pkgs=(
                                        # BLAS, and the demo model's call takes 97 ms instead of 15
   util-linux                           # setpriv (a test runs a process as another user)
   tzdata                               # time zones of Cron schedules (/usr/share/zoneinfo)
+  python3-fastapi python3-flask        # end-to-end tests: real ASGI and WSGI apps as web endpoints
 )
 # Node.js: Debian's package, unless some node is already there (for example a
 # nodesource install, whose `nodejs` package would conflict with Debian's).

@@ -117,3 +117,32 @@ def test_get_web_url_names_the_served_address(web):
     assert got == [f"{base}/square", f"{base}/echo-body", f"{base}/Model.predict", None]
     st, _, body = request(got[0] + "?x=3")
     assert st == 200 and json.loads(body)["square"] == 9.0
+
+
+def test_real_fastapi_and_flask_apps(thaw):  # noqa: F811 - the fixture from test_functions
+    thaw.deploy(APPS / "web_frameworks.py")
+    thaw.serve("--http", "127.0.0.1:0")
+    deadline = time.monotonic() + 30
+    while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", thaw.serve_log())):
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.05)
+    base = m.group(1) + "/e2e-web-frameworks"
+    st, _, body = request(f"{base}/fastapi_app/items/7?q=hi")
+    assert st == 200, body
+    assert json.loads(body) == {"item_id": 7, "q": "hi", "started": True}
+    assert RESTORING in thaw.serve_log()
+    st, _, body = request(f"{base}/fastapi_app/items/404")
+    assert st == 404 and json.loads(body) == {"detail": "no such item"}
+    st, _, body = request(f"{base}/fastapi_app/items/seven")
+    assert st == 422, body
+    st, _, body = request(f"{base}/fastapi_app/items", method="POST",
+                          body=json.dumps({"name": "pen", "price": 1.5}).encode(),
+                          headers={"Content-Type": "application/json"})
+    assert st == 200 and json.loads(body) == {"name": "pen", "doubled": 3.0}, body
+    st, _, body = request(f"{base}/flask/hello/world", headers={"User-Agent": "e2e"})
+    assert st == 200, body
+    assert json.loads(body) == {"greeting": "hello world", "root": "/e2e-web-frameworks/flask", "agent": "e2e"}
+    st, hd, body = request(f"{base}/flask/form", method="POST", body=b"word=thaw",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert st == 202 and body == b"THAW" and hd["X-Flask"] == "1", (st, hd, body)
+    assert request(f"{base}/flask/nowhere")[0] == 404

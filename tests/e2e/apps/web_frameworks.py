@@ -1,0 +1,65 @@
+"""Real web frameworks behind @asgi_app and @wsgi_app (Debian's
+python3-fastapi and python3-flask): a FastAPI app with a path parameter, a
+pydantic body and an HTTPException, and a Flask app with two routes. The
+apps are built in the global scope, so the memory snapshot holds them.
+"""
+import os
+
+import fastapi
+import flask
+import pydantic
+
+import thaw
+
+app = thaw.App("e2e-web-frameworks")
+
+api = fastapi.FastAPI()
+STARTED = []
+
+
+class Item(pydantic.BaseModel):
+    name: str
+    price: float
+
+
+@api.on_event("startup")
+async def started():
+    STARTED.append(os.getpid())
+
+
+@api.get("/items/{item_id}")
+async def read_item(item_id: int, q: str = "none"):
+    if item_id == 404:
+        raise fastapi.HTTPException(status_code=404, detail="no such item")
+    return {"item_id": item_id, "q": q, "started": bool(STARTED)}
+
+
+@api.post("/items")
+def create_item(item: Item):
+    return {"name": item.name, "doubled": item.price * 2}
+
+
+site = flask.Flask("site")
+
+
+@site.route("/hello/<name>")
+def hello(name):
+    return flask.jsonify(greeting=f"hello {name}", root=flask.request.script_root,
+                         agent=flask.request.headers.get("User-Agent"))
+
+
+@site.route("/form", methods=["POST"])
+def form():
+    return flask.request.form["word"].upper(), 202, {"X-Flask": "1"}
+
+
+@app.function(enable_memory_snapshot=True)
+@thaw.asgi_app()
+def fastapi_app():
+    return api
+
+
+@app.function(enable_memory_snapshot=True)
+@thaw.wsgi_app(label="flask")
+def flask_app():
+    return site
