@@ -312,13 +312,21 @@ class _Object:
     def _web_url(self, method, default_segment):
         """`thaw serve --http`'s URL of the endpoint (the function, or the
         class's `method`), asked of the runtime; None when it is not one."""
-        reply = _client.get_client().request(
-            {"type": "lookup", "app": self._app_name_for_call(), "function": self._name})
+        def web_of(config):
+            if method is None:
+                return config.get("web_endpoint")
+            return ((config.get("methods") or {}).get(method) or {}).get("web_endpoint")
+        # A local definition says itself whether it is an endpoint: no runtime needed.
+        if self._config is not None and not web_of(self._config):
+            return None
+        mode, app_file = self._route()
+        msg = {"type": "lookup", "app": self._app_name_for_call(), "function": self._name, "mode": mode}
+        if app_file:
+            msg["app_file"] = app_file
+        reply = _client.get_client().request(msg)
         if reply.get("type") != "found":
             raise NotFoundError(reply.get("error") or f"thaw: {self._name} is not deployed")
-        config = self._config if self._config is not None else (reply.get("config") or {})
-        web = config.get("web_endpoint") if method is None else \
-            ((config.get("methods") or {}).get(method) or {}).get("web_endpoint")
+        web = web_of(self._config if self._config is not None else (reply.get("config") or {}))
         if not web:
             return None
         if not reply.get("web_url"):

@@ -1,4 +1,5 @@
 // thaw serve --socket PATH [--http ADDRESS] [--no-warm] [--no-template]
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -31,10 +32,13 @@ Command add_serve(CLI::App& app) {
   return {sub, [path, no_warm, no_template, http] {
             std::unique_ptr<runtime::Server> server;
             std::unique_ptr<runtime::WebFront> web;
+            // What the signal thread may stop, published once made.
+            std::atomic<runtime::Server*> server_ptr{nullptr};
+            std::atomic<runtime::WebFront*> web_ptr{nullptr};
             std::optional<SignalWatcher> signals;
-            signals.emplace([&server, &web](int) {
-              if (server) server->stop();
-              if (web) web->stop();
+            signals.emplace([&server_ptr, &web_ptr](int) {
+              if (auto* p = server_ptr.load()) p->stop();
+              if (auto* p = web_ptr.load()) p->stop();
             });
             Session s;
             s.ctx.socket_path = *path;
@@ -42,16 +46,34 @@ Command add_serve(CLI::App& app) {
             s.rt->set_keep_warm(!*no_warm);
             s.rt->set_live_templates(!*no_warm && !*no_template);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
+            server_ptr = server.get();
             if (!http->empty()) {
               web = std::make_unique<runtime::WebFront>(*s.rt, *http);
+              web_ptr = web.get();
               s.ctx.web_url = web->url();
             }
             s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
                                 : "Serving deployed apps on " + *path + ".");
             std::thread web_thread;
+            // However the server's loop ends, the web front's thread is joined.
+            struct JoinWeb {
+              runtime::WebFront* web;
+              std::thread& t;
+              ~JoinWeb() {
+                if (!t.joinable()) return;
+                web->stop();
+                t.join();
+              }
+            } join_web{web.get(), web_thread};
             if (web) {
               s.log.line("Serving web endpoints at " + web->url() + "/<app>/<label or name>.");
-              web_thread = std::thread([&web] { web->run(); });
+              web_thread = std::thread([&web, &s] {
+                try {
+                  web->run();
+                } catch (const std::exception& e) {
+                  s.log.line(std::string("The web front stopped: ") + e.what());
+                }
+              });
             }
             std::thread warm([&s, no_warm] {
               if (!*no_warm) s.rt->warm_deployed();
@@ -69,6 +91,8 @@ Command add_serve(CLI::App& app) {
             warm.join();
             scheduler.reset();  // waits for scheduled runs in flight
             signals.reset();  // no one touches the server after this
+            server_ptr = nullptr;
+            web_ptr = nullptr;
             web.reset();      // waits for the requests in flight
             server.reset();   // waits for the calls in flight
             s.rt->shutdown();

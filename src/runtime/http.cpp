@@ -127,6 +127,8 @@ HttpRequest parse_request_head(std::string_view head) {
   std::string_view line = head.substr(0, eol);
   size_t a = line.find(' '), b = line.rfind(' ');
   if (a == std::string_view::npos || b == a) throw HttpError(400, "a malformed request line");
+  if (std::any_of(line.begin(), line.end(), [](unsigned char c) { return c < ' ' || c == 127; }))
+    throw HttpError(400, "a control character in the request line");
   req.method = std::string(line.substr(0, a));
   req.target = std::string(line.substr(a + 1, b - a - 1));
   req.version = std::string(line.substr(b + 1));
@@ -145,7 +147,16 @@ HttpRequest parse_request_head(std::string_view head) {
     if (field.empty()) continue;
     size_t colon = field.find(':');
     if (colon == std::string_view::npos || colon == 0) throw HttpError(400, "a malformed header line");
-    req.headers.emplace_back(lower(field.substr(0, colon)), std::string(trim_ws(field.substr(colon + 1))));
+    std::string_view name = field.substr(0, colon), value = trim_ws(field.substr(colon + 1));
+    // RFC 9112: no whitespace before the colon; and no control characters
+    // that could split a line further on (a bare LF, NUL).
+    auto bad = [](std::string_view t, bool in_name) {
+      return std::any_of(t.begin(), t.end(), [in_name](unsigned char c) {
+        return c == 0 || c == '\n' || c == '\r' || (in_name && (c <= ' ' || c == 127));
+      });
+    };
+    if (bad(name, true) || bad(value, false)) throw HttpError(400, "a malformed header line");
+    req.headers.emplace_back(lower(name), std::string(value));
   }
   return req;
 }
@@ -155,23 +166,34 @@ std::optional<HttpRequest> read_request(int fd, int timeout_ms, size_t max_body)
   auto head = r.until("\r\n\r\n", kMaxHead, 431, "the request's header fields are too large");
   if (!head) return std::nullopt;
   HttpRequest req = parse_request_head(*head);
-  std::string te = lower(req.header("transfer-encoding"));
-  std::string cl = req.header("content-length");
-  // A client that waits to be told before it sends its body.
-  if (lower(req.header("expect")) == "100-continue") {
+  std::string te, cl;
+  bool chunked = false;
+  for (const auto& [k, v] : req.headers) {
+    if (k == "content-length") {
+      // Two lengths that differ: which one the sender meant is unknowable.
+      if (!cl.empty() && cl != v) throw HttpError(400, "conflicting Content-Length headers");
+      cl = v;
+    } else if (k == "transfer-encoding") {
+      te = lower(v);
+      if (te == "chunked") chunked = true;
+      else if (te != "identity") throw HttpError(501, "a transfer-encoding other than chunked is not supported");
+    }
+  }
+  size_t length = 0;
+  if (!chunked && !cl.empty()) {
+    if (cl.size() > 18 || cl.find_first_not_of("0123456789") != std::string::npos)
+      throw HttpError(400, "a bad Content-Length");
+    length = std::stoull(cl);
+    if (length > max_body) throw HttpError(413, "the request body is too large");
+  }
+  // A client that waits to be told before it sends its body, told only
+  // once the body's announced size is acceptable.
+  if (req.version == "HTTP/1.1" && lower(req.header("expect")) == "100-continue" && (chunked || length > 0)) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     write_all(fd, kContinue.data(), kContinue.size(), "the client");
   }
-  if (!te.empty() && te != "identity") {
-    if (te != "chunked") throw HttpError(501, "transfer-encoding '" + te + "' is not supported");
-    req.body = read_chunked(r, max_body);
-  } else if (!cl.empty()) {
-    if (cl.size() > 18 || cl.find_first_not_of("0123456789") != std::string::npos)
-      throw HttpError(400, "a bad Content-Length");
-    size_t n = std::stoull(cl);
-    if (n > max_body) throw HttpError(413, "the request body is too large");
-    req.body = r.take(n);
-  }
+  if (chunked) req.body = read_chunked(r, max_body);
+  else if (length > 0) req.body = r.take(length);
   return req;
 }
 

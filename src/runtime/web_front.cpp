@@ -7,7 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <memory>
+#include <thread>
 
 #include "common/base64.h"
 #include "common/io.h"
@@ -35,8 +38,42 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
+constexpr int kSocketTimeoutS = 30;
+// Connections served at once; more are answered 503 at once (each holds a
+// thread until its call ends).
+constexpr int kMaxConnections = 256;
+
 std::string json_response(int status, const json& body, bool head_only) {
-  return format_response(status, {{"content-type", "application/json"}}, body.dump(), head_only);
+  // Replace, not throw: the text may quote bytes a client sent.
+  return format_response(status, {{"content-type", "application/json"}},
+                         body.dump(-1, ' ', false, json::error_handler_t::replace), head_only);
+}
+
+// For the log: a request target with its control characters escaped.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < ' ' || c == 127) out += cat("\\x", to_hex(&c, 1));
+    else out += char(c);
+  }
+  return out;
+}
+
+// After an early answer the client may still be sending its body: closing
+// with unread data makes the kernel reset the connection, and the client
+// may see that instead of the answer. Read a little of it first.
+void drain(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  size_t total = 0;
+  char buf[16384];
+  while (total < (1u << 20) && std::chrono::steady_clock::now() < deadline) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    total += size_t(n);
+  }
 }
 
 std::string detail(int status, const std::string& text, bool head_only) {
@@ -112,6 +149,12 @@ WebFront::~WebFront() {
 
 void WebFront::stop() {
   stop_ = true;
+  {
+    // Requests still being read or answered end now: shutdown wakes a
+    // thread blocked on its connection.
+    std::lock_guard<std::mutex> lock(open_mu_);
+    for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+  }
   uint64_t one = 1;
   ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
   (void)ignored;
@@ -127,29 +170,76 @@ void WebFront::run() {
     sockaddr_in peer{};
     socklen_t len = sizeof peer;
     int c = ::accept4(listen_.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-    if (c < 0) continue;
+    if (c < 0) {
+      // Out of fds: the listening socket stays readable; do not spin on it.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    UniqueFd conn(c);
+    // A client that stops reading (or sending) must not hold a thread for good.
+    timeval tv{kSocketTimeoutS, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char ip[INET_ADDRSTRLEN] = "";
     ::inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
-    conns_.start([this, c, client = cat(ip, ":", ntohs(peer.sin_port))] { serve(UniqueFd(c), client); });
+    std::string client = cat(ip, ":", ntohs(peer.sin_port));
+    bool busy = in_flight_.load() >= kMaxConnections;
+    if (!busy) {
+      try {
+        in_flight_++;
+        auto shared = std::make_shared<UniqueFd>(std::move(conn));
+        conns_.start([this, shared, client] {
+          serve(std::move(*shared), client);
+          in_flight_--;
+        });
+        continue;
+      } catch (const std::exception&) {
+        in_flight_--;  // no thread for it (out of memory or threads)
+        busy = true;
+      }
+    }
+    if (conn) {
+      std::string out = detail(503, "too many requests in flight; try again", false);
+      ssize_t ignored = ::send(conn.get(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      (void)ignored;
+    }
   }
 }
 
-void WebFront::serve(UniqueFd conn, std::string client) {
+void WebFront::serve(UniqueFd conn, const std::string& client) {
+  {
+    std::lock_guard<std::mutex> lock(open_mu_);
+    if (stop_) return;
+    open_.insert(conn.get());
+  }
   std::string out;
+  int status = 0;
+  std::string why;
   try {
     auto req = read_request(conn.get(), kRequestTimeoutMs, kMaxBody);
-    if (!req) return;
-    out = answer(*req, client);
+    if (req) out = answer(*req, client);
   } catch (const HttpError& e) {
-    out = detail(e.status(), e.what(), false);
+    status = e.status();
+    why = e.what();
   } catch (const std::exception& e) {
-    out = detail(500, e.what(), false);
+    status = 500;
+    why = e.what();
+  } catch (...) {
+    status = 500;
+    why = "unexpected error";
   }
   try {
-    write_all(conn.get(), out.data(), out.size(), "the HTTP client");
-  } catch (const std::exception&) {
-    // the client went away
+    // Built outside the handlers: nothing thrown here may escape the thread.
+    if (status) out = detail(status, why, false);
+    if (!out.empty()) write_all(conn.get(), out.data(), out.size(), "the HTTP client");
+    if (status) drain(conn.get());
+  } catch (...) {
+    // the client went away, or stopped reading
   }
+  std::lock_guard<std::mutex> lock(open_mu_);
+  open_.erase(conn.get());
+  conn.reset();  // closed before another connection can take its number
 }
 
 std::string WebFront::answer(const HttpRequest& req, const std::string& client) {
@@ -207,7 +297,7 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client) 
   std::string name = route->method ? cat(route->function, ".", *route->method) : route->function;
   if (!r.value("ok", false)) {
     std::string err = r.value("error", std::string("the call failed"));
-    rt_.context().log.line(cat(req.method, " ", req.target, " (", app, ".", name, ") failed: ", err));
+    rt_.context().log.line(cat(printable(req.method), " ", printable(req.target), " (", app, ".", name, ") failed: ", err));
     if (err.rfind("FunctionTimeoutError", 0) == 0) return detail(504, err, head);
     return format_response(500, {{"content-type", "text/plain; charset=utf-8"}}, "Internal Server Error", head);
   }
@@ -216,7 +306,9 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client) 
   if (!body || !v.contains("status") || !v["status"].is_number_integer())
     return detail(502, cat(app, ".", name, " answered without a response"), head);
   int status = v["status"].get<int>();
-  if (status < 100 || status > 999) return detail(502, cat(app, ".", name, " answered with status ", status), head);
+  // 1xx are interim answers: one of them as the final answer would leave
+  // the client waiting for the real one.
+  if (status < 200 || status > 999) return detail(502, cat(app, ".", name, " answered with status ", status), head);
   HttpHeaders out;
   for (const auto& h : v.value("headers", json::array()))
     if (h.is_array() && h.size() == 2 && h[0].is_string() && h[1].is_string()) out.emplace_back(h[0], h[1]);

@@ -7,7 +7,9 @@
 // back into a response, which is written here.
 #pragma once
 #include <atomic>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/unique_fd.h"
@@ -47,7 +49,7 @@ class WebFront {
   void stop();
 
  private:
-  void serve(UniqueFd conn, std::string client);
+  void serve(UniqueFd conn, const std::string& client);
   // The response to one parsed request.
   std::string answer(const HttpRequest& req, const std::string& client);
 
@@ -59,6 +61,9 @@ class WebFront {
   std::string url_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<int> in_flight_{0};
+  std::mutex open_mu_;
+  std::set<int> open_;  // connections being served (stop() shuts them down)
   ThreadSet conns_;
 };
 

@@ -9,6 +9,7 @@ Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_web.py
 """
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -146,3 +147,40 @@ def test_real_fastapi_and_flask_apps(thaw):  # noqa: F811 - the fixture from tes
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert st == 202 and body == b"THAW" and hd["X-Flask"] == "1", (st, hd, body)
     assert request(f"{base}/flask/nowhere")[0] == 404
+
+
+def raw(base, data, read=True):
+    """Sends bytes as they are on a new connection; the answer's bytes."""
+    host, port = base[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(data)
+        if not read:
+            return b""
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_malformed_requests_are_refused_and_the_server_goes_on(web):
+    for data, status in ((b"POST /a/b HTTP/1.1\r\nTransfer-Encoding: \xff\r\n\r\n", b"501"),
+                         (b"GET /%ff/x HTTP/1.1\r\n\r\n", b"404"),
+                         (b"GET / HTTP/1.1\r\nBad Header : 1\r\n\r\n", b"400"),
+                         (b"POST /e2e-web/echo-body HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", b"413"),
+                         (b"NOT HTTP\r\n\r\n", b"400")):
+        answer = raw(web.base, data)
+        assert answer.startswith(b"HTTP/1.1 " + status), (data, answer)
+    st, _, body = request(f"{web.base}/e2e-web/square?x=2")
+    assert st == 200 and json.loads(body)["square"] == 4.0, body
+
+
+def test_serve_stops_while_a_client_sends_nothing(web):
+    host, port = web.base[len("http://"):].split(":")
+    idle = socket.create_connection((host, int(port)), timeout=30)
+    idle.sendall(b"GET /e2e-web/square?x=1 HTTP/1.1\r\n")  # and never the rest
+    t = time.monotonic()
+    web.stop_serve()
+    # Not a speed check: without the shutdown of open connections this took
+    # the 30 s request deadline.
+    assert time.monotonic() - t < 15
+    idle.close()

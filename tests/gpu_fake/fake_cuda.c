@@ -104,7 +104,9 @@ static uint64_t pattern(uint64_t i) {
 }
 
 /* Request and answer files of the restore handshake, named by pid as the
- * target's own namespace sees it. */
+ * target's own namespace sees it (the only pid both sides know): two targets
+ * restored at the same time in the same state directory would share names,
+ * so tests using the backup restore one at a time. */
 static void handshake_path(const char* dir, long pid, const char* what, char* out, size_t n) {
   snprintf(out, n, "%s/%ld.%s", dir, pid, what);
 }

@@ -99,8 +99,29 @@ TEST(Http, RefusesWhatItCannotServeWithTheRightStatus) {
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n", 5), 413);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nTransfer-Encoding: \xff\r\n\r\n"), 501);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello"), 400);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"), 400);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX: a\nInjected: b\r\n\r\n"), 400);
+  EXPECT_EQ(status_of(std::string("GET /\0 HTTP/1.1\r\n\r\n", 19)), 400);
   EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX: " + std::string(70000, 'a')), 431);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", 1 << 20, 200), 408);
+}
+
+TEST(Http, NoContinueForABodyTooLarge) {
+  Pair p;
+  std::string head = "POST /a/b HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 100000000\r\n\r\n";
+  ASSERT_EQ(::write(p.theirs.get(), head.data(), head.size()), ssize_t(head.size()));
+  int status = 0;
+  try {
+    read_request(p.ours.get(), 2000, 1 << 20);
+  } catch (const HttpError& e) {
+    status = e.status();
+  }
+  EXPECT_EQ(status, 413);
+  p.ours.reset();  // nothing was written to the client before the refusal
+  char buf[64];
+  EXPECT_EQ(::read(p.theirs.get(), buf, sizeof buf), 0);
 }
 
 TEST(Http, NothingSentIsNoRequest) {

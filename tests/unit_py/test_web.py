@@ -498,3 +498,15 @@ def test_asgi_lifespan_startup_failure_raises():
 
     with pytest.raises(RuntimeError, match="no db"):
         _web.handle("asgi_app", {}, lambda: app, req(), {})
+
+
+def test_get_web_url_of_a_local_function_that_is_no_endpoint_needs_no_runtime(monkeypatch):
+    import thaw
+    monkeypatch.setenv("THAW_RUNTIME_SOCKET", "/nonexistent/runtime.sock")
+    app = thaw.App("web-url-local")
+
+    @app.function()
+    def plain():
+        return 1
+
+    assert plain.get_web_url() is None
