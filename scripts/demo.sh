@@ -16,3 +16,6 @@ echo "== functions: a Modal-style torch class deployed with a memory snapshot"
 echo
 echo "== functions, served: \`thaw serve\` restores each new container as a copy of the snapshot's live template"
 /usr/bin/python3 bench/function_bench.py --only serve --rounds 3
+echo
+echo "== web: the same class's @fastapi_endpoint over HTTP (\`thaw serve --http\`), each request on a new container"
+/usr/bin/python3 bench/function_bench.py --only web --rounds 3
