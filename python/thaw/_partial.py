@@ -136,12 +136,11 @@ def _web(kind, takes_method):
             raise InvalidError(f"{where}(label={label!r}): a label is one URL path segment "
                                f"(no '/', '?', '#', '%' or spaces)")
         for param, value, why in (("custom_domains", custom_domains, "thaw serves on one address"),
-                                  ("requires_proxy_auth", requires_proxy_auth,
-                                   "thaw has no proxy auth: anyone who reaches the address may call it"),
                                   ("docs", docs, "thaw serves no /docs page")):
             if value:
                 warn(f"thaw: {where}({param}={value!r}) is not supported: {why}")
-        web = {"kind": kind, "method": m if takes_method else None, "label": label}
+        web = {"kind": kind, "method": m if takes_method else None, "label": label,
+               "requires_proxy_auth": True if requires_proxy_auth else None}
 
         def make(f):
             return _apply(f, {WEB}, {"web": {k: v for k, v in web.items() if v is not None}}, kind)

@@ -27,5 +27,6 @@ Command add_serve(CLI::App& app);
 Command add_call(CLI::App& app);
 Command add_app(CLI::App& app);
 Command add_snapshot(CLI::App& app);
+Command add_proxy_auth(CLI::App& app);
 
 }  // namespace thaw::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   commands.push_back(thaw::cli::add_call(app));
   commands.push_back(thaw::cli::add_app(app));
   commands.push_back(thaw::cli::add_snapshot(app));
+  commands.push_back(thaw::cli::add_proxy_auth(app));
 
   CLI11_PARSE(app, argc, argv);
   try {

@@ -14,6 +14,7 @@
 
 #include "common/base64.h"
 #include "common/io.h"
+#include "runtime/proxy_auth.h"
 
 namespace thaw::runtime {
 
@@ -263,6 +264,12 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client) 
   }
   auto route = find_web_route(d.desc, segment);
   if (!route) return detail(404, cat("app '", app, "' has no web endpoint '", segment, "'"), head);
+  if (route->web.value("requires_proxy_auth", false) &&
+      !ProxyAuth(rt_.context().store.home()).check(req.header("modal-key"), req.header("modal-secret")))
+    return format_response(401, {{"content-type", "application/json"}, {"www-authenticate", "Modal-Key"}},
+                           json{{"detail", "missing or invalid proxy auth token: send the Modal-Key and Modal-Secret "
+                                           "headers of a token from `thaw proxy-auth create`"}}.dump(),
+                           head);
   std::string kind = route->web.value("kind", "");
   // A function's own URL is its whole path: nothing may follow it.
   bool takes_paths = kind == "asgi_app" || kind == "wsgi_app";

@@ -184,3 +184,23 @@ def test_serve_stops_while_a_client_sends_nothing(web):
     # the 30 s request deadline.
     assert time.monotonic() - t < 15
     idle.close()
+
+
+def test_proxy_auth_tokens_guard_an_endpoint(web):
+    url = f"{web.base}/e2e-web/private"
+    st, hd, body = request(url)
+    assert st == 401 and "thaw proxy-auth create" in json.loads(body)["detail"], body
+    out = web.run("proxy-auth", "create", "--name", "e2e").stdout
+    key = re.search(r"^Modal-Key: (wk-[0-9a-f]+)$", out, re.M).group(1)
+    secret = re.search(r"^Modal-Secret: (ws-[0-9a-f]+)$", out, re.M).group(1)
+    st, _, body = request(url, headers={"Modal-Key": key, "Modal-Secret": secret})
+    assert st == 200 and json.loads(body) == {"private": "ok"}, body
+    wrong = secret[:-1] + ("1" if secret[-1] == "0" else "0")
+    assert request(url, headers={"Modal-Key": key, "Modal-Secret": wrong})[0] == 401
+    listed = web.run("proxy-auth", "ls").stdout
+    assert key in listed and "e2e" in listed and secret not in listed
+    assert secret not in (web.home / "proxy-auth-tokens.json").read_text()
+    web.run("proxy-auth", "rm", key)
+    assert request(url, headers={"Modal-Key": key, "Modal-Secret": secret})[0] == 401
+    # Endpoints without requires_proxy_auth take no token.
+    assert request(f"{web.base}/e2e-web/square?x=1")[0] == 200

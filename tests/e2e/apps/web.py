@@ -94,3 +94,9 @@ class Model:
     @thaw.method()
     def plain(self):
         return "not on the web"
+
+
+@app.function()
+@thaw.fastapi_endpoint(requires_proxy_auth=True)
+def private():
+    return {"private": "ok"}
