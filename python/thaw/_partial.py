@@ -123,6 +123,10 @@ def _web(kind, takes_method):
     def decorator(_f=None, *, method="GET", label=None, custom_domains=None, docs=False,
                   requires_proxy_auth=False, **rest):
         where = f"@{kind}"
+        if kind == "web_endpoint":
+            from .exception import DeprecatedWarning
+            warn("thaw: @web_endpoint is Modal's old name for @fastapi_endpoint; served the same",
+                 DeprecatedWarning)
         if rest:
             warn(f"thaw: {where}: {', '.join(sorted(rest))} not known; ignored")
         if not takes_method and method != "GET":
