@@ -91,7 +91,7 @@ void Template::send_copy_files(const image::Reader& img, const std::map<int, int
   if (std::all_of(m.fds.begin(), m.fds.end(), [&](const nlohmann::json& e) { return external(m, e); })) {
     // Nothing to open (a worker with only its stdio): spare the fd table
     // work. Ours still leave 0-2, which the caller covers with /dev/null
-    // (a server started with its stdio closed has its pipes there).
+    // (a server started with its stdio closed could have them there).
     std::vector<int> kept{sock};
     for (int* fd : keep) {
       if (*fd <= 2) {
