@@ -9,6 +9,7 @@
 #include "container/fsutil.h"
 #include "runtime/introspect.h"
 #include "runtime/schedule.h"
+#include "runtime/web_front.h"
 #include "runtime/snapshot_key.h"
 
 namespace thaw::runtime {
@@ -147,6 +148,10 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   for (const auto& f : app.functions)
     if (auto s = Schedule::from_config(f.config))
       std::printf("  %s: runs on %s while `thaw serve` runs\n", f.name.c_str(), s->describe().c_str());
+  for (const auto& [segment, route] : web_routes(app))
+    std::printf("  %s: web endpoint at http://ADDRESS/%s/%s while `thaw serve --http ADDRESS` runs\n",
+                route.method ? cat(route.function, ".", *route.method).c_str() : route.function.c_str(),
+                app.name.c_str(), segment.c_str());
   std::fflush(stdout);
   return 0;
 }

@@ -83,13 +83,13 @@ std::string detail(int status, const std::string& text, bool head_only) {
 
 }  // namespace
 
-std::optional<WebRoute> find_web_route(const AppDesc& app, const std::string& segment) {
+std::vector<std::pair<std::string, WebRoute>> web_routes(const AppDesc& app) {
+  std::vector<std::pair<std::string, WebRoute>> out;
   for (const auto& f : app.functions) {
     const json& c = f.config;
     if (f.kind != "class") {
       auto it = c.find("web_endpoint");
-      if (it == c.end() || !it->is_object()) continue;
-      if (it->value("label", f.name) == segment) return WebRoute{f.name, std::nullopt, *it};
+      if (it != c.end() && it->is_object()) out.push_back({it->value("label", f.name), {f.name, std::nullopt, *it}});
       continue;
     }
     auto ms = c.find("methods");
@@ -97,9 +97,15 @@ std::optional<WebRoute> find_web_route(const AppDesc& app, const std::string& se
     for (const auto& [m, info] : ms->items()) {
       if (!info.is_object() || !info.contains("web_endpoint") || !info["web_endpoint"].is_object()) continue;
       const json& w = info["web_endpoint"];
-      if (w.value("label", f.name + "." + m) == segment) return WebRoute{f.name, m, w};
+      out.push_back({w.value("label", f.name + "." + m), {f.name, m, w}});
     }
   }
+  return out;
+}
+
+std::optional<WebRoute> find_web_route(const AppDesc& app, const std::string& segment) {
+  for (auto& [seg, route] : web_routes(app))
+    if (seg == segment) return route;
   return std::nullopt;
 }
 

@@ -11,6 +11,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/unique_fd.h"
 #include "runtime/http.h"
@@ -27,8 +29,11 @@ struct WebRoute {
   nlohmann::json web;
 };
 
-// The endpoint of `app` whose label (or else name; `Class.method` for a
-// method) is `segment`; nullopt when there is none.
+// Every web endpoint of `app`, with its URL path segment: its label, or
+// else its name (`Class.method` for a method).
+std::vector<std::pair<std::string, WebRoute>> web_routes(const AppDesc& app);
+
+// The endpoint of `app` whose segment is `segment`; nullopt when none is.
 std::optional<WebRoute> find_web_route(const AppDesc& app, const std::string& segment);
 
 // "host:port", "port" or ":port" (all addresses: "0.0.0.0:port").

@@ -31,7 +31,11 @@ def request(url, method="GET", body=None, headers=None, timeout=120):
 
 @pytest.fixture
 def web(thaw):  # noqa: F811 - the fixture from test_functions
-    thaw.deploy(APPS / "web.py")
+    out = thaw.deploy(APPS / "web.py").stdout
+    # Deploy lists where each endpoint will answer.
+    assert "  square: web endpoint at http://ADDRESS/e2e-web/square while" in out, out
+    assert "  echo: web endpoint at http://ADDRESS/e2e-web/echo-body while" in out, out
+    assert "  Model.predict: web endpoint at http://ADDRESS/e2e-web/Model.predict while" in out, out
     sock = thaw.serve("--http", "127.0.0.1:0")
     deadline = time.monotonic() + 30
     while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", thaw.serve_log())):
