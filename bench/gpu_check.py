@@ -346,10 +346,13 @@ def step_runtime():
         f.write_text(textwrap.dedent(APP.format(name=name, gpu_snap=gpu_snap, touch_cuda=touch)))
         cp, dep_s = thaw("deploy", f, env=env)
         calls = []
-        for i in range(2):
-            c, call_s = thaw("call", name, "Model", "--method", "predict", env=env)
+        # The GPU snapshot is also restored with THAW_GPU_LAZY=1 (the restore
+        # shells' --gpu-lazy), after the two default calls.
+        runs = [env, env] + ([dict(env, THAW_GPU_LAZY="1")] * 2 if gpu_snap else [])
+        for call_env in runs:
+            c, call_s = thaw("call", name, "Model", "--method", "predict", env=call_env)
             calls.append({"rc": c.returncode, "s": call_s, "out": c.stdout.strip()[-300:],
-                          "log": c.stderr.strip()[-600:]})
+                          "log": c.stderr.strip()[-600:], "gpu_lazy": call_env is not env})
         snaps, _ = thaw("snapshot", "ls", env=env)
         out[name] = {"deploy_rc": cp.returncode, "deploy_s": dep_s, "calls": calls,
                      "cuda_warning": "CUDA was initialized during the snapshot phase" in cp.stdout + cp.stderr,
@@ -363,13 +366,14 @@ def step_runtime():
                 for x in app["calls"]]
     for app in (g, c, w):
         app["devices"] = devices(app)
-    ok_calls = all(x["rc"] == 0 for v in out.values() for x in v["calls"])
+    # The THAW_GPU_LAZY calls are a measurement, not (yet) the path users take.
+    ok_calls = all(x["rc"] == 0 for v in out.values() for x in v["calls"] if not x["gpu_lazy"])
     ok_deploys = all(v["deploy_rc"] == 0 for v in out.values())
     if CPU_ONLY:
         ok_paths = g["no_gpu_warning"]
     else:
         ok_paths = (g["gpu_snapshot_line"] and w["cuda_warning"] and not c["cuda_warning"]
-                    and g["devices"] == ["cuda", "cuda"] and c["devices"] == ["cuda", "cuda"])
+                    and g["devices"][:2] == ["cuda", "cuda"] and c["devices"] == ["cuda", "cuda"])
     out["ok"] = ok_calls and ok_deploys and ok_paths
     save("runtime", out)
 
@@ -457,7 +461,8 @@ def step_summary():
         restored = [re.search(r"Restored in ([0-9]+) ms", c.get("log", "")) for c in calls]
         print(f"  {name:<24} deploy rc {a.get('deploy_rc')} in {fmt(a.get('deploy_s'), ' s', 1)}; calls rc "
               f"{[c['rc'] for c in calls]} on {a.get('devices')}; restored in "
-              f"{[int(m.group(1)) if m else None for m in restored]} ms; CUDA warning {a.get('cuda_warning')}")
+              f"{[int(m.group(1)) if m else None for m in restored]} ms"
+              f"{' (the last two with THAW_GPU_LAZY=1)' if len(calls) > 2 else ''}; CUDA warning {a.get('cuda_warning')}")
     print("targets: GPU-snapshot start >= 10x faster than cold; GPU restore >= 20 GB/s (PCIe ~55 GB/s)")
     print("(cpu-snapshot-visible is a diagnosis: the GPU visible while libcuda loads; not part of the verdict)")
     return all(r[n].get("ok") for n in r if n != "cpu-snapshot-visible")

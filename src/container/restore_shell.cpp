@@ -88,6 +88,11 @@ int restore_container(const image::Reader& img, const Spec& spec) {
       setup_namespace(spec);
     };
     o.detach = false;
+    // GPU images: memory restored lazily beside the driver's restore, when
+    // asked (bench/gpu_check.sh measures it; the default until it has run
+    // on a GPU is all memory first).
+    const char* gpu_lazy = std::getenv("THAW_GPU_LAZY");
+    o.gpu_lazy = gpu_lazy && std::string(gpu_lazy) == "1";
     o.on_running = [](const engine::RestoreResult& r) {
       report({{"ok", true},
               {"host_pid", r.host_pid},
@@ -393,6 +398,10 @@ std::unique_ptr<RestoreShell> RestoreShell::start(const std::string& image, cons
     so.argv = {thaw_exe, "__restore-shell", image};
     if (live_template) so.argv.push_back("--template");
     so.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    // The GPU restore's settings (driver path, deadlines, THAW_GPU_LAZY)
+    // are the runtime's: the shell restores on its behalf.
+    for (const auto& kv : current_environment())
+      if (kv.rfind("THAW_GPU_", 0) == 0 || kv.rfind("THAW_LIBCUDA=", 0) == 0) so.env.push_back(kv);
     so.fds = {{0, null.get()}, {1, log_fd}, {2, log_fd}, {kShellSocket, theirs.get()}};
     // Out of the terminal's process group, like the containers it restores.
     so.new_session = true;

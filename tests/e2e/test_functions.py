@@ -939,3 +939,28 @@ print(json.dumps(thaw.Cls.from_name("e2e-pids", "Ids")().ids.remote()))
     assert now["helper_tid"] == snap["helper_tid"] and now["pthread_kill"] == "ok", value
     thaw.assert_containers_gone()
 
+
+
+def test_gpu_restore_settings_reach_the_restore_shells(thaw):
+    """The restore shells restore on the runtime's behalf with a clean
+    environment, except the GPU restore's settings (THAW_GPU_*, THAW_LIBCUDA):
+    `THAW_GPU_LAZY=1 thaw serve` must reach the engine there."""
+    thaw.deploy(APPS / "plain.py")
+    thaw.env.update({"THAW_GPU_LAZY": "1", "THAW_GPU_CALL_TIMEOUT": "7"})
+    thaw.serve()
+    deadline = time.monotonic() + 60
+    shells = []
+    while not shells:
+        assert time.monotonic() < deadline, f"no restore shell started:\n{thaw.serve_log()}"
+        time.sleep(0.1)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"__restore-shell" in cmd and any(str(thaw.home).encode() in c for c in cmd):
+                    shells.append(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+            except OSError:
+                pass
+    env = shells[0]
+    assert b"THAW_GPU_LAZY=1" in env and b"THAW_GPU_CALL_TIMEOUT=7" in env, env
+    assert not any(e.startswith(b"E2E_DIR=") or e.startswith(b"THAW_HOME=") for e in env), env
+    thaw.stop_serve()
