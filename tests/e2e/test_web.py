@@ -208,3 +208,16 @@ def test_proxy_auth_tokens_guard_an_endpoint(web):
     assert request(url, headers={"Modal-Key": key, "Modal-Secret": secret})[0] == 401
     # Endpoints without requires_proxy_auth take no token.
     assert request(f"{web.base}/e2e-web/square?x=1")[0] == 200
+
+
+def test_bad_http_addresses_are_refused_clearly(thaw):  # noqa: F811 - the fixture from test_functions
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    for address, message in ((f"127.0.0.1:{port}", "bind (is another server on that port?)"),
+                              ("localhost:80", "'localhost' is not an IPv4 address"),
+                              ("99999", "a port from 0 to 65535")):
+        cp = thaw.run("serve", "--socket", thaw.tmp / "bad.sock", "--http", address, check=False)
+        assert cp.returncode != 0 and f"--http {address}: " in cp.stderr and message in cp.stderr, cp.stderr
+    taken.close()
