@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -140,6 +141,18 @@ std::string to_hex(const void* data, size_t len) {
     out[2 * i + 1] = digits[p[i] & 15];
   }
   return out;
+}
+
+std::string random_hex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno("getrandom");
+    got += size_t(n);
+  }
+  return to_hex(raw.data(), raw.size());
 }
 
 static int hexval(char c) {

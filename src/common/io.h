@@ -23,6 +23,8 @@ void write_line(int fd, const std::string& line);
 std::vector<std::string> split(const std::string& s, char sep);
 std::string trim(const std::string& s);
 std::string to_hex(const void* data, size_t len);
+// `bytes` bytes from the kernel's random source, as hex.
+std::string random_hex(size_t bytes);
 std::vector<uint8_t> from_hex(const std::string& hex);
 std::string hex64(uint64_t v);
 uint64_t parse_hex64(const std::string& s);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -94,12 +95,9 @@ std::string read_chunked(Reader& r, size_t max_body) {
     if (!line) throw HttpError(400, "the connection closed in the middle of the body");
     std::string_view size_text = trim_ws(std::string_view(*line).substr(0, line->find(';')));
     size_t size = 0;
-    if (size_text.empty() || size_text.size() > 15) throw HttpError(400, "a bad chunk size");
-    for (char c : size_text) {
-      int d = std::isxdigit(static_cast<unsigned char>(c)) ? (std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (std::tolower(c) - 'a' + 10)) : -1;
-      if (d < 0) throw HttpError(400, "a bad chunk size");
-      size = size * 16 + size_t(d);
-    }
+    auto [end, ec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
+    if (size_text.empty() || size_text.size() > 15 || ec != std::errc() || end != size_text.data() + size_text.size())
+      throw HttpError(400, "a bad chunk size");
     if (size == 0) break;
     if (body.size() + size > max_body) throw HttpError(413, "the request body is too large");
     body += r.take(size);

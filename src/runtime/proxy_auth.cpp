@@ -1,7 +1,5 @@
 #include "runtime/proxy_auth.h"
 
-#include <sys/random.h>
-
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -16,18 +14,6 @@ namespace thaw::runtime {
 using nlohmann::json;
 
 namespace {
-
-std::string random_hex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail_errno("getrandom");
-    got += size_t(n);
-  }
-  return to_hex(raw.data(), raw.size());
-}
 
 json read_tokens(const std::string& path) {
   std::string text;

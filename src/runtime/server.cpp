@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -164,10 +163,8 @@ void Server::serve_client(UniqueFd fd) {
 namespace {
 
 std::string private_socket_path() {
-  unsigned char r[4];
-  if (::getrandom(r, sizeof r, 0) != sizeof r) fail_errno("getrandom");
   const char* dir = std::getenv("TMPDIR");
-  return cat(dir && *dir ? dir : "/tmp", "/thaw-", ::getpid(), "-", to_hex(r, sizeof r), ".sock");
+  return cat(dir && *dir ? dir : "/tmp", "/thaw-", ::getpid(), "-", random_hex(4), ".sock");
 }
 
 }  // namespace

@@ -29,6 +29,16 @@ def request(url, method="GET", body=None, headers=None, timeout=120):
         return e.code, dict(e.headers), e.read()
 
 
+def serve_http(thaw):  # noqa: F811 - the fixture from test_functions
+    """`thaw serve --http` on a port the kernel picks: (socket, base URL)."""
+    sock = thaw.serve("--http", "127.0.0.1:0")
+    deadline = time.monotonic() + 30
+    while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", thaw.serve_log())):
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.05)
+    return sock, m.group(1)
+
+
 @pytest.fixture
 def web(thaw):  # noqa: F811 - the fixture from test_functions
     out = thaw.deploy(APPS / "web.py").stdout
@@ -36,13 +46,7 @@ def web(thaw):  # noqa: F811 - the fixture from test_functions
     assert "  square: web endpoint at http://ADDRESS/e2e-web/square while" in out, out
     assert "  echo: web endpoint at http://ADDRESS/e2e-web/echo-body while" in out, out
     assert "  Model.predict: web endpoint at http://ADDRESS/e2e-web/Model.predict while" in out, out
-    sock = thaw.serve("--http", "127.0.0.1:0")
-    deadline = time.monotonic() + 30
-    while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", thaw.serve_log())):
-        assert time.monotonic() < deadline, thaw.serve_log()
-        time.sleep(0.05)
-    thaw.base = m.group(1)
-    thaw.sock = sock
+    thaw.sock, thaw.base = serve_http(thaw)
     return thaw
 
 
@@ -126,12 +130,7 @@ def test_get_web_url_names_the_served_address(web):
 
 def test_real_fastapi_and_flask_apps(thaw):  # noqa: F811 - the fixture from test_functions
     thaw.deploy(APPS / "web_frameworks.py")
-    thaw.serve("--http", "127.0.0.1:0")
-    deadline = time.monotonic() + 30
-    while not (m := re.search(r"Serving web endpoints at (http://[0-9.:]+)/", thaw.serve_log())):
-        assert time.monotonic() < deadline, thaw.serve_log()
-        time.sleep(0.05)
-    base = m.group(1) + "/e2e-web-frameworks"
+    base = serve_http(thaw)[1] + "/e2e-web-frameworks"
     st, _, body = request(f"{base}/fastapi_app/items/7?q=hi")
     assert st == 200, body
     assert json.loads(body) == {"item_id": 7, "q": "hi", "started": True}
