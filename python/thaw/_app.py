@@ -176,6 +176,16 @@ class App:
             config, image, secrets, volumes = _config.build(
                 "class", cname, kw, app=self, partial_params=params)
             config["is_generator"] = False
+            batched = [m for m, info in methods.items() if info["batched"]]
+            if batched and len(methods) > 1:
+                raise InvalidError(f"{where}: a class with a @batched method cannot have other "
+                                   f"methods (it has {', '.join(methods)}); its containers run "
+                                   f"one batch at a time")
+            if batched and config["max_concurrent_inputs"] > 1:
+                raise InvalidError(f"{where}: @batched method {batched[0]} cannot be combined "
+                                   f"with @concurrent on the class")
+            if batched:
+                config["batched"] = methods[batched[0]]["batched"]
             config["methods"] = methods
             config["lifecycle"] = {
                 "enter_snap": lifecycle[ENTER_PRE],

@@ -201,6 +201,14 @@ def _truthy(v):
     return bool(v)
 
 
+def inputs_at_once(config):
+    """Inputs one container is sent at once: max_concurrent_inputs
+    (@concurrent), or the batch size (@batched gathers inputs in flight
+    together). The runtime's FunctionDesc::inputs_at_once is the same rule."""
+    batch = (config.get("batched") or {}).get("max_batch_size") or 1
+    return max(int(config.get("max_concurrent_inputs") or 1), int(batch), 1)
+
+
 def build(kind, name, kwargs, app=None, partial_params=None):
     """(config, image, secrets, volumes) for one @app.function or @app.cls.
 

@@ -8,7 +8,8 @@ import inspect
 
 from . import _client, _state
 from ._aio import aio_method
-from ._config import sha256_json
+from ._batch import call_as_batch_of_one
+from ._config import inputs_at_once, sha256_json
 from ._partial import ENTER_POST, ENTER_PRE, EXIT, METHOD, Parameter
 from ._protocol import dump_payload, load_payload
 from ._state import warn
@@ -165,7 +166,7 @@ def _map(target, iterators, kwargs, order_outputs, return_exceptions, local_fn=N
     cfg = target.owner._config or {}
     width = MAP_PARALLELISM
     if cfg.get("max_containers"):
-        width = min(width, cfg["max_containers"] * max(cfg.get("max_concurrent_inputs") or 1, 1))
+        width = min(width, cfg["max_containers"] * inputs_at_once(cfg))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(width, len(inputs)))
     try:
         futures = [pool.submit(run, a) for a in inputs]
@@ -257,12 +258,6 @@ class _Callable:
 
     def __call__(self, *args, **kwargs):
         return self.local(*args, **kwargs)
-
-
-def _batched_call(raw, args, kwargs):
-    """Call a @batched function with one input, as a batch of one."""
-    out = raw(*[[a] for a in args], **{k: [v] for k, v in kwargs.items()})
-    return list(out)[0]
 
 
 class _Object:
@@ -433,7 +428,7 @@ class Function(_Object, _Callable):
             raise InvalidError(f"{self._name} was looked up with from_name(); it has no local "
                                f"code to run with .local()")
         if self._batched:
-            return lambda *a, **kw: _batched_call(self._raw_f, a, kw)
+            return lambda *a, **kw: call_as_batch_of_one(self._raw_f, a, kw)
         return self._raw_f
 
     def get_raw_f(self):
@@ -595,7 +590,7 @@ class _BoundMethod(_Callable):
         instance = self._obj._local_instance(enter=True)
         fn = getattr(instance, self._method)
         if self._obj._cls._methods.get(self._method, {}).get("batched"):
-            return lambda *a, **kw: _batched_call(fn, a, kw)
+            return lambda *a, **kw: call_as_batch_of_one(fn, a, kw)
         return fn
 
     def __repr__(self):
@@ -636,8 +631,12 @@ def collect_class_members(user_cls, where):
     lifecycle = {ENTER_PRE: [], ENTER_POST: [], EXIT: []}
     for name, pf in entries.items():
         if pf.flags & {METHOD, BATCHED, WEB}:
+            batched = False
+            if BATCHED in pf.flags:
+                batched = {"max_batch_size": pf.params["max_batch_size"],
+                           "wait_ms": pf.params["wait_ms"]}
             methods[name] = {"is_generator": bool(pf.params.get("is_generator")),
-                             "batched": BATCHED in pf.flags}
+                             "batched": batched}
             if pf.params.get("web"):
                 methods[name]["web_endpoint"] = pf.params["web"]
         for kind in (ENTER_PRE, ENTER_POST, EXIT):

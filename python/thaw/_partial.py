@@ -8,6 +8,7 @@ flags to find lifecycle hooks and methods.
 
 import inspect
 
+from ._batch import check_params, check_function
 from ._state import warn
 from .exception import InvalidError
 
@@ -32,6 +33,14 @@ class PartialFunction:
         if self.flags & _LIFECYCLE and self.flags & {METHOD, WEB}:
             raise InvalidError(f"{getattr(raw_f, '__qualname__', raw_f)}: a lifecycle hook "
                                f"(@enter/@exit) cannot also be a @method")
+        if BATCHED in self.flags and self.flags & {CONCURRENT, WEB}:
+            other = "@concurrent" if CONCURRENT in self.flags else "a web endpoint decorator"
+            raise InvalidError(f"{getattr(raw_f, '__qualname__', raw_f)}: @batched cannot be "
+                               f"combined with {other} (a container runs one batch at a time, "
+                               f"and a web request is one input)")
+        if BATCHED in self.flags and self.params.get("is_generator"):
+            raise InvalidError(f"{getattr(raw_f, '__qualname__', raw_f)}: @batched cannot be a "
+                               f"generator (each input gets one output)")
         if len(self.flags & _LIFECYCLE) > 1:
             raise InvalidError(f"{getattr(raw_f, '__qualname__', raw_f)}: only one of "
                                f"@enter(snap=True), @enter(snap=False), @exit per method")
@@ -102,13 +111,14 @@ def concurrent(_f=None, *, max_inputs, target_inputs=None):
 
 
 def batched(_f=None, *, max_batch_size, wait_ms):
-    """Dynamic batching. The function keeps Modal's contract (it takes lists
-    and returns lists; callers pass single inputs), but thaw does not gather
-    inputs into batches: each call is a batch of one (warned)."""
+    """Dynamic batching: callers pass single inputs; a container gathers up
+    to max_batch_size of them (waiting at most wait_ms after the first) into
+    one call of the function with a list per argument, which returns a list
+    with one output per input."""
+    check_params(max_batch_size, wait_ms)
+
     def make(f):
-        warn(f"thaw: @batched(max_batch_size={max_batch_size}, wait_ms={wait_ms}) is not "
-             f"honoured: thaw does not gather inputs into batches; each call is passed as a "
-             f"batch of one")
+        check_function(f.raw_f if isinstance(f, PartialFunction) else f)
         return _apply(f, {BATCHED}, {"max_batch_size": max_batch_size, "wait_ms": wait_ms},
                       "batched")
     return _decorator_or_direct(_f, make, "batched")

@@ -34,7 +34,9 @@ import warnings
 
 from . import _state
 from ._async_runner import iterate, resolve
-from ._functions import PARAMS_KEY, Cls, _batched_call
+from ._batch import Batcher
+from ._config import inputs_at_once
+from ._functions import PARAMS_KEY, Cls
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import Channel, ProtocolError, dump_payload, load_payload
@@ -214,6 +216,7 @@ class Worker:
         self.instance_error = None    # why there is none (parameters required)
         self.param_instances = {}     # pickled params → entered instance
         self.web_apps = {}            # @asgi_app/@wsgi_app: the app each made, kept
+        self.batchers = {}            # @batched: (method, params) → its Batcher
         self.param_lock = threading.Lock()
         self.timings = {}
         self.answer_lock = threading.Lock()
@@ -224,8 +227,20 @@ class Worker:
     # ------------------------------------------------------------ helpers
     @property
     def width(self):
-        """How many inputs run at once (max_concurrent_inputs)."""
-        return int(self.config.get("max_concurrent_inputs") or 1)
+        """How many inputs run at once: max_concurrent_inputs, or with
+        @batched the batch size (the runtime sends that many at once, and
+        each waits in its own thread for its batch's outputs)."""
+        return inputs_at_once(self.config)
+
+    def batcher(self, method, params, fn, options):
+        """The one Batcher of a batched function (of one instance, for a
+        class with parameters): inputs batch together only with their own."""
+        key = (method, None if params is None else pickle.dumps(params, protocol=4))
+        with self.param_lock:
+            b = self.batchers.get(key)
+            if b is None:
+                b = self.batchers[key] = Batcher(fn, options["max_batch_size"], options["wait_ms"])
+            return b
 
     def send(self, msg):
         self.chan.send(msg)
@@ -331,7 +346,7 @@ class Worker:
                 raise LookupError(f"'{self.target_name}' is a function; the call names method "
                                   f"{method!r}")
             if t._batched:
-                return lambda *a, **kw: _batched_call(t._raw_f, a, kw), False
+                return self.batcher(None, None, t._raw_f, self.config["batched"]), False
             return t._raw_f, bool(self.config.get("is_generator"))
         if not method:
             raise LookupError(f"'{self.target_name}' is a class; the call must name a method")
@@ -342,7 +357,7 @@ class Worker:
         instance = self.instance_for(params)
         fn = getattr(instance, method)
         if info.get("batched"):
-            return (lambda *a, **kw: _batched_call(fn, a, kw)), False
+            return self.batcher(method, params, fn, info["batched"]), False
         return fn, bool(info.get("is_generator"))
 
     def instance_for(self, params):

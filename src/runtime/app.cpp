@@ -79,6 +79,14 @@ int FunctionDesc::max_concurrent_inputs() const {
   return static_cast<int>(number(config, "max_concurrent_inputs", 1));
 }
 
+int FunctionDesc::max_batch_size() const {
+  auto it = config.find("batched");
+  if (it == config.end() || !it->is_object()) return 1;
+  return std::max(1, static_cast<int>(number(*it, "max_batch_size", 1)));
+}
+
+int FunctionDesc::inputs_at_once() const { return std::max({1, max_concurrent_inputs(), max_batch_size()}); }
+
 FunctionDesc::Retries FunctionDesc::retries() const {
   Retries r;
   auto it = config.find("retries");

@@ -32,6 +32,10 @@ struct FunctionDesc {
   int buffer_containers() const;  // idle containers to keep beyond the busy ones, under load
   int max_inputs() const;         // inputs a container serves before it is stopped; 0: no limit
   int max_concurrent_inputs() const;  // per container (@concurrent)
+  int max_batch_size() const;         // @batched; 1 when not batched
+  // Inputs a container is sent at once: max_concurrent_inputs, or the batch
+  // size, since a batch gathers inputs that are in flight together.
+  int inputs_at_once() const;
   uint64_t memory_limit_bytes() const;  // only from memory=(request, limit)
   double cpu_limit() const;             // cores, only from cpu=(request, limit); 0: none
   // retries= (thaw.Retries): failed calls are run again, up to max_retries

@@ -17,7 +17,7 @@ json error_result(const std::string& error, const std::string& traceback = "") {
 
 }  // namespace
 
-int Pool::capacity() const { return std::max(1, target_.fn.max_concurrent_inputs()); }
+int Pool::capacity() const { return target_.fn.inputs_at_once(); }
 
 bool Pool::takes_input(const Slot& s) const {
   int max = target_.fn.max_inputs();

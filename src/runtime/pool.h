@@ -1,7 +1,7 @@
 // The containers of one target. A call goes to a container with room for
-// it (one input at a time, or max_concurrent_inputs with @concurrent), or to
-// a new one while there are fewer than max_containers; concurrent calls
-// therefore get containers of their own. Idle containers beyond
+// it (one input at a time, max_concurrent_inputs with @concurrent, or
+// max_batch_size with @batched), or to a new one while there are fewer than
+// max_containers; concurrent calls therefore get containers of their own. Idle containers beyond
 // min_containers are stopped after scaledown_window.
 //
 // With autoscaling (`thaw serve`) the pool also keeps min_containers

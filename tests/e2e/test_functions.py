@@ -790,6 +790,43 @@ print(json.dumps(list(thaw.Function.from_name("e2e-concurrent-map", "where").map
     thaw.assert_containers_gone()
 
 
+def test_batched_inputs_reach_the_function_as_lists(thaw):
+    cp = thaw.deploy(APPS / "batched.py")
+    assert "batch of one" not in cp.stderr, cp.stderr
+    code = """
+import json, thaw
+add = thaw.Function.from_name("e2e-batched", "add")
+sums = list(add.starmap([(i, 100 * i) for i in range(8)]))
+short = thaw.Function.from_name("e2e-batched", "short")
+errors = []
+for call in [short.spawn(1), short.spawn(xs=2)]:
+    try:
+        call.get()
+        errors.append(None)
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+Scaler = thaw.Cls.from_name("e2e-batched", "Scaler")
+scaled = list(Scaler(factor=3).scale.map([1, 2, 3, 4]))
+lone = Scaler().scale.remote(5)
+print(json.dumps({"sums": sums, "errors": errors, "scaled": scaled, "lone": lone}))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert [r["sum"] for r in out["sums"]] == [101 * i for i in range(8)], out
+    # Eight inputs for one container taking four at a time, gathered for up
+    # to 3 s: batches of at most four, and full ones among them.
+    sizes = [r["batch"] for r in out["sums"]]
+    assert max(sizes) == 4 and all(1 <= s <= 4 for s in sizes), sizes
+    assert len({r["pid"] for r in out["sums"]}) == 1, out["sums"]
+    assert all(e and "returned 1 outputs for a batch of" in e for e in out["errors"]), out["errors"]
+    assert [v for v, _ in out["scaled"]] == [3, 6, 9, 12], out
+    assert all(1 <= n <= 3 for _, n in out["scaled"]), out
+    assert out["lone"] == [5, 1], out
+    thaw.assert_containers_gone()
+
+
 def test_one_serve_per_socket_and_one_runs_the_schedules(thaw):
     thaw.deploy(APPS / "scheduled.py")
     sock = thaw.serve()

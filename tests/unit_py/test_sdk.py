@@ -382,21 +382,6 @@ def test_class_parameters_local():
         P(name="x", size=True)
 
 
-def test_batched_keeps_the_list_contract():
-    app = modal.App("batch")
-
-    def define():
-        @app.function()
-        @modal.batched(max_batch_size=8, wait_ms=10)
-        def double(xs):
-            return [x * 2 for x in xs]
-        return double
-    double, messages, _ = _warnings_of(define)
-    assert any("batched" in m and "batch of one" in m for m in messages)
-    assert double.local(21) == 42
-    assert double.config["batched"] == {"max_batch_size": 8, "wait_ms": 10}
-
-
 # ====================================================================== import thaw as modal
 EMBEDDER_SOURCE = '''
 import thaw as modal
@@ -1575,7 +1560,6 @@ def test_single_use_containers_and_max_inputs_are_config():
 
 # ====================================================================== Dict / Queue
 def test_dict_semantics_and_persistence(tmp_path, monkeypatch):
-    import queue as q_mod  # noqa: F401
     monkeypatch.setenv("THAW_HOME", str(tmp_path))
     with pytest.raises(thaw.exception.NotFoundError, match="create_if_missing=True"):
         modal.Dict.from_name("missing")["x"]
