@@ -70,6 +70,7 @@ class PendingCall:
         self.reply = None
         self.keep_connection = False  # True: leave the connection in kept_conn
         self.kept_conn = None
+        self.call_id = None
         self._lock = threading.Lock()
 
     def wait(self, timeout=None):
@@ -214,7 +215,9 @@ class Client:
         if reply.get("type") != "spawned":
             self._release(conn)
             return None, reply
-        return PendingCall(self, conn, msg, False, get_msg={"type": "get", "id": msg["id"]}), None
+        pending = PendingCall(self, conn, msg, False, get_msg={"type": "get", "id": msg["id"]})
+        pending.call_id = reply.get("call_id")  # FunctionCall.object_id, for from_id
+        return pending, None
 
     def close(self):
         with self._lock:

@@ -13,6 +13,7 @@ from ._config import inputs_at_once, sha256_json
 from ._partial import ENTER_POST, ENTER_PRE, EXIT, METHOD, Parameter
 from ._protocol import dump_payload, load_payload
 from ._state import warn
+from .exception import TimeoutError as ThawTimeoutError
 from .exception import (ExecutionError, FunctionTimeoutError, InvalidError, NotFoundError,
                         RemoteError)
 
@@ -112,7 +113,8 @@ def _call_remote(target, args, kwargs):
 
 
 class FunctionCall:
-    """A spawned call; .get() waits for its result."""
+    """A spawned call; .get() waits for its result. Its object_id (`fc-…`)
+    names it to any process using the same thaw home: FunctionCall.from_id."""
 
     def __init__(self, target, args, kwargs):
         self._target = target
@@ -122,15 +124,51 @@ class FunctionCall:
         self._pending, self._reply = _client.get_client().spawn(msg)
         if self._reply is not None and self._reply.get("type") == "error":
             raise ExecutionError(f"{target.label}: {self._reply.get('error')}")
-        self.object_id = f"fc-{msg['id']}"
+        call_id = self._pending.call_id if self._pending is not None else None
+        self.object_id = call_id or f"fc-{msg['id']}"
+        self._by_id = False
+
+    @classmethod
+    def from_id(cls, function_call_id, client=None):
+        """A handle on a call spawned by any process (its `object_id`); the
+        runtime keeps results for 7 days."""
+        if not isinstance(function_call_id, str) or not function_call_id.startswith("fc-"):
+            raise InvalidError(f"FunctionCall.from_id({function_call_id!r}): a function call id "
+                               f"is a string like 'fc-…' (FunctionCall.object_id)")
+        fc = cls.__new__(cls)
+        fc._target = None
+        fc._pending, fc._reply = None, None
+        fc.object_id = function_call_id
+        fc._by_id = True
+        return fc
 
     @aio_method
     def get(self, timeout=None):
         """The call's result. Raises thaw.exception.TimeoutError if it is not
-        ready within timeout seconds (call get() again later), and the call's
-        own exception if it failed."""
+        ready within timeout seconds (call get() again later; 0 polls), and
+        the call's own exception if it failed."""
+        if self._by_id:
+            return self._get_by_id(timeout)
         reply = self._reply if self._pending is None else self._pending.wait(timeout)
         return _value(reply, self._target.label)
+
+    def _get_by_id(self, timeout):
+        label = f"function call {self.object_id}"
+        if self._reply is None:
+            msg = {"type": "get", "id": _client.next_id(), "call_id": self.object_id}
+            if timeout is not None:
+                msg["timeout"] = max(float(timeout), 0.0)
+            reply = _client.get_client().request(msg)
+            if reply.get("type") == "timeout":
+                raise ThawTimeoutError(f"{label}: no result within {timeout} s (it is still "
+                                           f"running; call get() again later)")
+            if reply.get("type") == "error" and reply.get("kind") == "not_found":
+                raise NotFoundError(reply.get("error"))
+            self._reply = reply
+        return _value(self._reply, label)
+
+    def num_inputs(self):
+        return 1
 
     def get_call_graph(self):
         return []
@@ -139,11 +177,6 @@ class FunctionCall:
         """Stop waiting for the result. (The runtime may finish the call anyway.)"""
         if self._pending is not None:
             self._pending.cancel()
-
-    @staticmethod
-    def from_id(function_call_id, client=None):
-        raise InvalidError("thaw: FunctionCall.from_id is not supported: a spawned call's "
-                           "result can only be read by the process that spawned it")
 
     @staticmethod
     def gather(*calls):

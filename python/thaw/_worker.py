@@ -110,6 +110,30 @@ def _on_term(signum, frame):
     raise _Terminate()
 
 
+def _leave_when_runtime_gone(fd, busy):
+    """Watch the control channel for its other end closing (the runtime
+    died) while an input runs: its result has nowhere to go, and an input
+    that never ends would keep the container forever. Polls for hang-up
+    only, so it reads nothing the main loop expects. When no input runs,
+    the main loop sees the end of the channel itself and leaves as usual."""
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLHUP and POLLERR are reported regardless
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events):
+            break
+    if busy():
+        try:  # stderr was the runtime's pipe too: it may be gone with it
+            print("thaw worker: the runtime has gone (its control channel closed) while an "
+                  "input ran; leaving, since its result has nowhere to go", file=sys.stderr)
+        except OSError:
+            pass
+        os._exit(1)
+
+
 def reseed(seed):
     """Reseed Python's, NumPy's and torch's default generators (when loaded)."""
     seed = int(seed)
@@ -223,6 +247,8 @@ class Worker:
         self.in_flight = {}  # id → the call dict of a threaded input (for `cancel`)
         self.deferred = []   # messages read while a call ran (one input at a time)
         self.started = False
+        self.running = 0     # inputs being run (read by the runtime watch)
+        self.running_lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
     @property
@@ -335,6 +361,10 @@ class Worker:
         if msg.get("restored") and msg.get("seed") is not None:
             self._timed("reseed_s", lambda: reseed(msg["seed"]))
         signal.signal(signal.SIGTERM, _on_term)
+        # Started after the restore: the snapshot holds no such thread.
+        threading.Thread(target=_leave_when_runtime_gone,
+                         args=(self.chan.fd, lambda: self.running > 0),
+                         name="thaw-runtime-watch", daemon=True).start()
         self._timed("enter_s", lambda: self._run_hooks(self.instance, ENTER_POST, "enter"))
         self.started = True
 
@@ -485,6 +515,16 @@ class Worker:
                 break
         return cancelled
 
+    @contextlib.contextmanager
+    def _input_running(self):
+        with self.running_lock:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self.running_lock:
+                self.running -= 1
+
     def _error_result(self, cid, e):
         text, tb = _describe_exc(e)
         reply = {"type": "result", "id": cid, "ok": False, "error": text, "traceback": tb}
@@ -529,7 +569,8 @@ class Worker:
                     continue
                 if pool is None:
                     call = {}
-                    self._answer(call, self.serve_call(msg, timeout, call))
+                    with self._input_running():
+                        self._answer(call, self.serve_call(msg, timeout, call))
                 else:
                     pool.submit(self._serve_threaded, msg, timeout)
         finally:
@@ -551,7 +592,8 @@ class Worker:
             timer.daemon = True
             timer.start()
         try:
-            self._answer(call, self.serve_call(msg, call=call))
+            with self._input_running():
+                self._answer(call, self.serve_call(msg, call=call))
         except Exception as e:  # noqa: BLE001
             self._answer(call, self._error_result(msg.get("id"), e))
         finally:

@@ -189,6 +189,10 @@ void Runtime::warm_new_versions() {
 
 void Runtime::tick() {
   launcher_.shells().prune();
+  if (std::chrono::steady_clock::now() - last_sweep_ > std::chrono::hours(1)) {
+    last_sweep_ = std::chrono::steady_clock::now();
+    calls_.sweep();
+  }
   if (keep_warm_) warm_new_versions();
   std::vector<std::shared_ptr<Pool>> pools;
   {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/app.h"
+#include "runtime/call_store.h"
 #include "runtime/context.h"
 #include "runtime/launcher.h"
 #include "runtime/pool.h"
@@ -19,13 +20,16 @@ namespace thaw::runtime {
 
 class Runtime {
  public:
-  explicit Runtime(Context& ctx) : ctx_(ctx), launcher_(ctx), snapshots_(ctx, launcher_) {}
+  explicit Runtime(Context& ctx)
+      : ctx_(ctx), launcher_(ctx), snapshots_(ctx, launcher_), calls_(ctx.store.home()) {}
   ~Runtime() { shutdown(); }
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
   Context& context() { return ctx_; }
   Snapshots& snapshots() { return snapshots_; }
+  // Spawned calls' results, by FunctionCall id.
+  CallStore& calls() { return calls_; }
 
   // `thaw serve`: pools keep min_containers and buffer_containers running
   // (before the first call is made).
@@ -68,6 +72,8 @@ class Runtime {
   Context& ctx_;
   Launcher launcher_;
   Snapshots snapshots_;
+  CallStore calls_;
+  std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
   std::mutex mu_;
   std::map<std::string, AppDesc> ephemeral_;                 // by app name
   std::map<std::string, AppDesc> ephemeral_files_;           // introspected on demand, by file

@@ -92,8 +92,7 @@ void Server::run() {
 void Server::serve_client(UniqueFd fd) {
   container::Channel ch(fd.get());
   std::mutex mu;
-  std::condition_variable done;
-  std::map<std::string, json> spawned;  // id -> result (null while running)
+  std::map<std::string, std::string> spawned;  // the client's id -> FunctionCall id
   ThreadSet calls;
   auto reply = [&](const json& m) {
     try {
@@ -124,29 +123,39 @@ void Server::serve_client(UniqueFd fd) {
       });
     } else if (type == "spawn") {
       m->erase("stream");  // a spawned call's result is fetched whole
+      std::string call_id;
+      try {
+        call_id = rt_.calls().begin(cat(m->value("app", ""), ".", m->value("function", "")));
+      } catch (const std::exception& e) {
+        reply({{"type", "error"}, {"id", id}, {"error", cat("spawn: ", e.what())}});
+        continue;
+      }
       {
         std::lock_guard<std::mutex> lock(mu);
-        spawned[id.dump()] = nullptr;
+        spawned[id.dump()] = call_id;
       }
-      reply({{"type", "spawned"}, {"id", id}});
-      calls.start([&, msg = *m, key = id.dump()] {
-        json r = rt_.call(msg);
-        std::lock_guard<std::mutex> lock(mu);
-        spawned[key] = r;
-        done.notify_all();
-      });
+      reply({{"type", "spawned"}, {"id", id}, {"call_id", call_id}});
+      // The call goes on if the client goes: its result is kept for any
+      // process to read (FunctionCall.from_id).
+      calls.start([&, msg = *m, call_id] { rt_.calls().finish(call_id, rt_.call(msg)); });
     } else if (type == "get") {
-      calls.start([&, key = id.dump(), id] {
-        std::unique_lock<std::mutex> lock(mu);
-        if (!spawned.count(key)) {
-          lock.unlock();
-          reply({{"type", "error"}, {"id", id}, {"error", "no spawned call with this id"}});
-          return;
-        }
-        done.wait(lock, [&] { return !spawned[key].is_null(); });
-        json r = spawned[key];
-        spawned.erase(key);
-        lock.unlock();
+      // By FunctionCall id (any process), or by the id of a spawn sent on
+      // this connection.
+      std::string call_id = m->value("call_id", "");
+      if (call_id.empty()) {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = spawned.find(id.dump());
+        if (it != spawned.end()) call_id = it->second;
+      }
+      if (call_id.empty()) {
+        reply({{"type", "error"}, {"id", id}, {"error", "no spawned call with this id"}});
+        continue;
+      }
+      std::optional<double> timeout;
+      if (m->contains("timeout") && (*m)["timeout"].is_number()) timeout = (*m)["timeout"].get<double>();
+      calls.start([&, call_id, id, timeout] {
+        json r = rt_.calls().wait(call_id, timeout);
+        r["id"] = id;
         reply(r);
       });
     } else if (type == "lookup") {

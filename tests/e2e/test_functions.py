@@ -827,6 +827,93 @@ print(json.dumps({"sums": sums, "errors": errors, "scaled": scaled, "lone": lone
     thaw.assert_containers_gone()
 
 
+def test_spawned_results_are_read_by_id_from_other_processes(thaw):
+    thaw.deploy(APPS / "jobs.py")
+    sock = thaw.serve()
+    go = thaw.tmp / "go"
+    ids = thaw.client(f"""
+import json, thaw
+job = thaw.Function.from_name("e2e-jobs", "job")
+failing = thaw.Function.from_name("e2e-jobs", "failing_job")
+print(json.dumps([job.spawn(21, {str(go)!r}).object_id, failing.spawn().object_id]))
+""", sock)
+    assert all(i.startswith("fc-") for i in ids), ids
+    # Another process, the spawner gone: not ready, then ready once let go.
+    out = thaw.client(f"""
+import json, pathlib, thaw
+from thaw.exception import NotFoundError
+job = thaw.FunctionCall.from_id({ids[0]!r})
+try:
+    job.get(timeout=0)
+    early = "ready"
+except TimeoutError as e:
+    early = str(e)
+pathlib.Path({str(go)!r}).touch()
+value = job.get()
+try:
+    thaw.FunctionCall.from_id({ids[1]!r}).get(timeout=60)
+    failed = None
+except ValueError as e:
+    failed = str(e)
+try:
+    thaw.FunctionCall.from_id("fc-0123456789abcdef01234567").get()
+    missing = None
+except NotFoundError as e:
+    missing = str(e)
+print(json.dumps({{"early": early, "value": value, "failed": failed, "missing": missing}}))
+""", sock)
+    assert "no result within 0 s" in out["early"], out
+    assert out["value"] == 42 and out["failed"] == "the job failed on purpose", out
+    assert "never spawned" in out["missing"], out
+    # A process with a runtime of its own (no socket) reads the kept result.
+    env = {k: v for k, v in thaw.env.items() if k != "THAW_RUNTIME_SOCKET"}
+    cp = subprocess.run([PYTHON, "-c", f"import thaw; print(thaw.FunctionCall.from_id({ids[0]!r}).get())"],
+                        env=env, cwd=thaw.tmp, capture_output=True, text=True, timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0 and cp.stdout.strip() == "42", cp.stderr
+    thaw.stop_serve()
+    thaw.assert_containers_gone()
+
+
+def test_a_spawned_call_whose_runtime_stopped_is_reported_lost(thaw):
+    thaw.deploy(APPS / "jobs.py")
+    sock = thaw.serve()
+    call_id = thaw.client(f"""
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-jobs", "job").spawn(1, {str(thaw.tmp / "never")!r}).object_id))
+""", sock)
+    # The runtime crashes while the call runs.
+    thaw.serving.kill()
+    thaw.serving.wait()
+    thaw.serving = None
+    env = {k: v for k, v in thaw.env.items() if k != "THAW_RUNTIME_SOCKET"}
+    code = f"""
+import thaw
+try:
+    thaw.FunctionCall.from_id({call_id!r}).get(timeout=60)
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=env, cwd=thaw.tmp, capture_output=True, text=True,
+                        timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.startswith("ExecutionError") and "(e2e-jobs.job) was lost" in cp.stdout, cp.stdout
+    # The container does not run on without its runtime: its worker leaves
+    # (the input's result has nowhere to go), and the restore shells with it.
+    def ours():
+        found = []
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and str(thaw.tmp).encode() in (d / "cmdline").read_bytes():
+                    found.append(d.name)
+            except OSError:
+                pass
+        return found
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not ours(), "processes of the crashed runtime live on"
+
+
 def test_one_serve_per_socket_and_one_runs_the_schedules(thaw):
     thaw.deploy(APPS / "scheduled.py")
     sock = thaw.serve()

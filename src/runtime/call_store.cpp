@@ -1,0 +1,164 @@
+#include "runtime/call_store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "container/fsutil.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto kPollEvery = std::chrono::milliseconds(50);
+constexpr size_t kIdHexChars = 24;
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+json error_reply(const std::string& id, const std::string& text, const std::string& kind) {
+  return {{"type", "error"}, {"call_id", id}, {"error", text}, {"kind", kind}};
+}
+
+}  // namespace
+
+bool CallStore::valid_id(const std::string& id) {
+  if (id.size() != 3 + kIdHexChars || id.compare(0, 3, "fc-") != 0) return false;
+  for (size_t i = 3; i < id.size(); i++)
+    if (!std::isxdigit(static_cast<unsigned char>(id[i])) || std::isupper(static_cast<unsigned char>(id[i])))
+      return false;
+  return true;
+}
+
+CallStore::CallStore(const std::string& home) : dir_(home + "/function-calls") {
+  std::error_code ec;
+  fs::create_directories(dir_ + "/owners", ec);
+  if (ec) fail("function calls: cannot create ", dir_, "/owners: ", ec.message());
+  owner_ = cat(::getpid(), "-", random_hex(6));
+  owner_lock_.emplace(dir_ + "/owners/" + owner_ + ".lock");
+  sweep();
+}
+
+CallStore::~CallStore() {
+  std::error_code ec;
+  fs::remove(dir_ + "/owners/" + owner_ + ".lock", ec);
+}
+
+std::string CallStore::begin(const std::string& label) {
+  std::string id = "fc-" + random_hex(kIdHexChars / 2);
+  container::write_file_atomic(
+      path_of(id),
+      json{{"state", "running"}, {"label", label}, {"owner", owner_}, {"spawned", unix_now()}}.dump());
+  std::lock_guard<std::mutex> lock(mu_);
+  running_[id] = std::make_shared<Running>();
+  return id;
+}
+
+void CallStore::finish(const std::string& id, const json& result) {
+  std::string label;
+  if (auto rec = read_record(id)) label = rec->value("label", "");
+  // Written before the waiters are woken: a waiter that comes after the
+  // entry is gone reads it from the file.
+  try {
+    container::write_file_atomic(
+        path_of(id), json{{"state", "done"}, {"label", label}, {"finished", unix_now()}, {"result", result}}.dump());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "thaw: function call %s: cannot keep its result: %s\n", id.c_str(), e.what());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(id);
+  if (it == running_.end()) return;
+  it->second->done = true;
+  it->second->result = result;
+  running_.erase(it);
+  cv_.notify_all();
+}
+
+std::optional<json> CallStore::read_record(const std::string& id) const {
+  std::string text;
+  if (!try_read_file(path_of(id), &text)) return std::nullopt;
+  try {
+    return json::parse(text);
+  } catch (const json::exception&) {
+    return std::nullopt;  // not one of ours; treated as missing
+  }
+}
+
+bool CallStore::owner_alive(const std::string& owner) const {
+  if (owner == owner_) return true;
+  if (owner.empty() || owner.find('/') != std::string::npos) return false;
+  std::string path = dir_ + "/owners/" + owner + ".lock";
+  if (::access(path.c_str(), F_OK) != 0) return false;
+  return !FileLock::try_lock(path).has_value();
+}
+
+json CallStore::wait(const std::string& id, std::optional<double> timeout_s) {
+  if (!valid_id(id))
+    return error_reply(id, cat("'", id, "' is not a function call id (they look like fc- and 24 hex digits, ",
+                               "as FunctionCall.object_id gives)"),
+                       "not_found");
+  std::optional<Clock::time_point> deadline;
+  if (timeout_s) deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(std::max(0.0, *timeout_s)));
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = running_.find(id);
+    if (it != running_.end()) {
+      auto entry = it->second;
+      auto done = [&] { return entry->done; };
+      if (deadline ? cv_.wait_until(lock, *deadline, done) : (cv_.wait(lock, done), true)) return entry->result;
+      return {{"type", "timeout"}, {"call_id", id}};
+    }
+  }
+  // Run by another runtime, or done: the file says.
+  for (;;) {
+    auto rec = read_record(id);
+    if (!rec)
+      return error_reply(id, cat("no function call ", id, ": it was never spawned here (THAW_HOME ",
+                                 fs::path(dir_).parent_path().string(), "), or its result has expired (results ",
+                                 "are kept for 7 days)"),
+                         "not_found");
+    if (rec->value("state", "") == "done" && rec->contains("result")) return (*rec)["result"];
+    if (!owner_alive(rec->value("owner", "")))
+      return error_reply(id, cat("function call ", id, " (", rec->value("label", "?"), ") was lost: the thaw ",
+                                 "runtime running it stopped before it finished. Spawn it again; calls that ",
+                                 "must outlive the spawning process need a `thaw serve` runtime ",
+                                 "(THAW_RUNTIME_SOCKET)"),
+                         "lost");
+    if (deadline && Clock::now() >= *deadline) return {{"type", "timeout"}, {"call_id", id}};
+    std::this_thread::sleep_for(kPollEvery);
+  }
+}
+
+void CallStore::sweep() {
+  std::error_code ec;
+  auto cutoff = fs::file_time_type::clock::now() - kKeepResults;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.size() < 5 || name.compare(name.size() - 5, 5, ".json") != 0) continue;
+    std::error_code ec2;
+    if (e.last_write_time(ec2) < cutoff && !ec2) fs::remove(e.path(), ec2);
+  }
+  for (const auto& e : fs::directory_iterator(dir_ + "/owners", ec)) {
+    std::string owner = e.path().stem().string();
+    if (owner == owner_) continue;
+    // A lock no one holds is a runtime gone: its file goes. Only an old
+    // one: a runtime starting now creates its file before it locks it.
+    std::error_code ec2;
+    if (e.last_write_time(ec2) > fs::file_time_type::clock::now() - std::chrono::minutes(1) || ec2) continue;
+    if (auto held = FileLock::try_lock(e.path().string())) {
+      fs::remove(e.path(), ec2);
+    }
+  }
+}
+
+}  // namespace thaw::runtime

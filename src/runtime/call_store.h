@@ -1,0 +1,66 @@
+// Spawned calls by id (`fc-…`), so that any process can read a result:
+// `FunctionCall.from_id(id).get()`. Each call is a file in
+// $THAW_HOME/function-calls/, written atomically: "running" when spawned,
+// then "done" with its result message. Results are kept for a week.
+//
+// Several runtimes may share one store. A waiter in the runtime running the
+// call is woken when it finishes; a waiter elsewhere reads the file again
+// every 50 ms while the running runtime is alive, which it tells by that
+// runtime's owner lock (an flock held for the CallStore's lifetime): a call
+// whose runtime stopped before it finished is reported lost, not waited for.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/store.h"
+
+namespace thaw::runtime {
+
+class CallStore {
+ public:
+  static constexpr std::chrono::hours kKeepResults{24 * 7};
+
+  explicit CallStore(const std::string& home);
+  ~CallStore();
+  CallStore(const CallStore&) = delete;
+  CallStore& operator=(const CallStore&) = delete;
+
+  // A new id for a call about to run (label: "app.function", for messages).
+  std::string begin(const std::string& label);
+  // The call's result message; wakes its waiters.
+  void finish(const std::string& id, const nlohmann::json& result);
+  // The result message of call id, waiting at most timeout_s (nullopt:
+  // without limit). Otherwise {"type":"timeout"} or {"type":"error"} saying
+  // why there is none (unknown id, expired, lost with its runtime).
+  nlohmann::json wait(const std::string& id, std::optional<double> timeout_s);
+  // Removes results older than kKeepResults and the lock files of runtimes
+  // that have stopped.
+  void sweep();
+
+  static bool valid_id(const std::string& id);
+
+ private:
+  struct Running {
+    bool done = false;
+    nlohmann::json result;
+  };
+  std::string path_of(const std::string& id) const { return dir_ + "/" + id + ".json"; }
+  std::optional<nlohmann::json> read_record(const std::string& id) const;
+  bool owner_alive(const std::string& owner) const;
+
+  std::string dir_;
+  std::string owner_;             // this runtime's id in the records
+  std::optional<FileLock> owner_lock_;  // held while this runtime lives
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::shared_ptr<Running>> running_;  // this runtime's, until done
+};
+
+}  // namespace thaw::runtime

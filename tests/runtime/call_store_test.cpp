@@ -1,0 +1,106 @@
+// Spawned calls' results by id: read in the runtime that ran the call, in
+// another runtime sharing the store, and never waited for when lost.
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "image/image.h"
+#include "runtime/call_store.h"
+
+namespace {
+
+using nlohmann::json;
+using thaw::runtime::CallStore;
+
+class CallStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/thaw-calls-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    home_ = tmpl;
+  }
+  void TearDown() override { thaw::image::remove_tree(home_); }
+
+  static json result(int v) { return {{"type", "result"}, {"ok", true}, {"value_json", v}}; }
+
+  std::string home_;
+};
+
+TEST_F(CallStoreTest, IdsLookRightAndOthersAreRefused) {
+  CallStore calls(home_);
+  std::string id = calls.begin("app.f");
+  EXPECT_TRUE(CallStore::valid_id(id)) << id;
+  EXPECT_NE(id, calls.begin("app.f"));
+  for (const char* bad : {"fc-../../etc/passwd", "fc-", "xx-0123456789abcdef01234567", "fc-0123456789ABCDEF01234567"}) {
+    json r = calls.wait(bad, 0.0);
+    EXPECT_EQ(r["type"], "error") << bad;
+    EXPECT_EQ(r["kind"], "not_found") << bad;
+  }
+  json r = calls.wait("fc-0123456789abcdef01234567", 0.0);
+  EXPECT_EQ(r["kind"], "not_found");
+  EXPECT_NE(r["error"].get<std::string>().find("never spawned"), std::string::npos) << r;
+}
+
+TEST_F(CallStoreTest, AWaiterInTheSameRuntimeIsWokenWithTheResult) {
+  CallStore calls(home_);
+  std::string id = calls.begin("app.f");
+  EXPECT_EQ(calls.wait(id, 0.0)["type"], "timeout");
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    calls.finish(id, result(7));
+  });
+  json r = calls.wait(id, std::nullopt);
+  finisher.join();
+  EXPECT_EQ(r, result(7));
+  // Read again later (from the file): results are kept, not consumed.
+  EXPECT_EQ(calls.wait(id, 0.0), result(7));
+}
+
+TEST_F(CallStoreTest, AnotherRuntimeReadsTheResultWhenItIsDone) {
+  CallStore running(home_), other(home_);
+  std::string id = running.begin("app.f");
+  EXPECT_EQ(other.wait(id, 0.1)["type"], "timeout");
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    running.finish(id, result(42));
+  });
+  json r = other.wait(id, 30.0);
+  finisher.join();
+  EXPECT_EQ(r, result(42));
+}
+
+TEST_F(CallStoreTest, ACallWhoseRuntimeStoppedIsLostNotWaitedFor) {
+  auto running = std::make_unique<CallStore>(home_);
+  CallStore other(home_);
+  std::string id = running->begin("app.slow");
+  EXPECT_EQ(other.wait(id, 0.0)["type"], "timeout");
+  running.reset();  // the runtime stops before the call finishes
+  json r = other.wait(id, std::nullopt);
+  EXPECT_EQ(r["type"], "error");
+  EXPECT_EQ(r["kind"], "lost");
+  EXPECT_NE(r["error"].get<std::string>().find("app.slow"), std::string::npos) << r;
+}
+
+TEST_F(CallStoreTest, SweepRemovesOnlyExpiredResults) {
+  CallStore calls(home_);
+  std::string old_id = calls.begin("app.f"), new_id = calls.begin("app.f");
+  calls.finish(old_id, result(1));
+  calls.finish(new_id, result(2));
+  std::string old_path = home_ + "/function-calls/" + old_id + ".json";
+  struct timeval eight_days_ago[2] = {{::time(nullptr) - 8 * 86400, 0}, {::time(nullptr) - 8 * 86400, 0}};
+  ASSERT_EQ(::utimes(old_path.c_str(), eight_days_ago), 0);
+  calls.sweep();
+  EXPECT_EQ(calls.wait(old_id, 0.0)["kind"], "not_found");
+  EXPECT_EQ(calls.wait(new_id, 0.0), result(2));
+}
+
+}  // namespace
