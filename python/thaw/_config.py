@@ -386,6 +386,72 @@ def build(kind, name, kwargs, app=None, partial_params=None):
     return config, image, secrets, volumes
 
 
+# Cls.with_options(...): what may be changed per handle, as in Modal.
+OPTION_NAMES = ("cpu", "memory", "gpu", "env", "secrets", "volumes", "retries", "max_containers",
+                "buffer_containers", "scaledown_window", "timeout")
+
+
+def options(where, kwargs):
+    """Cls.with_options(**kwargs) checked and converted to what the runtime
+    applies to the deployed configuration: {"config": {...}, "env": {...},
+    "volumes": {mount path: Volume name}} (only what was given)."""
+    unknown = sorted(set(kwargs) - set(OPTION_NAMES))
+    if unknown:
+        raise InvalidError(f"{where}.with_options() takes no {', '.join(unknown)} (it takes "
+                           f"{', '.join(OPTION_NAMES)})")
+    out = {"config": {}, "env": {}, "volumes": {}}
+    cfg = out["config"]
+    if kwargs.get("gpu") is not None:
+        cfg["gpu"] = normalise_gpu(kwargs["gpu"], where)
+    for name, unit in (("cpu", "cores"), ("memory", "MiB")):
+        if kwargs.get(name) is not None:
+            cfg[name] = _resource(kwargs[name], name, where, unit)
+    if kwargs.get("timeout") is not None:
+        cfg["timeout"] = _positive(kwargs["timeout"], "timeout", where, minimum=1)
+    if kwargs.get("max_containers") is not None:
+        cfg["max_containers"] = _positive(kwargs["max_containers"], "max_containers", where,
+                                          integer=True, minimum=1)
+    if kwargs.get("buffer_containers") is not None:
+        cfg["buffer_containers"] = _positive(kwargs["buffer_containers"], "buffer_containers",
+                                             where, integer=True)
+    if kwargs.get("scaledown_window") is not None:
+        cfg["scaledown_window"] = _positive(kwargs["scaledown_window"], "scaledown_window", where,
+                                            minimum=1)
+    retries = kwargs.get("retries")
+    if retries is not None:
+        if isinstance(retries, int) and not isinstance(retries, bool):
+            retries = Retries(max_retries=retries, initial_delay=1.0, backoff_coefficient=1.0)
+        if not isinstance(retries, Retries):
+            raise InvalidError(f"{where}.with_options(retries=...) must be an int or thaw.Retries")
+        cfg["retries"] = retries.describe()
+    for s in kwargs.get("secrets") or []:
+        if not isinstance(s, Secret):
+            raise InvalidError(f"{where}.with_options(secrets=...) must be a list of thaw.Secret, "
+                               f"got {s!r}")
+        out["env"].update(s.resolve())
+    env = kwargs.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
+        raise InvalidError(f"{where}.with_options(env=...) must be a dict of variable names to "
+                           f"strings")
+    out["env"].update({k: (None if v is None else str(v)) for k, v in env.items()})
+    for path, vol in (kwargs.get("volumes") or {}).items():
+        path = str(path)
+        if not isinstance(vol, Volume):
+            raise InvalidError(f"{where}.with_options(volumes=...): only thaw.Volume can be "
+                               f"mounted, got {vol!r} at {path!r}")
+        if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+            raise InvalidError(f"{where}: volume mount path {path!r} must be an absolute path "
+                               f"other than /")
+        out["volumes"][path.rstrip("/")] = vol.name
+    return out
+
+
+def merge_options(old, new):
+    """Options of a handle made from another with more options: later wins."""
+    old = old or {"config": {}, "env": {}, "volumes": {}}
+    return {k: {**old.get(k, {}), **new.get(k, {})} for k in ("config", "env", "volumes")}
+
+
 def finish(config):
     """The config as stored: keys whose value is None are left out (readers
     take their defaults), so no reader meets a JSON null."""

@@ -4,12 +4,13 @@ objects @app.function / @app.cls return, with .remote(), .local(), .spawn(),
 """
 
 import concurrent.futures
+import copy
 import inspect
 
 from . import _client, _state
 from ._aio import aio_method
-from ._batch import call_as_batch_of_one
-from ._config import inputs_at_once, sha256_json
+from ._batch import call_as_batch_of_one, check_params
+from ._config import inputs_at_once, merge_options, options, sha256_json
 from ._partial import ENTER_POST, ENTER_PRE, EXIT, METHOD, Parameter
 from ._protocol import dump_payload, load_payload
 from ._state import warn
@@ -49,6 +50,7 @@ class _Target:
             "kwargs": dump_payload(dict(kwargs)),
             "mode": mode,
             "app_file": app_file,
+            **({"options": self.owner._options} if self.owner._options else {}),
         }
 
 
@@ -196,7 +198,7 @@ def _map(target, iterators, kwargs, order_outputs, return_exceptions, local_fn=N
     else:
         def run(args):
             return local_fn(*args, **kwargs)
-    cfg = target.owner._config or {}
+    cfg = {**(target.owner._config or {}), **((target.owner._options or {}).get("config") or {})}
     width = MAP_PARALLELISM
     if cfg.get("max_containers"):
         width = min(width, cfg["max_containers"] * inputs_at_once(cfg))
@@ -295,6 +297,8 @@ class _Callable:
 
 class _Object:
     """What Function and Cls share: name, app, config, routing."""
+
+    _options = None  # Cls.with_options & co: overrides of the deployed configuration
 
     def _init_common(self, name, app, config, image, secrets, volumes, app_name=None,
                      from_name=False):
@@ -514,6 +518,40 @@ class Cls(_Object):
 
     def __call__(self, *args, **kwargs):
         return Obj(self, args, kwargs)
+
+    # -- handles with other settings (Modal's Cls.with_options & co). Each
+    # has containers of its own; settings that change what the snapshot
+    # phase sees (gpu, env, secrets, volumes) get a snapshot of their own.
+    def with_options(self, **kwargs):
+        """A handle whose containers run with these settings instead of the
+        deployed ones: cpu, memory, gpu, env, secrets, volumes, retries,
+        max_containers, buffer_containers, scaledown_window, timeout."""
+        return self._with(options(f"{self._name}", kwargs))
+
+    def with_concurrency(self, *, max_inputs, target_inputs=None):
+        """A handle whose containers take up to max_inputs inputs at once."""
+        if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:
+            raise InvalidError(f"{self._name}.with_concurrency(max_inputs={max_inputs!r}): a "
+                               f"positive integer")
+        if any(m.get("batched") for m in self._methods.values()):
+            raise InvalidError(f"{self._name}.with_concurrency(): the class has a @batched method, "
+                               f"and @batched cannot be combined with @concurrent")
+        return self._with({"config": {"max_concurrent_inputs": max_inputs,
+                                      "target_concurrent_inputs": target_inputs}})
+
+    def with_batching(self, *, max_batch_size, wait_ms):
+        """A handle whose @batched method gathers batches of these limits."""
+        check_params(max_batch_size, wait_ms)
+        if self._user_cls is not None and not any(m.get("batched") for m in self._methods.values()):
+            raise InvalidError(f"{self._name}.with_batching(): the class has no @batched method "
+                               f"(a batched method takes lists; decorate it with @thaw.batched)")
+        return self._with({"config": {"batched": {"max_batch_size": max_batch_size,
+                                                  "wait_ms": wait_ms}}})
+
+    def _with(self, opts):
+        new = copy.copy(self)
+        new._options = merge_options(self._options, opts)
+        return new
 
     def get_user_cls(self):
         return self._user_cls

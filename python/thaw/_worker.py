@@ -358,6 +358,11 @@ class Worker:
                 os.environ.pop(k, None)
             else:
                 os.environ[str(k)] = str(v)
+        # Cls.with_options & co: this container's handle overrides settings
+        # the worker applies itself (timeouts, concurrency, batching).
+        overrides = os.environ.get("THAW_CONFIG_OVERRIDES")
+        if overrides:
+            self.config = {**self.config, **json.loads(overrides)}
         if msg.get("restored") and msg.get("seed") is not None:
             self._timed("reseed_s", lambda: reseed(msg["seed"]))
         signal.signal(signal.SIGTERM, _on_term)
@@ -387,7 +392,9 @@ class Worker:
         instance = self.instance_for(params)
         fn = getattr(instance, method)
         if info.get("batched"):
-            return self.batcher(method, params, fn, info["batched"]), False
+            # The class's batching is its batched method's, or a handle's
+            # with_batching override of it.
+            return self.batcher(method, params, fn, self.config.get("batched") or info["batched"]), False
         return fn, bool(info.get("is_generator"))
 
     def instance_for(self, params):

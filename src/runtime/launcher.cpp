@@ -92,6 +92,9 @@ json Launcher::start_env(const Target& t, const std::string& container_id) const
   env["THAW_CONTAINER_ID"] = container_id;
   if (!ctx_.socket_path.empty()) env["THAW_RUNTIME_SOCKET"] = ctx_.socket_path;
   if (!t.fn.gpu().empty()) env["CUDA_VISIBLE_DEVICES"] = all_gpus();
+  // Cls.with_options & co; null unsets it in a container restored from a
+  // snapshot another handle's container made.
+  env["THAW_CONFIG_OVERRIDES"] = t.config_overrides.empty() ? json() : json(t.config_overrides.dump());
   return env;
 }
 

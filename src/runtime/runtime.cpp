@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "runtime/introspect.h"
+#include "runtime/options.h"
 #include "runtime/snapshot_key.h"
 
 namespace thaw::runtime {
@@ -109,6 +110,7 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
   Target t;
   try {
     t = resolve(str(msg, "app"), str(msg, "function"), str(msg, "mode"), str(msg, "app_file"));
+    if (auto o = msg.find("options"); o != msg.end() && !o->is_null()) apply_options(t, *o);
   } catch (const std::exception& e) {
     return error_reply(id, e.what());
   }

@@ -3,6 +3,8 @@
 #pragma once
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/app.h"
 
 namespace thaw::runtime {
@@ -14,10 +16,15 @@ struct Target {
   std::string cwd;        // the worker's working directory
   FunctionDesc fn;
   std::string key;        // snapshot key; empty when this target takes no snapshots
+  // Cls.with_options & co (runtime/options.h): the config keys overridden,
+  // for the worker, and a digest of all the options ("" without any).
+  nlohmann::json config_overrides = nlohmann::json::object();
+  std::string variant;
 
   std::string label() const { return app + "." + fn.name; }
   std::string pool_id() const {
-    return version ? app + "@v" + std::to_string(version) + "/" + fn.name : "ephemeral:" + app_file + "/" + fn.name;
+    std::string id = version ? app + "@v" + std::to_string(version) + "/" + fn.name : "ephemeral:" + app_file + "/" + fn.name;
+    return variant.empty() ? id : id + "+" + variant;
   }
 };
 

@@ -914,6 +914,42 @@ except Exception as e:
     assert not ours(), "processes of the crashed runtime live on"
 
 
+def test_class_handles_with_other_settings(thaw):
+    thaw.deploy(APPS / "options.py")
+    sock = thaw.serve()
+    out = thaw.client("""
+import json, thaw
+from thaw.exception import FunctionTimeoutError
+Probe = thaw.Cls.from_name("e2e-options", "Probe")
+plain = Probe().info.remote()
+sweet = Probe.with_options(env={"FLAVOUR": "sweet"})().info.remote()
+try:
+    Probe.with_options(timeout=1)().info.remote(3)
+    timed_out = None
+except FunctionTimeoutError as e:
+    timed_out = str(e)
+wide = list(Probe.with_concurrency(max_inputs=3)().info.map([1.0] * 3))
+narrow = list(Probe().info.map([0.2] * 3))
+print(json.dumps({"plain": plain, "sweet": sweet, "timed_out": timed_out, "wide": wide,
+                  "narrow": narrow}))
+""", sock)
+    assert out["plain"]["flavour"] is None and out["plain"]["snap_flavour"] is None, out
+    # env= reaches the snapshot phase too: that handle has a snapshot of its own.
+    assert out["sweet"]["flavour"] == "sweet" and out["sweet"]["snap_flavour"] == "sweet", out
+    assert out["sweet"]["container"] != out["plain"]["container"], out
+    assert "exceeded its timeout of 1" in out["timed_out"], out
+    # max_containers=1: three inputs at once in one container with
+    # with_concurrency(max_inputs=3), one at a time without.
+    assert len({r["container"] for r in out["wide"]}) == 1, out["wide"]
+    assert max(r["at_once"] for r in out["wide"]) == 3, out["wide"]
+    assert max(r["at_once"] for r in out["narrow"]) == 1, out["narrow"]
+    log = thaw.stop_serve()
+    # One snapshot made while serving, for env=; timeout and concurrency
+    # handles restore from the deployed one.
+    assert log.count("Creating memory snapshot") == 1, log
+    thaw.assert_containers_gone()
+
+
 def test_one_serve_per_socket_and_one_runs_the_schedules(thaw):
     thaw.deploy(APPS / "scheduled.py")
     sock = thaw.serve()

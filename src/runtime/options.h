@@ -1,0 +1,18 @@
+// Per-handle overrides of a deployed function's configuration: Modal's
+// Cls.with_options / with_concurrency / with_batching. A call carries them
+// as "options": {"config": {...}, "env": {...}, "volumes": {...}}; the
+// target they make has a pool of its own (its containers run with them),
+// and a snapshot of its own when they change what the snapshot phase sees
+// (gpu, env, volumes). Other settings (timeouts, limits, scaling,
+// concurrency, batching) restore from the deployed snapshot.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "runtime/target.h"
+
+namespace thaw::runtime {
+
+// Applies options to t; throws with what is wrong with them.
+void apply_options(Target& t, const nlohmann::json& options);
+
+}  // namespace thaw::runtime
