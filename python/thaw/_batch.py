@@ -99,9 +99,11 @@ class _Batch:
 
 class Batcher:
     """Gathers concurrent single inputs of one function (of one instance)
-    into batches. Each input's thread calls it; the thread of a batch's first
-    input waits for the batch to fill or for wait_ms, then runs it while the
-    others wait for their outputs. One batch gathers while another runs."""
+    into batches and runs them one at a time, as Modal does. Each input's
+    thread calls it; the thread of a batch's first input waits until the
+    batch is full, or wait_ms has passed and no other batch runs, then runs
+    it while the others wait for their outputs. While a batch runs the next
+    one keeps gathering, past its wait_ms, until it is full."""
 
     def __init__(self, fn, max_batch_size, wait_ms):
         self.fn = fn
@@ -110,7 +112,8 @@ class Batcher:
         self.max_size = max_batch_size
         self.wait_s = wait_ms / 1000.0
         self.cond = threading.Condition()
-        self.open = None  # the batch gathering inputs; None when none is
+        self.open = None       # the batch gathering inputs; None when none is
+        self.running = False   # a batch is running
 
     def __call__(self, *args, **kwargs):
         entry = _Input(_input_values(self.sig, self.name, args, kwargs))
@@ -124,14 +127,23 @@ class Batcher:
                 self.open = None  # full: no more inputs join it
                 self.cond.notify_all()
             if leader:
-                while self.open is batch:
+                while True:
                     left = batch.deadline - time.monotonic()
-                    if left <= 0:
-                        self.open = None
+                    ready = len(batch.inputs) >= self.max_size or left <= 0
+                    if ready and not self.running:
                         break
-                    self.cond.wait(left)
+                    # Woken when the batch fills or the running one ends.
+                    self.cond.wait(None if ready else left)
+                if self.open is batch:
+                    self.open = None
+                self.running = True
         if leader:
-            self._run(batch.inputs)
+            try:
+                self._run(batch.inputs)
+            finally:
+                with self.cond:
+                    self.running = False
+                    self.cond.notify_all()
         else:
             entry.done.wait()
         if entry.error is not None:

@@ -125,13 +125,16 @@ def _leave_when_runtime_gone(fd, busy):
             continue
         if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events):
             break
-    if busy():
-        try:  # stderr was the runtime's pipe too: it may be gone with it
-            print("thaw worker: the runtime has gone (its control channel closed) while an "
-                  "input ran; leaving, since its result has nowhere to go", file=sys.stderr)
-        except OSError:
-            pass
-        os._exit(1)
+    # Calls the runtime sent before it died may still be read and started
+    # after the hang-up: keep looking until the main loop has left.
+    while not busy():
+        time.sleep(0.1)
+    try:  # stderr was the runtime's pipe too: it may be gone with it
+        print("thaw worker: the runtime has gone (its control channel closed) while an "
+              "input ran; leaving, since its result has nowhere to go", file=sys.stderr)
+    except OSError:
+        pass
+    os._exit(1)
 
 
 def reseed(seed):
@@ -595,6 +598,16 @@ class Worker:
                 self._answer(call, {"type": "result", "id": msg.get("id"), "ok": False,
                                    "error": f"FunctionTimeoutError: {err}", "traceback": "",
                                    "exception": dump_payload(err)})
+                if self.config.get("batched"):
+                    # A batch cannot be stopped in its thread, and the next
+                    # one waits for it: the container leaves instead, and
+                    # the runtime gives the other inputs another.
+                    try:
+                        print(f"thaw worker: a batch of {self.target_name} overran its timeout "
+                              f"of {timeout} s; stopping the container", file=sys.stderr)
+                    except OSError:
+                        pass
+                    os._exit(1)
             timer = threading.Timer(timeout, expire)
             timer.daemon = True
             timer.start()

@@ -68,13 +68,17 @@ void CallStore::finish(const std::string& id, const json& result) {
   if (auto rec = read_record(id)) label = rec->value("label", "");
   // Written before the waiters are woken: a waiter that comes after the
   // entry is gone reads it from the file.
+  bool written = true;
   try {
     container::write_file_atomic(
         path_of(id), json{{"state", "done"}, {"label", label}, {"finished", unix_now()}, {"result", result}}.dump());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "thaw: function call %s: cannot keep its result: %s\n", id.c_str(), e.what());
+    written = false;
+    std::fprintf(stderr, "thaw: function call %s: cannot keep its result on disk (%s); only this runtime has it\n",
+                 id.c_str(), e.what());
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (!written) unwritten_[id] = result;
   auto it = running_.find(id);
   if (it == running_.end()) return;
   it->second->done = true;
@@ -87,10 +91,11 @@ std::optional<json> CallStore::read_record(const std::string& id) const {
   std::string text;
   if (!try_read_file(path_of(id), &text)) return std::nullopt;
   try {
-    return json::parse(text);
+    json j = json::parse(text);
+    if (j.is_object()) return j;
   } catch (const json::exception&) {
-    return std::nullopt;  // not one of ours; treated as missing
   }
+  return std::nullopt;  // not one of ours; treated as missing
 }
 
 bool CallStore::owner_alive(const std::string& owner) const {
@@ -98,25 +103,37 @@ bool CallStore::owner_alive(const std::string& owner) const {
   if (owner.empty() || owner.find('/') != std::string::npos) return false;
   std::string path = dir_ + "/owners/" + owner + ".lock";
   if (::access(path.c_str(), F_OK) != 0) return false;
-  return !FileLock::try_lock(path).has_value();
+  try {
+    return !FileLock::try_lock(path).has_value();
+  } catch (const std::exception&) {
+    return true;  // cannot tell: not declared lost (the wait can still end)
+  }
 }
 
-json CallStore::wait(const std::string& id, std::optional<double> timeout_s) {
+json CallStore::wait(const std::string& id, std::optional<double> timeout_s, const std::function<bool()>& abandoned) {
   if (!valid_id(id))
     return error_reply(id, cat("'", id, "' is not a function call id (they look like fc- and 24 hex digits, ",
                                "as FunctionCall.object_id gives)"),
                        "not_found");
+  // Beyond a few years is no limit (and a time_point would overflow).
+  if (timeout_s && *timeout_s > 1e8) timeout_s.reset();
   std::optional<Clock::time_point> deadline;
   if (timeout_s) deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double>(std::max(0.0, *timeout_s)));
+  auto gone = [&] { return abandoned && abandoned(); };
+  json timeout = {{"type", "timeout"}, {"call_id", id}};
   {
     std::unique_lock<std::mutex> lock(mu_);
+    if (auto u = unwritten_.find(id); u != unwritten_.end()) return u->second;
     auto it = running_.find(id);
     if (it != running_.end()) {
       auto entry = it->second;
-      auto done = [&] { return entry->done; };
-      if (deadline ? cv_.wait_until(lock, *deadline, done) : (cv_.wait(lock, done), true)) return entry->result;
-      return {{"type", "timeout"}, {"call_id", id}};
+      for (;;) {
+        auto until = Clock::now() + std::chrono::milliseconds(100);
+        if (deadline && *deadline < until) until = *deadline;
+        if (cv_.wait_until(lock, until, [&] { return entry->done; })) return entry->result;
+        if ((deadline && Clock::now() >= *deadline) || gone()) return timeout;
+      }
     }
   }
   // Run by another runtime, or done: the file says.
@@ -128,13 +145,21 @@ json CallStore::wait(const std::string& id, std::optional<double> timeout_s) {
                                  "are kept for 7 days)"),
                          "not_found");
     if (rec->value("state", "") == "done" && rec->contains("result")) return (*rec)["result"];
-    if (!owner_alive(rec->value("owner", "")))
+    std::string owner = rec->is_object() && (*rec)["owner"].is_string() ? (*rec)["owner"].get<std::string>() : "";
+    bool lost = !owner_alive(owner);
+    if (owner == owner_) {
+      // Ours and not running: finished, and the file says otherwise.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto u = unwritten_.find(id); u != unwritten_.end()) return u->second;
+      lost = !running_.count(id);
+    }
+    if (lost)
       return error_reply(id, cat("function call ", id, " (", rec->value("label", "?"), ") was lost: the thaw ",
                                  "runtime running it stopped before it finished. Spawn it again; calls that ",
                                  "must outlive the spawning process need a `thaw serve` runtime ",
                                  "(THAW_RUNTIME_SOCKET)"),
                          "lost");
-    if (deadline && Clock::now() >= *deadline) return {{"type", "timeout"}, {"call_id", id}};
+    if ((deadline && Clock::now() >= *deadline) || gone()) return timeout;
     std::this_thread::sleep_for(kPollEvery);
   }
 }
@@ -144,7 +169,9 @@ void CallStore::sweep() {
   auto cutoff = fs::file_time_type::clock::now() - kKeepResults;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     std::string name = e.path().filename().string();
-    if (name.size() < 5 || name.compare(name.size() - 5, 5, ".json") != 0) continue;
+    // Results, and what a crash left of one being written.
+    bool result = name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0;
+    if (!result && name.find(".json.tmp") == std::string::npos) continue;
     std::error_code ec2;
     if (e.last_write_time(ec2) < cutoff && !ec2) fs::remove(e.path(), ec2);
   }

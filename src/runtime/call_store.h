@@ -11,6 +11,7 @@
 #pragma once
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,7 +40,10 @@ class CallStore {
   // The result message of call id, waiting at most timeout_s (nullopt:
   // without limit). Otherwise {"type":"timeout"} or {"type":"error"} saying
   // why there is none (unknown id, expired, lost with its runtime).
-  nlohmann::json wait(const std::string& id, std::optional<double> timeout_s);
+  // `abandoned` is asked every 50-100 ms while it waits: true (the asker
+  // has gone, the server stops) ends the wait with {"type":"timeout"}.
+  nlohmann::json wait(const std::string& id, std::optional<double> timeout_s,
+                      const std::function<bool()>& abandoned = {});
   // Removes results older than kKeepResults and the lock files of runtimes
   // that have stopped.
   void sweep();
@@ -61,6 +65,9 @@ class CallStore {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<Running>> running_;  // this runtime's, until done
+  // Results whose file could not be written (a full disk): kept here, so
+  // that this runtime still answers for them.
+  std::map<std::string, nlohmann::json> unwritten_;
 };
 
 }  // namespace thaw::runtime

@@ -101,6 +101,86 @@ void Server::serve_client(UniqueFd fd) {
       // the client went away; its calls still finish
     }
   };
+  // A `get` waiting for a call gives up when its client has gone or the
+  // server stops.
+  auto abandoned = [this, cfd = fd.get()] {
+    if (stop_) return true;
+    struct pollfd p = {cfd, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+  };
+  auto handle = [&](json& msg, const json& id) {
+    std::string type = msg.value("type", "");
+    if (type == "call") {
+      calls.start([&, msg] {
+        // A streamed generator's values reach the client as they come.
+        YieldSink to_client;
+        // It throws when the client has gone, which cancels the call.
+        if (msg.value("stream", false)) to_client = [&](const json& y) { ch.send(y); };
+        reply(rt_.call(msg, true, to_client));
+      });
+    } else if (type == "spawn") {
+      msg.erase("stream");  // a spawned call's result is fetched whole
+      std::string call_id;
+      try {
+        call_id = rt_.calls().begin(cat(msg.value("app", ""), ".", msg.value("function", "")));
+      } catch (const Error& e) {
+        reply({{"type", "error"}, {"id", id}, {"error", cat("spawn: ", e.what())}});
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        spawned[id.dump()] = call_id;
+      }
+      reply({{"type", "spawned"}, {"id", id}, {"call_id", call_id}});
+      // The call goes on if the client goes: its result is kept for any
+      // process to read (FunctionCall.from_id).
+      calls.start([&, msg, call_id] {
+        json r;
+        try {
+          r = rt_.call(msg);
+        } catch (const std::exception& e) {
+          r = {{"type", "result"}, {"ok", false}, {"error", e.what()}, {"traceback", ""}};
+        }
+        rt_.calls().finish(call_id, r);
+      });
+    } else if (type == "get") {
+      // By FunctionCall id (any process), or by the id of a spawn sent on
+      // this connection.
+      std::string call_id = msg.value("call_id", "");
+      bool by_spawn = call_id.empty();
+      if (by_spawn) {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = spawned.find(id.dump());
+        if (it != spawned.end()) call_id = it->second;
+      }
+      if (call_id.empty()) {
+        reply({{"type", "error"}, {"id", id}, {"error", "no spawned call with this id"}});
+        return;
+      }
+      std::optional<double> timeout;
+      if (msg.contains("timeout") && msg["timeout"].is_number()) timeout = msg["timeout"].get<double>();
+      calls.start([&, call_id, id, timeout, by_spawn] {
+        json r;
+        try {
+          r = rt_.calls().wait(call_id, timeout, abandoned);
+        } catch (const std::exception& e) {
+          r = {{"type", "error"}, {"error", cat("function call ", call_id, ": ", e.what())}};
+        }
+        if (by_spawn && r.value("type", "") != "timeout") {
+          std::lock_guard<std::mutex> lock(mu);
+          spawned.erase(id.dump());  // answered: the client asks no more
+        }
+        r["id"] = id;
+        reply(r);
+      });
+    } else if (type == "lookup") {
+      reply(rt_.lookup(msg));
+    } else if (type == "ping") {
+      reply({{"type", "pong"}, {"id", id}});
+    } else {
+      reply({{"type", "error"}, {"id", id}, {"error", "unknown request type '" + type + "'"}});
+    }
+  };
   while (wait_readable(fd.get())) {
     std::optional<json> m;
     try {
@@ -111,59 +191,13 @@ void Server::serve_client(UniqueFd fd) {
       break;
     }
     if (!m) break;
-    std::string type = m->value("type", "");
     json id = m->value("id", json());
-    if (type == "call") {
-      calls.start([&, msg = *m] {
-        // A streamed generator's values reach the client as they come.
-        YieldSink to_client;
-        // It throws when the client has gone, which cancels the call.
-        if (msg.value("stream", false)) to_client = [&](const json& y) { ch.send(y); };
-        reply(rt_.call(msg, true, to_client));
-      });
-    } else if (type == "spawn") {
-      m->erase("stream");  // a spawned call's result is fetched whole
-      std::string call_id;
-      try {
-        call_id = rt_.calls().begin(cat(m->value("app", ""), ".", m->value("function", "")));
-      } catch (const std::exception& e) {
-        reply({{"type", "error"}, {"id", id}, {"error", cat("spawn: ", e.what())}});
-        continue;
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        spawned[id.dump()] = call_id;
-      }
-      reply({{"type", "spawned"}, {"id", id}, {"call_id", call_id}});
-      // The call goes on if the client goes: its result is kept for any
-      // process to read (FunctionCall.from_id).
-      calls.start([&, msg = *m, call_id] { rt_.calls().finish(call_id, rt_.call(msg)); });
-    } else if (type == "get") {
-      // By FunctionCall id (any process), or by the id of a spawn sent on
-      // this connection.
-      std::string call_id = m->value("call_id", "");
-      if (call_id.empty()) {
-        std::lock_guard<std::mutex> lock(mu);
-        auto it = spawned.find(id.dump());
-        if (it != spawned.end()) call_id = it->second;
-      }
-      if (call_id.empty()) {
-        reply({{"type", "error"}, {"id", id}, {"error", "no spawned call with this id"}});
-        continue;
-      }
-      std::optional<double> timeout;
-      if (m->contains("timeout") && (*m)["timeout"].is_number()) timeout = (*m)["timeout"].get<double>();
-      calls.start([&, call_id, id, timeout] {
-        json r = rt_.calls().wait(call_id, timeout);
-        r["id"] = id;
-        reply(r);
-      });
-    } else if (type == "lookup") {
-      reply(rt_.lookup(*m));
-    } else if (type == "ping") {
-      reply({{"type", "pong"}, {"id", id}});
-    } else {
-      reply({{"type", "error"}, {"id", id}, {"error", "unknown request type '" + type + "'"}});
+    try {
+      handle(*m, id);
+    } catch (const std::exception& e) {
+      // A request of the wrong shape (a field of the wrong type) is
+      // refused; the connection and the runtime go on.
+      reply({{"type", "error"}, {"id", id}, {"error", cat("bad request: ", e.what())}});
     }
   }
   calls.join_all();

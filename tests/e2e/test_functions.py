@@ -882,6 +882,11 @@ import json, thaw
 print(json.dumps(thaw.Function.from_name("e2e-jobs", "job").spawn(1, {str(thaw.tmp / "never")!r}).object_id))
 """, sock)
     # The runtime crashes while the call runs.
+    started = thaw.tmp / "never.started"
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline, f"the job never started:\n{thaw.serve_log()}"
+        time.sleep(0.05)
     thaw.serving.kill()
     thaw.serving.wait()
     thaw.serving = None

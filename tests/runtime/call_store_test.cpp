@@ -2,6 +2,7 @@
 // another runtime sharing the store, and never waited for when lost.
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -88,6 +89,48 @@ TEST_F(CallStoreTest, ACallWhoseRuntimeStoppedIsLostNotWaitedFor) {
   EXPECT_EQ(r["type"], "error");
   EXPECT_EQ(r["kind"], "lost");
   EXPECT_NE(r["error"].get<std::string>().find("app.slow"), std::string::npos) << r;
+}
+
+TEST_F(CallStoreTest, ACallWhoseRuntimeCrashedIsLost) {
+  // A runtime that dies without cleaning up leaves its owner lock file;
+  // nobody holds the lock any more.
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    CallStore crashed(home_);
+    std::string id = crashed.begin("app.crashed");
+    (void)!::write(p[1], id.data(), id.size());
+    ::_exit(0);  // no destructors: the lock file stays
+  }
+  ::close(p[1]);
+  char buf[64] = {};
+  ssize_t n = ::read(p[0], buf, sizeof buf - 1);
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_GT(n, 0);
+  CallStore other(home_);
+  json r = other.wait(std::string(buf, n), std::nullopt);
+  EXPECT_EQ(r["kind"], "lost") << r;
+  EXPECT_NE(r["error"].get<std::string>().find("app.crashed"), std::string::npos) << r;
+}
+
+TEST_F(CallStoreTest, AWaitEndsWhenItsAskerHasGone) {
+  CallStore running(home_), other(home_);
+  std::string id = running.begin("app.f");
+  int asks = 0;
+  EXPECT_EQ(running.wait(id, std::nullopt, [&] { return ++asks > 2; })["type"], "timeout");
+  asks = 0;
+  EXPECT_EQ(other.wait(id, std::nullopt, [&] { return ++asks > 2; })["type"], "timeout");
+  // A limit beyond any time_point is no limit, not a wait already over.
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    running.finish(id, result(3));
+  });
+  EXPECT_EQ(other.wait(id, 1e300), result(3));
+  finisher.join();
 }
 
 TEST_F(CallStoreTest, SweepRemovesOnlyExpiredResults) {

@@ -127,24 +127,40 @@ def test_an_async_batched_function():
     assert sorted(v for v, _ in out) == [2, 4]
 
 
-def test_a_batch_gathers_while_another_runs():
+def test_batches_run_one_at_a_time_and_the_next_gathers_meanwhile():
     release = threading.Event()
-    rec = Recorder(lambda xs, ys: (release.wait(10), [x for x in xs])[1])
-    b = Batcher(rec, max_batch_size=2, wait_ms=5000)
-    first = threading.Thread(target=_run_concurrently, args=(b, [((1, 0), {}), ((2, 0), {})]))
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(xs, ys):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        return list(xs)
+    rec = Recorder(slow)
+    b = Batcher(rec, max_batch_size=4, wait_ms=10)
+    first = threading.Thread(target=_run_concurrently, args=(b, [((i, 0), {}) for i in range(4)]))
     first.start()
     deadline = time.monotonic() + 10
     while not rec.batches and time.monotonic() < deadline:
         time.sleep(0.01)
-    second = threading.Thread(target=_run_concurrently, args=(b, [((3, 0), {}), ((4, 0), {})]))
-    second.start()
-    while len(rec.batches) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # The second batch started although the first had not finished.
-    assert len(rec.batches) == 2, rec.batches
+    # Three inputs, one by one, well past wait_ms while the first batch runs.
+    later = []
+    for i in range(3):
+        t = threading.Thread(target=lambda i=i: later.append(b(10 + i, 0)))
+        t.start()
+        time.sleep(0.05)
+    assert len(rec.batches) == 1  # none of them ran beside the first batch
     release.set()
     first.join(10)
-    second.join(10)
+    while len(later) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(later) == [10, 11, 12]
+    assert [sorted(xs) for xs, _ in rec.batches] == [[0, 1, 2, 3], [10, 11, 12]]
+    assert most[0] == 1
 
 
 # ====================================================================== decorator

@@ -13,7 +13,7 @@ def add(xs: list, ys: list) -> list:
 
 
 @app.function(enable_memory_snapshot=True)
-@thaw.batched(max_batch_size=2, wait_ms=50)
+@thaw.batched(max_batch_size=2, wait_ms=5000)
 def short(xs):
     return xs[:1]  # one output for the whole batch: an error for each input
 

@@ -10,6 +10,7 @@ app = thaw.App("e2e-jobs")
 @app.function(enable_memory_snapshot=True)
 def job(x, go_file):
     # Runs until the test lets it finish, so "not ready yet" is certain.
+    open(go_file + ".started", "w").close()
     while not os.path.exists(go_file):
         time.sleep(0.02)
     return x * 2
