@@ -136,6 +136,8 @@ class App:
                                        f"a scheduled run passes none") from None
                 except ValueError:
                     pass  # no signature to check (a builtin)
+            _config.one_container_for_web_server(
+                config, [(params.get("web") or {}).get("kind")], f"function '{fname}'")
             config = _config.finish(config)
             fn = Function(f, name=fname, app=self, config=config, image=image, secrets=secrets,
                           volumes=volumes, batched=BATCHED in flags)
@@ -187,6 +189,8 @@ class App:
             if batched:
                 config["batched"] = methods[batched[0]]["batched"]
             config["methods"] = methods
+            _config.one_container_for_web_server(
+                config, [(m.get("web_endpoint") or {}).get("kind") for m in methods.values()], where)
             config["lifecycle"] = {
                 "enter_snap": lifecycle[ENTER_PRE],
                 "enter": lifecycle[ENTER_POST],

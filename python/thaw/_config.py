@@ -386,6 +386,18 @@ def build(kind, name, kwargs, app=None, partial_params=None):
     return config, image, secrets, volumes
 
 
+def one_container_for_web_server(config, web_kinds, where):
+    """A @web_server function's server listens on a port of the host
+    (containers share its network), so its containers run one at a time."""
+    if "web_server" not in web_kinds:
+        return
+    asked = config.get("max_containers")
+    if asked is not None and asked > 1:
+        warn(f"thaw: {where}: max_containers={asked} is lowered to 1: a @web_server's server "
+             f"listens on a port of the host, which one container at a time can hold")
+    config["max_containers"] = 1
+
+
 # Cls.with_options(...): what may be changed per handle, as in Modal.
 OPTION_NAMES = ("cpu", "memory", "gpu", "env", "secrets", "volumes", "retries", "max_containers",
                 "buffer_containers", "scaledown_window", "timeout")

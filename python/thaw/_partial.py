@@ -163,15 +163,32 @@ def _web(kind, takes_method):
     return decorator
 
 
-def web_server(_f=None, *args, **kwargs):
-    """Modal's @web_server(port): a process the function starts listening on
-    a port, proxied. Not served by thaw (warned); .remote() still works."""
+def web_server(port, *, startup_timeout=5.0, label=None, custom_domains=None,
+               requires_proxy_auth=False):
+    """Modal's @web_server(port): the function starts a server listening on
+    port (e.g. with subprocess.Popen) and `thaw serve --http` forwards the
+    requests for its URL, and every path below it, to that server. The
+    function runs once per container, at the first request; the port must
+    accept connections within startup_timeout seconds after it returns."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidError(f"@web_server(port={port!r}): a TCP port number from 1 to 65535")
+    if isinstance(startup_timeout, bool) or not isinstance(startup_timeout, (int, float)) \
+            or startup_timeout <= 0:
+        raise InvalidError(f"@web_server(startup_timeout={startup_timeout!r}): a positive number "
+                           f"of seconds")
+    if label is not None and (not isinstance(label, str) or not label
+                              or any(c in label for c in "/?#% ")):
+        raise InvalidError(f"@web_server(label={label!r}): a label is one URL path segment "
+                           f"(no '/', '?', '#', '%' or spaces)")
+    if custom_domains:
+        warn(f"thaw: @web_server(custom_domains={custom_domains!r}) is not supported: thaw "
+             f"serves on one address")
+    web = {"kind": "web_server", "port": port, "startup_timeout": float(startup_timeout),
+           "label": label, "requires_proxy_auth": True if requires_proxy_auth else None}
+
     def make(f):
-        warn("thaw: @web_server is not supported: thaw proxies no ports of a container; use "
-             "@asgi_app or @wsgi_app, or call the function with .remote()")
-        return _apply(f, {WEB}, {}, "web_server")
-    if callable(_f) and not args:
-        return make(_f)
+        return _apply(f, {WEB}, {"web": {k: v for k, v in web.items() if v is not None}},
+                      "web_server")
     return make
 
 

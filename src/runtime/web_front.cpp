@@ -278,7 +278,7 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client) 
                            head);
   std::string kind = route->web.value("kind", "");
   // A function's own URL is its whole path: nothing may follow it.
-  bool takes_paths = kind == "asgi_app" || kind == "wsgi_app";
+  bool takes_paths = kind == "asgi_app" || kind == "wsgi_app" || kind == "web_server";
   if (!takes_paths && rest != "/") return detail(404, cat("no such path under ", root), head);
   json headers = json::array();
   for (const auto& [k, v] : req.headers) headers.push_back({k, v});
@@ -293,7 +293,8 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client) 
                   {"server", {host_, port_}},
                   {"scheme", "http"}};
   json options = json::object();
-  if (route->web.contains("method")) options["method"] = route->web["method"];
+  for (const char* k : {"method", "port", "startup_timeout"})
+    if (route->web.contains(k)) options[k] = route->web[k];
   json msg = {{"type", "call"},
               {"id", cat("web-", next_id_++)},
               {"app", app},

@@ -220,3 +220,33 @@ def test_bad_http_addresses_are_refused_clearly(thaw):  # noqa: F811 - the fixtu
         cp = thaw.run("serve", "--socket", thaw.tmp / "bad.sock", "--http", address, check=False)
         assert cp.returncode != 0 and f"--http {address}: " in cp.stderr and message in cp.stderr, cp.stderr
     taken.close()
+
+
+def test_a_web_server_function_gets_every_request_below_its_url(thaw):  # noqa: F811
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    thaw.env["E2E_WEB_SERVER_PORT"] = str(port)
+    thaw.deploy(APPS / "web_server.py")
+    _, base = serve_http(thaw)
+    url = f"{base}/e2e-web-server/echo_server"
+    st, hd, body = request(f"{url}/some/path?q=1&r=two")
+    assert st == 200 and hd["x-server"] == "echo", body
+    first = json.loads(body)
+    assert first["method"] == "GET" and first["path"] == "/some/path?q=1&r=two", first
+    assert first["forwarded_for"] == "127.0.0.1", first
+    st, _, body = request(url, method="POST", body=b"payload")
+    second = json.loads(body)
+    assert st == 201 and second["path"] == "/" and second["body"] == "payload", second
+    # The function ran once: the same server answered both.
+    assert second["pid"] == first["pid"]
+    assert RESTORING in thaw.serve_log()
+    thaw.stop_serve()
+    # The server was the container's: it stopped with it, and nothing
+    # listens on the port (SO_REUSEADDR: closed connections may linger).
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+    thaw.assert_containers_gone()
+

@@ -299,7 +299,7 @@ def test_error_response():
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown kind"):
-        _web.handle("web_server", {}, lambda: 1, req(), {})
+        _web.handle("web_socket_thing", {}, lambda: 1, req(), {})
 
 
 # ---------------------------------------------------------------------------
@@ -510,3 +510,84 @@ def test_get_web_url_of_a_local_function_that_is_no_endpoint_needs_no_runtime(mo
         return 1
 
     assert plain.get_web_url() is None
+
+
+# ---------------------------------------------------------------------------
+# @web_server
+
+
+def test_web_server_starts_once_and_forwards_each_request():
+    import http.server
+    import socket
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            n = int(self.headers.get("content-length") or 0)
+            seen.append((self.path, self.rfile.read(n), self.headers.get("connection"),
+                         self.headers.get("x-forwarded-for")))
+            self.send_response(202)
+            self.send_header("x-answer", "yes")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    servers = []
+
+    def start():  # the user's function: starts the server, returns
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+
+    apps = {}
+    opts = {"port": port, "startup_timeout": 5.0}
+    try:
+        for i in range(2):
+            resp = _web.handle("web_server", opts, start,
+                               req("POST", path=f"/a/{i}", query="x=1", body=b"hi",
+                                   headers=[["connection", "close"], ["x-custom", "1"]]), apps)
+            assert resp["status"] == 202 and body_of(resp) == b"ok"
+            assert header(resp, "x-answer") == "yes"
+            assert header(resp, "content-length") is None  # the runtime frames the answer
+        assert len(servers) == 1  # the function ran once for both requests
+        assert [p for p, *_ in seen] == ["/a/0?x=1", "/a/1?x=1"]
+        assert all(b == b"hi" and c != "close" and f == "127.0.0.1" for _, b, c, f in seen), seen
+    finally:
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+
+
+def test_web_server_that_never_listens_is_an_error_naming_the_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RuntimeError, match=f"nothing listens on port {port}"):
+        _web.handle("web_server", {"port": port, "startup_timeout": 0.2}, lambda: None, req(), {})
+
+
+def test_web_server_decorator_checks_its_arguments():
+    import thaw
+    from thaw.exception import InvalidError
+    with pytest.raises(InvalidError, match="TCP port"):
+        thaw.web_server(0)
+    with pytest.raises(InvalidError, match="startup_timeout"):
+        thaw.web_server(8000, startup_timeout=0)
+    app = thaw.App("ws-unit")
+
+    @app.function(max_containers=1)
+    @thaw.web_server(8000, label="ui")
+    def ui():
+        pass
+    assert ui.config["web_endpoint"] == {"kind": "web_server", "port": 8000, "startup_timeout": 5.0,
+                                         "label": "ui"}
+    assert ui.config["max_containers"] == 1

@@ -14,6 +14,8 @@ answer to HEAD).
 - @asgi_app: the app the function returns, on the worker's one event loop
   (thaw._async_runner, which async functions and hooks share as in Modal),
   with the lifespan protocol's startup run once.
+- @web_server(port): the function starts a server on the port, once per
+  container; each request is forwarded to it.
 
 Only the standard library: most workers never import this module, and the
 user's image may not have FastAPI."""
@@ -22,24 +24,28 @@ from ._apps import _cached_app
 from ._asgi import _AsgiApp, _asgi_call
 from ._endpoint import _endpoint
 from ._http import _json_response
+from ._server import _started, _web_server_call
 from ._wsgi import _WsgiApp, _wsgi_call
 
 
 ENDPOINT_KINDS = ("fastapi_endpoint", "web_endpoint")
-APP_KINDS = ("wsgi_app", "asgi_app")
+APP_KINDS = ("wsgi_app", "asgi_app", "web_server")
 
 
 def handle(kind, options, target, request, apps):
     """Answer one HTTP request for `target` under the web decorator `kind`.
 
-    kind: "fastapi_endpoint" | "web_endpoint" | "wsgi_app" | "asgi_app".
-    options: the decorator's keyword arguments (e.g. {"method": "POST"}).
+    kind: "fastapi_endpoint" | "web_endpoint" | "wsgi_app" | "asgi_app" |
+        "web_server".
+    options: the decorator's keyword arguments (e.g. {"method": "POST"},
+        {"port": 8000, "startup_timeout": 5.0}).
     target: the user's callable (a function, or a bound method).
     request: {"method", "path" (below root_path, "/" at least), "query"
         (raw), "headers" ([[lower-case name, value], ...]), "body_b64",
         "root_path", "client" [host, port], "server" [host, port], "scheme"}.
     apps: a dict the caller keeps for the container's life; the apps of
-        @wsgi_app/@asgi_app functions are made once and kept there.
+        @wsgi_app/@asgi_app functions are made once and kept there, and
+        whether a @web_server function has started its server.
 
     Returns {"status": int, "headers": [[name, value], ...], "body_b64": str}.
     An exception of the user's code (other than an HTTPException-like one of
@@ -50,6 +56,10 @@ def handle(kind, options, target, request, apps):
         return _wsgi_call(_cached_app(kind, target, apps, _WsgiApp), request)
     if kind == "asgi_app":
         return _asgi_call(_cached_app(kind, target, apps, _AsgiApp), request)
+    if kind == "web_server":
+        options = options or {}
+        _started(target, int(options["port"]), float(options.get("startup_timeout", 5.0)), apps)
+        return _web_server_call(target, options, request)
     raise ValueError(f"thaw: unknown kind of web endpoint {kind!r} (expected one of "
                      f"{', '.join(ENDPOINT_KINDS + APP_KINDS)})")
 

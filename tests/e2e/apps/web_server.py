@@ -1,0 +1,40 @@
+"""@web_server: the function starts a server process of its own on a port;
+`thaw serve --http` forwards requests for its URL to it. The port comes from
+the test (E2E_WEB_SERVER_PORT), kept in the image's env for the container."""
+import os
+import subprocess
+import sys
+
+import thaw
+
+PORT = int(os.environ["E2E_WEB_SERVER_PORT"])
+image = thaw.Image.debian_slim().env({"E2E_WEB_SERVER_PORT": str(PORT)})
+app = thaw.App("e2e-web-server", image=image)
+
+SERVER = r'''
+import http.server, json, os, sys
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = json.dumps({"method": self.command, "path": self.path, "pid": os.getpid(),
+                           "body": self.rfile.read(n).decode(),
+                           "forwarded_for": self.headers.get("x-forwarded-for")}).encode()
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-server", "echo")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_PUT = answer
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
+'''
+
+
+@app.function(enable_memory_snapshot=True)
+@thaw.web_server(PORT, startup_timeout=20)
+def echo_server():
+    subprocess.Popen([sys.executable, "-c", SERVER, str(PORT)])
