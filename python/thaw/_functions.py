@@ -114,6 +114,11 @@ def _call_remote(target, args, kwargs):
     return _value(reply, target.label)
 
 
+def _valid_call_id(s):
+    """fc- and 24 lower-case hex digits, as the runtime makes them."""
+    return len(s) == 27 and all(c in "0123456789abcdef" for c in s[3:])
+
+
 class FunctionCall:
     """A spawned call; .get() waits for its result. Its object_id (`fc-…`)
     names it to any process using the same thaw home: FunctionCall.from_id."""
@@ -175,10 +180,24 @@ class FunctionCall:
     def get_call_graph(self):
         return []
 
+    @aio_method
     def cancel(self, terminate_containers=False):
-        """Stop waiting for the result. (The runtime may finish the call anyway.)"""
-        if self._pending is not None:
-            self._pending.cancel()
+        """Cancel the call: one still queued never runs; a running one is
+        answered as cancelled at once, and the container running it takes no
+        more inputs and is stopped once its other inputs are done (so its
+        code stops too; terminate_containers makes no difference here). A
+        later get() raises ExecutionError saying it was cancelled."""
+        if not self.object_id.startswith("fc-") or not _valid_call_id(self.object_id):
+            # A runtime without call ids (older): stop waiting, as before.
+            if self._pending is not None:
+                self._pending.cancel()
+            return
+        reply = _client.get_client().request(
+            {"type": "cancel", "id": _client.next_id(), "call_id": self.object_id})
+        if reply.get("type") == "error":
+            if reply.get("kind") == "not_found":
+                raise NotFoundError(reply.get("error"))
+            raise ExecutionError(f"function call {self.object_id}: {reply.get('error')}")
 
     @staticmethod
     def gather(*calls):

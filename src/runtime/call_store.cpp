@@ -77,6 +77,8 @@ void CallStore::finish(const std::string& id, const json& result) {
     std::fprintf(stderr, "thaw: function call %s: cannot keep its result on disk (%s); only this runtime has it\n",
                  id.c_str(), e.what());
   }
+  std::error_code ec;
+  fs::remove(cancel_path_of(id), ec);
   std::lock_guard<std::mutex> lock(mu_);
   if (!written) unwritten_[id] = result;
   auto it = running_.find(id);
@@ -164,6 +166,34 @@ json CallStore::wait(const std::string& id, std::optional<double> timeout_s, con
   }
 }
 
+json CallStore::cancel(const std::string& id) {
+  if (!valid_id(id)) return error_reply(id, cat("'", id, "' is not a function call id"), "not_found");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (unwritten_.count(id)) return {{"type", "done"}, {"call_id", id}};
+    if (auto it = running_.find(id); it != running_.end()) {
+      it->second->cancelled = true;
+      return {{"type", "cancelling"}, {"call_id", id}};
+    }
+  }
+  auto rec = read_record(id);
+  if (!rec) return error_reply(id, cat("no function call ", id, " (never spawned here, or expired)"), "not_found");
+  if (rec->value("state", "") == "done") return {{"type", "done"}, {"call_id", id}};
+  // Another runtime runs it: it looks for this file while the call waits.
+  container::write_file_atomic(cancel_path_of(id), "cancel\n");
+  return {{"type", "cancelling"}, {"call_id", id}};
+}
+
+std::function<bool()> CallStore::cancel_check(const std::string& id) {
+  std::shared_ptr<Running> entry;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = running_.find(id); it != running_.end()) entry = it->second;
+  }
+  if (!entry) return [] { return false; };
+  return [entry, marker = cancel_path_of(id)] { return entry->cancelled || ::access(marker.c_str(), F_OK) == 0; };
+}
+
 void CallStore::sweep() {
   std::error_code ec;
   auto cutoff = fs::file_time_type::clock::now() - kKeepResults;
@@ -171,7 +201,9 @@ void CallStore::sweep() {
     std::string name = e.path().filename().string();
     // Results, and what a crash left of one being written.
     bool result = name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0;
-    if (!result && name.find(".json.tmp") == std::string::npos) continue;
+    bool marker = name.size() > 7 && name.compare(name.size() - 7, 7, ".cancel") == 0;
+    if (!result && !marker && name.find(".json.tmp") == std::string::npos && name.find(".cancel.tmp") == std::string::npos)
+      continue;
     std::error_code ec2;
     if (e.last_write_time(ec2) < cutoff && !ec2) fs::remove(e.path(), ec2);
   }

@@ -9,6 +9,7 @@
 // runtime's owner lock (an flock held for the CallStore's lifetime): a call
 // whose runtime stopped before it finished is reported lost, not waited for.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -44,6 +45,12 @@ class CallStore {
   // has gone, the server stops) ends the wait with {"type":"timeout"}.
   nlohmann::json wait(const std::string& id, std::optional<double> timeout_s,
                       const std::function<bool()>& abandoned = {});
+  // Asks that call id stop (FunctionCall.cancel()), from any runtime: the
+  // one running it learns through cancel_check. {"type":"cancelling"},
+  // {"type":"done"} when it has finished already, or an error.
+  nlohmann::json cancel(const std::string& id);
+  // For the call begun here as id: true once it was cancelled.
+  std::function<bool()> cancel_check(const std::string& id);
   // Removes results older than kKeepResults and the lock files of runtimes
   // that have stopped.
   void sweep();
@@ -54,8 +61,11 @@ class CallStore {
   struct Running {
     bool done = false;
     nlohmann::json result;
+    std::atomic<bool> cancelled{false};
   };
   std::string path_of(const std::string& id) const { return dir_ + "/" + id + ".json"; }
+  // Written by cancel() for a call another runtime runs.
+  std::string cancel_path_of(const std::string& id) const { return dir_ + "/" + id + ".cancel"; }
   std::optional<nlohmann::json> read_record(const std::string& id) const;
   bool owner_alive(const std::string& owner) const;
 

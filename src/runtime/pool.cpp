@@ -177,7 +177,7 @@ void Pool::release(SlotIt it, bool healthy) {
   gone->shutdown(1);
 }
 
-json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yield) {
+json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yield, const CancelCheck& cancelled) {
   // retries= is the runtime's to honour (as in Modal, where it runs on the
   // server): every caller gets it, `thaw call` and Function.from_name too.
   auto retries = target_.fn.retries();
@@ -190,8 +190,8 @@ json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yiel
     };
   }
   for (int retry = 1;; retry++) {
-    json r = call_once(request, use_snapshot, counted);
-    if (r.value("ok", false) || retry > retries.max_retries) return r;
+    json r = call_once(request, use_snapshot, counted, cancelled);
+    if (r.value("ok", false) || r.value("cancelled", false) || retry > retries.max_retries) return r;
     if (streamed) {
       snapshots_.log().line(cat(target_.label(), " failed after streaming values; not retried (its caller has them)."));
       return r;
@@ -204,7 +204,13 @@ json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yiel
   }
 }
 
-json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on_yield) {
+json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on_yield, const CancelCheck& cancelled) {
+  auto cancelled_result = [&] {
+    json r = error_result(cat("cancelled: ", target_.label(), " was cancelled by its caller (FunctionCall.cancel())"));
+    r["cancelled"] = true;
+    return r;
+  };
+  if (cancelled && cancelled()) return cancelled_result();
   SlotIt it;
   try {
     it = acquire(use_snapshot);
@@ -214,13 +220,22 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
     return error_result(cat("could not start a container for ", target_.label(), ": ", e.what()));
   }
   double timeout = target_.fn.timeout_s();
+  if (cancelled && cancelled()) {  // while it waited for a container
+    release(it, true);
+    return cancelled_result();
+  }
   try {
     // The worker's alarm ends a call at its timeout, but only between Python
     // bytecodes: one stuck in native code (a long C call, a deadlock) is
     // ended here, a moment later, by stopping its container.
-    json r = it->worker->call(request, timeout * 1.05 + 2, on_yield);
+    json r = it->worker->call(request, timeout * 1.05 + 2, on_yield, cancelled);
     release(it, true);
     return r;
+  } catch (const CallCancelled&) {
+    // Its code may still run: the container takes no more inputs and is
+    // stopped once the others it runs are done.
+    release(it, false);
+    return cancelled_result();
   } catch (const CallTimedOut&) {
     release(it, false);
     return error_result(cat("FunctionTimeoutError: ", target_.label(), " exceeded its timeout of ", timeout,

@@ -36,7 +36,10 @@ class Pool {
   // Runs one call; returns a result message (ok or not). Never throws.
   // A streamed generator's values go to on_yield; once one has gone, a
   // failed call is not retried (its caller has seen part of its output).
-  nlohmann::json call(const nlohmann::json& request, bool use_snapshot = true, const YieldSink& on_yield = {});
+  // A call cancelled (`cancelled` says so) answers ok:false, cancelled:true;
+  // the container running it is stopped once its other inputs are done.
+  nlohmann::json call(const nlohmann::json& request, bool use_snapshot = true, const YieldSink& on_yield = {},
+                      const CancelCheck& cancelled = {});
   // Starts containers until min_containers are up (serve).
   void warm();
   // Whether warm() was called (its min_containers are kept from then on).
@@ -62,7 +65,8 @@ class Pool {
   };
   using SlotIt = std::list<Slot>::iterator;
 
-  nlohmann::json call_once(const nlohmann::json& request, bool use_snapshot, const YieldSink& on_yield);
+  nlohmann::json call_once(const nlohmann::json& request, bool use_snapshot, const YieldSink& on_yield,
+                           const CancelCheck& cancelled);
   SlotIt acquire(bool use_snapshot);
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
   void release(SlotIt it, bool healthy);

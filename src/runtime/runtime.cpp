@@ -105,7 +105,7 @@ std::shared_ptr<Pool> Runtime::pool_for(const Target& t) {
   return p;
 }
 
-json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield) {
+json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield, const CancelCheck& cancelled) {
   json id = msg.value("id", json());
   Target t;
   try {
@@ -133,7 +133,7 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
       on_yield(y);
     };
   }
-  json r = pool_for(t)->call(msg, use_snapshot, forward);
+  json r = pool_for(t)->call(msg, use_snapshot, forward, cancelled);
   r["type"] = "result";
   r["id"] = id;
   return r;

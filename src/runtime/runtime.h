@@ -47,7 +47,9 @@ class Runtime {
   // A call request (docs/runtime-protocol.md) -> its result message.
   // A streamed generator's values go to on_yield as `yield` messages with
   // the request's id.
-  nlohmann::json call(const nlohmann::json& msg, bool use_snapshot = true, const YieldSink& on_yield = {});
+  // `cancelled`: see Pool::call.
+  nlohmann::json call(const nlohmann::json& msg, bool use_snapshot = true, const YieldSink& on_yield = {},
+                      const CancelCheck& cancelled = {});
   // A lookup request -> found or error.
   nlohmann::json lookup(const nlohmann::json& msg);
 

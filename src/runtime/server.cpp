@@ -137,7 +137,7 @@ void Server::serve_client(UniqueFd fd) {
       calls.start([&, msg, call_id] {
         json r;
         try {
-          r = rt_.call(msg);
+          r = rt_.call(msg, true, {}, rt_.calls().cancel_check(call_id));
         } catch (const std::exception& e) {
           r = {{"type", "result"}, {"ok", false}, {"error", e.what()}, {"traceback", ""}};
         }
@@ -173,6 +173,10 @@ void Server::serve_client(UniqueFd fd) {
         r["id"] = id;
         reply(r);
       });
+    } else if (type == "cancel") {
+      json r = rt_.calls().cancel(msg.value("call_id", ""));
+      r["id"] = id;
+      reply(r);
     } else if (type == "lookup") {
       reply(rt_.lookup(msg));
     } else if (type == "ping") {

@@ -139,7 +139,7 @@ void Worker::cancel_locked(uint64_t id, Pending& p) {
   }
 }
 
-json Worker::call(const json& request, double timeout_s, const YieldSink& on_yield) {
+json Worker::call(const json& request, double timeout_s, const YieldSink& on_yield, const CancelCheck& cancelled) {
   uint64_t id;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -163,11 +163,23 @@ json Worker::call(const json& request, double timeout_s, const YieldSink& on_yie
   auto deadline = deadline_in(timeout_s);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    bool woke = cv_.wait_until(lock, deadline, [&] {
+    auto until = deadline;
+    if (cancelled) until = std::min(deadline, Clock::now() + std::chrono::milliseconds(100));
+    bool woke = cv_.wait_until(lock, until, [&] {
       const Pending& p = pending_[id];
       return p.result.has_value() || !p.values.empty() || dead_;
     });
     Pending& p = pending_[id];
+    if (!woke && until < deadline) {
+      lock.unlock();
+      bool stop = cancelled();
+      lock.lock();
+      Pending& q = pending_[id];
+      if (!stop || q.result || dead_) continue;
+      cancel_locked(id, q);  // a generator is closed; other code runs on
+      pending_.erase(id);
+      throw CallCancelled("cancelled by its caller (FunctionCall.cancel())");
+    }
     if (!p.values.empty()) {
       // Values first: they came before the result.
       std::deque<json> values;

@@ -38,6 +38,16 @@ class CallTimedOut : public Error {
   using Error::Error;
 };
 
+// The caller cancelled the call (FunctionCall.cancel()) before its result.
+class CallCancelled : public Error {
+ public:
+  using Error::Error;
+};
+
+// Asked about every 100 ms while a call waits; true: its caller cancelled
+// it (runtime/call_store.h).
+using CancelCheck = std::function<bool()>;
+
 // Receives the `yield` messages of a streamed generator call, in order, on
 // the calling thread (docs/runtime-protocol.md, "Generators"). Throwing
 // means the caller has gone: the generator is cancelled.
@@ -63,7 +73,9 @@ class Worker {
   // message. Thread-safe. Throws if the worker dies or takes longer than
   // timeout_s: the container is unusable then. A streamed generator's
   // values go to on_yield as they come, before the result.
-  nlohmann::json call(const nlohmann::json& request, double timeout_s, const YieldSink& on_yield = {});
+  // Throws CallCancelled when `cancelled` says so first.
+  nlohmann::json call(const nlohmann::json& request, double timeout_s, const YieldSink& on_yield = {},
+                      const CancelCheck& cancelled = {});
   bool alive();
   // Asks for a clean exit (@exit runs), then makes sure the container is gone.
   void shutdown(double grace_s);

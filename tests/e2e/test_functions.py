@@ -874,6 +874,58 @@ print(json.dumps({{"early": early, "value": value, "failed": failed, "missing": 
     thaw.assert_containers_gone()
 
 
+def test_cancelled_calls_stop_and_say_so(thaw):
+    thaw.deploy(APPS / "jobs.py")
+    sock = thaw.serve()
+    go = thaw.tmp / "go"
+    # A call cancelled by another process while it runs.
+    call_id = thaw.client(f"""
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-jobs", "job").spawn(1, {str(go)!r}).object_id))
+""", sock)
+    deadline = time.monotonic() + 60
+    while not (thaw.tmp / "go.started").exists():
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.05)
+    out = thaw.client(f"""
+import json, thaw
+call = thaw.FunctionCall.from_id({call_id!r})
+call.cancel()
+try:
+    call.get(timeout=30)
+    err = None
+except thaw.exception.ExecutionError as e:
+    err = str(e)
+print(json.dumps(err))
+""", sock)
+    assert out and "cancelled" in out, out
+    # Its container was stopped: the job never gets to finish.
+    go.touch()
+    time.sleep(1.0)
+    assert not (thaw.tmp / "go.finished").exists(), thaw.serve_log()
+    # The spawner cancels its own call; cancelling a finished call is a no-op.
+    go2 = thaw.tmp / "go2"
+    out = thaw.client(f"""
+import json, pathlib, thaw
+job = thaw.Function.from_name("e2e-jobs", "job")
+call = job.spawn(2, {str(go2)!r})
+call.cancel()
+try:
+    call.get(timeout=30)
+    err = None
+except thaw.exception.ExecutionError as e:
+    err = str(e)
+pathlib.Path({str(go2)!r}).touch()
+done = job.spawn(3, {str(go2)!r})
+value = done.get(timeout=60)
+done.cancel()
+print(json.dumps({{"err": err, "value": value, "again": done.get()}}))
+""", sock)
+    assert "cancelled" in out["err"] and out["value"] == 6 and out["again"] == 6, out
+    thaw.stop_serve()
+    thaw.assert_containers_gone()
+
+
 def test_a_spawned_call_whose_runtime_stopped_is_reported_lost(thaw):
     thaw.deploy(APPS / "jobs.py")
     sock = thaw.serve()

@@ -133,6 +133,21 @@ TEST_F(CallStoreTest, AWaitEndsWhenItsAskerHasGone) {
   finisher.join();
 }
 
+TEST_F(CallStoreTest, ACancelReachesTheRuntimeRunningTheCall) {
+  CallStore running(home_), other(home_);
+  std::string a = running.begin("app.f"), b = running.begin("app.g");
+  auto a_cancelled = running.cancel_check(a), b_cancelled = running.cancel_check(b);
+  EXPECT_FALSE(a_cancelled());
+  EXPECT_EQ(running.cancel(a)["type"], "cancelling");  // here
+  EXPECT_EQ(other.cancel(b)["type"], "cancelling");    // from another runtime
+  EXPECT_TRUE(a_cancelled());
+  EXPECT_TRUE(b_cancelled());
+  running.finish(a, result(1));
+  EXPECT_EQ(other.cancel(a)["type"], "done");
+  EXPECT_EQ(other.cancel("fc-0123456789abcdef01234567")["kind"], "not_found");
+  EXPECT_FALSE(running.cancel_check("fc-0123456789abcdef01234567")());
+}
+
 TEST_F(CallStoreTest, SweepRemovesOnlyExpiredResults) {
   CallStore calls(home_);
   std::string old_id = calls.begin("app.f"), new_id = calls.begin("app.f");

@@ -13,6 +13,7 @@ def job(x, go_file):
     open(go_file + ".started", "w").close()
     while not os.path.exists(go_file):
         time.sleep(0.02)
+    open(go_file + ".finished", "w").close()
     return x * 2
 
 
