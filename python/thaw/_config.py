@@ -391,10 +391,12 @@ def one_container_for_web_server(config, web_kinds, where):
     (containers share its network), so its containers run one at a time."""
     if "web_server" not in web_kinds:
         return
-    asked = config.get("max_containers")
-    if asked is not None and asked > 1:
-        warn(f"thaw: {where}: max_containers={asked} is lowered to 1: a @web_server's server "
-             f"listens on a port of the host, which one container at a time can hold")
+    why = "a @web_server's server listens on a port of the host, which one container at a time can hold"
+    for param, most in (("max_containers", 1), ("min_containers", 1), ("buffer_containers", 0)):
+        asked = config.get(param)
+        if asked is not None and asked > most:
+            warn(f"thaw: {where}: {param}={asked} is lowered to {most}: {why}")
+            config[param] = most
     config["max_containers"] = 1
 
 
@@ -407,12 +409,30 @@ def options(where, kwargs):
     """Cls.with_options(**kwargs) checked and converted to what the runtime
     applies to the deployed configuration: {"config": {...}, "env": {...},
     "volumes": {mount path: Volume name}} (only what was given)."""
+    kwargs = dict(kwargs)
+    # Modal's older names, and settings that mean nothing on one host.
+    for old, new in (("concurrency_limit", "max_containers"),
+                     ("container_idle_timeout", "scaledown_window")):
+        if old in kwargs:
+            warn(f"thaw: {where}.with_options({old}=...) is Modal's old name for {new}=",
+                 DeprecatedWarning)
+            kwargs.setdefault(new, kwargs.pop(old))
+    concurrent = kwargs.pop("allow_concurrent_inputs", None)
+    if concurrent is not None:
+        warn(f"thaw: {where}.with_options(allow_concurrent_inputs=...) is deprecated in Modal; "
+             f"use .with_concurrency(max_inputs=...)", DeprecatedWarning)
+    for param in ("region", "cloud"):
+        if kwargs.pop(param, None) is not None:
+            warn(f"thaw: {where}.with_options({param}=...) is not supported: one host")
     unknown = sorted(set(kwargs) - set(OPTION_NAMES))
     if unknown:
         raise InvalidError(f"{where}.with_options() takes no {', '.join(unknown)} (it takes "
                            f"{', '.join(OPTION_NAMES)})")
     out = {"config": {}, "env": {}, "volumes": {}}
     cfg = out["config"]
+    if concurrent is not None:
+        cfg["max_concurrent_inputs"] = _positive(concurrent, "allow_concurrent_inputs", where,
+                                                 integer=True, minimum=1)
     if kwargs.get("gpu") is not None:
         cfg["gpu"] = normalise_gpu(kwargs["gpu"], where)
     for name, unit in (("cpu", "cores"), ("memory", "MiB")):

@@ -251,6 +251,7 @@ class Worker:
         self.deferred = []   # messages read while a call ran (one input at a time)
         self.started = False
         self.running = 0     # inputs being run (read by the runtime watch)
+        self.leaving = None  # why this container must leave after its answer
         self.running_lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
@@ -400,6 +401,23 @@ class Worker:
             return self.batcher(method, params, fn, self.config.get("batched") or info["batched"]), False
         return fn, bool(info.get("is_generator"))
 
+    def _web_kind(self, method):
+        if isinstance(self.target, Cls):
+            info = self.target._methods.get(method) or {}
+            return (info.get("web_endpoint") or {}).get("kind")
+        return (self.config.get("web_endpoint") or {}).get("kind")
+
+    def _leave_if_asked(self):
+        """After an answer: a container whose @web_server broke leaves, so
+        that the next request gets a new one."""
+        if self.leaving:
+            try:
+                print(f"thaw worker: leaving: {self.leaving}", file=sys.stderr)
+                sys.stderr.flush()
+            except OSError:
+                pass
+            os._exit(1)
+
     def instance_for(self, params):
         if params is None:
             if self.instance is None:
@@ -445,11 +463,21 @@ class Worker:
                 # response, status and all, as JSON. Imported here: most
                 # workers never serve one.
                 from . import _web
-                with _alarm(timeout):
-                    value = _web.handle(web["kind"], web.get("options") or {}, fn, web["request"],
-                                        self.web_apps)
-                return {"type": "result", "id": cid, "ok": True, "value": dump_payload(None),
-                        "value_json": value}
+                try:
+                    with _alarm(timeout):
+                        value = _web.handle(web["kind"], web.get("options") or {}, fn,
+                                            web["request"], self.web_apps)
+                except _web.LeaveContainer as e:
+                    value, self.leaving = e.response, str(e)
+                reply = {"type": "result", "id": cid, "ok": True, "value": dump_payload(None),
+                         "value_json": value}
+                if self.leaving:
+                    reply["leaving"] = True  # the runtime sends this container nothing more
+                return reply
+            if self._web_kind(msg.get("method")) == "web_server":
+                raise InvalidError(f"{self.target_name}: a @web_server function is reached over "
+                                   f"HTTP (thaw serve --http), not called: calling it would start "
+                                   f"its server a second time")
             with _alarm(timeout):
                 value = fn(*args, **kwargs)
                 if msg.get("stream") and inspect.isasyncgen(value):
@@ -581,6 +609,7 @@ class Worker:
                     call = {}
                     with self._input_running():
                         self._answer(call, self.serve_call(msg, timeout, call))
+                    self._leave_if_asked()
                 else:
                     pool.submit(self._serve_threaded, msg, timeout)
         finally:
@@ -595,10 +624,12 @@ class Worker:
             def expire():
                 err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of "
                                            f"{timeout} s")
+                leaving = bool(self.config.get("batched"))
                 self._answer(call, {"type": "result", "id": msg.get("id"), "ok": False,
                                    "error": f"FunctionTimeoutError: {err}", "traceback": "",
-                                   "exception": dump_payload(err)})
-                if self.config.get("batched"):
+                                   "exception": dump_payload(err),
+                                   **({"leaving": True} if leaving else {})})
+                if leaving:
                     # A batch cannot be stopped in its thread, and the next
                     # one waits for it: the container leaves instead, and
                     # the runtime gives the other inputs another.
@@ -614,6 +645,7 @@ class Worker:
         try:
             with self._input_running():
                 self._answer(call, self.serve_call(msg, call=call))
+            self._leave_if_asked()
         except Exception as e:  # noqa: BLE001
             self._answer(call, self._error_result(msg.get("id"), e))
         finally:

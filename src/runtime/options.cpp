@@ -18,6 +18,54 @@ const std::set<std::string> kConfigKeys = {
     "cpu",      "memory",           "gpu",     "timeout", "retries", "max_containers", "buffer_containers",
     "scaledown_window", "max_concurrent_inputs", "target_concurrent_inputs", "batched"};
 
+// A value of the type the deployed config holds for the key.
+void check_value(const std::string& k, const json& v) {
+  static const std::set<std::string> kCounts = {"max_containers", "buffer_containers", "max_concurrent_inputs",
+                                                "target_concurrent_inputs"};
+  bool ok = true;
+  if (kCounts.count(k)) {
+    ok = v.is_null() || (v.is_number_integer() && v.get<long long>() >= (k == "buffer_containers" ? 0 : 1));
+  } else if (k == "timeout" || k == "scaledown_window") {
+    ok = v.is_number() && v.get<double>() > 0;
+  } else if (k == "batched") {
+    ok = v.is_object() && v.contains("max_batch_size") && v["max_batch_size"].is_number_integer() &&
+         v["max_batch_size"].get<long long>() >= 1 && v.contains("wait_ms") && v["wait_ms"].is_number_integer() &&
+         v["wait_ms"].get<long long>() >= 0;
+  } else if (k == "retries") {
+    ok = v.is_object() || v.is_null();
+  } else if (k == "gpu") {
+    ok = v.is_string() || v.is_array() || v.is_null();
+  } else if (k == "cpu" || k == "memory") {
+    ok = v.is_number() || v.is_object() || v.is_array() || v.is_null();
+  }
+  if (!ok) fail("options: ", k, " cannot be ", v.dump());
+}
+
+// An absolute path without empty, "." or ".." parts, other than "/".
+bool plain_absolute(const std::string& path) {
+  if (path.size() < 2 || path[0] != '/') return false;
+  size_t start = 1;
+  for (;;) {
+    size_t end = path.find('/', start);
+    std::string part = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (end == std::string::npos) return true;
+    start = end + 1;
+  }
+}
+
+bool has_web_server(const FunctionDesc& fn) {
+  auto kind = [](const json& j) {
+    return j.is_object() && j.contains("web_endpoint") && j["web_endpoint"].is_object() &&
+           j["web_endpoint"].value("kind", "") == "web_server";
+  };
+  if (kind(fn.config)) return true;
+  if (auto m = fn.config.find("methods"); m != fn.config.end() && m->is_object())
+    for (const auto& [name, info] : m->items())
+      if (kind(info)) return true;
+  return false;
+}
+
 const json& section(const json& options, const char* name) {
   static const json empty = json::object();
   auto it = options.find(name);
@@ -35,9 +83,19 @@ void apply_options(Target& t, const json& options) {
   const json& config = section(options, "config");
   const json& env = section(options, "env");
   const json& volumes = section(options, "volumes");
+  bool batched = t.fn.config.contains("batched") && t.fn.config["batched"].is_object();
   for (const auto& [k, v] : config.items()) {
     if (!kConfigKeys.count(k))
       fail("options: \"", k, "\" cannot be changed per handle (", t.label(), " runs with its deployed value)");
+    check_value(k, v);
+    if (k == "batched" && !batched)
+      fail(t.label(), " has no @batched method: with_batching() needs one (a batched method takes lists)");
+    if (k == "max_concurrent_inputs" && batched && v.is_number() && v.get<long long>() > 1)
+      fail(t.label(), " has a @batched method, which cannot be combined with concurrent inputs");
+    if ((k == "max_containers" || k == "buffer_containers") && has_web_server(t.fn) && v.is_number() &&
+        v.get<long long>() > (k == "max_containers" ? 1 : 0))
+      fail(t.label(), " serves a @web_server, whose server holds a port of the host: it runs one container "
+                      "at a time, so ", k, " cannot be ", v.dump());
     t.fn.config[k] = v;
   }
   for (const auto& [k, v] : env.items()) {
@@ -51,18 +109,29 @@ void apply_options(Target& t, const json& options) {
   }
   for (const auto& [path, name] : volumes.items()) {
     if (!name.is_string()) fail("options: volume at ", path, " must be a Volume name, got ", name.dump());
-    if (path.empty() || path[0] != '/' || path.find("/../") != std::string::npos)
-      fail("options: volume mount path ", path, " must be absolute");
+    if (!plain_absolute(path))
+      fail("options: volume mount path ", path, " must be absolute, other than /, without empty, . or .. parts");
     check_name("Volume", name.get<std::string>());
     t.fn.volumes[path] = name.get<std::string>();
   }
   // The worker applies the config part too (timeouts, concurrency and
   // batching are its business as well): start.env carries it.
   t.config_overrides = config;
+  // A handle's pool keeps no warm containers of its own: min_containers
+  // are the deployed function's.
+  t.fn.config["min_containers"] = 0;
   std::string digest = sha256_hex(json{{"config", config}, {"env", env}, {"volumes", volumes}}.dump());
   t.variant = digest.substr(0, 12);
-  json seen_by_snapshot = {{"env", env}, {"volumes", volumes}, {"gpu", config.value("gpu", json())}};
-  if (!t.key.empty() && (!env.empty() || !volumes.empty() || config.contains("gpu")))
+  // What the snapshot phase sees, and the limits its container ran under
+  // (a restore that fails under other limits must not count against the
+  // deployed snapshot, nor recreate it).
+  json seen_by_snapshot = {{"env", env},
+                           {"volumes", volumes},
+                           {"gpu", config.value("gpu", json())},
+                           {"cpu", config.value("cpu", json())},
+                           {"memory", config.value("memory", json())}};
+  if (!t.key.empty() && (!env.empty() || !volumes.empty() || config.contains("gpu") || config.contains("cpu") ||
+                         config.contains("memory")))
     t.key = sha256_hex(json{{"base", t.key}, {"options", seen_by_snapshot}}.dump());
 }
 

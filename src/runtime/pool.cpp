@@ -229,7 +229,11 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
     // bytecodes: one stuck in native code (a long C call, a deadlock) is
     // ended here, a moment later, by stopping its container.
     json r = it->worker->call(request, timeout * 1.05 + 2, on_yield, cancelled);
-    release(it, true);
+    // The worker says so when it leaves after this answer (a @web_server
+    // whose server broke, a batch past its timeout): it gets no more inputs.
+    bool leaving = r.value("leaving", false);
+    r.erase("leaving");
+    release(it, !leaving);
     return r;
   } catch (const CallCancelled&) {
     // Its code may still run: the container takes no more inputs and is

@@ -1004,6 +1004,7 @@ print(json.dumps({"plain": plain, "sweet": sweet, "timed_out": timed_out, "wide"
     # One snapshot made while serving, for env=; timeout and concurrency
     # handles restore from the deployed one.
     assert log.count("Creating memory snapshot") == 1, log
+    assert COLD not in log and FALLBACK not in log, log
     thaw.assert_containers_gone()
 
 

@@ -228,7 +228,7 @@ def test_a_web_server_function_gets_every_request_below_its_url(thaw):  # noqa: 
         port = s.getsockname()[1]
     thaw.env["E2E_WEB_SERVER_PORT"] = str(port)
     thaw.deploy(APPS / "web_server.py")
-    _, base = serve_http(thaw)
+    thaw.serving_socket, base = serve_http(thaw)
     url = f"{base}/e2e-web-server/echo_server"
     st, hd, body = request(f"{url}/some/path?q=1&r=two")
     assert st == 200 and hd["x-server"] == "echo", body
@@ -239,8 +239,26 @@ def test_a_web_server_function_gets_every_request_below_its_url(thaw):  # noqa: 
     second = json.loads(body)
     assert st == 201 and second["path"] == "/" and second["body"] == "payload", second
     # The function ran once: the same server answered both.
-    assert second["pid"] == first["pid"]
+    assert second["server"] == first["server"]
     assert RESTORING in thaw.serve_log()
+    # Its server dies: the request finding it gone is answered 502 and its
+    # container leaves; the next request gets a new container and server.
+    assert request(f"{url}/?die=1")[0] == 200
+    time.sleep(0.5)
+    st, _, body = request(url)
+    assert st == 502 and b"stopped answering" in body, body
+    st, _, body = request(url)
+    assert st == 200 and json.loads(body)["server"] != first["server"], body
+    # Not a function to call: that would start its server a second time.
+    err = thaw.client("""
+import json, thaw
+try:
+    thaw.Function.from_name("e2e-web-server", "echo_server").remote()
+    print(json.dumps(None))
+except Exception as e:
+    print(json.dumps(str(e)))
+""", thaw.serving_socket)
+    assert "reached over HTTP" in err, err
     thaw.stop_serve()
     # The server was the container's: it stopped with it, and nothing
     # listens on the port (SO_REUSEADDR: closed connections may linger).

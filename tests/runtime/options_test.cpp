@@ -84,3 +84,35 @@ TEST(Options, BadOptionsAreRefusedSayingWhy) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Options, ValuesPathsAndCombinationsTheDeployedFunctionCannotTake) {
+  Target base = deployed();
+  for (const char* path : {"/", "/data/..", "/x/.", "//x", "/a//b", "/a/"})
+    EXPECT_NE(what(base, {{"volumes", {{path, "v"}}}}).find("must be absolute"), std::string::npos) << path;
+  EXPECT_EQ(what(base, {{"volumes", {{"/a/b", "v"}}}}), "");
+  EXPECT_NE(what(base, {{"config", {{"timeout", "x"}}}}).find("timeout cannot be \"x\""), std::string::npos);
+  EXPECT_NE(what(base, {{"config", {{"max_containers", 0}}}}), "");
+  EXPECT_NE(what(base, {{"config", {{"batched", {{"max_batch_size", 4}, {"wait_ms", 5}}}}}}).find("no @batched"),
+            std::string::npos);
+  Target batched = base;
+  batched.fn.config["batched"] = {{"max_batch_size", 2}, {"wait_ms", 5}};
+  EXPECT_EQ(what(batched, {{"config", {{"batched", {{"max_batch_size", 4}, {"wait_ms", 5}}}}}}), "");
+  EXPECT_NE(what(batched, {{"config", {{"max_concurrent_inputs", 4}}}}).find("@batched"), std::string::npos);
+  Target web = base;
+  web.fn.config["methods"] = {{"ui", {{"web_endpoint", {{"kind", "web_server"}, {"port", 8000}}}}}};
+  EXPECT_NE(what(web, {{"config", {{"max_containers", 2}}}}).find("@web_server"), std::string::npos);
+  EXPECT_EQ(what(web, {{"config", {{"timeout", 9}}}}), "");
+}
+
+TEST(Options, AHandleKeepsNoWarmContainersAndLimitsGetTheirOwnSnapshot) {
+  Target base = deployed();
+  base.fn.config["min_containers"] = 2;
+  Target t = base;
+  apply_options(t, {{"config", {{"memory", 512}}}});
+  EXPECT_EQ(t.fn.min_containers(), 0);
+  EXPECT_NE(t.key, base.key);
+}
+
+}  // namespace

@@ -67,6 +67,18 @@ def test_bad_options_are_refused(call, message):
         call()
 
 
+def test_modal_old_names_and_one_host_settings():
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        h = Model.with_options(concurrency_limit=3, container_idle_timeout=30,
+                               allow_concurrent_inputs=4, region="us-east", cloud="aws")
+    cfg = _options(h)["config"]
+    assert cfg == {"max_containers": 3, "scaledown_window": 30, "max_concurrent_inputs": 4}
+    text = " ".join(str(w.message) for w in rec)
+    assert "old name for max_containers" in text and "region=" in text and "cloud=" in text
+
+
 def test_with_batching_overrides_the_batched_method():
     opts = _options(Batcher.with_batching(max_batch_size=16, wait_ms=50))
     assert opts["config"]["batched"] == {"max_batch_size": 16, "wait_ms": 50}

@@ -571,8 +571,9 @@ def test_web_server_that_never_listens_is_an_error_naming_the_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(RuntimeError, match=f"nothing listens on port {port}"):
+    with pytest.raises(_web.LeaveContainer, match=f"nothing listens on port {port}") as e:
         _web.handle("web_server", {"port": port, "startup_timeout": 0.2}, lambda: None, req(), {})
+    assert e.value.response["status"] == 503
 
 
 def test_web_server_decorator_checks_its_arguments():
@@ -584,10 +585,72 @@ def test_web_server_decorator_checks_its_arguments():
         thaw.web_server(8000, startup_timeout=0)
     app = thaw.App("ws-unit")
 
-    @app.function(max_containers=1)
-    @thaw.web_server(8000, label="ui")
-    def ui():
-        pass
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+
+        @app.function(max_containers=3, min_containers=2, buffer_containers=1)
+        @thaw.web_server(8000, label="ui")
+        def ui():
+            pass
     assert ui.config["web_endpoint"] == {"kind": "web_server", "port": 8000, "startup_timeout": 5.0,
                                          "label": "ui"}
-    assert ui.config["max_containers"] == 1
+    # One container at a time: the server holds a port of the host.
+    assert (ui.config["max_containers"], ui.config["min_containers"],
+            ui.config["buffer_containers"]) == (1, 1, 0)
+    assert any("max_containers=3 is lowered to 1" in str(w.message) for w in rec)
+
+    @app.function()
+    @thaw.web_server(8001)
+    def plain():
+        pass
+    assert plain.config["max_containers"] == 1
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_server_refuses_a_port_someone_else_holds():
+    import socket
+    from thaw._web import LeaveContainer
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        ran = []
+        with pytest.raises(LeaveContainer) as e:
+            _web.handle("web_server", {"port": port, "startup_timeout": 0.3}, lambda: ran.append(1),
+                        req(), {})
+    assert e.value.response["status"] == 503 and "already taken" in str(e.value)
+    assert ran == []  # the function never ran: its server could not have listened
+
+
+def test_web_server_whose_function_fails_is_not_run_again():
+    from thaw._web import LeaveContainer
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise OSError("no such binary")
+    port, apps = _free_port(), {}  # one container's
+    for _ in range(2):
+        with pytest.raises(LeaveContainer, match="raised OSError: no such binary"):
+            _web.handle("web_server", {"port": port, "startup_timeout": 1}, broken, req(), apps)
+    assert calls == [1]
+
+
+def test_web_server_forwarded_headers():
+    from thaw._web._server import _forwarded_headers
+    h = _forwarded_headers(req(headers=[["x-forwarded-for", "203.0.113.9"],
+                                        ["x-forwarded-proto", "https"], ["cookie", "a=1"],
+                                        ["cookie", "b=2"], ["modal-key", "k"], ["modal-secret", "s"],
+                                        ["connection", "x-drop"], ["x-drop", "1"], ["x-keep", "2"]]))
+    assert h["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert h["x-forwarded-proto"] == "https"
+    assert h["cookie"] == "a=1; b=2"
+    assert "modal-key" not in h and "modal-secret" not in h and "x-drop" not in h
+    assert h["x-keep"] == "2"

@@ -24,9 +24,11 @@ from ._apps import _cached_app
 from ._asgi import _AsgiApp, _asgi_call
 from ._endpoint import _endpoint
 from ._http import _json_response
-from ._server import _started, _web_server_call
+from ._server import LeaveContainer, _started, _web_server_call
 from ._wsgi import _WsgiApp, _wsgi_call
 
+
+__all__ = ["handle", "error_response", "LeaveContainer"]
 
 ENDPOINT_KINDS = ("fastapi_endpoint", "web_endpoint")
 APP_KINDS = ("wsgi_app", "asgi_app", "web_server")
@@ -49,7 +51,9 @@ def handle(kind, options, target, request, apps):
 
     Returns {"status": int, "headers": [[name, value], ...], "body_b64": str}.
     An exception of the user's code (other than an HTTPException-like one of
-    an endpoint) propagates: the caller answers 500."""
+    an endpoint) propagates: the caller answers 500. LeaveContainer (a
+    @web_server whose server is broken) carries the response to send before
+    the container leaves."""
     if kind in ENDPOINT_KINDS:
         return _endpoint(options or {}, target, request)
     if kind == "wsgi_app":

@@ -6,7 +6,11 @@ The function runs once per container, at the first request (not in the
 snapshot phase: a server's sockets and child processes belong to the
 container that answers), then the port is waited for up to startup_timeout.
 Containers share the host's network, so the server listens on the host's
-port; the runtime keeps such a function to one container at a time."""
+port: the port must be free before the function runs (else the requests
+would reach whatever holds it), and the runtime keeps such a function to
+one container at a time. A server that fails to start, or stops answering,
+makes its container leave once the request is answered (LeaveContainer):
+the next request gets a new container, as in Modal."""
 
 import base64
 import http.client
@@ -14,35 +18,92 @@ import socket
 import threading
 import time
 
-from ._http import _response
+from ._http import _json_response, _response
+from .._async_runner import resolve
 
 # Headers about one hop, not the request or answer (RFC 9110, 7.6.1); the
-# runtime frames its own answer (Content-Length, Connection).
+# runtime frames its own answer (Content-Length, Connection). The proxy
+# auth token is thaw's, not the server's.
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-               "transfer-encoding", "upgrade", "content-length"}
+               "transfer-encoding", "upgrade", "content-length", "modal-key", "modal-secret"}
+MAX_RESPONSE_BYTES = 64 << 20  # as the runtime's limit on request bodies
+
+
+class LeaveContainer(Exception):
+    """Answer `response`, then the container leaves (its server is broken)."""
+
+    def __init__(self, response, reason):
+        super().__init__(reason)
+        self.response = response
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _started(target, port, startup_timeout, apps):
     """Runs the function once per container and waits for its port."""
     with apps.setdefault(("thaw._web", "lock"), threading.Lock()):
-        if apps.get(("thaw._web", "web_server", port)):
+        state = apps.get(("thaw._web", "web_server", port))
+        if state == "up":
             return
-        target()
+        if state is not None:  # a start failed before: this container is done
+            raise LeaveContainer(_json_response(503, {"detail": state}), state)
         deadline = time.monotonic() + startup_timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError as e:
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(
-                        f"@web_server({port}): nothing listens on port {port} "
-                        f"{startup_timeout} s after the function returned ({e}); start the "
-                        f"server in the function (e.g. subprocess.Popen) listening on "
-                        f"0.0.0.0 or 127.0.0.1 port {port}, or give a longer "
-                        f"startup_timeout=") from None
-                time.sleep(0.05)
-        apps[("thaw._web", "web_server", port)] = True
+        while _listening(port):
+            # Someone else's (a container going away, another program):
+            # requests must not reach it as if it were this function's.
+            if time.monotonic() >= deadline:
+                why = (f"@web_server({port}): port {port} of the host is already taken by another "
+                       f"process, so this function's server cannot listen there; free it, or give "
+                       f"the function another port")
+                apps[("thaw._web", "web_server", port)] = why
+                raise LeaveContainer(_json_response(503, {"detail": why}), why)
+            time.sleep(0.05)
+        apps[("thaw._web", "web_server", port)] = "starting"
+        try:
+            resolve(target())
+        except Exception as e:  # noqa: BLE001 - the container leaves; the log says why
+            why = f"@web_server({port}): the function raised {type(e).__name__}: {e}"
+            apps[("thaw._web", "web_server", port)] = why
+            raise LeaveContainer(_json_response(503, {"detail": why}), why) from e
+        deadline = time.monotonic() + startup_timeout
+        while not _listening(port):
+            if time.monotonic() >= deadline:
+                why = (f"@web_server({port}): nothing listens on port {port} {startup_timeout} s "
+                       f"after the function returned; start the server in the function (e.g. "
+                       f"subprocess.Popen) listening on 0.0.0.0 or 127.0.0.1 port {port}, or give "
+                       f"a longer startup_timeout=")
+                apps[("thaw._web", "web_server", port)] = why
+                raise LeaveContainer(_json_response(503, {"detail": why}), why)
+            time.sleep(0.05)
+        apps[("thaw._web", "web_server", port)] = "up"
+
+
+def _forwarded_headers(request):
+    headers = {}
+    named = set()  # headers the request's Connection names are hop-by-hop too
+    for name, value in request.get("headers") or []:
+        if name.lower() == "connection":
+            named.update(t.strip().lower() for t in value.split(","))
+    for name, value in request.get("headers") or []:
+        low = name.lower()
+        if low in _HOP_BY_HOP or low in named:
+            continue
+        if low in headers:
+            headers[low] += ("; " if low == "cookie" else ", ") + value
+        else:
+            headers[low] = value
+    client = (request.get("client") or [""])[0]
+    # Behind a reverse proxy the chain so far is kept, as proxies do.
+    headers["x-forwarded-for"] = (f"{headers['x-forwarded-for']}, {client}"
+                                  if headers.get("x-forwarded-for") else client)
+    headers.setdefault("x-forwarded-proto", request.get("scheme") or "http")
+    return headers
 
 
 def _web_server_call(target, options, request):
@@ -51,19 +112,25 @@ def _web_server_call(target, options, request):
     path = request.get("path") or "/"
     if request.get("query"):
         path += "?" + request["query"]
-    headers = {}
-    for name, value in request.get("headers") or []:
-        if name.lower() in _HOP_BY_HOP:
-            continue
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    client = request.get("client") or ["", 0]
-    headers["x-forwarded-for"] = client[0]
-    headers["x-forwarded-proto"] = request.get("scheme") or "http"
     conn = http.client.HTTPConnection("127.0.0.1", port)
     try:
-        conn.request(request["method"], path, body=body or None, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
+        try:
+            conn.putrequest(request["method"], path, skip_host=True, skip_accept_encoding=True)
+            headers = _forwarded_headers(request)
+            headers.setdefault("host", f"127.0.0.1:{port}")
+            for k, v in headers.items():
+                conn.putheader(k, v.encode("utf-8") if not v.isascii() else v)
+            if body:
+                conn.putheader("content-length", str(len(body)))
+            conn.endheaders(body or None)
+            resp = conn.getresponse()
+        except ConnectionError as e:
+            why = f"@web_server({port}): its server stopped answering ({e})"
+            raise LeaveContainer(_json_response(502, {"detail": why}), why) from None
+        data = resp.read(MAX_RESPONSE_BYTES + 1)
+        if len(data) > MAX_RESPONSE_BYTES:
+            return _json_response(502, {"detail": f"@web_server({port}): the answer is larger "
+                                                  f"than {MAX_RESPONSE_BYTES >> 20} MiB"})
         out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
         return _response(resp.status, out, data)
     finally:

@@ -12,12 +12,15 @@ image = thaw.Image.debian_slim().env({"E2E_WEB_SERVER_PORT": str(PORT)})
 app = thaw.App("e2e-web-server", image=image)
 
 SERVER = r'''
-import http.server, json, os, sys
+import http.server, json, os, sys, threading, time
+
+SERVER_ID = os.urandom(6).hex()  # pids repeat across containers' namespaces
+
 
 class Echo(http.server.BaseHTTPRequestHandler):
     def answer(self):
         n = int(self.headers.get("content-length") or 0)
-        body = json.dumps({"method": self.command, "path": self.path, "pid": os.getpid(),
+        body = json.dumps({"method": self.command, "path": self.path, "server": SERVER_ID,
                            "body": self.rfile.read(n).decode(),
                            "forwarded_for": self.headers.get("x-forwarded-for")}).encode()
         self.send_response(201 if self.command == "POST" else 200)
@@ -26,6 +29,9 @@ class Echo(http.server.BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        self.wfile.flush()
+        if "die=1" in self.path:  # the server crashes after this answer
+            threading.Thread(target=lambda: (time.sleep(0.2), os._exit(1))).start()
     do_GET = do_POST = do_PUT = answer
     def log_message(self, *args):
         pass
