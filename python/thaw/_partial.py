@@ -127,6 +127,13 @@ def batched(_f=None, *, max_batch_size, wait_ms):
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
+def _check_label(where, label):
+    if label is not None and (not isinstance(label, str) or not label
+                              or any(c in label for c in "/?#% ")):
+        raise InvalidError(f"{where}(label={label!r}): a label is one URL path segment "
+                           f"(no '/', '?', '#', '%' or spaces)")
+
+
 def _web(kind, takes_method):
     """Modal's web decorators. `thaw serve --http` serves them (docs/sdk.md,
     "Web endpoints"); the function stays callable with .remote() too."""
@@ -145,10 +152,7 @@ def _web(kind, takes_method):
         if m not in HTTP_METHODS:
             raise InvalidError(f"{where}(method={method!r}): not an HTTP method "
                                f"(one of {', '.join(HTTP_METHODS)})")
-        if label is not None and (not isinstance(label, str) or not label
-                                  or any(c in label for c in "/?#% ")):
-            raise InvalidError(f"{where}(label={label!r}): a label is one URL path segment "
-                               f"(no '/', '?', '#', '%' or spaces)")
+        _check_label(where, label)
         for param, value, why in (("custom_domains", custom_domains, "thaw serves on one address"),
                                   ("docs", docs, "thaw serves no /docs page")):
             if value:
@@ -176,10 +180,7 @@ def web_server(port, *, startup_timeout=5.0, label=None, custom_domains=None,
             or startup_timeout <= 0:
         raise InvalidError(f"@web_server(startup_timeout={startup_timeout!r}): a positive number "
                            f"of seconds")
-    if label is not None and (not isinstance(label, str) or not label
-                              or any(c in label for c in "/?#% ")):
-        raise InvalidError(f"@web_server(label={label!r}): a label is one URL path segment "
-                           f"(no '/', '?', '#', '%' or spaces)")
+    _check_label("@web_server", label)
     if custom_domains:
         warn(f"thaw: @web_server(custom_domains={custom_domains!r}) is not supported: thaw "
              f"serves on one address")

@@ -874,19 +874,27 @@ print(json.dumps({{"early": early, "value": value, "failed": failed, "missing": 
     thaw.assert_containers_gone()
 
 
+def spawn_running_job(thaw, sock, go):
+    """Spawns e2e-jobs.job (it runs until `go` exists) from a client that
+    then exits; returns its FunctionCall id once the job has started."""
+    call_id = thaw.client(f"""
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-jobs", "job").spawn(1, {str(go)!r}).object_id))
+""", sock)
+    started = Path(str(go) + ".started")
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline, f"the job never started:\n{thaw.serve_log()}"
+        time.sleep(0.05)
+    return call_id
+
+
 def test_cancelled_calls_stop_and_say_so(thaw):
     thaw.deploy(APPS / "jobs.py")
     sock = thaw.serve()
     go = thaw.tmp / "go"
     # A call cancelled by another process while it runs.
-    call_id = thaw.client(f"""
-import json, thaw
-print(json.dumps(thaw.Function.from_name("e2e-jobs", "job").spawn(1, {str(go)!r}).object_id))
-""", sock)
-    deadline = time.monotonic() + 60
-    while not (thaw.tmp / "go.started").exists():
-        assert time.monotonic() < deadline, thaw.serve_log()
-        time.sleep(0.05)
+    call_id = spawn_running_job(thaw, sock, go)
     out = thaw.client(f"""
 import json, thaw
 call = thaw.FunctionCall.from_id({call_id!r})
@@ -929,16 +937,8 @@ print(json.dumps({{"err": err, "value": value, "again": done.get()}}))
 def test_a_spawned_call_whose_runtime_stopped_is_reported_lost(thaw):
     thaw.deploy(APPS / "jobs.py")
     sock = thaw.serve()
-    call_id = thaw.client(f"""
-import json, thaw
-print(json.dumps(thaw.Function.from_name("e2e-jobs", "job").spawn(1, {str(thaw.tmp / "never")!r}).object_id))
-""", sock)
+    call_id = spawn_running_job(thaw, sock, thaw.tmp / "never")
     # The runtime crashes while the call runs.
-    started = thaw.tmp / "never.started"
-    deadline = time.monotonic() + 60
-    while not started.exists():
-        assert time.monotonic() < deadline, f"the job never started:\n{thaw.serve_log()}"
-        time.sleep(0.05)
     thaw.serving.kill()
     thaw.serving.wait()
     thaw.serving = None

@@ -45,6 +45,12 @@ def _listening(port):
         return False
 
 
+def _failed(apps, port, status, why):
+    """The start failed: this container answers so from now on, and leaves."""
+    apps[("thaw._web", "web_server", port)] = why
+    return LeaveContainer(_json_response(status, {"detail": why}), why)
+
+
 def _started(target, port, startup_timeout, apps):
     """Runs the function once per container and waits for its port."""
     with apps.setdefault(("thaw._web", "lock"), threading.Lock()):
@@ -58,28 +64,25 @@ def _started(target, port, startup_timeout, apps):
             # Someone else's (a container going away, another program):
             # requests must not reach it as if it were this function's.
             if time.monotonic() >= deadline:
-                why = (f"@web_server({port}): port {port} of the host is already taken by another "
-                       f"process, so this function's server cannot listen there; free it, or give "
-                       f"the function another port")
-                apps[("thaw._web", "web_server", port)] = why
-                raise LeaveContainer(_json_response(503, {"detail": why}), why)
+                raise _failed(apps, port, 503,
+                              f"@web_server({port}): port {port} of the host is already taken by "
+                              f"another process, so this function's server cannot listen there; "
+                              f"free it, or give the function another port")
             time.sleep(0.05)
         apps[("thaw._web", "web_server", port)] = "starting"
         try:
             resolve(target())
         except Exception as e:  # noqa: BLE001 - the container leaves; the log says why
-            why = f"@web_server({port}): the function raised {type(e).__name__}: {e}"
-            apps[("thaw._web", "web_server", port)] = why
-            raise LeaveContainer(_json_response(503, {"detail": why}), why) from e
+            raise _failed(apps, port, 503, f"@web_server({port}): the function raised "
+                                           f"{type(e).__name__}: {e}") from e
         deadline = time.monotonic() + startup_timeout
         while not _listening(port):
             if time.monotonic() >= deadline:
-                why = (f"@web_server({port}): nothing listens on port {port} {startup_timeout} s "
-                       f"after the function returned; start the server in the function (e.g. "
-                       f"subprocess.Popen) listening on 0.0.0.0 or 127.0.0.1 port {port}, or give "
-                       f"a longer startup_timeout=")
-                apps[("thaw._web", "web_server", port)] = why
-                raise LeaveContainer(_json_response(503, {"detail": why}), why)
+                raise _failed(apps, port, 503,
+                              f"@web_server({port}): nothing listens on port {port} "
+                              f"{startup_timeout} s after the function returned; start the server "
+                              f"in the function (e.g. subprocess.Popen) listening on 0.0.0.0 or "
+                              f"127.0.0.1 port {port}, or give a longer startup_timeout=")
             time.sleep(0.05)
         apps[("thaw._web", "web_server", port)] = "up"
 
