@@ -16,6 +16,7 @@ from the next read on, with nothing read ahead in the snapshot.
 """
 
 import atexit
+import base64
 import concurrent.futures
 import contextlib
 import gc
@@ -463,14 +464,29 @@ class Worker:
                 # response, status and all, as JSON. Imported here: most
                 # workers never serve one.
                 from . import _web
+                streamed = None
                 try:
                     with _alarm(timeout):
                         value = _web.handle(web["kind"], web.get("options") or {}, fn,
                                             web["request"], self.web_apps)
+                        if "stream" in value and msg.get("stream"):
+                            # Passed on as it comes: the head, then each piece.
+                            self._stream_item(call, cid, {"status": value["status"],
+                                                          "headers": value["headers"]}, "json")
+                            streamed = 1
+                            for piece in value["stream"]:
+                                self._stream_item(call, cid, {"chunk_b64": base64.b64encode(
+                                    piece).decode("ascii")}, "json")
+                                streamed += 1
+                            value = None
+                        else:
+                            value = _web.whole(value)
                 except _web.LeaveContainer as e:
                     value, self.leaving = e.response, str(e)
                 reply = {"type": "result", "id": cid, "ok": True, "value": dump_payload(None),
                          "value_json": value}
+                if streamed is not None:
+                    reply["streamed"] = streamed
                 if self.leaving:
                     reply["leaving"] = True  # the runtime sends this container nothing more
                 return reply

@@ -231,16 +231,39 @@ const char* reason_phrase(int status) {
   }
 }
 
-std::string format_response(int status, const HttpHeaders& headers, std::string_view body, bool head_only) {
+namespace {
+
+// The status line and the headers the answer keeps: framing is ours (the
+// connection closes after the answer, whose length or chunks we write).
+std::string status_and_headers(int status, const HttpHeaders& headers) {
   std::string out = cat("HTTP/1.1 ", status, " ", reason_phrase(status), "\r\n");
   for (const auto& [k, v] : headers) {
     std::string name = lower(k);
-    // Ours: the connection closes after this answer, whose length we know.
     if (name == "content-length" || name == "connection" || name == "transfer-encoding") continue;
     // A header must not smuggle a line of its own.
     if (k.find_first_of("\r\n:") != std::string::npos || v.find_first_of("\r\n") != std::string::npos) continue;
     out += cat(k, ": ", v, "\r\n");
   }
+  return out;
+}
+
+}  // namespace
+
+std::string format_stream_head(int status, const HttpHeaders& headers) {
+  return status_and_headers(status, headers) + "transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+}
+
+std::string format_chunk(std::string_view data) {
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  std::string out = size;
+  out.append(data);
+  out += "\r\n";
+  return out;
+}
+
+std::string format_response(int status, const HttpHeaders& headers, std::string_view body, bool head_only) {
+  std::string out = status_and_headers(status, headers);
   bool no_body = status == 204 || status == 304 || status < 200;
   if (!no_body) out += cat("content-length: ", body.size(), "\r\n");
   out += "connection: close\r\n\r\n";

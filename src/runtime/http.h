@@ -48,6 +48,11 @@ std::optional<HttpRequest> read_request(int fd, int timeout_ms, size_t max_body)
 // A whole response, `Connection: close` and Content-Length added; a HEAD
 // request's answer leaves the body out.
 std::string format_response(int status, const HttpHeaders& headers, std::string_view body, bool head_only = false);
+// A response whose body follows in chunks (format_chunk each; an empty
+// chunk ends it), `Connection: close` added: for answers streamed as they
+// come.
+std::string format_stream_head(int status, const HttpHeaders& headers);
+std::string format_chunk(std::string_view data);
 
 const char* reason_phrase(int status);
 

@@ -225,7 +225,7 @@ void WebFront::serve(UniqueFd conn, const std::string& client) {
   std::string why;
   try {
     auto req = read_request(conn.get(), kRequestTimeoutMs, kMaxBody);
-    if (req) out = answer(*req, client);
+    if (req) out = answer(*req, client, conn.get());
   } catch (const HttpError& e) {
     status = e.status();
     why = e.what();
@@ -249,7 +249,7 @@ void WebFront::serve(UniqueFd conn, const std::string& client) {
   conn.reset();  // closed before another connection can take its number
 }
 
-std::string WebFront::answer(const HttpRequest& req, const std::string& client) {
+std::string WebFront::answer(const HttpRequest& req, const std::string& client, int conn) {
   bool head = req.method == "HEAD";
   // /<app>/<endpoint>[/rest]
   std::string_view p = req.path;
@@ -307,8 +307,46 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client) 
               {"mode", "deployed"},
               {"result_format", "json"},
               {"web_request", {{"kind", kind}, {"options", options}, {"request", request}}}};
-  json r = rt_.call(msg);
+  // A server's answer that comes in pieces (server-sent events, a token
+  // stream) is passed on as it comes, in chunks: the worker streams it as
+  // values, the first with the status and headers.
+  bool streamed = false;
+  YieldSink to_client;
+  if (kind == "web_server" && !head) {
+    msg["stream"] = true;
+    to_client = [&](const json& y) {
+      const json& v = y.value("value_json", json());
+      std::string out;
+      if (!streamed) {
+        HttpHeaders hs;
+        for (const auto& h : v.value("headers", json::array()))
+          if (h.is_array() && h.size() == 2 && h[0].is_string() && h[1].is_string()) hs.emplace_back(h[0], h[1]);
+        out = format_stream_head(v.value("status", 200), hs);
+        streamed = true;
+      } else if (auto chunk = base64_decode(v.value("chunk_b64", std::string())); chunk && !chunk->empty()) {
+        out = format_chunk(*chunk);
+      }
+      // Throws when the client has gone: the worker stops the stream.
+      if (!out.empty()) write_all(conn, out.data(), out.size(), "the HTTP client");
+    };
+  }
+  json r = rt_.call(msg, true, to_client);
   std::string name = route->method ? cat(route->function, ".", *route->method) : route->function;
+  if (streamed) {
+    // Ended cleanly: the last chunk. Otherwise the connection closes
+    // without it, which tells the client the answer was cut short.
+    if (r.value("ok", false)) {
+      std::string end = format_chunk("");
+      try {
+        write_all(conn, end.data(), end.size(), "the HTTP client");
+      } catch (const std::exception&) {
+      }
+    } else {
+      rt_.context().log.line(cat(printable(req.method), " ", printable(req.target), " (", app, ".", name,
+                                 ") failed while its answer was streamed: ", r.value("error", std::string("?"))));
+    }
+    return "";
+  }
   if (!r.value("ok", false)) {
     std::string err = r.value("error", std::string("the call failed"));
     rt_.context().log.line(cat(printable(req.method), " ", printable(req.target), " (", app, ".", name, ") failed: ", err));

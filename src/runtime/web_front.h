@@ -55,8 +55,9 @@ class WebFront {
 
  private:
   void serve(UniqueFd conn, const std::string& client);
-  // The response to one parsed request.
-  std::string answer(const HttpRequest& req, const std::string& client);
+  // The response to one parsed request; "" when it was streamed to conn
+  // already (a @web_server answer that comes in pieces).
+  std::string answer(const HttpRequest& req, const std::string& client, int conn);
 
   Runtime& rt_;
   UniqueFd listen_;

@@ -7,6 +7,7 @@ and the SDK's get_web_url().
 
 Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_web.py
 """
+import http.client
 import json
 import re
 import socket
@@ -241,6 +242,19 @@ def test_a_web_server_function_gets_every_request_below_its_url(thaw):  # noqa: 
     # The function ran once: the same server answered both.
     assert second["server"] == first["server"]
     assert RESTORING in thaw.serve_log()
+    # An answer that comes in pieces (server-sent events) is passed on as it
+    # comes: the first event arrives while the server still holds the second.
+    flag = thaw.tmp / "send-the-second-event"
+    host, _, port_text = base[len("http://"):].partition(":")
+    conn = http.client.HTTPConnection(host, int(port_text), timeout=30)
+    conn.request("GET", f"/e2e-web-server/echo_server/events?flag={flag}")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("transfer-encoding") == "chunked"
+    assert resp.getheader("content-type") == "text/event-stream"
+    assert resp.readline() == b"data: one\n"
+    flag.touch()
+    assert resp.read() == b"\ndata: two\n\n"
+    conn.close()
     # Its server dies: the request finding it gone is answered 502 and its
     # container leaves; the next request gets a new container and server.
     assert request(f"{url}/?die=1")[0] == 200

@@ -195,3 +195,17 @@ TEST(WebFront, ListenAddresses) {
 
 }  // namespace
 }  // namespace thaw::runtime
+
+namespace {
+
+TEST(HttpStream, AStreamedAnswerIsItsHeadThenChunks) {
+  std::string head = thaw::runtime::format_stream_head(
+      200, {{"Content-Type", "text/event-stream"}, {"Content-Length", "5"}, {"X-Bad\r\nInjected", "1"}});
+  EXPECT_EQ(head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+            "connection: close\r\n\r\n");
+  EXPECT_EQ(thaw::runtime::format_chunk("data: one\n\n"), "b\r\ndata: one\n\n\r\n");
+  EXPECT_EQ(thaw::runtime::format_chunk(""), "0\r\n\r\n");
+}
+
+}  // namespace

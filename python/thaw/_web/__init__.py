@@ -24,11 +24,11 @@ from ._apps import _cached_app
 from ._asgi import _AsgiApp, _asgi_call
 from ._endpoint import _endpoint
 from ._http import _json_response
-from ._server import LeaveContainer, _started, _web_server_call
+from ._server import LeaveContainer, _started, _web_server_call, whole
 from ._wsgi import _WsgiApp, _wsgi_call
 
 
-__all__ = ["handle", "error_response", "LeaveContainer"]
+__all__ = ["handle", "error_response", "LeaveContainer", "whole"]
 
 ENDPOINT_KINDS = ("fastapi_endpoint", "web_endpoint")
 APP_KINDS = ("wsgi_app", "asgi_app", "web_server")
@@ -49,7 +49,9 @@ def handle(kind, options, target, request, apps):
         @wsgi_app/@asgi_app functions are made once and kept there, and
         whether a @web_server function has started its server.
 
-    Returns {"status": int, "headers": [[name, value], ...], "body_b64": str}.
+    Returns {"status": int, "headers": [[name, value], ...], "body_b64": str},
+    or for a @web_server answer that comes in pieces {"status", "headers",
+    "stream": an iterator of bytes} (whole() reads it into the first form).
     An exception of the user's code (other than an HTTPException-like one of
     an endpoint) propagates: the caller answers 500. LeaveContainer (a
     @web_server whose server is broken) carries the response to send before

@@ -109,13 +109,34 @@ def _forwarded_headers(request):
     return headers
 
 
+def _streams(resp):
+    """An answer to pass on as it comes: one without a length (chunked, or
+    read until the server closes) or server-sent events."""
+    return (resp.getheader("content-length") is None
+            or (resp.getheader("content-type") or "").startswith("text/event-stream"))
+
+
+def _pieces(conn, resp):
+    try:
+        while True:
+            piece = resp.read1(64 << 10)
+            if not piece:
+                return
+            yield piece
+    finally:
+        conn.close()
+
+
 def _web_server_call(target, options, request):
+    """The server's answer: {"status", "headers", "body_b64"}, or for one
+    that comes in pieces {"status", "headers", "stream": iterator of bytes}."""
     port = int(options["port"])
     body = base64.b64decode(request.get("body_b64") or "")
     path = request.get("path") or "/"
     if request.get("query"):
         path += "?" + request["query"]
     conn = http.client.HTTPConnection("127.0.0.1", port)
+    keep_open = False
     try:
         try:
             conn.putrequest(request["method"], path, skip_host=True, skip_accept_encoding=True)
@@ -130,11 +151,31 @@ def _web_server_call(target, options, request):
         except ConnectionError as e:
             why = f"@web_server({port}): its server stopped answering ({e})"
             raise LeaveContainer(_json_response(502, {"detail": why}), why) from None
+        out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
+        if _streams(resp) and request.get("method") != "HEAD":
+            keep_open = True
+            head = _response(resp.status, out, b"")
+            return {"status": head["status"], "headers": head["headers"],
+                    "stream": _pieces(conn, resp)}
         data = resp.read(MAX_RESPONSE_BYTES + 1)
         if len(data) > MAX_RESPONSE_BYTES:
             return _json_response(502, {"detail": f"@web_server({port}): the answer is larger "
                                                   f"than {MAX_RESPONSE_BYTES >> 20} MiB"})
-        out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
         return _response(resp.status, out, data)
     finally:
-        conn.close()
+        if not keep_open:
+            conn.close()
+
+
+def whole(response):
+    """A streamed answer read whole (for a caller that takes no stream)."""
+    if "stream" not in response:
+        return response
+    data = bytearray()
+    for piece in response["stream"]:
+        data += piece
+        if len(data) > MAX_RESPONSE_BYTES:
+            response["stream"].close()
+            return _json_response(502, {"detail": f"the answer is larger than "
+                                                  f"{MAX_RESPONSE_BYTES >> 20} MiB"})
+    return _response(response["status"], response["headers"], bytes(data))

@@ -18,7 +18,24 @@ SERVER_ID = os.urandom(6).hex()  # pids repeat across containers' namespaces
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
+    def events(self):
+        # Server-sent events without a length: the second waits for the
+        # test's flag file, so it can only pass if the first came on its own.
+        flag = self.path.split("flag=", 1)[1]
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b"data: one\n\n")
+        self.wfile.flush()
+        deadline = time.monotonic() + 300  # past the test's read timeout
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.wfile.write(b"data: two\n\n")
+        self.wfile.flush()
+
     def answer(self):
+        if self.path.startswith("/events"):
+            return self.events()
         n = int(self.headers.get("content-length") or 0)
         body = json.dumps({"method": self.command, "path": self.path, "server": SERVER_ID,
                            "body": self.rfile.read(n).decode(),
