@@ -438,12 +438,13 @@ def test_asgi_app():
     factory = make_asgi_factory(made)
     request = req("POST", path="/x%20y", query="a=1", root_path="/app/asgi",
                   headers=[["x-custom", "v"]], body=b"payload")
+    # Its body comes in two messages: passed on as a stream, piece by piece.
     resp = _web.handle("asgi_app", {}, factory, request, apps)
     assert resp["status"] == 202
-    assert body_of(resp) == b"echo:payload|connected"
+    assert list(resp["stream"]) == [b"echo:", b"payload|connected"]
     assert resp["headers"] == [["content-type", "text/plain"], ["x-n", "1"]]
 
-    resp = _web.handle("asgi_app", {}, factory, req(root_path="/app/asgi"), apps)
+    resp = _web.whole(_web.handle("asgi_app", {}, factory, req(root_path="/app/asgi"), apps))
     assert body_of(resp) == b"echo:|connected"
     assert header(resp, "x-n") == "2"   # the app's state persists between requests
     assert made == [1]
@@ -654,3 +655,40 @@ def test_web_server_forwarded_headers():
     assert h["cookie"] == "a=1; b=2"
     assert "modal-key" not in h and "modal-secret" not in h and "x-drop" not in h
     assert h["x-keep"] == "2"
+
+
+def test_asgi_stream_closed_early_cancels_the_app():
+    cancelled = threading.Event()
+
+    def factory():
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                raise RuntimeError("no lifespan here")
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"first", "more_body": True})
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return app
+    resp = _web.handle("asgi_app", {}, factory, req(), {})
+    pieces = resp["stream"]
+    assert next(pieces) == b"first"
+    pieces.close()  # the client went away
+    assert cancelled.wait(10)
+
+
+def test_asgi_error_after_a_streamed_piece_ends_the_stream_with_it():
+    def factory():
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                raise RuntimeError("no lifespan here")
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"first", "more_body": True})
+            raise ValueError("broke mid-answer")
+        return app
+    pieces = _web.handle("asgi_app", {}, factory, req(), {})["stream"]
+    assert next(pieces) == b"first"
+    with pytest.raises(ValueError, match="broke mid-answer"):
+        next(pieces)

@@ -2,6 +2,7 @@
 once."""
 
 import asyncio
+import queue
 import sys
 import traceback
 from urllib.parse import unquote
@@ -102,14 +103,57 @@ def _asgi_scope(entry, request):
 
 
 def _asgi_call(entry, request):
+    """The app's answer: whole when its body came in one message, else
+    {"status", "headers", "stream"} passing each body message on as it
+    comes (a StreamingResponse, server-sent events)."""
     scope = _asgi_scope(entry, request)
-    status, headers, body = _async_runner._run(_asgi_exchange(entry.app, scope, _body(request)))
-    return _response(status, headers, body)
+    events = queue.Queue()  # from the loop's thread to this one
+    future = asyncio.run_coroutine_threadsafe(
+        _asgi_exchange(entry.app, scope, _body(request), lambda *ev: events.put(ev)), entry.loop)
+    future.add_done_callback(lambda f: events.put(("done",)))
+    try:
+        start, first = None, []
+        while True:
+            ev = events.get()
+            if ev[0] == "start":
+                start = ev[1]
+            elif ev[0] == "body":
+                first.append(ev[1])
+                if ev[2]:  # more_body: the rest follows as it comes
+                    return {**_response(int(start["status"]), list(start.get("headers") or ()), b""),
+                            "stream": _pieces(first, events, future)}
+            else:  # done: the whole answer came in one message (or none)
+                future.result()  # the app's error, if it raised before answering
+                return _response(int(start["status"]), list(start.get("headers") or ()),
+                                 b"".join(first))
+    except BaseException:
+        future.cancel()  # a timeout's alarm while waiting: the app stops too
+        raise
 
 
-async def _asgi_exchange(app, scope, body):
-    """Run the app for one request; (status, headers, body) of its answer."""
-    response = {"start": None, "chunks": [], "complete": False}
+def _pieces(first, events, future):
+    """The body messages after the first: yielded as they come. Closed early
+    (the client went away), the app's task is cancelled."""
+    try:
+        yield from first
+        while True:
+            ev = events.get()
+            if ev[0] == "body":
+                yield ev[1]
+            elif ev[0] == "done":
+                future.result()
+                return
+    finally:
+        if not future.done():
+            future.cancel()
+
+
+async def _asgi_exchange(app, scope, body, emit):
+    """Run the app for one request; emit(("start", message)) and then
+    emit(("body", bytes, more_body)) for each part of its answer, as the
+    app sends them. Raises what the app raised before its answer was
+    complete, or when it broke the protocol."""
+    started = complete = False
     finished = asyncio.Event()
     request_sent = False
 
@@ -124,21 +168,24 @@ async def _asgi_exchange(app, scope, body):
         return {"type": "http.disconnect"}
 
     async def send(message):
+        nonlocal started, complete
         kind = message["type"]
         if kind == "http.response.start":
-            if response["start"] is not None:
+            if started:
                 raise RuntimeError("thaw: the ASGI app sent 'http.response.start' twice")
-            response["start"] = message
+            started = True
+            emit("start", message)
         elif kind == "http.response.body":
-            if response["start"] is None:
+            if not started:
                 raise RuntimeError("thaw: the ASGI app sent 'http.response.body' before "
                                    "'http.response.start'")
-            if response["complete"]:
+            if complete:
                 raise RuntimeError("thaw: the ASGI app sent 'http.response.body' after the "
                                    "response was complete")
-            response["chunks"].append(bytes(message.get("body", b"")))
-            if not message.get("more_body", False):
-                response["complete"] = True
+            more = bool(message.get("more_body", False))
+            emit("body", bytes(message.get("body", b"")), more)
+            if not more:
+                complete = True
                 finished.set()
         else:
             raise RuntimeError(f"thaw: unexpected ASGI message {kind!r} for an HTTP request")
@@ -146,17 +193,15 @@ async def _asgi_exchange(app, scope, body):
     try:
         await app(scope, receive, send)
     except Exception:
-        if not response["complete"]:
+        if not complete:
             raise
         # The answer was out (Starlette's error middleware sends a 500 and then
         # raises): as uvicorn does, it stands and the error is logged.
         traceback.print_exc(file=sys.stderr)
     finally:
         finished.set()   # wakes a receive() still waiting
-    start = response["start"]
-    if start is None:
+    if not started:
         raise RuntimeError("thaw: the ASGI app returned without sending a response")
-    if not response["complete"]:
+    if not complete:
         raise RuntimeError("thaw: the ASGI app returned before its response was complete "
                            "(the last 'http.response.body' must have more_body False)")
-    return int(start["status"]), list(start.get("headers") or ()), b"".join(response["chunks"])

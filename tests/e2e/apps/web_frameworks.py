@@ -3,9 +3,11 @@ python3-fastapi and python3-flask): a FastAPI app with a path parameter, a
 pydantic body and an HTTPException, and a Flask app with two routes. The
 apps are built in the global scope, so the memory snapshot holds them.
 """
+import asyncio
 import os
 
 import fastapi
+import fastapi.responses
 import flask
 import pydantic
 
@@ -37,6 +39,20 @@ async def read_item(item_id: int, q: str = "none"):
 @api.post("/items")
 def create_item(item: Item):
     return {"name": item.name, "doubled": item.price * 2}
+
+
+@api.get("/tokens")
+async def tokens(flag: str):
+    # A StreamingResponse whose second piece waits for the test's flag
+    # file: the test passes only if the first reaches it on its own.
+    async def pieces():
+        yield b"token-1\n"
+        for _ in range(6000):  # at most 5 min, past the test's read timeout
+            if os.path.exists(flag):
+                break
+            await asyncio.sleep(0.05)
+        yield b"token-2\n"
+    return fastapi.responses.StreamingResponse(pieces(), media_type="text/plain")
 
 
 site = flask.Flask("site")
