@@ -59,4 +59,6 @@ def iterate(agen):
                 return
             yield item
     finally:
-        _run(agen.aclose())
+        close = getattr(agen, "aclose", None)  # an async iterator may have none
+        if close is not None:
+            _run(close())

@@ -307,12 +307,13 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
               {"mode", "deployed"},
               {"result_format", "json"},
               {"web_request", {{"kind", kind}, {"options", options}, {"request", request}}}};
-  // An answer that comes in pieces (a @web_server's server-sent events, an
-  // ASGI StreamingResponse) is passed on as it comes, in chunks: the worker
-  // streams it as values, the first with the status and headers.
+  // An answer that comes in pieces (a @web_server's server-sent events, a
+  // StreamingResponse of an endpoint or an ASGI app) is passed on as it
+  // comes, in chunks: the worker streams it as values, the first with the
+  // status and headers. Other answers come whole, as the result.
   bool streamed = false;
   YieldSink to_client;
-  if ((kind == "web_server" || kind == "asgi_app") && !head) {
+  if (!head) {
     msg["stream"] = true;
     to_client = [&](const json& y) {
       const json& v = y.value("value_json", json());

@@ -144,17 +144,19 @@ def test_real_fastapi_and_flask_apps(thaw):  # noqa: F811 - the fixture from tes
                           body=json.dumps({"name": "pen", "price": 1.5}).encode(),
                           headers={"Content-Type": "application/json"})
     assert st == 200 and json.loads(body) == {"name": "pen", "doubled": 3.0}, body
-    # A StreamingResponse reaches the client piece by piece.
-    flag = thaw.tmp / "next-token"
+    # A StreamingResponse, of an ASGI app or of an endpoint, reaches the
+    # client piece by piece.
     host, _, port_text = base[len("http://"):].split("/")[0].partition(":")
-    conn = http.client.HTTPConnection(host, int(port_text), timeout=30)
-    conn.request("GET", f"/e2e-web-frameworks/fastapi_app/tokens?flag={flag}")
-    resp = conn.getresponse()
-    assert resp.status == 200 and resp.getheader("transfer-encoding") == "chunked"
-    assert resp.readline() == b"token-1\n"
-    flag.touch()
-    assert resp.read() == b"token-2\n"
-    conn.close()
+    for path in ("fastapi_app/tokens", "stream_tokens"):
+        flag = thaw.tmp / f"next-token-{path.replace('/', '-')}"
+        conn = http.client.HTTPConnection(host, int(port_text), timeout=30)
+        conn.request("GET", f"/e2e-web-frameworks/{path}?flag={flag}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("transfer-encoding") == "chunked", path
+        assert resp.readline() == b"token-1\n", path
+        flag.touch()
+        assert resp.read() == b"token-2\n", path
+        conn.close()
     st, _, body = request(f"{base}/flask/hello/world", headers={"User-Agent": "e2e"})
     assert st == 200, body
     assert json.loads(body) == {"greeting": "hello world", "root": "/e2e-web-frameworks/flask", "agent": "e2e"}

@@ -252,8 +252,9 @@ def test_streaming_response_like_object():
             self.headers = {}
 
     resp = call(lambda: StreamingResponse())
-    assert body_of(resp) == b"ab"
+    assert list(resp["stream"]) == [b"a", b"b"]  # piece by piece, async iterator or not
     assert header(resp, "content-type") == "text/plain; charset=utf-8"
+    assert body_of(_web.whole(call(lambda: StreamingResponse()))) == b"ab"
 
 
 def test_bound_method_target():

@@ -83,7 +83,13 @@ def _is_http_exception(e):
 
 def _result_response(value):
     if _is_response_like(value):
-        return _response(value.status_code, _response_headers(value), _response_body(value))
+        if hasattr(value, "body_iterator"):
+            # A StreamingResponse: passed on piece by piece (whole() reads it
+            # whole for a caller that takes no stream).
+            head = _response(value.status_code, _response_headers(value), b"")
+            return {"status": head["status"], "headers": head["headers"],
+                    "stream": _pieces(value.body_iterator)}
+        return _response(value.status_code, _response_headers(value), bytes(value.body))
     return _json_response(200, value)
 
 
@@ -113,13 +119,9 @@ def _header_items(headers):
     return [[_text(k), _text(v)] for k, v in items]
 
 
-def _response_body(resp):
-    if not hasattr(resp, "body_iterator"):
-        return bytes(resp.body)
-    chunks = resp.body_iterator
-    chunks = _async_runner.resolve(_collect(chunks)) if hasattr(chunks, "__aiter__") else list(chunks)
-    return b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in chunks)
-
-
-async def _collect(agen):
-    return [item async for item in agen]
+def _pieces(chunks):
+    """A StreamingResponse's body, piece by piece (its iterator may be async:
+    it runs on the worker's event loop)."""
+    it = _async_runner.iterate(chunks) if hasattr(chunks, "__aiter__") else iter(chunks)
+    for c in it:
+        yield c.encode("utf-8") if isinstance(c, str) else bytes(c)

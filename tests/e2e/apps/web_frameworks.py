@@ -41,18 +41,20 @@ def create_item(item: Item):
     return {"name": item.name, "doubled": item.price * 2}
 
 
+async def token_pieces(flag):
+    # The second piece waits for the test's flag file: the test passes only
+    # if the first reaches it on its own.
+    yield b"token-1\n"
+    for _ in range(6000):  # at most 5 min, past the test's read timeout
+        if os.path.exists(flag):
+            break
+        await asyncio.sleep(0.05)
+    yield b"token-2\n"
+
+
 @api.get("/tokens")
 async def tokens(flag: str):
-    # A StreamingResponse whose second piece waits for the test's flag
-    # file: the test passes only if the first reaches it on its own.
-    async def pieces():
-        yield b"token-1\n"
-        for _ in range(6000):  # at most 5 min, past the test's read timeout
-            if os.path.exists(flag):
-                break
-            await asyncio.sleep(0.05)
-        yield b"token-2\n"
-    return fastapi.responses.StreamingResponse(pieces(), media_type="text/plain")
+    return fastapi.responses.StreamingResponse(token_pieces(flag), media_type="text/plain")
 
 
 site = flask.Flask("site")
@@ -79,3 +81,9 @@ def fastapi_app():
 @thaw.wsgi_app(label="flask")
 def flask_app():
     return site
+
+
+@app.function(enable_memory_snapshot=True)
+@thaw.fastapi_endpoint()
+def stream_tokens(flag: str):
+    return fastapi.responses.StreamingResponse(token_pieces(flag), media_type="text/plain")
