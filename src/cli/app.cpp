@@ -55,6 +55,17 @@ int stop_app(Session& s, const std::string& app) {
     store.remove_snapshot(key);
     s.log.line("Removed memory snapshot " + key.substr(0, 12) + " (" + app + "." + fn + ").");
   }
+  // And those made for handles with other settings (Cls.with_options):
+  // their meta.json names the app.
+  for (const auto& key : store.snapshot_keys()) {
+    auto meta = store.read_meta(key);
+    if (!meta || !meta->is_object() || !(*meta)["app"].is_string() || (*meta)["app"].get<std::string>() != app)
+      continue;
+    auto klock = store.lock_snapshot(key);
+    store.remove_snapshot(key);
+    s.log.line("Removed memory snapshot " + key.substr(0, 12) + " (" + app + "." +
+               meta->value("function", std::string("?")) + ", a handle's).");
+  }
   std::printf("Stopped app %s (version %d).\n", app.c_str(), *current);
   return 0;
 }

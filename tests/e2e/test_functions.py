@@ -1005,6 +1005,10 @@ print(json.dumps({"plain": plain, "sweet": sweet, "timed_out": timed_out, "wide"
     # handles restore from the deployed one.
     assert log.count("Creating memory snapshot") == 1, log
     assert COLD not in log and FALLBACK not in log, log
+    assert len(thaw.snapshot_keys()) == 2  # the deployed one and the env= handle's
+    cp = thaw.run("app", "stop", "e2e-options")
+    assert "a handle's" in cp.stderr, cp.stderr
+    assert thaw.snapshot_keys() == [], thaw.snapshot_keys()
     thaw.assert_containers_gone()
 
 
