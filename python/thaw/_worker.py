@@ -24,6 +24,7 @@ import inspect
 import json
 import os
 import pickle
+import queue
 import random
 import select
 import signal
@@ -410,8 +411,11 @@ class Worker:
 
     def _leave_if_asked(self):
         """After an answer: a container whose @web_server broke leaves, so
-        that the next request gets a new one."""
-        if self.leaving:
+        that the next request gets a new one (the runtime sends it no more),
+        once the other inputs it runs are answered too."""
+        with self.running_lock:
+            others = self.running
+        if self.leaving and not others:
             try:
                 print(f"thaw worker: leaving: {self.leaving}", file=sys.stderr)
                 sys.stderr.flush()
@@ -470,14 +474,7 @@ class Worker:
                         value = _web.handle(web["kind"], web.get("options") or {}, fn,
                                             web["request"], self.web_apps)
                         if "stream" in value and msg.get("stream"):
-                            # Passed on as it comes: the head, then each piece.
-                            self._stream_item(call, cid, {"status": value["status"],
-                                                          "headers": value["headers"]}, "json")
-                            streamed = 1
-                            for piece in value["stream"]:
-                                self._stream_item(call, cid, {"chunk_b64": base64.b64encode(
-                                    piece).decode("ascii")}, "json")
-                                streamed += 1
+                            streamed = self._stream_web_answer(call, cid, value)
                             value = None
                         else:
                             value = _web.whole(value)
@@ -515,7 +512,7 @@ class Worker:
                     "exception": dump_payload(err)}
         except _Cancelled:
             return {"type": "result", "id": cid, "ok": False, "cancelled": True,
-                    "error": "cancelled: the caller stopped reading the generator's values",
+                    "error": "cancelled: its caller went away or stopped reading its values",
                     "traceback": ""}
         except (_Terminate, KeyboardInterrupt):
             raise
@@ -534,6 +531,46 @@ class Worker:
         if msg.get("result_format") == "json":
             reply["value_json"] = json.loads(json.dumps(value, default=_json_default))
         return reply
+
+    def _stream_web_answer(self, call, cid, answer):
+        """Send a web answer that comes in pieces as it comes: the head, then
+        each piece, as values. The pieces are read in a thread of their own,
+        so that a caller gone (the runtime's `cancel`) is noticed while the
+        source is silent (an idle event stream): its `stop` then ends it."""
+        self._stream_item(call, cid, {"status": answer["status"], "headers": answer["headers"]},
+                          "json")
+        pieces = queue.Queue()
+
+        def pump():
+            try:
+                for piece in answer["stream"]:
+                    pieces.put(("piece", piece))
+                pieces.put(("end", None))
+            except BaseException as e:  # noqa: BLE001 - handed to the input's thread
+                pieces.put(("error", e))
+        threading.Thread(target=pump, name="thaw-web-stream", daemon=True).start()
+        sent, ended = 1, False
+        try:
+            while True:
+                try:
+                    kind, x = pieces.get(timeout=0.2)
+                except queue.Empty:
+                    if call.get("cancelled") or (self.width == 1 and self._cancel_came(cid)):
+                        raise _Cancelled() from None
+                    continue
+                if kind == "end":
+                    ended = True
+                    return sent
+                if kind == "error":
+                    ended = True
+                    raise x
+                self._stream_item(call, cid, {"chunk_b64": base64.b64encode(x).decode("ascii")},
+                                  "json")
+                sent += 1
+        finally:
+            stop = answer.get("stop")
+            if not ended and stop is not None:
+                stop()  # the pump's source ends, and the pump with it
 
     def _stream_item(self, call, cid, item, result_format):
         try:

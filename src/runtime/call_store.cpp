@@ -179,8 +179,17 @@ json CallStore::cancel(const std::string& id) {
   auto rec = read_record(id);
   if (!rec) return error_reply(id, cat("no function call ", id, " (never spawned here, or expired)"), "not_found");
   if (rec->value("state", "") == "done") return {{"type", "done"}, {"call_id", id}};
+  std::string owner = (*rec)["owner"].is_string() ? (*rec)["owner"].get<std::string>() : "";
+  if (owner == owner_ || !owner_alive(owner))
+    return error_reply(id, cat("function call ", id, " was lost: the runtime running it has stopped"), "lost");
   // Another runtime runs it: it looks for this file while the call waits.
   container::write_file_atomic(cancel_path_of(id), "cancel\n");
+  // It may have finished meanwhile (and removed no marker of ours).
+  if (auto again = read_record(id); again && again->value("state", "") == "done") {
+    std::error_code ec;
+    fs::remove(cancel_path_of(id), ec);
+    return {{"type", "done"}, {"call_id", id}};
+  }
   return {{"type", "cancelling"}, {"call_id", id}};
 }
 

@@ -249,8 +249,9 @@ std::string status_and_headers(int status, const HttpHeaders& headers) {
 
 }  // namespace
 
-std::string format_stream_head(int status, const HttpHeaders& headers) {
-  return status_and_headers(status, headers) + "transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+std::string format_stream_head(int status, const HttpHeaders& headers, bool chunked) {
+  return status_and_headers(status, headers) + (chunked ? "transfer-encoding: chunked\r\n" : "") +
+         "connection: close\r\n\r\n";
 }
 
 std::string format_chunk(std::string_view data) {

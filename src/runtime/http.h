@@ -50,8 +50,9 @@ std::optional<HttpRequest> read_request(int fd, int timeout_ms, size_t max_body)
 std::string format_response(int status, const HttpHeaders& headers, std::string_view body, bool head_only = false);
 // A response whose body follows in chunks (format_chunk each; an empty
 // chunk ends it), `Connection: close` added: for answers streamed as they
-// come.
-std::string format_stream_head(int status, const HttpHeaders& headers);
+// come. Without `chunked` (an HTTP/1.0 client) the body follows as it is,
+// and closing the connection ends it.
+std::string format_stream_head(int status, const HttpHeaders& headers, bool chunked = true);
 std::string format_chunk(std::string_view data);
 
 const char* reason_phrase(int status);

@@ -24,9 +24,11 @@ bool Pool::takes_input(const Slot& s) const {
   return !s.broken && s.in_flight < capacity() && (max <= 0 || s.served < max);
 }
 
-Pool::SlotIt Pool::acquire(bool use_snapshot) {
+Pool::SlotIt Pool::acquire(bool use_snapshot, const CancelCheck& cancelled) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto deadline = Clock::now() + std::chrono::duration<double>(target_.fn.startup_timeout_s() + target_.fn.timeout_s());
+  Clock::time_point deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(target_.fn.startup_timeout_s() + target_.fn.timeout_s()));
   for (;;) {
     for (auto it = slots_.begin(); it != slots_.end(); ++it)
       if (takes_input(*it)) {
@@ -43,9 +45,17 @@ Pool::SlotIt Pool::acquire(bool use_snapshot) {
     int max = target_.fn.max_containers();
     if (spare <= 0 && (max <= 0 || static_cast<int>(slots_.size()) + starting_ < max)) break;
     if (spare > 0) waiting_for_start_++;
-    auto woke = cv_.wait_until(lock, deadline);
+    // In slices while a cancel may come: a queued call cancelled leaves now.
+    auto until = cancelled ? std::min(deadline, Clock::now() + std::chrono::milliseconds(100)) : deadline;
+    cv_.wait_until(lock, until);
     if (spare > 0) waiting_for_start_--;
-    if (woke == std::cv_status::timeout)
+    if (cancelled) {
+      lock.unlock();
+      bool stop = cancelled();
+      lock.lock();
+      if (stop) throw CallCancelled("cancelled while it waited for a container");
+    }
+    if (Clock::now() >= deadline)
       fail("no container of ", target_.label(), " became free (max_containers=", max, ")");
   }
   return start_slot(lock, use_snapshot, 1);
@@ -173,8 +183,11 @@ void Pool::release(SlotIt it, bool healthy) {
     });
     return;
   }
-  // A broken container is stopped outside the lock: that may take a while.
-  gone->shutdown(1);
+  // A broken container is stopped outside the lock, in the background: that
+  // may take a while, and the caller's answer (or another call's) must not
+  // wait for it.
+  std::shared_ptr<Worker> w(std::move(gone));
+  stoppers_.start([w] { w->shutdown(1); });
 }
 
 json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yield, const CancelCheck& cancelled) {
@@ -200,7 +213,10 @@ json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yiel
     std::string why = r.value("error", std::string("failed"));
     snapshots_.log().line(cat(target_.label(), " failed (", why.substr(0, why.find('\n')), "); retry ", retry, " of ",
                               retries.max_retries, " in ", delay, " s."));
-    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+    // The next call_once answers a cancel that comes meanwhile.
+    auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(delay));
+    while (Clock::now() < wake && !(cancelled && cancelled()))
+      std::this_thread::sleep_until(std::min(wake, Clock::now() + std::chrono::milliseconds(100)));
   }
 }
 
@@ -213,7 +229,9 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
   if (cancelled && cancelled()) return cancelled_result();
   SlotIt it;
   try {
-    it = acquire(use_snapshot);
+    it = acquire(use_snapshot, cancelled);
+  } catch (const CallCancelled&) {
+    return cancelled_result();
   } catch (const WorkerFailed& e) {
     return error_result(cat("the container of ", target_.label(), " failed to start: ", e.what()), e.traceback());
   } catch (const std::exception& e) {

@@ -67,7 +67,8 @@ class Pool {
 
   nlohmann::json call_once(const nlohmann::json& request, bool use_snapshot, const YieldSink& on_yield,
                            const CancelCheck& cancelled);
-  SlotIt acquire(bool use_snapshot);
+  // Throws CallCancelled when `cancelled` says so while it waits.
+  SlotIt acquire(bool use_snapshot, const CancelCheck& cancelled = {});
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
   void release(SlotIt it, bool healthy);
   void stop_idle_for(std::chrono::duration<double> window, bool keep_warm);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -311,32 +312,50 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
   // StreamingResponse of an endpoint or an ASGI app) is passed on as it
   // comes, in chunks: the worker streams it as values, the first with the
   // status and headers. Other answers come whole, as the result.
+  // An HTTP/1.0 client takes no chunks: its answer's end is the
+  // connection's.
+  bool chunked = req.version != "HTTP/1.0";
   bool streamed = false;
   YieldSink to_client;
+  CancelCheck client_gone;
   if (!head) {
     msg["stream"] = true;
     to_client = [&](const json& y) {
       const json& v = y.value("value_json", json());
       std::string out;
       if (!streamed) {
+        int status = v.value("status", 0);
+        // 1xx are interim answers, and a body needs a status that has one.
+        if (status < 200 || status > 999 || status == 204 || status == 304)
+          fail(app, ".", route->function, " streamed an answer with status ", status);
         HttpHeaders hs;
         for (const auto& h : v.value("headers", json::array()))
           if (h.is_array() && h.size() == 2 && h[0].is_string() && h[1].is_string()) hs.emplace_back(h[0], h[1]);
-        out = format_stream_head(v.value("status", 200), hs);
+        out = format_stream_head(status, hs, chunked);
         streamed = true;
       } else if (auto chunk = base64_decode(v.value("chunk_b64", std::string())); chunk && !chunk->empty()) {
-        out = format_chunk(*chunk);
+        out = chunked ? format_chunk(*chunk) : *chunk;
       }
       // Throws when the client has gone: the worker stops the stream.
       if (!out.empty()) write_all(conn, out.data(), out.size(), "the HTTP client");
     };
+    // A client that goes while the answer is silent (an idle event
+    // stream), or `thaw serve` stopping, cancels it too: the worker ends it.
+    client_gone = [this, conn] {
+      if (stop_) return true;
+      // The end of its stream (it closed), or an error; more bytes (a
+      // request it pipelined) are not a goodbye.
+      char c;
+      ssize_t n = ::recv(conn, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    };
   }
-  json r = rt_.call(msg, true, to_client);
+  json r = rt_.call(msg, true, to_client, client_gone);
   std::string name = route->method ? cat(route->function, ".", *route->method) : route->function;
   if (streamed) {
     // Ended cleanly: the last chunk. Otherwise the connection closes
     // without it, which tells the client the answer was cut short.
-    if (r.value("ok", false)) {
+    if (r.value("ok", false) && chunked) {
       std::string end = format_chunk("");
       try {
         write_all(conn, end.data(), end.size(), "the HTTP client");

@@ -176,9 +176,17 @@ json Worker::call(const json& request, double timeout_s, const YieldSink& on_yie
       lock.lock();
       Pending& q = pending_[id];
       if (!stop || q.result || dead_) continue;
-      cancel_locked(id, q);  // a generator is closed; other code runs on
+      // The worker ends a stream (a generator, a web answer) on `cancel`
+      // and answers; other code cannot be stopped in it.
+      cancel_locked(id, q);
+      bool answered = cv_.wait_for(lock, std::chrono::seconds(2), [&] { return pending_[id].result.has_value() || dead_; });
+      if (answered && !dead_) {
+        json r = std::move(*pending_[id].result);
+        pending_.erase(id);
+        return r;  // its own answer (cancelled, or done just before)
+      }
       pending_.erase(id);
-      throw CallCancelled("cancelled by its caller (FunctionCall.cancel())");
+      throw CallCancelled("cancelled by its caller");
     }
     if (!p.values.empty()) {
       // Values first: they came before the result.

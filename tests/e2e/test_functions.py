@@ -907,7 +907,12 @@ except thaw.exception.ExecutionError as e:
 print(json.dumps(err))
 """, sock)
     assert out and "cancelled" in out, out
-    # Its container was stopped: the job never gets to finish.
+    # Its container is stopped (in the background): the job never finishes.
+    (container,) = re.findall(r"\(container ([0-9a-f]{12})", thaw.serve_log())
+    deadline = time.monotonic() + 30
+    while (Path("/sys/fs/cgroup/freezer/thaw") / container).exists():
+        assert time.monotonic() < deadline, f"container {container} still runs:\n{thaw.serve_log()}"
+        time.sleep(0.1)
     go.touch()
     time.sleep(1.0)
     assert not (thaw.tmp / "go.finished").exists(), thaw.serve_log()

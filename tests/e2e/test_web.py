@@ -268,6 +268,16 @@ def test_a_web_server_function_gets_every_request_below_its_url(thaw):  # noqa: 
     flag.touch()
     assert resp.read() == b"\ndata: two\n\n"
     conn.close()
+    # A client that leaves while the stream is silent frees the container
+    # (one request at a time): the next request is answered, not held up.
+    conn = http.client.HTTPConnection(host, int(port_text), timeout=30)
+    conn.request("GET", f"/e2e-web-server/echo_server/events?flag={thaw.tmp / 'never'}")
+    resp = conn.getresponse()
+    assert resp.readline() == b"data: one\n"
+    resp.close()  # the response holds the socket too
+    conn.close()
+    st, _, body = request(f"{url}/after", timeout=30)
+    assert st == 200 and json.loads(body)["path"] == "/after", body
     # Its server dies: the request finding it gone is answered 502 and its
     # container leaves; the next request gets a new container and server.
     assert request(f"{url}/?die=1")[0] == 200

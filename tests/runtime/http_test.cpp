@@ -209,3 +209,12 @@ TEST(HttpStream, AStreamedAnswerIsItsHeadThenChunks) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(HttpStream, AnHttp10ClientGetsABodyEndedByTheConnection) {
+  EXPECT_EQ(thaw::runtime::format_stream_head(200, {{"Content-Type", "text/plain"}}, false),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nconnection: close\r\n\r\n");
+}
+
+}  // namespace

@@ -693,3 +693,20 @@ def test_asgi_error_after_a_streamed_piece_ends_the_stream_with_it():
     assert next(pieces) == b"first"
     with pytest.raises(ValueError, match="broke mid-answer"):
         next(pieces)
+
+
+def test_web_server_answers_without_a_body_never_stream():
+    from thaw._web._server import _streams
+
+    class Resp:
+        def __init__(self, status, headers):
+            self.status, self._h = status, headers
+
+        def getheader(self, name):
+            return self._h.get(name)
+    assert _streams(Resp(200, {}))                                   # no length: read to the end
+    assert _streams(Resp(200, {"content-type": "text/event-stream", "content-length": "9"}))
+    assert not _streams(Resp(200, {"content-length": "9"}))
+    for status in (103, 204, 304):
+        assert not _streams(Resp(status, {}))
+

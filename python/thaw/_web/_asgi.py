@@ -121,7 +121,7 @@ def _asgi_call(entry, request):
                 first.append(ev[1])
                 if ev[2]:  # more_body: the rest follows as it comes
                     return {**_response(int(start["status"]), list(start.get("headers") or ()), b""),
-                            "stream": _pieces(first, events, future)}
+                            "stream": _pieces(first, events, future), "stop": future.cancel}
             else:  # done: the whole answer came in one message (or none)
                 future.result()  # the app's error, if it raised before answering
                 return _response(int(start["status"]), list(start.get("headers") or ()),

@@ -75,6 +75,10 @@ def _started(target, port, startup_timeout, apps):
         except Exception as e:  # noqa: BLE001 - the container leaves; the log says why
             raise _failed(apps, port, 503, f"@web_server({port}): the function raised "
                                            f"{type(e).__name__}: {e}") from e
+        except BaseException:  # its timeout's alarm: not "starting" for ever
+            apps[("thaw._web", "web_server", port)] = (
+                f"@web_server({port}): the function did not return within its timeout")
+            raise
         deadline = time.monotonic() + startup_timeout
         while not _listening(port):
             if time.monotonic() >= deadline:
@@ -111,9 +115,24 @@ def _forwarded_headers(request):
 
 def _streams(resp):
     """An answer to pass on as it comes: one without a length (chunked, or
-    read until the server closes) or server-sent events."""
+    read until the server closes) or server-sent events; never one that has
+    no body (1xx, 204, 304)."""
+    if resp.status < 200 or resp.status in (204, 304):
+        return False
     return (resp.getheader("content-length") is None
             or (resp.getheader("content-type") or "").startswith("text/event-stream"))
+
+
+def _stopper(conn):
+    """Ends a read of conn's answer from another thread."""
+    def stop():
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    return stop
 
 
 def _pieces(conn, resp):
@@ -150,13 +169,15 @@ def _web_server_call(target, options, request):
             resp = conn.getresponse()
         except ConnectionError as e:
             why = f"@web_server({port}): its server stopped answering ({e})"
+            if _listening(port):  # one connection broke, not the server: stay
+                return _json_response(502, {"detail": why})
             raise LeaveContainer(_json_response(502, {"detail": why}), why) from None
         out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
         if _streams(resp) and request.get("method") != "HEAD":
             keep_open = True
             head = _response(resp.status, out, b"")
             return {"status": head["status"], "headers": head["headers"],
-                    "stream": _pieces(conn, resp)}
+                    "stream": _pieces(conn, resp), "stop": _stopper(conn)}
         data = resp.read(MAX_RESPONSE_BYTES + 1)
         if len(data) > MAX_RESPONSE_BYTES:
             return _json_response(502, {"detail": f"@web_server({port}): the answer is larger "
