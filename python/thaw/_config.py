@@ -209,6 +209,14 @@ def inputs_at_once(config):
     return max(int(config.get("max_concurrent_inputs") or 1), int(batch), 1)
 
 
+def _mount_path(path, where):
+    """A Volume's mount path, checked, without a trailing /."""
+    if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+        raise InvalidError(f"{where}: volume mount path {path!r} must be an absolute path "
+                           f"other than /")
+    return path.rstrip("/")
+
+
 def build(kind, name, kwargs, app=None, partial_params=None):
     """(config, image, secrets, volumes) for one @app.function or @app.cls.
 
@@ -252,10 +260,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
         if not isinstance(vol, Volume):
             unsupported_param(f"volumes[{path!r}]", "only thaw.Volume can be mounted", vol)
             continue
-        if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
-            raise InvalidError(f"{where}: volume mount path {path!r} must be an absolute path "
-                               f"other than /")
-        vol_names[path.rstrip("/")] = vol.name
+        vol_names[_mount_path(path, where)] = vol.name
     volumes = {p: v for p, v in volumes.items() if isinstance(v, Volume)}
 
     env = kw.pop("env", None) or {}
@@ -471,10 +476,7 @@ def options(where, kwargs):
         if not isinstance(vol, Volume):
             raise InvalidError(f"{where}.with_options(volumes=...): only thaw.Volume can be "
                                f"mounted, got {vol!r} at {path!r}")
-        if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
-            raise InvalidError(f"{where}: volume mount path {path!r} must be an absolute path "
-                               f"other than /")
-        out["volumes"][path.rstrip("/")] = vol.name
+        out["volumes"][_mount_path(path, where)] = vol.name
     return out
 
 

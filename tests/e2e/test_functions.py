@@ -874,6 +874,17 @@ print(json.dumps({{"early": early, "value": value, "failed": failed, "missing": 
     thaw.assert_containers_gone()
 
 
+# Client code: cancel `call`, then read what get() says (None: a result).
+CANCEL_AND_GET = """
+call.cancel()
+try:
+    call.get(timeout=30)
+    err = None
+except thaw.exception.ExecutionError as e:
+    err = str(e)
+"""
+
+
 def spawn_running_job(thaw, sock, go):
     """Spawns e2e-jobs.job (it runs until `go` exists) from a client that
     then exits; returns its FunctionCall id once the job has started."""
@@ -898,12 +909,7 @@ def test_cancelled_calls_stop_and_say_so(thaw):
     out = thaw.client(f"""
 import json, thaw
 call = thaw.FunctionCall.from_id({call_id!r})
-call.cancel()
-try:
-    call.get(timeout=30)
-    err = None
-except thaw.exception.ExecutionError as e:
-    err = str(e)
+{CANCEL_AND_GET}
 print(json.dumps(err))
 """, sock)
     assert out and "cancelled" in out, out
@@ -922,12 +928,7 @@ print(json.dumps(err))
 import json, pathlib, thaw
 job = thaw.Function.from_name("e2e-jobs", "job")
 call = job.spawn(2, {str(go2)!r})
-call.cancel()
-try:
-    call.get(timeout=30)
-    err = None
-except thaw.exception.ExecutionError as e:
-    err = str(e)
+{CANCEL_AND_GET}
 pathlib.Path({str(go2)!r}).touch()
 done = job.spawn(3, {str(go2)!r})
 value = done.get(timeout=60)

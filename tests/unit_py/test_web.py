@@ -658,22 +658,30 @@ def test_web_server_forwarded_headers():
     assert h["x-keep"] == "2"
 
 
-def test_asgi_stream_closed_early_cancels_the_app():
-    cancelled = threading.Event()
-
+def _first_piece_then(rest):
+    """An ASGI app factory: the app sends a head and a first piece of more to
+    come, then awaits rest()."""
     def factory():
         async def app(scope, receive, send):
             if scope["type"] == "lifespan":
                 raise RuntimeError("no lifespan here")
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"first", "more_body": True})
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
+            await rest()
         return app
-    resp = _web.handle("asgi_app", {}, factory, req(), {})
+    return factory
+
+
+def test_asgi_stream_closed_early_cancels_the_app():
+    cancelled = threading.Event()
+
+    async def wait_for_ever():
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+    resp = _web.handle("asgi_app", {}, _first_piece_then(wait_for_ever), req(), {})
     pieces = resp["stream"]
     assert next(pieces) == b"first"
     pieces.close()  # the client went away
@@ -681,15 +689,9 @@ def test_asgi_stream_closed_early_cancels_the_app():
 
 
 def test_asgi_error_after_a_streamed_piece_ends_the_stream_with_it():
-    def factory():
-        async def app(scope, receive, send):
-            if scope["type"] == "lifespan":
-                raise RuntimeError("no lifespan here")
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"first", "more_body": True})
-            raise ValueError("broke mid-answer")
-        return app
-    pieces = _web.handle("asgi_app", {}, factory, req(), {})["stream"]
+    async def break_down():
+        raise ValueError("broke mid-answer")
+    pieces = _web.handle("asgi_app", {}, _first_piece_then(break_down), req(), {})["stream"]
     assert next(pieces) == b"first"
     with pytest.raises(ValueError, match="broke mid-answer"):
         next(pieces)
