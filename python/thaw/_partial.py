@@ -127,6 +127,15 @@ def batched(_f=None, *, max_batch_size, wait_ms):
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
+ENDPOINT_KINDS = ("fastapi_endpoint", "web_endpoint")
+
+
+def _fastapi_installed():
+    # Looked for, not imported: importing FastAPI takes a quarter second.
+    import importlib.util
+    return importlib.util.find_spec("fastapi") is not None
+
+
 def _check_label(where, label):
     if label is not None and (not isinstance(label, str) or not label
                               or any(c in label for c in "/?#% ")):
@@ -153,12 +162,17 @@ def _web(kind, takes_method):
             raise InvalidError(f"{where}(method={method!r}): not an HTTP method "
                                f"(one of {', '.join(HTTP_METHODS)})")
         _check_label(where, label)
-        for param, value, why in (("custom_domains", custom_domains, "thaw serves on one address"),
-                                  ("docs", docs, "thaw serves no /docs page")):
-            if value:
-                warn(f"thaw: {where}({param}={value!r}) is not supported: {why}")
+        if custom_domains:
+            warn(f"thaw: {where}(custom_domains={custom_domains!r}) is not supported: thaw "
+                 "serves on one address")
+        if docs and not (kind in ENDPOINT_KINDS and _fastapi_installed()):
+            why = ("FastAPI, which serves them, is not installed (Debian: python3-fastapi)"
+                   if kind in ENDPOINT_KINDS else f"{where} serves what its app serves")
+            warn(f"thaw: {where}(docs=True): no /docs page: {why}")
+            docs = False
         web = {"kind": kind, "method": m if takes_method else None, "label": label,
-               "requires_proxy_auth": True if requires_proxy_auth else None}
+               "requires_proxy_auth": True if requires_proxy_auth else None,
+               "docs": True if docs else None}
 
         def make(f):
             return _apply(f, {WEB}, {"web": {k: v for k, v in web.items() if v is not None}}, kind)

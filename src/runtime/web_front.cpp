@@ -278,8 +278,10 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
                                            "headers of a token from `thaw proxy-auth create`"}}.dump(),
                            head);
   std::string kind = route->web.value("kind", "");
-  // A function's own URL is its whole path: nothing may follow it.
-  bool takes_paths = kind == "asgi_app" || kind == "wsgi_app" || kind == "web_server";
+  // A function's own URL is its whole path: nothing may follow it, but
+  // for the pages FastAPI serves beside an endpoint with docs=True.
+  bool takes_paths = kind == "asgi_app" || kind == "wsgi_app" || kind == "web_server" ||
+                     route->web.value("docs", false);
   if (!takes_paths && rest != "/") return detail(404, cat("no such path under ", root), head);
   json headers = json::array();
   for (const auto& [k, v] : req.headers) headers.push_back({k, v});
@@ -294,7 +296,7 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
                   {"server", {host_, port_}},
                   {"scheme", "http"}};
   json options = json::object();
-  for (const char* k : {"method", "port", "startup_timeout"})
+  for (const char* k : {"method", "port", "startup_timeout", "docs"})
     if (route->web.contains(k)) options[k] = route->web[k];
   json msg = {{"type", "call"},
               {"id", cat("web-", next_id_++)},

@@ -157,6 +157,23 @@ def test_real_fastapi_and_flask_apps(thaw):  # noqa: F811 - the fixture from tes
         flag.touch()
         assert resp.read() == b"token-2\n", path
         conn.close()
+    # An endpoint whose parameters only FastAPI understands is served by
+    # FastAPI, with its docs beside it (docs=True).
+    for n in (1, 2):
+        st, _, body = request(f"{base}/whoami?times={n + 1}", method="POST",
+                              body=json.dumps({"name": "ab", "price": 1}).encode(),
+                              headers={"Content-Type": "application/json", "X-Caller": "e2e"})
+        assert st == 200, body
+        # The background task of the first request ran after its answer.
+        assert json.loads(body) == {"who": "E2E", "name": "ab" * (n + 1), "url": "/e2e-web-frameworks/whoami/",
+                                    "client": "127.0.0.1", "background_ran": n - 1}, body
+    st, _, body = request(f"{base}/whoami", method="POST", body=b"{}",
+                          headers={"Content-Type": "application/json"})
+    assert st == 422 and "name" in body.decode(), body
+    st, _, body = request(f"{base}/whoami/openapi.json")
+    assert st == 200 and "/" in json.loads(body)["paths"], body
+    assert request(f"{base}/whoami/docs")[0] == 200
+    assert request(f"{base}/stream_tokens/docs")[0] == 404   # no docs=True
     st, _, body = request(f"{base}/flask/hello/world", headers={"User-Agent": "e2e"})
     assert st == 200, body
     assert json.loads(body) == {"greeting": "hello world", "root": "/e2e-web-frameworks/flask", "agent": "e2e"}

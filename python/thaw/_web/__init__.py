@@ -6,10 +6,13 @@ answer to HEAD).
 
 - @fastapi_endpoint / @web_endpoint: Modal wraps the function in a FastAPI
   app (one route, "/", for one method, behind a CORS middleware that allows
-  everything). FastAPI is not needed here: the parts of it an endpoint
+  everything). Most need no FastAPI: the parts of it an endpoint
   function relies on are reproduced with the standard library: query
   parameters converted by their annotations, JSON body parameters, 422
   answers shaped as FastAPI's, HTTPException-like errors, JSON results.
+  A function that needs FastAPI itself (a Request, Depends, Header()
+  parameter; docs=True) is served by a real FastAPI app, built as Modal
+  builds it (_fastapi).
 - @wsgi_app: the app the function returns, called as PEP 3333 says.
 - @asgi_app: the app the function returns, on the worker's one event loop
   (thaw._async_runner, which async functions and hooks share as in Modal),
@@ -17,10 +20,11 @@ answer to HEAD).
 - @web_server(port): the function starts a server on the port, once per
   container; each request is forwarded to it.
 
-Only the standard library: most workers never import this module, and the
-user's image may not have FastAPI."""
+Only the standard library, unless the function needs FastAPI: most workers
+never import this module, and the user's image may not have FastAPI."""
 
 from ._apps import _cached_app
+from . import _fastapi
 from ._asgi import _AsgiApp, _asgi_call
 from ._endpoint import _endpoint
 from ._http import _json_response
@@ -57,7 +61,13 @@ def handle(kind, options, target, request, apps):
     @web_server whose server is broken) carries the response to send before
     the container leaves."""
     if kind in ENDPOINT_KINDS:
-        return _endpoint(options or {}, target, request)
+        options = options or {}
+        # Decided once per function and container: False, or the FastAPI app.
+        served_by = _cached_app("fastapi_endpoint", target, apps, lambda t: _fastapi.needs_fastapi(
+            t, options) and _AsgiApp(lambda: _fastapi.endpoint_app(t, options)))
+        if served_by:
+            return _asgi_call(served_by, request)
+        return _endpoint(options, target, request)
     if kind == "wsgi_app":
         return _wsgi_call(_cached_app(kind, target, apps, _WsgiApp), request)
     if kind == "asgi_app":

@@ -87,3 +87,20 @@ def flask_app():
 @thaw.fastapi_endpoint()
 def stream_tokens(flag: str):
     return fastapi.responses.StreamingResponse(token_pieces(flag), media_type="text/plain")
+
+
+def caller(x_caller: str = fastapi.Header("nobody")):
+    # A dependency: only FastAPI itself runs these.
+    return x_caller.upper()
+
+
+@app.function(enable_memory_snapshot=True)
+@thaw.fastapi_endpoint(method="POST", docs=True)
+def whoami(request: fastapi.Request, item: Item, background: fastapi.BackgroundTasks,
+           who: str = fastapi.Depends(caller), n: int = fastapi.Query(1, alias="times")):
+    # Served by a real FastAPI app (as Modal serves every endpoint): a
+    # Request, a dependency, a header, an aliased query parameter, a
+    # pydantic body and a background task.
+    background.add_task(STARTED.append, "after the answer")
+    return {"who": who, "name": item.name * n, "url": str(request.url.path),
+            "client": request.client.host, "background_ran": STARTED.count("after the answer")}
