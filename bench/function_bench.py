@@ -19,6 +19,7 @@ Debian's python after scripts/build.sh:
     /usr/bin/python3 bench/function_bench.py [--rounds 5] [--thaw build/thaw]
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -157,6 +158,16 @@ def bench_web(thaw, env, rounds, tmp):
                     time.sleep(0.05)
         get("embedder")
         times["warm"] = [get("embedder")[0] for _ in range(20)]
+        # The same requests on one kept connection, as HTTP clients send them.
+        host, port = m.group(1)[len("http://"):].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        times["warm kept"] = []
+        for _ in range(20):
+            t = time.monotonic()
+            conn.request("GET", "/embedder" + query)
+            answers.add(conn.getresponse().read().decode())
+            times["warm kept"].append(time.monotonic() - t)
+        conn.close()
     finally:
         serve.terminate()
         serve.wait(timeout=60)
@@ -172,7 +183,11 @@ def report(name, times, answers, lines):
     print(f"  speed-up  {c / w:7.1f}x   answers identical: {len(answers) == 1}")
     if "warm" in times:
         print(f"  warm container: {statistics.median(times['warm']) * 1000:.1f} ms per request "
-              f"(median of {len(times['warm'])})")
+              f"(median of {len(times['warm'])}, a new connection each)")
+    if "warm kept" in times:
+        print(f"  warm container, one kept connection: {statistics.median(times['warm kept']) * 1000:.1f} ms "
+              f"per request (median of {len(times['warm kept'])}; "
+              f"{statistics.median(times['warm']) / statistics.median(times['warm kept']):.2f}x)")
     for l in lines:
         print("  restore: " + l)
 

@@ -29,11 +29,12 @@ std::string_view trim_ws(std::string_view s) {
   return s;
 }
 
-// Bytes from the connection, each read within what is left of the deadline.
+// Bytes from the connection into `buf`, each read within what is left of
+// the deadline.
 class Reader {
  public:
-  Reader(int fd, int timeout_ms)
-      : fd_(fd), deadline_(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms)) {}
+  Reader(int fd, std::string& buf, int timeout_ms)
+      : fd_(fd), deadline_(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms)), buf_(buf) {}
 
   // Appends what arrives to buf_; false at EOF.
   bool more() {
@@ -85,8 +86,37 @@ class Reader {
  private:
   int fd_;
   std::chrono::steady_clock::time_point deadline_;
-  std::string buf_;
+  std::string& buf_;
 };
+
+// Whether a byte (or the end) comes within `ms`.
+bool readable_within(int fd, int ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail_errno("poll");
+    return r > 0;
+  }
+}
+
+// The tokens of a Connection header, lower-case ("close", "keep-alive").
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = trim_ws(list.substr(0, comma));
+    if (item.size() == token.size() &&
+        std::equal(item.begin(), item.end(), token.begin(),
+                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
+      return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
 
 std::string read_chunked(Reader& r, size_t max_body) {
   std::string body;
@@ -160,7 +190,26 @@ HttpRequest parse_request_head(std::string_view head) {
 }
 
 std::optional<HttpRequest> read_request(int fd, int timeout_ms, size_t max_body) {
-  Reader r(fd, timeout_ms);
+  return HttpConnection(fd).next(timeout_ms, timeout_ms, max_body);
+}
+
+bool wants_keep_alive(const HttpRequest& req) {
+  bool close = false, keep = false;
+  for (const auto& [k, v] : req.headers) {
+    if (k != "connection") continue;
+    close = close || has_token(v, "close");
+    keep = keep || has_token(v, "keep-alive");
+  }
+  if (close) return false;
+  return req.version == "HTTP/1.1" || keep;
+}
+
+std::optional<HttpRequest> HttpConnection::next(int idle_ms, int timeout_ms, size_t max_body) {
+  // Between requests a client may say nothing for a while; the request's
+  // own deadline starts with its first byte.
+  if (buf_.empty() && !readable_within(fd_, idle_ms)) return std::nullopt;
+  Reader r(fd_, buf_, timeout_ms);
+  int fd = fd_;
   auto head = r.until("\r\n\r\n", kMaxHead, 431, "the request's header fields are too large");
   if (!head) return std::nullopt;
   HttpRequest req = parse_request_head(*head);
@@ -234,7 +283,7 @@ const char* reason_phrase(int status) {
 namespace {
 
 // The status line and the headers the answer keeps: framing is ours (the
-// connection closes after the answer, whose length or chunks we write).
+// answer's length or chunks, and whether the connection stays open).
 std::string status_and_headers(int status, const HttpHeaders& headers) {
   std::string out = cat("HTTP/1.1 ", status, " ", reason_phrase(status), "\r\n");
   for (const auto& [k, v] : headers) {
@@ -249,9 +298,9 @@ std::string status_and_headers(int status, const HttpHeaders& headers) {
 
 }  // namespace
 
-std::string format_stream_head(int status, const HttpHeaders& headers, bool chunked) {
+std::string format_stream_head(int status, const HttpHeaders& headers, bool chunked, bool keep_alive) {
   return status_and_headers(status, headers) + (chunked ? "transfer-encoding: chunked\r\n" : "") +
-         "connection: close\r\n\r\n";
+         (keep_alive && chunked ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n");
 }
 
 std::string format_chunk(std::string_view data) {
@@ -263,11 +312,12 @@ std::string format_chunk(std::string_view data) {
   return out;
 }
 
-std::string format_response(int status, const HttpHeaders& headers, std::string_view body, bool head_only) {
+std::string format_response(int status, const HttpHeaders& headers, std::string_view body, bool head_only,
+                            bool keep_alive) {
   std::string out = status_and_headers(status, headers);
   bool no_body = status == 204 || status == 304 || status < 200;
   if (!no_body) out += cat("content-length: ", body.size(), "\r\n");
-  out += "connection: close\r\n\r\n";
+  out += keep_alive ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n";
   if (!head_only && !no_body) out.append(body);
   return out;
 }

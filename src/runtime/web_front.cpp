@@ -24,6 +24,9 @@ using nlohmann::json;
 namespace {
 
 constexpr int kRequestTimeoutMs = 30000;
+// How long a kept connection may wait for its next request (uvicorn's
+// default): each holds a thread meanwhile.
+constexpr int kKeepAliveIdleMs = 5000;
 constexpr size_t kMaxBody = 64u << 20;
 
 std::string percent_decode(std::string_view s) {
@@ -42,13 +45,13 @@ std::string percent_decode(std::string_view s) {
 
 constexpr int kSocketTimeoutS = 30;
 // Connections served at once; more are answered 503 at once (each holds a
-// thread until its call ends).
+// thread until its call ends, or a kept one is idle too long).
 constexpr int kMaxConnections = 256;
 
-std::string json_response(int status, const json& body, bool head_only) {
+std::string json_response(int status, const json& body, bool head_only, bool keep_alive) {
   // Replace, not throw: the text may quote bytes a client sent.
   return format_response(status, {{"content-type", "application/json"}},
-                         body.dump(-1, ' ', false, json::error_handler_t::replace), head_only);
+                         body.dump(-1, ' ', false, json::error_handler_t::replace), head_only, keep_alive);
 }
 
 // For the log: a request target with its control characters escaped.
@@ -78,8 +81,8 @@ void drain(int fd) {
   }
 }
 
-std::string detail(int status, const std::string& text, bool head_only) {
-  return json_response(status, {{"detail", text}}, head_only);
+std::string detail(int status, const std::string& text, bool head_only, bool keep_alive = false) {
+  return json_response(status, {{"detail", text}}, head_only, keep_alive);
 }
 
 }  // namespace
@@ -221,37 +224,51 @@ void WebFront::serve(UniqueFd conn, const std::string& client) {
     if (stop_) return;
     open_.insert(conn.get());
   }
-  std::string out;
-  int status = 0;
-  std::string why;
-  try {
-    auto req = read_request(conn.get(), kRequestTimeoutMs, kMaxBody);
-    if (req) out = answer(*req, client, conn.get());
-  } catch (const HttpError& e) {
-    status = e.status();
-    why = e.what();
-  } catch (const std::exception& e) {
-    status = 500;
-    why = e.what();
-  } catch (...) {
-    status = 500;
-    why = "unexpected error";
-  }
-  try {
-    // Built outside the handlers: nothing thrown here may escape the thread.
-    if (status) out = detail(status, why, false);
-    if (!out.empty()) write_all(conn.get(), out.data(), out.size(), "the HTTP client");
-    if (status) drain(conn.get());
-  } catch (...) {
-    // the client went away, or stopped reading
+  // Requests one after another while both sides keep the connection; an
+  // error closes it, since what follows the bad request cannot be trusted.
+  HttpConnection http(conn.get());
+  for (bool first = true, keep = true; keep && !stop_; first = false) {
+    std::string out;
+    int status = 0;
+    std::string why;
+    keep = false;
+    try {
+      auto req = http.next(first ? kRequestTimeoutMs : kKeepAliveIdleMs, kRequestTimeoutMs, kMaxBody);
+      if (!req) break;
+      keep = wants_keep_alive(*req) && !stop_;
+      out = answer(*req, client, conn.get(), keep);
+    } catch (const HttpError& e) {
+      status = e.status();
+      why = e.what();
+    } catch (const std::exception& e) {
+      status = 500;
+      why = e.what();
+    } catch (...) {
+      status = 500;
+      why = "unexpected error";
+    }
+    try {
+      // Built outside the handlers: nothing thrown here may escape the thread.
+      if (status) {
+        keep = false;
+        out = detail(status, why, false);
+      }
+      if (!out.empty()) write_all(conn.get(), out.data(), out.size(), "the HTTP client");
+      if (status) drain(conn.get());
+    } catch (...) {
+      keep = false;  // the client went away, or stopped reading
+    }
   }
   std::lock_guard<std::mutex> lock(open_mu_);
   open_.erase(conn.get());
   conn.reset();  // closed before another connection can take its number
 }
 
-std::string WebFront::answer(const HttpRequest& req, const std::string& client, int conn) {
+std::string WebFront::answer(const HttpRequest& req, const std::string& client, int conn, bool& keep) {
   bool head = req.method == "HEAD";
+  auto detail = [&](int status, const std::string& text, bool head_only) {
+    return runtime::detail(status, text, head_only, keep);
+  };
   // /<app>/<endpoint>[/rest]
   std::string_view p = req.path;
   size_t a_end = p.find('/', 1);
@@ -276,7 +293,7 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
     return format_response(401, {{"content-type", "application/json"}, {"www-authenticate", "Modal-Key"}},
                            json{{"detail", "missing or invalid proxy auth token: send the Modal-Key and Modal-Secret "
                                            "headers of a token from `thaw proxy-auth create`"}}.dump(),
-                           head);
+                           head, keep);
   std::string kind = route->web.value("kind", "");
   // A function's own URL is its whole path: nothing may follow it, but
   // for the pages FastAPI serves beside an endpoint with docs=True.
@@ -333,7 +350,9 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
         HttpHeaders hs;
         for (const auto& h : v.value("headers", json::array()))
           if (h.is_array() && h.size() == 2 && h[0].is_string() && h[1].is_string()) hs.emplace_back(h[0], h[1]);
-        out = format_stream_head(status, hs, chunked);
+        // Only a chunked stream ends on its own: another is ended by the close.
+        keep = keep && chunked;
+        out = format_stream_head(status, hs, chunked, keep);
         streamed = true;
       } else if (auto chunk = base64_decode(v.value("chunk_b64", std::string())); chunk && !chunk->empty()) {
         out = chunked ? format_chunk(*chunk) : *chunk;
@@ -362,8 +381,10 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
       try {
         write_all(conn, end.data(), end.size(), "the HTTP client");
       } catch (const std::exception&) {
+        keep = false;
       }
     } else {
+      keep = false;
       rt_.context().log.line(cat(printable(req.method), " ", printable(req.target), " (", app, ".", name,
                                  ") failed while its answer was streamed: ", r.value("error", std::string("?"))));
     }
@@ -373,7 +394,7 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
     std::string err = r.value("error", std::string("the call failed"));
     rt_.context().log.line(cat(printable(req.method), " ", printable(req.target), " (", app, ".", name, ") failed: ", err));
     if (err.rfind("FunctionTimeoutError", 0) == 0) return detail(504, err, head);
-    return format_response(500, {{"content-type", "text/plain; charset=utf-8"}}, "Internal Server Error", head);
+    return format_response(500, {{"content-type", "text/plain; charset=utf-8"}}, "Internal Server Error", head, keep);
   }
   const json& v = r.value("value_json", json());
   auto body = v.is_object() ? base64_decode(v.value("body_b64", std::string())) : std::nullopt;
@@ -386,7 +407,7 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
   HttpHeaders out;
   for (const auto& h : v.value("headers", json::array()))
     if (h.is_array() && h.size() == 2 && h[0].is_string() && h[1].is_string()) out.emplace_back(h[0], h[1]);
-  return format_response(status, out, *body, head);
+  return format_response(status, out, *body, head, keep);
 }
 
 }  // namespace thaw::runtime

@@ -56,8 +56,10 @@ class WebFront {
  private:
   void serve(UniqueFd conn, const std::string& client);
   // The response to one parsed request; "" when it was streamed to conn
-  // already (a @web_server answer that comes in pieces).
-  std::string answer(const HttpRequest& req, const std::string& client, int conn);
+  // already (an answer that comes in pieces). `keep`: whether the client
+  // wants the connection kept; cleared when the answer cannot keep it (a
+  // stream ended by the close, or cut short).
+  std::string answer(const HttpRequest& req, const std::string& client, int conn, bool& keep);
 
   Runtime& rt_;
   UniqueFd listen_;

@@ -198,7 +198,7 @@ def raw(base, data, read=True):
 
 def test_malformed_requests_are_refused_and_the_server_goes_on(web):
     for data, status in ((b"POST /a/b HTTP/1.1\r\nTransfer-Encoding: \xff\r\n\r\n", b"501"),
-                         (b"GET /%ff/x HTTP/1.1\r\n\r\n", b"404"),
+                         (b"GET /%ff/x HTTP/1.1\r\nConnection: close\r\n\r\n", b"404"),
                          (b"GET / HTTP/1.1\r\nBad Header : 1\r\n\r\n", b"400"),
                          (b"POST /e2e-web/echo-body HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", b"413"),
                          (b"NOT HTTP\r\n\r\n", b"400")):
@@ -206,6 +206,56 @@ def test_malformed_requests_are_refused_and_the_server_goes_on(web):
         assert answer.startswith(b"HTTP/1.1 " + status), (data, answer)
     st, _, body = request(f"{web.base}/e2e-web/square?x=2")
     assert st == 200 and json.loads(body)["square"] == 4.0, body
+
+
+def read_answer(f):
+    """(status, headers, body) of the next answer on a connection's reader."""
+    status = int(f.readline().split()[1])
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while size := int(f.readline(), 16):
+            body += f.read(size)
+            f.readline()
+        f.readline()
+    else:
+        body = f.read(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+def test_a_connection_is_kept_for_more_requests(web):
+    host, port = web.base[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        f = s.makefile("rb")
+        # Two requests sent at once (pipelined): an endpoint's answer, then
+        # an ASGI app's answer in two pieces (chunked); then a 404, and one
+        # that asks for the close.
+        s.sendall(b"GET /e2e-web/square?x=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"POST /e2e-web/asgi/p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        st, hd, body = read_answer(f)
+        assert st == 200 and json.loads(body)["square"] == 9.0 and hd["connection"] == "keep-alive", (st, hd, body)
+        st, hd, body = read_answer(f)
+        assert st == 200 and hd["transfer-encoding"] == "chunked" and hd["connection"] == "keep-alive", hd
+        assert json.loads(body)["body"] == "hi", body
+        s.sendall(b"GET /e2e-web/nowhere HTTP/1.1\r\n\r\n")
+        assert read_answer(f)[0] == 404
+        s.sendall(b"GET /e2e-web/square?x=4 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        st, hd, body = read_answer(f)
+        assert st == 200 and json.loads(body)["square"] == 16.0 and hd["connection"] == "close"
+        assert f.read() == b""   # closed, as asked
+    # What clients do: http.client keeps its one socket for every request.
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    socks = []
+    for x in range(3):
+        conn.request("GET", f"/e2e-web/square?x={x}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["square"] == x * x
+        socks.append(conn.sock)
+    assert socks[0] is not None and socks.count(socks[0]) == 3
+    conn.close()
 
 
 def test_serve_stops_while_a_client_sends_nothing(web):

@@ -130,6 +130,62 @@ TEST(Http, NothingSentIsNoRequest) {
   EXPECT_FALSE(read_request(p.ours.get(), 1000, 1 << 20));
 }
 
+TEST(Http, AConnectionReadsPipelinedRequestsOneAfterAnother) {
+  Pair p;
+  // Two requests in one write, the second's body split off in a later one:
+  // bytes past the first request are kept for the second.
+  std::string both = "POST /a/b HTTP/1.1\r\nContent-Length: 3\r\n\r\nonePOST /a/c HTTP/1.1\r\nContent-Length: 3\r\n\r\ntw";
+  ASSERT_EQ(::write(p.theirs.get(), both.data(), both.size()), ssize_t(both.size()));
+  HttpConnection c(p.ours.get());
+  auto first = c.next(1000, 5000, 1 << 20);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->path, "/a/b");
+  EXPECT_EQ(first->body, "one");
+  auto t = p.send_slowly("o", 1);
+  auto second = c.next(1000, 5000, 1 << 20);
+  t.join();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->path, "/a/c");
+  EXPECT_EQ(second->body, "two");
+  // Nothing more within the idle time: no request, and no error either.
+  EXPECT_FALSE(c.next(50, 5000, 1 << 20));
+  p.theirs.reset();
+  EXPECT_FALSE(c.next(5000, 5000, 1 << 20));
+}
+
+TEST(Http, AHalfSentRequestAfterAnIdleWaitStillTimesOut) {
+  Pair p;
+  std::string part = "GET /a/b HTTP/1.1\r\nHost: h\r\n";
+  ASSERT_EQ(::write(p.theirs.get(), part.data(), part.size()), ssize_t(part.size()));
+  HttpConnection c(p.ours.get());
+  try {
+    c.next(5000, 100, 1 << 20);
+    ADD_FAILURE() << "a request that never ends was read";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), 408);
+  }
+}
+
+TEST(Http, KeepAliveFollowsTheVersionAndTheConnectionHeader) {
+  auto req = [](const std::string& version, const std::string& connection) {
+    std::string head = "GET / " + version + "\r\nHost: h";
+    if (!connection.empty()) head += "\r\nConnection: " + connection;
+    return parse_request_head(head);
+  };
+  EXPECT_TRUE(wants_keep_alive(req("HTTP/1.1", "")));
+  EXPECT_FALSE(wants_keep_alive(req("HTTP/1.1", "close")));
+  EXPECT_FALSE(wants_keep_alive(req("HTTP/1.1", "Upgrade, Close")));
+  EXPECT_FALSE(wants_keep_alive(req("HTTP/1.0", "")));
+  EXPECT_TRUE(wants_keep_alive(req("HTTP/1.0", "Keep-Alive")));
+  EXPECT_TRUE(wants_keep_alive(req("HTTP/1.1", "closed")));  // a token, not a prefix
+  EXPECT_EQ(format_response(200, {}, "ok", false, true),
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok");
+  EXPECT_EQ(format_stream_head(200, {}, true, true),
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n");
+  // A stream ended by the close cannot keep its connection.
+  EXPECT_EQ(format_stream_head(200, {}, false, true), "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+}
+
 TEST(Http, FormatsResponsesItsOwnWay) {
   std::string r = format_response(201, {{"Content-Type", "text/plain"}, {"Content-Length", "999"},
                                         {"X-Evil", "a\r\nInjected: yes"}, {"X-Ok", "1"}}, "hi");
