@@ -414,13 +414,48 @@ class _Object:
     def with_batching(self, **kwargs):
         return self.with_options(**kwargs)
 
-    def keep_warm(self, warm_pool_size):
-        warn("thaw: keep_warm() at run time is not supported; set min_containers= on the "
-             "decorator and deploy again")
+    def update_autoscaler(self, *, min_containers=None, max_containers=None, buffer_containers=None,
+                          scaledown_window=None):
+        """Change how the deployed function (or class) scales, while it runs.
+        Settings not given keep their value: the decorator's, or an earlier
+        update's. Every runtime sharing THAW_HOME applies them (`thaw serve`
+        starts the containers a raised min_containers asks for); the next
+        `thaw deploy` of the app resets them to the decorator's, as in Modal."""
+        where = f"{self._name}.update_autoscaler"
+        settings = {}
+        for name, value, low in (("min_containers", min_containers, 0), ("max_containers", max_containers, 1),
+                                 ("buffer_containers", buffer_containers, 0)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1000:
+                raise InvalidError(f"{where}({name}={value!r}): an integer from {low} to 1000")
+            settings[name] = value
+        if scaledown_window is not None:
+            if isinstance(scaledown_window, bool) or not isinstance(scaledown_window, (int, float)) \
+                    or not scaledown_window > 0:
+                raise InvalidError(f"{where}(scaledown_window={scaledown_window!r}): seconds, more than 0")
+            settings["scaledown_window"] = scaledown_window
+        if self._options:
+            raise InvalidError(f"{where}(): a handle made by with_options() & co scales with the "
+                               f"settings it was given; update the class itself")
+        mode, app_file = self._route()
+        msg = {"type": "autoscaler", "app": self._app_name_for_call(), "function": self._name,
+               "mode": mode, "settings": settings}
+        if app_file:
+            msg["app_file"] = app_file
+        reply = _client.get_client().request(msg)
+        if reply.get("type") != "updated":
+            error = reply.get("error") or f"thaw: {where}() failed"
+            if error.startswith("update_autoscaler:"):
+                raise InvalidError(error)
+            raise NotFoundError(error)
 
-    def update_autoscaler(self, **kwargs):
-        warn("thaw: update_autoscaler() is not supported; set min_containers=/max_containers= "
-             "on the decorator and deploy again")
+    def keep_warm(self, warm_pool_size):
+        """Modal's old name for update_autoscaler(min_containers=warm_pool_size)."""
+        from .exception import DeprecatedWarning
+        warn("thaw: keep_warm() is Modal's old name for update_autoscaler(min_containers=...)",
+             DeprecatedWarning)
+        self.update_autoscaler(min_containers=warm_pool_size)
 
     def _env(self):
         """The environment of this function's containers: Image.env, then
@@ -652,6 +687,14 @@ class Obj:
         if cls._user_cls is None:
             raise AttributeError(name)
         return getattr(self._local_instance(enter=False), name)
+
+    def update_autoscaler(self, **kwargs):
+        """The class's update_autoscaler (Modal has it on instances): every
+        instance of a class shares its containers here."""
+        self._cls.update_autoscaler(**kwargs)
+
+    def keep_warm(self, warm_pool_size):
+        self._cls.keep_warm(warm_pool_size)
 
     def __repr__(self):
         return f"<thaw.Obj {self._cls._name}>"

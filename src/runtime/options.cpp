@@ -54,6 +54,17 @@ bool plain_absolute(const std::string& path) {
   }
 }
 
+
+const json& section(const json& options, const char* name) {
+  static const json empty = json::object();
+  auto it = options.find(name);
+  if (it == options.end() || it->is_null()) return empty;
+  if (!it->is_object()) fail("options: \"", name, "\" must be an object, got ", it->dump());
+  return *it;
+}
+
+}  // namespace
+
 bool has_web_server(const FunctionDesc& fn) {
   auto kind = [](const json& j) {
     return j.is_object() && j.contains("web_endpoint") && j["web_endpoint"].is_object() &&
@@ -65,16 +76,6 @@ bool has_web_server(const FunctionDesc& fn) {
       if (kind(info)) return true;
   return false;
 }
-
-const json& section(const json& options, const char* name) {
-  static const json empty = json::object();
-  auto it = options.find(name);
-  if (it == options.end() || it->is_null()) return empty;
-  if (!it->is_object()) fail("options: \"", name, "\" must be an object, got ", it->dump());
-  return *it;
-}
-
-}  // namespace
 
 void apply_options(Target& t, const json& options) {
   if (!options.is_object()) fail("options must be an object, got ", options.dump());

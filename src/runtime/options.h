@@ -12,6 +12,10 @@
 
 namespace thaw::runtime {
 
+// Whether fn (or one of its methods) is a @web_server: its server holds a
+// port of the host, so it runs one container at a time.
+bool has_web_server(const FunctionDesc& fn);
+
 // Applies options to t; throws with what is wrong with them.
 void apply_options(Target& t, const nlohmann::json& options);
 

@@ -42,7 +42,7 @@ Pool::SlotIt Pool::acquire(bool use_snapshot, const CancelCheck& cancelled) {
     // another (as a burst of .map() inputs would, one container each).
     int starting_for_calls = starting_ - buffer_starting_;
     int spare = starting_for_calls * (capacity() - 1) - waiting_for_start_;
-    int max = target_.fn.max_containers();
+    int max = limits_.max_containers;
     if (spare <= 0 && (max <= 0 || static_cast<int>(slots_.size()) + starting_ < max)) break;
     if (spare > 0) waiting_for_start_++;
     // In slices while a cancel may come: a queued call cancelled leaves now.
@@ -62,14 +62,14 @@ Pool::SlotIt Pool::acquire(bool use_snapshot, const CancelCheck& cancelled) {
 }
 
 int Pool::buffered_target_locked() const {
-  int buffer = target_.fn.buffer_containers();
+  int buffer = limits_.buffer_containers;
   if (!autoscale_ || stopping_ || buffer <= 0) return 0;
   int busy = starting_ - buffer_starting_;
   for (const auto& s : slots_)
     if (s.in_flight > 0) busy++;
   if (busy == 0) return 0;
   int want = busy + buffer;
-  int max = target_.fn.max_containers();
+  int max = limits_.max_containers;
   return max > 0 ? std::min(want, max) : want;
 }
 
@@ -87,7 +87,7 @@ void Pool::keep_min_locked() {
   int have = starting_;
   for (const auto& s : slots_)
     if (!s.broken && !s.used_up) have++;
-  for (; have < target_.fn.min_containers(); have++) {
+  for (; have < limits_.min_containers; have++) {
     starting_++;
     buffer_starting_++;
     buffer_starters_.start([this] { start_buffer_container(false); });
@@ -119,13 +119,14 @@ void Pool::start_buffer_container(bool buffer) {
   }
   std::string id = w->container().id();
   slots_.push_back(Slot{std::move(w), 0});
+  ScaleLimits limits = limits_;
   lock.unlock();
   if (buffer)
     snapshots_.log().line(cat("Buffer container ", id, " of ", target_.label(), " is ready (buffer_containers=",
-                              target_.fn.buffer_containers(), ")."));
+                              limits.buffer_containers, ")."));
   else
     snapshots_.log().line(cat("Container ", id, " of ", target_.label(), " is ready (min_containers=",
-                              target_.fn.min_containers(), ")."));
+                              limits.min_containers, ")."));
 }
 
 // Starts a container (the lock is released meanwhile) and adds it with
@@ -272,7 +273,7 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
 void Pool::warm() {
   std::unique_lock<std::mutex> lock(mu_);
   warmed_ = true;
-  while (static_cast<int>(slots_.size()) + starting_ < target_.fn.min_containers()) {
+  while (static_cast<int>(slots_.size()) + starting_ < limits_.min_containers) {
     try {
       start_slot(lock, true, 0);
     } catch (const std::exception&) {
@@ -287,10 +288,28 @@ bool Pool::warmed() {
 }
 
 void Pool::scale_down() {
-  stop_idle_for(std::chrono::duration<double>(target_.fn.scaledown_window_s()), true);
+  stop_idle_for(std::chrono::duration<double>(limits().scaledown_window_s), true);
   std::lock_guard<std::mutex> lock(mu_);
   keep_buffer_locked();  // one that failed to start or died is replaced
   keep_min_locked();
+}
+
+ScaleLimits Pool::limits() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return limits_;
+}
+
+void Pool::set_limits(const ScaleLimits& limits, bool keep_warm) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (limits == limits_) return;
+  limits_ = limits;
+  // Room under a raised max_containers: calls waiting for a container look again.
+  cv_.notify_all();
+  // Under `thaw serve`, a pool asked for warm containers keeps them, as
+  // one deployed with min_containers does.
+  if (keep_warm && autoscale_ && limits_.min_containers > 0) warmed_ = true;
+  keep_min_locked();
+  keep_buffer_locked();
 }
 
 void Pool::stop_idle() { stop_idle_for(std::chrono::duration<double>(0), false); }
@@ -299,7 +318,7 @@ void Pool::stop_idle_for(std::chrono::duration<double> window, bool keep_warm) {
   std::vector<std::unique_ptr<Worker>> gone;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    int keep = keep_warm ? std::max(target_.fn.min_containers(), buffered_target_locked()) : 0;
+    int keep = keep_warm ? std::max(limits_.min_containers, buffered_target_locked()) : 0;
     int count = static_cast<int>(slots_.size());
     for (auto it = slots_.begin(); it != slots_.end() && count > keep;) {
       if (it->in_flight == 0 && Clock::now() - it->idle_since >= window) {

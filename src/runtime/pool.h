@@ -25,10 +25,24 @@
 
 namespace thaw::runtime {
 
+// The scaling settings of a pool: the function's, and as update_autoscaler
+// changes them while it runs (runtime/autoscaler.h).
+struct ScaleLimits {
+  int min_containers = 0;
+  int max_containers = 0;  // 0: no limit
+  int buffer_containers = 0;
+  double scaledown_window_s = 60;
+
+  static ScaleLimits of(const FunctionDesc& fn) {
+    return {fn.min_containers(), fn.max_containers(), fn.buffer_containers(), fn.scaledown_window_s()};
+  }
+  bool operator==(const ScaleLimits&) const = default;
+};
+
 class Pool {
  public:
   Pool(Snapshots& snapshots, Target target, bool autoscale)
-      : snapshots_(snapshots), target_(std::move(target)), autoscale_(autoscale) {}
+      : snapshots_(snapshots), target_(std::move(target)), autoscale_(autoscale), limits_(ScaleLimits::of(target_.fn)) {}
   ~Pool() { shutdown(); }
 
   const Target& target() const { return target_; }
@@ -48,6 +62,12 @@ class Pool {
   // min_containers (and the buffer, under load); starts buffer containers
   // that are missing.
   void scale_down();
+  // New scaling settings (update_autoscaler): with `keep_warm` (a `thaw
+  // serve` that keeps warm containers) more min_containers start now, in
+  // the background; fewer, a lower max or a shorter window take effect as
+  // containers go idle.
+  void set_limits(const ScaleLimits& limits, bool keep_warm);
+  ScaleLimits limits();
   // Stops the idle containers (of a version no longer deployed).
   void stop_idle();
   // Stops every container; no call may be in flight.
@@ -90,6 +110,7 @@ class Pool {
   Target target_;
   const bool autoscale_;
   std::mutex mu_;
+  ScaleLimits limits_;  // under mu_
   std::condition_variable cv_;
   std::list<Slot> slots_;
   int starting_ = 0;         // containers being started, for calls or as buffer

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "runtime/autoscaler.h"
 #include "runtime/introspect.h"
 #include "runtime/options.h"
 #include "runtime/snapshot_key.h"
@@ -50,6 +51,7 @@ Target Runtime::resolve_deployed(const std::string& app, const std::string& fn) 
   t.app_file = d.record.value("app_file", "");
   t.cwd = d.record.value("code_dir", "/");
   t.fn = *f;
+  apply_autoscaler(t, load_autoscaler(ctx_.store, app, d.version, fn));
   if (f->memory_snapshot()) {
     const json& inputs = d.record.at("functions").at(fn).at("key_inputs");
     t.key = snapshot_key(inputs, ctx_.fingerprint);
@@ -155,6 +157,35 @@ json Runtime::lookup(const json& msg) {
   }
 }
 
+json Runtime::update_autoscaler(const json& msg) {
+  json id = msg.value("id", json());
+  std::string app = str(msg, "app"), fn = str(msg, "function");
+  try {
+    Target t = resolve(app, fn, str(msg, "mode"), str(msg, "app_file"));
+    if (!t.version)
+      fail("update_autoscaler: app '", app, "' runs from its file (`thaw run`), with its decorators' settings; "
+           "deploy it (`thaw deploy`) to change them while it runs");
+    json update = check_autoscaler_update(msg.value("settings", json::object()), t.fn);
+    save_autoscaler(ctx_.store, app, t.version, fn, update);
+    apply_autoscaler(t, update);
+    // This runtime's pool of the function follows now; other runtimes
+    // sharing the home on their next tick, new pools when they are made.
+    std::shared_ptr<Pool> p;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = pools_.find(t.pool_id()); it != pools_.end()) p = it->second;
+    }
+    if (p) p->set_limits(ScaleLimits::of(t.fn), keep_warm_);
+    else if (keep_warm_ && t.fn.min_containers() > 0) warmers_.start([p = pool_for(t)] { p->warm(); });
+    ScaleLimits l = ScaleLimits::of(t.fn);
+    return {{"type", "updated"}, {"id", id}, {"app", app}, {"function", fn}, {"version", t.version},
+            {"settings", {{"min_containers", l.min_containers}, {"max_containers", l.max_containers},
+                          {"buffer_containers", l.buffer_containers}, {"scaledown_window", l.scaledown_window_s}}}};
+  } catch (const std::exception& e) {
+    return {{"type", "error"}, {"id", id}, {"error", e.what()}};
+  }
+}
+
 void Runtime::warm_deployed() {
   std::vector<std::thread> warmers;
   for (const auto& app : ctx_.store.apps()) {
@@ -165,7 +196,7 @@ void Runtime::warm_deployed() {
         // The first restore of each snapshot then finds its image read.
         if (!t.key.empty() && ctx_.store.has_image(t.key))
           warmers.emplace_back([this, image = ctx_.store.snapshot_image(t.key)] { launcher_.shells().prepare(image); });
-        if (f.min_containers() > 0) warmers.emplace_back([this, p = pool_for(t)] { p->warm(); });
+        if (t.fn.min_containers() > 0) warmers.emplace_back([this, p = pool_for(t)] { p->warm(); });
       }
     } catch (const std::exception&) {
       // not deployed (stopped) or unreadable: nothing to warm
@@ -179,7 +210,10 @@ void Runtime::warm_new_versions() {
     try {
       Deployed d = load_deployed(ctx_.store, app);
       for (const auto& f : d.desc.functions) {
-        if (f.min_containers() <= 0) continue;
+        int min = f.min_containers();
+        json updated = load_autoscaler(ctx_.store, app, d.version, f.name);
+        if (auto m = updated.find("min_containers"); m != updated.end() && m->is_number_integer()) min = *m;
+        if (min <= 0) continue;
         auto p = pool_for(resolve_deployed(app, f.name));
         if (!p->warmed()) warmers_.start([p] { p->warm(); });
       }
@@ -205,6 +239,17 @@ void Runtime::tick() {
     const Target& t = p->target();
     bool stale = t.version && ctx_.store.current_version(t.app) != t.version;
     if (!stale) {
+      // Settings updated by another runtime sharing the home (a handle's
+      // pool keeps the settings its options gave it).
+      if (t.version && t.variant.empty()) {
+        try {
+          Target now = t;
+          apply_autoscaler(now, load_autoscaler(ctx_.store, t.app, t.version, t.fn.name));
+          p->set_limits(ScaleLimits::of(now.fn), keep_warm_);
+        } catch (const std::exception& e) {
+          ctx_.log.line(cat("Autoscaler settings of ", t.label(), " unreadable: ", e.what()));
+        }
+      }
       p->scale_down();
       continue;
     }

@@ -52,6 +52,8 @@ class Runtime {
                       const CancelCheck& cancelled = {});
   // A lookup request -> found or error.
   nlohmann::json lookup(const nlohmann::json& msg);
+  // An autoscaler request (update_autoscaler) -> updated or error.
+  nlohmann::json update_autoscaler(const nlohmann::json& msg);
 
   // Throws with what is missing and what to do about it.
   Target resolve(const std::string& app, const std::string& fn, const std::string& mode, const std::string& app_file);

@@ -177,6 +177,8 @@ void Server::serve_client(UniqueFd fd) {
       json r = rt_.calls().cancel(msg.value("call_id", ""));
       r["id"] = id;
       reply(r);
+    } else if (type == "autoscaler") {
+      reply(rt_.update_autoscaler(msg));
     } else if (type == "lookup") {
       reply(rt_.lookup(msg));
     } else if (type == "ping") {

@@ -388,6 +388,74 @@ def test_the_sdks_own_runtime_warms_no_app(thaw):
     thaw.assert_containers_gone()
 
 
+def test_update_autoscaler_changes_a_running_functions_scaling(thaw):
+    thaw.deploy(APPS / "pool_limits.py")
+    sock = thaw.serve()
+    deadline = time.monotonic() + 30  # warm's min_containers=2: restored at startup
+    while thaw.serve_log().count("Restored in") < 2:
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    # From a script with its own runtime (no THAW_RUNTIME_SOCKET): the
+    # settings are kept with the version, and `thaw serve` applies them on
+    # its next tick: one_at_a_time gets a warm container. Bad values and
+    # names are refused.
+    code = """
+import json, thaw
+one = thaw.Function.from_name("e2e-pool", "one_at_a_time")
+one.update_autoscaler(min_containers=1, scaledown_window=30)
+errors = []
+for bad in ({"max_containers": 0}, {"min_containers": True}, {"scaledown_window": -1}):
+    try:
+        one.update_autoscaler(**bad)
+    except thaw.exception.InvalidError as e:
+        errors.append(str(e))
+try:
+    thaw.Function.from_name("e2e-pool", "nothing").update_autoscaler(min_containers=1)
+except thaw.exception.NotFoundError as e:
+    errors.append(str(e))
+print(json.dumps(errors))
+"""
+    cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True,
+                        text=True, timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    errors = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert len(errors) == 4 and "has no function or class 'nothing'" in errors[3], errors
+    deadline = time.monotonic() + 30  # (it takes no snapshot: a cold start)
+    while not ("(e2e-pool.one_at_a_time)" in thaw.serve_log() and "Container ready in" in thaw.serve_log()):
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    # Through `thaw serve` itself (an instance handle's way, Modal's too):
+    # warm's two containers are let go at once, past the new window.
+    thaw.client("""
+import json, thaw
+warm = thaw.Function.from_name("e2e-pool", "warm")
+warm.update_autoscaler(min_containers=0, scaledown_window=1)
+print(json.dumps(warm.remote()))
+""", sock)
+    deadline = time.monotonic() + 30
+    while len(re.findall(r"Stopping idle container \w+ of e2e-pool\.warm\.", thaw.serve_log())) < 2:
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    # Raised again from another runtime: serve's pool of warm, which exists
+    # now, follows on its next tick.
+    cp = subprocess.run([PYTHON, "-c", "import thaw; thaw.Function.from_name('e2e-pool', 'warm')"
+                         ".update_autoscaler(min_containers=1)"], env=thaw.env, cwd=thaw.tmp,
+                        capture_output=True, text=True, timeout=CALL_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    deadline = time.monotonic() + 30
+    while not re.search(r"Container \w+ of e2e-pool\.warm is ready \(min_containers=1\)", thaw.serve_log()):
+        assert time.monotonic() < deadline, thaw.serve_log()
+        time.sleep(0.1)
+    # one_at_a_time keeps its container (min_containers=1, a 30 s window).
+    log = thaw.stop_serve()
+    assert not re.search(r"Stopping idle container \w+ of e2e-pool\.one_at_a_time", log), log
+    # Kept with the version, so the next deploy starts from the decorators.
+    [kept] = (thaw.home / "apps" / "e2e-pool").glob("**/autoscaler.json")
+    assert json.loads(kept.read_text()) == {"one_at_a_time": {"min_containers": 1, "scaledown_window": 30},
+                                            "warm": {"min_containers": 1, "scaledown_window": 1}}
+    thaw.assert_containers_gone()
+
+
 BUFFER_CLIENT = """
 import json, thaw
 print(json.dumps(thaw.Function.from_name("e2e-buffer", "held").remote({tag!r})))

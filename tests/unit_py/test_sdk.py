@@ -1671,3 +1671,30 @@ def test_schedules_are_config_and_checked():
         modal.Cron("0 9 * * *", timezone="Mars/Olympus_Mons")
     with pytest.raises(InvalidError, match="unknown time zone"):
         modal.Cron("0 9 * * *", timezone="../../etc/passwd")
+
+
+def test_update_autoscaler_checks_its_settings_before_asking_the_runtime():
+    app = thaw.App("autoscaler-checks")
+
+    @app.function()
+    def f():
+        return 1
+
+    @app.cls()
+    class Model:
+        @thaw.method()
+        def run(self):
+            return 1
+
+    for target in (f, Model, Model()):
+        for bad in ({"min_containers": -1}, {"max_containers": 0}, {"buffer_containers": 1.5},
+                    {"min_containers": True}, {"scaledown_window": 0}, {"scaledown_window": "60"}):
+            with pytest.raises(thaw.exception.InvalidError, match="update_autoscaler"):
+                target.update_autoscaler(**bad)
+        with pytest.raises(TypeError):
+            target.update_autoscaler(timeout=3)   # not a scaling setting
+    with pytest.warns(thaw.exception.DeprecatedWarning, match="keep_warm"):
+        with pytest.raises(thaw.exception.InvalidError, match="min_containers=-2"):
+            f.keep_warm(-2)
+    with pytest.raises(thaw.exception.InvalidError, match="with_options"):
+        Model.with_options(timeout=5).update_autoscaler(min_containers=1)
