@@ -14,6 +14,7 @@ import uuid
 
 from ._state import warn
 from ._volume import check_name, thaw_home
+from ._wakeup import signal_path
 from .exception import NotFoundError
 
 _BUSY_TIMEOUT_S = 60
@@ -104,6 +105,8 @@ class Store:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(signal_path(self.path))   # a Queue's (thaw._wakeup)
 
 
 class NamedObject:

@@ -3,20 +3,22 @@ shared by the host and every function container. Values are any picklable
 objects; a queue has a default partition and any number of named ones,
 each its own FIFO."""
 
-import asyncio
 import pickle
 import queue as _stdlib_queue
 import time
 
 from ._aio import aio_method
 from ._objects import NamedObject
+from ._wakeup import Waiter, signal
 from .exception import InvalidError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY AUTOINCREMENT, part TEXT NOT NULL, v BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS q_part ON q (part, id);
 """
-_POLL_MIN_S, _POLL_MAX_S = 0.005, 0.1
+# Looks at an empty queue, between wake-ups (thaw._wakeup): pauses growing
+# to 0.1 s where no wake-up comes, and to 1 s as a fallback where one does.
+_POLL_MIN_S, _POLL_MAX_S, _POLL_MAX_WOKEN_S = 0.005, 0.1, 1.0
 
 
 def _partition(p):
@@ -28,8 +30,8 @@ def _partition(p):
 
 
 class Queue(NamedObject):
-    """A named queue in thaw's store. `get` on an empty queue waits (polling
-    the store) until a value comes, or raises queue.Empty."""
+    """A named queue in thaw's store. `get` on an empty queue waits until a
+    value comes (a put wakes it: thaw._wakeup), or raises queue.Empty."""
 
     _kind, _label, _schema, _id_prefix = "queues", "Queue", _SCHEMA, "qu"
 
@@ -49,6 +51,7 @@ class Queue(NamedObject):
         rows = [(part, pickle.dumps(v, protocol=4)) for v in vs]
         with self._store.connect(write=True) as c:
             c.executemany("INSERT INTO q (part, v) VALUES (?, ?)", rows)
+        signal(self._store.path)  # committed: waiters may look now
 
     def _take(self, n, part):
         # Looking costs no write lock: the many polls of an empty queue do
@@ -62,39 +65,53 @@ class Queue(NamedObject):
                 c.execute("DELETE FROM q WHERE part = ? AND id <= ?", (part, rows[-1][0]))
         return [pickle.loads(v) for _, v in rows]
 
-    def _polls(self, block, timeout):
+    def _polls(self, timeout, waiter):
         """Pauses between looks at an empty queue, until the timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _POLL_MIN_S
-        while block:
+        most = _POLL_MAX_WOKEN_S if waiter.active else _POLL_MAX_S
+        while True:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 pause = min(pause, left)
             yield pause
-            pause = min(pause * 2, _POLL_MAX_S)
+            pause = min(pause * 2, most)
+
+    # A wait begins with a look (which also makes the queue, where it is
+    # made on first use), then a Waiter, then a look again: a value put
+    # after the Waiter was made wakes it, one put before it is seen by the
+    # second look.
 
     def _wait_take(self, n, block, timeout, partition):
         part = _partition(partition)
         got = self._take(n, part)
-        for pause in self._polls(block, timeout):
-            if got:
-                break
-            time.sleep(pause)
+        if got or not block:
+            return got
+        with Waiter(self._store.path) as waiter:
             got = self._take(n, part)
+            for pause in self._polls(timeout, waiter):
+                if got:
+                    break
+                waiter.wait(pause)
+                got = self._take(n, part)
         return got
 
     async def _wait_take_async(self, n, block, timeout, partition):
-        # Sleeping on the event loop, not in a thread: a cancelled await
-        # takes nothing, so no value is lost.
+        # The take happens here, on the event loop (only the sleep is in a
+        # thread): a cancelled await takes nothing, so no value is lost.
         part = _partition(partition)
         got = self._take(n, part)
-        for pause in self._polls(block, timeout):
-            if got:
-                break
-            await asyncio.sleep(pause)
+        if got or not block:
+            return got
+        with Waiter(self._store.path) as waiter:
             got = self._take(n, part)
+            for pause in self._polls(timeout, waiter):
+                if got:
+                    break
+                await waiter.wait_async(pause)
+                got = self._take(n, part)
         return got
 
     async def _get_async(self, block=True, timeout=None, *, partition=None):
@@ -155,11 +172,14 @@ class Queue(NamedObject):
         last_id = 0
         while True:
             row = self._next_after(part, last_id)
-            for pause in self._polls(item_poll_timeout > 0, item_poll_timeout):
-                if row is not None:
-                    break
-                time.sleep(pause)
-                row = self._next_after(part, last_id)
+            if row is None and item_poll_timeout > 0:
+                with Waiter(self._store.path) as waiter:
+                    row = self._next_after(part, last_id)
+                    for pause in self._polls(item_poll_timeout, waiter):
+                        if row is not None:
+                            break
+                        waiter.wait(pause)
+                        row = self._next_after(part, last_id)
             if row is None:
                 return
             last_id = row[0]

@@ -787,21 +787,25 @@ def test_a_schedule_thaw_cannot_run_fails_the_deploy(thaw):
 def test_dict_and_queue_are_shared_with_containers(thaw):
     thaw.deploy(APPS / "shared_state.py")
     code = """
-import json, thaw
+import json, thaw, time
 record = thaw.Function.from_name("e2e-shared-state", "record")
 call = thaw.Function.from_name("e2e-shared-state", "square_jobs").spawn(3)
 thaw.Queue.from_name("e2e-jobs", create_if_missing=True).put_many([2, 3, 4])
 seen = [record.remote("a"), record.remote("a"), record.remote("b")]
 done = call.get(timeout=90)
 squares = sorted(thaw.Queue.from_name("e2e-results").get_many(3, timeout=30))
-print(json.dumps({"seen": seen, "done": done, "squares": squares,
+woken = thaw.Function.from_name("e2e-shared-state", "take_when_woken").spawn()
+time.sleep(2)  # for it to wait, past its first look
+thaw.Queue.from_name("e2e-wake", create_if_missing=True).put("wake")
+print(json.dumps({"seen": seen, "done": done, "squares": squares, "woken": woken.get(timeout=60),
                   "counts": dict(thaw.Dict.from_name("e2e-counts").items())}))
 """
     cp = subprocess.run([PYTHON, "-c", code], env=thaw.env, cwd=thaw.tmp, capture_output=True, text=True,
                         timeout=CALL_TIMEOUT)
     assert cp.returncode == 0, cp.stderr
     out = json.loads(cp.stdout.strip().splitlines()[-1])
-    assert out == {"seen": [1, 2, 1], "done": "done", "squares": [4, 9, 16], "counts": {"a": 2, "b": 1}}, out
+    assert out == {"seen": [1, 2, 1], "done": "done", "squares": [4, 9, 16], "woken": "wake",
+                   "counts": {"a": 2, "b": 1}}, out
     assert RESTORING in cp.stderr and FALLBACK not in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
 

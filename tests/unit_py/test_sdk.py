@@ -1624,6 +1624,58 @@ def test_queue_fifo_partitions_and_blocking(tmp_path, monkeypatch):
         q.put(1, partition="")
 
 
+QUEUE_WAITER = r"""
+import asyncio, json, sys
+import thaw
+from thaw import _queue
+# Looks so rare (10 min apart) that only a wake-up brings the values
+# before the test gives up.
+_queue._POLL_MIN_S = _queue._POLL_MAX_S = _queue._POLL_MAX_WOKEN_S = 600
+q = thaw.Queue.from_name("wake", create_if_missing=True)
+print("waiting", flush=True)
+got = [q.get()]
+print("waiting", flush=True)
+got.append(asyncio.run(q.get.aio()))
+print("waiting", flush=True)
+got.append(q.get_many(5))
+print(json.dumps(got), flush=True)
+"""
+
+
+def test_a_put_wakes_a_get_waiting_in_another_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("THAW_HOME", str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    waiter = subprocess.Popen(["/usr/bin/python3", "-c", QUEUE_WAITER], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        q = None
+        for value in ("sync", "async", "many"):
+            assert waiter.stdout.readline().strip() == "waiting", waiter.stderr.read()
+            time.sleep(0.3)   # let it block in the wait, past its first look
+            q = q or modal.Queue.from_name("wake")
+            q.put(value) if value != "many" else q.put_many([1, 2])
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        waiter.kill()
+    assert waiter.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == ["sync", "async", [1, 2]]
+
+
+def test_waiter_returns_on_a_signal_and_times_out_without_one(tmp_path):
+    from thaw import _wakeup
+    db = tmp_path / "q.db"
+    with _wakeup.Waiter(db) as w:
+        assert w.active
+        assert w.wait(0.01) is False
+        _wakeup.signal(db)
+        assert w.wait(30) is True        # signalled before the wait began: at once
+        assert w.wait(0.01) is False     # and only once
+    # Without a directory to keep the signal file in, a Waiter only pauses.
+    with _wakeup.Waiter(tmp_path / "gone" / "q.db") as w:
+        assert not w.active and w.wait(0.01) is False
+    _wakeup.signal(tmp_path / "gone" / "q.db")   # nothing to wake: no error
+
+
 def test_dict_and_queue_aio(tmp_path, monkeypatch):
     import asyncio
     monkeypatch.setenv("THAW_HOME", str(tmp_path))

@@ -21,3 +21,12 @@ def square_jobs(n):
         x = jobs.get(timeout=60)  # waits for the caller's put
         results.put(x * x)
     return "done"
+
+
+@app.function(enable_memory_snapshot=True)
+def take_when_woken():
+    # Looks so rare (10 min apart) that only the caller's put, waking this
+    # container's wait across its namespaces, brings the value in time.
+    import thaw._queue as q
+    q._POLL_MIN_S = q._POLL_MAX_S = q._POLL_MAX_WOKEN_S = 600
+    return thaw.Queue.from_name("e2e-wake", create_if_missing=True).get()
