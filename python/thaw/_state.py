@@ -8,6 +8,7 @@ mode:
   "worker"     this process is a function container's worker
 """
 
+import contextvars
 import os
 import sys
 import threading
@@ -22,13 +23,24 @@ in_container = False     # set by thaw._worker
 _local = threading.local()
 
 
+# For code the call runs on the worker's event loop or in threads it starts
+# with the context copied (an ASGI app's tasks, FastAPI's thread pool):
+# they are not the thread that serves the call.
+_context_input_id = contextvars.ContextVar("thaw_input_id", default=None)
+
+
 def current_input_id():
     """The id of the call being served by this thread (in a container), else None."""
-    return getattr(_local, "input_id", None)
+    return getattr(_local, "input_id", None) or _context_input_id.get()
 
 
 def set_input_id(value):
     _local.input_id = value
+
+
+def set_context_input_id(value):
+    """The input id for the current context (a task, and what copies its context)."""
+    _context_input_id.set(value)
 
 
 def _user_stacklevel():

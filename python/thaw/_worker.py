@@ -507,13 +507,14 @@ class Worker:
                         value = list(value)
         except _Deadline:
             err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {timeout} s")
-            return {"type": "result", "id": cid, "ok": False,
-                    "error": f"FunctionTimeoutError: {err}", "traceback": "",
-                    "exception": dump_payload(err)}
+            return self._ended_early(msg, fn, {
+                "type": "result", "id": cid, "ok": False, "error": f"FunctionTimeoutError: {err}",
+                "traceback": "", "exception": dump_payload(err)})
         except _Cancelled:
-            return {"type": "result", "id": cid, "ok": False, "cancelled": True,
-                    "error": "cancelled: its caller went away or stopped reading its values",
-                    "traceback": ""}
+            return self._ended_early(msg, fn, {
+                "type": "result", "id": cid, "ok": False, "cancelled": True,
+                "error": "cancelled: its caller went away or stopped reading its values",
+                "traceback": ""})
         except (_Terminate, KeyboardInterrupt):
             raise
         except BaseException as e:  # noqa: BLE001 - user errors go back to the caller
@@ -615,6 +616,19 @@ class Worker:
         finally:
             with self.running_lock:
                 self.running -= 1
+
+    def _ended_early(self, msg, fn, reply):
+        """A call's reply after its timeout or cancel. A web request whose
+        code runs in a thread the end cannot stop (an ASGI app's sync code)
+        may still be running: the container then takes no more inputs."""
+        web = msg.get("web_request")
+        if web is not None:
+            from . import _web
+            if _web.may_outlive_its_call(web.get("kind"), fn, self.web_apps):
+                self.leaving = (f"{self.target_name}: a request's code may still run in a "
+                                f"thread after its call ended")
+                reply["leaving"] = True
+        return reply
 
     def _error_result(self, cid, e):
         text, tb = _describe_exc(e)

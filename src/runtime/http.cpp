@@ -16,6 +16,9 @@ namespace thaw::runtime {
 namespace {
 
 constexpr size_t kMaxHead = 64 * 1024;
+// Told to clients so that they stop reusing a connection before the front
+// closes it (web_front.cpp's idle limit).
+constexpr const char* kKeepAliveHeaders = "connection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\n";
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -72,6 +75,18 @@ class Reader {
         if (!had) return std::nullopt;
         throw HttpError(400, "the connection closed in the middle of the request");
       }
+    }
+  }
+
+  // Drops the empty lines a client may send before a request (RFC 9112
+  // 2.2: after a body, some add a CRLF); false at EOF before any request.
+  bool skip_blank_lines() {
+    for (;;) {
+      size_t n = 0;
+      while (n + 1 < buf_.size() && buf_[n] == '\r' && buf_[n + 1] == '\n') n += 2;
+      buf_.erase(0, n);
+      if (!buf_.empty() && buf_ != "\r") return true;
+      if (!more()) return false;
     }
   }
 
@@ -210,6 +225,7 @@ std::optional<HttpRequest> HttpConnection::next(int idle_ms, int timeout_ms, siz
   if (buf_.empty() && !readable_within(fd_, idle_ms)) return std::nullopt;
   Reader r(fd_, buf_, timeout_ms);
   int fd = fd_;
+  if (!r.skip_blank_lines()) return std::nullopt;
   auto head = r.until("\r\n\r\n", kMaxHead, 431, "the request's header fields are too large");
   if (!head) return std::nullopt;
   HttpRequest req = parse_request_head(*head);
@@ -226,6 +242,13 @@ std::optional<HttpRequest> HttpConnection::next(int idle_ms, int timeout_ms, siz
       else if (te != "identity") throw HttpError(501, "a transfer-encoding other than chunked is not supported");
     }
   }
+  // Two framings at once, or one an HTTP/1.0 peer cannot mean: what the
+  // body is (and where the next request starts) is ambiguous, the stuff
+  // of request smuggling through a proxy (RFC 9112 6.1, 6.3).
+  if (!te.empty() && !cl.empty())
+    throw HttpError(400, "both Transfer-Encoding and Content-Length: the body's length is ambiguous");
+  if (!te.empty() && req.version == "HTTP/1.0")
+    throw HttpError(400, "Transfer-Encoding in an HTTP/1.0 request");
   size_t length = 0;
   if (!chunked && !cl.empty()) {
     if (cl.size() > 18 || cl.find_first_not_of("0123456789") != std::string::npos)
@@ -300,7 +323,7 @@ std::string status_and_headers(int status, const HttpHeaders& headers) {
 
 std::string format_stream_head(int status, const HttpHeaders& headers, bool chunked, bool keep_alive) {
   return status_and_headers(status, headers) + (chunked ? "transfer-encoding: chunked\r\n" : "") +
-         (keep_alive && chunked ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n");
+         (keep_alive && chunked ? kKeepAliveHeaders : "connection: close\r\n\r\n");
 }
 
 std::string format_chunk(std::string_view data) {
@@ -317,7 +340,7 @@ std::string format_response(int status, const HttpHeaders& headers, std::string_
   std::string out = status_and_headers(status, headers);
   bool no_body = status == 204 || status == 304 || status < 200;
   if (!no_body) out += cat("content-length: ", body.size(), "\r\n");
-  out += keep_alive ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n";
+  out += keep_alive ? kKeepAliveHeaders : "connection: close\r\n\r\n";
   if (!head_only && !no_body) out.append(body);
   return out;
 }

@@ -47,6 +47,10 @@ constexpr int kSocketTimeoutS = 30;
 // Connections served at once; more are answered 503 at once (each holds a
 // thread until its call ends, or a kept one is idle too long).
 constexpr int kMaxConnections = 256;
+// Connections are kept for another request only while fewer than this many
+// are open: idle kept ones (connection pools hold dozens) must leave room
+// for new clients.
+constexpr int kMaxKeptConnections = kMaxConnections * 3 / 4;
 
 std::string json_response(int status, const json& body, bool head_only, bool keep_alive) {
   // Replace, not throw: the text may quote bytes a client sent.
@@ -235,7 +239,7 @@ void WebFront::serve(UniqueFd conn, const std::string& client) {
     try {
       auto req = http.next(first ? kRequestTimeoutMs : kKeepAliveIdleMs, kRequestTimeoutMs, kMaxBody);
       if (!req) break;
-      keep = wants_keep_alive(*req) && !stop_;
+      keep = wants_keep_alive(*req) && !stop_ && in_flight_.load() <= kMaxKeptConnections;
       out = answer(*req, client, conn.get(), keep);
     } catch (const HttpError& e) {
       status = e.status();
@@ -364,11 +368,11 @@ std::string WebFront::answer(const HttpRequest& req, const std::string& client, 
     // stream), or `thaw serve` stopping, cancels it too: the worker ends it.
     client_gone = [this, conn] {
       if (stop_) return true;
-      // The end of its stream (it closed), or an error; more bytes (a
-      // request it pipelined) are not a goodbye.
-      char c;
-      ssize_t n = ::recv(conn, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-      return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+      // Its close (even behind bytes it pipelined and never saw answered),
+      // or an error; more bytes alone are not a goodbye. A client that
+      // only half-closes after its requests reads as gone too.
+      struct pollfd p = {conn, POLLRDHUP, 0};
+      return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
     };
   }
   json r = rt_.call(msg, true, to_client, client_gone);

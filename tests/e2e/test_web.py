@@ -174,6 +174,14 @@ def test_real_fastapi_and_flask_apps(thaw):  # noqa: F811 - the fixture from tes
     assert st == 200 and "/" in json.loads(body)["paths"], body
     assert request(f"{base}/whoami/docs")[0] == 200
     assert request(f"{base}/stream_tokens/docs")[0] == 404   # no docs=True
+    # A sync endpoint past its timeout: 504, and its container, whose thread
+    # may still run it, takes no more requests.
+    st, _, body = request(f"{base}/slow?seconds=0")
+    assert st == 200, body
+    first = json.loads(body)["container"]
+    assert request(f"{base}/slow?seconds=30")[0] == 504
+    st, _, body = request(f"{base}/slow?seconds=0")
+    assert st == 200 and json.loads(body)["container"] != first, body
     st, _, body = request(f"{base}/flask/hello/world", headers={"User-Agent": "e2e"})
     assert st == 200, body
     assert json.loads(body) == {"greeting": "hello world", "root": "/e2e-web-frameworks/flask", "agent": "e2e"}

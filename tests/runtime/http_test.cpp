@@ -153,6 +153,36 @@ TEST(Http, AConnectionReadsPipelinedRequestsOneAfterAnother) {
   EXPECT_FALSE(c.next(5000, 5000, 1 << 20));
 }
 
+TEST(Http, BlankLinesBeforeARequestAreSkipped) {
+  Pair p;
+  std::string both = "POST /a/b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\r\n\r\nGET /a/c HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(::write(p.theirs.get(), both.data(), both.size()), ssize_t(both.size()));
+  HttpConnection c(p.ours.get());
+  auto first = c.next(1000, 5000, 1 << 20);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->body, "hi");
+  auto second = c.next(1000, 5000, 1 << 20);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->path, "/a/c");
+  p.theirs.reset();
+  EXPECT_FALSE(c.next(1000, 5000, 1 << 20));
+}
+
+TEST(Http, AmbiguousFramingIsRefused) {
+  for (std::string req : {"POST /a HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                          "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+                          "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"}) {
+    Pair p;
+    ASSERT_EQ(::write(p.theirs.get(), req.data(), req.size()), ssize_t(req.size()));
+    try {
+      read_request(p.ours.get(), 2000, 1 << 20);
+      ADD_FAILURE() << "read: " << req;
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status(), 400) << req;
+    }
+  }
+}
+
 TEST(Http, AHalfSentRequestAfterAnIdleWaitStillTimesOut) {
   Pair p;
   std::string part = "GET /a/b HTTP/1.1\r\nHost: h\r\n";
@@ -179,9 +209,9 @@ TEST(Http, KeepAliveFollowsTheVersionAndTheConnectionHeader) {
   EXPECT_TRUE(wants_keep_alive(req("HTTP/1.0", "Keep-Alive")));
   EXPECT_TRUE(wants_keep_alive(req("HTTP/1.1", "closed")));  // a token, not a prefix
   EXPECT_EQ(format_response(200, {}, "ok", false, true),
-            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok");
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\nok");
   EXPECT_EQ(format_stream_head(200, {}, true, true),
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n");
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\n");
   // A stream ended by the close cannot keep its connection.
   EXPECT_EQ(format_stream_head(200, {}, false, true), "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
 }

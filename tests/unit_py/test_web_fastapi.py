@@ -166,3 +166,80 @@ def test_async_endpoint_with_request_body():
 
     resp = serve(echo, req(method="PUT", body=b"hello"), {}, method="PUT")
     assert json_of(resp) == {"got": "hello"}
+
+
+def test_a_background_task_neither_delays_the_answer_nor_is_dropped():
+    import threading
+    go, ran = threading.Event(), []
+
+    def task():
+        go.wait(30)   # until the test has its answer
+        ran.append("done")
+
+    def submit(tasks: fastapi.BackgroundTasks):
+        tasks.add_task(task)
+        return {"queued": True}
+
+    resp = serve(submit, req(), {})
+    assert json_of(resp) == {"queued": True} and ran == []
+    go.set()
+    for _ in range(3000):
+        if ran:
+            break
+        threading.Event().wait(0.01)
+    assert ran == ["done"]
+
+
+def test_sync_code_in_fastapis_threads_sees_the_input_id():
+    from thaw import _state
+
+    def which(request: fastapi.Request):
+        return {"input": _state.current_input_id()}
+
+    async def which_async(request: fastapi.Request):
+        return {"input": _state.current_input_id()}
+
+    _state.set_input_id("in-test-7")
+    try:
+        assert json_of(serve(which, req(), {})) == {"input": "in-test-7"}
+        assert json_of(serve(which_async, req(), {})) == {"input": "in-test-7"}
+    finally:
+        _state.set_input_id(None)
+
+
+def test_head_is_answered_as_get_on_both_paths():
+    assert serve(with_request, req(method="HEAD"), {})["status"] == 200
+    assert serve(plain, req(method="HEAD", query="a=1"), {})["status"] == 200
+
+
+def test_a_sync_fastapi_endpoint_may_outlive_its_call():
+    async def quick(request: fastapi.Request):
+        return 1
+
+    for fn, expected in ((with_request, True), (quick, False), (plain, False)):
+        apps = {}
+        serve(fn, req(query="a=1"), apps)
+        assert _web.may_outlive_its_call("fastapi_endpoint", fn, apps) is expected, fn.__name__
+    assert _web.may_outlive_its_call("asgi_app", plain, {})
+    assert not _web.may_outlive_its_call("wsgi_app", plain, {})
+
+
+def test_detection_sees_through_partials_callables_and_unresolvable_hints():
+    import functools
+
+    def f(request: "fastapi.Request", other: "NotDefinedAnywhere"):
+        return 1
+
+    class Handler:
+        def __call__(self, request: "Request"):   # noqa: F821 - a name only FastAPI's users import
+            return 1
+
+    def g(tasks: Optional["BackgroundTasks"] = None):   # noqa: F821
+        return 1
+
+    def h(x: int, y: "NotDefinedAnywhere" = 1):   # noqa: F821
+        return 1
+
+    assert needs_fastapi(f, {}) and needs_fastapi(functools.partial(f), {})
+    assert needs_fastapi(Handler(), {}) and needs_fastapi(g, {})
+    assert not needs_fastapi(h, {})

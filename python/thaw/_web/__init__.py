@@ -23,7 +23,7 @@ answer to HEAD).
 Only the standard library, unless the function needs FastAPI: most workers
 never import this module, and the user's image may not have FastAPI."""
 
-from ._apps import _cached_app
+from ._apps import _app_key, _cached_app
 from . import _fastapi
 from ._asgi import _AsgiApp, _asgi_call
 from ._endpoint import _endpoint
@@ -32,7 +32,7 @@ from ._server import LeaveContainer, _started, _web_server_call, whole
 from ._wsgi import _WsgiApp, _wsgi_call
 
 
-__all__ = ["handle", "error_response", "LeaveContainer", "whole"]
+__all__ = ["handle", "error_response", "may_outlive_its_call", "LeaveContainer", "whole"]
 
 ENDPOINT_KINDS = ("fastapi_endpoint", "web_endpoint")
 APP_KINDS = ("wsgi_app", "asgi_app", "web_server")
@@ -78,6 +78,25 @@ def handle(kind, options, target, request, apps):
         return _web_server_call(target, options, request)
     raise ValueError(f"thaw: unknown kind of web endpoint {kind!r} (expected one of "
                      f"{', '.join(ENDPOINT_KINDS + APP_KINDS)})")
+
+
+def may_outlive_its_call(kind, target, apps):
+    """Whether the code of a request to target may go on after its call
+    ended (a timeout, a cancel): an ASGI app's sync code runs in a thread
+    the call's end cannot stop (FastAPI's thread pool). Such a container
+    should take no more inputs then."""
+    if kind == "asgi_app":
+        return True
+    if kind in ENDPOINT_KINDS:
+        served_by = apps.get(_app_key("fastapi_endpoint", target))
+        return bool(served_by) and not _is_async(target)
+    return False
+
+
+def _is_async(target):
+    import inspect
+    fn = getattr(target, "__call__", None) if not inspect.isroutine(target) else target
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
 
 
 def error_response(status, detail):

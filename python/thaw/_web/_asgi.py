@@ -7,7 +7,7 @@ import sys
 import traceback
 from urllib.parse import unquote
 
-from .. import _async_runner
+from .. import _async_runner, _state
 from ._http import _address, _body, _raw, _response
 
 
@@ -105,11 +105,22 @@ def _asgi_scope(entry, request):
 def _asgi_call(entry, request):
     """The app's answer: whole when its body came in one message, else
     {"status", "headers", "stream"} passing each body message on as it
-    comes (a StreamingResponse, server-sent events)."""
+    comes (a StreamingResponse, server-sent events). It is the answer once
+    its last body message is out: what the app does after that (a
+    BackgroundTask) goes on on the loop, as behind any ASGI server, and
+    neither delays the answer nor counts against the call's timeout."""
     scope = _asgi_scope(entry, request)
     events = queue.Queue()  # from the loop's thread to this one
-    future = asyncio.run_coroutine_threadsafe(
-        _asgi_exchange(entry.app, scope, _body(request), lambda *ev: events.put(ev)), entry.loop)
+    # The input's id, for the app's code: on the loop in the task's
+    # context, and in the threads FastAPI runs sync code in (anyio copies
+    # the context into them).
+    input_id = _state.current_input_id()
+
+    async def exchange():
+        _state.set_context_input_id(input_id)
+        await _asgi_exchange(entry.app, scope, _body(request), lambda *ev: events.put(ev))
+
+    future = asyncio.run_coroutine_threadsafe(exchange(), entry.loop)
     future.add_done_callback(lambda f: events.put(("done",)))
     try:
         start, first = None, []
@@ -122,29 +133,35 @@ def _asgi_call(entry, request):
                 if ev[2]:  # more_body: the rest follows as it comes
                     return {**_response(int(start["status"]), list(start.get("headers") or ()), b""),
                             "stream": _pieces(first, events, future), "stop": future.cancel}
-            else:  # done: the whole answer came in one message (or none)
-                future.result()  # the app's error, if it raised before answering
                 return _response(int(start["status"]), list(start.get("headers") or ()),
                                  b"".join(first))
+            else:  # done before a complete answer: the app's error (or its silence)
+                future.result()
+                raise RuntimeError("thaw: the ASGI app ended without a complete response")
     except BaseException:
         future.cancel()  # a timeout's alarm while waiting: the app stops too
         raise
 
 
 def _pieces(first, events, future):
-    """The body messages after the first: yielded as they come. Closed early
-    (the client went away), the app's task is cancelled."""
+    """The body messages after the first: yielded as they come, until the
+    last. Closed before it (the client went away), the app's task is
+    cancelled."""
+    complete = False
     try:
         yield from first
         while True:
             ev = events.get()
             if ev[0] == "body":
                 yield ev[1]
+                if not ev[2]:
+                    complete = True
+                    return
             elif ev[0] == "done":
                 future.result()
-                return
+                raise RuntimeError("thaw: the ASGI app ended before its response was complete")
     finally:
-        if not future.done():
+        if not complete and not future.done():
             future.cancel()
 
 

@@ -12,7 +12,9 @@ means the user's code imported FastAPI and relies on what only FastAPI
 does; so does `docs=True`. Such a function is served by FastAPI, exactly
 as in Modal, and never by an imitation of it."""
 
+import functools
 import inspect
+import re
 import typing
 
 _FRAMEWORKS = ("fastapi", "starlette")
@@ -28,11 +30,37 @@ def _from_framework(obj):
     return False
 
 
-def _annotations(fn):
+# FastAPI's classes a parameter may be typed as, by name: for an annotation
+# that cannot be resolved (a string naming what is not importable here).
+_CLASS_NAMES = {"Request", "WebSocket", "HTTPConnection", "BackgroundTasks", "Response",
+                "UploadFile", "SecurityScopes"}
+_MARKERS = ("Depends(", "Security(", "Header(", "Query(", "Path(", "Body(", "Form(", "File(", "Cookie(")
+
+
+def _function(target):
+    """The Python function whose signature and globals describe target (a
+    function, a bound method, a functools.partial, an object with __call__)."""
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not inspect.isroutine(target) and callable(target):
+        target = type(target).__call__
+    return inspect.unwrap(getattr(target, "__func__", target))
+
+
+def _resolve(fn, ann):
+    """ann, evaluated against fn's globals when it is a string; the string
+    itself when it cannot be."""
+    if not isinstance(ann, str):
+        return ann
     try:
-        return typing.get_type_hints(fn, include_extras=True)
+        return eval(ann, dict(getattr(fn, "__globals__", {})), {})  # noqa: S307 - the user's own annotation
     except Exception:
-        return {}   # unresolvable strings: only the parameters' defaults tell then
+        return ann
+
+
+def _string_names_fastapi(text):
+    words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+    return bool(words & _CLASS_NAMES) or any(m in text for m in _MARKERS)
 
 
 def _types_in(ann):
@@ -55,15 +83,25 @@ def needs_fastapi(target, options):
         sig = inspect.signature(target)
     except (TypeError, ValueError):
         return False
-    fn = inspect.unwrap(getattr(target, "__func__", target))
-    hints = _annotations(fn)
+    fn = _function(target)
     for p in sig.parameters.values():
         if p.default is not p.empty and not isinstance(p.default, type) and _from_framework(p.default):
             return True   # Depends(), Query(), Header(), Body(), ...
-        ann = hints.get(p.name, p.annotation)
-        if ann is p.empty or isinstance(ann, str):
+        if p.annotation is p.empty:
+            continue
+        # Each on its own: one that cannot be resolved must not hide the others.
+        ann = _resolve(fn, p.annotation)
+        if isinstance(ann, str):
+            if _string_names_fastapi(ann):
+                return True
             continue
         for t in _types_in(ann):
+            if isinstance(t, typing.ForwardRef):   # a string inside Optional[...]
+                t = _resolve(fn, t.__forward_arg__)
+            if isinstance(t, str):
+                if _string_names_fastapi(t):
+                    return True
+                continue
             if t is not None and _from_framework(t):
                 return True   # Request, BackgroundTasks, UploadFile, Annotated[.., Header()]
     return False
@@ -72,18 +110,22 @@ def needs_fastapi(target, options):
 def endpoint_app(target, options):
     """The FastAPI app that serves `target` at "/" (and, with docs=True,
     its OpenAPI schema at /openapi.json and pages at /docs and /redoc)."""
+    docs = bool(options.get("docs"))
     try:
         from fastapi import FastAPI
         from fastapi.middleware.cors import CORSMiddleware
     except ImportError as e:
+        why = ("asks for docs=True, which FastAPI serves," if docs else
+               "has parameters only FastAPI understands (Request, Depends, Header, ...)")
         raise RuntimeError(
-            f"thaw: {getattr(target, '__qualname__', target)} has parameters only FastAPI "
-            f"understands (Request, Depends, Header, ...) but FastAPI cannot be imported ({e}); "
-            "install it (Debian: apt-get install python3-fastapi)") from e
-    docs = bool(options.get("docs"))
+            f"thaw: {getattr(target, '__qualname__', target)} {why} but FastAPI cannot be "
+            f"imported in its container ({e}); install it (Debian: apt-get install python3-fastapi)") from e
     app = FastAPI(openapi_url="/openapi.json" if docs else None,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"])
-    app.add_api_route("/", target, methods=[str(options.get("method") or "GET").upper()])
+    method = str(options.get("method") or "GET").upper()
+    # HEAD answered as GET, as thaw's other endpoints answer it (FastAPI's
+    # route alone would say 405).
+    app.add_api_route("/", target, methods=[method, "HEAD"] if method == "GET" else [method])
     return app

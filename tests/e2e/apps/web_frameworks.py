@@ -104,3 +104,14 @@ def whoami(request: fastapi.Request, item: Item, background: fastapi.BackgroundT
     background.add_task(STARTED.append, "after the answer")
     return {"who": who, "name": item.name * n, "url": str(request.url.path),
             "client": request.client.host, "background_ran": STARTED.count("after the answer")}
+
+
+@app.function(timeout=2)
+@thaw.fastapi_endpoint()
+def slow(request: fastapi.Request, seconds: float):
+    # Sync: FastAPI runs it in a thread, which its timeout cannot stop, so
+    # its container leaves after a timeout rather than take more requests.
+    import time
+    time.sleep(seconds)
+    import socket
+    return {"container": socket.gethostname(), "path": request.url.path}
