@@ -133,7 +133,10 @@ void apply_options(Target& t, const json& options) {
                            {"memory", config.value("memory", json())}};
   if (!t.key.empty() && (!env.empty() || !volumes.empty() || config.contains("gpu") || config.contains("cpu") ||
                          config.contains("memory")))
+  {
     t.key = sha256_hex(json{{"base", t.key}, {"options", seen_by_snapshot}}.dump());
+    t.own_snapshot = true;
+  }
 }
 
 }  // namespace thaw::runtime

@@ -195,6 +195,9 @@ json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yiel
   // retries= is the runtime's to honour (as in Modal, where it runs on the
   // server): every caller gets it, `thaw call` and Function.from_name too.
   auto retries = target_.fn.retries();
+  // A handle's own snapshot is kept while it is called (least recently
+  // used ones are removed when more are made).
+  if (target_.own_snapshot) snapshots_.note_used(target_);
   bool streamed = false;
   YieldSink counted;
   if (on_yield) {

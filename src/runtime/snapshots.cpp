@@ -69,6 +69,7 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   meta["app"] = t.app;
   meta["version"] = t.version;
   meta["function"] = t.fn.name;
+  meta["handle"] = t.own_snapshot;  // a with_options handle's (evicted first)
   meta["created"] = utc_now_iso();
   meta["generation"] = meta.value("generation", 0) + 1;
   meta["machine"] = ctx_.fingerprint.key_part();
@@ -94,6 +95,9 @@ bool Snapshots::ensure(const Target& t, bool for_deploy) {
   json meta = ctx_.store.read_meta(t.key).value_or(json::object());
   bool created = false;
   if (!ctx_.store.has_image(t.key)) {
+    if (t.own_snapshot)
+      for (const auto& image : make_room_for_handle_snapshot(ctx_.store, t, max_handle_snapshots_, ctx_.log))
+        launcher_.shells().forget(image);
     try {
       create_locked(t, meta);
     } catch (const CheckpointRefused& e) {

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "runtime/context.h"
+#include "runtime/handle_snapshots.h"
 #include "runtime/launcher.h"
 #include "runtime/target.h"
 
@@ -22,7 +23,8 @@ class CheckpointRefused : public Error {
 
 class Snapshots {
  public:
-  Snapshots(Context& ctx, Launcher& launcher) : ctx_(ctx), launcher_(launcher) {}
+  Snapshots(Context& ctx, Launcher& launcher)
+      : ctx_(ctx), launcher_(launcher), max_handle_snapshots_(max_handle_snapshots_from_env()) {}
 
   // Makes sure t.key has an image, creating it if needed. For a deploy, it
   // is marked as belonging to t's version, which may recreate it once.
@@ -35,6 +37,9 @@ class Snapshots {
   std::unique_ptr<Worker> start_worker(const Target& t, bool use_snapshot = true);
 
   std::unique_ptr<Worker> cold_start(const Target& t);
+
+  // A call to a handle with a snapshot of its own (runtime/handle_snapshots.h).
+  void note_used(const Target& t) { note_handle_snapshot_used(ctx_.store, t.key); }
 
   Log& log() { return ctx_.log; }
 
@@ -50,6 +55,7 @@ class Snapshots {
 
   Context& ctx_;
   Launcher& launcher_;
+  const int max_handle_snapshots_;  // per function (runtime/handle_snapshots.h)
 };
 
 }  // namespace thaw::runtime

@@ -20,6 +20,8 @@ struct Target {
   // for the worker, and a digest of all the options ("" without any).
   nlohmann::json config_overrides = nlohmann::json::object();
   std::string variant;
+  // Whether the options gave it a snapshot of its own (key != the deployed one's).
+  bool own_snapshot = false;
 
   std::string label() const { return app + "." + fn.name; }
   std::string pool_id() const {

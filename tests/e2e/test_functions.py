@@ -1090,6 +1090,33 @@ print(json.dumps({"plain": plain, "sweet": sweet, "timed_out": timed_out, "wide"
     thaw.assert_containers_gone()
 
 
+def test_handle_snapshots_are_capped_per_function(thaw):
+    thaw.deploy(APPS / "options.py")
+    thaw.env["THAW_MAX_HANDLE_SNAPSHOTS"] = "2"
+    sock = thaw.serve()
+    out = thaw.client("""
+import json, thaw
+Probe = thaw.Cls.from_name("e2e-options", "Probe")
+got = [Probe.with_options(env={"FLAVOUR": f})().info.remote()["snap_flavour"]
+       for f in ("a", "b", "c", "b", "d")]
+print(json.dumps(got))
+""", sock)
+    # Each env gets a snapshot of its own, made with it.
+    assert out == ["a", "b", "c", "b", "d"], out
+    log = thaw.stop_serve()
+    made = re.findall(r"1 threads; key (\w+)\)", log)
+    assert len(made) == 4, log   # a, b, c, d
+    # At most 2 per function: c's removed a's, the least recently called;
+    # d's removed c's, since b was called after c.
+    removed = re.findall(r"Removed memory snapshot (\w+) of a handle of e2e-options\.Probe, the least recently used", log)
+    assert removed == [made[0], made[2]], log
+    assert sorted(k[:12] for k in thaw.snapshot_keys()) == sorted(
+        [made[1], made[3], *(k[:12] for k in thaw.snapshot_keys() if k[:12] not in made)]), thaw.snapshot_keys()
+    assert len(thaw.snapshot_keys()) == 3, thaw.snapshot_keys()  # the deployed one and b's and d's
+    assert FALLBACK not in log and COLD not in log, log
+    thaw.assert_containers_gone()
+
+
 def test_one_serve_per_socket_and_one_runs_the_schedules(thaw):
     thaw.deploy(APPS / "scheduled.py")
     sock = thaw.serve()

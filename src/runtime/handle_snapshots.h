@@ -1,0 +1,32 @@
+// Snapshots of class handles with other settings (Cls.with_options with
+// env, secrets, volumes, gpu, cpu or memory: runtime/options.h). One is made
+// per distinct set of values, so a caller that varies them (an env per
+// tenant) would fill the disk with full images; at most `max` are kept per
+// function, and making one more removes the one least recently called.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/log.h"
+#include "runtime/store.h"
+#include "runtime/target.h"
+
+namespace thaw::runtime {
+
+// The default of THAW_MAX_HANDLE_SNAPSHOTS, per function.
+constexpr int kDefaultMaxHandleSnapshots = 8;
+
+// THAW_MAX_HANDLE_SNAPSHOTS from the runtime's environment (1 at least).
+int max_handle_snapshots_from_env();
+
+// Records that a handle with this snapshot was called now (the mtime of the
+// snapshot's "used" file; a missing snapshot directory is left alone).
+void note_handle_snapshot_used(const Store& store, const std::string& key);
+
+// Before t's handle snapshot is made: removes the least recently used ones
+// of the same app and function until fewer than `max` are left (one that
+// another thread or runtime has locked is left alone). Returns the image
+// paths removed, for the restore shells to forget.
+std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Target& t, int max, Log& log);
+
+}  // namespace thaw::runtime
