@@ -15,13 +15,16 @@ std::string settings_path(const Store& store, const std::string& app, int versio
   return store.version_dir(app, version) + "/autoscaler.json";
 }
 
-json read_settings(const std::string& path) {
+// The stored settings. Written atomically, so never half; a file that is
+// not a JSON object anyway is not ours to trust: an update refuses it
+// (`strict`), everyone else scales with the decorators' settings.
+json read_settings(const std::string& path, bool strict) {
   std::string text;
   if (!try_read_file(path, &text)) return json::object();
   json j = json::parse(text, nullptr, false);
-  // Written atomically, so never half; anything else is not ours to trust.
-  if (!j.is_object()) fail(path, ": not a JSON object; remove it to reset the autoscaler settings");
-  return j;
+  if (j.is_object()) return j;
+  if (strict) fail(path, ": not a JSON object; remove it to reset the autoscaler settings");
+  return json::object();
 }
 
 }  // namespace
@@ -60,21 +63,23 @@ json check_autoscaler_update(const json& update, const FunctionDesc& fn) {
   return out;
 }
 
-void save_autoscaler(const Store& store, const std::string& app, int version, const std::string& function,
-                     const json& update) {
+json save_autoscaler(const Store& store, const std::string& app, int version, const std::string& function,
+                     const json& update, const std::function<void(const json&)>& check) {
   std::string path = settings_path(store, app, version);
   // Read, merge and replace under a lock: two runtimes updating different
   // settings at once must both count.
   FileLock lock(path + ".lock");
-  json all = read_settings(path);
+  json all = read_settings(path, true);
   json& mine = all[function];
   if (!mine.is_object()) mine = json::object();
   for (const auto& [k, v] : update.items()) mine[k] = v;
+  if (check) check(mine);
   container::write_file_atomic(path, all.dump(2) + "\n");
+  return mine;
 }
 
 json load_autoscaler(const Store& store, const std::string& app, int version, const std::string& function) {
-  json all = read_settings(settings_path(store, app, version));
+  json all = read_settings(settings_path(store, app, version), false);
   auto it = all.find(function);
   return it != all.end() && it->is_object() ? *it : json::object();
 }

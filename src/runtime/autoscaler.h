@@ -6,6 +6,7 @@
 // sharing the home applies them (`thaw serve` on its next tick) and a new
 // deployment starts from its decorator's settings again, as in Modal.
 #pragma once
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -23,10 +24,14 @@ nlohmann::json check_autoscaler_update(const nlohmann::json& update, const Funct
 
 // Merges the checked `update` into the version's stored settings for
 // `function`; atomic, safe against other runtimes updating at once.
-void save_autoscaler(const Store& store, const std::string& app, int version, const std::string& function,
-                     const nlohmann::json& update);
+// `check` sees the merged settings before they are written (and throws to
+// refuse them). Returns them.
+nlohmann::json save_autoscaler(const Store& store, const std::string& app, int version, const std::string& function,
+                               const nlohmann::json& update,
+                               const std::function<void(const nlohmann::json&)>& check = {});
 
-// The stored settings of one function of a version ({} when none).
+// The stored settings of one function of a version ({} when none, or when
+// the file is not a JSON object: calls must not fail for it).
 nlohmann::json load_autoscaler(const Store& store, const std::string& app, int version, const std::string& function);
 
 // Applies stored settings to a resolved deployed target's config.

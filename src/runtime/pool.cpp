@@ -1,5 +1,6 @@
 #include "runtime/pool.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "common/error.h"
@@ -87,7 +88,7 @@ void Pool::keep_min_locked() {
   int have = starting_;
   for (const auto& s : slots_)
     if (!s.broken && !s.used_up) have++;
-  for (; have < limits_.min_containers; have++) {
+  for (; have < min_kept_locked(); have++) {
     starting_++;
     buffer_starting_++;
     buffer_starters_.start([this] { start_buffer_container(false); });
@@ -276,7 +277,7 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
 void Pool::warm() {
   std::unique_lock<std::mutex> lock(mu_);
   warmed_ = true;
-  while (static_cast<int>(slots_.size()) + starting_ < limits_.min_containers) {
+  while (static_cast<int>(slots_.size()) + starting_ < min_kept_locked()) {
     try {
       start_slot(lock, true, 0);
     } catch (const std::exception&) {
@@ -295,6 +296,11 @@ void Pool::scale_down() {
   std::lock_guard<std::mutex> lock(mu_);
   keep_buffer_locked();  // one that failed to start or died is replaced
   keep_min_locked();
+}
+
+int Pool::min_kept_locked() const {
+  int max = limits_.max_containers;
+  return max > 0 ? std::min(limits_.min_containers, max) : limits_.min_containers;
 }
 
 ScaleLimits Pool::limits() {
@@ -321,7 +327,7 @@ void Pool::stop_idle_for(std::chrono::duration<double> window, bool keep_warm) {
   std::vector<std::unique_ptr<Worker>> gone;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    int keep = keep_warm ? std::max(limits_.min_containers, buffered_target_locked()) : 0;
+    int keep = keep_warm ? std::max(min_kept_locked(), buffered_target_locked()) : 0;
     int count = static_cast<int>(slots_.size());
     for (auto it = slots_.begin(); it != slots_.end() && count > keep;) {
       if (it->in_flight == 0 && Clock::now() - it->idle_since >= window) {

@@ -104,6 +104,8 @@ class Pool {
   // After warm(): starts containers in the background up to min_containers
   // again (single-use containers stop after each input).
   void keep_min_locked();
+  // min_containers, within max_containers.
+  int min_kept_locked() const;
   void start_buffer_container(bool buffer);
 
   Snapshots& snapshots_;

@@ -25,6 +25,16 @@ std::string str(const json& msg, const char* key) {
   return it != msg.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
+// A pool's scaling under the stored update_autoscaler settings: a handle's
+// own options (Cls.with_options) stay on top of them, as when it was made.
+ScaleLimits scaling_of(const Target& t, const json& stored) {
+  Target now = t;
+  apply_autoscaler(now, stored);
+  for (const auto& [k, v] : t.config_overrides.items()) now.fn.config[k] = v;
+  if (!t.variant.empty()) now.fn.config["min_containers"] = 0;
+  return ScaleLimits::of(now.fn);
+}
+
 }  // namespace
 
 Deployed load_deployed(const Store& store, const std::string& app) {
@@ -166,17 +176,33 @@ json Runtime::update_autoscaler(const json& msg) {
       fail("update_autoscaler: app '", app, "' runs from its file (`thaw run`), with its decorators' settings; "
            "deploy it (`thaw deploy`) to change them while it runs");
     json update = check_autoscaler_update(msg.value("settings", json::object()), t.fn);
-    save_autoscaler(ctx_.store, app, t.version, fn, update);
-    apply_autoscaler(t, update);
-    // This runtime's pool of the function follows now; other runtimes
-    // sharing the home on their next tick, new pools when they are made.
-    std::shared_ptr<Pool> p;
+    const FunctionDesc deployed = t.fn;
+    json merged = save_autoscaler(ctx_.store, app, t.version, fn, update, [&](const json& settings) {
+      Target would = t;
+      apply_autoscaler(would, settings);
+      ScaleLimits l = ScaleLimits::of(would.fn);
+      if (l.max_containers > 0 && l.min_containers > l.max_containers)
+        fail("update_autoscaler: min_containers (", l.min_containers, ") would be above max_containers (",
+             l.max_containers, "); raise max_containers too, or ask for fewer");
+    });
+    apply_autoscaler(t, merged);
+    // This runtime's pools of the function (a handle's too) follow now;
+    // other runtimes sharing the home on their next tick, new pools when
+    // they are made.
+    std::vector<std::shared_ptr<Pool>> mine;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = pools_.find(t.pool_id()); it != pools_.end()) p = it->second;
+      for (auto& [id, p] : pools_) {
+        const Target& pt = p->target();
+        if (pt.app == app && pt.version == t.version && pt.fn.name == fn) mine.push_back(p);
+      }
     }
-    if (p) p->set_limits(ScaleLimits::of(t.fn), keep_warm_);
-    else if (keep_warm_ && t.fn.min_containers() > 0) warmers_.start([p = pool_for(t)] { p->warm(); });
+    bool has_base = false;
+    for (auto& p : mine) {
+      p->set_limits(scaling_of(p->target(), merged), keep_warm_);
+      has_base = has_base || p->target().variant.empty();
+    }
+    if (!has_base && keep_warm_ && t.fn.min_containers() > 0) warmers_.start([p = pool_for(t)] { p->warm(); });
     ScaleLimits l = ScaleLimits::of(t.fn);
     return {{"type", "updated"}, {"id", id}, {"app", app}, {"function", fn}, {"version", t.version},
             {"settings", {{"min_containers", l.min_containers}, {"max_containers", l.max_containers},
@@ -239,17 +265,8 @@ void Runtime::tick() {
     const Target& t = p->target();
     bool stale = t.version && ctx_.store.current_version(t.app) != t.version;
     if (!stale) {
-      // Settings updated by another runtime sharing the home (a handle's
-      // pool keeps the settings its options gave it).
-      if (t.version && t.variant.empty()) {
-        try {
-          Target now = t;
-          apply_autoscaler(now, load_autoscaler(ctx_.store, t.app, t.version, t.fn.name));
-          p->set_limits(ScaleLimits::of(now.fn), keep_warm_);
-        } catch (const std::exception& e) {
-          ctx_.log.line(cat("Autoscaler settings of ", t.label(), " unreadable: ", e.what()));
-        }
-      }
+      // Settings updated by another runtime sharing the home.
+      if (t.version) p->set_limits(scaling_of(t, load_autoscaler(ctx_.store, t.app, t.version, t.fn.name)), keep_warm_);
       p->scale_down();
       continue;
     }

@@ -404,7 +404,8 @@ import json, thaw
 one = thaw.Function.from_name("e2e-pool", "one_at_a_time")
 one.update_autoscaler(min_containers=1, scaledown_window=30)
 errors = []
-for bad in ({"max_containers": 0}, {"min_containers": True}, {"scaledown_window": -1}):
+for bad in ({"max_containers": 0}, {"min_containers": True}, {"scaledown_window": -1},
+            {"min_containers": 2}):  # above its max_containers=1
     try:
         one.update_autoscaler(**bad)
     except thaw.exception.InvalidError as e:
@@ -419,7 +420,8 @@ print(json.dumps(errors))
                         text=True, timeout=CALL_TIMEOUT)
     assert cp.returncode == 0, cp.stderr
     errors = json.loads(cp.stdout.strip().splitlines()[-1])
-    assert len(errors) == 4 and "has no function or class 'nothing'" in errors[3], errors
+    assert len(errors) == 5 and "has no function or class 'nothing'" in errors[4], errors
+    assert "min_containers (2) would be above max_containers (1)" in errors[3], errors
     deadline = time.monotonic() + 30  # (it takes no snapshot: a cold start)
     while not ("(e2e-pool.one_at_a_time)" in thaw.serve_log() and "Container ready in" in thaw.serve_log()):
         assert time.monotonic() < deadline, thaw.serve_log()

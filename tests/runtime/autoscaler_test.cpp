@@ -1,5 +1,6 @@
 // update_autoscaler in the runtime: which settings are taken, how updates
 // from several runtimes merge, and that a new version starts afresh.
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +89,27 @@ TEST_F(AutoscalerStore, UpdatesMergeAndANewVersionStartsAfresh) {
   EXPECT_EQ(l.buffer_containers, 0);
   EXPECT_EQ(l.scaledown_window_s, 5);
   EXPECT_EQ(t.fn.config["timeout"], 30);
+}
+
+TEST_F(AutoscalerStore, ACheckSeesTheMergedSettingsAndABadFileHarmsNoCall) {
+  save_autoscaler(*store_, "app", 1, "f", {{"max_containers", 2}});
+  auto refuse_min_over_max = [](const json& s) {
+    if (s.value("min_containers", 0) > s.value("max_containers", 1000)) thaw::fail("min over max");
+  };
+  EXPECT_THROW(save_autoscaler(*store_, "app", 1, "f", {{"min_containers", 3}}, refuse_min_over_max), thaw::Error);
+  EXPECT_EQ(load_autoscaler(*store_, "app", 1, "f"), json({{"max_containers", 2}}));  // unchanged
+  EXPECT_EQ(save_autoscaler(*store_, "app", 1, "f", {{"min_containers", 2}}, refuse_min_over_max),
+            json({{"max_containers", 2}, {"min_containers", 2}}));
+  // Someone wrote junk: calls scale with the decorators' settings; an
+  // update says what to do.
+  std::ofstream(store_->version_dir("app", 1) + "/autoscaler.json") << "[1, 2";
+  EXPECT_EQ(load_autoscaler(*store_, "app", 1, "f"), json::object());
+  try {
+    save_autoscaler(*store_, "app", 1, "f", {{"min_containers", 1}});
+    ADD_FAILURE() << "saved over a file it cannot read";
+  } catch (const thaw::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("remove it to reset"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(AutoscalerStore, UpdatesAtOnceAllCount) {
