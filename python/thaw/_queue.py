@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY AUTOINCREMENT, part TEXT NO
 CREATE INDEX IF NOT EXISTS q_part ON q (part, id);
 """
 # Looks at an empty queue, between wake-ups (thaw._wakeup): pauses growing
-# to 0.1 s where no wake-up comes, and to 1 s as a fallback where one does.
+# to 0.1 s, and to 1 s as a fallback once wake-ups were seen to come.
 _POLL_MIN_S, _POLL_MAX_S, _POLL_MAX_WOKEN_S = 0.005, 0.1, 1.0
 
 
@@ -34,6 +34,7 @@ class Queue(NamedObject):
     value comes (a put wakes it: thaw._wakeup), or raises queue.Empty."""
 
     _kind, _label, _schema, _id_prefix = "queues", "Queue", _SCHEMA, "qu"
+    _woken_before = False  # a wait of this handle was woken by a put (thaw._wakeup)
 
     @classmethod
     def ephemeral(cls, **kwargs):
@@ -69,7 +70,6 @@ class Queue(NamedObject):
         """Pauses between looks at an empty queue, until the timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _POLL_MIN_S
-        most = _POLL_MAX_WOKEN_S if waiter.active else _POLL_MAX_S
         while True:
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -77,6 +77,12 @@ class Queue(NamedObject):
                     return
                 pause = min(pause, left)
             yield pause
+            # Fewer looks only where a wake-up was seen to come: where none
+            # can (a store on another kernel, a signal file others cannot
+            # write), looks are the only way.
+            if waiter.woken:
+                self._woken_before = True
+            most = _POLL_MAX_WOKEN_S if self._woken_before else _POLL_MAX_S
             pause = min(pause * 2, most)
 
     # A wait begins with a look (which also makes the queue, where it is

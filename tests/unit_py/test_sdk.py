@@ -1750,3 +1750,53 @@ def test_update_autoscaler_checks_its_settings_before_asking_the_runtime():
             f.keep_warm(-2)
     with pytest.raises(thaw.exception.InvalidError, match="with_options"):
         Model.with_options(timeout=5).update_autoscaler(min_containers=1)
+
+
+def test_async_gets_wait_without_holding_threads(tmp_path, monkeypatch):
+    import asyncio
+    monkeypatch.setenv("THAW_HOME", str(tmp_path))
+    q = modal.Queue.from_name("many-waiters", create_if_missing=True)
+
+    async def main():
+        before = threading.active_count()
+        waiters = [asyncio.ensure_future(q.get.aio(timeout=30)) for _ in range(20)]
+        await asyncio.sleep(0.3)   # all of them waiting now
+        during = threading.active_count()
+        await asyncio.to_thread(q.put_many, list(range(20)))
+        got = await asyncio.gather(*waiters)
+        return before, during, sorted(got)
+
+    before, during, got = asyncio.run(main())
+    assert during == before, (before, during)   # no thread per waiting get
+    assert got == list(range(20))
+
+
+SIGNAL_ON_A_FULL_DISK = r"""
+import pathlib, sys
+from thaw import _wakeup
+d = pathlib.Path(sys.argv[1])
+try:
+    with open(d / "filler", "wb") as f:
+        while True:
+            f.write(b"x" * 4096)
+            f.flush()
+except OSError:
+    pass
+_wakeup.signal(d / "q.db")   # no room for the signal file's counter
+print("survived", flush=True)
+"""
+
+
+def test_a_put_on_a_full_disk_does_not_crash(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(tiny)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root?)")
+    try:
+        cp = subprocess.run(["/usr/bin/python3", "-c", SIGNAL_ON_A_FULL_DISK, str(tiny)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO / "python")),
+                            capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["umount", str(tiny)], capture_output=True)
+    assert cp.returncode == 0 and "survived" in cp.stdout, (cp.returncode, cp.stderr)
