@@ -36,6 +36,7 @@ int list(Session& s) {
     int failures = meta.value("failures", 0);
     if (failures) state += cat(", ", failures, " failed restores");
     if (meta.value("recreated", false)) state += ", recreated";
+    if (meta.value("handle", false)) state += ", a with_options handle's";
     std::printf("%-14s %-32s %-5s %-10s %-21s %s\n", key.substr(0, 12).c_str(), fn.c_str(),
                 cat("v", meta.value("version", 0)).c_str(), size, meta.value("created", "").c_str(), state.c_str());
   }
