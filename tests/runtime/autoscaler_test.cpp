@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "image/image.h"
 #include "runtime/autoscaler.h"
 #include "runtime/pool.h"
+#include "temp_dir.h"
 
 namespace {
 
@@ -57,16 +57,12 @@ TEST(Autoscaler, RefusesWhatItCannotApply) {
 class AutoscalerStore : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/thaw-autoscaler-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    home_ = tmpl;
-    store_ = std::make_unique<Store>(home_);
+    store_ = std::make_unique<Store>(home_.path());
     store_->write_version("app", 1, {{"version", 1}});
     store_->write_version("app", 2, {{"version", 2}});
   }
-  void TearDown() override { thaw::image::remove_tree(home_); }
 
-  std::string home_;
+  thaw::runtime::testing::TempDir home_{"thaw-autoscaler"};
   std::unique_ptr<Store> store_;
 };
 

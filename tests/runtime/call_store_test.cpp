@@ -14,8 +14,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "image/image.h"
 #include "runtime/call_store.h"
+#include "temp_dir.h"
 
 namespace {
 
@@ -24,16 +24,11 @@ using thaw::runtime::CallStore;
 
 class CallStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/thaw-calls-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    home_ = tmpl;
-  }
-  void TearDown() override { thaw::image::remove_tree(home_); }
 
   static json result(int v) { return {{"type", "result"}, {"ok", true}, {"value_json", v}}; }
 
-  std::string home_;
+  thaw::runtime::testing::TempDir dir_{"thaw-calls"};
+  std::string home_ = dir_.path();
 };
 
 TEST_F(CallStoreTest, IdsLookRightAndOthersAreRefused) {

@@ -12,8 +12,8 @@
 
 #include "common/error.h"
 #include "container/fsutil.h"
-#include "image/image.h"
 #include "runtime/handle_snapshots.h"
+#include "temp_dir.h"
 
 namespace {
 
@@ -22,13 +22,7 @@ using namespace thaw::runtime;
 
 class HandleSnapshots : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/thaw-handles-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    home_ = tmpl;
-    store_ = std::make_unique<Store>(home_);
-  }
-  void TearDown() override { thaw::image::remove_tree(home_); }
+  void SetUp() override { store_ = std::make_unique<Store>(home_.path()); }
 
   // A snapshot with an image, of app.fn, a handle's or not.
   void make(const std::string& key, const std::string& fn, bool handle) {
@@ -48,7 +42,7 @@ class HandleSnapshots : public ::testing::Test {
     return t;
   }
 
-  std::string home_;
+  thaw::runtime::testing::TempDir home_{"thaw-handles"};
   std::unique_ptr<Store> store_;
   Log log_{-1};
 };

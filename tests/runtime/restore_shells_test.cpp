@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "image/image.h"
 #include "runtime/restore_shells.h"
+#include "temp_dir.h"
 
 namespace {
 
@@ -18,13 +19,6 @@ using thaw::runtime::RestoreShells;
 
 class RestoreShellsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/thaw-shells-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    base_ = tmpl;
-    image_ = base_ + "/image";
-  }
-  void TearDown() override { thaw::image::remove_tree(base_); }
 
   // An image as the engine publishes one: written aside, renamed in place.
   void write_image(int pid) {
@@ -41,7 +35,8 @@ class RestoreShellsTest : public ::testing::Test {
 
   thaw::runtime::Log log_{2};
   thaw::runtime::Context ctx_{thaw::runtime::Store("/nonexistent"), log_, THAW_EXE, "", "", "", {}};
-  std::string base_, image_;
+  thaw::runtime::testing::TempDir dir_{"thaw-shells"};
+  std::string base_ = dir_.path(), image_ = base_ + "/image";
 };
 
 TEST_F(RestoreShellsTest, OneShellPerImageUntilTheImageIsReplaced) {
