@@ -33,7 +33,9 @@ _WAKE_ALL = 0x7fffffff
 # FUTEX_OP(FUTEX_OP_ADD, 1, FUTEX_OP_CMP_GE, 0): add 1 to the word, and wake
 # its waiters whatever it held.
 _ADD_ONE_WAKE_ALL = (1 << 28) | (5 << 24) | (1 << 12) | 0
-_ASYNC_CHECK_S = 0.002  # how often a coroutine's wait looks at the counter
+# How often a coroutine's wait looks at the counter: from 2 ms, slowing to
+# 20 ms while nothing comes (an idle waiter wakes its loop 50 times a second).
+_ASYNC_CHECK_S, _ASYNC_CHECK_MAX_S = 0.002, 0.02
 
 
 class _Timespec(ctypes.Structure):
@@ -164,19 +166,21 @@ class Waiter:
 
     async def wait_async(self, timeout):
         """wait() for a coroutine, on the event loop: it looks at the counter
-        every 2 ms (a read of shared memory), and holds no thread."""
+        (a read of shared memory) every 2 to 20 ms, and holds no thread."""
         import asyncio
         if not self.active:
             await asyncio.sleep(timeout)
             return False
         deadline = time.monotonic() + timeout
+        check = _ASYNC_CHECK_S
         while True:
             if self._changed():
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            await asyncio.sleep(min(_ASYNC_CHECK_S, left))
+            await asyncio.sleep(min(check, left))
+            check = min(check * 1.5, _ASYNC_CHECK_MAX_S)
 
     def close(self):
         if self._counter is not None:

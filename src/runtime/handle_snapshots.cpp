@@ -35,20 +35,22 @@ int max_handle_snapshots_from_env() {
   char* end = nullptr;
   long n = std::strtol(v, &end, 10);
   if (*end != '\0' || n < 1 || n > 100000)
-    fail("THAW_MAX_HANDLE_SNAPSHOTS=", v, ": give a whole number of snapshots per function, 1 at least");
+    fail("THAW_MAX_HANDLE_SNAPSHOTS=", v, ": give a whole number of snapshots per function, from 1 to 100000");
   return static_cast<int>(n);
 }
 
-void note_handle_snapshot_used(const Store& store, const std::string& key) {
-  // A timestamp, not a write of meta.json: this runs on every restore.
-  std::string path = used_file(store, key);
-  if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) == 0) return;
-  // Its first call; before the snapshot exists, there is nothing to mark.
-  if (::access(store.snapshot_dir(key).c_str(), F_OK) == 0)
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+bool note_handle_snapshot_used(const Store& store, const std::string& key) {
+  // A timestamp, not a write of meta.json; and never a new file, which
+  // could land in a directory being removed.
+  return ::utimensat(AT_FDCWD, used_file(store, key).c_str(), nullptr, 0) == 0;
+}
+
+void mark_handle_snapshot_made(const Store& store, const std::string& key) {
+  UniqueFd fd(::open(used_file(store, key).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
 }
 
 std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Target& t, int max, Log& log) {
+  // t's own is made: it counts as one of the `max`.
   struct Found {
     std::string key;
     int64_t used;
@@ -64,7 +66,7 @@ std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Targe
   }
   std::sort(others.begin(), others.end(), [](const Found& a, const Found& b) { return a.used < b.used; });
   std::vector<std::string> removed;
-  size_t keep = static_cast<size_t>(max - 1);  // and t's, about to be made
+  size_t keep = static_cast<size_t>(max - 1);
   for (size_t i = 0; i < others.size() && others.size() - removed.size() > keep; i++) {
     // One being made or recreated right now is not the least recently used.
     auto lock = FileLock::try_lock(store.snapshot_dir(others[i].key) + ".lock");

@@ -20,13 +20,16 @@ constexpr int kDefaultMaxHandleSnapshots = 8;
 int max_handle_snapshots_from_env();
 
 // Records that a handle with this snapshot was called now (the mtime of the
-// snapshot's "used" file; a missing snapshot directory is left alone).
-void note_handle_snapshot_used(const Store& store, const std::string& key);
+// snapshot's "used" file, made with it; nothing when there is none).
+bool note_handle_snapshot_used(const Store& store, const std::string& key);
+// Makes the "used" file of a handle's snapshot just made.
+void mark_handle_snapshot_made(const Store& store, const std::string& key);
 
-// Before t's handle snapshot is made: removes the least recently used ones
-// of the same app and function until fewer than `max` are left (one that
-// another thread or runtime has locked is left alone). Returns the image
-// paths removed, for the restore shells to forget.
+// Once t's handle snapshot is made (so that a failed one costs no other):
+// removes the least recently used others of the same app and function
+// until `max` are left, t's included (one that another thread or runtime
+// has locked is left alone). Returns the image paths removed, for the
+// restore shells to forget.
 std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Target& t, int max, Log& log);
 
 }  // namespace thaw::runtime

@@ -198,7 +198,12 @@ json Pool::call(const json& request, bool use_snapshot, const YieldSink& on_yiel
   auto retries = target_.fn.retries();
   // A handle's own snapshot is kept while it is called (least recently
   // used ones are removed when more are made).
-  if (target_.own_snapshot) snapshots_.note_used(target_);
+  if (target_.own_snapshot) {
+    // At most every few seconds: a timestamp write per call would cost
+    // stores on slow filesystems; the order of use is what counts.
+    int64_t now = Clock::now().time_since_epoch() / std::chrono::milliseconds(1);
+    if (now - used_noted_ms_.load() >= 5000 && snapshots_.note_used(target_)) used_noted_ms_ = now;
+  }
   bool streamed = false;
   YieldSink counted;
   if (on_yield) {

@@ -10,6 +10,7 @@
 // the background so that the next call finds one ready; once the load is
 // gone they are scaled down like any idle container.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <list>
@@ -113,6 +114,7 @@ class Pool {
   const bool autoscale_;
   std::mutex mu_;
   ScaleLimits limits_;  // under mu_
+  std::atomic<int64_t> used_noted_ms_{-1000000};  // when this handle's snapshot was last marked used
   std::condition_variable cv_;
   std::list<Slot> slots_;
   int starting_ = 0;         // containers being started, for calls or as buffer

@@ -95,17 +95,25 @@ bool Snapshots::ensure(const Target& t, bool for_deploy) {
   json meta = ctx_.store.read_meta(t.key).value_or(json::object());
   bool created = false;
   if (!ctx_.store.has_image(t.key)) {
-    if (t.own_snapshot)
-      for (const auto& image : make_room_for_handle_snapshot(ctx_.store, t, max_handle_snapshots_, ctx_.log))
-        launcher_.shells().forget(image);
+    // Read here, not at start: a bad value must not stop other commands.
+    int max_handles = t.own_snapshot ? max_handle_snapshots_from_env() : 0;
     try {
       create_locked(t, meta);
     } catch (const CheckpointRefused& e) {
       meta["create_failed"] = {{"version", t.version}, {"reason", e.what()}};
+      // Whose it is, for `thaw app stop` and the handles' cap to find it.
+      meta["app"] = t.app;
+      meta["function"] = t.fn.name;
+      meta["handle"] = t.own_snapshot;
       ctx_.store.write_meta(t.key, meta);
       throw;
     }
     created = true;
+    if (t.own_snapshot) {
+      mark_handle_snapshot_made(ctx_.store, t.key);
+      for (const auto& image : make_room_for_handle_snapshot(ctx_.store, t, max_handles, ctx_.log))
+        launcher_.shells().forget(image);
+    }
   } else if (for_deploy) {
     ctx_.log.line("Memory snapshot for Function is up to date. (" + t.label() + ", key " + t.key.substr(0, 12) + ")");
   }
@@ -228,6 +236,19 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
       on_restore_failure(t, generation, e.what(), /*retry=*/false);
       return w;
     } catch (const std::exception& e) {
+      if (!ctx_.store.has_image(t.key)) {
+        // Removed meanwhile (a handle's, by the cap; or `thaw snapshot
+        // rm`): missing, not failing. Made again, as a missing one is.
+        ctx_.log.line("The memory snapshot of " + t.label() + " was removed meanwhile; making it again.");
+        try {
+          ensure(t, false);
+        } catch (const std::exception& again) {
+          ctx_.log.line(std::string("Could not create a memory snapshot: ") + again.what() +
+                        "; cold-starting the container.");
+          break;
+        }
+        continue;
+      }
       if (!on_restore_failure(t, generation, e.what())) break;
     }
   }

@@ -23,8 +23,7 @@ class CheckpointRefused : public Error {
 
 class Snapshots {
  public:
-  Snapshots(Context& ctx, Launcher& launcher)
-      : ctx_(ctx), launcher_(launcher), max_handle_snapshots_(max_handle_snapshots_from_env()) {}
+  Snapshots(Context& ctx, Launcher& launcher) : ctx_(ctx), launcher_(launcher) {}
 
   // Makes sure t.key has an image, creating it if needed. For a deploy, it
   // is marked as belonging to t's version, which may recreate it once.
@@ -39,7 +38,8 @@ class Snapshots {
   std::unique_ptr<Worker> cold_start(const Target& t);
 
   // A call to a handle with a snapshot of its own (runtime/handle_snapshots.h).
-  void note_used(const Target& t) { note_handle_snapshot_used(ctx_.store, t.key); }
+  // False when it has no snapshot (yet).
+  bool note_used(const Target& t) { return note_handle_snapshot_used(ctx_.store, t.key); }
 
   Log& log() { return ctx_.log; }
 
@@ -55,7 +55,6 @@ class Snapshots {
 
   Context& ctx_;
   Launcher& launcher_;
-  const int max_handle_snapshots_;  // per function (runtime/handle_snapshots.h)
 };
 
 }  // namespace thaw::runtime

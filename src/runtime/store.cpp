@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -15,22 +17,40 @@ namespace thaw::runtime {
 using container::mkdir_p;
 using nlohmann::json;
 
+namespace {
+
+// Whether the locked file is still the one at `path`: a holder that removed
+// it (a snapshot's lock goes with the snapshot) leaves a waiter locking a
+// file no one else will open again; that waiter must lock the new one.
+bool still_at(int fd, const std::string& path) {
+  struct stat held, now;
+  return ::fstat(fd, &held) == 0 && held.st_nlink > 0 && ::stat(path.c_str(), &now) == 0 &&
+         held.st_dev == now.st_dev && held.st_ino == now.st_ino;
+}
+
+}  // namespace
+
 FileLock::FileLock(const std::string& path) {
-  fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd_) fail_errno("open lock ", path);
-  while (::flock(fd_.get(), LOCK_EX) != 0)
-    if (errno != EINTR) fail_errno("lock ", path);
+  for (;;) {
+    fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd_) fail_errno("open lock ", path);
+    while (::flock(fd_.get(), LOCK_EX) != 0)
+      if (errno != EINTR) fail_errno("lock ", path);
+    if (still_at(fd_.get(), path)) return;
+  }
 }
 
 std::optional<FileLock> FileLock::try_lock(const std::string& path) {
   FileLock l;
-  l.fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!l.fd_) fail_errno("open lock ", path);
-  while (::flock(l.fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) return std::nullopt;
-    if (errno != EINTR) fail_errno("lock ", path);
+  for (;;) {
+    l.fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!l.fd_) fail_errno("open lock ", path);
+    while (::flock(l.fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) return std::nullopt;
+      if (errno != EINTR) fail_errno("lock ", path);
+    }
+    if (still_at(l.fd_.get(), path)) return l;
   }
-  return l;
 }
 
 void check_name(const std::string& what, const std::string& name) {
@@ -110,7 +130,7 @@ FileLock Store::lock_app(const std::string& app) {
 std::vector<std::string> Store::snapshot_keys() const {
   std::vector<std::string> out;
   for (const auto& n : container::list_dir(home_ + "/snapshots"))
-    if (container::is_dir(home_ + "/snapshots/" + n)) out.push_back(n);
+    if (n[0] != '.' && container::is_dir(home_ + "/snapshots/" + n)) out.push_back(n);  // not one being removed
   return out;
 }
 
@@ -136,7 +156,12 @@ void Store::write_meta(const std::string& key, const json& meta) {
 }
 
 void Store::remove_snapshot(const std::string& key) {
-  container::remove_tree(snapshot_dir(key));
+  // Out of the way first, in one step: what is written into the directory
+  // meanwhile (a call marking it used) cannot leave half of it in place.
+  std::string gone = cat(home_, "/snapshots/.removing.", key, ".", ::getpid(), ".", random_hex(4));
+  std::string dir = snapshot_dir(key);
+  if (::rename(dir.c_str(), gone.c_str()) == 0) dir = gone;
+  container::remove_tree(dir);
   ::unlink((snapshot_dir(key) + ".lock").c_str());
 }
 

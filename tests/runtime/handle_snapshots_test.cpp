@@ -1,7 +1,10 @@
 // Handles' own snapshots (Cls.with_options): at most N per function, the
-// least recently called removed first, one locked by its maker left alone.
+// least recently called removed first, one locked by its maker left alone;
+// and a lock whose file was removed under its waiter is not held twice.
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -29,6 +32,7 @@ class HandleSnapshots : public ::testing::Test {
     thaw::container::mkdir_p(store_->snapshot_image(key));
     std::ofstream(store_->snapshot_image(key) + "/thaw-image.json") << "{}";
     store_->write_meta(key, {{"app", "app"}, {"function", fn}, {"handle", handle}});
+    if (handle) mark_handle_snapshot_made(*store_, key);
     // Distinct times, in the order made.
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -53,7 +57,8 @@ TEST_F(HandleSnapshots, TheLeastRecentlyCalledGoFirst) {
   make("k3", "Model", true);
   make("base", "Model", false);   // the deployed snapshot: never evicted
   make("other", "Other", true);   // another function's
-  note_handle_snapshot_used(*store_, "k1");  // called after k2 and k3 were made
+  EXPECT_TRUE(note_handle_snapshot_used(*store_, "k1"));  // called after k2 and k3 were made
+  EXPECT_FALSE(note_handle_snapshot_used(*store_, "k9"));  // none: nothing made
   auto removed = make_room_for_handle_snapshot(*store_, target("k4"), 2, log_);
   EXPECT_EQ(removed, (std::vector<std::string>{store_->snapshot_image("k2"), store_->snapshot_image("k3")}));
   EXPECT_TRUE(store_->has_image("k1"));
@@ -71,6 +76,27 @@ TEST_F(HandleSnapshots, OneBeingMadeIsLeftAlone) {
   auto removed = make_room_for_handle_snapshot(*store_, target("k3"), 2, log_);
   EXPECT_EQ(removed, (std::vector<std::string>{store_->snapshot_image("k2")}));
   EXPECT_TRUE(store_->has_image("k1"));
+}
+
+TEST_F(HandleSnapshots, ALockRemovedUnderAWaiterIsNotHeldTwice) {
+  // A holds the lock of a snapshot it removes; B waits for it meanwhile.
+  std::string path = store_->snapshot_dir("k1") + ".lock";
+  auto a = std::make_unique<FileLock>(path);
+  std::atomic<bool> b_holds{false};
+  std::thread b([&] {
+    FileLock mine(path);
+    b_holds = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    b_holds = false;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // B waits on the old file
+  ::unlink(path.c_str());
+  a.reset();
+  // C opens the path anew: it must not get the lock while B holds it.
+  while (!b_holds) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(FileLock::try_lock(path).has_value());
+  b.join();
+  EXPECT_TRUE(FileLock::try_lock(path).has_value());
 }
 
 TEST(HandleSnapshotsEnv, TheCapComesFromTheEnvironment) {
