@@ -100,21 +100,6 @@ def test_request_depends_header_and_aliased_query():
     assert len(served_by_fastapi(apps)) == 1   # one app per function and container
 
 
-def test_background_task_runs_after_the_answer():
-    ran = []
-
-    def later(x):
-        ran.append(x)
-
-    def submit(tasks: fastapi.BackgroundTasks, x: int):
-        tasks.add_task(later, x)
-        return {"queued": x, "ran_yet": list(ran)}
-
-    resp = serve(submit, req(method="POST", query="x=5"), {}, method="POST")
-    assert json_of(resp) == {"queued": 5, "ran_yet": []}
-    assert ran == [5]
-
-
 def test_http_exception_and_response_class():
     def fn(request: fastapi.Request, x: int):
         if x < 0:
