@@ -49,16 +49,8 @@ json check_autoscaler_update(const json& update, const FunctionDesc& fn) {
            k == "scaledown_window" ? " (seconds, more than 0)"
                                    : k == "max_containers" ? " (an integer from 1 to 1000)"
                                                            : " (an integer from 0 to 1000)");
+    check_web_server_scaling(fn, k, v, "update_autoscaler: " + fn.name);
     out[k] = v;
-  }
-  // Its server holds a port of the host: one container at a time.
-  if (has_web_server(fn)) {
-    for (const char* k : {"max_containers", "min_containers"})
-      if (out.contains(k) && out[k].get<long long>() > 1)
-        fail("update_autoscaler: ", fn.name, " is a @web_server function, whose server holds a port of the host: ",
-             k, " can be at most 1");
-    if (out.contains("buffer_containers") && out["buffer_containers"].get<long long>() > 0)
-      fail("update_autoscaler: ", fn.name, " is a @web_server function: buffer_containers must be 0");
   }
   return out;
 }

@@ -77,6 +77,14 @@ bool has_web_server(const FunctionDesc& fn) {
   return false;
 }
 
+void check_web_server_scaling(const FunctionDesc& fn, const std::string& k, const json& v, const std::string& who) {
+  if (!v.is_number() || !has_web_server(fn)) return;
+  long long most = k == "max_containers" || k == "min_containers" ? 1 : k == "buffer_containers" ? 0 : -1;
+  if (most >= 0 && v.get<long long>() > most)
+    fail(who, " serves a @web_server, whose server holds a port of the host: it runs one container "
+              "at a time, so ", k, " cannot be ", v.dump());
+}
+
 void apply_options(Target& t, const json& options) {
   if (!options.is_object()) fail("options must be an object, got ", options.dump());
   for (const auto& [k, v] : options.items())
@@ -93,10 +101,7 @@ void apply_options(Target& t, const json& options) {
       fail(t.label(), " has no @batched method: with_batching() needs one (a batched method takes lists)");
     if (k == "max_concurrent_inputs" && batched && v.is_number() && v.get<long long>() > 1)
       fail(t.label(), " has a @batched method, which cannot be combined with concurrent inputs");
-    if ((k == "max_containers" || k == "buffer_containers") && has_web_server(t.fn) && v.is_number() &&
-        v.get<long long>() > (k == "max_containers" ? 1 : 0))
-      fail(t.label(), " serves a @web_server, whose server holds a port of the host: it runs one container "
-                      "at a time, so ", k, " cannot be ", v.dump());
+    check_web_server_scaling(t.fn, k, v, t.label());
     t.fn.config[k] = v;
   }
   for (const auto& [k, v] : env.items()) {

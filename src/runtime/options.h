@@ -6,6 +6,8 @@
 // (gpu, env, volumes). Other settings (timeouts, limits, scaling,
 // concurrency, batching) restore from the deployed snapshot.
 #pragma once
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "runtime/target.h"
@@ -15,6 +17,10 @@ namespace thaw::runtime {
 // Whether fn (or one of its methods) is a @web_server: its server holds a
 // port of the host, so it runs one container at a time.
 bool has_web_server(const FunctionDesc& fn);
+// Refuses a scaling setting (min/max/buffer_containers) a @web_server
+// function cannot have; `who` names it in the error.
+void check_web_server_scaling(const FunctionDesc& fn, const std::string& k, const nlohmann::json& v,
+                              const std::string& who);
 
 // Applies options to t; throws with what is wrong with them.
 void apply_options(Target& t, const nlohmann::json& options);

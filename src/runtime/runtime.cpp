@@ -176,7 +176,6 @@ json Runtime::update_autoscaler(const json& msg) {
       fail("update_autoscaler: app '", app, "' runs from its file (`thaw run`), with its decorators' settings; "
            "deploy it (`thaw deploy`) to change them while it runs");
     json update = check_autoscaler_update(msg.value("settings", json::object()), t.fn);
-    const FunctionDesc deployed = t.fn;
     json merged = save_autoscaler(ctx_.store, app, t.version, fn, update, [&](const json& settings) {
       Target would = t;
       apply_autoscaler(would, settings);

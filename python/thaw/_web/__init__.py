@@ -89,14 +89,11 @@ def may_outlive_its_call(kind, target, apps):
         return True
     if kind in ENDPOINT_KINDS:
         served_by = apps.get(_app_key("fastapi_endpoint", target))
-        return bool(served_by) and not _is_async(target)
+        if not served_by:
+            return False
+        import inspect
+        return not inspect.iscoroutinefunction(_fastapi._function(target))
     return False
-
-
-def _is_async(target):
-    import inspect
-    fn = getattr(target, "__call__", None) if not inspect.isroutine(target) else target
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
 
 
 def error_response(status, detail):
