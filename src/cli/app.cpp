@@ -1,4 +1,5 @@
-// thaw app ls | thaw app stop APP
+// thaw app ls | stop APP | history APP | rollback APP [VERSION]
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -6,6 +7,7 @@
 #include "cli/session.h"
 #include "common/error.h"
 #include "container/fsutil.h"
+#include "runtime/deploy.h"
 #include "runtime/snapshot_key.h"
 
 namespace thaw::cli {
@@ -70,6 +72,84 @@ int stop_app(Session& s, const std::string& app) {
   return 0;
 }
 
+// "v3" or "3" -> 3.
+int parse_version(const std::string& text) {
+  std::string digits = !text.empty() && (text[0] == 'v' || text[0] == 'V') ? text.substr(1) : text;
+  if (digits.empty() || digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), ::isdigit) ||
+      std::stoi(digits) < 1)
+    fail("version '", text, "': give a version number as `thaw app history` lists it (v3, or 3)");
+  return std::stoi(digits);
+}
+
+int app_history(Session& s, const std::string& app) {
+  auto& store = s.ctx.store;
+  runtime::check_name("app", app);
+  auto versions = store.versions(app);
+  if (versions.empty()) fail("app '", app, "' was never deployed (`thaw app ls` lists the apps)");
+  auto current = store.current_version(app);
+  std::printf("%-8s %-20s %-9s %s\n", "VERSION", "DEPLOYED", "STATE", "NOTE");
+  for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+    std::string deployed, state = current == *it ? "deployed" : "", note;
+    try {
+      auto rec = store.read_version(app, *it);
+      deployed = rec.value("deployed", "");
+      if (rec.contains("failed")) {
+        state = "failed";
+        note = rec.value("failed", "");
+      } else if (rec.value("rollback_of", 0) > 0) {
+        note = cat("rollback to v", rec.value("rollback_of", 0));
+      }
+    } catch (const std::exception& e) {
+      state = "broken";
+      note = e.what();  // a deploy that stopped before it wrote its record
+    }
+    std::printf("%-8s %-20s %-9s %s\n", cat("v", *it).c_str(), deployed.c_str(), state.c_str(), note.c_str());
+  }
+  return 0;
+}
+
+// Deploys again the code a previous version stored, as a new version (as
+// Modal does): its snapshots are found again when they are still on disk
+// (same code, same key), else created.
+int rollback_app(Session& s, const std::string& app, const std::string& version_text) {
+  auto& store = s.ctx.store;
+  runtime::check_name("app", app);
+  auto versions = store.versions(app);
+  if (versions.empty()) fail("app '", app, "' was never deployed (`thaw app ls` lists the apps)");
+  auto current = store.current_version(app);
+  auto usable = [&](int v) {
+    try {
+      auto rec = store.read_version(app, v);
+      return !rec.contains("failed") && rec.contains("app_file");
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  int target = 0;
+  if (!version_text.empty()) {
+    target = parse_version(version_text);
+    if (!std::count(versions.begin(), versions.end(), target))
+      fail("app '", app, "' has no version v", target, " (`thaw app history ", app, "` lists them)");
+    if (current == target) fail("v", target, " of app '", app, "' is the deployed version already");
+    if (!usable(target))
+      fail("v", target, " of app '", app, "' never finished deploying; pick another (`thaw app history ", app, "`)");
+  } else {
+    if (!current)
+      fail("app '", app, "' is stopped: name the version to deploy again (`thaw app history ", app, "` lists them)");
+    for (auto it = versions.rbegin(); it != versions.rend() && !target; ++it)
+      if (*it < *current && usable(*it)) target = *it;
+    if (!target) fail("app '", app, "' has no version before v", *current, " to roll back to");
+  }
+  auto rec = store.read_version(app, target);
+  runtime::DeployOptions o;
+  o.file = rec.at("app_file").get<std::string>();
+  o.name = app;
+  o.rollback_of = target;
+  o.source_file = rec.value("source_file", "");
+  s.log.line(cat("Rolling back app ", app, " to v", target, " (its stored code, ", o.file, ")."));
+  return runtime::deploy(*s.rt, o);
+}
+
 }  // namespace
 
 Command add_app(CLI::App& app) {
@@ -79,10 +159,19 @@ Command add_app(CLI::App& app) {
   auto* ls = sub->add_subcommand("ls", "List deployed apps");
   auto* stop = sub->add_subcommand("stop", "Stop a deployed app (calls to it fail until it is deployed again)");
   stop->add_option("app", *name, "the app")->required();
-  return {sub, [ls, stop, name] {
+  auto* history = sub->add_subcommand("history", "List an app's versions, newest first");
+  history->add_option("app", *name, "the app")->required();
+  auto version = std::make_shared<std::string>();
+  auto* rollback = sub->add_subcommand(
+      "rollback", "Deploy a previous version's code again, as a new version (default: the one before the deployed one)");
+  rollback->add_option("app", *name, "the app")->required();
+  rollback->add_option("version", *version, "the version to go back to (v3, or 3)");
+  return {sub, [ls, stop, history, rollback, name, version] {
             Session s;
             if (*ls) return list_apps(s);
             if (*stop) return stop_app(s, *name);
+            if (*history) return app_history(s, *name);
+            if (*rollback) return rollback_app(s, *name, *version);
             return 1;
           }};
 }

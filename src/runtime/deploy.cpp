@@ -83,6 +83,8 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   json record = {{"app", app.name},         {"version", version},        {"deployed", utc_now_iso()},
                  {"source_file", file},     {"app_file", app_copy},      {"code_dir", vdir + "/code"},
                  {"code", code},            {"introspection", app.raw},  {"functions", functions}};
+  if (!o.source_file.empty()) record["source_file"] = o.source_file;
+  if (o.rollback_of > 0) record["rollback_of"] = o.rollback_of;
   ctx.store.write_version(app.name, version, record);
 
   std::vector<std::string> summary;
@@ -111,6 +113,12 @@ int deploy(Runtime& rt, const DeployOptions& o) {
     } catch (const std::exception& e) {
       ctx.log.line(cat("Error: ", t.label(), " failed while preparing its snapshot: ", e.what()));
       ctx.log.line("Deploy failed; version " + std::to_string(version) + " was not made current.");
+      // So that `thaw app history` tells it apart and rollbacks pass it by.
+      record["failed"] = e.what();
+      try {
+        ctx.store.write_version(app.name, version, record);
+      } catch (const std::exception&) {
+      }
       return 1;
     }
   }

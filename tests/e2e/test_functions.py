@@ -289,6 +289,60 @@ def test_code_change_invalidates_the_snapshot(thaw):
     assert value["value"] == 9 and RESTORING in log
 
 
+def test_rollback_deploys_a_previous_versions_code_again(thaw):
+    app_dir = thaw.tmp / "app"
+    app_dir.mkdir()
+    app = app_dir / "plain.py"
+    shutil.copy(APPS / "plain.py", app)
+    thaw.deploy(app)
+    [v1_key] = thaw.snapshot_keys()
+    app.write_text(app.read_text().replace('"value": x * x,', '"value": x * x + 1000,'))
+    thaw.deploy(app)
+    assert thaw.call("e2e-plain", "square", 3)[0]["value"] == 1009
+    # A version whose snapshot could not be prepared is never rolled back to.
+    app.write_text(app.read_text() + """
+class Broken:
+    @thaw.enter(snap=True)
+    def load(self):
+        raise RuntimeError("broken on purpose")
+
+    @thaw.method()
+    def f(self):
+        return 1
+
+
+Broken = app.cls(enable_memory_snapshot=True)(Broken)
+""")
+    cp = thaw.run("deploy", app, check=False, timeout=DEPLOY_TIMEOUT)
+    assert cp.returncode != 0 and "version 3 was not made current" in cp.stderr, cp.stderr
+    history = thaw.run("app", "history", "e2e-plain").stdout.splitlines()
+    assert re.match(r"v3 .* failed .*broken on purpose", history[1]), history
+    assert re.match(r"v2 .* deployed", history[2]), history
+
+    # The default target: the newest version before the deployed one that
+    # finished, v1; deployed again as v4 with v1's snapshot key.
+    cp = thaw.run("app", "rollback", "e2e-plain")
+    assert "Rolling back app e2e-plain to v1" in cp.stderr and "version 4." in cp.stdout, cp.stderr
+    assert thaw.snapshot_keys() == [v1_key]
+    value, log, _ = thaw.call("e2e-plain", "square", 3)
+    assert value["value"] == 9 and RESTORING in log
+    history = thaw.run("app", "history", "e2e-plain").stdout.splitlines()
+    assert re.match(r"v4 .* deployed +rollback to v1", history[1]), history
+
+    cp = thaw.run("app", "rollback", "e2e-plain", "v2")
+    assert "version 5." in cp.stdout, cp.stderr
+    assert thaw.call("e2e-plain", "square", 3)[0]["value"] == 1009
+    for args, message in ((["v5"], "is the deployed version already"), (["v3"], "never finished deploying"),
+                          (["v9"], "has no version v9"), (["three"], "give a version number")):
+        cp = thaw.run("app", "rollback", "e2e-plain", *args, check=False)
+        assert cp.returncode != 0 and message in cp.stderr, (args, cp.stderr)
+    thaw.run("app", "stop", "e2e-plain")
+    cp = thaw.run("app", "rollback", "e2e-plain", check=False)
+    assert cp.returncode != 0 and "is stopped: name the version" in cp.stderr, cp.stderr
+    thaw.run("app", "rollback", "e2e-plain", "1")
+    assert thaw.call("e2e-plain", "square", 3)[0]["value"] == 9
+
+
 def test_deleted_volume_file_falls_back_to_a_cold_start(thaw):
     thaw.deploy(APPS / "volume_reader.py")
     value, log, _ = thaw.call("e2e-volume", "weight_bytes")
