@@ -28,5 +28,7 @@ Command add_call(CLI::App& app);
 Command add_app(CLI::App& app);
 Command add_snapshot(CLI::App& app);
 Command add_proxy_auth(CLI::App& app);
+Command add_secret(CLI::App& app);
+Command add_volume(CLI::App& app);
 
 }  // namespace thaw::cli

@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   commands.push_back(thaw::cli::add_app(app));
   commands.push_back(thaw::cli::add_snapshot(app));
   commands.push_back(thaw::cli::add_proxy_auth(app));
+  commands.push_back(thaw::cli::add_secret(app));
+  commands.push_back(thaw::cli::add_volume(app));
 
   CLI11_PARSE(app, argc, argv);
   try {

@@ -27,10 +27,10 @@ void mkdir_p(const std::string& path, unsigned mode) {
   if (!is_dir(path)) fail("create directory ", path, ": exists and is not a directory");
 }
 
-void write_file_atomic(const std::string& path, const std::string& data) {
+void write_file_atomic(const std::string& path, const std::string& data, unsigned mode) {
   std::string tmp = cat(path, ".tmp.", ::getpid(), ".", ::gettid());
   {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
     if (!fd) fail_errno("create ", tmp);
     write_all(fd.get(), data.data(), data.size(), tmp);
     if (::fsync(fd.get()) != 0) fail_errno("fsync ", tmp);

@@ -9,7 +9,7 @@ namespace thaw::container {
 void mkdir_p(const std::string& path, unsigned mode = 0755);
 // Writes data to path.tmp.<pid>, fsyncs, renames over path: readers see the
 // old or the new content, never a partial one.
-void write_file_atomic(const std::string& path, const std::string& data);
+void write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0644);
 // rm -rf; missing paths are fine.
 void remove_tree(const std::string& path);
 // Names in a directory (no . and ..); empty if it does not exist.

@@ -343,6 +343,54 @@ Broken = app.cls(enable_memory_snapshot=True)(Broken)
     assert thaw.call("e2e-plain", "square", 3)[0]["value"] == 9
 
 
+def test_secrets_and_volumes_made_with_the_cli_reach_a_function(thaw):
+    app = thaw.tmp / "cli_objects.py"
+    app.write_text("""
+import os
+import thaw
+app = thaw.App("e2e-cli-objects")
+vol = thaw.Volume.from_name("e2e-cli-vol")
+
+@app.function(secrets=[thaw.Secret.from_name("e2e-cli-secret")], volumes={"/mnt/e2e-cli": vol})
+def read():
+    with open("/mnt/e2e-cli/in/data.txt") as f:
+        data = f.read()
+    with open("/mnt/e2e-cli/out.txt", "w") as f:
+        f.write("written by " + os.environ["TOKEN"])
+    return {"token": os.environ["TOKEN"], "mode": os.environ["MODE"], "data": data}
+""")
+    cp = thaw.run("deploy", app, check=False, timeout=DEPLOY_TIMEOUT)
+    assert cp.returncode != 0 and "e2e-cli-secret" in cp.stderr, cp.stderr
+    dotenv = thaw.tmp / "s.env"
+    dotenv.write_text('# comment\nexport MODE="dotenv"\nTOKEN=from-file\n')
+    thaw.run("secret", "create", "e2e-cli-secret", "--from-dotenv", dotenv, "TOKEN=t0k=en")
+    secret_file = thaw.home / "secrets" / "e2e-cli-secret.json"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    cp = thaw.run("secret", "create", "e2e-cli-secret", "X=1", check=False)
+    assert cp.returncode != 0 and "add --force" in cp.stderr, cp.stderr
+    assert re.search(r"^e2e-cli-secret +2 ", thaw.run("secret", "list").stdout, re.M)
+
+    thaw.run("volume", "create", "e2e-cli-vol")
+    local = thaw.tmp / "in"
+    local.mkdir()
+    (local / "data.txt").write_text("uploaded")
+    thaw.run("volume", "put", "e2e-cli-vol", local, "/")
+    thaw.deploy(app)
+    value, _, _ = thaw.call("e2e-cli-objects", "read")
+    assert value == {"token": "t0k=en", "mode": "dotenv", "data": "uploaded"}, value
+    cp = thaw.run("volume", "get", "e2e-cli-vol", "/out.txt", "-")
+    assert cp.stdout == "written by t0k=en", cp.stdout
+    assert "/in/data.txt" in thaw.run("volume", "ls", "e2e-cli-vol", "in").stdout
+    cp = thaw.run("volume", "rm", "e2e-cli-vol", "in", check=False)
+    assert cp.returncode != 0 and "add -r" in cp.stderr, cp.stderr
+    thaw.run("volume", "rm", "e2e-cli-vol", "in", "-r")
+    assert not (thaw.home / "volumes" / "e2e-cli-vol" / "in").exists()
+    thaw.run("secret", "delete", "e2e-cli-secret")
+    assert not secret_file.exists()
+    thaw.run("volume", "delete", "e2e-cli-vol")
+    assert "e2e-cli-vol" not in thaw.run("volume", "list").stdout
+
+
 def test_deleted_volume_file_falls_back_to_a_cold_start(thaw):
     thaw.deploy(APPS / "volume_reader.py")
     value, log, _ = thaw.call("e2e-volume", "weight_bytes")
