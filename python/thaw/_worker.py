@@ -19,6 +19,7 @@ import atexit
 import base64
 import concurrent.futures
 import contextlib
+import ctypes
 import gc
 import inspect
 import json
@@ -42,19 +43,27 @@ from ._functions import PARAMS_KEY, Cls
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import Channel, ProtocolError, dump_payload, load_payload
-from .exception import DeprecatedWarning, FunctionTimeoutError, InvalidError, UnsupportedWarning
+from .exception import (DeprecatedWarning, FunctionTimeoutError, InputCancellation, InvalidError,
+                        UnsupportedWarning)
 
 CUDA_FIX = "move CUDA use to @enter(snap=False)"
 
 
-class _Deadline(BaseException):
+class _Deadline(InputCancellation):
     """Raised in the main thread by SIGALRM when a call or hook overruns its
-    timeout (a BaseException, so that user `except Exception` does not eat it)."""
+    timeout, or in a concurrent input's thread (a BaseException, so that user
+    `except Exception` does not eat it; user code may catch it as Modal's
+    InputCancellation to clean up)."""
 
 
-class _Cancelled(BaseException):
+class _Cancelled(InputCancellation):
     """Raised in a streaming generator's call when its caller has gone (the
     runtime sent `cancel`): the generator is closed, the container stays."""
+
+
+# How long a concurrent input past its timeout has to end once interrupted
+# before its container is retired (it may be in native code).
+_INTERRUPT_GRACE_S = 1.0
 
 
 class _Terminate(BaseException):
@@ -76,10 +85,11 @@ class _alarm:
     def __init__(self, seconds):
         self.seconds = seconds
         self.armed = False
+        self.fired = False  # so that code which swallowed the _Deadline still timed out
 
     def __enter__(self):
         if self.seconds and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.signal(signal.SIGALRM, self._on_alarm)
             signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
             self.armed = True
         return self
@@ -89,9 +99,17 @@ class _alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
         return False
 
+    def _on_alarm(self, signum, frame):
+        self.fired = True
+        raise _Deadline()
 
-def _on_alarm(signum, frame):
-    raise _Deadline()
+
+def _interrupt_thread(ident, exc):
+    """Raise exc in the thread `ident` at its next Python instruction (a
+    thread in a long native call sees it when the call returns); None takes
+    back one not raised yet."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                               ctypes.py_object(exc) if exc is not None else None)
 
 
 @contextlib.contextmanager
@@ -491,7 +509,7 @@ class Worker:
                 raise InvalidError(f"{self.target_name}: a @web_server function is reached over "
                                    f"HTTP (thaw serve --http), not called: calling it would start "
                                    f"its server a second time")
-            with _alarm(timeout):
+            with _alarm(timeout) as alarm:
                 value = fn(*args, **kwargs)
                 if msg.get("stream") and inspect.isasyncgen(value):
                     value = iterate(value)
@@ -505,6 +523,10 @@ class Worker:
                         value = None
                     else:
                         value = list(value)
+            if alarm.fired or call.get("interrupted") == "deadline":
+                raise _Deadline()  # the code caught InputCancellation and went on
+            if call.get("interrupted") == "cancel":
+                raise _Cancelled()
         except _Deadline:
             err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {timeout} s")
             return self._ended_early(msg, fn, {
@@ -584,9 +606,14 @@ class Worker:
         # Under the answer lock: a timeout's answer never overtakes a value,
         # and no value follows it. The timeout's alarm waits until the frame
         # is whole (a frame cut in half would break the channel).
-        with self.answer_lock, _alarm_held():
-            if call.get("answered"):
+        # A concurrent input's thread: no interrupt lands while the frame
+        # goes out (_interrupt waits for the call's lock), and one that came
+        # before stops the value here.
+        with call.get("lock") or contextlib.nullcontext(), self.answer_lock, _alarm_held():
+            if call.get("answered") or call.get("interrupted") == "deadline":
                 raise _Deadline()
+            if call.get("interrupted") == "cancel":
+                raise _Cancelled()
             self.send(msg)
             cancelled = self.width == 1 and self._cancel_came(cid)
         if cancelled or call.get("cancelled"):
@@ -667,6 +694,7 @@ class Worker:
                     call = self.in_flight.get(msg.get("id"))
                     if call is not None:
                         call["cancelled"] = True
+                        self._interrupt(call, "cancel")
                     continue
                 if msg.get("type") != "call":
                     print(f"thaw worker: ignoring unexpected message {msg.get('type')!r}",
@@ -683,20 +711,42 @@ class Worker:
             if pool is not None:
                 pool.shutdown(wait=True)
 
+    def _interrupt(self, call, why):
+        """Raise InputCancellation (_Deadline or _Cancelled) in the thread
+        running a concurrent input, if it still runs it."""
+        with call["lock"]:
+            if call["running"] and not call.get("interrupted"):
+                call["interrupted"] = why
+                _interrupt_thread(call["thread"], _Deadline if why == "deadline" else _Cancelled)
+
     def _serve_threaded(self, msg, timeout):
-        call = {}
+        call = {"thread": threading.get_ident(), "lock": threading.Lock(), "running": True,
+                "ended": threading.Event()}
         self.in_flight[msg.get("id")] = call
         timer = None
         if timeout:
             def expire():
                 err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of "
                                            f"{timeout} s")
-                leaving = bool(self.config.get("batched"))
+                batched = bool(self.config.get("batched"))
+                # Its thread is interrupted as Modal interrupts an input; one
+                # in a native call (a sleep, a C extension) goes on, holding a
+                # slot the runtime would count as free: then the container
+                # takes no more inputs, and the runtime stops it once its
+                # other inputs are done.
+                stuck = batched
+                if not batched:
+                    self._interrupt(call, "deadline")
+                    stuck = not call["ended"].wait(_INTERRUPT_GRACE_S)
+                leaving = stuck
+                if stuck and not batched and not call.get("answered"):
+                    self.leaving = (f"{self.target_name}: an input past its timeout of {timeout} s "
+                                    f"is still running in native code")
                 self._answer(call, {"type": "result", "id": msg.get("id"), "ok": False,
                                    "error": f"FunctionTimeoutError: {err}", "traceback": "",
                                    "exception": dump_payload(err),
                                    **({"leaving": True} if leaving else {})})
-                if leaving:
+                if batched:
                     # A batch cannot be stopped in its thread, and the next
                     # one waits for it: the container leaves instead, and
                     # the runtime gives the other inputs another.
@@ -710,15 +760,34 @@ class Worker:
             timer.daemon = True
             timer.start()
         try:
-            with self._input_running():
-                self._answer(call, self.serve_call(msg, call=call))
+            try:
+                with self._input_running():
+                    reply = self.serve_call(msg, call=call)
+                    self._ended(call)
+                    self._answer(call, reply)
+            finally:
+                self._ended(call)
             self._leave_if_asked()
+        except InputCancellation:
+            pass  # an interrupt that landed after the call's own code: already answered
         except Exception as e:  # noqa: BLE001
             self._answer(call, self._error_result(msg.get("id"), e))
         finally:
             self.in_flight.pop(msg.get("id"), None)
             if timer is not None:
                 timer.cancel()
+
+    @staticmethod
+    def _ended(call):
+        """The input's code is done: no interrupt may land in this thread
+        from now on (it goes on to other inputs); one sent but not yet
+        raised is taken back."""
+        with call["lock"]:
+            if call["running"]:
+                call["running"] = False
+                if call.get("interrupted"):
+                    _interrupt_thread(call["thread"], None)
+                call["ended"].set()
 
     def run_exit_hooks(self):
         if not isinstance(self.target, Cls) or not self.started:

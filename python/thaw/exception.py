@@ -55,6 +55,12 @@ class DeprecatedWarning(UserWarning):
     """An old Modal name was used; thaw maps it to the current one."""
 
 
-# Modal also exports these names.
+class InputCancellation(BaseException):
+    """Raised inside a function's code when its input is cancelled
+    (FunctionCall.cancel(), a caller gone) or overruns its timeout, as in
+    Modal. A BaseException, so that `except Exception` in user code (retry
+    loops and the like) does not swallow it; catch it to clean up."""
+
+
+# Modal also exports this name.
 DeprecationError = InvalidError
-InputCancellation = Error

@@ -757,6 +757,13 @@ class Svc:
         return "done"
 
     @modal.method()
+    def swallow(self):
+        try:
+            time.sleep(10)
+        except modal.exception.InputCancellation:
+            return "swallowed"
+
+    @modal.method()
     def gen(self, n):
         for i in range(n):
             yield i * i
@@ -772,6 +779,28 @@ def add(a, b):
 def nap(s):
     time.sleep(s)
     return s
+
+
+@app.function(timeout=1)
+@modal.concurrent(max_inputs=2)
+def spin(kind, path=None):
+    """Past its timeout in Python code ("loop"), in a native call ("sleep"),
+    or catching InputCancellation and returning ("swallow")."""
+    if kind == "quick":
+        return "quick"
+    try:
+        if kind == "sleep":
+            time.sleep(6)
+        t = time.monotonic()
+        while time.monotonic() - t < 30:
+            pass
+    except modal.exception.InputCancellation:
+        with open(path, "a") as f:
+            f.write(kind + " ")
+        if kind == "swallow":
+            return "swallowed"
+        raise
+    return "done"
 '''
 
 
@@ -872,6 +901,48 @@ def test_worker_concurrent_inputs(write_app, worker):
     ids = sorted(w.recv()["id"] for _ in range(4))
     assert ids == [0, 1, 2, 3]
     assert time.monotonic() - t < 2.0  # 4 × 0.6 s in parallel
+
+
+def test_worker_interrupts_a_concurrent_input_past_its_timeout(write_app, worker, tmp_path):
+    path = write_app("worker_app_spin", WORKER_APP)
+    caught = tmp_path / "caught"
+    w = worker(path, "spin", snapshot=False)
+    w.start(restored=False)
+
+    def call(i, kind):
+        w.send({"type": "call", "id": i, "method": None,
+                "args": _protocol.dump_payload((kind, str(caught))),
+                "kwargs": _protocol.dump_payload({})})
+
+    # Python code is interrupted (InputCancellation, as in Modal): the
+    # container keeps serving, its slot free again.
+    t = time.monotonic()
+    call(1, "loop")
+    reply = w.recv()
+    assert reply["id"] == 1 and reply["error"].startswith("FunctionTimeoutError"), reply
+    assert not reply.get("leaving") and time.monotonic() - t < 10
+    call(2, "quick")
+    assert _protocol.load_payload(w.recv()["value"]) == "quick"
+    # Code that catches it and returns has timed out all the same.
+    call(3, "swallow")
+    reply = w.recv()
+    assert reply["id"] == 3 and reply["error"].startswith("FunctionTimeoutError"), reply
+    assert caught.read_text().split() == ["loop", "swallow"]
+    # One in a native call cannot be interrupted: the container takes no
+    # more inputs (the runtime stops it once the others are done).
+    call(4, "sleep")
+    reply = w.recv()
+    assert reply["id"] == 4 and reply["error"].startswith("FunctionTimeoutError"), reply
+    assert reply.get("leaving") is True
+
+
+def test_worker_timeout_is_final_even_when_the_code_catches_it(write_app, worker):
+    path = write_app("worker_app_swallow", WORKER_APP)
+    w = worker(path, "Svc", snapshot=False)
+    w.start(restored=False)
+    reply = w.call(method="swallow")
+    assert not reply["ok"] and reply["error"].startswith("FunctionTimeoutError"), reply
+    assert w.value(0, method="slow") == "done"
 
 
 def test_worker_reseeds_after_restore(write_app, worker):
