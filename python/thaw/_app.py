@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import _config, _state
-from ._functions import Cls, Function, collect_class_members
+from ._functions import Cls, Function, collect_class_members, param_json
 from ._image import Image
 from ._partial import (BATCHED, CONCURRENT, ENTER_POST, ENTER_PRE, EXIT, METHOD, WEB,
                        PartialFunction)
@@ -53,6 +53,19 @@ class LocalEntrypoint:
             })
         return {"name": self.name, "parameters": params}
 
+
+
+def _parameter_config(p):
+    """A parameter in the config: its default as text, and as the runtime
+    compares sets of values (runtime/class_params.h), when it can."""
+    if not p.has_default:
+        return {"required": True}
+    d = {"required": False, "default": repr(p.default)}
+    try:
+        d["default_json"] = param_json(p.default)
+    except TypeError:
+        pass
+    return d
 
 class App:
     """A group of functions and classes (Modal's App).
@@ -196,10 +209,7 @@ class App:
                 "enter": lifecycle[ENTER_POST],
                 "exit": lifecycle[EXIT],
             }
-            config["parameters"] = {
-                p: ({"required": False, "default": repr(v.default)} if v.has_default
-                    else {"required": True})
-                for p, v in parameters.items()}
+            config["parameters"] = {p: _parameter_config(v) for p, v in parameters.items()}
             config = _config.finish(config)
             cls = Cls(user_cls, name=cname, app=self, config=config, image=image,
                       secrets=secrets, volumes=volumes, methods=methods, lifecycle=lifecycle,

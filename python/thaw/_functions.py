@@ -3,9 +3,11 @@ objects @app.function / @app.cls return, with .remote(), .local(), .spawn(),
 .map() and friends.
 """
 
+import base64
 import concurrent.futures
 import copy
 import inspect
+import math
 
 from . import _client, _state
 from ._aio import aio_method
@@ -38,8 +40,15 @@ class _Target:
 
     def message(self, args, kwargs):
         mode, app_file = self.owner._route()
+        routed = None
         if self.params is not None:
             kwargs = {**kwargs, PARAMS_KEY: self.params}
+            # As given (the runtime fills in the defaults): its containers.
+            try:
+                if not self.params.get("args"):
+                    routed = {k: param_json(v) for k, v in self.params.get("kwargs", {}).items()}
+            except TypeError:
+                routed = None
         return {
             "type": "call",
             "id": _client.next_id(),
@@ -51,6 +60,7 @@ class _Target:
             "mode": mode,
             "app_file": app_file,
             **({"options": self.owner._options} if self.owner._options else {}),
+            **({"params": routed} if routed else {}),
         }
 
 
@@ -732,6 +742,51 @@ class _BoundMethod(_Callable):
 
 # The types Modal allows for parameters; others are not checked.
 _PARAMETER_TYPES = (str, int, bool, bytes)
+
+
+def param_json(value):
+    """A parameter value as the runtime tells sets of values apart (JSON;
+    bytes as {"__bytes__": base64}); TypeError for another type."""
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TypeError("not a finite number")
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"a {type(value).__name__}")
+
+
+def param_value(encoded):
+    """param_json's inverse."""
+    if isinstance(encoded, dict) and set(encoded) == {"__bytes__"}:
+        return base64.b64decode(encoded["__bytes__"])
+    return encoded
+
+
+def class_params(cls, params):
+    """The full set of values (defaults filled in, as param_json) an
+    instance of cls with `params` ({"args", "kwargs"}, or None) has, as the
+    runtime routes it (runtime/class_params.h); None when the class has no
+    thaw.parameter fields or the values cannot be told apart this way."""
+    parameters = cls._parameters
+    if not parameters:
+        return None
+    params = params or {}
+    kwargs = dict(params.get("kwargs") or {})
+    if params.get("args"):
+        return None
+    try:
+        full = {}
+        for name, p in parameters.items():
+            if name in kwargs:
+                full[name] = param_json(kwargs.pop(name))
+            elif p.has_default:
+                full[name] = param_json(p.default)
+            else:
+                return None
+    except TypeError:
+        return None
+    return None if kwargs else full
 
 
 def _check_parameter_type(cls_name, pname, p, value):

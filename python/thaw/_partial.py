@@ -228,9 +228,7 @@ class Parameter:
 
 
 def parameter(*, default=_NO_DEFAULT, init=True):
-    """Declare a class parameter: `Model(size=3)` sets self.size. Containers
-    are not separated by parameter values: the instance in the memory
-    snapshot is the one with default values, and an instance with other
-    values is created in the container on first use (running its @enter hooks
-    then)."""
+    """Declare a class parameter: `Model(size=3)` sets self.size. Each set of
+    values has containers (and a memory snapshot) of its own, as in Modal:
+    the runtime routes calls by their values (runtime/class_params.h)."""
     return Parameter(default, init)

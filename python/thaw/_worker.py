@@ -39,7 +39,7 @@ from . import _state
 from ._async_runner import iterate, resolve
 from ._batch import Batcher
 from ._config import inputs_at_once
-from ._functions import PARAMS_KEY, Cls
+from ._functions import PARAMS_KEY, Cls, class_params, param_value
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import Channel, ProtocolError, dump_payload, load_payload
@@ -261,6 +261,8 @@ class Worker:
         self.config = {}
         self.instance = None          # a class's default instance (in the snapshot)
         self.instance_error = None    # why there is none (parameters required)
+        self.instance_params = None   # the values of self.instance's parameters (class_params)
+        self.routed = False           # whether those values are not the defaults (THAW_CLASS_PARAMS)
         self.param_instances = {}     # pickled params → entered instance
         self.web_apps = {}            # @asgi_app/@wsgi_app: the app each made, kept
         self.batchers = {}            # @batched: (method, params) → its Batcher
@@ -368,8 +370,19 @@ class Worker:
         """Create a class's default instance and run its @enter(snap=True) hooks."""
         if not isinstance(self.target, Cls):
             return
+        # The runtime gives each set of parameter values containers of their
+        # own (runtime/class_params.h): this container's instance has them.
+        routed = os.environ.get("THAW_CLASS_PARAMS")
+        self.routed = bool(routed)
         try:
-            self.instance = self.target._new_instance()
+            if routed:
+                values = json.loads(routed)
+                self.instance = self.target._new_instance(
+                    (), {k: param_value(v) for k, v in values.items()})
+                self.instance_params = values
+            else:
+                self.instance = self.target._new_instance()
+                self.instance_params = class_params(self.target, None)
         except Exception as e:  # noqa: BLE001 - e.g. required parameters
             self.instance_error = f"{type(e).__name__}: {e}"
             return
@@ -442,11 +455,19 @@ class Worker:
             os._exit(1)
 
     def instance_for(self, params):
-        if params is None:
+        """The instance a call with these parameter values runs on: the
+        container's own when the values are its (the runtime routes each
+        set of values to containers of its own), else one made here on
+        first use (a class whose values the runtime cannot tell apart)."""
+        if self.instance is not None and self.instance_params is not None \
+                and class_params(self.target, params) == self.instance_params:
+            return self.instance
+        if params is None and not self.routed:
             if self.instance is None:
                 raise TypeError(f"class '{self.target_name}' cannot be created without "
                                 f"parameters: {self.instance_error}")
             return self.instance
+        params = params or {}
         key = pickle.dumps(params, protocol=4)
         with self.param_lock:
             inst = self.param_instances.get(key)

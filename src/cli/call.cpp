@@ -58,6 +58,8 @@ Command add_call(CLI::App& app) {
                                   {"args", nullptr},         {"kwargs", nullptr},
                                   {"args_json", args},       {"kwargs_json", kwargs},
                                   {"result_format", "json"}, {"mode", "deployed"}};
+            // Which containers (and snapshot) serve this set of values.
+            if (kwargs.contains("__thaw_params__")) msg["params"] = kwargs["__thaw_params__"]["kwargs"];
             // A generator's values are printed one per line as it yields them.
             msg["stream"] = true;
             // Output that can no longer be written (`thaw call … | head -1`)

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "runtime/autoscaler.h"
 #include "runtime/introspect.h"
+#include "runtime/class_params.h"
 #include "runtime/options.h"
 #include "runtime/snapshot_key.h"
 
@@ -123,6 +124,7 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
   try {
     t = resolve(str(msg, "app"), str(msg, "function"), str(msg, "mode"), str(msg, "app_file"));
     if (auto o = msg.find("options"); o != msg.end() && !o->is_null()) apply_options(t, *o);
+    if (auto p = msg.find("params"); p != msg.end()) apply_class_params(t, *p);
   } catch (const std::exception& e) {
     return error_reply(id, e.what());
   }

@@ -736,6 +736,50 @@ def test_thaw_call_passes_class_parameters(thaw):
     thaw.assert_containers_gone()
 
 
+def test_each_set_of_class_parameters_has_its_containers_and_snapshot(thaw):
+    thaw.deploy(APPS / "params.py")
+    deployed = set(thaw.snapshot_keys())
+
+    def info(params=None):
+        args = ["call", "e2e-params", "Loader", "--method", "info"]
+        cp = thaw.run(*args, *(["--params", json.dumps(params)] if params is not None else []))
+        return json.loads(cp.stdout), cp.stderr
+
+    value, log = info()
+    assert value["weights"] == ["base"] and value["loaded"] == ["basex1"] and RESTORING in log, log
+    # Other values: their own snapshot, taken after @enter(snap=True) ran
+    # with them; the defaults' instance is never made there.
+    value, log = info({"model": "big", "size": 2})
+    assert value["weights"] == ["big", "big"] and value["loaded"] == ["bigx2"], value
+    assert "Creating memory snapshot" in log, log
+    [own] = set(thaw.snapshot_keys()) - deployed
+    assert thaw.meta(own)["handle"] is True
+    value, log = info({"size": 2, "model": "big"})
+    assert value["loaded"] == ["bigx2"] and RESTORING in log and "Creating" not in log, log
+    # The defaults, given or not, are the class's own containers and snapshot.
+    value, log = info({"model": "base", "size": 1})
+    assert value["loaded"] == ["basex1"] and "Creating" not in log, log
+    assert set(thaw.snapshot_keys()) == deployed | {own}
+    cp = thaw.run("call", "e2e-params", "Loader", "--method", "info", "--params", '{"nope": 1}', check=False)
+    assert cp.returncode != 0 and "has no parameter 'nope'" in cp.stderr, cp.stderr
+
+    # Through the SDK: each set of values in containers of its own, bytes too.
+    sock = thaw.serve()
+    out = thaw.client("""
+import json, thaw
+Loader = thaw.Cls.from_name("e2e-params", "Loader")
+out = [Loader(model=m, blob=b).info.remote() for m, b in (("a", b"\\x01"), ("b", b"\\x00"), ("a", b"\\x01"))]
+out.append(Loader().info.remote())
+print(json.dumps(out))
+""", sock)
+    a, b, a_again, default = out
+    assert a["loaded"] == ["ax1"] and a["blob"] == "01" and b["loaded"] == ["bx1"], out
+    assert a["container"] == a_again["container"] != b["container"] != default["container"], out
+    assert default["loaded"] == ["basex1"], out
+    thaw.stop_serve()
+    thaw.assert_containers_gone()
+
+
 def test_from_name_handles_know_generators(thaw):
     thaw.deploy(APPS / "params.py")
     code = """

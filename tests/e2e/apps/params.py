@@ -1,5 +1,8 @@
-"""A class with modal.parameter()s (one container per parameter set), and
-generators, for handles looked up with from_name()."""
+"""Classes with modal.parameter()s (containers, and a snapshot, per set of
+values), and generators, for handles looked up with from_name()."""
+import os
+import socket
+
 import thaw
 
 app = thaw.App("e2e-params")
@@ -21,6 +24,27 @@ class Greeter:
     @thaw.method()
     def letters(self):
         yield from self.name
+
+
+LOADED = []  # what this process's @enter(snap=True) loaded
+
+
+@app.cls(enable_memory_snapshot=True)
+class Loader:
+    model: str = thaw.parameter(default="base")
+    size: int = thaw.parameter(default=1)
+    blob: bytes = thaw.parameter(default=b"\x00")
+
+    @thaw.enter(snap=True)
+    def load(self):
+        LOADED.append(f"{self.model}x{self.size}")
+        self.weights = [self.model] * self.size
+        self.pid = os.getpid()
+
+    @thaw.method()
+    def info(self):
+        return {"weights": self.weights, "loaded": LOADED, "container": socket.gethostname(),
+                "blob": self.blob.hex()}
 
 
 @app.function()

@@ -1,0 +1,51 @@
+#include "runtime/class_params.h"
+
+#include "common/error.h"
+#include "runtime/sha256.h"
+
+namespace thaw::runtime {
+
+using nlohmann::json;
+
+void apply_class_params(Target& t, const json& params) {
+  if (params.is_null()) return;
+  if (!params.is_object()) fail("params must be an object of parameter names to values, got ", params.dump());
+  const json* declared = nullptr;
+  if (auto it = t.fn.config.find("parameters"); it != t.fn.config.end() && it->is_object() && !it->empty())
+    declared = &*it;
+  if (!declared) return;  // no thaw.parameter fields: a custom __init__'s arguments
+  for (const auto& [name, v] : params.items())
+    if (!declared->contains(name))
+      fail("class '", t.fn.name, "' has no parameter '", name, "' (it has: ", [&] {
+        std::string have;
+        for (const auto& [n, d] : declared->items()) have += (have.empty() ? "" : ", ") + n;
+        return have;
+      }(), ")");
+  json full = json::object(), defaults = json::object();
+  for (const auto& [name, d] : declared->items()) {
+    bool has_default = d.is_object() && d.contains("default_json");
+    if (has_default) defaults[name] = d["default_json"];
+    if (params.contains(name)) {
+      full[name] = params[name];
+    } else if (has_default) {
+      full[name] = d["default_json"];
+    } else if (d.is_object() && d.value("required", false)) {
+      fail("class '", t.fn.name, "' needs its parameter '", name, "' (", t.fn.name, "(", name, "=...))");
+    } else {
+      return;  // a default of another type (or a config from before default_json): the old way
+    }
+  }
+  if (full == defaults) return;  // the class's own containers and snapshot
+  std::string dump = full.dump();
+  t.fn.env[kClassParamsEnv] = dump;
+  std::string digest = sha256_hex(dump).substr(0, 12);
+  t.variant = t.variant.empty() ? "p" + digest : t.variant + "+p" + digest;
+  // Warm containers are the class's own, not every set of values'.
+  t.fn.config["min_containers"] = 0;
+  if (!t.key.empty()) {
+    t.key = sha256_hex(json{{"base", t.key}, {"class_params", full}}.dump());
+    t.own_snapshot = true;
+  }
+}
+
+}  // namespace thaw::runtime
