@@ -4,7 +4,10 @@ paths a function asks for (`volumes={"/data": vol}`).
 """
 
 import contextlib
+import dataclasses
+import enum
 import os
+import stat
 import re
 import shutil
 import uuid
@@ -25,6 +28,67 @@ def check_name(kind, name):
         raise InvalidError(f"invalid {kind} name {name!r}: use letters, digits, '.', '-' and "
                            f"'_' (at most 64, starting with a letter or digit)")
     return name
+
+
+class FileEntryType(enum.IntEnum):
+    UNSPECIFIED = 0
+    FILE = 1
+    DIRECTORY = 2
+    SYMLINK = 3
+    FIFO = 4
+    SOCKET = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """A file or directory in a Volume, as Modal's Volume.listdir gives it."""
+    path: str
+    type: FileEntryType
+    mtime: int
+    size: int
+
+
+class _BatchUpload:
+    def __init__(self, volume, force):
+        self._volume, self._force, self._files = volume, force, []
+
+    def put_file(self, local_file, remote_path, mode=None):
+        """local_file: a path or a binary file object."""
+        self._files.append((local_file, remote_path, mode))
+
+    def put_directory(self, local_path, remote_path, recursive=True):
+        base = Path(local_path)
+        if not base.is_dir():
+            raise FileNotFoundError(f"put_directory: {local_path} is not a directory")
+        for p in sorted(base.rglob("*") if recursive else base.iterdir()):
+            if p.is_file():
+                self.put_file(p, f"{str(remote_path).rstrip('/')}/{p.relative_to(base)}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            return False
+        targets = [(src, self._volume._resolve(dst), mode) for src, dst, mode in self._files]
+        if not self._force:
+            existing = [str(t.relative_to(self._volume.path.resolve())) for _, t, _ in targets if t.exists()]
+            if existing:
+                raise FileExistsError(f"Volume '{self._volume.name}' has {', '.join(existing)} "
+                                      f"already; pass batch_upload(force=True) to overwrite")
+        for src, target, mode in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.upload-{uuid.uuid4().hex[:8]}")
+            with open(tmp, "wb") as out:
+                if hasattr(src, "read"):
+                    shutil.copyfileobj(src, out)
+                else:
+                    with open(src, "rb") as f:
+                        shutil.copyfileobj(f, out)
+            if mode is not None:
+                os.chmod(tmp, mode)
+            os.replace(tmp, target)  # readers never see half a file
+        return False
 
 
 class Volume:
@@ -101,21 +165,56 @@ class Volume:
         nothing to fetch. (Modal needs reload() to see others' commits.)"""
         return None
 
-    # -- a few of Modal's file helpers, on the host directory
+    # -- Modal's file helpers, on the host directory
     def _resolve(self, path):
+        if not self.path.is_dir():
+            raise NotFoundError(f"Volume '{self.name}' does not exist ({self.path}); create it "
+                                f"(`thaw volume create {self.name}`, or create_if_missing=True)")
         p = (self.path / str(path).lstrip("/")).resolve()
         root = self.path.resolve()
         if p != root and root not in p.parents:
             raise InvalidError(f"path {path!r} is outside Volume '{self.name}'")
         return p
 
-    def listdir(self, path="/", recursive=False):
+    def _entry(self, p):
+        st = p.lstat()
+        kind = (FileEntryType.SYMLINK if stat.S_ISLNK(st.st_mode) else
+                FileEntryType.DIRECTORY if stat.S_ISDIR(st.st_mode) else
+                FileEntryType.FILE if stat.S_ISREG(st.st_mode) else
+                FileEntryType.FIFO if stat.S_ISFIFO(st.st_mode) else
+                FileEntryType.SOCKET if stat.S_ISSOCK(st.st_mode) else FileEntryType.UNSPECIFIED)
+        return FileEntry(path=str(p.relative_to(self.path.resolve())), type=kind,
+                         mtime=int(st.st_mtime), size=st.st_size)
+
+    def iterdir(self, path="/", *, recursive=True):
+        """FileEntry for each file and directory under path (a file's own
+        entry when path is a file), as Modal's Volume.iterdir."""
         base = self._resolve(path)
-        it = base.rglob("*") if recursive else base.iterdir()
-        return sorted(str(p.relative_to(self.path.resolve())) for p in it)
+        if not base.exists():
+            raise FileNotFoundError(f"Volume '{self.name}' has no {path!r}")
+        if not base.is_dir():
+            yield self._entry(base)
+            return
+        for p in sorted(base.rglob("*") if recursive else base.iterdir()):
+            yield self._entry(p)
+
+    def listdir(self, path="/", *, recursive=False):
+        """A list of FileEntry (path relative to the Volume, type, mtime, size)."""
+        return list(self.iterdir(path, recursive=recursive))
 
     def read_file(self, path):
-        yield self._resolve(path).read_bytes()
+        """The file's bytes, in chunks (an iterator, as Modal's)."""
+        with open(self._resolve(path), "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    def read_file_into_fileobj(self, path, fileobj):
+        """Writes the file into fileobj; returns how many bytes."""
+        n = 0
+        for chunk in self.read_file(path):
+            fileobj.write(chunk)
+            n += len(chunk)
+        return n
 
     def remove_file(self, path, recursive=False):
         p = self._resolve(path)
@@ -125,6 +224,27 @@ class Volume:
             shutil.rmtree(p)
         else:
             p.unlink()
+
+    def copy_files(self, src_paths, dst_path, recursive=False):
+        """Copies files (and, with recursive=True, directories) inside the
+        Volume; into dst_path when it is a directory."""
+        dst = self._resolve(dst_path)
+        for src in src_paths:
+            s = self._resolve(src)
+            target = dst / s.name if dst.is_dir() else dst
+            if s.is_dir():
+                if not recursive:
+                    raise InvalidError(f"{src!r} is a directory; pass recursive=True")
+                shutil.copytree(s, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(s, target)
+
+    def batch_upload(self, force=False):
+        """A context manager whose put_file / put_directory copy local files
+        into the Volume when the block ends, as Modal's; a file that exists
+        is an error (FileExistsError) unless force=True."""
+        return _BatchUpload(self, force)
 
     def describe(self):
         return {"name": self.name, "create_if_missing": self.create_if_missing,

@@ -5,6 +5,7 @@ Run:  cd <repo> && PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/unit_py
 """
 
 import concurrent.futures
+import io
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import pytest
 import thaw
 import thaw as modal
 from thaw import _loader, _packages, _protocol
+from thaw.volume import FileEntryType
 from thaw.exception import (DeprecatedWarning, FunctionTimeoutError, InvalidError,
                             MissingPackageError, NotFoundError, UnsupportedWarning)
 
@@ -554,11 +556,49 @@ def test_volume_directories(tmp_path):
     vol.ensure()
     assert vol.path.is_dir()
     (vol.path / "a.txt").write_text("x")
-    assert vol.listdir() == ["a.txt"]
+    [entry] = vol.listdir()
+    assert (entry.path, entry.type, entry.size) == ("a.txt", FileEntryType.FILE, 1)
     assert vol.commit() is None and vol.reload() is None
     assert "bind-mounted" in modal.Volume.commit.__doc__
     with pytest.raises(NotFoundError, match="create_if_missing"):
         modal.Volume.from_name("missing").ensure()
+
+
+def test_volume_file_helpers(tmp_path):
+    vol = modal.Volume.from_name("files", create_if_missing=True)
+    with pytest.raises(NotFoundError, match="thaw volume create files"):
+        vol.listdir()
+    vol.ensure()
+    local = tmp_path / "local"
+    (local / "sub").mkdir(parents=True)
+    (local / "sub" / "w.bin").write_bytes(b"weights")
+    (local / "cfg.json").write_text("{}")
+    with vol.batch_upload() as batch:
+        batch.put_directory(local, "/model")
+        batch.put_file(io.BytesIO(b"hello"), "/greeting.txt")
+    entries = {e.path: e for e in vol.listdir(recursive=True)}
+    assert set(entries) == {"greeting.txt", "model", "model/cfg.json", "model/sub", "model/sub/w.bin"}
+    assert entries["model/sub"].type == FileEntryType.DIRECTORY and entries["model/sub/w.bin"].size == 7
+    assert [e.path for e in vol.listdir("/model")] == ["model/cfg.json", "model/sub"]
+    assert [e.path for e in vol.iterdir("/model/sub/w.bin")] == ["model/sub/w.bin"]
+    with pytest.raises(FileExistsError, match="greeting.txt"):
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"again"), "greeting.txt")
+    assert b"".join(vol.read_file("greeting.txt")) == b"hello"
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(b"again"), "greeting.txt")
+    out = io.BytesIO()
+    assert vol.read_file_into_fileobj("greeting.txt", out) == 5 and out.getvalue() == b"again"
+    vol.copy_files(["model/sub/w.bin"], "copy.bin")
+    with pytest.raises(InvalidError, match="recursive"):
+        vol.copy_files(["model"], "model2")
+    vol.copy_files(["model"], "model2", recursive=True)
+    assert (vol.path / "copy.bin").read_bytes() == b"weights"
+    assert (vol.path / "model2" / "sub" / "w.bin").read_bytes() == b"weights"
+    with pytest.raises(InvalidError, match="outside"):
+        vol.listdir("../..")
+    vol.remove_file("model2", recursive=True)
+    assert not (vol.path / "model2").exists()
 
 
 def test_secrets(tmp_path, monkeypatch):
