@@ -3,6 +3,7 @@ objects @app.function / @app.cls return, with .remote(), .local(), .spawn(),
 .map() and friends.
 """
 
+import asyncio
 import base64
 import concurrent.futures
 import copy
@@ -85,7 +86,10 @@ def _reply_error(reply, label):
         text = text[len("FunctionTimeoutError"):].lstrip(": ")
         return FunctionTimeoutError(text if label in text else f"{label}: {text}")
     if tb:
-        return RemoteError(f"{label} raised {text}\n\nRemote traceback:\n{tb.rstrip()}")
+        # The runtime's own sentences ("the container of X failed to start:
+        # ...") are not something the call raised.
+        said = f"{label}: {text}" if text.startswith("the container of ") else f"{label} raised {text}"
+        return RemoteError(f"{said}\n\nRemote traceback:\n{tb.rstrip()}")
     return ExecutionError(f"{label}: {text}")
 
 
@@ -166,7 +170,12 @@ class FunctionCall:
         the call's own exception if it failed."""
         if self._by_id:
             return self._get_by_id(timeout)
-        reply = self._reply if self._pending is None else self._pending.wait(timeout)
+        try:
+            reply = self._reply if self._pending is None else self._pending.wait(timeout)
+        except ThawTimeoutError:
+            raise ThawTimeoutError(f"{self._target.label}: function call {self.object_id}: no result "
+                                   f"within {timeout} s (it is still running; call get() again "
+                                   f"later)") from None
         return _value(reply, self._target.label)
 
     def _get_by_id(self, timeout):
@@ -209,9 +218,17 @@ class FunctionCall:
                 raise NotFoundError(reply.get("error"))
             raise ExecutionError(f"function call {self.object_id}: {reply.get('error')}")
 
-    @staticmethod
-    def gather(*calls):
-        return [c.get() for c in calls]
+    class _Gather:
+        """FunctionCall.gather(*calls): their results, in order; its .aio
+        awaits them together."""
+
+        def __call__(self, *calls):
+            return [c.get() for c in calls]
+
+        async def aio(self, *calls):
+            return list(await asyncio.gather(*(c.get.aio() for c in calls)))
+
+    gather = _Gather()
 
 
 def _map(target, iterators, kwargs, order_outputs, return_exceptions, local_fn=None):

@@ -1529,8 +1529,10 @@ def test_async_functions_hooks_and_aio_variants(write_app, runtime):
             m = [x async for x in mod.double.map.aio([1, 2, 3])]
             call = await mod.double.spawn.aio(4)
             s = await mod.Conn().state.remote.aio()
-            return a, g, m, await call.get.aio(), s
-        assert asyncio.run(main()) == (10, [0, 1], [2, 4, 6], 8, "open")
+            both = await thaw.FunctionCall.gather.aio(call, await mod.double.spawn.aio(5))
+            return a, g, m, await call.get.aio(), s, both
+        assert asyncio.run(main()) == (10, [0, 1], [2, 4, 6], 8, "open", [8, 10])
+        assert thaw.FunctionCall.gather(mod.double.spawn(1), mod.double.spawn(2)) == [2, 4]
     # .local() of an async function is its coroutine, as in Modal.
     assert asyncio.run(mod.double.local(3)) == 6
 

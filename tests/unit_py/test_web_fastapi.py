@@ -7,6 +7,7 @@ Run:  cd <repo> && PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/unit_py
 """
 
 import dataclasses
+import warnings
 from typing import Optional
 
 import pytest
@@ -126,8 +127,12 @@ def test_cors_as_modal_allows_every_origin():
 
 def test_docs_are_served_beside_the_endpoint_only_when_asked():
     apps = {}
-    resp = serve(plain, req(path="/openapi.json"), apps, docs=True)
-    assert resp["status"] == 200 and "/" in json_of(resp)["paths"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resp = serve(plain, req(path="/openapi.json"), apps, docs=True)
+    assert resp["status"] == 200 and list(json_of(resp)["paths"]["/"]) == ["get"]
+    assert not [w for w in caught if "Duplicate Operation ID" in str(w.message)], caught
+    assert serve(plain, req(method="HEAD", query="a=1"), apps, docs=True)["status"] == 200
     assert serve(plain, req(path="/docs"), apps, docs=True)["status"] == 200
     assert serve(plain, req(query="a=1"), apps, docs=True)["status"] == 200
     assert serve(with_request, req(path="/docs"), {})["status"] == 404

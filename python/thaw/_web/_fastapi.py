@@ -127,5 +127,9 @@ def endpoint_app(target, options):
     method = str(options.get("method") or "GET").upper()
     # HEAD answered as GET, as thaw's other endpoints answer it (FastAPI's
     # route alone would say 405).
-    app.add_api_route("/", target, methods=[method, "HEAD"] if method == "GET" else [method])
+    app.add_api_route("/", target, methods=[method])
+    if method == "GET":
+        # Out of the schema: one route with both methods gives both the
+        # same operation id, which FastAPI warns about.
+        app.add_api_route("/", target, methods=["HEAD"], include_in_schema=False)
     return app
