@@ -50,34 +50,47 @@ void mark_handle_snapshot_made(const Store& store, const std::string& key) {
 }
 
 std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Target& t, int max, Log& log) {
-  // t's own is made: it counts as one of the `max`.
   struct Found {
     std::string key;
     int64_t used;
   };
-  std::vector<Found> others;
+  // Those with an image, and the records of refused ones (a meta.json
+  // saying why, so that calls do not try again): each kind capped at max,
+  // t's own counted in its kind.
+  std::vector<Found> images, refused;
   for (const auto& key : store.snapshot_keys()) {
     if (key == t.key) continue;
     auto meta = store.read_meta(key);
     if (!meta || !meta->is_object() || !meta->value("handle", false)) continue;
     if (meta->value("app", std::string()) != t.app || meta->value("function", std::string()) != t.fn.name) continue;
-    if (!store.has_image(key)) continue;
-    others.push_back({key, last_used_ns(store, key)});
+    if (store.has_image(key))
+      images.push_back({key, last_used_ns(store, key)});
+    else if (meta->contains("create_failed"))
+      refused.push_back({key, last_used_ns(store, key)});
   }
-  std::sort(others.begin(), others.end(), [](const Found& a, const Found& b) { return a.used < b.used; });
+  // t's own was made, unless its record says it was refused.
+  auto own_meta = store.read_meta(t.key);
+  bool own_image = !(own_meta && own_meta->is_object() && own_meta->contains("create_failed"));
   std::vector<std::string> removed;
-  size_t keep = static_cast<size_t>(max - 1);
-  for (size_t i = 0; i < others.size() && others.size() - removed.size() > keep; i++) {
-    // One being made or recreated right now is not the least recently used.
-    auto lock = FileLock::try_lock(store.snapshot_dir(others[i].key) + ".lock");
-    if (!lock) continue;
-    std::string image = store.snapshot_image(others[i].key);
-    store.remove_snapshot(others[i].key);
-    removed.push_back(image);
-    log.line(cat("Removed memory snapshot ", others[i].key.substr(0, 12), " of a handle of ", t.label(),
-                 ", the least recently used (at most ", max,
-                 " per function; THAW_MAX_HANDLE_SNAPSHOTS sets how many)."));
-  }
+  auto evict = [&](std::vector<Found>& found, size_t keep, bool with_image) {
+    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.used < b.used; });
+    size_t gone = 0;
+    for (size_t i = 0; i < found.size() && found.size() - gone > keep; i++) {
+      // One being made or recreated right now is not the least recently used.
+      auto lock = FileLock::try_lock(store.snapshot_dir(found[i].key) + ".lock");
+      if (!lock) continue;
+      std::string image = store.snapshot_image(found[i].key);
+      store.remove_snapshot(found[i].key);
+      gone++;
+      if (!with_image) continue;  // only a record: its handle tries again when next called
+      removed.push_back(image);
+      log.line(cat("Removed memory snapshot ", found[i].key.substr(0, 12), " of a handle of ", t.label(),
+                   ", the least recently used (at most ", max,
+                   " per function; THAW_MAX_HANDLE_SNAPSHOTS sets how many)."));
+    }
+  };
+  evict(images, static_cast<size_t>(max - (own_image ? 1 : 0)), true);
+  evict(refused, static_cast<size_t>(max - (own_image ? 0 : 1)), false);
   return removed;
 }
 

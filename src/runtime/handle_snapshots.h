@@ -25,11 +25,12 @@ bool note_handle_snapshot_used(const Store& store, const std::string& key);
 // Makes the "used" file of a handle's snapshot just made.
 void mark_handle_snapshot_made(const Store& store, const std::string& key);
 
-// Once t's handle snapshot is made (so that a failed one costs no other):
-// removes the least recently used others of the same app and function
-// until `max` are left, t's included (one that another thread or runtime
-// has locked is left alone). Returns the image paths removed, for the
-// restore shells to forget.
+// Once t's handle snapshot is made (so that a failed one costs no other),
+// or refused: removes the least recently used others of the same app and
+// function until `max` are left, t's included (one that another thread or
+// runtime has locked is left alone); the records of refused ones (their
+// meta.json alone) are capped the same way, apart. Returns the image paths
+// removed, for the restore shells to forget.
 std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Target& t, int max, Log& log);
 
 }  // namespace thaw::runtime

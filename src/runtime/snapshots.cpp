@@ -106,6 +106,7 @@ bool Snapshots::ensure(const Target& t, bool for_deploy) {
       meta["function"] = t.fn.name;
       meta["handle"] = t.own_snapshot;
       ctx_.store.write_meta(t.key, meta);
+      if (t.own_snapshot) make_room_for_handle_snapshot(ctx_.store, t, max_handles, ctx_.log);
       throw;
     }
     created = true;

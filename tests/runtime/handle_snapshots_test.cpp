@@ -1,5 +1,6 @@
 // Handles' own snapshots (Cls.with_options): at most N per function, the
-// least recently called removed first, one locked by its maker left alone;
+// least recently called removed first, one locked by its maker left alone,
+// the records of refused ones capped apart;
 // and a lock whose file was removed under its waiter is not held twice.
 #include <sys/stat.h>
 
@@ -67,6 +68,26 @@ TEST_F(HandleSnapshots, TheLeastRecentlyCalledGoFirst) {
   EXPECT_FALSE(thaw::container::exists(store_->snapshot_dir("k2")));
   // Room enough already: nothing more goes.
   EXPECT_TRUE(make_room_for_handle_snapshot(*store_, target("k4"), 2, log_).empty());
+}
+
+TEST_F(HandleSnapshots, RecordsOfRefusedOnesAreCappedApart) {
+  auto refuse = [&](const std::string& key) {
+    store_->write_meta(key, {{"app", "app"}, {"function", "Model"}, {"handle", true},
+                             {"create_failed", {{"reason", "a socket"}}}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
+  make("k1", "Model", true);
+  refuse("r1");
+  refuse("r2");
+  refuse("r3");
+  // r3 refused just now: the oldest other record goes, no image does.
+  EXPECT_TRUE(make_room_for_handle_snapshot(*store_, target("r3"), 2, log_).empty());
+  EXPECT_FALSE(thaw::container::exists(store_->snapshot_dir("r1")));
+  EXPECT_TRUE(store_->read_meta("r2").has_value());
+  EXPECT_TRUE(store_->has_image("k1"));
+  // A snapshot made leaves the records alone (under the cap).
+  EXPECT_TRUE(make_room_for_handle_snapshot(*store_, target("k2"), 2, log_).empty());
+  EXPECT_TRUE(store_->read_meta("r2").has_value() && store_->read_meta("r3").has_value());
 }
 
 TEST_F(HandleSnapshots, OneBeingMadeIsLeftAlone) {
