@@ -1,11 +1,18 @@
-// thaw app ls | stop APP | history APP | rollback APP [VERSION]
+// thaw app ls | stop APP | history APP | rollback APP [VERSION] | logs APP [-f] [-n N]
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <memory>
 
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "container/fsutil.h"
 #include "runtime/deploy.h"
 #include "runtime/snapshot_key.h"
@@ -150,6 +157,67 @@ int rollback_app(Session& s, const std::string& app, const std::string& version_
   return runtime::deploy(*s.rt, o);
 }
 
+// Prints the last `lines` lines of the app's log (all with 0); with follow,
+// then what is appended, until interrupted (a rotated file is followed
+// into its successor).
+int app_logs(Session& s, const std::string& app, int lines, bool follow) {
+  runtime::check_name("app", app);
+  if (s.ctx.store.versions(app).empty()) fail("app '", app, "' was never deployed (`thaw app ls` lists the apps)");
+  std::string path = runtime::app_log_path(s.ctx.store, app);
+  auto out = [](const char* p, size_t n) {
+    if (std::fwrite(p, 1, n, stdout) != n || std::fflush(stdout) != 0) fail_errno("write the log to stdout");
+  };
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd && errno != ENOENT) fail_errno("open ", path);
+  if (!fd && !follow) {
+    std::fprintf(stderr, "No output from app %s yet (its containers' output is kept in %s).\n", app.c_str(),
+                 path.c_str());
+    return 0;
+  }
+  off_t pos = 0;
+  if (fd) {
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) fail_errno("stat ", path);
+    // The tail: at most the last 8 MiB, cut to whole lines.
+    off_t from = lines > 0 ? std::max<off_t>(0, st.st_size - (8 << 20)) : 0;
+    std::string text(static_cast<size_t>(st.st_size - from), '\0');
+    ssize_t n = ::pread(fd.get(), text.data(), text.size(), from);
+    if (n < 0) fail_errno("read ", path);
+    text.resize(static_cast<size_t>(n));
+    pos = from + n;
+    size_t start = 0;
+    if (lines > 0) {
+      size_t end = text.size(), seen = 0;
+      if (end > 0 && text[end - 1] == '\n') end--;
+      start = end;
+      while (start > 0 && seen < static_cast<size_t>(lines)) {
+        if (text[start - 1] == '\n' && ++seen == static_cast<size_t>(lines)) break;
+        start--;
+      }
+      if (from > 0 && start == 0) start = text.find('\n') == std::string::npos ? 0 : text.find('\n') + 1;
+    }
+    out(text.data() + start, text.size() - start);
+  }
+  if (!follow) return 0;
+  char buf[1 << 16];
+  for (;;) {
+    struct stat now;
+    bool exists = ::stat(path.c_str(), &now) == 0;
+    struct stat mine;
+    if (exists && (!fd || ::fstat(fd.get(), &mine) != 0 || mine.st_ino != now.st_ino || now.st_size < pos)) {
+      // Made, rotated or cut: read the new file from its start (after
+      // what is left of the old one).
+      if (fd)
+        for (ssize_t n; (n = ::pread(fd.get(), buf, sizeof buf, pos)) > 0; pos += n) out(buf, n);
+      fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      pos = 0;
+    }
+    if (fd)
+      for (ssize_t n; (n = ::pread(fd.get(), buf, sizeof buf, pos)) > 0; pos += n) out(buf, n);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 }  // namespace
 
 Command add_app(CLI::App& app) {
@@ -166,12 +234,19 @@ Command add_app(CLI::App& app) {
       "rollback", "Deploy a previous version's code again, as a new version (default: the one before the deployed one)");
   rollback->add_option("app", *name, "the app")->required();
   rollback->add_option("version", *version, "the version to go back to (v3, or 3)");
-  return {sub, [ls, stop, history, rollback, name, version] {
+  auto* logs = sub->add_subcommand("logs", "Show what a deployed app's containers printed (stdout and stderr)");
+  logs->add_option("app", *name, "the app")->required();
+  auto lines = std::make_shared<int>(100);
+  auto follow = std::make_shared<bool>(false);
+  logs->add_option("-n,--lines", *lines, "how many of the last lines to show (0: all)")->check(CLI::NonNegativeNumber);
+  logs->add_flag("-f,--follow", *follow, "then show new output as it comes, until interrupted");
+  return {sub, [ls, stop, history, rollback, logs, name, version, lines, follow] {
             Session s;
             if (*ls) return list_apps(s);
             if (*stop) return stop_app(s, *name);
             if (*history) return app_history(s, *name);
             if (*rollback) return rollback_app(s, *name, *version);
+            if (*logs) return app_logs(s, *name, *lines, *follow);
             return 1;
           }};
 }

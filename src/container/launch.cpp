@@ -46,7 +46,7 @@ std::string new_container_id() {
 }
 
 std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o) {
-  std::unique_ptr<Container> c(new Container(spec.id, o.log_fd));
+  std::unique_ptr<Container> c(new Container(spec.id, o));
   c->cgroup_ = Cgroup::create(spec.id, o.memory_limit_bytes, o.cpu_limit);
   Spec s = spec;
   s.cgroups = c->cgroup_.dirs();
@@ -68,7 +68,7 @@ std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o) 
 }
 
 std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions& o, RestoreShell& shell) {
-  std::unique_ptr<Container> c(new Container(spec.id, o.log_fd));
+  std::unique_ptr<Container> c(new Container(spec.id, o));
   c->cgroup_ = Cgroup::create(spec.id, o.memory_limit_bytes, o.cpu_limit);
   Spec s = spec;
   s.cgroups = c->cgroup_.dirs();

@@ -22,6 +22,7 @@ namespace thaw::container {
 struct LaunchOptions {
   std::string thaw_exe;    // the thaw binary, for `thaw __init`
   int log_fd = 2;          // where the container's output goes
+  std::string app_log;     // a file it is appended to as well ("" for none)
   uint64_t memory_limit_bytes = 0;
   double cpu_limit = 0;  // cores
   int restore_timeout_ms = 120000;
@@ -56,7 +57,8 @@ class Container {
  private:
   friend std::unique_ptr<Container> start_cold(const Spec&, const LaunchOptions&);
   friend std::unique_ptr<Container> start_restored(const Spec&, const LaunchOptions&, RestoreShell&);
-  Container(std::string id, int log_fd) : id_(std::move(id)), log_(log_fd) {}
+  Container(std::string id, const LaunchOptions& o)
+      : id_(std::move(id)), log_(o.log_fd, o.app_log.empty() ? UniqueFd() : open_app_log(o.app_log)) {}
 
   std::string id_;
   LogPump log_;

@@ -4,13 +4,42 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <cerrno>
 
 #include "common/error.h"
+#include "container/fsutil.h"
 
 namespace thaw::container {
 
-LogPump::LogPump(int log_fd) : log_fd_(log_fd) {
+namespace {
+
+constexpr off_t kMaxAppLogBytes = 64 << 20;
+
+void write_to(int fd, const char* buf, ssize_t n) {
+  for (ssize_t off = 0; off < n;) {
+    ssize_t w = ::write(fd, buf + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return;  // the log is gone; keep draining the pipe
+    off += w;
+  }
+}
+
+}  // namespace
+
+UniqueFd open_app_log(const std::string& path) {
+  try {
+    mkdir_p(path.substr(0, path.rfind('/')), 0750);
+  } catch (const std::exception&) {
+    return UniqueFd();
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && st.st_size > kMaxAppLogBytes) ::rename(path.c_str(), (path + ".1").c_str());
+  return UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+}
+
+LogPump::LogPump(int log_fd, UniqueFd copy) : log_fd_(log_fd), copy_(std::move(copy)) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) fail_errno("create a log pipe");
   read_.reset(p[0]);
@@ -39,12 +68,8 @@ void LogPump::run() {
     ssize_t n = ::read(read_.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = ::write(log_fd_, buf + off, n - off);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) break;  // the log is gone; keep draining the pipe
-      off += w;
-    }
+    write_to(log_fd_, buf, n);
+    if (copy_) write_to(copy_.get(), buf, n);
   }
 }
 

@@ -2,9 +2,12 @@
 // runtime's log as it comes. A pipe, not the log fd itself, so that the
 // worker's fds 1 and 2 are always "external" pipes to the engine — whatever
 // the runtime's stderr is (a terminal, a file, a test's pipe) — and can be
-// handed to a restored worker afresh.
+// handed to a restored worker afresh. A deployed app's containers also
+// append their output to its log file ($THAW_HOME/logs/<app>.log), which
+// `thaw app logs` reads.
 #pragma once
 #include <atomic>
+#include <string>
 #include <thread>
 
 #include "common/unique_fd.h"
@@ -13,8 +16,9 @@ namespace thaw::container {
 
 class LogPump {
  public:
-  // Creates the pipe; write_end() goes to the container.
-  explicit LogPump(int log_fd);
+  // Creates the pipe; write_end() goes to the container. Output also goes
+  // to `copy` when it is open.
+  explicit LogPump(int log_fd, UniqueFd copy = UniqueFd());
   LogPump(const LogPump&) = delete;
   LogPump& operator=(const LogPump&) = delete;
   // Drains what is left and stops.
@@ -27,9 +31,15 @@ class LogPump {
  private:
   void run();
   int log_fd_;
+  UniqueFd copy_;
   UniqueFd read_, write_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// Opens an app's log file for appending (its directory made; a file past
+// 64 MiB is first moved to <path>.1, replacing the one before). Returns an
+// empty fd when it cannot: an app log never stops a container.
+UniqueFd open_app_log(const std::string& path);
 
 }  // namespace thaw::container

@@ -67,6 +67,9 @@ container::LaunchOptions Launcher::options(const Target& t) const {
   container::LaunchOptions o;
   o.thaw_exe = ctx_.thaw_exe;
   o.log_fd = ctx_.log.fd();
+  // A deployed app's output is kept for `thaw app logs` (an ephemeral
+  // one's, `thaw run`, goes to its terminal only).
+  if (t.version) o.app_log = app_log_path(ctx_.store, t.app);
   o.memory_limit_bytes = t.fn.memory_limit_bytes();
   o.cpu_limit = t.fn.cpu_limit();
   return o;

@@ -391,6 +391,43 @@ def read():
     assert "e2e-cli-vol" not in thaw.run("volume", "list").stdout
 
 
+def test_app_logs_keep_what_its_containers_printed(thaw):
+    app = thaw.tmp / "logs_app.py"
+    app.write_text("""
+import sys
+import thaw
+app = thaw.App("e2e-logs")
+print("loaded in the snapshot phase")
+
+@app.function(enable_memory_snapshot=True)
+def shout(x):
+    print(f"out {x}")
+    print(f"err {x}", file=sys.stderr, flush=True)
+    return x
+""")
+    cp = thaw.run("app", "logs", "e2e-logs", check=False)
+    assert cp.returncode != 0 and "never deployed" in cp.stderr, cp.stderr
+    thaw.deploy(app)
+    for x in (1, 2):
+        thaw.call("e2e-logs", "shout", x)
+    lines = thaw.run("app", "logs", "e2e-logs").stdout.splitlines()
+    assert lines == ["loaded in the snapshot phase", "out 1", "err 1", "out 2", "err 2"], lines
+    assert thaw.run("app", "logs", "e2e-logs", "-n", "1").stdout.splitlines() == ["err 2"]
+    follower = subprocess.Popen([str(THAW_BIN), "app", "logs", "e2e-logs", "-f", "-n", "0"], env=thaw.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        thaw.call("e2e-logs", "shout", 3)
+        deadline, seen = time.monotonic() + 30, ""
+        while "err 3" not in seen and time.monotonic() < deadline:
+            time.sleep(0.3)
+            seen = (thaw.home / "logs" / "e2e-logs.log").read_text()
+        time.sleep(0.5)  # the follower polls every 0.2 s
+    finally:
+        follower.terminate()
+    out = follower.communicate(timeout=10)[0].splitlines()
+    assert out[-2:] == ["out 3", "err 3"] and out.count("out 1") == 1, out
+
+
 def test_deleted_volume_file_falls_back_to_a_cold_start(thaw):
     thaw.deploy(APPS / "volume_reader.py")
     value, log, _ = thaw.call("e2e-volume", "weight_bytes")
