@@ -206,6 +206,32 @@ def test_lazy_restore_detached(zoo, thaw_bin):
     assert rest == expected, _show("restore --detach", rc, out, err)
 
 
+@pytest.mark.parametrize("mode", ["lazy", "faults-only"])
+def test_checkpoint_of_a_process_still_being_restored_lazily(zoo, thaw_bin, mode):
+    """A process checkpointed while its lazy restore is still filling its
+    memory: the pages not in yet are brought in first (pagemap would show
+    them missing, as if zero); the second image restores the same process."""
+    expected = zoo.run_uninterrupted("lazy_memory")
+    p = zoo.start("lazy_memory")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    pidfile = str(zoo.img_path()) + ".pid"
+    extra = ["--lazy-faults-only"] if mode == "faults-only" else []
+    r = zoo.restore_start(img, *extra, "--pidfile", pidfile)
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(pidfile) and open(pidfile).read().endswith("\n")):
+        assert r.poll() is None and time.monotonic() < deadline, "restore did not write its pidfile"
+        time.sleep(0.005)
+    pid = int(open(pidfile).read())
+    img2 = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--pid", pid, "--out", img2, "--kill")
+    assert cp.returncode == 0, cp.stderr
+    zoo.kill(r)
+    rc, out, err = zoo.restore(img2, "--eager")
+    _assert_same(expected, rc, out, err, f"restored from a checkpoint taken during a {mode} restore")
+
+
 def test_lazy_restore_fills_everything(zoo, thaw_bin):
     """The default (lazy) restore brings every stored page in, by fault or in
     the background, and then lets go of the process's memory: no mapping of
@@ -337,6 +363,28 @@ def test_unsupported_inotify(zoo, thaw_bin):
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "unsupported_inotify after failed checkpoint")
+
+
+@pytest.mark.parametrize("mode,says", [
+    ("flock", "holds a file lock"),
+    ("posix", "holds a file lock"),
+    ("caps", "its capabilities differ from thaw's"),
+    ("nnp", "no_new_privs is 1"),
+    ("netns", "runs in another network namespace"),
+])
+def test_unsupported_restrictions(zoo, thaw_bin, mode, says):
+    """What an image does not hold and a restore would change in silence (a
+    lock another process could then take, a dropped capability regained,
+    no_new_privs cleared, another network namespace) is refused by name;
+    the target keeps it."""
+    expected = zoo.run_uninterrupted("unsupported_restrictions", mode)
+    p = zoo.start("unsupported_restrictions", mode)
+    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+    assert cp.returncode != 0, f"checkpoint of a process with {mode} succeeded:\n{cp.stderr}"
+    assert says in cp.stderr, cp.stderr
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, f"unsupported_restrictions {mode} after failed checkpoint")
 
 
 @pytest.mark.parametrize("mode", ["plain", "sqpoll"])

@@ -1,10 +1,12 @@
 /* threads: several threads, each blocked in a different syscall at checkpoint
  * time (futex, nanosleep, poll, read) plus a spinning computation thread.
  * After restore they are woken and report thread-local state, work results,
- * and that their tids did not change. */
+ * and that their tids did not change. The futex one has a signal pending
+ * for it alone, sent with pthread_kill (tgkill) while it blocks it. */
 #include "zoo.h"
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -57,14 +59,26 @@ static void tls_report(int idx)
     r->work = h;
 }
 
+static int thread_signal_ok;
+
 static void *t_cond(void *arg)
 {
     (void)arg;
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
     tls_init(0, "cond");
     pthread_mutex_lock(&mtx);
     while (!cond_flag)
         pthread_cond_wait(&cond, &mtx);
     pthread_mutex_unlock(&mtx);
+    /* still pending for this thread, as tgkill sent it */
+    siginfo_t si;
+    struct timespec zero = {0, 0};
+    thread_signal_ok = sigtimedwait(&usr1, &si, &zero) == SIGUSR1 &&
+                       (si.si_code == SI_TKILL || si.si_code == SI_USER) &&
+                       si.si_pid == getpid();
     tls_report(0);
     return NULL;
 }
@@ -168,6 +182,7 @@ int main(void)
         CHECK(pthread_create(&th[i], NULL, fns[i], NULL) == 0, "pthread_create");
     while (atomic_load(&started) < NTHREADS)
         usleep(1000);
+    CHECK(pthread_kill(th[0], SIGUSR1) == 0, "pthread_kill");
     usleep(20000); /* let them reach their blocking syscalls */
 
     zoo_ready();
@@ -196,6 +211,8 @@ int main(void)
         if (!r->tid_ok)
             tids_ok = 0;
     }
+    CHECK(thread_signal_ok, "the signal pending for the futex thread was lost or changed");
+    printf("thread signal ok\n");
     CHECK(results[4].spin_ok, "spinner computed inconsistent results");
     printf("spinner ok\n");
     CHECK(tids_ok, "tid changed across restore");

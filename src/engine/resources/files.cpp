@@ -142,6 +142,12 @@ FdProbe probe_fd(CheckpointContext& c, int fd) {
 json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   return in_context(p.where(), [&] {
     if (const char* why = unsupported_reason(p)) fail(why);
+    // fdinfo lists the locks this fd (flock, OFD) or this process (POSIX)
+    // holds on the file. A restored process would not hold them again, and
+    // another could take them: refuse rather than lose them.
+    if (auto lock = p.info.find("lock"); lock != p.info.end())
+      fail("it holds a file lock (", lock->second, "), which a restore would not take again; release it "
+           "before the checkpoint");
     if (is_tty(p) || (link_is(p, "pipe:") && external_pipe(p, all))) return dump_external(p);
     const FileKind* kind = nullptr;
     for (const FileKind* k : kKinds)

@@ -190,7 +190,41 @@ void store_pages(CheckpointContext& c, std::vector<Chunk>& chunks) {
 
 }  // namespace
 
+namespace {
+
+bool filled_by_userfaultfd(const std::vector<proc::MapEntry>& maps) {
+  for (const auto& e : maps)
+    if (e.has_flag("um")) return true;
+  return false;
+}
+
+}  // namespace
+
 void dump_memory(CheckpointContext& c) {
+  // Memory registered with a userfaultfd is what a lazy thaw restore is
+  // still filling from outside (the process holds no userfaultfd itself:
+  // that is refused with its fds). Its missing pages are not zero, only not
+  // there yet, and pagemap (and a copy-on-write fork) cannot tell: give the
+  // pager a moment to finish, then read what is left through the process,
+  // which faults it in (a restore with --lazy-faults-only fills nothing by
+  // itself).
+  for (int waited_ms = 0; filled_by_userfaultfd(c.maps) && waited_ms < 2000; waited_ms += 10) {
+    ::usleep(10000);
+    c.maps = proc::read_maps(c.pid, true);
+  }
+  if (filled_by_userfaultfd(c.maps)) {
+    // In the process itself: a userfaultfd serves no other process's
+    // faults (reading /proc/PID/mem there fails).
+    constexpr int kMadvPopulateRead = 22;
+    for (const auto& e : c.maps) {
+      if (!e.has_flag("um") || !(e.prot & PROT_READ)) continue;
+      long r = c.seizure.syscall(c.seizure.leader(), SYS_madvise, e.start, e.end - e.start, kMadvPopulateRead);
+      if (r < 0)
+        fail("bring in the memory a lazy restore has not filled yet (0x", std::hex, e.start, "-0x", e.end,
+             "): ", std::strerror(static_cast<int>(-r)));
+    }
+  }
+
   UniqueFd pagemap(::open(cat("/proc/", c.pid, "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_errno("open /proc/", c.pid, "/pagemap");
   std::vector<uint64_t> pm;

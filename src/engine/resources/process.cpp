@@ -80,10 +80,49 @@ void refuse_unsupported(pid_t pid, const std::vector<proc::Tracee>& threads) {
     fail("process ", pid, " is tracing other processes (", traced, ") with ptrace; not supported");
 }
 
+// A restored process gets what the restoring thaw has and the image does
+// not hold: its capabilities (a root process's; a non-root one's are
+// cleared by the uid change), no_new_privs, seccomp filters, and network
+// and user namespaces. A process that had other ones would come back with
+// them changed, in silence (a process that dropped capabilities would
+// regain them): refuse it, by name.
+void refuse_what_restore_would_change(pid_t pid, const std::vector<proc::Tracee>& threads) {
+  auto mine = proc::read_status("/proc/self");
+  const char* fix = "; a restore gives it thaw's own: checkpoint a process that runs as thaw does";
+  for (const auto& t : threads) {
+    auto st = proc::read_status(cat("/proc/", pid, "/task/", t.tid));
+    std::string who = cat("process ", pid, t.tid == pid ? std::string() : cat(" (thread ", t.tid, ")"));
+    auto uids = numbers(st["Uid"]);
+    bool root = uids.size() >= 3 && (uids[0] == 0 || uids[1] == 0 || uids[2] == 0);
+    std::vector<const char*> same = {"CapBnd", "CapInh"};
+    if (root) same.insert(same.end(), {"CapPrm", "CapEff", "CapAmb"});
+    for (const char* k : same)
+      if (st[k] != mine[k])
+        fail(who, ": its capabilities differ from thaw's (", k, " ", st[k], ", thaw's ", mine[k], ")", fix);
+    if (!root)
+      for (const char* k : {"CapPrm", "CapEff", "CapAmb"})
+        if (parse_hex64(st[k]) != 0)
+          fail(who, " runs as uid ", uids[0], " with capabilities (", k, " ", st[k],
+               "), which a restore would drop; not supported");
+    if (st["NoNewPrivs"] != mine["NoNewPrivs"])
+      fail(who, ": no_new_privs is ", st["NoNewPrivs"], " (thaw's: ", mine["NoNewPrivs"], ")", fix);
+    if (st["Seccomp"] != mine["Seccomp"] || st["Seccomp_filters"] != mine["Seccomp_filters"])
+      fail(who, " has seccomp filters thaw does not have (Seccomp ", st["Seccomp"], ", ", st["Seccomp_filters"],
+           " filters; thaw's: ", mine["Seccomp"], ", ", mine["Seccomp_filters"], ")", fix);
+  }
+  for (const char* ns : {"net", "user"}) {
+    std::string theirs = proc::read_link(cat("/proc/", pid, "/ns/", ns)), ours = proc::read_link(cat("/proc/self/ns/", ns));
+    if (theirs != ours)
+      fail("process ", pid, " runs in another ", ns == std::string("net") ? "network" : "user", " namespace (",
+           theirs, "; thaw's: ", ours, "), which an image does not hold; not supported");
+  }
+}
+
 }  // namespace
 
 void dump_process(CheckpointContext& c) {
   refuse_unsupported(c.pid, c.seizure.threads());
+  refuse_what_restore_would_change(c.pid, c.seizure.threads());
   auto& p = c.m.process;
   std::string dir = cat("/proc/", c.pid);
   p.pid = c.pid;

@@ -274,6 +274,17 @@ static void restore_thread_state(struct rst_args* a, const struct rst_thread* t)
     sys1(__NR_setfsgid, a->gids[3]);
     sys1(__NR_setfsuid, a->uids[3]);
   }
+  /* Signals pending for this thread alone. The kernel lets only the thread
+   * itself queue one with a kill-like si_code (tgkill, pthread_kill) for a
+   * thread (rt_tgsigqueueinfo: EPERM from any other), so each queues its
+   * own; every signal is blocked until thaw sets the real masks. */
+  struct rst_siginfo* sigs = ARR(a, struct rst_siginfo, sigs_off);
+  int32_t tgid = ARR(a, struct rst_thread, threads_off)[0].tid;
+  for (uint32_t i = 0; i < a->nr_sigs; i++) {
+    if (sigs[i].tid != t->tid) continue;
+    long q = sys4(__NR_rt_tgsigqueueinfo, tgid, t->tid, sigs[i].signo, sigs[i].info);
+    if (q) die(a, "queue a signal pending for thread (signal number, error)", (uint64_t)sigs[i].signo, q);
+  }
 }
 
 static void restore_posix_timers(struct rst_args* a) {
@@ -393,9 +404,9 @@ void restorer_main(struct rst_args* a) {
    * sets the real masks last, and they are delivered when the threads run. */
   struct rst_siginfo* sigs = ARR(a, struct rst_siginfo, sigs_off);
   for (uint32_t i = 0; i < a->nr_sigs; i++) {
-    long q = sigs[i].tid ? sys4(__NR_rt_tgsigqueueinfo, threads[0].tid, sigs[i].tid, sigs[i].signo, sigs[i].info)
-                         : sys3(__NR_rt_sigqueueinfo, threads[0].tid, sigs[i].signo, sigs[i].info);
-    if (q) die(a, "queue pending signal", (uint64_t)sigs[i].signo, q);
+    if (sigs[i].tid) continue; /* queued by its thread (restore_thread_state) */
+    long q = sys3(__NR_rt_sigqueueinfo, threads[0].tid, sigs[i].signo, sigs[i].info);
+    if (q) die(a, "queue a signal pending for the process (signal number, error)", (uint64_t)sigs[i].signo, q);
   }
 
   /* "R <region start> <region end> <ns in memory> <ns in the rest>": thaw
