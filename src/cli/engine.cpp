@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -102,7 +103,14 @@ Command add_restore(CLI::App& app) {
               thaw::fail("restore: give an image directory or --from-template SOCKET (one of them)");
             if (!o->from_template.empty())
               return restore_from_template(o->from_template, ro.inherit, o->stats, ro.detach);
-            ro.on_running = [o](const engine::RestoreResult& r) {
+            // Ctrl-C or SIGTERM before the process runs stops the restore
+            // cleanly (no half-restored process left parked); from then on
+            // they act as before.
+            auto held = std::make_shared<std::optional<HeldSignals>>();
+            held->emplace();
+            ro.stop_on_interrupt = true;
+            ro.on_running = [o, held](const engine::RestoreResult& r) {
+              held->reset();
               if (o->stats || o->ro.detach)
                 std::fprintf(stderr,
                              "restore: %s running as pid %d after %.1f ms (image %.1f, setup %.1f, memory %.1f, "
@@ -115,7 +123,15 @@ Command add_restore(CLI::App& app) {
               if (o->ro.detach) std::printf("%d\n", r.host_pid);
               std::fflush(nullptr);
             };
-            auto r = engine::restore(ro);
+            engine::RestoreResult r;
+            try {
+              r = engine::restore(ro);
+            } catch (const std::exception& e) {
+              // Printed before a held signal is let through (and ends thaw).
+              std::fprintf(stderr, "thaw: %s\n", e.what());
+              return 1;
+            }
+            held->reset();
             if (ro.detach) return 0;
             const auto& pg = r.pager;
             if (!pg.ok)

@@ -24,13 +24,13 @@ HeldSignals::HeldSignals() {
 
 HeldSignals::~HeldSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
 
-void throw_if_interrupted() {
+void throw_if_interrupted(const char* outcome) {
   sigset_t pending;
   if (::sigpending(&pending) != 0) return;
   for (int sig : kTermination)
     if (sigismember(&pending, sig)) {
       const char* name = ::sigabbrev_np(sig);
-      throw Interrupted(cat("interrupted by SIG", name ? name : "?", "; nothing was written"));
+      throw Interrupted(cat("interrupted by SIG", name ? name : "?", "; ", outcome));
     }
 }
 

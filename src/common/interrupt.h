@@ -30,7 +30,8 @@ class HeldSignals {
   sigset_t old_;
 };
 
-// Throws Interrupted, naming the signal, if one of them is pending.
-void throw_if_interrupted();
+// Throws Interrupted, naming the signal and what became of the work
+// (`outcome`), if one of them is pending.
+void throw_if_interrupted(const char* outcome = "nothing was written");
 
 }  // namespace thaw

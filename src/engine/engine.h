@@ -64,6 +64,10 @@ struct RestoreOptions {
   std::map<int, int> inherit;  // fd in the image -> our fd to give it
   bool detach = false;         // return once it runs instead of waiting for it
   std::string pidfile;         // where to write the host pid of the restored process
+  // The caller holds SIGINT/SIGTERM/SIGHUP/SIGQUIT (common/interrupt.h):
+  // one that comes before the process runs stops the restore, and the
+  // half-restored process with it, instead of leaving it parked.
+  bool stop_on_interrupt = false;
   // Extra namespaces (CLONE_NEWNS, CLONE_NEWUTS, ...) to create besides the
   // pid namespace, and code to run inside them (as pid 1, before the process
   // is created): a container's mounts, hostname.

@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "common/io.h"
 #include "common/mapping.h"
 #include "common/timing.h"
@@ -598,6 +599,14 @@ RestoreResult restore(const RestoreOptions& o) {
       watch_w.reset(sp[1]);
     }
 
+    // Opened before anything starts: a path that cannot be written is an
+    // error, not a pid silently missing.
+    UniqueFd pidfile;
+    if (!o.pidfile.empty()) {
+      pidfile.reset(::open(o.pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (!pidfile) fail_errno("--pidfile ", o.pidfile);
+    }
+
     double load_ms = ms_since(t0);
     auto t_forked = std::chrono::steady_clock::now();
     // unshare() makes our next child pid 1 of a new namespace; setns() back
@@ -640,6 +649,7 @@ RestoreResult restore(const RestoreOptions& o) {
       // driver's fds) and back in our own pid namespace (threads).
       if (!m.gpu.uuid.empty()) gpu.emplace(m);
       st = read_status(status_r.get(), want_lazy);
+      if (o.stop_on_interrupt) throw_if_interrupted("the half-restored process was stopped");
     } catch (const std::exception& e) {
       return reap_failed(e.what());
     }
@@ -705,6 +715,7 @@ RestoreResult restore(const RestoreOptions& o) {
         if (o.detach) gpu->wait_prepared();
         start_pager();
       }
+      if (o.stop_on_interrupt) throw_if_interrupted("the half-restored process was stopped");
       finish(host, m, rs, re - rs, gpu ? &*gpu : nullptr);
       if (gpu) {
         res.gpu_ms = gpu->total_ms();
@@ -718,10 +729,9 @@ RestoreResult restore(const RestoreOptions& o) {
 
     // From here the process runs.
     start_pager();
-    if (!o.pidfile.empty()) {
+    if (pidfile) {
       std::string s = cat(host, "\n");
-      UniqueFd f(::open(o.pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-      if (f) write_all(f.get(), s.data(), s.size(), o.pidfile);
+      write_all(pidfile.get(), s.data(), s.size(), o.pidfile);
     }
     if (o.on_running) o.on_running(res);
     if (o.detach) return res;

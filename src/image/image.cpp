@@ -154,7 +154,14 @@ void Writer::commit(Manifest& m) {
     if (::fsync(fd.get()) != 0) fail_errno("fsync ", kHeaderName);
   }
   fsync_path(tmp_);
-  if (::rename(tmp_.c_str(), dir_.c_str()) != 0) fail_errno("publish image ", tmp_, " as ", dir_);
+  // Never over something made meanwhile (rename would replace an empty
+  // directory in silence).
+  if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY)
+      fail("publish image as ", dir_, ": it exists (made while the checkpoint ran); remove it and take the "
+           "checkpoint again");
+    fail_errno("publish image ", tmp_, " as ", dir_);
+  }
   fsync_path(parent_of(dir_));
   committed_ = true;
 }

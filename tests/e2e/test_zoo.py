@@ -111,12 +111,55 @@ def test_checkpoint_reads_a_copy_on_write_fork(zoo, thaw_bin):
         _assert_same(expected, rc, out, err, f"restored busy_writer {extra}")
 
 
-@pytest.mark.parametrize("how", ["--no-cow", "seccomp", "mlock"])
+def test_restore_stopped_by_sigterm_leaves_no_process(zoo, thaw_bin):
+    """SIGTERM while an eager restore fills memory: the restore stops and
+    takes the half-restored process with it (it would stay parked, every
+    signal blocked); a pidfile that cannot be written is an error up front."""
+    p = zoo.start("big_heap", "768")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    cp = zoo.thaw("restore", img, "--pidfile", "/nonexistent-dir/restored.pid")
+    assert cp.returncode != 0 and "--pidfile /nonexistent-dir/restored.pid" in cp.stderr, cp.stderr
+    r = zoo.restore_start(img, "--eager")
+    time.sleep(0.1)
+    r.send_signal(signal.SIGTERM)
+    _, err = r.communicate(timeout=60)
+    err = err.decode(errors="replace")
+    if "interrupted by SIGTERM" not in err:
+        pytest.skip(f"the restore was done before SIGTERM came (rc {r.returncode}): {err}")
+    assert "the half-restored process was stopped" in err, err
+    time.sleep(0.5)
+
+    def cmdline(d):
+        try:
+            return (d / "cmdline").read_bytes()
+        except OSError:
+            return b""  # gone meanwhile
+    prog = str(zoo.prog_path("big_heap")).encode()
+    left = [d.name for d in Path("/proc").iterdir() if d.name.isdigit() and prog in cmdline(d)]
+    assert not left, f"processes of the image left: {left}"
+
+
+def test_unsupported_seccomp(zoo, thaw_bin):
+    """A seccomp filter thaw does not have itself would be gone after a
+    restore (the sandbox lifted in silence): refused, and the target runs on."""
+    expected = zoo.run_uninterrupted("busy_writer", "seccomp")
+    p = zoo.start("busy_writer", "seccomp")
+    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+    assert cp.returncode != 0 and "has seccomp filters thaw does not have" in cp.stderr, cp.stderr
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "busy_writer seccomp after failed checkpoint")
+
+
+@pytest.mark.parametrize("how", ["--no-cow", "mlock"])
 def test_checkpoint_holding_the_target(zoo, thaw_bin, how):
-    """Without a forked copy (asked for with --no-cow; a process with a
-    seccomp filter, which might forbid the clone; one that locks memory,
-    which the copy would make fault) the pages are read with the target
-    held: the image is one instant all the same."""
+    """Without a forked copy (asked for with --no-cow; one that locks
+    memory, which the copy would make fault; a process with a seccomp
+    filter, as thaw's own when both run in one sandbox, which might forbid
+    the clone) the pages are read with the target held: the image is one
+    instant all the same."""
     args = [] if how == "--no-cow" else [how]
     expected = zoo.run_uninterrupted("busy_writer", *args)
     p = zoo.start("busy_writer", *args)

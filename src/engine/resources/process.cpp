@@ -104,11 +104,11 @@ void refuse_what_restore_would_change(pid_t pid, const std::vector<proc::Tracee>
         if (parse_hex64(st[k]) != 0)
           fail(who, " runs as uid ", uids[0], " with capabilities (", k, " ", st[k],
                "), which a restore would drop; not supported");
-    if (st["NoNewPrivs"] != mine["NoNewPrivs"])
-      fail(who, ": no_new_privs is ", st["NoNewPrivs"], " (thaw's: ", mine["NoNewPrivs"], ")", fix);
     if (st["Seccomp"] != mine["Seccomp"] || st["Seccomp_filters"] != mine["Seccomp_filters"])
       fail(who, " has seccomp filters thaw does not have (Seccomp ", st["Seccomp"], ", ", st["Seccomp_filters"],
            " filters; thaw's: ", mine["Seccomp"], ", ", mine["Seccomp_filters"], ")", fix);
+    if (st["NoNewPrivs"] != mine["NoNewPrivs"])
+      fail(who, ": no_new_privs is ", st["NoNewPrivs"], " (thaw's: ", mine["NoNewPrivs"], ")", fix);
   }
   for (const char* ns : {"net", "user"}) {
     std::string theirs = proc::read_link(cat("/proc/", pid, "/ns/", ns)), ours = proc::read_link(cat("/proc/self/ns/", ns));
