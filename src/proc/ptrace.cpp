@@ -170,9 +170,17 @@ void Seizure::release() {
       user_regs_struct r = rewound(t.regs);
       ::ptrace(PTRACE_SETREGS, t.tid, nullptr, &r);
     }
-    int first = t.resend.empty() ? 0 : t.resend.front();
-    ::ptrace(PTRACE_DETACH, t.tid, nullptr, first);
-    for (size_t i = 1; i < t.resend.size(); i++) ::syscall(SYS_tgkill, pid_, t.tid, t.resend[i]);
+    ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
+    // Sent again with what came with them (a sigqueue's value, its sender),
+    // where the kernel lets another process queue that siginfo (si_code < 0
+    // but a tgkill's); else as a plain signal. After the detach: a traced
+    // thread would stop for each again.
+    for (size_t i = 0; i < t.resend.size(); i++) {
+      const siginfo_t* info = i < t.resend_info.size() && t.resend_info[i].si_signo == t.resend[i] ? &t.resend_info[i]
+                                                                                                  : nullptr;
+      if (info && ::syscall(SYS_rt_tgsigqueueinfo, pid_, t.tid, t.resend[i], info) == 0) continue;
+      ::syscall(SYS_tgkill, pid_, t.tid, t.resend[i]);
+    }
   }
 }
 
@@ -194,7 +202,12 @@ void Seizure::wait_syscall_stop(Tracee& t) {
     if (!WIFSTOPPED(status)) continue;
     if (WSTOPSIG(status) == (SIGTRAP | 0x80)) return;
     int event = status >> 16;
-    if (event == 0) t.resend.push_back(WSTOPSIG(status));  // a signal arrived: hold it back
+    if (event == 0) {  // a signal arrived: hold it back, with its siginfo
+      siginfo_t si{};
+      if (::ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, &si) != 0) si.si_signo = 0;
+      t.resend.push_back(WSTOPSIG(status));
+      t.resend_info.push_back(si);
+    }
     if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
       unsigned long child = 0;
       if (::ptrace(PTRACE_GETEVENTMSG, t.tid, nullptr, &child) == 0) t.new_child = static_cast<pid_t>(child);

@@ -1,6 +1,7 @@
 // Stopping a live process from outside (PTRACE_SEIZE + PTRACE_INTERRUPT on
 // every thread) and running system calls inside its stopped threads.
 #pragma once
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -14,6 +15,7 @@ struct Tracee {
   user_regs_struct regs{};     // as stopped
   bool regs_dirty = false;     // registers were used for injection
   std::vector<int> resend;     // signals swallowed during injection
+  std::vector<siginfo_t> resend_info;  // and what came with each (si_signo 0: unknown)
   pid_t new_child = 0;         // the child an injected clone() made (our pid namespace)
 };
 
