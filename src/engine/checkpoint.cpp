@@ -19,6 +19,8 @@ namespace thaw::engine {
 
 
 CheckpointStats checkpoint(const CheckpointOptions& o) {
+  if (o.pid <= 0) fail("checkpoint: --pid ", o.pid, " is not a process id: give the pid of a running process");
+  if (o.out.empty()) fail("checkpoint: --out is empty: give the image directory to create");
   return with_context(cat("checkpoint of process ", o.pid), [&] {
     auto t0 = std::chrono::steady_clock::now();
     CheckpointStats st;

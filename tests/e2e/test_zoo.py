@@ -485,6 +485,10 @@ def test_checkpoint_nonexistent_pid(zoo, thaw_bin):
     cp = zoo.thaw("checkpoint", "--pid", dead.pid, "--out", zoo.img_path())
     assert cp.returncode != 0, "checkpoint of a nonexistent pid succeeded"
     assert cp.stderr.strip(), "no error message on stderr"
+    cp = zoo.thaw("checkpoint", "--pid", 0, "--out", zoo.img_path())
+    assert cp.returncode != 0 and "--pid 0 is not a process id" in cp.stderr, cp.stderr
+    cp = zoo.thaw("checkpoint", "--pid", os.getpid(), "--out", "")
+    assert cp.returncode != 0 and "--out is empty" in cp.stderr, cp.stderr
 
 
 def test_checkpoint_of_a_thread_id_or_a_kernel_thread_says_what_it_is(zoo, thaw_bin):
