@@ -60,6 +60,10 @@ Command add_checkpoint(CLI::App& app) {
                            o->co.pid, o->co.out.c_str(), st.threads, st.vmas, st.fds, st.pages_bytes / 1048576.0,
                            st.seize_ms, st.dump_ms, st.write_ms, st.total_ms, st.stopped_ms,
                            st.pages_from.empty() ? "" : (" (pages read from " + st.pages_from + ")").c_str());
+            // The image is committed (and with --kill the target gone): a
+            // Ctrl-C or SIGTERM that came during the write is too late to
+            // stop it, and thaw's status says it succeeded.
+            held.discard_pending();
             if (!o->quiet && st.gpu_bytes)
               std::fprintf(stderr, "checkpoint: GPU state %.1f MiB moved to host memory by the driver in %.1f ms (%s)\n",
                            st.gpu_bytes / 1048576.0, st.gpu_ms, st.gpu_detail.c_str());

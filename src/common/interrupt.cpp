@@ -24,6 +24,13 @@ HeldSignals::HeldSignals() {
 
 HeldSignals::~HeldSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
 
+void HeldSignals::discard_pending() {
+  sigset_t s = termination_signals();
+  struct timespec now = {0, 0};
+  while (::sigtimedwait(&s, nullptr, &now) > 0) {
+  }
+}
+
 void throw_if_interrupted(const char* outcome) {
   sigset_t pending;
   if (::sigpending(&pending) != 0) return;

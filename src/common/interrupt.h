@@ -23,6 +23,9 @@ class HeldSignals {
   // so in every thread it creates from now on.
   HeldSignals();
   ~HeldSignals();
+  // Takes back the held signals that came (the work they would have
+  // stopped is done): thaw then ends as its work did, not by the signal.
+  void discard_pending();
   HeldSignals(const HeldSignals&) = delete;
   HeldSignals& operator=(const HeldSignals&) = delete;
 
