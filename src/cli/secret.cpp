@@ -1,13 +1,12 @@
 // thaw secret create NAME [KEY=VALUE ...] [--from-dotenv F] [--from-json F] [--force] | list | delete NAME
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/io.h"
 #include "runtime/secrets.h"
 #include "runtime/store.h"
 
@@ -20,14 +19,6 @@ struct SecretArgs {
   std::vector<std::string> pairs;
   bool force = false;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_errno("read ", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 runtime::SecretEnv gather(const SecretArgs& a) {
   runtime::SecretEnv env;

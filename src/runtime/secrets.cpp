@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
-#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/io.h"
 #include "container/fsutil.h"
 #include "runtime/store.h"
 
@@ -30,14 +30,6 @@ void check_key(const std::string& key, const std::string& what) {
             std::all_of(key.begin(), key.end(),
                         [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
   if (!ok) fail(what, ": '", key, "' is not a variable name (letters, digits and '_', not starting with a digit)");
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_errno("read ", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::string trim(const std::string& s) {
@@ -89,10 +81,10 @@ void Secrets::create(const std::string& name, const SecretEnv& env, bool replace
 SecretEnv Secrets::read(const std::string& name) const {
   check_secret_name(name);
   std::string env_file = cat(dir_, "/", name, ".env"), json_file = cat(dir_, "/", name, ".json");
-  if (container::exists(env_file)) return parse_dotenv(read_text(env_file));
+  if (container::exists(env_file)) return parse_dotenv(read_file(env_file));
   if (!container::exists(json_file)) fail("no secret '", name, "' (`thaw secret list` lists them)");
   return with_context(json_file, [&] {
-    auto j = nlohmann::json::parse(read_text(json_file));
+    auto j = nlohmann::json::parse(read_file(json_file));
     if (!j.is_object()) fail("not a JSON object of names to values");
     SecretEnv env;
     for (const auto& [k, v] : j.items())
