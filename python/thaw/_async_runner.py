@@ -6,6 +6,7 @@ signal (the worker's timeout alarm, SIGTERM) interrupts that wait, and the
 work on the loop is then cancelled."""
 
 import asyncio
+import concurrent.futures
 import inspect
 import threading
 
@@ -32,7 +33,18 @@ def _run(coro):
     signal's, while waiting) cancels it there."""
     future = asyncio.run_coroutine_threadsafe(coro, _get_loop())
     try:
-        return future.result()
+        if threading.current_thread() is threading.main_thread():
+            return future.result()
+        # Another thread (a @concurrent input's) is interrupted by an
+        # exception set on it (the worker's timeout, a cancel), which Python
+        # raises only between its own instructions, never inside a blocking
+        # wait: wait in short steps.
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except concurrent.futures.TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError
     except BaseException:
         future.cancel()
         raise

@@ -229,16 +229,22 @@ class Volume:
         """Copies files (and, with recursive=True, directories) inside the
         Volume; into dst_path when it is a directory."""
         dst = self._resolve(dst_path)
+        root = self.path.resolve()
         for src in src_paths:
             s = self._resolve(src)
             target = dst / s.name if dst.is_dir() else dst
+            # Checked as _resolve checks: a link a container made must not
+            # lead a copy out of the volume.
+            if target.is_symlink() or (target.resolve() != root and root not in target.resolve().parents):
+                raise InvalidError(f"copy_files: {target} leads outside Volume '{self.name}'")
             if s.is_dir():
                 if not recursive:
                     raise InvalidError(f"{src!r} is a directory; pass recursive=True")
-                shutil.copytree(s, target, dirs_exist_ok=True)
+                # Links are copied as links, never what they point to.
+                shutil.copytree(s, target, symlinks=True, dirs_exist_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(s, target)
+                shutil.copy2(s, target, follow_symlinks=False)
 
     def batch_upload(self, force=False):
         """A context manager whose put_file / put_directory copy local files

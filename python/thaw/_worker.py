@@ -780,6 +780,7 @@ class Worker:
             timer = threading.Timer(timeout, expire)
             timer.daemon = True
             timer.start()
+        reply = None
         try:
             try:
                 with self._input_running():
@@ -790,10 +791,19 @@ class Worker:
                 self._ended(call)
             self._leave_if_asked()
         except InputCancellation:
-            pass  # an interrupt that landed after the call's own code: already answered
+            # An interrupt that landed after the call's own code (in _ended
+            # itself, say): the reply it made still goes, unless the
+            # timeout's went already.
+            self._ended(call)
+            if reply is None:
+                reply = {"type": "result", "id": msg.get("id"), "ok": False, "cancelled": True,
+                         "error": "cancelled: its caller went away or stopped reading its values",
+                         "traceback": ""}
+            self._answer(call, reply)
         except Exception as e:  # noqa: BLE001
             self._answer(call, self._error_result(msg.get("id"), e))
         finally:
+            call["ended"].set()  # whatever happened: expire must not wait for nothing
             self.in_flight.pop(msg.get("id"), None)
             if timer is not None:
                 timer.cancel()
@@ -802,13 +812,13 @@ class Worker:
     def _ended(call):
         """The input's code is done: no interrupt may land in this thread
         from now on (it goes on to other inputs); one sent but not yet
-        raised is taken back."""
+        raised is taken back. (One raised in here anyway is caught by the
+        caller, which calls this again.)"""
         with call["lock"]:
-            if call["running"]:
-                call["running"] = False
-                if call.get("interrupted"):
-                    _interrupt_thread(call["thread"], None)
-                call["ended"].set()
+            if call.get("interrupted"):
+                _interrupt_thread(call["thread"], None)
+            call["running"] = False
+            call["ended"].set()
 
     def run_exit_hooks(self):
         if not isinstance(self.target, Cls) or not self.started:

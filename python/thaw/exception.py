@@ -56,9 +56,9 @@ class DeprecatedWarning(UserWarning):
 
 
 class InputCancellation(BaseException):
-    """Raised inside a function's code when its input is cancelled
-    (FunctionCall.cancel(), a caller gone) or overruns its timeout, as in
-    Modal. A BaseException, so that `except Exception` in user code (retry
+    """Raised inside a function's code when its input overruns its timeout,
+    or a @concurrent input or streaming generator is cancelled
+    (FunctionCall.cancel(), a caller gone), as in Modal. A BaseException, so that `except Exception` in user code (retry
     loops and the like) does not swallow it; catch it to clean up."""
 
 

@@ -62,7 +62,7 @@ Command add_secret(CLI::App& app) {
             if (create->parsed()) {
               auto env = gather(*a);
               secrets.create(a->name, env, a->force);
-              std::printf("Created secret %s with %zu keys.\n", a->name.c_str(), env.size());
+              std::printf("Created secret %s with %zu key%s.\n", a->name.c_str(), env.size(), env.size() == 1 ? "" : "s");
               std::fprintf(stderr, "Use it with thaw.Secret.from_name(\"%s\"); apps see it from their next deploy.\n",
                            a->name.c_str());
               return 0;

@@ -5,7 +5,9 @@
 // may lead out of it (through "..", or a symbolic link a container made).
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cstdio>
+#include <iterator>
 #include <ctime>
 #include <filesystem>
 #include <memory>
@@ -28,6 +30,9 @@ struct VolumeArgs {
 
 fs::path volume_root(const std::string& name, bool must_exist) {
   runtime::check_name("Volume", name);
+  // As Volume.from_name checks it (python/thaw/_volume.py).
+  if (!std::isalnum(static_cast<unsigned char>(name[0])) || name.size() > 64)
+    fail("Volume name '", name, "' is not valid: start with a letter or digit, at most 64 characters");
   fs::path root = fs::path(runtime::Store::default_home()) / "volumes" / name;
   if (must_exist && !fs::is_directory(root))
     fail("no volume '", name, "' (`thaw volume list` lists them; `thaw volume create ", name, "` makes it)");
@@ -35,14 +40,19 @@ fs::path volume_root(const std::string& name, bool must_exist) {
 }
 
 // PATH inside the volume ("/" or "" is its root). Every part that exists
-// must be a directory or a file, not a link: the result stays inside.
-fs::path inside(const fs::path& root, const std::string& path) {
+// must be a directory or a file, not a link (a container may have made it
+// point anywhere): the result stays inside. `final_link` lets the last part
+// be a link itself (to remove it).
+fs::path inside(const fs::path& root, const std::string& path, bool final_link = false) {
   fs::path out = root;
-  for (const auto& part : fs::path(path).relative_path()) {
+  fs::path rel = fs::path(path).relative_path();
+  for (auto it = rel.begin(); it != rel.end(); ++it) {
+    const auto& part = *it;
     if (part == "..") fail("volume path '", path, "': '..' is not allowed");
     if (part.empty() || part == ".") continue;
     out /= part;
-    if (fs::is_symlink(fs::symlink_status(out)))
+    bool last = std::next(it) == rel.end();
+    if (fs::is_symlink(fs::symlink_status(out)) && !(final_link && last))
       fail("volume path '", path, "': ", out.string(), " is a symbolic link, which thaw volume does not follow");
   }
   return out;
@@ -59,16 +69,23 @@ std::string when(const fs::path& p) {
 }
 
 // Copies a file or a directory tree; an existing destination file is an
-// error unless force.
-void copy_in(const fs::path& from, const fs::path& to, bool force) {
-  if (fs::is_directory(from)) {
-    fs::create_directories(to);
-    for (const auto& e : fs::directory_iterator(from)) copy_in(e.path(), to / e.path().filename(), force);
+// error unless force. Links inside the volume are never followed, neither
+// read nor written through (a container may have made them point
+// anywhere), and links under a local directory are not copied either (a
+// loop would nest without end): each is an error naming it.
+void copy_in(const fs::path& from, const fs::path& to, bool force, bool into_volume) {
+  auto fst = fs::symlink_status(from), tst = fs::symlink_status(to);
+  if (fs::is_symlink(fst)) fail(from.string(), " is a symbolic link, which thaw volume does not copy");
+  if (into_volume && fs::is_symlink(tst))
+    fail(to.string(), " is a symbolic link, which thaw volume does not write through");
+  if (fs::is_directory(fst)) {
+    if (!fs::exists(tst)) fs::create_directory(to);
+    else if (!fs::is_directory(fs::status(to))) fail(to.string(), " exists and is not a directory");
+    for (const auto& e : fs::directory_iterator(from)) copy_in(e.path(), to / e.path().filename(), force, into_volume);
     return;
   }
-  if (!fs::is_regular_file(from)) fail(from.string(), ": not a regular file or a directory; not copied");
-  if (fs::exists(fs::symlink_status(to)) && !force) fail(to.string(), " exists: add --force to overwrite it");
-  fs::create_directories(to.parent_path());
+  if (!fs::is_regular_file(fst)) fail(from.string(), ": not a regular file or a directory; not copied");
+  if (fs::exists(tst) && !force) fail(to.string(), " exists: add --force to overwrite it");
   fs::copy_file(from, to, fs::copy_options::overwrite_existing);
 }
 
@@ -78,8 +95,11 @@ int put(const VolumeArgs& v) {
   std::string remote = v.b.empty() ? "/" : v.b;
   fs::path dest = inside(root, remote);
   // "dir/" or an existing directory: into it, under the local name.
-  if (remote.back() == '/' || fs::is_directory(dest)) dest /= fs::absolute(local).lexically_normal().filename();
-  copy_in(local, dest, v.force);
+  if (remote.back() == '/' || fs::is_directory(fs::symlink_status(dest)))
+    dest /= fs::absolute(local).lexically_normal().filename();
+  fs::create_directories(dest.parent_path());  // below a checked path: what it makes is no link
+  // The local path itself may be a link of the user's: followed once.
+  copy_in(fs::canonical(local), dest, v.force, true);
   std::printf("Uploaded %s to volume %s at /%s.\n", v.a.c_str(), v.name.c_str(),
               dest.lexically_relative(root).c_str());
   return 0;
@@ -99,7 +119,7 @@ int get(const VolumeArgs& v) {
   }
   fs::path dest = v.b.empty() ? fs::path(".") : fs::path(v.b);
   if (fs::is_directory(dest)) dest /= src.filename().empty() ? fs::path(v.name) : src.filename();
-  copy_in(src, dest, v.force);
+  copy_in(src, dest, v.force, false);
   std::printf("Downloaded %s of volume %s to %s.\n", v.a.c_str(), v.name.c_str(), dest.c_str());
   return 0;
 }
@@ -161,7 +181,7 @@ Command add_volume(CLI::App& app) {
             } else if (get_cmd->parsed()) {
               return get(*v);
             } else if (rm->parsed()) {
-              fs::path root = volume_root(v->name, true), p = inside(root, v->a);
+              fs::path root = volume_root(v->name, true), p = inside(root, v->a, true);
               if (p == root) fail("rm: give a path in the volume (`thaw volume delete ", v->name, "` removes it all)");
               if (!fs::exists(fs::symlink_status(p))) fail("rm: volume ", v->name, " has no ", v->a);
               if (fs::is_directory(fs::symlink_status(p)) && !v->recursive)

@@ -37,6 +37,10 @@ void apply_class_params(Target& t, const json& params) {
   }
   if (full == defaults) return;  // the class's own containers and snapshot
   std::string dump = full.dump();
+  // It goes to the container in its environment, which execve limits (128
+  // KiB a string): large values (a document as a parameter) keep the old
+  // way, one pool whose containers make the instance on first use.
+  if (dump.size() > kMaxRoutedParamsBytes) return;
   t.fn.env[kClassParamsEnv] = dump;
   std::string digest = sha256_hex(dump).substr(0, 12);
   t.variant = t.variant.empty() ? "p" + digest : t.variant + "+p" + digest;

@@ -15,6 +15,8 @@ namespace thaw::runtime {
 // The environment variable that tells a container the values its instance
 // is built with (all parameters, as a JSON object).
 inline constexpr const char* kClassParamsEnv = "THAW_CLASS_PARAMS";
+// Values longer than this (as JSON) are not routed (see apply_class_params).
+inline constexpr size_t kMaxRoutedParamsBytes = 16384;
 
 // Gives t the pool (and snapshot) of this set of values. Values that equal
 // every default keep the class's own; a class whose parameters cannot be

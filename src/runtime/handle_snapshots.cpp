@@ -90,7 +90,9 @@ std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Targe
     }
   };
   evict(images, static_cast<size_t>(max - (own_image ? 1 : 0)), true);
-  evict(refused, static_cast<size_t>(max - (own_image ? 0 : 1)), false);
+  // Records are small, and one removed costs a whole snapshot attempt when
+  // its handle is next called: many more are kept.
+  evict(refused, static_cast<size_t>(max) * kRefusedRecordsPerSnapshot - (own_image ? 0 : 1), false);
   return removed;
 }
 

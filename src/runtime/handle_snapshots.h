@@ -15,6 +15,8 @@ namespace thaw::runtime {
 
 // The default of THAW_MAX_HANDLE_SNAPSHOTS, per function.
 constexpr int kDefaultMaxHandleSnapshots = 8;
+// Records of refused ones kept per snapshot kept (max × this).
+constexpr size_t kRefusedRecordsPerSnapshot = 8;
 
 // THAW_MAX_HANDLE_SNAPSHOTS from the runtime's environment (1 at least).
 int max_handle_snapshots_from_env();
@@ -29,7 +31,8 @@ void mark_handle_snapshot_made(const Store& store, const std::string& key);
 // or refused: removes the least recently used others of the same app and
 // function until `max` are left, t's included (one that another thread or
 // runtime has locked is left alone); the records of refused ones (their
-// meta.json alone) are capped the same way, apart. Returns the image paths
+// meta.json alone) are capped apart, at max × kRefusedRecordsPerSnapshot.
+// Returns the image paths
 // removed, for the restore shells to forget.
 std::vector<std::string> make_room_for_handle_snapshot(Store& store, const Target& t, int max, Log& log);
 

@@ -22,7 +22,8 @@ namespace {
 // As Python's check for Secret names (python/thaw/_volume.py check_name).
 void check_secret_name(const std::string& name) {
   check_name("secret", name);
-  if (name.size() > 64) fail("secret name '", name, "' is too long: at most 64 characters");
+  if (!std::isalnum(static_cast<unsigned char>(name[0])) || name.size() > 64)
+    fail("secret name '", name, "' is not valid: start with a letter or digit, at most 64 characters");
 }
 
 void check_key(const std::string& key, const std::string& what) {

@@ -106,7 +106,15 @@ bool Snapshots::ensure(const Target& t, bool for_deploy) {
       meta["function"] = t.fn.name;
       meta["handle"] = t.own_snapshot;
       ctx_.store.write_meta(t.key, meta);
-      if (t.own_snapshot) make_room_for_handle_snapshot(ctx_.store, t, max_handles, ctx_.log);
+      if (t.own_snapshot) {
+        try {
+          for (const auto& image : make_room_for_handle_snapshot(ctx_.store, t, max_handles, ctx_.log))
+            launcher_.shells().forget(image);
+        } catch (const std::exception& room) {
+          ctx_.log.line(cat("Warning: could not make room among the handle snapshots of ", t.label(), ": ",
+                            room.what()));
+        }
+      }
       throw;
     }
     created = true;

@@ -119,7 +119,8 @@ json Store::read_version(const std::string& app, int version) const {
 
 void Store::write_version(const std::string& app, int version, const json& j) {
   mkdir_p(version_dir(app, version));
-  container::write_file_atomic(version_dir(app, version) + "/app.json", j.dump(2) + "\n");
+  // It holds the values of the app's secrets (resolved at deploy): root's only.
+  container::write_file_atomic(version_dir(app, version) + "/app.json", j.dump(2) + "\n", 0600);
 }
 
 FileLock Store::lock_app(const std::string& app) {

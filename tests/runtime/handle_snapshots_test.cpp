@@ -77,17 +77,17 @@ TEST_F(HandleSnapshots, RecordsOfRefusedOnesAreCappedApart) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   };
   make("k1", "Model", true);
-  refuse("r1");
-  refuse("r2");
-  refuse("r3");
-  // r3 refused just now: the oldest other record goes, no image does.
-  EXPECT_TRUE(make_room_for_handle_snapshot(*store_, target("r3"), 2, log_).empty());
+  for (size_t i = 1; i <= 2 * kRefusedRecordsPerSnapshot + 1; i++) refuse(thaw::cat("r", i));
+  // The newest refused just now: the oldest other record goes, no image does.
+  EXPECT_TRUE(make_room_for_handle_snapshot(*store_, target(thaw::cat("r", 2 * kRefusedRecordsPerSnapshot + 1)), 2, log_)
+                  .empty());
   EXPECT_FALSE(thaw::container::exists(store_->snapshot_dir("r1")));
   EXPECT_TRUE(store_->read_meta("r2").has_value());
   EXPECT_TRUE(store_->has_image("k1"));
   // A snapshot made leaves the records alone (under the cap).
   EXPECT_TRUE(make_room_for_handle_snapshot(*store_, target("k2"), 2, log_).empty());
   EXPECT_TRUE(store_->read_meta("r2").has_value() && store_->read_meta("r3").has_value());
+  EXPECT_EQ(store_->snapshot_keys().size(), 2 * kRefusedRecordsPerSnapshot + 1);  // k1 and 16 records
 }
 
 TEST_F(HandleSnapshots, OneBeingMadeIsLeftAlone) {

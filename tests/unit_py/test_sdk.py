@@ -841,6 +841,20 @@ def spin(kind, path=None):
             return "swallowed"
         raise
     return "done"
+
+
+@app.function(timeout=1)
+@modal.concurrent(max_inputs=2)
+async def aspin(path):
+    import asyncio
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        with open(path, "a") as f:
+            f.write("cancelled ")
+        raise
+    with open(path, "a") as f:
+        f.write("finished ")
 '''
 
 
@@ -974,6 +988,19 @@ def test_worker_interrupts_a_concurrent_input_past_its_timeout(write_app, worker
     reply = w.recv()
     assert reply["id"] == 4 and reply["error"].startswith("FunctionTimeoutError"), reply
     assert reply.get("leaving") is True
+
+
+def test_worker_cancels_an_async_concurrent_input_past_its_timeout(write_app, worker, tmp_path):
+    path = write_app("worker_app_aspin", WORKER_APP)
+    caught = tmp_path / "caught"
+    w = worker(path, "aspin", snapshot=False)
+    w.start(restored=False)
+    w.send({"type": "call", "id": 1, "method": None, "args": _protocol.dump_payload((str(caught),)),
+            "kwargs": _protocol.dump_payload({})})
+    reply = w.recv()
+    assert reply["error"].startswith("FunctionTimeoutError") and not reply.get("leaving"), reply
+    time.sleep(0.5)
+    assert caught.read_text().split() == ["cancelled"]
 
 
 def test_worker_timeout_is_final_even_when_the_code_catches_it(write_app, worker):
