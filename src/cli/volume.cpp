@@ -5,7 +5,6 @@
 // may lead out of it (through "..", or a symbolic link a container made).
 #include <sys/stat.h>
 
-#include <cctype>
 #include <cstdio>
 #include <iterator>
 #include <ctime>
@@ -29,10 +28,7 @@ struct VolumeArgs {
 };
 
 fs::path volume_root(const std::string& name, bool must_exist) {
-  runtime::check_name("Volume", name);
-  // As Volume.from_name checks it (python/thaw/_volume.py).
-  if (!std::isalnum(static_cast<unsigned char>(name[0])) || name.size() > 64)
-    fail("Volume name '", name, "' is not valid: start with a letter or digit, at most 64 characters");
+  runtime::check_sdk_name("Volume", name);
   fs::path root = fs::path(runtime::Store::default_home()) / "volumes" / name;
   if (must_exist && !fs::is_directory(root))
     fail("no volume '", name, "' (`thaw volume list` lists them; `thaw volume create ", name, "` makes it)");

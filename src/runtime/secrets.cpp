@@ -20,11 +20,7 @@ namespace thaw::runtime {
 namespace {
 
 // As Python's check for Secret names (python/thaw/_volume.py check_name).
-void check_secret_name(const std::string& name) {
-  check_name("secret", name);
-  if (!std::isalnum(static_cast<unsigned char>(name[0])) || name.size() > 64)
-    fail("secret name '", name, "' is not valid: start with a letter or digit, at most 64 characters");
-}
+void check_secret_name(const std::string& name) { check_sdk_name("secret", name); }
 
 void check_key(const std::string& key, const std::string& what) {
   bool ok = !key.empty() && !std::isdigit(static_cast<unsigned char>(key[0])) &&

@@ -59,6 +59,12 @@ void check_name(const std::string& what, const std::string& name) {
   if (!ok) fail(what, " name '", name, "' is not valid: use letters, digits, '.', '_' and '-'");
 }
 
+void check_sdk_name(const std::string& what, const std::string& name) {
+  check_name(what, name);
+  if (!std::isalnum(static_cast<unsigned char>(name[0])) || name.size() > 64)
+    fail(what, " name '", name, "' is not valid: start with a letter or digit, at most 64 characters");
+}
+
 Store::Store(std::string home) : home_(std::move(home)) {
   with_context("thaw store " + home_, [&] {
     mkdir_p(home_ + "/apps");

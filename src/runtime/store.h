@@ -66,6 +66,9 @@ class Store {
 
 // App and Volume names become directory names: letters, digits, . _ - only.
 void check_name(const std::string& what, const std::string& name);
+// check_name, and as the SDK checks the names of Volumes and Secrets
+// (python/thaw/_volume.py check_name): a letter or digit first, 64 at most.
+void check_sdk_name(const std::string& what, const std::string& name);
 // Where a deployed app's containers' output is kept ($THAW_HOME/logs/<app>.log).
 inline std::string app_log_path(const Store& store, const std::string& app) {
   return store.home() + "/logs/" + app + ".log";
