@@ -398,6 +398,7 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
   if (s.threads().size() != m.threads.size())
     fail("restored process has ", s.threads().size(), " threads, image has ", m.threads.size());
   proc::Tracee* leader = nullptr;
+  std::vector<std::pair<pid_t, const image::Thread*>> held;
   for (auto& t : s.threads()) {
     pid_t ns_tid = ns_tid_of(t.tid);
     auto it = std::find_if(m.threads.begin(), m.threads.end(), [&](const image::Thread& x) { return restore_tid(m, x) == ns_tid; });
@@ -408,8 +409,10 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
       if (rc != 0) fail("unmap the restorer: ", std::strerror(int(-rc)));
     }
     load_thread_registers(t.tid, *it);
+    held.emplace_back(t.tid, &*it);
   }
   if (!leader) fail("restored process has no main thread");
+  restore_scheduling(host_pid, held, m);
   if (gpu) gpu->resume(s);
   // A process stopped by job control at checkpoint stops again before it
   // runs a single instruction: the signal is taken on the way out of ptrace.

@@ -248,7 +248,9 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       set_up_copy(w, inherit, namespaces);
       add_unforked_memory(w);
       std::vector<std::pair<pid_t, std::vector<int>>> held_signals;
-      add_threads(w, threads, held_signals);
+      std::vector<std::pair<pid_t, const image::Thread*>> made{{copy, &main_}};
+      add_threads(w, threads, held_signals, made);
+      restore_scheduling(copy, made, *m_);
       if (before_run) before_run(copy);
       // Registers, FPU state (a fork need not copy every xfeature) and mask.
       load_thread_registers(copy, main_);
@@ -474,13 +476,15 @@ void Template::add_unforked_memory(proc::Tracee& w) {
 // their tids, then given their state and registers. They stay stopped until
 // the caller lets all go; their tids (ours) are added to `tids`.
 void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids,
-                           std::vector<std::pair<pid_t, std::vector<int>>>& held_signals) {
+                           std::vector<std::pair<pid_t, std::vector<int>>>& held_signals,
+                           std::vector<std::pair<pid_t, const image::Thread*>>& made_threads) {
   for (const auto& th : m_->threads) {
     if (restore_tid(*m_, th) == restore_pid(*m_)) continue;
     pid_t tid = restore_tid(*m_, th);
     pid_t made = clone_in(w, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0,
                           tid, "the copy");
     tids.push_back(made);
+    made_threads.emplace_back(made, &th);
     wait_setup_stop(made);
     proc::Tracee t;
     t.tid = made;

@@ -126,8 +126,10 @@ class Template {
   void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
   void pass_fd_batch(proc::Tracee& t, const std::vector<int>& targets, const std::vector<int>& ours);
   void set_up_thread(proc::Tracee& t, const image::Thread& th);
+  // Adds the made threads to `tids` and, with their image threads, to `made`.
   void add_threads(proc::Tracee& main, std::vector<pid_t>& tids,
-                   std::vector<std::pair<pid_t, std::vector<int>>>& held_signals);
+                   std::vector<std::pair<pid_t, std::vector<int>>>& held_signals,
+                   std::vector<std::pair<pid_t, const image::Thread*>>& made);
   void add_unforked_memory(proc::Tracee& main);
   void drain_carrier();
 

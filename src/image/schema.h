@@ -80,6 +80,19 @@ struct SigInfo {
   std::string raw;  // hex of the 128-byte siginfo_t
 };
 
+// How a thread is scheduled. `recorded` is false in images taken before
+// thaw kept it: a restore then leaves the thread as it comes.
+struct Sched {
+  bool recorded = false;
+  uint32_t policy = 0;            // SCHED_OTHER, SCHED_FIFO, ...
+  uint64_t flags = 0;             // SCHED_FLAG_RESET_ON_FORK
+  int nice = 0;
+  uint32_t priority = 0;          // real-time priority
+  uint64_t runtime_ns = 0, deadline_ns = 0, period_ns = 0;  // SCHED_DEADLINE
+  std::vector<uint32_t> cpus;     // allowed CPUs; empty: not narrowed below what thaw had
+  int ioprio = 0;                 // ioprio_get: class << 13 | level
+};
+
 struct Thread {
   int tid = 0;     // as the checkpointing side's /proc shows it (the host's, usually)
   int ns_tid = 0;  // in the process's own, innermost pid namespace; 0: not recorded
@@ -94,6 +107,7 @@ struct Thread {
   uint32_t rseq_len = 0, rseq_flags = 0;
   std::string comm;
   std::vector<SigInfo> pending;
+  Sched sched;
 };
 
 struct Rlimit {
@@ -124,6 +138,8 @@ struct Creds {
   std::vector<uint32_t> groups;
 };
 
+constexpr int kOomScoreAdjUnknown = -1001;  // older images: left as it comes
+
 struct Process {
   int pid = 0;
   int ns_pid = 0;  // in its own, innermost pid namespace (NStgid); 0: not recorded
@@ -140,6 +156,10 @@ struct Process {
   std::vector<Timer> itimers;
   std::vector<PosixTimer> posix_timers;
   bool stopped = false;  // job-control stopped (SIGSTOP) at checkpoint: restored stopped
+  // Led its session / its process group (sid or pgid == pid): the restored
+  // process makes its own. Otherwise it joins the restoring side's.
+  bool session_leader = false, group_leader = false;
+  int oom_score_adj = kOomScoreAdjUnknown;
 };
 
 struct Cpu {
@@ -195,10 +215,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mt
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, nice, priority, runtime_ns,
+                                                deadline_ns, period_ns, cpus, ioprio)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, ns_tid, regs, xstate, sigmask, altstack_sp,
                                                 altstack_size, altstack_flags, clear_tid,
                                                 robust_head, robust_len, rseq_ptr, rseq_sig,
-                                                rseq_len, rseq_flags, comm, pending)
+                                                rseq_len, rseq_flags, comm, pending, sched)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Rlimit, resource, cur, max)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Timer, which, interval_us, value_us)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PosixTimer, id, clock, signo, notify, notify_tid,
@@ -209,7 +231,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Creds, uids, gids, groups)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe, personality, umask, cwd,
                                                 creds, mm, rlimits, sigactions, shared_pending,
-                                                itimers, posix_timers, stopped)
+                                                itimers, posix_timers, stopped, session_leader,
+                                                group_leader, oom_score_adj)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
                                                 memory_bytes, restore_tid)

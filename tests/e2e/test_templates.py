@@ -199,6 +199,27 @@ def test_memory_a_fork_leaves_out_or_wipes_comes_back_in_each_copy(runner):
         assert p.ask("sum") == want and want.endswith("dc wf dc"), (want, p.diag())
 
 
+def test_copies_are_scheduled_as_the_image_was(runner):
+    """The zoo's scheduling program: it leads its session, has an
+    oom_score_adj of its own, and its threads their own policy (SCHED_BATCH,
+    SCHED_RR with reset-on-fork), nice, CPU affinity and I/O priority. Each
+    copy of a template gets them back (they are set from outside, on the
+    copy's held threads), and checks them itself."""
+    zoo_bin = THAW_BIN.parent / "tests" / "zoo" / "scheduling"
+    orig = runner.start([zoo_bin], "scheduling zoo program")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the scheduling program")
+    for n in (1, 2):
+        p = runner.restore_from_template(sock, f"scheduling copy {n}")
+        p.send("go")
+        lines = [p.readline() for _ in range(6)]
+        rc, rest, err = p.wait_exit()
+        assert rc == 0 and lines == ["main: scheduling ok", "batch: scheduling ok", "realtime: scheduling ok",
+                                     "session ok", "oom_score_adj ok", "DONE"], (p.what, rc, lines, rest, err)
+
+
 def test_restore_from_a_template_nobody_serves_says_so(runner, tmp_path):
     cp = subprocess.run([str(THAW_BIN), "restore", "--from-template", str(tmp_path / "none.sock")],
                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)

@@ -37,6 +37,7 @@ PROGRAMS = {
     "big_heap": ["32"],
     "lazy_memory": [],
     "busy_writer": [],
+    "scheduling": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
                                   "unsupported_io_uring"]

@@ -150,6 +150,8 @@ void dump_process(CheckpointContext& c) {
   if (p.creds.uids.size() != 4 || p.creds.gids.size() != 4) fail("parse credentials of ", c.pid);
 
   auto f = proc::read_stat_fields(c.pid);
+  p.group_leader = field(f, 5) == static_cast<uint64_t>(c.pid);    // pgrp
+  p.session_leader = field(f, 6) == static_cast<uint64_t>(c.pid);  // session
   auto& mm = p.mm;
   mm.start_code = field(f, 26);
   mm.end_code = field(f, 27);
@@ -212,6 +214,12 @@ void restore_process_early(RestoreContext& r) {
   for (const auto& rl : p.rlimits)
     if (rl.resource != RLIMIT_NOFILE) set_rlimit(rl);
   if (::prctl(PR_SET_NAME, p.comm.c_str()) != 0) fail_errno("set process name");
+  // A leader leads again, with its own (new) pid as the id. Any other
+  // member's group and session belonged to processes the image does not
+  // hold: it stays in the restoring side's.
+  if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
+  if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
+    fail_errno("make it lead a process group of its own, as it did");
 }
 
 void restore_fd_limit(RestoreContext& r) {

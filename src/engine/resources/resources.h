@@ -38,6 +38,12 @@ void load_thread_registers(pid_t tid, const image::Thread& t);
 void check_cpu_compatible(const image::Manifest& m);
 image::Cpu this_cpu();
 
+// scheduling.cpp: per thread policy, nice, affinity, I/O priority; oom_score_adj.
+void dump_scheduling(CheckpointContext& c);  // after dump_threads
+// From outside, on the restored process's held threads (host tids).
+void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const image::Thread*>>& threads,
+                        const image::Manifest& m);
+
 // memory.cpp: mappings and page data.
 void dump_memory(CheckpointContext& c);
 void plan_memory(RestoreContext& r);
