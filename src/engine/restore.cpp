@@ -272,12 +272,15 @@ pid_t clone_with_pid(pid_t pid) {
   return static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
 }
 
-// While the pager fills memory, init holds a copy of the userfaultfd: if
-// the pager dies before it is done (thaw killed), the process's missing
-// pages must not turn into zeros under it (which is what closing the last
-// copy does), so init keeps the copy and kills everything in the namespace.
-// `watch` is readable with 'D' when the pager finished, EOF if it died.
-void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done) {
+// Until thaw is done with the process, init watches it: a thaw killed
+// mid-restore (kill -9 cannot be caught) would leave the process parked
+// for good, every signal blocked, holding its memory; so init kills
+// everything in the namespace. While the pager fills memory, init also
+// holds a copy of the userfaultfd, so that the missing pages do not turn
+// into zeros under the process (which is what closing the last copy does)
+// before that. `watch` is readable with 'D' when thaw (or its pager) is
+// done, EOF if it died. `uffd` is -1 for an eager restore.
+void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done) {
   for (;;) {
     pollfd pf{watch, POLLIN, 0};
     int n = ::poll(&pf, 1, 50);
@@ -298,13 +301,14 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
     if (r != 1 || c != 'D') ::kill(-1, SIGKILL);
     break;
   }
-  ::close(uffd);
+  if (uffd >= 0) ::close(uffd);
   ::close(watch);
 }
 
 // pid 1 of the restored process's namespace: reaps, forwards termination
 // signals, and exits the way the restored process did.
-[[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd, int watch) {
+[[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd, int watch,
+                          bool lazy) {
   if (o.namespaces && ::unshare(o.namespaces) != 0)
     child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
   // The process lives in a new pid namespace: with the host's /proc,
@@ -327,15 +331,13 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
     }
   }
   int sv[2] = {-1, -1};
-  if (watch >= 0 && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+  if (lazy && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     child_fail(status_fd, cat("socketpair: ", std::strerror(errno)));
   pid_t child = clone_with_pid(restore_pid(r.m));
   if (child < 0) child_fail(status_fd, cat("clone3 with pid ", restore_pid(r.m), ": ", std::strerror(errno)));
   if (child == 0) {
-    if (watch >= 0) {
-      ::close(sv[0]);
-      ::close(watch);
-    }
+    ::close(watch);
+    if (lazy) ::close(sv[0]);
     become_restored(r, pages_fd, status_fd, sv[1]);
   }
   ::close(pages_fd);
@@ -348,7 +350,7 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
     if (null > 2) ::close(null);
   }
   int uffd = -1;
-  if (watch >= 0) {
+  if (lazy) {
     ::close(sv[1]);
     uffd = recv_fd(sv[0]);
     ::close(sv[0]);
@@ -365,8 +367,7 @@ void watch_pager(int watch, int uffd, pid_t child, int* status, bool* child_done
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
   int status = 0;
   bool child_done = false;
-  if (uffd >= 0) watch_pager(watch, uffd, child, &status, &child_done);
-  else if (watch >= 0) ::close(watch);
+  watch_thaw(watch, uffd, child, &status, &child_done);
   while (!child_done) {
     pid_t w = ::waitpid(-1, &status, __WALL);
     if (w < 0 && errno == EINTR) continue;
@@ -595,12 +596,8 @@ RestoreResult restore(const RestoreOptions& o) {
     bool with_gpu = !m.gpu.uuid.empty();
     if (o.lazy && (!with_gpu || o.gpu_lazy)) ctx.lazy = choose_lazy(m);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
-    UniqueFd watch_r, watch_w;
-    if (want_lazy) {
-      if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
-      watch_r.reset(sp[0]);
-      watch_w.reset(sp[1]);
-    }
+    if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+    UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw
 
     // Opened before anything starts: a path that cannot be written is an
     // error, not a pid silently missing.
@@ -628,8 +625,8 @@ RestoreResult restore(const RestoreOptions& o) {
     if (init == 0) {
       status_r.reset();
       watch_w.reset();
-      run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(),
-               want_lazy ? watch_r.release() : -1);
+      run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(), watch_r.release(),
+               want_lazy);
     }
     std::optional<GpuRestore> gpu;
     status_w.reset();
@@ -732,6 +729,11 @@ RestoreResult restore(const RestoreOptions& o) {
 
     // From here the process runs.
     start_pager();
+    if (!pager_started) {  // no pager: thaw is done with it
+      ssize_t ignored = ::write(watch_w.get(), "D", 1);
+      (void)ignored;
+      watch_w.reset();
+    }
     if (pidfile) {
       std::string s = cat(host, "\n");
       write_all(pidfile.get(), s.data(), s.size(), o.pidfile);

@@ -143,6 +143,78 @@ def test_restore_stopped_by_sigterm_leaves_no_process(zoo, thaw_bin):
     assert not left, f"processes of the image left: {left}"
 
 
+def test_restore_killed_leaves_no_process(zoo, thaw_bin):
+    """kill -9 of `thaw restore --eager` while it fills memory: the
+    namespace's init sees thaw's end of its watch pipe close without the
+    word that the restore is done, and kills the half-restored process
+    (which would otherwise stay parked, every signal blocked, holding its
+    memory). A restore that finished is not touched by thaw's exit
+    (--detach)."""
+    p = zoo.start("big_heap", "768")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    prog = str(zoo.prog_path("big_heap")).encode()
+
+    def cmdline(d):
+        try:
+            return (d / "cmdline").read_bytes()
+        except OSError:
+            return b""  # gone meanwhile
+
+    def left():
+        return [d.name for d in Path("/proc").iterdir() if d.name.isdigit() and prog in cmdline(d)]
+
+    def children(pid):
+        try:
+            return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (t / "children").read_text().split()]
+        except OSError:
+            return []
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+        except OSError:
+            return False
+
+    r = zoo.restore_start(img, "--eager")
+    deadline = time.monotonic() + 30
+    tree = []
+    while r.poll() is None and time.monotonic() < deadline:
+        inits = children(r.pid)
+        tree = inits + [c for i in inits for c in children(i)]
+        if len(tree) >= 2:  # init and the process being restored
+            break
+        time.sleep(0.002)
+    r.kill()
+    r.communicate(timeout=60)
+    if len(tree) < 2:
+        pytest.skip("the restore was over (or not started) before it was killed")
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in tree), f"processes of the restore left after thaw was killed: {tree}"
+    assert not left(), f"processes of the image left after thaw was killed: {left()}"
+
+    # Its stdin a pipe kept open (at EOF it would exit: "no go").
+    go_r, go_w = os.pipe()
+    pidfile = f"{img}.pid"
+    with open(f"{img}.log", "w+") as log:
+        rc = subprocess.run(zoo.thaw_cmd("restore", img, "--eager", "--detach", "--pidfile", pidfile),
+                            stdin=go_r, stdout=log, stderr=log, timeout=120).returncode
+        os.close(go_r)
+        time.sleep(0.3)
+        log.seek(0)
+        assert rc == 0, log.read()
+        pid = int(Path(pidfile).read_text())
+        alive = prog in cmdline(Path(f"/proc/{pid}"))
+        os.close(go_w)
+        if alive:
+            os.kill(pid, signal.SIGKILL)
+        assert alive, f"a detached eager restore did not survive thaw's exit\n{log.read()}"
+
+
 def test_signals_that_come_during_a_checkpoint_keep_their_siginfo(zoo, thaw_bin):
     """Real-time signals sigqueue()d while thaw holds the target (they are
     held back during injected system calls) reach it afterwards with their
