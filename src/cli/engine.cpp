@@ -138,10 +138,7 @@ Command add_restore(CLI::App& app) {
             held->reset();
             if (ro.detach) return 0;
             const auto& pg = r.pager;
-            if (!pg.ok)
-              std::fprintf(stderr,
-                           "thaw: restore: memory the process had not touched yet could not be given (page data "
-                           "checksum mismatch: corrupt image); the process was stopped\n");
+            if (!pg.ok) std::fprintf(stderr, "thaw: restore: %s\n", engine::kPagerFailed);
             if (o->stats && r.lazy_bytes)
               std::fprintf(stderr,
                            "restore: lazy memory %.1f MiB: %llu faults (%llu for zero pages, %llu ahead of the "

@@ -31,6 +31,10 @@ struct PagerStats {
   // rather than left to run on with memory missing.
   bool ok = true;
 };
+// What went wrong when !PagerStats::ok.
+inline constexpr const char* kPagerFailed =
+    "memory the process had not touched yet could not be given (page data checksum mismatch: corrupt image); "
+    "the process was stopped";
 
 struct CheckpointOptions {
   pid_t pid = 0;

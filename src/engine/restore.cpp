@@ -499,7 +499,9 @@ UniqueFd take_fd(pid_t pid, int fd) {
 }
 
 // Runs the pager to the end; tells init it may let go ('D') only if every
-// page was given.
+// page was given. If not, init kills the process; a detached pager first
+// says why on the process's own stderr, the one place its user looks
+// (nobody waits for thaw's).
 // Then, with a working set to keep, adds the blocks this restore faulted
 // on to the image's (after 'D': the process does not wait for it).
 PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, const RestoreOptions& o,
@@ -508,6 +510,13 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
   if (st.ok) {
     ssize_t ignored = ::write(watch.get(), "D", 1);
     (void)ignored;
+  } else if (o.detach) {
+    UniqueFd err(static_cast<int>(::syscall(SYS_pidfd_getfd, exit_pidfd.get(), 2, 0)));
+    std::string msg = cat("thaw: restore of ", img.dir(), ": ", kPagerFailed, "\n");
+    if (err) {
+      ssize_t ignored = ::write(err.get(), msg.data(), msg.size());
+      (void)ignored;
+    }
   }
   watch.reset();
   if (st.ok && o.working_set && pager.working_set_grew())

@@ -604,9 +604,11 @@ def test_checkpoint_of_exited_process(zoo, thaw_bin):
     assert not os.path.exists(img)
 
 
-def test_corrupt_image_detected(zoo, thaw_bin):
+@pytest.mark.parametrize("detach", [False, True])
+def test_corrupt_image_detected(zoo, thaw_bin, detach):
     """A flipped byte in the image (the largest file, i.e. page data) makes
-    restore fail with a checksum error."""
+    restore fail with a checksum error. Detached, the pager that finds it
+    says so on the process's own stderr before it is stopped."""
     p = zoo.start("big_heap", "8")
     img = zoo.img_path()
     zoo.checkpoint(p, img)
@@ -618,9 +620,12 @@ def test_corrupt_image_detected(zoo, thaw_bin):
         b = f.read(1)
         f.seek(size // 2)
         f.write(bytes([b[0] ^ 0xFF]))
-    rc, out, err = zoo.restore(img)
-    assert rc != 0, f"restore of a corrupted image ({path.name}) succeeded\n" + _show(
-        "restore", rc, out, err)
+    rc, out, err = zoo.restore(img, *(["--detach"] if detach else []))
+    if detach:  # thaw is done at once; the process is stopped later
+        assert rc == 0 and "DONE" not in out, _show("restore --detach", rc, out, err)
+    else:
+        assert rc != 0, f"restore of a corrupted image ({path.name}) succeeded\n" + _show(
+            "restore", rc, out, err)
     assert "checksum" in err.lower(), f"error does not mention checksum:\n{err}"
 
 
