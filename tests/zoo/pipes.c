@@ -1,5 +1,7 @@
 /* pipes: pipes with unread data (small and large, custom pipe size), a FIFO
- * with unread data, and an empty O_NONBLOCK pipe survive checkpoint/restore. */
+ * with unread data, and an empty O_NONBLOCK pipe survive checkpoint/restore,
+ * each end with exactly its status flags (a pipe has no O_LARGEFILE, which
+ * an open() of the FIFO has). */
 #include "zoo.h"
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -69,8 +71,16 @@ int main(void)
     /* empty O_NONBLOCK pipe */
     CHECK_SYS(pipe2(np, O_NONBLOCK | O_CLOEXEC) == 0, "pipe2");
 
+    int ends[8] = {p[0], p[1], bp[0], bp[1], np[0], np[1], fr, fw}, flags[8];
+    for (int i = 0; i < 8; i++)
+        flags[i] = fcntl(ends[i], F_GETFL);
+
     zoo_ready();
     zoo_read_line(line, sizeof line);
+
+    for (int i = 0; i < 8; i++)
+        CHECK(fcntl(ends[i], F_GETFL) == flags[i], "fd %d: status flags %#o, were %#o", ends[i],
+              fcntl(ends[i], F_GETFL), flags[i]);
 
     read_exact(p[0], buf, 10, "read pipe");
     buf[10] = '\0';

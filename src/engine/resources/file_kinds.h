@@ -40,6 +40,7 @@ struct PendingSocket {
 
 struct RestoreFiles {
   std::map<uint64_t, std::pair<UniqueFd, UniqueFd>> pipes;     // by inode: read, write end
+  std::set<std::pair<uint64_t, bool>> pipe_ends_given;         // (inode, read end): its pipe2 description
   std::map<uint64_t, PendingSocket> sockets;                   // by the inode of the end waiting
   std::set<int> installed;                                    // image fds in place so far
 };

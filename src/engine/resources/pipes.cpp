@@ -52,12 +52,18 @@ int open_pipe(RestoreContext& r, RestoreFiles& rf, const json& f) {
     std::string data = load_bytes(r, f["data"]);
     if (!data.empty()) write_all(it->second.second.get(), data.data(), data.size(), cat("pipe:[", ino, "]"));
   }
-  // Our copies of both ends stay in `rf` until every fd is installed; each
-  // description gets its own open of the end (a plain dup would share flags).
+  // Our copies of both ends stay in `rf` until every fd is installed. The
+  // first description of an end without O_LARGEFILE is pipe2's own (a dup: the copy in `rf`
+  // is closed later); any other gets an open of its own (a dup would share
+  // flags), which, as open() does on x86-64, adds O_LARGEFILE: right for an
+  // end opened through /proc, one flag more for another pipe2 end.
   int src = (read_end ? it->second.first : it->second.second).get();
-  int fd = ::open(cat("/proc/self/fd/", src).c_str(), (read_end ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+  int flags = f["flags"].get<int>();
+  bool own = !(flags & O_LARGEFILE) && rf.pipe_ends_given.insert({ino, read_end}).second;
+  int fd = own ? ::fcntl(src, F_DUPFD_CLOEXEC, 0)
+               : ::open(cat("/proc/self/fd/", src).c_str(), (read_end ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
   if (fd < 0) fail_errno("pipe:[", ino, "]: open its ", read_end ? "read" : "write", " end");
-  if (::fcntl(fd, F_SETFL, f["flags"].get<int>()) != 0) fail_errno("pipe:[", ino, "]: set flags");
+  if (::fcntl(fd, F_SETFL, flags) != 0) fail_errno("pipe:[", ino, "]: set flags");
   return fd;
 }
 
