@@ -8,7 +8,6 @@ import base64
 import concurrent.futures
 import copy
 import inspect
-import math
 
 from . import _client, _state
 from ._aio import aio_method
@@ -766,9 +765,13 @@ def param_json(value):
     bytes as {"__bytes__": base64}); TypeError for another type."""
     if isinstance(value, bytes):
         return {"__bytes__": base64.b64encode(value).decode()}
-    if isinstance(value, float) and not math.isfinite(value):
-        raise TypeError("not a finite number")
-    if value is None or isinstance(value, (str, int, float, bool)):
+    # JSON cannot tell 2.0 from 2, and the runtime reads integers beyond 64
+    # bits as floats (2**64 and 2**64 + 1 alike): such values are not routed.
+    if isinstance(value, float):
+        raise TypeError("a float")
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        raise TypeError("an integer beyond 64 bits")
+    if value is None or isinstance(value, (str, int, bool)):
         return value
     raise TypeError(f"a {type(value).__name__}")
 

@@ -499,6 +499,10 @@ class Worker:
                 kwargs = dict(load_payload(msg["kwargs"]))
             else:
                 kwargs = dict(msg.get("kwargs_json") or {})
+                # `thaw call --params`: bytes come as {"__bytes__": base64}.
+                p = kwargs.get(PARAMS_KEY)
+                if isinstance(p, dict) and isinstance(p.get("kwargs"), dict):
+                    kwargs[PARAMS_KEY] = {**p, "kwargs": {k: param_value(v) for k, v in p["kwargs"].items()}}
             params = kwargs.pop(PARAMS_KEY, None)
             fn, is_gen = self.callable_for(msg.get("method"), params)
             web = msg.get("web_request")

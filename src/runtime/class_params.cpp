@@ -35,6 +35,11 @@ void apply_class_params(Target& t, const json& params) {
       return;  // a default of another type (or a config from before default_json): the old way
     }
   }
+  // A float (or an integer beyond 64 bits, which JSON parsing makes one)
+  // compares as a number: 2.0 would be 2, 2^64 + 1 would be 2^64. Such
+  // values keep the old way too (the SDK does not route them either).
+  for (const auto& [name, v] : full.items())
+    if (v.is_number_float()) return;
   if (full == defaults) return;  // the class's own containers and snapshot
   std::string dump = full.dump();
   // It goes to the container in its environment, which execve limits (128

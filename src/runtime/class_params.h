@@ -2,9 +2,11 @@
 // containers of its own, as in Modal ("each unique combination of values
 // runs in its own container pool"), and, with memory snapshots, a snapshot
 // of its own, taken after @enter(snap=True) ran with those values. A call
-// carries "params": {name: value} as the caller gave them (str, int, float,
-// bool as JSON; bytes as {"__bytes__": base64}); the deployed config's
-// "parameters" give the defaults ("default_json").
+// carries "params": {name: value} as the caller gave them (str, int, bool
+// as JSON; bytes as {"__bytes__": base64}); the deployed config's
+// "parameters" give the defaults ("default_json"). Floats, and integers
+// beyond 64 bits (which JSON parsing makes floats), are not routed: as
+// numbers they compare equal to others (2.0 and 2; 2^64 + 1 and 2^64).
 #pragma once
 #include <nlohmann/json.hpp>
 

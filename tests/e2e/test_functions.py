@@ -799,6 +799,13 @@ def test_each_set_of_class_parameters_has_its_containers_and_snapshot(thaw):
     assert set(thaw.snapshot_keys()) == deployed | {own}
     cp = thaw.run("call", "e2e-params", "Loader", "--method", "info", "--params", '{"nope": 1}', check=False)
     assert cp.returncode != 0 and "has no parameter 'nope'" in cp.stderr, cp.stderr
+    # Bytes through the CLI, as the SDK sends them: its own set of values.
+    value, log = info({"blob": {"__bytes__": "AAE="}})
+    assert value["blob"] == "0001" and value["loaded"] == ["basex1"] and "Creating memory snapshot" in log, log
+    # A float is not routed (as JSON 2.0 would be 2): the shared pool's
+    # container makes the instance, and says an int parameter takes no float.
+    cp = thaw.run("call", "e2e-params", "Loader", "--method", "info", "--params", '{"size": 2.0}', check=False)
+    assert cp.returncode != 0 and "parameter 'size' is int, got float 2.0" in cp.stderr, cp.stderr
 
     # Through the SDK: each set of values in containers of its own, bytes too.
     sock = thaw.serve()

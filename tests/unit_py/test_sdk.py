@@ -384,6 +384,27 @@ def test_class_parameters_local():
         P(name="x", size=True)
 
 
+def test_parameter_values_the_runtime_cannot_tell_apart_are_not_routed():
+    """Routed values are compared as JSON: a float (2.0 is 2) or an integer
+    beyond 64 bits (the runtime reads it as a float) is not routed; those
+    instances use the shared pool, as a class without parameter fields."""
+    from thaw._functions import class_params, param_json, param_value
+    app = modal.App("params-json")
+
+    @app.cls()
+    class P:
+        size: int = modal.parameter(default=3)
+        b: bytes = modal.parameter(default=b"")
+
+    assert class_params(P, {"kwargs": {"size": 2**64 - 1}}) == {"size": 2**64 - 1, "b": {"__bytes__": ""}}
+    assert class_params(P, {"kwargs": {"size": -2**63}})["size"] == -2**63
+    assert class_params(P, {"kwargs": {"size": 2**64}}) is None
+    assert class_params(P, {"kwargs": {"size": -2**63 - 1}}) is None
+    assert class_params(P, {"kwargs": {"size": 2.0}}) is None
+    assert param_value(param_json(b"\x00hi")) == b"\x00hi"
+    assert param_json(True) is True
+
+
 # ====================================================================== import thaw as modal
 EMBEDDER_SOURCE = '''
 import thaw as modal
