@@ -94,9 +94,16 @@ int app_history(Session& s, const std::string& app) {
   auto versions = store.versions(app);
   if (versions.empty()) fail("app '", app, "' was never deployed (`thaw app ls` lists the apps)");
   auto current = store.current_version(app);
+  // The newest version, not current, while the app's lock is held: a
+  // deploy still under way (its record may not be written yet).
+  bool deploying = current != versions.back() && store.app_locked(app);
   std::printf("%-8s %-20s %-9s %s\n", "VERSION", "DEPLOYED", "STATE", "NOTE");
   for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
     std::string deployed, state = current == *it ? "deployed" : "", note;
+    if (deploying && *it == versions.back()) {
+      std::printf("%-8s %-20s %-9s %s\n", cat("v", *it).c_str(), "", "deploying", "a deploy is under way");
+      continue;
+    }
     try {
       auto rec = store.read_version(app, *it);
       deployed = rec.value("deployed", "");

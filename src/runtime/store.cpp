@@ -134,6 +134,11 @@ FileLock Store::lock_app(const std::string& app) {
   return FileLock(cat(home_, "/apps/", app, "/.lock"));
 }
 
+bool Store::app_locked(const std::string& app) const {
+  std::string path = cat(home_, "/apps/", app, "/.lock");
+  return container::exists(path) && !FileLock::try_lock(path);
+}
+
 std::vector<std::string> Store::snapshot_keys() const {
   std::vector<std::string> out;
   for (const auto& n : container::list_dir(home_ + "/snapshots"))

@@ -46,6 +46,8 @@ class Store {
   nlohmann::json read_version(const std::string& app, int version) const;
   void write_version(const std::string& app, int version, const nlohmann::json& j);
   FileLock lock_app(const std::string& app);
+  // Whether someone holds lock_app now (a deploy, a stop, a rollback).
+  bool app_locked(const std::string& app) const;
 
   // Snapshots.
   std::vector<std::string> snapshot_keys() const;

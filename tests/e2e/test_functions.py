@@ -343,6 +343,50 @@ Broken = app.cls(enable_memory_snapshot=True)(Broken)
     assert thaw.call("e2e-plain", "square", 3)[0]["value"] == 9
 
 
+def test_app_history_shows_a_deploy_under_way(thaw):
+    """While a deploy prepares its snapshot (the app's lock held), its
+    version is "deploying", not "broken"."""
+    app = thaw.tmp / "slow.py"
+    gate = thaw.tmp / "gate"
+    app.write_text(f"""import os, time
+import thaw
+app = thaw.App("e2e-slow")
+
+
+@app.cls(enable_memory_snapshot=True)
+class Slow:
+    @thaw.enter(snap=True)
+    def load(self):
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.05)
+
+    @thaw.method()
+    def f(self):
+        return 1
+""")
+    gate.touch()
+    thaw.deploy(app)
+    gate.unlink()
+    app.write_text(app.read_text().replace("return 1", "return 2"))
+    p = subprocess.Popen([str(THAW_BIN), "deploy", str(app)], env=thaw.env, cwd=thaw.tmp,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (thaw.home / "apps" / "e2e-slow" / "v2").exists():
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.05)
+        history = thaw.run("app", "history", "e2e-slow").stdout.splitlines()
+        assert re.match(r"v2 +deploying +a deploy is under way", history[1]), history
+        assert re.match(r"v1 .* deployed", history[2]), history
+    finally:
+        gate.touch()
+        out, err = p.communicate(timeout=DEPLOY_TIMEOUT)
+    assert p.returncode == 0, err
+    history = thaw.run("app", "history", "e2e-slow").stdout.splitlines()
+    assert re.match(r"v2 .* deployed", history[1]), history
+    assert thaw.call("e2e-slow", "Slow", method="f")[0] == 2
+
+
 def test_secrets_and_volumes_made_with_the_cli_reach_a_function(thaw):
     app = thaw.tmp / "cli_objects.py"
     app.write_text("""
