@@ -693,13 +693,18 @@ class Worker:
             pass
         return reply
 
-    def _answer(self, call, reply):
+    def _answer(self, call, reply, leaving=None):
         """Send the one reply to a call (call: a dict made per received call;
-        ids are the runtime's and need not be unique, so the mark is on it)."""
+        ids are the runtime's and need not be unique, so the mark is on it).
+        leaving: why the container must go after it, taken only if this
+        reply is the one that goes (it says so to the runtime): a container
+        that left after a reply without the word would be sent another call."""
         with self.answer_lock:
             if call.get("answered"):
-                return  # already answered (it timed out)
+                return  # already answered (it timed out, or the input ended first)
             call["answered"] = True
+            if leaving:
+                self.leaving = leaving
         self.send(reply)
 
     def serve(self):
@@ -764,13 +769,12 @@ class Worker:
                     self._interrupt(call, "deadline")
                     stuck = not call["ended"].wait(_INTERRUPT_GRACE_S)
                 leaving = stuck
-                if stuck and not batched and not call.get("answered"):
-                    self.leaving = (f"{self.target_name}: an input past its timeout of {timeout} s "
-                                    f"is still running in native code")
+                why = (f"{self.target_name}: an input past its timeout of {timeout} s is still "
+                       f"running in native code") if stuck and not batched else None
                 self._answer(call, {"type": "result", "id": msg.get("id"), "ok": False,
                                    "error": f"FunctionTimeoutError: {err}", "traceback": "",
                                    "exception": dump_payload(err),
-                                   **({"leaving": True} if leaving else {})})
+                                   **({"leaving": True} if leaving else {})}, leaving=why)
                 if batched:
                     # A batch cannot be stopped in its thread, and the next
                     # one waits for it: the container leaves instead, and

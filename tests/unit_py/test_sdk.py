@@ -1011,6 +1011,24 @@ def test_worker_interrupts_a_concurrent_input_past_its_timeout(write_app, worker
     assert reply.get("leaving") is True
 
 
+def test_a_timeout_that_loses_the_race_to_answer_does_not_make_the_container_leave():
+    """expire decides an input is stuck in native code just as it ends: the
+    input's own reply goes (without "leaving"), so the container must not
+    leave after it (the runtime would send it another call)."""
+    import threading
+    from thaw._worker import Worker
+    w = Worker.__new__(Worker)
+    w.answer_lock, w.leaving, sent = threading.Lock(), None, []
+    w.send = sent.append
+    call = {}
+    w._answer(call, {"id": 1, "ok": True})  # the input ended first
+    w._answer(call, {"id": 1, "ok": False, "leaving": True}, leaving="stuck in native code")
+    assert sent == [{"id": 1, "ok": True}] and w.leaving is None
+    call = {}
+    w._answer(call, {"id": 2, "ok": False, "leaving": True}, leaving="stuck in native code")
+    assert sent[-1]["leaving"] is True and w.leaving == "stuck in native code"
+
+
 def test_worker_cancels_an_async_concurrent_input_past_its_timeout(write_app, worker, tmp_path):
     path = write_app("worker_app_aspin", WORKER_APP)
     caught = tmp_path / "caught"
