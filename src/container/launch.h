@@ -58,7 +58,7 @@ class Container {
   friend std::unique_ptr<Container> start_cold(const Spec&, const LaunchOptions&);
   friend std::unique_ptr<Container> start_restored(const Spec&, const LaunchOptions&, RestoreShell&);
   Container(std::string id, const LaunchOptions& o)
-      : id_(std::move(id)), log_(o.log_fd, o.app_log.empty() ? UniqueFd() : open_app_log(o.app_log)) {}
+      : id_(std::move(id)), log_(o.log_fd, o.app_log) {}
 
   std::string id_;
   LogPump log_;

@@ -15,8 +15,6 @@ namespace thaw::container {
 
 namespace {
 
-constexpr off_t kMaxAppLogBytes = 64 << 20;
-
 void write_to(int fd, const char* buf, ssize_t n) {
   for (ssize_t off = 0; off < n;) {
     ssize_t w = ::write(fd, buf + off, n - off);
@@ -28,18 +26,20 @@ void write_to(int fd, const char* buf, ssize_t n) {
 
 }  // namespace
 
-UniqueFd open_app_log(const std::string& path) {
+UniqueFd open_app_log(const std::string& path, off_t max_bytes) {
   try {
     mkdir_p(path.substr(0, path.rfind('/')), 0750);
   } catch (const std::exception&) {
     return UniqueFd();
   }
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && st.st_size > kMaxAppLogBytes) ::rename(path.c_str(), (path + ".1").c_str());
+  if (::stat(path.c_str(), &st) == 0 && st.st_size > max_bytes) ::rename(path.c_str(), (path + ".1").c_str());
   return UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
 }
 
-LogPump::LogPump(int log_fd, UniqueFd copy) : log_fd_(log_fd), copy_(std::move(copy)) {
+LogPump::LogPump(int log_fd, std::string app_log, off_t max_app_log_bytes)
+    : log_fd_(log_fd), app_log_(std::move(app_log)), max_app_log_bytes_(max_app_log_bytes) {
+  if (!app_log_.empty()) copy_ = open_app_log(app_log_, max_app_log_bytes_);
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) fail_errno("create a log pipe");
   read_.reset(p[0]);
@@ -69,8 +69,17 @@ void LogPump::run() {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
     write_to(log_fd_, buf, n);
-    if (copy_) write_to(copy_.get(), buf, n);
+    append_to_app_log(buf, n);
   }
+}
+
+void LogPump::append_to_app_log(const char* buf, ssize_t n) {
+  if (app_log_.empty()) return;
+  struct stat mine, there;
+  bool current = copy_ && ::fstat(copy_.get(), &mine) == 0 && ::stat(app_log_.c_str(), &there) == 0 &&
+                 mine.st_ino == there.st_ino && mine.st_dev == there.st_dev;
+  if (!current || mine.st_size > max_app_log_bytes_) copy_ = open_app_log(app_log_, max_app_log_bytes_);
+  if (copy_) write_to(copy_.get(), buf, n);
 }
 
 }  // namespace thaw::container

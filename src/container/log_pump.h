@@ -6,6 +6,8 @@
 // append their output to its log file ($THAW_HOME/logs/<app>.log), which
 // `thaw app logs` reads.
 #pragma once
+#include <sys/types.h>
+
 #include <atomic>
 #include <string>
 #include <thread>
@@ -14,11 +16,14 @@
 
 namespace thaw::container {
 
+// An app log past this is moved aside (to <path>.1) and started anew.
+inline constexpr off_t kMaxAppLogBytes = 64 << 20;
+
 class LogPump {
  public:
-  // Creates the pipe; write_end() goes to the container. Output also goes
-  // to `copy` when it is open.
-  explicit LogPump(int log_fd, UniqueFd copy = UniqueFd());
+  // Creates the pipe; write_end() goes to the container. Output is also
+  // appended to the file `app_log` unless that is empty (open_app_log).
+  explicit LogPump(int log_fd, std::string app_log = "", off_t max_app_log_bytes = kMaxAppLogBytes);
   LogPump(const LogPump&) = delete;
   LogPump& operator=(const LogPump&) = delete;
   // Drains what is left and stops.
@@ -30,7 +35,13 @@ class LogPump {
 
  private:
   void run();
+  // Appends to the app log, opened again first when it was rotated (by
+  // another container, or by us once it grew past the limit): a container
+  // that runs for days must not write on into the rotated file for ever.
+  void append_to_app_log(const char* buf, ssize_t n);
   int log_fd_;
+  std::string app_log_;
+  off_t max_app_log_bytes_;
   UniqueFd copy_;
   UniqueFd read_, write_;
   std::atomic<bool> stop_{false};
@@ -38,8 +49,8 @@ class LogPump {
 };
 
 // Opens an app's log file for appending (its directory made; a file past
-// 64 MiB is first moved to <path>.1, replacing the one before). Returns an
-// empty fd when it cannot: an app log never stops a container.
-UniqueFd open_app_log(const std::string& path);
+// max_bytes is first moved to <path>.1, replacing the one before). Returns
+// an empty fd when it cannot: an app log never stops a container.
+UniqueFd open_app_log(const std::string& path, off_t max_bytes = kMaxAppLogBytes);
 
 }  // namespace thaw::container
