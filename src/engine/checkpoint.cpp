@@ -57,6 +57,8 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     proc::Seizure seizure(o.pid);
     st.seize_ms = ms_since(t0) - st.gpu_ms;
     seizure.set_gadget(proc::find_syscall_gadget(o.pid));
+    // kill -9 of thaw while a call runs injected must not kill the target.
+    seizure.protect_from_our_death();
 
     m.thaw_version = THAW_VERSION;
     struct utsname u;

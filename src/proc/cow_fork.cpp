@@ -21,8 +21,8 @@ constexpr long kOptions = PTRACE_O_TRACESYSGOOD;
 // attached and stopped instead of running the target's code. The child
 // inherits these options: EXITKILL makes the kernel kill it should thaw die,
 // rather than let a second copy of the target run. (The target's thread has
-// it only between two ptrace calls around the clone; thaw dying in between
-// would kill the target.)
+// it from just before the clone until its clone event, when the child
+// exists; thaw dying in between would kill the target.)
 constexpr long kForkOptions =
     kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_EXITKILL;
 
@@ -47,6 +47,7 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
     return nullptr;
   }
   t.new_child = 0;
+  t.options_at_clone = kOptions;
   long r = -1;
   try {
     // clone(flags 0: exit signal 0, nothing shared; same stack, a copy)
@@ -113,6 +114,7 @@ double CowFork::finish() {
   Seizure leader(seizure_.pid(), Seizure::Scope::kLeaderOnly);
   // Found again: the address found before the release may be gone.
   leader.set_gadget(find_syscall_gadget(seizure_.pid()));
+  leader.protect_from_our_death();
   reap_in(leader, ns_pid_);
   leader.release();
   return ms_since(t0);

@@ -211,6 +211,10 @@ void Seizure::wait_syscall_stop(Tracee& t) {
     if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
       unsigned long child = 0;
       if (::ptrace(PTRACE_GETEVENTMSG, t.tid, nullptr, &child) == 0) t.new_child = static_cast<pid_t>(child);
+      if (t.options_at_clone >= 0) {
+        ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, t.options_at_clone);
+        t.options_at_clone = -1;
+      }
     }
     if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, 0) != 0) fail_errno("resume thread ", t.tid);
   }
@@ -221,6 +225,16 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
   if (!gadget_) fail("internal: no syscall instruction found in the target");
   user_regs_struct r = t.regs;
   r.rip = gadget_;
+  if (protect_) {
+    if (!t.frame_tried) {
+      t.frame_tried = true;
+      t.frame = write_return_frame(t.tid, t.regs, ret_.sigreturn);
+    }
+    if (t.frame) {
+      r.rip = ret_.syscall_ret;
+      r.rsp = t.frame;
+    }
+  }
   r.rax = nr;
   r.orig_rax = static_cast<unsigned long long>(-1);
   r.rdi = a1;
@@ -240,7 +254,15 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
   return static_cast<long>(out.rax);
 }
 
+bool Seizure::protect_from_our_death() {
+  ret_ = find_return_gadgets(pid_);
+  protect_ = ret_.found();
+  return protect_;
+}
+
 uint64_t Seizure::scratch(const Tracee& t, size_t len) const {
+  if (len + 256 + 16 > kScratchRoom) fail("internal: ", len, " bytes of scratch memory asked for; at most ",
+                                         kScratchRoom - 272);
   // Below the 128-byte red zone, 16-byte aligned; signal frames need far
   // more room than this, so the stack has it.
   return (t.regs.rsp - 128 - len - 256) & ~uint64_t{15};

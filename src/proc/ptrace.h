@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "proc/return_frame.h"
+
 namespace thaw::proc {
 
 struct Tracee {
@@ -17,6 +19,12 @@ struct Tracee {
   std::vector<int> resend;     // signals swallowed during injection
   std::vector<siginfo_t> resend_info;  // and what came with each (si_signo 0: unknown)
   pid_t new_child = 0;         // the child an injected clone() made (our pid namespace)
+  // Options to set at the clone event of an injected clone (>= 0): the
+  // thread's own PTRACE_O_EXITKILL, for its child to inherit, is dropped as
+  // soon as the child exists, not after the call.
+  long options_at_clone = -1;
+  uint64_t frame = 0;          // its return frame (proc/return_frame.h); 0: none
+  bool frame_tried = false;
 };
 
 // Registers as they should be resumed: a system call interrupted by our stop
@@ -51,6 +59,10 @@ class Seizure {
                uint64_t a5 = 0, uint64_t a6 = 0);
   void set_gadget(uint64_t addr) { gadget_ = addr; }
   uint64_t gadget() const { return gadget_; }
+  // From now on, injected calls leave each thread a way back should thaw
+  // die in the middle of one (proc/return_frame.h). Returns false when the
+  // target lacks the code for it (no glibc): calls then run as before.
+  bool protect_from_our_death();
   // Scratch memory inside the target (below the red zone of the thread's
   // stack) for syscall arguments; returns its address.
   uint64_t scratch(const Tracee& t, size_t len) const;
@@ -69,6 +81,8 @@ class Seizure {
   pid_t pid_;
   std::vector<Tracee> threads_;
   uint64_t gadget_ = 0;
+  ReturnGadgets ret_;
+  bool protect_ = false;
   bool kill_ = false;
   bool released_ = false;
 };

@@ -3,6 +3,7 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 
 import json
 import os
+import shutil
 import signal
 import threading
 import subprocess
@@ -93,6 +94,40 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     assert p.poll() is None, f"{prog} died during checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
+
+
+@pytest.mark.parametrize("prog", ["signals", "threads", "fpu"])
+def test_checkpoint_killed_leaves_target_running(zoo, thaw_bin, prog):
+    """kill -9 of `thaw checkpoint` at moments spread over its run: the
+    target goes on as if never held. A thread let go in the middle of an
+    injected call (dozens of them: every signal action, each thread's
+    state) returns through the signal frame thaw left below its stack.
+    --no-cow: with a copy-on-write fork the target's thread needs
+    PTRACE_O_EXITKILL while the kernel makes the copy (architecture.md)."""
+    expected = zoo.run_uninterrupted(prog)
+    p = zoo.start(prog)
+    t0 = time.monotonic()
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path(), "--no-cow")
+    took = time.monotonic() - t0
+    assert cp.returncode == 0, cp.stderr
+    zoo.finish(p)
+    killed = 0
+    for i in range(30):
+        p = zoo.start(prog)
+        img = zoo.img_path()
+        c = subprocess.Popen(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img, "--no-cow"),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(took * i / 30)
+        c.kill()
+        c.wait()
+        killed += c.returncode == -signal.SIGKILL
+        for left in Path(img).parent.glob(Path(img).name + ".tmp.*"):
+            shutil.rmtree(left, ignore_errors=True)
+        assert p.poll() is None, f"{prog} died when thaw was killed {took * i / 30 * 1000:.1f} ms in " \
+                                 f"(rc {p.returncode})"
+        rc, out, err = zoo.finish(p)
+        _assert_same(expected, rc, out, err, f"{prog} after thaw was killed {took * i / 30 * 1000:.1f} ms in")
+    assert killed >= 10, f"thaw was killed mid-way only {killed} times of 30"
 
 
 def test_checkpoint_reads_a_copy_on_write_fork(zoo, thaw_bin):
