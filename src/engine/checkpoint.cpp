@@ -54,11 +54,13 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     st.gpu_ms = ms_since(t0);
     if (gpu) st.gpu_detail = gpu->detail();
     throw_if_interrupted();
+    // Looked for while the target still runs (checked again once held).
+    proc::ReturnGadgets ret = proc::find_return_gadgets(o.pid);
     proc::Seizure seizure(o.pid);
     st.seize_ms = ms_since(t0) - st.gpu_ms;
     seizure.set_gadget(proc::find_syscall_gadget(o.pid));
     // kill -9 of thaw while a call runs injected must not kill the target.
-    seizure.protect_from_our_death();
+    seizure.protect_from_our_death(&ret);
 
     m.thaw_version = THAW_VERSION;
     struct utsname u;

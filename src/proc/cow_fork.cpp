@@ -114,7 +114,7 @@ double CowFork::finish() {
   Seizure leader(seizure_.pid(), Seizure::Scope::kLeaderOnly);
   // Found again: the address found before the release may be gone.
   leader.set_gadget(find_syscall_gadget(seizure_.pid()));
-  leader.protect_from_our_death();
+  leader.protect_from_our_death(&seizure_.return_gadgets());
   reap_in(leader, ns_pid_);
   leader.release();
   return ms_since(t0);

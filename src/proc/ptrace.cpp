@@ -228,7 +228,7 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
   if (protect_) {
     if (!t.frame_tried) {
       t.frame_tried = true;
-      t.frame = write_return_frame(t.tid, t.regs, ret_.sigreturn);
+      t.frame = write_return_frame(t.tid, t.regs, ret_);
     }
     if (t.frame) {
       r.rip = ret_.syscall_ret;
@@ -254,8 +254,8 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
   return static_cast<long>(out.rax);
 }
 
-bool Seizure::protect_from_our_death() {
-  ret_ = find_return_gadgets(pid_);
+bool Seizure::protect_from_our_death(const ReturnGadgets* known) {
+  ret_ = known && known->still_in(pid_) ? *known : find_return_gadgets(pid_);
   protect_ = ret_.found();
   return protect_;
 }

@@ -62,7 +62,10 @@ class Seizure {
   // From now on, injected calls leave each thread a way back should thaw
   // die in the middle of one (proc/return_frame.h). Returns false when the
   // target lacks the code for it (no glibc): calls then run as before.
-  bool protect_from_our_death();
+  // `known`: gadgets another seizure of the process found, used again
+  // where they still are.
+  bool protect_from_our_death(const ReturnGadgets* known = nullptr);
+  const ReturnGadgets& return_gadgets() const { return ret_; }
   // Scratch memory inside the target (below the red zone of the thread's
   // stack) for syscall arguments; returns its address.
   uint64_t scratch(const Tracee& t, size_t len) const;

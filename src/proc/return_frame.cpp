@@ -57,30 +57,21 @@ uint64_t xcr0() {
 // component the thread uses (the frame may hold no more than the kernel's
 // size for this thread, which leaves out AMX tiles it never enabled), with
 // the software bytes and the closing magic the kernel checks. Returns the
-// bytes to write (magic included) and sets *features to the components
-// restored; empty when the state cannot be put in a frame.
-std::vector<unsigned char> frame_xstate(pid_t tid) {
+// bytes to write (magic included); empty when the state cannot be put in
+// a frame.
+std::vector<unsigned char> frame_xstate(pid_t tid, const XsaveLayout& layout) {
   std::vector<unsigned char> xs(64 * 1024);
   iovec iov{xs.data(), xs.size()};
   if (::ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov) != 0 || iov.iov_len < kMinXstate) return {};
   uint64_t in_use;
   std::memcpy(&in_use, xs.data() + kXsaveHeaderAt, 8);
-  uint64_t enabled = xcr0();
   size_t need = kMinXstate;
-  for (int i = 2; i < 64; i++) {
-    if (!(enabled >> i & 1) || !(in_use >> i & 1)) continue;
-    unsigned size, offset, ecx, edx;
-    __cpuid_count(0xd, i, size, offset, ecx, edx);
-    need = std::max<size_t>(need, size_t(offset) + size);
-  }
+  for (int i = 2; i < 64; i++)
+    if (layout.enabled >> i & 1 && in_use >> i & 1) need = std::max<size_t>(need, layout.end[i]);
   if (need > iov.iov_len) return {};
-  uint64_t features = enabled & 3;  // x87 and SSE: the legacy area
-  for (int i = 2; i < 64; i++) {
-    if (!(enabled >> i & 1)) continue;
-    unsigned size, offset, ecx, edx;
-    __cpuid_count(0xd, i, size, offset, ecx, edx);
-    if (size_t(offset) + size <= need) features |= uint64_t{1} << i;
-  }
+  uint64_t features = layout.enabled & 3;  // x87 and SSE: the legacy area
+  for (int i = 2; i < 64; i++)
+    if (layout.enabled >> i & 1 && layout.end[i] <= need) features |= uint64_t{1} << i;
   xs.resize(need + 4);
   struct {
     uint32_t magic1, extended_size;
@@ -93,11 +84,30 @@ std::vector<unsigned char> frame_xstate(pid_t tid) {
   return xs;
 }
 
-bool matches(const unsigned char* p, size_t left, const std::vector<unsigned char>& pat) {
-  return left >= pat.size() && std::memcmp(p, pat.data(), pat.size()) == 0;
+}  // namespace
+
+XsaveLayout XsaveLayout::of_this_cpu() {
+  XsaveLayout l;
+  l.enabled = xcr0();
+  for (int i = 2; i < 64; i++) {
+    if (!(l.enabled >> i & 1)) continue;
+    unsigned size, offset, ecx, edx;
+    __cpuid_count(0xd, i, size, offset, ecx, edx);
+    l.end[i] = offset + size;
+  }
+  return l;
 }
 
-}  // namespace
+bool ReturnGadgets::still_in(pid_t pid) const {
+  if (!found()) return false;
+  unsigned char a[3], b[9];
+  iovec local[2] = {{a, sizeof a}, {b, sizeof b}};
+  iovec remote[2] = {{reinterpret_cast<void*>(syscall_ret), sizeof a}, {reinterpret_cast<void*>(sigreturn), sizeof b}};
+  if (::process_vm_readv(pid, local, 2, remote, 2, 0) != sizeof a + sizeof b) return false;
+  static const unsigned char want_a[] = {0x0f, 0x05, 0xc3}, want_b[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05},
+                             want_b2[] = {0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+  return std::memcmp(a, want_a, 3) == 0 && (std::memcmp(b, want_b, 9) == 0 || std::memcmp(b, want_b2, 7) == 0);
+}
 
 ReturnGadgets find_return_gadgets(pid_t pid) {
   static const std::vector<unsigned char> syscall_ret{0x0f, 0x05, 0xc3};
@@ -109,26 +119,35 @@ ReturnGadgets find_return_gadgets(pid_t pid) {
     return (a.name.find("/libc.so") != std::string::npos) > (b.name.find("/libc.so") != std::string::npos);
   });
   ReturnGadgets g;
+  // Read in pieces, stopping once both are found (the target may be held:
+  // glibc has both in its first few hundred KiB of code).
+  constexpr uint64_t kPiece = 256 << 10, kOverlap = 16;
+  std::vector<unsigned char> buf(kPiece);
   for (const auto& m : maps) {
     if (!(m.prot & PROT_EXEC) || !(m.prot & PROT_READ) || m.name == "[vsyscall]") continue;
-    uint64_t len = std::min<uint64_t>(m.end - m.start, 8 << 20);
-    std::vector<unsigned char> buf(len);
-    iovec local{buf.data(), len}, remote{reinterpret_cast<void*>(m.start), len};
-    ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    for (ssize_t i = 0; i + 2 < n && !g.found(); i++) {
-      const unsigned char* p = buf.data() + i;
-      size_t left = static_cast<size_t>(n - i);
-      if (!g.syscall_ret && matches(p, left, syscall_ret)) g.syscall_ret = m.start + i;
-      if (!g.sigreturn && (matches(p, left, sigreturn_rax) || matches(p, left, sigreturn_eax)))
-        g.sigreturn = m.start + i;
+    uint64_t end = std::min<uint64_t>(m.end, m.start + (8 << 20));
+    for (uint64_t at = m.start; at < end && !g.found(); at += kPiece - kOverlap) {
+      uint64_t len = std::min<uint64_t>(kPiece, end - at);
+      iovec local{buf.data(), len}, remote{reinterpret_cast<void*>(at), len};
+      ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+      if (n <= 0) break;
+      auto find = [&](const std::vector<unsigned char>& pat) -> uint64_t {
+        const void* hit = ::memmem(buf.data(), static_cast<size_t>(n), pat.data(), pat.size());
+        return hit ? at + (static_cast<const unsigned char*>(hit) - buf.data()) : 0;
+      };
+      if (!g.syscall_ret) g.syscall_ret = find(syscall_ret);
+      if (!g.sigreturn) g.sigreturn = find(sigreturn_rax);
+      if (!g.sigreturn) g.sigreturn = find(sigreturn_eax);
+      if (static_cast<uint64_t>(n) < len) break;
     }
     if (g.found()) break;
   }
+  if (g.found()) g.xsave = XsaveLayout::of_this_cpu();
   return g;
 }
 
-uint64_t write_return_frame(pid_t tid, const user_regs_struct& regs, uint64_t sigreturn_gadget) {
-  std::vector<unsigned char> xs = frame_xstate(tid);
+uint64_t write_return_frame(pid_t tid, const user_regs_struct& regs, const ReturnGadgets& g) {
+  std::vector<unsigned char> xs = frame_xstate(tid, g.xsave);
   uint64_t mask = 0;
   if (xs.empty() || ::ptrace(PTRACE_GETSIGMASK, tid, sizeof mask, &mask) != 0) return 0;
   // At the frame: the return address `ret` takes, the ucontext, room for
@@ -150,7 +169,7 @@ uint64_t write_return_frame(pid_t tid, const user_regs_struct& regs, uint64_t si
   sc.fpstate = frame + fp_off;
   uc.sigmask = mask;
   std::vector<unsigned char> blob(total, 0);
-  std::memcpy(blob.data(), &sigreturn_gadget, 8);
+  std::memcpy(blob.data(), &g.sigreturn, 8);
   std::memcpy(blob.data() + 8, &uc, sizeof uc);
   std::memcpy(blob.data() + fp_off, xs.data(), xs.size());
   try {

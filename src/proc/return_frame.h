@@ -18,11 +18,22 @@
 
 namespace thaw::proc {
 
+// Where each XSAVE component ends in the standard format, for this CPU's
+// enabled components (XCR0); read once (cpuid is slow in a VM).
+struct XsaveLayout {
+  uint64_t enabled = 0;
+  uint32_t end[64] = {};
+  static XsaveLayout of_this_cpu();
+};
+
 // Addresses of both sequences in the target's executable mappings.
 struct ReturnGadgets {
   uint64_t syscall_ret = 0;  // 0f 05 c3
   uint64_t sigreturn = 0;    // mov $15, %rax (or %eax); syscall
+  XsaveLayout xsave;
   bool found() const { return syscall_ret && sigreturn; }
+  // Whether both are still where they were found (the process ran since).
+  bool still_in(pid_t pid) const;
 };
 ReturnGadgets find_return_gadgets(pid_t pid);
 
@@ -33,6 +44,6 @@ constexpr uint64_t kScratchRoom = 8192;
 // `regs`; returns the stack pointer an injected call runs with, or 0 when
 // the frame cannot be written (its stack has no room: the call then runs
 // unprotected).
-uint64_t write_return_frame(pid_t tid, const user_regs_struct& regs, uint64_t sigreturn_gadget);
+uint64_t write_return_frame(pid_t tid, const user_regs_struct& regs, const ReturnGadgets& g);
 
 }  // namespace thaw::proc
