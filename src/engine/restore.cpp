@@ -510,10 +510,15 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
   if (st.ok) {
     ssize_t ignored = ::write(watch.get(), "D", 1);
     (void)ignored;
+    watch.reset();
   } else if (o.detach) {
+    // Taken while the process lives; written once init killed it (the
+    // watch closed), and never blocking on a full pipe.
     UniqueFd err(static_cast<int>(::syscall(SYS_pidfd_getfd, exit_pidfd.get(), 2, 0)));
+    watch.reset();
     std::string msg = cat("thaw: restore of ", img.dir(), ": ", kPagerFailed, "\n");
-    if (err) {
+    pollfd pf{err.get(), POLLOUT, 0};
+    if (err && ::poll(&pf, 1, 100) == 1 && (pf.revents & POLLOUT)) {
       ssize_t ignored = ::write(err.get(), msg.data(), msg.size());
       (void)ignored;
     }

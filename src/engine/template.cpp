@@ -250,8 +250,8 @@ Template::Copy Template::spawn(pid_t ns_init, const std::map<int, int>& inherit,
       std::vector<std::pair<pid_t, std::vector<int>>> held_signals;
       std::vector<std::pair<pid_t, const image::Thread*>> made{{copy, &main_}};
       add_threads(w, threads, held_signals, made);
+      if (before_run) before_run(copy);  // its cgroups first: they bound what it may be given
       restore_scheduling(copy, made, *m_);
-      if (before_run) before_run(copy);
       // Registers, FPU state (a fork need not copy every xfeature) and mask.
       load_thread_registers(copy, main_);
       for (pid_t tid : threads)

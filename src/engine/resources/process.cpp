@@ -217,6 +217,10 @@ void restore_process_early(RestoreContext& r) {
   // A leader leads again, with its own (new) pid as the id. Any other
   // member's group and session belonged to processes the image does not
   // hold: it stays in the restoring side's.
+  // Not from a terminal: a process of a group of its own would be stopped
+  // (SIGTTIN) at its first read there, and setsid would drop the terminal.
+  bool on_tty = ::isatty(0) || ::isatty(1) || ::isatty(2);
+  if (on_tty) return;
   if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
   if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
     fail_errno("make it lead a process group of its own, as it did");

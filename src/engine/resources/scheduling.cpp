@@ -113,6 +113,14 @@ std::vector<uint32_t> online_cpus() {
   return out;
 }
 
+// A setting this machine or container refuses (no CAP_SYS_NICE or
+// CAP_SYS_RESOURCE, no real-time budget, a narrower cpuset) is the
+// environment's choice: the process runs on with what it has, and says so.
+void note(const std::string& what) {
+  std::fprintf(stderr, "thaw: note: restore: %s (%s); it keeps the restoring side's\n", what.c_str(),
+               std::strerror(errno));
+}
+
 }  // namespace
 
 void dump_scheduling(CheckpointContext& c) {
@@ -152,7 +160,7 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
       std::string v = cat(m.process.oom_score_adj, "\n");
       UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
       if (!fd || ::write(fd.get(), v.data(), v.size()) != static_cast<ssize_t>(v.size()))
-        fail_errno("set oom_score_adj ", m.process.oom_score_adj);
+        note(cat("the image's oom_score_adj ", m.process.oom_score_adj, " cannot be set"));
     }
   }
   std::vector<uint32_t> online;
@@ -178,7 +186,7 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
                      "it runs on any CPU\n", who.c_str(), cpu_list(s.cpus).c_str());
     }
     if (get_nice(tid, who) != s.nice && ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), s.nice) != 0)
-      fail_errno(who, ": set nice ", s.nice);
+      note(cat(who, ": its nice value ", s.nice, " cannot be set"));
     sched_attr now = get_attr(tid, who);
     if (now.sched_policy != s.policy || (now.sched_flags & SCHED_FLAG_RESET_ON_FORK) != s.flags ||
         now.sched_priority != s.priority || s.policy == SCHED_DEADLINE) {
@@ -192,11 +200,15 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
       a.sched_deadline = s.deadline_ns;
       a.sched_period = s.period_ns;
       if (::syscall(SYS_sched_setattr, tid, &a, 0) != 0)
-        fail_errno(who, ": set scheduling policy ", policy_name(s.policy), " (priority ", s.priority,
-                   "): this machine or container does not allow it");
+        note(cat(who, ": its scheduling policy ", policy_name(s.policy),
+                 s.policy == SCHED_FIFO || s.policy == SCHED_RR ? cat(" (priority ", s.priority, ")") : "",
+                 " is not allowed here"));
     }
-    if (get_ioprio(tid, who) != s.ioprio && ::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid, s.ioprio) != 0)
-      fail_errno(who, ": set I/O priority class ", s.ioprio >> 13, " level ", s.ioprio & 7);
+    // Class NONE means "not set" (older kernels report a level with it,
+    // which newer ones refuse to set).
+    if (s.ioprio >> 13 != 0 && get_ioprio(tid, who) != s.ioprio &&
+        ::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid, s.ioprio) != 0)
+      note(cat(who, ": its I/O priority class ", s.ioprio >> 13, " level ", s.ioprio & 7, " cannot be set"));
   }
 }
 
