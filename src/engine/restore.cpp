@@ -510,7 +510,6 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
   if (st.ok) {
     ssize_t ignored = ::write(watch.get(), "D", 1);
     (void)ignored;
-    watch.reset();
   } else if (o.detach) {
     // Taken while the process lives; written once init killed it (the
     // watch closed), and never blocking on a full pipe.

@@ -47,12 +47,6 @@ constexpr uint32_t kXstateMagic1 = 0x46505853, kXstateMagic2 = 0x46505845;
 constexpr size_t kSwBytesAt = 464, kXsaveHeaderAt = 512, kMinXstate = 576;
 constexpr size_t kSiginfoBytes = 128;
 
-uint64_t xcr0() {
-  uint32_t lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (uint64_t(hi) << 32) | lo;
-}
-
 // The XSAVE state as a signal frame holds it: only as far as the last
 // component the thread uses (the frame may hold no more than the kernel's
 // size for this thread, which leaves out AMX tiles it never enabled), with
@@ -85,6 +79,12 @@ std::vector<unsigned char> frame_xstate(pid_t tid, const XsaveLayout& layout) {
 }
 
 }  // namespace
+
+uint64_t xcr0() {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t(hi) << 32) | lo;
+}
 
 XsaveLayout XsaveLayout::of_this_cpu() {
   XsaveLayout l;

@@ -18,6 +18,9 @@
 
 namespace thaw::proc {
 
+// XCR0: the XSAVE components this CPU has enabled.
+uint64_t xcr0();
+
 // Where each XSAVE component ends in the standard format, for this CPU's
 // enabled components (XCR0); read once (cpuid is slow in a VM).
 struct XsaveLayout {

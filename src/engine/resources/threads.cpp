@@ -31,12 +31,6 @@ struct RseqConfig {  // struct ptrace_rseq_configuration
   uint32_t size, sig, flags, pad;
 };
 
-uint64_t xgetbv0() {
-  uint32_t lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (uint64_t(hi) << 32) | lo;
-}
-
 std::vector<image::SigInfo> peek_signals(pid_t tid, bool shared) {
   std::vector<image::SigInfo> out;
   for (uint32_t off = 0;; off++) {
@@ -83,7 +77,7 @@ image::Cpu this_cpu() {
     if (k == "vendor_id" && cpu.vendor.empty()) cpu.vendor = v;
     if (k == "model name" && cpu.model.empty()) cpu.model = v;
   }
-  cpu.xfeatures = xgetbv0();
+  cpu.xfeatures = proc::xcr0();
   unsigned a, b, c, d;
   __cpuid_count(0xd, 0, a, b, c, d);
   cpu.xstate_size = b;
