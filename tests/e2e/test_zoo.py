@@ -851,6 +851,41 @@ def test_restore_of_a_full_fd_table(zoo, thaw_bin):
     assert rc == 0 and out == "limit 64, fd 63 /dev/null\n", _show("restore", rc, out, err)
 
 
+def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):
+    """A process in a container's cpuset, checkpointed from outside, runs
+    on the CPUs that cpuset allows: the narrower affinity is the
+    container's, not the process's, so a restore elsewhere must not pin
+    it to those CPU numbers (it used to be recorded as pinning)."""
+    if len(os.sched_getaffinity(0)) < 2 or not Path("/sys/fs/cgroup/cpuset/cpuset.cpus").exists():
+        pytest.skip("needs two CPUs and the v1 cpuset hierarchy")
+    cg = Path(f"/sys/fs/cgroup/cpuset/thaw-test-{os.getpid()}")
+    cg.mkdir()
+    try:
+        (cg / "cpuset.mems").write_text(Path("/sys/fs/cgroup/cpuset/cpuset.mems").read_text())
+        first = min(os.sched_getaffinity(0))
+        (cg / "cpuset.cpus").write_text(str(first))
+        code = ("import os, sys\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "print(sorted(os.sched_getaffinity(0)), flush=True)\n")
+        p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        try:
+            assert p.stdout.readline() == b"READY\n"
+            (cg / "cgroup.procs").write_text(str(p.pid))
+            assert os.sched_getaffinity(p.pid) == {first}
+            img = zoo.img_path()
+            cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+            assert cp.returncode == 0, cp.stderr
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        cg.rmdir()
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == f"{sorted(os.sched_getaffinity(0))}\n", _show("restore", rc, out, err)
+
+
 def test_unconnected_unix_stream_and_seqpacket_sockets(zoo, thaw_bin):
     """Sockets made and never connected (a client about to connect): they
     come back as such and can connect after the restore."""

@@ -1,3 +1,4 @@
+#include <sched.h>
 #include <unistd.h>
 
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "common/io.h"
+#include "proc/cpus.h"
 #include "proc/procfs.h"
 
 using thaw::proc::read_maps;
@@ -76,4 +78,22 @@ TEST(Procfs, MemoryHeadroomFollowsTheMemoryCgroup) {
   EXPECT_GT(headroom, 0u);
   EXPECT_LE(headroom, limit);
   EXPECT_GT(thaw::proc::memory_headroom_bytes(), limit) << "outside that cgroup the machine has more";
+}
+
+TEST(Procfs, CpuListsParseRangesAndSingles) {
+  using thaw::proc::parse_cpu_list;
+  EXPECT_EQ(parse_cpu_list("0-3,8,10-11\n"), (std::vector<uint32_t>{0, 1, 2, 3, 8, 10, 11}));
+  EXPECT_EQ(parse_cpu_list("5"), (std::vector<uint32_t>{5}));
+  EXPECT_TRUE(parse_cpu_list("\n").empty());  // an empty cpuset
+  EXPECT_EQ(parse_cpu_list("1-"), (std::vector<uint32_t>{}));
+}
+
+TEST(Procfs, OwnCpusetHoldsTheCpusWeRunOn) {
+  auto cpus = thaw::proc::cpuset_cpus(::getpid());
+  if (!cpus) GTEST_SKIP() << "no cpuset cgroup readable here";
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
+  for (int i = 0; i < CPU_SETSIZE; i++)
+    if (CPU_ISSET(i, &set)) EXPECT_NE(std::find(cpus->begin(), cpus->end(), uint32_t(i)), cpus->end()) << i;
 }

@@ -19,6 +19,7 @@
 #include "common/io.h"
 #include "common/unique_fd.h"
 #include "engine/resources/resources.h"
+#include "proc/cpus.h"
 
 namespace thaw::engine {
 
@@ -92,27 +93,6 @@ std::string cpu_list(const std::vector<uint32_t>& cpus) {
   return s;
 }
 
-std::vector<uint32_t> online_cpus() {
-  std::vector<uint32_t> out;
-  std::string text;
-  if (!try_read_file("/sys/devices/system/cpu/online", &text)) return out;
-  // "0-3,8,10-11"
-  for (size_t i = 0; i < text.size();) {
-    char* end;
-    unsigned long lo = std::strtoul(text.c_str() + i, &end, 10), hi = lo;
-    if (end == text.c_str() + i) break;
-    i = end - text.c_str();
-    if (i < text.size() && text[i] == '-') {
-      hi = std::strtoul(text.c_str() + i + 1, &end, 10);
-      i = end - text.c_str();
-    }
-    for (unsigned long c = lo; c <= hi && c < CPU_SETSIZE; c++) out.push_back(static_cast<uint32_t>(c));
-    if (i < text.size() && text[i] == ',') i++;
-    else break;
-  }
-  return out;
-}
-
 // A setting this machine or container refuses (no CAP_SYS_NICE or
 // CAP_SYS_RESOURCE, no real-time budget, a narrower cpuset) is the
 // environment's choice: the process runs on with what it has, and says so.
@@ -127,10 +107,12 @@ void dump_scheduling(CheckpointContext& c) {
   auto& p = c.m.process;
   std::string text;
   if (try_read_file(cat("/proc/", c.pid, "/oom_score_adj"), &text)) p.oom_score_adj = std::atoi(text.c_str());
-  // An affinity no narrower than thaw's own is the machine's (or the
-  // container's) and not the process's choice: restored elsewhere, it
-  // must not pin the process to this machine's CPU numbers.
-  std::vector<uint32_t> mine = get_cpus(0, "thaw");
+  // An affinity that takes in every CPU the process's cpuset offers is
+  // the machine's (or the container's) and not the process's choice:
+  // restored elsewhere, it must not pin the process to this machine's
+  // CPU numbers. Without a cpuset to read, thaw's own CPUs stand in.
+  std::vector<uint32_t> offered = proc::cpuset_cpus(c.pid).value_or(std::vector<uint32_t>{});
+  if (offered.empty()) offered = get_cpus(0, "thaw");
   for (auto& th : c.m.threads) {
     std::string who = cat("thread ", th.tid);
     sched_attr a = get_attr(th.tid, who);
@@ -146,7 +128,7 @@ void dump_scheduling(CheckpointContext& c) {
     s.nice = get_nice(th.tid, who);
     s.ioprio = get_ioprio(th.tid, who);
     auto cpus = get_cpus(th.tid, who);
-    if (!includes(cpus, mine)) s.cpus = std::move(cpus);
+    if (!includes(cpus, offered)) s.cpus = std::move(cpus);
     s.recorded = true;
   }
 }
@@ -170,7 +152,7 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
     std::string who = cat("thread ", th->tid);
     // Affinity first: a SCHED_DEADLINE thread must keep every CPU.
     if (!s.cpus.empty()) {
-      if (online.empty()) online = online_cpus();
+      if (online.empty()) online = proc::online_cpus();
       cpu_set_t set;
       CPU_ZERO(&set);
       std::vector<uint32_t> here;
