@@ -94,9 +94,9 @@ int app_history(Session& s, const std::string& app) {
   auto versions = store.versions(app);
   if (versions.empty()) fail("app '", app, "' was never deployed (`thaw app ls` lists the apps)");
   auto current = store.current_version(app);
-  // The newest version, not current, while the app's lock is held: a
-  // deploy still under way (its record may not be written yet).
-  bool deploying = current != versions.back() && store.app_locked(app);
+  // The newest version, not current, while its deploy runs (its record
+  // may not be written yet).
+  bool deploying = current != versions.back() && store.deploying(app, versions.back());
   std::printf("%-8s %-20s %-9s %s\n", "VERSION", "DEPLOYED", "STATE", "NOTE");
   for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
     std::string deployed, state = current == *it ? "deployed" : "", note;

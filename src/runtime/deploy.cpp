@@ -65,6 +65,7 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   auto previous = ctx.store.current_version(app.name);
   int version = ctx.store.next_version(app.name);
   std::string vdir = ctx.store.version_dir(app.name, version);
+  auto under_way = ctx.store.mark_deploying(app.name, version);
   ctx.log.line("Deploying app " + app.name + " version " + std::to_string(version) + " (" +
                std::to_string(app.functions.size()) + " functions).");
 

@@ -134,8 +134,13 @@ FileLock Store::lock_app(const std::string& app) {
   return FileLock(cat(home_, "/apps/", app, "/.lock"));
 }
 
-bool Store::app_locked(const std::string& app) const {
-  std::string path = cat(home_, "/apps/", app, "/.lock");
+FileLock Store::mark_deploying(const std::string& app, int version) {
+  mkdir_p(version_dir(app, version));
+  return FileLock(version_dir(app, version) + "/.deploying");
+}
+
+bool Store::deploying(const std::string& app, int version) const {
+  std::string path = version_dir(app, version) + "/.deploying";
   return container::exists(path) && !FileLock::try_lock(path);
 }
 

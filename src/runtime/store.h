@@ -46,8 +46,10 @@ class Store {
   nlohmann::json read_version(const std::string& app, int version) const;
   void write_version(const std::string& app, int version, const nlohmann::json& j);
   FileLock lock_app(const std::string& app);
-  // Whether someone holds lock_app now (a deploy, a stop, a rollback).
-  bool app_locked(const std::string& app) const;
+  // Held by a deploy of `version` for as long as it runs, so that
+  // `thaw app history` tells a deploy under way from one that died.
+  FileLock mark_deploying(const std::string& app, int version);
+  bool deploying(const std::string& app, int version) const;
 
   // Snapshots.
   std::vector<std::string> snapshot_keys() const;

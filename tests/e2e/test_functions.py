@@ -10,6 +10,7 @@ Environment: THAW_BIN (default <repo>/build/thaw).
 """
 
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -344,7 +345,7 @@ Broken = app.cls(enable_memory_snapshot=True)(Broken)
 
 
 def test_app_history_shows_a_deploy_under_way(thaw):
-    """While a deploy prepares its snapshot (the app's lock held), its
+    """While a deploy prepares its snapshot (its version marked), its
     version is "deploying", not "broken"."""
     app = thaw.tmp / "slow.py"
     gate = thaw.tmp / "gate"
@@ -385,6 +386,13 @@ class Slow:
     history = thaw.run("app", "history", "e2e-slow").stdout.splitlines()
     assert re.match(r"v2 .* deployed", history[1]), history
     assert thaw.call("e2e-slow", "Slow", method="f")[0] == 2
+    # A version a deploy left without its record is "broken" even while
+    # another command (a stop, say) holds the app's lock.
+    (thaw.home / "apps" / "e2e-slow" / "v3").mkdir()
+    with open(thaw.home / "apps" / "e2e-slow" / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        history = thaw.run("app", "history", "e2e-slow").stdout.splitlines()
+    assert re.match(r"v3 +broken", history[1]), history
 
 
 def test_secrets_and_volumes_made_with_the_cli_reach_a_function(thaw):
