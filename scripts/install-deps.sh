@@ -14,6 +14,7 @@ pkgs=(
   libopenblas0-openmp                  # torch's BLAS: without it Debian's torch uses the reference
                                        # BLAS, and the demo model's call takes 97 ms instead of 15
   util-linux                           # setpriv (a test runs a process as another user)
+  gdb                                  # a test stops thaw at a chosen point to kill -9 it there
   tzdata                               # time zones of Cron schedules (/usr/share/zoneinfo)
   python3-fastapi python3-flask        # end-to-end tests: real ASGI and WSGI apps as web endpoints
 )

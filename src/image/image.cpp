@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,11 +39,30 @@ static std::string parent_of(const std::string& dir) {
   return dir.substr(0, pos);
 }
 
+// What a checkpoint killed before it finished left beside `dir`: its
+// temporary directories, named for a thaw no longer running.
+static void remove_abandoned_tmps(const std::string& dir) {
+  std::string parent = parent_of(dir), prefix = dir.substr(dir.find_last_of('/') + 1) + ".tmp.";
+  DIR* d = ::opendir(parent.c_str());
+  if (!d) return;
+  std::vector<std::string> gone;
+  while (auto* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string digits = name.substr(prefix.size());
+    if (!std::all_of(digits.begin(), digits.end(), ::isdigit) || digits.size() > 9) continue;
+    if (::kill(std::atoi(digits.c_str()), 0) != 0 && errno == ESRCH) gone.push_back(parent + "/" + name);
+  }
+  ::closedir(d);
+  for (const auto& p : gone) remove_tree(p);
+}
+
 Writer::Writer(std::string dir) : dir_(std::move(dir)) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   struct stat st;
   if (::lstat(dir_.c_str(), &st) == 0)
     fail("image directory ", dir_, " already exists; remove it or choose another --out");
+  remove_abandoned_tmps(dir_);
   tmp_ = cat(dir_, ".tmp.", ::getpid());
   remove_tree(tmp_);
   if (::mkdir(tmp_.c_str(), 0700) != 0) fail_errno("create ", tmp_);

@@ -18,13 +18,23 @@ namespace {
 
 constexpr long kOptions = PTRACE_O_TRACESYSGOOD;
 // The injected clone() reports PTRACE_EVENT_CLONE and its child starts
-// attached and stopped instead of running the target's code. The child
-// inherits these options: EXITKILL makes the kernel kill it should thaw die,
-// rather than let a second copy of the target run. (The target's thread has
-// it from just before the clone until its clone event, when the child
-// exists; thaw dying in between would kill the target.)
-constexpr long kForkOptions =
-    kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_EXITKILL;
+// attached and stopped instead of running the target's code; it inherits
+// these options.
+constexpr long kForkOptions = kOptions | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK;
+
+// Should thaw die, the copy must end rather than run on as a second copy
+// of the target. Where the target has return frames (proc/return_frame.h)
+// and a `pop %rax; ret`, the copy starts on a stack of its own: the
+// `syscall; ret` it returns through then pops `pop %rax; ret`, which
+// loads exit_group's number, then the `syscall; ret` again. thaw gives the
+// copy PTRACE_O_EXITKILL at its first stop; dying before that, thaw leaves
+// it to run those three words (a seized tracee's new child starts with a
+// trap, not a SIGSTOP, so it does run). Without them the target's thread
+// carries EXITKILL for the copy to inherit, from just before the clone to
+// its clone event, and thaw dying in between kills the target.
+struct ExitChain {
+  uint64_t words[3];
+};
 
 // Reaps the killed copy in the target (its parent) through `s`, which holds
 // at least the target's main thread. WNOHANG: the target must never block.
@@ -42,7 +52,23 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
     return nullptr;
   }
   Tracee& t = s.leader();
-  if (::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kForkOptions) != 0) {
+  const ReturnGadgets& g = s.return_gadgets();
+  uint64_t copy_stack = 0;
+  try {
+    if (s.protecting() && g.pop_rax_ret) {
+      if (!t.frame_tried) s.syscall(t, SYS_getpid);  // the frame is made at the first call
+      if (t.frame) {
+        ExitChain chain{{g.pop_rax_ret, SYS_exit_group, g.syscall_ret}};
+        copy_stack = s.scratch(t, sizeof chain);
+        s.write_mem(copy_stack, &chain, sizeof chain);
+      }
+    }
+  } catch (const Error& e) {
+    *why = cat("preparing the copy's stack failed: ", e.what());
+    return nullptr;
+  }
+  long options = copy_stack ? kForkOptions : kForkOptions | PTRACE_O_EXITKILL;
+  if (::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, options) != 0) {
     *why = cat("setting ptrace options failed: ", std::strerror(errno));
     return nullptr;
   }
@@ -50,8 +76,9 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
   t.options_at_clone = kOptions;
   long r = -1;
   try {
-    // clone(flags 0: exit signal 0, nothing shared; same stack, a copy)
-    r = s.syscall(t, SYS_clone, 0, 0, 0, 0, 0);
+    // clone(flags 0: exit signal 0, nothing shared; a copy of the memory,
+    // on its own stack where there is one)
+    r = s.syscall(t, SYS_clone, 0, copy_stack, 0, 0, 0);
   } catch (...) {
     ::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, kOptions);
     if (t.new_child > 0) {
@@ -79,6 +106,10 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
   std::unique_ptr<CowFork> f(new CowFork(s, t.new_child, static_cast<pid_t>(r)));
   if (!wait_first_stop(f->pid_)) {
     *why = "the forked copy did not stop";
+    return nullptr;
+  }
+  if (copy_stack && ::ptrace(PTRACE_SETOPTIONS, f->pid_, nullptr, kOptions | PTRACE_O_EXITKILL) != 0) {
+    *why = cat("setting ptrace options of the copy failed: ", std::strerror(errno));
     return nullptr;
   }
   // The copy holds every file of the target open: close them, so that a

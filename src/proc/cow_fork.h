@@ -12,9 +12,10 @@
 //
 // What it costs the target: every page it writes while the copy lives is
 // copied first (huge pages are split), and a process waiting with __WALL
-// could see the child. Should thaw be killed while the copy lives, the
-// kernel kills the copy (PTRACE_O_EXITKILL) but nobody reaps it: the target
-// keeps a zombie child, and a later checkpoint refuses it (process trees).
+// could see the child. Should thaw be killed while the copy lives, the copy
+// ends (PTRACE_O_EXITKILL, or before thaw set that, by the exit_group its
+// own stack returns into) but nobody reaps it: the target keeps a zombie
+// child, and a later checkpoint refuses it (process trees).
 #pragma once
 #include <sys/types.h>
 

@@ -163,6 +163,7 @@ void Seizure::release() {
     return;
   }
   for (auto& t : threads_) {
+    std::vector<bool> queued = queue_held_signals_inside(t);
     if (t.regs_dirty) {
       // The thread sits in a syscall-exit stop of an injected call: the
       // kernel's restart logic will not run again, so resume it with the
@@ -176,12 +177,55 @@ void Seizure::release() {
     // but a tgkill's); else as a plain signal. After the detach: a traced
     // thread would stop for each again.
     for (size_t i = 0; i < t.resend.size(); i++) {
+      if (i < queued.size() && queued[i]) continue;
       const siginfo_t* info = i < t.resend_info.size() && t.resend_info[i].si_signo == t.resend[i] ? &t.resend_info[i]
                                                                                                   : nullptr;
       if (info && ::syscall(SYS_rt_tgsigqueueinfo, pid_, t.tid, t.resend[i], info) == 0) continue;
       ::syscall(SYS_tgkill, pid_, t.tid, t.resend[i]);
     }
   }
+}
+
+// A signal held back during an injected call goes back with its siginfo.
+// The kernel lets another process queue only a siginfo that says it came
+// from sigqueue, a timer, ... (si_code < 0 but SI_TKILL); kill's and
+// tgkill's would come from thaw's pid. The thread itself may queue any, so
+// each goes back through an injected rt_tgsigqueueinfo to itself, in the
+// order they came, while the thread still sits in its injected call's
+// stop. Meanwhile the thread blocks every signal: one it queued would
+// otherwise stop it on its way to the next call, be held back again, and
+// so on. Returns which were queued; the others are sent from outside.
+std::vector<bool> Seizure::queue_held_signals_inside(Tracee& t) {
+  std::vector<bool> queued;
+  if (t.resend.empty() || !t.regs_dirty) return queued;
+  uint64_t mask = 0, all = ~uint64_t{0};
+  if (::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof mask, &mask) != 0 ||
+      ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof all, &all) != 0)
+    return queued;
+  struct Unblock {
+    pid_t tid;
+    uint64_t mask;
+    ~Unblock() { ::ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask); }
+  } unblock{t.tid, mask};
+  try {
+    std::string task = cat("/proc/", pid_, "/task/", t.tid);
+    auto st = read_status(task);
+    pid_t ns_tgid = innermost_id(st["NStgid"]), ns_tid = innermost_id(st["NSpid"]);
+    if (ns_tgid <= 0 || ns_tid <= 0) return queued;
+    // Signals that come during these calls join the list, and are sent too.
+    for (size_t i = 0; i < t.resend.size(); i++) {
+      siginfo_t info = i < t.resend_info.size() ? t.resend_info[i] : siginfo_t{};
+      if (info.si_signo != t.resend[i]) break;  // unknown siginfo: this one and the rest from outside
+      uint64_t at = scratch(t, sizeof info);
+      write_mem(at, &info, sizeof info);
+      if (syscall(t, SYS_rt_tgsigqueueinfo, ns_tgid, ns_tid, t.resend[i], at) != 0) break;
+      queued.resize(i + 1, false);
+      queued[i] = true;
+    }
+  } catch (const Error&) {
+    // the thread cannot take another call: the rest go from outside
+  }
+  return queued;
 }
 
 void Seizure::detach_as_is() {

@@ -66,6 +66,7 @@ class Seizure {
   // where they still are.
   bool protect_from_our_death(const ReturnGadgets* known = nullptr);
   const ReturnGadgets& return_gadgets() const { return ret_; }
+  bool protecting() const { return protect_; }
   // Scratch memory inside the target (below the red zone of the thread's
   // stack) for syscall arguments; returns its address.
   uint64_t scratch(const Tracee& t, size_t len) const;
@@ -81,6 +82,7 @@ class Seizure {
 
  private:
   void wait_syscall_stop(Tracee& t);
+  std::vector<bool> queue_held_signals_inside(Tracee& t);
   pid_t pid_;
   std::vector<Tracee> threads_;
   uint64_t gadget_ = 0;

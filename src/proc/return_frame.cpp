@@ -106,27 +106,33 @@ bool ReturnGadgets::still_in(pid_t pid) const {
   if (::process_vm_readv(pid, local, 2, remote, 2, 0) != sizeof a + sizeof b) return false;
   static const unsigned char want_a[] = {0x0f, 0x05, 0xc3}, want_b[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05},
                              want_b2[] = {0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-  return std::memcmp(a, want_a, 3) == 0 && (std::memcmp(b, want_b, 9) == 0 || std::memcmp(b, want_b2, 7) == 0);
+  if (std::memcmp(a, want_a, 3) != 0 || (std::memcmp(b, want_b, 9) != 0 && std::memcmp(b, want_b2, 7) != 0))
+    return false;
+  unsigned char c[2];
+  iovec lc{c, sizeof c}, rc{reinterpret_cast<void*>(pop_rax_ret), sizeof c};
+  return !pop_rax_ret || (::process_vm_readv(pid, &lc, 1, &rc, 1, 0) == sizeof c && c[0] == 0x58 && c[1] == 0xc3);
 }
 
 ReturnGadgets find_return_gadgets(pid_t pid) {
   static const std::vector<unsigned char> syscall_ret{0x0f, 0x05, 0xc3};
   static const std::vector<unsigned char> sigreturn_rax{0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
   static const std::vector<unsigned char> sigreturn_eax{0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+  static const std::vector<unsigned char> pop_rax_ret{0x58, 0xc3};
   auto maps = read_maps(pid, false);
   // libc (which has both) first: fewer bytes read.
   std::stable_sort(maps.begin(), maps.end(), [](const MapEntry& a, const MapEntry& b) {
     return (a.name.find("/libc.so") != std::string::npos) > (b.name.find("/libc.so") != std::string::npos);
   });
   ReturnGadgets g;
-  // Read in pieces, stopping once both are found (the target may be held:
-  // glibc has both in its first few hundred KiB of code).
+  // Read in pieces, stopping once all are found (the target may be held:
+  // glibc has them in its first few hundred KiB of code).
   constexpr uint64_t kPiece = 256 << 10, kOverlap = 16;
   std::vector<unsigned char> buf(kPiece);
   for (const auto& m : maps) {
     if (!(m.prot & PROT_EXEC) || !(m.prot & PROT_READ) || m.name == "[vsyscall]") continue;
     uint64_t end = std::min<uint64_t>(m.end, m.start + (8 << 20));
-    for (uint64_t at = m.start; at < end && !g.found(); at += kPiece - kOverlap) {
+    auto all = [&] { return g.found() && g.pop_rax_ret; };
+    for (uint64_t at = m.start; at < end && !all(); at += kPiece - kOverlap) {
       uint64_t len = std::min<uint64_t>(kPiece, end - at);
       iovec local{buf.data(), len}, remote{reinterpret_cast<void*>(at), len};
       ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
@@ -138,9 +144,10 @@ ReturnGadgets find_return_gadgets(pid_t pid) {
       if (!g.syscall_ret) g.syscall_ret = find(syscall_ret);
       if (!g.sigreturn) g.sigreturn = find(sigreturn_rax);
       if (!g.sigreturn) g.sigreturn = find(sigreturn_eax);
+      if (!g.pop_rax_ret) g.pop_rax_ret = find(pop_rax_ret);
       if (static_cast<uint64_t>(n) < len) break;
     }
-    if (g.found()) break;
+    if (all()) break;
   }
   if (g.found()) g.xsave = XsaveLayout::of_this_cpu();
   return g;

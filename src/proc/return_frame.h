@@ -33,6 +33,10 @@ struct XsaveLayout {
 struct ReturnGadgets {
   uint64_t syscall_ret = 0;  // 0f 05 c3
   uint64_t sigreturn = 0;    // mov $15, %rax (or %eax); syscall
+  // pop %rax; ret (58 c3): with syscall_ret, a way for a process that has
+  // only its stack to make a call of its choosing (proc/cow_fork.cpp).
+  // Searched along with the two above; 0 where not found.
+  uint64_t pop_rax_ret = 0;
   XsaveLayout xsave;
   bool found() const { return syscall_ret && sigreturn; }
   // Whether both are still where they were found (the process ran since).
