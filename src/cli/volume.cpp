@@ -3,7 +3,9 @@
 // A Volume is a directory of the store ($THAW_HOME/volumes/<name>), so
 // these are file copies; the paths given are inside the volume, and none
 // may lead out of it (through "..", or a symbolic link a container made).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iterator>
@@ -13,12 +15,16 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/unique_fd.h"
+#include "container/beneath.h"
 #include "container/fsutil.h"
 #include "runtime/store.h"
 
 namespace thaw::cli {
 
 namespace fs = std::filesystem;
+using container::make_dirs_beneath;
+using container::open_beneath;
 
 namespace {
 
@@ -35,88 +41,138 @@ fs::path volume_root(const std::string& name, bool must_exist) {
   return root;
 }
 
-// PATH inside the volume ("/" or "" is its root). Every part that exists
-// must be a directory or a file, not a link (a container may have made it
-// point anywhere): the result stays inside. `final_link` lets the last part
-// be a link itself (to remove it).
-fs::path inside(const fs::path& root, const std::string& path, bool final_link = false) {
-  fs::path out = root;
-  fs::path rel = fs::path(path).relative_path();
-  for (auto it = rel.begin(); it != rel.end(); ++it) {
-    const auto& part = *it;
+// PATH inside the volume ("/" or "" is its root) as a relative path,
+// "" for the root. Every file operation then resolves it from the
+// volume's directory fd with no link followed (container/beneath.h): a
+// container may swap a directory for a link at any moment.
+std::string relative(const std::string& path) {
+  std::string out;
+  for (const auto& part : fs::path(path).relative_path()) {
     if (part == "..") fail("volume path '", path, "': '..' is not allowed");
     if (part.empty() || part == ".") continue;
-    out /= part;
-    bool last = std::next(it) == rel.end();
-    if (fs::is_symlink(fs::symlink_status(out)) && !(final_link && last))
-      fail("volume path '", path, "': ", out.string(), " is a symbolic link, which thaw volume does not follow");
+    out += (out.empty() ? "" : "/") + part.string();
   }
   return out;
 }
 
-std::string when(const fs::path& p) {
-  struct stat st;
-  if (::lstat(p.c_str(), &st) != 0) return "";
+std::string dirname_of(const std::string& rel) {
+  auto slash = rel.rfind('/');
+  return slash == std::string::npos ? "" : rel.substr(0, slash);
+}
+
+std::string basename_of(const std::string& rel) { return rel.substr(rel.rfind('/') + 1); }
+
+UniqueFd open_root(const fs::path& root) {
+  UniqueFd fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) fail_errno("open volume directory ", root.string());
+  return fd;
+}
+
+std::string when(int64_t t) {
   char buf[32];
   struct tm tm;
-  gmtime_r(&st.st_mtim.tv_sec, &tm);
+  time_t tt = static_cast<time_t>(t);
+  gmtime_r(&tt, &tm);
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
 
-// Copies a file or a directory tree; an existing destination file is an
-// error unless force. Links inside the volume are never followed, neither
-// read nor written through (a container may have made them point
-// anywhere), and links under a local directory are not copied either (a
-// loop would nest without end): each is an error naming it.
-void copy_in(const fs::path& from, const fs::path& to, bool force, bool into_volume) {
-  auto fst = fs::symlink_status(from), tst = fs::symlink_status(to);
-  if (fs::is_symlink(fst)) fail(from.string(), " is a symbolic link, which thaw volume does not copy");
-  if (into_volume && fs::is_symlink(tst))
-    fail(to.string(), " is a symbolic link, which thaw volume does not write through");
-  if (fs::is_directory(fst)) {
-    if (!fs::exists(tst)) fs::create_directory(to);
-    else if (!fs::is_directory(fs::status(to))) fail(to.string(), " exists and is not a directory");
-    for (const auto& e : fs::directory_iterator(from)) copy_in(e.path(), to / e.path().filename(), force, into_volume);
-    return;
-  }
-  if (!fs::is_regular_file(fst)) fail(from.string(), ": not a regular file or a directory; not copied");
-  if (fs::exists(tst) && !force) fail(to.string(), " exists: add --force to overwrite it");
-  fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+std::string when(const fs::path& p) {
+  struct stat st;
+  return ::lstat(p.c_str(), &st) == 0 ? when(st.st_mtim.tv_sec) : "";
 }
 
+// A file or a directory tree is copied; an existing destination file is an
+// error unless --force. Links inside the volume are never followed, neither
+// read nor written through, and links under a local directory are not
+// copied either (a loop would nest without end): each is an error naming it.
 int put(const VolumeArgs& v) {
   fs::path root = volume_root(v.name, true), local = v.a;
   if (!fs::exists(local)) fail("put: ", v.a, " does not exist");
-  std::string remote = v.b.empty() ? "/" : v.b;
-  fs::path dest = inside(root, remote);
-  // "dir/" or an existing directory: into it, under the local name.
-  if (remote.back() == '/' || fs::is_directory(fs::symlink_status(dest)))
-    dest /= fs::absolute(local).lexically_normal().filename();
-  fs::create_directories(dest.parent_path());  // below a checked path: what it makes is no link
+  std::string remote = v.b.empty() ? "/" : v.b, rel = relative(remote);
+  UniqueFd vol = open_root(root);
+  std::string shown = cat("volume ", v.name, ": /", rel);
   // The local path itself may be a link of the user's: followed once.
-  copy_in(fs::canonical(local), dest, v.force, true);
-  std::printf("Uploaded %s to volume %s at /%s.\n", v.a.c_str(), v.name.c_str(),
-              dest.lexically_relative(root).c_str());
+  fs::path src = fs::canonical(local);
+  std::string dir_rel, name;
+  struct stat st;
+  bool is_dir = rel.empty() || (::fstatat(vol.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode));
+  if (remote.back() == '/' || is_dir) {  // "dir/" or an existing directory: into it, under the local name
+    dir_rel = rel;
+    name = fs::absolute(local).lexically_normal().filename().string();
+    if (name.empty()) name = src.filename().string();
+  } else {
+    dir_rel = dirname_of(rel);
+    name = basename_of(rel);
+  }
+  UniqueFd dir = make_dirs_beneath(vol.get(), dir_rel, shown);
+  std::string dest = dir_rel.empty() ? name : dir_rel + "/" + name;
+  container::copy_into(src.string(), dir.get(), name, v.force, cat("volume ", v.name, ": /", dest));
+  std::printf("Uploaded %s to volume %s at /%s.\n", v.a.c_str(), v.name.c_str(), dest.c_str());
   return 0;
 }
 
 int get(const VolumeArgs& v) {
-  fs::path root = volume_root(v.name, true), src = inside(root, v.a);
-  if (!fs::exists(src)) fail("get: volume ", v.name, " has no ", v.a, " (`thaw volume ls ", v.name, "`)");
+  fs::path root = volume_root(v.name, true);
+  std::string rel = relative(v.a), shown = cat("volume ", v.name, ": /", rel);
+  UniqueFd vol = open_root(root);
   if (v.b == "-") {  // to stdout
-    if (!fs::is_regular_file(src)) fail("get: ", v.a, " is not a file; only a file can go to stdout");
-    std::unique_ptr<FILE, int (*)(FILE*)> in(std::fopen(src.c_str(), "rb"), &std::fclose);
-    if (!in) fail_errno("get: open ", src.string());
+    UniqueFd in = open_beneath(vol.get(), rel, O_RDONLY | O_NONBLOCK, shown);
+    struct stat st;
+    if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode))
+      fail("get: ", v.a, " is not a file; only a file can go to stdout");
     char buf[1 << 16];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, in.get())) > 0;)
-      if (std::fwrite(buf, 1, n, stdout) != n) fail_errno("get: write to stdout");
+    for (ssize_t n; (n = ::read(in.get(), buf, sizeof buf)) != 0;) {
+      if (n < 0) fail_errno("get: read ", shown);
+      if (std::fwrite(buf, 1, static_cast<size_t>(n), stdout) != static_cast<size_t>(n))
+        fail_errno("get: write to stdout");
+    }
     return std::fflush(stdout) == 0 ? 0 : 1;
   }
+  UniqueFd dir = open_beneath(vol.get(), dirname_of(rel), O_PATH | O_DIRECTORY, shown);
+  std::string name = rel.empty() ? "." : basename_of(rel);
+  struct stat st;
+  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    fail("get: volume ", v.name, " has no ", v.a, " (`thaw volume ls ", v.name, "`)");
   fs::path dest = v.b.empty() ? fs::path(".") : fs::path(v.b);
-  if (fs::is_directory(dest)) dest /= src.filename().empty() ? fs::path(v.name) : src.filename();
-  copy_in(src, dest, v.force, false);
+  if (fs::is_directory(dest)) dest /= rel.empty() ? v.name : name;
+  container::copy_out_of(dir.get(), name, dest.string(), v.force, shown);
   std::printf("Downloaded %s of volume %s to %s.\n", v.a.c_str(), v.name.c_str(), dest.c_str());
+  return 0;
+}
+
+int list_files(const VolumeArgs& v) {
+  fs::path root = volume_root(v.name, true);
+  std::string rel = relative(v.a);
+  UniqueFd vol = open_root(root);
+  UniqueFd dir;
+  try {
+    dir = open_beneath(vol.get(), rel, O_RDONLY | O_DIRECTORY, cat("volume ", v.name, ": /", rel));
+  } catch (const Error& e) {
+    fail("volume ", v.name, " has no directory ", v.a.empty() ? "/" : v.a, " (", e.what(), ")");
+  }
+  std::printf("%-48s %-5s %-22s %s\n", "PATH", "TYPE", "MODIFIED", "SIZE");
+  for (const auto& e : container::list_beneath(dir.get())) {
+    const char* type = e.type == 'd' ? "dir" : e.type == 'l' ? "link" : "file";
+    std::string size = e.type == 'f' ? std::to_string(e.size) : "-";
+    std::printf("%-48s %-5s %-22s %s\n", ("/" + (rel.empty() ? e.name : rel + "/" + e.name)).c_str(), type,
+                when(e.mtime).c_str(), size.c_str());
+  }
+  return 0;
+}
+
+int remove_path(const VolumeArgs& v) {
+  fs::path root = volume_root(v.name, true);
+  std::string rel = relative(v.a);
+  if (rel.empty()) fail("rm: give a path in the volume (`thaw volume delete ", v.name, "` removes it all)");
+  UniqueFd vol = open_root(root);
+  UniqueFd dir = open_beneath(vol.get(), dirname_of(rel), O_PATH | O_DIRECTORY, cat("volume ", v.name, ": /", rel));
+  std::string name = basename_of(rel);
+  struct stat st;
+  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) fail("rm: volume ", v.name, " has no ", v.a);
+  if (S_ISDIR(st.st_mode) && !v.recursive) fail("rm: ", v.a, " is a directory: add -r to remove it and what it holds");
+  container::remove_beneath(dir.get(), name);
+  std::printf("Removed %s from volume %s.\n", v.a.c_str(), v.name.c_str());
   return 0;
 }
 
@@ -162,31 +218,17 @@ Command add_volume(CLI::App& app) {
                   std::printf("%-40s %-22s %.1f MiB\n", n.c_str(), when(dir / n).c_str(),
                               double(container::tree_bytes((dir / n).string())) / (1 << 20));
             } else if (ls->parsed()) {
-              fs::path root = volume_root(v->name, true), p = inside(root, v->a);
-              if (!fs::is_directory(p)) fail("volume ", v->name, " has no directory ", v->a.empty() ? "/" : v->a);
-              std::printf("%-48s %-5s %-22s %s\n", "PATH", "TYPE", "MODIFIED", "SIZE");
-              for (const auto& n : container::list_dir(p.string())) {
-                auto st = fs::symlink_status(p / n);
-                const char* type = fs::is_directory(st) ? "dir" : fs::is_symlink(st) ? "link" : "file";
-                std::string size = fs::is_regular_file(st) ? std::to_string(fs::file_size(p / n)) : "-";
-                std::printf("%-48s %-5s %-22s %s\n", ("/" + (p / n).lexically_relative(root).string()).c_str(),
-                            type, when(p / n).c_str(), size.c_str());
-              }
+              return list_files(*v);
             } else if (put_cmd->parsed()) {
               return put(*v);
             } else if (get_cmd->parsed()) {
               return get(*v);
             } else if (rm->parsed()) {
-              fs::path root = volume_root(v->name, true), p = inside(root, v->a, true);
-              if (p == root) fail("rm: give a path in the volume (`thaw volume delete ", v->name, "` removes it all)");
-              if (!fs::exists(fs::symlink_status(p))) fail("rm: volume ", v->name, " has no ", v->a);
-              if (fs::is_directory(fs::symlink_status(p)) && !v->recursive)
-                fail("rm: ", v->a, " is a directory: add -r to remove it and what it holds");
-              container::remove_tree(p.string());
-              std::printf("Removed %s from volume %s.\n", v->a.c_str(), v->name.c_str());
+              return remove_path(*v);
             } else if (del->parsed()) {
               fs::path root = volume_root(v->name, true);
-              container::remove_tree(root.string());
+              UniqueFd volumes = open_root(root.parent_path());
+              container::remove_beneath(volumes.get(), v->name);
               std::printf("Deleted volume %s.\n", v->name.c_str());
             }
             return 0;

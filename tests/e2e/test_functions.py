@@ -433,6 +433,15 @@ def read():
     cp = thaw.run("volume", "get", "e2e-cli-vol", "/out.txt", "-")
     assert cp.stdout == "written by t0k=en", cp.stdout
     assert "/in/data.txt" in thaw.run("volume", "ls", "e2e-cli-vol", "in").stdout
+    # A link a container made in the volume is never followed by the CLI.
+    (thaw.home / "volumes" / "e2e-cli-vol" / "etc").symlink_to("/etc")
+    for args in (("get", "e2e-cli-vol", "/etc/hostname", "-"), ("put", "e2e-cli-vol", dotenv, "/etc/x"),
+                 ("ls", "e2e-cli-vol", "/etc")):
+        cp = thaw.run("volume", *args, check=False)
+        assert cp.returncode != 0 and "symbolic link" in cp.stderr, (args, cp.stderr)
+    assert not Path("/etc/x").exists()
+    thaw.run("volume", "rm", "e2e-cli-vol", "etc")
+    assert Path("/etc/hostname").exists()
     cp = thaw.run("volume", "rm", "e2e-cli-vol", "in", check=False)
     assert cp.returncode != 0 and "add -r" in cp.stderr, cp.stderr
     thaw.run("volume", "rm", "e2e-cli-vol", "in", "-r")
