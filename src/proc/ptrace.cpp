@@ -164,6 +164,7 @@ void Seizure::release() {
   }
   for (auto& t : threads_) {
     std::vector<bool> queued = queue_held_signals_inside(t);
+    if (t.blocked) ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof t.own_mask, &t.own_mask);
     if (t.regs_dirty) {
       // The thread sits in a syscall-exit stop of an injected call: the
       // kernel's restart logic will not run again, so resume it with the
@@ -231,7 +232,17 @@ std::vector<bool> Seizure::queue_held_signals_inside(Tracee& t) {
 void Seizure::detach_as_is() {
   if (released_) return;
   released_ = true;
-  for (auto& t : threads_) ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
+  for (auto& t : threads_) {
+    if (t.blocked) ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof t.own_mask, &t.own_mask);
+    ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
+  }
+}
+
+uint64_t own_signal_mask(const Tracee& t) {
+  if (t.blocked) return t.own_mask;
+  uint64_t mask = 0;
+  if (::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof mask, &mask) != 0) fail_errno("thread ", t.tid, ": read signal mask");
+  return mask;
 }
 
 void Seizure::wait_syscall_stop(Tracee& t) {
@@ -277,6 +288,12 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
     if (t.frame) {
       r.rip = ret_.syscall_ret;
       r.rsp = t.frame;
+      if (!t.blocked) {
+        uint64_t all = ~uint64_t{0};
+        if (::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof t.own_mask, &t.own_mask) == 0 &&
+            ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof all, &all) == 0)
+          t.blocked = true;
+      }
     }
   }
   r.rax = nr;

@@ -25,7 +25,16 @@ struct Tracee {
   long options_at_clone = -1;
   uint64_t frame = 0;          // its return frame (proc/return_frame.h); 0: none
   bool frame_tried = false;
+  // Every signal blocked while held (once it has a frame, whose sigreturn
+  // puts its own mask back should thaw die): a signal that comes stays
+  // queued in the kernel, siginfo and order intact, instead of stopping
+  // each injected call. `own_mask` is what release() puts back.
+  bool blocked = false;
+  uint64_t own_mask = 0;
 };
+
+// The thread's own signal mask, also while Seizure blocks every signal.
+uint64_t own_signal_mask(const Tracee& t);
 
 // Registers as they should be resumed: a system call interrupted by our stop
 // is rewound so it runs again (the kernel would restart it the same way).

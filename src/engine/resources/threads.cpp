@@ -33,13 +33,18 @@ struct RseqConfig {  // struct ptrace_rseq_configuration
 
 std::vector<image::SigInfo> peek_signals(pid_t tid, bool shared) {
   std::vector<image::SigInfo> out;
-  for (uint32_t off = 0;; off++) {
-    __ptrace_peeksiginfo_args args{off, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
-    siginfo_t si;
-    long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, &si);
+  // Many at a time: the kernel walks the queue from its head to `off` at
+  // each call, so one by one, a queue of tens of thousands of real-time
+  // signals took seconds (quadratic).
+  constexpr uint32_t kBatch = 512;
+  std::vector<siginfo_t> batch(kBatch);
+  for (uint32_t off = 0;;) {
+    __ptrace_peeksiginfo_args args{off, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, kBatch};
+    long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, batch.data());
     if (n < 0) fail_errno("read pending signals of thread ", tid);
-    if (n == 0) break;
-    out.push_back(image::SigInfo{si.si_signo, to_hex(&si, sizeof si)});
+    for (long i = 0; i < n; i++) out.push_back(image::SigInfo{batch[i].si_signo, to_hex(&batch[i], sizeof batch[i])});
+    if (n < static_cast<long>(kBatch)) break;
+    off += static_cast<uint32_t>(n);
   }
   return out;
 }
@@ -115,8 +120,7 @@ void dump_threads(CheckpointContext& c) {
     if (::ptrace(PTRACE_GETREGSET, t.tid, NT_X86_XSTATE, &iov) != 0) fail_errno(where, ": read FPU/AVX state");
     th.xstate = to_hex(xs.data(), iov.iov_len);
 
-    if (::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof(uint64_t), &th.sigmask) != 0)
-      fail_errno(where, ": read signal mask");
+    th.sigmask = proc::own_signal_mask(t);
 
     uint64_t scratch = c.seizure.scratch(t, 64);
     long rc = c.seizure.syscall(t, SYS_sigaltstack, 0, scratch);
