@@ -232,10 +232,8 @@ std::vector<bool> Seizure::queue_held_signals_inside(Tracee& t) {
 void Seizure::detach_as_is() {
   if (released_) return;
   released_ = true;
-  for (auto& t : threads_) {
-    if (t.blocked) ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof t.own_mask, &t.own_mask);
-    ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
-  }
+  // The caller loaded every thread's state, its signal mask too.
+  for (auto& t : threads_) ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);
 }
 
 uint64_t own_signal_mask(const Tracee& t) {
