@@ -869,13 +869,16 @@ def test_detached_restore_does_not_hold_the_callers_stdout(zoo, thaw_bin, tmp_pa
     os.kill(int(pid), signal.SIGKILL)
 
 
-def _python_image(zoo, code):
+def _python_image(zoo, code, before=None):
     """An image of `python3 -c code` (checkpointed with --kill) taken once it
-    printed READY; its stdio are pipes, which a restore hands over."""
+    printed READY (and `before(process)` ran); its stdio are pipes, which a
+    restore hands over."""
     p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
     try:
         assert p.stdout.readline() == b"READY\n"
+        if before:
+            before(p)
         img = zoo.img_path()
         cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
         assert cp.returncode == 0, cp.stderr
@@ -917,18 +920,11 @@ def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):
                 "print('READY', flush=True)\n"
                 "sys.stdin.readline()\n"
                 "print(sorted(os.sched_getaffinity(0)), flush=True)\n")
-        p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
-        try:
-            assert p.stdout.readline() == b"READY\n"
+
+        def into_cpuset(p):
             (cg / "cgroup.procs").write_text(str(p.pid))
             assert os.sched_getaffinity(p.pid) == {first}
-            img = zoo.img_path()
-            cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
-            assert cp.returncode == 0, cp.stderr
-        finally:
-            p.kill()
-            p.wait()
+        img = _python_image(zoo, code, into_cpuset)
     finally:
         cg.rmdir()
     rc, out, err = zoo.restore(img, data=b"go\n")
