@@ -931,6 +931,35 @@ def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):
     assert rc == 0 and out == f"{sorted(os.sched_getaffinity(0))}\n", _show("restore", rc, out, err)
 
 
+def test_unsupported_sysv_shared_memory(zoo, thaw_bin):
+    """A System V shared memory segment attached with shmat: refused by
+    name (a restore would give the process a private copy, no longer the
+    segment), and the target runs on as before."""
+    code = ("import ctypes, sys\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "libc.shmat.restype = ctypes.c_void_p\n"
+            "sid = libc.shmget(0, 4096, 0o1600)\n"  # IPC_PRIVATE, IPC_CREAT | 0600
+            "p = libc.shmat(sid, None, 0)\n"
+            "libc.shmctl(sid, 0, None)\n"  # IPC_RMID: gone once detached
+            "ctypes.memmove(p, b'kept', 4)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(ctypes.string_at(p, 4).decode(), flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+        assert cp.returncode != 0 and "System V shared memory" in cp.stderr, cp.stderr
+        assert not Path(img).exists()
+        out, _ = p.communicate(b"go\n", timeout=30)
+        assert p.returncode == 0 and out == b"kept\n", out
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_unconnected_unix_stream_and_seqpacket_sockets(zoo, thaw_bin):
     """Sockets made and never connected (a client about to connect): they
     come back as such and can connect after the restore."""

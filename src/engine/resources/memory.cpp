@@ -251,6 +251,12 @@ void dump_memory(CheckpointContext& c) {
       fail(where, ": device memory (VM_IO/VM_PFNMAP) is not supported; GPU processes need "
                   "the GPU checkpoint path");
     bool want_private_pages = !e.shared;
+    if (e.shared && starts_with(e.name, "/SYSV"))
+      // Its pages could be saved, but the restored process would hold a
+      // private copy, no longer the segment (shmdt fails, peers lose it).
+      fail(where, ": a System V shared memory segment (shmat, key 0x", e.name.substr(5, 8),
+           ") is attached; not supported: detach it (shmdt) before the checkpoint, or use "
+           "POSIX shared memory (shm_open) or a memfd");
     if (is_shmem_mapping(e)) {
       v.kind = "shmem";
       UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
