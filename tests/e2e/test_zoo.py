@@ -931,6 +931,18 @@ def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):
     assert rc == 0 and out == f"{sorted(os.sched_getaffinity(0))}\n", _show("restore", rc, out, err)
 
 
+def test_o_path_fds_come_back(zoo, thaw_bin):
+    """An fd opened with O_PATH (no file position): the restore seeked it
+    and failed, and with --kill the process was lost."""
+    code = ("import os, sys\n"
+            "fd = os.open('/etc/hostname', os.O_PATH)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(os.readlink('/proc/self/fd/%d' % fd), flush=True)\n")
+    rc, out, err = zoo.restore(_python_image(zoo, code), data=b"go\n")
+    assert rc == 0 and out == "/etc/hostname\n", _show("restore", rc, out, err)
+
+
 def test_unsupported_sysv_shared_memory(zoo, thaw_bin):
     """A System V shared memory segment attached with shmat: refused by
     name (a restore would give the process a private copy, no longer the

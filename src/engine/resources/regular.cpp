@@ -105,7 +105,9 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   }
   fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) fail_errno("open");
-  if (S_ISREG(st.st_mode) && ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET) < 0) fail_errno("seek");
+  // An O_PATH fd has no file position (lseek says EBADF).
+  if (S_ISREG(st.st_mode) && !(flags & O_PATH) && ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET) < 0)
+    fail_errno("seek");
   if (S_ISDIR(st.st_mode)) ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
   return fd;
 }
