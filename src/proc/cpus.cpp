@@ -1,9 +1,9 @@
 #include "proc/cpus.h"
 
 #include <cstdlib>
-#include <sstream>
 
 #include "common/io.h"
+#include "proc/procfs.h"
 
 namespace thaw::proc {
 
@@ -40,33 +40,24 @@ namespace {
 // The effective CPUs of the cpuset at `path` under `root`, or the nearest
 // one above it that has the file (v2 shows it only where the controller
 // is enabled).
-std::optional<std::vector<uint32_t>> effective_cpus(const std::string& root, std::string path,
-                                                    const char* file) {
+std::vector<uint32_t> effective_cpus(const std::string& root, std::string path, const char* file) {
   for (;;) {
     std::string text;
     if (try_read_file(root + (path == "/" ? "" : path) + "/" + file, &text)) {
       auto cpus = parse_cpu_list(text);
       if (!cpus.empty()) return cpus;
     }
-    if (path.empty() || path == "/") return std::nullopt;
-    auto slash = path.find_last_of('/');
-    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+    if (path.empty() || path == "/") return {};
+    path = parent_cgroup(path);
   }
 }
 
 }  // namespace
 
-std::optional<std::vector<uint32_t>> cpuset_cpus(pid_t pid) {
-  std::string text;
-  if (!try_read_file("/proc/" + std::to_string(pid) + "/cgroup", &text)) return std::nullopt;
-  std::istringstream in(text);
-  std::string line, v2_path;
+std::vector<uint32_t> cpuset_cpus(pid_t pid) {
+  std::string v2_path;
   bool have_v2 = false;
-  while (std::getline(in, line)) {
-    // "hierarchy-ID:controllers:path"; cgroup v2's line has no controllers
-    auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
-    if (b == std::string::npos) continue;
-    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",", path = line.substr(b + 1);
+  for (const auto& [controllers, path] : read_cgroups(std::to_string(pid))) {
     if (controllers.find(",cpuset,") != std::string::npos)
       return effective_cpus("/sys/fs/cgroup/cpuset", path, "cpuset.effective_cpus");
     if (controllers == ",,") {
@@ -74,8 +65,7 @@ std::optional<std::vector<uint32_t>> cpuset_cpus(pid_t pid) {
       v2_path = path;
     }
   }
-  if (have_v2) return effective_cpus("/sys/fs/cgroup", v2_path, "cpuset.cpus.effective");
-  return std::nullopt;
+  return have_v2 ? effective_cpus("/sys/fs/cgroup", v2_path, "cpuset.cpus.effective") : std::vector<uint32_t>{};
 }
 
 }  // namespace thaw::proc

@@ -4,7 +4,6 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,8 +15,8 @@ std::vector<uint32_t> parse_cpu_list(const std::string& text);
 // The machine's online CPUs; empty when /sys does not say.
 std::vector<uint32_t> online_cpus();
 // The CPUs the cpuset cgroup of `pid` lets it run on (v1 cpuset
-// hierarchy or cgroup v2), as seen from this process; nullopt when no
+// hierarchy or cgroup v2), as seen from this process; empty when no
 // cpuset can be read for it.
-std::optional<std::vector<uint32_t>> cpuset_cpus(pid_t pid);
+std::vector<uint32_t> cpuset_cpus(pid_t pid);
 
 }  // namespace thaw::proc

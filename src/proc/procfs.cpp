@@ -116,24 +116,35 @@ uint64_t cgroup_headroom(const std::string& root, std::string path, const char* 
       }
     }
     if (path.empty() || path == "/") return best;
-    auto slash = path.find_last_of('/');
-    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+    path = parent_cgroup(path);
   }
 }
 
 }  // namespace
 
-uint64_t memory_headroom_bytes() {
-  uint64_t best = mem_available_bytes();
+std::vector<CgroupLine> read_cgroups(const std::string& pid) {
+  std::vector<CgroupLine> out;
   std::string text;
-  if (!try_read_file("/proc/self/cgroup", &text)) return best;
+  if (!try_read_file("/proc/" + pid + "/cgroup", &text)) return out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     // "hierarchy-ID:controllers:path"; cgroup v2 has no controllers here
     auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
     if (b == std::string::npos) continue;
-    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",", path = line.substr(b + 1);
+    out.push_back({"," + line.substr(a + 1, b - a - 1) + ",", line.substr(b + 1)});
+  }
+  return out;
+}
+
+std::string parent_cgroup(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+uint64_t memory_headroom_bytes() {
+  uint64_t best = mem_available_bytes();
+  for (const auto& [controllers, path] : read_cgroups("self")) {
     if (controllers == ",,")
       best = std::min(best, cgroup_headroom("/sys/fs/cgroup", path, "memory.max", "memory.current"));
     else if (controllers.find(",memory,") != std::string::npos)

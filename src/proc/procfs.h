@@ -31,6 +31,15 @@ std::vector<std::string> read_stat_fields(pid_t pid);
 std::string read_link(const std::string& path);
 // The last (innermost) id of an NSpid/NStgid line of /proc/.../status.
 pid_t innermost_id(const std::string& ns_ids);
+// The cgroups a process is in, one per line of /proc/PID/cgroup ("self"
+// for this one): `controllers` as ",cpu,cpuacct," (",," for cgroup v2's
+// line), `path` from its hierarchy's root. Empty if it cannot be read.
+struct CgroupLine {
+  std::string controllers, path;
+};
+std::vector<CgroupLine> read_cgroups(const std::string& pid);
+// "/a/b" -> "/a", "/a" -> "/"; "/" for "/" or "".
+std::string parent_cgroup(const std::string& path);
 // MemAvailable of /proc/meminfo, in bytes (0 if it cannot be read).
 uint64_t mem_available_bytes();
 // What this process may still allocate: MemAvailable, or less where a

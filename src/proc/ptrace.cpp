@@ -193,21 +193,13 @@ void Seizure::release() {
 // tgkill's would come from thaw's pid. The thread itself may queue any, so
 // each goes back through an injected rt_tgsigqueueinfo to itself, in the
 // order they came, while the thread still sits in its injected call's
-// stop. Meanwhile the thread blocks every signal: one it queued would
-// otherwise stop it on its way to the next call, be held back again, and
-// so on. Returns which were queued; the others are sent from outside.
+// stop. Meanwhile the thread blocks every signal (release() puts its own
+// mask back): one it queued would otherwise stop it on its way to the next
+// call, be held back again, and so on. Returns which were queued; the
+// others are sent from outside.
 std::vector<bool> Seizure::queue_held_signals_inside(Tracee& t) {
   std::vector<bool> queued;
-  if (t.resend.empty() || !t.regs_dirty) return queued;
-  uint64_t mask = 0, all = ~uint64_t{0};
-  if (::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof mask, &mask) != 0 ||
-      ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof all, &all) != 0)
-    return queued;
-  struct Unblock {
-    pid_t tid;
-    uint64_t mask;
-    ~Unblock() { ::ptrace(PTRACE_SETSIGMASK, tid, sizeof mask, &mask); }
-  } unblock{t.tid, mask};
+  if (t.resend.empty() || !t.regs_dirty || !block_signals(t)) return queued;
   try {
     std::string task = cat("/proc/", pid_, "/task/", t.tid);
     auto st = read_status(task);
@@ -227,6 +219,14 @@ std::vector<bool> Seizure::queue_held_signals_inside(Tracee& t) {
     // the thread cannot take another call: the rest go from outside
   }
   return queued;
+}
+
+bool Seizure::block_signals(Tracee& t) {
+  if (t.blocked) return true;
+  uint64_t all = ~uint64_t{0};
+  t.blocked = ::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof t.own_mask, &t.own_mask) == 0 &&
+              ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof all, &all) == 0;
+  return t.blocked;
 }
 
 void Seizure::detach_as_is() {
@@ -286,12 +286,7 @@ long Seizure::syscall(Tracee& t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
     if (t.frame) {
       r.rip = ret_.syscall_ret;
       r.rsp = t.frame;
-      if (!t.blocked) {
-        uint64_t all = ~uint64_t{0};
-        if (::ptrace(PTRACE_GETSIGMASK, t.tid, sizeof t.own_mask, &t.own_mask) == 0 &&
-            ::ptrace(PTRACE_SETSIGMASK, t.tid, sizeof all, &all) == 0)
-          t.blocked = true;
-      }
+      block_signals(t);
     }
   }
   r.rax = nr;

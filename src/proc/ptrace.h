@@ -92,6 +92,9 @@ class Seizure {
  private:
   void wait_syscall_stop(Tracee& t);
   std::vector<bool> queue_held_signals_inside(Tracee& t);
+  // Blocks every signal of `t`, its own mask kept in the Tracee for
+  // release() to put back; false if ptrace refused.
+  bool block_signals(Tracee& t);
   pid_t pid_;
   std::vector<Tracee> threads_;
   uint64_t gadget_ = 0;

@@ -98,26 +98,31 @@ XsaveLayout XsaveLayout::of_this_cpu() {
   return l;
 }
 
+namespace {
+
+using Pattern = std::vector<unsigned char>;
+const Pattern kSyscallRet{0x0f, 0x05, 0xc3};
+const Pattern kSigreturnRax{0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+const Pattern kSigreturnEax{0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+const Pattern kPopRaxRet{0x58, 0xc3};
+
+// Whether `pid`'s memory at `addr` holds `p`.
+bool holds(pid_t pid, uint64_t addr, const Pattern& p) {
+  unsigned char buf[16];
+  iovec local{buf, p.size()}, remote{reinterpret_cast<void*>(addr), p.size()};
+  return ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(p.size()) &&
+         std::memcmp(buf, p.data(), p.size()) == 0;
+}
+
+}  // namespace
+
 bool ReturnGadgets::still_in(pid_t pid) const {
-  if (!found()) return false;
-  unsigned char a[3], b[9];
-  iovec local[2] = {{a, sizeof a}, {b, sizeof b}};
-  iovec remote[2] = {{reinterpret_cast<void*>(syscall_ret), sizeof a}, {reinterpret_cast<void*>(sigreturn), sizeof b}};
-  if (::process_vm_readv(pid, local, 2, remote, 2, 0) != sizeof a + sizeof b) return false;
-  static const unsigned char want_a[] = {0x0f, 0x05, 0xc3}, want_b[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05},
-                             want_b2[] = {0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-  if (std::memcmp(a, want_a, 3) != 0 || (std::memcmp(b, want_b, 9) != 0 && std::memcmp(b, want_b2, 7) != 0))
-    return false;
-  unsigned char c[2];
-  iovec lc{c, sizeof c}, rc{reinterpret_cast<void*>(pop_rax_ret), sizeof c};
-  return !pop_rax_ret || (::process_vm_readv(pid, &lc, 1, &rc, 1, 0) == sizeof c && c[0] == 0x58 && c[1] == 0xc3);
+  return found() && holds(pid, syscall_ret, kSyscallRet) &&
+         (holds(pid, sigreturn, kSigreturnRax) || holds(pid, sigreturn, kSigreturnEax)) &&
+         (!pop_rax_ret || holds(pid, pop_rax_ret, kPopRaxRet));
 }
 
 ReturnGadgets find_return_gadgets(pid_t pid) {
-  static const std::vector<unsigned char> syscall_ret{0x0f, 0x05, 0xc3};
-  static const std::vector<unsigned char> sigreturn_rax{0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-  static const std::vector<unsigned char> sigreturn_eax{0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-  static const std::vector<unsigned char> pop_rax_ret{0x58, 0xc3};
   auto maps = read_maps(pid, false);
   // libc (which has both) first: fewer bytes read.
   std::stable_sort(maps.begin(), maps.end(), [](const MapEntry& a, const MapEntry& b) {
@@ -141,10 +146,10 @@ ReturnGadgets find_return_gadgets(pid_t pid) {
         const void* hit = ::memmem(buf.data(), static_cast<size_t>(n), pat.data(), pat.size());
         return hit ? at + (static_cast<const unsigned char*>(hit) - buf.data()) : 0;
       };
-      if (!g.syscall_ret) g.syscall_ret = find(syscall_ret);
-      if (!g.sigreturn) g.sigreturn = find(sigreturn_rax);
-      if (!g.sigreturn) g.sigreturn = find(sigreturn_eax);
-      if (!g.pop_rax_ret) g.pop_rax_ret = find(pop_rax_ret);
+      if (!g.syscall_ret) g.syscall_ret = find(kSyscallRet);
+      if (!g.sigreturn) g.sigreturn = find(kSigreturnRax);
+      if (!g.sigreturn) g.sigreturn = find(kSigreturnEax);
+      if (!g.pop_rax_ret) g.pop_rax_ret = find(kPopRaxRet);
       if (static_cast<uint64_t>(n) < len) break;
     }
     if (all()) break;

@@ -90,10 +90,12 @@ TEST(Procfs, CpuListsParseRangesAndSingles) {
 
 TEST(Procfs, OwnCpusetHoldsTheCpusWeRunOn) {
   auto cpus = thaw::proc::cpuset_cpus(::getpid());
-  if (!cpus) GTEST_SKIP() << "no cpuset cgroup readable here";
+  if (cpus.empty()) GTEST_SKIP() << "no cpuset cgroup readable here";
   cpu_set_t set;
   CPU_ZERO(&set);
   ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
   for (int i = 0; i < CPU_SETSIZE; i++)
-    if (CPU_ISSET(i, &set)) EXPECT_NE(std::find(cpus->begin(), cpus->end(), uint32_t(i)), cpus->end()) << i;
+    if (CPU_ISSET(i, &set)) {
+      EXPECT_NE(std::find(cpus.begin(), cpus.end(), uint32_t(i)), cpus.end()) << i;
+    }
 }

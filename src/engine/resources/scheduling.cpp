@@ -111,7 +111,7 @@ void dump_scheduling(CheckpointContext& c) {
   // the machine's (or the container's) and not the process's choice:
   // restored elsewhere, it must not pin the process to this machine's
   // CPU numbers. Without a cpuset to read, thaw's own CPUs stand in.
-  std::vector<uint32_t> offered = proc::cpuset_cpus(c.pid).value_or(std::vector<uint32_t>{});
+  std::vector<uint32_t> offered = proc::cpuset_cpus(c.pid);
   if (offered.empty()) offered = get_cpus(0, "thaw");
   for (auto& th : c.m.threads) {
     std::string who = cat("thread ", th.tid);
