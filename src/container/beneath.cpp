@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/io.h"
 
 namespace thaw::container {
 
@@ -53,12 +54,7 @@ void copy_data(int from, int to, const std::string& shown) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail_errno(shown, ": read");
     if (n == 0) return;
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = ::write(to, buf + done, static_cast<size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) fail_errno(shown, ": write");
-      done += w;
-    }
+    write_all(to, buf, static_cast<size_t>(n), shown);
   }
 }
 
