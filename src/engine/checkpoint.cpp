@@ -83,7 +83,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // Between steps, a held Ctrl-C or SIGTERM (common/interrupt.h) unwinds:
     // the target is put back and the unfinished image removed. Once the
     // image is committed, the checkpoint is finished instead.
-    for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_scheduling, dump_files}) {
+    for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_prctl, dump_scheduling, dump_files}) {
       throw_if_interrupted();
       step(c);
     }

@@ -251,10 +251,12 @@ void unregister_rseq() {
     restore_files(r);
     finish_fd_table(r, fillers);
     restore_process_early(r);
+    restore_prctl_early(r);
     restore_signals(r);
     restore_timers(r);
     plan_memory(r);
     plan_threads(r);
+    plan_prctl(r);
     plan_process(r);
     restore_fd_limit(r);
     jump_to_restorer(r, pages_fd, status_fd);
@@ -539,6 +541,7 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd status_r(sp[0]), status_w(sp[1]);
     RestoreContext ctx{m, img, inherit};  // no lazy mappings: every page now
+    ctx.held = true;
     pid_t pid = ::fork();
     if (pid < 0) fail_errno("fork");
     if (pid == 0) {

@@ -407,6 +407,7 @@ void Template::set_up_thread(proc::Tracee& t, const image::Thread& th) {
     proc::write_mem(t.tid, at, th.comm.c_str(), th.comm.size() + 1);
     check(s.syscall(t, SYS_prctl, PR_SET_NAME, at), "set its name");
   }
+  set_prctl_injected(s, t, th, main_, &th == &main_ ? &m_->process : nullptr);
 }
 
 // Memory a fork leaves out (MADV_DONTFORK: not mapped in the copy) or

@@ -108,6 +108,10 @@ struct Thread {
   std::string comm;
   std::vector<SigInfo> pending;
   Sched sched;
+  // prctl settings of the thread's own (prctl.cpp); 0 / false: the default.
+  uint64_t timer_slack_ns = 0;  // 0: not recorded
+  bool keep_caps = false;
+  int pdeath_signal = 0;
 };
 
 struct Rlimit {
@@ -160,6 +164,10 @@ struct Process {
   // process makes its own. Otherwise it joins the restoring side's.
   bool session_leader = false, group_leader = false;
   int oom_score_adj = kOomScoreAdjUnknown;
+  // Process-wide prctl settings (prctl.cpp).
+  int dumpable = -1;          // PR_GET_DUMPABLE; -1: not recorded
+  uint64_t thp_disable = 0;   // PR_GET_THP_DISABLE: bit 0 disabled, higher bits its flags
+  bool child_subreaper = false;
 };
 
 struct Cpu {
@@ -220,7 +228,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, ns_tid, regs, xstate, sigmask, altstack_sp,
                                                 altstack_size, altstack_flags, clear_tid,
                                                 robust_head, robust_len, rseq_ptr, rseq_sig,
-                                                rseq_len, rseq_flags, comm, pending, sched)
+                                                rseq_len, rseq_flags, comm, pending, sched,
+                                                timer_slack_ns, keep_caps, pdeath_signal)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Rlimit, resource, cur, max)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Timer, which, interval_us, value_us)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PosixTimer, id, clock, signo, notify, notify_tid,
@@ -232,7 +241,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Creds, uids, gids, groups)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe, personality, umask, cwd,
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers, stopped, session_leader,
-                                                group_leader, oom_score_adj)
+                                                group_leader, oom_score_adj, dumpable, thp_disable,
+                                                child_subreaper)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
                                                 memory_bytes, restore_tid)

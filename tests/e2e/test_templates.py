@@ -220,6 +220,25 @@ def test_copies_are_scheduled_as_the_image_was(runner):
                                      "session ok", "oom_score_adj ok", "DONE"], (p.what, rc, lines, rest, err)
 
 
+def test_copies_keep_the_images_prctl_settings(runner):
+    """The zoo's prctl program: non-dumpable, THP off, a child subreaper;
+    its threads with their own timer slack, keep-capabilities and
+    parent-death signal. A fork clears the death signal and the subreaper
+    and copies the creator's slack: each copy gets the image's back."""
+    zoo_bin = THAW_BIN.parent / "tests" / "zoo" / "prctl_settings"
+    orig = runner.start([zoo_bin], "prctl zoo program")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the prctl program")
+    for n in (1, 2):
+        p = runner.restore_from_template(sock, f"prctl copy {n}")
+        p.send("go")
+        lines = [p.readline() for _ in range(3)]
+        rc, rest, err = p.wait_exit()
+        assert rc == 0 and lines == ["threads: prctl ok", "process: prctl ok", "DONE"], (p.what, rc, lines, rest, err)
+
+
 def test_restore_from_a_template_nobody_serves_says_so(runner, tmp_path):
     cp = subprocess.run([str(THAW_BIN), "restore", "--from-template", str(tmp_path / "none.sock")],
                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)

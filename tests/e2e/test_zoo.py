@@ -39,6 +39,7 @@ PROGRAMS = {
     "lazy_memory": [],
     "busy_writer": [],
     "scheduling": [],
+    "prctl_settings": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
                                   "unsupported_io_uring"]
@@ -804,6 +805,27 @@ def test_non_root_process_keeps_its_credentials(zoo, thaw_bin, tmp_path):
             q.wait()
     assert uids == {("65534", "65534", "65534", "65534")}, uids
     assert q.returncode == 0 and out.decode() == expected, err.decode()
+
+
+def test_non_root_process_keeps_its_prctl_settings(zoo, thaw_bin):
+    """As nobody: the restore changes each thread's credentials from root's,
+    and such a change makes the process dumpable and clears the death
+    signal by the kernel's rule, so those are set after them."""
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(zoo.prog_path("prctl_settings"))]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         close_fds=True)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "threads: prctl ok\nprocess: prctl ok\nDONE\n", _show("restore", rc, out, err)
 
 
 def test_restored_process_has_exactly_its_fds(zoo, thaw_bin):

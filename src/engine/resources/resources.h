@@ -38,6 +38,16 @@ void load_thread_registers(pid_t tid, const image::Thread& t);
 void check_cpu_compatible(const image::Manifest& m);
 image::Cpu this_cpu();
 
+// prctl.cpp: prctl settings, per process and per thread.
+void dump_prctl(CheckpointContext& c);         // after dump_threads
+void restore_prctl_early(RestoreContext& r);   // in the new process, before the restorer maps memory
+void plan_prctl(RestoreContext& r);            // after plan_threads: the rest, set by the restorer
+// For a template's copy (a fork) and its threads (clones of `creator`):
+// what the fork or clone did not carry over. `process`: the copy's main
+// thread, which also takes the process-wide settings a fork clears.
+void set_prctl_injected(proc::Seizure& s, proc::Tracee& t, const image::Thread& th, const image::Thread& creator,
+                        const image::Process* process);
+
 // scheduling.cpp: per thread policy, nice, affinity, I/O priority; oom_score_adj.
 void dump_scheduling(CheckpointContext& c);  // after dump_threads
 // From outside, on the restored process's held threads (host tids).

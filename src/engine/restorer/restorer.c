@@ -274,6 +274,19 @@ static void restore_thread_state(struct rst_args* a, const struct rst_thread* t)
     sys1(__NR_setfsgid, a->gids[3]);
     sys1(__NR_setfsuid, a->uids[3]);
   }
+  /* After the credentials: a change of them clears the death signal. */
+  if (t->timer_slack_ns) {
+    long r = sys2(__NR_prctl, PR_SET_TIMERSLACK, t->timer_slack_ns);
+    if (r) die(a, "prctl(PR_SET_TIMERSLACK)", t->timer_slack_ns, r);
+  }
+  if (t->keep_caps) {
+    long r = sys2(__NR_prctl, PR_SET_KEEPCAPS, 1);
+    if (r) die(a, "prctl(PR_SET_KEEPCAPS)", 1, r);
+  }
+  if (t->pdeath_signal) {
+    long r = sys2(__NR_prctl, PR_SET_PDEATHSIG, t->pdeath_signal);
+    if (r) die(a, "prctl(PR_SET_PDEATHSIG)", (uint64_t)t->pdeath_signal, r);
+  }
   /* Signals pending for this thread alone. The kernel lets only the thread
    * itself queue one with a kill-like si_code (tgkill, pthread_kill) for a
    * thread (rt_tgsigqueueinfo: EPERM from any other), so each queues its
@@ -398,6 +411,12 @@ void restorer_main(struct rst_args* a) {
     sys6(__NR_futex, (long)&a->threads_ready, FUTEX_WAIT, ready, 0, 0, 0);
   }
 
+  /* Every thread has its credentials now; each change of them made the
+   * process dumpable (or not) by the kernel's rule, not by its choice. */
+  if (a->dumpable >= 0) {
+    r = sys2(__NR_prctl, PR_SET_DUMPABLE, a->dumpable);
+    if (r) die(a, "prctl(PR_SET_DUMPABLE)", (uint64_t)a->dumpable, r);
+  }
   restore_posix_timers(a);
 
   /* Pending signals are queued while every signal is still blocked; thaw

@@ -36,6 +36,8 @@ struct rst_thread {
   uint32_t rseq_len, rseq_sig;
   uint64_t altstack_sp, altstack_size;
   char comm[16];
+  uint64_t timer_slack_ns; /* 0: leave */
+  int32_t keep_caps, pdeath_signal;
   uint64_t stack_top; /* the restorer's stack for this thread, in the region */
 };
 
@@ -76,6 +78,7 @@ struct rst_args {
   uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off;
   struct rst_mm mm;
   int32_t set_creds;
+  int32_t dumpable; /* -1: leave; set once every thread has its credentials */
   int32_t hash_avx2; /* the CPU has AVX2: hash page data with it */
   uint32_t uids[4], gids[4];
   uint32_t nr_groups;
