@@ -90,6 +90,15 @@ user_regs_struct rewound(const user_regs_struct& r) {
   return out;
 }
 
+user_regs_struct resumed(const user_regs_struct& r) {
+  user_regs_struct out = rewound(r);
+  // Our injected calls leave the thread's restart block alone (none of them
+  // sets one, nor runs rt_sigreturn, which clears it).
+  if (static_cast<long>(r.orig_rax) >= 0 && static_cast<long>(r.rax) == kErestartRestartBlock)
+    out.rax = SYS_restart_syscall;
+  return out;
+}
+
 Seizure::Seizure(pid_t pid, Scope scope) : pid_(pid) {
   if (::kill(pid, 0) != 0) fail_errno("process ", pid);
   std::set<pid_t> seized;
@@ -169,7 +178,7 @@ void Seizure::release() {
       // The thread sits in a syscall-exit stop of an injected call: the
       // kernel's restart logic will not run again, so resume it with the
       // interrupted system call rewound by hand.
-      user_regs_struct r = rewound(t.regs);
+      user_regs_struct r = resumed(t.regs);
       ::ptrace(PTRACE_SETREGS, t.tid, nullptr, &r);
     }
     ::ptrace(PTRACE_DETACH, t.tid, nullptr, 0);

@@ -38,7 +38,13 @@ uint64_t own_signal_mask(const Tracee& t);
 
 // Registers as they should be resumed: a system call interrupted by our stop
 // is rewound so it runs again (the kernel would restart it the same way).
+// For a new process (an image): a timed wait starts its whole timeout anew.
 user_regs_struct rewound(const user_regs_struct& r);
+// The same for the thread it was taken from, let go: a timed wait the
+// kernel keeps a restart for (poll, nanosleep, a futex wait with a timeout)
+// goes on with restart_syscall, for what is left of its time, as the
+// kernel itself resumes it.
+user_regs_struct resumed(const user_regs_struct& r);
 
 // The memory of any process we may trace (throws with the address).
 void write_mem(pid_t pid, uint64_t addr, const void* data, size_t len);

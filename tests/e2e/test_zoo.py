@@ -828,6 +828,47 @@ def test_non_root_process_keeps_its_prctl_settings(zoo, thaw_bin):
     assert rc == 0 and out == "threads: prctl ok\nprocess: prctl ok\nDONE\n", _show("restore", rc, out, err)
 
 
+@pytest.mark.parametrize("wait", ["poll", "nanosleep", "futex"])
+def test_checkpoint_leaves_a_timed_wait_to_finish_its_time(zoo, thaw_bin, wait):
+    """A thread in a timed wait the kernel restarts with what is left of its
+    time (a relative poll, nanosleep, futex wait with a timeout): the
+    checkpoint ran its own calls in the thread and then let it go with the
+    wait started over, its whole timeout again. It goes on now with
+    restart_syscall (219), which /proc/PID/syscall shows it sleeping in."""
+    calls = {
+        "poll": "libc.poll(None, 0, 600000)",
+        "nanosleep": "ts = (ctypes.c_long * 2)(600, 0); libc.nanosleep(ts, None)",
+        "futex": "word = ctypes.c_int(0); ts = (ctypes.c_long * 2)(600, 0); "
+                 "libc.syscall(202, ctypes.byref(word), 0, 0, ts, None, 0)",  # FUTEX_WAIT, relative
+    }
+    code = ("import ctypes\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "print('READY', flush=True)\n" + calls[wait] + "\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def sleeping_in():
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            with open(f"/proc/{p.pid}/syscall") as f:
+                words = f.read().split()
+            if words and words[0] not in ("running", "0", "1"):  # past the READY write
+                return words[0]
+            time.sleep(0.02)
+        return "never asleep"
+
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        first = sleeping_in()
+        assert first in ("7", "35", "202", "230"), first  # poll, nanosleep, futex, clock_nanosleep
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
+        assert cp.returncode == 0, cp.stderr
+        assert p.poll() is None, "the process died during the checkpoint"
+        assert sleeping_in() == "219", f"after the checkpoint it waits in syscall {sleeping_in()}, not restart_syscall"
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_restored_process_has_exactly_its_fds(zoo, thaw_bin):
     """No fd of the restore's machinery is left in the process. (The status
     pipe's write end once was, in about a third of restores: thaw stopped
