@@ -362,6 +362,12 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
     (void)ignored;
   }
   ::close(status_fd);
+  // Nor any other fd the caller let thaw inherit (the process has its own
+  // copies of those it was given): a caller waiting for EOF on one would
+  // wait as long as the process lives.
+  std::vector<int> keep = {0, 1, 2, watch};
+  if (uffd >= 0) keep.push_back(uffd);
+  close_all_except(keep);
   static pid_t forward_to;
   forward_to = child;
   struct sigaction sa{};

@@ -4,6 +4,7 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 import json
 import os
 import shutil
+import select
 import signal
 import threading
 import subprocess
@@ -437,6 +438,45 @@ def test_lazy_restore_detached(zoo, thaw_bin):
     pid, _, rest = out.partition("\n")
     assert rc == 0 and pid.isdigit(), _show("restore --detach", rc, out, err)
     assert rest == expected, _show("restore --detach", rc, out, err)
+
+
+def test_detached_restore_holds_none_of_the_callers_other_fds(zoo, thaw_bin):
+    """A caller's fd that thaw inherited but the image does not have: once
+    `thaw restore --detach` returned, nothing of the restore holds it (the
+    namespace's init did, as long as the process lived), so a caller
+    waiting for EOF on such a pipe gets it."""
+    p = zoo.start("simple")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    go_r, go_w = os.pipe()
+    eof_r, eof_w = os.pipe()
+    pidfile = f"{img}.pid"
+    try:
+        with open(f"{img}.log", "w+") as log:  # the restored process holds it: not a pipe
+            rc = subprocess.run(zoo.thaw_cmd("restore", img, "--detach", "--pidfile", pidfile), stdin=go_r,
+                                stdout=log, stderr=log, pass_fds=(eof_w,), timeout=120).returncode
+            os.close(go_r)
+            os.close(eof_w)
+            log.seek(0)
+            assert rc == 0, log.read()
+        pid = int(Path(pidfile).read_text())
+        assert b"simple" in Path(f"/proc/{pid}/cmdline").read_bytes(), "the restored process is not running"
+        ready, _, _ = select.select([eof_r], [], [], 20)
+        holders = [d for d in os.listdir("/proc") if d.isdigit() and _holds_pipe(d, eof_r)]
+        assert ready and os.read(eof_r, 1) == b"", f"the caller's pipe is still held open by {holders}"
+    finally:
+        os.close(go_w)
+        os.close(eof_r)
+
+
+def _holds_pipe(pid, our_fd):
+    want = os.readlink(f"/proc/self/fd/{our_fd}")
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == want and pid != str(os.getpid())
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize("mode", ["lazy", "faults-only"])
