@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <string_view>
 #include <cstdint>
 #include <cstdio>
 #include <sstream>
@@ -13,6 +14,25 @@
 #include "common/io.h"
 
 namespace thaw::proc {
+
+namespace {
+constexpr std::string_view kDeleted = " (deleted)";
+bool has_deleted_suffix(const std::string& s) {
+  return s.size() >= kDeleted.size() && s.compare(s.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0;
+}
+}  // namespace
+
+bool unlinked(pid_t pid, const std::string& link, const struct stat& st) {
+  if (st.st_nlink == 0) return true;
+  if (!has_deleted_suffix(link)) return false;
+  struct stat at;
+  return ::stat(cat("/proc/", pid, "/root", link).c_str(), &at) != 0 || at.st_dev != st.st_dev ||
+         at.st_ino != st.st_ino;
+}
+
+std::string without_deleted(const std::string& link) {
+  return has_deleted_suffix(link) ? link.substr(0, link.size() - kDeleted.size()) : link;
+}
 
 bool MapEntry::has_flag(const char* f) const {
   return std::find(vmflags.begin(), vmflags.end(), f) != vmflags.end();

@@ -1,5 +1,6 @@
 // Parsers for the /proc files checkpoint reads.
 #pragma once
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -29,6 +30,14 @@ std::map<std::string, std::string> read_status(const std::string& proc_dir);
 // Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).
 std::vector<std::string> read_stat_fields(pid_t pid);
 std::string read_link(const std::string& path);
+// Whether the file process `pid` has open or mapped as `link` (what /proc
+// showed for it) with `st` (its stat through /proc) was unlinked. /proc
+// writes " (deleted)" after such a path, which a file's name may also end
+// with: the file decides (no links left, or the path no longer leads to it
+// in the process's view of the filesystem).
+bool unlinked(pid_t pid, const std::string& link, const struct stat& st);
+// The path /proc shows for a file, without that suffix.
+std::string without_deleted(const std::string& link);
 // The last (innermost) id of an NSpid/NStgid line of /proc/.../status.
 pid_t innermost_id(const std::string& ns_ids);
 // The cgroups a process is in, one per line of /proc/PID/cgroup ("self"

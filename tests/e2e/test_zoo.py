@@ -909,6 +909,74 @@ def test_checkpoint_leaves_a_timed_wait_to_finish_its_time(zoo, thaw_bin, wait):
         p.wait()
 
 
+def test_names_ending_in_deleted_are_files_like_any_other(zoo, thaw_bin, tmp_path):
+    """/proc writes " (deleted)" after an unlinked file's path; a file or
+    directory whose name ends so is not deleted: open, mapped and as the
+    working directory it is checkpointed and restored."""
+    d = tmp_path / "work (deleted)"
+    d.mkdir()
+    (d / "data (deleted)").write_bytes(b"kept" * 1024)
+    code = ("import mmap, os, sys\n"
+            "f = open('data (deleted)', 'rb')\n"
+            "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(os.getcwd(), f.read(4).decode(), m[:4].decode(), flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], cwd=d, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+    finally:
+        p.kill()
+        p.wait()
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == f"{d} kept kept\n", _show("restore", rc, out, err)
+
+
+def test_a_deleted_working_directory_is_refused_by_name(zoo, thaw_bin, tmp_path):
+    """A process whose working directory was removed: refused, the
+    directory named as it was, and the process runs on."""
+    d = tmp_path / "gone"
+    d.mkdir()
+    code = ("import os, sys\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print('still here', flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], cwd=d, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        d.rmdir()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
+        assert cp.returncode != 0 and f"its working directory {d} was deleted;" in cp.stderr, cp.stderr
+        out, _ = p.communicate(b"go\n", timeout=30)
+        assert out == b"still here\n"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_file_changed_only_in_its_modification_time_says_so(zoo, thaw_bin, tmp_path):
+    """A file opened read-only whose content was rewritten in place (same
+    size, same inode) refuses the restore, and the message says what
+    changed, not "size 4096 -> 4096"."""
+    data = tmp_path / "data"
+    data.write_bytes(b"a" * 4096)
+    code = ("import sys\n"
+            f"f = open({str(data)!r}, 'rb')\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n")
+    img = _python_image(zoo, code)
+    st = data.stat()
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 2_500_000_000))
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc != 0 and "changed since checkpoint (modified: its modification time moved by +2.500 s)" in err, \
+        _show("restore", rc, out, err)
+
+
 def test_restored_process_has_exactly_its_fds(zoo, thaw_bin):
     """No fd of the restore's machinery is left in the process. (The status
     pipe's write end once was, in about a third of restores: thaw stopped

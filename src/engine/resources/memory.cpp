@@ -271,11 +271,11 @@ void dump_memory(CheckpointContext& c) {
       v.shmem = with_context(where, [&] { return dump_shmem_object(c, obj.get(), memfd, name); });
     } else if (e.ino != 0 && !e.name.empty() && e.name[0] == '/') {
       v.kind = "file";
-      if (ends_with(e.name, " (deleted)"))
-        fail(where, ": the mapped file was deleted; mappings of deleted files are not supported");
       struct stat st;
       std::string mf = cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end);
       if (::stat(mf.c_str(), &st) != 0) fail_errno(where, ": stat mapped file");
+      if (proc::unlinked(c.pid, e.name, st))
+        fail(where, ": the mapped file was deleted; mappings of deleted files are not supported");
       image::FileId id = file_id_of(e.name, st);
       auto it = std::find_if(c.m.mapped_files.begin(), c.m.mapped_files.end(),
                              [&](const image::FileId& f) { return f.dev == id.dev && f.ino == id.ino; });
@@ -330,8 +330,8 @@ void check_mapped_files(const image::Manifest& m) {
       fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
     int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     if (st.st_ino != f.ino || st.st_dev != f.dev || uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)
-      fail("mapped file ", f.path, ": file changed since checkpoint (size ", f.size, " -> ", st.st_size,
-           ", inode ", f.ino, " -> ", st.st_ino, "); take a new checkpoint");
+      fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
+           "); take a new checkpoint");
   }
 }
 

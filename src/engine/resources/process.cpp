@@ -130,8 +130,11 @@ void dump_process(CheckpointContext& c) {
   std::string root = proc::read_link(dir + "/root");
   if (root != "/") fail("process ", c.pid, " runs chrooted in ", root, "; not supported");
   p.cwd = proc::read_link(dir + "/cwd");
-  if (p.cwd.find(" (deleted)") != std::string::npos)
-    fail("process ", c.pid, ": its working directory ", p.cwd, " was deleted");
+  struct stat cwd_st;
+  if (::stat((dir + "/cwd").c_str(), &cwd_st) != 0) fail_errno("stat the working directory of ", c.pid);
+  if (proc::unlinked(c.pid, p.cwd, cwd_st))
+    fail("process ", c.pid, ": its working directory ", proc::without_deleted(p.cwd),
+         " was deleted; a restore could not enter it: let it chdir elsewhere first");
   p.exe.path = proc::read_link(dir + "/exe");
   struct stat st;
   if (::stat((dir + "/exe").c_str(), &st) != 0) fail_errno("stat executable of ", c.pid);

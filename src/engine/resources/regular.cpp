@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/resources/file_kinds.h"
@@ -14,6 +16,20 @@
 namespace thaw::engine {
 
 using nlohmann::json;
+
+std::string file_changes(uint64_t size, uint64_t ino, int64_t mtime_ns, const struct stat& now) {
+  std::string out;
+  auto add = [&](const std::string& what) { out += (out.empty() ? "" : ", ") + what; };
+  if (uint64_t(now.st_size) != size) add(cat("size ", size, " -> ", now.st_size, " bytes"));
+  if (now.st_ino != ino) add(cat("inode ", ino, " -> ", now.st_ino));
+  int64_t mtime = int64_t(now.st_mtim.tv_sec) * 1000000000 + now.st_mtim.tv_nsec;
+  if (mtime != mtime_ns) {
+    char delta[48];
+    std::snprintf(delta, sizeof delta, "%+.3f", double(mtime - mtime_ns) / 1e9);
+    add(cat("modified: its modification time moved by ", delta, " s"));
+  }
+  return out;
+}
 
 namespace {
 
@@ -32,7 +48,7 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
     f["shmem"] = dump_shmem_object(c, p.dup.get(), true, name);
     return f;
   }
-  if (p.link.find(" (deleted)") != std::string::npos)
+  if (proc::unlinked(c.pid, p.link, p.st))
     fail("the file was deleted while open; open deleted files are not supported");
   f["path"] = p.link;
   f["dev"] = p.st.st_dev;
@@ -85,7 +101,8 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
     if (flags & O_APPEND) {
       if (uint64_t(st.st_size) < size) fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");
     } else if (!writable && (uint64_t(st.st_size) != size || mtime != f["mtime_ns"].get<int64_t>())) {
-      fail("file changed since checkpoint (size ", size, " -> ", st.st_size, " bytes)");
+      fail("file changed since checkpoint (", file_changes(size, f["ino"].get<uint64_t>(), f["mtime_ns"].get<int64_t>(), st),
+           ")");
     }
   }
   int fd;

@@ -64,6 +64,10 @@ void check_mapped_files(const image::Manifest& m);
 int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::string& name);
 void restore_shmem_objects(RestoreContext& r);
 
+// regular.cpp (files of a path): what differs between a file as recorded
+// and as it is now, for "file changed since checkpoint (...)".
+std::string file_changes(uint64_t size, uint64_t ino, int64_t mtime_ns, const struct stat& now);
+
 // files.cpp: the fd table and every kind of open file.
 void dump_files(CheckpointContext& c);
 // Readies the fd table of a process that is to hold the image's fds (a
