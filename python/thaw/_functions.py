@@ -74,7 +74,9 @@ def _reply_error(reply, label):
             exc = load_payload(reply["exception"])
         except Exception:  # noqa: BLE001 - e.g. the class does not exist here
             exc = None
-    if isinstance(exc, BaseException):
+    # SystemExit or KeyboardInterrupt raised again here would end the caller
+    # (sys.exit(0) in the function: the caller gone with status 0, no word).
+    if isinstance(exc, BaseException) and not isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
         if tb and hasattr(exc, "add_note"):
             exc.add_note(f"\nRemote traceback ({label}):\n{tb.rstrip()}")
         return exc

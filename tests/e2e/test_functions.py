@@ -718,6 +718,38 @@ def test_undeployed_run_takes_no_snapshot(thaw):
     thaw.assert_containers_gone()
 
 
+def test_sys_exit_in_a_remote_function_is_an_error_for_its_caller(thaw):
+    """SystemExit raised in the function again in the caller ended the
+    caller, with sys.exit(0) silently and with status 0."""
+    app = thaw.tmp / "exits.py"
+    app.write_text("""import sys
+import thaw
+
+app = thaw.App("e2e-exits")
+
+
+@app.function()
+def leave(code):
+    sys.exit(code)
+
+
+@app.local_entrypoint()
+def main():
+    for code in (0, 3):
+        try:
+            leave.remote(code)
+            print("no error")
+        except thaw.exception.RemoteError as e:
+            print(f"RemoteError for {code}:", str(e).splitlines()[0])
+    print("caller went on")
+""")
+    cp = thaw.run("run", app, timeout=RUN_TIMEOUT)
+    assert "RemoteError for 0: e2e-exits.leave raised SystemExit: 0" in cp.stdout, (cp.stdout, cp.stderr)
+    assert "RemoteError for 3: e2e-exits.leave raised SystemExit: 3" in cp.stdout, (cp.stdout, cp.stderr)
+    assert "caller went on" in cp.stdout
+    thaw.assert_containers_gone()
+
+
 def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
     cp = thaw.run("run", APPS / "modal_style.py", timeout=RUN_TIMEOUT)
     assert "shout: HELLO FROM MODAL CODE!" in cp.stdout, cp.stderr
