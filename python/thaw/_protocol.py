@@ -1,8 +1,12 @@
 """Wire format shared by every thaw channel (docs/runtime-protocol.md, "Framing").
 
 A message is a 4-byte little-endian length followed by that many bytes of
-UTF-8 JSON (one object). Python values travel as "pickle" payloads: the base64
-text of a pickle (protocol 4); the runtime never looks inside them.
+UTF-8 JSON (one object). Python values travel as "pickle" payloads: the bytes
+of a pickle (protocol 4), carried after the JSON text rather than in it (the
+length word's top bit set, a second word with their total length, and the
+text's "$blobs" saying where each goes); the runtime never looks inside
+them. A payload that arrives as a string is base64 of a pickle (a spawned
+call's result kept on disk).
 
 Reads and writes go straight through os.read/os.write on a file descriptor
 number, never through a buffered file object: the worker's control channel is
@@ -45,25 +49,104 @@ def finite(obj):
     return obj
 
 
-def encode(msg):
-    """One framed message as bytes: strict JSON (no NaN or Infinity)."""
+BLOBS_FLAG = 0x80000000
+
+
+def _pointer_token(key):
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _without_blobs(value, at, blobs):
+    """value with each bytes value replaced by None; those go to blobs as
+    (JSON pointer, bytes)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        blobs.append((at, value))
+        return None
+    if isinstance(value, dict):
+        return {k: _without_blobs(v, f"{at}/{_pointer_token(k)}", blobs) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_blobs(v, f"{at}/{i}", blobs) for i, v in enumerate(value)]
+    return value
+
+
+def _text(msg):
     try:
         text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
     except ValueError:
         text = json.dumps(finite(msg), separators=(",", ":"), allow_nan=False)
-    body = text.encode("utf-8")
-    if len(body) >= MAX_FRAME:
-        raise ProtocolError(f"message of {len(body)} bytes is too large to send")
-    return HEADER.pack(len(body)) + body
+    return text.encode("utf-8")
+
+
+def encode_parts(msg):
+    """One framed message as a list of buffers to write in order: strict
+    JSON (no NaN or Infinity), then the bytes it carries."""
+    blobs = []
+    text_msg = _without_blobs(msg, "", blobs)
+    if not blobs:
+        body = _text(msg)
+        if len(body) >= MAX_FRAME:
+            raise ProtocolError(f"message of {len(body)} bytes is too large to send")
+        return [HEADER.pack(len(body)) + body]
+    text_msg["$blobs"] = [[at, len(b) if not isinstance(b, memoryview) else b.nbytes] for at, b in blobs]
+    body = _text(text_msg)
+    total = sum(n for _, n in text_msg["$blobs"])
+    if len(body) + total >= MAX_FRAME // 2:
+        raise ProtocolError(f"message of {len(body) + total} bytes is too large to send")
+    return [HEADER.pack(len(body) | BLOBS_FLAG) + HEADER.pack(total) + body] + [b for _, b in blobs]
+
+
+def encode(msg):
+    """One framed message as bytes."""
+    return b"".join(encode_parts(msg))
 
 
 def decode_body(body):
     try:
-        msg = json.loads(body.decode("utf-8"))
+        msg = json.loads(body.decode("utf-8") if not isinstance(body, str) else body)
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError(f"frame is not UTF-8 JSON: {e}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"frame is JSON but not an object: {type(msg).__name__}")
+    return msg
+
+
+def _put(msg, pointer, value):
+    if not pointer.startswith("/"):
+        raise ProtocolError(f"\"$blobs\" pointer {pointer!r} is not a JSON pointer")
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    node = msg
+    try:
+        for t in tokens[:-1]:
+            node = node[int(t)] if isinstance(node, list) else node[t]
+        last = tokens[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise ProtocolError(f"\"$blobs\" pointer {pointer!r} leads nowhere in the message") from None
+
+
+def decode_frame(body, blob_data):
+    """The message of a frame: its JSON text, and the bytes after it (None
+    for a frame without)."""
+    msg = decode_body(body)
+    if blob_data is None:
+        return msg
+    where = msg.pop("$blobs", None)
+    if not isinstance(where, list):
+        raise ProtocolError('bytes follow the message, but it has no "$blobs" saying where they go')
+    view = memoryview(blob_data)
+    off = 0
+    for entry in where:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], int) and entry[1] >= 0):
+            raise ProtocolError(f'a "$blobs" entry is not [pointer, length]: {entry!r}')
+        if off + entry[1] > len(view):
+            raise ProtocolError('the "$blobs" add up to more than the bytes sent')
+        _put(msg, entry[0], view[off:off + entry[1]].tobytes())
+        off += entry[1]
+    if off != len(view):
+        raise ProtocolError(f'{len(view) - off} bytes sent that no "$blobs" entry claims')
     return msg
 
 
@@ -80,22 +163,24 @@ def write_all(fd, data):
 
 def read_exact(fd, n):
     """Exactly n bytes from fd; None on end of file before the first byte."""
-    chunks = []
+    buf = bytearray(n)
+    view = memoryview(buf)
     got = 0
     while got < n:
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
+        k = os.readv(fd, [view[got:got + (1 << 24)]])
+        if not k:
             if got == 0:
                 return None
             raise ProtocolError(f"connection closed inside a frame ({got} of {n} bytes)")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+        got += k
+    return bytes(buf) if n < (1 << 16) else buf
 
 
 def send_msg(chan, msg):
     """Send one message on chan (an fd number or an object with fileno())."""
-    write_all(_fileno(chan), encode(msg))
+    fd = _fileno(chan)
+    for part in encode_parts(msg):
+        write_all(fd, part)
 
 
 def recv_msg(chan):
@@ -105,22 +190,36 @@ def recv_msg(chan):
     if head is None:
         return None
     (n,) = HEADER.unpack(head)
+    blobs = None
+    if n & BLOBS_FLAG:
+        n &= ~BLOBS_FLAG
+        more = read_exact(fd, HEADER.size)
+        if more is None:
+            raise ProtocolError("connection closed after a frame header")
+        (blobs,) = HEADER.unpack(more)
     if n >= MAX_FRAME:
         raise ProtocolError(f"frame length {n} is out of range")
     body = read_exact(fd, n) if n else b""
     if body is None:
         raise ProtocolError("connection closed after a frame header")
-    return decode_body(body)
+    data = None
+    if blobs is not None:
+        data = read_exact(fd, blobs) if blobs else b""
+        if data is None:
+            raise ProtocolError("connection closed inside a frame")
+    return decode_frame(bytes(body), data)
 
 
 def dump_payload(value):
-    """A Python value as a pickle payload (base64 text)."""
-    return base64.b64encode(pickle.dumps(value, protocol=PICKLE_PROTOCOL)).decode("ascii")
+    """A Python value as a pickle payload (bytes, sent after the JSON)."""
+    return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
 
 
 def load_payload(payload):
-    """The Python value inside a pickle payload."""
-    return pickle.loads(base64.b64decode(payload))
+    """The Python value inside a pickle payload: bytes, or base64 text."""
+    if isinstance(payload, str):
+        payload = base64.b64decode(payload)
+    return pickle.loads(payload)
 
 
 class Channel:
@@ -133,9 +232,10 @@ class Channel:
         self._send_lock = threading.Lock()
 
     def send(self, msg):
-        data = encode(msg)
+        parts = encode_parts(msg)
         with self._send_lock:
-            write_all(self.fd, data)
+            for part in parts:
+                write_all(self.fd, part)
 
     def recv(self):
         return recv_msg(self.fd)
@@ -158,7 +258,8 @@ class SocketConnection:
         self._buf = bytearray()
 
     def send(self, msg):
-        self.sock.sendall(encode(msg))
+        for part in encode_parts(msg):
+            self.sock.sendall(part)
 
     def _read_exact(self, n):
         # Appending to a bytearray in place: re-concatenating an immutable
@@ -184,16 +285,24 @@ class SocketConnection:
             if head is None:
                 return None
             (n,) = HEADER.unpack(head)
-            if n >= MAX_FRAME:
-                raise ProtocolError(f"frame length {n} is out of range")
+            blobs = 0
             try:
-                body = self._read_exact(n) if n else b""
+                if n & BLOBS_FLAG:
+                    n &= ~BLOBS_FLAG
+                    more = self._read_exact(HEADER.size)
+                    if more is None:
+                        raise ProtocolError("runtime closed the connection after a frame header")
+                    head += more
+                    (blobs,) = HEADER.unpack(more)
+                if n >= MAX_FRAME:
+                    raise ProtocolError(f"frame length {n} is out of range")
+                frame = self._read_exact(n + blobs) if n + blobs else b""
             except BaseException:
                 self._buf[:0] = head  # keep the frame whole for a retry
                 raise
-            if body is None:
+            if frame is None:
                 raise ProtocolError("runtime closed the connection after a frame header")
-            return decode_body(body)
+            return decode_frame(frame[:n], frame[n:] if len(head) > HEADER.size else None)
         finally:
             try:
                 self.sock.settimeout(None)

@@ -1,6 +1,7 @@
 // Message framing on a stream socket, as docs/runtime-protocol.md says: a
-// 4-byte little-endian length, then that many bytes of UTF-8 JSON. Used on
-// the control channel (runtime <-> worker) and the client socket.
+// 4-byte little-endian length, then that many bytes of UTF-8 JSON, then any
+// bytes the message carries (pickle payloads: json binary values here).
+// Used on the control channel (runtime <-> worker) and the client socket.
 #pragma once
 #include <mutex>
 #include <optional>
@@ -16,6 +17,10 @@ void send_message(int fd, const nlohmann::json& msg);
 // Reads one message. Returns nullopt on EOF at a message boundary; throws on
 // a timeout (timeout_ms < 0: wait forever), a truncated frame or bad JSON.
 std::optional<nlohmann::json> recv_message(int fd, int timeout_ms = -1);
+
+// `v` with each binary value as base64 text, for where a message is kept as
+// JSON text (a spawned call's result on disk); the SDK reads either.
+nlohmann::json text_payloads(const nlohmann::json& v);
 
 // A socket shared by threads: one writer at a time, whole messages.
 class Channel {

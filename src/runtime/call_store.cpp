@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "container/channel.h"
 #include "container/fsutil.h"
 
 namespace thaw::runtime {
@@ -70,8 +71,8 @@ void CallStore::finish(const std::string& id, const json& result) {
   // entry is gone reads it from the file.
   bool written = true;
   try {
-    container::write_file_atomic(
-        path_of(id), json{{"state", "done"}, {"label", label}, {"finished", unix_now()}, {"result", result}}.dump());
+    json record{{"state", "done"}, {"label", label}, {"finished", unix_now()}, {"result", container::text_payloads(result)}};
+    container::write_file_atomic(path_of(id), record.dump());
   } catch (const std::exception& e) {
     written = false;
     std::fprintf(stderr, "thaw: function call %s: cannot keep its result on disk (%s); only this runtime has it\n",

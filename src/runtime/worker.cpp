@@ -103,7 +103,7 @@ void Worker::read_loop() {
       if (it == pending_.end() || !it->second.streams || it->second.cancelled) continue;
       Pending& p = it->second;
       const json& v = (*m)["value"];
-      p.queued_bytes += v.is_string() ? v.get_ref<const std::string&>().size() : 64;
+      p.queued_bytes += v.is_binary() ? v.get_binary().size() : v.is_string() ? v.get_ref<const std::string&>().size() : 64;
       // One value always waits, however large: the cap is on a backlog.
       if (!p.values.empty() && p.queued_bytes > kMaxQueuedValueBytes) {
         // Memory is not unbounded: a consumer this far behind ends the stream.

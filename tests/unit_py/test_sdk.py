@@ -45,8 +45,16 @@ def test_framing_roundtrip_over_socketpair():
     a, b = socket.socketpair()
     msg = {"type": "call", "id": 3, "args": _protocol.dump_payload((1, "x", [2.5]))}
     _protocol.send_msg(a, msg)
+    plain = _protocol.encode({"type": "bye"})
+    assert plain[:4] == len(plain[4:]).to_bytes(4, "little")
+    # The pickle goes after the JSON text: the length word flagged, then
+    # the bytes' total, the text (saying where they go), the bytes.
     raw = _protocol.encode(msg)
-    assert raw[:4] == len(raw[4:]).to_bytes(4, "little")
+    n = int.from_bytes(raw[:4], "little")
+    assert n & 0x80000000 and int.from_bytes(raw[4:8], "little") == len(msg["args"])
+    text = json.loads(raw[8:8 + (n & 0x7FFFFFFF)])
+    assert text == {"type": "call", "id": 3, "args": None, "$blobs": [["/args", len(msg["args"])]]}
+    assert raw[8 + (n & 0x7FFFFFFF):] == msg["args"]
     got = _protocol.recv_msg(b)
     assert got == msg
     assert _protocol.load_payload(got["args"]) == (1, "x", [2.5])
@@ -67,6 +75,32 @@ def test_framing_large_payload_and_split_writes():
     got = _protocol.recv_msg(b)
     t.join()
     assert _protocol.load_payload(got["blob"]) == b"x" * 3_000_000
+
+
+def test_framing_bytes_anywhere_in_a_message_and_base64_payloads():
+    a, b = socket.socketpair()
+    msg = {"values": [b"one", {"a/b~c": b"", "n": 1}], "x": {"y": bytearray(b"two")}, "s": "text"}
+    _protocol.send_msg(a, msg)
+    assert _protocol.recv_msg(b) == {"values": [b"one", {"a/b~c": b"", "n": 1}], "x": {"y": b"two"}, "s": "text"}
+    # A result kept on disk as JSON text holds its payload as base64.
+    import base64
+    assert _protocol.load_payload(base64.b64encode(_protocol.dump_payload([1, 2])).decode()) == [1, 2]
+
+
+@pytest.mark.parametrize("where,extra,error", [
+    (None, b"abc", "it has no .\$blobs. saying"),
+    ([["/v", 5]], b"abc", "more than the bytes sent"),
+    ([["/v", 1]], b"abc", "2 bytes sent that no"),
+    ([["/nowhere/deeper", 3]], b"abc", "leads nowhere"),
+    ([["v", 3]], b"abc", "not a JSON pointer"),
+])
+def test_framing_refuses_bytes_that_do_not_add_up(where, extra, error):
+    a, b = socket.socketpair()
+    text = {"v": None} if where is None else {"v": None, "$blobs": where}
+    body = json.dumps(text).encode()
+    a.sendall((len(body) | 0x80000000).to_bytes(4, "little") + len(extra).to_bytes(4, "little") + body + extra)
+    with pytest.raises(_protocol.ProtocolError, match=error):
+        _protocol.recv_msg(b)
 
 
 def test_framing_is_strict_json_with_non_finite_floats_as_strings():
