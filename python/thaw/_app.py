@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import _config, _state
+from ._cli_args import params_of, type_name
 from ._functions import Cls, Function, collect_class_members, param_json
 from ._image import Image
 from ._partial import (BATCHED, CONCURRENT, ENTER_POST, ENTER_PRE, EXIT, METHOD, WEB,
@@ -43,14 +44,9 @@ class LocalEntrypoint:
         return self.raw_f(*args, **kwargs)
 
     def spec(self):
-        params = []
-        for p in inspect.signature(self.raw_f).parameters.values():
-            ann = p.annotation
-            params.append({
-                "name": p.name,
-                "type": getattr(ann, "__name__", None) if ann is not inspect._empty else None,
-                "required": p.default is inspect._empty,
-            })
+        # Typed as `thaw run` converts its options (string annotations too).
+        params = [{"name": p.name, "type": type_name(p.type), "required": p.default is inspect._empty}
+                  for p in params_of(self.raw_f)]
         return {"name": self.name, "parameters": params}
 
 

@@ -734,6 +734,18 @@ def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
     thaw.assert_containers_gone()
 
 
+def test_run_converts_entrypoint_options_by_string_type_hints(thaw):
+    # The app has `from __future__ import annotations`: every hint is a string.
+    cp = thaw.run("run", APPS / "entry_args.py", "--n", "4", "--when", "2024-05-01T12:30:00", "--verbose",
+                  timeout=RUN_TIMEOUT)
+    assert "describe: int 8 2024-05-01T12:30:00 True" in cp.stdout, cp.stderr
+    cp = thaw.run("run", f"{APPS / 'entry_args.py'}::describe", "--n", "3", timeout=RUN_TIMEOUT)
+    assert "int 3 None False" in cp.stdout, cp.stderr
+    cp = thaw.run("run", APPS / "entry_args.py", "--n", "four", check=False, timeout=RUN_TIMEOUT)
+    assert cp.returncode != 0 and "argument --n: 'four' is not an int" in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
