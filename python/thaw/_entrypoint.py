@@ -141,6 +141,10 @@ def main(argv=None):
         return 1
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        # `thaw run` cancels the calls in flight and says so: no traceback.
+        print("Interrupted.", file=sys.stderr)
+        return 130
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         return 1

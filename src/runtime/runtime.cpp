@@ -147,7 +147,13 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
       on_yield(y);
     };
   }
-  json r = pool_for(t)->call(msg, use_snapshot, forward, cancelled);
+  // The caller's cancel (FunctionCall.cancel()) or the runtime's own.
+  CancelCheck check = [&] { return cancelling_.load() || (cancelled && cancelled()); };
+  json r = pool_for(t)->call(msg, use_snapshot, forward, check);
+  if (r.value("cancelled", false) && cancelling_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    r["error"] = cat("cancelled: ", t.label(), ": ", cancel_why_);
+  }
   r["type"] = "result";
   r["id"] = id;
   return r;
@@ -211,6 +217,16 @@ json Runtime::update_autoscaler(const json& msg) {
   } catch (const std::exception& e) {
     return {{"type", "error"}, {"id", id}, {"error", e.what()}};
   }
+}
+
+void Runtime::cancel_all(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancel_why_.empty()) cancel_why_ = why;
+  }
+  cancelling_ = true;
+  // Calls see the flag within 100 ms (Pool::call); starts are stopped here.
+  launcher_.abort_starts();
 }
 
 void Runtime::warm_deployed() {
