@@ -101,6 +101,7 @@ def test_ctrl_c_on_run_cancels_the_call_in_flight(thaw, background):  # noqa: F8
     run = background("run", APPS / "interrupt.py")
     cid = run.wait_started()
     pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
     run.interrupt()
     assert run.wait_exit() == 130, run.log()
     log = run.log()
@@ -115,6 +116,7 @@ def test_ctrl_c_on_run_stops_a_container_still_starting(thaw, background):  # no
     run = background("run", f"{APPS / 'interrupt.py'}::SlowStart.go")
     cid = run.wait_started()  # in @enter, which sleeps
     pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
     run.interrupt()
     assert run.wait_exit() == 130, run.log()
     assert "Container ready" not in run.log()
@@ -129,6 +131,7 @@ def test_a_second_ctrl_c_on_run_exits_at_once(thaw, background):  # noqa: F811
     run = background("run", APPS / "interrupt.py", "--stubborn")
     cid = run.wait_started()
     pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
     run.interrupt()
     # Two signals sent at once may arrive as one.
     deadline = time.monotonic() + EXIT_TIMEOUT
@@ -139,4 +142,19 @@ def test_a_second_ctrl_c_on_run_exits_at_once(thaw, background):  # noqa: F811
     assert run.wait_exit() == 130, run.log()
     assert_container_gone(cid, pids)
     thaw.logs.append(run.log())
+    thaw.assert_containers_gone()
+
+
+def test_ctrl_c_on_call_stops_its_container(thaw, background):  # noqa: F811
+    thaw.deploy(APPS / "interrupt.py")
+    call = background("call", "e2e-interrupt", "sleeper")
+    cid = call.wait_started()
+    pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
+    call.interrupt()
+    assert call.wait_exit() == 130, call.log()
+    log = call.log()
+    assert "cancelled: e2e-interrupt.sleeper: thaw call was interrupted (SIGINT)" in log, log
+    assert_container_gone(cid, pids)
+    thaw.logs.append(log)
     thaw.assert_containers_gone()
