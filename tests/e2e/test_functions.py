@@ -897,6 +897,23 @@ print(json.dumps(out))
     thaw.assert_containers_gone()
 
 
+def test_a_wrongly_typed_class_parameter_is_refused_before_anything_starts(thaw):
+    thaw.deploy(APPS / "params.py")
+    keys = thaw.snapshot_keys()
+    listed = thaw.run("snapshot", "ls").stdout
+    for params, said in (('{"size": "big"}', 'Loader(...): parameter \'size\' is int, got str "big"'),
+                         ('{"blob": "00"}', "Loader(...): parameter 'blob' is bytes, got str"),
+                         ('{"size": true}', "Loader(...): parameter 'size' is int, got bool true")):
+        cp = thaw.run("call", "e2e-params", "Loader", "--method", "info", "--params", params, check=False)
+        assert cp.returncode != 0 and said in cp.stderr, cp.stderr
+        assert CREATING not in cp.stderr and COLD not in cp.stderr and RESTORING not in cp.stderr, cp.stderr
+    # No snapshot was made for them (it would count toward the cap of the
+    # class's handle snapshots and push out good ones).
+    assert thaw.snapshot_keys() == keys
+    assert thaw.run("snapshot", "ls").stdout == listed
+    thaw.assert_containers_gone()
+
+
 def test_from_name_handles_know_generators(thaw):
     thaw.deploy(APPS / "params.py")
     code = """
