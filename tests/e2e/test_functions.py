@@ -746,6 +746,18 @@ def test_run_converts_entrypoint_options_by_string_type_hints(thaw):
     thaw.assert_containers_gone()
 
 
+def test_snapshot_ls_shows_the_version_of_a_failed_creation(thaw):
+    cp = thaw.deploy(APPS / "unsnappable.py")
+    assert "could not be taken" in cp.stderr, cp.stderr
+    [key] = thaw.snapshot_keys()
+    assert thaw.meta(key)["create_failed"]["version"] == 1
+    [row] = [line for line in thaw.run("snapshot", "ls").stdout.splitlines() if line.startswith(key[:12])]
+    assert row.split()[2] == "v1" and "creation failed" in row, row
+    value, log, _ = thaw.call("e2e-unsnappable", "ping")
+    assert value == "pong" and COLD in log
+    thaw.assert_containers_gone()
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
