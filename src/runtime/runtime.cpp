@@ -128,17 +128,19 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
   } catch (const std::exception& e) {
     return error_reply(id, e.what());
   }
-  // A method the class does not have is refused here, before a container
-  // is started (or restored) for nothing.
+  // A class called without a method, or with one it does not have, is
+  // refused here, before a container is started (or restored) for nothing.
   std::string method = str(msg, "method");
   const auto& methods = t.fn.methods;
-  if (t.fn.kind == "class" && !method.empty() && !methods.empty() &&
-      std::find(methods.begin(), methods.end(), method) == methods.end()) {
-    std::string have;
-    for (const auto& m : methods) have += (have.empty() ? "" : ", ") + m;
+  std::string have;
+  for (const auto& m : methods) have += (have.empty() ? "" : ", ") + m;
+  if (t.fn.kind == "class" && method.empty())
+    return error_reply(id, cat("'", t.fn.name, "' of app '", t.app, "' is a class; the call must name one of its ",
+                               "@method()s (it has: ", have.empty() ? "none" : have,
+                               "); with thaw call: --method NAME"));
+  if (t.fn.kind == "class" && !methods.empty() && std::find(methods.begin(), methods.end(), method) == methods.end())
     return error_reply(id, cat("class '", t.fn.name, "' of app '", t.app, "' has no @method() named '", method,
                                "' (it has: ", have, ")"));
-  }
   YieldSink forward;
   if (on_yield) {
     forward = [&](const json& m) {

@@ -994,6 +994,12 @@ def test_unknown_method_is_refused_before_any_container_starts(thaw):
     assert cp.returncode != 0
     assert "has no @method() named 'gret' (it has: greet, letters)" in cp.stderr, cp.stderr
     assert RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    # No method at all, likewise.
+    cp = thaw.run("call", "e2e-params", "Greeter", "--params", '{"name": "x"}', check=False)
+    assert cp.returncode != 0
+    assert ("'Greeter' of app 'e2e-params' is a class; the call must name one of its @method()s "
+            "(it has: greet, letters); with thaw call: --method NAME") in cp.stderr, cp.stderr
+    assert RESTORING not in cp.stderr and COLD not in cp.stderr and CREATING not in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
 
 
