@@ -278,6 +278,8 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
                             "it); its container was stopped"));
   } catch (const std::exception& e) {
     release(it, false);
+    // Its container stopped by the runtime's interruption as it came up.
+    if (cancelled && cancelled()) return cancelled_result();
     return error_result(cat(target_.label(), ": the call did not complete: ", e.what()));
   }
 }
