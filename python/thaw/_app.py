@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from . import _config, _state
-from ._functions import Cls, Function, collect_class_members, param_json
+from ._cli_args import params_of, type_name
+from ._functions import Cls, Function, collect_class_members, param_json, parameter_type
 from ._image import Image
 from ._partial import (BATCHED, CONCURRENT, ENTER_POST, ENTER_PRE, EXIT, METHOD, WEB,
                        PartialFunction)
@@ -43,24 +44,23 @@ class LocalEntrypoint:
         return self.raw_f(*args, **kwargs)
 
     def spec(self):
-        params = []
-        for p in inspect.signature(self.raw_f).parameters.values():
-            ann = p.annotation
-            params.append({
-                "name": p.name,
-                "type": getattr(ann, "__name__", None) if ann is not inspect._empty else None,
-                "required": p.default is inspect._empty,
-            })
+        # Typed as `thaw run` converts its options (string annotations too).
+        params = [{"name": p.name, "type": type_name(p.type), "required": p.default is inspect._empty}
+                  for p in params_of(self.raw_f)]
         return {"name": self.name, "parameters": params}
 
 
 
 def _parameter_config(p):
-    """A parameter in the config: its default as text, and as the runtime
-    compares sets of values (runtime/class_params.h), when it can."""
+    """A parameter in the config: its type (which the runtime checks the
+    values of a call against before it starts anything), its default as
+    text, and as the runtime compares sets of values
+    (runtime/class_params.h), when it can."""
+    t = parameter_type(p)
+    typed = {"type": t.__name__} if t else {}
     if not p.has_default:
-        return {"required": True}
-    d = {"required": False, "default": repr(p.default)}
+        return {"required": True, **typed}
+    d = {"required": False, **typed, "default": repr(p.default)}
     try:
         d["default_json"] = param_json(p.default)
     except TypeError:

@@ -8,53 +8,23 @@ no snapshots), then runs ENTRY:
   - or a function name: calls it with .remote() and prints the result;
   - or Class.method: calls Class().method.remote() and prints the result.
 Arguments after ENTRY become keyword arguments (`--name value`, `--flag`,
-`--no-flag`), converted by the parameter's annotation (int, float, bool, str).
+`--no-flag`), converted by the parameter's type hint as `modal run` does
+(thaw._cli_args); for Class.method, the class's thaw.parameter()s are
+options too, as in Modal.
 """
 
-import argparse
 import asyncio
 import inspect
 import os
 import sys
 import traceback
+import typing
 
 from . import _state
+from ._cli_args import make_param, params_of, parse_kwargs
 from ._functions import Cls
 from ._loader import load_app_module, pick_app
 from .exception import Error, InvalidError
-
-
-def _convert(ann, text):
-    if ann is bool:
-        return text.lower() in ("1", "true", "yes", "on")
-    if ann in (int, float):
-        return ann(text)
-    return text
-
-
-def parse_kwargs(sig, argv, prog="entrypoint"):
-    """Keyword arguments from `--name value` style argv, for signature sig
-    (None: any argument is refused)."""
-    p = argparse.ArgumentParser(prog=prog, add_help=True)
-    if sig is not None:
-        for param in sig.parameters.values():
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            ann = param.annotation if param.annotation is not inspect._empty else None
-            if ann is None and param.default is not inspect._empty and param.default is not None:
-                ann = type(param.default)
-            flag = "--" + param.name.replace("_", "-")
-            required = param.default is inspect._empty
-            if ann is bool:
-                p.add_argument(flag, dest=param.name, action=argparse.BooleanOptionalAction,
-                               required=required)
-            else:
-                p.add_argument(flag, dest=param.name, required=required,
-                               type=(lambda t, a=ann: _convert(a, t)))
-    ns, rest = p.parse_known_args(argv)
-    if rest:
-        raise InvalidError(f"unexpected arguments: {' '.join(rest)}")
-    return {k: v for k, v in vars(ns).items() if v is not None}
 
 
 def _choices(app):
@@ -62,27 +32,66 @@ def _choices(app):
             + [f"{c}.{m}" for c, cls in sorted(app._classes.items()) for m in sorted(cls._methods)])
 
 
+class Entry(typing.NamedTuple):
+    label: str
+    local: bool        # a local entrypoint (runs here) or a remote call
+    params: list       # its options (thaw._cli_args.Param); None: unknown, none taken
+    call: typing.Callable  # kwargs -> its result
+
+
+def _remote(fn):
+    return fn.remote_gen if fn._is_generator() else fn.remote
+
+
+def _params_or_none(f, skip_first=False):
+    try:
+        return params_of(f, skip_first)
+    except (ValueError, TypeError):  # no signature to read (a builtin, a C callable)
+        return None
+
+
+def _method_entry(cls, label, mname):
+    """Class.method: the class's parameters and the method's, pooled, as
+    `modal run file.py::Class.method` takes them."""
+    cls_params = [make_param(name, getattr(p, "annotation", None),
+                             p.default if p.has_default else inspect.Parameter.empty)
+                  for name, p in cls._parameters.items()]
+    raw = inspect.unwrap(getattr(cls._user_cls, mname, None) or (lambda self: None))
+    method_params = _params_or_none(getattr(raw, "raw_f", raw), skip_first=True)
+    if method_params is not None:
+        clash = {p.name for p in cls_params} & {p.name for p in method_params}
+        if clash:
+            raise InvalidError(f"thaw: {label}: {', '.join(sorted(clash))} is both a parameter of "
+                               f"the class and of the method; run it from a @app.local_entrypoint()")
+    names = {p.name for p in cls_params}
+
+    def call(kwargs):
+        obj = cls(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+        return getattr(obj, mname).remote(**kwargs)
+    return Entry(label, False, cls_params + (method_params or []), call)
+
+
 def resolve(app, entry):
-    """(callable, runs_locally, label) for ENTRY (or the default one)."""
+    """The Entry for ENTRY (or the default one)."""
     if not entry:
         if len(app._local_entrypoints) == 1:
-            ep = next(iter(app._local_entrypoints.values()))
-            return ep.raw_f, True, ep.name
-        if not app._local_entrypoints and len(app._functions) == 1:
-            fn = next(iter(app._functions.values()))
-            return fn.remote, False, fn._name
-        raise InvalidError(f"thaw: say which entrypoint to run (app.py::NAME); this app has: "
-                           f"{', '.join(_choices(app)) or 'nothing to run'}")
+            entry = next(iter(app._local_entrypoints))
+        elif not app._local_entrypoints and len(app._functions) == 1:
+            entry = next(iter(app._functions))
+        else:
+            raise InvalidError(f"thaw: say which entrypoint to run (app.py::NAME); this app has: "
+                               f"{', '.join(_choices(app)) or 'nothing to run'}")
     if entry in app._local_entrypoints:
-        return app._local_entrypoints[entry].raw_f, True, entry
+        raw = app._local_entrypoints[entry].raw_f
+        return Entry(entry, True, _params_or_none(raw), lambda kwargs: raw(**kwargs))
     if entry in app._functions:
         fn = app._functions[entry]
-        return (fn.remote_gen if fn._is_generator() else fn.remote), False, entry
+        return Entry(entry, False, _params_or_none(fn.get_raw_f()), lambda kwargs: _remote(fn)(**kwargs))
     if "." in entry:
         cname, mname = entry.split(".", 1)
         cls = app._classes.get(cname)
         if isinstance(cls, Cls) and mname in cls._methods:
-            return getattr(cls(), mname).remote, False, entry
+            return _method_entry(cls, entry, mname)
     raise InvalidError(f"thaw: app '{app.name}' has no entrypoint, function or method named "
                        f"{entry!r} (it has: {', '.join(_choices(app)) or 'nothing'})")
 
@@ -96,31 +105,17 @@ def run(app_file, entry=None, argv=(), app_name=None):
     app = pick_app(module, app_name)
     for vol in app._all_volumes().values():
         vol.ensure()
-    fn, local, label = resolve(app, entry)
-    sig = inspect.signature(fn) if local else _signature(app, label)
-    kwargs = parse_kwargs(sig, list(argv), prog=f"thaw run {os.path.basename(app_file)}::{label}")
-    result = fn(**kwargs)
+    e = resolve(app, entry)
+    kwargs = parse_kwargs(e.params, list(argv), prog=f"thaw run {os.path.basename(app_file)}::{e.label}")
+    result = e.call(kwargs)
     if inspect.iscoroutine(result):
         result = asyncio.run(result)
-    if not local:
+    if not e.local:
         if inspect.isgenerator(result):
             result = list(result)
         if result is not None:
             print(result)
     return 0
-
-
-def _signature(app, label):
-    """The signature of a remote entry's raw function (less `self` for a method)."""
-    try:
-        if label in app._functions:
-            return inspect.signature(app._functions[label].get_raw_f())
-        cname, mname = label.split(".", 1)
-        raw = getattr(app._classes[cname]._user_cls, mname)
-        sig = inspect.signature(raw)
-        return sig.replace(parameters=list(sig.parameters.values())[1:])
-    except (KeyError, ValueError, TypeError, AttributeError):
-        return None
 
 
 def main(argv=None):
@@ -146,6 +141,10 @@ def main(argv=None):
         return 1
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        # `thaw run` cancels the calls in flight and says so: no traceback.
+        print("Interrupted.", file=sys.stderr)
+        return 130
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         return 1

@@ -811,11 +811,18 @@ def class_params(cls, params):
     return None if kwargs else full
 
 
-def _check_parameter_type(cls_name, pname, p, value):
+def parameter_type(p):
+    """The type a parameter's annotation names (str, int, bool or bytes), or
+    None for another (or no) annotation: such values are not checked."""
     ann = getattr(p, "annotation", None)
     if isinstance(ann, str):  # `from __future__ import annotations`
         ann = {t.__name__: t for t in _PARAMETER_TYPES}.get(ann)
-    if ann not in _PARAMETER_TYPES:
+    return ann if ann in _PARAMETER_TYPES else None
+
+
+def _check_parameter_type(cls_name, pname, p, value):
+    ann = parameter_type(p)
+    if ann is None:
         return
     # bool is an int in Python, not for a parameter (nor the reverse).
     ok = isinstance(value, ann) and (ann is bool or not isinstance(value, bool))

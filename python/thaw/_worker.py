@@ -384,6 +384,12 @@ class Worker:
                 self.instance = self.target._new_instance()
                 self.instance_params = class_params(self.target, None)
         except Exception as e:  # noqa: BLE001 - e.g. required parameters
+            if routed:
+                # This container (and its snapshot) exists for these values
+                # only: with no instance it can serve nothing, and a
+                # snapshot of it would only take a good one's place.
+                raise _Failed("enter", f"{self.target_name}: the parameter values of this container "
+                                       f"do not make an instance: {type(e).__name__}: {e}") from None
             self.instance_error = f"{type(e).__name__}: {e}"
             return
         self._timed("enter_snap_s", lambda: self._run_hooks(self.instance, ENTER_PRE, "enter_snap"))

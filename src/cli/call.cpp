@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/interrupts.h"
 #include "cli/session.h"
 #include "common/error.h"
 #include "runtime/server.h"
@@ -46,7 +47,10 @@ Command add_call(CLI::App& app) {
               // Where the SDK puts an instance's parameters (thaw._functions.PARAMS_KEY).
               kwargs["__thaw_params__"] = {{"args", nlohmann::json::array()}, {"kwargs", params}};
             }
+            // Ctrl-C cancels the call and stops its container (cli/interrupts.h).
+            CallInterrupts interrupts("thaw call");
             Session s;
+            auto watching = interrupts.watch(*s.rt);
             // Calls the function makes itself come back to this runtime.
             auto server = std::make_unique<runtime::PrivateServer>(*s.rt);
             s.ctx.socket_path = server->path();
@@ -89,7 +93,7 @@ Command add_call(CLI::App& app) {
             std::fflush(nullptr);
             server.reset();
             s.rt->shutdown();
-            return rc;
+            return interrupts.exit_status(rc);
           }};
 }
 

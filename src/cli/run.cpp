@@ -7,7 +7,9 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/interrupts.h"
 #include "cli/session.h"
+#include "common/error.h"
 #include "container/spawn.h"
 #include "runtime/introspect.h"
 #include "runtime/server.h"
@@ -29,12 +31,21 @@ Command add_run(CLI::App& app) {
               file = spec->substr(0, pos);
               entry = spec->substr(pos + 2);
             }
-            // Signals go to the entrypoint; when it ends, everything stops.
+            // A signal cancels the calls in flight (cli/interrupts.h) and
+            // goes on to the entrypoint (KeyboardInterrupt there), unless
+            // it came from the terminal, which sent it there already; a
+            // second one kills it. When it ends, everything stops.
             std::atomic<pid_t> entry_pid{0};
-            SignalWatcher signals([&](int sig) {
-              if (entry_pid > 0) ::kill(entry_pid, sig);
+            CallInterrupts interrupts("thaw run", [&](const SignalWatcher::Signal& sig, bool forced) {
+              pid_t pid = entry_pid;
+              if (pid <= 0) return;
+              if (forced)
+                ::kill(pid, SIGKILL);
+              else if (!sig.from_terminal)
+                ::kill(pid, sig.number);
             });
             Session s;
+            auto watching = interrupts.watch(*s.rt);
             std::string abs = runtime::absolute_app_file(file);
             auto desc = runtime::introspect(s.ctx, abs);
             s.rt->add_ephemeral(desc);
@@ -56,6 +67,7 @@ Command add_run(CLI::App& app) {
             so.fds = {{0, 0}, {1, 1}, {2, 2}};
             int status = 1;
             try {
+              if (interrupts.signal()) fail("interrupted before the entrypoint started");
               auto child = container::spawn(so);
               entry_pid = child.pid();
               child.wait();
@@ -64,9 +76,9 @@ Command add_run(CLI::App& app) {
             } catch (const std::exception& e) {
               s.log.line(std::string("thaw: ") + e.what());
             }
-            server.reset();  // waits for the calls in flight
+            server.reset();  // waits for the calls in flight (cancelled, if interrupted)
             s.rt->shutdown();
-            return status;
+            return interrupts.exit_status(status);
           }};
 }
 

@@ -15,17 +15,18 @@ runtime::Context make(runtime::Log& log) {
 
 Session::Session() : ctx(make(log)), rt(std::make_unique<runtime::Runtime>(ctx)) {}
 
-SignalWatcher::SignalWatcher(std::function<void(int)> on_signal) {
+SignalWatcher::SignalWatcher(std::function<void(const Signal&)> on_signal) {
   sigemptyset(&set_);
   // SIGUSR2 only wakes the watcher up at destruction.
   for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR2}) sigaddset(&set_, s);
   ::pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   thread_ = std::thread([this, on_signal] {
     for (;;) {
-      int sig = 0;
-      if (::sigwait(&set_, &sig) != 0) continue;
+      siginfo_t info{};
+      int sig = ::sigwaitinfo(&set_, &info);
+      if (sig < 0) continue;
       if (sig == SIGUSR2) return;
-      on_signal(sig);
+      on_signal({sig, info.si_code == SI_KERNEL});
     }
   });
 }

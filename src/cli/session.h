@@ -24,7 +24,15 @@ struct Session {
 // Must be created before any other thread.
 class SignalWatcher {
  public:
-  explicit SignalWatcher(std::function<void(int)> on_signal);
+  struct Signal {
+    int number;
+    // Sent by the kernel: a terminal's Ctrl-C, which reached the rest of
+    // the foreground process group too (not a kill() from a process).
+    bool from_terminal;
+  };
+  explicit SignalWatcher(std::function<void(int)> on_signal)
+      : SignalWatcher([f = std::move(on_signal)](const Signal& s) { f(s.number); }) {}
+  explicit SignalWatcher(std::function<void(const Signal&)> on_signal);
   ~SignalWatcher();
 
  private:

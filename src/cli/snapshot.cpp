@@ -23,6 +23,14 @@ std::string find_key(const runtime::Store& store, const std::string& prefix) {
   return hits[0];
 }
 
+// The app version a snapshot was made for. A failed creation records its
+// version with the failure, and the newer of the two is that one.
+int version_of(const nlohmann::json& meta) {
+  if (auto f = meta.find("create_failed"); f != meta.end() && f->is_object() && f->contains("version"))
+    return f->value("version", 0);
+  return meta.value("version", 0);
+}
+
 int list(Session& s) {
   auto& store = s.ctx.store;
   std::printf("%-14s %-32s %-5s %-10s %-21s %s\n", "KEY", "FUNCTION", "VER", "SIZE", "CREATED", "STATE");
@@ -38,7 +46,7 @@ int list(Session& s) {
     if (meta.value("recreated", false)) state += ", recreated";
     if (meta.value("handle", false)) state += ", a with_options handle's";
     std::printf("%-14s %-32s %-5s %-10s %-21s %s\n", key.substr(0, 12).c_str(), fn.c_str(),
-                cat("v", meta.value("version", 0)).c_str(), size, meta.value("created", "").c_str(), state.c_str());
+                cat("v", version_of(meta)).c_str(), size, meta.value("created", "").c_str(), state.c_str());
   }
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "container/init.h"
+#include "container/live.h"
 
 namespace thaw::container {
 
@@ -62,6 +63,7 @@ std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o) 
   so.new_session = true;
   c->root_ = with_context("start container " + spec.id, [&] { return spawn(so); });
   c->ns_init_ = c->root_.pid();
+  note_live(c.get(), {c->root_.pid(), c->ns_init_, c->cgroup_.dirs()});
   c->log_.close_write_end();
   c->control_ = std::move(ours);
   return c;
@@ -78,6 +80,7 @@ std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions&
   if (::pipe2(rp, O_CLOEXEC) != 0) fail_errno("pipe");
   UniqueFd report_r(rp[0]), report_w(rp[1]);
   c->root_ = shell.fork_restore(s, {null.get(), c->log_.write_end(), c->log_.write_end(), theirs.get(), report_w.get()});
+  note_live(c.get(), {c->root_.pid(), 0, c->cgroup_.dirs()});
   c->log_.close_write_end();
   report_w.reset();
   theirs.reset();
@@ -99,6 +102,7 @@ std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions&
   c->report_ = rep;
   c->worker_ = rep.value("host_pid", 0);
   c->ns_init_ = rep.value("init_pid", 0);
+  note_live(c.get(), {c->root_.pid(), c->ns_init_, c->cgroup_.dirs()});
   c->control_ = std::move(ours);
   return c;
 }
@@ -119,6 +123,7 @@ int Container::stop(int grace_ms) {
     root_.kill_group(SIGKILL);
     root_.wait();
   }
+  if (!root_.running()) note_gone(this);
   return root_.status();
 }
 
@@ -140,6 +145,7 @@ std::string Container::end_reason(int status) const {
 Container::~Container() {
   control_.reset();
   stop(0);
+  note_gone(this);
 }
 
 }  // namespace thaw::container

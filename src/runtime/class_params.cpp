@@ -1,11 +1,48 @@
 #include "runtime/class_params.h"
 
+#include <cmath>
+
 #include "common/error.h"
 #include "runtime/sha256.h"
 
 namespace thaw::runtime {
 
 using nlohmann::json;
+
+namespace {
+
+// A value's type as Python sees it once the SDK decodes it (thaw._functions.param_value).
+std::string python_type(const json& v) {
+  if (v.is_string()) return "str";
+  if (v.is_boolean()) return "bool";
+  if (v.is_number_integer()) return "int";
+  if (v.is_number()) return "float";
+  if (v.is_null()) return "None";
+  if (v.is_array()) return "list";
+  if (v.is_object() && v.size() == 1 && v.contains("__bytes__") && v["__bytes__"].is_string()) return "bytes";
+  return "dict";
+}
+
+// A value of another type would only fail in the container, after it (and
+// a snapshot of it, which the per-class cap then counts) was made for it.
+void check_type(const std::string& cls, const std::string& name, const json& declared, const json& v) {
+  if (!declared.is_object() || !declared.contains("type") || !declared["type"].is_string()) return;
+  std::string want = declared["type"];
+  std::string got = python_type(v);
+  if (want != "str" && want != "int" && want != "bool" && want != "bytes") return;  // not ours to judge
+  if (got == want) return;
+  // An integer beyond 64 bits, which JSON parsing made a float: not routed
+  // (see the header), the container's SDK reads it as the int it is.
+  if (want == "int" && v.is_number_float() && std::abs(v.get<double>()) >= 9.2e18) return;
+  fail(cls, "(...): parameter '", name, "' is ", want, ", got ", got, " ", v.dump(), "; pass ",
+       want == "bytes" ? "bytes (as JSON: {\"__bytes__\": \"<base64>\"})"
+       : want == "str" ? "a JSON string"
+       : want == "int" ? "a JSON integer"
+                       : "true or false",
+       " (nothing was started for this call)");
+}
+
+}  // namespace
 
 void apply_class_params(Target& t, const json& params) {
   if (params.is_null()) return;
@@ -21,6 +58,7 @@ void apply_class_params(Target& t, const json& params) {
         for (const auto& [n, d] : declared->items()) have += (have.empty() ? "" : ", ") + n;
         return have;
       }(), ")");
+  for (const auto& [name, v] : params.items()) check_type(t.fn.name, name, (*declared)[name], v);
   json full = json::object(), defaults = json::object();
   for (const auto& [name, d] : declared->items()) {
     bool has_default = d.is_object() && d.contains("default_json");

@@ -24,8 +24,10 @@ inline constexpr size_t kMaxRoutedParamsBytes = 16384;
 // every default keep the class's own; a class whose parameters cannot be
 // told apart this way (no thaw.parameter fields, or a default that is not
 // one of the types above) keeps the old way: one pool, instances made in
-// its containers on first use. Throws for a parameter the class lacks, or a
-// required one missing.
+// its containers on first use. Throws for a parameter the class lacks, a
+// value not of its declared "type" (str, int, bool, bytes; a config from
+// an SDK that did not write types is not checked), or a required one
+// missing.
 void apply_class_params(Target& t, const nlohmann::json& params);
 
 }  // namespace thaw::runtime

@@ -101,16 +101,46 @@ json Launcher::start_env(const Target& t, const std::string& container_id) const
   return env;
 }
 
+Launcher::Starting::Starting(Launcher& l, Worker& w) : l_(l), w_(w) {
+  std::lock_guard<std::mutex> lock(l_.starting_mu_);
+  l_.starting_.insert(&w_);
+  if (l_.aborted_) w_.abort();  // aborted since refuse_if_aborted() looked
+}
+
+Launcher::Starting::~Starting() {
+  std::lock_guard<std::mutex> lock(l_.starting_mu_);
+  l_.starting_.erase(&w_);
+}
+
+void Launcher::abort_starts() {
+  std::lock_guard<std::mutex> lock(starting_mu_);
+  aborted_ = true;
+  for (Worker* w : starting_) w->abort();
+}
+
+bool Launcher::aborted() {
+  std::lock_guard<std::mutex> lock(starting_mu_);
+  return aborted_;
+}
+
+void Launcher::refuse_if_aborted() {
+  if (aborted()) throw CallCancelled("the runtime is stopping: no container is started any more");
+}
+
 std::unique_ptr<Worker> Launcher::cold(const Target& t) {
+  refuse_if_aborted();
   auto s = spec(t, false);
   auto w = std::make_unique<Worker>(container::start_cold(s, options(t)), t.label());
+  Starting starting(*this, *w);
   warn_limits(t, w->container());
   w->start(start_env(t, s.id), false, fresh_seed(), gpu_visible(t), t.fn.startup_timeout_s());
   return w;
 }
 
 std::unique_ptr<Worker> Launcher::for_snapshot(const Target& t) {
+  refuse_if_aborted();
   auto w = std::make_unique<Worker>(container::start_cold(spec(t, true), options(t)), t.label());
+  Starting starting(*this, *w);
   warn_limits(t, w->container());
   json ready = w->expect("snapshot_ready", t.fn.startup_timeout_s());
   for (const auto& warning : ready.value("warnings", json::array()))
@@ -120,6 +150,7 @@ std::unique_ptr<Worker> Launcher::for_snapshot(const Target& t) {
 
 std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& image) {
   using Clock = std::chrono::steady_clock;
+  refuse_if_aborted();
   auto s = spec(t, false);
   auto t0 = Clock::now();
   auto shell = shells_.get(image);
@@ -139,6 +170,7 @@ std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& i
   }
   double container_ms = ms_since(t1);
   auto w = std::make_unique<Worker>(std::move(c), t.label());
+  Starting starting(*this, *w);
   warn_limits(t, w->container());
   auto t2 = Clock::now();
   json ready = w->start(start_env(t, s.id), true, fresh_seed(), gpu_visible(t), t.fn.startup_timeout_s());

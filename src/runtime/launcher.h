@@ -29,7 +29,27 @@ class Launcher {
   // Restores go through one restore shell per image (restore_shells.h).
   RestoreShells& shells() { return shells_; }
 
+  // The runtime is being interrupted (Ctrl-C on `thaw run`/`thaw call`):
+  // containers being started are stopped (their start throws) and new
+  // starts throw CallCancelled. For good: the runtime is about to end.
+  void abort_starts();
+  bool aborted();
+
  private:
+  // A worker being started, which abort_starts() may stop meanwhile.
+  class Starting {
+   public:
+    Starting(Launcher& l, Worker& w);
+    ~Starting();
+    Starting(const Starting&) = delete;
+    Starting& operator=(const Starting&) = delete;
+
+   private:
+    Launcher& l_;
+    Worker& w_;
+  };
+  void refuse_if_aborted();
+
   container::Spec spec(const Target& t, bool snapshot);
   container::LaunchOptions options(const Target& t) const;
   nlohmann::json start_env(const Target& t, const std::string& container_id) const;
@@ -44,6 +64,9 @@ class Launcher {
   RestoreShells shells_;
   std::mutex warned_mu_;
   std::set<std::string> warned_;
+  std::mutex starting_mu_;
+  std::set<Worker*> starting_;  // under starting_mu_
+  bool aborted_ = false;        // under starting_mu_
 };
 
 }  // namespace thaw::runtime

@@ -243,8 +243,11 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
   } catch (const CallCancelled&) {
     return cancelled_result();
   } catch (const WorkerFailed& e) {
+    // A start stopped by the runtime's interruption is a cancel, not a failure.
+    if (cancelled && cancelled()) return cancelled_result();
     return error_result(cat("the container of ", target_.label(), " failed to start: ", e.what()), e.traceback());
   } catch (const std::exception& e) {
+    if (cancelled && cancelled()) return cancelled_result();
     return error_result(cat("could not start a container for ", target_.label(), ": ", e.what()));
   }
   double timeout = target_.fn.timeout_s();
@@ -275,6 +278,8 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
                             "it); its container was stopped"));
   } catch (const std::exception& e) {
     release(it, false);
+    // Its container stopped by the runtime's interruption as it came up.
+    if (cancelled && cancelled()) return cancelled_result();
     return error_result(cat(target_.label(), ": the call did not complete: ", e.what()));
   }
 }

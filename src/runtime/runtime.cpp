@@ -128,17 +128,19 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
   } catch (const std::exception& e) {
     return error_reply(id, e.what());
   }
-  // A method the class does not have is refused here, before a container
-  // is started (or restored) for nothing.
+  // A class called without a method, or with one it does not have, is
+  // refused here, before a container is started (or restored) for nothing.
   std::string method = str(msg, "method");
   const auto& methods = t.fn.methods;
-  if (t.fn.kind == "class" && !method.empty() && !methods.empty() &&
-      std::find(methods.begin(), methods.end(), method) == methods.end()) {
-    std::string have;
-    for (const auto& m : methods) have += (have.empty() ? "" : ", ") + m;
+  std::string have;
+  for (const auto& m : methods) have += (have.empty() ? "" : ", ") + m;
+  if (t.fn.kind == "class" && method.empty())
+    return error_reply(id, cat("'", t.fn.name, "' of app '", t.app, "' is a class; the call must name one of its ",
+                               "@method()s (it has: ", have.empty() ? "none" : have,
+                               "); with thaw call: --method NAME"));
+  if (t.fn.kind == "class" && !methods.empty() && std::find(methods.begin(), methods.end(), method) == methods.end())
     return error_reply(id, cat("class '", t.fn.name, "' of app '", t.app, "' has no @method() named '", method,
                                "' (it has: ", have, ")"));
-  }
   YieldSink forward;
   if (on_yield) {
     forward = [&](const json& m) {
@@ -147,7 +149,13 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
       on_yield(y);
     };
   }
-  json r = pool_for(t)->call(msg, use_snapshot, forward, cancelled);
+  // The caller's cancel (FunctionCall.cancel()) or the runtime's own.
+  CancelCheck check = [&] { return cancelling_.load() || (cancelled && cancelled()); };
+  json r = pool_for(t)->call(msg, use_snapshot, forward, check);
+  if (r.value("cancelled", false) && cancelling_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    r["error"] = cat("cancelled: ", t.label(), ": ", cancel_why_);
+  }
   r["type"] = "result";
   r["id"] = id;
   return r;
@@ -211,6 +219,16 @@ json Runtime::update_autoscaler(const json& msg) {
   } catch (const std::exception& e) {
     return {{"type", "error"}, {"id", id}, {"error", e.what()}};
   }
+}
+
+void Runtime::cancel_all(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancel_why_.empty()) cancel_why_ = why;
+  }
+  cancelling_ = true;
+  // Calls see the flag within 100 ms (Pool::call); starts are stopped here.
+  launcher_.abort_starts();
 }
 
 void Runtime::warm_deployed() {

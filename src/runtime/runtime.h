@@ -2,6 +2,7 @@
 // version from the store, or an ephemeral app of `thaw run` — and sends
 // each call to that target's pool.
 #pragma once
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -61,6 +62,12 @@ class Runtime {
   Target resolve_deployed(const std::string& app, const std::string& fn);
   Target ephemeral_target(const AppDesc& app, const FunctionDesc& fn) const;
 
+  // `thaw run` / `thaw call` interrupted (Ctrl-C): every call in flight and
+  // every later one is cancelled (answers cancelled:true, with `why` in its
+  // error), the containers running or starting for them are stopped. For a
+  // runtime about to shut down: there is no undoing it.
+  void cancel_all(const std::string& why);
+
   // Starts min_containers for every function of every deployed app.
   void warm_deployed();
   // Scales idle pools down; drops pools of versions no longer deployed.
@@ -84,6 +91,8 @@ class Runtime {
   std::map<std::string, std::shared_ptr<Pool>> pools_;       // by Target::pool_id
   bool autoscale_ = false;
   bool keep_warm_ = false;
+  std::atomic<bool> cancelling_{false};
+  std::string cancel_why_;  // under mu_
   ThreadSet warmers_;  // pools warming for versions deployed while serving
 };
 

@@ -228,6 +228,8 @@ bool Worker::alive() {
   return !dead_;
 }
 
+void Worker::abort() { ::shutdown(c_->control_fd(), SHUT_RDWR); }
+
 void Worker::shutdown(double grace_s) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -77,6 +77,9 @@ class Worker {
   nlohmann::json call(const nlohmann::json& request, double timeout_s, const YieldSink& on_yield = {},
                       const CancelCheck& cancelled = {});
   bool alive();
+  // Shuts the control channel from any thread: a wait for the worker
+  // (expect, start) fails at once, and the container is stopped by it.
+  void abort();
   // Asks for a clean exit (@exit runs), then makes sure the container is gone.
   void shutdown(double grace_s);
 

@@ -766,6 +766,30 @@ def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
     thaw.assert_containers_gone()
 
 
+def test_run_converts_entrypoint_options_by_string_type_hints(thaw):
+    # The app has `from __future__ import annotations`: every hint is a string.
+    cp = thaw.run("run", APPS / "entry_args.py", "--n", "4", "--when", "2024-05-01T12:30:00", "--verbose",
+                  timeout=RUN_TIMEOUT)
+    assert "describe: int 8 2024-05-01T12:30:00 True" in cp.stdout, cp.stderr
+    cp = thaw.run("run", f"{APPS / 'entry_args.py'}::describe", "--n", "3", timeout=RUN_TIMEOUT)
+    assert "int 3 None False" in cp.stdout, cp.stderr
+    cp = thaw.run("run", APPS / "entry_args.py", "--n", "four", check=False, timeout=RUN_TIMEOUT)
+    assert cp.returncode != 0 and "argument --n: 'four' is not an int" in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
+def test_snapshot_ls_shows_the_version_of_a_failed_creation(thaw):
+    cp = thaw.deploy(APPS / "unsnappable.py")
+    assert "could not be taken" in cp.stderr, cp.stderr
+    [key] = thaw.snapshot_keys()
+    assert thaw.meta(key)["create_failed"]["version"] == 1
+    [row] = [line for line in thaw.run("snapshot", "ls").stdout.splitlines() if line.startswith(key[:12])]
+    assert row.split()[2] == "v1" and "creation failed" in row, row
+    value, log, _ = thaw.call("e2e-unsnappable", "ping")
+    assert value == "pong" and COLD in log
+    thaw.assert_containers_gone()
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
@@ -917,6 +941,23 @@ print(json.dumps(out))
     thaw.assert_containers_gone()
 
 
+def test_a_wrongly_typed_class_parameter_is_refused_before_anything_starts(thaw):
+    thaw.deploy(APPS / "params.py")
+    keys = thaw.snapshot_keys()
+    listed = thaw.run("snapshot", "ls").stdout
+    for params, said in (('{"size": "big"}', 'Loader(...): parameter \'size\' is int, got str "big"'),
+                         ('{"blob": "00"}', "Loader(...): parameter 'blob' is bytes, got str"),
+                         ('{"size": true}', "Loader(...): parameter 'size' is int, got bool true")):
+        cp = thaw.run("call", "e2e-params", "Loader", "--method", "info", "--params", params, check=False)
+        assert cp.returncode != 0 and said in cp.stderr, cp.stderr
+        assert CREATING not in cp.stderr and COLD not in cp.stderr and RESTORING not in cp.stderr, cp.stderr
+    # No snapshot was made for them (it would count toward the cap of the
+    # class's handle snapshots and push out good ones).
+    assert thaw.snapshot_keys() == keys
+    assert thaw.run("snapshot", "ls").stdout == listed
+    thaw.assert_containers_gone()
+
+
 def test_from_name_handles_know_generators(thaw):
     thaw.deploy(APPS / "params.py")
     code = """
@@ -985,6 +1026,12 @@ def test_unknown_method_is_refused_before_any_container_starts(thaw):
     assert cp.returncode != 0
     assert "has no @method() named 'gret' (it has: greet, letters)" in cp.stderr, cp.stderr
     assert RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    # No method at all, likewise.
+    cp = thaw.run("call", "e2e-params", "Greeter", "--params", '{"name": "x"}', check=False)
+    assert cp.returncode != 0
+    assert ("'Greeter' of app 'e2e-params' is a class; the call must name one of its @method()s "
+            "(it has: greet, letters); with thaw call: --method NAME") in cp.stderr, cp.stderr
+    assert RESTORING not in cp.stderr and COLD not in cp.stderr and CREATING not in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
 
 

@@ -55,6 +55,34 @@ TEST(ClassParams, FloatsAndIntegersBeyond64BitsAreNotRouted) {
   EXPECT_FALSE(t.variant.empty());
 }
 
+TEST(ClassParams, AValueOfAnotherTypeIsRefusedNamingIt) {
+  Target typed = model();
+  typed.fn.config["parameters"]["size"]["type"] = "int";
+  typed.fn.config["parameters"]["name"]["type"] = "str";
+  for (auto [given, said] : std::vector<std::pair<const char*, const char*>>{
+           {R"({"size": "big"})", R"(Model(...): parameter 'size' is int, got str "big"; pass a JSON integer)"},
+           {R"({"size": true})", "parameter 'size' is int, got bool true"},
+           {R"({"size": 7.5})", "parameter 'size' is int, got float 7.5"},
+           {R"({"name": 3})", "parameter 'name' is str, got int 3; pass a JSON string"},
+           {R"({"name": {"__bytes__": "AA=="}})", "parameter 'name' is str, got bytes"}}) {
+    Target t = typed;
+    try {
+      apply_class_params(t, json::parse(given));
+      ADD_FAILURE() << given << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(said), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(t.variant.empty());
+    EXPECT_EQ(t.key, "deployed-key");
+  }
+  Target t = typed;
+  apply_class_params(t, json::parse(R"({"size": 18446744073709551617})"));  // not routed, as untyped
+  EXPECT_TRUE(t.variant.empty());
+  t = typed;
+  apply_class_params(t, json{{"size", 7}, {"name", "x"}});
+  EXPECT_FALSE(t.variant.empty());
+}
+
 TEST(ClassParams, AnUnknownParameterIsAnError) {
   Target t = model();
   try {

@@ -1294,6 +1294,51 @@ def test_worker_class_parameters(write_app, worker):
     assert w.value(method="n", **{PARAMS_KEY: {"args": (), "kwargs": {"size": 5}}}) == 5
 
 
+def test_parameter_types_are_in_the_config():
+    """The runtime checks a call's values against them before it starts
+    anything (runtime/class_params.cpp)."""
+    ns = {}
+    exec("from __future__ import annotations\n"
+         "import thaw as modal\n"
+         "app = modal.App('typed')\n"
+         "@app.cls()\n"
+         "class P:\n"
+         "    size: int = modal.parameter(default=3)\n"
+         "    name: str = modal.parameter()\n"
+         "    blob: bytes = modal.parameter(default=b'')\n"
+         "    flag: bool = modal.parameter(default=False)\n"
+         "    other: list = modal.parameter(default=None)\n"
+         "    @modal.method()\n"
+         "    def m(self):\n"
+         "        pass\n", ns)
+    params = ns["P"].spec()["config"]["parameters"]
+    assert {k: v.get("type") for k, v in params.items()} == \
+        {"size": "int", "name": "str", "blob": "bytes", "flag": "bool", "other": None}
+    assert params["name"] == {"required": True, "type": "str"}
+
+
+def test_worker_refuses_routed_values_that_make_no_instance(write_app, worker):
+    """A container for a set of values that does not make an instance fails
+    to start, so no snapshot is taken of it (the runtime refuses such values
+    first; this is for a config from an older SDK, without types)."""
+    path = write_app("worker_app_bad_params", '''
+        import thaw as modal
+        app = modal.App("params")
+
+        @app.cls(enable_memory_snapshot=True)
+        class P:
+            size: int = modal.parameter(default=1)
+
+            @modal.method()
+            def n(self):
+                return self.size
+    ''')
+    w = worker(path, "P", snapshot=True, env={"THAW_CLASS_PARAMS": '{"size": "big"}'})
+    msg = w.recv()
+    assert msg["type"] == "failed" and msg["stage"] == "enter", msg
+    assert "parameter 'size' is int, got str 'big'" in msg["error"], msg
+
+
 # ====================================================================== client ↔ runtime
 CLIENT_APP = '''
 import os

@@ -1,0 +1,65 @@
+#include "cli/interrupts.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "common/error.h"
+#include "container/live.h"
+
+namespace thaw::cli {
+
+namespace {
+
+// The forced exit must not wait on a cgroup for long: the user asked twice.
+constexpr int kForcedCleanupMs = 2000;
+
+std::string signal_name(int sig) {
+  const char* n = ::sigabbrev_np(sig);
+  return n ? cat("SIG", n) : cat("signal ", sig);
+}
+
+}  // namespace
+
+CallInterrupts::CallInterrupts(std::string command,
+                               std::function<void(const SignalWatcher::Signal&, bool forced)> also)
+    : command_(std::move(command)), also_(std::move(also)), watcher_([this](const SignalWatcher::Signal& s) {
+        on_signal(s);
+      }) {}
+
+std::string CallInterrupts::why() const {
+  return cat(command_, " was interrupted (", signal_name(first_), "); the call's container was stopped");
+}
+
+void CallInterrupts::on_signal(const SignalWatcher::Signal& s) {
+  int expected = 0;
+  bool first = first_.compare_exchange_strong(expected, s.number);
+  if (also_) also_(s, !first);
+  if (!first) {
+    std::fprintf(stderr, "%s: interrupted again (%s): killing its containers and exiting now.\n", command_.c_str(),
+                 signal_name(s.number).c_str());
+    container::kill_all_live(kForcedCleanupMs);
+    ::_exit(128 + first_.load());
+  }
+  std::fprintf(stderr,
+               "%s: interrupted (%s): cancelling the calls in flight and stopping their containers; interrupt "
+               "again to exit at once.\n",
+               command_.c_str(), signal_name(s.number).c_str());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (rt_) rt_->cancel_all(why());
+}
+
+void CallInterrupts::set_runtime(runtime::Runtime* rt) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rt_ = rt;
+  if (rt_ && first_) rt_->cancel_all(why());
+}
+
+CallInterrupts::Watching CallInterrupts::watch(runtime::Runtime& rt) {
+  set_runtime(&rt);
+  return Watching(*this);
+}
+
+}  // namespace thaw::cli

@@ -1,0 +1,160 @@
+"""Ctrl-C on the commands that wait for calls, `thaw run` and `thaw call`:
+the calls in flight are cancelled, their containers stopped (no process,
+no cgroup left), and the command ends soon with status 130; a second
+Ctrl-C ends it at once, whatever it is doing.
+
+Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_interrupts.py
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_functions import APPS, THAW_BIN, thaw  # noqa: F401 - the fixture
+
+START_TIMEOUT = 120  # until the call runs (a cold start on a loaded VM)
+EXIT_TIMEOUT = 30    # from the interrupt to the end of the command
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class Command:
+    """A thaw command started in the background, its stderr in a file."""
+
+    def __init__(self, thaw, *args):
+        self.log_path = thaw.tmp / f"{args[0]}.log"
+        self.thaw = thaw
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen([str(THAW_BIN), *map(str, args)], env=thaw.env, cwd=thaw.tmp,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_started(self):
+        """The container id of the call, once its function runs."""
+        marker = self.thaw.e2e / "started"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not marker.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the call did not start (rc={self.proc.poll()}):\n{self.log()}")
+            time.sleep(0.05)
+        return marker.read_text().strip()
+
+    def interrupt(self):
+        self.proc.send_signal(signal.SIGINT)
+
+    def wait_exit(self):
+        try:
+            return self.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            pytest.fail(f"still running {EXIT_TIMEOUT} s after the interrupt:\n{self.log()}")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def background(thaw):  # noqa: F811 - the fixture from test_functions
+    started = []
+
+    def start(*args):
+        c = Command(thaw, *args)
+        started.append(c)
+        return c
+    yield start
+    for c in started:
+        c.kill()
+
+
+def container_processes(container_id):
+    """Host pids in the container's cgroups (empty if it has none)."""
+    pids = set()
+    for ctrl in ("freezer", "memory"):
+        procs = CGROUP_ROOT / ctrl / "thaw" / container_id / "cgroup.procs"
+        try:
+            pids.update(int(p) for p in procs.read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
+def assert_container_gone(container_id, pids):
+    for ctrl in ("freezer", "memory"):
+        d = CGROUP_ROOT / ctrl / "thaw" / container_id
+        assert not d.exists(), f"cgroup left behind: {d}"
+    alive = [p for p in pids if Path(f"/proc/{p}").exists() and
+             Path(f"/proc/{p}/stat").read_text().split(")")[-1].split()[0] != "Z"]
+    assert not alive, f"processes of container {container_id} still running: {alive}"
+
+
+def test_ctrl_c_on_run_cancels_the_call_in_flight(thaw, background):  # noqa: F811
+    run = background("run", APPS / "interrupt.py")
+    cid = run.wait_started()
+    pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
+    run.interrupt()
+    assert run.wait_exit() == 130, run.log()
+    log = run.log()
+    assert "thaw run: interrupted (SIGINT): cancelling the calls in flight" in log, log
+    assert "woke up" not in log
+    assert_container_gone(cid, pids)
+    thaw.logs.append(log)
+    thaw.assert_containers_gone()
+
+
+def test_ctrl_c_on_run_stops_a_container_still_starting(thaw, background):  # noqa: F811
+    run = background("run", f"{APPS / 'interrupt.py'}::SlowStart.go")
+    cid = run.wait_started()  # in @enter, which sleeps
+    pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
+    run.interrupt()
+    assert run.wait_exit() == 130, run.log()
+    assert "Container ready" not in run.log()
+    assert_container_gone(cid, pids)
+    thaw.logs.append(run.log())
+    thaw.assert_containers_gone()
+
+
+def test_a_second_ctrl_c_on_run_exits_at_once(thaw, background):  # noqa: F811
+    # The entrypoint ignores SIGINT and sleeps: only the second Ctrl-C ends
+    # `thaw run`, at whatever point the first one's work has reached.
+    run = background("run", APPS / "interrupt.py", "--stubborn")
+    cid = run.wait_started()
+    pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
+    run.interrupt()
+    # Two signals sent at once may arrive as one.
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    while "thaw run: interrupted (SIGINT)" not in run.log():
+        assert time.monotonic() < deadline, run.log()
+        time.sleep(0.05)
+    run.interrupt()
+    assert run.wait_exit() == 130, run.log()
+    assert_container_gone(cid, pids)
+    thaw.logs.append(run.log())
+    thaw.assert_containers_gone()
+
+
+def test_ctrl_c_on_call_stops_its_container(thaw, background):  # noqa: F811
+    thaw.deploy(APPS / "interrupt.py")
+    call = background("call", "e2e-interrupt", "sleeper")
+    cid = call.wait_started()
+    pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
+    call.interrupt()
+    assert call.wait_exit() == 130, call.log()
+    log = call.log()
+    assert "cancelled: e2e-interrupt.sleeper: thaw call was interrupted (SIGINT)" in log, log
+    assert_container_gone(cid, pids)
+    thaw.logs.append(log)
+    thaw.assert_containers_gone()
