@@ -289,9 +289,9 @@ def test_restore_killed_leaves_no_process(zoo, thaw_bin):
         assert rc == 0, log.read()
         pid = int(Path(pidfile).read_text())
         alive = prog in cmdline(Path(f"/proc/{pid}"))
-        os.close(go_w)
         if alive:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # before its stdin ends: at EOF it exits by itself
+        os.close(go_w)
         assert alive, f"a detached eager restore did not survive thaw's exit\n{log.read()}"
 
 
