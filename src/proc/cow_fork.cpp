@@ -1,14 +1,17 @@
 #include "proc/cow_fork.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <chrono>
 #include <cstring>
+#include <sstream>
 
 #include "common/error.h"
+#include "common/io.h"
 #include "common/timing.h"
 #include "proc/procfs.h"
 
@@ -128,7 +131,47 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
                closed < 0 ? std::strerror(static_cast<int>(-closed)) : "no registers", ")");
     return nullptr;
   }
+  // Named, so that a later checkpoint knows the zombie a thaw killed from
+  // here on leaves (PTRACE_O_EXITKILL) for its own and reaps it.
+  try {
+    uint64_t at = s.scratch(ct, sizeof kCopyName);
+    write_mem(ct.tid, at, kCopyName, sizeof kCopyName);
+    long named = s.syscall(ct, SYS_prctl, PR_SET_NAME, at);
+    if (named != 0) {
+      *why = cat("naming the copy failed: ", std::strerror(static_cast<int>(-named)));
+      return nullptr;
+    }
+  } catch (const Error& e) {
+    *why = cat("naming the copy failed: ", e.what());
+    return nullptr;
+  }
   return f;
+}
+
+int CowFork::reap_leftovers(Seizure& s) {
+  int reaped = 0;
+  for (const auto& t : s.threads()) {
+    std::string kids;
+    if (!try_read_file(cat("/proc/", s.pid(), "/task/", t.tid, "/children"), &kids)) continue;
+    std::istringstream in(kids);
+    for (pid_t kid; in >> kid;) {
+      std::vector<std::string> f;
+      std::string comm;
+      try {
+        f = read_stat_fields(kid);
+      } catch (const Error&) {
+        continue;
+      }
+      // state, exit_signal (field 38), and the name it was given in make()
+      if (f.size() < 36 || f[0] != "Z" || f[35] != "0") continue;
+      if (!try_read_file(cat("/proc/", kid, "/comm"), &comm) || trim(comm) != kCopyName) continue;
+      pid_t ns_pid = innermost_id(read_status(cat("/proc/", kid))["NSpid"]);
+      if (ns_pid <= 0) continue;
+      reap_in(s, ns_pid);
+      reaped++;
+    }
+  }
+  return reaped;
 }
 
 double CowFork::finish() {

@@ -15,7 +15,9 @@
 // could see the child. Should thaw be killed while the copy lives, the copy
 // ends (PTRACE_O_EXITKILL, or before thaw set that, by the exit_group its
 // own stack returns into) but nobody reaps it: the target keeps a zombie
-// child, and a later checkpoint refuses it (process trees).
+// child. The copy is named kCopyName once thaw holds it with EXITKILL, and
+// a later checkpoint reaps such a zombie (reap_leftovers); one left from
+// the moment between the fork and that is refused as a child process.
 #pragma once
 #include <sys/types.h>
 
@@ -42,6 +44,11 @@ class CowFork {
   CowFork& operator=(const CowFork&) = delete;
 
   pid_t pid() const { return pid_; }  // in thaw's pid namespace
+
+  // Reaps, through `s` (which holds the target), the zombies of copies a
+  // killed thaw left; returns how many.
+  static int reap_leftovers(Seizure& s);
+  static constexpr char kCopyName[] = "thaw-cow-copy";
 
  private:
   CowFork(Seizure& s, pid_t pid, pid_t ns_pid) : seizure_(s), pid_(pid), ns_pid_(ns_pid) {}

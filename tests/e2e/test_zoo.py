@@ -175,6 +175,50 @@ def test_checkpoint_killed_at_its_copy_on_write_fork_leaves_target_running(zoo, 
     assert not list(Path(img).parent.glob(Path(img).name + ".tmp.*")), cp.stderr
 
 
+def test_the_zombie_of_a_killed_checkpoints_copy_is_reaped_by_the_next(zoo, thaw_bin):
+    """kill -9 of `thaw checkpoint` while it reads the pages from its copy:
+    the copy dies with thaw (EXITKILL) and stays a zombie child of the
+    target, named thaw-cow-copy. The next checkpoint reaps it instead of
+    refusing the target as a process with children."""
+    expected = zoo.run_uninterrupted("big_heap", "512")
+    p = zoo.start("big_heap", "512")
+    img = zoo.img_path()
+
+    def kids():
+        out = []
+        for t in Path(f"/proc/{p.pid}/task").iterdir():
+            for k in Path(t, "children").read_text().split():
+                try:
+                    out.append((k, Path(f"/proc/{k}/comm").read_text().strip(),
+                                Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0]))
+                except OSError:
+                    pass
+        return out
+
+    for _ in range(5):  # the copy lives for a fraction of a second
+        cp = subprocess.Popen(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while cp.poll() is None and time.monotonic() < deadline:
+            if any(name == "thaw-cow-copy" for _, name, _ in kids()):
+                cp.kill()
+                break
+        cp.wait()
+        deadline = time.monotonic() + 10
+        left = kids()
+        while any(state != "Z" for _, _, state in left) and time.monotonic() < deadline:  # dying
+            time.sleep(0.02)
+            left = kids()
+        if left:
+            break
+    assert left and all(name == "thaw-cow-copy" and state == "Z" for _, name, state in left), left
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
+    assert cp.returncode == 0, cp.stderr
+    assert kids() == [], kids()
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "big_heap after a killed checkpoint and another")
+
+
 def test_checkpoint_reads_a_copy_on_write_fork(zoo, thaw_bin):
     """A target that runs on is held only until a forked copy of it exists;
     the pages come from the copy. busy_writer rewrites 64 MiB all the time:

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/resources/resources.h"
+#include "proc/cow_fork.h"
 
 namespace thaw::engine {
 
@@ -36,15 +37,19 @@ uint64_t field(const std::vector<std::string>& f, int number) {  // 1-based /pro
 }
 
 // Things a single-process image cannot hold: refuse them by name.
-void refuse_unsupported(pid_t pid, const std::vector<proc::Tracee>& threads) {
+void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
+  const auto& threads = seizure.threads();
+  // What a killed thaw checkpoint left of its copy goes first.
+  proc::CowFork::reap_leftovers(seizure);
   std::string kids;
   for (const auto& t : threads) {
     std::string k;
     if (try_read_file(cat("/proc/", pid, "/task/", t.tid, "/children"), &k)) kids += k;
   }
   if (!trim(kids).empty()) {
-    // A zombie with no exit signal is what a killed thaw checkpoint leaves
-    // of its copy (proc/cow_fork.h): say so, thaw cannot tell for sure.
+    // A zombie with no exit signal may be a copy a thaw killed right after
+    // the fork left, before it was named (proc/cow_fork.h): say so, thaw
+    // cannot tell for sure.
     std::string hint;
     std::istringstream in(kids);
     for (std::string kid; in >> kid;) {
@@ -121,7 +126,7 @@ void refuse_what_restore_would_change(pid_t pid, const std::vector<proc::Tracee>
 }  // namespace
 
 void dump_process(CheckpointContext& c) {
-  refuse_unsupported(c.pid, c.seizure.threads());
+  refuse_unsupported(c.pid, c.seizure);
   refuse_what_restore_would_change(c.pid, c.seizure.threads());
   auto& p = c.m.process;
   std::string dir = cat("/proc/", c.pid);
