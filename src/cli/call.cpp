@@ -50,7 +50,7 @@ Command add_call(CLI::App& app) {
             // Ctrl-C cancels the call and stops its container (cli/interrupts.h).
             CallInterrupts interrupts("thaw call");
             Session s;
-            auto watching = interrupts.watch(*s.rt);
+            auto watching = interrupts.watch(*s.rt, s.ctx.live);
             // Calls the function makes itself come back to this runtime.
             auto server = std::make_unique<runtime::PrivateServer>(*s.rt);
             s.ctx.socket_path = server->path();

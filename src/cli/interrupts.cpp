@@ -7,7 +7,6 @@
 #include <cstdio>
 
 #include "common/error.h"
-#include "container/live.h"
 
 namespace thaw::cli {
 
@@ -40,7 +39,12 @@ void CallInterrupts::on_signal(const SignalWatcher::Signal& s) {
   if (!first) {
     std::fprintf(stderr, "%s: interrupted again (%s): killing its containers and exiting now.\n", command_.c_str(),
                  signal_name(s.number).c_str());
-    container::kill_all_live(kForcedCleanupMs);
+    std::shared_ptr<container::LiveContainers> live;
+    {
+      std::lock_guard<std::mutex> lock(live_mu_);
+      live = live_;
+    }
+    if (live) live->kill_all(kForcedCleanupMs);
     ::_exit(128 + first_.load());
   }
   std::fprintf(stderr,
@@ -57,7 +61,11 @@ void CallInterrupts::set_runtime(runtime::Runtime* rt) {
   if (rt_ && first_) rt_->cancel_all(why());
 }
 
-CallInterrupts::Watching CallInterrupts::watch(runtime::Runtime& rt) {
+CallInterrupts::Watching CallInterrupts::watch(runtime::Runtime& rt, std::shared_ptr<container::LiveContainers> live) {
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_ = std::move(live);
+  }
   set_runtime(&rt);
   return Watching(*this);
 }

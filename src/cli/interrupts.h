@@ -7,10 +7,12 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "cli/session.h"
+#include "container/live.h"
 #include "runtime/runtime.h"
 
 namespace thaw::cli {
@@ -34,7 +36,9 @@ class CallInterrupts {
    private:
     CallInterrupts& i_;
   };
-  [[nodiscard]] Watching watch(runtime::Runtime& rt);
+  // `live`: the containers rt launches (runtime::Context::live), which a
+  // second signal kills.
+  [[nodiscard]] Watching watch(runtime::Runtime& rt, std::shared_ptr<container::LiveContainers> live);
 
   // The first signal that came, or 0.
   int signal() const { return first_; }
@@ -51,6 +55,8 @@ class CallInterrupts {
   std::atomic<int> first_{0};
   std::mutex mu_;
   runtime::Runtime* rt_ = nullptr;  // under mu_
+  std::mutex live_mu_;              // apart from mu_: the second signal may come while the first holds it
+  std::shared_ptr<container::LiveContainers> live_;  // under live_mu_
   SignalWatcher watcher_;           // last: its thread uses the members above
 };
 

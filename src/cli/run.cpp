@@ -45,7 +45,7 @@ Command add_run(CLI::App& app) {
                 ::kill(pid, sig.number);
             });
             Session s;
-            auto watching = interrupts.watch(*s.rt);
+            auto watching = interrupts.watch(*s.rt, s.ctx.live);
             std::string abs = runtime::absolute_app_file(file);
             auto desc = runtime::introspect(s.ctx, abs);
             s.rt->add_ephemeral(desc);

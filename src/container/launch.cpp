@@ -63,7 +63,7 @@ std::unique_ptr<Container> start_cold(const Spec& spec, const LaunchOptions& o) 
   so.new_session = true;
   c->root_ = with_context("start container " + spec.id, [&] { return spawn(so); });
   c->ns_init_ = c->root_.pid();
-  note_live(c.get(), {c->root_.pid(), c->ns_init_, c->cgroup_.dirs()});
+  c->note_live({c->root_.pid(), c->ns_init_, c->cgroup_.dirs()});
   c->log_.close_write_end();
   c->control_ = std::move(ours);
   return c;
@@ -80,7 +80,7 @@ std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions&
   if (::pipe2(rp, O_CLOEXEC) != 0) fail_errno("pipe");
   UniqueFd report_r(rp[0]), report_w(rp[1]);
   c->root_ = shell.fork_restore(s, {null.get(), c->log_.write_end(), c->log_.write_end(), theirs.get(), report_w.get()});
-  note_live(c.get(), {c->root_.pid(), 0, c->cgroup_.dirs()});
+  c->note_live({c->root_.pid(), 0, c->cgroup_.dirs()});
   c->log_.close_write_end();
   report_w.reset();
   theirs.reset();
@@ -102,7 +102,7 @@ std::unique_ptr<Container> start_restored(const Spec& spec, const LaunchOptions&
   c->report_ = rep;
   c->worker_ = rep.value("host_pid", 0);
   c->ns_init_ = rep.value("init_pid", 0);
-  note_live(c.get(), {c->root_.pid(), c->ns_init_, c->cgroup_.dirs()});
+  c->note_live({c->root_.pid(), c->ns_init_, c->cgroup_.dirs()});
   c->control_ = std::move(ours);
   return c;
 }
@@ -123,7 +123,7 @@ int Container::stop(int grace_ms) {
     root_.kill_group(SIGKILL);
     root_.wait();
   }
-  if (!root_.running()) note_gone(this);
+  if (!root_.running()) note_gone();
   return root_.status();
 }
 
@@ -145,7 +145,7 @@ std::string Container::end_reason(int status) const {
 Container::~Container() {
   control_.reset();
   stop(0);
-  note_gone(this);
+  note_gone();
 }
 
 }  // namespace thaw::container

@@ -12,6 +12,7 @@
 
 #include "common/unique_fd.h"
 #include "container/cgroup.h"
+#include "container/live.h"
 #include "container/log_pump.h"
 #include "container/restore_shell.h"
 #include "container/spawn.h"
@@ -26,6 +27,7 @@ struct LaunchOptions {
   uint64_t memory_limit_bytes = 0;
   double cpu_limit = 0;  // cores
   int restore_timeout_ms = 120000;
+  LiveContainers* live = nullptr;  // told of the container while it runs (may be null)
 };
 
 class Container {
@@ -58,7 +60,13 @@ class Container {
   friend std::unique_ptr<Container> start_cold(const Spec&, const LaunchOptions&);
   friend std::unique_ptr<Container> start_restored(const Spec&, const LaunchOptions&, RestoreShell&);
   Container(std::string id, const LaunchOptions& o)
-      : id_(std::move(id)), log_(o.log_fd, o.app_log) {}
+      : id_(std::move(id)), log_(o.log_fd, o.app_log), live_(o.live) {}
+  void note_live(LiveContainer c) {
+    if (live_) live_->note(this, std::move(c));
+  }
+  void note_gone() {
+    if (live_) live_->gone(this);
+  }
 
   std::string id_;
   LogPump log_;
@@ -69,6 +77,7 @@ class Container {
   bool restored_ = false;
   nlohmann::json report_ = nlohmann::json::object();
   UniqueFd control_;
+  LiveContainers* live_;
 };
 
 // Starts a container whose pid 1 is thaw's init and whose pid 2 runs

@@ -5,37 +5,25 @@
 
 #include <cerrno>
 #include <chrono>
-#include <map>
-#include <mutex>
 #include <thread>
 
 namespace thaw::container {
 
-namespace {
-
-std::mutex mu;
-std::map<const void*, LiveContainer>& live() {
-  static auto* m = new std::map<const void*, LiveContainer>;  // never destroyed: used up to _exit
-  return *m;
+void LiveContainers::note(const void* key, LiveContainer c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_[key] = std::move(c);
 }
 
-}  // namespace
-
-void note_live(const void* key, LiveContainer c) {
-  std::lock_guard<std::mutex> lock(mu);
-  live()[key] = std::move(c);
+void LiveContainers::gone(const void* key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_.erase(key);
 }
 
-void note_gone(const void* key) {
-  std::lock_guard<std::mutex> lock(mu);
-  live().erase(key);
-}
-
-void kill_all_live(int timeout_ms) {
+void LiveContainers::kill_all(int timeout_ms) {
   std::vector<std::string> dirs;
   {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const auto& [key, c] : live()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, c] : live_) {
       if (c.ns_init > 0) ::kill(c.ns_init, SIGKILL);
       if (c.root > 0) {
         ::kill(-c.root, SIGKILL);

@@ -2,9 +2,11 @@
 // resolved once and passed explicitly: the store, the log, the thaw binary,
 // the Python interpreter and thaw's Python package, the machine fingerprint.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "container/live.h"
 #include "runtime/fingerprint.h"
 #include "runtime/log.h"
 #include "runtime/store.h"
@@ -20,6 +22,8 @@ struct Context {
   std::string socket_path; // the runtime's client socket, when it has one
   std::string web_url;     // "http://host:port" when web endpoints are served
   Fingerprint fingerprint;
+  // The containers launched with this context, for a forced exit to kill.
+  std::shared_ptr<container::LiveContainers> live = std::make_shared<container::LiveContainers>();
 };
 
 // Store at $THAW_HOME; Python package at $THAW_PYTHONPATH, else

@@ -72,6 +72,7 @@ container::LaunchOptions Launcher::options(const Target& t) const {
   if (t.version) o.app_log = app_log_path(ctx_.store, t.app);
   o.memory_limit_bytes = t.fn.memory_limit_bytes();
   o.cpu_limit = t.fn.cpu_limit();
+  o.live = ctx_.live.get();
   return o;
 }
 
