@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/interrupts.h"
 #include "cli/session.h"
 #include "runtime/deploy.h"
 
@@ -12,8 +13,13 @@ Command add_deploy(CLI::App& app) {
   auto* sub = app.add_subcommand("deploy", "Deploy an app: store a new version and create its memory snapshots");
   sub->add_option("app_file", o->file, "the app's Python file")->required();
   return {sub, [o] {
+            // Ctrl-C stops the snapshot container starting or running
+            // (cli/interrupts.h): the version is recorded as failed.
+            CallInterrupts interrupts("thaw deploy");
             Session s;
-            return runtime::deploy(*s.rt, *o);
+            auto watching = interrupts.watch(*s.rt, s.ctx.live);
+            int rc = runtime::deploy(*s.rt, *o);
+            return rc == 0 ? 0 : interrupts.exit_status(rc);
           }};
 }
 

@@ -29,7 +29,7 @@ CallInterrupts::CallInterrupts(std::string command,
       }) {}
 
 std::string CallInterrupts::why() const {
-  return cat(command_, " was interrupted (", signal_name(first_), "); the call's container was stopped");
+  return cat(command_, " was interrupted (", signal_name(first_), "); its containers were stopped");
 }
 
 void CallInterrupts::on_signal(const SignalWatcher::Signal& s) {

@@ -112,10 +112,14 @@ int deploy(Runtime& rt, const DeployOptions& o) {
       ctx.log.line("  The function is deployed and cold-starts without a snapshot.");
       summary.push_back(cat("  ", f.name, " (", f.kind, "): no memory snapshot (checkpoint refused)"));
     } catch (const std::exception& e) {
-      ctx.log.line(cat("Error: ", t.label(), " failed while preparing its snapshot: ", e.what()));
+      // An interrupted deploy stopped the container: that is the reason, not
+      // how the container ended.
+      std::string why = rt.cancelled_why();
+      if (why.empty()) why = e.what();
+      ctx.log.line(cat("Error: ", t.label(), " failed while preparing its snapshot: ", why));
       ctx.log.line("Deploy failed; version " + std::to_string(version) + " was not made current.");
       // So that `thaw app history` tells it apart and rollbacks pass it by.
-      record["failed"] = e.what();
+      record["failed"] = why;
       try {
         ctx.store.write_version(app.name, version, record);
       } catch (const std::exception&) {

@@ -231,6 +231,11 @@ void Runtime::cancel_all(const std::string& why) {
   launcher_.abort_starts();
 }
 
+std::string Runtime::cancelled_why() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelling_ ? cancel_why_ : std::string();
+}
+
 void Runtime::warm_deployed() {
   std::vector<std::thread> warmers;
   for (const auto& app : ctx_.store.apps()) {

@@ -67,6 +67,8 @@ class Runtime {
   // error), the containers running or starting for them are stopped. For a
   // runtime about to shut down: there is no undoing it.
   void cancel_all(const std::string& why);
+  // Why cancel_all was called; "" if it was not.
+  std::string cancelled_why();
 
   // Starts min_containers for every function of every deployed app.
   void warm_deployed();

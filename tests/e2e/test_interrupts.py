@@ -158,3 +158,21 @@ def test_ctrl_c_on_call_stops_its_container(thaw, background):  # noqa: F811
     assert_container_gone(cid, pids)
     thaw.logs.append(log)
     thaw.assert_containers_gone()
+
+
+def test_ctrl_c_on_deploy_stops_its_snapshot_container(thaw, background):  # noqa: F811
+    """Interrupted while the snapshot phase runs: its container goes, the
+    version is recorded as failed (not made current), status 130."""
+    deploy = background("deploy", APPS / "interrupt_deploy.py")
+    cid = deploy.wait_started()  # in @enter(snap=True), which sleeps
+    pids = container_processes(cid)
+    assert pids  # what must be gone afterwards
+    deploy.interrupt()
+    assert deploy.wait_exit() == 130, deploy.log()
+    log = deploy.log()
+    assert "thaw deploy was interrupted (SIGINT)" in log and "was not made current" in log, log
+    assert_container_gone(cid, pids)
+    history = thaw.run("app", "history", "e2e-interrupt-deploy").stdout
+    assert "failed" in history and "interrupted" in history, history
+    thaw.logs.append(log)
+    thaw.assert_containers_gone()
