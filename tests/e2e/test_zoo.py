@@ -357,6 +357,11 @@ def test_signals_that_come_during_a_checkpoint_keep_their_siginfo(zoo, thaw_bin)
         while not done.is_set() and sent < 50000:
             if libc.sigqueue(p.pid, sig, ctypes.c_void_p(sent + 1)) == 0:
                 sent += 1
+                if sent % 32 == 0:
+                    # Paced: flat out it outruns the target even while it
+                    # runs, and a queue beyond 32768 is refused (the test
+                    # after the next).
+                    time.sleep(0.002)
             if sent % 8 == 0 and killed < 5000:
                 os.kill(p.pid, sig + 1)
                 killed += 1
@@ -1019,6 +1024,40 @@ def test_a_file_changed_only_in_its_modification_time_says_so(zoo, thaw_bin, tmp
     rc, out, err = zoo.restore(img, data=b"go\n")
     assert rc != 0 and "changed since checkpoint (modified: its modification time moved by +2.500 s)" in err, \
         _show("restore", rc, out, err)
+
+
+def test_a_queue_of_signals_too_long_to_read_is_refused_at_once(zoo, thaw_bin):
+    """The kernel lets a tracer read a queued signal only by walking the
+    queue from its head, so reading N costs N²/2: a flooded process
+    (tens of thousands of real-time signals) was held for minutes. Beyond
+    32768 the checkpoint is refused, and the process keeps every signal,
+    in order."""
+    code = ("import ctypes, os, resource, signal, sys\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "resource.setrlimit(resource.RLIMIT_SIGPENDING, (50000, 50000))\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\n"
+            "for i in range(40000):\n"
+            "    assert libc.sigqueue(os.getpid(), int(signal.SIGRTMIN), ctypes.c_void_p(i)) == 0\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "n = 0\n"
+            "while (info := signal.sigtimedwait([signal.SIGRTMIN], 0)) is not None:\n"
+            "    assert info.si_code == -1, info\n"  # SI_QUEUE
+            "    n += 1\n"
+            "print(n, flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+        assert cp.returncode != 0 and "more than 32768 signals queued" in cp.stderr, cp.stderr
+        assert not Path(img).exists()
+        out, _ = p.communicate(b"go\n", timeout=60)
+        assert out == b"40000\n", out
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_restored_process_has_exactly_its_fds(zoo, thaw_bin):

@@ -38,6 +38,19 @@ std::vector<image::SigInfo> peek_signals(pid_t tid, bool shared) {
   // signals took seconds (quadratic).
   constexpr uint32_t kBatch = 512;
   std::vector<siginfo_t> batch(kBatch);
+  // And the kernel walks from the head for each entry it copies, so a
+  // queue of N costs N²/2 steps under the target's signal lock: 20 000
+  // take about 2 s here, the 94 000 a flood of real-time signals can reach
+  // (RLIMIT_SIGPENDING) took minutes, with the target held. Longer queues
+  // than kMaxQueued (seconds) are refused up front, which costs one walk.
+  constexpr uint32_t kMaxQueued = 32768;
+  __ptrace_peeksiginfo_args probe{kMaxQueued, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
+  long beyond = ::ptrace(PTRACE_PEEKSIGINFO, tid, &probe, batch.data());
+  if (beyond < 0) fail_errno("read pending signals of thread ", tid);
+  if (beyond > 0)
+    fail(shared ? cat("process ", tid, " has") : cat("thread ", tid, " has"), " more than ", kMaxQueued,
+         " signals queued (real-time signals sent faster than it takes them); reading them all would hold it for "
+         "seconds to minutes: not supported. Checkpoint it once its queue is shorter.");
   for (uint32_t off = 0;;) {
     __ptrace_peeksiginfo_args args{off, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, kBatch};
     long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, batch.data());
