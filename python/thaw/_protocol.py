@@ -24,8 +24,9 @@ import threading
 
 PICKLE_PROTOCOL = 4
 HEADER = struct.Struct("<I")
-# A frame larger than this is refused rather than allocated (a corrupt length).
-MAX_FRAME = 1 << 31
+# A frame larger than this is refused rather than allocated (a corrupt
+# length); the runtime's limit too (container/channel.cpp), text and bytes.
+MAX_FRAME = 1 << 30
 
 
 class ProtocolError(Exception):
@@ -84,13 +85,13 @@ def encode_parts(msg):
     text_msg = _without_blobs(msg, "", blobs)
     if not blobs:
         body = _text(msg)
-        if len(body) >= MAX_FRAME:
+        if len(body) > MAX_FRAME:
             raise ProtocolError(f"message of {len(body)} bytes is too large to send")
         return [HEADER.pack(len(body)) + body]
     text_msg["$blobs"] = [[at, len(b) if not isinstance(b, memoryview) else b.nbytes] for at, b in blobs]
     body = _text(text_msg)
     total = sum(n for _, n in text_msg["$blobs"])
-    if len(body) + total >= MAX_FRAME // 2:
+    if len(body) + total > MAX_FRAME:
         raise ProtocolError(f"message of {len(body) + total} bytes is too large to send")
     return [HEADER.pack(len(body) | BLOBS_FLAG) + HEADER.pack(total) + body] + [b for _, b in blobs]
 
@@ -115,14 +116,17 @@ def _put(msg, pointer, value):
         raise ProtocolError(f"\"$blobs\" pointer {pointer!r} is not a JSON pointer")
     tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
     node = msg
+    def index(t):
+        if not t.isdigit():  # no "-1": a pointer counts from the start
+            raise ValueError(t)
+        return int(t)
     try:
-        for t in tokens[:-1]:
-            node = node[int(t)] if isinstance(node, list) else node[t]
-        last = tokens[-1]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        for t in tokens:
+            parent, key = node, (index(t) if isinstance(node, list) else t)
+            node = node[key]
+        if node is not None:
+            raise ProtocolError(f"\"$blobs\" pointer {pointer!r} names a value, not a null")
+        parent[key] = value
     except (KeyError, IndexError, ValueError, TypeError):
         raise ProtocolError(f"\"$blobs\" pointer {pointer!r} leads nowhere in the message") from None
 
@@ -197,8 +201,8 @@ def recv_msg(chan):
         if more is None:
             raise ProtocolError("connection closed after a frame header")
         (blobs,) = HEADER.unpack(more)
-    if n >= MAX_FRAME:
-        raise ProtocolError(f"frame length {n} is out of range")
+    if n + (blobs or 0) > MAX_FRAME:
+        raise ProtocolError(f"frame length {n + (blobs or 0)} is out of range")
     body = read_exact(fd, n) if n else b""
     if body is None:
         raise ProtocolError("connection closed after a frame header")
@@ -294,8 +298,12 @@ class SocketConnection:
                         raise ProtocolError("runtime closed the connection after a frame header")
                     head += more
                     (blobs,) = HEADER.unpack(more)
-                if n >= MAX_FRAME:
-                    raise ProtocolError(f"frame length {n} is out of range")
+            except BaseException:
+                self._buf[:0] = head  # keep the frame whole for a retry
+                raise
+            if n + blobs > MAX_FRAME:
+                raise ProtocolError(f"frame length {n + blobs} is out of range")
+            try:
                 frame = self._read_exact(n + blobs) if n + blobs else b""
             except BaseException:
                 self._buf[:0] = head  # keep the frame whole for a retry

@@ -37,14 +37,18 @@ void CallInterrupts::on_signal(const SignalWatcher::Signal& s) {
   bool first = first_.compare_exchange_strong(expected, s.number);
   if (also_) also_(s, !first);
   if (!first) {
-    std::fprintf(stderr, "%s: interrupted again (%s): killing its containers and exiting now.\n", command_.c_str(),
-                 signal_name(s.number).c_str());
+    // Killing first, and write(2) rather than stdio: a thread blocked on a
+    // full stderr holds stdio's lock, and this exit must not wait for it.
+    std::string line = cat(command_, ": interrupted again (", signal_name(s.number),
+                           "): killing its containers and exiting now.\n");
     std::shared_ptr<container::LiveContainers> live;
     {
       std::lock_guard<std::mutex> lock(live_mu_);
       live = live_;
     }
     if (live) live->kill_all(kForcedCleanupMs);
+    ssize_t ignored = ::write(2, line.data(), line.size());
+    (void)ignored;
     ::_exit(128 + first_.load());
   }
   std::fprintf(stderr,

@@ -178,11 +178,16 @@ std::optional<nlohmann::json> recv_message(int fd, int timeout_ms) {
     std::vector<uint8_t> b(len);
     if (len && !read_exact(fd, reinterpret_cast<char*>(b.data()), len, deadline, forever))
       fail("connection closed in the middle of a message");
+    // Only where the text holds a null: a pointer must not make members,
+    // grow an array (to any index it names) or replace a field.
+    json* slot = nullptr;
     try {
-      msg[json::json_pointer(w[0].get<std::string>())] = json::binary(std::move(b));
+      slot = &msg.at(json::json_pointer(w[0].get<std::string>()));
     } catch (const json::exception& e) {
       fail("malformed message: \"$blobs\" pointer ", w[0].dump(), ": ", e.what());
     }
+    if (!slot->is_null()) fail("malformed message: \"$blobs\" pointer ", w[0].dump(), " names a value, not a null");
+    *slot = json::binary(std::move(b));
   }
   if (left) fail("malformed message: ", left, " bytes sent that no \"$blobs\" entry claims");
   return msg;

@@ -55,8 +55,9 @@ struct RestoreContext {
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now
   std::vector<bool> lazy;       // per Manifest::vmas entry: left to the pager (engine/pager.h)
-  // A template's held process (restore_held): it keeps the parent-death
-  // SIGKILL it was given, its copies get the image's (prctl.cpp).
+  // A template's held process (restore_held): its parent-death signal is
+  // SIGKILL (set again after credentials), its copies get the image's
+  // (prctl.cpp).
   bool held = false;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // Moves fd to a number >= spare_fd_base (closing the original) and keeps it

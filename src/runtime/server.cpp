@@ -192,7 +192,7 @@ void Server::serve_client(UniqueFd fd) {
     try {
       // A client that started a message sends the rest of it at once.
       m = container::recv_message(fd.get(), 30000);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // Error, or bad_alloc for a length it cannot hold
       reply({{"type", "error"}, {"id", nullptr}, {"error", e.what()}});
       break;
     }

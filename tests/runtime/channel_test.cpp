@@ -74,6 +74,10 @@ TEST(Channel, BytesThatDoNotAddUpAreRefused) {
       {{{"v", nullptr}, {"$blobs", where("/v", 5)}}, "abc", "add up to more"},
       {{{"v", nullptr}, {"$blobs", where("/v", 1)}}, "abc", "2 bytes sent that no"},
       {{{"v", nullptr}, {"$blobs", where("v", 3)}}, "abc", "pointer"},
+      // Never made, grown or replaced by a pointer: only a null is filled.
+      {{{"v", nullptr}, {"$blobs", where("/nowhere/deep", 3)}}, "abc", "pointer"},
+      {{{"v", nullptr}, {"type", "call"}, {"$blobs", where("/type", 3)}}, "abc", "names a value"},
+      {{{"v", json::array({nullptr})}, {"$blobs", where("/v/3000000000", 3)}}, "abc", "pointer"},
   };
   for (const auto& c : cases) {
     Pair p;

@@ -93,10 +93,14 @@ def test_framing_bytes_anywhere_in_a_message_and_base64_payloads():
     ([["/v", 1]], b"abc", "2 bytes sent that no"),
     ([["/nowhere/deeper", 3]], b"abc", "leads nowhere"),
     ([["v", 3]], b"abc", "not a JSON pointer"),
+    ([["/s", 3]], b"abc", "names a value"),
+    ([["/l/-1", 3]], b"abc", "leads nowhere"),
 ])
 def test_framing_refuses_bytes_that_do_not_add_up(where, extra, error):
     a, b = socket.socketpair()
-    text = {"v": None} if where is None else {"v": None, "$blobs": where}
+    text = {"v": None, "s": "text", "l": [None]}
+    if where is not None:
+        text["$blobs"] = where
     body = json.dumps(text).encode()
     a.sendall((len(body) | 0x80000000).to_bytes(4, "little") + len(extra).to_bytes(4, "little") + body + extra)
     with pytest.raises(_protocol.ProtocolError, match=error):

@@ -34,9 +34,6 @@ namespace {
 constexpr uint64_t kPmPresent = 1ull << 63, kPmSwapped = 1ull << 62, kPmFile = 1ull << 61;
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
 
 bool is_shmem_mapping(const proc::MapEntry& e) {
   return starts_with(e.name, "/memfd:") || (e.shared && (starts_with(e.name, "/dev/zero") ||
@@ -265,8 +262,7 @@ void dump_memory(CheckpointContext& c) {
       bool memfd = starts_with(e.name, "/memfd:");
       std::string name;
       if (memfd) {
-        name = e.name.substr(7);
-        if (ends_with(name, " (deleted)")) name.resize(name.size() - 10);
+        name = proc::without_deleted(e.name.substr(7));
       }
       v.shmem = with_context(where, [&] { return dump_shmem_object(c, obj.get(), memfd, name); });
     } else if (e.ino != 0 && !e.name.empty() && e.name[0] == '/') {

@@ -1,10 +1,11 @@
 // prctl settings: per process (dumpable, transparent huge pages disabled,
 // child subreaper) and per thread (timer slack, keep-capabilities, the
-// parent-death signal). None shows in /proc, so the checkpoint asks each
-// held thread with injected prctl(PR_GET_*). A restore that left them as
+// parent-death signal). Most show nowhere in /proc, so the checkpoint asks
+// each held thread with injected prctl(PR_GET_*), all six alike. A restore that left them as
 // the restoring side has them would change what the process relies on:
 // one that made itself non-dumpable, to keep its memory from other
 // processes of its user, would come back dumpable.
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -72,7 +73,9 @@ void plan_prctl(RestoreContext& r) {
     auto& t = r.plan.threads[i];
     t.timer_slack_ns = th.timer_slack_ns;
     t.keep_caps = th.keep_caps;
-    t.pdeath_signal = r.held ? 0 : th.pdeath_signal;
+    // A held process's SIGKILL is set again: the restorer's change of
+    // credentials (a non-root image) clears it.
+    t.pdeath_signal = r.held ? SIGKILL : th.pdeath_signal;
   }
 }
 

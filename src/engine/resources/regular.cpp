@@ -41,9 +41,7 @@ bool match(const FdProbe& p) {
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   json f{{"flags", p.flags}, {"pos", p.info_number("pos")}};
   if (link_is(p, "/memfd:")) {
-    std::string name = p.link.substr(7);
-    auto del = name.rfind(" (deleted)");
-    if (del != std::string::npos) name.resize(del);
+    std::string name = proc::without_deleted(p.link.substr(7));
     f["memfd"] = true;
     f["shmem"] = dump_shmem_object(c, p.dup.get(), true, name);
     return f;
