@@ -67,21 +67,19 @@ std::string pointer_token(const std::string& key) {
   return out;
 }
 
-// `v` without its binary values (null in their place), which go to `blobs`
-// with where they were.
-json without_blobs(const json& v, const std::string& at, std::vector<std::pair<std::string, const json::binary_t*>>& blobs) {
-  if (v.is_binary()) {
-    blobs.emplace_back(at, &v.get_binary());
-    return nullptr;
-  }
+// `v` with each binary value replaced by what `f(value, its JSON pointer)`
+// returns.
+template <class F>
+json map_binaries(const json& v, const std::string& at, const F& f) {
+  if (v.is_binary()) return f(v.get_binary(), at);
   if (v.is_object()) {
     json out = json::object();
-    for (const auto& [k, x] : v.items()) out[k] = without_blobs(x, at + "/" + pointer_token(k), blobs);
+    for (const auto& [k, x] : v.items()) out[k] = map_binaries(x, at + "/" + pointer_token(k), f);
     return out;
   }
   if (v.is_array()) {
     json out = json::array();
-    for (size_t i = 0; i < v.size(); i++) out.push_back(without_blobs(v[i], at + "/" + std::to_string(i), blobs));
+    for (size_t i = 0; i < v.size(); i++) out.push_back(map_binaries(v[i], at + "/" + std::to_string(i), f));
     return out;
   }
   return v;
@@ -120,7 +118,11 @@ void send_message(int fd, const nlohmann::json& msg) {
   std::string body;
   uint64_t blob_bytes = 0;
   if (has_blobs(msg)) {
-    json text = without_blobs(msg, "", blobs);
+    // The text has null where each goes; they follow it in this order.
+    json text = map_binaries(msg, "", [&](const json::binary_t& b, const std::string& at) {
+      blobs.emplace_back(at, &b);
+      return json();
+    });
     json where = json::array();
     for (const auto& [at, b] : blobs) {
       where.push_back({at, b->size()});
@@ -194,21 +196,9 @@ std::optional<nlohmann::json> recv_message(int fd, int timeout_ms) {
 }
 
 json text_payloads(const json& v) {
-  if (v.is_binary()) {
-    const auto& b = v.get_binary();
-    return base64_encode(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
-  }
-  if (v.is_object()) {
-    json out = json::object();
-    for (const auto& [k, x] : v.items()) out[k] = text_payloads(x);
-    return out;
-  }
-  if (v.is_array()) {
-    json out = json::array();
-    for (const auto& x : v) out.push_back(text_payloads(x));
-    return out;
-  }
-  return v;
+  return map_binaries(v, "", [](const json::binary_t& b, const std::string&) {
+    return json(base64_encode(std::string_view(reinterpret_cast<const char*>(b.data()), b.size())));
+  });
 }
 
 }  // namespace thaw::container

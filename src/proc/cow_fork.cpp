@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <sstream>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -150,26 +149,21 @@ std::unique_ptr<CowFork> CowFork::make(Seizure& s, std::string* why) {
 
 int CowFork::reap_leftovers(Seizure& s) {
   int reaped = 0;
-  for (const auto& t : s.threads()) {
-    std::string kids;
-    if (!try_read_file(cat("/proc/", s.pid(), "/task/", t.tid, "/children"), &kids)) continue;
-    std::istringstream in(kids);
-    for (pid_t kid; in >> kid;) {
-      std::vector<std::string> f;
-      std::string comm;
-      try {
-        f = read_stat_fields(kid);
-      } catch (const Error&) {
-        continue;
-      }
-      // state, exit_signal (field 38), and the name it was given in make()
-      if (f.size() < 36 || f[0] != "Z" || f[35] != "0") continue;
-      if (!try_read_file(cat("/proc/", kid, "/comm"), &comm) || trim(comm) != kCopyName) continue;
-      pid_t ns_pid = innermost_id(read_status(cat("/proc/", kid))["NSpid"]);
-      if (ns_pid <= 0) continue;
-      reap_in(s, ns_pid);
-      reaped++;
+  for (pid_t kid : list_children(s.pid())) {
+    std::vector<std::string> f;
+    std::string comm;
+    try {
+      f = read_stat_fields(kid);
+    } catch (const Error&) {
+      continue;
     }
+    // state, exit_signal (field 38), and the name it was given in make()
+    if (f.size() < 36 || f[0] != "Z" || f[35] != "0") continue;
+    if (!try_read_file(cat("/proc/", kid, "/comm"), &comm) || trim(comm) != kCopyName) continue;
+    pid_t ns_pid = innermost_id(read_status(cat("/proc/", kid))["NSpid"]);
+    if (ns_pid <= 0) continue;
+    reap_in(s, ns_pid);
+    reaped++;
   }
   return reaped;
 }

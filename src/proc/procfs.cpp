@@ -93,6 +93,17 @@ std::vector<pid_t> list_threads(pid_t pid) {
   return out;
 }
 
+std::vector<pid_t> list_children(pid_t pid) {
+  std::vector<pid_t> out;
+  for (pid_t tid : list_threads(pid)) {
+    std::string kids;
+    if (!try_read_file(cat("/proc/", pid, "/task/", tid, "/children"), &kids)) continue;
+    std::istringstream in(kids);
+    for (pid_t kid; in >> kid;) out.push_back(kid);
+  }
+  return out;
+}
+
 std::map<std::string, std::string> read_status(const std::string& proc_dir) {
   std::map<std::string, std::string> out;
   std::istringstream in(read_file(proc_dir + "/status"));

@@ -25,6 +25,8 @@ struct MapEntry {
 // pid 0: this process (our pid may be from another namespace than /proc's).
 std::vector<MapEntry> read_maps(pid_t pid, bool with_smaps);
 std::vector<pid_t> list_threads(pid_t pid);
+// The children of every thread of `pid` (/proc/PID/task/*/children).
+std::vector<pid_t> list_children(pid_t pid);
 // "Key:\tvalue" lines of /proc/PID[/task/TID]/status.
 std::map<std::string, std::string> read_status(const std::string& proc_dir);
 // Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).

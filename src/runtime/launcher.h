@@ -34,6 +34,8 @@ class Launcher {
   // starts throw CallCancelled. For good: the runtime is about to end.
   void abort_starts();
   bool aborted();
+  // Throws CallCancelled once abort_starts() was called.
+  void refuse_if_aborted();
 
  private:
   // A worker being started, which abort_starts() may stop meanwhile.
@@ -48,7 +50,6 @@ class Launcher {
     Launcher& l_;
     Worker& w_;
   };
-  void refuse_if_aborted();
 
   container::Spec spec(const Target& t, bool snapshot);
   container::LaunchOptions options(const Target& t) const;

@@ -207,9 +207,6 @@ bool Snapshots::on_restore_failure(const Target& t, uint64_t generation, const s
 std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapshot) {
   // A start the runtime's interruption stopped says nothing about the
   // snapshot: it is neither blamed nor recreated, and no cold start follows.
-  auto stop_if_aborted = [&] {
-    if (launcher_.aborted()) throw CallCancelled("the runtime is stopping: the container's start was stopped");
-  };
   if (t.key.empty() || !use_snapshot) return cold_start(t);
   if (!ctx_.store.has_image(t.key)) {
     json meta = ctx_.store.read_meta(t.key).value_or(json::object());
@@ -221,7 +218,7 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
     try {
       ensure(t, false);
     } catch (const std::exception& e) {
-      stop_if_aborted();
+      launcher_.refuse_if_aborted();
       ctx_.log.line(std::string("Could not create a memory snapshot: ") + e.what() + "; cold-starting the container.");
       return cold_start(t);
     }
@@ -239,7 +236,7 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
       if (meta.value("failures_since_created", 0) > 0) note_success(t);
       return w;
     } catch (const WorkerFailed& e) {
-      stop_if_aborted();
+      launcher_.refuse_if_aborted();
       // The process came back and the app raised in @enter(snap=False): its
       // own error, or one the restore caused? A cold start tells. If its
       // @enter fails too, the error is the function's: it goes to the caller
@@ -252,7 +249,7 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
       on_restore_failure(t, generation, e.what(), /*retry=*/false);
       return w;
     } catch (const std::exception& e) {
-      stop_if_aborted();
+      launcher_.refuse_if_aborted();
       if (!ctx_.store.has_image(t.key)) {
         // Removed meanwhile (a handle's, by the cap; or `thaw snapshot
         // rm`): missing, not failing. Made again, as a missing one is.

@@ -41,21 +41,17 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
   const auto& threads = seizure.threads();
   // What a killed thaw checkpoint left of its copy goes first.
   proc::CowFork::reap_leftovers(seizure);
-  std::string kids;
-  for (const auto& t : threads) {
-    std::string k;
-    if (try_read_file(cat("/proc/", pid, "/task/", t.tid, "/children"), &k)) kids += k;
-  }
-  if (!trim(kids).empty()) {
+  std::vector<pid_t> children = proc::list_children(pid);
+  if (!children.empty()) {
     // A zombie with no exit signal may be a copy a thaw killed right after
     // the fork left, before it was named (proc/cow_fork.h): say so, thaw
     // cannot tell for sure.
-    std::string hint;
-    std::istringstream in(kids);
-    for (std::string kid; in >> kid;) {
+    std::string hint, kids;
+    for (pid_t kid : children) {
+      kids += cat(kids.empty() ? "" : " ", kid);
       std::vector<std::string> f;
       try {
-        f = proc::read_stat_fields(std::atoi(kid.c_str()));
+        f = proc::read_stat_fields(kid);
       } catch (const Error&) {
         continue;
       }
@@ -64,7 +60,7 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
                    "leaves its copy of the process: it goes when the process waits for it (waitpid with "
                    "__WCLONE) or ends.");
     }
-    fail("process ", pid, " has child processes (", trim(kids),
+    fail("process ", pid, " has child processes (", kids,
          "); process trees are not supported yet: checkpoint a process without children.", hint);
   }
   DIR* d = ::opendir("/proc");
