@@ -199,25 +199,30 @@ def test_memory_a_fork_leaves_out_or_wipes_comes_back_in_each_copy(runner):
         assert p.ask("sum") == want and want.endswith("dc wf dc"), (want, p.diag())
 
 
+def _zoo_copies_say(runner, prog, expected):
+    """Two copies of a template of zoo program `prog`, each told to go:
+    each prints `expected` (its own checks) and exits cleanly."""
+    orig = runner.start([THAW_BIN.parent / "tests" / "zoo" / prog], f"{prog} zoo program")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, f"template of the {prog} program")
+    for n in (1, 2):
+        p = runner.restore_from_template(sock, f"{prog} copy {n}")
+        p.send("go")
+        lines = [p.readline() for _ in expected]
+        rc, rest, err = p.wait_exit()
+        assert rc == 0 and lines == expected, (p.what, rc, lines, rest, err)
+
+
 def test_copies_are_scheduled_as_the_image_was(runner):
     """The zoo's scheduling program: it leads its session, has an
     oom_score_adj of its own, and its threads their own policy (SCHED_BATCH,
     SCHED_RR with reset-on-fork), nice, CPU affinity and I/O priority. Each
     copy of a template gets them back (they are set from outside, on the
     copy's held threads), and checks them itself."""
-    zoo_bin = THAW_BIN.parent / "tests" / "zoo" / "scheduling"
-    orig = runner.start([zoo_bin], "scheduling zoo program")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    _, sock = runner.start_template(img, "template of the scheduling program")
-    for n in (1, 2):
-        p = runner.restore_from_template(sock, f"scheduling copy {n}")
-        p.send("go")
-        lines = [p.readline() for _ in range(6)]
-        rc, rest, err = p.wait_exit()
-        assert rc == 0 and lines == ["main: scheduling ok", "batch: scheduling ok", "realtime: scheduling ok",
-                                     "session ok", "oom_score_adj ok", "DONE"], (p.what, rc, lines, rest, err)
+    _zoo_copies_say(runner, "scheduling", ["main: scheduling ok", "batch: scheduling ok", "realtime: scheduling ok",
+                                           "session ok", "oom_score_adj ok", "DONE"])
 
 
 def test_copies_keep_the_images_prctl_settings(runner):
@@ -225,18 +230,7 @@ def test_copies_keep_the_images_prctl_settings(runner):
     its threads with their own timer slack, keep-capabilities and
     parent-death signal. A fork clears the death signal and the subreaper
     and copies the creator's slack: each copy gets the image's back."""
-    zoo_bin = THAW_BIN.parent / "tests" / "zoo" / "prctl_settings"
-    orig = runner.start([zoo_bin], "prctl zoo program")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    _, sock = runner.start_template(img, "template of the prctl program")
-    for n in (1, 2):
-        p = runner.restore_from_template(sock, f"prctl copy {n}")
-        p.send("go")
-        lines = [p.readline() for _ in range(3)]
-        rc, rest, err = p.wait_exit()
-        assert rc == 0 and lines == ["threads: prctl ok", "process: prctl ok", "DONE"], (p.what, rc, lines, rest, err)
+    _zoo_copies_say(runner, "prctl_settings", ["threads: prctl ok", "process: prctl ok", "DONE"])
 
 
 def test_restore_from_a_template_nobody_serves_says_so(runner, tmp_path):

@@ -994,18 +994,8 @@ def test_a_deleted_working_directory_is_refused_by_name(zoo, thaw_bin, tmp_path)
             "print('READY', flush=True)\n"
             "sys.stdin.readline()\n"
             "print('still here', flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], cwd=d, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)
-    try:
-        assert p.stdout.readline() == b"READY\n"
-        d.rmdir()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
-        assert cp.returncode != 0 and f"its working directory {d} was deleted;" in cp.stderr, cp.stderr
-        out, _ = p.communicate(b"go\n", timeout=30)
-        assert out == b"still here\n"
-    finally:
-        p.kill()
-        p.wait()
+    _refused_and_runs_on(zoo, code, f"its working directory {d} was deleted;", b"still here\n", cwd=d,
+                         before=d.rmdir)
 
 
 def test_a_file_changed_only_in_its_modification_time_says_so(zoo, thaw_bin, tmp_path):
@@ -1045,19 +1035,7 @@ def test_a_queue_of_signals_too_long_to_read_is_refused_at_once(zoo, thaw_bin):
             "    assert info.si_code == -1, info\n"  # SI_QUEUE
             "    n += 1\n"
             "print(n, flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    try:
-        assert p.stdout.readline() == b"READY\n", p.stderr.read()
-        img = zoo.img_path()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
-        assert cp.returncode != 0 and "more than 32768 signals queued" in cp.stderr, cp.stderr
-        assert not Path(img).exists()
-        out, _ = p.communicate(b"go\n", timeout=60)
-        assert out == b"40000\n", out
-    finally:
-        p.kill()
-        p.wait()
+    _refused_and_runs_on(zoo, code, "more than 32768 signals queued", b"40000\n")
 
 
 def test_restored_process_has_exactly_its_fds(zoo, thaw_bin):
@@ -1142,6 +1120,27 @@ def _python_image(zoo, code, before=None):
         p.wait()
 
 
+def _refused_and_runs_on(zoo, code, message, expected, cwd=None, before=None):
+    """`python3 -c code`, once it printed READY (and `before()` ran): its
+    checkpoint is refused with `message` in the error, leaves no image, and
+    the process goes on to print `expected` after a line on its stdin."""
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        if before:
+            before()
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+        assert cp.returncode != 0 and message in cp.stderr, cp.stderr
+        assert not Path(img).exists()
+        out, _ = p.communicate(b"go\n", timeout=60)
+        assert p.returncode == 0 and out == expected, (out, p.returncode)
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_restore_of_a_full_fd_table(zoo, thaw_bin):
     """A process whose highest fd is the last its open-files limit allows
     (the restore used to set that limit first, then fail to park its own
@@ -1211,19 +1210,7 @@ def test_unsupported_sysv_shared_memory(zoo, thaw_bin):
             "print('READY', flush=True)\n"
             "sys.stdin.readline()\n"
             "print(ctypes.string_at(p, 4).decode(), flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    try:
-        assert p.stdout.readline() == b"READY\n", p.stderr.read()
-        img = zoo.img_path()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
-        assert cp.returncode != 0 and "System V shared memory" in cp.stderr, cp.stderr
-        assert not Path(img).exists()
-        out, _ = p.communicate(b"go\n", timeout=30)
-        assert p.returncode == 0 and out == b"kept\n", out
-    finally:
-        p.kill()
-        p.wait()
+    _refused_and_runs_on(zoo, code, "System V shared memory", b"kept\n")
 
 
 def test_unconnected_unix_stream_and_seqpacket_sockets(zoo, thaw_bin):
