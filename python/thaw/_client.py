@@ -60,12 +60,11 @@ class PendingCall:
     """A request sent on its own connection, whose reply has not been read
     yet. For a spawned call, the `get` is sent on the first wait()."""
 
-    def __init__(self, client, conn, msg, reused, get_msg=None):
+    def __init__(self, client, conn, msg, get_msg=None):
         self.client = client
         self.conn = conn
         self.msg = msg
         self.id = msg.get("id")
-        self.reused = reused  # sent on an idle connection kept from an earlier call
         self.get_msg = get_msg
         self.reply = None
         self.keep_connection = False  # True: leave the connection in kept_conn
@@ -104,7 +103,6 @@ class PendingCall:
                         final = self._finish(msg)
                     else:
                         final = None
-                        self.reused = False  # values came: never send the call again
                 if final is not None:
                     yield final
                     return
@@ -127,15 +125,12 @@ class PendingCall:
                 raise ThawConnectionError(f"thaw runtime connection failed while waiting "
                                           f"for call {self.id}: {e}") from None
             if msg is None:
+                # Never sent again: the runtime may have read it and run it
+                # (an idle connection it had closed is not used, _acquire).
                 self.conn.close()
-                if self.reused:
-                    # The runtime had closed the idle connection: send again, once.
-                    self.reused = False
-                    self.conn = self.client._connect()
-                    self.conn.send(self.msg)
-                    continue
                 raise ThawConnectionError(
-                    f"thaw runtime closed the connection before answering call {self.id}")
+                    f"thaw runtime closed the connection before answering call {self.id}: it stopped or "
+                    f"died while the call was under way, which may have run in part or in full")
             if msg.get("type") in ("result", "spawned", "yield") and \
                     msg.get("id") not in (None, self.id):
                 continue  # not ours (should not happen on a private connection)
@@ -172,11 +167,16 @@ class Client:
                 f"thaw: cannot connect to the runtime at {self.socket_path}: {e}") from None
 
     def _acquire(self):
-        """(connection, reused)."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._connect(), False
+        """(connection, reused): an idle one the runtime has not closed, or a
+        new one."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._connect(), False
+            if conn.idle_and_open():
+                return conn, True
+            conn.close()
 
     def _release(self, conn):
         with self._lock:
@@ -197,7 +197,7 @@ class Client:
             conn.close()
             conn, reused = self._connect(), False  # a stale idle connection
             conn.send(msg)
-        return PendingCall(self, conn, msg, reused)
+        return PendingCall(self, conn, msg)
 
     def request(self, msg, timeout=None):
         """Send msg and return the reply."""
@@ -215,7 +215,7 @@ class Client:
         if reply.get("type") != "spawned":
             self._release(conn)
             return None, reply
-        pending = PendingCall(self, conn, msg, False, get_msg={"type": "get", "id": msg["id"]})
+        pending = PendingCall(self, conn, msg, get_msg={"type": "get", "id": msg["id"]})
         pending.call_id = reply.get("call_id")  # FunctionCall.object_id, for from_id
         return pending, None
 

@@ -317,6 +317,20 @@ class SocketConnection:
             except OSError:
                 pass
 
+    def idle_and_open(self):
+        """For a connection kept between requests: True if the runtime has
+        not closed it and sent nothing since (so a request sent on it is
+        read), without waiting."""
+        if self._buf:
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return False  # end of file (closed), or bytes nobody asked for
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
     def close(self):
         try:
             self.sock.close()

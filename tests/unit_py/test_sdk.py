@@ -1538,32 +1538,77 @@ def test_thaw_binary_resolution(monkeypatch, tmp_path):
         assert _client.thaw_binary() == str(repo_bin)
 
 
-def test_client_resends_when_the_runtime_closed_an_idle_connection(tmp_path, monkeypatch):
-    """A runtime that closes each connection after one reply: the second call,
-    sent on the kept idle connection, is sent again on a new one."""
-    path = str(tmp_path / "oneshot.sock")
+def _one_reply_server(path, replies, closed, runs=3):
+    """A runtime that answers one call per connection, then closes it
+    (setting `closed`); a reply of None closes without answering."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(8)
     served = []
 
     def serve():
-        for _ in range(3):
+        for r in range(runs):
             conn, _ = srv.accept()
             with conn:
                 msg = _protocol.recv_msg(conn)
                 if msg is None:
                     continue
                 served.append(msg["id"])
-                _protocol.send_msg(conn, {"type": "result", "id": msg["id"], "ok": True,
-                                          "value": _protocol.dump_payload(len(served))})
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+                if replies[len(served) - 1] is not None:
+                    _protocol.send_msg(conn, {"type": "result", "id": msg["id"], "ok": True,
+                                              "value": _protocol.dump_payload(replies[len(served) - 1])})
+            closed.set()
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, served
+
+
+def test_client_does_not_reuse_an_idle_connection_the_runtime_closed(tmp_path, monkeypatch):
+    """The kept idle connection was closed by the runtime: the next call
+    goes on a new one (the closed one is seen before anything is sent)."""
+    path = str(tmp_path / "oneshot.sock")
+    closed = threading.Event()
+    srv, served = _one_reply_server(path, [1, 2, 3], closed)
     monkeypatch.setenv("THAW_RUNTIME_SOCKET", path)
     f = modal.Function.from_name("any", "f")
     f._found = True  # no lookup: this server only answers calls
     assert f.remote() == 1
+    assert closed.wait(10)
     assert f.remote() == 2
+    assert len(served) == 2
+    srv.close()
+
+
+def test_a_call_whose_runtime_went_away_is_not_sent_again(tmp_path, monkeypatch):
+    """On a kept connection, the runtime reads the second call and goes
+    away before answering (it died while the call ran): the call may have
+    run, so it fails, saying so; it was sent again (and ran twice) when the
+    connection had been reused."""
+    path = str(tmp_path / "dies.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    served = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                while (msg := _protocol.recv_msg(conn)) is not None:
+                    served.append(msg["id"])
+                    if len(served) == 2:
+                        break  # read, then gone without a word
+                    _protocol.send_msg(conn, {"type": "result", "id": msg["id"], "ok": True,
+                                              "value": _protocol.dump_payload(len(served))})
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("THAW_RUNTIME_SOCKET", path)
+    f = modal.Function.from_name("any", "f")
+    f._found = True
+    assert f.remote() == 1
+    with pytest.raises(modal.exception.ConnectionError, match="may have run in part or in full"):
+        f.remote()
     assert len(served) == 2
     srv.close()
 
