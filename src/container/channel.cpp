@@ -133,7 +133,9 @@ void send_message(int fd, const nlohmann::json& msg) {
   } else {
     body = msg.dump(-1, ' ', false, json::error_handler_t::replace);
   }
-  if (body.size() + blob_bytes > kMaxMessage) fail("message too large (", body.size() + blob_bytes, " bytes)");
+  if (body.size() + blob_bytes > kMaxMessage)
+    throw MessageTooLarge(cat("message too large (", body.size() + blob_bytes, " bytes; the limit is ", kMaxMessage >> 20,
+                              " MiB)"));
   std::string head;
   put_word(head, static_cast<uint32_t>(body.size()) | (blobs.empty() ? 0 : kBlobsFlag));
   if (!blobs.empty()) put_word(head, static_cast<uint32_t>(blob_bytes));
@@ -195,10 +197,25 @@ std::optional<nlohmann::json> recv_message(int fd, int timeout_ms) {
   return msg;
 }
 
-json text_payloads(const json& v) {
-  return map_binaries(v, "", [](const json::binary_t& b, const std::string&) {
+json text_payloads(const json& v, std::vector<std::string>* where) {
+  return map_binaries(v, "", [&](const json::binary_t& b, const std::string& at) {
+    where->push_back(at);
     return json(base64_encode(std::string_view(reinterpret_cast<const char*>(b.data()), b.size())));
   });
+}
+
+void binary_payloads(json& v, const std::vector<std::string>& where) {
+  for (const auto& at : where) {
+    json* slot = nullptr;
+    try {
+      slot = &v.at(json::json_pointer(at));
+    } catch (const json::exception&) {
+      continue;  // not ours to mend: it stays as it is
+    }
+    if (!slot->is_string()) continue;
+    auto bytes = base64_decode(slot->get_ref<const std::string&>());
+    if (bytes) *slot = json::binary(std::vector<uint8_t>(bytes->begin(), bytes->end()));
+  }
 }
 
 }  // namespace thaw::container

@@ -6,12 +6,21 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.h"
+
 namespace thaw::container {
 
-// Sends one message; throws on failure (peer gone).
+// A message over the limit (1 GiB, text and bytes): nothing was sent.
+class MessageTooLarge : public Error {
+ public:
+  using Error::Error;
+};
+
+// Sends one message; throws on failure (peer gone), MessageTooLarge first.
 void send_message(int fd, const nlohmann::json& msg);
 
 // Reads one message. Returns nullopt on EOF at a message boundary; throws on
@@ -19,8 +28,10 @@ void send_message(int fd, const nlohmann::json& msg);
 std::optional<nlohmann::json> recv_message(int fd, int timeout_ms = -1);
 
 // `v` with each binary value as base64 text, for where a message is kept as
-// JSON text (a spawned call's result on disk); the SDK reads either.
-nlohmann::json text_payloads(const nlohmann::json& v);
+// JSON text (a spawned call's result on disk), and the JSON pointers of
+// where they were in *where; binary_payloads turns them back.
+nlohmann::json text_payloads(const nlohmann::json& v, std::vector<std::string>* where);
+void binary_payloads(nlohmann::json& v, const std::vector<std::string>& where);
 
 // A socket shared by threads: one writer at a time, whole messages.
 class Channel {

@@ -71,7 +71,11 @@ void CallStore::finish(const std::string& id, const json& result) {
   // entry is gone reads it from the file.
   bool written = true;
   try {
-    json record{{"state", "done"}, {"label", label}, {"finished", unix_now()}, {"result", container::text_payloads(result)}};
+    // Bytes as base64 text, and where they were, to be bytes again when sent.
+    std::vector<std::string> binary_at;
+    json record{{"state", "done"}, {"label", label}, {"finished", unix_now()},
+                {"result", container::text_payloads(result, &binary_at)}};
+    record["binary_at"] = binary_at;
     container::write_file_atomic(path_of(id), record.dump());
   } catch (const std::exception& e) {
     written = false;
@@ -147,7 +151,12 @@ json CallStore::wait(const std::string& id, std::optional<double> timeout_s, con
                                  fs::path(dir_).parent_path().string(), "), or its result has expired (results ",
                                  "are kept for 7 days)"),
                          "not_found");
-    if (rec->value("state", "") == "done" && rec->contains("result")) return (*rec)["result"];
+    if (rec->value("state", "") == "done" && rec->contains("result")) {
+      json result = std::move((*rec)["result"]);
+      if (auto b = rec->find("binary_at"); b != rec->end() && b->is_array())
+        container::binary_payloads(result, b->get<std::vector<std::string>>());
+      return result;
+    }
     std::string owner = rec->is_object() && (*rec)["owner"].is_string() ? (*rec)["owner"].get<std::string>() : "";
     bool lost = !owner_alive(owner);
     if (owner == owner_) {

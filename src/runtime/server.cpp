@@ -97,6 +97,13 @@ void Server::serve_client(UniqueFd fd) {
   auto reply = [&](const json& m) {
     try {
       ch.send(m);
+    } catch (const container::MessageTooLarge& e) {
+      // Nothing was sent: the client must hear why rather than wait forever.
+      try {
+        ch.send({{"type", m.value("type", "result")}, {"id", m.value("id", json())}, {"ok", false},
+                 {"error", cat("the reply cannot be sent: ", e.what())}});
+      } catch (const std::exception&) {
+      }
     } catch (const std::exception&) {
       // the client went away; its calls still finish
     }

@@ -12,6 +12,7 @@ using nlohmann::json;
 using thaw::UniqueFd;
 using thaw::container::recv_message;
 using thaw::container::send_message;
+using thaw::container::binary_payloads;
 using thaw::container::text_payloads;
 
 namespace {
@@ -92,7 +93,22 @@ TEST(Channel, BytesThatDoNotAddUpAreRefused) {
   }
 }
 
-TEST(Channel, TextPayloadsAreBase64) {
-  json stored = text_payloads({{"result", {{"value", bytes("hi!")}, {"ok", true}}}});
-  EXPECT_EQ(stored, json({{"result", {{"value", "aGkh"}, {"ok", true}}}}));
+TEST(Channel, PayloadsKeptAsTextBecomeBytesAgain) {
+  json msg = {{"result", {{"value", bytes("hi!")}, {"ok", true}, {"s", "aGkh"}}}};
+  std::vector<std::string> where;
+  json stored = text_payloads(msg, &where);
+  EXPECT_EQ(stored, json({{"result", {{"value", "aGkh"}, {"ok", true}, {"s", "aGkh"}}}}));
+  EXPECT_EQ(where, std::vector<std::string>{"/result/value"});
+  binary_payloads(stored, where);
+  EXPECT_EQ(stored, msg);  // the string that only looks like base64 stays a string
+}
+
+TEST(Channel, AMessageOverTheLimitIsRefusedBeforeAnythingIsSent) {
+  Pair p;
+  json big = {{"value", json::binary(std::vector<uint8_t>((1u << 30) + 1))}};
+  EXPECT_THROW(send_message(p.a.get(), big), thaw::container::MessageTooLarge);
+  send_message(p.a.get(), {{"type", "bye"}});
+  auto got = recv_message(p.b.get(), 10000);
+  ASSERT_TRUE(got);
+  EXPECT_EQ((*got)["type"], "bye");
 }
