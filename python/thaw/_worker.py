@@ -244,6 +244,35 @@ def _json_default(v):
     return repr(v)
 
 
+def _keys_as_text(v, depth=0):
+    """v with every dict key JSON cannot hold (a tuple, ...) as its repr;
+    `default=` is asked about values only, never keys."""
+    if depth > 500:
+        raise ValueError("the value nests too deeply")
+    if isinstance(v, dict):
+        return {(k if isinstance(k, (str, int, float, bool)) or k is None else repr(k)): _keys_as_text(x, depth + 1)
+                for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_keys_as_text(x, depth + 1) for x in v]
+    return v
+
+
+def _as_json(value, what):
+    """`value` as JSON (`thaw call`'s output): other objects as their repr,
+    keys JSON cannot hold as theirs. InvalidError for what has no JSON form
+    (a value that contains itself)."""
+    try:
+        return json.loads(json.dumps(value, default=_json_default))
+    except TypeError:
+        pass  # a dict key JSON cannot hold
+    except (ValueError, RecursionError) as e:
+        raise InvalidError(f"{what} ({type(value).__name__}) has no JSON form: {e}") from None
+    try:
+        return json.loads(json.dumps(_keys_as_text(value), default=_json_default))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidError(f"{what} ({type(value).__name__}) has no JSON form: {e}") from None
+
+
 def _describe_exc(e):
     text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     return text, "".join(traceback.format_exception(type(e), e, e.__traceback__))
@@ -583,7 +612,10 @@ class Worker:
                     "error": f"the result ({type(value).__name__}) cannot be pickled: {e}",
                     "traceback": ""}
         if msg.get("result_format") == "json":
-            reply["value_json"] = json.loads(json.dumps(value, default=_json_default))
+            try:
+                reply["value_json"] = _as_json(value, "the result")
+            except InvalidError as e:
+                return self._error_result(cid, e)
         return reply
 
     def _stream_web_answer(self, call, cid, answer):
@@ -633,7 +665,7 @@ class Worker:
             raise InvalidError(f"a value the generator yielded ({type(item).__name__}) "
                                f"cannot be pickled: {e}") from None
         if result_format == "json":
-            msg["value_json"] = json.loads(json.dumps(item, default=_json_default))
+            msg["value_json"] = _as_json(item, "a value the generator yielded")
         # Under the answer lock: a timeout's answer never overtakes a value,
         # and no value follows it. The timeout's alarm waits until the frame
         # is whole (a frame cut in half would break the channel).

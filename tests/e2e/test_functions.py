@@ -750,6 +750,43 @@ def main():
     thaw.assert_containers_gone()
 
 
+def test_thaw_call_prints_results_json_cannot_hold_as_is_or_fails_that_call(thaw):
+    """`thaw call` prints a result as JSON: keys JSON cannot hold (a tuple)
+    as their repr; a value that contains itself fails that call, naming it,
+    and the container goes on (it died of the traceback)."""
+    app = thaw.tmp / "odd_results.py"
+    app.write_text("""import os
+import thaw
+
+app = thaw.App("e2e-odd-results")
+
+
+@app.function()
+def tuple_keys():
+    return {(1, 2): 3, "n": [4]}
+
+
+@app.function()
+def circular():
+    x = []
+    x.append(x)
+    return os.getpid(), x
+
+
+@app.function()
+def gen():
+    yield {(5,): 6}
+""")
+    thaw.deploy(app)
+    assert thaw.call("e2e-odd-results", "tuple_keys")[0] == {"(1, 2)": 3, "n": [4]}
+    cp = thaw.run("call", "e2e-odd-results", "gen")
+    assert json.loads(cp.stdout.splitlines()[0]) == {"(5,)": 6}, cp.stdout
+    cp = thaw.run("call", "e2e-odd-results", "circular", check=False)
+    assert cp.returncode != 0 and "the result (tuple) has no JSON form" in cp.stderr, cp.stderr
+    assert "container exited" not in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
 def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
     cp = thaw.run("run", APPS / "modal_style.py", timeout=RUN_TIMEOUT)
     assert "shout: HELLO FROM MODAL CODE!" in cp.stdout, cp.stderr
