@@ -1,6 +1,11 @@
 // thaw serve --socket PATH [--http ADDRESS] [--no-warm] [--no-template]
+#include <string.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -33,24 +38,58 @@ Command add_serve(CLI::App& app) {
             std::unique_ptr<runtime::Server> server;
             std::unique_ptr<runtime::WebFront> web;
             // What the signal thread may stop, published once made.
-            std::atomic<runtime::Server*> server_ptr{nullptr};
-            std::atomic<runtime::WebFront*> web_ptr{nullptr};
+            // Under stop_mu: the main thread takes them back before it
+            // destroys them, while the signal thread may be using them.
+            std::mutex stop_mu;
+            runtime::Server* server_ptr = nullptr;
+            runtime::WebFront* web_ptr = nullptr;
+            std::atomic<Session*> session_ptr{nullptr};
+            std::atomic<int> signals_seen{0};
             std::optional<SignalWatcher> signals;
-            signals.emplace([&server_ptr, &web_ptr](int) {
-              if (auto* p = server_ptr.load()) p->stop();
-              if (auto* p = web_ptr.load()) p->stop();
+            // The first signal stops taking calls and lets those in flight
+            // finish; a second one cancels them, kills the containers and
+            // exits at once.
+            signals.emplace([&](int sig) {
+              if (signals_seen++ == 0) {
+                std::fprintf(stderr,
+                             "thaw serve: stopping (%s): no new calls; the calls in flight finish first. Interrupt "
+                             "again to cancel them and exit at once.\n",
+                             ::sigabbrev_np(sig) ? ::sigabbrev_np(sig) : "signal");
+                std::lock_guard<std::mutex> lock(stop_mu);
+                if (server_ptr) server_ptr->stop();
+                if (web_ptr) web_ptr->stop();
+                return;
+              }
+              std::string line = "thaw serve: interrupted again: cancelling the calls, killing the containers, "
+                                 "exiting now.\n";
+              if (Session* sp = session_ptr.load()) {
+                sp->rt->cancel_all("thaw serve was interrupted");
+                sp->ctx.live->kill_all(2000);
+              }
+              ssize_t ignored = ::write(2, line.data(), line.size());
+              (void)ignored;
+              ::_exit(128 + sig);
             });
             Session s;
+            // Published for the signal thread for as long as s lives.
+            struct Publish {
+              std::atomic<Session*>& p;
+              ~Publish() { p = nullptr; }
+            } publish{session_ptr};
+            session_ptr = &s;
             s.ctx.socket_path = *path;
             s.rt->set_autoscale(true);
             s.rt->set_keep_warm(!*no_warm);
             s.rt->set_live_templates(!*no_warm && !*no_template);
             server = std::make_unique<runtime::Server>(*s.rt, *path);
-            server_ptr = server.get();
             if (!http->empty()) {
               web = std::make_unique<runtime::WebFront>(*s.rt, *http);
-              web_ptr = web.get();
               s.ctx.web_url = web->url();
+            }
+            {
+              std::lock_guard<std::mutex> lock(stop_mu);
+              server_ptr = server.get();
+              web_ptr = web.get();
             }
             s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
                                 : "Serving deployed apps on " + *path + ".");
@@ -90,12 +129,16 @@ Command add_serve(CLI::App& app) {
             if (scheduler) scheduler->stop();
             warm.join();
             scheduler.reset();  // waits for scheduled runs in flight
-            signals.reset();  // no one touches the server after this
-            server_ptr = nullptr;
-            web_ptr = nullptr;
+            {
+              std::lock_guard<std::mutex> lock(stop_mu);  // the signal thread is done with them
+              server_ptr = nullptr;
+              web_ptr = nullptr;
+            }
+            // The watcher stays: a second signal must still end the wait below.
             web.reset();      // waits for the requests in flight
             server.reset();   // waits for the calls in flight
             s.rt->shutdown();
+            signals.reset();
             return 0;
           }};
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_functions import APPS, THAW_BIN, thaw  # noqa: F401 - the fixture
+from test_functions import APPS, PYTHON, THAW_BIN, thaw  # noqa: F401 - the fixture
 
 START_TIMEOUT = 120  # until the call runs (a cold start on a loaded VM)
 EXIT_TIMEOUT = 30    # from the interrupt to the end of the command
@@ -176,3 +176,40 @@ def test_ctrl_c_on_deploy_stops_its_snapshot_container(thaw, background):  # noq
     assert "failed" in history and "interrupted" in history, history
     thaw.logs.append(log)
     thaw.assert_containers_gone()
+
+
+def test_ctrl_c_on_serve_lets_calls_finish_and_a_second_one_stops_them(thaw):  # noqa: F811
+    """The first Ctrl-C on `thaw serve` takes no new calls and says the
+    calls in flight finish first; the second cancels them, kills their
+    containers and exits 130 (it waited, silent, for the calls to end)."""
+    thaw.deploy(APPS / "interrupt.py")
+    sock = thaw.serve("--no-warm")
+    client = subprocess.Popen([PYTHON, "-c", "import thaw\n"
+                               "print(thaw.Function.from_name('e2e-interrupt', 'sleeper').remote())"],
+                              env={**thaw.env, "THAW_RUNTIME_SOCKET": str(sock)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        marker = thaw.e2e / "started"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not marker.exists():
+            assert client.poll() is None and time.monotonic() < deadline, client.communicate()
+            time.sleep(0.05)
+        cid = marker.read_text().strip()
+        pids = container_processes(cid)
+        assert pids
+        thaw.serving.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + EXIT_TIMEOUT
+        while "thaw serve: stopping (INT)" not in thaw.serve_log():
+            assert time.monotonic() < deadline, thaw.serve_log()
+            time.sleep(0.05)
+        assert thaw.serving.poll() is None, thaw.serve_log()  # the call sleeps on
+        thaw.serving.send_signal(signal.SIGINT)
+        assert thaw.serving.wait(timeout=EXIT_TIMEOUT) == 130, thaw.serve_log()
+        assert "interrupted again" in thaw.serve_log()
+        assert_container_gone(cid, pids)
+        out, err = client.communicate(timeout=EXIT_TIMEOUT)
+        assert client.returncode != 0 and "woke up" not in out, (out, err)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
