@@ -51,10 +51,17 @@ Command add_serve(CLI::App& app) {
             // exits at once.
             signals.emplace([&](int sig) {
               if (signals_seen++ == 0) {
-                std::fprintf(stderr,
-                             "thaw serve: stopping (%s): no new calls; the calls in flight finish first. Interrupt "
-                             "again to cancel them and exit at once.\n",
-                             ::sigabbrev_np(sig) ? ::sigabbrev_np(sig) : "signal");
+                if (*no_warm) {
+                  // The SDK's private runtime, stopped as its script ends:
+                  // calls still running (spawned, never fetched) have no one
+                  // to answer; they are cancelled, their containers stopped.
+                  if (Session* sp = session_ptr.load()) sp->rt->cancel_all("the script that started it ended");
+                } else {
+                  std::fprintf(stderr,
+                               "thaw serve: stopping (%s): no new calls; the calls in flight finish first. "
+                               "Interrupt again to cancel them and exit at once.\n",
+                               ::sigabbrev_np(sig) ? ::sigabbrev_np(sig) : "signal");
+                }
                 std::lock_guard<std::mutex> lock(stop_mu);
                 if (server_ptr) server_ptr->stop();
                 if (web_ptr) web_ptr->stop();

@@ -212,9 +212,15 @@ json Worker::call(const json& request, double timeout_s, const YieldSink& on_yie
       json r = std::move(*p.result);
       bool overflowed = p.overflowed;
       pending_.erase(id);
-      if (overflowed && !r.value("ok", false))
+      // Values were dropped: the call failed, even where the generator had
+      // already ended (ok) when the cancel reached it.
+      if (overflowed) {
+        r["ok"] = false;
+        r.erase("value");
         r["error"] = cat("the caller read the generator's values more slowly than they came (more than ",
                          kMaxQueuedValueBytes >> 20, " MiB were waiting), so the generator was cancelled");
+        if (!r.contains("traceback")) r["traceback"] = "";
+      }
       return r;
     }
     pending_.erase(id);

@@ -787,6 +787,42 @@ def gen():
     thaw.assert_containers_gone()
 
 
+def test_a_generator_whose_values_were_dropped_fails_even_if_it_had_ended(thaw):
+    """A consumer that falls behind by more than 256 MiB has the stream
+    cancelled and fails. When the cap tripped on the last values, the
+    generator had ended (ok) before the cancel reached it, and the caller
+    got 2 of 9 values and no error."""
+    app = thaw.tmp / "slow_reader.py"
+    app.write_text("""import time
+import thaw
+
+app = thaw.App("e2e-slow-reader")
+
+
+@app.function()
+def gen(n: int):
+    for i in range(n):
+        yield bytes([i]) * (40 << 20)
+
+
+@app.local_entrypoint()
+def main(n: int = 9):
+    got = 0
+    try:
+        for v in gen.remote_gen(n):
+            got += 1
+            if got == 1:
+                time.sleep(3)  # busy: a backlog builds up
+        print(f"no error after {got} of {n}")
+    except thaw.exception.ExecutionError as e:
+        print(f"error after {got} of {n}: {e}")
+""")
+    cp = thaw.run("run", app, timeout=RUN_TIMEOUT)
+    assert "more slowly than they came" in cp.stdout or "no error after 9 of 9" in cp.stdout, cp.stdout
+    assert "no error after" not in cp.stdout or "9 of 9" in cp.stdout, cp.stdout
+    thaw.assert_containers_gone()
+
+
 def test_modal_style_file_runs_with_import_thaw_as_modal(thaw):
     cp = thaw.run("run", APPS / "modal_style.py", timeout=RUN_TIMEOUT)
     assert "shout: HELLO FROM MODAL CODE!" in cp.stdout, cp.stderr
