@@ -846,6 +846,9 @@ def test_run_converts_entrypoint_options_by_string_type_hints(thaw):
     assert "describe: int 8 2024-05-01T12:30:00 True" in cp.stdout, cp.stderr
     cp = thaw.run("run", f"{APPS / 'entry_args.py'}::describe", "--n", "3", timeout=RUN_TIMEOUT)
     assert "int 3 None False" in cp.stdout, cp.stderr
+    # `--` keeps the entrypoint's options apart from thaw's (CLI11 refused it).
+    cp = thaw.run("run", f"{APPS / 'entry_args.py'}::describe", "--", "--n", "5", timeout=RUN_TIMEOUT)
+    assert "int 5 None False" in cp.stdout, cp.stderr
     cp = thaw.run("run", APPS / "entry_args.py", "--n", "four", check=False, timeout=RUN_TIMEOUT)
     assert cp.returncode != 0 and "argument --n: 'four' is not an int" in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
