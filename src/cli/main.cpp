@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "cli/commands.h"
 #include "container/init.h"
@@ -35,6 +36,14 @@ int main(int argc, char** argv) {
   commands.push_back(thaw::cli::add_secret(app));
   commands.push_back(thaw::cli::add_volume(app));
 
+  // `thaw run TARGET -- --name value`: CLI11 would take what follows the
+  // `--` as positionals of `run` and refuse them; without it they reach the
+  // entrypoint as they are (run.cpp: everything after the target is its).
+  std::vector<char*> args(argv, argv + argc);
+  if (args.size() > 3 && std::strcmp(args[1], "run") == 0 && args[2][0] != '-' && std::strcmp(args[3], "--") == 0)
+    args.erase(args.begin() + 3);
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   CLI11_PARSE(app, argc, argv);
   try {
     for (auto& c : commands)

@@ -18,18 +18,14 @@ namespace thaw::cli {
 
 Command add_run(CLI::App& app) {
   auto spec = std::make_shared<std::string>();
-  auto after_dashes = std::make_shared<std::vector<std::string>>();
   auto* sub = app.add_subcommand(
       "run", "Run an app's local entrypoint against an ephemeral app (no snapshots); arguments after it go to the entrypoint");
   sub->add_option("target", *spec, "app.py or app.py::entrypoint")->required();
-  // What follows a `--` (CLI11 gives it to positionals, not to remaining()).
-  sub->add_option("entry_args", *after_dashes, "the entrypoint's arguments, after --");
   // Everything after the target is the entrypoint's (--name value ...).
   sub->prefix_command();
-  return {sub, [sub, spec, after_dashes] {
+  return {sub, [sub, spec] {
             auto args = std::make_shared<std::vector<std::string>>(sub->remaining());
             if (!args->empty() && args->front() == "--") args->erase(args->begin());
-            args->insert(args->end(), after_dashes->begin(), after_dashes->end());
             std::string file = *spec, entry;
             if (auto pos = spec->find("::"); pos != std::string::npos) {
               file = spec->substr(0, pos);
