@@ -6,7 +6,6 @@ Ctrl-C ends it at once, whatever it is doing.
 Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_interrupts.py
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -178,24 +177,32 @@ def test_ctrl_c_on_deploy_stops_its_snapshot_container(thaw, background):  # noq
     thaw.assert_containers_gone()
 
 
-def test_ctrl_c_on_serve_lets_calls_finish_and_a_second_one_stops_them(thaw):  # noqa: F811
-    """The first Ctrl-C on `thaw serve` takes no new calls and says the
-    calls in flight finish first; the second cancels them, kills their
-    containers and exits 130 (it waited, silent, for the calls to end)."""
+def _serve_with_a_call_in_flight(thaw, *serve_args):
+    """`thaw serve` (serve_args), a client calling the 120 s sleeper through
+    it: (client, container id, its pids) once the call runs."""
     thaw.deploy(APPS / "interrupt.py")
-    sock = thaw.serve("--no-warm")
+    sock = thaw.serve(*serve_args)
     client = subprocess.Popen([PYTHON, "-c", "import thaw\n"
                                "print(thaw.Function.from_name('e2e-interrupt', 'sleeper').remote())"],
                               env={**thaw.env, "THAW_RUNTIME_SOCKET": str(sock)}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
+    marker = thaw.e2e / "started"
+    deadline = time.monotonic() + START_TIMEOUT
+    while not marker.exists():
+        if client.poll() is not None or time.monotonic() > deadline:
+            client.kill()
+            pytest.fail(f"the call did not start: {client.communicate()}\n{thaw.serve_log()}")
+        time.sleep(0.05)
+    cid = marker.read_text().strip()
+    return client, cid, container_processes(cid)
+
+
+def test_ctrl_c_on_serve_lets_calls_finish_and_a_second_one_stops_them(thaw):  # noqa: F811
+    """The first Ctrl-C on `thaw serve` takes no new calls and says the
+    calls in flight finish first; the second cancels them, kills their
+    containers and exits 130 (it waited, silent, for the calls to end)."""
+    client, cid, pids = _serve_with_a_call_in_flight(thaw)
     try:
-        marker = thaw.e2e / "started"
-        deadline = time.monotonic() + START_TIMEOUT
-        while not marker.exists():
-            assert client.poll() is None and time.monotonic() < deadline, client.communicate()
-            time.sleep(0.05)
-        cid = marker.read_text().strip()
-        pids = container_processes(cid)
         assert pids
         thaw.serving.send_signal(signal.SIGINT)
         deadline = time.monotonic() + EXIT_TIMEOUT
@@ -213,3 +220,18 @@ def test_ctrl_c_on_serve_lets_calls_finish_and_a_second_one_stops_them(thaw):  #
         if client.poll() is None:
             client.kill()
             client.wait()
+
+
+def test_the_sdks_private_runtime_cancels_calls_when_stopped(thaw):  # noqa: F811
+    """`thaw serve --no-warm` is the SDK's runtime for one script: stopped
+    as the script ends, it cancels what still runs (a spawned call never
+    fetched) instead of waiting for it (10 s, then SIGKILL, cgroups left)."""
+    client, cid, pids = _serve_with_a_call_in_flight(thaw, "--no-warm")
+    try:
+        assert pids
+        thaw.serving.send_signal(signal.SIGTERM)
+        assert thaw.serving.wait(timeout=EXIT_TIMEOUT) == 0, thaw.serve_log()
+        assert_container_gone(cid, pids)
+    finally:
+        client.kill()
+        client.wait()
