@@ -139,11 +139,35 @@ def _converter(param):
     return refuse
 
 
+def _negative_values_joined(argv, takes_value):
+    """argv with `--flag -1e3` as `--flag=-1e3`: argparse takes a value that
+    starts with '-' for an option unless it looks like `-1` or `-.5`."""
+    out = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            try:
+                float(argv[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{argv[i]}={argv[i + 1]}")
+                i += 2
+                continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def parse_kwargs(params, argv, prog="entrypoint"):
     """Keyword arguments from `--name value` style argv for params (a list of
     Param; None: any argument is refused). Errors exit through argparse
     (status 2) with the option named."""
-    p = argparse.ArgumentParser(prog=prog, add_help=True)
+    # No prefixes (`--verb` for `--verbose`): a parameter added later would
+    # change what an old command line means. click, behind `modal run`,
+    # takes none either.
+    p = argparse.ArgumentParser(prog=prog, add_help=True, allow_abbrev=False)
+    takes_value = set()
     for param in params or ():
         flag = "--" + param.name.replace("_", "-")
         required = param.default is inspect.Parameter.empty
@@ -151,9 +175,10 @@ def parse_kwargs(params, argv, prog="entrypoint"):
             p.add_argument(flag, dest=param.name, action=argparse.BooleanOptionalAction,
                            required=required)
         else:
+            takes_value.add(flag)
             p.add_argument(flag, dest=param.name, required=required, type=_converter(param),
                            metavar=(type_name(param.type) or "TEXT").upper())
-    ns, rest = p.parse_known_args(argv)
+    ns, rest = p.parse_known_args(_negative_values_joined(list(argv), takes_value))
     if rest:
         raise InvalidError(f"unexpected arguments: {' '.join(rest)}")
     return {k: v for k, v in vars(ns).items() if v is not None}

@@ -10,6 +10,7 @@ import pytest
 from thaw import _loader
 from thaw._cli_args import params_of, parse_kwargs
 from thaw._entrypoint import resolve
+from thaw.exception import InvalidError
 
 PY = "/usr/bin/python3"
 
@@ -62,6 +63,15 @@ def test_string_annotations_optional_and_datetime_convert(app):
                   "ratio": 2.5, "name": "y"}
     assert parse_kwargs(e.params, ["--n", "1", "--no-verbose", "--when", "2024-05-01"]) == \
         {"n": 1, "verbose": False, "when": datetime.datetime(2024, 5, 1)}
+
+
+def test_negative_numbers_are_values_and_prefixes_are_not_options(app, capsys):
+    _, a = app
+    params = resolve(a, "remote_fn").params
+    assert parse_kwargs(params, ["--n", "-3", "--ratio", "-1e3"]) == {"n": -3, "ratio": -1000.0}
+    assert parse_kwargs(params, ["--n", "1", "--ratio=-2.5"]) == {"n": 1, "ratio": -2.5}
+    with pytest.raises((SystemExit, InvalidError)):
+        parse_kwargs(params, ["--n", "1", "--verb"])  # not --verbose
 
 
 def test_bad_values_name_the_option_and_what_it_takes(app, capsys):
