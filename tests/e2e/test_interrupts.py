@@ -96,14 +96,20 @@ def assert_container_gone(container_id, pids):
     assert not alive, f"processes of container {container_id} still running: {alive}"
 
 
-def test_ctrl_c_on_run_cancels_the_call_in_flight(thaw, background):  # noqa: F811
-    run = background("run", APPS / "interrupt.py")
-    cid = run.wait_started()
+def interrupted_once(cmd):
+    """Interrupts cmd once its call (or container) runs; it must end with
+    130. Returns (container id, its pids before, cmd's log)."""
+    cid = cmd.wait_started()
     pids = container_processes(cid)
     assert pids  # what must be gone afterwards
-    run.interrupt()
-    assert run.wait_exit() == 130, run.log()
-    log = run.log()
+    cmd.interrupt()
+    assert cmd.wait_exit() == 130, cmd.log()
+    return cid, pids, cmd.log()
+
+
+def test_ctrl_c_on_run_cancels_the_call_in_flight(thaw, background):  # noqa: F811
+    run = background("run", APPS / "interrupt.py")
+    cid, pids, log = interrupted_once(run)
     assert "thaw run: interrupted (SIGINT): cancelling the calls in flight" in log, log
     assert "woke up" not in log
     assert_container_gone(cid, pids)
@@ -113,14 +119,10 @@ def test_ctrl_c_on_run_cancels_the_call_in_flight(thaw, background):  # noqa: F8
 
 def test_ctrl_c_on_run_stops_a_container_still_starting(thaw, background):  # noqa: F811
     run = background("run", f"{APPS / 'interrupt.py'}::SlowStart.go")
-    cid = run.wait_started()  # in @enter, which sleeps
-    pids = container_processes(cid)
-    assert pids  # what must be gone afterwards
-    run.interrupt()
-    assert run.wait_exit() == 130, run.log()
-    assert "Container ready" not in run.log()
+    cid, pids, log = interrupted_once(run)  # in @enter, which sleeps
+    assert "Container ready" not in log
     assert_container_gone(cid, pids)
-    thaw.logs.append(run.log())
+    thaw.logs.append(log)
     thaw.assert_containers_gone()
 
 
@@ -147,12 +149,7 @@ def test_a_second_ctrl_c_on_run_exits_at_once(thaw, background):  # noqa: F811
 def test_ctrl_c_on_call_stops_its_container(thaw, background):  # noqa: F811
     thaw.deploy(APPS / "interrupt.py")
     call = background("call", "e2e-interrupt", "sleeper")
-    cid = call.wait_started()
-    pids = container_processes(cid)
-    assert pids  # what must be gone afterwards
-    call.interrupt()
-    assert call.wait_exit() == 130, call.log()
-    log = call.log()
+    cid, pids, log = interrupted_once(call)
     assert "cancelled: e2e-interrupt.sleeper: thaw call was interrupted (SIGINT)" in log, log
     assert_container_gone(cid, pids)
     thaw.logs.append(log)
@@ -163,12 +160,7 @@ def test_ctrl_c_on_deploy_stops_its_snapshot_container(thaw, background):  # noq
     """Interrupted while the snapshot phase runs: its container goes, the
     version is recorded as failed (not made current), status 130."""
     deploy = background("deploy", APPS / "interrupt_deploy.py")
-    cid = deploy.wait_started()  # in @enter(snap=True), which sleeps
-    pids = container_processes(cid)
-    assert pids  # what must be gone afterwards
-    deploy.interrupt()
-    assert deploy.wait_exit() == 130, deploy.log()
-    log = deploy.log()
+    cid, pids, log = interrupted_once(deploy)  # in @enter(snap=True), which sleeps
     assert "thaw deploy was interrupted (SIGINT)" in log and "was not made current" in log, log
     assert_container_gone(cid, pids)
     history = thaw.run("app", "history", "e2e-interrupt-deploy").stdout

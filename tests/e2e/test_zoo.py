@@ -857,23 +857,29 @@ def test_inspect_counts_shared_memory_as_stored(zoo, thaw_bin):
     assert sum(v["stored_bytes"] for v in info["mappings"]) >= info["pages_bytes"] // 2
 
 
-def test_non_root_process_keeps_its_credentials(zoo, thaw_bin, tmp_path):
-    """A process running as nobody is restored as nobody, in every thread."""
-    expected = zoo.run_uninterrupted("threads")
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(zoo.prog_path("threads"))]
+def _image_as_nobody(zoo, prog):
+    """An image of zoo program `prog` run as nobody (uid/gid 65534),
+    checkpointed with --kill once READY."""
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(zoo.prog_path(prog))]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          close_fds=True)
     try:
         assert p.stdout.readline() == b"READY\n"
         img = zoo.img_path()
-        cp = subprocess.run([str(thaw_bin), "checkpoint", "--pid", str(p.pid), "--out", str(img), "--kill"],
-                            capture_output=True, text=True, timeout=60)
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
         assert cp.returncode == 0, cp.stderr
         p.wait(timeout=10)
+        return img
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_non_root_process_keeps_its_credentials(zoo, thaw_bin, tmp_path):
+    """A process running as nobody is restored as nobody, in every thread."""
+    expected = zoo.run_uninterrupted("threads")
+    img = _image_as_nobody(zoo, "threads")
     pidfile = tmp_path / "restored.pid"
     q = subprocess.Popen([str(thaw_bin), "restore", str(img), "--pidfile", str(pidfile)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -900,19 +906,7 @@ def test_non_root_process_keeps_its_prctl_settings(zoo, thaw_bin):
     """As nobody: the restore changes each thread's credentials from root's,
     and such a change makes the process dumpable and clears the death
     signal by the kernel's rule, so those are set after them."""
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(zoo.prog_path("prctl_settings"))]
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         close_fds=True)
-    try:
-        assert p.stdout.readline() == b"READY\n"
-        img = zoo.img_path()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
-        assert cp.returncode == 0, cp.stderr
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    img = _image_as_nobody(zoo, "prctl_settings")
     rc, out, err = zoo.restore(img)
     assert rc == 0 and out == "threads: prctl ok\nprocess: prctl ok\nDONE\n", _show("restore", rc, out, err)
 
