@@ -1,9 +1,11 @@
-// Ctrl-C (SIGINT; SIGTERM and SIGHUP alike) for the commands that make
-// calls and wait for them, `thaw run` and `thaw call`. The first one
-// cancels every call in flight and stops the containers running or
+// Ctrl-C (SIGINT; SIGTERM and SIGHUP alike) for the commands that run
+// calls: `thaw run`, `thaw call` and `thaw deploy` wait for theirs, `thaw
+// serve` answers others'. The first signal does what the command chose
+// (First): cancel every call in flight and stop the containers running or
 // starting for them (Runtime::cancel_all), so that the command ends within
-// seconds, with status 128+signal; a second one ends the process at once,
-// after killing its containers (container/live.h), whatever it was doing.
+// seconds with status 128+signal, or let them finish. A second one ends the
+// process at once, after cancelling what is left and killing its
+// containers (container/live.h), whatever it was doing.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -19,10 +21,19 @@ namespace thaw::cli {
 
 class CallInterrupts {
  public:
+  enum class First {
+    cancel,          // cancel the calls in flight, and say so
+    finish,          // say that the calls in flight finish first (the command stops taking new ones in `also`)
+    cancel_quietly,  // cancel them without a word: the SDK's private `thaw serve`, whose script has ended
+  };
+  using Also = std::function<void(const SignalWatcher::Signal&, bool forced)>;
+
   // `also` runs first for every signal, with forced=true for the one that
-  // ends the process (`thaw run` passes them on to its entrypoint).
+  // ends the process (`thaw run` passes them on to its entrypoint, `thaw
+  // serve` stops listening).
   // Like SignalWatcher, must be created before any other thread.
-  explicit CallInterrupts(std::string command, std::function<void(const SignalWatcher::Signal&, bool forced)> also = {});
+  explicit CallInterrupts(std::string command, Also also = {}) : CallInterrupts(std::move(command), First::cancel, std::move(also)) {}
+  CallInterrupts(std::string command, First first, Also also);
 
   // While the returned object lives, a signal cancels rt's calls (at once
   // if one came before). It must end before rt does.
@@ -47,11 +58,13 @@ class CallInterrupts {
 
  private:
   void on_signal(const SignalWatcher::Signal& s);
+  [[noreturn]] void force_exit(int sig);
   void set_runtime(runtime::Runtime* rt);
   std::string why() const;
 
   const std::string command_;
-  const std::function<void(const SignalWatcher::Signal&, bool)> also_;
+  const First mode_;
+  const Also also_;
   std::atomic<int> first_{0};
   std::mutex mu_;
   runtime::Runtime* rt_ = nullptr;  // under mu_

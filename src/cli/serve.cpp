@@ -1,8 +1,5 @@
 // thaw serve --socket PATH [--http ADDRESS] [--no-warm] [--no-template]
-#include <string.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -10,6 +7,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/interrupts.h"
 #include "cli/session.h"
 #include "runtime/scheduler.h"
 #include "runtime/server.h"
@@ -43,47 +41,23 @@ Command add_serve(CLI::App& app) {
             std::mutex stop_mu;
             runtime::Server* server_ptr = nullptr;
             runtime::WebFront* web_ptr = nullptr;
-            std::atomic<Session*> session_ptr{nullptr};
-            std::atomic<int> signals_seen{0};
-            std::optional<SignalWatcher> signals;
+            auto stop_listening = [&] {
+              std::lock_guard<std::mutex> lock(stop_mu);
+              if (server_ptr) server_ptr->stop();
+              if (web_ptr) web_ptr->stop();
+            };
             // The first signal stops taking calls and lets those in flight
-            // finish; a second one cancels them, kills the containers and
-            // exits at once.
-            signals.emplace([&](int sig) {
-              if (signals_seen++ == 0) {
-                if (*no_warm) {
-                  // The SDK's private runtime, stopped as its script ends:
-                  // calls still running (spawned, never fetched) have no one
-                  // to answer; they are cancelled, their containers stopped.
-                  if (Session* sp = session_ptr.load()) sp->rt->cancel_all("the script that started it ended");
-                } else {
-                  std::fprintf(stderr,
-                               "thaw serve: stopping (%s): no new calls; the calls in flight finish first. "
-                               "Interrupt again to cancel them and exit at once.\n",
-                               ::sigabbrev_np(sig) ? ::sigabbrev_np(sig) : "signal");
-                }
-                std::lock_guard<std::mutex> lock(stop_mu);
-                if (server_ptr) server_ptr->stop();
-                if (web_ptr) web_ptr->stop();
-                return;
-              }
-              std::string line = "thaw serve: interrupted again: cancelling the calls, killing the containers, "
-                                 "exiting now.\n";
-              if (Session* sp = session_ptr.load()) {
-                sp->rt->cancel_all("thaw serve was interrupted");
-                sp->ctx.live->kill_all(2000);
-              }
-              ssize_t ignored = ::write(2, line.data(), line.size());
-              (void)ignored;
-              ::_exit(128 + sig);
-            });
+            // finish, except in the SDK's private runtime (--no-warm),
+            // stopped as its script ends: calls still running there (spawned,
+            // never fetched) have no one to answer, so they are cancelled.
+            // A second one cancels them, kills the containers and exits.
+            CallInterrupts interrupts("thaw serve",
+                                      *no_warm ? CallInterrupts::First::cancel_quietly : CallInterrupts::First::finish,
+                                      [&](const SignalWatcher::Signal&, bool forced) {
+                                        if (!forced) stop_listening();
+                                      });
             Session s;
-            // Published for the signal thread for as long as s lives.
-            struct Publish {
-              std::atomic<Session*>& p;
-              ~Publish() { p = nullptr; }
-            } publish{session_ptr};
-            session_ptr = &s;
+            auto watching = interrupts.watch(*s.rt, s.ctx.live);
             s.ctx.socket_path = *path;
             s.rt->set_autoscale(true);
             s.rt->set_keep_warm(!*no_warm);
@@ -98,6 +72,7 @@ Command add_serve(CLI::App& app) {
               server_ptr = server.get();
               web_ptr = web.get();
             }
+            if (interrupts.signal()) stop_listening();  // one came before there was anything to stop
             s.log.line(*no_warm ? "Serving calls on " + *path + " (containers start when called)."
                                 : "Serving deployed apps on " + *path + ".");
             std::thread web_thread;
@@ -145,7 +120,6 @@ Command add_serve(CLI::App& app) {
             web.reset();      // waits for the requests in flight
             server.reset();   // waits for the calls in flight
             s.rt->shutdown();
-            signals.reset();
             return 0;
           }};
 }

@@ -198,7 +198,7 @@ def test_ctrl_c_on_serve_lets_calls_finish_and_a_second_one_stops_them(thaw):  #
         assert pids
         thaw.serving.send_signal(signal.SIGINT)
         deadline = time.monotonic() + EXIT_TIMEOUT
-        while "thaw serve: stopping (INT)" not in thaw.serve_log():
+        while "thaw serve: stopping (SIGINT)" not in thaw.serve_log():
             assert time.monotonic() < deadline, thaw.serve_log()
             time.sleep(0.05)
         assert thaw.serving.poll() is None, thaw.serve_log()  # the call sleeps on
