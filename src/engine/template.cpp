@@ -25,6 +25,7 @@
 #include "common/io.h"
 #include "common/packet.h"
 #include "common/timing.h"
+#include "engine/resources/file_kinds.h"
 #include "engine/resources/resources.h"
 #include "image/image.h"
 
@@ -78,8 +79,9 @@ std::string Template::ineligible(const image::Manifest& m) {
     if (f["kind"] == "file" && S_ISFIFO(f.value("mode", 0u)))
       return cat("fd ", e["fd"].get<int>(), " (", f.value("path", std::string("a FIFO")),
                  ") is a named FIFO: one object by path, which every copy would share");
-    if (f["kind"] == "tcp_listen" || (f["kind"] == "unix" && f.contains("bound")))
-      return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", std::string("a socket")),
+    if (f["kind"] == "tcp_listen" || (f["kind"] == "unix" && f.contains("bound")) ||
+        (f["kind"] == "udp" && udp_port_of_its_own(f)))
+      return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", f.value("name", std::string("a socket"))),
                  ") is bound to an address, which the template holds: a copy could not bind it");
   }
   return "";

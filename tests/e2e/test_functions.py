@@ -866,6 +866,26 @@ def test_snapshot_ls_shows_the_version_of_a_failed_creation(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_udp_socket_of_the_snapshot_works_in_restored_containers(thaw):
+    cp = thaw.deploy(APPS / "udp_socket.py")
+    assert "could not be taken" not in cp.stderr, cp.stderr
+    value, log, _ = thaw.call("e2e-udp", "echo", "one")
+    assert value == "one" and RESTORING in log and FALLBACK not in log, log
+    # Through `thaw serve`: copies of a live template, whose held process
+    # keeps the snapshot's port, so each copy's socket gets another.
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")
+    out = thaw.client("""
+import json, thaw
+echo = thaw.Function.from_name("e2e-udp", "echo")
+print(json.dumps(list(echo.map(["a", "b", "c"]))))
+""", sock)
+    log = thaw.stop_serve()
+    assert out == ["a", "b", "c"], log
+    assert "failed" not in log, log
+    thaw.assert_containers_gone()
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):

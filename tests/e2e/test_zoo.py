@@ -6,6 +6,7 @@ import os
 import shutil
 import select
 import signal
+import socket
 import threading
 import subprocess
 import time
@@ -32,6 +33,7 @@ PROGRAMS = {
     "timerfd": [],
     "posix_timers": [],
     "tcp_listen": [],
+    "udp": [],
     "signalfd": [],
     "memfd": [],
     "process": ["first-arg", "second arg"],
@@ -1277,3 +1279,48 @@ def test_a_stopped_process_comes_back_stopped(zoo, thaw_bin):
     os.kill(pid, signal.SIGCONT)
     rc, out, err = zoo.finish(r)
     _assert_same(expected, rc, out, err, "restored stopped process after SIGCONT")
+
+
+def test_udp_ports_the_kernel_chose_are_chosen_again_when_taken(zoo, thaw_bin):
+    """Restored while the original still holds its UDP ports (as a runtime
+    restores one snapshot many times on one host): the sockets bound by the
+    kernel get new ports from it, connected ones stay connected to their
+    peer's address, and the thread blocked in recvfrom receives at the new
+    address. The original runs on undisturbed."""
+    expected = zoo.run_uninterrupted("udp")
+    p = zoo.start("udp")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "restore of udp beside its original")
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "original udp after a restore beside it")
+
+
+def _free_udp_port_below_the_ephemeral_range():
+    lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(max(lo - 2000, 1024), lo):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no free UDP port below the ephemeral range")
+
+
+def test_udp_port_the_program_chose_is_refused_while_taken(zoo, thaw_bin):
+    """A port the program bound itself is not moved (its peers know it): a
+    restore while another socket holds it fails saying so, and one after
+    the original has gone gets it."""
+    port = str(_free_udp_port_below_the_ephemeral_range())
+    expected = zoo.run_uninterrupted("udp", port)
+    p = zoo.start("udp", port)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and f"UDP 127.0.0.1:{port}: bind to its port again (another socket holds it" in err, \
+        _show("restore while the port is taken", rc, out, err)
+    zoo.kill_original(p)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "restore of udp once its port is free")

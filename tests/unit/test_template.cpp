@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/io.h"
 #include "engine/template.h"
 
 namespace {
@@ -50,7 +54,30 @@ TEST(Template, TakesFilesEachCopyOpensAnew) {
   EXPECT_EQ(Template::ineligible(m), "");
 }
 
+nlohmann::json udp_on(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return {{"kind", "udp"}, {"name", "UDP 127.0.0.1:" + std::to_string(port)}, {"addr", thaw::to_hex(&a, sizeof a)}};
+}
+
+TEST(Template, TakesUdpSocketsOnPortsTheKernelChose) {
+  // Each copy binds its own, on another port when the template holds this one.
+  auto m = worker();
+  m.files.push_back(udp_on(40123));
+  m.files.push_back(udp_on(0));  // never bound
+  m.fds.push_back({{"fd", 7}, {"file", 2}});
+  m.fds.push_back({{"fd", 8}, {"file", 3}});
+  EXPECT_EQ(Template::ineligible(m), "");
+}
+
 TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
+  auto u = worker();  // a port the program chose: the template would hold it, no copy could have it
+  u.files.push_back(udp_on(8125));
+  u.fds.push_back({{"fd", 7}, {"file", 2}});
+  EXPECT_NE(Template::ineligible(u).find("fd 7 (UDP 127.0.0.1:8125) is bound to an address"), std::string::npos);
+
   auto m = worker();  // the template holds the address: no copy could bind it
   m.files.push_back({{"kind", "tcp_listen"}, {"desc", "tcp 0.0.0.0:8000"}});
   m.fds.push_back({{"fd", 7}, {"file", 2}});

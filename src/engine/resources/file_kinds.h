@@ -56,7 +56,11 @@ struct FileKind {
   std::vector<int> (*waits_for)(const nlohmann::json& f);
 };
 
-extern const FileKind kRegularFile, kPipe, kTcpListen, kUnixSocket, kEventfd, kEpoll, kTimerfd, kSignalfd;
+extern const FileKind kRegularFile, kPipe, kTcpListen, kUdp, kUnixSocket, kEventfd, kEpoll, kTimerfd, kSignalfd;
+
+// A `udp` entry bound to a port the program chose (outside the kernel's
+// ephemeral range), which a restore must have and cannot take elsewhere.
+bool udp_port_of_its_own(const nlohmann::json& f);
 
 bool link_is(const FdProbe& p, const char* prefix);
 // "pipe:[123]" -> 123; 0 when the link holds no inode number.

@@ -1,13 +1,14 @@
 """A function whose global scope holds what the engine refuses to
-checkpoint (a UDP socket): its deploy records a failed snapshot creation
-and it cold-starts."""
-import socket
+checkpoint (an inotify instance): its deploy records a failed snapshot
+creation and it cold-starts."""
+import ctypes
 
 import thaw
 
 app = thaw.App("e2e-unsnappable")
 
-UDP = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+INOTIFY_FD = ctypes.CDLL(None, use_errno=True).inotify_init1(0)
+assert INOTIFY_FD >= 0, ctypes.get_errno()
 
 
 @app.function(enable_memory_snapshot=True)
