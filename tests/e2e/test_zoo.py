@@ -1290,7 +1290,8 @@ def test_udp_ports_the_kernel_chose_are_chosen_again_when_taken(zoo, thaw_bin):
     expected = zoo.run_uninterrupted("udp")
     p = zoo.start("udp")
     img = zoo.img_path()
-    zoo.checkpoint(p, img)
+    cp = zoo.checkpoint(p, img)
+    assert "has datagrams queued for reading, which the image does not hold" in cp.stderr, cp.stderr
     rc, out, err = zoo.restore(img)
     _assert_same(expected, rc, out, err, "restore of udp beside its original")
     rc, out, err = zoo.finish(p)

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -133,6 +134,13 @@ json dump(CheckpointContext&, FdProbe& p, const std::vector<FdProbe>&) {
     if (err > 0)
       fail("it has an error pending (", std::strerror(err), ") that its next call would report; not supported");
   });
+  // A queued datagram of no bytes reads as none here; it is as lost as the others.
+  int next = 0;
+  if (::ioctl(fd, SIOCINQ, &next) == 0 && next > 0)
+    std::fprintf(stderr,
+                 "thaw: note: checkpoint: %s: %s has datagrams queued for reading, which the image does not hold "
+                 "(UDP may lose any datagram; a process left running still reads them)\n",
+                 p.where().c_str(), name.c_str());
   json f{{"flags", p.flags}, {"family", family}, {"addr", to_hex(&local, ll)}, {"name", name}};
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) == 0) f["peer"] = to_hex(&peer, pl);
   json opts = json::object();
