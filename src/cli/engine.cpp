@@ -39,6 +39,9 @@ Command add_checkpoint(CLI::App& app) {
   cp->add_flag("--kill", o->co.kill, "kill the process once the image is safely written");
   cp->add_flag_callback("--no-cow", [o] { o->co.copy_on_write = false; },
                "hold the process while its pages are read, instead of reading them from a copy-on-write fork");
+  cp->add_flag("--tcp-close", o->co.tcp_close,
+               "record established TCP connections as closed instead of refusing them: after a restore they "
+               "read as connections the peer dropped (ECONNRESET), which clients that reconnect handle");
   cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
   return {cp, [o] {
             // Ctrl-C and SIGTERM wait for a safe point and unwind there (the
@@ -52,6 +55,8 @@ Command add_checkpoint(CLI::App& app) {
               std::fprintf(stderr, "thaw: %s\n", e.what());
               return 1;
             }
+            // Even with --quiet: each says what the image left out.
+            for (const auto& n : st.notes) std::fprintf(stderr, "thaw: note: checkpoint: %s\n", n.c_str());
             if (!o->quiet)
               std::fprintf(stderr,
                            "checkpoint: pid %d -> %s: %zu threads, %zu mappings, %zu fds, %.1f MiB page data; "

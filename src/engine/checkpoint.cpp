@@ -79,6 +79,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // A CUDA process's memory is not forked: its device state was just moved
     // into it by the driver, which knows nothing of a copy.
     c.copy_on_write = o.copy_on_write && !gpu;
+    c.tcp_close = o.tcp_close;
     auto t1 = std::chrono::steady_clock::now();
     // Between steps, a held Ctrl-C or SIGTERM (common/interrupt.h) unwinds:
     // the target is put back and the unfinished image removed. Once the
@@ -109,6 +110,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     st.threads = m.threads.size();
     st.vmas = m.vmas.size();
     st.fds = m.fds.size();
+    st.notes = std::move(c.notes);
     st.total_ms = ms_since(t0);
     return st;
   });

@@ -30,6 +30,10 @@ struct CheckpointContext {
   std::function<void()> release_early;
   bool copy_on_write = true;  // read pages from a forked copy (proc/cow_fork.h) where possible
   std::string pages_from;     // for the stats: where the pages were read
+  // TCP connections are recorded as closed (CheckpointOptions::tcp_close)
+  // instead of refused.
+  bool tcp_close = false;
+  std::vector<std::string> notes;  // what the image leaves out by design, for the caller to show
 };
 
 // Builds the flat block the restorer reads (engine/restorer/restorer.h).

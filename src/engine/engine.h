@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace thaw::image {
 class Reader;
@@ -43,6 +44,12 @@ struct CheckpointOptions {
   // A target that runs on is held only until a copy-on-write fork of it
   // exists (proc/cow_fork.h), not until all its pages are read.
   bool copy_on_write = true;
+  // Established TCP connections (and ones closing) come back closed, as
+  // connections the peer dropped (their peers are outside; the next read
+  // says ECONNRESET), instead of failing the checkpoint: what a client
+  // that reconnects needs, and what memory snapshots of serverless
+  // functions do. CRIU calls it --tcp-close.
+  bool tcp_close = false;
 };
 
 struct CheckpointStats {
@@ -56,6 +63,9 @@ struct CheckpointStats {
   std::string gpu_detail;   // where gpu_ms went
   uint64_t gpu_bytes = 0;   // device memory it moved into host memory
   size_t threads = 0, vmas = 0, fds = 0;
+  // What the image leaves out by design ("fd 5 (socket:[12]): TCP
+  // 10.0.0.2:41000 -> 10.0.0.9:5432: restored closed"), for the caller to show.
+  std::vector<std::string> notes;
 };
 
 CheckpointStats checkpoint(const CheckpointOptions& o);

@@ -47,10 +47,15 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   auto t1 = Clock::now();
   engine::CheckpointStats st;
   try {
-    st = engine::checkpoint({pid, fresh, true});
+    engine::CheckpointOptions co{pid, fresh, true};
+    // As Modal's snapshots do: connections opened in the snapshot phase
+    // come back dropped, and clients reconnect.
+    co.tcp_close = true;
+    st = engine::checkpoint(co);
   } catch (const std::exception& e) {
     throw CheckpointRefused(e.what());
   }
+  for (const auto& n : st.notes) ctx_.log.line("Snapshot note: " + n);
   double ckpt_s = since(t1);
   w.reset();  // the worker was killed with the checkpoint; its container ends
   // Restores may be reading the old image: they hold its files open, so it

@@ -16,7 +16,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import zoneinfo
 from pathlib import Path
@@ -884,6 +886,63 @@ print(json.dumps(list(echo.map(["a", "b", "c"]))))
     assert out == ["a", "b", "c"], log
     assert "failed" not in log, log
     thaw.assert_containers_gone()
+
+
+def test_a_connection_of_the_snapshot_comes_back_dropped_and_the_client_reconnects(thaw):
+    """As with Modal: a TCP connection opened in the snapshot phase does not
+    keep the snapshot from being taken; restored, it reads as dropped by its
+    peer, and the function's client connects again."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        conns = []
+        while not stop.is_set():
+            try:
+                c, _ = server.accept()
+                conns.append(c)
+            except OSError:
+                pass
+            for c in list(conns):
+                try:
+                    c.setblocking(False)
+                    if c.recv(100):
+                        c.sendall(b"pong\n")
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    conns.remove(c)
+        for c in conns:
+            c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        thaw.env["E2E_TCP_PORT"] = str(server.getsockname()[1])
+        cp = thaw.deploy(APPS / "tcp_client.py")
+        assert "could not be taken" not in cp.stderr, cp.stderr
+        assert "Snapshot note: " in cp.stderr and "restored closed, as a connection its peer dropped" in cp.stderr, \
+            cp.stderr
+        value, log, _ = thaw.call("e2e-tcp", "query")
+        assert value == "reconnected after ConnectionResetError: pong" and RESTORING in log, (value, log)
+        # Copies of a live template, each with a dropped connection of its own.
+        sock = thaw.serve()
+        wait_for_log(thaw, "Live template of snapshot")
+        out = thaw.client("""
+import json, thaw
+query = thaw.Function.from_name("e2e-tcp", "query")
+print(json.dumps([query.remote(), query.remote()]))
+""", sock)
+        log = thaw.stop_serve()
+        assert out[0] == "reconnected after ConnectionResetError: pong", log
+        assert out[1] in (out[0], "same connection: pong"), log  # the second may reuse the first's container
+        assert "failed" not in log, log
+        thaw.assert_containers_gone()
+    finally:
+        stop.set()
+        t.join()
+        server.close()
 
 
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):

@@ -1325,3 +1325,72 @@ def test_udp_port_the_program_chose_is_refused_while_taken(zoo, thaw_bin):
     zoo.kill_original(p)
     rc, out, err = zoo.restore(img)
     _assert_same(expected, rc, out, err, "restore of udp once its port is free")
+
+
+TCP_CLIENT = """
+import selectors, socket, sys, threading
+port = int(sys.argv[1])
+listener = socket.create_server(("127.0.0.1", 0))
+inner = socket.create_connection(listener.getsockname())
+accepted, _ = listener.accept()
+outer = socket.create_connection(("127.0.0.1", port))  # a peer outside the process
+seen = {}
+def reader():
+    try:
+        seen["blocked recv"] = repr(outer.recv(10))
+    except OSError as e:
+        seen["blocked recv"] = type(e).__name__
+t = threading.Thread(target=reader)
+t.start()
+sel = selectors.DefaultSelector()
+sel.register(inner, selectors.EVENT_READ)
+print("READY", flush=True)
+sys.stdin.readline()
+accepted.sendall(b"x") if "{mode}" == "original" else None
+print("select", bool(sel.select(timeout=10)))
+for what, op in [("recv", lambda: inner.recv(10)), ("send", lambda: inner.send(b"y"))]:
+    try:
+        print(what, repr(op()))
+    except OSError as e:
+        print(what, type(e).__name__)
+t.join(20)
+print("blocked recv", seen.get("blocked recv"), flush=True)
+"""
+
+
+def test_tcp_connections_come_back_closed_with_tcp_close(zoo, thaw_bin):
+    """`--tcp-close`: a process's TCP connections (to itself and to a peer
+    outside) are restored as connections their peer dropped: a read says
+    ECONNRESET, a write EPIPE, select wakes, a thread blocked in recv gets
+    ECONNRESET. The original, left running, keeps its connections. Without
+    the flag the checkpoint is refused, saying how to have them closed."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = str(server.getsockname()[1])
+        for mode in ["original", "restored"]:
+            code = TCP_CLIENT.replace("{mode}", mode)
+            p = subprocess.Popen(["/usr/bin/python3", "-c", code, port], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            zoo.procs.append(p)
+            assert p.stdout.readline() == b"READY\n", p.stderr.read()
+            peer, _ = server.accept()
+            img = zoo.img_path()
+            cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+            assert cp.returncode != 0 and "checkpoint with --tcp-close" in cp.stderr, cp.stderr
+            kill = ["--kill"] if mode == "restored" else []
+            img = zoo.img_path()
+            cp = zoo.thaw("checkpoint", "--tcp-close", *kill, "--pid", p.pid, "--out", img)
+            assert cp.returncode == 0, cp.stderr
+            assert cp.stderr.count("restored closed, as a connection its peer dropped") == 3, cp.stderr
+            assert f"-> 127.0.0.1:{port}: restored closed" in cp.stderr, cp.stderr
+            if mode == "original":
+                peer.sendall(b"hi")
+                out, err = p.communicate(b"go\n", timeout=60)
+                assert p.returncode == 0, err
+                assert out.decode().splitlines() == ["select True", "recv b'x'", "send 1", "blocked recv b'hi'"], out
+            else:
+                p.wait(timeout=10)
+                rc, out, err = zoo.restore(img)
+                assert rc == 0, err
+                assert out.splitlines() == ["select True", "recv ConnectionResetError", "send BrokenPipeError",
+                                            "blocked recv ConnectionResetError"], (out, err)
+            peer.close()

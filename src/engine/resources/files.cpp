@@ -108,8 +108,8 @@ bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
   return true;
 }
 
-// kTcpListen and kUdp before kUnixSocket: the latter refuses every other socket.
-const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kUdp, &kUnixSocket, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
+// The inet kinds before kUnixSocket: the latter refuses every other socket.
+const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
 
 std::vector<int> list_fds(pid_t pid) {
   std::string dir = cat("/proc/", pid, "/fd");

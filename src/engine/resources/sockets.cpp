@@ -4,9 +4,9 @@
 // closed, and unconnected unix sockets bound to an abstract name, listening
 // or not (the CUDA driver keeps one, @cuda-uvmfd-…, through its own
 // checkpoint). A unix socket whose peer is outside the process is "external"
-// (the caller hands a replacement). UDP and listening TCP sockets have kinds
-// of their own (udp.cpp, tcp_listen.cpp). Every other socket — TCP
-// connections, netlink, unix sockets bound to a path — is refused by name.
+// (the caller hands a replacement). TCP and UDP sockets have kinds of their
+// own (tcp_listen.cpp, tcp_conn.cpp, udp.cpp). Every other socket — raw,
+// ICMP, netlink, unix sockets bound to a path — is refused by name.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -293,22 +293,15 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   int fd = p.dup.get();
   int family = sockopt(fd, SO_DOMAIN, "address family"), type = sockopt(fd, SO_TYPE, "socket type");
   if (family == AF_INET || family == AF_INET6) {
+    // TCP and UDP have kinds of their own (tcp_listen.cpp, tcp_conn.cpp,
+    // udp.cpp); these are the others.
     std::string name = inet_name(fd, family, type);
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    if (type != SOCK_STREAM) {
-      // UDP has a kind of its own (udp.cpp); these are the others.
-      int proto = sockopt(fd, SO_PROTOCOL, "protocol");
-      std::string what = type == SOCK_RAW                                     ? "raw IP sockets"
-                         : proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 ? "ICMP (ping) sockets"
-                         : proto == IPPROTO_UDPLITE                          ? "UDP-Lite sockets"
-                                                                             : cat("sockets of IP protocol ", proto);
-      fail(name, ": ", what, " are not supported (UDP and listening TCP sockets are)");
-    }
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0)
-      fail(name, ": TCP connections are not supported (listening TCP sockets are): close it before the "
-                 "checkpoint and connect again after");
-    fail(name, ": a TCP socket that neither listens nor is connected is not supported");
+    int proto = sockopt(fd, SO_PROTOCOL, "protocol");
+    std::string what = type == SOCK_RAW                                     ? "raw IP sockets"
+                       : proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 ? "ICMP (ping) sockets"
+                       : proto == IPPROTO_UDPLITE                          ? "UDP-Lite sockets"
+                                                                           : cat("sockets of IP protocol ", proto);
+    fail(name, ": ", what, " are not supported (TCP and UDP sockets are)");
   }
   if (family != AF_UNIX) fail(family_name(family), " sockets are not supported");
   uint64_t ino = link_inode(p.link);

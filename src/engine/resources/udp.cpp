@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <poll.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -120,27 +121,29 @@ json timeout(int fd, int opt) {
   return json::array({tv.tv_sec, tv.tv_usec});
 }
 
-json dump(CheckpointContext&, FdProbe& p, const std::vector<FdProbe>&) {
+json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   int fd = p.dup.get();
   int family = int_opt(fd, SOL_SOCKET, SO_DOMAIN);
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) fail_errno("getsockname");
   std::string name = cat("UDP ", address(local));
-  with_context(name, [&] {
-    if (int_opt(fd, IPPROTO_UDP, UDP_CORK) > 0)
-      fail("it holds a corked datagram (UDP_CORK) not sent yet; not supported: uncork it before the checkpoint");
-    int err = int_opt(fd, SOL_SOCKET, SO_ERROR);
-    if (err > 0)
-      fail("it has an error pending (", std::strerror(err), ") that its next call would report; not supported");
-  });
+  if (int_opt(fd, IPPROTO_UDP, UDP_CORK) > 0)
+    fail(name, ": it holds a corked datagram (UDP_CORK) not sent yet; not supported: uncork it before the "
+               "checkpoint");
+  // Not read with SO_ERROR, which would clear it for the target too: poll
+  // shows it and leaves it. Like an ICMP message, it may be lost.
+  pollfd pfd{fd, 0, 0};
+  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))
+    c.notes.push_back(cat(p.where(), ": ", name,
+                          " has an error pending (an ICMP error about a datagram it sent, such as \"connection "
+                          "refused\"), which the image does not hold"));
   // A queued datagram of no bytes reads as none here; it is as lost as the others.
   int next = 0;
   if (::ioctl(fd, SIOCINQ, &next) == 0 && next > 0)
-    std::fprintf(stderr,
-                 "thaw: note: checkpoint: %s: %s has datagrams queued for reading, which the image does not hold "
-                 "(UDP may lose any datagram; a process left running still reads them)\n",
-                 p.where().c_str(), name.c_str());
+    c.notes.push_back(cat(p.where(), ": ", name,
+                          " has datagrams queued for reading, which the image does not hold (UDP may lose any "
+                          "datagram; a process left running still reads them)"));
   json f{{"flags", p.flags}, {"family", family}, {"addr", to_hex(&local, ll)}, {"name", name}};
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) == 0) f["peer"] = to_hex(&peer, pl);
   json opts = json::object();
