@@ -1394,3 +1394,31 @@ def test_tcp_connections_come_back_closed_with_tcp_close(zoo, thaw_bin):
                 assert out.splitlines() == ["select True", "recv ConnectionResetError", "send BrokenPipeError",
                                             "blocked recv ConnectionResetError"], (out, err)
             peer.close()
+
+
+def test_a_udp_error_pending_is_left_to_the_original(zoo, thaw_bin):
+    """An ICMP error pending on a UDP socket (a datagram sent to a closed
+    port) is seen without reading it, which would clear it: the original
+    still gets it, the image notes it is left out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    code = ("import socket, sys, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"s.connect(('127.0.0.1', {closed_port}))\n"
+            "s.send(b'anyone?')\n"
+            "time.sleep(0.2)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    zoo.procs.append(p)
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    img = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+    assert cp.returncode == 0 and "has an error pending" in cp.stderr, cp.stderr
+    out, _ = p.communicate(b"go\n", timeout=60)
+    assert out == b"111\n", out  # ECONNREFUSED, as without the checkpoint
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "0\n", (out, err)
