@@ -42,6 +42,10 @@ Command add_checkpoint(CLI::App& app) {
   cp->add_flag("--tcp-close", o->co.tcp_close,
                "record established TCP connections as closed instead of refusing them: after a restore they "
                "read as connections the peer dropped (ECONNRESET), which clients that reconnect handle");
+  cp->add_flag("--drop-outside", o->co.drop_outside,
+               "record pipes and unix sockets connected to other processes (fds above 2) as dropped instead of "
+               "leaving them for --inherit-fd at restore: they come back as if the other process had closed its "
+               "end (EOF, EPIPE)");
   cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
   return {cp, [o] {
             // Ctrl-C and SIGTERM wait for a safe point and unwind there (the

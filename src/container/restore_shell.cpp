@@ -128,9 +128,10 @@ int restore_container(const image::Reader& img, const Spec& spec) {
   }
   const auto& m = img.manifest();
   try {
-    std::map<int, int> inherit;  // the container's fds, where the image had them
+    std::map<int, int> inherit;  // the container's fds, where the image had them (dups of them share them)
     for (const auto& e : m.fds)
-      if (m.files.at(e["file"].get<size_t>())["kind"] == "external") inherit[e["fd"]] = e["fd"];
+      if (e["fd"].get<int>() <= kControlFd && m.files.at(e["file"].get<size_t>())["kind"] == "external")
+        inherit[e["fd"]] = e["fd"];
     engine::Template::send_copy_files(img, inherit, {&ready, &go}, kFilesFd);
   } catch (const std::exception& e) {
     write_line(ready, cat("E the copy's files: ", e.what()));
@@ -257,8 +258,9 @@ void copy_template(std::unique_ptr<engine::Template>& tmpl, const image::Reader&
     for (const auto& [fd, mine] : own) inherit[fd] = mine.get();
     for (const auto& e : m.fds) {
       int fd = e["fd"];
-      if (m.files.at(e["file"].get<size_t>())["kind"] != "external") continue;
-      if (fd >= kControlFd + 1) fail("the image inherited fd ", fd, ", which a container does not have");
+      // Above the container's own fds: a dup of one of them, which gets its
+      // replacement (or, none given, the restore says so).
+      if (m.files.at(e["file"].get<size_t>())["kind"] != "external" || fd > kControlFd) continue;
       inherit[fd] = fds[fd].get();
     }
     auto copy = tmpl->spawn(init, inherit, [&](pid_t pid) { add_to_cgroups(pid, spec.cgroups); });

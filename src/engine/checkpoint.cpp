@@ -80,6 +80,8 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // into it by the driver, which knows nothing of a copy.
     c.copy_on_write = o.copy_on_write && !gpu;
     c.tcp_close = o.tcp_close;
+    c.drop_outside = o.drop_outside;
+    c.keep_outside = o.keep_outside;
     auto t1 = std::chrono::steady_clock::now();
     // Between steps, a held Ctrl-C or SIGTERM (common/interrupt.h) unwinds:
     // the target is put back and the unfinished image removed. Once the

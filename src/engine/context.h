@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct CheckpointContext {
   // TCP connections are recorded as closed (CheckpointOptions::tcp_close)
   // instead of refused.
   bool tcp_close = false;
+  // Pipes and unix sockets connected outside the process are recorded as
+  // dropped (CheckpointOptions::drop_outside), except on these fds.
+  bool drop_outside = false;
+  std::set<int> keep_outside;
   std::vector<std::string> notes;  // what the image leaves out by design, for the caller to show
 };
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,14 @@ struct CheckpointOptions {
   // that reconnects needs, and what memory snapshots of serverless
   // functions do. CRIU calls it --tcp-close.
   bool tcp_close = false;
+  // Pipes and unix sockets whose other end a process outside the target
+  // holds are recorded as dropped (restored as if that process had closed
+  // its end: EOF, EPIPE) instead of "external" (given by the restoring
+  // side, `--inherit-fd`), except on the fds in keep_outside, which the
+  // restoring side gives (a function container's stdio and channel). A
+  // dup of a kept fd shares its replacement.
+  bool drop_outside = false;
+  std::set<int> keep_outside{0, 1, 2};
 };
 
 struct CheckpointStats {

@@ -502,7 +502,7 @@ void Template::add_threads(proc::Tracee& w, std::vector<pid_t>& tids,
 // where the image had it and closes its copy of the carrier.
 void Template::pass_fds(proc::Tracee& w, const std::map<int, int>& inherit) {
   std::vector<int> targets, ours;
-  for (const auto& [target, mine] : inherit) {
+  for (const auto& [target, mine] : with_shared_inherits(*m_, inherit)) {
     targets.push_back(target);
     ours.push_back(mine);
   }

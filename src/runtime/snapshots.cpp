@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "container/fsutil.h"
+#include "container/init.h"
 #include "engine/engine.h"
 
 namespace thaw::runtime {
@@ -49,8 +50,12 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   try {
     engine::CheckpointOptions co{pid, fresh, true};
     // As Modal's snapshots do: connections opened in the snapshot phase
-    // come back dropped, and clients reconnect.
+    // come back dropped, and clients reconnect. The same for pipes and unix
+    // sockets to processes outside the container, except the container's
+    // own fds, which every restored container is given anew.
     co.tcp_close = true;
+    co.drop_outside = true;
+    co.keep_outside = {0, 1, 2, container::kControlFd};
     st = engine::checkpoint(co);
   } catch (const std::exception& e) {
     throw CheckpointRefused(e.what());

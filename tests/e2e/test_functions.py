@@ -945,6 +945,47 @@ print(json.dumps([query.remote(), query.remote()]))
         server.close()
 
 
+def test_connections_to_processes_outside_the_container_come_back_closed(thaw):
+    """A unix stream socket to an outside server comes back as closed by it
+    (the restore used to fail on every cold start, asking for --inherit-fd),
+    a syslog handler's datagram socket is connected to its name again, and
+    a dup of stderr writes to the restored container's stderr."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(thaw.e2e / "server.sock"))
+    server.listen(8)
+    accepted = []
+    acceptor = threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True)
+    acceptor.start()
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(thaw.e2e / "syslog.sock"))
+    syslog.settimeout(30)
+    try:
+        cp = thaw.deploy(APPS / "outside.py")
+        assert "could not be taken" not in cp.stderr, cp.stderr
+        assert "a socket connected to another process: restored as one that process closed" in cp.stderr, cp.stderr
+        value, log, _ = thaw.call("e2e-outside", "use_them")
+        assert value == "b''" and RESTORING in log and FALLBACK not in log, (value, log)
+        assert "written through the dup of stderr" in log, log
+        assert b"hello from a restored container" in syslog.recv(200)
+        # A copy of the live template: the dup gets the copy's stderr too.
+        sock = thaw.serve()
+        wait_for_log(thaw, "Live template of snapshot")
+        out = thaw.client("""
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-outside", "use_them").remote()))
+""", sock)
+        log = thaw.stop_serve()
+        assert out == "b''" and "a copy of the live template" in log, log
+        logs = thaw.run("app", "logs", "e2e-outside", "-n", "0").stdout
+        assert logs.count("written through the dup of stderr") == 2, logs
+        thaw.assert_containers_gone()
+    finally:
+        for c in accepted:
+            c.close()
+        server.close()
+        syslog.close()
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):

@@ -1422,3 +1422,73 @@ def test_a_udp_error_pending_is_left_to_the_original(zoo, thaw_bin):
     assert out == b"111\n", out  # ECONNREFUSED, as without the checkpoint
     rc, out, err = zoo.restore(img)
     assert rc == 0 and out == "0\n", (out, err)
+
+
+OUTSIDE_CLIENT = """
+import os, socket, sys
+rd, wr, stream_path, dgram_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+stream.connect(stream_path)
+dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+dgram.connect(dgram_path)
+err = os.fdopen(os.dup(2), "w")  # a dup of stderr, as a logging setup may keep
+print("READY", flush=True)
+sys.stdin.readline()
+def attempt(what, op):
+    try:
+        print(what, repr(op()), flush=True)
+    except OSError as e:
+        print(what, type(e).__name__, flush=True)
+attempt("pipe read", lambda: os.read(rd, 10))
+attempt("pipe write", lambda: os.write(wr, b"x"))
+attempt("stream recv", lambda: stream.recv(10))
+attempt("dgram send", lambda: dgram.send(b"to the named socket"))
+err.write("via the dup of stderr\\n")
+err.flush()
+"""
+
+
+def test_drop_outside_restores_connections_to_other_processes_as_closed(zoo, thaw_bin, tmp_path):
+    """`--drop-outside`: a pipe and a unix stream socket whose other ends
+    another process holds come back as if it had closed them (EOF, EPIPE);
+    a datagram socket sending to a named socket connects there again; a
+    dup of stderr shares the restore's stderr. Without the flag the restore
+    asks for --inherit-fd."""
+    stream_path, dgram_path = str(tmp_path / "stream.sock"), str(tmp_path / "dgram.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(stream_path)
+    listener.listen(4)
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(dgram_path)
+    sink.settimeout(30)
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    try:
+        p = subprocess.Popen(["/usr/bin/python3", "-c", OUTSIDE_CLIENT, str(to_child_r), str(from_child_w),
+                              stream_path, dgram_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, pass_fds=(to_child_r, from_child_w))
+        zoo.procs.append(p)
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        conn, _ = listener.accept()
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+        assert cp.returncode == 0, cp.stderr
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and "pass --inherit-fd" in err, (out, err)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--drop-outside", "--kill", "--pid", p.pid, "--out", img)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stderr.count("thaw: note: checkpoint: fd ") == 4, cp.stderr
+        p.wait(timeout=10)
+        rc, out, err = zoo.restore(img)
+        assert rc == 0, err
+        assert out.splitlines() == ["pipe read b''", "pipe write BrokenPipeError", "stream recv b''",
+                                    "dgram send 19"], (out, err)
+        assert "via the dup of stderr" in err, err
+        assert sink.recv(100) == b"to the named socket"
+        conn.close()
+    finally:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        listener.close()
+        sink.close()

@@ -56,11 +56,17 @@ struct FileKind {
   std::vector<int> (*waits_for)(const nlohmann::json& f);
 };
 
-extern const FileKind kRegularFile, kPipe, kTcpListen, kTcpClosed, kUdp, kUnixSocket, kEventfd, kEpoll, kTimerfd, kSignalfd;
+extern const FileKind kRegularFile, kPipe, kTcpListen, kTcpClosed, kUdp, kUnixSocket, kDropped, kEventfd, kEpoll, kTimerfd, kSignalfd;
 
 // A `udp` entry bound to a port the program chose (outside the kernel's
 // ephemeral range), which a restore must have and cannot take elsewhere.
 bool udp_port_of_its_own(const nlohmann::json& f);
+
+// An "external" entry (a pipe or unix socket whose other end is outside the
+// process) as a "dropped" one (dropped.cpp); fails for what cannot be
+// dropped (a terminal). dropped_what says how it comes back, for notes.
+nlohmann::json dropped_from_external(const nlohmann::json& external, int flags);
+std::string dropped_what(const nlohmann::json& dropped);
 
 bool link_is(const FdProbe& p, const char* prefix);
 // "pipe:[123]" -> 123; 0 when the link holds no inode number.

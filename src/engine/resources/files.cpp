@@ -96,7 +96,12 @@ const char* unsupported_reason(const FdProbe& p) {
   return nullptr;
 }
 
-json dump_external(const FdProbe& p) { return json{{"kind", "external"}, {"desc", p.link}}; }
+json dump_external(const FdProbe& p) {
+  json f{{"kind", "external"}, {"desc", p.link}};
+  // Which end, for a checkpoint that drops outside connections (dropped.cpp).
+  if (link_is(p, "pipe:")) f["pipe_end"] = (p.flags & O_ACCMODE) == O_RDONLY ? "r" : "w";
+  return f;
+}
 
 // A pipe is ours when the process holds both ends; otherwise the other end
 // belongs to someone outside.
@@ -109,7 +114,7 @@ bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
 }
 
 // The inet kinds before kUnixSocket: the latter refuses every other socket.
-const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
+const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kDropped, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
 
 std::vector<int> list_fds(pid_t pid) {
   std::string dir = cat("/proc/", pid, "/fd");
@@ -163,6 +168,27 @@ json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProb
   });
 }
 
+// An outside connection none of whose fds the restoring side gives becomes
+// a dropped one (CheckpointContext::drop_outside).
+void drop_outside_connections(CheckpointContext& c, const std::vector<FdProbe>& probes,
+                              const std::vector<int>& desc_of) {
+  for (size_t d = 0; d < c.m.files.size(); d++) {
+    if (c.m.files[d]["kind"] != "external") continue;
+    const FdProbe* first = nullptr;
+    bool kept = false;
+    for (size_t i = 0; i < probes.size(); i++) {
+      if (desc_of[i] != static_cast<int>(d)) continue;
+      if (!first) first = &probes[i];
+      kept = kept || c.keep_outside.count(probes[i].fd) > 0;
+    }
+    if (kept || !first) continue;
+    in_context(first->where(), [&] {
+      c.m.files[d] = dropped_from_external(c.m.files[d], first->flags);
+      c.notes.push_back(cat(first->where(), ": ", dropped_what(c.m.files[d])));
+    });
+  }
+}
+
 }  // namespace
 
 void dump_files(CheckpointContext& c) {
@@ -183,13 +209,38 @@ void dump_files(CheckpointContext& c) {
     }
     c.m.fds.push_back(json{{"fd", p.fd}, {"file", desc_of[i]}, {"cloexec", p.cloexec}});
   }
+  if (c.drop_outside) drop_outside_connections(c, probes, desc_of);
+}
+
+namespace {
+
+// The fd given for one of this external description's fds, which the others
+// (dups of it) share; -1 if none is.
+int given_for(const image::Manifest& m, size_t desc, const std::map<int, int>& inherit) {
+  for (const auto& e : m.fds)
+    if (e["file"].get<size_t>() == desc)
+      if (auto it = inherit.find(e["fd"].get<int>()); it != inherit.end()) return it->second;
+  return -1;
+}
+
+}  // namespace
+
+std::map<int, int> with_shared_inherits(const image::Manifest& m, const std::map<int, int>& inherit) {
+  std::map<int, int> all = inherit;
+  for (const auto& e : m.fds) {
+    size_t desc = e["file"].get<size_t>();
+    if (m.files.at(desc)["kind"] != "external" || all.count(e["fd"].get<int>())) continue;
+    if (int given = given_for(m, desc, inherit); given >= 0) all[e["fd"].get<int>()] = given;
+  }
+  return all;
 }
 
 void check_files(const image::Manifest& m, const std::map<int, int>& inherit) {
   for (const auto& e : m.fds) {
     int fd = e["fd"];
-    const json& f = m.files.at(e["file"].get<size_t>());
-    if (f["kind"] == "external" && fd > 2 && !inherit.count(fd))
+    size_t desc = e["file"].get<size_t>();
+    const json& f = m.files.at(desc);
+    if (f["kind"] == "external" && fd > 2 && given_for(m, desc, inherit) < 0)
       fail("fd ", fd, " (", f["desc"].get<std::string>(),
            ") was connected outside the process at checkpoint; pass --inherit-fd ", fd, "=<fd> to give it one");
   }
@@ -287,10 +338,13 @@ void restore_files(RestoreContext& r) {
       todo.push_back(i);
       continue;
     }
+    // One given fd serves the description's other fds: they were dups of it.
+    int shared = given_for(r.m, i, r.inherit);
     for (const json* e : fds_of[i]) {
       auto it = r.inherit.find((*e)["fd"].get<int>());
-      if (it == r.inherit.end()) fail(describe(f, {e}), ": nothing to inherit for it");
-      in_context(describe(f, {e}), [&] { install(rf, *e, it->second); });
+      int src = it != r.inherit.end() ? it->second : shared;
+      if (src < 0) fail(describe(f, {e}), ": nothing to inherit for it");
+      in_context(describe(f, {e}), [&] { install(rf, *e, src); });
     }
   }
   // Each description is opened and installed at once, so that a kind that

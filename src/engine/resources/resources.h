@@ -84,5 +84,8 @@ void restore_files(RestoreContext& r);
 void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers);
 void close_all_except(const std::vector<int>& keep);
 void check_files(const image::Manifest& m, const std::map<int, int>& inherit);
+// `inherit` plus, for each fd of an external description that it does not
+// name, the fd it gives another fd of that description (they were dups).
+std::map<int, int> with_shared_inherits(const image::Manifest& m, const std::map<int, int>& inherit);
 
 }  // namespace thaw::engine

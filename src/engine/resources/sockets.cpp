@@ -326,7 +326,22 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   if (u.peer != 0) {
     for (const auto& o : all)
       if (link_is(o, "socket:") && link_inode(o.link) == u.peer) peer = &o;
-    if (!peer) return json{{"kind", "external"}, {"desc", p.link}};
+    if (!peer) {
+      // What a checkpoint that drops outside connections (dropped.cpp)
+      // needs to make one like it: the type, and where a datagram socket
+      // sends (it can connect there again).
+      json ext{{"kind", "external"}, {"desc", p.link}, {"socket_type", type}};
+      if (type == SOCK_DGRAM) {
+        std::string to;
+        try {
+          to = unix_diag(u.peer).name;
+        } catch (const Error&) {
+          // In another network namespace: no address to connect to again.
+        }
+        if (!to.empty()) ext["peer_name"] = to_hex(to.data(), to.size());
+      }
+      return ext;
+    }
     // A pair is what restore makes: a datagram peer that connected elsewhere since is not one.
     if (unix_diag(u.peer).peer != ino)
       fail("unix socket connected to socket:[", u.peer, "], which is connected to another socket; not supported");
