@@ -87,6 +87,7 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   meta["image_bytes"] = container::tree_bytes(image);
   meta["memory_bytes"] = st.pages_bytes;
   meta["gpu_bytes"] = st.gpu_bytes;  // device memory held in the image (GPU snapshots)
+  meta["notes"] = st.notes;          // what the image leaves out by design (thaw snapshot inspect)
   meta["gpu_uuids"] = ctx_.fingerprint.gpu_uuids;
   meta["create_seconds"] = since(t0);
   meta["failures_since_created"] = 0;

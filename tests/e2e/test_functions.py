@@ -963,6 +963,8 @@ def test_connections_to_processes_outside_the_container_come_back_closed(thaw):
         cp = thaw.deploy(APPS / "outside.py")
         assert "could not be taken" not in cp.stderr, cp.stderr
         assert "a socket connected to another process: restored as one that process closed" in cp.stderr, cp.stderr
+        [key] = thaw.snapshot_keys()
+        assert any("restored as one that process closed" in n for n in thaw.meta(key)["notes"]), thaw.meta(key)
         value, log, _ = thaw.call("e2e-outside", "use_them")
         assert value == "b''" and RESTORING in log and FALLBACK not in log, (value, log)
         assert "written through the dup of stderr" in log, log

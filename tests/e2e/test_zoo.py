@@ -3,6 +3,7 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 
 import json
 import os
+import re
 import shutil
 import select
 import signal
@@ -668,6 +669,8 @@ def test_unsupported_children(zoo, thaw_bin, kind):
     cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
     assert cp.returncode != 0, f"checkpoint of a process with a child succeeded:\n{cp.stderr}"
     assert "process trees are not supported" in cp.stderr, cp.stderr
+    # Each child named by its command line (a zombie has none: its name).
+    assert re.search(r"has child processes \(\d+ \(\S*unsupported_chi", cp.stderr), cp.stderr
     assert ("zombie with no exit signal" in cp.stderr) == (kind == "zombie"), cp.stderr
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -36,6 +37,22 @@ uint64_t field(const std::vector<std::string>& f, int number) {  // 1-based /pro
   return std::stoull(f[idx]);
 }
 
+// " (python3 -m http.server)": what a process runs, for messages naming it
+// (its name where it has no command line: a zombie, a kernel thread).
+std::string command_of(pid_t pid) {
+  std::string raw;
+  if (!try_read_file(cat("/proc/", pid, "/cmdline"), &raw) || raw.empty()) {
+    if (!try_read_file(cat("/proc/", pid, "/comm"), &raw) || raw.empty()) return "";
+    while (!raw.empty() && raw.back() == '\n') raw.pop_back();
+    return cat(" (", raw, ")");
+  }
+  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+  std::replace(raw.begin(), raw.end(), '\0', ' ');
+  constexpr size_t kShown = 80;
+  if (raw.size() > kShown) raw = raw.substr(0, kShown) + "…";
+  return cat(" (", raw, ")");
+}
+
 // Things a single-process image cannot hold: refuse them by name.
 void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
   const auto& threads = seizure.threads();
@@ -48,7 +65,7 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
     // cannot tell for sure.
     std::string hint, kids;
     for (pid_t kid : children) {
-      kids += cat(kids.empty() ? "" : " ", kid);
+      kids += cat(kids.empty() ? "" : ", ", kid, command_of(kid));
       std::vector<std::string> f;
       try {
         f = proc::read_stat_fields(kid);
@@ -61,7 +78,9 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
                    "__WCLONE) or ends.");
     }
     fail("process ", pid, " has child processes (", kids,
-         "); process trees are not supported yet: checkpoint a process without children.", hint);
+         "); process trees are not supported yet: checkpoint a process without children (start them after "
+         "the restore, or end them before the checkpoint).",
+         hint);
   }
   DIR* d = ::opendir("/proc");
   if (!d) return;
