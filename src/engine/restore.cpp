@@ -185,7 +185,9 @@ void unregister_rseq() {
   std::string pid_max_s;
   int pid_max = try_read_file("/proc/sys/kernel/pid_max", &pid_max_s) ? std::atoi(pid_max_s.c_str()) : 32768;
   for (int tid = pid_max - 1; tid > 1 && p.args.nr_fillers < fillers; tid--)
-    if (std::none_of(r.m.threads.begin(), r.m.threads.end(), [&](const image::Thread& t) { return restore_tid(r.m, t) == tid; }))
+    if (std::none_of(r.m.threads.begin(), r.m.threads.end(), [&](const image::Thread& t) { return restore_tid(r.m, t) == tid; }) &&
+        std::none_of(r.m.process.zombies.begin(), r.m.process.zombies.end(),
+                     [&](const image::Zombie& z) { return z.pid == tid; }))
       p.args.filler_tids[p.args.nr_fillers++] = tid;
   uint64_t stacks_bytes = uint64_t(p.threads.size() + p.args.nr_fillers) * RST_STACK_BYTES;
   uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
@@ -241,6 +243,7 @@ void unregister_rseq() {
     ::close(init_sock);
   }
   try {
+    restore_zombies(r);
     r.pages_fd = pages_fd;
     std::vector<int> fillers = prepare_fd_table(r, {&r.pages_fd, &status_fd});
     pages_fd = r.pages_fd;
@@ -265,14 +268,6 @@ void unregister_rseq() {
   }
 }
 
-pid_t clone_with_pid(pid_t pid) {
-  int64_t tid = pid;
-  clone_args ca{};
-  ca.exit_signal = SIGCHLD;
-  ca.set_tid = reinterpret_cast<uint64_t>(&tid);
-  ca.set_tid_size = 1;
-  return static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
-}
 
 // Until thaw is done with the process, init watches it: a thaw killed
 // mid-restore (kill -9 cannot be caught) would leave the process parked
@@ -773,6 +768,15 @@ RestoreResult restore(const RestoreOptions& o) {
     res.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return res;
   });
+}
+
+pid_t clone_with_pid(pid_t pid) {
+  int64_t tid = pid;
+  clone_args ca{};
+  ca.exit_signal = SIGCHLD;
+  ca.set_tid = reinterpret_cast<uint64_t>(&tid);
+  ca.set_tid_size = 1;
+  return static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
 }
 
 }  // namespace thaw::engine

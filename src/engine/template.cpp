@@ -71,6 +71,7 @@ std::string Template::ineligible(const image::Manifest& m) {
                    [&](const image::Thread& t) { return restore_tid(m, t) == restore_pid(m); }))
     return "its main thread is gone";
   if (m.process.stopped) return "it was stopped";
+  if (!m.process.zombies.empty()) return "it has children that had exited (a fork of it would not have them)";
   if (restore_pid(m) <= 1) return "it was pid 1 of its namespace";
   for (uint32_t uid : m.process.creds.uids)
     if (uid != 0) return cat("it runs as uid ", uid, " (a template makes namespaces for its copies: root only)");

@@ -12,7 +12,7 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 5;
+constexpr int kFormatVersion = 6;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
@@ -144,6 +144,13 @@ struct Creds {
 
 constexpr int kOomScoreAdjUnknown = -1001;  // older images: left as it comes
 
+// A child that had exited and was not reaped yet: made again at restore, so
+// that the parent's wait finds it (resources/process.cpp).
+struct Zombie {
+  int pid = 0;     // in the process's pid namespace
+  int status = 0;  // as waitpid reports it
+};
+
 struct Process {
   int pid = 0;
   int ns_pid = 0;  // in its own, innermost pid namespace (NStgid); 0: not recorded
@@ -168,6 +175,7 @@ struct Process {
   int dumpable = -1;          // PR_GET_DUMPABLE; -1: not recorded
   uint64_t thp_disable = 0;   // PR_GET_THP_DISABLE: bit 0 disabled, higher bits its flags
   bool child_subreaper = false;
+  std::vector<Zombie> zombies;
 };
 
 struct Cpu {
@@ -238,11 +246,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, 
                                                 start_brk, brk, start_stack, arg_start, arg_end,
                                                 env_start, env_end, auxv)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Creds, uids, gids, groups)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Zombie, pid, status)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe, personality, umask, cwd,
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers, stopped, session_leader,
                                                 group_leader, oom_score_adj, dumpable, thp_disable,
-                                                child_subreaper)
+                                                child_subreaper, zombies)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
                                                 memory_bytes, restore_tid)

@@ -1495,3 +1495,39 @@ def test_drop_outside_restores_connections_to_other_processes_as_closed(zoo, tha
             os.close(fd)
         listener.close()
         sink.close()
+
+
+def test_children_that_had_exited_come_back_for_their_parent_to_wait(zoo, thaw_bin):
+    """Children that exited and were not waited for yet (a Popen never
+    waited) are made again at restore with their pid and wait status: the
+    parent's wait finds each, as it would have."""
+    code = ("import os, signal, subprocess, sys\n"
+            "procs = [subprocess.Popen(['true']), subprocess.Popen(['sh', '-c', 'exit 3']),\n"
+            "         subprocess.Popen(['sleep', '100'])]\n"
+            "procs[2].send_signal(signal.SIGTERM)\n"
+            "for p in procs:\n"
+            "    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)\n"  # ended, not reaped
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print([p.wait() for p in procs], flush=True)\n"
+            "try:\n"
+            "    os.wait()\n"
+            "except ChildProcessError:\n"
+            "    print('no more children', flush=True)\n")
+    expected = "[0, 3, -15]\nno more children\n"
+    for kill in (False, True):
+        p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        zoo.procs.append(p)
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, *(["--kill"] if kill else []))
+        assert cp.returncode == 0, cp.stderr
+        if not kill:
+            out, _ = p.communicate(b"go\n", timeout=60)
+            assert out.decode() == expected, out
+        else:
+            p.wait(timeout=10)
+        for mode in ([], ["--eager"]):
+            rc, out, err = zoo.restore(img, *mode)
+            assert rc == 0 and out == expected, (out, err)

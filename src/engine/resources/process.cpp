@@ -2,12 +2,14 @@
 // credentials, rlimits, and the mm fields behind /proc/PID/{cmdline,environ,
 // auxv,exe} and the [heap]/[stack] labels.
 #include <dirent.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,12 +55,41 @@ std::string command_of(pid_t pid) {
   return cat(" (", raw, ")");
 }
 
-// Things a single-process image cannot hold: refuse them by name.
-void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
+// A child that has exited and waits to be reaped, with the status its
+// parent's wait will read, is made again at restore (restore_zombies). One
+// with no exit signal (a clone child, or the copy a killed thaw checkpoint
+// left) is not: a plain wait would not see it.
+bool zombie_of(pid_t kid, image::Zombie* z) {
+  std::vector<std::string> f;
+  try {
+    f = proc::read_stat_fields(kid);
+  } catch (const Error&) {
+    return false;
+  }
+  // state, exit_signal (field 38), exit_code (field 52: the wait status)
+  if (f.size() < 50 || f[0] != "Z" || field(f, 38) != SIGCHLD) return false;
+  std::string nspid = proc::read_status(cat("/proc/", kid))["NSpid"];
+  auto ids = numbers(nspid);
+  if (ids.empty()) return false;
+  z->pid = static_cast<int>(ids.back());
+  z->status = static_cast<int>(field(f, 52));
+  return true;
+}
+
+// Things a single-process image cannot hold: refuse them by name. Children
+// that have exited are recorded instead.
+void refuse_unsupported(pid_t pid, proc::Seizure& seizure, std::vector<image::Zombie>& zombies) {
   const auto& threads = seizure.threads();
   // What a killed thaw checkpoint left of its copy goes first.
   proc::CowFork::reap_leftovers(seizure);
-  std::vector<pid_t> children = proc::list_children(pid);
+  std::vector<pid_t> children;
+  for (pid_t kid : proc::list_children(pid)) {
+    image::Zombie z;
+    if (zombie_of(kid, &z))
+      zombies.push_back(z);
+    else
+      children.push_back(kid);
+  }
   if (!children.empty()) {
     // A zombie with no exit signal may be a copy a thaw killed right after
     // the fork left, before it was named (proc/cow_fork.h): say so, thaw
@@ -141,7 +172,7 @@ void refuse_what_restore_would_change(pid_t pid, const std::vector<proc::Tracee>
 }  // namespace
 
 void dump_process(CheckpointContext& c) {
-  refuse_unsupported(c.pid, c.seizure);
+  refuse_unsupported(c.pid, c.seizure, c.m.process.zombies);
   refuse_what_restore_would_change(c.pid, c.seizure.threads());
   auto& p = c.m.process;
   std::string dir = cat("/proc/", c.pid);
@@ -247,6 +278,47 @@ void restore_process_early(RestoreContext& r) {
   if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
   if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
     fail_errno("make it lead a process group of its own, as it did");
+}
+
+namespace {
+
+// The made-again child's end: its recorded wait status (a signal's death
+// without a core file; the core flag is lost).
+[[noreturn]] void end_as(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    ::prctl(PR_SET_DUMPABLE, 0);  // no core file, nor a crash reporter started for it
+    ::signal(sig, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, sig);
+    ::sigprocmask(SIG_UNBLOCK, &s, nullptr);
+    ::kill(::getpid(), sig);
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+}
+
+}  // namespace
+
+void restore_zombies(RestoreContext& r) {
+  const auto& zombies = r.m.process.zombies;
+  for (const auto& z : zombies) {
+    pid_t kid = clone_with_pid(z.pid);
+    if (kid < 0) fail_errno("make child ", z.pid, " (which had exited) again");
+    if (kid == 0) end_as(z.status);
+    // Left unreaped (WNOWAIT): the restored process's wait reaps it.
+    siginfo_t info{};
+    if (::waitid(P_PID, kid, &info, WEXITED | WNOWAIT) != 0) fail_errno("wait for child ", z.pid, " to end");
+  }
+  if (zombies.empty()) return;
+  // Their ends queued a SIGCHLD (every signal is blocked here) the original
+  // had already had; the image's own pending signals come later.
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  timespec now{};
+  while (::sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
+  }
 }
 
 void restore_fd_limit(RestoreContext& r) {

@@ -13,6 +13,9 @@ namespace thaw::engine {
 void dump_process(CheckpointContext& c);
 void restore_process_early(RestoreContext& r);   // in the new process, before fds
 void restore_fd_limit(RestoreContext& r);        // the open-files limit, once no fd is opened any more
+void restore_zombies(RestoreContext& r);         // in the new process, first: its children that had exited
+// clone3 with the given pid in the innermost pid namespace (a fork otherwise).
+pid_t clone_with_pid(pid_t pid);
 void plan_process(RestoreContext& r);            // mm fields, exe, creds for the restorer
 
 // signals.cpp: actions and process-wide pending signals.
