@@ -70,6 +70,7 @@ class PendingCall:
         self.keep_connection = False  # True: leave the connection in kept_conn
         self.kept_conn = None
         self.call_id = None
+        self.lost = None  # why the connection failed: said again by later waits
         self._lock = threading.Lock()
 
     def wait(self, timeout=None):
@@ -79,7 +80,7 @@ class PendingCall:
             if self.reply is not None:
                 return self.reply
             if self.conn is None:
-                raise ThawConnectionError(f"call {self.id} was cancelled")
+                raise ThawConnectionError(self.lost or f"call {self.id} was cancelled")
             if self.get_msg is not None:
                 self.conn.send(self.get_msg)
                 self.get_msg = None
@@ -97,7 +98,7 @@ class PendingCall:
             while True:
                 with self._lock:
                     if self.conn is None:
-                        raise ThawConnectionError(f"call {self.id} was cancelled")
+                        raise ThawConnectionError(self.lost or f"call {self.id} was cancelled")
                     msg = self._recv(None, None)
                     if msg.get("type") != "yield":
                         final = self._finish(msg)
@@ -121,20 +122,24 @@ class PendingCall:
                 raise ThawTimeoutError(f"no result for call {self.id} within {timeout} s") \
                     from None
             except OSError as e:
-                self.conn.close()
-                raise ThawConnectionError(f"thaw runtime connection failed while waiting "
-                                          f"for call {self.id}: {e}") from None
+                self._lose(f"thaw runtime connection failed while waiting for call {self.id}: {e}")
             if msg is None:
                 # Never sent again: the runtime may have read it and run it
                 # (an idle connection it had closed is not used, _acquire).
-                self.conn.close()
-                raise ThawConnectionError(
-                    f"thaw runtime closed the connection before answering call {self.id}: it stopped or "
-                    f"died while the call was under way, which may have run in part or in full")
+                self._lose(f"thaw runtime closed the connection before answering call {self.id}: it "
+                           f"stopped or died while the call was under way, which may have run in "
+                           f"part or in full")
             if msg.get("type") in ("result", "spawned", "yield") and \
                     msg.get("id") not in (None, self.id):
                 continue  # not ours (should not happen on a private connection)
             return msg
+
+    def _lose(self, why):
+        # Later waits say the same, rather than reading a closed fd (EBADF).
+        self.conn.close()
+        self.conn = None
+        self.lost = why
+        raise ThawConnectionError(why) from None
 
     def _finish(self, msg):
         self.reply = msg

@@ -139,6 +139,28 @@ def test_socket_connection_reads_frames_across_chunks_and_timeouts(tmp_path):
     srv.close()
 
 
+def test_socket_connection_polls_with_timeout_zero(tmp_path):
+    # FunctionCall.get(timeout=0) polls: a non-blocking socket's EAGAIN is
+    # "nothing yet", not a failed connection.
+    path = str(tmp_path / "s.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    conn = _protocol.SocketConnection(path)
+    peer, _ = srv.accept()
+    with pytest.raises(TimeoutError):
+        conn.recv(timeout=0)
+    data = _protocol.encode({"n": 1})
+    peer.sendall(data[:3])  # part of a header
+    with pytest.raises(TimeoutError):
+        conn.recv(timeout=0)
+    peer.sendall(data[3:])
+    assert conn.recv(timeout=10) == {"n": 1}
+    peer.close()
+    conn.close()
+    srv.close()
+
+
 def test_framing_rejects_non_object_and_truncated():
     a, b = socket.socketpair()
     body = b"[1,2]"
@@ -1462,6 +1484,8 @@ def test_spawn_get_timeout(write_app, runtime):
         call = mod.sleepy.spawn(1.5)
         with pytest.raises(thaw.exception.TimeoutError):
             call.get(timeout=0.2)
+        with pytest.raises(thaw.exception.TimeoutError):
+            call.get(timeout=0)  # polls; the call goes on
         assert call.get(timeout=30) == 1.5
 
 
