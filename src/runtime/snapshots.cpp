@@ -9,6 +9,7 @@
 
 #include "container/fsutil.h"
 #include "engine/engine.h"
+#include "runtime/disk_full.h"
 
 namespace thaw::runtime {
 
@@ -49,6 +50,8 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   try {
     st = engine::checkpoint({pid, fresh, true});
   } catch (const std::exception& e) {
+    // Recorded as the reason its version cold-starts: say what fixes it.
+    if (is_disk_full(e.what())) throw CheckpointRefused(cat(e.what(), "; ", disk_full_advice(ctx_.store.home())));
     throw CheckpointRefused(e.what());
   }
   double ckpt_s = since(t1);

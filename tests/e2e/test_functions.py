@@ -1111,6 +1111,53 @@ def test_unknown_method_is_refused_before_any_container_starts(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_full_disk_under_thaw_home_fails_cleanly_and_says_what_to_do(thaw):
+    # THAW_HOME on a tmpfs too small for plain.py's snapshot (~14 MiB),
+    # later full: the deploy says the disk is full (not "checkpoint
+    # refused"), leaves no partial image or version behind, and a deploy
+    # once there is room takes the snapshot.
+    small = thaw.tmp / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
+    try:
+        thaw.home = small / "home"
+        thaw.env["THAW_HOME"] = str(thaw.home)
+        cp = thaw.deploy(APPS / "plain.py")
+        advice = f"the disk holding THAW_HOME ({thaw.home}) is full: free space there"
+        assert "memory snapshot of e2e-plain.square could not be written:" in cp.stderr, cp.stderr
+        assert advice in cp.stderr, cp.stderr
+        assert "square (function): no memory snapshot (no space left under THAW_HOME)" in cp.stdout, cp.stdout
+        left = [p.name for k in thaw.snapshot_keys() for p in (thaw.home / "snapshots" / k).iterdir()]
+        assert left == ["meta.json"], left
+        value, log, _ = thaw.call("e2e-plain", "square", 7)
+        assert value["value"] == 49 and COLD in log
+        assert "No memory snapshot for e2e-plain.square (creating it failed:" in log and advice in log, log
+
+        with open(small / "fill", "wb") as f:  # the rest of the disk
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        cp = thaw.run("deploy", APPS / "plain.py", check=False, timeout=DEPLOY_TIMEOUT)
+        assert cp.returncode != 0
+        assert "could not store version 2:" in cp.stderr and advice in cp.stderr, cp.stderr
+        assert not (thaw.home / "apps" / "e2e-plain" / "v2").exists()
+        history = thaw.run("app", "history", "e2e-plain").stdout
+        assert "broken" not in history and "v2" not in history, history
+
+        (small / "fill").unlink()
+        subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
+        cp = thaw.deploy(APPS / "plain.py")
+        assert "Deployed app e2e-plain version 2." in cp.stdout and "Memory snapshot created in" in cp.stderr
+        value, log, _ = thaw.call("e2e-plain", "square", 8)
+        assert value["value"] == 64 and RESTORING in log, log
+    finally:
+        thaw.cleanup()
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
 def test_a_changed_sdk_gives_a_new_snapshot(thaw):
     # The worker loop (thaw's Python package) is in every snapshot's memory:
     # a snapshot made with other SDK code must not be restored.
