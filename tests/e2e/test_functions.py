@@ -1111,6 +1111,25 @@ def test_unknown_method_is_refused_before_any_container_starts(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_function_called_as_a_class_is_refused_before_any_container_starts(thaw):
+    # --method on a function used to start (or restore) a container, whose
+    # worker then failed with a traceback of thaw's own code; --params was
+    # dropped without a word.
+    thaw.deploy(APPS / "plain.py")
+    cp = thaw.run("call", "e2e-plain", "square", "--args", "[3]", "--method", "run", check=False)
+    assert cp.returncode != 0
+    assert ("'square' of app 'e2e-plain' is a function, not a class: it has no method 'run'; call it without "
+            "one (with thaw call: drop --method)") in cp.stderr, cp.stderr
+    assert "Traceback" not in cp.stderr and RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    cp = thaw.run("call", "e2e-plain", "square", "--args", "[3]", "--params", '{"size": 2}', check=False)
+    assert cp.returncode != 0
+    assert "'square' of app 'e2e-plain' is a function, not a class: it takes no class parameters" in cp.stderr
+    assert RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    value, _, _ = thaw.call("e2e-plain", "square", 3)
+    assert value["value"] == 9
+    thaw.assert_containers_gone()
+
+
 def test_a_full_disk_under_thaw_home_fails_cleanly_and_says_what_to_do(thaw):
     # THAW_HOME on a tmpfs too small for plain.py's snapshot (~14 MiB),
     # later full: the deploy says the disk is full (not "checkpoint
