@@ -693,9 +693,11 @@ def test_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_PASSWORD", "pw")
     s = modal.Secret.from_name("db", required_keys=["MY_PASSWORD"])
     assert s.resolve() == {"MY_PASSWORD": "pw"}
-    with pytest.raises(NotFoundError, match="nothere"):
+    # Each error names the command that fixes it.
+    with pytest.raises(NotFoundError, match=r"nothere' not found: create it with `thaw secret create nothere"):
         modal.Secret.from_name("nothere").resolve()
-    with pytest.raises(NotFoundError, match="lacks required keys"):
+    with pytest.raises(NotFoundError, match=r"lacks required keys: NOPE \(it has: KEY, OTHER\); add "
+                                            r"them with `thaw secret create api KEY=VALUE ... --force`"):
         modal.Secret.from_name("api", required_keys=["NOPE"]).resolve()
     d = modal.Secret.from_name("api").describe()
     assert d["keys"] == ["KEY", "OTHER"] and "s3cr3t-value" not in json.dumps(d)
