@@ -122,6 +122,10 @@ int deploy(Runtime& rt, const DeployOptions& o) {
                  {"code", code},            {"introspection", app.raw},  {"functions", functions}};
   if (!o.source_file.empty()) record["source_file"] = o.source_file;
   if (o.rollback_of > 0) record["rollback_of"] = o.rollback_of;
+  // Until the deploy finishes: one killed (SIGKILL, a crash, the machine
+  // going down) leaves this, so that `thaw app history` does not list it
+  // as an ordinary earlier version and rollbacks pass it by.
+  record["unfinished"] = true;
   with_disk_advice(ctx, version, [&] { ctx.store.write_version(app.name, version, record); });
   draft.keep();
 
@@ -167,6 +171,8 @@ int deploy(Runtime& rt, const DeployOptions& o) {
       return 1;
     }
   }
+  record.erase("unfinished");
+  ctx.store.write_version(app.name, version, record);
   ctx.store.set_current(app.name, version);
 
   if (previous) {
