@@ -157,6 +157,52 @@ def _leave_when_runtime_gone(fd, busy):
     os._exit(1)
 
 
+class _LeaveIfRuntimeGoesWhileStarting:
+    """While the global scope and @enter(snap=True) run (a model's load: a
+    minute, or for ever if it waits on something), the main thread reads
+    nothing from the control channel: a runtime killed then (`thaw deploy`
+    or `thaw call` under SIGKILL) would leave the container running until
+    they end. A thread watches for the channel's hang-up meanwhile and ends
+    the container at once; it is stopped and joined before the snapshot,
+    which so holds no thread or fd of it."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __enter__(self):
+        self.wake_r, self.wake_w = os.pipe()
+        self.thread = threading.Thread(target=self._watch, name="thaw-startup-watch", daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self):
+        poller = select.poll()
+        poller.register(self.fd, 0)  # POLLHUP and POLLERR are reported regardless
+        poller.register(self.wake_r, select.POLLIN)
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                if fd == self.wake_r:
+                    return
+                if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    try:  # stderr was the runtime's pipe too: it may be gone with it
+                        print("thaw worker: the runtime has gone (its control channel closed) "
+                              "while the container started; leaving", file=sys.stderr)
+                    except OSError:
+                        pass
+                    os._exit(1)
+
+    def __exit__(self, *exc):
+        os.write(self.wake_w, b"x")
+        self.thread.join()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        return False
+
+
 def reseed(seed):
     """Reseed Python's, NumPy's and torch's default generators (when loaded)."""
     seed = int(seed)
@@ -884,9 +930,10 @@ class Worker:
     def run(self):
         """The whole lifecycle; returns the exit status."""
         try:
-            self.load()
-            warnings_ = self.check_image()
-            self.enter_snapshot_phase()
+            with _LeaveIfRuntimeGoesWhileStarting(self.chan.fd):
+                self.load()
+                warnings_ = self.check_image()
+                self.enter_snapshot_phase()
             if self.instance_error:
                 warnings_.append(f"class '{self.target_name}' needs parameters "
                                  f"({self.instance_error}); its @enter hooks run per parameter "
