@@ -577,6 +577,17 @@ def test_image_check_names_the_debian_package(monkeypatch):
     assert "torch" not in text.replace("transformers", "")  # torch is present
 
 
+def test_a_failed_image_import_says_where_functions_run_once():
+    img = modal.Image.debian_slim().pip_install("transformers")
+    with pytest.raises(MissingPackageError) as ei:
+        with img.imports():
+            raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
+    text = str(ei.value)
+    assert text.count("host's") == 1 and ".." not in text, text
+    assert text.endswith("Debian 12 does not package 'transformers': make 'transformers' importable for "
+                         "/usr/bin/python3 some other way, or remove it from the Image."), text
+
+
 def test_image_check_passes_for_host_packages_and_warns_on_versions():
     img = modal.Image.debian_slim().pip_install("torch", "numpy>=99")
     warns = img.check()
