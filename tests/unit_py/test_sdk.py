@@ -652,7 +652,7 @@ def test_volume_directories(tmp_path):
     assert (entry.path, entry.type, entry.size) == ("a.txt", FileEntryType.FILE, 1)
     assert vol.commit() is None and vol.reload() is None
     assert "bind-mounted" in modal.Volume.commit.__doc__
-    with pytest.raises(NotFoundError, match="create_if_missing"):
+    with pytest.raises(NotFoundError, match="create it with `thaw volume create missing`.*create_if_missing"):
         modal.Volume.from_name("missing").ensure()
 
 
