@@ -1177,6 +1177,23 @@ def test_a_full_disk_under_thaw_home_fails_cleanly_and_says_what_to_do(thaw):
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 
+def test_a_snapshot_image_without_its_record_is_made_again(thaw):
+    # meta.json holds the CPU flags a restore is checked against and whose
+    # snapshot it is (for retiring it): an image without one (a creator
+    # that died between the two, before the record went first) is made
+    # again, not restored unchecked and left unowned.
+    thaw.deploy(APPS / "plain.py")
+    [key] = thaw.snapshot_keys()
+    (thaw.home / "snapshots" / key / "meta.json").unlink()
+    value, log, _ = thaw.call("e2e-plain", "square", 5)
+    assert value["value"] == 25
+    assert CREATING in log and RESTORING in log, log
+    meta = thaw.meta(key)
+    assert meta["app"] == "e2e-plain" and meta["function"] == "square" and meta["cpu_flags"], meta
+    listing = thaw.run("snapshot", "ls").stdout
+    assert "e2e-plain.square" in listing and "?.?" not in listing, listing
+
+
 def test_a_changed_sdk_gives_a_new_snapshot(thaw):
     # The worker loop (thaw's Python package) is in every snapshot's memory:
     # a snapshot made with other SDK code must not be restored.
