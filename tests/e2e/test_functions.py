@@ -1194,6 +1194,20 @@ def test_a_snapshot_image_without_its_record_is_made_again(thaw):
     assert "e2e-plain.square" in listing and "?.?" not in listing, listing
 
 
+def test_snapshot_rm_needs_a_key(thaw):
+    # An empty "prefix" matched every key, so with one snapshot in the store
+    # `thaw snapshot rm "$KEY"` (KEY unset) removed it.
+    thaw.deploy(APPS / "plain.py")
+    [key] = thaw.snapshot_keys()
+    for bad in ("", "E2E-PLAIN", "../x"):
+        cp = thaw.run("snapshot", "rm", bad, check=False)
+        assert cp.returncode != 0 and f"'{bad}' is not a snapshot key" in cp.stderr, cp.stderr
+    assert thaw.snapshot_keys() == [key]
+    cp = thaw.run("snapshot", "rm", key[:6])
+    assert f"Removed snapshot {key}." in cp.stdout
+    assert thaw.snapshot_keys() == []
+
+
 def test_a_changed_sdk_gives_a_new_snapshot(thaw):
     # The worker loop (thaw's Python package) is in every snapshot's memory:
     # a snapshot made with other SDK code must not be restored.
