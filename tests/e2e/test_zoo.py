@@ -655,18 +655,21 @@ def test_unsupported_tcp(zoo, thaw_bin):
     _assert_same(expected, rc, out, err, "unsupported_tcp after failed checkpoint")
 
 
-@pytest.mark.parametrize("kind", ["running", "zombie"])
+@pytest.mark.parametrize("kind", ["running", "zombie", "exited"])
 def test_unsupported_children(zoo, thaw_bin, kind):
     """A process with a child is refused (process trees), and survives. A
     zombie child with no exit signal, what a killed thaw checkpoint leaves
-    of its copy-on-write copy, is pointed out as such."""
-    args = ["zombie"] if kind == "zombie" else []
+    of its copy-on-write copy, is pointed out as such; so is a child that
+    exited and was never waited for, with what to do."""
+    args = [kind] if kind != "running" else []
     expected = zoo.run_uninterrupted("unsupported_children", *args)
     p = zoo.start("unsupported_children", *args)
     cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
     assert cp.returncode != 0, f"checkpoint of a process with a child succeeded:\n{cp.stderr}"
     assert "process trees are not supported" in cp.stderr, cp.stderr
     assert ("zombie with no exit signal" in cp.stderr) == (kind == "zombie"), cp.stderr
+    assert ("has exited but was never waited for: wait for it" in cp.stderr) == (kind == "exited"), cp.stderr
+    assert ("Stop child processes and wait for them" in cp.stderr) == (kind == "running"), cp.stderr
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "unsupported_children after failed checkpoint")

@@ -59,7 +59,13 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
         hint = cat(" Child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was killed "
                    "leaves its copy of the process: it goes when the process waits for it (waitpid with "
                    "__WCLONE) or ends.");
+      else if (!f.empty() && f[0] == "Z" && hint.empty())
+        // The usual one: a program that started a command and never asked
+        // how it ended (a Python subprocess.Popen never wait()ed or poll()ed).
+        hint = cat(" Child ", kid, " has exited but was never waited for: wait for it (waitpid; Popen.wait() ",
+                   "in Python) before the checkpoint.");
     }
+    if (hint.empty()) hint = " Stop child processes and wait for them before the checkpoint, or start them after.";
     fail("process ", pid, " has child processes (", kids,
          "); process trees are not supported yet: checkpoint a process without children.", hint);
   }
