@@ -22,8 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-from ._protocol import SocketConnection
+from ._protocol import MAX_FRAME, MessageTooLarge, SocketConnection
 from .exception import ConnectionError as ThawConnectionError
+from .exception import InvalidError
 from .exception import TimeoutError as ThawTimeoutError
 
 _ids = itertools.count(1)
@@ -195,6 +196,12 @@ class Client:
         conn, reused = self._acquire()
         try:
             conn.send(msg)
+        except MessageTooLarge as e:
+            self._release(conn)  # refused before a byte was written
+            raise InvalidError(
+                f"the call's arguments are {e.size} bytes once pickled, over thaw's limit of "
+                f"{MAX_FRAME >> 20} MiB per call: pass large data through a Volume (or a path "
+                f"to a file) instead") from None
         except OSError:
             if not reused:
                 conn.close()

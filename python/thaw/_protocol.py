@@ -33,6 +33,15 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame or message."""
 
 
+class MessageTooLarge(ProtocolError):
+    """A message over MAX_FRAME, refused before any of it is written (so the
+    connection can go on): .size is its length in bytes."""
+
+    def __init__(self, size):
+        super().__init__(f"message of {size} bytes is over thaw's limit of {MAX_FRAME >> 20} MiB")
+        self.size = size
+
+
 def finite(obj):
     """obj with every NaN or infinite float (which JSON cannot hold, and the
     runtime's parser rightly refuses) replaced by the string Python's json
@@ -86,13 +95,13 @@ def encode_parts(msg):
     if not blobs:
         body = _text(msg)
         if len(body) > MAX_FRAME:
-            raise ProtocolError(f"message of {len(body)} bytes is too large to send")
+            raise MessageTooLarge(len(body))
         return [HEADER.pack(len(body)) + body]
     text_msg["$blobs"] = [[at, len(b) if not isinstance(b, memoryview) else b.nbytes] for at, b in blobs]
     body = _text(text_msg)
     total = sum(n for _, n in text_msg["$blobs"])
     if len(body) + total > MAX_FRAME:
-        raise ProtocolError(f"message of {len(body) + total} bytes is too large to send")
+        raise MessageTooLarge(len(body) + total)
     return [HEADER.pack(len(body) | BLOBS_FLAG) + HEADER.pack(total) + body] + [b for _, b in blobs]
 
 

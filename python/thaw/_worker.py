@@ -42,7 +42,7 @@ from ._config import inputs_at_once
 from ._functions import PARAMS_KEY, Cls, class_params, param_value
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
-from ._protocol import Channel, ProtocolError, dump_payload, load_payload
+from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
 from .exception import (DeprecatedWarning, FunctionTimeoutError, InputCancellation, InvalidError,
                         UnsupportedWarning)
 
@@ -789,7 +789,15 @@ class Worker:
             call["answered"] = True
             if leaving:
                 self.leaving = leaving
-        self.send(reply)
+        try:
+            self.send(reply)
+        except MessageTooLarge as e:
+            # Refused before a byte was written: the channel goes on, and
+            # the caller learns why rather than that the container died.
+            self.send({"type": "result", "id": reply.get("id"), "ok": False, "traceback": "",
+                       "error": f"the function's result is {e.size} bytes once pickled, over "
+                                f"thaw's limit of {MAX_FRAME >> 20} MiB per message: return less, "
+                                f"or write it to a Volume and return its path"})
 
     def serve(self):
         """Answer calls until shutdown (or the channel closes)."""

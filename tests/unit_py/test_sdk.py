@@ -19,7 +19,7 @@ import pytest
 
 import thaw
 import thaw as modal
-from thaw import _loader, _packages, _protocol
+from thaw import _loader, _packages, _protocol, _worker
 from thaw.volume import FileEntryType
 from thaw.exception import (DeprecatedWarning, FunctionTimeoutError, InvalidError,
                             MissingPackageError, NotFoundError, UnsupportedWarning)
@@ -159,6 +159,22 @@ def test_socket_connection_polls_with_timeout_zero(tmp_path):
     peer.close()
     conn.close()
     srv.close()
+
+
+def test_a_result_over_the_message_limit_fails_its_call_not_the_channel(monkeypatch):
+    # It used to end the worker ("control channel error"), and the caller
+    # learnt only that the container had exited.
+    monkeypatch.setattr(_protocol, "MAX_FRAME", 1000)
+    a, b = socket.socketpair()
+    w = _worker.Worker(_protocol.Channel(a.fileno()), env={})
+    w._answer({}, {"type": "result", "id": 7, "ok": True, "payload": b"x" * 5000})
+    reply = _protocol.recv_msg(b)
+    assert reply["id"] == 7 and reply["ok"] is False
+    assert "result is 5" in reply["error"] and "over thaw's limit" in reply["error"], reply
+    w.send({"type": "result", "id": 8, "ok": True})  # the channel goes on
+    assert _protocol.recv_msg(b)["id"] == 8
+    a.close()
+    b.close()
 
 
 def test_framing_rejects_non_object_and_truncated():
@@ -1500,6 +1516,18 @@ def test_spawn_get_timeout(write_app, runtime):
         with pytest.raises(thaw.exception.TimeoutError):
             call.get(timeout=0)  # polls; the call goes on
         assert call.get(timeout=30) == 1.5
+
+
+def test_arguments_over_the_message_limit_are_refused_clearly(write_app, runtime, monkeypatch):
+    path = write_app("client_app_large", CLIENT_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        assert mod.sleepy.remote(0) == 0
+        monkeypatch.setattr(_protocol, "MAX_FRAME", 100_000)
+        with pytest.raises(thaw.exception.InvalidError, match=r"arguments are \d+ bytes once pickled, over "
+                                                              r"thaw's limit .* through a Volume"):
+            mod.sleepy.remote(b"x" * 200_000)
+        assert mod.sleepy.remote(0) == 0  # its connection was not spoilt
 
 
 def test_deployed_lookup_and_not_found(write_app, runtime):
