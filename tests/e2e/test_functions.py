@@ -866,6 +866,16 @@ def test_snapshot_ls_shows_the_version_of_a_failed_creation(thaw):
     thaw.assert_containers_gone()
 
 
+def test_an_open_deleted_file_in_the_snapshot_phase_is_refused_with_what_to_do(thaw):
+    cp = thaw.deploy(APPS / "temp_file.py")
+    assert "the file was deleted while open" in cp.stderr, cp.stderr
+    assert "close it before the checkpoint (an anonymous temporary file, such as Python's " \
+           "tempfile.TemporaryFile(), is one)" in cp.stderr, cp.stderr
+    value, log, _ = thaw.call("e2e-temp-file", "Scratch", method="read")
+    assert value == "scratch" and COLD in log
+    thaw.assert_containers_gone()
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
