@@ -876,6 +876,15 @@ def test_an_open_deleted_file_in_the_snapshot_phase_is_refused_with_what_to_do(t
     thaw.assert_containers_gone()
 
 
+def test_a_container_killed_while_starting_says_so(thaw):
+    thaw.deploy(APPS / "dies_starting.py")
+    cp = thaw.run("call", "e2e-dies-starting", "never", check=False)
+    assert cp.returncode != 0
+    assert ("the container exited: killed by SIGKILL (status 137) before the worker sent 'ready'"
+            in cp.stderr), cp.stderr
+    assert "Connection reset by peer" not in cp.stderr, cp.stderr
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
