@@ -1556,6 +1556,9 @@ except Exception as e:
                         timeout=CALL_TIMEOUT)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.startswith("ExecutionError") and "(e2e-jobs.job) was lost" in cp.stdout, cp.stdout
+    # Not only "use thaw serve": a thaw serve that was killed loses calls too.
+    assert "(it was stopped or killed; the runtime the SDK starts for a script ends with that script)" \
+        in cp.stdout, cp.stdout
     # The container does not run on without its runtime: its worker leaves
     # (the input's result has nowhere to go), and the restore shells with it.
     def ours():
