@@ -22,8 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-from ._protocol import SocketConnection
+from ._protocol import MAX_FRAME, MessageTooLarge, SocketConnection
 from .exception import ConnectionError as ThawConnectionError
+from .exception import InvalidError
 from .exception import TimeoutError as ThawTimeoutError
 
 _ids = itertools.count(1)
@@ -70,6 +71,7 @@ class PendingCall:
         self.keep_connection = False  # True: leave the connection in kept_conn
         self.kept_conn = None
         self.call_id = None
+        self.lost = None  # why the connection failed: said again by later waits
         self._lock = threading.Lock()
 
     def wait(self, timeout=None):
@@ -79,7 +81,7 @@ class PendingCall:
             if self.reply is not None:
                 return self.reply
             if self.conn is None:
-                raise ThawConnectionError(f"call {self.id} was cancelled")
+                raise ThawConnectionError(self.lost or f"call {self.id} was cancelled")
             if self.get_msg is not None:
                 self.conn.send(self.get_msg)
                 self.get_msg = None
@@ -97,7 +99,7 @@ class PendingCall:
             while True:
                 with self._lock:
                     if self.conn is None:
-                        raise ThawConnectionError(f"call {self.id} was cancelled")
+                        raise ThawConnectionError(self.lost or f"call {self.id} was cancelled")
                     msg = self._recv(None, None)
                     if msg.get("type") != "yield":
                         final = self._finish(msg)
@@ -121,20 +123,24 @@ class PendingCall:
                 raise ThawTimeoutError(f"no result for call {self.id} within {timeout} s") \
                     from None
             except OSError as e:
-                self.conn.close()
-                raise ThawConnectionError(f"thaw runtime connection failed while waiting "
-                                          f"for call {self.id}: {e}") from None
+                self._lose(f"thaw runtime connection failed while waiting for call {self.id}: {e}")
             if msg is None:
                 # Never sent again: the runtime may have read it and run it
                 # (an idle connection it had closed is not used, _acquire).
-                self.conn.close()
-                raise ThawConnectionError(
-                    f"thaw runtime closed the connection before answering call {self.id}: it stopped or "
-                    f"died while the call was under way, which may have run in part or in full")
+                self._lose(f"thaw runtime closed the connection before answering call {self.id}: it "
+                           f"stopped or died while the call was under way, which may have run in "
+                           f"part or in full")
             if msg.get("type") in ("result", "spawned", "yield") and \
                     msg.get("id") not in (None, self.id):
                 continue  # not ours (should not happen on a private connection)
             return msg
+
+    def _lose(self, why):
+        # Later waits say the same, rather than reading a closed fd (EBADF).
+        self.conn.close()
+        self.conn = None
+        self.lost = why
+        raise ThawConnectionError(why) from None
 
     def _finish(self, msg):
         self.reply = msg
@@ -190,6 +196,12 @@ class Client:
         conn, reused = self._acquire()
         try:
             conn.send(msg)
+        except MessageTooLarge as e:
+            self._release(conn)  # refused before a byte was written
+            raise InvalidError(
+                f"the call's arguments are {e.size} bytes once pickled, over thaw's limit of "
+                f"{MAX_FRAME >> 20} MiB per call: pass large data through a Volume (or a path "
+                f"to a file) instead") from None
         except OSError:
             if not reused:
                 conn.close()

@@ -167,9 +167,10 @@ def debian_advice(pip_name=None, module=None):
     req = Requirement(pip_name)
     deb = req.debian
     if deb is None:
-        return (f"Debian 12 does not package '{req.name}'; thaw runs functions with the host's "
-                f"/usr/bin/python3, so make '{req.module}' importable there some other way "
-                f"(or remove it from the Image).")
+        # No closing period, and no word on where functions run: callers
+        # say that and end the sentence.
+        return (f"Debian 12 does not package '{req.name}': make '{req.module}' importable for "
+                f"/usr/bin/python3 some other way, or remove it from the Image")
     known = req.name in KNOWN
     return (f"install the Debian package {deb}: apt-get install -y {deb}"
             + ("" if known else " (if Debian packages it under that name; `apt-cache search "

@@ -33,6 +33,15 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame or message."""
 
 
+class MessageTooLarge(ProtocolError):
+    """A message over MAX_FRAME, refused before any of it is written (so the
+    connection can go on): .size is its length in bytes."""
+
+    def __init__(self, size):
+        super().__init__(f"message of {size} bytes is over thaw's limit of {MAX_FRAME >> 20} MiB")
+        self.size = size
+
+
 def finite(obj):
     """obj with every NaN or infinite float (which JSON cannot hold, and the
     runtime's parser rightly refuses) replaced by the string Python's json
@@ -86,13 +95,13 @@ def encode_parts(msg):
     if not blobs:
         body = _text(msg)
         if len(body) > MAX_FRAME:
-            raise ProtocolError(f"message of {len(body)} bytes is too large to send")
+            raise MessageTooLarge(len(body))
         return [HEADER.pack(len(body)) + body]
     text_msg["$blobs"] = [[at, len(b) if not isinstance(b, memoryview) else b.nbytes] for at, b in blobs]
     body = _text(text_msg)
     total = sum(n for _, n in text_msg["$blobs"])
     if len(body) + total > MAX_FRAME:
-        raise ProtocolError(f"message of {len(body) + total} bytes is too large to send")
+        raise MessageTooLarge(len(body) + total)
     return [HEADER.pack(len(body) | BLOBS_FLAG) + HEADER.pack(total) + body] + [b for _, b in blobs]
 
 
@@ -282,40 +291,48 @@ class SocketConnection:
     def recv(self, timeout=None):
         """The next message; None when the runtime closed the connection.
         Raises socket.timeout (TimeoutError) if none is complete in time; the
-        bytes read so far are kept, so a later recv() continues the frame."""
+        bytes read so far are kept, so a later recv() continues the frame.
+        timeout=0 polls."""
         self.sock.settimeout(timeout)
         try:
-            head = self._read_exact(HEADER.size)
-            if head is None:
-                return None
-            (n,) = HEADER.unpack(head)
-            blobs = 0
-            try:
-                if n & BLOBS_FLAG:
-                    n &= ~BLOBS_FLAG
-                    more = self._read_exact(HEADER.size)
-                    if more is None:
-                        raise ProtocolError("runtime closed the connection after a frame header")
-                    head += more
-                    (blobs,) = HEADER.unpack(more)
-            except BaseException:
-                self._buf[:0] = head  # keep the frame whole for a retry
-                raise
-            if n + blobs > MAX_FRAME:
-                raise ProtocolError(f"frame length {n + blobs} is out of range")
-            try:
-                frame = self._read_exact(n + blobs) if n + blobs else b""
-            except BaseException:
-                self._buf[:0] = head  # keep the frame whole for a retry
-                raise
-            if frame is None:
-                raise ProtocolError("runtime closed the connection after a frame header")
-            return decode_frame(frame[:n], frame[n:] if len(head) > HEADER.size else None)
+            return self._recv_frame()
+        except BlockingIOError:
+            # settimeout(0) makes the socket non-blocking: "nothing yet" is
+            # then EAGAIN, not a timeout, and must not read as a dead runtime.
+            raise TimeoutError("no complete message yet") from None
         finally:
             try:
                 self.sock.settimeout(None)
             except OSError:
                 pass
+
+    def _recv_frame(self):
+        head = self._read_exact(HEADER.size)
+        if head is None:
+            return None
+        (n,) = HEADER.unpack(head)
+        blobs = 0
+        try:
+            if n & BLOBS_FLAG:
+                n &= ~BLOBS_FLAG
+                more = self._read_exact(HEADER.size)
+                if more is None:
+                    raise ProtocolError("runtime closed the connection after a frame header")
+                head += more
+                (blobs,) = HEADER.unpack(more)
+        except BaseException:
+            self._buf[:0] = head  # keep the frame whole for a retry
+            raise
+        if n + blobs > MAX_FRAME:
+            raise ProtocolError(f"frame length {n + blobs} is out of range")
+        try:
+            frame = self._read_exact(n + blobs) if n + blobs else b""
+        except BaseException:
+            self._buf[:0] = head  # keep the frame whole for a retry
+            raise
+        if frame is None:
+            raise ProtocolError("runtime closed the connection after a frame header")
+        return decode_frame(frame[:n], frame[n:] if len(head) > HEADER.size else None)
 
     def idle_and_open(self):
         """For a connection kept between requests: True if the runtime has

@@ -106,12 +106,16 @@ class Secret:
             else:
                 home = thaw_home() / "secrets"
                 raise NotFoundError(
-                    f"Secret '{self.name}' not found: create {home}/{self.name}.env with "
-                    f"KEY=VALUE lines (or {self.name}.json), set THAW_SECRET_{self._var()} to a "
-                    f"JSON object, or list required_keys=[...] and set them in the environment")
+                    f"Secret '{self.name}' not found: create it with `thaw secret create "
+                    f"{self.name} KEY=VALUE ...` (as with `modal secret create`), or write "
+                    f"{home}/{self.name}.env with KEY=VALUE lines, set THAW_SECRET_{self._var()} to "
+                    f"a JSON object, or list required_keys=[...] and set them in the environment")
         missing = [k for k in self.required_keys if k not in env]
         if missing:
-            raise NotFoundError(f"Secret '{self.name}' lacks required keys: {', '.join(missing)}")
+            raise NotFoundError(
+                f"Secret '{self.name}' lacks required keys: {', '.join(missing)} (it has: "
+                f"{', '.join(sorted(env)) or 'none'}); add them with `thaw secret create "
+                f"{self.name} KEY=VALUE ... --force` (which replaces the secret: give every key)")
         return env
 
     def _var(self):

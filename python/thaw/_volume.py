@@ -146,8 +146,9 @@ class Volume:
             return self.path
         if not self.create_if_missing:
             raise NotFoundError(
-                f"Volume '{self.name}' does not exist ({self.path}); pass "
-                f"create_if_missing=True to Volume.from_name or create the directory")
+                f"Volume '{self.name}' does not exist ({self.path}): create it with "
+                f"`thaw volume create {self.name}` (as with `modal volume create`), or pass "
+                f"create_if_missing=True to Volume.from_name")
         self.path.mkdir(parents=True, exist_ok=True)
         return self.path
 

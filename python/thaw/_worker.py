@@ -42,7 +42,7 @@ from ._config import inputs_at_once
 from ._functions import PARAMS_KEY, Cls, class_params, param_value
 from ._loader import load_app_module, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
-from ._protocol import Channel, ProtocolError, dump_payload, load_payload
+from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
 from .exception import (DeprecatedWarning, FunctionTimeoutError, InputCancellation, InvalidError,
                         UnsupportedWarning)
 
@@ -155,6 +155,52 @@ def _leave_when_runtime_gone(fd, busy):
     except OSError:
         pass
     os._exit(1)
+
+
+class _LeaveIfRuntimeGoesWhileStarting:
+    """While the global scope and @enter(snap=True) run (a model's load: a
+    minute, or for ever if it waits on something), the main thread reads
+    nothing from the control channel: a runtime killed then (`thaw deploy`
+    or `thaw call` under SIGKILL) would leave the container running until
+    they end. A thread watches for the channel's hang-up meanwhile and ends
+    the container at once; it is stopped and joined before the snapshot,
+    which so holds no thread or fd of it."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __enter__(self):
+        self.wake_r, self.wake_w = os.pipe()
+        self.thread = threading.Thread(target=self._watch, name="thaw-startup-watch", daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self):
+        poller = select.poll()
+        poller.register(self.fd, 0)  # POLLHUP and POLLERR are reported regardless
+        poller.register(self.wake_r, select.POLLIN)
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                if fd == self.wake_r:
+                    return
+                if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    try:  # stderr was the runtime's pipe too: it may be gone with it
+                        print("thaw worker: the runtime has gone (its control channel closed) "
+                              "while the container started; leaving", file=sys.stderr)
+                    except OSError:
+                        pass
+                    os._exit(1)
+
+    def __exit__(self, *exc):
+        os.write(self.wake_w, b"x")
+        self.thread.join()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        return False
 
 
 def reseed(seed):
@@ -743,7 +789,15 @@ class Worker:
             call["answered"] = True
             if leaving:
                 self.leaving = leaving
-        self.send(reply)
+        try:
+            self.send(reply)
+        except MessageTooLarge as e:
+            # Refused before a byte was written: the channel goes on, and
+            # the caller learns why rather than that the container died.
+            self.send({"type": "result", "id": reply.get("id"), "ok": False, "traceback": "",
+                       "error": f"the function's result is {e.size} bytes once pickled, over "
+                                f"thaw's limit of {MAX_FRAME >> 20} MiB per message: return less, "
+                                f"or write it to a Volume and return its path"})
 
     def serve(self):
         """Answer calls until shutdown (or the channel closes)."""
@@ -884,9 +938,10 @@ class Worker:
     def run(self):
         """The whole lifecycle; returns the exit status."""
         try:
-            self.load()
-            warnings_ = self.check_image()
-            self.enter_snapshot_phase()
+            with _LeaveIfRuntimeGoesWhileStarting(self.chan.fd):
+                self.load()
+                warnings_ = self.check_image()
+                self.enter_snapshot_phase()
             if self.instance_error:
                 warnings_.append(f"class '{self.target_name}' needs parameters "
                                  f"({self.instance_error}); its @enter hooks run per parameter "

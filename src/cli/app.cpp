@@ -110,6 +110,9 @@ int app_history(Session& s, const std::string& app) {
       if (rec.contains("failed")) {
         state = "failed";
         note = rec.value("failed", "");
+      } else if (rec.contains("unfinished") && current != *it) {
+        state = "failed";
+        note = "the deploy stopped before it finished (killed?)";
       } else if (rec.value("rollback_of", 0) > 0) {
         note = cat("rollback to v", rec.value("rollback_of", 0));
       }
@@ -134,7 +137,7 @@ int rollback_app(Session& s, const std::string& app, const std::string& version_
   auto usable = [&](int v) {
     try {
       auto rec = store.read_version(app, v);
-      return !rec.contains("failed") && rec.contains("app_file");
+      return !rec.contains("failed") && !rec.contains("unfinished") && rec.contains("app_file");
     } catch (const std::exception&) {
       return false;
     }

@@ -15,6 +15,11 @@ namespace {
 
 // A key or an unambiguous prefix of one.
 std::string find_key(const runtime::Store& store, const std::string& prefix) {
+  // An empty prefix (`thaw snapshot rm "$KEY"` with KEY unset) would match
+  // every key, and so pick the only snapshot there is.
+  if (prefix.empty() || prefix.find_first_not_of("0123456789abcdef") != std::string::npos)
+    fail("'", prefix, "' is not a snapshot key: give a key, or the start of one, in hex as `thaw snapshot ls` ",
+         "lists them");
   std::vector<std::string> hits;
   for (const auto& k : store.snapshot_keys())
     if (k.rfind(prefix, 0) == 0) hits.push_back(k);

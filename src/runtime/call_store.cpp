@@ -166,9 +166,12 @@ json CallStore::wait(const std::string& id, std::optional<double> timeout_s, con
       lost = !running_.count(id);
     }
     if (lost)
+      // Which runtime it was is not kept: a `thaw serve` killed, or the one
+      // the SDK started for a script that has ended. Say both.
       return error_reply(id, cat("function call ", id, " (", rec->value("label", "?"), ") was lost: the thaw ",
-                                 "runtime running it stopped before it finished. Spawn it again; calls that ",
-                                 "must outlive the spawning process need a `thaw serve` runtime ",
+                                 "runtime running it stopped before it finished (it was stopped or killed; the ",
+                                 "runtime the SDK starts for a script ends with that script). Spawn it again; ",
+                                 "calls that must outlive the spawning process need a `thaw serve` runtime ",
                                  "(THAW_RUNTIME_SOCKET)"),
                          "lost");
     if ((deadline && Clock::now() >= *deadline) || gone()) return timeout;

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "container/fsutil.h"
+#include "runtime/disk_full.h"
 #include "runtime/introspect.h"
 #include "runtime/schedule.h"
 #include "runtime/web_front.h"
@@ -43,6 +44,40 @@ std::set<std::string> keys_of(const Context& ctx, const json& record) {
   return keys;
 }
 
+// Runs fn, which stores version `version`; a full disk fails the deploy
+// with what to do about it.
+template <typename Fn>
+auto with_disk_advice(Context& ctx, int version, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    if (!is_disk_full(e.what())) throw;
+    fail("could not store version ", version, ": ", e.what(), "; ", disk_full_advice(ctx.store.home()));
+  }
+}
+
+// A version's directory until its record is written: a deploy that fails
+// before then (a full disk, a module it cannot read) removes it again, so
+// that no version without a record is left for `thaw app history` to list
+// as broken for good. Nothing refers to it yet (it was never current).
+class VersionDraft {
+ public:
+  explicit VersionDraft(std::string dir) : dir_(std::move(dir)) {}
+  ~VersionDraft() {
+    if (dir_.empty()) return;
+    try {
+      container::remove_tree(dir_);
+    } catch (const std::exception&) {
+    }
+  }
+  VersionDraft(const VersionDraft&) = delete;
+  VersionDraft& operator=(const VersionDraft&) = delete;
+  void keep() { dir_.clear(); }
+
+ private:
+  std::string dir_;
+};
+
 }  // namespace
 
 int deploy(Runtime& rt, const DeployOptions& o) {
@@ -66,11 +101,12 @@ int deploy(Runtime& rt, const DeployOptions& o) {
   int version = ctx.store.next_version(app.name);
   std::string vdir = ctx.store.version_dir(app.name, version);
   auto under_way = ctx.store.mark_deploying(app.name, version);
+  VersionDraft draft(vdir);
   ctx.log.line("Deploying app " + app.name + " version " + std::to_string(version) + " (" +
                std::to_string(app.functions.size()) + " functions).");
 
   json code = hash_code(app);
-  std::string app_copy = copy_code(ctx, app, vdir + "/code");
+  std::string app_copy = with_disk_advice(ctx, version, [&] { return copy_code(ctx, app, vdir + "/code"); });
   json functions = json::object();
   for (const auto& f : app.functions) {
     if (f.gpu_snapshot() && !f.gpu().empty() && ctx.fingerprint.gpu.empty())
@@ -86,7 +122,12 @@ int deploy(Runtime& rt, const DeployOptions& o) {
                  {"code", code},            {"introspection", app.raw},  {"functions", functions}};
   if (!o.source_file.empty()) record["source_file"] = o.source_file;
   if (o.rollback_of > 0) record["rollback_of"] = o.rollback_of;
-  ctx.store.write_version(app.name, version, record);
+  // Until the deploy finishes: one killed (SIGKILL, a crash, the machine
+  // going down) leaves this, so that `thaw app history` does not list it
+  // as an ordinary earlier version and rollbacks pass it by.
+  record["unfinished"] = true;
+  with_disk_advice(ctx, version, [&] { ctx.store.write_version(app.name, version, record); });
+  draft.keep();
 
   std::vector<std::string> summary;
   for (const auto& f : app.functions) {
@@ -108,9 +149,12 @@ int deploy(Runtime& rt, const DeployOptions& o) {
       summary.push_back(cat("  ", f.name, " (", f.kind, "): memory snapshot ", t.key.substr(0, 12),
                             created ? " created in " + format_duration(s) : " (unchanged)"));
     } catch (const CheckpointRefused& e) {
-      ctx.log.line(cat("Warning: the memory snapshot of ", t.label(), " could not be taken: ", e.what()));
+      bool full = is_disk_full(e.what());
+      ctx.log.line(cat("Warning: the memory snapshot of ", t.label(), " could not be ", full ? "written" : "taken", ": ",
+                       e.what()));
       ctx.log.line("  The function is deployed and cold-starts without a snapshot.");
-      summary.push_back(cat("  ", f.name, " (", f.kind, "): no memory snapshot (checkpoint refused)"));
+      summary.push_back(cat("  ", f.name, " (", f.kind, "): no memory snapshot (",
+                            full ? "no space left under THAW_HOME" : "checkpoint refused", ")"));
     } catch (const std::exception& e) {
       // An interrupted deploy stopped the container: that is the reason, not
       // how the container ended.
@@ -127,6 +171,8 @@ int deploy(Runtime& rt, const DeployOptions& o) {
       return 1;
     }
   }
+  record.erase("unfinished");
+  ctx.store.write_version(app.name, version, record);
   ctx.store.set_current(app.name, version);
 
   if (previous) {

@@ -141,6 +141,14 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
   if (t.fn.kind == "class" && !methods.empty() && std::find(methods.begin(), methods.end(), method) == methods.end())
     return error_reply(id, cat("class '", t.fn.name, "' of app '", t.app, "' has no @method() named '", method,
                                "' (it has: ", have, ")"));
+  // Likewise a function called as a class: its worker would only fail (or,
+  // for parameters, drop them) once a container had started.
+  if (t.fn.kind != "class" && !method.empty())
+    return error_reply(id, cat("'", t.fn.name, "' of app '", t.app, "' is a function, not a class: it has no method '",
+                               method, "'; call it without one (with thaw call: drop --method)"));
+  if (auto p = msg.find("params"); t.fn.kind != "class" && p != msg.end() && p->is_object() && !p->empty())
+    return error_reply(id, cat("'", t.fn.name, "' of app '", t.app, "' is a function, not a class: it takes no ",
+                               "class parameters; pass arguments instead (with thaw call: --args/--kwargs, not --params)"));
   YieldSink forward;
   if (on_yield) {
     forward = [&](const json& m) {

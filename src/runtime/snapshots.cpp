@@ -10,6 +10,7 @@
 #include "container/fsutil.h"
 #include "container/init.h"
 #include "engine/engine.h"
+#include "runtime/disk_full.h"
 
 namespace thaw::runtime {
 
@@ -31,6 +32,13 @@ std::string mib(uint64_t bytes) {
 }
 
 }  // namespace
+
+bool Snapshots::complete(const std::string& key, const json& meta) const {
+  // An image without its record (one made before the record went first,
+  // cut short by a crash; or a meta.json lost) is made again rather than
+  // restored unchecked.
+  return ctx_.store.has_image(key) && meta.is_object() && meta.contains("generation");
+}
 
 void Snapshots::create_locked(const Target& t, json& meta) {
   auto t0 = Clock::now();
@@ -58,22 +66,19 @@ void Snapshots::create_locked(const Target& t, json& meta) {
     co.keep_outside = {0, 1, 2, container::kControlFd};
     st = engine::checkpoint(co);
   } catch (const std::exception& e) {
+    // Recorded as the reason its version cold-starts: say what fixes it.
+    if (is_disk_full(e.what())) throw CheckpointRefused(cat(e.what(), "; ", disk_full_advice(ctx_.store.home())));
     throw CheckpointRefused(e.what());
   }
   for (const auto& n : st.notes) ctx_.log.line("Snapshot note: " + n);
   double ckpt_s = since(t1);
   w.reset();  // the worker was killed with the checkpoint; its container ends
-  // Restores may be reading the old image: they hold its files open, so it
-  // can be renamed away and removed under them.
   std::string image = ctx_.store.snapshot_image(t.key);
-  std::string old = cat(dir, "/image.old.", ::getpid(), ".", ::gettid());
-  if (container::exists(image) && ::rename(image.c_str(), old.c_str()) != 0) fail_errno("retire ", image);
-  if (::rename(fresh.c_str(), image.c_str()) != 0) fail_errno("install ", image);
-  container::remove_tree(old);
-  // The shell that read the old image must not restore it any more (other
-  // runtimes notice the new image by themselves: restore_shells.h).
-  launcher_.shells().forget(image);
 
+  // The record goes first: an image under its final name always has one
+  // (a crash between the two leaves a record without an image, made again
+  // at the next start; the other way round it would be restored without
+  // its CPU check, and no deploy would know whose it is to retire it).
   std::vector<std::string> flags(ctx_.fingerprint.cpu_flags.begin(), ctx_.fingerprint.cpu_flags.end());
   meta["key"] = t.key;
   meta["app"] = t.app;
@@ -84,7 +89,7 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   meta["generation"] = meta.value("generation", 0) + 1;
   meta["machine"] = ctx_.fingerprint.key_part();
   meta["cpu_flags"] = flags;
-  meta["image_bytes"] = container::tree_bytes(image);
+  meta["image_bytes"] = container::tree_bytes(fresh);
   meta["memory_bytes"] = st.pages_bytes;
   meta["gpu_bytes"] = st.gpu_bytes;  // device memory held in the image (GPU snapshots)
   meta["notes"] = st.notes;          // what the image leaves out by design (thaw snapshot inspect)
@@ -95,6 +100,16 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   if (!meta.contains("recreated")) meta["recreated"] = false;
   meta.erase("create_failed");
   ctx_.store.write_meta(t.key, meta);
+
+  // Restores may be reading the old image: they hold its files open, so it
+  // can be renamed away and removed under them.
+  std::string old = cat(dir, "/image.old.", ::getpid(), ".", ::gettid());
+  if (container::exists(image) && ::rename(image.c_str(), old.c_str()) != 0) fail_errno("retire ", image);
+  if (::rename(fresh.c_str(), image.c_str()) != 0) fail_errno("install ", image);
+  container::remove_tree(old);
+  // The shell that read the old image must not restore it any more (other
+  // runtimes notice the new image by themselves: restore_shells.h).
+  launcher_.shells().forget(image);
   ctx_.log.line("Memory snapshot created in " + format_duration(since(t0)) + ".");
   ctx_.log.line("  (global scope and @enter(snap=True) " + format_duration(init_s) + ", checkpoint " +
                 format_duration(ckpt_s) + "; " + mib(st.pages_bytes) + " of memory, " + std::to_string(st.threads) +
@@ -105,7 +120,7 @@ bool Snapshots::ensure(const Target& t, bool for_deploy) {
   auto lock = ctx_.store.lock_snapshot(t.key);
   json meta = ctx_.store.read_meta(t.key).value_or(json::object());
   bool created = false;
-  if (!ctx_.store.has_image(t.key)) {
+  if (!complete(t.key, meta)) {
     // Read here, not at start: a bad value must not stop other commands.
     int max_handles = t.own_snapshot ? max_handle_snapshots_from_env() : 0;
     try {
@@ -219,8 +234,7 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
   // A start the runtime's interruption stopped says nothing about the
   // snapshot: it is neither blamed nor recreated, and no cold start follows.
   if (t.key.empty() || !use_snapshot) return cold_start(t);
-  if (!ctx_.store.has_image(t.key)) {
-    json meta = ctx_.store.read_meta(t.key).value_or(json::object());
+  if (json meta = ctx_.store.read_meta(t.key).value_or(json::object()); !complete(t.key, meta)) {
     if (meta.contains("create_failed") && meta["create_failed"].value("version", -1) == t.version) {
       ctx_.log.line("No memory snapshot for " + t.label() + " (creating it failed: " +
                     meta["create_failed"].value("reason", "") + ").");

@@ -44,6 +44,8 @@ class Snapshots {
   Log& log() { return ctx_.log; }
 
  private:
+  // Whether key has an image and the record written with it.
+  bool complete(const std::string& key, const nlohmann::json& meta) const;
   // Creates the image and meta.json; the caller holds the snapshot's lock.
   void create_locked(const Target& t, nlohmann::json& meta);
   std::unique_ptr<Worker> restore(const Target& t, const nlohmann::json& meta);

@@ -3,7 +3,9 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include "common/error.h"
 #include "container/channel.h"
@@ -46,7 +48,11 @@ json Worker::expect(const std::string& type, double timeout_s) {
     try {
       m = container::recv_message(c_->control_fd(), to_ms(left));
     } catch (const Error& e) {
-      fail("waiting for '", type, "' from the worker: ", e.what());
+      // A worker that died with our `start` unread resets the channel: that
+      // is an end like EOF, and how the container ended is the news.
+      if (std::string(e.what()).find(std::strerror(ECONNRESET)) == std::string::npos)
+        fail("waiting for '", type, "' from the worker: ", e.what());
+      m.reset();
     }
     if (!m) {
       fail(c_->end_reason(c_->stop(2000)), " before the worker sent '", type, "'; its output is above");

@@ -988,6 +988,25 @@ print(json.dumps(thaw.Function.from_name("e2e-outside", "use_them").remote()))
         syslog.close()
 
 
+def test_an_open_deleted_file_in_the_snapshot_phase_is_refused_with_what_to_do(thaw):
+    cp = thaw.deploy(APPS / "temp_file.py")
+    assert "the file was deleted while open" in cp.stderr, cp.stderr
+    assert "close it before the checkpoint (an anonymous temporary file, such as Python's " \
+           "tempfile.TemporaryFile(), is one)" in cp.stderr, cp.stderr
+    value, log, _ = thaw.call("e2e-temp-file", "Scratch", method="read")
+    assert value == "scratch" and COLD in log
+    thaw.assert_containers_gone()
+
+
+def test_a_container_killed_while_starting_says_so(thaw):
+    thaw.deploy(APPS / "dies_starting.py")
+    cp = thaw.run("call", "e2e-dies-starting", "never", check=False)
+    assert cp.returncode != 0
+    assert ("the container exited: killed by SIGKILL (status 137) before the worker sent 'ready'"
+            in cp.stderr), cp.stderr
+    assert "Connection reset by peer" not in cp.stderr, cp.stderr
+
+
 def test_memory_limit_is_in_force_and_running_out_is_named(thaw):
     if not (os.access("/sys/fs/cgroup/memory/cgroup.procs", os.W_OK)
             or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
@@ -1231,6 +1250,103 @@ def test_unknown_method_is_refused_before_any_container_starts(thaw):
             "(it has: greet, letters); with thaw call: --method NAME") in cp.stderr, cp.stderr
     assert RESTORING not in cp.stderr and COLD not in cp.stderr and CREATING not in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
+
+
+def test_a_function_called_as_a_class_is_refused_before_any_container_starts(thaw):
+    # --method on a function used to start (or restore) a container, whose
+    # worker then failed with a traceback of thaw's own code; --params was
+    # dropped without a word.
+    thaw.deploy(APPS / "plain.py")
+    cp = thaw.run("call", "e2e-plain", "square", "--args", "[3]", "--method", "run", check=False)
+    assert cp.returncode != 0
+    assert ("'square' of app 'e2e-plain' is a function, not a class: it has no method 'run'; call it without "
+            "one (with thaw call: drop --method)") in cp.stderr, cp.stderr
+    assert "Traceback" not in cp.stderr and RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    cp = thaw.run("call", "e2e-plain", "square", "--args", "[3]", "--params", '{"size": 2}', check=False)
+    assert cp.returncode != 0
+    assert "'square' of app 'e2e-plain' is a function, not a class: it takes no class parameters" in cp.stderr
+    assert RESTORING not in cp.stderr and COLD not in cp.stderr, cp.stderr
+    value, _, _ = thaw.call("e2e-plain", "square", 3)
+    assert value["value"] == 9
+    thaw.assert_containers_gone()
+
+
+def test_a_full_disk_under_thaw_home_fails_cleanly_and_says_what_to_do(thaw):
+    # THAW_HOME on a tmpfs too small for plain.py's snapshot (~14 MiB),
+    # later full: the deploy says the disk is full (not "checkpoint
+    # refused"), leaves no partial image or version behind, and a deploy
+    # once there is room takes the snapshot.
+    small = thaw.tmp / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
+    try:
+        thaw.home = small / "home"
+        thaw.env["THAW_HOME"] = str(thaw.home)
+        cp = thaw.deploy(APPS / "plain.py")
+        advice = f"the disk holding THAW_HOME ({thaw.home}) is full: free space there"
+        assert "memory snapshot of e2e-plain.square could not be written:" in cp.stderr, cp.stderr
+        assert advice in cp.stderr, cp.stderr
+        assert "square (function): no memory snapshot (no space left under THAW_HOME)" in cp.stdout, cp.stdout
+        left = [p.name for k in thaw.snapshot_keys() for p in (thaw.home / "snapshots" / k).iterdir()]
+        assert left == ["meta.json"], left
+        value, log, _ = thaw.call("e2e-plain", "square", 7)
+        assert value["value"] == 49 and COLD in log
+        assert "No memory snapshot for e2e-plain.square (creating it failed:" in log and advice in log, log
+
+        with open(small / "fill", "wb") as f:  # the rest of the disk
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        cp = thaw.run("deploy", APPS / "plain.py", check=False, timeout=DEPLOY_TIMEOUT)
+        assert cp.returncode != 0
+        assert "could not store version 2:" in cp.stderr and advice in cp.stderr, cp.stderr
+        assert not (thaw.home / "apps" / "e2e-plain" / "v2").exists()
+        history = thaw.run("app", "history", "e2e-plain").stdout
+        assert "broken" not in history and "v2" not in history, history
+
+        (small / "fill").unlink()
+        subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
+        cp = thaw.deploy(APPS / "plain.py")
+        assert "Deployed app e2e-plain version 2." in cp.stdout and "Memory snapshot created in" in cp.stderr
+        value, log, _ = thaw.call("e2e-plain", "square", 8)
+        assert value["value"] == 64 and RESTORING in log, log
+    finally:
+        thaw.cleanup()
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_snapshot_image_without_its_record_is_made_again(thaw):
+    # meta.json holds the CPU flags a restore is checked against and whose
+    # snapshot it is (for retiring it): an image without one (a creator
+    # that died between the two, before the record went first) is made
+    # again, not restored unchecked and left unowned.
+    thaw.deploy(APPS / "plain.py")
+    [key] = thaw.snapshot_keys()
+    (thaw.home / "snapshots" / key / "meta.json").unlink()
+    value, log, _ = thaw.call("e2e-plain", "square", 5)
+    assert value["value"] == 25
+    assert CREATING in log and RESTORING in log, log
+    meta = thaw.meta(key)
+    assert meta["app"] == "e2e-plain" and meta["function"] == "square" and meta["cpu_flags"], meta
+    listing = thaw.run("snapshot", "ls").stdout
+    assert "e2e-plain.square" in listing and "?.?" not in listing, listing
+
+
+def test_snapshot_rm_needs_a_key(thaw):
+    # An empty "prefix" matched every key, so with one snapshot in the store
+    # `thaw snapshot rm "$KEY"` (KEY unset) removed it.
+    thaw.deploy(APPS / "plain.py")
+    [key] = thaw.snapshot_keys()
+    for bad in ("", "E2E-PLAIN", "../x"):
+        cp = thaw.run("snapshot", "rm", bad, check=False)
+        assert cp.returncode != 0 and f"'{bad}' is not a snapshot key" in cp.stderr, cp.stderr
+    assert thaw.snapshot_keys() == [key]
+    cp = thaw.run("snapshot", "rm", key[:6])
+    assert f"Removed snapshot {key}." in cp.stdout
+    assert thaw.snapshot_keys() == []
 
 
 def test_a_changed_sdk_gives_a_new_snapshot(thaw):
@@ -1562,6 +1678,9 @@ except Exception as e:
                         timeout=CALL_TIMEOUT)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.startswith("ExecutionError") and "(e2e-jobs.job) was lost" in cp.stdout, cp.stdout
+    # Not only "use thaw serve": a thaw serve that was killed loses calls too.
+    assert "(it was stopped or killed; the runtime the SDK starts for a script ends with that script)" \
+        in cp.stdout, cp.stdout
     # The container does not run on without its runtime: its worker leaves
     # (the input's result has nowhere to go), and the restore shells with it.
     def ours():

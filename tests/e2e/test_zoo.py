@@ -660,10 +660,12 @@ def test_unsupported_tcp(zoo, thaw_bin):
 
 @pytest.mark.parametrize("kind", ["running", "zombie"])
 def test_unsupported_children(zoo, thaw_bin, kind):
-    """A process with a child is refused (process trees), and survives. A
-    zombie child with no exit signal, what a killed thaw checkpoint leaves
-    of its copy-on-write copy, is pointed out as such."""
-    args = ["zombie"] if kind == "zombie" else []
+    """A process with a running child is refused (process trees), and
+    survives, with what to do. A zombie child with no exit signal, what a
+    killed thaw checkpoint leaves of its copy-on-write copy, is pointed out
+    as such. (An ordinary zombie is restored:
+    test_a_child_that_exited_unwaited_is_waited_for_after_restore.)"""
+    args = [kind] if kind != "running" else []
     expected = zoo.run_uninterrupted("unsupported_children", *args)
     p = zoo.start("unsupported_children", *args)
     cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
@@ -672,9 +674,23 @@ def test_unsupported_children(zoo, thaw_bin, kind):
     # Each child named by its command line (a zombie has none: its name).
     assert re.search(r"has child processes \(\d+ \(\S*unsupported_chi", cp.stderr), cp.stderr
     assert ("zombie with no exit signal" in cp.stderr) == (kind == "zombie"), cp.stderr
+    assert ("Stop child processes and wait for them" in cp.stderr) == (kind == "running"), cp.stderr
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "unsupported_children after failed checkpoint")
+
+
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
+def test_a_child_that_exited_unwaited_is_waited_for_after_restore(zoo, thaw_bin, mode):
+    """unsupported_children exited: its child has exited and is not reaped;
+    restored, the program's waitpid for it gets its status, as it would
+    have."""
+    expected = zoo.run_uninterrupted("unsupported_children", "exited")
+    p = zoo.start("unsupported_children", "exited")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    rc, out, err = zoo.restore(img, *(["--eager"] if mode == "eager" else []))
+    _assert_same(expected, rc, out, err, f"{mode} restore of a process with an exited child")
 
 
 def test_unsupported_inotify(zoo, thaw_bin):

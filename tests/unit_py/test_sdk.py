@@ -19,7 +19,7 @@ import pytest
 
 import thaw
 import thaw as modal
-from thaw import _loader, _packages, _protocol
+from thaw import _loader, _packages, _protocol, _worker
 from thaw.volume import FileEntryType
 from thaw.exception import (DeprecatedWarning, FunctionTimeoutError, InvalidError,
                             MissingPackageError, NotFoundError, UnsupportedWarning)
@@ -137,6 +137,44 @@ def test_socket_connection_reads_frames_across_chunks_and_timeouts(tmp_path):
     assert conn.recv(timeout=10) is None
     conn.close()
     srv.close()
+
+
+def test_socket_connection_polls_with_timeout_zero(tmp_path):
+    # FunctionCall.get(timeout=0) polls: a non-blocking socket's EAGAIN is
+    # "nothing yet", not a failed connection.
+    path = str(tmp_path / "s.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    conn = _protocol.SocketConnection(path)
+    peer, _ = srv.accept()
+    with pytest.raises(TimeoutError):
+        conn.recv(timeout=0)
+    data = _protocol.encode({"n": 1})
+    peer.sendall(data[:3])  # part of a header
+    with pytest.raises(TimeoutError):
+        conn.recv(timeout=0)
+    peer.sendall(data[3:])
+    assert conn.recv(timeout=10) == {"n": 1}
+    peer.close()
+    conn.close()
+    srv.close()
+
+
+def test_a_result_over_the_message_limit_fails_its_call_not_the_channel(monkeypatch):
+    # It used to end the worker ("control channel error"), and the caller
+    # learnt only that the container had exited.
+    monkeypatch.setattr(_protocol, "MAX_FRAME", 1000)
+    a, b = socket.socketpair()
+    w = _worker.Worker(_protocol.Channel(a.fileno()), env={})
+    w._answer({}, {"type": "result", "id": 7, "ok": True, "payload": b"x" * 5000})
+    reply = _protocol.recv_msg(b)
+    assert reply["id"] == 7 and reply["ok"] is False
+    assert "result is 5" in reply["error"] and "over thaw's limit" in reply["error"], reply
+    w.send({"type": "result", "id": 8, "ok": True})  # the channel goes on
+    assert _protocol.recv_msg(b)["id"] == 8
+    a.close()
+    b.close()
 
 
 def test_framing_rejects_non_object_and_truncated():
@@ -555,6 +593,17 @@ def test_image_check_names_the_debian_package(monkeypatch):
     assert "torch" not in text.replace("transformers", "")  # torch is present
 
 
+def test_a_failed_image_import_says_where_functions_run_once():
+    img = modal.Image.debian_slim().pip_install("transformers")
+    with pytest.raises(MissingPackageError) as ei:
+        with img.imports():
+            raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
+    text = str(ei.value)
+    assert text.count("host's") == 1 and ".." not in text, text
+    assert text.endswith("Debian 12 does not package 'transformers': make 'transformers' importable for "
+                         "/usr/bin/python3 some other way, or remove it from the Image."), text
+
+
 def test_image_check_passes_for_host_packages_and_warns_on_versions():
     img = modal.Image.debian_slim().pip_install("torch", "numpy>=99")
     warns = img.check()
@@ -619,7 +668,7 @@ def test_volume_directories(tmp_path):
     assert (entry.path, entry.type, entry.size) == ("a.txt", FileEntryType.FILE, 1)
     assert vol.commit() is None and vol.reload() is None
     assert "bind-mounted" in modal.Volume.commit.__doc__
-    with pytest.raises(NotFoundError, match="create_if_missing"):
+    with pytest.raises(NotFoundError, match="create it with `thaw volume create missing`.*create_if_missing"):
         modal.Volume.from_name("missing").ensure()
 
 
@@ -671,9 +720,11 @@ def test_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_PASSWORD", "pw")
     s = modal.Secret.from_name("db", required_keys=["MY_PASSWORD"])
     assert s.resolve() == {"MY_PASSWORD": "pw"}
-    with pytest.raises(NotFoundError, match="nothere"):
+    # Each error names the command that fixes it.
+    with pytest.raises(NotFoundError, match=r"nothere' not found: create it with `thaw secret create nothere"):
         modal.Secret.from_name("nothere").resolve()
-    with pytest.raises(NotFoundError, match="lacks required keys"):
+    with pytest.raises(NotFoundError, match=r"lacks required keys: NOPE \(it has: KEY, OTHER\); add "
+                                            r"them with `thaw secret create api KEY=VALUE ... --force`"):
         modal.Secret.from_name("api", required_keys=["NOPE"]).resolve()
     d = modal.Secret.from_name("api").describe()
     assert d["keys"] == ["KEY", "OTHER"] and "s3cr3t-value" not in json.dumps(d)
@@ -1462,7 +1513,21 @@ def test_spawn_get_timeout(write_app, runtime):
         call = mod.sleepy.spawn(1.5)
         with pytest.raises(thaw.exception.TimeoutError):
             call.get(timeout=0.2)
+        with pytest.raises(thaw.exception.TimeoutError):
+            call.get(timeout=0)  # polls; the call goes on
         assert call.get(timeout=30) == 1.5
+
+
+def test_arguments_over_the_message_limit_are_refused_clearly(write_app, runtime, monkeypatch):
+    path = write_app("client_app_large", CLIENT_APP)
+    mod = _loader.load_app_module(path)
+    with mod.app.run():
+        assert mod.sleepy.remote(0) == 0
+        monkeypatch.setattr(_protocol, "MAX_FRAME", 100_000)
+        with pytest.raises(thaw.exception.InvalidError, match=r"arguments are \d+ bytes once pickled, over "
+                                                              r"thaw's limit .* through a Volume"):
+            mod.sleepy.remote(b"x" * 200_000)
+        assert mod.sleepy.remote(0) == 0  # its connection was not spoilt
 
 
 def test_deployed_lookup_and_not_found(write_app, runtime):

@@ -2,7 +2,9 @@
  * refuse (process trees are not supported) and leave running.  argv[1]
  * "zombie" makes the child a zombie with no exit signal (clone with exit
  * signal 0, never waited for): what a killed thaw checkpoint leaves of its
- * copy, which the error then points out.
+ * copy, which the error then points out. argv[1] "exited" makes it an
+ * ordinary zombie: a child that exited and was not waited for yet, which
+ * a checkpoint takes and a restore makes again.
  */
 #include "zoo.h"
 
@@ -14,6 +16,7 @@ int main(int argc, char **argv)
 {
     char line[64];
     int zombie = argc > 1 && strcmp(argv[1], "zombie") == 0;
+    int exited = argc > 1 && strcmp(argv[1], "exited") == 0;
     pid_t child;
     if (zombie) {
         /* clone(flags 0): a copy of this process with no exit signal */
@@ -25,15 +28,20 @@ int main(int argc, char **argv)
         child = fork();
         CHECK_SYS(child >= 0, "fork");
         if (child == 0) {
-            pause();
+            if (!exited)
+                pause();
             _exit(0);
+        }
+        if (exited) {  /* wait until it is a zombie, without reaping it */
+            siginfo_t info;
+            CHECK_SYS(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) == 0, "waitid");
         }
     }
 
     zoo_ready();
     zoo_read_line(line, sizeof line);
 
-    if (!zombie)
+    if (!zombie && !exited)
         kill(child, SIGKILL);
     int status;
     pid_t w = waitpid(child, &status, zombie ? __WCLONE : 0);

@@ -107,11 +107,15 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure, std::vector<image::Zo
         hint = cat(" Child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was killed "
                    "leaves its copy of the process: it goes when the process waits for it (waitpid with "
                    "__WCLONE) or ends.");
+      else if (!f.empty() && f[0] == "Z" && hint.empty())
+        // Its exit signal is not SIGCHLD (zombie_of takes those): a clone
+        // child, which only a wait with __WALL or __WCLONE sees.
+        hint = cat(" Child ", kid, " has exited but was never waited for, and is a clone child (its exit "
+                   "signal is not SIGCHLD): wait for it (waitpid with __WALL) before the checkpoint.");
     }
+    if (hint.empty()) hint = " Stop child processes and wait for them before the checkpoint, or start them after.";
     fail("process ", pid, " has child processes (", kids,
-         "); process trees are not supported yet: checkpoint a process without children (start them after "
-         "the restore, or end them before the checkpoint).",
-         hint);
+         "); process trees are not supported yet: checkpoint a process without running children.", hint);
   }
   DIR* d = ::opendir("/proc");
   if (!d) return;

@@ -47,7 +47,9 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
     return f;
   }
   if (proc::unlinked(c.pid, p.link, p.st))
-    fail("the file was deleted while open; open deleted files are not supported");
+    fail("the file was deleted while open; open deleted files are not supported: close it before the checkpoint "
+         "(an anonymous temporary file, such as Python's tempfile.TemporaryFile(), is one), or keep the file "
+         "under a name until after it");
   f["path"] = p.link;
   f["dev"] = p.st.st_dev;
   f["ino"] = p.st.st_ino;
