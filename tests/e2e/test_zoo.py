@@ -1311,10 +1311,19 @@ def test_udp_ports_the_kernel_chose_are_chosen_again_when_taken(zoo, thaw_bin):
     img = zoo.img_path()
     cp = zoo.checkpoint(p, img)
     assert "has datagrams queued for reading, which the image does not hold" in cp.stderr, cp.stderr
-    rc, out, err = zoo.restore(img)
-    _assert_same(expected, rc, out, err, "restore of udp beside its original")
+    # The original goes on while the restored copy runs: had the copy taken
+    # the original's port too (both have SO_REUSEADDR), the original's own
+    # datagram would have gone to the copy, bound last.
+    pidfile = zoo.tmp_path / "restored.pid"
+    r = zoo.restore_start(img, "--pidfile", pidfile)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text().endswith("\n"):
+        assert r.poll() is None and time.monotonic() < deadline, "the restore did not start"
+        time.sleep(0.02)
     rc, out, err = zoo.finish(p)
-    _assert_same(expected, rc, out, err, "original udp after a restore beside it")
+    _assert_same(expected, rc, out, err, "original udp while a restore of it runs")
+    rc, out, err = zoo.finish(r)
+    _assert_same(expected, rc, out, err, "restore of udp beside its original")
 
 
 def _free_udp_port_below_the_ephemeral_range():
@@ -1547,3 +1556,21 @@ def test_children_that_had_exited_come_back_for_their_parent_to_wait(zoo, thaw_b
         for mode in ([], ["--eager"]):
             rc, out, err = zoo.restore(img, *mode)
             assert rc == 0 and out == expected, (out, err)
+
+
+def test_a_udp_datagram_being_put_together_is_refused(zoo, thaw_bin):
+    """Parts of a datagram sent with MSG_MORE wait in the kernel for the
+    last part: a restore would send that alone, cut from its head. Refused,
+    and the process's datagram goes out whole."""
+    code = ("import socket, sys\n"
+            "rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "rx.bind(('127.0.0.1', 0))\n"
+            "tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "tx.connect(rx.getsockname())\n"
+            "tx.send(b'head-', socket.MSG_MORE)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "tx.send(b'body')\n"
+            "print(rx.recv(100), flush=True)\n")
+    _refused_and_runs_on(zoo, code, "bytes of a datagram being put together (MSG_MORE or UDP_CORK)",
+                         b"b'head-body'\n")

@@ -54,19 +54,22 @@ TEST(Template, TakesFilesEachCopyOpensAnew) {
   EXPECT_EQ(Template::ineligible(m), "");
 }
 
-nlohmann::json udp_on(uint16_t port) {
+nlohmann::json udp_on(uint16_t port, bool kernel_port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return {{"kind", "udp"}, {"name", "UDP 127.0.0.1:" + std::to_string(port)}, {"addr", thaw::to_hex(&a, sizeof a)}};
+  return {{"kind", "udp"},
+          {"name", "UDP 127.0.0.1:" + std::to_string(port)},
+          {"addr", thaw::to_hex(&a, sizeof a)},
+          {"kernel_port", kernel_port}};
 }
 
 TEST(Template, TakesUdpSocketsOnPortsTheKernelChose) {
   // Each copy binds its own, on another port when the template holds this one.
   auto m = worker();
-  m.files.push_back(udp_on(40123));
-  m.files.push_back(udp_on(0));  // never bound
+  m.files.push_back(udp_on(40123, true));
+  m.files.push_back(udp_on(0, false));  // never bound
   m.fds.push_back({{"fd", 7}, {"file", 2}});
   m.fds.push_back({{"fd", 8}, {"file", 3}});
   EXPECT_EQ(Template::ineligible(m), "");
@@ -74,7 +77,7 @@ TEST(Template, TakesUdpSocketsOnPortsTheKernelChose) {
 
 TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
   auto u = worker();  // a port the program chose: the template would hold it, no copy could have it
-  u.files.push_back(udp_on(8125));
+  u.files.push_back(udp_on(8125, false));
   u.fds.push_back({{"fd", 7}, {"file", 2}});
   EXPECT_NE(Template::ineligible(u).find("fd 7 (UDP 127.0.0.1:8125) is bound to an address"), std::string::npos);
 

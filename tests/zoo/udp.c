@@ -49,7 +49,7 @@ static struct sockaddr_in local_of(int fd)
 int main(int argc, char **argv)
 {
     char line[64];
-    int one = 1, tos = 0x10, ttl = 7, rcvbuf = 65536;
+    int one = 1, tos = 0x10, ttl = 7, rcvbuf = 65536, priority = 2;
     struct timeval tv = {.tv_sec = 42, .tv_usec = 5000};
 
     int unbound = socket(AF_INET, SOCK_DGRAM, 0);
@@ -58,7 +58,10 @@ int main(int argc, char **argv)
     server = socket(AF_INET, SOCK_DGRAM, 0);
     CHECK_SYS(server >= 0, "socket");
     CHECK_SYS(setsockopt(server, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) == 0, "SO_BROADCAST");
+    CHECK_SYS(setsockopt(server, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0, "SO_REUSEADDR");
     CHECK_SYS(setsockopt(server, IPPROTO_IP, IP_TOS, &tos, sizeof tos) == 0, "IP_TOS");
+    /* after IP_TOS, which sets the priority too */
+    CHECK_SYS(setsockopt(server, SOL_SOCKET, SO_PRIORITY, &priority, sizeof priority) == 0, "SO_PRIORITY");
     CHECK_SYS(setsockopt(server, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) == 0, "IP_TTL");
     CHECK_SYS(setsockopt(server, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0, "IP_PKTINFO");
     CHECK_SYS(setsockopt(server, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0, "SO_RCVBUF");
@@ -100,6 +103,8 @@ int main(int argc, char **argv)
     zoo_read_line(line, sizeof line);
 
     CHECK(opt(server, SOL_SOCKET, SO_BROADCAST) == 1, "SO_BROADCAST lost");
+    CHECK(opt(server, SOL_SOCKET, SO_REUSEADDR) == 1, "SO_REUSEADDR lost");
+    CHECK(opt(server, SOL_SOCKET, SO_PRIORITY) == priority, "SO_PRIORITY is %d", opt(server, SOL_SOCKET, SO_PRIORITY));
     CHECK(opt(server, IPPROTO_IP, IP_TOS) == tos, "IP_TOS is %d", opt(server, IPPROTO_IP, IP_TOS));
     CHECK(opt(server, IPPROTO_IP, IP_TTL) == ttl, "IP_TTL is %d", opt(server, IPPROTO_IP, IP_TTL));
     CHECK(opt(server, IPPROTO_IP, IP_PKTINFO) == 1, "IP_PKTINFO lost");

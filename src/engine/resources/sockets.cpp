@@ -31,6 +31,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/resources/file_kinds.h"
+#include "engine/resources/inet.h"
 
 namespace thaw::engine {
 
@@ -104,22 +105,8 @@ int sockopt(int fd, int opt, const char* what) {
   return v;
 }
 
-std::string inet_name(int fd, int family, int type) {
-  sockaddr_storage ss{};
-  socklen_t l = sizeof ss;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &l);
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (family == AF_INET) {
-    auto* s = reinterpret_cast<sockaddr_in*>(&ss);
-    ::inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
-    port = ntohs(s->sin_port);
-  } else {
-    auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
-    port = ntohs(s->sin6_port);
-  }
-  return cat(type == SOCK_STREAM ? "TCP " : type == SOCK_DGRAM ? "UDP " : "IP ", host, ":", port);
+std::string inet_name(int fd, int type) {
+  return cat(type == SOCK_STREAM ? "TCP " : type == SOCK_DGRAM ? "UDP " : "IP ", inet::local_address(fd));
 }
 
 std::string family_name(int family) {
@@ -295,7 +282,7 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   if (family == AF_INET || family == AF_INET6) {
     // TCP and UDP have kinds of their own (tcp_listen.cpp, tcp_conn.cpp,
     // udp.cpp); these are the others.
-    std::string name = inet_name(fd, family, type);
+    std::string name = inet_name(fd, type);
     int proto = sockopt(fd, SO_PROTOCOL, "protocol");
     std::string what = type == SOCK_RAW                                     ? "raw IP sockets"
                        : proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 ? "ICMP (ping) sockets"

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/resources/file_kinds.h"
+#include "engine/resources/inet.h"
 
 namespace thaw::engine {
 
@@ -27,36 +28,17 @@ using nlohmann::json;
 
 namespace {
 
-int int_opt(int fd, int level, int opt) {
-  int v = 0;
-  socklen_t l = sizeof v;
-  if (::getsockopt(fd, level, opt, &v, &l) != 0) return -1;
-  return v;
-}
+using inet::address;
+using inet::int_option;
 
+// Not listening (tcp_listen.cpp takes those).
 bool match(const FdProbe& p) {
-  if (!link_is(p, "socket:")) return false;
-  int fd = p.dup.get();
-  int family = int_opt(fd, SOL_SOCKET, SO_DOMAIN);
-  return (family == AF_INET || family == AF_INET6) && int_opt(fd, SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
-         int_opt(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1;
-}
-
-std::string address(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (ss.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(ss);
-    ::inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
-    return cat(host, ":", ntohs(a.sin_port));
-  }
-  const auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
-  ::inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof host);
-  return cat("[", host, "]:", ntohs(a.sin6_port));
+  return inet::is(p, SOCK_STREAM) && int_option(p.dup.get(), SOL_SOCKET, SO_ACCEPTCONN) != 1;
 }
 
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   int fd = p.dup.get();
-  int family = int_opt(fd, SOL_SOCKET, SO_DOMAIN);
+  int family = int_option(fd, SOL_SOCKET, SO_DOMAIN);
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) fail_errno("getsockname");

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/resources/file_kinds.h"
+#include "engine/resources/inet.h"
 
 namespace thaw::engine {
 
@@ -22,19 +23,10 @@ using nlohmann::json;
 
 namespace {
 
-int sockopt(int fd, int level, int opt) {
-  int v = 0;
-  socklen_t l = sizeof v;
-  if (::getsockopt(fd, level, opt, &v, &l) != 0) return -1;
-  return v;
-}
+using inet::int_option;
 
 bool match(const FdProbe& p) {
-  if (!link_is(p, "socket:")) return false;
-  int fd = p.dup.get();
-  int family = sockopt(fd, SOL_SOCKET, SO_DOMAIN);
-  return (family == AF_INET || family == AF_INET6) && sockopt(fd, SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
-         sockopt(fd, SOL_SOCKET, SO_ACCEPTCONN) == 1;
+  return inet::is(p, SOCK_STREAM) && int_option(p.dup.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1;
 }
 
 struct ListenInfo {
@@ -74,7 +66,7 @@ ListenInfo listen_info(int family, uint64_t ino) {
 
 json dump(CheckpointContext&, FdProbe& p, const std::vector<FdProbe>&) {
   int fd = p.dup.get();
-  int family = sockopt(fd, SOL_SOCKET, SO_DOMAIN);
+  int family = int_option(fd, SOL_SOCKET, SO_DOMAIN);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) fail_errno("getsockname");
@@ -86,10 +78,10 @@ json dump(CheckpointContext&, FdProbe& p, const std::vector<FdProbe>&) {
          {"family", family},
          {"addr", to_hex(&ss, len)},
          {"backlog", li.backlog},
-         {"reuseaddr", sockopt(fd, SOL_SOCKET, SO_REUSEADDR) > 0},
-         {"reuseport", sockopt(fd, SOL_SOCKET, SO_REUSEPORT) > 0},
-         {"nodelay", sockopt(fd, IPPROTO_TCP, TCP_NODELAY) > 0}};
-  if (family == AF_INET6) f["v6only"] = sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY) > 0;
+         {"reuseaddr", int_option(fd, SOL_SOCKET, SO_REUSEADDR) > 0},
+         {"reuseport", int_option(fd, SOL_SOCKET, SO_REUSEPORT) > 0},
+         {"nodelay", int_option(fd, IPPROTO_TCP, TCP_NODELAY) > 0}};
+  if (family == AF_INET6) f["v6only"] = int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY) > 0;
   return f;
 }
 

@@ -9,14 +9,21 @@
 // at its first send or connect) is taken again if free; if another socket
 // holds it — the original still running, another restore of the image — the
 // socket gets a new port of the kernel's choosing, as it would have. A port
-// outside the kernel's ephemeral range was chosen by the program: taking
-// another would break what it told its peers, so the restore fails instead.
+// outside the kernel's ephemeral range (on the checkpointing machine) was
+// chosen by the program: taking another would break what it told its peers,
+// so the restore fails instead, even where SO_REUSEADDR would let it share
+// (those options are set after the bind). Not carried, and noted in the
+// docs: multicast group memberships (the kernel shows them per interface,
+// not per socket).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <poll.h>
 #include <linux/sockios.h>
+#include <linux/filter.h>
+#include <linux/sock_diag.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -26,11 +33,13 @@
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/resources/file_kinds.h"
+#include "engine/resources/inet.h"
 
 namespace thaw::engine {
 
@@ -38,33 +47,23 @@ using nlohmann::json;
 
 namespace {
 
-int int_opt(int fd, int level, int opt) {
-  int v = 0;
-  socklen_t l = sizeof v;
-  if (::getsockopt(fd, level, opt, &v, &l) != 0) return -1;
-  return v;
-}
+using inet::address;
+using inet::int_option;
 
 bool match(const FdProbe& p) {
-  if (!link_is(p, "socket:")) return false;
-  int fd = p.dup.get();
-  int family = int_opt(fd, SOL_SOCKET, SO_DOMAIN);
-  return (family == AF_INET || family == AF_INET6) && int_opt(fd, SOL_SOCKET, SO_TYPE) == SOCK_DGRAM &&
-         int_opt(fd, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_UDP;
+  return inet::is(p, SOCK_DGRAM) && int_option(p.dup.get(), SOL_SOCKET, SO_PROTOCOL) == IPPROTO_UDP;
 }
 
-// The integer options a program sets on a UDP socket, by family (0: both).
-// Restore sets only those that differ from a new socket's, so that buffer
-// sizes nobody chose stay unlocked.
+// The integer options a program sets on a UDP socket, by family (0: both),
+// in the order restore sets them. Restore sets only those that differ from
+// a new socket's, so that buffer sizes nobody chose stay unlocked.
 struct IntOption {
   const char* name;
   int family, level, opt;
 };
 constexpr IntOption kOptions[] = {
-    {"SO_REUSEADDR", 0, SOL_SOCKET, SO_REUSEADDR},
-    {"SO_REUSEPORT", 0, SOL_SOCKET, SO_REUSEPORT},
     {"SO_BROADCAST", 0, SOL_SOCKET, SO_BROADCAST},
-    {"SO_PRIORITY", 0, SOL_SOCKET, SO_PRIORITY},
+    {"SO_MARK", 0, SOL_SOCKET, SO_MARK},
     {"SO_TIMESTAMP", 0, SOL_SOCKET, SO_TIMESTAMP},
     {"SO_TIMESTAMPNS", 0, SOL_SOCKET, SO_TIMESTAMPNS},
     {"SO_PASSCRED", 0, SOL_SOCKET, SO_PASSCRED},
@@ -80,6 +79,10 @@ constexpr IntOption kOptions[] = {
     {"IP_MULTICAST_TTL", AF_INET, IPPROTO_IP, IP_MULTICAST_TTL},
     {"IP_MULTICAST_LOOP", AF_INET, IPPROTO_IP, IP_MULTICAST_LOOP},
     {"IP_FREEBIND", AF_INET, IPPROTO_IP, IP_FREEBIND},
+    {"IP_TRANSPARENT", AF_INET, IPPROTO_IP, IP_TRANSPARENT},
+    {"IP_RECVORIGDSTADDR", AF_INET, IPPROTO_IP, IP_RECVORIGDSTADDR},
+    {"IP_MULTICAST_ALL", AF_INET, IPPROTO_IP, IP_MULTICAST_ALL},
+    {"IP_MULTICAST_IF", AF_INET, IPPROTO_IP, IP_MULTICAST_IF},  // a struct in_addr: four bytes, as an int
     {"IPV6_V6ONLY", AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY},
     {"IPV6_TCLASS", AF_INET6, IPPROTO_IPV6, IPV6_TCLASS},
     {"IPV6_UNICAST_HOPS", AF_INET6, IPPROTO_IPV6, IPV6_UNICAST_HOPS},
@@ -88,30 +91,45 @@ constexpr IntOption kOptions[] = {
     {"IPV6_MTU_DISCOVER", AF_INET6, IPPROTO_IPV6, IPV6_MTU_DISCOVER},
     {"IPV6_MULTICAST_HOPS", AF_INET6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS},
     {"IPV6_MULTICAST_LOOP", AF_INET6, IPPROTO_IPV6, IPV6_MULTICAST_LOOP},
+    {"IPV6_MULTICAST_IF", AF_INET6, IPPROTO_IPV6, IPV6_MULTICAST_IF},
+    {"IPV6_RECVHOPLIMIT", AF_INET6, IPPROTO_IPV6, IPV6_RECVHOPLIMIT},
+    {"IPV6_RECVTCLASS", AF_INET6, IPPROTO_IPV6, IPV6_RECVTCLASS},
+    {"IPV6_TRANSPARENT", AF_INET6, IPPROTO_IPV6, IPV6_TRANSPARENT},
+    {"UDP_CORK", 0, IPPROTO_UDP, UDP_CORK},
     {"UDP_SEGMENT", 0, IPPROTO_UDP, UDP_SEGMENT},
     {"UDP_GRO", 0, IPPROTO_UDP, UDP_GRO},
+    {"UDP_ENCAP", 0, IPPROTO_UDP, UDP_ENCAP},
+    // Last: IP_TOS sets the priority too (the kernel maps the TOS to one).
+    {"SO_PRIORITY", 0, SOL_SOCKET, SO_PRIORITY},
 };
-
-std::string address(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (ss.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(ss);
-    ::inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
-    port = ntohs(a.sin_port);
-    return cat(host, ":", port);
-  }
-  const auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
-  ::inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof host);
-  port = ntohs(a.sin6_port);
-  return cat("[", host, "]:", port);
-}
+// Set after the bind: before it, two sockets with SO_REUSEADDR (or
+// SO_REUSEPORT) may share a port, and a port taken by another socket would
+// be shared with it instead of chosen anew. After it they still let later
+// sockets share this one's port, as the program asked.
+constexpr IntOption kAfterBind[] = {
+    {"SO_REUSEADDR", 0, SOL_SOCKET, SO_REUSEADDR},
+    {"SO_REUSEPORT", 0, SOL_SOCKET, SO_REUSEPORT},
+};
 
 unsigned port_of(const std::vector<uint8_t>& raw) {
   sockaddr_storage ss{};
   std::memcpy(&ss, raw.data(), std::min(raw.size(), sizeof ss));
   if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
   return ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
+}
+
+bool in_ephemeral_range(unsigned port) {
+  unsigned lo = 32768, hi = 60999;  // the kernel's default
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "re")) {
+    if (std::fscanf(f, "%u %u", &lo, &hi) != 2) lo = 32768, hi = 60999;
+    std::fclose(f);
+  }
+  return port >= lo && port <= hi;
+}
+
+void read_options(int fd, int family, std::span<const IntOption> table, json& opts) {
+  for (const auto& o : table)
+    if (o.family == 0 || o.family == family) opts[o.name] = int_option(fd, o.level, o.opt);
 }
 
 json timeout(int fd, int opt) {
@@ -123,14 +141,21 @@ json timeout(int fd, int opt) {
 
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   int fd = p.dup.get();
-  int family = int_opt(fd, SOL_SOCKET, SO_DOMAIN);
+  int family = int_option(fd, SOL_SOCKET, SO_DOMAIN);
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) fail_errno("getsockname");
   std::string name = cat("UDP ", address(local));
-  if (int_opt(fd, IPPROTO_UDP, UDP_CORK) > 0)
-    fail(name, ": it holds a corked datagram (UDP_CORK) not sent yet; not supported: uncork it before the "
-               "checkpoint");
+  // A datagram being put together (MSG_MORE, UDP_CORK) lives in the kernel
+  // until its last part: the restored socket would send the rest alone.
+  int unsent = 0;
+  if (::ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0)
+    fail(name, ": ", unsent, " bytes of a datagram being put together (MSG_MORE or UDP_CORK), or not sent yet, "
+               "are in the kernel; not supported: send its last part first (or checkpoint again)");
+  sock_fprog filter{};
+  socklen_t fl = 0;  // asking for no room gives the filter's length
+  if (::getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, &filter, &fl) == 0 && fl > 0)
+    fail(name, ": it has a socket filter attached (SO_ATTACH_FILTER, ", fl, " instructions); not supported");
   // Not read with SO_ERROR, which would clear it for the target too: poll
   // shows it and leaves it. Like an ICMP message, it may be lost.
   pollfd pfd{fd, 0, 0};
@@ -138,35 +163,36 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
     c.notes.push_back(cat(p.where(), ": ", name,
                           " has an error pending (an ICMP error about a datagram it sent, such as \"connection "
                           "refused\"), which the image does not hold"));
-  // A queued datagram of no bytes reads as none here; it is as lost as the others.
-  int next = 0;
-  if (::ioctl(fd, SIOCINQ, &next) == 0 && next > 0)
+  // SO_MEMINFO reads the receive queue's size without touching it (SIOCINQ
+  // would drop datagrams with bad checksums on the way).
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t ml = sizeof mem;
+  if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &ml) == 0 && mem[SK_MEMINFO_RMEM_ALLOC] > 0)
     c.notes.push_back(cat(p.where(), ": ", name,
                           " has datagrams queued for reading, which the image does not hold (UDP may lose any "
                           "datagram; a process left running still reads them)"));
   json f{{"flags", p.flags}, {"family", family}, {"addr", to_hex(&local, ll)}, {"name", name}};
+  // Whether the port is one the kernel chose, by this machine's range: the
+  // restoring machine's may differ.
+  unsigned port = ntohs(local.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(local).sin_port
+                                                   : reinterpret_cast<sockaddr_in6&>(local).sin6_port);
+  f["kernel_port"] = port != 0 && in_ephemeral_range(port);
+  char dev[IFNAMSIZ + 1] = {};
+  socklen_t dl = IFNAMSIZ;
+  if (::getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl) == 0 && dev[0]) f["device"] = std::string(dev);
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) == 0) f["peer"] = to_hex(&peer, pl);
   json opts = json::object();
-  for (const auto& o : kOptions)
-    if (o.family == 0 || o.family == family) opts[o.name] = int_opt(fd, o.level, o.opt);
+  read_options(fd, family, kOptions, opts);
+  read_options(fd, family, kAfterBind, opts);
   f["options"] = opts;
-  f["sndbuf"] = int_opt(fd, SOL_SOCKET, SO_SNDBUF);
-  f["rcvbuf"] = int_opt(fd, SOL_SOCKET, SO_RCVBUF);
+  f["sndbuf"] = int_option(fd, SOL_SOCKET, SO_SNDBUF);
+  f["rcvbuf"] = int_option(fd, SOL_SOCKET, SO_RCVBUF);
   f["rcvtimeo"] = timeout(fd, SO_RCVTIMEO);
   f["sndtimeo"] = timeout(fd, SO_SNDTIMEO);
   return f;
 }
 
 // ------------------------------------------------------------------ restore
-
-bool in_ephemeral_range(unsigned port) {
-  unsigned lo = 32768, hi = 60999;  // the kernel's default
-  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "re")) {
-    if (std::fscanf(f, "%u %u", &lo, &hi) != 2) lo = 32768, hi = 60999;
-    std::fclose(f);
-  }
-  return port >= lo && port <= hi;
-}
 
 void set_int(int fd, int level, int opt, int v, const char* what) {
   if (::setsockopt(fd, level, opt, &v, sizeof v) != 0) fail_errno("set ", what, " to ", v);
@@ -188,11 +214,20 @@ void set_timeout(int fd, int opt, const json& j, const char* what) {
   if (::setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) != 0) fail_errno("set its ", what);
 }
 
-void bind_again(int fd, std::vector<uint8_t> addr, const std::string& name) {
+void set_options(int fd, std::span<const IntOption> table, const json& opts) {
+  for (const auto& o : table) {
+    auto it = opts.find(o.name);
+    if (it == opts.end() || it->get<int>() < 0) continue;
+    int want = it->get<int>();
+    if (int_option(fd, o.level, o.opt) != want) set_int(fd, o.level, o.opt, want, o.name);
+  }
+}
+
+void bind_again(int fd, std::vector<uint8_t> addr, bool kernel_port, const std::string& name) {
   unsigned port = port_of(addr);
   if (port == 0) return;  // never bound: it binds itself at its first send, as before
   if (::bind(fd, reinterpret_cast<const sockaddr*>(addr.data()), static_cast<socklen_t>(addr.size())) == 0) return;
-  if (errno == EADDRINUSE && in_ephemeral_range(port)) {
+  if (errno == EADDRINUSE && kernel_port) {
     // The kernel chose this port; it chooses another (the address stays).
     auto* sa = reinterpret_cast<sockaddr*>(addr.data());
     if (sa->sa_family == AF_INET)
@@ -214,22 +249,23 @@ int open_udp(RestoreContext&, RestoreFiles&, const json& f) {
   if (!s) fail_errno(name, ": socket");
   int fd = s.get();
   const json& opts = f.at("options");
-  for (const auto& o : kOptions) {
-    auto it = opts.find(o.name);
-    if (it == opts.end() || it->get<int>() < 0) continue;
-    int want = it->get<int>();
-    if (int_opt(fd, o.level, o.opt) != want) set_int(fd, o.level, o.opt, want, o.name);
+  set_options(fd, kOptions, opts);
+  if (f.contains("device")) {
+    std::string dev = f["device"];
+    if (::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev.c_str(), static_cast<socklen_t>(dev.size())) != 0)
+      fail_errno(name, ": bind to device ", dev, " again");
   }
-  if (int_opt(fd, SOL_SOCKET, SO_SNDBUF) != f.at("sndbuf").get<int>())
+  if (int_option(fd, SOL_SOCKET, SO_SNDBUF) != f.at("sndbuf").get<int>())
     set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, f["sndbuf"], "send buffer");
-  if (int_opt(fd, SOL_SOCKET, SO_RCVBUF) != f.at("rcvbuf").get<int>())
+  if (int_option(fd, SOL_SOCKET, SO_RCVBUF) != f.at("rcvbuf").get<int>())
     set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, f["rcvbuf"], "receive buffer");
   set_timeout(fd, SO_RCVTIMEO, f.at("rcvtimeo"), "receive timeout");
   set_timeout(fd, SO_SNDTIMEO, f.at("sndtimeo"), "send timeout");
   auto addr = from_hex(f.at("addr").get<std::string>());
   if (addr.size() < sizeof(sockaddr_in) || addr.size() > sizeof(sockaddr_storage))
     fail(name, ": the image's address is ", addr.size(), " bytes long (corrupt image)");
-  bind_again(fd, std::move(addr), name);
+  bind_again(fd, std::move(addr), f.at("kernel_port").get<bool>(), name);
+  set_options(fd, kAfterBind, opts);
   if (f.contains("peer")) {
     auto peer = from_hex(f["peer"].get<std::string>());
     if (::connect(fd, reinterpret_cast<const sockaddr*>(peer.data()), static_cast<socklen_t>(peer.size())) != 0)
@@ -242,8 +278,7 @@ int open_udp(RestoreContext&, RestoreFiles&, const json& f) {
 }  // namespace
 
 bool udp_port_of_its_own(const json& f) {
-  unsigned port = port_of(from_hex(f.at("addr").get<std::string>()));
-  return port != 0 && !in_ephemeral_range(port);
+  return port_of(from_hex(f.at("addr").get<std::string>())) != 0 && !f.at("kernel_port").get<bool>();
 }
 
 const FileKind kUdp{"udp", match, dump, open_udp, nullptr};

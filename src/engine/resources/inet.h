@@ -1,0 +1,21 @@
+// What the kinds of IP sockets share (tcp_listen.cpp, tcp_conn.cpp, udp.cpp,
+// and the refusals in sockets.cpp).
+#pragma once
+#include <sys/socket.h>
+
+#include <string>
+
+#include "engine/resources/file_kinds.h"
+
+namespace thaw::engine::inet {
+
+// An integer socket option, or -1 where it cannot be read.
+int int_option(int fd, int level, int opt);
+// An IPv4 or IPv6 socket of this type (SOCK_STREAM, SOCK_DGRAM)?
+bool is(const FdProbe& p, int type);
+// "127.0.0.1:8080", "[::1]:8080".
+std::string address(const sockaddr_storage& ss);
+// The address the socket is bound to ("?:0" where it has none to tell).
+std::string local_address(int fd);
+
+}  // namespace thaw::engine::inet
