@@ -87,11 +87,10 @@ void serve_one(engine::Template& tmpl, const image::Reader& img, int conn, std::
     int fd = e["fd"];
     if (m.files.at(e["file"].get<size_t>())["kind"] != "external") continue;
     auto it = std::find(numbers.begin(), numbers.end(), fd);
-    if (it == numbers.end())
-      fail("the image inherited fd ", fd, " (", m.files.at(e["file"].get<size_t>()).value("desc", std::string("?")),
-           "); pass one with --inherit-fd ", fd, "=N");
-    inherit[fd] = fds[it - numbers.begin()].get();
+    if (it != numbers.end()) inherit[fd] = fds[it - numbers.begin()].get();
   }
+  // A dup of a given fd shares it; any other must be given.
+  engine::Template::check_inherited(m, inherit);
   int rp[2], gp[2], fp[2];
   if (::pipe2(rp, O_CLOEXEC) != 0 || ::pipe2(gp, O_CLOEXEC) != 0) fail_errno("pipe");
   UniqueFd ready_r(rp[0]), ready_w(rp[1]), go_r(gp[0]), go_w(gp[1]);

@@ -45,11 +45,11 @@ struct CheckpointOptions {
   // A target that runs on is held only until a copy-on-write fork of it
   // exists (proc/cow_fork.h), not until all its pages are read.
   bool copy_on_write = true;
-  // Established TCP connections (and ones closing) come back closed, as
-  // connections the peer dropped (their peers are outside; the next read
-  // says ECONNRESET), instead of failing the checkpoint: what a client
-  // that reconnects needs, and what memory snapshots of serverless
-  // functions do. CRIU calls it --tcp-close.
+  // TCP connections (established, connecting, closing) come back closed,
+  // as connections their peer reset (their peers are outside; the first
+  // read or write fails with ECONNRESET, then reads see EOF), instead of
+  // failing the checkpoint: what a client that reconnects needs, and what
+  // memory snapshots of serverless functions do. CRIU calls it --tcp-close.
   bool tcp_close = false;
   // Pipes and unix sockets whose other end a process outside the target
   // holds are recorded as dropped (restored as if that process had closed

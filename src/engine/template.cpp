@@ -88,6 +88,15 @@ std::string Template::ineligible(const image::Manifest& m) {
   return "";
 }
 
+void Template::check_inherited(const image::Manifest& m, const std::map<int, int>& inherit) {
+  auto given = with_shared_inherits(m, inherit);
+  for (const auto& e : m.fds)
+    if (external(m, e) && !given.count(e["fd"].get<int>()))
+      fail("the image inherited fd ", e["fd"].get<int>(), " (",
+           m.files.at(e["file"].get<size_t>()).value("desc", std::string("?")), "); pass one with --inherit-fd ",
+           e["fd"].get<int>(), "=N");
+}
+
 void Template::send_copy_files(const image::Reader& img, const std::map<int, int>& inherit,
                                const std::vector<int*>& keep, int sock) {
   const auto& m = img.manifest();

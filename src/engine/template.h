@@ -89,6 +89,9 @@ class Template {
   // What send_copy_files sent: fd in the image -> ours, for spawn()'s
   // `inherit`. Throws if it sent an error or nothing within timeout_ms.
   static std::map<int, UniqueFd> receive_copy_files(int sock, int timeout_ms);
+  // Fails naming an fd the image had connected outside that `inherit` gives
+  // neither it nor a dup of it (another fd of its open file description).
+  static void check_inherited(const image::Manifest& m, const std::map<int, int>& inherit);
   // Restores `img` held (every page now: ~100-200 ms for a torch worker).
   // Throws with the reason it cannot; the image itself is not touched.
   static std::unique_ptr<Template> create(const image::Reader& img);

@@ -922,7 +922,7 @@ def test_a_connection_of_the_snapshot_comes_back_dropped_and_the_client_reconnec
         thaw.env["E2E_TCP_PORT"] = str(server.getsockname()[1])
         cp = thaw.deploy(APPS / "tcp_client.py")
         assert "could not be taken" not in cp.stderr, cp.stderr
-        assert "Snapshot note: " in cp.stderr and "restored closed, as a connection its peer dropped" in cp.stderr, \
+        assert "Snapshot note: " in cp.stderr and "restored closed, as a connection its peer reset" in cp.stderr, \
             cp.stderr
         value, log, _ = thaw.call("e2e-tcp", "query")
         assert value == "reconnected after ConnectionResetError: pong" and RESTORING in log, (value, log)

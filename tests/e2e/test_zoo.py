@@ -1362,6 +1362,17 @@ listener = socket.create_server(("127.0.0.1", 0))
 inner = socket.create_connection(listener.getsockname())
 accepted, _ = listener.accept()
 outer = socket.create_connection(("127.0.0.1", port))  # a peer outside the process
+fresh = socket.socket()  # never used: comes back as it is
+bound = socket.socket()
+bound.bind(("127.0.0.1", 0))
+was_reset = socket.create_connection(listener.getsockname())  # reset, and its error read already
+other, _ = listener.accept()
+other.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\1\\0\\0\\0\\0\\0\\0\\0")
+other.close()
+try:
+    was_reset.recv(1)
+except ConnectionResetError:
+    pass
 seen = {}
 def reader():
     try:
@@ -1383,6 +1394,10 @@ for what, op in [("recv", lambda: inner.recv(10)), ("send", lambda: inner.send(b
         print(what, type(e).__name__)
 t.join(20)
 print("blocked recv", seen.get("blocked recv"), flush=True)
+print("reset read before", repr(was_reset.recv(10)), flush=True)
+print("fresh", fresh.getsockname(), bound.getsockname() != ("0.0.0.0", 0), flush=True)
+fresh.connect(listener.getsockname())
+print("fresh connects", bool(listener.accept()), flush=True)
 """
 
 
@@ -1408,19 +1423,22 @@ def test_tcp_connections_come_back_closed_with_tcp_close(zoo, thaw_bin):
             img = zoo.img_path()
             cp = zoo.thaw("checkpoint", "--tcp-close", *kill, "--pid", p.pid, "--out", img)
             assert cp.returncode == 0, cp.stderr
-            assert cp.stderr.count("restored closed, as a connection its peer dropped") == 3, cp.stderr
+            assert cp.stderr.count("restored closed, as a connection its peer reset") == 4, cp.stderr
             assert f"-> 127.0.0.1:{port}: restored closed" in cp.stderr, cp.stderr
             if mode == "original":
                 peer.sendall(b"hi")
                 out, err = p.communicate(b"go\n", timeout=60)
                 assert p.returncode == 0, err
-                assert out.decode().splitlines() == ["select True", "recv b'x'", "send 1", "blocked recv b'hi'"], out
+                assert out.decode().splitlines() == ["select True", "recv b'x'", "send 1", "blocked recv b'hi'",
+                                                     "reset read before b''", "fresh ('0.0.0.0', 0) True",
+                                                     "fresh connects True"], out
             else:
                 p.wait(timeout=10)
                 rc, out, err = zoo.restore(img)
                 assert rc == 0, err
                 assert out.splitlines() == ["select True", "recv ConnectionResetError", "send BrokenPipeError",
-                                            "blocked recv ConnectionResetError"], (out, err)
+                                            "blocked recv ConnectionResetError", "reset read before b''",
+                                            "fresh ('0.0.0.0', 0) True", "fresh connects True"], (out, err)
             peer.close()
 
 
@@ -1574,3 +1592,40 @@ def test_a_udp_datagram_being_put_together_is_refused(zoo, thaw_bin):
             "print(rx.recv(100), flush=True)\n")
     _refused_and_runs_on(zoo, code, "bytes of a datagram being put together (MSG_MORE or UDP_CORK)",
                          b"b'head-body'\n")
+
+
+def test_a_dup_of_stderr_shares_the_template_copys_stderr(zoo, thaw_bin, tmp_path):
+    """An fd that was a dup of stderr needs no --inherit-fd of its own: a
+    restore, and a copy of a live template, give it the copy's stderr."""
+    code = ("import os, sys\n"
+            "err = os.fdopen(os.dup(2), 'w')\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "err.write('through the dup\\n')\n"
+            "err.flush()\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    zoo.procs.append(p)
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    img = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--kill", "--pid", p.pid, "--out", img)
+    assert cp.returncode == 0, cp.stderr
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and "through the dup" in err, (out, err)
+    sock = tmp_path / "template.sock"
+    t = subprocess.Popen(zoo.thaw_cmd("template", img, "--socket", sock), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    t.own_group = True
+    t.prog = "thaw template"
+    zoo.procs.append(t)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        assert t.poll() is None and time.monotonic() < deadline, t.stderr.read()
+        time.sleep(0.05)
+    c = subprocess.Popen(zoo.thaw_cmd("restore", "--from-template", sock), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    c.own_group = True
+    c.prog = "thaw restore --from-template"
+    zoo.procs.append(c)
+    rc, out, err = zoo.finish(c)
+    assert rc == 0 and "through the dup" in err, (out, err)

@@ -6,9 +6,13 @@
 // Each comes back as if that other process had closed its end: a read end or
 // stream socket reads EOF, a write end or stream socket fails with EPIPE (and
 // SIGPIPE, as it would), a datagram socket that sent to a named socket
-// connects to that name again where something is bound there (syslog's
-// /dev/log), else fails its sends with ECONNREFUSED. What a program sees
-// when the process it talked to ends, which it must handle anyway.
+// connects to that name again where something is bound there (a syslog
+// daemon's socket), else fails its sends (ECONNREFUSED, then ENOTCONN) and
+// waits forever in a read. What a program sees when the process it talked to
+// ends, which it must handle anyway. The name is the one the peer bound, as
+// its mount namespace and directory saw it (/run/systemd/journal/dev-log
+// for /dev/log): where the restore's see another file, it connects there or
+// nowhere. Data queued for reading is lost with the connection (noted).
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -42,7 +46,16 @@ std::string dropped_what(const json& f) {
   if (f.contains("pipe_end"))
     return f["pipe_end"] == "r" ? "a pipe another process wrote to: restored as one whose writer closed it (EOF)"
                                 : "a pipe to another process: restored as one whose reader closed it (EPIPE)";
-  if (f.contains("peer_name")) return "a datagram socket sending to a named socket: restored connected there again";
+  if (f["socket_type"] == SOCK_DGRAM) {
+    if (f.contains("peer_name")) {
+      auto raw = from_hex(f["peer_name"].get<std::string>());
+      std::string name(raw.begin(), raw.end());
+      if (!name.empty() && name[0] == '\0') name[0] = '@';
+      return cat("a datagram socket sending to ", name.c_str(), ": restored connected to that name again where a "
+                 "socket is bound there, else as one whose peer closed (its sends fail)");
+    }
+    return "a datagram socket connected to another process's: restored as one whose peer closed (its sends fail)";
+  }
   return "a socket connected to another process: restored as one that process closed (EOF)";
 }
 

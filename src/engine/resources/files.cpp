@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -184,7 +185,14 @@ void drop_outside_connections(CheckpointContext& c, const std::vector<FdProbe>& 
     if (kept || !first) continue;
     in_context(first->where(), [&] {
       c.m.files[d] = dropped_from_external(c.m.files[d], first->flags);
-      c.notes.push_back(cat(first->where(), ": ", dropped_what(c.m.files[d])));
+      // FIONREAD counts without reading (a pipe's bytes; a unix socket's, or
+      // its next datagram's).
+      int queued = 0;
+      bool reads = c.m.files[d].value("pipe_end", std::string("r")) == "r";
+      std::string lost = reads && ::ioctl(first->dup.get(), FIONREAD, &queued) == 0 && queued > 0
+                             ? cat("; ", queued, " bytes queued for reading are lost with it")
+                             : std::string();
+      c.notes.push_back(cat(first->where(), ": ", dropped_what(c.m.files[d]), lost));
     });
   }
 }

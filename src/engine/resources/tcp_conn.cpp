@@ -1,16 +1,19 @@
-// TCP sockets that are not listening: connections, established or closing.
-// Their state is shared with a peer outside the process, which a restore
-// cannot bring along, so they are refused, unless the checkpoint was asked
-// to close them (CheckpointOptions::tcp_close). Then each comes back as a
-// connection its peer dropped: a socket reset by its peer, whose next read
-// fails with ECONNRESET, next write with EPIPE, and which poll and epoll
-// report as ERR|HUP — what a client that reconnects after a network failure
-// already handles, and what a snapshot of a serverless function gives its
-// connections (their peers never saw the restored copy).
+// TCP sockets that are not listening. One never used (nothing sent) comes
+// back as it is. Connections — established, connecting, closing, or closed
+// and not yet closed by the program — share their state with a peer outside
+// the process, which a restore cannot bring along, so they are refused,
+// unless the checkpoint was asked to close them
+// (CheckpointOptions::tcp_close). Then each comes back as a connection its
+// peer reset: its first read or write fails with ECONNRESET (poll and epoll
+// report ERR|HUP until then), later reads see EOF and writes EPIPE — what a
+// client that reconnects after a network failure already handles, and what
+// a snapshot of a serverless function gives its connections (their peers
+// never saw the restored copy). One whose reset the program had already
+// read comes back with that error read too.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>  // its tcp_info has tcpi_segs_out, glibc's does not
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,9 +34,14 @@ namespace {
 using inet::address;
 using inet::int_option;
 
-// Not listening (tcp_listen.cpp takes those).
+constexpr uint8_t kTcpClose = 7;  // the kernel's TCP_CLOSE (include/net/tcp_states.h)
+
+// Not listening (tcp_listen.cpp takes those); TCP itself, not MPTCP or
+// SCTP, which are stream sockets too.
 bool match(const FdProbe& p) {
-  return inet::is(p, SOCK_STREAM) && int_option(p.dup.get(), SOL_SOCKET, SO_ACCEPTCONN) != 1;
+  int fd = p.dup.get();
+  return inet::is(p, SOCK_STREAM) && int_option(fd, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP &&
+         int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1;
 }
 
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
@@ -47,16 +55,32 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   // any more, only the error; poll shows it without consuming it.
   pollfd pfd{fd, 0, 0};
   bool failed = ::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+  tcp_info ti{};
+  socklen_t tl = sizeof ti;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) fail_errno("read TCP_INFO");
   std::string name = connected ? cat("TCP ", address(local), " -> ", address(peer)) : cat("TCP ", address(local));
-  if (!connected && !failed)
-    fail(name, ": a TCP socket that neither listens nor is connected is not supported");
+  json f{{"flags", p.flags}, {"family", family}, {"name", name}};
+  if (!connected && !failed && ti.tcpi_state == kTcpClose && ti.tcpi_segs_out == 0) {
+    // Never used (nothing sent, not even a SYN): nothing outside knows it.
+    // It comes back as it is, bound where it was bound.
+    f["fresh"] = true;
+    f["addr"] = to_hex(&local, ll);
+    f["reuseaddr"] = int_option(fd, SOL_SOCKET, SO_REUSEADDR) > 0;
+    f["reuseport"] = int_option(fd, SOL_SOCKET, SO_REUSEPORT) > 0;
+    if (family == AF_INET6) f["v6only"] = int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY) > 0;
+    return f;
+  }
   if (!c.tcp_close)
     fail(name, ": TCP connections are not supported (listening TCP sockets are): close it before the checkpoint "
                "and connect again after, or checkpoint with --tcp-close to have it restored as a connection its "
                "peer dropped");
+  // Closed already, its error read (or none: a shutdown both ways): a read
+  // sees EOF, as before.
+  f["error_read"] = !failed && ti.tcpi_state == kTcpClose;
   c.notes.push_back(cat(p.where(), ": ", name,
-                        ": restored closed, as a connection its peer dropped (its next read says ECONNRESET)"));
-  return json{{"flags", p.flags}, {"family", family}, {"name", name}};
+                        ": restored closed, as a connection its peer reset (the first read or write fails with "
+                        "ECONNRESET, then reads see EOF)"));
+  return f;
 }
 
 // ------------------------------------------------------------------ restore
@@ -100,17 +124,46 @@ UniqueFd loopback_listener(int family, sockaddr_storage& addr, socklen_t& len) {
   return l;
 }
 
+void set_flag(int fd, int level, int opt, bool on, const char* what) {
+  int v = on ? 1 : 0;
+  if (::setsockopt(fd, level, opt, &v, sizeof v) != 0) fail_errno("set ", what);
+}
+
+int open_fresh(const json& f) {
+  int family = f.at("family");
+  UniqueFd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s) fail_errno("socket");
+  set_flag(s.get(), SOL_SOCKET, SO_REUSEADDR, f.at("reuseaddr").get<bool>(), "SO_REUSEADDR");
+  set_flag(s.get(), SOL_SOCKET, SO_REUSEPORT, f.at("reuseport").get<bool>(), "SO_REUSEPORT");
+  if (family == AF_INET6) set_flag(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, f.at("v6only").get<bool>(), "IPV6_V6ONLY");
+  auto addr = from_hex(f.at("addr").get<std::string>());
+  if (addr.size() < sizeof(sockaddr_in) || addr.size() > sizeof(sockaddr_storage))
+    fail("the image's address is ", addr.size(), " bytes long (corrupt image)");
+  sockaddr_storage ss{};
+  std::memcpy(&ss, addr.data(), addr.size());
+  bool bound = ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(ss).sin_port != 0
+                                       : reinterpret_cast<sockaddr_in6&>(ss).sin6_port != 0;
+  if (bound && ::bind(s.get(), reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(addr.size())) != 0)
+    fail_errno("bind to its address again");
+  if (::fcntl(s.get(), F_SETFL, f.at("flags").get<int>()) != 0) fail_errno("set flags");
+  return s.release();
+}
+
 // The kernel makes a reset connection only from a connection: one to a
 // listener of ours, whose accepted end closes with a zero linger (a RST).
 int open_closed(RestoreContext&, RestoreFiles&, const json& f) {
   int family = f.at("family");
   std::string name = f.at("name");
+  if (f.value("fresh", false)) return with_context(name, [&] { return open_fresh(f); });
   return with_context(cat(name, ": make a connection its peer dropped"), [&] {
     sockaddr_storage addr{};
     socklen_t len = 0;
     UniqueFd listener = loopback_listener(family, addr, len);
     UniqueFd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!s) fail_errno("socket");
+    // Where IPv6 has no loopback the listener is IPv4's, reached at its
+    // v4-mapped address, which a V6ONLY socket (net.ipv6.bindv6only) cannot.
+    if (family == AF_INET6) set_flag(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, false, "IPV6_V6ONLY");
     if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) fail_errno("connect to our listener");
     UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!accepted) fail_errno("accept");
@@ -121,6 +174,11 @@ int open_closed(RestoreContext&, RestoreFiles&, const json& f) {
     pollfd pfd{s.get(), POLLIN, 0};
     if (::poll(&pfd, 1, 5000) != 1 || !(pfd.revents & (POLLERR | POLLHUP)))
       fail("the reset did not arrive within 5 s");
+    if (f.value("error_read", false)) {
+      char byte;
+      ssize_t ignored = ::recv(s.get(), &byte, 1, MSG_DONTWAIT);  // takes the ECONNRESET the original had read
+      (void)ignored;
+    }
     if (::fcntl(s.get(), F_SETFL, f.at("flags").get<int>()) != 0) fail_errno("set flags");
     return s.release();
   });

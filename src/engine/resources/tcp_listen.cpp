@@ -26,7 +26,9 @@ namespace {
 using inet::int_option;
 
 bool match(const FdProbe& p) {
-  return inet::is(p, SOCK_STREAM) && int_option(p.dup.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1;
+  int fd = p.dup.get();
+  return inet::is(p, SOCK_STREAM) && int_option(fd, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP &&
+         int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) == 1;
 }
 
 struct ListenInfo {
