@@ -545,6 +545,7 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
 HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, const std::map<int, int>& inherit) {
   return with_context("restore a held copy", [&] {
     check_cpu_compatible(m);
+    check_mapping_count(m);
     check_files(m, inherit);
     if (m.threads.size() != 1) fail("the image has ", m.threads.size(), " threads; a held copy takes one");
     int sp[2];
@@ -609,6 +610,7 @@ RestoreResult restore(const RestoreOptions& o) {
         inherit[fd] = fd;
     }
     check_cpu_compatible(m);
+    check_mapping_count(m);
     check_files(m, inherit);
 
     int sp[2];

@@ -3,6 +3,7 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 
 import json
 import os
+import resource
 import shutil
 import select
 import signal
@@ -1150,6 +1151,31 @@ def test_restore_of_a_full_fd_table(zoo, thaw_bin):
             "      os.readlink('/proc/self/fd/63')), flush=True)\n")
     rc, out, err = zoo.restore(_python_image(zoo, code), data=b"go\n")
     assert rc == 0 and out == "limit 64, fd 63 /dev/null\n", _show("restore", rc, out, err)
+
+
+def test_a_restore_under_a_lower_open_files_limit_says_what_to_raise(zoo, thaw_bin):
+    """A process with fd 1000, restored by a thaw whose hard open-files
+    limit is 256: the restore cannot park its own fds above the image's, and
+    says so with the limit it needs (it used to fail with "move fd 4 out of
+    the way: Invalid argument"), leaving nothing behind; with that limit it
+    runs."""
+    code = ("import os, sys\n"
+            "os.dup2(os.open('/dev/null', os.O_RDONLY), 1000)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(os.readlink('/proc/self/fd/1000'), flush=True)\n")
+    img = _python_image(zoo, code)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    cp = subprocess.run([str(thaw_bin), "restore", str(img)], input=b"go\n", capture_output=True,
+                        preexec_fn=low_limit, timeout=120)
+    err = cp.stderr.decode()
+    assert cp.returncode == 1 and cp.stdout == b"", err
+    assert "the image has fd 1000" in err and "open-files limit is 256" in err and "ulimit -n" in err, err
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == "/dev/null\n", _show("restore", rc, out, err)
 
 
 def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):
