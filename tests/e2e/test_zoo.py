@@ -101,6 +101,30 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
 
 
+@pytest.mark.parametrize("kill", [False, True])
+def test_checkpoint_over_the_file_size_limit_fails_cleanly(zoo, thaw_bin, kill):
+    """A `thaw checkpoint` whose RLIMIT_FSIZE (ulimit -f) is below the
+    image's size says so and leaves the target running and no image, not
+    even a temporary directory (SIGXFSZ used to kill thaw mid-write, with
+    exit status 153, no message and DIR.tmp.<pid> left behind)."""
+    expected = zoo.run_uninterrupted("simple")
+    p = zoo.start("simple")
+    img = zoo.img_path()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    cp = subprocess.run(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img, *(["--kill"] if kill else [])),
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, preexec_fn=small_files,
+                        timeout=120)
+    assert cp.returncode == 1, cp.stderr
+    assert "file-size limit of 1048576 bytes" in cp.stderr and "ulimit -f" in cp.stderr, cp.stderr
+    assert not img.exists() and not list(img.parent.glob(img.name + ".tmp.*"))
+    assert p.poll() is None, f"simple died during checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "original simple after the failed checkpoint")
+
+
 @pytest.mark.parametrize("prog,how", [("signals", "--no-cow"), ("threads", "--no-cow"), ("fpu", "--no-cow"),
                                       ("signals", "cow"), ("threads", "cow")])
 def test_checkpoint_killed_leaves_target_running(zoo, thaw_bin, prog, how):
