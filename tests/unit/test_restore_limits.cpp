@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "engine/resources/resources.h"
+#include "engine/restorer_error.h"
 
 namespace {
 
@@ -26,6 +27,28 @@ TEST(RestoreLimits, TooManyMappingsForMaxMapCountSaysWhatToRaise) {
     EXPECT_NE(msg.find("vm.max_map_count here is 65000"), std::string::npos) << msg;
     EXPECT_NE(msg.find("sysctl vm.max_map_count="), std::string::npos) << msg;
   }
+}
+
+}  // namespace
+
+namespace {
+
+using thaw::engine::explain_restorer_error;
+
+// A restore under `ulimit -v` too small for the image used to end with
+// "mmap at 0x7f07bc3d4000 (errno 12)" and nothing more.
+TEST(RestoreLimits, RestorerOutOfMemoryNamesTheLimits) {
+  std::string msg = explain_restorer_error("mmap at 0x7f07bc3d4000 (errno 12)", 1024000000, 65530);
+  EXPECT_EQ(msg.rfind("mmap at 0x7f07bc3d4000 (Cannot allocate memory)", 0), 0u) << msg;
+  EXPECT_NE(msg.find("RLIMIT_AS, ulimit -v) of 1024000000 bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("vm.max_map_count (65530)"), std::string::npos) << msg;
+}
+
+TEST(RestoreLimits, OtherRestorerErrorsGetTheirText) {
+  EXPECT_EQ(explain_restorer_error("mprotect at 0x1000 (errno 22)", UINT64_MAX, 65530),
+            "mprotect at 0x1000 (Invalid argument)");
+  EXPECT_EQ(explain_restorer_error("page data checksum mismatch (corrupt image) at 0x1000", UINT64_MAX, 65530),
+            "page data checksum mismatch (corrupt image) at 0x1000");
 }
 
 }  // namespace
