@@ -1202,6 +1202,42 @@ def test_a_restore_under_a_lower_open_files_limit_says_what_to_raise(zoo, thaw_b
     assert rc == 0 and out == "/dev/null\n", _show("restore", rc, out, err)
 
 
+@pytest.mark.parametrize("hard", [256, 4096])
+def test_a_checkpoint_under_a_lower_open_files_limit(zoo, thaw_bin, hard):
+    """thaw holds a copy of each of the target's fds while it checkpoints:
+    a process with 400 fds, checkpointed by a thaw whose soft open-files
+    limit is 256, is taken when the hard limit allows more; below the hard
+    limit the error says which `ulimit -n` it needs (it used to fail at some
+    fd with "Too many open files"), and the target runs on."""
+    code = ("import os, sys\n"
+            "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(400)]\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(len(os.listdir('/proc/self/fd')) > 400, flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+        cp = subprocess.run(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, preexec_fn=low_limit, timeout=120)
+        if hard == 256:
+            assert cp.returncode == 1 and "open-files limit is 256" in cp.stderr and "ulimit -n" in cp.stderr, \
+                cp.stderr
+            assert not img.exists()
+        else:
+            assert cp.returncode == 0, cp.stderr
+        out, _ = p.communicate(b"go\n", timeout=60)
+        assert p.returncode == 0 and out == b"True\n"
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):
     """A process in a container's cpuset, checkpointed from outside, runs
     on the CPUs that cpuset allows: the narrower affinity is the

@@ -165,9 +165,31 @@ json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProb
 
 }  // namespace
 
+namespace {
+
+// Every fd of the target is held here as a copy (pidfd_getfd) until the
+// image is written, so our own table must take them all besides thaw's own
+// few; short of that the checkpoint failed at some fd with a bare EMFILE.
+constexpr rlim_t kOwnFds = 64;
+
+void make_room_for_copies(size_t count) {
+  const rlim_t need = count + kOwnFds;
+  struct rlimit nofile;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur >= need) return;
+  if (nofile.rlim_max < need)
+    fail("the process has ", count, " fds and thaw holds a copy of each while it checkpoints, but its open-files "
+         "limit is ", nofile.rlim_max, " (hard); raise it (ulimit -n ", need, ") and take the checkpoint again");
+  nofile.rlim_cur = need;
+  if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) fail_errno("raise the open-files limit to ", need);
+}
+
+}  // namespace
+
 void dump_files(CheckpointContext& c) {
+  std::vector<int> fds = list_fds(c.pid);
+  make_room_for_copies(fds.size());
   std::vector<FdProbe> probes;
-  for (int fd : list_fds(c.pid)) probes.push_back(probe_fd(c, fd));
+  for (int fd : fds) probes.push_back(probe_fd(c, fd));
 
   std::vector<int> desc_of(probes.size(), -1);
   for (size_t i = 0; i < probes.size(); i++) {
