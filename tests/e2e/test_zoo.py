@@ -1162,6 +1162,26 @@ def _refused_and_runs_on(zoo, code, message, expected, cwd=None, before=None):
         p.wait()
 
 
+def test_a_checkpoint_beside_another_still_reading_its_copy_says_so(zoo, thaw_bin):
+    """While one checkpoint reads the pages from its copy-on-write copy (the
+    target already released), a second one finds that copy as a child: it
+    says another checkpoint is running, not "process trees are not
+    supported". A live child named as thaw names its copy stands in for it
+    (a real one lives only while the pages are read)."""
+    code = ("import ctypes, os, sys, time\n"
+            "kid = os.fork()\n"
+            "if kid == 0:\n"
+            "    ctypes.CDLL(None).prctl(15, b'thaw-cow-copy', 0, 0, 0)\n"
+            "    time.sleep(600)\n"
+            "    os._exit(0)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "os.kill(kid, 9)\n"
+            "os.waitpid(kid, 0)\n"
+            "print('ran on', flush=True)\n")
+    _refused_and_runs_on(zoo, code, "another thaw checkpoint of process", b"ran on\n")
+
+
 def test_restore_of_a_full_fd_table(zoo, thaw_bin):
     """A process whose highest fd is the last its open-files limit allows
     (the restore used to set that limit first, then fail to park its own
