@@ -216,7 +216,15 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   if (version != kFormatVersion)
     fail("image ", dir, ": format version ", version, " is not supported by this thaw (it reads version ",
          kFormatVersion, "); take the image again with this thaw");
-  std::string manifest = read_file(dir + "/" + kManifestName);
+  // A file missing beside a valid header is an image damaged after it was
+  // published (the writer publishes all of them at once).
+  auto read_part = [&](const char* name) {
+    std::string text;
+    if (!try_read_file(dir + "/" + name, &text))
+      fail_errno("image ", dir, ": cannot read ", name, " (incomplete or damaged image; take the checkpoint again)");
+    return text;
+  };
+  std::string manifest = read_part(kManifestName);
   std::string want = header.value("manifest_xxh64", "");
   if (hex64(thaw_xxh64(manifest.data(), manifest.size(), 0)) != want)
     fail("image ", dir, ": ", kManifestName, " checksum mismatch (corrupt image)");
@@ -225,7 +233,7 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   } catch (const std::exception& e) {
     fail("image ", dir, ": ", kManifestName, " does not parse: ", e.what());
   }
-  std::string memory = read_file(dir + "/" + kMemoryName);
+  std::string memory = read_part(kMemoryName);
   memory_id_ = thaw_xxh64(memory.data(), memory.size(), 0);
   if (memory.size() != header.value("memory_bytes", uint64_t{0}) || hex64(memory_id_) != header.value("memory_xxh64", ""))
     fail("image ", dir, ": ", kMemoryName, " checksum mismatch (corrupt image)");
