@@ -35,6 +35,7 @@
 #include "common/timing.h"
 #include "engine/engine.h"
 #include "engine/pager.h"
+#include "engine/restorer_error.h"
 #include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
 #include "image/working_set.h"
@@ -455,7 +456,7 @@ struct Status {
   bool lazy_known = false;
 };
 
-Status read_status(int fd, bool want_lazy) {
+Status read_status(int fd, bool want_lazy, const image::Manifest& m) {
   Status st;
   st.lazy_known = !want_lazy;
   std::string buf;
@@ -465,7 +466,18 @@ Status read_status(int fd, bool want_lazy) {
     while ((nl = buf.find('\n')) != std::string::npos) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      if (line.rfind("E", 0) == 0) fail(trim(line.substr(1)));
+      if (line.rfind("E", 0) == 0) {
+        // The process ran under the image's RLIMIT_AS, capped by our hard
+        // one (restore_process_early cannot raise past it).
+        struct rlimit own;
+        uint64_t as_limit = ::getrlimit(RLIMIT_AS, &own) == 0 ? own.rlim_max : RLIM_INFINITY;
+        for (const auto& rl : m.process.rlimits)
+          if (rl.resource == RLIMIT_AS) as_limit = std::min<uint64_t>(as_limit, rl.cur);
+        if (as_limit == RLIM_INFINITY) as_limit = UINT64_MAX;
+        std::string maps;
+        uint64_t max_maps = try_read_file("/proc/sys/vm/max_map_count", &maps) ? std::strtoull(maps.c_str(), nullptr, 10) : 0;
+        fail(explain_restorer_error(trim(line.substr(1)), as_limit, max_maps));
+      }
       if (line.rfind("U ", 0) == 0) {
         st.init_uffd = std::atoi(line.c_str() + 2);
         st.lazy_known = true;
@@ -540,6 +552,7 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
 HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, const std::map<int, int>& inherit) {
   return with_context("restore a held copy", [&] {
     check_cpu_compatible(m);
+    check_mapping_count(m);
     check_files(m, inherit);
     if (m.threads.size() != 1) fail("the image has ", m.threads.size(), " threads; a held copy takes one");
     int sp[2];
@@ -559,7 +572,7 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
     status_w.reset();
     bool seized = false;  // from then on the seizure kills and reaps it
     try {
-      Status st = read_status(status_r.get(), false);
+      Status st = read_status(status_r.get(), false, m);
       unsigned long long rs = 0, re = 0;
       long long mem_ns = 0, rest_ns = 0;
       if (std::sscanf(st.ready.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
@@ -604,6 +617,7 @@ RestoreResult restore(const RestoreOptions& o) {
         inherit[fd] = fd;
     }
     check_cpu_compatible(m);
+    check_mapping_count(m);
     check_files(m, inherit);
 
     int sp[2];
@@ -669,7 +683,7 @@ RestoreResult restore(const RestoreOptions& o) {
       // After the fork (the child must not inherit a CUDA context or the
       // driver's fds) and back in our own pid namespace (threads).
       if (!m.gpu.uuid.empty()) gpu.emplace(m);
-      st = read_status(status_r.get(), want_lazy);
+      st = read_status(status_r.get(), want_lazy, m);
       if (o.stop_on_interrupt) throw_if_interrupted("the half-restored process was stopped");
     } catch (const std::exception& e) {
       return reap_failed(e.what());

@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +63,8 @@ Writer::Writer(std::string dir) : dir_(std::move(dir)) {
   struct stat st;
   if (::lstat(dir_.c_str(), &st) == 0)
     fail("image directory ", dir_, " already exists; remove it or choose another --out");
+  struct rlimit fsize;
+  if (::getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY) size_limit_ = fsize.rlim_cur;
   remove_abandoned_tmps(dir_);
   tmp_ = cat(dir_, ".tmp.", ::getpid());
   remove_tree(tmp_);
@@ -79,8 +82,15 @@ Writer::~Writer() {
 
 static uint64_t page_up(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
 
+void Writer::check_size_limit(uint64_t end, const char* name) const {
+  if (end > size_limit_)
+    fail("write ", name, ": the image needs ", end, " bytes in it, over this process's file-size limit of ",
+         size_limit_, " bytes (RLIMIT_FSIZE); raise it (ulimit -f unlimited) and take the checkpoint again");
+}
+
 PageRun Writer::append(uint64_t addr, const void* data, uint64_t len) {
   uint64_t at = offset_.fetch_add(page_up(len));
+  check_size_limit(at + page_up(len), kPagesName);
   PageRun run{addr, len, at, hash_run(data, len)};
   auto* p = static_cast<const char*>(data);
   auto* stage = static_cast<const char*>(stage_.get());
@@ -150,6 +160,7 @@ void Writer::commit(Manifest& m) {
   {
     UniqueFd fd(::open((tmp_ + "/" + kMemoryName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) fail_errno("create ", kMemoryName);
+    check_size_limit(memory.size(), kMemoryName);
     write_all(fd.get(), memory.data(), memory.size(), kMemoryName);
     if (::fsync(fd.get()) != 0) fail_errno("fsync ", kMemoryName);
   }
@@ -157,6 +168,7 @@ void Writer::commit(Manifest& m) {
   {
     UniqueFd fd(::open((tmp_ + "/" + kManifestName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) fail_errno("create ", kManifestName);
+    check_size_limit(manifest.size(), kManifestName);
     write_all(fd.get(), manifest.data(), manifest.size(), kManifestName);
     if (::fsync(fd.get()) != 0) fail_errno("fsync ", kManifestName);
   }
@@ -171,6 +183,7 @@ void Writer::commit(Manifest& m) {
   {
     UniqueFd fd(::open((tmp_ + "/" + kHeaderName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) fail_errno("create ", kHeaderName);
+    check_size_limit(h.size(), kHeaderName);
     write_all(fd.get(), h.data(), h.size(), kHeaderName);
     if (::fsync(fd.get()) != 0) fail_errno("fsync ", kHeaderName);
   }
@@ -203,7 +216,15 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   if (version != kFormatVersion)
     fail("image ", dir, ": format version ", version, " is not supported by this thaw (it reads version ",
          kFormatVersion, "); take the image again with this thaw");
-  std::string manifest = read_file(dir + "/" + kManifestName);
+  // A file missing beside a valid header is an image damaged after it was
+  // published (the writer publishes all of them at once).
+  auto read_part = [&](const char* name) {
+    std::string text;
+    if (!try_read_file(dir + "/" + name, &text))
+      fail_errno("image ", dir, ": cannot read ", name, " (incomplete or damaged image; take the checkpoint again)");
+    return text;
+  };
+  std::string manifest = read_part(kManifestName);
   std::string want = header.value("manifest_xxh64", "");
   if (hex64(thaw_xxh64(manifest.data(), manifest.size(), 0)) != want)
     fail("image ", dir, ": ", kManifestName, " checksum mismatch (corrupt image)");
@@ -212,7 +233,7 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   } catch (const std::exception& e) {
     fail("image ", dir, ": ", kManifestName, " does not parse: ", e.what());
   }
-  std::string memory = read_file(dir + "/" + kMemoryName);
+  std::string memory = read_part(kMemoryName);
   memory_id_ = thaw_xxh64(memory.data(), memory.size(), 0);
   if (memory.size() != header.value("memory_bytes", uint64_t{0}) || hex64(memory_id_) != header.value("memory_xxh64", ""))
     fail("image ", dir, ": ", kMemoryName, " checksum mismatch (corrupt image)");

@@ -47,8 +47,13 @@ class Writer {
   const std::string& dir() const { return dir_; }
 
  private:
+  // Writing past RLIMIT_FSIZE would kill thaw with SIGXFSZ mid-image
+  // (leaving its temporary directory), so each write is checked first.
+  void check_size_limit(uint64_t end, const char* name) const;
+
   std::string dir_, tmp_;
   UniqueFd pages_;
+  uint64_t size_limit_ = UINT64_MAX;  // RLIMIT_FSIZE's soft limit
   std::atomic<uint64_t> offset_{0};
   struct Staged {
     uint64_t offset;

@@ -4,6 +4,7 @@ output with an uninterrupted run.  Helpers live in conftest.py."""
 import json
 import os
 import re
+import resource
 import shutil
 import select
 import signal
@@ -99,6 +100,30 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     assert p.poll() is None, f"{prog} died during checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_checkpoint_over_the_file_size_limit_fails_cleanly(zoo, thaw_bin, kill):
+    """A `thaw checkpoint` whose RLIMIT_FSIZE (ulimit -f) is below the
+    image's size says so and leaves the target running and no image, not
+    even a temporary directory (SIGXFSZ used to kill thaw mid-write, with
+    exit status 153, no message and DIR.tmp.<pid> left behind)."""
+    expected = zoo.run_uninterrupted("simple")
+    p = zoo.start("simple")
+    img = zoo.img_path()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    cp = subprocess.run(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img, *(["--kill"] if kill else [])),
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, preexec_fn=small_files,
+                        timeout=120)
+    assert cp.returncode == 1, cp.stderr
+    assert "file-size limit of 1048576 bytes" in cp.stderr and "ulimit -f" in cp.stderr, cp.stderr
+    assert not img.exists() and not list(img.parent.glob(img.name + ".tmp.*"))
+    assert p.poll() is None, f"simple died during checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "original simple after the failed checkpoint")
 
 
 @pytest.mark.parametrize("prog,how", [("signals", "--no-cow"), ("threads", "--no-cow"), ("fpu", "--no-cow"),
@@ -1156,6 +1181,26 @@ def _refused_and_runs_on(zoo, code, message, expected, cwd=None, before=None):
         p.wait()
 
 
+def test_a_checkpoint_beside_another_still_reading_its_copy_says_so(zoo, thaw_bin):
+    """While one checkpoint reads the pages from its copy-on-write copy (the
+    target already released), a second one finds that copy as a child: it
+    says another checkpoint is running, not "process trees are not
+    supported". A live child named as thaw names its copy stands in for it
+    (a real one lives only while the pages are read)."""
+    code = ("import ctypes, os, sys, time\n"
+            "kid = os.fork()\n"
+            "if kid == 0:\n"
+            "    ctypes.CDLL(None).prctl(15, b'thaw-cow-copy', 0, 0, 0)\n"
+            "    time.sleep(600)\n"
+            "    os._exit(0)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "os.kill(kid, 9)\n"
+            "os.waitpid(kid, 0)\n"
+            "print('ran on', flush=True)\n")
+    _refused_and_runs_on(zoo, code, "another thaw checkpoint of process", b"ran on\n")
+
+
 def test_restore_of_a_full_fd_table(zoo, thaw_bin):
     """A process whose highest fd is the last its open-files limit allows
     (the restore used to set that limit first, then fail to park its own
@@ -1169,6 +1214,67 @@ def test_restore_of_a_full_fd_table(zoo, thaw_bin):
             "      os.readlink('/proc/self/fd/63')), flush=True)\n")
     rc, out, err = zoo.restore(_python_image(zoo, code), data=b"go\n")
     assert rc == 0 and out == "limit 64, fd 63 /dev/null\n", _show("restore", rc, out, err)
+
+
+def test_a_restore_under_a_lower_open_files_limit_says_what_to_raise(zoo, thaw_bin):
+    """A process with fd 1000, restored by a thaw whose hard open-files
+    limit is 256: the restore cannot park its own fds above the image's, and
+    says so with the limit it needs (it used to fail with "move fd 4 out of
+    the way: Invalid argument"), leaving nothing behind; with that limit it
+    runs."""
+    code = ("import os, sys\n"
+            "os.dup2(os.open('/dev/null', os.O_RDONLY), 1000)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(os.readlink('/proc/self/fd/1000'), flush=True)\n")
+    img = _python_image(zoo, code)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    cp = subprocess.run([str(thaw_bin), "restore", str(img)], input=b"go\n", capture_output=True,
+                        preexec_fn=low_limit, timeout=120)
+    err = cp.stderr.decode()
+    assert cp.returncode == 1 and cp.stdout == b"", err
+    assert "the image has fd 1000" in err and "open-files limit is 256" in err and "ulimit -n" in err, err
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == "/dev/null\n", _show("restore", rc, out, err)
+
+
+@pytest.mark.parametrize("hard", [256, 4096])
+def test_a_checkpoint_under_a_lower_open_files_limit(zoo, thaw_bin, hard):
+    """thaw holds a copy of each of the target's fds while it checkpoints:
+    a process with 400 fds, checkpointed by a thaw whose soft open-files
+    limit is 256, is taken when the hard limit allows more; below the hard
+    limit the error says which `ulimit -n` it needs (it used to fail at some
+    fd with "Too many open files"), and the target runs on."""
+    code = ("import os, sys\n"
+            "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(400)]\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(len(os.listdir('/proc/self/fd')) > 400, flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"READY\n"
+        img = zoo.img_path()
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+        cp = subprocess.run(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, preexec_fn=low_limit, timeout=120)
+        if hard == 256:
+            assert cp.returncode == 1 and "open-files limit is 256" in cp.stderr and "ulimit -n" in cp.stderr, \
+                cp.stderr
+            assert not img.exists()
+        else:
+            assert cp.returncode == 0, cp.stderr
+        out, _ = p.communicate(b"go\n", timeout=60)
+        assert p.returncode == 0 and out == b"True\n"
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_a_cpuset_is_not_recorded_as_pinning(zoo, thaw_bin):

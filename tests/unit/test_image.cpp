@@ -89,6 +89,28 @@ TEST_F(ImageTest, CorruptManifestIsReported) {
   }
 }
 
+// The image's own message, not "read .../manifest.json: No such file or
+// directory" as before.
+TEST_F(ImageTest, MissingPartOfAnImageIsNamed) {
+  for (const char* part : {"manifest.json", "memory.bin"}) {
+    thaw::image::remove_tree(dir_);
+    {
+      thaw::image::Writer w(dir_);
+      auto m = sample();
+      w.commit(m);
+    }
+    ASSERT_EQ(::unlink((dir_ + "/" + part).c_str()), 0);
+    try {
+      thaw::image::Reader r(dir_);
+      FAIL() << part << " missing was accepted";
+    } catch (const thaw::Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string("cannot read ") + part + " (incomplete or damaged image"), std::string::npos)
+          << msg;
+    }
+  }
+}
+
 TEST_F(ImageTest, CorruptPageDataIsReported) {
   std::string page(4096, 'c');
   thaw::image::PageRun run;

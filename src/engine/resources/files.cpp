@@ -199,9 +199,31 @@ void drop_outside_connections(CheckpointContext& c, const std::vector<FdProbe>& 
 
 }  // namespace
 
+namespace {
+
+// Every fd of the target is held here as a copy (pidfd_getfd) until the
+// image is written, so our own table must take them all besides thaw's own
+// few; short of that the checkpoint failed at some fd with a bare EMFILE.
+constexpr rlim_t kOwnFds = 64;
+
+void make_room_for_copies(size_t count) {
+  const rlim_t need = count + kOwnFds;
+  struct rlimit nofile;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur >= need) return;
+  if (nofile.rlim_max < need)
+    fail("the process has ", count, " fds and thaw holds a copy of each while it checkpoints, but its open-files "
+         "limit is ", nofile.rlim_max, " (hard); raise it (ulimit -n ", need, ") and take the checkpoint again");
+  nofile.rlim_cur = need;
+  if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) fail_errno("raise the open-files limit to ", need);
+}
+
+}  // namespace
+
 void dump_files(CheckpointContext& c) {
+  std::vector<int> fds = list_fds(c.pid);
+  make_room_for_copies(fds.size());
   std::vector<FdProbe> probes;
-  for (int fd : list_fds(c.pid)) probes.push_back(probe_fd(c, fd));
+  for (int fd : fds) probes.push_back(probe_fd(c, fd));
 
   std::vector<int> desc_of(probes.size(), -1);
   for (size_t i = 0; i < probes.size(); i++) {
@@ -298,13 +320,29 @@ void close_all_except(const std::vector<int>& keep) {
   for (int fd : fds) ::close(fd);
 }
 
+// Room above the image's highest fd for files being opened before they
+// are installed at their numbers.
+constexpr rlim_t kOpenHeadroom = 64;
+
 std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& keep) {
   int max_fd = 2;
   for (const auto& e : r.m.fds) max_fd = std::max(max_fd, e["fd"].get<int>());
+  // Our fds are parked above the image's highest and the files are opened
+  // there before they go to their numbers, so the table must reach past it
+  // (a restore run under a lower `ulimit -n` than the process had would
+  // fail at the first park with a bare EINVAL).
+  const rlim_t need = rlim_t(max_fd) + 1 + keep.size() + r.inherit.size() + kOpenHeadroom;
   struct rlimit nofile;
   ::getrlimit(RLIMIT_NOFILE, &nofile);
-  nofile.rlim_cur = nofile.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &nofile);
+  if (nofile.rlim_max < need) {
+    struct rlimit raised{need, need};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0)
+      fail("the image has fd ", max_fd, " but this restore's open-files limit is ", nofile.rlim_max,
+           " (hard); it needs ", need, ": raise it (ulimit -n ", need, ") and restore again");
+  } else {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   r.spare_fd_base = max_fd + 1;
   std::vector<int> kept;
   for (int* fd : keep) {

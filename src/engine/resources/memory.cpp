@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/error.h"
@@ -329,6 +330,26 @@ void check_mapped_files(const image::Manifest& m) {
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
            "); take a new checkpoint");
   }
+}
+
+// Beside the image's mappings a restore makes a few of its own at once (the
+// restorer's region, the vdso pieces parked in it, a mapping made elsewhere
+// before it is moved into place). Past vm.max_map_count the kernel fails an
+// mmap deep in the restorer with a bare ENOMEM, so the count is checked
+// before anything is created.
+constexpr size_t kRestoreOwnMappings = 16;
+
+void check_mapping_count(size_t mappings, uint64_t max_map_count) {
+  size_t need = mappings + kRestoreOwnMappings;
+  if (need > max_map_count)
+    fail("the image has ", mappings, " mappings and a restore needs up to ", need, " at once, but vm.max_map_count "
+         "here is ", max_map_count, "; raise it (sysctl vm.max_map_count=", need, ") and restore again");
+}
+
+void check_mapping_count(const image::Manifest& m) {
+  std::string text;
+  if (!try_read_file("/proc/sys/vm/max_map_count", &text)) return;  // the kernel will say
+  check_mapping_count(m.vmas.size(), std::strtoull(text.c_str(), nullptr, 10));
 }
 
 void plan_memory(RestoreContext& r) {

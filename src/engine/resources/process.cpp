@@ -103,6 +103,13 @@ void refuse_unsupported(pid_t pid, proc::Seizure& seizure, std::vector<image::Zo
       } catch (const Error&) {
         continue;
       }
+      // A live one of that name is the copy of a checkpoint still running:
+      // thaw releases the target while it reads the pages from the copy.
+      std::string comm;
+      if (f.size() > 35 && f[0] != "Z" && try_read_file(cat("/proc/", kid, "/comm"), &comm) &&
+          trim(comm) == proc::CowFork::kCopyName)
+        fail("another thaw checkpoint of process ", pid, " is still reading its pages (from its copy-on-write "
+             "copy, child ", kid, "); wait for it to finish and take this checkpoint again");
       if (f.size() > 35 && f[0] == "Z" && field(f, 38) == 0)  // state, exit_signal
         hint = cat(" Child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was killed "
                    "leaves its copy of the process: it goes when the process waits for it (waitpid with "

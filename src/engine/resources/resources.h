@@ -61,6 +61,9 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
 void dump_memory(CheckpointContext& c);
 void plan_memory(RestoreContext& r);
 void check_mapped_files(const image::Manifest& m);
+// Refuses an image with more mappings than vm.max_map_count lets a restore make.
+void check_mapping_count(const image::Manifest& m);
+void check_mapping_count(size_t mappings, uint64_t max_map_count);
 
 // shmem.cpp: shared memory objects (shared anonymous, memfd).
 // Returns the Manifest::shmem index for the object behind `fd` (ours).
