@@ -195,7 +195,17 @@ int restore_from_template(const std::string& path, const std::map<int, int>& inh
   auto reply = recv_packet(sock.get(), kReplyTimeoutMs, nullptr, "the template server");
   if (!reply) fail("the template server closed the connection without an answer");
   json j = json::parse(*reply);
-  if (j.contains("error")) fail(j["error"].get<std::string>());
+  if (j.contains("error")) {
+    std::string error = j["error"];
+    // The template holds the image as it was restored: a file changed since
+    // is changed for every copy, until the template is made again.
+    std::string advice = error.find("changed since checkpoint") != std::string::npos ||
+                                 error.find("no longer") != std::string::npos
+                             ? "; the template's image no longer matches its files: take a new checkpoint and "
+                               "start the template again"
+                             : "";
+    fail("restore from the template at ", path, ": ", error, advice);
+  }
   pid_t pid = j.value("running", 0);
   if (stats || detach)
     std::fprintf(stderr, "restore: %s running as pid %d after %.1f ms (fork %.1f)\n", path.c_str(), pid,

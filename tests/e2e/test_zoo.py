@@ -1735,3 +1735,35 @@ def test_a_dup_of_stderr_shares_the_template_copys_stderr(zoo, thaw_bin, tmp_pat
     zoo.procs.append(c)
     rc, out, err = zoo.finish(c)
     assert rc == 0 and "through the dup" in err, (out, err)
+
+
+def test_a_template_copy_of_a_changed_file_says_to_make_the_template_again(zoo, thaw_bin, tmp_path):
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"old!" * 1024)
+    code = ("import mmap, sys\n"
+            f"f = open({str(data)!r}, 'rb')\n"
+            "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(m[:4], flush=True)\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    zoo.procs.append(p)
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    img = zoo.img_path()
+    assert zoo.thaw("checkpoint", "--kill", "--pid", p.pid, "--out", img).returncode == 0
+    sock = tmp_path / "template.sock"
+    t = subprocess.Popen(zoo.thaw_cmd("template", img, "--socket", sock), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    t.own_group = True
+    t.prog = "thaw template"
+    zoo.procs.append(t)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        assert t.poll() is None and time.monotonic() < deadline, t.stderr.read()
+        time.sleep(0.05)
+    data.write_bytes(b"new!" * 2048)
+    cp = zoo.thaw("restore", "--from-template", sock)
+    assert cp.returncode != 0, cp.stderr
+    assert f"restore from the template at {sock}: " in cp.stderr and "take a new checkpoint and start the " \
+        "template again" in cp.stderr, cp.stderr
