@@ -172,7 +172,12 @@ class _LeaveIfRuntimeGoesWhileStarting:
     def __enter__(self):
         self.wake_r, self.wake_w = os.pipe()
         self.thread = threading.Thread(target=self._watch, name="thaw-startup-watch", daemon=True)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException:  # no thread (a pids limit): no watch, and no fds left open
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            raise
         return self
 
     def _watch(self):
@@ -188,11 +193,9 @@ class _LeaveIfRuntimeGoesWhileStarting:
                 if fd == self.wake_r:
                     return
                 if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                    try:  # stderr was the runtime's pipe too: it may be gone with it
-                        print("thaw worker: the runtime has gone (its control channel closed) "
-                              "while the container started; leaving", file=sys.stderr)
-                    except OSError:
-                        pass
+                    # Nothing printed: either the runtime stopped this start
+                    # on purpose (a cancelled call), and says so itself, or it
+                    # has gone, and with it the pipe our stderr goes to.
                     os._exit(1)
 
     def __exit__(self, *exc):

@@ -220,8 +220,11 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   // published (the writer publishes all of them at once).
   auto read_part = [&](const char* name) {
     std::string text;
-    if (!try_read_file(dir + "/" + name, &text))
-      fail_errno("image ", dir, ": cannot read ", name, " (incomplete or damaged image; take the checkpoint again)");
+    if (!try_read_file(dir + "/" + name, &text)) {
+      if (errno == ENOENT)
+        fail_errno("image ", dir, ": cannot read ", name, " (incomplete or damaged image; take the checkpoint again)");
+      fail_errno("image ", dir, ": cannot read ", name);
+    }
     return text;
   };
   std::string manifest = read_part(kManifestName);

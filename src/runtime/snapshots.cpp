@@ -74,11 +74,30 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   double ckpt_s = since(t1);
   w.reset();  // the worker was killed with the checkpoint; its container ends
   std::string image = ctx_.store.snapshot_image(t.key);
+  // Whatever fails from here leaves no new image behind (it may be GBs).
+  struct RemoveFresh {
+    std::string path;
+    bool installed = false;
+    ~RemoveFresh() {
+      if (installed) return;
+      try {
+        container::remove_tree(path);
+      } catch (const std::exception&) {
+        // The next creation removes leftovers (image.new*) first.
+      }
+    }
+  } guard{fresh};
 
-  // The record goes first: an image under its final name always has one
-  // (a crash between the two leaves a record without an image, made again
-  // at the next start; the other way round it would be restored without
-  // its CPU check, and no deploy would know whose it is to retire it).
+  // The old image goes aside first, then the record is written, then the
+  // new image takes the final name: an image under its final name always
+  // has its own record. (A crash after the record leaves a record without
+  // an image, made again at the next start; with the old image still there
+  // it would be restored under the new record, its failures forgotten; with
+  // the image first it would be restored without its CPU check.)
+  // Restores may be reading the old image: they hold its files open, so it
+  // can be renamed away and removed under them.
+  std::string old = cat(dir, "/image.old.", ::getpid(), ".", ::gettid());
+  if (container::exists(image) && ::rename(image.c_str(), old.c_str()) != 0) fail_errno("retire ", image);
   std::vector<std::string> flags(ctx_.fingerprint.cpu_flags.begin(), ctx_.fingerprint.cpu_flags.end());
   meta["key"] = t.key;
   meta["app"] = t.app;
@@ -99,13 +118,15 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   if (!meta.contains("failures")) meta["failures"] = 0;
   if (!meta.contains("recreated")) meta["recreated"] = false;
   meta.erase("create_failed");
-  ctx_.store.write_meta(t.key, meta);
-
-  // Restores may be reading the old image: they hold its files open, so it
-  // can be renamed away and removed under them.
-  std::string old = cat(dir, "/image.old.", ::getpid(), ".", ::gettid());
-  if (container::exists(image) && ::rename(image.c_str(), old.c_str()) != 0) fail_errno("retire ", image);
+  try {
+    ctx_.store.write_meta(t.key, meta);
+  } catch (const std::exception& e) {
+    // As a full disk during the checkpoint: the version cold-starts, saying why.
+    if (is_disk_full(e.what())) throw CheckpointRefused(cat(e.what(), "; ", disk_full_advice(ctx_.store.home())));
+    throw;
+  }
   if (::rename(fresh.c_str(), image.c_str()) != 0) fail_errno("install ", image);
+  guard.installed = true;
   container::remove_tree(old);
   // The shell that read the old image must not restore it any more (other
   // runtimes notice the new image by themselves: restore_shells.h).

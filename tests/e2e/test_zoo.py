@@ -1235,8 +1235,14 @@ def test_a_restore_under_a_lower_open_files_limit_says_what_to_raise(zoo, thaw_b
     cp = subprocess.run([str(thaw_bin), "restore", str(img)], input=b"go\n", capture_output=True,
                         preexec_fn=low_limit, timeout=120)
     err = cp.stderr.decode()
-    assert cp.returncode == 1 and cp.stdout == b"", err
-    assert "the image has fd 1000" in err and "open-files limit is 256" in err and "ulimit -n" in err, err
+    cap_sys_resource = 24
+    caps = int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("CapEff:")), 16)
+    if caps & (1 << cap_sys_resource):  # thaw raises its hard limit itself
+        assert cp.returncode == 0 and cp.stdout == b"/dev/null\n", err
+    else:
+        assert cp.returncode == 1 and cp.stdout == b"", err
+        assert "the image has fd 1000" in err and "open-files limit is 256" in err and "ulimit -n" in err, err
     rc, out, err = zoo.restore(img, data=b"go\n")
     assert rc == 0 and out == "/dev/null\n", _show("restore", rc, out, err)
 

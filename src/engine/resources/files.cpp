@@ -201,27 +201,45 @@ void drop_outside_connections(CheckpointContext& c, const std::vector<FdProbe>& 
 
 namespace {
 
-// Every fd of the target is held here as a copy (pidfd_getfd) until the
-// image is written, so our own table must take them all besides thaw's own
-// few; short of that the checkpoint failed at some fd with a bare EMFILE.
-constexpr rlim_t kOwnFds = 64;
+// Every fd of the target is held here as a copy (pidfd_getfd) while its
+// files are read, so our own table must take them all besides what thaw
+// holds already (a busy `thaw serve` holds many); short of that the
+// checkpoint failed at some fd with a bare EMFILE. The soft limit is put
+// back afterwards: thaw's children (a runtime's containers) inherit it, and
+// snapshots record it.
+constexpr rlim_t kMargin = 64;
 
-void make_room_for_copies(size_t count) {
-  const rlim_t need = count + kOwnFds;
-  struct rlimit nofile;
-  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur >= need) return;
-  if (nofile.rlim_max < need)
-    fail("the process has ", count, " fds and thaw holds a copy of each while it checkpoints, but its open-files "
-         "limit is ", nofile.rlim_max, " (hard); raise it (ulimit -n ", need, ") and take the checkpoint again");
-  nofile.rlim_cur = need;
-  if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) fail_errno("raise the open-files limit to ", need);
-}
+class RoomForCopies {
+ public:
+  explicit RoomForCopies(size_t count) {
+    const rlim_t need = count + list_fds(::getpid()).size() + kMargin;
+    if (::getrlimit(RLIMIT_NOFILE, &old_) != 0 || old_.rlim_cur >= need) return;
+    if (old_.rlim_max < need)
+      fail("the process has ", count, " fds and thaw holds a copy of each while it checkpoints, but its "
+           "open-files limit is ", old_.rlim_max, " (hard); raise it (ulimit -n ", need, ") and take the "
+           "checkpoint again");
+    rlimit raised{need, old_.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) fail_errno("raise the open-files limit to ", need);
+    raised_ = need;
+  }
+  // Only if no other checkpoint (a runtime runs several) raised it since.
+  ~RoomForCopies() {
+    rlimit now{};
+    if (raised_ && ::getrlimit(RLIMIT_NOFILE, &now) == 0 && now.rlim_cur == raised_) ::setrlimit(RLIMIT_NOFILE, &old_);
+  }
+  RoomForCopies(const RoomForCopies&) = delete;
+  RoomForCopies& operator=(const RoomForCopies&) = delete;
+
+ private:
+  rlimit old_{};
+  rlim_t raised_ = 0;
+};
 
 }  // namespace
 
 void dump_files(CheckpointContext& c) {
   std::vector<int> fds = list_fds(c.pid);
-  make_room_for_copies(fds.size());
+  RoomForCopies room(fds.size());  // declared before the copies: outlives them
   std::vector<FdProbe> probes;
   for (int fd : fds) probes.push_back(probe_fd(c, fd));
 
@@ -331,14 +349,22 @@ std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& ke
   // there before they go to their numbers, so the table must reach past it
   // (a restore run under a lower `ulimit -n` than the process had would
   // fail at the first park with a bare EINVAL).
-  const rlim_t need = rlim_t(max_fd) + 1 + keep.size() + r.inherit.size() + kOpenHeadroom;
+  // Without the headroom only our parked fds must fit (how restores near
+  // the hard limit went before it was checked); with it, files opened at
+  // once do too.
+  const rlim_t minimal = rlim_t(max_fd) + 1 + keep.size() + r.inherit.size();
+  const rlim_t need = minimal + kOpenHeadroom;
   struct rlimit nofile;
   ::getrlimit(RLIMIT_NOFILE, &nofile);
   if (nofile.rlim_max < need) {
     struct rlimit raised{need, need};
-    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0)
-      fail("the image has fd ", max_fd, " but this restore's open-files limit is ", nofile.rlim_max,
-           " (hard); it needs ", need, ": raise it (ulimit -n ", need, ") and restore again");
+    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {  // no CAP_SYS_RESOURCE: what the hard limit allows
+      if (nofile.rlim_max < minimal)
+        fail("the image has fd ", max_fd, " but this restore's open-files limit is ", nofile.rlim_max,
+             " (hard); it needs ", need, ": raise it (ulimit -n ", need, ") and restore again");
+      nofile.rlim_cur = nofile.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
   } else {
     nofile.rlim_cur = nofile.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &nofile);
