@@ -1467,6 +1467,30 @@ def test_udp_port_the_program_chose_is_refused_while_taken(zoo, thaw_bin):
     _assert_same(expected, rc, out, err, "restore of udp once its port is free")
 
 
+def _start_python(zoo, code, *args, **popen):
+    """`python3 -c code args...` with pipes, once it printed READY; the
+    harness kills it at the end."""
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, **popen)
+    zoo.procs.append(p)
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    return p
+
+
+def _serve_template(zoo, img, sock):
+    """`thaw template img --socket sock`, once it listens."""
+    t = subprocess.Popen(zoo.thaw_cmd("template", img, "--socket", sock), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    t.own_group = True
+    t.prog = "thaw template"
+    zoo.procs.append(t)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        assert t.poll() is None and time.monotonic() < deadline, t.stderr.read()
+        time.sleep(0.05)
+    return t
+
+
 TCP_CLIENT = """
 import selectors, socket, sys, threading
 port = int(sys.argv[1])
@@ -1523,10 +1547,7 @@ def test_tcp_connections_come_back_closed_with_tcp_close(zoo, thaw_bin):
         port = str(server.getsockname()[1])
         for mode in ["original", "restored"]:
             code = TCP_CLIENT.replace("{mode}", mode)
-            p = subprocess.Popen(["/usr/bin/python3", "-c", code, port], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            zoo.procs.append(p)
-            assert p.stdout.readline() == b"READY\n", p.stderr.read()
+            p = _start_python(zoo, code, port)
             peer, _ = server.accept()
             img = zoo.img_path()
             cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
@@ -1569,10 +1590,7 @@ def test_a_udp_error_pending_is_left_to_the_original(zoo, thaw_bin):
             "print('READY', flush=True)\n"
             "sys.stdin.readline()\n"
             "print(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    zoo.procs.append(p)
-    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    p = _start_python(zoo, code)
     img = zoo.img_path()
     cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
     assert cp.returncode == 0 and "has an error pending" in cp.stderr, cp.stderr
@@ -1622,11 +1640,8 @@ def test_drop_outside_restores_connections_to_other_processes_as_closed(zoo, tha
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     try:
-        p = subprocess.Popen(["/usr/bin/python3", "-c", OUTSIDE_CLIENT, str(to_child_r), str(from_child_w),
-                              stream_path, dgram_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, pass_fds=(to_child_r, from_child_w))
-        zoo.procs.append(p)
-        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        p = _start_python(zoo, OUTSIDE_CLIENT, str(to_child_r), str(from_child_w), stream_path, dgram_path,
+                          pass_fds=(to_child_r, from_child_w))
         conn, _ = listener.accept()
         img = zoo.img_path()
         cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
@@ -1671,10 +1686,7 @@ def test_children_that_had_exited_come_back_for_their_parent_to_wait(zoo, thaw_b
             "    print('no more children', flush=True)\n")
     expected = "[0, 3, -15]\nno more children\n"
     for kill in (False, True):
-        p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        zoo.procs.append(p)
-        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        p = _start_python(zoo, code)
         img = zoo.img_path()
         cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, *(["--kill"] if kill else []))
         assert cp.returncode == 0, cp.stderr
@@ -1715,25 +1727,14 @@ def test_a_dup_of_stderr_shares_the_template_copys_stderr(zoo, thaw_bin, tmp_pat
             "sys.stdin.readline()\n"
             "err.write('through the dup\\n')\n"
             "err.flush()\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    zoo.procs.append(p)
-    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    p = _start_python(zoo, code)
     img = zoo.img_path()
     cp = zoo.thaw("checkpoint", "--kill", "--pid", p.pid, "--out", img)
     assert cp.returncode == 0, cp.stderr
     rc, out, err = zoo.restore(img)
     assert rc == 0 and "through the dup" in err, (out, err)
     sock = tmp_path / "template.sock"
-    t = subprocess.Popen(zoo.thaw_cmd("template", img, "--socket", sock), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    t.own_group = True
-    t.prog = "thaw template"
-    zoo.procs.append(t)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert t.poll() is None and time.monotonic() < deadline, t.stderr.read()
-        time.sleep(0.05)
+    _serve_template(zoo, img, sock)
     c = subprocess.Popen(zoo.thaw_cmd("restore", "--from-template", sock), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     c.own_group = True
@@ -1752,22 +1753,11 @@ def test_a_template_copy_of_a_changed_file_says_to_make_the_template_again(zoo, 
             "print('READY', flush=True)\n"
             "sys.stdin.readline()\n"
             "print(m[:4], flush=True)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    zoo.procs.append(p)
-    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    p = _start_python(zoo, code)
     img = zoo.img_path()
     assert zoo.thaw("checkpoint", "--kill", "--pid", p.pid, "--out", img).returncode == 0
     sock = tmp_path / "template.sock"
-    t = subprocess.Popen(zoo.thaw_cmd("template", img, "--socket", sock), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    t.own_group = True
-    t.prog = "thaw template"
-    zoo.procs.append(t)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert t.poll() is None and time.monotonic() < deadline, t.stderr.read()
-        time.sleep(0.05)
+    _serve_template(zoo, img, sock)
     data.write_bytes(b"new!" * 2048)
     cp = zoo.thaw("restore", "--from-template", sock)
     assert cp.returncode != 0, cp.stderr
