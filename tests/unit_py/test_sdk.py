@@ -117,13 +117,19 @@ def test_framing_is_strict_json_with_non_finite_floats_as_strings():
         "value_json": ["NaN", {"x": "Infinity"}, "-Infinity", 1.5], "t": 0.25}
 
 
-def test_socket_connection_reads_frames_across_chunks_and_timeouts(tmp_path):
+def _connected(tmp_path):
+    """A listening socket, a SocketConnection to it, and its accepted end."""
     path = str(tmp_path / "s.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(1)
     conn = _protocol.SocketConnection(path)
     peer, _ = srv.accept()
+    return srv, conn, peer
+
+
+def test_socket_connection_reads_frames_across_chunks_and_timeouts(tmp_path):
+    srv, conn, peer = _connected(tmp_path)
     big = {"blob": _protocol.dump_payload(b"y" * 5_000_000)}
     data = _protocol.encode(big) + _protocol.encode({"n": 2})
     peer.sendall(data[:1000])  # half a frame, then nothing for a while
@@ -142,12 +148,7 @@ def test_socket_connection_reads_frames_across_chunks_and_timeouts(tmp_path):
 def test_socket_connection_polls_with_timeout_zero(tmp_path):
     # FunctionCall.get(timeout=0) polls: a non-blocking socket's EAGAIN is
     # "nothing yet", not a failed connection.
-    path = str(tmp_path / "s.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    conn = _protocol.SocketConnection(path)
-    peer, _ = srv.accept()
+    srv, conn, peer = _connected(tmp_path)
     with pytest.raises(TimeoutError):
         conn.recv(timeout=0)
     data = _protocol.encode({"n": 1})
