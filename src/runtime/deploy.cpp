@@ -172,8 +172,10 @@ int deploy(Runtime& rt, const DeployOptions& o) {
     }
   }
   record.erase("unfinished");
-  ctx.store.write_version(app.name, version, record);
-  ctx.store.set_current(app.name, version);
+  with_disk_advice(ctx, version, [&] {
+    ctx.store.write_version(app.name, version, record);
+    ctx.store.set_current(app.name, version);
+  });
 
   if (previous) {
     try {
