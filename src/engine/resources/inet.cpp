@@ -3,7 +3,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cstring>
+
 #include "common/error.h"
+#include "common/io.h"
 
 namespace thaw::engine::inet {
 
@@ -34,6 +37,28 @@ std::string address(const sockaddr_storage& ss) {
     return cat("[", host, "]:", ntohs(a.sin6_port));
   }
   return "?:0";
+}
+
+unsigned port_of(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
+  return ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
+}
+
+void set_port(sockaddr_storage& ss, unsigned port) {
+  if (ss.ss_family == AF_INET)
+    reinterpret_cast<sockaddr_in&>(ss).sin_port = htons(static_cast<uint16_t>(port));
+  else
+    reinterpret_cast<sockaddr_in6&>(ss).sin6_port = htons(static_cast<uint16_t>(port));
+}
+
+Address from_image(const std::string& hex) {
+  auto raw = from_hex(hex);
+  if (raw.size() < sizeof(sockaddr_in) || raw.size() > sizeof(sockaddr_storage))
+    fail("the image's address is ", raw.size(), " bytes long (corrupt image)");
+  Address a;
+  std::memcpy(&a.ss, raw.data(), raw.size());
+  a.len = static_cast<socklen_t>(raw.size());
+  return a;
 }
 
 std::string local_address(int fd) {

@@ -18,4 +18,17 @@ std::string address(const sockaddr_storage& ss);
 // The address the socket is bound to ("?:0" where it has none to tell).
 std::string local_address(int fd);
 
+// An IPv4 or IPv6 port (host order), read or set in place.
+unsigned port_of(const sockaddr_storage& ss);
+void set_port(sockaddr_storage& ss, unsigned port);
+
+// A socket address as an image holds it (the sockaddr, hex); fails on a
+// length no IPv4 or IPv6 address has (a corrupt image).
+struct Address {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&ss); }
+};
+Address from_image(const std::string& hex);
+
 }  // namespace thaw::engine::inet

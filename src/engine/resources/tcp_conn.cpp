@@ -136,14 +136,8 @@ int open_fresh(const json& f) {
   set_flag(s.get(), SOL_SOCKET, SO_REUSEADDR, f.at("reuseaddr").get<bool>(), "SO_REUSEADDR");
   set_flag(s.get(), SOL_SOCKET, SO_REUSEPORT, f.at("reuseport").get<bool>(), "SO_REUSEPORT");
   if (family == AF_INET6) set_flag(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, f.at("v6only").get<bool>(), "IPV6_V6ONLY");
-  auto addr = from_hex(f.at("addr").get<std::string>());
-  if (addr.size() < sizeof(sockaddr_in) || addr.size() > sizeof(sockaddr_storage))
-    fail("the image's address is ", addr.size(), " bytes long (corrupt image)");
-  sockaddr_storage ss{};
-  std::memcpy(&ss, addr.data(), addr.size());
-  bool bound = ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(ss).sin_port != 0
-                                       : reinterpret_cast<sockaddr_in6&>(ss).sin6_port != 0;
-  if (bound && ::bind(s.get(), reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(addr.size())) != 0)
+  auto addr = inet::from_image(f.at("addr").get<std::string>());
+  if (inet::port_of(addr.ss) != 0 && ::bind(s.get(), addr.get(), addr.len) != 0)
     fail_errno("bind to its address again");
   if (::fcntl(s.get(), F_SETFL, f.at("flags").get<int>()) != 0) fail_errno("set flags");
   return s.release();

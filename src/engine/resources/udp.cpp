@@ -111,13 +111,6 @@ constexpr IntOption kAfterBind[] = {
     {"SO_REUSEPORT", 0, SOL_SOCKET, SO_REUSEPORT},
 };
 
-unsigned port_of(const std::vector<uint8_t>& raw) {
-  sockaddr_storage ss{};
-  std::memcpy(&ss, raw.data(), std::min(raw.size(), sizeof ss));
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
-  return ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
-}
-
 bool in_ephemeral_range(unsigned port) {
   unsigned lo = 32768, hi = 60999;  // the kernel's default
   if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "re")) {
@@ -174,8 +167,7 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   json f{{"flags", p.flags}, {"family", family}, {"addr", to_hex(&local, ll)}, {"name", name}};
   // Whether the port is one the kernel chose, by this machine's range: the
   // restoring machine's may differ.
-  unsigned port = ntohs(local.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(local).sin_port
-                                                   : reinterpret_cast<sockaddr_in6&>(local).sin6_port);
+  unsigned port = inet::port_of(local);
   f["kernel_port"] = port != 0 && in_ephemeral_range(port);
   char dev[IFNAMSIZ + 1] = {};
   socklen_t dl = IFNAMSIZ;
@@ -223,18 +215,13 @@ void set_options(int fd, std::span<const IntOption> table, const json& opts) {
   }
 }
 
-void bind_again(int fd, std::vector<uint8_t> addr, bool kernel_port, const std::string& name) {
-  unsigned port = port_of(addr);
-  if (port == 0) return;  // never bound: it binds itself at its first send, as before
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(addr.data()), static_cast<socklen_t>(addr.size())) == 0) return;
+void bind_again(int fd, inet::Address addr, bool kernel_port, const std::string& name) {
+  if (inet::port_of(addr.ss) == 0) return;  // never bound: it binds itself at its first send, as before
+  if (::bind(fd, addr.get(), addr.len) == 0) return;
   if (errno == EADDRINUSE && kernel_port) {
     // The kernel chose this port; it chooses another (the address stays).
-    auto* sa = reinterpret_cast<sockaddr*>(addr.data());
-    if (sa->sa_family == AF_INET)
-      reinterpret_cast<sockaddr_in*>(sa)->sin_port = 0;
-    else
-      reinterpret_cast<sockaddr_in6*>(sa)->sin6_port = 0;
-    if (::bind(fd, sa, static_cast<socklen_t>(addr.size())) == 0) return;
+    inet::set_port(addr.ss, 0);
+    if (::bind(fd, addr.get(), addr.len) == 0) return;
   }
   if (errno == EADDRINUSE)
     fail_errno(name, ": bind to its port again (another socket holds it: the original still running, or "
@@ -261,10 +248,8 @@ int open_udp(RestoreContext&, RestoreFiles&, const json& f) {
     set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, f["rcvbuf"], "receive buffer");
   set_timeout(fd, SO_RCVTIMEO, f.at("rcvtimeo"), "receive timeout");
   set_timeout(fd, SO_SNDTIMEO, f.at("sndtimeo"), "send timeout");
-  auto addr = from_hex(f.at("addr").get<std::string>());
-  if (addr.size() < sizeof(sockaddr_in) || addr.size() > sizeof(sockaddr_storage))
-    fail(name, ": the image's address is ", addr.size(), " bytes long (corrupt image)");
-  bind_again(fd, std::move(addr), f.at("kernel_port").get<bool>(), name);
+  auto addr = with_context(name, [&] { return inet::from_image(f.at("addr").get<std::string>()); });
+  bind_again(fd, addr, f.at("kernel_port").get<bool>(), name);
   set_options(fd, kAfterBind, opts);
   if (f.contains("peer")) {
     auto peer = from_hex(f["peer"].get<std::string>());
@@ -278,7 +263,8 @@ int open_udp(RestoreContext&, RestoreFiles&, const json& f) {
 }  // namespace
 
 bool udp_port_of_its_own(const json& f) {
-  return port_of(from_hex(f.at("addr").get<std::string>())) != 0 && !f.at("kernel_port").get<bool>();
+  return inet::port_of(inet::from_image(f.at("addr").get<std::string>()).ss) != 0 &&
+         !f.at("kernel_port").get<bool>();
 }
 
 const FileKind kUdp{"udp", match, dump, open_udp, nullptr};
