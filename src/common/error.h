@@ -34,12 +34,14 @@ template <typename... Args>
   throw Error(cat(args..., ": ", std::strerror(e)));
 }
 
-// Runs fn; if it throws, rethrows with `context: ` in front of the message.
+// Runs fn; if it throws, rethrows with `context: ` in front of the message
+// (an empty context adds nothing).
 template <typename Fn>
 auto with_context(const std::string& context, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const Error& e) {
+    if (context.empty()) throw;
     throw Error(context + ": " + e.what());
   }
 }

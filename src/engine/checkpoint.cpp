@@ -5,7 +5,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 
 #include "common/error.h"
 #include "common/interrupt.h"
@@ -14,6 +16,7 @@
 #include "engine/engine.h"
 #include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
+#include "engine/resources/tree.h"
 
 namespace thaw::engine {
 
@@ -62,39 +65,71 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // kill -9 of thaw while a call runs injected must not kill the target.
     seizure.protect_from_our_death(&ret);
 
+    // Its running descendants, each held the same way, parents first: a
+    // process tree is one image (Manifest::children).
+    std::vector<Descendant> kids = seize_descendants(o.pid, seizure);
+    if (gpu && !kids.empty())
+      fail("it uses CUDA and has child processes (", describe_kids(kids),
+           "); a GPU snapshot takes a single process: start the children after the snapshot");
+
     m.thaw_version = THAW_VERSION;
     struct utsname u;
     ::uname(&u);
     m.kernel = u.release;
-    CheckpointContext c{o.pid, seizure, writer, m, std::move(pidfd), {}, {}};
+    std::deque<CheckpointContext> tree;
+    tree.push_back(CheckpointContext{o.pid, seizure, writer, m, std::move(pidfd), {}, {}});
+    m.children.resize(kids.size());
+    for (size_t i = 0; i < kids.size(); i++)
+      tree.push_back(CheckpointContext{kids[i].pid, *kids[i].seizure, writer, m.children[i], std::move(kids[i].pidfd), {}, {}});
+    CheckpointContext& c = tree.front();
     // Everything is captured once the pages are: a target that stays may
     // run on while they are read from a copy and the image goes to disk.
-    // One to be killed stays stopped until the image is safely written.
-    if (!o.kill)
+    // One to be killed stays stopped until the image is safely written, and
+    // so does a tree (its pages are read with every process held).
+    if (!o.kill && kids.empty())
       c.release_early = [&] {
         seizure.release();
         if (gpu) gpu->resume();
         st.stopped_ms = ms_since(t0);
       };
-    // A CUDA process's memory is not forked: its device state was just moved
-    // into it by the driver, which knows nothing of a copy.
-    c.copy_on_write = o.copy_on_write && !gpu;
-    c.tcp_close = o.tcp_close;
-    c.drop_outside = o.drop_outside;
-    c.keep_outside = o.keep_outside;
+    std::vector<CheckpointContext*> members;
+    for (auto& mc : tree) {
+      // A CUDA process's memory is not forked: its device state was just
+      // moved into it by the driver, which knows nothing of a copy.
+      mc.copy_on_write = o.copy_on_write && !gpu && kids.empty();
+      mc.tcp_close = o.tcp_close;
+      mc.drop_outside = o.drop_outside;
+      if (&mc == &c) mc.keep_outside = o.keep_outside;  // the restoring side gives the root's only
+      else mc.keep_outside.clear();
+      members.push_back(&mc);
+    }
     auto t1 = std::chrono::steady_clock::now();
     // Between steps, a held Ctrl-C or SIGTERM (common/interrupt.h) unwinds:
     // the target is put back and the unfinished image removed. Once the
     // image is committed, the checkpoint is finished instead.
-    for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_prctl, dump_scheduling, dump_files}) {
-      throw_if_interrupted();
-      step(c);
+    for (auto& mc : tree)
+      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, command_line_of(mc.pid)), [&] {
+        for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_prctl, dump_scheduling}) {
+          throw_if_interrupted();
+          step(mc);
+        }
+      });
+    for (size_t i = 0; i < kids.size(); i++) {
+      auto parent = std::find_if(tree.begin(), tree.end(), [&](const CheckpointContext& x) { return x.pid == kids[i].parent; });
+      m.children[i].process.parent = restore_pid(parent->m);
     }
-    // Stopped by job control (SIGSTOP, Ctrl-Z): it comes back stopped.
-    m.process.stopped = !state.empty() && state[0] == 'T';
-    c.maps = proc::read_maps(o.pid, true);
     throw_if_interrupted();
-    dump_memory(c);
+    dump_files(members);
+    for (auto& mc : tree) {
+      // Stopped by job control (SIGSTOP, Ctrl-Z): it comes back stopped.
+      std::string mstate = state;
+      for (const auto& k : kids)
+        if (k.pid == mc.pid) mstate = k.state;
+      mc.m.process.stopped = !mstate.empty() && mstate[0] == 'T';
+      mc.maps = proc::read_maps(mc.pid, true);
+      throw_if_interrupted();
+      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid), [&] { dump_memory(mc); });
+    }
     st.dump_ms = ms_since(t1);
     st.pages_from = c.pages_from;
     auto t2 = std::chrono::steady_clock::now();
@@ -102,17 +137,28 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     writer.commit(m);
     st.write_ms = ms_since(t2);
     if (o.kill) {
+      for (auto& k : kids) k.seizure->kill_on_release();
       seizure.kill_on_release();
       if (gpu) gpu->keep_checkpointed();
+    }
+    // Children first: a parent let go first could wait for one still held.
+    for (auto k = kids.rbegin(); k != kids.rend(); ++k) k->seizure->release();
+    if (!seizure.released()) {
       seizure.release();
       st.stopped_ms = ms_since(t0);
     }
+    st.processes = 1 + kids.size();
+    for (auto& mc : tree) st.notes.insert(st.notes.end(), mc.notes.begin(), mc.notes.end());
     st.gpu_bytes = m.gpu.memory_bytes;
     st.pages_bytes = m.pages_bytes;
     st.threads = m.threads.size();
     st.vmas = m.vmas.size();
     st.fds = m.fds.size();
-    st.notes = std::move(c.notes);
+    for (const auto& kid : m.children) {
+      st.threads += kid.threads.size();
+      st.vmas += kid.vmas.size();
+      st.fds += kid.fds.size();
+    }
     st.total_ms = ms_since(t0);
     return st;
   });

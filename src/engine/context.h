@@ -68,6 +68,14 @@ struct RestoreContext {
   // SIGKILL (set again after credentials), its copies get the image's
   // (prctl.cpp).
   bool held = false;
+  // A process tree (Manifest::children): every process's manifest, the
+  // root first, and which of them this one is; per process, our fd of its
+  // status pipe (restore.cpp; -1: not held here); the pool's descriptions
+  // as this process holds them (open_pool; closed by finish_fd_table).
+  std::vector<const image::Manifest*> tree;
+  size_t member = 0;
+  std::vector<int> status_fds;
+  std::vector<int> pool_fds;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // Moves fd to a number >= spare_fd_base (closing the original) and keeps it
   // open across the restorer's fd work; returns the new number.

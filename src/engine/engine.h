@@ -71,7 +71,8 @@ struct CheckpointStats {
   double gpu_ms = 0;        // the driver's lock + checkpoint (0: not a CUDA process)
   std::string gpu_detail;   // where gpu_ms went
   uint64_t gpu_bytes = 0;   // device memory it moved into host memory
-  size_t threads = 0, vmas = 0, fds = 0;
+  size_t threads = 0, vmas = 0, fds = 0;  // of every process
+  size_t processes = 1;                   // the target and its running descendants
   // What the image leaves out by design ("fd 5 (socket:[12]): TCP
   // 10.0.0.2:41000 -> 10.0.0.9:5432: restored closed"), for the caller to show.
   std::vector<std::string> notes;

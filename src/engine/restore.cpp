@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <cstdio>
 #include <chrono>
 #include <cstring>
@@ -38,6 +39,7 @@
 #include "engine/restorer_error.h"
 #include "engine/resources/gpu.h"
 #include "engine/resources/resources.h"
+#include "engine/resources/tree.h"
 #include "image/working_set.h"
 
 extern "C" const char thaw_restorer_blob[];
@@ -185,11 +187,18 @@ void unregister_rseq() {
   uint32_t fillers = stored >= (8u << 20) ? std::min<uint32_t>(ncpu - 1, RST_MAX_FILLERS) : 0;
   std::string pid_max_s;
   int pid_max = try_read_file("/proc/sys/kernel/pid_max", &pid_max_s) ? std::atoi(pid_max_s.c_str()) : 32768;
+  // Every id of the tree is taken (its other processes are being made
+  // meanwhile), not only this process's.
+  std::set<pid_t> taken;
+  std::vector<const image::Manifest*> members = r.tree;
+  if (members.empty()) members.push_back(&r.m);
+  for (const image::Manifest* mm : members) {
+    taken.insert(restore_pid(*mm));
+    for (const auto& t : mm->threads) taken.insert(restore_tid(*mm, t));
+    for (const auto& z : mm->process.zombies) taken.insert(z.pid);
+  }
   for (int tid = pid_max - 1; tid > 1 && p.args.nr_fillers < fillers; tid--)
-    if (std::none_of(r.m.threads.begin(), r.m.threads.end(), [&](const image::Thread& t) { return restore_tid(r.m, t) == tid; }) &&
-        std::none_of(r.m.process.zombies.begin(), r.m.process.zombies.end(),
-                     [&](const image::Zombie& z) { return z.pid == tid; }))
-      p.args.filler_tids[p.args.nr_fillers++] = tid;
+    if (!taken.count(tid)) p.args.filler_tids[p.args.nr_fillers++] = tid;
   uint64_t stacks_bytes = uint64_t(p.threads.size() + p.args.nr_fillers) * RST_STACK_BYTES;
   uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
   uint64_t base = place_region(r.m, size);
@@ -227,6 +236,11 @@ void unregister_rseq() {
   __builtin_unreachable();
 }
 
+[[noreturn]] void become_restored(RestoreContext& r, int pages_fd, int status_fd, int init_sock);
+
+// A child of a tree's process, just made by make_children.
+void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r.status_fds[r.member], -1); }
+
 // Everything the new process does with ordinary code before the jump.
 [[noreturn]] void become_restored(RestoreContext& r, int pages_fd, int status_fd, int init_sock) {
   sigset_t all;
@@ -246,8 +260,19 @@ void unregister_rseq() {
   try {
     restore_zombies(r);
     r.pages_fd = pages_fd;
-    std::vector<int> fillers = prepare_fd_table(r, {&r.pages_fd, &status_fd});
+    // In a tree, the status pipes of the processes still to be made and
+    // the pool's descriptions pass through this one to its children.
+    std::vector<int*> keep = {&r.pages_fd, &status_fd};
+    for (size_t j = 0; j < r.status_fds.size(); j++)
+      if (j != r.member && r.status_fds[j] >= 0) keep.push_back(&r.status_fds[j]);
+    for (int& fd : r.pool_fds) keep.push_back(&fd);
+    std::vector<int> fillers = prepare_fd_table(r, keep);
     pages_fd = r.pages_fd;
+    if (!r.tree.empty()) {
+      r.status_fds[r.member] = status_fd;
+      if (r.member == 0) open_pool(r);
+      make_children(r, become_restored_child);
+    }
     // Files are checked here, inside the namespaces the process will live
     // in, where paths resolve as they did for it.
     check_mapped_files(r.m);
@@ -429,6 +454,19 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
   s.detach_as_is();
 }
 
+// Every process below `host` (ours), by its pid in its own namespace.
+std::map<pid_t, pid_t> pids_below(pid_t host) {
+  std::map<pid_t, pid_t> out;
+  std::vector<pid_t> todo{host};
+  while (!todo.empty()) {
+    pid_t h = todo.back();
+    todo.pop_back();
+    out[ns_tid_of(h)] = h;
+    for (pid_t kid : proc::list_children(h)) todo.push_back(kid);
+  }
+  return out;
+}
+
 pid_t child_of(pid_t init) {
   std::string kids;
   if (!try_read_file(cat("/proc/", init, "/task/", init, "/children"), &kids)) return 0;
@@ -555,6 +593,8 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
     check_mapping_count(m);
     check_files(m, inherit);
     if (m.threads.size() != 1) fail("the image has ", m.threads.size(), " threads; a held copy takes one");
+    if (!m.children.empty())
+      fail("the image holds ", m.children.size() + 1, " processes (a process tree); a held copy takes one");
     int sp[2];
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd status_r(sp[0]), status_w(sp[1]);
@@ -613,23 +653,40 @@ RestoreResult restore(const RestoreOptions& o) {
     std::map<int, int> inherit = o.inherit;
     for (const auto& e : m.fds) {
       int fd = e["fd"];
-      if (fd <= 2 && !inherit.count(fd) && m.files.at(e["file"].get<size_t>())["kind"] == "external")
-        inherit[fd] = fd;
+      const auto* f = &m.files.at(e["file"].get<size_t>());
+      if ((*f)["kind"] == "pooled") f = &m.pool.at((*f)["pool"].get<size_t>());  // shared with its children
+      if (fd <= 2 && !inherit.count(fd) && (*f)["kind"] == "external") inherit[fd] = fd;
     }
     check_cpu_compatible(m);
     check_mapping_count(m);
+    for (const auto& kid : m.children) check_mapping_count(kid);
     check_files(m, inherit);
 
     int sp[2];
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd status_r(sp[0]), status_w(sp[1]);
     RestoreContext ctx{m, img, inherit};
+    // A process tree: each of its processes reports on a status pipe of its own.
+    std::vector<UniqueFd> kid_status_r, kid_status_w;
+    if (!m.children.empty()) {
+      ctx.tree.push_back(&m);
+      ctx.status_fds.push_back(status_w.get());
+      for (const auto& kid : m.children) {
+        if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+        kid_status_r.emplace_back(sp[0]);
+        kid_status_w.emplace_back(sp[1]);
+        ctx.tree.push_back(&kid);
+        ctx.status_fds.push_back(sp[1]);
+      }
+    }
     // The driver's restore thread reads its host copy of device memory
     // while the application's threads are still held: a process with GPU
     // state gets all its memory first, unless asked to have the pager serve
     // that thread too (started before the driver then, not after).
     bool with_gpu = !m.gpu.uuid.empty();
-    if (o.lazy && (!with_gpu || o.gpu_lazy)) ctx.lazy = choose_lazy(m);
+    // A tree's memory is all brought in before it runs: its processes are
+    // made by one another, where no pager is.
+    if (o.lazy && (!with_gpu || o.gpu_lazy) && m.children.empty()) ctx.lazy = choose_lazy(m);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw
@@ -665,6 +722,7 @@ RestoreResult restore(const RestoreOptions& o) {
     }
     std::optional<GpuRestore> gpu;
     status_w.reset();
+    kid_status_w.clear();
     watch_r.reset();
     RestoreResult res;
     res.init_pid = init;
@@ -695,6 +753,27 @@ RestoreResult restore(const RestoreOptions& o) {
     long long mem_ns = 0, rest_ns = 0;
     if (std::sscanf(st.ready.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
       return reap_failed("restorer sent a malformed message: " + trim(st.ready));
+    // The rest of a tree, once each of its processes is ready: where its
+    // restorer region is, and its pid here.
+    std::vector<std::pair<pid_t, std::pair<uint64_t, uint64_t>>> kids_ready;
+    try {
+      std::map<pid_t, pid_t> host_of;  // pid in the new namespace -> ours
+      for (size_t j = 0; j < m.children.size(); j++) {
+        const image::Manifest& km = m.children[j];
+        std::string what = cat("child process ", restore_pid(km), " (", km.process.comm, ")");
+        Status ks = with_context(what, [&] { return read_status(kid_status_r[j].get(), false, km); });
+        unsigned long long ks_start = 0, ks_end = 0;
+        long long a = 0, b = 0;
+        if (std::sscanf(ks.ready.c_str(), "R %llx %llx %lld %lld", &ks_start, &ks_end, &a, &b) != 4 || ks_end <= ks_start)
+          fail(what, ": restorer sent a malformed message: ", trim(ks.ready));
+        if (host_of.empty()) host_of = pids_below(host);
+        auto it = host_of.find(restore_pid(km));
+        if (it == host_of.end()) fail(what, " vanished");
+        kids_ready.push_back({it->second, {ks_start, ks_end}});
+      }
+    } catch (const std::exception& e) {
+      return reap_failed(e.what());
+    }
     res.memory_ms = mem_ns / 1e6;
     res.threads_ms = rest_ns / 1e6;
     res.setup_ms = ms_since(t_forked) - res.memory_ms - res.threads_ms;
@@ -751,6 +830,13 @@ RestoreResult restore(const RestoreOptions& o) {
         start_pager();
       }
       if (o.stop_on_interrupt) throw_if_interrupted("the half-restored process was stopped");
+      // Children first: a parent let go first could wait for one still held.
+      for (size_t j = kids_ready.size(); j-- > 0;) {
+        auto [kid_host, region] = kids_ready[j];
+        with_context(cat("child process ", restore_pid(m.children[j])), [&] {
+          finish(kid_host, m.children[j], region.first, region.second - region.first, nullptr);
+        });
+      }
       finish(host, m, rs, re - rs, gpu ? &*gpu : nullptr);
       if (gpu) {
         res.gpu_ms = gpu->total_ms();

@@ -156,7 +156,13 @@ void Writer::commit(Manifest& m) {
   if (::fsync(pages_.get()) != 0) fail_errno("fsync ", kPagesName);
   pages_.reset();
 
+  // The root's mappings, then each child's (Manifest::children).
   std::string memory = encode_memory_table(m.vmas);
+  for (auto& kid : m.children) {
+    std::string table = encode_memory_table(kid.vmas);
+    kid.memory_table_bytes = table.size();
+    memory += table;
+  }
   {
     UniqueFd fd(::open((tmp_ + "/" + kMemoryName).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) fail_errno("create ", kMemoryName);
@@ -240,7 +246,16 @@ Reader::Reader(const std::string& dir) : dir_(dir) {
   memory_id_ = thaw_xxh64(memory.data(), memory.size(), 0);
   if (memory.size() != header.value("memory_bytes", uint64_t{0}) || hex64(memory_id_) != header.value("memory_xxh64", ""))
     fail("image ", dir, ": ", kMemoryName, " checksum mismatch (corrupt image)");
-  m_.vmas = decode_memory_table(memory, cat("image ", dir, ": ", kMemoryName));
+  uint64_t kids_bytes = 0;
+  for (const auto& kid : m_.children) kids_bytes += kid.memory_table_bytes;
+  if (kids_bytes > memory.size()) fail("image ", dir, ": ", kMemoryName, " is shorter than its processes' tables (corrupt image)");
+  uint64_t at = memory.size() - kids_bytes;
+  m_.vmas = decode_memory_table(memory.substr(0, at), cat("image ", dir, ": ", kMemoryName));
+  for (auto& kid : m_.children) {
+    kid.vmas = decode_memory_table(memory.substr(at, kid.memory_table_bytes),
+                                   cat("image ", dir, ": ", kMemoryName, " (process ", kid.process.pid, ")"));
+    at += kid.memory_table_bytes;
+  }
   pages_.reset(::open((dir + "/" + kPagesName).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pages_) fail_errno("image ", dir, ": open ", kPagesName);
   struct stat st;

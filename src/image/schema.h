@@ -12,7 +12,7 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 6;
+constexpr int kFormatVersion = 7;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
@@ -176,6 +176,9 @@ struct Process {
   uint64_t thp_disable = 0;   // PR_GET_THP_DISABLE: bit 0 disabled, higher bits its flags
   bool child_subreaper = false;
   std::vector<Zombie> zombies;
+  // In a process tree (Manifest::children), a child's parent: the pid it
+  // gets at restore (restore_pid). 0 for the tree's root.
+  int parent = 0;
 };
 
 struct Cpu {
@@ -213,6 +216,18 @@ struct Manifest {
   nlohmann::json fds = nlohmann::json::array();
   uint64_t pages_bytes = 0;
   Gpu gpu;
+  // The running descendants of the process (a process tree), parents before
+  // their children, each with the state above of its own (version, cpu,
+  // gpu and pages_bytes are the root's). Their page data is in the same
+  // pages.img; their mappings follow the root's in memory.bin, each table
+  // memory_table_bytes long.
+  std::vector<Manifest> children;
+  uint64_t memory_table_bytes = 0;
+  // Open file descriptions that fds of more than one process of the tree
+  // refer to (or pipes and socket pairs whose ends are in different ones):
+  // each is opened once, by the root, before it makes its children; a
+  // process's own `files` entry for one is {"kind": "pooled", "pool": N}.
+  nlohmann::json pool = nlohmann::json::array();
 };
 
 // Runs kept in JSON (shared memory objects, buffered file data) are
@@ -251,13 +266,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe,
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers, stopped, session_leader,
                                                 group_leader, oom_score_adj, dumpable, thp_disable,
-                                                child_subreaper, zombies)
+                                                child_subreaper, zombies, parent)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
                                                 memory_bytes, restore_tid)
 // vmas are not in the JSON: memory.bin holds them.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Manifest, version, thaw_version, kernel, cpu, process,
                                                 threads, mapped_files, shmem, files, fds,
-                                                pages_bytes, gpu)
+                                                pages_bytes, gpu, children, memory_table_bytes, pool)
 
 }  // namespace thaw::image

@@ -45,6 +45,7 @@ PROGRAMS = {
     "busy_writer": [],
     "scheduling": [],
     "prctl_settings": [],
+    "tree": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
                                   "unsupported_io_uring"]

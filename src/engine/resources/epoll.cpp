@@ -42,7 +42,7 @@ Entry parse_entry(const std::string& line) {
 void check_watched_file(CheckpointContext& c, const FdProbe& ep, const Entry& e, const std::vector<FdProbe>& all) {
   bool open = false;
   for (const auto& o : all)
-    if (o.fd == e.tfd) open = true;
+    if (o.fd == e.tfd && o.pid == ep.pid) open = true;
   if (!open) fail("watches fd ", e.tfd, ", which is no longer open; not supported");
   kcmp_epoll_slot slot{static_cast<uint32_t>(ep.fd), static_cast<uint32_t>(e.tfd), 0};
   long same = ::syscall(SYS_kcmp, c.pid, c.pid, KCMP_EPOLL_TFD, e.tfd, &slot);

@@ -16,6 +16,7 @@
 namespace thaw::engine {
 
 struct FdProbe {
+  pid_t pid = 0;                             // the process holding it (one of a tree's)
   int fd = -1;
   std::string link;                          // readlink /proc/PID/fd/N
   std::map<std::string, std::string> info;   // /proc/PID/fdinfo/N

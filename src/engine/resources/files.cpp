@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
+#include <set>
 #include <cstdlib>
 
 #include "common/error.h"
@@ -104,8 +106,8 @@ json dump_external(const FdProbe& p) {
   return f;
 }
 
-// A pipe is ours when the process holds both ends; otherwise the other end
-// belongs to someone outside.
+// A pipe is ours when the process (or its tree) holds both ends; otherwise
+// the other end belongs to someone outside.
 bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
   uint64_t ino = link_inode(p.link);
   int mode = p.flags & O_ACCMODE;
@@ -131,6 +133,7 @@ std::vector<int> list_fds(pid_t pid) {
 
 FdProbe probe_fd(CheckpointContext& c, int fd) {
   FdProbe p;
+  p.pid = c.pid;
   p.fd = fd;
   p.link = proc::read_link(cat("/proc/", c.pid, "/fd/", fd));
   in_context(p.where(), [&] {
@@ -170,29 +173,33 @@ json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProb
 }
 
 // An outside connection none of whose fds the restoring side gives becomes
-// a dropped one (CheckpointContext::drop_outside).
-void drop_outside_connections(CheckpointContext& c, const std::vector<FdProbe>& probes,
-                              const std::vector<int>& desc_of) {
-  for (size_t d = 0; d < c.m.files.size(); d++) {
-    if (c.m.files[d]["kind"] != "external") continue;
+// a dropped one (CheckpointContext::drop_outside). `entries` are
+// descriptions (a process's files, or the tree's pool), desc_of[i] the one
+// probes[i] refers to; notes go to c and name any process but `root`.
+void drop_outside_connections(CheckpointContext& c, json& entries, const std::vector<const FdProbe*>& probes,
+                              const std::vector<int>& desc_of, const std::function<bool(const FdProbe&)>& kept_fd,
+                              pid_t root) {
+  for (size_t d = 0; d < entries.size(); d++) {
+    if (entries[d]["kind"] != "external") continue;
     const FdProbe* first = nullptr;
     bool kept = false;
     for (size_t i = 0; i < probes.size(); i++) {
       if (desc_of[i] != static_cast<int>(d)) continue;
-      if (!first) first = &probes[i];
-      kept = kept || c.keep_outside.count(probes[i].fd) > 0;
+      if (!first) first = probes[i];
+      kept = kept || kept_fd(*probes[i]);
     }
     if (kept || !first) continue;
-    in_context(first->where(), [&] {
-      c.m.files[d] = dropped_from_external(c.m.files[d], first->flags);
+    std::string who = first->pid == root ? std::string() : cat("child process ", first->pid, ": ");
+    in_context(who + first->where(), [&] {
+      entries[d] = dropped_from_external(entries[d], first->flags);
       // FIONREAD counts without reading (a pipe's bytes; a unix socket's, or
       // its next datagram's).
       int queued = 0;
-      bool reads = c.m.files[d].value("pipe_end", std::string("r")) == "r";
+      bool reads = entries[d].value("pipe_end", std::string("r")) == "r";
       std::string lost = reads && ::ioctl(first->dup.get(), FIONREAD, &queued) == 0 && queued > 0
                              ? cat("; ", queued, " bytes queued for reading are lost with it")
                              : std::string();
-      c.notes.push_back(cat(first->where(), ": ", dropped_what(c.m.files[d]), lost));
+      c.notes.push_back(cat(who, first->where(), ": ", dropped_what(entries[d]), lost));
     });
   }
 }
@@ -237,27 +244,132 @@ class RoomForCopies {
 
 }  // namespace
 
-void dump_files(CheckpointContext& c) {
-  std::vector<int> fds = list_fds(c.pid);
-  RoomForCopies room(fds.size());  // declared before the copies: outlives them
-  std::vector<FdProbe> probes;
-  for (int fd : fds) probes.push_back(probe_fd(c, fd));
+namespace {
 
-  std::vector<int> desc_of(probes.size(), -1);
-  for (size_t i = 0; i < probes.size(); i++) {
-    FdProbe& p = probes[i];
-    if (desc_of[i] < 0) {
-      desc_of[i] = static_cast<int>(c.m.files.size());
-      c.m.files.push_back(dump_description(c, p, probes));
-      for (size_t j = i + 1; j < probes.size(); j++) {
-        const FdProbe& q = probes[j];
-        if (desc_of[j] >= 0 || q.st.st_dev != p.st.st_dev || q.st.st_ino != p.st.st_ino) continue;
-        if (::syscall(SYS_kcmp, c.pid, c.pid, KCMP_FILE, p.fd, q.fd) == 0) desc_of[j] = desc_of[i];
+// One open file description of the tree: its fds (indexes into the tree's
+// probes) and the processes holding them.
+struct Description {
+  std::vector<size_t> probes;
+  std::set<size_t> members;
+  nlohmann::json f;
+};
+
+// Whether a description must be opened once for the whole tree (pooled):
+// fds of several processes refer to it, or it is one end of a pipe or
+// socket pair another process holds the other end of.
+std::vector<bool> pooled_descriptions(const std::vector<Description>& ds, const std::vector<FdProbe>& all) {
+  std::map<uint64_t, std::set<size_t>> pipe_members, socket_member;  // by inode
+  for (const auto& d : ds) {
+    const FdProbe& p = all[d.probes[0]];
+    if (d.f["kind"] == "pipe") pipe_members[d.f["ino"].get<uint64_t>()].insert(d.members.begin(), d.members.end());
+    if (link_is(p, "socket:")) socket_member[link_inode(p.link)].insert(d.members.begin(), d.members.end());
+  }
+  std::vector<bool> pooled(ds.size());
+  for (size_t i = 0; i < ds.size(); i++) {
+    const auto& d = ds[i];
+    bool cross = d.members.size() > 1;
+    if (d.f["kind"] == "pipe") cross = cross || pipe_members[d.f["ino"].get<uint64_t>()].size() > 1;
+    if (d.f.contains("peer") && d.f["peer"].is_number_unsigned()) {
+      auto it = socket_member.find(d.f["peer"].get<uint64_t>());
+      if (it != socket_member.end() && (it->second.size() > 1 || it->second != d.members)) cross = true;
+    }
+    pooled[i] = cross;
+  }
+  return pooled;
+}
+
+}  // namespace
+
+void dump_files(const std::vector<CheckpointContext*>& tree) {
+  std::vector<std::vector<int>> fds;
+  size_t count = 0;
+  for (auto* c : tree) {
+    fds.push_back(list_fds(c->pid));
+    count += fds.back().size();
+  }
+  RoomForCopies room(count);  // declared before the copies: outlives them
+  std::vector<FdProbe> all;
+  std::vector<size_t> member_of;
+  for (size_t i = 0; i < tree.size(); i++)
+    for (int fd : fds[i]) {
+      all.push_back(probe_fd(*tree[i], fd));
+      member_of.push_back(i);
+    }
+
+  // Descriptions: fds (of any process of the tree) that kcmp finds to be
+  // one struct file.
+  std::vector<Description> ds;
+  std::vector<int> desc_of(all.size(), -1);
+  for (size_t i = 0; i < all.size(); i++) {
+    if (desc_of[i] >= 0) continue;
+    desc_of[i] = static_cast<int>(ds.size());
+    Description d;
+    d.probes.push_back(i);
+    d.members.insert(member_of[i]);
+    const FdProbe& p = all[i];
+    for (size_t j = i + 1; j < all.size(); j++) {
+      const FdProbe& q = all[j];
+      if (desc_of[j] >= 0 || q.st.st_dev != p.st.st_dev || q.st.st_ino != p.st.st_ino) continue;
+      if (::syscall(SYS_kcmp, p.pid, q.pid, KCMP_FILE, p.fd, q.fd) == 0) {
+        desc_of[j] = desc_of[i];
+        d.probes.push_back(j);
+        d.members.insert(member_of[j]);
       }
     }
-    c.m.fds.push_back(json{{"fd", p.fd}, {"file", desc_of[i]}, {"cloexec", p.cloexec}});
+    CheckpointContext& c = *tree[member_of[i]];
+    with_context(&c == tree[0] ? std::string() : cat("child process ", c.pid), [&] {
+      d.f = dump_description(c, all[i], all);
+    });
+    ds.push_back(std::move(d));
   }
-  if (c.drop_outside) drop_outside_connections(c, probes, desc_of);
+  std::vector<bool> pooled = pooled_descriptions(ds, all);
+  // Each process's own descriptions, in its manifest; the shared ones in
+  // the root's pool.
+  std::vector<int> index(ds.size(), -1);
+  for (size_t d = 0; d < ds.size(); d++) {
+    const FdProbe& p = all[ds[d].probes[0]];
+    if (pooled[d]) {
+      if (ds[d].f["kind"] == "epoll")
+        fail(p.where(), " of process ", p.pid, ": an epoll instance shared by several processes is not supported");
+      index[d] = static_cast<int>(tree[0]->m.pool.size());
+      tree[0]->m.pool.push_back(ds[d].f);
+    }
+  }
+  pid_t root = tree[0]->pid;
+  for (size_t i = 0; i < tree.size(); i++) {
+    CheckpointContext& c = *tree[i];
+    std::vector<int> own(ds.size(), -1);  // description -> index in c.m.files
+    std::vector<const FdProbe*> probes;
+    std::vector<int> own_desc;
+    for (size_t k = 0; k < all.size(); k++) {
+      if (member_of[k] != i) continue;
+      size_t d = static_cast<size_t>(desc_of[k]);
+      if (own[d] < 0) {
+        own[d] = static_cast<int>(c.m.files.size());
+        c.m.files.push_back(pooled[d] ? json{{"kind", "pooled"}, {"pool", index[d]}, {"desc", all[k].link}} : ds[d].f);
+      }
+      c.m.fds.push_back(json{{"fd", all[k].fd}, {"file", own[d]}, {"cloexec", all[k].cloexec}});
+      probes.push_back(&all[k]);
+      own_desc.push_back(own[d]);
+    }
+    if (c.drop_outside)
+      drop_outside_connections(c, c.m.files, probes, own_desc,
+                               [&](const FdProbe& p) { return c.keep_outside.count(p.fd) > 0; }, root);
+  }
+  // A shared outside connection is the restoring side's to give when one of
+  // the root's fds for it is kept (a child's are never given).
+  CheckpointContext& rc = *tree[0];
+  if (rc.drop_outside && !rc.m.pool.empty()) {
+    std::vector<const FdProbe*> probes;
+    std::vector<int> pool_of;
+    for (size_t k = 0; k < all.size(); k++)
+      if (pooled[desc_of[k]]) {
+        probes.push_back(&all[k]);
+        pool_of.push_back(index[desc_of[k]]);
+      }
+    drop_outside_connections(rc, rc.m.pool, probes, pool_of,
+                             [&](const FdProbe& p) { return p.pid == root && rc.keep_outside.count(p.fd) > 0; }, root);
+  }
 }
 
 namespace {
@@ -284,6 +396,32 @@ std::map<int, int> with_shared_inherits(const image::Manifest& m, const std::map
 }
 
 void check_files(const image::Manifest& m, const std::map<int, int>& inherit) {
+  for (size_t k = 0; k < m.pool.size(); k++) {
+    if (m.pool[k]["kind"] != "external") continue;
+    bool given = false;
+    int root_fd = -1;
+    for (const auto& e : m.fds) {
+      const json& own = m.files.at(e["file"].get<size_t>());
+      if (own["kind"] != "pooled" || own["pool"] != k) continue;
+      root_fd = e["fd"];
+      given = given || inherit.count(root_fd) > 0;
+    }
+    if (given) continue;
+    if (root_fd < 0)
+      fail("fds of child processes (", m.pool[k].value("desc", ""), ") were connected outside the process tree "
+           "at checkpoint, through no fd of the root process; such an image cannot be restored (take it with "
+           "--drop-outside)");
+    fail("fd ", root_fd, " (", m.pool[k].value("desc", ""), "), shared with child processes, was connected outside "
+         "the process at checkpoint; pass --inherit-fd ", root_fd, "=<fd> to give it one");
+  }
+  for (const auto& kid : m.children)
+    for (const auto& e : kid.fds) {
+      const json& f = kid.files.at(e["file"].get<size_t>());
+      if (f["kind"] == "external")
+        fail("child process ", kid.process.pid, ": fd ", e["fd"].get<int>(), " (", f.value("desc", ""),
+             ") was connected outside the process tree at checkpoint; only the root process's fds can be given "
+             "(take the image with --drop-outside)");
+    }
   for (const auto& e : m.fds) {
     int fd = e["fd"];
     size_t desc = e["file"].get<size_t>();
@@ -393,9 +531,35 @@ std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& ke
 
 void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers) {
   for (auto& [target, src] : r.inherit) ::close(src);
+  for (int fd : r.pool_fds) ::close(fd);
+  r.pool_fds.clear();
   for (int fd : fillers)
     if (std::none_of(r.m.fds.begin(), r.m.fds.end(), [&](const json& e) { return e["fd"].get<int>() == fd; }))
       ::close(fd);
+}
+
+void open_pool(RestoreContext& r) {
+  RestoreFiles rf;  // pairs pipe ends and socket pairs across the pool
+  for (size_t k = 0; k < r.m.pool.size(); k++) {
+    const json& f = r.m.pool[k];
+    in_context(cat("shared ", f.value("desc", f["kind"].get<std::string>())), [&] {
+      if (f["kind"] == "external") {
+        // The restoring side gives it for one of the root's fds (check_files).
+        int given = -1;
+        for (const auto& e : r.m.fds) {
+          const json& own = r.m.files.at(e["file"].get<size_t>());
+          if (own["kind"] == "pooled" && own["pool"] == k)
+            if (auto it = r.inherit.find(e["fd"].get<int>()); it != r.inherit.end()) given = it->second;
+        }
+        if (given < 0) fail("nothing to inherit for it");
+        r.pool_fds.push_back(r.park_fd(::fcntl(given, F_DUPFD_CLOEXEC, r.spare_fd_base)));
+        return;
+      }
+      const FileKind* kind = kind_of(f);
+      if (kind->waits_for) fail("a ", f["kind"].get<std::string>(), " shared by processes is not supported");
+      r.pool_fds.push_back(r.park_fd(kind->open(r, rf, f)));
+    });
+  }
 }
 
 void restore_files(RestoreContext& r) {
@@ -406,6 +570,13 @@ void restore_files(RestoreContext& r) {
   std::vector<size_t> todo;
   for (size_t i = 0; i < r.m.files.size(); i++) {
     const json& f = r.m.files[i];
+    if (f["kind"] == "pooled") {
+      // Opened by the tree's root before it made its children (open_pool).
+      size_t k = f["pool"].get<size_t>();
+      if (k >= r.pool_fds.size()) fail(describe(f, fds_of[i]), ": image: pool entry ", k, " does not exist");
+      for (const json* e : fds_of[i]) in_context(describe(f, {e}), [&] { install(rf, *e, r.pool_fds[k]); });
+      continue;
+    }
     if (f["kind"] != "external") {
       todo.push_back(i);
       continue;

@@ -76,54 +76,18 @@ bool zombie_of(pid_t kid, image::Zombie* z) {
   return true;
 }
 
-// Things a single-process image cannot hold: refuse them by name. Children
-// that have exited are recorded instead.
-void refuse_unsupported(pid_t pid, proc::Seizure& seizure, std::vector<image::Zombie>& zombies) {
-  const auto& threads = seizure.threads();
-  // What a killed thaw checkpoint left of its copy goes first.
-  proc::CowFork::reap_leftovers(seizure);
-  std::vector<pid_t> children;
+// Children that have exited are recorded (restore_zombies); running ones
+// are the checkpoint's to take along (running_children).
+void record_zombies(pid_t pid, std::vector<image::Zombie>& zombies) {
   for (pid_t kid : proc::list_children(pid)) {
     image::Zombie z;
-    if (zombie_of(kid, &z))
-      zombies.push_back(z);
-    else
-      children.push_back(kid);
+    if (zombie_of(kid, &z)) zombies.push_back(z);
   }
-  if (!children.empty()) {
-    // A zombie with no exit signal may be a copy a thaw killed right after
-    // the fork left, before it was named (proc/cow_fork.h): say so, thaw
-    // cannot tell for sure.
-    std::string hint, kids;
-    for (pid_t kid : children) {
-      kids += cat(kids.empty() ? "" : ", ", kid, command_of(kid));
-      std::vector<std::string> f;
-      try {
-        f = proc::read_stat_fields(kid);
-      } catch (const Error&) {
-        continue;
-      }
-      // A live one of that name is the copy of a checkpoint still running:
-      // thaw releases the target while it reads the pages from the copy.
-      std::string comm;
-      if (f.size() > 35 && f[0] != "Z" && try_read_file(cat("/proc/", kid, "/comm"), &comm) &&
-          trim(comm) == proc::CowFork::kCopyName)
-        fail("another thaw checkpoint of process ", pid, " is still reading its pages (from its copy-on-write "
-             "copy, child ", kid, "); wait for it to finish and take this checkpoint again");
-      if (f.size() > 35 && f[0] == "Z" && field(f, 38) == 0)  // state, exit_signal
-        hint = cat(" Child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was killed "
-                   "leaves its copy of the process: it goes when the process waits for it (waitpid with "
-                   "__WCLONE) or ends.");
-      else if (!f.empty() && f[0] == "Z" && hint.empty())
-        // Its exit signal is not SIGCHLD (zombie_of takes those): a clone
-        // child, which only a wait with __WALL or __WCLONE sees.
-        hint = cat(" Child ", kid, " has exited but was never waited for, and is a clone child (its exit "
-                   "signal is not SIGCHLD): wait for it (waitpid with __WALL) before the checkpoint.");
-    }
-    if (hint.empty()) hint = " Stop child processes and wait for them before the checkpoint, or start them after.";
-    fail("process ", pid, " has child processes (", kids,
-         "); process trees are not supported yet: checkpoint a process without running children.", hint);
-  }
+}
+
+// Things an image cannot hold: refuse them by name.
+void refuse_unsupported(pid_t pid, proc::Seizure& seizure) {
+  const auto& threads = seizure.threads();
   DIR* d = ::opendir("/proc");
   if (!d) return;
   std::string traced;
@@ -182,8 +146,46 @@ void refuse_what_restore_would_change(pid_t pid, const std::vector<proc::Tracee>
 
 }  // namespace
 
+std::vector<pid_t> running_children(pid_t pid, proc::Seizure& seizure) {
+  // What a killed thaw checkpoint left of its copy goes first.
+  proc::CowFork::reap_leftovers(seizure);
+  std::vector<pid_t> running;
+  for (pid_t kid : proc::list_children(pid)) {
+    image::Zombie z;
+    if (zombie_of(kid, &z)) continue;
+    std::vector<std::string> f;
+    try {
+      f = proc::read_stat_fields(kid);
+    } catch (const Error&) {
+      continue;  // gone meanwhile: it had exited and was reaped
+    }
+    if (f.empty() || f[0] != "Z") {
+      // A live one of that name is the copy of a checkpoint still running:
+      // thaw releases the target while it reads the pages from the copy.
+      std::string comm;
+      if (try_read_file(cat("/proc/", kid, "/comm"), &comm) && trim(comm) == proc::CowFork::kCopyName)
+        fail("another thaw checkpoint of process ", pid, " is still reading its pages (from its copy-on-write "
+             "copy, child ", kid, "); wait for it to finish and take this checkpoint again");
+      running.push_back(kid);
+      continue;
+    }
+    // A zombie zombie_of did not take: its exit signal is not SIGCHLD, so a
+    // plain wait would not see it made again.
+    if (f.size() > 35 && field(f, 38) == 0)  // exit_signal
+      fail("process ", pid, ": child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was "
+           "killed leaves its copy of the process: it goes when the process waits for it (waitpid with "
+           "__WCLONE) or ends; take the checkpoint after that");
+    fail("process ", pid, ": child ", kid, command_of(kid), " has exited but was never waited for, and is a "
+         "clone child (its exit signal is not SIGCHLD): wait for it (waitpid with __WALL) before the checkpoint");
+  }
+  return running;
+}
+
+std::string command_line_of(pid_t pid) { return command_of(pid); }
+
 void dump_process(CheckpointContext& c) {
-  refuse_unsupported(c.pid, c.seizure, c.m.process.zombies);
+  record_zombies(c.pid, c.m.process.zombies);
+  refuse_unsupported(c.pid, c.seizure);
   refuse_what_restore_would_change(c.pid, c.seizure.threads());
   auto& p = c.m.process;
   std::string dir = cat("/proc/", c.pid);

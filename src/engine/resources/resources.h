@@ -11,6 +11,12 @@ namespace thaw::engine {
 
 // process.cpp: identity, cwd, umask, rlimits, creds, personality, mm fields.
 void dump_process(CheckpointContext& c);
+// The children of a held process that still run (a process tree's next
+// level; exited ones are dump_process's); fails naming a child no image
+// can hold.
+std::vector<pid_t> running_children(pid_t pid, proc::Seizure& seizure);
+// " (python3 -m http.server)": what a process runs, for messages.
+std::string command_line_of(pid_t pid);
 void restore_process_early(RestoreContext& r);   // in the new process, before fds
 void restore_fd_limit(RestoreContext& r);        // the open-files limit, once no fd is opened any more
 void restore_zombies(RestoreContext& r);         // in the new process, first: its children that had exited
@@ -75,7 +81,8 @@ void restore_shmem_objects(RestoreContext& r);
 std::string file_changes(uint64_t size, uint64_t ino, int64_t mtime_ns, const struct stat& now);
 
 // files.cpp: the fd table and every kind of open file.
-void dump_files(CheckpointContext& c);
+// tree: the process, then its descendants (a process tree).
+void dump_files(const std::vector<CheckpointContext*>& tree);
 // Readies the fd table of a process that is to hold the image's fds (a
 // restored process, or a template copy's namespace init making the copy's
 // own files): raises RLIMIT_NOFILE to its hard limit, moves our fds in
@@ -85,6 +92,9 @@ void dump_files(CheckpointContext& c);
 // an image fd before that is installed. Returns the fillers.
 std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& keep);
 void restore_files(RestoreContext& r);
+// In a tree's root, before it makes its children: opens Manifest::pool's
+// descriptions (into r.pool_fds, parked), which the children inherit.
+void open_pool(RestoreContext& r);
 // After restore_files: closes our copies of the inherited fds and the
 // fillers no image fd replaced.
 void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers);

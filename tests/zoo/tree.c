@@ -1,0 +1,122 @@
+/* tree: a process tree whose processes share state.  The parent forks a
+ * worker A and a child B, which forks a grandchild C.  Between parent and A:
+ * a pipe (requests, with one queued and unread at checkpoint) and a socket
+ * pair (replies; a header byte queued for A).  Parent and A share one open
+ * file description of a temporary file: its offset moves for both.  B waits for C and exits with C's status + 1.
+ * After the go: A answers requests, C is signalled, every wait gets the
+ * status it should, and the shared file holds what both wrote, in order.
+ */
+#include "zoo.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+static void on_usr1(int sig) { (void)sig; _exit(7); }
+
+static void read_line_fd(int fd, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (;;) {
+        char c;
+        ssize_t r = read(fd, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        CHECK_SYS(r >= 0, "read line");
+        if (r == 0 || c == '\n')
+            break;
+        if (n + 1 < size)
+            buf[n++] = c;
+    }
+    buf[n] = '\0';
+}
+
+static void worker_a(int requests, int replies, int gate, int shared)
+{
+    char c, line[32];
+    CHECK_SYS(read(gate, &c, 1) == 1, "A: read gate");
+    CHECK_SYS(read(replies, &c, 1) == 1 && c == 'x', "A: read header");
+    for (;;) {
+        read_line_fd(requests, line, sizeof line);
+        int n = atoi(line);
+        if (n == 0)
+            _exit(0);
+        CHECK_SYS(write(shared, "a", 1) == 1, "A: write shared file");
+        char out[32];
+        int len = snprintf(out, sizeof out, "%d\n", n * 2);
+        CHECK_SYS(write(replies, out, (size_t)len) == len, "A: reply");
+    }
+}
+
+int main(void)
+{
+    int requests[2], sv[2], gate[2], cpid_pipe[2];
+    CHECK_SYS(pipe(requests) == 0 && pipe(gate) == 0 && pipe(cpid_pipe) == 0, "pipe");
+    CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    char path[] = "/tmp/zoo-tree-XXXXXX";
+    int shared = mkstemp(path);
+    CHECK_SYS(shared >= 0, "mkstemp");
+    CHECK_SYS(write(shared, "p", 1) == 1, "write shared file");
+
+    pid_t a = fork();
+    CHECK_SYS(a >= 0, "fork A");
+    if (a == 0) {
+        close(requests[1]);
+        close(sv[0]);
+        close(gate[1]);
+        worker_a(requests[0], sv[1], gate[0], shared);
+    }
+    pid_t b = fork();
+    CHECK_SYS(b >= 0, "fork B");
+    if (b == 0) {
+        pid_t c = fork();
+        CHECK_SYS(c >= 0, "fork C");
+        if (c == 0) {
+            signal(SIGUSR1, on_usr1);
+            pid_t me = getpid();
+            CHECK_SYS(write(cpid_pipe[1], &me, sizeof me) == sizeof me, "C: ready");
+            for (;;)
+                pause();
+        }
+        int st;
+        CHECK_SYS(waitpid(c, &st, 0) == c, "B: waitpid C");
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) + 1 : 99);
+    }
+    close(requests[0]);
+    close(sv[1]);
+    close(gate[0]);
+    pid_t grandchild;
+    CHECK_SYS(read(cpid_pipe[0], &grandchild, sizeof grandchild) == sizeof grandchild, "wait for C");
+    /* Queued at checkpoint: a request A has not read, a header byte. */
+    CHECK_SYS(write(requests[1], "10\n", 3) == 3, "queue a request");
+    CHECK_SYS(write(sv[0], "x", 1) == 1, "queue the header");
+
+    zoo_ready();
+    char line[64];
+    zoo_read_line(line, sizeof line);
+
+    CHECK_SYS(write(gate[1], "g", 1) == 1, "open the gate");
+    char reply[32];
+    read_line_fd(sv[0], reply, sizeof reply);
+    printf("A answered %s\n", reply);
+    CHECK_SYS(write(shared, "p", 1) == 1, "write shared file");
+    CHECK_SYS(write(requests[1], "21\n0\n", 5) == 5, "request");
+    read_line_fd(sv[0], reply, sizeof reply);
+    printf("A answered %s\n", reply);
+    int st;
+    CHECK_SYS(waitpid(a, &st, 0) == a, "waitpid A");
+    printf("A exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+
+    /* The pid C had before the checkpoint is its pid after it. */
+    CHECK_SYS(kill(grandchild, SIGUSR1) == 0, "signal C");
+    CHECK_SYS(waitpid(b, &st, 0) == b, "waitpid B");
+    printf("B exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+
+    /* One description: the offset counts every write of parent and A. */
+    off_t at = lseek(shared, 0, SEEK_CUR);
+    char data[16] = {0};
+    CHECK_SYS(pread(shared, data, sizeof data - 1, 0) >= 0, "pread");
+    printf("shared file: offset %lld, %s\n", (long long)at, data);
+    unlink(path);
+    zoo_done();
+}
