@@ -25,6 +25,9 @@ struct CheckpointContext {
   UniqueFd pidfd;
   std::vector<proc::MapEntry> maps;                   // with smaps VmFlags
   std::map<std::pair<uint64_t, uint64_t>, int> shmem_index;  // (dev, ino) -> Manifest::shmem
+  // In a process tree, the root's context: its manifest holds the shared
+  // memory objects of every process (they may be shared between them).
+  CheckpointContext* shmem_owner = nullptr;
   // Set when the target runs on after the checkpoint: dump_memory (last in
   // the sequence) calls it as soon as the rest of the pages can be read
   // without holding the target.
@@ -60,7 +63,7 @@ struct RestoreContext {
   const image::Reader& img;
   std::map<int, int> inherit;   // fd in the image -> fd of ours to install there
   int spare_fd_base = 0;        // thaw's own fds live at or above this number
-  std::vector<int> shmem_fds;   // per Manifest::shmem entry, -1 if none (anonymous)
+  std::vector<int> shmem_fds;   // per shmem() entry, -1 if none (anonymous, outside a tree)
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now
   std::vector<bool> lazy;       // per Manifest::vmas entry: left to the pager (engine/pager.h)
@@ -77,6 +80,9 @@ struct RestoreContext {
   std::vector<int> status_fds;
   std::vector<int> pool_fds;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
+  // The shared memory objects mappings and memfds refer to: in a tree, the
+  // root's (made by it for every process, restore_shmem_objects).
+  const std::vector<image::Shmem>& shmem() const { return tree.empty() ? m.shmem : tree[0]->shmem; }
   // Moves fd to a number >= spare_fd_base (closing the original) and keeps it
   // open across the restorer's fd work; returns the new number.
   int park_fd(int fd);

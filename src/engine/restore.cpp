@@ -266,8 +266,15 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     for (size_t j = 0; j < r.status_fds.size(); j++)
       if (j != r.member && r.status_fds[j] >= 0) keep.push_back(&r.status_fds[j]);
     for (int& fd : r.pool_fds) keep.push_back(&fd);
+    for (int& fd : r.shmem_fds)
+      if (fd >= 0) keep.push_back(&fd);
     std::vector<int> fillers = prepare_fd_table(r, keep);
     pages_fd = r.pages_fd;
+    // A tree's root makes the shared memory and the shared descriptions of
+    // every process; each child has them from its parent.
+    if (r.member == 0) restore_shmem_objects(r);
+    for (int fd : r.shmem_fds)
+      if (r.member != 0 && fd >= 0) r.plan.close_fds.push_back(fd);
     if (!r.tree.empty()) {
       r.status_fds[r.member] = status_fd;
       if (r.member == 0) open_pool(r);
@@ -276,7 +283,6 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     // Files are checked here, inside the namespaces the process will live
     // in, where paths resolve as they did for it.
     check_mapped_files(r.m);
-    restore_shmem_objects(r);
     restore_files(r);
     finish_fd_table(r, fillers);
     restore_process_early(r);

@@ -2,13 +2,15 @@
  * worker A and a child B, which forks a grandchild C.  Between parent and A:
  * a pipe (requests, with one queued and unread at checkpoint) and a socket
  * pair (replies; a header byte queued for A).  Parent and A share one open
- * file description of a temporary file: its offset moves for both.  B waits for C and exits with C's status + 1.
+ * file description of a temporary file (its offset moves for both) and a
+ * page of shared anonymous memory (A counts its requests there).  B waits for C and exits with C's status + 1.
  * After the go: A answers requests, C is signalled, every wait gets the
  * status it should, and the shared file holds what both wrote, in order.
  */
 #include "zoo.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -31,6 +33,8 @@ static void read_line_fd(int fd, char *buf, size_t size)
     buf[n] = '\0';
 }
 
+static volatile int *counter;
+
 static void worker_a(int requests, int replies, int gate, int shared)
 {
     char c, line[32];
@@ -42,6 +46,7 @@ static void worker_a(int requests, int replies, int gate, int shared)
         if (n == 0)
             _exit(0);
         CHECK_SYS(write(shared, "a", 1) == 1, "A: write shared file");
+        (*counter)++;
         char out[32];
         int len = snprintf(out, sizeof out, "%d\n", n * 2);
         CHECK_SYS(write(replies, out, (size_t)len) == len, "A: reply");
@@ -57,6 +62,9 @@ int main(void)
     int shared = mkstemp(path);
     CHECK_SYS(shared >= 0, "mkstemp");
     CHECK_SYS(write(shared, "p", 1) == 1, "write shared file");
+    counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK_SYS(counter != MAP_FAILED, "mmap shared");
+    *counter = 100;
 
     pid_t a = fork();
     CHECK_SYS(a >= 0, "fork A");
@@ -106,6 +114,7 @@ int main(void)
     int st;
     CHECK_SYS(waitpid(a, &st, 0) == a, "waitpid A");
     printf("A exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    printf("A counted to %d in shared memory\n", *counter);
 
     /* The pid C had before the checkpoint is its pid after it. */
     CHECK_SYS(kill(grandchild, SIGUSR1) == 0, "signal C");

@@ -388,8 +388,8 @@ void plan_memory(RestoreContext& r) {
         rv.fd = fd;
       }
     } else if (v.kind == "shmem") {
-      const auto& obj = r.m.shmem.at(v.shmem);
-      if (obj.memfd) {
+      const auto& obj = r.shmem().at(v.shmem);
+      if (r.shmem_fds.at(v.shmem) >= 0) {  // a memfd, or any object of a tree
         rv.fd = r.shmem_fds.at(v.shmem);
       } else {
         // Shared anonymous memory: recreated by mmap itself, filled from

@@ -28,7 +28,8 @@ UniqueFd own_description(int fd) {
 
 }  // namespace
 
-int dump_shmem_object(CheckpointContext& c, int target_fd, bool memfd, const std::string& name) {
+int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, const std::string& name) {
+  CheckpointContext& c = target.shmem_owner ? *target.shmem_owner : target;
   struct stat st;
   if (::fstat(target_fd, &st) != 0) fail_errno("stat shared memory object");
   auto key = std::make_pair(uint64_t(st.st_dev), uint64_t(st.st_ino));
@@ -74,25 +75,30 @@ int dump_shmem_object(CheckpointContext& c, int target_fd, bool memfd, const std
 }
 
 void restore_shmem_objects(RestoreContext& r) {
-  r.shmem_fds.assign(r.m.shmem.size(), -1);
-  for (size_t i = 0; i < r.m.shmem.size(); i++) {
-    const auto& obj = r.m.shmem[i];
-    if (!obj.memfd) continue;  // shared anonymous: mmap recreates it
+  const auto& objects = r.shmem();
+  r.shmem_fds.assign(objects.size(), -1);
+  for (size_t i = 0; i < objects.size(); i++) {
+    const auto& obj = objects[i];
+    // Shared anonymous memory is made again by mmap itself, except in a
+    // tree, where several processes may map it: one memfd serves them all.
+    if (!obj.memfd && r.tree.empty()) continue;
+    std::string what = obj.memfd ? cat("memfd '", obj.name, "'") : std::string("shared anonymous memory");
     unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
-    int fd = ::memfd_create(obj.name.c_str(), flags);
-    if (fd < 0) fail_errno("memfd '", obj.name, "': create");
+    int fd = ::memfd_create(obj.memfd ? obj.name.c_str() : "thaw-shared-anon", flags);
+    if (fd < 0) fail_errno(what, ": create");
     fd = r.park_fd(fd);
     r.shmem_fds[i] = fd;
-    if (::ftruncate(fd, obj.size) != 0) fail_errno("memfd '", obj.name, "': set size");
+    // The restorer closes it once its mappings are made (files reopen it).
+    r.plan.close_fds.push_back(fd);
+    if (::ftruncate(fd, obj.size) != 0) fail_errno(what, ": set size");
     for (const auto& run : obj.runs) {
       std::string data = r.read_run(run);
-      pwrite_all(fd, data.data(), data.size(), run.addr, cat("memfd '", obj.name, "'"));
+      pwrite_all(fd, data.data(), data.size(), run.addr, what);
     }
     // F_SEAL_SEAL last: it forbids adding the others.
     unsigned seals = obj.seals & ~F_SEAL_SEAL;
-    if (seals && ::fcntl(fd, F_ADD_SEALS, seals) != 0) fail_errno("memfd '", obj.name, "': seal");
-    if ((obj.seals & F_SEAL_SEAL) && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) != 0)
-      fail_errno("memfd '", obj.name, "': seal");
+    if (seals && ::fcntl(fd, F_ADD_SEALS, seals) != 0) fail_errno(what, ": seal");
+    if ((obj.seals & F_SEAL_SEAL) && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) != 0) fail_errno(what, ": seal");
   }
 }
 

@@ -83,6 +83,7 @@ void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& chil
           kr.status_fds[k] = -1;
         }
       kr.pool_fds = r.pool_fds;
+      kr.shmem_fds = r.shmem_fds;
       kr.pages_fd = r.pages_fd;
       restore_child(kr);
       ::_exit(70);  // restore_child does not return
