@@ -58,6 +58,7 @@ bool external(const image::Manifest& m, const nlohmann::json& fd_entry) {
 
 std::string Template::ineligible(const image::Manifest& m) {
   if (!m.gpu.uuid.empty()) return "it holds GPU state";
+  if (!m.children.empty()) return cat("it is a process tree (", m.children.size() + 1, " processes)");
   if (!m.shmem.empty()) return "it has shared memory (every copy would share one object)";
   for (const auto& v : m.vmas)
     if ((v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork)) && (v.kind != "anon" || v.shared))

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -35,6 +37,16 @@ namespace {
 constexpr uint64_t kPmPresent = 1ull << 63, kPmSwapped = 1ull << 62, kPmFile = 1ull << 61;
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+// A mapping of a file that was deleted from a tmpfs (/dev/shm).
+bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e) {
+  if (e.ino == 0 || e.name.empty() || e.name[0] != '/') return false;
+  std::string mf = cat("/proc/", pid, "/map_files/", std::hex, e.start, "-", e.end);
+  struct stat st;
+  struct statfs fs;
+  return ::stat(mf.c_str(), &st) == 0 && proc::unlinked(pid, e.name, st) && ::statfs(mf.c_str(), &fs) == 0 &&
+         fs.f_type == TMPFS_MAGIC;
+}
 
 bool is_shmem_mapping(const proc::MapEntry& e) {
   return starts_with(e.name, "/memfd:") || (e.shared && (starts_with(e.name, "/dev/zero") ||
@@ -255,14 +267,22 @@ void dump_memory(CheckpointContext& c) {
       fail(where, ": a System V shared memory segment (shmat, key 0x", e.name.substr(5, 8),
            ") is attached; not supported: detach it (shmdt) before the checkpoint, or use "
            "POSIX shared memory (shm_open) or a memfd");
-    if (is_shmem_mapping(e)) {
+    bool deleted_shm = e.shared && deleted_tmpfs_file(c.pid, e);
+    if (is_shmem_mapping(e) || deleted_shm) {
       v.kind = "shmem";
       UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
                           O_RDONLY | O_CLOEXEC));
       if (!obj) fail_errno(where, ": open shared memory object");
-      bool memfd = starts_with(e.name, "/memfd:");
+      // A deleted file of a tmpfs (a POSIX semaphore or shm_open object
+      // unlinked once every process had it mapped, as Python's
+      // multiprocessing does) lives in memory only, like a memfd: it comes
+      // back as one, under its base name.
+      bool memfd = starts_with(e.name, "/memfd:") || deleted_shm;
       std::string name;
-      if (memfd) {
+      if (deleted_shm) {
+        name = proc::without_deleted(e.name);
+        name = name.substr(name.rfind('/') + 1);
+      } else if (memfd) {
         name = proc::without_deleted(e.name.substr(7));
       }
       v.shmem = with_context(where, [&] { return dump_shmem_object(c, obj.get(), memfd, name); });
