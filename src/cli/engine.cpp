@@ -63,10 +63,12 @@ Command add_checkpoint(CLI::App& app) {
             for (const auto& n : st.notes) std::fprintf(stderr, "thaw: note: checkpoint: %s\n", n.c_str());
             if (!o->quiet)
               std::fprintf(stderr,
-                           "checkpoint: pid %d -> %s: %zu threads, %zu mappings, %zu fds, %.1f MiB page data; "
+                           "checkpoint: pid %d -> %s: %s%zu threads, %zu mappings, %zu fds, %.1f MiB page data; "
                            "stopped %.1f ms, collected %.1f ms, written %.1f ms, total %.1f ms; process held "
                            "%.1f ms%s\n",
-                           o->co.pid, o->co.out.c_str(), st.threads, st.vmas, st.fds, st.pages_bytes / 1048576.0,
+                           o->co.pid, o->co.out.c_str(),
+                           st.processes > 1 ? cat(st.processes, " processes, ").c_str() : "", st.threads, st.vmas,
+                           st.fds, st.pages_bytes / 1048576.0,
                            st.seize_ms, st.dump_ms, st.write_ms, st.total_ms, st.stopped_ms,
                            st.pages_from.empty() ? "" : (" (pages read from " + st.pages_from + ")").c_str());
             // The image is committed (and with --kill the target gone): a

@@ -14,6 +14,13 @@ namespace thaw::engine {
 using nlohmann::json;
 
 namespace {
+
+// An fd's description: its own, or the tree's shared one (Manifest::pool).
+const nlohmann::json& description(const image::Manifest& m, const nlohmann::json& fd_entry) {
+  const nlohmann::json& f = m.files.at(fd_entry["file"].get<size_t>());
+  return f["kind"] == "pooled" ? m.pool.at(f["pool"].get<size_t>()) : f;
+}
+
 std::string prot_str(int prot, bool shared) {
   std::string s = "---p";
   if (prot & PROT_READ) s[0] = 'r';
@@ -71,13 +78,23 @@ std::string inspect(const std::string& dir, bool as_json) {
     j["threads"] = threads;
     json fds = json::array();
     for (const auto& e : m.fds) {
-      const json& f = m.files.at(e["file"].get<size_t>());
-      fds.push_back(json{{"fd", e["fd"]}, {"kind", f["kind"]},
+      const json& f = description(m, e);
+      fds.push_back(json{{"fd", e["fd"]}, {"kind", f["kind"]}, {"shared", &f != &m.files.at(e["file"].get<size_t>())},
                          {"what", f.value("path", f.value("desc", std::string()))}});
     }
     j["fds"] = fds;
     j["shmem_objects"] = m.shmem.size();
     j["gpu"] = m.gpu.uuid.empty() ? json(nullptr) : json(m.gpu);
+    json kids = json::array();
+    for (const auto& k : m.children) {
+      uint64_t kid_stored = 0;
+      for (const auto& v : k.vmas) kid_stored += stored(m, v);  // shared memory is the root's
+      kids.push_back(json{{"pid", k.process.pid}, {"parent", k.process.parent}, {"comm", k.process.comm},
+                          {"exe", k.process.exe.path}, {"threads", k.threads.size()}, {"mappings", k.vmas.size()},
+                          {"fds", k.fds.size()}, {"stored_bytes", kid_stored}});
+    }
+    j["children"] = kids;
+    j["shared_files"] = m.pool.size();
     return j.dump(2) + "\n";
   }
   std::ostringstream o;
@@ -109,9 +126,21 @@ std::string inspect(const std::string& dir, bool as_json) {
   }
   o << "fds: " << m.fds.size() << "\n";
   for (const auto& e : m.fds) {
-    const json& f = m.files.at(e["file"].get<size_t>());
-    o << "  " << e["fd"].get<int>() << ": " << f["kind"].get<std::string>() << " "
+    const json& f = description(m, e);
+    bool shared = &f != &m.files.at(e["file"].get<size_t>());
+    o << "  " << e["fd"].get<int>() << ": " << f["kind"].get<std::string>() << (shared ? " (shared with children) " : " ")
       << f.value("path", f.value("desc", std::string())) << "\n";
+  }
+  if (!m.children.empty()) {
+    o << "child processes: " << m.children.size() << " (" << m.pool.size()
+      << " open files shared between processes)\n";
+    for (const auto& k : m.children) {
+      uint64_t kid_stored = 0;
+      for (const auto& v : k.vmas) kid_stored += stored(m, v);
+      o << "  pid " << k.process.pid << " (" << k.process.comm << "), parent " << k.process.parent << ": "
+        << k.threads.size() << " threads, " << k.vmas.size() << " mappings, " << (kid_stored >> 20)
+        << " MiB stored, " << k.fds.size() << " fds\n";
+    }
   }
   return o.str();
 }

@@ -47,7 +47,7 @@ PROGRAMS = {
     "prctl_settings": [],
     "tree": [],
 }
-ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
+ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "children",
                                   "unsupported_io_uring"]
 
 
@@ -684,35 +684,81 @@ def test_unsupported_tcp(zoo, thaw_bin):
     _assert_same(expected, rc, out, err, "unsupported_tcp after failed checkpoint")
 
 
-@pytest.mark.parametrize("kind", ["running", "zombie"])
-def test_unsupported_children(zoo, thaw_bin, kind):
-    """A process with a running child is refused (process trees), and
-    survives, with what to do. A zombie child with no exit signal, what a
-    killed thaw checkpoint leaves of its copy-on-write copy, is pointed out
-    as such. (An ordinary zombie is restored:
+def test_a_zombie_child_with_no_exit_signal_is_refused_and_pointed_out(zoo, thaw_bin):
+    """A zombie child with no exit signal, what a killed thaw checkpoint
+    leaves of its copy-on-write copy, cannot be made again (a plain wait
+    would not see it): refused, pointed out as such, the target survives.
+    (An ordinary zombie is restored:
     test_a_child_that_exited_unwaited_is_waited_for_after_restore.)"""
-    args = [kind] if kind != "running" else []
-    expected = zoo.run_uninterrupted("unsupported_children", *args)
-    p = zoo.start("unsupported_children", *args)
+    expected = zoo.run_uninterrupted("children", "zombie")
+    p = zoo.start("children", "zombie")
     cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
-    assert cp.returncode != 0, f"checkpoint of a process with a child succeeded:\n{cp.stderr}"
-    assert "process trees are not supported" in cp.stderr, cp.stderr
-    # Each child named by its command line (a zombie has none: its name).
-    assert re.search(r"has child processes \(\d+ \(\S*unsupported_chi", cp.stderr), cp.stderr
-    assert ("zombie with no exit signal" in cp.stderr) == (kind == "zombie"), cp.stderr
-    assert ("Stop child processes and wait for them" in cp.stderr) == (kind == "running"), cp.stderr
+    assert cp.returncode != 0, f"checkpoint of a process with a clone zombie succeeded:\n{cp.stderr}"
+    assert "zombie with no exit signal" in cp.stderr, cp.stderr
+    assert re.search(r"child \d+ is a zombie", cp.stderr), cp.stderr
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
-    _assert_same(expected, rc, out, err, "unsupported_children after failed checkpoint")
+    _assert_same(expected, rc, out, err, "children zombie after failed checkpoint")
+
+
+@pytest.mark.parametrize("mode", ["kill", "beside"])
+def test_a_running_child_comes_back_with_its_pid(zoo, thaw_bin, mode):
+    """children: its child runs (paused) at checkpoint; restored, the
+    parent kills it by the pid it had and its waitpid reaps it. Restored
+    beside its running original too (the copy's namespace has the pids)."""
+    expected = zoo.run_uninterrupted("children")
+    p = zoo.start("children")
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, kill=mode == "kill")
+    assert "2 processes" in cp.stderr, cp.stderr
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, f"restored children ({mode})")
+    if mode == "beside":
+        rc, out, err = zoo.finish(p)
+        _assert_same(expected, rc, out, err, "original children after the checkpoint and a restore")
+
+
+@pytest.mark.parametrize("prog", ["tree", "memfd", "mmaps"])
+def test_restored_processes_hold_only_their_own_fds(zoo, thaw_bin, prog):
+    """Every restored process of a tree has exactly the fds its original
+    had: none of thaw's (a restore used to leave the fds of its memfd
+    objects open in the process: two extra fds in memfd)."""
+    p = zoo.start(prog)
+
+    def fds_of_tree(root):
+        out, todo = [], [root]
+        while todo:
+            pid = todo.pop(0)
+            out.append(sorted(int(x) for x in os.listdir(f"/proc/{pid}/fd")))
+            kids = []
+            for t in os.listdir(f"/proc/{pid}/task"):
+                kids += [int(k) for k in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+            todo += sorted(kids)
+        return out
+
+    before = fds_of_tree(p.pid)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    pidfile = zoo.tmp_path / "restored.pid"
+    r = zoo.restore_start(img, "--eager", "--pidfile", pidfile)
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        assert r.poll() is None, zoo.finish(r)
+        time.sleep(0.05)
+    assert pidfile.read_text().strip(), zoo.finish(r, timeout=1)
+    after = fds_of_tree(int(pidfile.read_text()))
+    rc, out, err = zoo.finish(r)
+    assert rc == 0 and out.endswith("DONE\n"), (rc, out, err)
+    assert after == before, f"fds after restore {after} != before {before}"
 
 
 @pytest.mark.parametrize("mode", ["lazy", "eager"])
 def test_a_child_that_exited_unwaited_is_waited_for_after_restore(zoo, thaw_bin, mode):
-    """unsupported_children exited: its child has exited and is not reaped;
+    """children exited: its child has exited and is not reaped;
     restored, the program's waitpid for it gets its status, as it would
     have."""
-    expected = zoo.run_uninterrupted("unsupported_children", "exited")
-    p = zoo.start("unsupported_children", "exited")
+    expected = zoo.run_uninterrupted("children", "exited")
+    p = zoo.start("children", "exited")
     img = zoo.img_path()
     zoo.checkpoint(p, img, kill=True)
     rc, out, err = zoo.restore(img, *(["--eager"] if mode == "eager" else []))

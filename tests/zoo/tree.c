@@ -35,6 +35,26 @@ static void read_line_fd(int fd, char *buf, size_t size)
 
 static volatile int *counter;
 
+/* The name maps gives the mapping at addr ("/dev/zero (deleted)"). */
+static const char *mapping_name(const volatile void *addr)
+{
+    static char line[512];
+    FILE *f = fopen("/proc/self/maps", "r");
+    CHECK_SYS(f != NULL, "open maps");
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        int name_at = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &name_at) >= 2 &&
+            (unsigned long)addr >= lo && (unsigned long)addr < hi) {
+            fclose(f);
+            line[strcspn(line, "\n")] = 0;
+            return line + name_at;
+        }
+    }
+    fclose(f);
+    return "(none)";
+}
+
 static void worker_a(int requests, int replies, int gate, int shared)
 {
     char c, line[32];
@@ -114,7 +134,7 @@ int main(void)
     int st;
     CHECK_SYS(waitpid(a, &st, 0) == a, "waitpid A");
     printf("A exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    printf("A counted to %d in shared memory\n", *counter);
+    printf("A counted to %d in shared memory (%s)\n", *counter, mapping_name(counter));
 
     /* The pid C had before the checkpoint is its pid after it. */
     CHECK_SYS(kill(grandchild, SIGUSR1) == 0, "signal C");

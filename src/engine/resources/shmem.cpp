@@ -26,6 +26,23 @@ UniqueFd own_description(int fd) {
   return own;
 }
 
+// An fd of a new shared anonymous object (what mmap(MAP_SHARED |
+// MAP_ANONYMOUS) makes, "/dev/zero (deleted)" in maps), which the processes
+// of a tree then map as they did theirs. Where map_files cannot be opened
+// (it takes CAP_SYS_ADMIN), a memfd serves, under another name in maps.
+int shared_anonymous_object(uint64_t size) {
+  if (size > 0) {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      auto at = reinterpret_cast<uint64_t>(p);
+      int fd = ::open(cat("/proc/self/map_files/", std::hex, at, "-", at + size).c_str(), O_RDWR | O_CLOEXEC);
+      ::munmap(p, size);
+      if (fd >= 0) return fd;
+    }
+  }
+  return ::memfd_create("thaw-shared-anon", MFD_CLOEXEC);
+}
+
 }  // namespace
 
 int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, const std::string& name) {
@@ -84,7 +101,7 @@ void restore_shmem_objects(RestoreContext& r) {
     if (!obj.memfd && r.tree.empty()) continue;
     std::string what = obj.memfd ? cat("memfd '", obj.name, "'") : std::string("shared anonymous memory");
     unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
-    int fd = ::memfd_create(obj.memfd ? obj.name.c_str() : "thaw-shared-anon", flags);
+    int fd = obj.memfd ? ::memfd_create(obj.name.c_str(), flags) : shared_anonymous_object(obj.size);
     if (fd < 0) fail_errno(what, ": create");
     fd = r.park_fd(fd);
     r.shmem_fds[i] = fd;

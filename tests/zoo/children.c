@@ -1,8 +1,9 @@
-/* unsupported_children: a process with a child, which a checkpoint must
- * refuse (process trees are not supported) and leave running.  argv[1]
- * "zombie" makes the child a zombie with no exit signal (clone with exit
- * signal 0, never waited for): what a killed thaw checkpoint leaves of its
- * copy, which the error then points out. argv[1] "exited" makes it an
+/* children: a process with a running child (pausing), which a checkpoint
+ * takes along and a restore makes again: after the go, the parent kills it
+ * and reaps it by its pid.  argv[1] "zombie" makes the child a zombie with
+ * no exit signal (clone with exit signal 0, never waited for): what a
+ * killed thaw checkpoint leaves of its copy, which a checkpoint refuses,
+ * pointing it out. argv[1] "exited" makes it an
  * ordinary zombie: a child that exited and was not waited for yet, which
  * a checkpoint takes and a restore makes again.
  */
