@@ -133,8 +133,9 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   launcher_.shells().forget(image);
   ctx_.log.line("Memory snapshot created in " + format_duration(since(t0)) + ".");
   ctx_.log.line("  (global scope and @enter(snap=True) " + format_duration(init_s) + ", checkpoint " +
-                format_duration(ckpt_s) + "; " + mib(st.pages_bytes) + " of memory, " + std::to_string(st.threads) +
-                " threads; key " + t.key.substr(0, 12) + ")");
+                format_duration(ckpt_s) + "; " + mib(st.pages_bytes) + " of memory, " +
+                (st.processes > 1 ? std::to_string(st.processes) + " processes, " : std::string()) +
+                std::to_string(st.threads) + " threads; key " + t.key.substr(0, 12) + ")");
 }
 
 bool Snapshots::ensure(const Target& t, bool for_deploy) {

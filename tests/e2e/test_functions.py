@@ -868,6 +868,28 @@ def test_snapshot_ls_shows_the_version_of_a_failed_creation(thaw):
     thaw.assert_containers_gone()
 
 
+def test_child_processes_of_the_snapshot_phase_come_back_with_it(thaw):
+    """As with Modal, whose snapshot holds the whole container: a helper
+    process (subprocess, over pipes) and a multiprocessing pool started in
+    @enter(snap=True) are in the snapshot, and every restored container
+    has them, in the state they had (the helper has read one line)."""
+    cp = thaw.deploy(APPS / "child_processes.py")
+    assert "could not be taken" not in cp.stderr, cp.stderr
+    assert "4 processes" in cp.stderr, cp.stderr  # the worker, its helper, two pool workers
+    value, log, _ = thaw.call("e2e-children", "Children", "hello", method="ask")
+    assert RESTORING in log and FALLBACK not in log, log
+    assert value == {"warm": "1: warm", "helper": "2: hello", "squares": [0, 1, 4, 9, 16],
+                     "helper_is_my_child": True}, (value, log)
+    # A second restored container starts from the snapshot again.
+    value, log, _ = thaw.call("e2e-children", "Children", "again", method="ask")
+    assert RESTORING in log and FALLBACK not in log, log
+    assert value["helper"] == "2: again", (value, log)
+    # A cold start (no snapshot) runs the same code for the same answer.
+    value, log, _ = thaw.call("e2e-children", "Children", "again", method="ask", cold=True)
+    assert RESTORING not in log and value["helper"] == "2: again", (value, log)
+    thaw.assert_containers_gone()
+
+
 def test_a_udp_socket_of_the_snapshot_works_in_restored_containers(thaw):
     cp = thaw.deploy(APPS / "udp_socket.py")
     assert "could not be taken" not in cp.stderr, cp.stderr
