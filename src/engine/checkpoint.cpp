@@ -82,8 +82,11 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     for (size_t i = 0; i < kids.size(); i++)
       tree.push_back(CheckpointContext{kids[i].pid, *kids[i].seizure, writer, m.children[i], std::move(kids[i].pidfd), {}, {}});
     CheckpointContext& c = tree.front();
-    for (auto& mc : tree)
+    auto shared_pages = kids.empty() ? nullptr : std::make_shared<SharedPages>();
+    for (auto& mc : tree) {
       if (&mc != &c) mc.shmem_owner = &c;  // memory they may share is the root's
+      mc.shared_pages = shared_pages;      // and pages a fork left them sharing, stored once
+    }
     // Everything is captured once the pages are: a target that stays may
     // run on while they are read from a copy and the image goes to disk.
     // One to be killed stays stopped until the image is safely written, and

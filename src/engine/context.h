@@ -5,6 +5,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +18,15 @@
 #include "proc/ptrace.h"
 
 namespace thaw::engine {
+
+// The pages a tree's processes share (a fork's copy-on-write memory, not
+// written since): by physical page (pagemap's PFN, which only a
+// CAP_SYS_ADMIN reader sees), where pages.img holds it. A page is stored
+// once, by the first process that has it; the others' runs point there.
+struct SharedPages {
+  std::mutex mu;
+  std::unordered_map<uint64_t, uint64_t> at;  // PFN -> offset in pages.img
+};
 
 struct CheckpointContext {
   pid_t pid;
@@ -42,6 +53,7 @@ struct CheckpointContext {
   bool drop_outside = false;
   std::set<int> keep_outside;
   std::vector<std::string> notes;  // what the image leaves out by design, for the caller to show
+  std::shared_ptr<SharedPages> shared_pages;  // a tree's, one for all its processes; null otherwise
 };
 
 // Builds the flat block the restorer reads (engine/restorer/restorer.h).

@@ -690,9 +690,9 @@ RestoreResult restore(const RestoreOptions& o) {
     // state gets all its memory first, unless asked to have the pager serve
     // that thread too (started before the driver then, not after).
     bool with_gpu = !m.gpu.uuid.empty();
-    // A tree's memory is all brought in before it runs: its processes are
-    // made by one another, where no pager is.
-    if (o.lazy && (!with_gpu || o.gpu_lazy) && m.children.empty()) ctx.lazy = choose_lazy(m);
+    // In a tree, the root's only: the others are made by their parents,
+    // where no pager is, and get all their memory first.
+    if (o.lazy && (!with_gpu || o.gpu_lazy)) ctx.lazy = choose_lazy(m);
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw

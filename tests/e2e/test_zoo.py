@@ -718,6 +718,21 @@ def test_a_running_child_comes_back_with_its_pid(zoo, thaw_bin, mode):
         _assert_same(expected, rc, out, err, "original children after the checkpoint and a restore")
 
 
+def test_pages_a_fork_left_shared_are_stored_once(zoo, thaw_bin):
+    """tree: its four processes all have the 8 MiB buffer filled before
+    the forks (copy-on-write, never written since): the image stores it
+    once (pages.img was four times larger), and each process gets it back
+    (A and the parent check theirs)."""
+    expected = zoo.run_uninterrupted("tree")
+    p = zoo.start("tree")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    pages = (img / "pages.img").stat().st_size
+    assert 8 << 20 <= pages < 12 << 20, f"pages.img is {pages} bytes"
+    rc, out, err = zoo.restore(img, "--eager")
+    _assert_same(expected, rc, out, err, "restored tree")
+
+
 @pytest.mark.parametrize("prog", ["tree", "memfd", "mmaps"])
 def test_restored_processes_hold_only_their_own_fds(zoo, thaw_bin, prog):
     """Every restored process of a tree has exactly the fds its original

@@ -3,7 +3,9 @@
  * a pipe (requests, with one queued and unread at checkpoint) and a socket
  * pair (replies; a header byte queued for A).  Parent and A share one open
  * file description of a temporary file (its offset moves for both) and a
- * page of shared anonymous memory (A counts its requests there).  B waits for C and exits with C's status + 1.
+ * page of shared anonymous memory (A counts its requests there).  An 8 MiB
+ * buffer filled before the forks is in every process, copy-on-write: the
+ * image stores it once; A checks its copy, the parent its own.  B waits for C and exits with C's status + 1.
  * After the go: A answers requests, C is signalled, every wait gets the
  * status it should, and the shared file holds what both wrote, in order.
  */
@@ -34,6 +36,16 @@ static void read_line_fd(int fd, char *buf, size_t size)
 }
 
 static volatile int *counter;
+static uint64_t *big;
+#define BIG_WORDS (8u << 20) / 8
+
+static uint64_t big_sum(void)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < BIG_WORDS; i++)
+        sum = sum * 31 + big[i];
+    return sum;
+}
 
 /* The name maps gives the mapping at addr ("/dev/zero (deleted)"). */
 static const char *mapping_name(const volatile void *addr)
@@ -60,6 +72,9 @@ static void worker_a(int requests, int replies, int gate, int shared)
     char c, line[32];
     CHECK_SYS(read(gate, &c, 1) == 1, "A: read gate");
     CHECK_SYS(read(replies, &c, 1) == 1 && c == 'x', "A: read header");
+    uint64_t want = 0;
+    CHECK_SYS(read(replies, &want, sizeof want) == sizeof want, "A: read the buffer's sum");
+    CHECK(big_sum() == want, "A: its copy of the buffer differs");
     for (;;) {
         read_line_fd(requests, line, sizeof line);
         int n = atoi(line);
@@ -85,6 +100,11 @@ int main(void)
     counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK_SYS(counter != MAP_FAILED, "mmap shared");
     *counter = 100;
+    big = malloc(BIG_WORDS * 8);
+    CHECK(big != NULL, "malloc");
+    uint64_t seed = 42;
+    for (size_t i = 0; i < BIG_WORDS; i++)
+        big[i] = zoo_rand(&seed);
 
     pid_t a = fork();
     CHECK_SYS(a >= 0, "fork A");
@@ -118,6 +138,8 @@ int main(void)
     /* Queued at checkpoint: a request A has not read, a header byte. */
     CHECK_SYS(write(requests[1], "10\n", 3) == 3, "queue a request");
     CHECK_SYS(write(sv[0], "x", 1) == 1, "queue the header");
+    uint64_t sum = big_sum();
+    CHECK_SYS(write(sv[0], &sum, sizeof sum) == sizeof sum, "queue the buffer's sum");
 
     zoo_ready();
     char line[64];
@@ -141,6 +163,7 @@ int main(void)
     CHECK_SYS(waitpid(b, &st, 0) == b, "waitpid B");
     printf("B exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 
+    CHECK(big_sum() == sum, "the parent's buffer differs");
     /* One description: the offset counts every write of parent and A. */
     off_t at = lseek(shared, 0, SEEK_CUR);
     char data[16] = {0};

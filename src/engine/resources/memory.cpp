@@ -35,6 +35,7 @@ using image::kSegmentBytes;
 namespace {
 
 constexpr uint64_t kPmPresent = 1ull << 63, kPmSwapped = 1ull << 62, kPmFile = 1ull << 61;
+constexpr uint64_t kPmPfn = (1ull << 55) - 1;
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
@@ -109,24 +110,56 @@ struct Chunk {
   uint64_t addr, len;
   bool skip_zero;  // anonymous memory: zero pages come back by themselves
   std::vector<image::PageRun> runs;
+  std::vector<uint64_t> pfns;  // per page, in a tree (SharedPages); 0: not known
 };
 
 // Reads one chunk and stores it: whole, or only its non-zero pages. It is
-// read straight into the writer's staging memory where there is some.
-void store_chunk(image::Writer& w, PageReader& rd, std::vector<unsigned char>& buf, Chunk& ch) {
+// read straight into the writer's staging memory where there is some. In a
+// tree, pages another process stored already are not stored again: their
+// run points at that copy (hashed anew, from what was read here).
+void store_chunk(image::Writer& w, PageReader& rd, std::vector<unsigned char>& buf, Chunk& ch, SharedPages* shared) {
   auto* data = static_cast<unsigned char*>(w.stage_space(ch.len));
   if (!data) data = buf.data();
   rd.read(ch.addr, data, ch.len);
-  if (!ch.skip_zero) {
+  if (!shared || ch.pfns.empty()) shared = nullptr;
+  if (!ch.skip_zero && !shared) {
     ch.runs.push_back(w.append(ch.addr, data, ch.len));
     return;
   }
-  uint64_t i = 0;
-  while (i < ch.len) {
-    while (i < ch.len && page_is_zero(data + i)) i += kPageSize;
+  const uint64_t npages = ch.len / kPageSize;
+  auto stored_at = [&](uint64_t i, uint64_t* off) {
+    if (!shared || ch.pfns[i] == 0) return false;
+    std::lock_guard<std::mutex> lock(shared->mu);
+    auto it = shared->at.find(ch.pfns[i]);
+    if (it == shared->at.end()) return false;
+    *off = it->second;
+    return true;
+  };
+  auto skipped = [&](uint64_t i) { return ch.skip_zero && page_is_zero(data + i * kPageSize); };
+  uint64_t i = 0, off = 0;
+  while (i < npages) {
     uint64_t s = i;
-    while (i < ch.len && !page_is_zero(data + i)) i += kPageSize;
-    if (i > s) ch.runs.push_back(w.append(ch.addr + s, data + s, i - s));
+    if (stored_at(i, &off)) {
+      uint64_t first = off;
+      while (++i < npages && stored_at(i, &off) && off == first + (i - s) * kPageSize) {
+      }
+      uint64_t len = (i - s) * kPageSize;
+      ch.runs.push_back(image::PageRun{ch.addr + s * kPageSize, len, first, image::hash_run(data + s * kPageSize, len)});
+      continue;
+    }
+    if (skipped(i)) {
+      i++;
+      continue;
+    }
+    while (++i < npages && !skipped(i) && !stored_at(i, &off)) {
+    }
+    image::PageRun run = w.append(ch.addr + s * kPageSize, data + s * kPageSize, (i - s) * kPageSize);
+    if (shared) {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      for (uint64_t k = s; k < i; k++)
+        if (ch.pfns[k]) shared->at.emplace(ch.pfns[k], run.offset + (k - s) * kPageSize);
+    }
+    ch.runs.push_back(std::move(run));
   }
 }
 
@@ -147,7 +180,7 @@ void store_chunks(CheckpointContext& c, pid_t from, std::vector<Chunk*>& chunks)
       size_t i = next.fetch_add(1);
       if (i >= chunks.size()) return;
       try {
-        store_chunk(c.writer, rd, buf, *chunks[i]);
+        store_chunk(c.writer, rd, buf, *chunks[i], c.shared_pages.get());
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu);
         if (!error) error = std::current_exception();
@@ -327,8 +360,13 @@ void dump_memory(CheckpointContext& c) {
         while (i < npages && wanted(i)) i++;
         // Zero pages of anonymous memory come back by themselves; a zeroed
         // private copy of a file page does not, so it is stored.
-        for (uint64_t at = s * kPageSize; at < i * kPageSize; at += kSegmentBytes)
-          chunks.push_back(Chunk{c.m.vmas.size(), e.start + at, std::min(kSegmentBytes, i * kPageSize - at), anon, {}});
+        for (uint64_t at = s * kPageSize; at < i * kPageSize; at += kSegmentBytes) {
+          Chunk ch{c.m.vmas.size(), e.start + at, std::min(kSegmentBytes, i * kPageSize - at), anon, {}, {}};
+          if (c.shared_pages)
+            for (uint64_t k = at / kPageSize; k < (at + ch.len) / kPageSize; k++)
+              ch.pfns.push_back((pm[k] & kPmPresent) && !(pm[k] & kPmSwapped) ? pm[k] & kPmPfn : 0);
+          chunks.push_back(std::move(ch));
+        }
       }
     }
     c.m.vmas.push_back(std::move(v));
