@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 TORCH_WORKER = REPO / "examples" / "torch_worker.py"
 NODE_WORKER = REPO / "tests" / "e2e" / "workers" / "node_worker.js"
+POOL_WORKER = REPO / "bench" / "pool_worker.py"  # a process tree: torch + a multiprocessing pool
 
 START_TIMEOUT = 180     # seconds for a worker to print READY (2 GiB heap fill included)
 THAW_TIMEOUT = 300      # seconds for thaw checkpoint
@@ -694,23 +695,25 @@ def build_rows(r):
                 rows.append((w, f"  GB/s (page data / restore + read all, {label})", f"{g['min']:.2f}",
                              f"{g['median']:.2f}", f">= {TARGET_RESTORE_GBPS:.0f} GB/s",
                              "met" if g["median"] >= TARGET_RESTORE_GBPS else "NOT met"))
-    n = r.get("node")
-    if isinstance(n, dict) and "error" not in n:
-        rows.append(("node", "cold start (spawn -> READY)", *mm(n["cold_start_s"], fmt_s), "", ""))
-        rows.append(("node", "checkpoint (thaw checkpoint, wall)", *mm(n["checkpoint_s"], fmt_s), "", ""))
-        rows.append(("node", "image size (page data)", "",
+    for key in ("node", "pool"):  # the other request workers (pool: a process tree)
+        n = r.get(key)
+        if not isinstance(n, dict) or "error" in n:
+            continue
+        rows.append((key, "cold start (spawn -> READY)", *mm(n["cold_start_s"], fmt_s), "", ""))
+        rows.append((key, "checkpoint (thaw checkpoint, wall)", *mm(n["checkpoint_s"], fmt_s), "", ""))
+        rows.append((key, "image size (page data)", "",
                      f"{fmt_mib(n['image_bytes'])} ({fmt_mib(n['pages_bytes'])})", "", ""))
         for pre, label in LABELS:
             if pre + "restore_to_answer_ms" not in n:
                 continue
-            rows.append(("node", f"restore until first answer ({label})",
+            rows.append((key, f"restore until first answer ({label})",
                          *mm(n[pre + "restore_to_answer_ms"], fmt_ms), "", ""))
-            rows.append(("node", f"  thaw --stats: running after ({label})",
+            rows.append((key, f"  thaw --stats: running after ({label})",
                          *mm(n[pre + "restore_running_thaw_ms"], fmt_ms), "", ""))
         ratio = n["ratio_cold_over_restore_median"]
-        rows.append(("node", "cold start / restore", f"{n['ratio_cold_over_restore_min']:.1f}x",
+        rows.append((key, "cold start / restore", f"{n['ratio_cold_over_restore_min']:.1f}x",
                      f"{ratio:.1f}x", "", ""))
-        ratios.append(f"node: cold start {fmt_s(n['cold_start_s']['median'])} / restore "
+        ratios.append(f"{key}: cold start {fmt_s(n['cold_start_s']['median'])} / restore "
                       f"{fmt_ms(n['restore_to_answer_ms']['median'])} = {ratio:.1f}x (medians)")
     return rows, ratios
 
@@ -742,7 +745,7 @@ def print_report(r):
         print("  ".join(cells).rstrip())
     print(line)
     print("(GB/s rows: 'min' is the slowest run; heap restore rates are page data / time until running)")
-    for k in ("torch", "heap", "node"):
+    for k in ("torch", "heap", "node", "pool"):
         v = r.get(k)
         if isinstance(v, dict) and "template_error" in v:
             print(f"{k}: no template copies: {v['template_error']}")
@@ -772,7 +775,8 @@ def main():
     ap.add_argument("--checkpoint-repeats", type=int, default=3,
                     help="checkpoints per workload (default 3)")
     ap.add_argument("--heap-mib", type=int, default=2048, help="big_heap size in MiB (default 2048)")
-    ap.add_argument("--only", default="torch,heap,node", help="comma-separated subset of torch,heap,node")
+    ap.add_argument("--only", default="torch,heap,node,pool",
+                    help="comma-separated subset of torch,heap,node,pool")
     ap.add_argument("--drop-caches", action="store_true",
                     help="drop the page cache before every restore (cold-cache restores; whole machine)")
     ap.add_argument("--json", help="write all results (raw samples included) to this file")
@@ -786,7 +790,7 @@ def main():
     if os.geteuid() != 0:
         print("bench: warning: not root; thaw needs root", file=sys.stderr)
     only = {w.strip() for w in args.only.split(",") if w.strip()}
-    unknown = only - {"torch", "heap", "node"}
+    unknown = only - {"torch", "heap", "node", "pool"}
     if unknown:
         sys.exit(f"bench: unknown workload(s) {', '.join(sorted(unknown))}")
     args.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="thaw-bench-", dir="/var/tmp"))
@@ -801,7 +805,7 @@ def main():
         if not args.no_probe:
             print("bench: machine probe ...", file=sys.stderr, flush=True)
             results["probe"] = probe_machine(args.workdir)
-        for name in ("torch", "heap", "node"):
+        for name in ("torch", "heap", "node", "pool"):
             if name not in only:
                 continue
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -810,6 +814,11 @@ def main():
                 if name == "torch":
                     results[name] = bench_request_worker(
                         b, "torch", [PYTHON, TORCH_WORKER], "x",
+                        lambda a, c: a == c, args.cold_repeats, args.repeats,
+                        args.checkpoint_repeats)
+                elif name == "pool":
+                    results[name] = bench_request_worker(
+                        b, "pool", [PYTHON, POOL_WORKER], "x",
                         lambda a, c: a == c, args.cold_repeats, args.repeats,
                         args.checkpoint_repeats)
                 elif name == "heap":
