@@ -266,6 +266,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     for (size_t j = 0; j < r.status_fds.size(); j++)
       if (j != r.member && r.status_fds[j] >= 0) keep.push_back(&r.status_fds[j]);
     for (int& fd : r.pool_fds) keep.push_back(&fd);
+    if (r.member == 0) r.on_tty = stdio_is_tty(r);
     for (int& fd : r.shmem_fds)
       if (fd >= 0) keep.push_back(&fd);
     std::vector<int> fillers = prepare_fd_table(r, keep);
@@ -275,6 +276,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     if (r.member == 0) restore_shmem_objects(r);
     for (int fd : r.shmem_fds)
       if (r.member != 0 && fd >= 0) r.plan.close_fds.push_back(fd);
+    restore_session(r);
     if (!r.tree.empty()) {
       r.status_fds[r.member] = status_fd;
       if (r.member == 0) open_pool(r);

@@ -5,7 +5,8 @@
  * file description of a temporary file (its offset moves for both) and a
  * page of shared anonymous memory (A counts its requests there).  An 8 MiB
  * buffer filled before the forks is in every process, copy-on-write: the
- * image stores it once; A checks its copy, the parent its own.  B waits for C and exits with C's status + 1.
+ * image stores it once; A checks its copy, the parent its own. The parent
+ * leads a process group its children are in.  B waits for C and exits with C's status + 1.
  * After the go: A answers requests, C is signalled, every wait gets the
  * status it should, and the shared file holds what both wrote, in order.
  */
@@ -91,6 +92,8 @@ static void worker_a(int requests, int replies, int gate, int shared)
 int main(void)
 {
     int requests[2], sv[2], gate[2], cpid_pipe[2];
+    /* It leads a process group, which its children are in. */
+    CHECK_SYS(setpgid(0, 0) == 0, "setpgid");
     CHECK_SYS(pipe(requests) == 0 && pipe(gate) == 0 && pipe(cpid_pipe) == 0, "pipe");
     CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
     char path[] = "/tmp/zoo-tree-XXXXXX";
@@ -145,6 +148,8 @@ int main(void)
     char line[64];
     zoo_read_line(line, sizeof line);
 
+    printf("A in its parent's group: %s, B: %s, parent leads it: %s\n", getpgid(a) == getpid() ? "yes" : "no",
+           getpgid(b) == getpid() ? "yes" : "no", getpgrp() == getpid() ? "yes" : "no");
     CHECK_SYS(write(gate[1], "g", 1) == 1, "open the gate");
     char reply[32];
     read_line_fd(sv[0], reply, sizeof reply);

@@ -281,13 +281,24 @@ void restore_process_early(RestoreContext& r) {
   for (const auto& rl : p.rlimits)
     if (rl.resource != RLIMIT_NOFILE) set_rlimit(rl);
   if (::prctl(PR_SET_NAME, p.comm.c_str()) != 0) fail_errno("set process name");
-  // A leader leads again, with its own (new) pid as the id. Any other
-  // member's group and session belonged to processes the image does not
-  // hold: it stays in the restoring side's.
+}
+
+bool stdio_is_tty(const RestoreContext& r) {
+  for (int fd = 0; fd <= 2; fd++)
+    if (auto it = r.inherit.find(fd); it != r.inherit.end() && ::isatty(it->second)) return true;
+  return false;
+}
+
+void restore_session(RestoreContext& r) {
+  const auto& p = r.m.process;
+  // A leader leads again, with its own (new) pid as the id; a tree's
+  // children are made after, so that they are in it as they were. Any
+  // other process's group and session belonged to processes the image
+  // does not hold: it stays in its parent's, the restoring side's for the
+  // root.
   // Not from a terminal: a process of a group of its own would be stopped
   // (SIGTTIN) at its first read there, and setsid would drop the terminal.
-  bool on_tty = ::isatty(0) || ::isatty(1) || ::isatty(2);
-  if (on_tty) return;
+  if (r.on_tty) return;
   if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
   if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
     fail_errno("make it lead a process group of its own, as it did");

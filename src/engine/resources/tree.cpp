@@ -84,6 +84,7 @@ void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& chil
         }
       kr.pool_fds = r.pool_fds;
       kr.shmem_fds = r.shmem_fds;
+      kr.on_tty = r.on_tty;
       kr.pages_fd = r.pages_fd;
       restore_child(kr);
       ::_exit(70);  // restore_child does not return
