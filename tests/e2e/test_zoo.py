@@ -701,6 +701,20 @@ def test_a_zombie_child_with_no_exit_signal_is_refused_and_pointed_out(zoo, thaw
     _assert_same(expected, rc, out, err, "children zombie after failed checkpoint")
 
 
+def test_a_child_sharing_its_parents_fd_table_is_refused(zoo, thaw_bin):
+    """children shared-files: its child was made with clone(CLONE_FILES);
+    restored apart, the two tables would diverge in silence: refused,
+    naming the child and why, and every process runs on."""
+    expected = zoo.run_uninterrupted("children", "shared-files")
+    p = zoo.start("children", "shared-files")
+    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+    assert cp.returncode != 0, cp.stderr
+    assert re.search(r"child process \d+ .*shares its fd table", cp.stderr), cp.stderr
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "children shared-files after a refused checkpoint")
+
+
 @pytest.mark.parametrize("mode", ["kill", "beside"])
 def test_a_running_child_comes_back_with_its_pid(zoo, thaw_bin, mode):
     """children: its child runs (paused) at checkpoint; restored, the

@@ -3,12 +3,15 @@
  * and reaps it by its pid.  argv[1] "zombie" makes the child a zombie with
  * no exit signal (clone with exit signal 0, never waited for): what a
  * killed thaw checkpoint leaves of its copy, which a checkpoint refuses,
- * pointing it out. argv[1] "exited" makes it an
+ * pointing it out.  argv[1] "shared-files" makes a running child that
+ * shares the parent's fd table (clone with CLONE_FILES), which a
+ * checkpoint refuses. argv[1] "exited" makes it an
  * ordinary zombie: a child that exited and was not waited for yet, which
  * a checkpoint takes and a restore makes again.
  */
 #include "zoo.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,8 +21,18 @@ int main(int argc, char **argv)
     char line[64];
     int zombie = argc > 1 && strcmp(argv[1], "zombie") == 0;
     int exited = argc > 1 && strcmp(argv[1], "exited") == 0;
+    int shared_files = argc > 1 && strcmp(argv[1], "shared-files") == 0;
     pid_t child;
-    if (zombie) {
+    if (shared_files) {
+        /* clone(CLONE_FILES | SIGCHLD) with no new stack: the child runs
+         * on a copy of this stack (no CLONE_VM) and only pauses. */
+        child = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+        CHECK_SYS(child >= 0, "clone");
+        if (child == 0) {
+            for (;;)
+                pause();
+        }
+    } else if (zombie) {
         /* clone(flags 0): a copy of this process with no exit signal */
         child = (pid_t)syscall(SYS_clone, 0, 0, 0, 0, 0);
         CHECK_SYS(child >= 0, "clone");

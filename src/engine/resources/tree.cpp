@@ -4,6 +4,7 @@
 // fork, and pipes and socket pairs between them (the pool, files.cpp).
 #include "engine/resources/tree.h"
 
+#include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -13,6 +14,26 @@
 #include "proc/return_frame.h"
 
 namespace thaw::engine {
+
+namespace {
+
+// A child made by clone() with CLONE_VM, CLONE_FILES or CLONE_SIGHAND (a
+// vfork child before its exec, say) shares that table with its parent; each
+// restored process would get its own, and the two would silently diverge.
+void refuse_shared_tables(pid_t parent, pid_t kid) {
+  const struct {
+    int type;
+    const char* what;
+  } tables[] = {{KCMP_VM, "its memory (a vfork child that has not called exec yet, or clone(CLONE_VM))"},
+                {KCMP_FILES, "its fd table (clone(CLONE_FILES))"},
+                {KCMP_SIGHAND, "its signal handlers (clone(CLONE_SIGHAND))"}};
+  for (const auto& t : tables)
+    if (::syscall(SYS_kcmp, parent, kid, t.type, 0, 0) == 0)
+      fail("it shares ", t.what, " with its parent ", parent, "; not supported: take the checkpoint once it has "
+           "called exec or exited");
+}
+
+}  // namespace
 
 std::vector<Descendant> seize_descendants(pid_t root, proc::Seizure& seizure) {
   std::vector<Descendant> out;
@@ -31,6 +52,7 @@ std::vector<Descendant> seize_descendants(pid_t root, proc::Seizure& seizure) {
         d.seizure = std::make_unique<proc::Seizure>(kid);
         d.seizure->set_gadget(proc::find_syscall_gadget(kid));
         d.seizure->protect_from_our_death(&ret);
+        refuse_shared_tables(parent, kid);
         out.push_back(std::move(d));
       });
   };
