@@ -111,6 +111,7 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   meta["image_bytes"] = container::tree_bytes(fresh);
   meta["memory_bytes"] = st.pages_bytes;
   meta["gpu_bytes"] = st.gpu_bytes;  // device memory held in the image (GPU snapshots)
+  meta["processes"] = st.processes;  // the worker and its child processes
   meta["notes"] = st.notes;          // what the image leaves out by design (thaw snapshot inspect)
   meta["gpu_uuids"] = ctx_.fingerprint.gpu_uuids;
   meta["create_seconds"] = since(t0);
