@@ -14,6 +14,7 @@
 #include "common/io.h"
 #include "container/init.h"
 #include "container/live.h"
+#include "proc/procfs.h"
 
 namespace thaw::container {
 
@@ -112,6 +113,15 @@ pid_t Container::worker_pid() {
   std::string kids;
   if (try_read_file(cat("/proc/", ns_init_, "/task/", ns_init_, "/children"), &kids)) worker_ = std::atoi(kids.c_str());
   return worker_;
+}
+
+std::vector<pid_t> Container::other_processes() {
+  std::vector<pid_t> out;
+  if (ns_init_ <= 0) return out;
+  pid_t worker = worker_pid();
+  for (pid_t kid : proc::list_children(ns_init_))
+    if (kid != worker) out.push_back(kid);
+  return out;
 }
 
 int Container::stop(int grace_ms) {

@@ -40,6 +40,9 @@ class Container {
   int control_fd() const { return control_.get(); }
   // The worker's pid as the host sees it (found lazily for cold starts).
   pid_t worker_pid();
+  // Processes in the container beside the worker and its descendants:
+  // orphans its init adopted (a daemon the function started), host pids.
+  std::vector<pid_t> other_processes();
   bool restored() const { return restored_; }
   // The engine's timings for a restore (ready_ms, memory_ms, ...), to which
   // the runtime adds its own.

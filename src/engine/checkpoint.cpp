@@ -113,7 +113,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // the target is put back and the unfinished image removed. Once the
     // image is committed, the checkpoint is finished instead.
     for (auto& mc : tree)
-      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, command_line_of(mc.pid)), [&] {
+      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, proc::command_line(mc.pid)), [&] {
         for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_prctl, dump_scheduling}) {
           throw_if_interrupted();
           step(mc);

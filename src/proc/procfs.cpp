@@ -93,6 +93,22 @@ std::vector<pid_t> list_threads(pid_t pid) {
   return out;
 }
 
+// " (python3 -m http.server)": what a process runs, for messages naming it
+// (its name where it has no command line: a zombie, a kernel thread).
+std::string command_line(pid_t pid) {
+  std::string raw;
+  if (!try_read_file(cat("/proc/", pid, "/cmdline"), &raw) || raw.empty()) {
+    if (!try_read_file(cat("/proc/", pid, "/comm"), &raw) || raw.empty()) return "";
+    while (!raw.empty() && raw.back() == '\n') raw.pop_back();
+    return cat(" (", raw, ")");
+  }
+  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+  std::replace(raw.begin(), raw.end(), '\0', ' ');
+  constexpr size_t kShown = 80;
+  if (raw.size() > kShown) raw = raw.substr(0, kShown) + "…";
+  return cat(" (", raw, ")");
+}
+
 std::vector<pid_t> list_children(pid_t pid) {
   std::vector<pid_t> out;
   for (pid_t tid : list_threads(pid)) {

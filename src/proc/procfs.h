@@ -26,6 +26,9 @@ struct MapEntry {
 std::vector<MapEntry> read_maps(pid_t pid, bool with_smaps);
 std::vector<pid_t> list_threads(pid_t pid);
 // The children of every thread of `pid` (/proc/PID/task/*/children).
+// " (python3 -m http.server)": what a process runs, for messages naming it
+// (its name where it has no command line: a zombie, a kernel thread).
+std::string command_line(pid_t pid);
 std::vector<pid_t> list_children(pid_t pid);
 // "Key:\tvalue" lines of /proc/PID[/task/TID]/status.
 std::map<std::string, std::string> read_status(const std::string& proc_dir);

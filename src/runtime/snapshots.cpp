@@ -10,6 +10,7 @@
 #include "container/fsutil.h"
 #include "container/init.h"
 #include "engine/engine.h"
+#include "proc/procfs.h"
 #include "runtime/disk_full.h"
 
 namespace thaw::runtime {
@@ -47,6 +48,12 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   double init_s = since(t0);
   pid_t pid = w->container().worker_pid();
   if (pid <= 0) fail("the snapshot container has no worker process");
+  // The image holds the worker and its descendants; a process its init
+  // adopted (a daemon that left its parent) is not among them.
+  for (pid_t other : w->container().other_processes())
+    ctx_.log.line(cat("Snapshot note: process ", other, proc::command_line(other),
+                      " runs in the container apart from the function's processes (a daemon it started?); the "
+                      "snapshot does not hold it, and restored containers run without it"));
   std::string dir = ctx_.store.snapshot_dir(t.key);
   container::mkdir_p(dir);
   // Leftovers of a creator that died (we hold the lock: none is running).

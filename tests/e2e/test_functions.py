@@ -890,6 +890,18 @@ def test_child_processes_of_the_snapshot_phase_come_back_with_it(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_daemon_the_snapshot_phase_left_running_is_named_as_left_out(thaw):
+    """A process the function started that left its process tree (a
+    double-forked daemon, adopted by the container's init) is not in the
+    snapshot: deploy says so, naming it, and restored containers work."""
+    cp = thaw.deploy(APPS / "daemon.py")
+    assert re.search(r"Snapshot note: process \d+ \(sleep 1000\) runs in the container apart from the "
+                     r"function's processes", cp.stderr), cp.stderr
+    value, log, _ = thaw.call("e2e-daemon", "ping")
+    assert value == "pong" and RESTORING in log and FALLBACK not in log, log
+    thaw.assert_containers_gone()
+
+
 def test_a_udp_socket_of_the_snapshot_works_in_restored_containers(thaw):
     cp = thaw.deploy(APPS / "udp_socket.py")
     assert "could not be taken" not in cp.stderr, cp.stderr

@@ -39,22 +39,6 @@ uint64_t field(const std::vector<std::string>& f, int number) {  // 1-based /pro
   return std::stoull(f[idx]);
 }
 
-// " (python3 -m http.server)": what a process runs, for messages naming it
-// (its name where it has no command line: a zombie, a kernel thread).
-std::string command_of(pid_t pid) {
-  std::string raw;
-  if (!try_read_file(cat("/proc/", pid, "/cmdline"), &raw) || raw.empty()) {
-    if (!try_read_file(cat("/proc/", pid, "/comm"), &raw) || raw.empty()) return "";
-    while (!raw.empty() && raw.back() == '\n') raw.pop_back();
-    return cat(" (", raw, ")");
-  }
-  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
-  std::replace(raw.begin(), raw.end(), '\0', ' ');
-  constexpr size_t kShown = 80;
-  if (raw.size() > kShown) raw = raw.substr(0, kShown) + "…";
-  return cat(" (", raw, ")");
-}
-
 // A child that has exited and waits to be reaped, with the status its
 // parent's wait will read, is made again at restore (restore_zombies). One
 // with no exit signal (a clone child, or the copy a killed thaw checkpoint
@@ -175,13 +159,11 @@ std::vector<pid_t> running_children(pid_t pid, proc::Seizure& seizure) {
       fail("process ", pid, ": child ", kid, " is a zombie with no exit signal, as a thaw checkpoint that was "
            "killed leaves its copy of the process: it goes when the process waits for it (waitpid with "
            "__WCLONE) or ends; take the checkpoint after that");
-    fail("process ", pid, ": child ", kid, command_of(kid), " has exited but was never waited for, and is a "
+    fail("process ", pid, ": child ", kid, proc::command_line(kid), " has exited but was never waited for, and is a "
          "clone child (its exit signal is not SIGCHLD): wait for it (waitpid with __WALL) before the checkpoint");
   }
   return running;
 }
-
-std::string command_line_of(pid_t pid) { return command_of(pid); }
 
 void dump_process(CheckpointContext& c) {
   record_zombies(c.pid, c.m.process.zombies);

@@ -15,8 +15,6 @@ void dump_process(CheckpointContext& c);
 // level; exited ones are dump_process's); fails naming a child no image
 // can hold.
 std::vector<pid_t> running_children(pid_t pid, proc::Seizure& seizure);
-// " (python3 -m http.server)": what a process runs, for messages.
-std::string command_line_of(pid_t pid);
 void restore_process_early(RestoreContext& r);   // in the new process, before fds
 // Whether the process gets a terminal as its stdin, stdout or stderr (the
 // restoring side's, given for an external fd 0-2): it then keeps the

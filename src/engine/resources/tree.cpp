@@ -41,7 +41,7 @@ std::vector<Descendant> seize_descendants(pid_t root, proc::Seizure& seizure) {
   // too is held, and its own children are listed only after that.
   auto take_children_of = [&](pid_t parent, proc::Seizure& held) {
     for (pid_t kid : running_children(parent, held))
-      with_context(cat("child process ", kid, command_line_of(kid)), [&] {
+      with_context(cat("child process ", kid, proc::command_line(kid)), [&] {
         Descendant d;
         d.pid = kid;
         d.parent = parent;
@@ -63,7 +63,7 @@ std::vector<Descendant> seize_descendants(pid_t root, proc::Seizure& seizure) {
 
 std::string describe_kids(const std::vector<Descendant>& kids) {
   std::string s;
-  for (const auto& k : kids) s += cat(s.empty() ? "" : ", ", k.pid, command_line_of(k.pid));
+  for (const auto& k : kids) s += cat(s.empty() ? "" : ", ", k.pid, proc::command_line(k.pid));
   return s;
 }
 
