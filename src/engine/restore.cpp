@@ -765,7 +765,6 @@ RestoreResult restore(const RestoreOptions& o) {
     // restorer region is, and its pid here.
     std::vector<std::pair<pid_t, std::pair<uint64_t, uint64_t>>> kids_ready;
     try {
-      std::map<pid_t, pid_t> host_of;  // pid in the new namespace -> ours
       for (size_t j = 0; j < m.children.size(); j++) {
         const image::Manifest& km = m.children[j];
         std::string what = cat("child process ", restore_pid(km), " (", km.process.comm, ")");
@@ -774,10 +773,15 @@ RestoreResult restore(const RestoreOptions& o) {
         long long a = 0, b = 0;
         if (std::sscanf(ks.ready.c_str(), "R %llx %llx %lld %lld", &ks_start, &ks_end, &a, &b) != 4 || ks_end <= ks_start)
           fail(what, ": restorer sent a malformed message: ", trim(ks.ready));
-        if (host_of.empty()) host_of = pids_below(host);
-        auto it = host_of.find(restore_pid(km));
-        if (it == host_of.end()) fail(what, " vanished");
-        kids_ready.push_back({it->second, {ks_start, ks_end}});
+        kids_ready.push_back({0, {ks_start, ks_end}});
+      }
+      // Only once every process is ready are they all made (a grandchild
+      // is made by its parent while an earlier child may be ready).
+      std::map<pid_t, pid_t> host_of = m.children.empty() ? std::map<pid_t, pid_t>() : pids_below(host);
+      for (size_t j = 0; j < m.children.size(); j++) {
+        auto it = host_of.find(restore_pid(m.children[j]));
+        if (it == host_of.end()) fail("child process ", restore_pid(m.children[j]), " vanished");
+        kids_ready[j].first = it->second;
       }
     } catch (const std::exception& e) {
       return reap_failed(e.what());
