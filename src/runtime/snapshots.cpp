@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 
 #include "container/fsutil.h"
 #include "container/init.h"
@@ -30,6 +31,18 @@ std::string mib(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
   return buf;
+}
+
+// How long after a snapshot failed for a full disk cold starts try again
+// (THAW_SNAPSHOT_RETRY_SECONDS; 60 by default).
+int64_t snapshot_retry_seconds_from_env() {
+  const char* v = std::getenv("THAW_SNAPSHOT_RETRY_SECONDS");
+  if (!v || !*v) return 60;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  if (*end != '\0' || n < 0 || n > 86400 * 365)
+    fail("THAW_SNAPSHOT_RETRY_SECONDS=", v, ": give a whole number of seconds, from 0 to 31536000");
+  return n;
 }
 
 }  // namespace
@@ -157,6 +170,9 @@ bool Snapshots::ensure(const Target& t, bool for_deploy) {
       create_locked(t, meta);
     } catch (const CheckpointRefused& e) {
       meta["create_failed"] = {{"version", t.version}, {"reason", e.what()}};
+      // A full disk passes: cold starts try again now and then
+      // (start_worker) instead of waiting for the next deploy.
+      if (is_disk_full(e.what())) meta["create_failed"]["disk_full_at"] = ::time(nullptr);
       // Whose it is, for `thaw app stop` and the handles' cap to find it.
       meta["app"] = t.app;
       meta["function"] = t.fn.name;
@@ -265,11 +281,15 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
   // snapshot: it is neither blamed nor recreated, and no cold start follows.
   if (t.key.empty() || !use_snapshot) return cold_start(t);
   if (json meta = ctx_.store.read_meta(t.key).value_or(json::object()); !complete(t.key, meta)) {
-    if (meta.contains("create_failed") && meta["create_failed"].value("version", -1) == t.version) {
+    const json failed = meta.value("create_failed", json::object());
+    int64_t disk_full_at = failed.value("disk_full_at", int64_t{0});
+    bool retry = disk_full_at > 0 && ::time(nullptr) - disk_full_at >= snapshot_retry_seconds_from_env();
+    if (failed.value("version", -1) == t.version && !retry) {
       ctx_.log.line("No memory snapshot for " + t.label() + " (creating it failed: " +
-                    meta["create_failed"].value("reason", "") + ").");
+                    failed.value("reason", "") + ").");
       return cold_start(t);
     }
+    if (retry) ctx_.log.line("Trying again to create the memory snapshot of " + t.label() + " (the disk was full).");
     try {
       ensure(t, false);
     } catch (const std::exception& e) {

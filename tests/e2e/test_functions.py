@@ -1308,8 +1308,8 @@ def test_a_function_called_as_a_class_is_refused_before_any_container_starts(tha
 def test_a_full_disk_under_thaw_home_fails_cleanly_and_says_what_to_do(thaw):
     # THAW_HOME on a tmpfs too small for plain.py's snapshot (~14 MiB),
     # later full: the deploy says the disk is full (not "checkpoint
-    # refused"), leaves no partial image or version behind, and a deploy
-    # once there is room takes the snapshot.
+    # refused"), leaves no partial image or version behind, a cold start
+    # once there is room takes the snapshot, and so does a deploy.
     small = thaw.tmp / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
@@ -1343,8 +1343,18 @@ def test_a_full_disk_under_thaw_home_fails_cleanly_and_says_what_to_do(thaw):
 
         (small / "fill").unlink()
         subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
-        cp = thaw.deploy(APPS / "plain.py")
-        assert "Deployed app e2e-plain version 2." in cp.stdout and "Memory snapshot created in" in cp.stderr
+        # With room again, a cold start tries the snapshot again (after a
+        # minute by default; at once here), without waiting for a deploy.
+        thaw.env["THAW_SNAPSHOT_RETRY_SECONDS"] = "0"
+        value, log, _ = thaw.call("e2e-plain", "square", 6)
+        assert value["value"] == 36, log
+        assert "Trying again to create the memory snapshot of e2e-plain.square (the disk was full)" in log, log
+        assert "Memory snapshot created in" in log, log
+        value, log, _ = thaw.call("e2e-plain", "square", 5)
+        assert value["value"] == 25 and RESTORING in log, log
+        del thaw.env["THAW_SNAPSHOT_RETRY_SECONDS"]
+        cp = thaw.deploy(APPS / "plain.py")  # the snapshot the cold start made serves it
+        assert "Deployed app e2e-plain version 2." in cp.stdout and "is up to date" in cp.stderr, cp.stderr
         value, log, _ = thaw.call("e2e-plain", "square", 8)
         assert value["value"] == 64 and RESTORING in log, log
     finally:
