@@ -278,6 +278,53 @@ std::vector<bool> pooled_descriptions(const std::vector<Description>& ds, const 
   return pooled;
 }
 
+// For each probe, the first probe (by index) of the same open file
+// description. Only fds of one file can share one; among those kcmp orders
+// descriptions, so each such group is sorted (n log n calls: 10 000 opens
+// of /dev/null took 25 s pairwise). Where it cannot order them, pairs.
+std::vector<size_t> same_descriptions(const std::vector<FdProbe>& all) {
+  std::vector<size_t> first(all.size());
+  for (size_t i = 0; i < all.size(); i++) first[i] = i;
+  std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> files;
+  for (size_t i = 0; i < all.size(); i++) files[{all[i].st.st_dev, all[i].st.st_ino}].push_back(i);
+  auto kcmp = [&](size_t a, size_t b) {
+    return ::syscall(SYS_kcmp, all[a].pid, all[b].pid, KCMP_FILE, all[a].fd, all[b].fd);
+  };
+  for (auto& [file, group] : files) {
+    if (group.size() < 2) continue;
+    // A comparison kcmp cannot order stops the sort (an inconsistent
+    // comparator would make it undefined), and the group is paired instead.
+    struct Unordered {};
+    bool ordered = true;
+    std::vector<size_t> sorted = group;
+    try {
+      std::sort(sorted.begin(), sorted.end(), [&](size_t a, size_t b) {
+        long r = kcmp(a, b);
+        if (r < 0 || r == 3) throw Unordered{};
+        return r == 1;
+      });
+    } catch (const Unordered&) {
+      ordered = false;
+    }
+    if (ordered) {
+      for (size_t k = 0; k < sorted.size();) {
+        size_t end = k + 1, low = sorted[k];
+        while (end < sorted.size() && kcmp(sorted[k], sorted[end]) == 0) low = std::min(low, sorted[end++]);
+        for (size_t x = k; x < end; x++) first[sorted[x]] = low;
+        k = end;
+      }
+      continue;
+    }
+    for (size_t x = 0; x < group.size(); x++)  // group is in index order
+      for (size_t y = 0; y < x; y++)
+        if (first[group[y]] == group[y] && kcmp(group[y], group[x]) == 0) {
+          first[group[x]] = group[y];
+          break;
+        }
+  }
+  return first;
+}
+
 }  // namespace
 
 void dump_files(const std::vector<CheckpointContext*>& tree) {
@@ -298,24 +345,20 @@ void dump_files(const std::vector<CheckpointContext*>& tree) {
 
   // Descriptions: fds (of any process of the tree) that kcmp finds to be
   // one struct file.
+  std::vector<size_t> first = same_descriptions(all);
   std::vector<Description> ds;
   std::vector<int> desc_of(all.size(), -1);
   for (size_t i = 0; i < all.size(); i++) {
-    if (desc_of[i] >= 0) continue;
+    if (first[i] != i) {  // a dup (or inherited copy) of an earlier fd's
+      Description& d = ds[desc_of[i] = desc_of[first[i]]];
+      d.probes.push_back(i);
+      d.members.insert(member_of[i]);
+      continue;
+    }
     desc_of[i] = static_cast<int>(ds.size());
     Description d;
     d.probes.push_back(i);
     d.members.insert(member_of[i]);
-    const FdProbe& p = all[i];
-    for (size_t j = i + 1; j < all.size(); j++) {
-      const FdProbe& q = all[j];
-      if (desc_of[j] >= 0 || q.st.st_dev != p.st.st_dev || q.st.st_ino != p.st.st_ino) continue;
-      if (::syscall(SYS_kcmp, p.pid, q.pid, KCMP_FILE, p.fd, q.fd) == 0) {
-        desc_of[j] = desc_of[i];
-        d.probes.push_back(j);
-        d.members.insert(member_of[j]);
-      }
-    }
     CheckpointContext& c = *tree[member_of[i]];
     with_context(&c == tree[0] ? std::string() : cat("child process ", c.pid), [&] {
       d.f = dump_description(c, all[i], all);
