@@ -441,17 +441,21 @@ void finish(pid_t host_pid, const image::Manifest& m, uint64_t region_start, uin
     fail("restored process has ", s.threads().size(), " threads, image has ", m.threads.size());
   proc::Tracee* leader = nullptr;
   std::vector<std::pair<pid_t, const image::Thread*>> held;
+  // By tid, once: looking each up anew cost a 1 500-thread restore 1.3 s.
+  std::map<pid_t, const image::Thread*> by_tid;
+  for (const auto& th : m.threads) by_tid[restore_tid(m, th)] = &th;
   for (auto& t : s.threads()) {
     pid_t ns_tid = ns_tid_of(t.tid);
-    auto it = std::find_if(m.threads.begin(), m.threads.end(), [&](const image::Thread& x) { return restore_tid(m, x) == ns_tid; });
-    if (it == m.threads.end()) fail("restored thread ", ns_tid, " is not in the image");
+    auto found = by_tid.find(ns_tid);
+    if (found == by_tid.end()) fail("restored thread ", ns_tid, " is not in the image");
+    const image::Thread* it = found->second;
     if (ns_tid == restore_pid(m)) {
       leader = &t;
       long rc = s.syscall(t, SYS_munmap, region_start, region_len);
       if (rc != 0) fail("unmap the restorer: ", std::strerror(int(-rc)));
     }
     load_thread_registers(t.tid, *it);
-    held.emplace_back(t.tid, &*it);
+    held.emplace_back(t.tid, it);
   }
   if (!leader) fail("restored process has no main thread");
   restore_scheduling(host_pid, held, m);

@@ -97,7 +97,8 @@ struct Thread {
   int tid = 0;     // as the checkpointing side's /proc shows it (the host's, usually)
   int ns_tid = 0;  // in the process's own, innermost pid namespace; 0: not recorded
   std::vector<uint64_t> regs;  // struct user_regs_struct, in order
-  std::string xstate;          // hex of the NT_X86_XSTATE regset
+  std::string xstate;          // hex of the NT_X86_XSTATE regset, without its trailing zero bytes
+  uint64_t xstate_len = 0;     // the regset's whole length (0: as long as xstate)
   uint64_t sigmask = 0;
   uint64_t altstack_sp = 0, altstack_size = 0;
   int altstack_flags = 0;
@@ -248,7 +249,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, nice, priority, runtime_ns,
                                                 deadline_ns, period_ns, cpus, ioprio)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, ns_tid, regs, xstate, sigmask, altstack_sp,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Thread, tid, ns_tid, regs, xstate, xstate_len, sigmask, altstack_sp,
                                                 altstack_size, altstack_flags, clear_tid,
                                                 robust_head, robust_len, rseq_ptr, rseq_sig,
                                                 rseq_len, rseq_flags, comm, pending, sched,
