@@ -46,6 +46,7 @@ PROGRAMS = {
     "scheduling": [],
     "prctl_settings": [],
     "tree": [],
+    "tree_shm_file": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
                                   "unsupported_io_uring"]
