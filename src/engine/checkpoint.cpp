@@ -120,6 +120,13 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       auto parent = std::find_if(tree.begin(), tree.end(), [&](const CheckpointContext& x) { return x.pid == kids[i].parent; });
       m.children[i].process.parent = restore_pid(parent->m);
     }
+    // A process group led by another process of the tree is joined again
+    // at restore (a shell's pipeline, a group leader's children).
+    for (auto& mc : tree) {
+      pid_t pgrp = static_cast<pid_t>(std::stol(proc::read_stat_fields(mc.pid).at(2)));  // field 5
+      for (const auto& leader : tree)
+        if (leader.pid == pgrp && leader.pid != mc.pid) mc.m.process.pgid = restore_pid(leader.m);
+    }
     throw_if_interrupted();
     dump_files(members);
     for (auto& mc : tree) {

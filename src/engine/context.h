@@ -79,6 +79,9 @@ struct RestoreContext {
   size_t member = 0;
   std::vector<int> status_fds;
   std::vector<int> pool_fds;
+  // In a tree: the caller's stdio is a terminal, where no process takes a
+  // group or session of its own (restore_tree_groups).
+  bool on_tty = false;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // The shared memory objects mappings and memfds refer to: in a tree, the
   // root's (made by it for every process, restore_shmem_objects).

@@ -278,6 +278,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     if (!r.tree.empty()) {
       r.status_fds[r.member] = status_fd;
       if (r.member == 0) open_pool(r);
+      restore_tree_groups(r);
       make_children(r, become_restored_child);
     }
     // Files are checked here, inside the namespaces the process will live

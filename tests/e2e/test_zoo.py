@@ -47,6 +47,7 @@ PROGRAMS = {
     "prctl_settings": [],
     "tree": [],
     "tree_shm_file": [],
+    "tree_groups": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "unsupported_children",
                                   "unsupported_io_uring"]

@@ -286,11 +286,33 @@ void restore_process_early(RestoreContext& r) {
   // hold: it stays in the restoring side's.
   // Not from a terminal: a process of a group of its own would be stopped
   // (SIGTTIN) at its first read there, and setsid would drop the terminal.
+  // A tree's processes did this before making their children
+  // (restore_tree_groups).
+  if (!r.tree.empty()) return;
   bool on_tty = ::isatty(0) || ::isatty(1) || ::isatty(2);
   if (on_tty) return;
   if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
   if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
     fail_errno("make it lead a process group of its own, as it did");
+}
+
+void restore_tree_groups(RestoreContext& r) {
+  const auto& p = r.m.process;
+  // As restore_process_early does for a single process, but before the
+  // children are made: they inherit the session and group, as they did
+  // (a shell's job, a daemon's workers). The root looks at the caller's
+  // stdio (its fds 0-2 are placeholders now); the others have it from it.
+  if (r.member == 0)
+    for (const auto& [target, src] : r.inherit)
+      if (target <= 2 && ::isatty(src)) r.on_tty = true;
+  if (r.on_tty) return;
+  if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
+  if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
+    fail_errno("make it lead a process group of its own, as it did");
+  // Joining another's group: its parent does it too, right after making
+  // it (make_children), as shells do, so the group exists for the next
+  // sibling whichever of the two runs first; one failing is no error.
+  if (!p.session_leader && !p.group_leader && p.pgid != 0) ::setpgid(0, p.pgid);
 }
 
 namespace {

@@ -18,6 +18,7 @@ std::vector<pid_t> running_children(pid_t pid, proc::Seizure& seizure);
 // " (python3 -m http.server)": what a process runs, for messages.
 std::string command_line_of(pid_t pid);
 void restore_process_early(RestoreContext& r);   // in the new process, before fds
+void restore_tree_groups(RestoreContext& r);     // in a tree's process, before it makes its children
 void restore_fd_limit(RestoreContext& r);        // the open-files limit, once no fd is opened any more
 void restore_zombies(RestoreContext& r);         // in the new process, first: its children that had exited
 // clone3 with the given pid in the innermost pid namespace (a fork otherwise).
