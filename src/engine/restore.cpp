@@ -764,7 +764,7 @@ RestoreResult restore(const RestoreOptions& o) {
     // restorer region is, and its pid here.
     std::vector<std::pair<pid_t, std::pair<uint64_t, uint64_t>>> kids_ready;
     try {
-      std::map<pid_t, pid_t> host_of;  // pid in the new namespace -> ours
+      std::vector<std::pair<uint64_t, uint64_t>> regions;
       for (size_t j = 0; j < m.children.size(); j++) {
         const image::Manifest& km = m.children[j];
         std::string what = cat("child process ", restore_pid(km), " (", km.process.comm, ")");
@@ -773,10 +773,17 @@ RestoreResult restore(const RestoreOptions& o) {
         long long a = 0, b = 0;
         if (std::sscanf(ks.ready.c_str(), "R %llx %llx %lld %lld", &ks_start, &ks_end, &a, &b) != 4 || ks_end <= ks_start)
           fail(what, ": restorer sent a malformed message: ", trim(ks.ready));
-        if (host_of.empty()) host_of = pids_below(host);
+        regions.push_back({ks_start, ks_end});
+      }
+      // Only now is every process there: one that is ready has made its own
+      // children, but not every other's (a grandchild may not exist yet
+      // when its uncle says it is ready).
+      std::map<pid_t, pid_t> host_of = pids_below(host);  // pid in the new namespace -> ours
+      for (size_t j = 0; j < m.children.size(); j++) {
+        const image::Manifest& km = m.children[j];
         auto it = host_of.find(restore_pid(km));
-        if (it == host_of.end()) fail(what, " vanished");
-        kids_ready.push_back({it->second, {ks_start, ks_end}});
+        if (it == host_of.end()) fail("child process ", restore_pid(km), " (", km.process.comm, ") vanished");
+        kids_ready.push_back({it->second, regions[j]});
       }
     } catch (const std::exception& e) {
       return reap_failed(e.what());
