@@ -105,6 +105,26 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
 
 
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
+def test_a_restored_tree_s_orphan_outlives_its_root(zoo, thaw_bin, mode):
+    """tree_groups' child O outlives the program, as it does uninterrupted;
+    restored, it did not: init ended the pid namespace as soon as the root
+    exited, killing it. `thaw restore` still returns with the root's exit."""
+    p = zoo.start("tree_groups")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    orphan = p.testtmp / "orphan"
+    assert not orphan.exists()
+    rc, out, err = zoo.restore(img, *(["--eager"] if mode == "eager" else []))
+    assert rc == 0 and out.endswith("DONE\n"), _show("restored tree_groups", rc, out, err)
+    deadline = time.monotonic() + 10
+    while not orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert orphan.exists() and orphan.read_text() == "outlived its parent\n", \
+        "the restored program's orphan did not outlive it"
+
+
 @pytest.mark.parametrize("kill", [False, True])
 def test_checkpoint_over_the_file_size_limit_fails_cleanly(zoo, thaw_bin, kill):
     """A `thaw checkpoint` whose RLIMIT_FSIZE (ulimit -f) is below the
