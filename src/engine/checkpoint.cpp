@@ -137,7 +137,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       mc.m.process.stopped = !mstate.empty() && mstate[0] == 'T';
       mc.maps = proc::read_maps(mc.pid, true);
       throw_if_interrupted();
-      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid), [&] { dump_memory(mc); });
+      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, command_line_of(mc.pid)), [&] { dump_memory(mc); });
     }
     st.dump_ms = ms_since(t1);
     st.pages_from = c.pages_from;

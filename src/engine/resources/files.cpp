@@ -317,7 +317,7 @@ void dump_files(const std::vector<CheckpointContext*>& tree) {
       }
     }
     CheckpointContext& c = *tree[member_of[i]];
-    with_context(&c == tree[0] ? std::string() : cat("child process ", c.pid), [&] {
+    with_context(&c == tree[0] ? std::string() : cat("child process ", c.pid, command_line_of(c.pid)), [&] {
       d.f = dump_description(c, all[i], all);
     });
     ds.push_back(std::move(d));
