@@ -123,6 +123,13 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       auto parent = std::find_if(tree.begin(), tree.end(), [&](const CheckpointContext& x) { return x.pid == kids[i].parent; });
       m.children[i].process.parent = restore_pid(parent->m);
     }
+    // A process group led by another process of the tree is joined again
+    // at restore (a shell's pipeline, a group leader's children).
+    for (auto& mc : tree) {
+      pid_t pgrp = static_cast<pid_t>(std::stol(proc::read_stat_fields(mc.pid).at(2)));  // field 5
+      for (const auto& leader : tree)
+        if (leader.pid == pgrp && leader.pid != mc.pid) mc.m.process.pgid = restore_pid(leader.m);
+    }
     throw_if_interrupted();
     dump_files(members);
     for (auto& mc : tree) {
@@ -133,7 +140,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       mc.m.process.stopped = !mstate.empty() && mstate[0] == 'T';
       mc.maps = proc::read_maps(mc.pid, true);
       throw_if_interrupted();
-      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid), [&] { dump_memory(mc); });
+      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, proc::command_line(mc.pid)), [&] { dump_memory(mc); });
     }
     st.dump_ms = ms_since(t1);
     st.pages_from = c.pages_from;

@@ -91,7 +91,9 @@ struct RestoreContext {
   size_t member = 0;
   std::vector<int> status_fds;
   std::vector<int> pool_fds;
-  bool on_tty = false;  // stdio_is_tty of the tree's root
+  // The caller's stdio is a terminal (the root's stdio_is_tty): then no
+  // process of the tree takes a group or session of its own.
+  bool on_tty = false;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // The shared memory objects mappings and memfds refer to: in a tree, the
   // root's (made by it for every process, restore_shmem_objects).

@@ -337,9 +337,13 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
 }
 
 // pid 1 of the restored process's namespace: reaps, forwards termination
-// signals, and exits the way the restored process did.
+// signals, and exits the way the restored process did. Its wait status
+// goes to thaw on `exit_fd` as soon as it ends; init stays while any other
+// process of the namespace lives (an orphan: a child the process left
+// running, which would have outlived it before the checkpoint too, and
+// which init's exit would kill).
 [[noreturn]] void run_init(RestoreContext& r, const RestoreOptions& o, int pages_fd, int status_fd, int watch,
-                          bool lazy) {
+                          int exit_fd, bool lazy) {
   if (o.namespaces && ::unshare(o.namespaces) != 0)
     child_fail(status_fd, cat("create namespaces: ", std::strerror(errno)));
   // The process lives in a new pid namespace: with the host's /proc,
@@ -368,6 +372,7 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
   if (child < 0) child_fail(status_fd, cat("clone3 with pid ", restore_pid(r.m), ": ", std::strerror(errno)));
   if (child == 0) {
     ::close(watch);
+    ::close(exit_fd);
     if (lazy) ::close(sv[0]);
     become_restored(r, pages_fd, status_fd, sv[1]);
   }
@@ -394,7 +399,7 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
   // Nor any other fd the caller let thaw inherit (the process has its own
   // copies of those it was given): a caller waiting for EOF on one would
   // wait as long as the process lives.
-  std::vector<int> keep = {0, 1, 2, watch};
+  std::vector<int> keep = {0, 1, 2, watch, exit_fd};
   if (uffd >= 0) keep.push_back(uffd);
   try {
     close_all_except(keep);
@@ -414,6 +419,16 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) ::_exit(kRestoreFailed);
     child_done = w == child && (WIFEXITED(status) || WIFSIGNALED(status));
+  }
+  ssize_t ignored = ::write(exit_fd, &status, sizeof status);
+  (void)ignored;
+  ::close(exit_fd);
+  // From now on a termination signal goes to every process left.
+  forward_to = -1;
+  for (;;) {
+    pid_t w = ::waitpid(-1, nullptr, __WALL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) break;  // ECHILD: nobody is left
   }
   ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
@@ -702,6 +717,8 @@ RestoreResult restore(const RestoreOptions& o) {
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw
+    if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+    UniqueFd exit_r(sp[0]), exit_w(sp[1]);  // the process's wait status, from init
 
     // Opened before anything starts: a path that cannot be written is an
     // error, not a pid silently missing.
@@ -729,11 +746,14 @@ RestoreResult restore(const RestoreOptions& o) {
     if (init == 0) {
       status_r.reset();
       watch_w.reset();
+      exit_r.reset();
       run_init(ctx, o, ::fcntl(img.pages_fd(), F_DUPFD_CLOEXEC, 0), status_w.release(), watch_r.release(),
+               exit_w.release(),
                want_lazy);
     }
     std::optional<GpuRestore> gpu;
     status_w.reset();
+    exit_w.reset();
     kid_status_w.clear();
     watch_r.reset();
     RestoreResult res;
@@ -877,8 +897,19 @@ RestoreResult restore(const RestoreOptions& o) {
     }
     if (o.on_running) o.on_running(res);
     if (o.detach) return res;
+    // The process's own status, which init sends as soon as it ends: init
+    // may stay on for processes the process left running (run_init). If
+    // init is gone without sending it (killed), its own status says why.
     int status = 0;
-    while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
+    ssize_t got;
+    while ((got = ::read(exit_r.get(), &status, sizeof status)) < 0 && errno == EINTR) {
+    }
+    if (got == sizeof status) {
+      // Reaped here if nothing was left; else it goes on without us.
+      for (int i = 0; i < 20 && ::waitpid(init, nullptr, WNOHANG) == 0; i++) ::usleep(10000);
+    } else {
+      while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
+      }
     }
     if (pager_thread.joinable()) pager_thread.join();
     res.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -171,6 +171,10 @@ struct Process {
   // Led its session / its process group (sid or pgid == pid): the restored
   // process makes its own. Otherwise it joins the restoring side's.
   bool session_leader = false, group_leader = false;
+  // In a process tree, a member of a process group that another process of
+  // the tree leads: that leader's pid at restore (restore_pid), which it
+  // joins again. 0 otherwise.
+  int pgid = 0;
   int oom_score_adj = kOomScoreAdjUnknown;
   // Process-wide prctl settings (prctl.cpp).
   int dumpable = -1;          // PR_GET_DUMPABLE; -1: not recorded
@@ -267,7 +271,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Process, pid, ns_pid, comm, exe,
                                                 creds, mm, rlimits, sigactions, shared_pending,
                                                 itimers, posix_timers, stopped, session_leader,
                                                 group_leader, oom_score_adj, dumpable, thp_disable,
-                                                child_subreaper, zombies, parent)
+                                                child_subreaper, zombies, parent, pgid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Cpu, vendor, model, xfeatures, xstate_size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Gpu, model, uuid, driver_version, display_driver,
                                                 memory_bytes, restore_tid)

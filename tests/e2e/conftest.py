@@ -160,9 +160,34 @@ class Harness:
         except subprocess.TimeoutExpired:
             pass
 
+    @staticmethod
+    def descendants(pid):
+        """Every process below pid, children before their own children."""
+        out, todo = [], [pid]
+        while todo:
+            d = Path(f"/proc/{todo.pop()}/task")
+            try:
+                tasks = list(d.iterdir())
+            except OSError:
+                continue
+            for t in tasks:
+                try:
+                    kids = [int(k) for k in (t / "children").read_text().split()]
+                except OSError:
+                    continue
+                out += kids
+                todo += kids
+        return out
+
     def kill_original(self, p):
-        """Kill a checkpointed original with SIGKILL and wait for it."""
+        """Kill a checkpointed original, and every process below it (a
+        process tree's would live on, orphaned), with SIGKILL; wait for it."""
         assert p.poll() is None, f"{p.prog} died before it was killed (rc={p.returncode})"
+        for kid in self.descendants(p.pid):
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         p.kill()
         try:
             p.wait(timeout=10)

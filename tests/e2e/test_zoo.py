@@ -46,8 +46,10 @@ PROGRAMS = {
     "scheduling": [],
     "prctl_settings": [],
     "tree": [],
+    "tree_shm_file": [],
+    "tree_groups": [],
 }
-ALL_PROGRAMS = list(PROGRAMS) + ["unsupported_tcp", "unsupported_inotify", "children",
+ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "unsupported_inotify", "children",
                                   "unsupported_io_uring"]
 
 
@@ -101,6 +103,46 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     assert p.poll() is None, f"{prog} died during checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
+
+
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
+def test_a_restored_tree_s_orphan_outlives_its_root(zoo, thaw_bin, mode):
+    """tree_groups' child O outlives the program, as it does uninterrupted;
+    restored, it did not: init ended the pid namespace as soon as the root
+    exited, killing it. `thaw restore` still returns with the root's exit."""
+    p = zoo.start("tree_groups")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    orphan = p.testtmp / "orphan"
+    assert not orphan.exists()
+    rc, out, err = zoo.restore(img, *(["--eager"] if mode == "eager" else []))
+    assert rc == 0 and out.endswith("DONE\n"), _show("restored tree_groups", rc, out, err)
+    deadline = time.monotonic() + 10
+    while not orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert orphan.exists() and orphan.read_text() == "outlived its parent\n", \
+        "the restored program's orphan did not outlive it"
+
+
+@pytest.mark.parametrize("kill", [False, True])
+@pytest.mark.parametrize("what", ["inotify", "sysv"])
+def test_a_tree_whose_grandchild_is_refused_keeps_running(zoo, thaw_bin, what, kill):
+    """A checkpoint refused for what a grandchild holds (an fd, found with
+    the files; a mapping, found last, with the memory) names that process
+    by pid and command line, writes no image and leaves every process of
+    the tree running, with --kill too."""
+    expected = zoo.run_uninterrupted("tree_unsupported", what)
+    p = zoo.start("tree_unsupported", what)
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, kill=kill, expect_ok=False)
+    assert cp.returncode != 0, f"checkpoint of tree_unsupported {what} succeeded:\n{cp.stderr}"
+    assert re.search(r"child process \d+ \(\S*tree_unsupported " + what + r"\): ", cp.stderr), cp.stderr
+    assert ("inotify is not supported" if what == "inotify" else "System V shared memory") in cp.stderr, cp.stderr
+    assert not img.exists()
+    assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, f"tree_unsupported {what} after failed checkpoint")
 
 
 @pytest.mark.parametrize("kill", [False, True])

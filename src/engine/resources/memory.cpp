@@ -300,6 +300,9 @@ void dump_memory(CheckpointContext& c) {
       fail(where, ": a System V shared memory segment (shmat, key 0x", e.name.substr(5, 8),
            ") is attached; not supported: detach it (shmdt) before the checkpoint, or use "
            "POSIX shared memory (shm_open) or a memfd");
+    // Shared anonymous memory also looks like a deleted tmpfs file
+    // ("/dev/zero (deleted)" on the kernel's internal shmem mount): it is
+    // not one, and must come back as shared anonymous memory, not a memfd.
     bool deleted_shm = e.shared && !is_shmem_mapping(e) && deleted_tmpfs_file(c.pid, e);
     if (is_shmem_mapping(e) || deleted_shm) {
       v.kind = "shmem";

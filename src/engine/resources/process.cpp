@@ -284,6 +284,11 @@ void restore_session(RestoreContext& r) {
   if (p.session_leader && ::setsid() < 0) fail_errno("make it lead a session of its own, as it did");
   if (!p.session_leader && p.group_leader && ::setpgid(0, 0) != 0)
     fail_errno("make it lead a process group of its own, as it did");
+  // In a tree, a group another of its processes leads is joined again. Its
+  // parent does it too, right after making it (make_children), as shells
+  // do, so that the group exists for the next sibling whichever of the two
+  // runs first; one failing is no error.
+  if (!p.session_leader && !p.group_leader && p.pgid != 0) ::setpgid(0, p.pgid);
 }
 
 namespace {

@@ -3,7 +3,9 @@
 // recreated by shmem.cpp). A file that was deleted or changed is detected
 // and named, never silently reopened with other content.
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -46,10 +48,22 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
     f["shmem"] = dump_shmem_object(c, p.dup.get(), true, name);
     return f;
   }
-  if (proc::unlinked(c.pid, p.link, p.st))
-    fail("the file was deleted while open; open deleted files are not supported: close it before the checkpoint "
-         "(an anonymous temporary file, such as Python's tempfile.TemporaryFile(), is one), or keep the file "
-         "under a name until after it");
+  if (proc::unlinked(c.pid, p.link, p.st)) {
+    // A deleted file of a tmpfs lives in memory only, like a memfd, and
+    // comes back as one (under its base name), sharing the object with its
+    // mappings: Python's multiprocessing heap (Value, Array) keeps an fd of
+    // its deleted /dev/shm arena open beside the shared mapping of it.
+    struct statfs fs;
+    if (S_ISREG(p.st.st_mode) && ::fstatfs(p.dup.get(), &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+      std::string name = proc::without_deleted(p.link);
+      f["memfd"] = true;
+      f["shmem"] = dump_shmem_object(c, p.dup.get(), true, name.substr(name.rfind('/') + 1));
+      return f;
+    }
+    fail("the file was deleted while open; open deleted files are not supported (except on a tmpfs, such as "
+         "/dev/shm): close it before the checkpoint (an anonymous temporary file, such as Python's "
+         "tempfile.TemporaryFile(), is one), or keep the file under a name until after it");
+  }
   f["path"] = p.link;
   f["dev"] = p.st.st_dev;
   f["ino"] = p.st.st_ino;
@@ -75,7 +89,9 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
 
 int open_memfd(RestoreContext& r, const json& f) {
   int src = r.shmem_fds.at(f["shmem"].get<size_t>());
-  int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+  // O_NOFOLLOW too: /proc/self/fd/N is a symbolic link (ELOOP with it), and
+  // the flag only ever concerned the open by path (mkstemp sets it).
+  int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
   int fd = ::open(cat("/proc/self/fd/", src).c_str(), flags | O_CLOEXEC);
   if (fd < 0) fail_errno("reopen memfd");
   return fd;

@@ -93,10 +93,17 @@ void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& chil
     if (km.process.parent != me) continue;
     pid_t kid = clone_with_pid(restore_pid(km));
     if (kid < 0) fail_errno("make child process ", restore_pid(km), " (", km.process.comm, ") again");
+    // Into its process group (restore_session), before a sibling made
+    // next may join it.
+    if (kid > 0 && !r.on_tty && !km.process.session_leader) {
+      pid_t group = km.process.group_leader ? kid : km.process.pgid;
+      if (group != 0) ::setpgid(kid, group);
+    }
     if (kid == 0) {
       RestoreContext kr{km, r.img, {}};
       kr.tree = r.tree;
       kr.member = j;
+      kr.on_tty = r.on_tty;
       kr.status_fds = r.status_fds;
       // Only the status pipes of its own subtree pass through it.
       for (size_t k = 0; k < kr.status_fds.size(); k++)
@@ -106,7 +113,6 @@ void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& chil
         }
       kr.pool_fds = r.pool_fds;
       kr.shmem_fds = r.shmem_fds;
-      kr.on_tty = r.on_tty;
       kr.pages_fd = r.pages_fd;
       restore_child(kr);
       ::_exit(70);  // restore_child does not return
