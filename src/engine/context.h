@@ -24,8 +24,13 @@ namespace thaw::engine {
 // CAP_SYS_ADMIN reader sees), where pages.img holds it. A page is stored
 // once, by the first process that has it; the others' runs point there.
 struct SharedPages {
+  struct Stored {
+    uint64_t offset;  // in pages.img
+    uint64_t hash;    // of the page's bytes: a page moved by the kernel (compaction, KSM) since
+                      // its pagemap was read may have left its PFN to another
+  };
   std::mutex mu;
-  std::unordered_map<uint64_t, uint64_t> at;  // PFN -> offset in pages.img
+  std::unordered_map<uint64_t, Stored> at;  // by PFN
 };
 
 struct CheckpointContext {

@@ -197,7 +197,8 @@ void unregister_rseq() {
     for (const auto& t : mm->threads) taken.insert(restore_tid(*mm, t));
     for (const auto& z : mm->process.zombies) taken.insert(z.pid);
   }
-  for (int tid = pid_max - 1; tid > 1 && p.args.nr_fillers < fillers; tid--)
+  // Each process of a tree from its own range: theirs run at the same time.
+  for (int tid = pid_max - 1 - int(r.member * RST_MAX_FILLERS); tid > 1 && p.args.nr_fillers < fillers; tid--)
     if (!taken.count(tid)) p.args.filler_tids[p.args.nr_fillers++] = tid;
   uint64_t stacks_bytes = uint64_t(p.threads.size() + p.args.nr_fillers) * RST_STACK_BYTES;
   uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
@@ -396,6 +397,10 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
     (void)ignored;
   }
   ::close(status_fd);
+  // Nor the status pipes of a tree's other processes (the root took them
+  // along): thaw must see each close with its process.
+  for (size_t j = 1; j < r.status_fds.size(); j++)
+    if (r.status_fds[j] >= 0) ::close(r.status_fds[j]);
   // Nor any other fd the caller let thaw inherit (the process has its own
   // copies of those it was given): a caller waiting for EOF on one would
   // wait as long as the process lives.

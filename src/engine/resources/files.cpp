@@ -533,7 +533,9 @@ std::vector<int> prepare_fd_table(RestoreContext& r, const std::vector<int*>& ke
   // Without the headroom only our parked fds must fit (how restores near
   // the hard limit went before it was checked); with it, files opened at
   // once do too.
-  const rlim_t minimal = rlim_t(max_fd) + 1 + keep.size() + r.inherit.size();
+  // A tree's root opens the pool and the shared memory objects after this.
+  const size_t root_opens = r.member == 0 ? r.m.pool.size() + r.shmem().size() : 0;
+  const rlim_t minimal = rlim_t(max_fd) + 1 + keep.size() + r.inherit.size() + root_opens;
   const rlim_t need = minimal + kOpenHeadroom;
   struct rlimit nofile;
   ::getrlimit(RLIMIT_NOFILE, &nofile);

@@ -24,6 +24,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/xxh64.h"
 #include "engine/resources/resources.h"
 #include "proc/cow_fork.h"
 
@@ -127,12 +128,13 @@ void store_chunk(image::Writer& w, PageReader& rd, std::vector<unsigned char>& b
     return;
   }
   const uint64_t npages = ch.len / kPageSize;
+  auto page_hash = [&](uint64_t i) { return thaw_xxh64(data + i * kPageSize, kPageSize, 0); };
   auto stored_at = [&](uint64_t i, uint64_t* off) {
     if (!shared || ch.pfns[i] == 0) return false;
     std::lock_guard<std::mutex> lock(shared->mu);
     auto it = shared->at.find(ch.pfns[i]);
-    if (it == shared->at.end()) return false;
-    *off = it->second;
+    if (it == shared->at.end() || it->second.hash != page_hash(i)) return false;
+    *off = it->second.offset;
     return true;
   };
   auto skipped = [&](uint64_t i) { return ch.skip_zero && page_is_zero(data + i * kPageSize); };
@@ -157,7 +159,7 @@ void store_chunk(image::Writer& w, PageReader& rd, std::vector<unsigned char>& b
     if (shared) {
       std::lock_guard<std::mutex> lock(shared->mu);
       for (uint64_t k = s; k < i; k++)
-        if (ch.pfns[k]) shared->at.emplace(ch.pfns[k], run.offset + (k - s) * kPageSize);
+        if (ch.pfns[k]) shared->at.insert_or_assign(ch.pfns[k], SharedPages::Stored{run.offset + (k - s) * kPageSize, page_hash(k)});
     }
     ch.runs.push_back(std::move(run));
   }

@@ -91,7 +91,7 @@ int open_memfd(RestoreContext& r, const json& f) {
   int src = r.shmem_fds.at(f["shmem"].get<size_t>());
   // O_NOFOLLOW too: /proc/self/fd/N is a symbolic link (ELOOP with it), and
   // the flag only ever concerned the open by path (mkstemp sets it).
-  int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
+  int flags = (f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_NOFOLLOW)) | O_NOCTTY;
   int fd = ::open(cat("/proc/self/fd/", src).c_str(), flags | O_CLOEXEC);
   if (fd < 0) fail_errno("reopen memfd");
   return fd;
@@ -104,7 +104,9 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
     return fd.release();
   }
   std::string path = f["path"];
-  int flags = f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+  // O_NOCTTY always: a session leader reopening a terminal must not take
+  // it as its controlling one (the kernel keeps no O_NOCTTY in the flags).
+  int flags = (f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
   // Errors get the fd and the path in front from restore_files.
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");
