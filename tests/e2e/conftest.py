@@ -139,8 +139,15 @@ class Harness:
         return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     def kill(self, p):
-        """SIGKILL p (its whole process group if it leads one) and reap it,
+        """SIGKILL p (its whole process group if it leads one) and every
+        process below it (a process tree's would live on), and reap it,
         never blocking for long."""
+        if p.poll() is None:
+            for kid in self.descendants(p.pid):
+                try:
+                    os.kill(kid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         try:
             if getattr(p, "own_group", False):
                 # also reaches what thaw left behind in its group
