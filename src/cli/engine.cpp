@@ -33,8 +33,8 @@ Command add_checkpoint(CLI::App& app) {
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
-  auto* cp = app.add_subcommand("checkpoint", "Capture a running process (all threads) into an image directory");
-  cp->add_option("--pid,-p", o->co.pid, "process to capture")->required();
+  auto* cp = app.add_subcommand("checkpoint", "Capture a running process (all threads, and its running child processes) into an image directory");
+  cp->add_option("--pid,-p", o->co.pid, "process to capture, with its descendants")->required();
   cp->add_option("--out,-o", o->co.out, "image directory to create")->required();
   cp->add_flag("--kill", o->co.kill, "kill the process once the image is safely written");
   cp->add_flag_callback("--no-cow", [o] { o->co.copy_on_write = false; },
