@@ -85,6 +85,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     auto shared_pages = kids.empty() ? nullptr : std::make_shared<SharedPages>();
     for (auto& mc : tree) {
       if (&mc != &c) mc.shmem_owner = &c;  // memory they may share is the root's
+      if (&mc != &c) mc.who = cat("child process ", mc.pid, proc::command_line(mc.pid));
       mc.shared_pages = shared_pages;      // and pages a fork left them sharing, stored once
     }
     // Everything is captured once the pages are: a target that stays may
@@ -113,7 +114,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // the target is put back and the unfinished image removed. Once the
     // image is committed, the checkpoint is finished instead.
     for (auto& mc : tree)
-      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, proc::command_line(mc.pid)), [&] {
+      with_context(mc.who, [&] {
         for (auto step : {dump_process, dump_signals, dump_timers, dump_threads, dump_prctl, dump_scheduling}) {
           throw_if_interrupted();
           step(mc);
@@ -140,7 +141,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       mc.m.process.stopped = !mstate.empty() && mstate[0] == 'T';
       mc.maps = proc::read_maps(mc.pid, true);
       throw_if_interrupted();
-      with_context(&mc == &c ? std::string() : cat("child process ", mc.pid, proc::command_line(mc.pid)), [&] { dump_memory(mc); });
+      with_context(mc.who, [&] { dump_memory(mc); });
     }
     st.dump_ms = ms_since(t1);
     st.pages_from = c.pages_from;

@@ -59,6 +59,9 @@ struct CheckpointContext {
   std::set<int> keep_outside;
   std::vector<std::string> notes;  // what the image leaves out by design, for the caller to show
   std::shared_ptr<SharedPages> shared_pages;  // a tree's, one for all its processes; null otherwise
+  // How errors name the process: "" for the target, "child process 12
+  // (python3 worker.py)" for one of its descendants.
+  std::string who;
 };
 
 // Builds the flat block the restorer reads (engine/restorer/restorer.h).

@@ -360,7 +360,7 @@ void dump_files(const std::vector<CheckpointContext*>& tree) {
     d.probes.push_back(i);
     d.members.insert(member_of[i]);
     CheckpointContext& c = *tree[member_of[i]];
-    with_context(&c == tree[0] ? std::string() : cat("child process ", c.pid, proc::command_line(c.pid)), [&] {
+    with_context(c.who, [&] {
       d.f = dump_description(c, all[i], all);
     });
     ds.push_back(std::move(d));
