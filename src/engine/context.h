@@ -75,6 +75,7 @@ struct RestorerPlan {
   std::vector<int32_t> close_fds;
   std::vector<uint64_t> auxv;
   std::vector<rst_timer> timers;
+  std::vector<rst_range> zeros;  // inherited pages this process did not have
   rst_args args{};
 };
 
@@ -102,6 +103,12 @@ struct RestoreContext {
   // The caller's stdio is a terminal (the root's stdio_is_tty): then no
   // process of the tree takes a group or session of its own.
   bool on_tty = false;
+  // Fork-shared memory (fork_shared.cpp): per root mapping, whether the
+  // root stages it (the same in thaw, which leaves it out of the lazy
+  // ones), and where it did (0: not); the whole staging area.
+  std::vector<bool> stage;
+  std::vector<uint64_t> staged;
+  uint64_t stage_start = 0, stage_end = 0;
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // The shared memory objects mappings and memfds refer to: in a tree, the
   // root's (made by it for every process, restore_shmem_objects).

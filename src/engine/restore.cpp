@@ -50,7 +50,6 @@ namespace thaw::engine {
 namespace {
 
 constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
-constexpr uint64_t kGuard = 16ull << 20;
 constexpr int kRestoreFailed = 70;
 
 uint64_t page_up(uint64_t v) { return (v + 4095) & ~uint64_t{4095}; }
@@ -102,33 +101,6 @@ int recv_fd(int sock) {
   return fd;
 }
 
-// The address range for the restorer: a hole in the image's layout that is
-// also free in this process right now.
-uint64_t place_region(const image::Manifest& m, uint64_t size) {
-  std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const auto& v : m.vmas)
-    if (v.kind != "vsyscall") used.emplace_back(v.start, v.end);
-  std::sort(used.begin(), used.end());
-  uint64_t prev = 1ull << 32;  // keep clear of low memory
-  std::vector<uint64_t> candidates;
-  for (auto [s, e] : used) {
-    if (s > prev && s - prev >= size + 2 * kGuard) {
-      candidates.push_back(prev + kGuard);
-      candidates.push_back(s - kGuard - page_up(size));
-    }
-    prev = std::max(prev, e);
-  }
-  if (kTaskSize > prev && kTaskSize - prev >= size + 2 * kGuard) candidates.push_back(prev + kGuard);
-  for (uint64_t c : candidates) {
-    c &= ~uint64_t{4095};
-    void* p = ::mmap(reinterpret_cast<void*>(c), size, PROT_READ | PROT_WRITE | PROT_EXEC,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (p == reinterpret_cast<void*>(c)) return c;
-    if (p != MAP_FAILED) ::munmap(p, size);
-  }
-  fail("no free address range for the restorer (", size, " bytes)");
-}
-
 template <typename T>
 uint64_t put_array(std::vector<char>& blk, const std::vector<T>& v) {
   uint64_t off = (blk.size() + 63) & ~uint64_t{63};
@@ -177,6 +149,7 @@ void unregister_rseq() {
   p.args.auxv_off = put_array(blk, p.auxv);
   p.args.timers_off = put_array(blk, p.timers);
   p.args.hashes_off = put_array(blk, p.hashes);
+  p.args.zeros_off = put_array(blk, p.zeros);
   uint64_t args_bytes = page_up(blk.size());
   // Memory is filled by as many threads as there are CPUs (they exit before
   // the image's threads are created), with tids no image thread has.
@@ -202,7 +175,8 @@ void unregister_rseq() {
     if (!taken.count(tid)) p.args.filler_tids[p.args.nr_fillers++] = tid;
   uint64_t stacks_bytes = uint64_t(p.threads.size() + p.args.nr_fillers) * RST_STACK_BYTES;
   uint64_t size = blob_bytes + args_bytes + stacks_bytes + park_bytes;
-  uint64_t base = place_region(r.m, size);
+  // A hole in the image's layout that is also free in this process now.
+  uint64_t base = reserve_free_range({&r.m}, size, PROT_READ | PROT_WRITE | PROT_EXEC);
 
   uint64_t args_at = base + blob_bytes, stacks_at = args_at + args_bytes, park_at = stacks_at + stacks_bytes;
   auto* threads = reinterpret_cast<rst_thread*>(blk.data() + p.args.threads_off);
@@ -217,6 +191,8 @@ void unregister_rseq() {
   a.hash_avx2 = __builtin_cpu_supports("avx2");
   a.region_start = base;
   a.region_end = base + size;
+  a.stage_start = r.stage_start;
+  a.stage_end = r.stage_end;
   a.task_size = kTaskSize;
   a.pages_fd = pages_fd;
   a.status_fd = status_fd;
@@ -280,7 +256,10 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     restore_session(r);
     if (!r.tree.empty()) {
       r.status_fds[r.member] = status_fd;
-      if (r.member == 0) open_pool(r);
+      if (r.member == 0) {
+        open_pool(r);
+        stage_shared_memory(r);
+      }
       make_children(r, become_restored_child);
     }
     // Files are checked here, inside the namespaces the process will live
@@ -719,6 +698,10 @@ RestoreResult restore(const RestoreOptions& o) {
     // In a tree, the root's only: the others are made by their parents,
     // where no pager is, and get all their memory first.
     if (o.lazy && (!with_gpu || o.gpu_lazy)) ctx.lazy = choose_lazy(m);
+    // What the root's children share with it comes in before they are made.
+    ctx.stage = staged_mappings(ctx.tree);
+    for (size_t i = 0; i < ctx.stage.size() && i < ctx.lazy.size(); i++)
+      if (ctx.stage[i]) ctx.lazy[i] = false;
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw

@@ -125,6 +125,71 @@ def test_a_restored_tree_s_orphan_outlives_its_root(zoo, thaw_bin, mode):
         "the restored program's orphan did not outlive it"
 
 
+def _descendants(pid):
+    """Every process below pid (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except FileNotFoundError:
+            continue
+        for t in tasks:
+            try:
+                kids = Path(f"/proc/{p}/task/{t}/children").read_text().split()
+            except FileNotFoundError:
+                continue
+            out += [int(k) for k in kids]
+            todo += [int(k) for k in kids]
+    return out
+
+
+def _big_mapping_kib(pid, min_kib):
+    """Rss, Shared_Dirty and Private_Dirty (KiB) of pid's first anonymous
+    private mapping of at least min_kib, or None."""
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        head, _, body = block.partition("\n")
+        fields = head.split()
+        if len(fields) != 5 or not fields[1].endswith("p"):
+            continue
+        kib = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", body, re.M)}
+        if kib.get("Size", 0) >= min_kib:
+            return kib["Rss"], kib["Shared_Dirty"], kib["Private_Dirty"]
+    return None
+
+
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
+def test_a_restored_tree_shares_the_pages_a_fork_left_shared(zoo, thaw_bin, mode):
+    """tree's 8 MiB buffer, filled before its forks, is one set of pages in
+    all four processes (A changed a few of its own): restored, they share
+    them again (before, each process read a copy of its own, and a tree
+    took that much more memory and time), and A's changes are still its
+    own (its check after the go)."""
+    expected = zoo.run_uninterrupted("tree")
+    p = zoo.start("tree")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    r = zoo.restore_start(img, *(["--eager"] if mode == "eager" else []))
+    seen = {}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        procs = [q for q in _descendants(r.pid)
+                 if Path(f"/proc/{q}/comm").exists() and Path(f"/proc/{q}/comm").read_text().strip() == "tree"]
+        seen = {q: _big_mapping_kib(q, 8 << 10) for q in procs}
+        if len(seen) == 4 and all(v and v[1] >= 7 << 10 for v in seen.values()):
+            break
+        time.sleep(0.05)
+    assert len(seen) == 4 and all(v and v[1] >= 7 << 10 for v in seen.values()), (
+        f"the restored tree's buffer is not shared: (Rss, Shared_Dirty, Private_Dirty) KiB per process {seen}")
+    rc, out, err = zoo.finish(r)
+    _assert_same(expected, rc, out, err, f"restored tree ({mode})")
+
+
 @pytest.mark.parametrize("kill", [False, True])
 @pytest.mark.parametrize("what", ["inotify", "sysv"])
 def test_a_tree_whose_grandchild_is_refused_keeps_running(zoo, thaw_bin, what, kill):

@@ -5,7 +5,8 @@
  * file description of a temporary file (its offset moves for both) and a
  * page of shared anonymous memory (A counts its requests there).  An 8 MiB
  * buffer filled before the forks is in every process, copy-on-write: the
- * image stores it once; A checks its copy, the parent its own. The parent
+ * image stores it once, and a restore shares it again; A changed its copy
+ * in places (wrote some, emptied some) and checks it, the parent its own. The parent
  * leads a process group its children are in.  B waits for C and exits with C's status + 1.
  * After the go: A answers requests, C is signalled, every wait gets the
  * status it should, and the shared file holds what both wrote, in order.
@@ -68,14 +69,24 @@ static const char *mapping_name(const volatile void *addr)
     return "(none)";
 }
 
-static void worker_a(int requests, int replies, int gate, int shared)
+static void worker_a(int requests, int replies, int gate, int shared, int changed)
 {
     char c, line[32];
+    uint64_t parents = big_sum();
+    /* Its copy then differs from the parent's in two places: a stretch it
+     * wrote, and one it emptied (zeros where the parent has data). */
+    for (size_t i = 1000; i < 9000; i++)
+        big[i] ^= 0x5555;
+    char *empty = (char *)(((uintptr_t)big + (1u << 20) + 4095) & ~(uintptr_t)4095);
+    CHECK_SYS(madvise(empty, 256u << 10, MADV_DONTNEED) == 0, "A: madvise");
+    uint64_t mine = big_sum();
+    CHECK_SYS(write(changed, "c", 1) == 1, "A: changed its copy");
     CHECK_SYS(read(gate, &c, 1) == 1, "A: read gate");
     CHECK_SYS(read(replies, &c, 1) == 1 && c == 'x', "A: read header");
     uint64_t want = 0;
     CHECK_SYS(read(replies, &want, sizeof want) == sizeof want, "A: read the buffer's sum");
-    CHECK(big_sum() == want, "A: its copy of the buffer differs");
+    CHECK(want == parents, "A: the parent's sum differs from the one it had");
+    CHECK(big_sum() == mine, "A: its copy of the buffer differs");
     for (;;) {
         read_line_fd(requests, line, sizeof line);
         int n = atoi(line);
@@ -91,10 +102,10 @@ static void worker_a(int requests, int replies, int gate, int shared)
 
 int main(void)
 {
-    int requests[2], sv[2], gate[2], cpid_pipe[2];
+    int requests[2], sv[2], gate[2], cpid_pipe[2], changed[2];
     /* It leads a process group, which its children are in. */
     CHECK_SYS(setpgid(0, 0) == 0, "setpgid");
-    CHECK_SYS(pipe(requests) == 0 && pipe(gate) == 0 && pipe(cpid_pipe) == 0, "pipe");
+    CHECK_SYS(pipe(requests) == 0 && pipe(gate) == 0 && pipe(cpid_pipe) == 0 && pipe(changed) == 0, "pipe");
     CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
     char path[] = "/tmp/zoo-tree-XXXXXX";
     int shared = mkstemp(path);
@@ -115,7 +126,8 @@ int main(void)
         close(requests[1]);
         close(sv[0]);
         close(gate[1]);
-        worker_a(requests[0], sv[1], gate[0], shared);
+        close(changed[0]);
+        worker_a(requests[0], sv[1], gate[0], shared, changed[1]);
     }
     pid_t b = fork();
     CHECK_SYS(b >= 0, "fork B");
@@ -138,6 +150,8 @@ int main(void)
     close(gate[0]);
     pid_t grandchild;
     CHECK_SYS(read(cpid_pipe[0], &grandchild, sizeof grandchild) == sizeof grandchild, "wait for C");
+    char c;
+    CHECK_SYS(read(changed[0], &c, 1) == 1, "wait for A to change its copy");
     /* Queued at checkpoint: a request A has not read, a header byte. */
     CHECK_SYS(write(requests[1], "10\n", 3) == 3, "queue a request");
     CHECK_SYS(write(sv[0], "x", 1) == 1, "queue the header");

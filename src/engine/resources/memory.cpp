@@ -26,6 +26,7 @@
 #include "common/io.h"
 #include "common/xxh64.h"
 #include "engine/resources/resources.h"
+#include "engine/resources/tree.h"
 #include "proc/cow_fork.h"
 
 namespace thaw::engine {
@@ -415,6 +416,34 @@ void check_mapping_count(const image::Manifest& m) {
   check_mapping_count(m.vmas.size(), std::strtoull(text.c_str(), nullptr, 10));
 }
 
+uint64_t reserve_free_range(const std::vector<const image::Manifest*>& layouts, uint64_t size, int prot) {
+  constexpr uint64_t kTaskSize = 0x7ffffffff000ull, kGuard = 16ull << 20;
+  std::vector<std::pair<uint64_t, uint64_t>> used;
+  for (const image::Manifest* m : layouts)
+    for (const auto& v : m->vmas)
+      if (v.kind != "vsyscall") used.emplace_back(v.start, v.end);
+  std::sort(used.begin(), used.end());
+  uint64_t room = ((size + kPageSize - 1) & ~(kPageSize - 1)) + 2 * kGuard;
+  uint64_t prev = 1ull << 32;  // keep clear of low memory
+  std::vector<uint64_t> candidates;
+  for (auto [s, e] : used) {
+    if (s > prev && s - prev >= room) {
+      candidates.push_back(prev + kGuard);
+      candidates.push_back(s - room + kGuard);
+    }
+    prev = std::max(prev, e);
+  }
+  if (kTaskSize > prev && kTaskSize - prev >= room) candidates.push_back(prev + kGuard);
+  for (uint64_t c : candidates) {
+    c &= ~uint64_t{kPageSize - 1};
+    void* p = ::mmap(reinterpret_cast<void*>(c), size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE |
+                     (prot == PROT_NONE ? MAP_NORESERVE : 0), -1, 0);
+    if (p == reinterpret_cast<void*>(c)) return c;
+    if (p != MAP_FAILED) ::munmap(p, size);
+  }
+  fail("no free address range of ", size, " bytes for the restore");
+}
+
 void plan_memory(RestoreContext& r) {
   auto& p = r.plan;
   std::vector<int> file_fds(r.m.mapped_files.size(), -1);
@@ -436,6 +465,8 @@ void plan_memory(RestoreContext& r) {
       rv.pgoff = 0;
       if (v.name.rfind("[anon:", 0) == 0 && v.name.size() > 7)
         std::strncpy(rv.anon_name, v.name.substr(6, v.name.size() - 7).c_str(), sizeof rv.anon_name - 1);
+      // Pages shared with the rest of a tree: moved, not read.
+      plan_inherited(r, v, rv, runs);
     } else if (v.kind == "file") {
       const auto& f = r.m.mapped_files.at(v.file);
       int& fd = file_fds[v.file];
@@ -479,12 +510,14 @@ void plan_memory(RestoreContext& r) {
     uint64_t stored = 0;
     for (const auto& run : runs) stored += run.len;
     rv.fill_huge = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && v.end - v.start >= (4u << 20) &&
-                   stored * 2 >= v.end - v.start;
+                   stored * 2 >= v.end - v.start && !rv.inherit_from;
     // The kernel merges an anonymous mapping into an identical one right
     // below it; the process had them apart, so keep them apart.
     if (!p.vmas.empty()) {
       const rst_vma& b = p.vmas.back();
+      // (A moved mapping has an anon_vma of its own already.)
       rv.separate = (rv.flags & MAP_ANONYMOUS) && !v.shared && !v.growsdown && b.end == rv.start &&
+                    !rv.inherit_from && !b.inherit_from &&
                     b.flags == rv.flags && b.prot == rv.prot && b.madv == rv.madv && b.fill_huge == rv.fill_huge &&
                     std::strcmp(b.anon_name, rv.anon_name) == 0;
     }

@@ -73,6 +73,9 @@ void check_mapped_files(const image::Manifest& m);
 // Refuses an image with more mappings than vm.max_map_count lets a restore make.
 void check_mapping_count(const image::Manifest& m);
 void check_mapping_count(size_t mappings, uint64_t max_map_count);
+// Maps `size` bytes (anonymous, `prot`) at an address that is free here and
+// in a hole of every layout given, clear of low memory; fails if none is.
+uint64_t reserve_free_range(const std::vector<const image::Manifest*>& layouts, uint64_t size, int prot);
 
 // shmem.cpp: shared memory objects (shared anonymous, memfd).
 // Returns the Manifest::shmem index for the object behind `fd` (ours).

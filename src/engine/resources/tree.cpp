@@ -114,6 +114,10 @@ void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& chil
       kr.pool_fds = r.pool_fds;
       kr.shmem_fds = r.shmem_fds;
       kr.pages_fd = r.pages_fd;
+      kr.stage = r.stage;
+      kr.staged = r.staged;
+      kr.stage_start = r.stage_start;
+      kr.stage_end = r.stage_end;
       restore_child(kr);
       ::_exit(70);  // restore_child does not return
     }

@@ -34,4 +34,16 @@ std::string describe_kids(const std::vector<Descendant>& kids);
 // `restore_child` is that sequence (restore.cpp), given the child's context.
 void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& child));
 
+// fork_shared.cpp: pages a fork left the tree's processes sharing come back
+// shared. Which of the root's mappings are staged (per Manifest::vmas
+// entry; never lazy): those its descendants have pages of in common with it.
+std::vector<bool> staged_mappings(const std::vector<const image::Manifest*>& tree);
+// In the root, before make_children: reads the mappings r.stage names into a
+// staging area its children inherit (r.staged, r.stage_start/end).
+void stage_shared_memory(RestoreContext& r);
+// For plan_memory: whether mapping `v` of r's process is moved out of the
+// staging area; then `rv` says from where and which ranges become zeros,
+// and `runs` keeps only the runs that differ from the root's pages.
+bool plan_inherited(RestoreContext& r, const image::Vma& v, rst_vma& rv, std::vector<image::PageRun>& runs);
+
 }  // namespace thaw::engine

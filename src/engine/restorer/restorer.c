@@ -168,14 +168,26 @@ static void own_anon_vma(struct rst_args* a, uint64_t addr) {
 }
 
 static void map_vma(struct rst_args* a, const struct rst_vma* v, const struct rst_vma* below) {
+  uint64_t len = v->end - v->start;
+  if (v->inherit_from) {
+    /* Moved, not copied: the pages stay shared with the tree's other
+     * processes, as a fork had left them. */
+    long r = sys5(__NR_mremap, v->inherit_from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start);
+    if (r != (long)v->start) die(a, "mremap (memory shared with the tree)", v->start, r);
+    struct rst_range* zeros = ARR(a, struct rst_range, zeros_off) + v->first_zero;
+    for (uint32_t i = 0; i < v->nr_zeros; i++) {
+      r = sys3(__NR_madvise, zeros[i].addr, zeros[i].len, 4 /* MADV_DONTNEED */);
+      if (r) die(a, "madvise(MADV_DONTNEED) (memory shared with the tree)", zeros[i].addr, r);
+    }
+    return;
+  }
   int prot = v->prot;
   if (v->nr_segs || v->separate) prot |= PROT_READ | PROT_WRITE;
-  uint64_t len = v->end - v->start;
   if (v->separate) {
     /* Two neighbours the process kept apart (each had its own anon_vma)
      * would be merged into one mapping if created in place: create this one
      * elsewhere with its own anon_vma and move it next to the other. */
-    if (below->nr_segs == 0 && (below->prot & PROT_WRITE)) own_anon_vma(a, below->start);
+    if (below->nr_segs == 0 && !below->inherit_from && (below->prot & PROT_WRITE)) own_anon_vma(a, below->start);
     long tmp = sys6(__NR_mmap, 0, len, prot, v->flags, -1, 0);
     if (tmp < 0) die(a, "mmap (to keep mappings apart)", v->start, tmp);
     own_anon_vma(a, (uint64_t)tmp);
@@ -191,7 +203,7 @@ static void map_vma(struct rst_args* a, const struct rst_vma* v, const struct rs
 }
 
 static void finish_vma(struct rst_args* a, const struct rst_vma* v) {
-  if ((v->nr_segs || v->separate) && (v->prot | PROT_READ | PROT_WRITE) != v->prot) {
+  if ((v->nr_segs || v->separate || v->inherit_from) && (v->prot | PROT_READ | PROT_WRITE) != v->prot) {
     long r = sys3(__NR_mprotect, v->start, v->end - v->start, v->prot);
     if (r) die(a, "mprotect", v->start, r);
   }
@@ -365,12 +377,24 @@ void restorer_main(struct rst_args* a) {
                   remaps[i].park);
     if (r != (long)remaps[i].park) die(a, "park vdso", remaps[i].from, r);
   }
-  /* Everything of thaw's goes: only this region survives. */
-  if (a->region_start) sys2(__NR_munmap, 0, a->region_start);
-  sys2(__NR_munmap, a->region_end, a->task_size - a->region_end);
+  /* Everything of thaw's goes: only this region survives, and a tree's
+   * staging area until its pages are moved into place. */
+  uint64_t keep[2][2] = {{a->region_start, a->region_end}, {a->stage_start, a->stage_end}};
+  if (a->stage_start && a->stage_start < a->region_start) {
+    keep[0][0] = a->stage_start, keep[0][1] = a->stage_end;
+    keep[1][0] = a->region_start, keep[1][1] = a->region_end;
+  }
+  uint64_t at = 0;
+  for (int k = 0; k < 2; k++) {
+    if (keep[k][0] == keep[k][1]) continue;
+    if (keep[k][0] > at) sys2(__NR_munmap, at, keep[k][0] - at);
+    at = keep[k][1];
+  }
+  sys2(__NR_munmap, at, a->task_size - at);
 
   struct rst_vma* vmas = ARR(a, struct rst_vma, vmas_off);
   for (uint32_t i = 0; i < a->nr_vmas; i++) map_vma(a, &vmas[i], i ? &vmas[i - 1] : 0);
+  if (a->stage_end > a->stage_start) sys2(__NR_munmap, a->stage_start, a->stage_end - a->stage_start);
   fill_memory(a);
   for (uint32_t i = 0; i < a->nr_vmas; i++) finish_vma(a, &vmas[i]);
 

@@ -25,7 +25,16 @@ struct rst_vma {
   uint32_t fill_huge;  /* fill through transparent huge pages (large, dense, anonymous) */
   uint32_t separate;   /* keep apart from the mapping below, which the kernel would merge it into */
   uint32_t first_seg, nr_segs;
+  /* Not 0: the mapping's pages are moved from here (a tree's staging area,
+   * shared copy-on-write with the other processes), then ranges
+   * zeros[first_zero, +nr_zeros) are emptied and its segs read over it. */
+  uint64_t inherit_from;
+  uint32_t first_zero, nr_zeros;
   char anon_name[64];  /* PR_SET_VMA_ANON_NAME, "" for none */
+};
+
+struct rst_range {
+  uint64_t addr, len;
 };
 
 struct rst_thread {
@@ -73,9 +82,10 @@ struct rst_mm {
 struct rst_args {
   uint64_t magic;
   uint64_t region_start, region_end, task_size;
+  uint64_t stage_start, stage_end; /* kept until the mappings are in, then unmapped; 0, 0: none */
   int32_t pages_fd, status_fd;
   uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close, nr_timers;
-  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off;
+  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off, zeros_off;
   struct rst_mm mm;
   int32_t set_creds;
   int32_t dumpable; /* -1: leave; set once every thread has its credentials */

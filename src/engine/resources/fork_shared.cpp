@@ -1,0 +1,210 @@
+// Memory a process tree shares copy-on-write comes back shared. A fork
+// leaves parent and child the same physical pages until either writes one;
+// the checkpoint stores such a page once (SharedPages), and a child's run
+// then points at the root's copy of it, at the same address. At restore the
+// root reads each of its mappings that its descendants share pages of into
+// a staging area before it makes its children, so that they inherit those
+// pages by fork as the originals had; each process's restorer then moves
+// its part of the staging area into place (mremap keeps the sharing) and
+// reads only its pages that differ. Without this each child read its own
+// copy of everything it shared, and the tree took that much more memory.
+#include <sys/mman.h>
+
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/resources/resources.h"
+#include "engine/resources/tree.h"
+
+namespace thaw::engine {
+
+namespace {
+
+constexpr uint64_t kHuge = 2ull << 20;
+
+// Private anonymous memory a fork hands on (the root's side) or takes (a
+// descendant's side).
+bool private_anon(const image::Vma& v) {
+  return v.kind == "anon" && !v.shared && !v.growsdown && !(v.madv & image::kMadvWipeOnFork);
+}
+
+bool runs_sorted(const image::Vma& v) {
+  for (size_t i = 1; i < v.runs.size(); i++)
+    if (v.runs[i].addr < v.runs[i - 1].addr + v.runs[i - 1].len) return false;
+  return true;
+}
+
+// The root's mapping holding [start, end) whole, or -1.
+int containing(const image::Manifest& root, uint64_t start, uint64_t end) {
+  auto it = std::upper_bound(root.vmas.begin(), root.vmas.end(), start,
+                             [](uint64_t a, const image::Vma& v) { return a < v.start; });
+  if (it == root.vmas.begin()) return -1;
+  --it;
+  return it->end >= end ? static_cast<int>(it - root.vmas.begin()) : -1;
+}
+
+// Whether every page of `run` is the root's page at that address, read
+// from the same place of pages.img: the page the fork left shared.
+bool same_as_root(const image::Vma& root_vma, const image::PageRun& run) {
+  const auto& rr = root_vma.runs;
+  auto it = std::upper_bound(rr.begin(), rr.end(), run.addr,
+                             [](uint64_t a, const image::PageRun& r) { return a < r.addr + r.len; });
+  uint64_t at = run.addr, end = run.addr + run.len;
+  for (; it != rr.end() && at < end; ++it) {
+    if (it->addr > at || it->offset + (at - it->addr) != run.offset + (at - run.addr)) return false;
+    at = std::min(end, it->addr + it->len);
+  }
+  return at == end;
+}
+
+// The root's mapping a descendant's mapping `v` takes its pages from, or
+// -1: private anonymous in both, inside it whole, with at least one run
+// the same as the root's.
+int inherits_from(const image::Manifest& root, const std::vector<bool>& staged, const image::Vma& v) {
+  if (!private_anon(v)) return -1;
+  int i = containing(root, v.start, v.end);
+  if (i < 0 || !staged[i]) return -1;
+  for (const auto& run : v.runs)
+    if (same_as_root(root.vmas[i], run)) return i;
+  return -1;
+}
+
+// [lo, hi) ranges covered by `a` and by no run of `b`: where the root has
+// pages and the descendant has none (zeros, there).
+std::vector<rst_range> covered_only_by(const std::vector<image::PageRun>& a, const std::vector<image::PageRun>& b,
+                                       uint64_t lo, uint64_t hi) {
+  std::vector<rst_range> out;
+  auto add = [&](uint64_t s, uint64_t e) {
+    if (s >= e) return;
+    if (!out.empty() && out.back().addr + out.back().len == s)
+      out.back().len += e - s;
+    else
+      out.push_back(rst_range{s, e - s});
+  };
+  size_t j = 0;
+  for (const auto& r : a) {
+    uint64_t s = std::max(lo, r.addr), e = std::min(hi, r.addr + r.len);
+    while (j < b.size() && b[j].addr + b[j].len <= s) j++;
+    for (size_t k = j; s < e && k < b.size() && b[k].addr < e; k++) {
+      add(s, std::min(e, b[k].addr));
+      s = std::max(s, b[k].addr + b[k].len);
+    }
+    add(s, e);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<bool> staged_mappings(const std::vector<const image::Manifest*>& tree) {
+  if (tree.size() < 2) return {};
+  const image::Manifest& root = *tree[0];
+  std::vector<bool> candidate(root.vmas.size()), staged(root.vmas.size(), false);
+  for (size_t i = 0; i < root.vmas.size(); i++) {
+    const auto& v = root.vmas[i];
+    candidate[i] = private_anon(v) && !(v.madv & image::kMadvDontFork) && !v.runs.empty() && runs_sorted(v);
+  }
+  for (size_t k = 1; k < tree.size(); k++)
+    for (const auto& v : tree[k]->vmas)
+      if (runs_sorted(v))
+        if (int i = inherits_from(root, candidate, v); i >= 0) staged[i] = true;
+  return staged;
+}
+
+void stage_shared_memory(RestoreContext& r) {
+  const image::Manifest& root = r.m;
+  r.staged.assign(root.vmas.size(), 0);
+  uint64_t total = 0;
+  for (size_t i = 0; i < root.vmas.size(); i++)
+    if (i < r.stage.size() && r.stage[i]) total += root.vmas[i].end - root.vmas[i].start + kHuge;
+  if (total == 0) return;
+  // Clear of every process's mappings: no restorer maps over it before it
+  // has moved its part away.
+  r.stage_start = reserve_free_range(r.tree, total, PROT_NONE);
+  r.stage_end = r.stage_start + total;
+  struct Job {
+    const image::PageRun* run;
+    char* to;
+  };
+  std::vector<Job> jobs;
+  uint64_t cursor = r.stage_start;
+  for (size_t i = 0; i < root.vmas.size(); i++) {
+    if (i >= r.stage.size() || !r.stage[i]) continue;
+    const auto& v = root.vmas[i];
+    uint64_t len = v.end - v.start;
+    // Where huge pages would line up with the mapping's: moving it does
+    // not split them then.
+    uint64_t slot = cursor + ((v.start - cursor) & (kHuge - 1));
+    cursor = slot + len;
+    if (::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+               0) == MAP_FAILED)
+      fail_errno("stage shared memory for mapping 0x", std::hex, v.start, ": mmap");
+    uint64_t stored = 0;
+    for (const auto& run : v.runs) stored += run.len;
+    if (len >= (4u << 20) && stored * 2 >= len) ::madvise(reinterpret_cast<void*>(slot), len, MADV_HUGEPAGE);
+    for (const auto& run : v.runs) jobs.push_back(Job{&run, reinterpret_cast<char*>(slot + (run.addr - v.start))});
+    r.staged[i] = slot;
+  }
+  // Filled by as many threads as there are CPUs, all gone again before the
+  // children are made (a thread holds a pid one of them may need).
+  cpu_set_t cpus;
+  int ncpu = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  size_t nthreads = std::clamp<size_t>(ncpu, 1, RST_MAX_FILLERS + 1);
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::exception_ptr error;
+  auto work = [&] {
+    for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
+      try {
+        const image::PageRun& run = *jobs[j].run;
+        pread_all(r.pages_fd, jobs[j].to, run.len, run.offset, "page data");
+        if (!image::run_intact(run, jobs[j].to))
+          fail("page data checksum mismatch at 0x", std::hex, run.addr, " (corrupt image)");
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+        next = jobs.size();
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < nthreads && t < jobs.size(); t++) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+bool plan_inherited(RestoreContext& r, const image::Vma& v, rst_vma& rv, std::vector<image::PageRun>& runs) {
+  if (r.staged.empty() || r.tree.empty() || r.stage.size() != r.tree[0]->vmas.size()) return false;
+  const image::Manifest& root = *r.tree[0];
+  size_t index = &v - r.m.vmas.data();
+  int from;
+  if (r.member == 0) {
+    from = index < r.staged.size() && r.staged[index] ? static_cast<int>(index) : -1;
+  } else {
+    from = runs_sorted(v) ? inherits_from(root, r.stage, v) : -1;
+  }
+  if (from < 0) return false;
+  const image::Vma& rv_root = root.vmas[from];
+  rv.inherit_from = r.staged[from] + (v.start - rv_root.start);
+  rv.first_zero = static_cast<uint32_t>(r.plan.zeros.size());
+  if (r.member != 0) {
+    for (const auto& z : covered_only_by(rv_root.runs, v.runs, v.start, v.end)) r.plan.zeros.push_back(z);
+    runs.erase(std::remove_if(runs.begin(), runs.end(),
+                              [&](const image::PageRun& run) { return same_as_root(rv_root, run); }),
+               runs.end());
+  } else {
+    runs.clear();
+  }
+  rv.nr_zeros = static_cast<uint32_t>(r.plan.zeros.size() - rv.first_zero);
+  return true;
+}
+
+}  // namespace thaw::engine
