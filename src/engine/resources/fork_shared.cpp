@@ -126,8 +126,13 @@ void stage_shared_memory(RestoreContext& r) {
     if (i < r.stage.size() && r.stage[i]) total += root.vmas[i].end - root.vmas[i].start + kHuge;
   if (total == 0) return;
   // Clear of every process's mappings: no restorer maps over it before it
-  // has moved its part away.
-  r.stage_start = reserve_free_range(r.tree, total, PROT_NONE);
+  // has moved its part away. Where there is no such room, each process
+  // reads its own copy, as it would without sharing.
+  try {
+    r.stage_start = reserve_free_range(r.tree, total, PROT_NONE);
+  } catch (const std::exception&) {
+    return;
+  }
   r.stage_end = r.stage_start + total;
   struct Job {
     const image::PageRun* run;
@@ -191,7 +196,7 @@ bool plan_inherited(RestoreContext& r, const image::Vma& v, rst_vma& rv, std::ve
   } else {
     from = runs_sorted(v) ? inherits_from(root, r.stage, v) : -1;
   }
-  if (from < 0) return false;
+  if (from < 0 || !r.staged[from]) return false;
   const image::Vma& rv_root = root.vmas[from];
   rv.inherit_from = r.staged[from] + (v.start - rv_root.start);
   rv.first_zero = static_cast<uint32_t>(r.plan.zeros.size());
