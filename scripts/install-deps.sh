@@ -10,6 +10,8 @@ pkgs=(
   libgtest-dev                         # unit tests
   libxxhash-dev                        # unit tests: xxHash, the reference our XXH3 is checked against
   python3 python3-pytest               # end-to-end tests (Debian's /usr/bin/python3)
+  python3-cloudpickle                  # the SDK pickles calls' values with it, as Modal does
+                                       # (lambdas, closures, a script's own classes)
   python3-numpy python3-torch          # the demo's worker
   libopenblas0-openmp                  # torch's BLAS: without it Debian's torch uses the reference
                                        # BLAS, and the demo model's call takes 97 ms instead of 15

@@ -1,8 +1,10 @@
 """thaw.Dict: Modal's distributed dictionary, kept in thaw's store and
 shared by the host and every function container. Keys and values are any
 picklable objects; keys are compared by their pickle (as in Modal, where
-keys are serialized too), made without pickle's memo so that equal keys
-give equal bytes. Iteration follows the order keys were first set."""
+keys are serialized too), made by plain pickle without its memo so that
+equal keys give equal bytes; values are pickled as call arguments are
+(cloudpickle, when installed). Iteration follows the order keys were first
+set."""
 
 import contextlib
 import io
@@ -10,6 +12,7 @@ import pickle
 
 from ._aio import aio_method
 from ._objects import NamedObject
+from ._protocol import dump_payload, load_payload
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL);"
 _MISSING = object()
@@ -49,7 +52,7 @@ class Dict(NamedObject):
     def get(self, key, default=None):
         with self._store.connect() as c:
             row = c.execute("SELECT v FROM kv WHERE k = ?", (_key(key),)).fetchone()
-        return default if row is None else pickle.loads(row[0])
+        return default if row is None else load_payload(row[0])
 
     def __getitem__(self, key):
         value = self.get(key, _MISSING)
@@ -77,7 +80,7 @@ class Dict(NamedObject):
     def put(self, key, value, *, skip_if_exists=False):
         """Set key to value; with skip_if_exists, only if the key is absent.
         Returns whether the value was written."""
-        row = (_key(key), pickle.dumps(value, protocol=4))
+        row = (_key(key), dump_payload(value))
         with self._store.connect(write=True) as c:
             if skip_if_exists:
                 return c.execute("INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)", row).rowcount == 1
@@ -90,7 +93,7 @@ class Dict(NamedObject):
     @aio_method
     def update(self, other=None, /, **kwargs):
         items = dict(other or {}, **kwargs)
-        rows = [(_key(k), pickle.dumps(v, protocol=4)) for k, v in items.items()]
+        rows = [(_key(k), dump_payload(v)) for k, v in items.items()]
         with self._store.connect(write=True) as c:
             c.executemany(_UPSERT, rows)
 
@@ -105,7 +108,7 @@ class Dict(NamedObject):
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        return pickle.loads(row[0])
+        return load_payload(row[0])
 
     def __delitem__(self, key):
         self.pop(key)
@@ -125,11 +128,11 @@ class Dict(NamedObject):
 
     @aio_method(iterates=True)
     def values(self):
-        return iter([pickle.loads(v) for _, v in self._rows()])
+        return iter([load_payload(v) for _, v in self._rows()])
 
     @aio_method(iterates=True)
     def items(self):
-        return iter([(pickle.loads(k), pickle.loads(v)) for k, v in self._rows()])
+        return iter([(pickle.loads(k), load_payload(v)) for k, v in self._rows()])
 
     def __iter__(self):
         return self.keys()

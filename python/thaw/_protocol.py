@@ -2,7 +2,8 @@
 
 A message is a 4-byte little-endian length followed by that many bytes of
 UTF-8 JSON (one object). Python values travel as "pickle" payloads: the bytes
-of a pickle (protocol 4), carried after the JSON text rather than in it (the
+of a pickle (protocol 4, made by cloudpickle when it is installed, as Modal
+does, so lambdas, closures and a script's own classes travel), carried after the JSON text rather than in it (the
 length word's top bit set, a second word with their total length, and the
 text's "$blobs" saying where each goes); the runtime never looks inside
 them. A payload that arrives as a string is base64 of a pickle (a spawned
@@ -21,6 +22,11 @@ import pickle
 import socket
 import struct
 import threading
+
+try:
+    import cloudpickle
+except ImportError:  # plain pickle then: module-level functions and classes only
+    cloudpickle = None
 
 PICKLE_PROTOCOL = 4
 HEADER = struct.Struct("<I")
@@ -223,16 +229,49 @@ def recv_msg(chan):
     return decode_frame(bytes(body), data)
 
 
+CLOUDPICKLE_ADVICE = ("thaw pickles these with cloudpickle when it is installed, as Modal "
+                      "does: apt-get install python3-cloudpickle")
+
+
 def dump_payload(value):
-    """A Python value as a pickle payload (bytes, sent after the JSON)."""
-    return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    """A Python value as a pickle payload (bytes, sent after the JSON).
+
+    Plain pickle loads what cloudpickle makes (given cloudpickle importable),
+    so the loading side needs no more than pickle.loads."""
+    if cloudpickle is not None:
+        return cloudpickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except (pickle.PicklingError, AttributeError) as e:
+        # What plain pickle cannot name (a lambda, a local function or class,
+        # one of __main__ that the other side does not have) and cloudpickle
+        # sends by value. AttributeError: "Can't pickle local object".
+        raise pickle.PicklingError(f"{e}: plain pickle sends functions and classes by name, "
+                                   f"so not lambdas, closures or locally defined ones; "
+                                   f"{CLOUDPICKLE_ADVICE}") from e
 
 
 def load_payload(payload):
     """The Python value inside a pickle payload: bytes, or base64 text."""
     if isinstance(payload, str):
         payload = base64.b64decode(payload)
-    return pickle.loads(payload)
+    try:
+        return pickle.loads(payload)
+    except AttributeError as e:
+        # Plain pickle sent a class of the caller's __main__ by name, and
+        # this side's __main__ has no such thing.
+        if cloudpickle is not None or not str(e).startswith("Can't get attribute"):
+            raise
+        raise AttributeError(f"{e}: plain pickle sends classes and functions by name, so "
+                             f"those of a script's __main__ cannot be found here; "
+                             f"{CLOUDPICKLE_ADVICE}") from e
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "cloudpickle":
+            raise
+        raise ModuleNotFoundError(
+            "this value was pickled with cloudpickle (it holds a lambda, a closure or a "
+            "class defined in a script), and this Python cannot import cloudpickle to load "
+            "it: apt-get install python3-cloudpickle", name="cloudpickle") from e
 
 
 class Channel:

@@ -1,14 +1,15 @@
 """thaw.Queue: Modal's distributed FIFO queue, kept in thaw's store and
 shared by the host and every function container. Values are any picklable
-objects; a queue has a default partition and any number of named ones,
-each its own FIFO."""
+objects (pickled as call arguments are: cloudpickle, when installed); a
+queue has a default partition and any number of named ones, each its own
+FIFO."""
 
-import pickle
 import queue as _stdlib_queue
 import time
 
 from ._aio import aio_method
 from ._objects import NamedObject
+from ._protocol import dump_payload, load_payload
 from ._wakeup import Waiter, signal
 from .exception import InvalidError
 
@@ -49,7 +50,7 @@ class Queue(NamedObject):
     @aio_method
     def put_many(self, vs, block=True, timeout=None, *, partition=None, partition_ttl=None):
         part = _partition(partition)
-        rows = [(part, pickle.dumps(v, protocol=4)) for v in vs]
+        rows = [(part, dump_payload(v)) for v in vs]
         with self._store.connect(write=True) as c:
             c.executemany("INSERT INTO q (part, v) VALUES (?, ?)", rows)
         signal(self._store.path)  # committed: waiters may look now
@@ -64,7 +65,7 @@ class Queue(NamedObject):
             rows = c.execute("SELECT id, v FROM q WHERE part = ? ORDER BY id LIMIT ?", (part, n)).fetchall()
             if rows:
                 c.execute("DELETE FROM q WHERE part = ? AND id <= ?", (part, rows[-1][0]))
-        return [pickle.loads(v) for _, v in rows]
+        return [load_payload(v) for _, v in rows]
 
     def _polls(self, timeout, waiter):
         """Pauses between looks at an empty queue, until the timeout."""
@@ -189,4 +190,4 @@ class Queue(NamedObject):
             if row is None:
                 return
             last_id = row[0]
-            yield pickle.loads(row[1])
+            yield load_payload(row[1])

@@ -206,6 +206,17 @@ class _LeaveIfRuntimeGoesWhileStarting:
         return False
 
 
+def _params_key(params):
+    """A class instance's parameters as bytes that tell sets of them apart.
+    Plain pickle, deterministic for the usual values; cloudpickle's bytes
+    for what it cannot name (an object of a class the caller's script
+    defined, sent by value), stable within this process."""
+    try:
+        return pickle.dumps(params, protocol=4)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return dump_payload(params)
+
+
 def reseed(seed):
     """Reseed Python's, NumPy's and torch's default generators (when loaded)."""
     seed = int(seed)
@@ -365,7 +376,7 @@ class Worker:
     def batcher(self, method, params, fn, options):
         """The one Batcher of a batched function (of one instance, for a
         class with parameters): inputs batch together only with their own."""
-        key = (method, None if params is None else pickle.dumps(params, protocol=4))
+        key = (method, None if params is None else _params_key(params))
         with self.param_lock:
             b = self.batchers.get(key)
             if b is None:
@@ -552,7 +563,7 @@ class Worker:
                                 f"parameters: {self.instance_error}")
             return self.instance
         params = params or {}
-        key = pickle.dumps(params, protocol=4)
+        key = _params_key(params)
         with self.param_lock:
             inst = self.param_instances.get(key)
             if inst is None:

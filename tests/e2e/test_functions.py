@@ -1234,6 +1234,85 @@ print(json.dumps(out))
     thaw.assert_containers_gone()
 
 
+CLOUDPICKLE_CALLER = """
+import json, thaw
+
+OFFSET = 100  # a global of this script, which its functions take along
+
+
+class Celsius:
+    def __init__(self, deg):
+        self.deg = deg
+
+    def describe(self):
+        return f"{self.deg} C is {self.deg * 9 / 5 + 32:g} F"
+
+
+def scale(k):
+    return lambda x: x * k
+
+
+def shifted(x):
+    return x + OFFSET
+
+
+def main():
+    def local(x):
+        return -x
+    f = lambda name: thaw.Function.from_name("e2e-cloudpickled", name)
+    apply = f("apply")
+    back = f("echo").remote(Celsius(5))
+    out = {
+        "lambda": apply.remote(lambda x: x ** 2, 7),
+        "closure": apply.remote(scale(3), 5),
+        "main_function": apply.remote(shifted, 1),
+        "local_function": apply.remote(local, 4),
+        "instance": f("describe").remote(Celsius(100)),
+        # The same class object comes back, not a copy of it.
+        "echoed": [type(back) is Celsius, back.describe()],
+        "returned_closure": f("adder").remote(10)(5),
+        "generated": [g(2) for g in f("powers").remote_gen(3)],
+        "map": list(apply.map([lambda x: x + 1, scale(2)], [10, 10])),
+        "starmap": list(apply.starmap([(scale(4), 1), (local, 2)])),
+        "spawn": apply.spawn(lambda x: x - 1, 9).get(),
+        "method": thaw.Cls.from_name("e2e-cloudpickled", "Runner")().run.remote(
+            lambda a, b: [a, b], "x", Celsius(0).describe()),
+    }
+    print(json.dumps(out))
+
+
+main()
+"""
+
+
+def test_lambdas_closures_and_the_callers_own_classes_travel_both_ways(thaw):
+    # Modal pickles arguments and results with cloudpickle, so code written
+    # for it passes such values; plain pickle refuses them (a lambda, a
+    # local function) or sends them by a name the container cannot find
+    # (Celsius of the caller's __main__).
+    thaw.deploy(APPS / "cloudpickled.py")
+    script = thaw.tmp / "caller.py"
+    script.write_text(CLOUDPICKLE_CALLER)
+    cp = subprocess.run([PYTHON, str(script)], env=thaw.env, cwd=thaw.tmp, capture_output=True,
+                        text=True, timeout=RUN_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert out == {
+        "lambda": 49, "closure": 15, "main_function": 101, "local_function": -4,
+        "instance": {"text": "100 C is 212 F", "class": "Celsius", "module": "__main__"},
+        "echoed": [True, "5 C is 41 F"],
+        "returned_closure": 15,
+        "generated": [1, 2, 4],
+        "map": [11, 20],
+        "starmap": [4, -2],
+        "spawn": 8,
+        "method": ["x", "0 C is 32 F"],
+    }, out
+    # Through restored containers: the worker's pickling survives the snapshot.
+    assert RESTORING in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
 def test_generator_values_stream_and_a_gone_consumer_cancels(thaw):
     thaw.deploy(APPS / "stream.py")
     d = thaw.tmp / "stream-handshake"
