@@ -70,6 +70,32 @@ TEST(ForkShared, OnlyPrivateAnonymousMemoryAForkHandsOnIsStaged) {
   EXPECT_EQ(staged(root, child), (std::vector<bool>{false}));
 }
 
+TEST(ForkShared, AFilesPrivateMappingIsSharedWhereItMapsTheSameFileAtTheSameOffset) {
+  Manifest root, child;
+  thaw::image::FileId lib, other;
+  lib.path = "/lib/libx.so";
+  lib.dev = 8, lib.ino = 42;
+  other.path = "/lib/liby.so";
+  other.dev = 8, other.ino = 43;
+  root.mapped_files = {lib};
+  child.mapped_files = {other, lib};  // its own table: the same file at another index
+  Vma rv = anon(0x10000, 0x20000, {run(0x10000, 0x2000, 0)});
+  rv.kind = "file", rv.file = 0, rv.pgoff = 0x3000;
+  root.vmas = {rv};
+  Vma cv = anon(0x11000, 0x12000, {run(0x11000, 0x1000, 0x1000)});
+  cv.kind = "file", cv.file = 1, cv.pgoff = 0x4000;
+  child.vmas = {cv};
+  EXPECT_EQ(staged(root, child), (std::vector<bool>{true}));
+  child.vmas[0].pgoff = 0x5000;  // another part of the file there
+  EXPECT_EQ(staged(root, child), (std::vector<bool>{false}));
+  child.vmas[0].pgoff = 0x4000;
+  child.vmas[0].file = 0;  // another file
+  EXPECT_EQ(staged(root, child), (std::vector<bool>{false}));
+  child.vmas[0].file = 1;
+  child.vmas[0].kind = "anon";  // anonymous memory over the file's range
+  EXPECT_EQ(staged(root, child), (std::vector<bool>{false}));
+}
+
 TEST(ForkShared, ASingleProcessStagesNothing) {
   Manifest root;
   root.vmas = {anon(0x10000, 0x20000, {run(0x10000, 0x1000, 0)})};

@@ -6,7 +6,9 @@
  * page of shared anonymous memory (A counts its requests there).  An 8 MiB
  * buffer filled before the forks is in every process, copy-on-write: the
  * image stores it once, and a restore shares it again; A changed its copy
- * in places (wrote some, emptied some) and checks it, the parent its own. The parent
+ * in places (wrote some, emptied some) and checks it, the parent its own.
+ * The same for a file mapped privately, whose written pages the processes
+ * share. The parent
  * leads a process group its children are in.  B waits for C and exits with C's status + 1.
  * After the go: A answers requests, C is signalled, every wait gets the
  * status it should, and the shared file holds what both wrote, in order.
@@ -39,6 +41,18 @@ static void read_line_fd(int fd, char *buf, size_t size)
 
 static volatile int *counter;
 static uint64_t *big;
+/* A file mapped privately, some of its pages written before the forks: the
+ * written pages are anonymous copies every process shares, copy-on-write. */
+static unsigned char *lib;
+#define LIB_PAGES 16
+
+static uint64_t lib_sum(void)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < LIB_PAGES * 4096; i++)
+        sum = sum * 131 + lib[i];
+    return sum;
+}
 #define BIG_WORDS (8u << 20) / 8
 
 static uint64_t big_sum(void)
@@ -79,7 +93,12 @@ static void worker_a(int requests, int replies, int gate, int shared, int change
         big[i] ^= 0x5555;
     char *empty = (char *)(((uintptr_t)big + (1u << 20) + 4095) & ~(uintptr_t)4095);
     CHECK_SYS(madvise(empty, 256u << 10, MADV_DONTNEED) == 0, "A: madvise");
-    uint64_t mine = big_sum();
+    /* And its view of the file: one written page its own, one back to the
+     * file's (its copy dropped), one of the file's written. */
+    lib[2 * 4096 + 7] ^= 0xff;
+    CHECK_SYS(madvise(lib + 5 * 4096, 4096, MADV_DONTNEED) == 0, "A: madvise the file's page");
+    lib[12 * 4096] = 'A';
+    uint64_t mine = big_sum(), mine_lib = lib_sum();
     CHECK_SYS(write(changed, "c", 1) == 1, "A: changed its copy");
     CHECK_SYS(read(gate, &c, 1) == 1, "A: read gate");
     CHECK_SYS(read(replies, &c, 1) == 1 && c == 'x', "A: read header");
@@ -87,6 +106,7 @@ static void worker_a(int requests, int replies, int gate, int shared, int change
     CHECK_SYS(read(replies, &want, sizeof want) == sizeof want, "A: read the buffer's sum");
     CHECK(want == parents, "A: the parent's sum differs from the one it had");
     CHECK(big_sum() == mine, "A: its copy of the buffer differs");
+    CHECK(lib_sum() == mine_lib, "A: its view of the privately mapped file differs");
     for (;;) {
         read_line_fd(requests, line, sizeof line);
         int n = atoi(line);
@@ -119,6 +139,19 @@ int main(void)
     uint64_t seed = 42;
     for (size_t i = 0; i < BIG_WORDS; i++)
         big[i] = zoo_rand(&seed);
+    char lib_path[] = "/tmp/zoo-tree-lib-XXXXXX";
+    int lib_fd = mkstemp(lib_path);
+    CHECK_SYS(lib_fd >= 0, "mkstemp");
+    for (int i = 0; i < LIB_PAGES; i++) {
+        char page[4096];
+        memset(page, 'a' + i, sizeof page);
+        CHECK_SYS(write(lib_fd, page, sizeof page) == sizeof page, "write the mapped file");
+    }
+    lib = mmap(NULL, LIB_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, lib_fd, 0);
+    CHECK_SYS(lib != MAP_FAILED, "mmap the file");
+    close(lib_fd);
+    for (int i = 0; i < 8; i++)
+        lib[i * 4096 + 100] = (unsigned char)('0' + i);
 
     pid_t a = fork();
     CHECK_SYS(a >= 0, "fork A");
@@ -155,7 +188,7 @@ int main(void)
     /* Queued at checkpoint: a request A has not read, a header byte. */
     CHECK_SYS(write(requests[1], "10\n", 3) == 3, "queue a request");
     CHECK_SYS(write(sv[0], "x", 1) == 1, "queue the header");
-    uint64_t sum = big_sum();
+    uint64_t sum = big_sum(), sum_lib = lib_sum();
     CHECK_SYS(write(sv[0], &sum, sizeof sum) == sizeof sum, "queue the buffer's sum");
 
     zoo_ready();
@@ -183,6 +216,8 @@ int main(void)
     printf("B exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 
     CHECK(big_sum() == sum, "the parent's buffer differs");
+    CHECK(lib_sum() == sum_lib, "the parent's view of the privately mapped file differs");
+    unlink(lib_path);
     /* One description: the offset counts every write of parent and A. */
     off_t at = lseek(shared, 0, SEEK_CUR);
     char data[16] = {0};

@@ -8,6 +8,7 @@
 // its part of the staging area into place (mremap keeps the sharing) and
 // reads only its pages that differ. Without this each child read its own
 // copy of everything it shared, and the tree took that much more memory.
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <sched.h>
@@ -20,6 +21,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/unique_fd.h"
 #include "engine/resources/resources.h"
 #include "engine/resources/tree.h"
 
@@ -29,10 +31,24 @@ namespace {
 
 constexpr uint64_t kHuge = 2ull << 20;
 
-// Private anonymous memory a fork hands on (the root's side) or takes (a
-// descendant's side).
-bool private_anon(const image::Vma& v) {
-  return v.kind == "anon" && !v.shared && !v.growsdown && !(v.madv & image::kMadvWipeOnFork);
+// Private memory a fork hands on (the root's side) or takes (a
+// descendant's side): anonymous, or a file's private mapping (its pages a
+// process wrote, the relocations of a library, are anonymous copies).
+bool forkable(const image::Vma& v) {
+  return (v.kind == "anon" || v.kind == "file") && !v.shared && !v.growsdown && !(v.madv & image::kMadvWipeOnFork);
+}
+
+// Whether mapping `v` of process `m` maps what the root's mapping `rv`
+// maps at the same addresses: anonymous memory, or the same file at the
+// same offsets.
+bool same_backing(const image::Manifest& root, const image::Vma& rv, const image::Manifest& m, const image::Vma& v) {
+  if (v.kind != rv.kind) return false;
+  if (v.kind == "anon") return true;
+  if (v.file < 0 || rv.file < 0 || size_t(v.file) >= m.mapped_files.size() ||
+      size_t(rv.file) >= root.mapped_files.size())
+    return false;
+  const auto &f = m.mapped_files[v.file], &rf = root.mapped_files[rv.file];
+  return f.dev == rf.dev && f.ino == rf.ino && v.pgoff == rv.pgoff + (v.start - rv.start);
 }
 
 bool runs_sorted(const image::Vma& v) {
@@ -64,20 +80,22 @@ bool same_as_root(const image::Vma& root_vma, const image::PageRun& run) {
   return at == end;
 }
 
-// The root's mapping a descendant's mapping `v` takes its pages from, or
-// -1: private anonymous in both, inside it whole, with at least one run
-// the same as the root's.
-int inherits_from(const image::Manifest& root, const std::vector<bool>& staged, const image::Vma& v) {
-  if (!private_anon(v)) return -1;
+// The root's mapping a descendant's mapping `v` (of `m`) takes its pages
+// from, or -1: the same private memory in both, inside it whole, with at
+// least one run the same as the root's.
+int inherits_from(const image::Manifest& root, const std::vector<bool>& staged, const image::Manifest& m,
+                  const image::Vma& v) {
+  if (!forkable(v)) return -1;
   int i = containing(root, v.start, v.end);
-  if (i < 0 || !staged[i]) return -1;
+  if (i < 0 || !staged[i] || !same_backing(root, root.vmas[i], m, v)) return -1;
   for (const auto& run : v.runs)
     if (same_as_root(root.vmas[i], run)) return i;
   return -1;
 }
 
 // [lo, hi) ranges covered by `a` and by no run of `b`: where the root has
-// pages and the descendant has none (zeros, there).
+// pages and the descendant has none (zeros there, or the file's own pages
+// in a file's mapping: emptying a range gives back either).
 std::vector<rst_range> covered_only_by(const std::vector<image::PageRun>& a, const std::vector<image::PageRun>& b,
                                        uint64_t lo, uint64_t hi) {
   std::vector<rst_range> out;
@@ -109,12 +127,12 @@ std::vector<bool> staged_mappings(const std::vector<const image::Manifest*>& tre
   std::vector<bool> candidate(root.vmas.size()), staged(root.vmas.size(), false);
   for (size_t i = 0; i < root.vmas.size(); i++) {
     const auto& v = root.vmas[i];
-    candidate[i] = private_anon(v) && !(v.madv & image::kMadvDontFork) && !v.runs.empty() && runs_sorted(v);
+    candidate[i] = forkable(v) && !(v.madv & image::kMadvDontFork) && !v.runs.empty() && runs_sorted(v);
   }
   for (size_t k = 1; k < tree.size(); k++)
     for (const auto& v : tree[k]->vmas)
       if (runs_sorted(v))
-        if (int i = inherits_from(root, candidate, v); i >= 0) staged[i] = true;
+        if (int i = inherits_from(root, candidate, *tree[k], v); i >= 0) staged[i] = true;
   return staged;
 }
 
@@ -125,6 +143,8 @@ void stage_shared_memory(RestoreContext& r) {
   for (size_t i = 0; i < root.vmas.size(); i++)
     if (i < r.stage.size() && r.stage[i]) total += root.vmas[i].end - root.vmas[i].start + kHuge;
   if (total == 0) return;
+  // Files are mapped here already: they must be the ones of the checkpoint.
+  check_mapped_files(root);
   // Clear of every process's mappings: no restorer maps over it before it
   // has moved its part away. Where there is no such room, each process
   // reads its own copy, as it would without sharing.
@@ -148,12 +168,20 @@ void stage_shared_memory(RestoreContext& r) {
     // not split them then.
     uint64_t slot = cursor + ((v.start - cursor) & (kHuge - 1));
     cursor = slot + len;
-    if (::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-               0) == MAP_FAILED)
+    UniqueFd file;
+    if (v.kind == "file") {
+      const auto& f = root.mapped_files.at(v.file);
+      file.reset(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!file) fail_errno("mapping 0x", std::hex, v.start, std::dec, " (", f.path, "): open");
+    }
+    if (::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_FIXED | (file ? 0 : MAP_ANONYMOUS), file ? file.get() : -1,
+               file ? v.pgoff : 0) == MAP_FAILED)
       fail_errno("stage shared memory for mapping 0x", std::hex, v.start, ": mmap");
     uint64_t stored = 0;
     for (const auto& run : v.runs) stored += run.len;
-    if (len >= (4u << 20) && stored * 2 >= len) ::madvise(reinterpret_cast<void*>(slot), len, MADV_HUGEPAGE);
+    if (!file && len >= (4u << 20) && stored * 2 >= len)
+      ::madvise(reinterpret_cast<void*>(slot), len, MADV_HUGEPAGE);
     for (const auto& run : v.runs) jobs.push_back(Job{&run, reinterpret_cast<char*>(slot + (run.addr - v.start))});
     r.staged[i] = slot;
   }
@@ -194,7 +222,7 @@ bool plan_inherited(RestoreContext& r, const image::Vma& v, rst_vma& rv, std::ve
   if (r.member == 0) {
     from = index < r.staged.size() && r.staged[index] ? static_cast<int>(index) : -1;
   } else {
-    from = runs_sorted(v) ? inherits_from(root, r.stage, v) : -1;
+    from = runs_sorted(v) ? inherits_from(root, r.stage, r.m, v) : -1;
   }
   if (from < 0 || !r.staged[from]) return false;
   const image::Vma& rv_root = root.vmas[from];

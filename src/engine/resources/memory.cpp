@@ -481,6 +481,7 @@ void plan_memory(RestoreContext& r) {
       } else {
         rv.fd = fd;
       }
+      if (!v.shared) plan_inherited(r, v, rv, runs);
     } else if (v.kind == "shmem") {
       const auto& obj = r.shmem().at(v.shmem);
       if (r.shmem_fds.at(v.shmem) >= 0) {  // a memfd, or any object of a tree

@@ -27,7 +27,8 @@ struct rst_vma {
   uint32_t first_seg, nr_segs;
   /* Not 0: the mapping's pages are moved from here (a tree's staging area,
    * shared copy-on-write with the other processes), then ranges
-   * zeros[first_zero, +nr_zeros) are emptied and its segs read over it. */
+   * zeros[first_zero, +nr_zeros) are emptied (MADV_DONTNEED: zeros, or a
+   * file's own pages) and its segs read over it. */
   uint64_t inherit_from;
   uint32_t first_zero, nr_zeros;
   char anon_name[64];  /* PR_SET_VMA_ANON_NAME, "" for none */
