@@ -30,6 +30,7 @@ namespace thaw::engine {
 namespace {
 
 constexpr uint64_t kHuge = 2ull << 20;
+constexpr uint64_t kFillChunk = 4 * image::kHashBlock;
 
 // Private memory a fork hands on (the root's side) or takes (a
 // descendant's side): anonymous, or a file's private mapping (its pages a
@@ -196,10 +197,18 @@ void stage_shared_memory(RestoreContext& r) {
   auto work = [&] {
     for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
       try {
+        // A few blocks at a time, each checked while it is still in the
+        // cache (as the restorer's fill_segment does).
         const image::PageRun& run = *jobs[j].run;
-        pread_all(r.pages_fd, jobs[j].to, run.len, run.offset, "page data");
-        if (!image::run_intact(run, jobs[j].to))
-          fail("page data checksum mismatch at 0x", std::hex, run.addr, " (corrupt image)");
+        if (run.hashes.size() != image::hash_blocks(run.len))
+          fail("page data at 0x", std::hex, run.addr, ": no checksum for every block (corrupt image)");
+        for (uint64_t at = 0; at < run.len; at += kFillChunk) {
+          uint64_t len = std::min(kFillChunk, run.len - at);
+          pread_all(r.pages_fd, jobs[j].to + at, len, run.offset + at, "page data");
+          for (uint64_t b = at; b < at + len; b += image::kHashBlock)
+            if (!image::block_intact(run, b / image::kHashBlock, jobs[j].to + b))
+              fail("page data checksum mismatch at 0x", std::hex, run.addr + b, " (corrupt image)");
+        }
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu);
         if (!error) error = std::current_exception();
