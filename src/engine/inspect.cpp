@@ -44,6 +44,55 @@ uint64_t stored(const image::Manifest& m, const image::Vma& v) {
   }
   return n;
 }
+
+// The places in pages.img the processes of a tree stored pages at, to tell
+// how much of a child's memory is pages another process stored first (a
+// fork left them shared: stored once, shared again at restore).
+class StoredAt {
+ public:
+  void add(const image::Manifest& m) {
+    for (const auto& v : m.vmas)
+      for (const auto& r : v.runs) add(r.offset, r.offset + r.len);
+  }
+  // Bytes of m's private runs that lie where an earlier process's are.
+  uint64_t overlap(const image::Manifest& m) const {
+    uint64_t n = 0;
+    for (const auto& v : m.vmas)
+      for (const auto& r : v.runs) {
+        uint64_t lo = r.offset, hi = r.offset + r.len;
+        auto it = at_.upper_bound(lo);
+        if (it != at_.begin()) --it;
+        for (; it != at_.end() && it->first < hi; ++it)
+          if (it->second > lo) n += std::min(hi, it->second) - std::max(lo, it->first);
+      }
+    return n;
+  }
+
+ private:
+  void add(uint64_t lo, uint64_t hi) {
+    auto it = at_.upper_bound(lo);
+    if (it != at_.begin() && std::prev(it)->second >= lo) --it;
+    while (it != at_.end() && it->first <= hi) {
+      lo = std::min(lo, it->first);
+      hi = std::max(hi, it->second);
+      it = at_.erase(it);
+    }
+    at_[lo] = hi;
+  }
+  std::map<uint64_t, uint64_t> at_;  // start -> end, disjoint
+};
+
+// Per child of the tree, bytes of its pages stored by an earlier process.
+std::vector<uint64_t> stored_once(const image::Manifest& m) {
+  StoredAt at;
+  at.add(m);
+  std::vector<uint64_t> out;
+  for (const auto& k : m.children) {
+    out.push_back(at.overlap(k));
+    at.add(k);
+  }
+  return out;
+}
 }  // namespace
 
 std::string inspect(const std::string& dir, bool as_json) {
@@ -86,12 +135,14 @@ std::string inspect(const std::string& dir, bool as_json) {
     j["shmem_objects"] = m.shmem.size();
     j["gpu"] = m.gpu.uuid.empty() ? json(nullptr) : json(m.gpu);
     json kids = json::array();
+    std::vector<uint64_t> once = stored_once(m);
     for (const auto& k : m.children) {
       uint64_t kid_stored = 0;
       for (const auto& v : k.vmas) kid_stored += stored(m, v);  // shared memory is the root's
       kids.push_back(json{{"pid", k.process.pid}, {"parent", k.process.parent}, {"comm", k.process.comm},
                           {"exe", k.process.exe.path}, {"threads", k.threads.size()}, {"mappings", k.vmas.size()},
-                          {"fds", k.fds.size()}, {"stored_bytes", kid_stored}});
+                          {"fds", k.fds.size()}, {"stored_bytes", kid_stored},
+                          {"shared_stored_bytes", once[&k - m.children.data()]}});
     }
     j["children"] = kids;
     j["shared_files"] = m.pool.size();
@@ -134,12 +185,14 @@ std::string inspect(const std::string& dir, bool as_json) {
   if (!m.children.empty()) {
     o << "child processes: " << m.children.size() << " (" << m.pool.size()
       << " open files shared between processes)\n";
+    std::vector<uint64_t> once = stored_once(m);
     for (const auto& k : m.children) {
       uint64_t kid_stored = 0;
       for (const auto& v : k.vmas) kid_stored += stored(m, v);
       o << "  pid " << k.process.pid << " (" << k.process.comm << "), parent " << k.process.parent << ": "
         << k.threads.size() << " threads, " << k.vmas.size() << " mappings, " << (kid_stored >> 20)
-        << " MiB stored, " << k.fds.size() << " fds\n";
+        << " MiB of pages (" << (once[&k - m.children.data()] >> 20)
+        << " MiB of them an earlier process's, stored once), " << k.fds.size() << " fds\n";
     }
   }
   return o.str();

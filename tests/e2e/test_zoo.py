@@ -177,6 +177,9 @@ def test_a_restored_tree_shares_the_pages_a_fork_left_shared(zoo, thaw_bin, mode
     img = zoo.img_path()
     zoo.checkpoint(p, img, kill=True)
     p.wait(timeout=10)
+    # inspect tells how much of each child's pages is stored once.
+    kids = json.loads(zoo.thaw("inspect", img, "--json").stdout)["children"]
+    assert len(kids) == 3 and all(k["shared_stored_bytes"] >= 7 << 20 for k in kids), kids
     r = zoo.restore_start(img, *(["--eager"] if mode == "eager" else []))
     seen = {}
     deadline = time.monotonic() + 20
