@@ -702,6 +702,12 @@ RestoreResult restore(const RestoreOptions& o) {
     ctx.stage = staged_mappings(ctx.tree);
     for (size_t i = 0; i < ctx.stage.size() && i < ctx.lazy.size(); i++)
       if (ctx.stage[i]) ctx.lazy[i] = false;
+    // Each process holds the staging area (a slot and a gap per mapping)
+    // beside its own mappings until its restorer has moved them.
+    if (size_t staged = std::count(ctx.stage.begin(), ctx.stage.end(), true)) {
+      check_mapping_count(m, 2 * staged);
+      for (const auto& kid : m.children) check_mapping_count(kid, 2 * staged);
+    }
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw

@@ -225,9 +225,10 @@ std::map<std::string, std::string> read_fdinfo(pid_t pid, int fd, std::vector<st
   std::string line;
   while (std::getline(in, line)) {
     auto pos = line.find(':');
-    // Lines like "tfd:        5 events: ..." repeat per entry: hand them back whole.
+    // Lines like "tfd:        5 events: ..." or "inotify wd:3 ino:..."
+    // repeat per entry: hand them back whole.
     std::string key = pos == std::string::npos ? "" : line.substr(0, pos);
-    if (extra_lines && (key == "tfd" || key == "inotify" || key == "fanotify")) {
+    if (extra_lines && (key == "tfd" || key.rfind("inotify ", 0) == 0 || key.rfind("fanotify ", 0) == 0)) {
       extra_lines->push_back(line);
       continue;
     }

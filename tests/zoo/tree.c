@@ -20,7 +20,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-static void on_usr1(int sig) { (void)sig; _exit(7); }
+static volatile sig_atomic_t usr1;
+static void on_usr1(int sig) { (void)sig; usr1 = 1; }
 
 static void read_line_fd(int fd, char *buf, size_t size)
 {
@@ -162,6 +163,9 @@ int main(void)
         close(changed[0]);
         worker_a(requests[0], sv[1], gate[0], shared, changed[1]);
     }
+    /* B and C have the parent's buffer and view of the file, unchanged:
+     * they check them when they end (exit statuses 8 and 7 say they were). */
+    uint64_t parents = big_sum(), parents_lib = lib_sum();
     pid_t b = fork();
     CHECK_SYS(b >= 0, "fork B");
     if (b == 0) {
@@ -171,11 +175,14 @@ int main(void)
             signal(SIGUSR1, on_usr1);
             pid_t me = getpid();
             CHECK_SYS(write(cpid_pipe[1], &me, sizeof me) == sizeof me, "C: ready");
-            for (;;)
+            while (!usr1)
                 pause();
+            _exit(big_sum() == parents && lib_sum() == parents_lib ? 7 : 90);
         }
         int st;
         CHECK_SYS(waitpid(c, &st, 0) == c, "B: waitpid C");
+        if (big_sum() != parents || lib_sum() != parents_lib)
+            _exit(91);
         _exit(WIFEXITED(st) ? WEXITSTATUS(st) + 1 : 99);
     }
     close(requests[0]);

@@ -1,12 +1,12 @@
 /* tree_unsupported: a process whose grandchild holds what a checkpoint
- * refuses, argv[1] "inotify" (an fd: refused with the files) or "sysv"
+ * refuses, argv[1] "pidfd" (an fd: refused with the files) or "sysv"
  * (an attached System V segment: refused with the memory, the last
  * step). The checkpoint must fail naming the grandchild, and leave all
  * three processes running: after the go each answers through a pipe.
  */
 #include "zoo.h"
 
-#include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
 
@@ -30,7 +30,7 @@ int main(int argc, char **argv)
                 shmctl(id, IPC_RMID, NULL);
                 *seg = 7;
             } else {
-                CHECK_SYS(inotify_init1(0) >= 0, "inotify_init1");
+                CHECK_SYS(syscall(SYS_pidfd_open, getpid(), 0) >= 0, "pidfd_open");
             }
             char c;
             CHECK_SYS(read(gate[0], &c, 1) == 1, "grandchild: gate");

@@ -87,7 +87,6 @@ bool is_tty(const FdProbe& p) {
 // state lives in the kernel where thaw cannot read it back (watches, rings,
 // other processes' identities).
 const char* unsupported_reason(const FdProbe& p) {
-  if (link_is(p, "anon_inode:inotify")) return "inotify is not supported";
   if (link_is(p, "anon_inode:[fanotify]")) return "fanotify is not supported";
   if (link_is(p, "anon_inode:[io_uring]")) return "io_uring is not supported";
   if (link_is(p, "anon_inode:[userfaultfd]")) return "userfaultfd is not supported";
@@ -117,7 +116,7 @@ bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
 }
 
 // The inet kinds before kUnixSocket: the latter refuses every other socket.
-const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kDropped, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd};
+const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kDropped, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd, &kInotify};
 
 std::vector<int> list_fds(pid_t pid) {
   std::string dir = cat("/proc/", pid, "/fd");

@@ -12,11 +12,14 @@
 #include <sys/mman.h>
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "common/error.h"
@@ -29,7 +32,7 @@ namespace thaw::engine {
 
 namespace {
 
-constexpr uint64_t kHuge = 2ull << 20;
+constexpr uint64_t kHuge = 2ull << 20, kPageSize = image::kPageSize;
 constexpr uint64_t kFillChunk = 4 * image::kHashBlock;
 
 // Private memory a fork hands on (the root's side) or takes (a
@@ -142,7 +145,7 @@ void stage_shared_memory(RestoreContext& r) {
   r.staged.assign(root.vmas.size(), 0);
   uint64_t total = 0;
   for (size_t i = 0; i < root.vmas.size(); i++)
-    if (i < r.stage.size() && r.stage[i]) total += root.vmas[i].end - root.vmas[i].start + kHuge;
+    if (i < r.stage.size() && r.stage[i]) total += root.vmas[i].end - root.vmas[i].start + kHuge + kPageSize;
   if (total == 0) return;
   // Files are mapped here already: they must be the ones of the checkpoint.
   check_mapped_files(root);
@@ -167,18 +170,26 @@ void stage_shared_memory(RestoreContext& r) {
     uint64_t len = v.end - v.start;
     // Where huge pages would line up with the mapping's: moving it does
     // not split them then.
+    // A page of the reservation left between two slots: two mappings
+    // side by side would be merged into one, and come back as one.
     uint64_t slot = cursor + ((v.start - cursor) & (kHuge - 1));
-    cursor = slot + len;
+    cursor = slot + len + kPageSize;
     UniqueFd file;
     if (v.kind == "file") {
       const auto& f = root.mapped_files.at(v.file);
       file.reset(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
       if (!file) fail_errno("mapping 0x", std::hex, v.start, std::dec, " (", f.path, "): open");
     }
-    if (::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_FIXED | (file ? 0 : MAP_ANONYMOUS), file ? file.get() : -1,
-               file ? v.pgoff : 0) == MAP_FAILED)
-      fail_errno("stage shared memory for mapping 0x", std::hex, v.start, ": mmap");
+    int flags = MAP_PRIVATE | MAP_FIXED | (file ? 0 : MAP_ANONYMOUS) | (v.madv & image::kNoReserve ? MAP_NORESERVE : 0);
+    if (::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags, file ? file.get() : -1,
+               file ? v.pgoff : 0) == MAP_FAILED) {
+      // No room (commit limits): each process reads its own copy instead.
+      if (errno != ENOMEM) fail_errno("stage shared memory for mapping 0x", std::hex, v.start, ": mmap");
+      ::munmap(reinterpret_cast<void*>(r.stage_start), total);
+      r.staged.assign(root.vmas.size(), 0);
+      r.stage_start = r.stage_end = 0;
+      return;
+    }
     uint64_t stored = 0;
     for (const auto& run : v.runs) stored += run.len;
     if (!file && len >= (4u << 20) && stored * 2 >= len)
@@ -194,7 +205,9 @@ void stage_shared_memory(RestoreContext& r) {
   std::atomic<size_t> next{0};
   std::mutex mu;
   std::exception_ptr error;
-  auto work = [&] {
+  std::vector<pid_t> tids(nthreads, 0);
+  auto work = [&](size_t me) {
+    tids[me] = static_cast<pid_t>(::gettid());
     for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
       try {
         // A few blocks at a time, each checked while it is still in the
@@ -217,9 +230,17 @@ void stage_shared_memory(RestoreContext& r) {
     }
   };
   std::vector<std::thread> threads;
-  for (size_t t = 1; t < nthreads && t < jobs.size(); t++) threads.emplace_back(work);
-  work();
+  try {
+    for (size_t t = 1; t < nthreads && t < jobs.size(); t++) threads.emplace_back(work, t);
+  } catch (const std::system_error&) {
+    // Fewer threads (a pids limit, say): the ones made take the rest.
+  }
+  work(0);
   for (auto& t : threads) t.join();
+  // A joined thread's id is given back a moment after join returns; a
+  // child about to be made with it (clone3 with set_tid) must find it free.
+  for (size_t t = 1; t <= threads.size(); t++)
+    while (tids[t] && ::syscall(SYS_tgkill, ::getpid(), tids[t], 0) == 0) ::sched_yield();
   if (error) std::rethrow_exception(error);
 }
 

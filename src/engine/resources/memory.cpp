@@ -410,10 +410,10 @@ void check_mapping_count(size_t mappings, uint64_t max_map_count) {
          "here is ", max_map_count, "; raise it (sysctl vm.max_map_count=", need, ") and restore again");
 }
 
-void check_mapping_count(const image::Manifest& m) {
+void check_mapping_count(const image::Manifest& m, size_t extra) {
   std::string text;
   if (!try_read_file("/proc/sys/vm/max_map_count", &text)) return;  // the kernel will say
-  check_mapping_count(m.vmas.size(), std::strtoull(text.c_str(), nullptr, 10));
+  check_mapping_count(m.vmas.size() + extra, std::strtoull(text.c_str(), nullptr, 10));
 }
 
 uint64_t reserve_free_range(const std::vector<const image::Manifest*>& layouts, uint64_t size, int prot) {

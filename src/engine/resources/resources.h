@@ -71,7 +71,8 @@ void dump_memory(CheckpointContext& c);
 void plan_memory(RestoreContext& r);
 void check_mapped_files(const image::Manifest& m);
 // Refuses an image with more mappings than vm.max_map_count lets a restore make.
-void check_mapping_count(const image::Manifest& m);
+// `extra`: mappings the restore makes beside them (a tree's staging area).
+void check_mapping_count(const image::Manifest& m, size_t extra = 0);
 void check_mapping_count(size_t mappings, uint64_t max_map_count);
 // Maps `size` bytes (anonymous, `prot`) at an address that is free here and
 // in a hole of every layout given, clear of low memory; fails if none is.

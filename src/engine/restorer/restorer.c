@@ -203,7 +203,9 @@ static void map_vma(struct rst_args* a, const struct rst_vma* v, const struct rs
 }
 
 static void finish_vma(struct rst_args* a, const struct rst_vma* v) {
-  if ((v->nr_segs || v->separate || v->inherit_from) && (v->prot | PROT_READ | PROT_WRITE) != v->prot) {
+  /* A moved mapping has the staging area's protection, read-write only. */
+  int was = v->inherit_from ? PROT_READ | PROT_WRITE : (v->nr_segs || v->separate) ? v->prot | PROT_READ | PROT_WRITE : v->prot;
+  if (was != v->prot) {
     long r = sys3(__NR_mprotect, v->start, v->end - v->start, v->prot);
     if (r) die(a, "mprotect", v->start, r);
   }
