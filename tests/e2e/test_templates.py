@@ -240,3 +240,39 @@ def test_restore_from_a_template_nobody_serves_says_so(runner, tmp_path):
     cp = subprocess.run([str(THAW_BIN), "restore"], capture_output=True, text=True, timeout=60,
                         stdin=subprocess.DEVNULL)
     assert cp.returncode != 0 and "give an image directory or --from-template SOCKET" in cp.stderr, cp.stderr
+
+
+def test_each_copy_has_an_inotify_instance_of_its_own(runner, tmp_path):
+    """An inotify instance is made anew for each copy with the image's
+    watches and numbering: a watch added in one copy takes the next number
+    there and not in the other, and each sees events of its own watches."""
+    d = tmp_path / "watched"
+    d.mkdir()
+    for name in ("a", "b", "c"):
+        (d / name).write_text(name)
+    orig = runner.start([PYTHON, "-c",
+                         "import ctypes, os, struct, sys\n"
+                         "libc = ctypes.CDLL(None, use_errno=True)\n"
+                         "fd = libc.inotify_init1(0)\n"
+                         f"d = {str(d)!r}.encode()\n"
+                         "assert libc.inotify_add_watch(fd, d, 0x100) == 1\n"
+                         "assert libc.inotify_add_watch(fd, d + b'/a', 0x2) == 2\n"
+                         "assert libc.inotify_add_watch(fd, d + b'/c', 0x2) == 3\n"
+                         "libc.inotify_rm_watch(fd, 2)\n"
+                         "os.read(fd, 4096)\n"
+                         "print('READY', flush=True)\n"
+                         "for line in sys.stdin:\n"
+                         "    wd = libc.inotify_add_watch(fd, d + b'/b', 0x4)\n"
+                         "    os.chmod(d + b'/b', 0o600 if line.startswith('a') else 0o640)\n"
+                         "    ev_wd, mask = struct.unpack('iI', os.read(fd, 4096)[:8])\n"
+                         "    print(wd, ev_wd, hex(mask), flush=True)\n"],
+                        "inotify watcher")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the inotify watcher")
+    a = runner.restore_from_template(sock, "watcher copy 1")
+    b = runner.restore_from_template(sock, "watcher copy 2")
+    # The watch on b: number 4 in each copy (after 3; 2 was removed), its
+    # event (IN_ATTRIB) in the copy that changed it.
+    assert [a.ask("a1"), b.ask("b1"), a.ask("a2")] == ["4 4 0x4", "4 4 0x4", "4 4 0x4"]

@@ -5,9 +5,12 @@
 // adds the watches again in the order of their descriptors, and makes the
 // kernel skip the numbers between them (it hands out the next number after
 // the last one given, even once that one is removed), so that every watch
-// has its old number and the next one added gets the number it would have.
-// Events queued at the checkpoint are not carried (reading them would take
-// them from a target that runs on); the checkpoint says so.
+// has its old number and the next one added gets the number it would have
+// (unless the process had removed watches numbered above all it kept: the
+// kernel shows no trace of them, and the next watch may get such a number
+// again, as it may when the numbers wrap). Events queued at the checkpoint
+// are not carried (reading them would take them from a target that runs
+// on); the checkpoint says so.
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
