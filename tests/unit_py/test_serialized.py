@@ -130,3 +130,34 @@ def test_serialized_without_cloudpickle_fails_at_decoration(monkeypatch):
         app.function(serialized=True)(lambda: 1)
     with pytest.raises(InvalidError, match="python3-cloudpickle"):
         app.cls(serialized=True)(type("C", (), {}))
+
+
+FACTORY_APP = '''
+import thaw
+
+app = thaw.App("ser-factory")
+
+
+def helper(x):  # at global scope: cloudpickle sends it by name
+    return x * 10
+
+
+def make():
+    @app.function(serialized=True)
+    def uses_helper(x):
+        return helper(x) + 1
+    return uses_helper
+'''
+
+
+@pytest.mark.parametrize("stem", ["ser_factory", "json"])  # "json": a name already taken
+def test_the_app_files_globals_pickled_by_name_are_imported_in_the_container(
+        write_app, worker, stem):
+    from thaw._loader import load_app_module
+    path = write_app(stem, FACTORY_APP)
+    f = load_app_module(path).make()  # not at import: the container cannot find it by name
+    pickled = f._write_serialized()
+    w = worker(path, "uses_helper", snapshot=False,
+               env={"THAW_SERIALIZED_FUNCTION": str(pickled)})
+    w.start(restored=False)
+    assert w.value(4) == 41
