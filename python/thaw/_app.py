@@ -133,10 +133,11 @@ class App:
             if not callable(f):
                 raise InvalidError(f"@app.function() must decorate a function, got {f!r}")
             fname = name or f.__name__
-            if "<locals>" in getattr(f, "__qualname__", ""):
+            if "<locals>" in getattr(f, "__qualname__", "") and not kwargs.get("serialized"):
                 warn(f"thaw: function '{fname}' is not defined at the module's global scope; "
                      f"containers import the app file and find functions by name, so "
-                     f"'{fname}' can only run with .local()")
+                     f"'{fname}' can only run with .local(). Use "
+                     f"@app.function(serialized=True) to send the function itself")
             config, image, secrets, volumes = _config.build(
                 "function", fname, kwargs, app=self, partial_params=params)
             if config["is_generator"] is None:
@@ -177,6 +178,10 @@ class App:
                 raise InvalidError(f"@app.cls() must decorate a class, got {user_cls!r}")
             cname = kw.pop("name", None) or user_cls.__name__
             where = f"class '{cname}'"
+            if "<locals>" in user_cls.__qualname__ and not kw.get("serialized"):
+                warn(f"thaw: {where} is not defined at the module's global scope; containers "
+                     f"import the app file and find classes by name, so its methods can only "
+                     f"run with .local(). Use @app.cls(serialized=True) to send the class itself")
             for bad in ("schedule", "is_generator"):
                 if bad in kw:
                     raise InvalidError(f"{where}: @app.cls() does not take {bad}=")

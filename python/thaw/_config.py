@@ -11,6 +11,7 @@ default is accepted silently, since thaw already behaves that way.
 import hashlib
 import json
 import re
+import sys
 import zoneinfo
 
 from . import gpu as _gpu
@@ -332,9 +333,14 @@ def build(kind, name, kwargs, app=None, partial_params=None):
 
     serialized = bool(kw.pop("serialized", False))
     if serialized:
-        unsupported_param("serialized", "thaw does not serialize functions; the container "
-                          "imports the app file and finds the function by name, so it must be "
-                          "defined at the module's global scope", True)
+        from . import _protocol
+        if _protocol.cloudpickle is None:
+            # Plain pickle sends functions by name, which is what
+            # serialized=True exists to avoid: refuse now, not in a container.
+            raise InvalidError(f"{where}: serialized=True sends the {kind} itself to its "
+                               f"containers with cloudpickle, which this Python "
+                               f"({sys.executable}) cannot import: apt-get install "
+                               f"python3-cloudpickle")
     include_source = kw.pop("include_source", None)
     if include_source is False:
         unsupported_param("include_source", "the container always runs the app file itself",

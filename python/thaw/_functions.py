@@ -7,7 +7,10 @@ import asyncio
 import base64
 import concurrent.futures
 import copy
+import hashlib
 import inspect
+import os
+import threading
 
 from . import _client, _state
 from ._aio import aio_method
@@ -16,6 +19,7 @@ from ._config import inputs_at_once, merge_options, options, sha256_json
 from ._partial import ENTER_POST, ENTER_PRE, EXIT, METHOD, Parameter
 from ._protocol import dump_payload, load_payload
 from ._state import warn
+from ._volume import thaw_home
 from .exception import TimeoutError as ThawTimeoutError
 from .exception import (ExecutionError, FunctionTimeoutError, InvalidError, NotFoundError,
                         RemoteError)
@@ -40,6 +44,7 @@ class _Target:
 
     def message(self, args, kwargs):
         mode, app_file = self.owner._route()
+        definition = self.owner._definition() if mode == "ephemeral" else None
         routed = None
         if self.params is not None:
             kwargs = {**kwargs, PARAMS_KEY: self.params}
@@ -59,6 +64,7 @@ class _Target:
             "kwargs": dump_payload(dict(kwargs)),
             "mode": mode,
             "app_file": app_file,
+            **({"definition": definition} if definition else {}),
             **({"options": self.owner._options} if self.owner._options else {}),
             **({"params": routed} if routed else {}),
         }
@@ -402,6 +408,9 @@ class _Object:
         msg = {"type": "lookup", "app": self._app_name_for_call(), "function": self._name, "mode": mode}
         if app_file:
             msg["app_file"] = app_file
+        definition = self._definition() if mode == "ephemeral" else None
+        if definition:
+            msg["definition"] = definition
         reply = _client.get_client().request(msg)
         if reply.get("type") != "found":
             raise NotFoundError(reply.get("error") or f"thaw: {self._name} is not deployed")
@@ -499,6 +508,13 @@ class _Object:
         config = dict(self._config)
         config["secrets"] = [s.describe(resolve=True) for s in self._secrets]
         image = self._image.describe()
+        serialized = None
+        if self._is_serialized():
+            # In the config, so that the snapshot key changes with what the
+            # containers load (a closure's values, not only the file's text).
+            payload, sha = self._serialized()
+            config["serialized_sha256"] = sha
+            serialized = {"sha256": sha, "path": str(_serialized_path(sha)), "bytes": len(payload)}
         return {
             "name": self._name,
             "config": config,
@@ -507,7 +523,69 @@ class _Object:
             "image_sha256": sha256_json(image),
             "env": self._env(),
             "volumes": {p: v.name for p, v in sorted(self._volumes.items())},
+            **({"serialized_function": serialized} if serialized else {}),
         }
+
+    # -- serialized=True: the function or class object itself goes to its
+    # containers (cloudpickled), which load it instead of importing the app
+    # file and finding it by name, so it need not be at global scope.
+    def _is_serialized(self):
+        local = getattr(self, "_raw_f", None) or getattr(self, "_user_cls", None)
+        return local is not None and bool((self._config or {}).get("serialized"))
+
+    def _serialized(self):
+        """(payload, sha256) of this object as its containers load it;
+        pickled once, on first use (not at decoration: globals the function
+        uses may be defined after it, as in a script)."""
+        cached = self.__dict__.get("_serialized_cache")
+        if cached is None:
+            ship = copy.copy(self)
+            ship.__dict__.pop("_serialized_cache", None)
+            ship.__dict__.pop("_definition_cache", None)
+            # Not the App (every other function with it) nor the secrets'
+            # values: containers get their environment from the runtime, and
+            # calls made in them name the app.
+            ship._app_name = self._app_name_for_call()
+            ship._app = None
+            ship._secrets = []
+            ship._options = None  # handles' options reach containers from the runtime
+            try:
+                payload = dump_payload(ship)
+            except Exception as e:  # noqa: BLE001 - whatever the function holds
+                raise InvalidError(f"{self._name}: serialized=True could not pickle it: "
+                                   f"{type(e).__name__}: {e}") from e
+            cached = self._serialized_cache = (payload, hashlib.sha256(payload).hexdigest())
+        return cached
+
+    def _write_serialized(self):
+        """Store the payload where the runtime's containers read it
+        ($THAW_HOME/serialized/<sha256>.pkl; named by content, so written
+        once and never changed)."""
+        payload, sha = self._serialized()
+        path = _serialized_path(sha)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(payload)
+            os.replace(tmp, path)
+        return path
+
+    def _definition(self):
+        """For a call to an ephemeral app: the introspection entry of a
+        serialized function, which the runtime cannot find by importing the
+        app file (defined in a function, or under `if __name__ ==
+        "__main__":`); None for others."""
+        if not self._is_serialized():
+            return None
+        cached = self.__dict__.get("_definition_cache")
+        if cached is None:
+            self._write_serialized()
+            cached = self._definition_cache = self.spec()
+        return cached
+
+
+def _serialized_path(sha):
+    return thaw_home() / "serialized" / f"{sha}.pkl"
 
 
 # ---------------------------------------------------------------- functions

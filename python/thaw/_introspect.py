@@ -40,6 +40,9 @@ def describe(app_file, app_name=None, check=True):
     volume_dirs = {}
     for name, vol in app._all_volumes().items():
         volume_dirs[name] = str(vol.ensure())
+    for obj in list(app._functions.values()) + list(app._classes.values()):
+        if obj._is_serialized():
+            obj._write_serialized()  # where its containers will load it from
     problems = []
     if check:
         for obj in list(app._functions.values()) + list(app._classes.values()):

@@ -8,7 +8,9 @@ Lifecycle, in Modal's order:
 
 Environment: THAW_CONTROL_FD (default 3), THAW_APP_FILE, THAW_FUNCTION (the
 function or class name), THAW_SNAPSHOT=1 when this container is snapshotted,
-optionally THAW_APP (the app's name, when the file defines several).
+optionally THAW_APP (the app's name, when the file defines several) and
+THAW_SERIALIZED_FUNCTION (serialized=True: the file of the pickled function
+or class, loaded instead of importing the app file).
 
 Every read of the control channel is a plain read() of one frame at a time
 on the fd number, so the channel installed as fd 3 after a restore is used
@@ -39,8 +41,8 @@ from . import _state
 from ._async_runner import iterate, resolve
 from ._batch import Batcher
 from ._config import inputs_at_once
-from ._functions import PARAMS_KEY, Cls, class_params, param_value
-from ._loader import load_app_module, pick_app
+from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value
+from ._loader import load_app_module, module_name_for, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
 from .exception import (DeprecatedWarning, FunctionTimeoutError, InputCancellation, InvalidError,
@@ -346,6 +348,8 @@ class Worker:
         self.target_name = env.get("THAW_FUNCTION")
         self.app_name = env.get("THAW_APP") or None
         self.snapshot = env.get("THAW_SNAPSHOT") == "1"
+        # serialized=True: the file holding the pickled function or class.
+        self.serialized = env.get("THAW_SERIALIZED_FUNCTION") or None
         self.target = None
         self.config = {}
         self.instance = None          # a class's default instance (in the snapshot)
@@ -418,6 +422,8 @@ class Worker:
         if _state.mode == "ephemeral":
             _state.app_file = os.path.abspath(self.app_file)
         sys.argv = [self.app_file]
+        if self.serialized:
+            return self.load_serialized()
         try:
             # thaw's warnings about the app's configuration were shown where
             # it was run or deployed; every container repeating them is noise.
@@ -439,6 +445,51 @@ class Worker:
             names = sorted(list(app._functions) + list(app._classes))
             raise _Failed("find", f"app '{app.name}' ({self.app_file}) has no function or class "
                           f"named '{self.target_name}' (it has: {', '.join(names) or 'none'})")
+        self.target = target
+        self.config = target._config or {}
+
+    def load_serialized(self):
+        """serialized=True: the function or class was pickled by the client
+        (or by `thaw deploy`'s introspection) and is loaded from that, as
+        Modal does, instead of importing the app file and finding it by
+        name (which a function defined in another one, or under `if
+        __name__ == "__main__":`, cannot be)."""
+        path = self.serialized
+        try:
+            with open(path, "rb") as f:
+                payload = f.read()
+        except OSError as e:
+            raise _Failed("import", f"cannot read the pickled {self.target_name} "
+                          f"(serialized=True) at {path}: {e}; deploy or run the app again") from None
+        app_dir = os.path.dirname(os.path.abspath(self.app_file))
+        if app_dir not in sys.path:  # its local modules, pickled by name
+            sys.path.insert(0, app_dir)
+
+        def unpickle():
+            try:
+                return load_payload(payload)
+            except ModuleNotFoundError as e:
+                # Globals of the app file pickled by reference, under the
+                # name the app file had where it was pickled; it is loaded
+                # here under the same one.
+                if e.name != module_name_for(self.app_file):
+                    raise
+                load_app_module(self.app_file)
+                return load_payload(payload)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnsupportedWarning)
+                warnings.simplefilter("ignore", DeprecatedWarning)
+                target = self._timed("import_s", unpickle)
+        except (_Terminate, KeyboardInterrupt):
+            raise
+        except BaseException as e:  # noqa: BLE001
+            text, tb = _describe_exc(e)
+            raise _Failed("import", f"loading the pickled {self.target_name} (serialized=True) "
+                          f"failed: {text}", tb) from None
+        if not isinstance(target, (Function, Cls)) or target._name != self.target_name:
+            raise _Failed("find", f"{path} does not hold '{self.target_name}' (it holds "
+                          f"{target!r})")
         self.target = target
         self.config = target._config or {}
 

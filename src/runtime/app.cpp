@@ -29,6 +29,8 @@ std::string stem(const std::string& path) {
   return base.substr(0, base.rfind('.'));
 }
 
+}  // namespace
+
 FunctionDesc parse_function(const std::string& name, const json& f) {
   FunctionDesc d;
   d.name = name;
@@ -40,10 +42,10 @@ FunctionDesc parse_function(const std::string& name, const json& f) {
   d.image = f.value("image", json());
   d.env = string_map(f.value("env", json::object()));
   d.volumes = string_map(f.value("volumes", json::object()));
+  if (auto s = f.find("serialized_function"); s != f.end() && s->is_object())
+    d.serialized_file = s->value("path", "");
   return d;
 }
-
-}  // namespace
 
 bool FunctionDesc::memory_snapshot() const { return config.value("enable_memory_snapshot", false) == true; }
 

@@ -19,6 +19,9 @@ struct FunctionDesc {
   nlohmann::json image;                              // Image description (or null)
   std::map<std::string, std::string> env;            // Image.env + secrets
   std::map<std::string, std::string> volumes;        // mount path -> Volume name
+  // serialized=True: the file of the pickled function or class, which the
+  // worker loads instead of finding it by name in the app file ("" if not).
+  std::string serialized_file;
 
   // Derived from config.
   bool memory_snapshot() const;
@@ -61,5 +64,7 @@ struct AppDesc {
 };
 
 AppDesc parse_app(const nlohmann::json& j, const std::string& file_given);
+// One entry of the introspection output's "functions".
+FunctionDesc parse_function(const std::string& name, const nlohmann::json& f);
 
 }  // namespace thaw::runtime

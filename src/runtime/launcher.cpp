@@ -48,6 +48,7 @@ container::Spec Launcher::spec(const Target& t, bool snapshot) {
            "THAW_BIN=" + ctx_.thaw_exe,
            "THAW_HOME=" + ctx_.store.home()};
   if (snapshot) s.env.push_back("THAW_SNAPSHOT=1");
+  if (!t.fn.serialized_file.empty()) s.env.push_back("THAW_SERIALIZED_FUNCTION=" + t.fn.serialized_file);
   if (!ctx_.socket_path.empty()) s.env.push_back("THAW_RUNTIME_SOCKET=" + ctx_.socket_path);
   // Calls made from inside an ephemeral app's container go to that app too.
   if (!t.version) s.env.push_back("THAW_APP_MODE=ephemeral");

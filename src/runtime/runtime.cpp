@@ -36,6 +36,11 @@ ScaleLimits scaling_of(const Target& t, const json& stored) {
   return ScaleLimits::of(now.fn);
 }
 
+const json* definition_of(const json& msg) {
+  auto it = msg.find("definition");
+  return it != msg.end() && it->is_object() ? &*it : nullptr;
+}
+
 }  // namespace
 
 Deployed load_deployed(const Store& store, const std::string& app) {
@@ -98,13 +103,25 @@ const AppDesc& Runtime::ephemeral_app(const std::string& app, const std::string&
 }
 
 Target Runtime::resolve(const std::string& app, const std::string& fn, const std::string& mode,
-                        const std::string& app_file) {
+                        const std::string& app_file, const json* definition) {
   bool ephemeral = mode == "ephemeral";
   if (mode.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
     ephemeral = ephemeral_.count(app) > 0;
   }
   if (!ephemeral) return resolve_deployed(app, fn);
+  // serialized=True: the caller's own definition, pickled function
+  // included. Its file need not define it (a function made inside another
+  // one, or under `if __name__ == "__main__":`), so it is not introspected.
+  if (definition && definition->is_object() && definition->contains("serialized_function")) {
+    if (app_file.empty()) fail("app '", app, "': a call of serialized function '", fn, "' names no app file");
+    FunctionDesc f = parse_function(fn, *definition);
+    if (f.serialized_file.empty()) fail("app '", app, "': serialized function '", fn, "' comes without its file");
+    AppDesc a;
+    a.name = app;
+    a.file = absolute_app_file(app_file);
+    return ephemeral_target(a, f);
+  }
   const AppDesc& a = ephemeral_app(app, app_file);
   const FunctionDesc* f = a.find(fn);
   if (!f) fail("app '", a.name, "' has no function or class '", fn, "'");
@@ -122,7 +139,7 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
   json id = msg.value("id", json());
   Target t;
   try {
-    t = resolve(str(msg, "app"), str(msg, "function"), str(msg, "mode"), str(msg, "app_file"));
+    t = resolve(str(msg, "app"), str(msg, "function"), str(msg, "mode"), str(msg, "app_file"), definition_of(msg));
     if (auto o = msg.find("options"); o != msg.end() && !o->is_null()) apply_options(t, *o);
     if (auto p = msg.find("params"); p != msg.end()) apply_class_params(t, *p);
   } catch (const std::exception& e) {
@@ -172,7 +189,7 @@ json Runtime::call(const json& msg, bool use_snapshot, const YieldSink& on_yield
 json Runtime::lookup(const json& msg) {
   std::string app = str(msg, "app"), fn = str(msg, "function");
   try {
-    Target t = resolve(app, fn, str(msg, "mode"), str(msg, "app_file"));
+    Target t = resolve(app, fn, str(msg, "mode"), str(msg, "app_file"), definition_of(msg));
     // The config lets a from_name() handle act as the definition would
     // (a generator wants .remote_gen(), a method's kind).
     json found = {{"type", "found"}, {"id", msg.value("id", json())}, {"app", app}, {"function", fn},

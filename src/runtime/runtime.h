@@ -57,7 +57,10 @@ class Runtime {
   nlohmann::json update_autoscaler(const nlohmann::json& msg);
 
   // Throws with what is missing and what to do about it.
-  Target resolve(const std::string& app, const std::string& fn, const std::string& mode, const std::string& app_file);
+  // `definition`: a serialized function's introspection entry, sent by the
+  // client of an ephemeral app (importing its file may not define it).
+  Target resolve(const std::string& app, const std::string& fn, const std::string& mode, const std::string& app_file,
+                 const nlohmann::json* definition = nullptr);
   // The deployed target (current version) of app.fn.
   Target resolve_deployed(const std::string& app, const std::string& fn);
   Target ephemeral_target(const AppDesc& app, const FunctionDesc& fn) const;

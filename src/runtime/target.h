@@ -26,6 +26,9 @@ struct Target {
   std::string label() const { return app + "." + fn.name; }
   std::string pool_id() const {
     std::string id = version ? app + "@v" + std::to_string(version) + "/" + fn.name : "ephemeral:" + app_file + "/" + fn.name;
+    // A serialized function redefined under the same name (a script run
+    // again against `thaw serve`) must not get the old one's containers.
+    if (!fn.serialized_file.empty()) id += "#" + fn.serialized_file;
     return variant.empty() ? id : id + "+" + variant;
   }
 };

@@ -1313,6 +1313,123 @@ def test_lambdas_closures_and_the_callers_own_classes_travel_both_ways(thaw):
     thaw.assert_containers_gone()
 
 
+SERIALIZED_CALLER = """
+import json, thaw
+greet = thaw.Function.from_name("e2e-serialized", "greet")
+print(json.dumps({"map": list(greet.map(["Ada", "Bob"])), "remote": greet.remote("Cy")}))
+"""
+
+
+def test_serialized_functions_and_classes_made_in_a_function_run_from_snapshots(thaw):
+    # Made by a function from what the deploying process holds; containers
+    # load the pickled closures (Modal's serialized=True), never the file,
+    # which here would make them with another greeting.
+    env = dict(thaw.env, E2E_GREETING="Bonjour")
+    cp = subprocess.run([str(THAW_BIN), "deploy", str(APPS / "serialized.py")], env=env,
+                        cwd=thaw.tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                        timeout=DEPLOY_TIMEOUT)
+    thaw.logs.append(cp.stderr)
+    assert cp.returncode == 0, cp.stderr
+    assert count(cp.stderr, "Memory snapshot created") == 2, cp.stderr
+
+    value, log, _ = thaw.call("e2e-serialized", "greet", "Ada")
+    assert value == "Bonjour, Ada!" and RESTORING in log and COLD not in log, (value, log)
+    value, log, _ = thaw.call("e2e-serialized", "Phrasebook", "hello", method="say")
+    assert value == {"text": "Bonjour", "woke": True} and RESTORING in log and COLD not in log, \
+        (value, log)
+    # @enter(snap=True) ran once, for the snapshot; the restored container did not run it again.
+    assert len((thaw.e2e / "phrasebook-loaded").read_text().split()) == 1
+
+    script = thaw.tmp / "caller.py"
+    script.write_text(SERIALIZED_CALLER)
+    cp = subprocess.run([PYTHON, str(script)], env=thaw.env, cwd=thaw.tmp, capture_output=True,
+                        text=True, timeout=RUN_TIMEOUT)
+    thaw.logs.append(cp.stderr)
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout.strip().splitlines()[-1]) == {
+        "map": ["Bonjour, Ada!", "Bonjour, Bob!"], "remote": "Bonjour, Cy!"}
+    assert RESTORING in cp.stderr and COLD not in cp.stderr, cp.stderr
+    assert not (thaw.e2e / "imported-in-container").exists()
+    thaw.assert_containers_gone()
+
+
+SERIALIZED_SCRIPT = """
+import json, sys
+import thaw
+
+if __name__ != "__main__":
+    raise SystemExit("a container imported the script: serialized functions come pickled")
+
+app = thaw.App("e2e-serialized-script")
+
+
+def main(factor):
+    @app.function(serialized=True)
+    def scale(x):
+        return x * factor
+
+    @app.cls(serialized=True)
+    class Counter:
+        @thaw.enter()
+        def start(self):
+            self.base = factor * 100
+
+        @thaw.method()
+        def add(self, x):
+            return self.base + x
+
+    with app.run():
+        print(json.dumps({"remote": scale.remote(5), "map": list(scale.map([1, 2, 3])),
+                          "spawn": scale.spawn(7).get(), "method": Counter().add.remote(1)}))
+
+
+main(int(sys.argv[1]))
+"""
+
+
+def test_serialized_functions_of_a_main_script_run_in_its_ephemeral_app(thaw):
+    # Defined in a function of a script run as `python script.py`: importing
+    # the script cannot define them (it refuses to be imported at all).
+    script = thaw.tmp / "script.py"
+    script.write_text(SERIALIZED_SCRIPT)
+    env = dict(thaw.env, THAW_RUNTIME_SOCKET=str(thaw.serve()))
+    outs = []
+    for factor in (3, 4):  # run again with the same names: the new definitions run
+        cp = subprocess.run([PYTHON, str(script), str(factor)], env=env, cwd=thaw.tmp,
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        assert cp.returncode == 0, cp.stderr + thaw.serve_log()
+        outs.append(json.loads(cp.stdout.strip().splitlines()[-1]))
+    assert outs == [{"remote": 15, "map": [3, 6, 9], "spawn": 21, "method": 301},
+                    {"remote": 20, "map": [4, 8, 12], "spawn": 28, "method": 401}]
+    log = thaw.stop_serve()
+    assert "imported the script" not in log, log
+    thaw.assert_containers_gone()
+
+
+SERIALIZED_ENTRYPOINT = """
+import thaw
+
+app = thaw.App("e2e-serialized-entry")
+
+
+@app.local_entrypoint()
+def main(n: int = 2):
+    @app.function(serialized=True)
+    def power(x):
+        return x ** n
+
+    print("powers:", list(power.map([1, 2, 3])), power.remote(10))
+"""
+
+
+def test_thaw_run_calls_a_serialized_function_its_entrypoint_makes(thaw):
+    app_file = thaw.tmp / "entry.py"
+    app_file.write_text(SERIALIZED_ENTRYPOINT)
+    cp = thaw.run("run", app_file, "--n", "3", timeout=RUN_TIMEOUT)
+    assert "powers: [1, 8, 27] 1000" in cp.stdout, cp.stdout + cp.stderr
+    thaw.assert_containers_gone()
+
+
 def test_generator_values_stream_and_a_gone_consumer_cancels(thaw):
     thaw.deploy(APPS / "stream.py")
     d = thaw.tmp / "stream-handshake"

@@ -289,13 +289,12 @@ def test_default_values_of_unsupported_parameters_are_silent():
     assert f.config["unsupported"] == {}
 
 
-def test_serialized_and_experimental_options_warn():
+def test_unknown_experimental_options_warn():
     app = modal.App("ser-app")
 
     def define():
-        return app.function(serialized=True, experimental_options={"foo": 1})(lambda: 1)
+        return app.function(experimental_options={"foo": 1})(lambda: 1)
     f, messages, _ = _warnings_of(define)
-    assert any("serialized=" in m and "global scope" in m for m in messages)
     assert any("experimental_options['foo']" in m for m in messages)
 
 
