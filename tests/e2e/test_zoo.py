@@ -48,6 +48,7 @@ PROGRAMS = {
     "tree": [],
     "tree_shm_file": [],
     "tree_groups": [],
+    "widowed_pipes": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "unsupported_inotify", "children",
                                   "unsupported_io_uring"]
