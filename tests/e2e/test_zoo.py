@@ -49,6 +49,7 @@ PROGRAMS = {
     "tree_shm_file": [],
     "tree_groups": [],
     "widowed_pipes": [],
+    "named_sem": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "unsupported_inotify", "children",
                                   "unsupported_io_uring"]
