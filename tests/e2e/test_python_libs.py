@@ -77,3 +77,31 @@ def test_a_spawn_pool_works_after_restore(zoo, thaw_bin, tmp_path):
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "[0, 1, 4, 9, 16, 25]\nTrue\nDONE\n", f"rc={rc}\n{out}\n{err}"
 
+
+OPENSSL_DRAWS = '''
+import os, ssl, sys
+import thaw._worker as worker
+ssl.RAND_bytes(16)
+print("READY", flush=True)
+seed = int(sys.stdin.readline())
+before = ssl.RAND_bytes(8).hex()
+worker.reseed(seed)
+print(before, ssl.RAND_bytes(8).hex())
+'''
+
+
+def test_the_worker_s_reseed_reaches_openssl(zoo, thaw_bin, tmp_path):
+    """OpenSSL's generator reseeds itself when its pid changes (a fork); a
+    restored process keeps its pid, so every restore of one image draws
+    the same bytes, keys and nonces included. The runtime worker's reseed
+    mixes fresh entropy in."""
+    prog = tmp_path / "openssl_draws.py"
+    prog.write_text(OPENSSL_DRAWS)
+    img = _image(zoo, prog)
+    draws = []
+    for seed in (1, 2):
+        rc, out, err = zoo.restore(img, data=f"{seed}\n".encode())
+        assert rc == 0, f"rc={rc}\n{out}\n{err}"
+        draws.append(out.split())
+    assert draws[0][0] == draws[1][0], "without a reseed both restores draw the same (the cause)"
+    assert draws[0][1] != draws[1][1], f"OpenSSL drew the same bytes after the reseed: {draws}"
