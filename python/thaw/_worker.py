@@ -219,10 +219,28 @@ def _params_key(params):
         return dump_payload(params)
 
 
+def reseed_openssl():
+    """OpenSSL's generator (ssl.RAND_bytes, and what `cryptography` draws
+    keys and nonces from) reseeds itself on a fork, seen by a new pid; a
+    restored process has its old pid, so every restore of one snapshot drew
+    the same bytes. Fresh kernel entropy mixed into its primary generator
+    reseeds those drawn from (OpenSSL 3). Only where libcrypto is in use
+    already: loading it costs more than a restore should."""
+    if not any(m in sys.modules for m in ("_ssl", "_hashlib", "cryptography")):
+        return
+    try:
+        import ssl
+        ssl.RAND_add(os.urandom(32), 32.0)
+    except Exception:  # no ssl module in this Python: nothing of OpenSSL's to reseed
+        pass
+
+
 def reseed(seed):
-    """Reseed Python's, NumPy's and torch's default generators (when loaded)."""
+    """Reseed Python's, NumPy's and torch's default generators (when loaded),
+    and mix fresh entropy into OpenSSL's (when loaded)."""
     seed = int(seed)
     random.seed(seed)
+    reseed_openssl()
     np = sys.modules.get("numpy")
     if np is not None and hasattr(np, "random"):
         np.random.seed(seed % (1 << 32))

@@ -566,6 +566,13 @@ UniqueFd take_fd(pid_t pid, int fd) {
   return mine;
 }
 
+// Tells init (watch_thaw) that thaw is done with the process. Init may
+// have gone already, the process having ended meanwhile: no SIGPIPE.
+void tell_done(int watch) {
+  ssize_t ignored = ::send(watch, "D", 1, MSG_NOSIGNAL);
+  (void)ignored;
+}
+
 // Runs the pager to the end; tells init it may let go ('D') only if every
 // page was given. If not, init kills the process; a detached pager first
 // says why on the process's own stderr, the one place its user looks
@@ -576,8 +583,7 @@ PagerStats run_pager(Pager& pager, UniqueFd& watch, const UniqueFd& exit_pidfd, 
                      const image::Reader& img) {
   PagerStats st = pager.run(exit_pidfd.get(), o.lazy_background);
   if (st.ok) {
-    ssize_t ignored = ::write(watch.get(), "D", 1);
-    (void)ignored;
+    tell_done(watch.get());
   } else if (o.detach) {
     // Taken while the process lives; written once init killed it (the
     // watch closed), and never blocking on a full pipe.
@@ -709,7 +715,9 @@ RestoreResult restore(const RestoreOptions& o) {
       for (const auto& kid : m.children) check_mapping_count(kid, 2 * staged);
     }
     bool want_lazy = std::find(ctx.lazy.begin(), ctx.lazy.end(), true) != ctx.lazy.end();
-    if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
+    // A socket, not a pipe: init may be gone (the process ended before the
+    // pager did) when 'D' is sent, which must not kill thaw with SIGPIPE.
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) fail_errno("socketpair");
     UniqueFd watch_r(sp[0]), watch_w(sp[1]);  // init's watch_thaw
     if (::pipe2(sp, O_CLOEXEC) != 0) fail_errno("pipe");
     UniqueFd exit_r(sp[0]), exit_w(sp[1]);  // the process's wait status, from init
@@ -881,8 +889,7 @@ RestoreResult restore(const RestoreOptions& o) {
     // From here the process runs.
     start_pager();
     if (!pager_started) {  // no pager: thaw is done with it
-      ssize_t ignored = ::write(watch_w.get(), "D", 1);
-      (void)ignored;
+      tell_done(watch_w.get());
       watch_w.reset();
     }
     if (pidfile) {

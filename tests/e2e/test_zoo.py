@@ -50,6 +50,8 @@ PROGRAMS = {
     "tree_shm_file": [],
     "tree_groups": [],
     "tree_mappings": [],
+    "widowed_pipes": [],
+    "named_sem": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "children",
                                   "unsupported_io_uring"]
@@ -791,6 +793,39 @@ def test_restore_exit_status(zoo, thaw_bin):
     # "die": simple kills itself with SIGTERM -> 128 + 15
     rc, out, err = zoo.restore(img, data=b"die\n")
     assert rc == 128 + signal.SIGTERM, _show("restore", rc, out, err)
+
+
+
+def test_exit_status_when_the_process_ends_before_the_pager(zoo, thaw_bin):
+    """A lazily restored process that ends before its pages are all in:
+    init, done with it, goes (closing its watch on thaw) before the pager
+    tells it that thaw is done. Telling a gone init must not kill thaw with
+    SIGPIPE (a restore of a short-lived Python program exited -13 now and
+    then); thaw exits with the process's own status. Made certain here:
+    thaw is stopped while the process is killed and init goes."""
+    p = zoo.start("simple")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    zoo.kill_original(p)
+    pidfile = zoo.tmp_path / "restored.pid"
+    r = zoo.restore_start(img, "--lazy-faults-only", "--pidfile", pidfile)
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+        assert time.monotonic() < deadline and r.poll() is None, "the restored process did not start"
+        time.sleep(0.02)
+    host = int(pidfile.read_text())
+    os.kill(r.pid, signal.SIGSTOP)
+    try:
+        # its lazy heap untouched, the pager (stopped) not done
+        os.kill(host, signal.SIGKILL)
+        while Path(f"/proc/{host}").exists():  # init reaped it
+            assert time.monotonic() < deadline, "the restored process did not end"
+            time.sleep(0.02)
+        time.sleep(0.3)  # init's watch gives up 50 ms after the process ended
+    finally:
+        os.kill(r.pid, signal.SIGCONT)
+    rc, out, err = zoo.finish(r, data=b"")
+    assert rc == 128 + signal.SIGKILL, _show("restore", rc, out, err)
 
 
 # ------------------------------------------------------------ failure paths

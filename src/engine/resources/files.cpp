@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -105,13 +106,22 @@ json dump_external(const FdProbe& p) {
   return f;
 }
 
-// A pipe is ours when the process (or its tree) holds both ends; otherwise
-// the other end belongs to someone outside.
+// A pipe is ours when the process (or its tree) holds both ends, or holds
+// one end and nobody the other: a read end whose writers all closed (poll
+// says POLLHUP), a write end whose readers did (POLLERR), as a pool worker
+// keeps the pipe its parent sent its setup through. The pipe kind restores
+// such an end with its data and the other end closed. Otherwise the other
+// end belongs to someone outside. (fds 0-2 stay external all the same: a
+// restore gives the process its caller's stdio for them.)
 bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
   uint64_t ino = link_inode(p.link);
   int mode = p.flags & O_ACCMODE;
   for (const auto& o : all)
     if (&o != &p && link_is(o, "pipe:") && link_inode(o.link) == ino && (o.flags & O_ACCMODE) != mode) return false;
+  if (p.fd <= 2) return true;
+  // thaw's copies are only of the tree's fds, none of them the other end.
+  pollfd pf{p.dup.get(), 0, 0};
+  if (::poll(&pf, 1, 0) == 1 && (pf.revents & (mode == O_RDONLY ? POLLHUP : POLLERR))) return false;
   return true;
 }
 

@@ -3,6 +3,7 @@
 // pagemap for which pages exist, and the pages themselves with
 // process_vm_readv (or /proc/PID/mem for unreadable ones). Restore turns the
 // list into rst_vma/rst_seg entries for the restorer and opens the files.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -41,14 +42,50 @@ constexpr uint64_t kPmPfn = (1ull << 55) - 1;
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
-// A mapping of a file that was deleted from a tmpfs (/dev/shm).
-bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e) {
+// The name a mapped file has now in the directory of its old one, or ""
+// when it has none there.
+std::string name_in_dir(pid_t pid, const std::string& old, const struct stat& st) {
+  std::string path = proc::without_deleted(old);
+  std::string dir = path.substr(0, path.rfind('/') + 1);
+  DIR* d = ::opendir(cat("/proc/", pid, "/root", dir).c_str());
+  if (!d) return "";
+  std::string found;
+  while (auto* ent = ::readdir(d)) {
+    struct stat at;
+    if (ent->d_ino == st.st_ino && ::fstatat(::dirfd(d), ent->d_name, &at, AT_SYMLINK_NOFOLLOW) == 0 &&
+        at.st_dev == st.st_dev && at.st_ino == st.st_ino) {
+      found = dir + ent->d_name;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+// A mapping of a file that was deleted from a tmpfs (/dev/shm). One whose
+// name in maps no longer leads to it but that still has links is not:
+// glibc's sem_open makes a new semaphore under a temporary name, maps it,
+// links it to its real name and removes the temporary one, so the maps of
+// the process that created a named semaphore show "/dev/shm/sem.XXXXXX
+// (deleted)" for the file that others open by name. It is that file, and
+// `path` is set to its name now (in the same directory); taken for a
+// deleted one, the process would come back with a copy of its own, no
+// longer shared with them. Linked elsewhere only, it is refused.
+bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e, std::string* path) {
   if (e.ino == 0 || e.name.empty() || e.name[0] != '/') return false;
   std::string mf = cat("/proc/", pid, "/map_files/", std::hex, e.start, "-", e.end);
   struct stat st;
   struct statfs fs;
-  return ::stat(mf.c_str(), &st) == 0 && proc::unlinked(pid, e.name, st) && ::statfs(mf.c_str(), &fs) == 0 &&
-         fs.f_type == TMPFS_MAGIC;
+  if (::stat(mf.c_str(), &st) != 0 || !proc::unlinked(pid, e.name, st) || ::statfs(mf.c_str(), &fs) != 0 ||
+      fs.f_type != TMPFS_MAGIC)
+    return false;
+  if (st.st_nlink == 0) return true;
+  std::string now = name_in_dir(pid, e.name, st);
+  if (now.empty())
+    fail("the mapped file of a tmpfs was renamed away from ", proc::without_deleted(e.name), " (it has ",
+         st.st_nlink, " links, none in that directory); not supported: a restore could not find it to share it");
+  *path = now;
+  return false;
 }
 
 bool is_shmem_mapping(const proc::MapEntry& e) {
@@ -306,7 +343,10 @@ void dump_memory(CheckpointContext& c) {
     // Shared anonymous memory also looks like a deleted tmpfs file
     // ("/dev/zero (deleted)" on the kernel's internal shmem mount): it is
     // not one, and must come back as shared anonymous memory, not a memfd.
-    bool deleted_shm = e.shared && !is_shmem_mapping(e) && deleted_tmpfs_file(c.pid, e);
+    std::string path = e.name;  // a mapped file's name, now
+    bool deleted_shm = e.shared && !is_shmem_mapping(e) &&
+                       with_context(where, [&] { return deleted_tmpfs_file(c.pid, e, &path); });
+    if (path != e.name) v.name = path;
     if (is_shmem_mapping(e) || deleted_shm) {
       v.kind = "shmem";
       UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
@@ -330,9 +370,9 @@ void dump_memory(CheckpointContext& c) {
       struct stat st;
       std::string mf = cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end);
       if (::stat(mf.c_str(), &st) != 0) fail_errno(where, ": stat mapped file");
-      if (proc::unlinked(c.pid, e.name, st))
+      if (proc::unlinked(c.pid, path, st))
         fail(where, ": the mapped file was deleted; mappings of deleted files are not supported");
-      image::FileId id = file_id_of(e.name, st);
+      image::FileId id = file_id_of(path, st);
       auto it = std::find_if(c.m.mapped_files.begin(), c.m.mapped_files.end(),
                              [&](const image::FileId& f) { return f.dev == id.dev && f.ino == id.ino; });
       if (it == c.m.mapped_files.end()) {
