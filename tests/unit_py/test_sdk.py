@@ -88,7 +88,7 @@ def test_framing_bytes_anywhere_in_a_message_and_base64_payloads():
 
 
 @pytest.mark.parametrize("where,extra,error", [
-    (None, b"abc", "it has no .\$blobs. saying"),
+    (None, b"abc", r"it has no .\$blobs. saying"),
     ([["/v", 5]], b"abc", "more than the bytes sent"),
     ([["/v", 1]], b"abc", "2 bytes sent that no"),
     ([["/nowhere/deeper", 3]], b"abc", "leads nowhere"),
