@@ -968,18 +968,12 @@ def test_inotify_events_queued_at_checkpoint_are_named_as_left_out(zoo, thaw_bin
         "print('READY', flush=True)\n"
         "sys.stdin.readline()\n"
         "print(len(os.read(fd, 4096)) > 0)\n")
-    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    try:
-        assert p.stdout.readline() == b"READY\n", p.stderr.read()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
-        assert cp.returncode == 0, cp.stderr
-        assert "bytes of inotify events not read yet are not in the image" in cp.stderr, cp.stderr
-        out, _ = p.communicate(b"go\n", timeout=60)
-        assert out == b"True\n", out
-    finally:
-        p.kill()
-        p.wait()
+    p = _start_python(zoo, code)
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
+    assert cp.returncode == 0, cp.stderr
+    assert "bytes of inotify events not read yet are not in the image" in cp.stderr, cp.stderr
+    out, _ = p.communicate(b"go\n", timeout=60)
+    assert out == b"True\n", out
 
 
 @pytest.mark.parametrize("mode,says", [
