@@ -37,6 +37,16 @@ def ns_pid(host_pid):
     raise AssertionError("no NSpid line")
 
 
+def _two_copies(runner, orig, what):
+    """orig checkpointed and killed, its image held as a template, and two
+    copies of it."""
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, f"template of the {what}")
+    return runner.restore_from_template(sock, f"{what} copy 1"), runner.restore_from_template(sock, f"{what} copy 2")
+
+
 def _interleave_and_quit(copies, expected):
     """Each copy answers the rest of the original's requests, in turns, then
     exits cleanly."""
@@ -174,12 +184,7 @@ def test_each_copy_reads_an_open_file_from_its_own_offset(runner, tmp_path):
                          "print('READY', flush=True)\n"
                          "for line in sys.stdin:\n    print(os.read(fd, 5).decode().strip(), flush=True)\n"],
                         "file reader")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    _, sock = runner.start_template(img, "template of the file reader")
-    a = runner.restore_from_template(sock, "reader copy 1")
-    b = runner.restore_from_template(sock, "reader copy 2")
+    a, b = _two_copies(runner, orig, "file reader")
     assert [a.ask("next"), a.ask("next"), b.ask("next"), a.ask("next"), b.ask("next")] == \
         ["0003", "0004", "0003", "0005", "0004"]
 
@@ -267,12 +272,7 @@ def test_each_copy_has_an_inotify_instance_of_its_own(runner, tmp_path):
                          "    ev_wd, mask = struct.unpack('iI', os.read(fd, 4096)[:8])\n"
                          "    print(wd, ev_wd, hex(mask), flush=True)\n"],
                         "inotify watcher")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    _, sock = runner.start_template(img, "template of the inotify watcher")
-    a = runner.restore_from_template(sock, "watcher copy 1")
-    b = runner.restore_from_template(sock, "watcher copy 2")
+    a, b = _two_copies(runner, orig, "inotify watcher")
     # The watch on b: number 4 in each copy (after 3; 2 was removed), its
     # event (IN_ATTRIB) in the copy that changed it.
     assert [a.ask("a1"), b.ask("b1"), a.ask("a2")] == ["4 4 0x4", "4 4 0x4", "4 4 0x4"]
