@@ -85,11 +85,11 @@ bool same_as_root(const image::Vma& root_vma, const image::PageRun& run) {
 }
 
 // The root's mapping a descendant's mapping `v` (of `m`) takes its pages
-// from, or -1: the same private memory in both, inside it whole, with at
+// from, or -1: the same private memory in both (its runs in order), inside it whole, with at
 // least one run the same as the root's.
 int inherits_from(const image::Manifest& root, const std::vector<bool>& staged, const image::Manifest& m,
                   const image::Vma& v) {
-  if (!forkable(v)) return -1;
+  if (!forkable(v) || !runs_sorted(v)) return -1;
   int i = containing(root, v.start, v.end);
   if (i < 0 || !staged[i] || !same_backing(root, root.vmas[i], m, v)) return -1;
   for (const auto& run : v.runs)
@@ -135,8 +135,7 @@ std::vector<bool> staged_mappings(const std::vector<const image::Manifest*>& tre
   }
   for (size_t k = 1; k < tree.size(); k++)
     for (const auto& v : tree[k]->vmas)
-      if (runs_sorted(v))
-        if (int i = inherits_from(root, candidate, *tree[k], v); i >= 0) staged[i] = true;
+      if (int i = inherits_from(root, candidate, *tree[k], v); i >= 0) staged[i] = true;
   return staged;
 }
 
@@ -252,7 +251,7 @@ bool plan_inherited(RestoreContext& r, const image::Vma& v, rst_vma& rv, std::ve
   if (r.member == 0) {
     from = index < r.staged.size() && r.staged[index] ? static_cast<int>(index) : -1;
   } else {
-    from = runs_sorted(v) ? inherits_from(root, r.stage, r.m, v) : -1;
+    from = inherits_from(root, r.stage, r.m, v);
   }
   if (from < 0 || !r.staged[from]) return false;
   const image::Vma& rv_root = root.vmas[from];
