@@ -76,6 +76,7 @@ struct RestorerPlan {
   std::vector<uint64_t> auxv;
   std::vector<rst_timer> timers;
   std::vector<rst_range> zeros;  // inherited pages this process did not have
+  std::vector<rst_lock> locks;   // POSIX locks, taken after the last close (locks.cpp)
   rst_args args{};
 };
 

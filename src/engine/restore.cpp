@@ -150,6 +150,7 @@ void unregister_rseq() {
   p.args.timers_off = put_array(blk, p.timers);
   p.args.hashes_off = put_array(blk, p.hashes);
   p.args.zeros_off = put_array(blk, p.zeros);
+  p.args.locks_off = put_array(blk, p.locks);
   uint64_t args_bytes = page_up(blk.size());
   // Memory is filled by as many threads as there are CPUs (they exit before
   // the image's threads are created), with tids no image thread has.
@@ -203,6 +204,7 @@ void unregister_rseq() {
   a.nr_remaps = static_cast<uint32_t>(p.remaps.size());
   a.nr_close = static_cast<uint32_t>(p.close_fds.size());
   a.nr_timers = static_cast<uint32_t>(p.timers.size());
+  a.nr_locks = static_cast<uint32_t>(p.locks.size());
   std::memcpy(blk.data(), &a, sizeof a);
 
   std::memcpy(reinterpret_cast<void*>(base), thaw_restorer_blob, thaw_restorer_blob_end - thaw_restorer_blob);
@@ -267,6 +269,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     check_mapped_files(r.m);
     restore_files(r);
     finish_fd_table(r, fillers);
+    plan_posix_locks(r);
     restore_process_early(r);
     restore_prctl_early(r);
     restore_signals(r);

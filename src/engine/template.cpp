@@ -59,7 +59,12 @@ bool external(const image::Manifest& m, const nlohmann::json& fd_entry) {
 std::string Template::ineligible(const image::Manifest& m) {
   if (!m.gpu.uuid.empty()) return "it holds GPU state";
   if (!m.children.empty()) return cat("it is a process tree (", m.children.size() + 1, " processes)");
-  if (!m.shmem.empty()) return "it has shared memory (every copy would share one object)";
+  // An object only fds reach (a memfd, a deleted file) is made anew for
+  // each copy with its files; a mapped one would be one for all copies.
+  for (const auto& v : m.vmas)
+    if (v.kind == "shmem")
+      return cat("it has shared memory mapped at 0x", std::hex, v.start, std::dec,
+                 " (every copy would share one object)");
   for (const auto& v : m.vmas)
     if ((v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork)) && (v.kind != "anon" || v.shared))
       return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK and not "
@@ -127,8 +132,11 @@ void Template::send_copy_files(const image::Reader& img, const std::map<int, int
   ours.push_back(&sock);
   ours.push_back(&r.pages_fd);
   auto fillers = prepare_fd_table(r, ours);
+  restore_shmem_objects(r);  // the memfds and deleted files the fds reopen
   restore_files(r);
   finish_fd_table(r, fillers);
+  for (int fd : r.shmem_fds)
+    if (fd >= 0) ::close(fd);
   ::close(r.pages_fd);
   std::vector<int> own;
   for (const auto& e : m.fds)
@@ -220,6 +228,9 @@ std::unique_ptr<Template> Template::create(const image::Reader& img) {
       if (restore_tid(m, th) == restore_pid(m)) t->main_ = th;
     image::Manifest single = m;
     single.threads = {t->main_};
+    // It never runs: each copy takes the image's locks on files of its own
+    // (its namespace init opens them) and, as a process, its POSIX locks.
+    drop_locks(single);
     t->held_ = restore_held(img, single, inherit);
     proc::Seizure& s = *t->held_.seizure;
     proc::Tracee& tt = s.leader();
@@ -395,6 +406,27 @@ void Template::set_up_copy(proc::Tracee& w, const std::map<int, int>& inherit, i
   proc::write_mem(copy, at, cwd.c_str(), cwd.size() + 1);
   long rc = s.syscall(w, SYS_chdir, at);
   if (rc < 0) fail("restore: cwd ", cwd, ": ", errstr(rc));
+  take_posix_locks(w);
+}
+
+// A fork takes none of the template's POSIX locks (and it holds none): the
+// copy takes the image's, after pass_fds (whose closes would drop them).
+void Template::take_posix_locks(proc::Tracee& w) {
+  proc::Seizure& s = *held_.seizure;
+  for (const auto& e : m_->fds) {
+    if (!e.contains("posix_locks")) continue;
+    int fd = e["fd"];
+    for (const auto& l : e["posix_locks"]) {
+      struct flock fl = posix_lock_of(l);
+      uint64_t at = s.scratch(w, sizeof fl);
+      proc::write_mem(w.tid, at, &fl, sizeof fl);
+      long rc = s.syscall(w, SYS_fcntl, fd, F_SETLK, at);
+      if (rc == -EAGAIN || rc == -EACCES)
+        fail("fd ", fd, ": the process held a POSIX ", fl.l_type == F_WRLCK ? "write" : "read", " lock on its file "
+             "at checkpoint, and another process (another copy, or the original) holds a conflicting lock now");
+      if (rc < 0) fail("fd ", fd, ": take its POSIX lock again: ", errstr(rc));
+    }
+  }
 }
 
 // What a thread has of its own in the kernel and a fork or clone does not

@@ -127,6 +127,7 @@ class Template {
   void end_helper(pid_t helper);
   void set_up_copy(proc::Tracee& copy, const std::map<int, int>& inherit, int namespaces);
   void pass_fds(proc::Tracee& t, const std::map<int, int>& inherit);
+  void take_posix_locks(proc::Tracee& t);
   void pass_fd_batch(proc::Tracee& t, const std::vector<int>& targets, const std::vector<int>& ours);
   void set_up_thread(proc::Tracee& t, const image::Thread& th);
   // Adds the made threads to `tids` and, with their image threads, to `made`.

@@ -12,7 +12,7 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 7;
+constexpr int kFormatVersion = 8;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
@@ -68,6 +68,10 @@ struct Shmem {
   std::string name;  // memfd name, without the "memfd:" prefix
   uint32_t seals = 0;
   std::vector<PageRun> runs;  // addr = offset inside the object
+  // A deleted file of a disk filesystem (memfd is true): the directory it
+  // was in, where a restore makes it anew without a name (O_TMPFILE); ""
+  // for a memfd or a file of a tmpfs.
+  std::string dir;
 };
 
 struct SigAction {
@@ -248,7 +252,7 @@ inline void from_json(const nlohmann::json& j, PageRun& r) {
   if (r.hashes.size() != hash_blocks(r.len)) throw std::runtime_error("page run with a wrong number of hashes");
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs, dir)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, nice, priority, runtime_ns,

@@ -225,10 +225,11 @@ std::map<std::string, std::string> read_fdinfo(pid_t pid, int fd, std::vector<st
   std::string line;
   while (std::getline(in, line)) {
     auto pos = line.find(':');
-    // Lines like "tfd:        5 events: ..." or "inotify wd:3 ino:..."
+    // Lines like "tfd:        5 events: ..." or "inotify wd:3 ino:..." or
+    // "lock:\t1: FLOCK ..."
     // repeat per entry: hand them back whole.
     std::string key = pos == std::string::npos ? "" : line.substr(0, pos);
-    if (extra_lines && (key == "tfd" || key.rfind("inotify ", 0) == 0 || key.rfind("fanotify ", 0) == 0)) {
+    if (extra_lines && (key == "tfd" || key == "lock" || key.rfind("inotify ", 0) == 0 || key.rfind("fanotify ", 0) == 0)) {
       extra_lines->push_back(line);
       continue;
     }

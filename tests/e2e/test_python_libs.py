@@ -105,3 +105,94 @@ def test_the_worker_s_reseed_reaches_openssl(zoo, thaw_bin, tmp_path):
         draws.append(out.split())
     assert draws[0][0] == draws[1][0], "without a reseed both restores draw the same (the cause)"
     assert draws[0][1] != draws[1][1], f"OpenSSL drew the same bytes after the reseed: {draws}"
+
+
+SQLITE_WAL = '''
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+assert db.execute("pragma journal_mode=wal").fetchone() == ("wal",)
+db.execute("create table t(who text)")
+db.execute("insert into t values ('setup')")
+print("READY", flush=True)
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd == "add":
+        db.execute("insert into t values (?)", (arg,))
+        print("added", flush=True)
+    elif cmd == "rows":
+        print(",".join(r[0] for r in db.execute("select who from t order by rowid")), flush=True)
+'''
+
+
+def _ask(p, line):
+    p.stdin.write(f"{line}\n".encode())
+    buf = getattr(p, "leftover", b"")
+    deadline = time.monotonic() + 30
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([p.stdout], [], [], left)[0], f"{p.prog}: no answer to {line!r}: {buf!r}"
+        chunk = os.read(p.stdout.fileno(), 4096)
+        assert chunk, f"{p.prog} ended: {buf!r} {p.stderr.read()!r}"
+        buf += chunk
+    answer, _, p.leftover = buf.partition(b"\n")
+    return answer.decode()
+
+
+def _lock_holders(path):
+    """Pids /proc/locks names as holding a lock on the file at path."""
+    st = os.stat(path)
+    holders = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields:  # a waiter
+            continue
+        dev_ino = fields[5].split(":")
+        if len(dev_ino) == 3 and int(dev_ino[2]) == st.st_ino:
+            holders.add(int(fields[4]))
+    return holders
+
+
+def test_an_open_sqlite_wal_database_works_in_each_restored_copy(zoo, thaw_bin, tmp_path):
+    """A connection to a database in WAL mode holds POSIX read locks on it
+    and its -shm file (which it maps shared) for as long as it is open:
+    such a process was refused. Now the original, left running, and two
+    restored copies each hold the locks and see each other's writes."""
+    prog = tmp_path / "sqlite_wal.py"
+    prog.write_text(SQLITE_WAL)
+    db = tmp_path / "data.db"
+    orig = _start(zoo, prog, str(db))
+    img = zoo.img_path()
+    zoo.checkpoint(orig, img)
+    copies = [zoo.restore_start(img) for _ in range(2)]
+    for n, c in enumerate(copies):
+        c.prog = f"copy {n + 1}"
+        assert _ask(c, f"add copy{n + 1}") == "added"
+    assert _ask(orig, "add original") == "added"
+    for p in [orig, *copies]:
+        assert _ask(p, "rows") == "setup,copy1,copy2,original", p.prog
+    # Each of the three holds its locks on the -shm file: the original,
+    # and the two restored processes (below their `thaw restore`).
+    holders = _lock_holders(f"{db}-shm")
+    assert orig.pid in holders and len(holders) == 3, holders
+    for c in copies:
+        assert any(h in holders for h in zoo.descendants(c.pid)), (c.prog, holders)
+
+
+def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp_path):
+    """A POSIX write lock (lockf) the original still holds fails a restore
+    with a message naming the lock and its range; the original is left as
+    it was."""
+    prog = tmp_path / "lockf.py"
+    prog.write_text("import fcntl, sys\n"
+                    f"f = open({str(tmp_path / 'held')!r}, 'w')\n"
+                    "fcntl.lockf(f, fcntl.LOCK_EX, 10, 5)\n"
+                    "print('READY', flush=True)\n"
+                    "sys.stdin.readline()\n"
+                    "print('still mine' if fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 5) is None else 'lost')\n")
+    orig = _start(zoo, prog)
+    img = zoo.img_path()
+    zoo.checkpoint(orig, img)
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and "held a POSIX write lock on bytes 5-14 of" in err and "restore once it is released" in err, err
+    rc, out, err = zoo.finish(orig)
+    assert rc == 0 and out == "still mine\n", (rc, out, err)

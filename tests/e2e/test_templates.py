@@ -276,3 +276,72 @@ def test_each_copy_has_an_inotify_instance_of_its_own(runner, tmp_path):
     # The watch on b: number 4 in each copy (after 3; 2 was removed), its
     # event (IN_ATTRIB) in the copy that changed it.
     assert [a.ask("a1"), b.ask("b1"), a.ask("a2")] == ["4 4 0x4", "4 4 0x4", "4 4 0x4"]
+
+
+def _locks_on(path):
+    """(kind, pid) of each lock /proc/locks lists on the file at path."""
+    ino = os.stat(path).st_ino
+    out = []
+    with open("/proc/locks") as f:
+        for line in f:
+            fields = line.split()
+            if "->" in fields:  # a waiter
+                continue
+            dev_ino = fields[5].split(":")
+            if len(dev_ino) == 3 and int(dev_ino[2]) == ino:
+                out.append((fields[1], int(fields[4])))
+    return out
+
+
+def test_each_copy_takes_the_image_s_file_locks_for_itself(runner, tmp_path):
+    """The original held a shared flock and a POSIX read lock on a file. The
+    template holds neither (it never runs); each copy holds both of its own,
+    as two restores of the image would."""
+    locked = tmp_path / "locked"
+    locked.write_text("x" * 100)
+    orig = runner.start([PYTHON, "-c",
+                         "import fcntl, sys\n"
+                         f"a = open({str(locked)!r}); b = open({str(locked)!r})\n"
+                         "fcntl.flock(a, fcntl.LOCK_SH)\n"
+                         "fcntl.lockf(b, fcntl.LOCK_SH, 10, 20)\n"
+                         "print('READY', flush=True)\n"
+                         "for line in sys.stdin:\n"
+                         "    print(line.strip(), flush=True)\n"],
+                        "lock holder")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    assert _locks_on(locked) == []
+    _, sock = runner.start_template(img, "template of the lock holder")
+    assert _locks_on(locked) == []
+    copies = [runner.restore_from_template(sock, f"lock holder copy {n}") for n in (1, 2)]
+    assert [c.ask("hello") for c in copies] == ["hello", "hello"]
+    held = _locks_on(locked)
+    assert sorted(kind for kind, _ in held) == ["FLOCK", "FLOCK", "POSIX", "POSIX"], held
+    assert len({pid for kind, pid in held if kind == "POSIX"}) == 2, held
+
+
+def test_each_copy_has_its_own_copy_of_a_deleted_file(runner, tmp_path):
+    """An anonymous temporary file (and a memfd) held open by the original
+    is made anew for each copy, with the image's content: what one copy
+    writes, the other does not see; the template's stays as it was."""
+    orig = runner.start([PYTHON, "-c",
+                         "import os, sys, tempfile\n"
+                         f"t = tempfile.TemporaryFile(dir={str(tmp_path)!r})\n"
+                         "t.write(b'base'); t.flush()\n"
+                         "m = os.memfd_create('scratch'); os.write(m, b'mem')\n"
+                         "print('READY', flush=True)\n"
+                         "for line in sys.stdin:\n"
+                         "    t.seek(0, 2); t.write(line.strip().encode()); t.flush(); t.seek(0)\n"
+                         "    os.lseek(m, 0, 2); os.write(m, line.strip().encode()); os.lseek(m, 0, 0)\n"
+                         "    print(t.read().decode(), os.read(m, 100).decode(), flush=True)\n"],
+                        "temp file holder")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the temp file holder")
+    a, b = (runner.restore_from_template(sock, f"temp file holder copy {n}") for n in (1, 2))
+    assert [a.ask("A"), b.ask("B"), a.ask("a"), b.ask("b")] == \
+        ["baseA memA", "baseB memB", "baseAa memAa", "baseBb memBb"]
+    c = runner.restore_from_template(sock, "temp file holder copy 3")
+    assert c.ask("C") == "baseC memC"

@@ -52,6 +52,8 @@ PROGRAMS = {
     "tree_mappings": [],
     "widowed_pipes": [],
     "named_sem": [],
+    "locks": [],
+    "deleted_files": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "children",
                                   "unsupported_io_uring"]
@@ -107,6 +109,68 @@ def test_checkpoint_leaves_target_running(zoo, thaw_bin, prog):
     assert p.poll() is None, f"{prog} died during checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, f"original {prog} after checkpoint")
+
+
+def test_deleted_files_come_back_where_they_were_or_in_memory(zoo, thaw_bin):
+    """deleted_files' files, deleted while open or mapped, are made anew in
+    their directory, unnamed (O_TMPFILE: /proc shows "DIR/#N (deleted)"),
+    by each restore; with the directory gone, as memfds: the same output
+    either way."""
+    expected = zoo.run_uninterrupted("deleted_files")
+    p = zoo.start("deleted_files")
+    (d,) = p.testtmp.glob("thaw-zoo-deleted-*")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    r = zoo.restore_start(img)
+    deadline = time.monotonic() + 20
+    links = []
+    while time.monotonic() < deadline and len(links) < 3:
+        kids = [q for q in _descendants(r.pid) if Path(f"/proc/{q}/comm").exists()
+                and Path(f"/proc/{q}/comm").read_text().strip() == "deleted_files"]
+        links = [os.readlink(f"/proc/{kids[0]}/fd/{fd}") for fd in (3, 4, 5)] if kids else []
+        time.sleep(0.05)
+    assert len(links) == 3 and all(l.startswith(f"{d}/#") and l.endswith(" (deleted)") for l in links), links
+    rc, out, err = zoo.finish(r)
+    _assert_same(expected, rc, out, err, "deleted_files restored in their directory")
+    assert not d.exists()  # the restored program removed it, as it does at its end
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "deleted_files restored with their directory gone")
+
+
+def test_a_deleted_file_too_large_for_the_image_is_refused_by_name(zoo, thaw_bin, tmp_path):
+    """A deleted file holding more than 256 MiB (allocated, not a hole) is
+    not copied into the image: the checkpoint fails naming the fd and its
+    size, and the process runs on with the file."""
+    code = ("import os, sys, tempfile\n"
+            f"f = tempfile.TemporaryFile(dir={str(tmp_path)!r})\n"
+            "os.posix_fallocate(f.fileno(), 0, 300 << 20)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(os.fstat(f.fileno()).st_size >> 20)\n")
+    p = _start_python(zoo, code)
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
+    assert cp.returncode != 0 and "the file was deleted while open (or mapped) and holds 300 MiB, more than the " \
+        "256 MiB a checkpoint copies into the image" in cp.stderr, cp.stderr
+    assert f"({tmp_path}/#" in cp.stderr, cp.stderr  # the fd, by its name
+    out, _ = p.communicate(b"go\n", timeout=60)
+    assert out == b"300\n", out
+
+
+def test_a_restore_refuses_a_lock_the_original_still_holds(zoo, thaw_bin):
+    """locks' original, left running, still holds its exclusive flock (and
+    the rest): a restore of it fails, naming the lock, instead of letting two
+    processes hold one exclusive lock; the original keeps every lock (the
+    probes after its go)."""
+    expected = zoo.run_uninterrupted("locks")
+    p = zoo.start("locks")
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and out == "", _show("restore beside the original", rc, out, err)
+    assert "/f): it held a write lock (flock) at checkpoint" in err and "restore once it is released" in err, err
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "original locks after a refused restore")
 
 
 @pytest.mark.parametrize("mode", ["lazy", "eager"])
@@ -977,15 +1041,15 @@ def test_inotify_events_queued_at_checkpoint_are_named_as_left_out(zoo, thaw_bin
 
 
 @pytest.mark.parametrize("mode,says", [
-    ("flock", "holds a file lock"),
-    ("posix", "holds a file lock"),
+    ("lease", "it holds a LEASE (a lease or delegation), which a restore cannot take again"),
+    ("sockflock", "it holds a file lock (FLOCK), which a restore would not take again on this kind of file"),
     ("caps", "its capabilities differ from thaw's"),
     ("nnp", "no_new_privs is 1"),
     ("netns", "runs in another network namespace"),
 ])
 def test_unsupported_restrictions(zoo, thaw_bin, mode, says):
     """What an image does not hold and a restore would change in silence (a
-    lock another process could then take, a dropped capability regained,
+    lease, a lock on a socket, a dropped capability regained,
     no_new_privs cleared, another network namespace) is refused by name;
     the target keeps it."""
     expected = zoo.run_uninterrupted("unsupported_restrictions", mode)

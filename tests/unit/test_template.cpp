@@ -102,7 +102,14 @@ TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
 
   m = worker();
   m.shmem.push_back({});
-  EXPECT_NE(Template::ineligible(m).find("shared memory"), std::string::npos);
+  m.vmas.push_back(m.vmas[0]);
+  m.vmas.back().kind = "shmem";
+  m.vmas.back().start = 0x7000;
+  EXPECT_NE(Template::ineligible(m).find("shared memory mapped at 0x7000"), std::string::npos);
+  // One only fds reach (a memfd, a deleted file) is made anew per copy.
+  m = worker();
+  m.shmem.push_back({});
+  EXPECT_EQ(Template::ineligible(m), "");
 
   m = worker();
   m.process.itimers.push_back({});

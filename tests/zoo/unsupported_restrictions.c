@@ -1,7 +1,7 @@
 /* unsupported_restrictions MODE: holds something an image does not hold
  * and a restore would change in silence, so checkpoint must refuse it and
  * leave this process as it was:
- *   flock   an exclusive flock() on a file      posix  an fcntl() write lock
+ *   lease   a write lease on a file (F_SETLEASE) sockflock  a flock() on a socket
  *   caps    CAP_SYS_ADMIN dropped from its bounding set
  *   nnp     no_new_privs set                     netns  its own network namespace
  * After "go" it checks that it still has what it had. */
@@ -10,24 +10,21 @@
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
 
-/* Whether another process can take the lock on path right now. */
-static int lock_is_free(const char *path, int posix)
+/* Whether fdinfo lists a lock for fd. */
+static int fd_has_lock(int fd)
 {
-    pid_t kid = fork();
-    CHECK_SYS(kid >= 0, "fork");
-    if (kid == 0) {
-        int fd = open(path, O_RDWR | O_CLOEXEC);
-        if (fd < 0) _exit(2);
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-        int r = posix ? fcntl(fd, F_SETLK, &fl) : flock(fd, LOCK_EX | LOCK_NB);
-        _exit(r == 0 ? 0 : 1);
-    }
-    int st;
-    CHECK_SYS(waitpid(kid, &st, 0) == kid, "waitpid");
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    FILE *f = fopen(path, "r");
+    CHECK_SYS(f != NULL, "open fdinfo");
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, "lock:") != NULL;
 }
 
 static char *status_line(const char *key, char *out, size_t size)
@@ -45,7 +42,7 @@ static char *status_line(const char *key, char *out, size_t size)
 
 int main(int argc, char **argv)
 {
-    CHECK(argc == 2, "usage: unsupported_restrictions flock|posix|caps|nnp|netns");
+    CHECK(argc == 2, "usage: unsupported_restrictions lease|sockflock|caps|nnp|netns");
     const char *mode = argv[1];
     char dir[4096], path[4200], before[256], after[256], line[64];
     const char *key = "CapBnd:";
@@ -53,11 +50,12 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/lockfile", dir);
     int fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     CHECK_SYS(fd >= 0, "create lock file");
-    if (strcmp(mode, "flock") == 0) {
-        CHECK_SYS(flock(fd, LOCK_EX) == 0, "flock");
-    } else if (strcmp(mode, "posix") == 0) {
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-        CHECK_SYS(fcntl(fd, F_SETLK, &fl) == 0, "fcntl lock");
+    int sv[2] = {-1, -1};
+    if (strcmp(mode, "lease") == 0) {
+        CHECK_SYS(fcntl(fd, F_SETLEASE, F_WRLCK) == 0, "F_SETLEASE");
+    } else if (strcmp(mode, "sockflock") == 0) {
+        CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        CHECK_SYS(flock(sv[0], LOCK_EX) == 0, "flock a socket");
     } else if (strcmp(mode, "caps") == 0) {
         CHECK_SYS(prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) == 0, "drop CAP_SYS_ADMIN");
     } else if (strcmp(mode, "nnp") == 0) {
@@ -75,8 +73,10 @@ int main(int argc, char **argv)
     zoo_ready();
     zoo_read_line(line, sizeof line);
 
-    if (strcmp(mode, "flock") == 0 || strcmp(mode, "posix") == 0)
-        CHECK(!lock_is_free(path, mode[0] == 'p'), "another process took the lock this one holds");
+    if (strcmp(mode, "lease") == 0)
+        CHECK(fcntl(fd, F_GETLEASE) == F_WRLCK, "the lease is gone");
+    if (strcmp(mode, "sockflock") == 0)
+        CHECK(fd_has_lock(sv[0]), "the socket's lock is gone");
     status_line(key, after, sizeof after);
     CHECK(strcmp(before, after) == 0, "%s changed: %s -> %s", key, before, after);
     CHECK_SYS(readlink("/proc/self/ns/net", ns_after, sizeof ns_after - 1) > 0, "readlink ns");

@@ -160,13 +160,10 @@ FdProbe probe_fd(CheckpointContext& c, int fd) {
 json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   return in_context(p.where(), [&] {
     if (const char* why = unsupported_reason(p)) fail(why);
-    // fdinfo lists the locks this fd (flock, OFD) or this process (POSIX)
-    // holds on the file. A restored process would not hold them again, and
-    // another could take them: refuse rather than lose them.
-    if (auto lock = p.info.find("lock"); lock != p.info.end())
-      fail("it holds a file lock (", lock->second, "), which a restore would not take again; release it "
-           "before the checkpoint");
-    if (is_tty(p) || (link_is(p, "pipe:") && external_pipe(p, all))) return dump_external(p);
+    if (is_tty(p) || (link_is(p, "pipe:") && external_pipe(p, all))) {
+      description_locks(p, false);  // fails for any: the restoring side gives the fd
+      return dump_external(p);
+    }
     const FileKind* kind = nullptr;
     for (const FileKind* k : kKinds)
       if (k->match(p)) {
@@ -174,9 +171,11 @@ json dump_description(CheckpointContext& c, FdProbe& p, const std::vector<FdProb
         break;
       }
     if (!kind) fail("this kind of file is not supported");
+    json locks = description_locks(p, kind == &kRegularFile);
     json f = kind->dump(c, p, all);
     if (!f.contains("kind")) f["kind"] = kind->name;
     if (!f.contains("desc")) f["desc"] = p.link;
+    if (!locks.empty()) f["locks"] = locks;
     return f;
   });
 }
@@ -396,11 +395,19 @@ void dump_files(const std::vector<CheckpointContext*>& tree) {
     for (size_t k = 0; k < all.size(); k++) {
       if (member_of[k] != i) continue;
       size_t d = static_cast<size_t>(desc_of[k]);
+      json entry{{"fd", all[k].fd}, {"file", own[d]}, {"cloexec", all[k].cloexec}};
       if (own[d] < 0) {
         own[d] = static_cast<int>(c.m.files.size());
+        entry["file"] = own[d];
         c.m.files.push_back(pooled[d] ? json{{"kind", "pooled"}, {"pool", index[d]}, {"desc", all[k].link}} : ds[d].f);
+        // This process's POSIX locks taken through the description: its
+        // other fds of it (dups) list the same.
+        json locks = with_context(c.who, [&] {
+          return in_context(all[k].where(), [&] { return fd_posix_locks(all[k], ds[d].f["kind"] == "file"); });
+        });
+        if (!locks.empty()) entry["posix_locks"] = locks;
       }
-      c.m.fds.push_back(json{{"fd", all[k].fd}, {"file", own[d]}, {"cloexec", all[k].cloexec}});
+      c.m.fds.push_back(entry);
       probes.push_back(&all[k]);
       own_desc.push_back(own[d]);
     }
@@ -612,6 +619,7 @@ void open_pool(RestoreContext& r) {
       const FileKind* kind = kind_of(f);
       if (kind->waits_for) fail("a ", f["kind"].get<std::string>(), " shared by processes is not supported");
       r.pool_fds.push_back(r.park_fd(kind->open(r, rf, f)));
+      take_description_locks(r.pool_fds.back(), f);
     });
   }
 }
@@ -657,6 +665,7 @@ void restore_files(RestoreContext& r) {
           return;
         }
         UniqueFd fd(r.park_fd(k->open(r, rf, f)));
+        take_description_locks(fd.get(), f);
         for (const json* e : fds_of[i]) install(rf, *e, fd.get());
       });
     }

@@ -88,6 +88,17 @@ bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e, std::string* path) {
   return false;
 }
 
+// A regular file of a filesystem other than a tmpfs, mapped and deleted
+// (no link left).
+bool deleted_disk_file(pid_t pid, const proc::MapEntry& e) {
+  if (e.ino == 0 || e.name.empty() || e.name[0] != '/') return false;
+  std::string mf = cat("/proc/", pid, "/map_files/", std::hex, e.start, "-", e.end);
+  struct stat st;
+  struct statfs fs;
+  return ::stat(mf.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 && ::statfs(mf.c_str(), &fs) == 0 &&
+         fs.f_type != TMPFS_MAGIC;
+}
+
 bool is_shmem_mapping(const proc::MapEntry& e) {
   return starts_with(e.name, "/memfd:") || (e.shared && (starts_with(e.name, "/dev/zero") ||
                                                          starts_with(e.name, "/SYSV") ||
@@ -347,7 +358,16 @@ void dump_memory(CheckpointContext& c) {
     bool deleted_shm = e.shared && !is_shmem_mapping(e) &&
                        with_context(where, [&] { return deleted_tmpfs_file(c.pid, e, &path); });
     if (path != e.name) v.name = path;
-    if (is_shmem_mapping(e) || deleted_shm) {
+    if (!is_shmem_mapping(e) && !deleted_shm && deleted_disk_file(c.pid, e)) {
+      // Its content lives on only in the kernel: it comes back from the
+      // image, made anew without a name where it was (shmem.cpp), mapped
+      // shared or privately as it was (a private one's own pages on top).
+      v.kind = "shmem";
+      UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
+                          O_RDONLY | O_CLOEXEC));
+      if (!obj) fail_errno(where, ": open the deleted file");
+      v.shmem = with_context(where, [&] { return dump_deleted_file(c, obj.get(), e.name); });
+    } else if (is_shmem_mapping(e) || deleted_shm) {
       v.kind = "shmem";
       UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
                           O_RDONLY | O_CLOEXEC));

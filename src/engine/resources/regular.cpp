@@ -1,6 +1,6 @@
 // Files reopened by path: regular files, directories, character devices,
-// named FIFOs, and memfds (which have no path: they reopen the memfd
-// recreated by shmem.cpp). A file that was deleted or changed is detected
+// named FIFOs, and memfds and deleted files (which have no path: they
+// reopen the object recreated by shmem.cpp). A file that was deleted or changed is detected
 // and named, never silently reopened with other content.
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -60,9 +60,16 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
       f["shmem"] = dump_shmem_object(c, p.dup.get(), true, name.substr(name.rfind('/') + 1));
       return f;
     }
-    fail("the file was deleted while open; open deleted files are not supported (except on a tmpfs, such as "
-         "/dev/shm): close it before the checkpoint (an anonymous temporary file, such as Python's "
-         "tempfile.TemporaryFile(), is one), or keep the file under a name until after it");
+    // A deleted file of a disk (an anonymous temporary file, such as
+    // Python's tempfile.TemporaryFile()): its content is in the image, and
+    // each restore makes it anew, without a name, where it was.
+    if (S_ISREG(p.st.st_mode) && p.st.st_nlink == 0) {
+      f["memfd"] = true;
+      f["shmem"] = dump_deleted_file(c, p.dup.get(), p.link);
+      return f;
+    }
+    fail("the file was moved or deleted while open, and its name now is another file's or none a restore "
+         "could open; not supported: keep the file under its name until after the checkpoint");
   }
   f["path"] = p.link;
   f["dev"] = p.st.st_dev;
@@ -87,11 +94,22 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   return f;
 }
 
+// The flags a file was opened with, for opening it again: what concerned
+// only making it (creating, truncating, an unnamed file: O_TMPFILE, which
+// Python's tempfile.TemporaryFile uses, is O_DIRECTORY with a bit of its
+// own) is dropped; O_NOCTTY always, since a session leader reopening a
+// terminal must not take it as its controlling one (the kernel keeps no
+// O_NOCTTY in the flags).
+int reopen_flags(int flags) {
+  if ((flags & O_TMPFILE) == O_TMPFILE) flags &= ~O_TMPFILE;
+  return (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
+}
+
 int open_memfd(RestoreContext& r, const json& f) {
   int src = r.shmem_fds.at(f["shmem"].get<size_t>());
   // O_NOFOLLOW too: /proc/self/fd/N is a symbolic link (ELOOP with it), and
   // the flag only ever concerned the open by path (mkstemp sets it).
-  int flags = (f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_NOFOLLOW)) | O_NOCTTY;
+  int flags = reopen_flags(f["flags"].get<int>()) & ~O_NOFOLLOW;
   int fd = ::open(cat("/proc/self/fd/", src).c_str(), flags | O_CLOEXEC);
   if (fd < 0) fail_errno("reopen memfd");
   return fd;
@@ -104,9 +122,7 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
     return fd.release();
   }
   std::string path = f["path"];
-  // O_NOCTTY always: a session leader reopening a terminal must not take
-  // it as its controlling one (the kernel keeps no O_NOCTTY in the flags).
-  int flags = (f["flags"].get<int>() & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
+  int flags = reopen_flags(f["flags"].get<int>());
   // Errors get the fd and the path in front from restore_files.
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");

@@ -3,6 +3,7 @@
 // (restore_*/plan_*: manifest -> new process). The sequences in
 // checkpoint.cpp and restore.cpp call them in order.
 #pragma once
+#include <fcntl.h>
 #include <sys/user.h>
 
 #include "engine/context.h"
@@ -78,9 +79,17 @@ void check_mapping_count(size_t mappings, uint64_t max_map_count);
 // in a hole of every layout given, clear of low memory; fails if none is.
 uint64_t reserve_free_range(const std::vector<const image::Manifest*>& layouts, uint64_t size, int prot);
 
-// shmem.cpp: shared memory objects (shared anonymous, memfd).
-// Returns the Manifest::shmem index for the object behind `fd` (ours).
-int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::string& name);
+// shmem.cpp: shared memory objects (shared anonymous, memfd) and deleted
+// files. Returns the Manifest::shmem index for the object behind `fd` (ours).
+// `dir`: a deleted file's directory on disk (Shmem::dir).
+int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::string& name,
+                      const std::string& dir = "");
+// A regular file of a disk filesystem deleted while the process holds it
+// open or mapped (`link`: its name as /proc shows it, "... (deleted)"): its
+// content, if it holds no more than kDeletedFileLimit (holes aside), as an object a restore makes anew
+// without a name in the same directory (a memfd where it cannot).
+constexpr uint64_t kDeletedFileLimit = uint64_t{256} << 20;
+int dump_deleted_file(CheckpointContext& c, int fd, const std::string& link);
 void restore_shmem_objects(RestoreContext& r);
 
 // regular.cpp (files of a path): what differs between a file as recorded
@@ -106,6 +115,24 @@ void open_pool(RestoreContext& r);
 // fillers no image fd replaced.
 void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers);
 void close_all_except(const std::vector<int>& keep);
+
+// locks.cpp: file locks. At checkpoint, from an fd's fdinfo: the locks of
+// its description (flock, OFD; for its files entry) and those this process
+// holds through it (POSIX; for its fds entry). Both fail, naming the lock,
+// for leases and for locks on a file that is not `lockable` (reopened by
+// path). At restore: a description's locks on the fd just opened for it;
+// the process's POSIX locks, checked now and queued for the restorer (after
+// restore_files and finish_fd_table, so that every fd is in place).
+struct FdProbe;
+nlohmann::json description_locks(const FdProbe& p, bool lockable);
+nlohmann::json fd_posix_locks(const FdProbe& p, bool lockable);
+void take_description_locks(int fd, const nlohmann::json& f);
+void plan_posix_locks(RestoreContext& r);
+// A lock of a files or fds entry, for F_SETLK (SEEK_SET; l_len 0: to EOF).
+struct flock posix_lock_of(const nlohmann::json& lock);
+// Drops every lock from the image (a template's held process, which never
+// runs: its copies take them).
+void drop_locks(image::Manifest& m);
 void check_files(const image::Manifest& m, const std::map<int, int>& inherit);
 // `inherit` plus, for each fd of an external description that it does not
 // name, the fd it gives another fd of that description (they were dups).

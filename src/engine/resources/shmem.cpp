@@ -1,15 +1,18 @@
-// Shared memory objects — memfds and MAP_SHARED|MAP_ANONYMOUS memory — whose
-// content belongs to no file on disk: stored once per object (by device and
-// inode), whether the process reaches it through mappings, fds, or both.
+// Shared memory objects — memfds and MAP_SHARED|MAP_ANONYMOUS memory — and
+// files deleted while open or mapped, whose content belongs to no file a
+// restore could open: stored once per object (by device and inode), whether
+// the process reaches it through mappings, fds, or both.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/error.h"
 #include "common/io.h"
+#include "proc/procfs.h"
 #include "engine/resources/resources.h"
 
 namespace thaw::engine {
@@ -45,7 +48,22 @@ int shared_anonymous_object(uint64_t size) {
 
 }  // namespace
 
-int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, const std::string& name) {
+int dump_deleted_file(CheckpointContext& c, int target_fd, const std::string& link) {
+  struct stat st;
+  if (::fstat(target_fd, &st) != 0) fail_errno("stat the deleted file");
+  // What it holds on disk: its holes are not stored.
+  uint64_t held = std::min<uint64_t>(st.st_size, uint64_t(st.st_blocks) * 512);
+  if (held > kDeletedFileLimit)
+    fail("the file was deleted while open (or mapped) and holds ", held >> 20, " MiB, more than the ",
+         kDeletedFileLimit >> 20, " MiB a checkpoint copies into the image; close it before the checkpoint, or keep "
+         "it under a name until after it");
+  std::string path = proc::without_deleted(link);
+  size_t slash = path.rfind('/');
+  return dump_shmem_object(c, target_fd, true, path.substr(slash + 1), slash == 0 ? "/" : path.substr(0, slash));
+}
+
+int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, const std::string& name,
+                      const std::string& dir) {
   CheckpointContext& c = target.shmem_owner ? *target.shmem_owner : target;
   struct stat st;
   if (::fstat(target_fd, &st) != 0) fail_errno("stat shared memory object");
@@ -59,6 +77,7 @@ int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, cons
   obj.size = st.st_size;
   obj.memfd = memfd;
   obj.name = name;
+  obj.dir = dir;
   UniqueFd own = own_description(target_fd);
   int fd = own.get();
   if (memfd) {
@@ -99,9 +118,16 @@ void restore_shmem_objects(RestoreContext& r) {
     // Shared anonymous memory is made again by mmap itself, except in a
     // tree, where several processes may map it: one memfd serves them all.
     if (!obj.memfd && r.tree.empty()) continue;
-    std::string what = obj.memfd ? cat("memfd '", obj.name, "'") : std::string("shared anonymous memory");
+    std::string what = !obj.dir.empty() ? cat("deleted file ", obj.dir, "/", obj.name)
+                       : obj.memfd      ? cat("memfd '", obj.name, "'")
+                                        : std::string("shared anonymous memory");
     unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
-    int fd = obj.memfd ? ::memfd_create(obj.name.c_str(), flags) : shared_anonymous_object(obj.size);
+    int fd = -1;
+    // A deleted file is made again where it was, on its filesystem, with
+    // no name; where that directory is gone (or its filesystem cannot),
+    // in memory.
+    if (!obj.dir.empty()) fd = ::open(obj.dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) fd = obj.memfd ? ::memfd_create(obj.name.c_str(), flags) : shared_anonymous_object(obj.size);
     if (fd < 0) fail_errno(what, ": create");
     fd = r.park_fd(fd);
     r.shmem_fds[i] = fd;

@@ -134,6 +134,27 @@ static __attribute__((noreturn)) void die(struct rst_args* a, const char* what, 
 
 #define ARR(a, type, off) ((type*)((char*)(a) + (a)->off))
 
+/* The kernel's struct flock on x86-64. */
+struct rst_flock {
+  int16_t l_type, l_whence;
+  int64_t l_start, l_len;
+  int32_t l_pid, pad;
+};
+#define RST_F_SETLK 6
+
+static void take_posix_locks(struct rst_args* a) {
+  struct rst_lock* locks = ARR(a, struct rst_lock, locks_off);
+  for (uint32_t i = 0; i < a->nr_locks; i++) {
+    struct rst_flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = locks[i].type;
+    fl.l_start = locks[i].start;
+    fl.l_len = locks[i].len;
+    long r = sys3(__NR_fcntl, locks[i].fd, RST_F_SETLK, &fl);
+    if (r) die(a, "take a POSIX lock again (a process took a conflicting one since thaw checked): fd", (uint64_t)locks[i].fd, r);
+  }
+}
+
 /* Reads a segment in chunks of a few hash blocks and checks each chunk
  * while it is still in the cache: hashing the whole segment after reading
  * it would read it back from memory (a sixth of an eager restore). */
@@ -414,6 +435,7 @@ void restorer_main(struct rst_args* a) {
   int32_t* closes = ARR(a, int32_t, close_off);
   for (uint32_t i = 0; i < a->nr_close; i++) sys1(__NR_close, closes[i]);
   sys1(__NR_close, a->pages_fd);
+  take_posix_locks(a);
 
   struct rst_thread* threads = ARR(a, struct rst_thread, threads_off);
   for (uint32_t i = 1; i < a->nr_threads; i++) {

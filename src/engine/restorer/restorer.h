@@ -72,6 +72,15 @@ struct rst_timer {
   int64_t value_ns, interval_ns;
 };
 
+/* A POSIX record lock the process held, taken again once the restorer has
+ * closed every fd of thaw's (a close of any fd of a file drops the
+ * process's POSIX locks on it). type: F_RDLCK or F_WRLCK; len 0: to EOF. */
+struct rst_lock {
+  int32_t fd;
+  int16_t type, pad;
+  int64_t start, len;
+};
+
 struct rst_mm {
   uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
   uint64_t arg_start, arg_end, env_start, env_end;
@@ -85,8 +94,9 @@ struct rst_args {
   uint64_t region_start, region_end, task_size;
   uint64_t stage_start, stage_end; /* kept until the mappings are in, then unmapped; 0, 0: none */
   int32_t pages_fd, status_fd;
-  uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close, nr_timers;
-  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off, zeros_off;
+  uint32_t nr_vmas, nr_segs, nr_threads, nr_sigs, nr_remaps, nr_close, nr_timers, nr_locks;
+  uint64_t vmas_off, segs_off, threads_off, sigs_off, remaps_off, close_off, auxv_off, timers_off, hashes_off, zeros_off,
+      locks_off;
   struct rst_mm mm;
   int32_t set_creds;
   int32_t dumpable; /* -1: leave; set once every thread has its credentials */

@@ -1,6 +1,5 @@
 """A class whose @enter(snap=True) keeps an anonymous temporary file open
-(tempfile.TemporaryFile: deleted while open), which the engine refuses to
-checkpoint: its deploy says what to do, and it cold-starts."""
+(tempfile.TemporaryFile: deleted while open), which the snapshot holds."""
 import tempfile
 
 import thaw
@@ -19,4 +18,6 @@ class Scratch:
     @thaw.method()
     def read(self):
         self.tmp.seek(0)
-        return self.tmp.read().decode()
+        got = self.tmp.read().decode()
+        self.tmp.write(b" and more")  # each container's own copy: the next reads "scratch" again
+        return got
