@@ -5,6 +5,8 @@
  *   fd s:  open and mapped shared (one object through both), deleted.
  *   map p: mapped privately, one page changed in the mapping only, deleted
  *          and its fd closed: the mapping alone holds it.
+ *   fd o:  an O_PATH fd (no file position) of a file deleted since, the
+ *          only hold on it.
  * After the go, each must be the same file as before: its content, offset,
  * size, no link, and the shared mapping and its fd one object. Their
  * directory stays until the end (a restore makes them there again). */
@@ -30,7 +32,7 @@ static int make(const char *dir, const char *name, char fill, char *path, size_t
 
 int main(void)
 {
-    char line[64], dir[4096], tp[4200], sp[4200], pp[4200];
+    char line[64], dir[4096], tp[4200], sp[4200], pp[4200], op[4200];
     zoo_mkdtemp(dir, sizeof dir, "deleted");
     int t = make(dir, "temp", 'a', tp, sizeof tp);
     CHECK_SYS(lseek(t, 5, SEEK_SET) == 5, "lseek");
@@ -44,7 +46,10 @@ int main(void)
     CHECK_SYS(pm != MAP_FAILED, "mmap private");
     pm[2 * PAGE + 7] = 'P';
     close(pf);
-    CHECK_SYS(unlink(tp) == 0 && unlink(sp) == 0 && unlink(pp) == 0, "unlink");
+    close(make(dir, "path", 'o', op, sizeof op));
+    int o = open(op, O_PATH | O_CLOEXEC);
+    CHECK_SYS(o >= 0, "open O_PATH");
+    CHECK_SYS(unlink(tp) == 0 && unlink(sp) == 0 && unlink(pp) == 0 && unlink(op) == 0, "unlink");
 
     zoo_ready();
     zoo_read_line(line, sizeof line);
@@ -66,6 +71,13 @@ int main(void)
     printf("shared: mapping reads '%c' (written through the fd), '%c' '%c'\n", sm[2 * PAGE], sm[0], sm[PAGE + 1]);
 
     printf("private: '%c' '%c' '%c' '%c'\n", pm[0], pm[PAGE], pm[2 * PAGE], pm[2 * PAGE + 7]);
+
+    CHECK_SYS(fstat(o, &st) == 0, "fstat O_PATH");
+    char via[64];
+    snprintf(via, sizeof via, "/proc/self/fd/%d", o);
+    int r = open(via, O_RDONLY | O_CLOEXEC);
+    CHECK_SYS(r >= 0 && pread(r, buf, 1, PAGE) == 1, "read through the O_PATH fd");
+    printf("path: %lld bytes, %d links, reads '%c'\n", (long long)st.st_size, (int)st.st_nlink, buf[0]);
     rmdir(dir); /* gone already where a test removed it */
     zoo_done();
 }

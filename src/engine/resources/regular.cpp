@@ -118,7 +118,9 @@ int open_memfd(RestoreContext& r, const json& f) {
 int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   if (f.value("memfd", false)) {
     UniqueFd fd(open_memfd(r, f));
-    if (::lseek(fd.get(), f["pos"].get<off_t>(), SEEK_SET) < 0) fail_errno("memfd: seek to ", f["pos"].get<off_t>());
+    // An O_PATH fd (of a deleted file, say) has no file position.
+    if (!(f["flags"].get<int>() & O_PATH) && ::lseek(fd.get(), f["pos"].get<off_t>(), SEEK_SET) < 0)
+      fail_errno("memfd: seek to ", f["pos"].get<off_t>());
     return fd.release();
   }
   std::string path = f["path"];
