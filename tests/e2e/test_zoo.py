@@ -157,6 +157,26 @@ def test_a_deleted_file_too_large_for_the_image_is_refused_by_name(zoo, thaw_bin
     assert out == b"300\n", out
 
 
+def test_a_deleted_executable_is_refused_by_name(zoo, thaw_bin, tmp_path):
+    """A program whose executable was deleted since it started (replaced by
+    an upgrade, say) cannot be restored: a restore sets the process's
+    executable again by its path. Its mappings of the file alone would be
+    kept as a deleted file's: the checkpoint is refused, naming the file,
+    instead of writing an image that no restore accepts; the program runs
+    on."""
+    expected = zoo.run_uninterrupted("simple")
+    exe = tmp_path / "simple-copy"
+    shutil.copy(zoo.prog_path("simple"), exe)
+    p = zoo.start(str(exe))
+    exe.unlink()
+    img = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img)
+    assert cp.returncode != 0 and f"its executable {exe} was deleted" in cp.stderr, cp.stderr
+    assert not Path(img).exists()
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "simple after its refused checkpoint")
+
+
 def test_a_restore_refuses_a_lock_the_original_still_holds(zoo, thaw_bin):
     """locks' original, left running, still holds its exclusive flock (and
     the rest): a restore of it fails, naming the lock, instead of letting two

@@ -184,6 +184,12 @@ void dump_process(CheckpointContext& c) {
   p.exe.path = proc::read_link(dir + "/exe");
   struct stat st;
   if (::stat((dir + "/exe").c_str(), &st) != 0) fail_errno("stat executable of ", c.pid);
+  // Its mappings would be kept as a deleted file's, but a restore sets the
+  // executable again by its path (plan_process): refuse here rather
+  // than write an image that no restore accepts.
+  if (proc::unlinked(c.pid, p.exe.path, st))
+    fail("its executable ", proc::without_deleted(p.exe.path), " was deleted (or replaced) "
+         "since it started; a restore could not set it again: run the program anew from its file");
   p.exe.dev = st.st_dev;
   p.exe.ino = st.st_ino;
   p.exe.size = st.st_size;
