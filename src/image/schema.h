@@ -72,6 +72,9 @@ struct Shmem {
   // was in, where a restore makes it anew without a name (O_TMPFILE); ""
   // for a memfd or a file of a tmpfs.
   std::string dir;
+  // A deleted file's owner and permission bits, which a restore gives the
+  // file it makes (mode 0: not recorded).
+  uint32_t uid = 0, gid = 0, mode = 0;
 };
 
 struct SigAction {
@@ -252,7 +255,8 @@ inline void from_json(const nlohmann::json& j, PageRun& r) {
   if (r.hashes.size() != hash_blocks(r.len)) throw std::runtime_error("page run with a wrong number of hashes");
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs, dir)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs, dir, uid, gid,
+                                                mode)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, nice, priority, runtime_ns,

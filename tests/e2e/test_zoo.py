@@ -138,6 +138,37 @@ def test_deleted_files_come_back_where_they_were_or_in_memory(zoo, thaw_bin):
     _assert_same(expected, rc, out, err, "deleted_files restored with their directory gone")
 
 
+def test_a_deleted_file_comes_back_with_its_owner_and_mode(zoo, thaw_bin, tmp_path):
+    """A deleted file a restore makes anew is its owner's, with its mode, as
+    it was, not thaw's (root, 0600): the restored process, of another user
+    (nobody), can still change its mode and open it again through
+    /proc/self/fd."""
+    path = tmp_path / "owned"
+    path.write_bytes(b"mine")
+    os.chown(path, 65534, 65534)
+    os.chmod(path, 0o640)
+    fd = os.open(path, os.O_RDWR)
+    code = ("import os, sys\n"
+            "fd = int(sys.argv[1])\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "st = os.fstat(fd)\n"
+            "os.fchmod(fd, 0o600)\n"
+            "print(st.st_uid, st.st_gid, oct(st.st_mode & 0o777), open(f'/proc/self/fd/{fd}', 'rb').read().decode())\n")
+    p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                          code, str(fd)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         pass_fds=(fd,))
+    zoo.procs.append(p)
+    os.close(fd)
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    path.unlink()
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "65534 65534 0o640 mine\n", _show("restore", rc, out, err)
+
+
 def test_a_deleted_file_too_large_for_the_image_is_refused_by_name(zoo, thaw_bin, tmp_path):
     """A deleted file holding more than 256 MiB (allocated, not a hole) is
     not copied into the image: the checkpoint fails naming the fd and its

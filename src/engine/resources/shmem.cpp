@@ -78,6 +78,11 @@ int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, cons
   obj.memfd = memfd;
   obj.name = name;
   obj.dir = dir;
+  if (!dir.empty()) {
+    obj.uid = st.st_uid;
+    obj.gid = st.st_gid;
+    obj.mode = st.st_mode & 07777;
+  }
   UniqueFd own = own_description(target_fd);
   int fd = own.get();
   if (memfd) {
@@ -130,6 +135,10 @@ void restore_shmem_objects(RestoreContext& r) {
     if (fd < 0) fd = obj.memfd ? ::memfd_create(obj.name.c_str(), flags) : shared_anonymous_object(obj.size);
     if (fd < 0) fail_errno(what, ": create");
     fd = r.park_fd(fd);
+    // Made by thaw, it is root's, 0600: a process of another user could
+    // not change its mode or open it again through /proc/self/fd.
+    if (obj.mode != 0 && (::fchown(fd, obj.uid, obj.gid) != 0 || ::fchmod(fd, obj.mode) != 0))
+      fail_errno(what, ": give it its owner (", obj.uid, ":", obj.gid, ") and mode (", std::oct, obj.mode, ")");
     r.shmem_fds[i] = fd;
     // The restorer closes it once its mappings are made (files reopen it).
     r.plan.close_fds.push_back(fd);
