@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -167,6 +168,57 @@ def test_a_deleted_file_comes_back_with_its_owner_and_mode(zoo, thaw_bin, tmp_pa
     p.wait(timeout=10)
     rc, out, err = zoo.restore(img)
     assert rc == 0 and out == "65534 65534 0o640 mine\n", _show("restore", rc, out, err)
+
+
+def test_a_private_mapping_of_a_file_deleted_from_a_tmpfs_comes_back(zoo, thaw_bin):
+    """A library unpacked into a tmpfs (/tmp is one on many systems),
+    mapped privately and deleted, as some loaders do: kept as a deleted
+    file, as it is on a disk, not refused; the restored mapping has the
+    file's content and the process's own change to it."""
+    d = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="thaw-test-"))
+    try:
+        lib = d / "lib.so"
+        lib.write_bytes(b"lib" * 2000)
+        code = ("import mmap, os, sys\n"
+                f"fd = os.open({str(lib)!r}, os.O_RDONLY)\n"
+                "m = mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n"
+                "os.close(fd)\n"
+                f"os.unlink({str(lib)!r})\n"
+                "m[4096:4099] = b'own'\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "print(m[:6].decode(), m[4096:4099].decode(), len(m), flush=True)\n")
+        p = _start_python(zoo, code)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        rc, out, err = zoo.restore(img)
+        assert rc == 0 and out == "liblib own 6000\n", _show("restore", rc, out, err)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_mapped_file_removed_from_its_name_but_linked_elsewhere_is_refused(zoo, thaw_bin, tmp_path):
+    """A mapped file removed from its name that keeps another (a hard link)
+    is not a deleted file (its content is on disk, shared): refused, and the
+    message says so rather than that deleted files are not supported."""
+    (tmp_path / "a").write_bytes(b"data" * 1024)
+    os.link(tmp_path / "a", tmp_path / "b")
+    code = ("import ctypes, os, sys\n"  # Python's mmap would keep an fd of the file
+            "libc = ctypes.CDLL(None)\n"
+            "libc.mmap.restype = ctypes.c_void_p\n"
+            "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, "
+            "ctypes.c_long]\n"
+            f"fd = os.open({str(tmp_path / 'a')!r}, os.O_RDONLY)\n"
+            "m = libc.mmap(None, 4096, 1, 1, fd, 0)\n"  # PROT_READ, MAP_SHARED
+            "os.close(fd)\n"
+            f"os.unlink({str(tmp_path / 'a')!r})\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(ctypes.string_at(m, 4).decode(), flush=True)\n")
+    _refused_and_runs_on(zoo, code, "the mapped file was removed from this name but has other links (hard links)",
+                         b"data\n")
 
 
 def test_a_deleted_file_too_large_for_the_image_is_refused_by_name(zoo, thaw_bin, tmp_path):

@@ -88,15 +88,15 @@ bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e, std::string* path) {
   return false;
 }
 
-// A regular file of a filesystem other than a tmpfs, mapped and deleted
-// (no link left).
-bool deleted_disk_file(pid_t pid, const proc::MapEntry& e) {
+// A regular file mapped and deleted (no link left): of a disk, or of a
+// tmpfs mapped privately (a library unpacked into /tmp and removed once
+// loaded); the caller takes a shared mapping of a tmpfs file for
+// deleted_tmpfs_file's first.
+bool deleted_file(pid_t pid, const proc::MapEntry& e) {
   if (e.ino == 0 || e.name.empty() || e.name[0] != '/') return false;
   std::string mf = cat("/proc/", pid, "/map_files/", std::hex, e.start, "-", e.end);
   struct stat st;
-  struct statfs fs;
-  return ::stat(mf.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 && ::statfs(mf.c_str(), &fs) == 0 &&
-         fs.f_type != TMPFS_MAGIC;
+  return ::stat(mf.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0;
 }
 
 bool is_shmem_mapping(const proc::MapEntry& e) {
@@ -358,7 +358,7 @@ void dump_memory(CheckpointContext& c) {
     bool deleted_shm = e.shared && !is_shmem_mapping(e) &&
                        with_context(where, [&] { return deleted_tmpfs_file(c.pid, e, &path); });
     if (path != e.name) v.name = path;
-    if (!is_shmem_mapping(e) && !deleted_shm && deleted_disk_file(c.pid, e)) {
+    if (!is_shmem_mapping(e) && !deleted_shm && deleted_file(c.pid, e)) {
       // Its content lives on only in the kernel: it comes back from the
       // image, made anew without a name where it was (shmem.cpp), mapped
       // shared or privately as it was (a private one's own pages on top).
@@ -391,7 +391,8 @@ void dump_memory(CheckpointContext& c) {
       std::string mf = cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end);
       if (::stat(mf.c_str(), &st) != 0) fail_errno(where, ": stat mapped file");
       if (proc::unlinked(c.pid, path, st))
-        fail(where, ": the mapped file was deleted; mappings of deleted files are not supported");
+        fail(where, ": the mapped file was removed from this name but has other links (hard links); not supported: "
+                    "keep it under its name until after the checkpoint");
       image::FileId id = file_id_of(path, st);
       auto it = std::find_if(c.m.mapped_files.begin(), c.m.mapped_files.end(),
                              [&](const image::FileId& f) { return f.dev == id.dev && f.ino == id.ino; });
