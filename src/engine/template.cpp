@@ -61,10 +61,14 @@ std::string Template::ineligible(const image::Manifest& m) {
   if (!m.children.empty()) return cat("it is a process tree (", m.children.size() + 1, " processes)");
   // An object only fds reach (a memfd, a deleted file) is made anew for
   // each copy with its files; a mapped one would be one for all copies.
+  // (A private mapping of a deleted file, a library removed since it was
+  // loaded say, is one too: not "shared memory" to whoever reads why.)
   for (const auto& v : m.vmas)
     if (v.kind == "shmem")
-      return cat("it has shared memory mapped at 0x", std::hex, v.start, std::dec,
-                 " (every copy would share one object)");
+      return v.shared ? cat("it has shared memory mapped at 0x", std::hex, v.start, std::dec,
+                            " (every copy would share one object)")
+                      : cat("it maps a deleted file (or a memfd) privately at 0x", std::hex, v.start, std::dec, " (",
+                            v.name, "; every copy would share one object under its own pages)");
   for (const auto& v : m.vmas)
     if ((v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork)) && (v.kind != "anon" || v.shared))
       return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK and not "

@@ -104,8 +104,14 @@ TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
   m.shmem.push_back({});
   m.vmas.push_back(m.vmas[0]);
   m.vmas.back().kind = "shmem";
+  m.vmas.back().shared = true;
   m.vmas.back().start = 0x7000;
   EXPECT_NE(Template::ineligible(m).find("shared memory mapped at 0x7000"), std::string::npos);
+  m.vmas.back().shared = false;
+  m.vmas.back().name = "/lib/x.so (deleted)";
+  EXPECT_NE(Template::ineligible(m).find("it maps a deleted file (or a memfd) privately at 0x7000 (/lib/x.so "
+                                         "(deleted);"),
+            std::string::npos);
   // One only fds reach (a memfd, a deleted file) is made anew per copy.
   m = worker();
   m.shmem.push_back({});
