@@ -20,13 +20,28 @@ from .exception import InvalidError
 
 
 def _caller_file(depth=2):
+    """The file the App is defined in; None for code that has none (a
+    notebook, the REPL, `python -c`, a script piped to `python -`, whose
+    __file__ is "<stdin>")."""
     frame = sys._getframe(depth)
     while frame is not None:
         f = frame.f_globals.get("__file__")
-        if f and not str(Path(f).resolve()).startswith(_state.PACKAGE_DIR):
-            return str(Path(f).resolve())
-        frame = frame.f_back
+        if f and str(Path(f).resolve()).startswith(_state.PACKAGE_DIR):
+            frame = frame.f_back
+            continue
+        # The first frame outside thaw decides: a notebook's cell has no
+        # __file__, though the frames that run it (IPython's) have theirs.
+        return str(Path(f).resolve()) if f and Path(f).is_file() else None
     return None
+
+
+def _serialized_unless_told(app, obj, kwargs):
+    """Modal's notebook rule: a function or class defined in a __main__ that
+    has no file (a notebook, the REPL) cannot be imported by its containers,
+    so it is sent itself, as serialized=True does."""
+    if app._file is None and getattr(obj, "__module__", None) == "__main__" and "serialized" not in kwargs:
+        return {**kwargs, "serialized": True}
+    return kwargs
 
 
 class LocalEntrypoint:
@@ -121,6 +136,8 @@ class App:
     def function(self, _warn_parentheses_missing=None, *, name=None, **kwargs):
         """Register a function (Modal's @app.function(...); every Modal
         parameter is accepted, see docs/sdk.md for what each does in thaw)."""
+        kwargs_given = kwargs
+
         def decorate(f):
             flags, params = frozenset(), {}
             if isinstance(f, PartialFunction):
@@ -133,6 +150,7 @@ class App:
             if not callable(f):
                 raise InvalidError(f"@app.function() must decorate a function, got {f!r}")
             fname = name or f.__name__
+            kwargs = _serialized_unless_told(self, f, kwargs_given)
             if "<locals>" in getattr(f, "__qualname__", "") and not kwargs.get("serialized"):
                 warn(f"thaw: function '{fname}' is not defined at the module's global scope; "
                      f"containers import the app file and find functions by name, so "
@@ -176,6 +194,7 @@ class App:
                 user_cls = user_cls.raw_f
             if not inspect.isclass(user_cls):
                 raise InvalidError(f"@app.cls() must decorate a class, got {user_cls!r}")
+            kw = _serialized_unless_told(self, user_cls, kw)
             cname = kw.pop("name", None) or user_cls.__name__
             where = f"class '{cname}'"
             if "<locals>" in user_cls.__qualname__ and not kw.get("serialized"):
@@ -286,9 +305,16 @@ class App:
     def run(self, *, detach=False, interactive=False, environment_name=None, client=None,
             show_progress=None):
         """Run the app ephemerally for the `with` block: .remote() calls go to
-        an ephemeral app built from this app's file (no memory snapshots)."""
+        an ephemeral app built from this app's file (no memory snapshots);
+        defined where there is no file (a notebook, the REPL), from its
+        functions and classes themselves (serialized)."""
         if self._file is None:
-            raise InvalidError("thaw: app.run() needs the app to be defined in a file")
+            imported = [n for n, o in {**self._functions, **self._classes}.items() if not o._is_serialized()]
+            if imported:
+                raise InvalidError(f"thaw: app.run() of an app defined where there is no file (a notebook, "
+                                   f"the REPL) sends its functions and classes themselves, but "
+                                   f"{', '.join(sorted(imported))} come from a module: give them "
+                                   f"serialized=True, or define the app in a file")
         saved = (_state.mode, _state.app_file)
         _state.mode, _state.app_file = "ephemeral", self._file
         try:

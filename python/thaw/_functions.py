@@ -581,6 +581,10 @@ class _Object:
         if cached is None:
             self._write_serialized()
             cached = self._definition_cache = self.spec()
+        if self._route()[1] is None:
+            # No app file (a notebook, the REPL): its containers work where
+            # the caller does, as they would in the app file's directory.
+            return {**cached, "cwd": os.getcwd()}
         return cached
 
 

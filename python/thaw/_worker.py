@@ -435,11 +435,12 @@ class Worker:
     # ------------------------------------------------------------ phases
     def load(self):
         """Global scope: import the app file and find the target."""
-        if not self.app_file or not self.target_name:
+        # A serialized function may come from no file (a notebook, the REPL).
+        if not self.target_name or not (self.app_file or self.serialized):
             raise _Failed("import", "THAW_APP_FILE and THAW_FUNCTION must be set")
-        if _state.mode == "ephemeral":
+        if _state.mode == "ephemeral" and self.app_file:
             _state.app_file = os.path.abspath(self.app_file)
-        sys.argv = [self.app_file]
+        sys.argv = [self.app_file or ""]
         if self.serialized:
             return self.load_serialized()
         try:
@@ -479,7 +480,7 @@ class Worker:
         except OSError as e:
             raise _Failed("import", f"cannot read the pickled {self.target_name} "
                           f"(serialized=True) at {path}: {e}; deploy or run the app again") from None
-        app_dir = os.path.dirname(os.path.abspath(self.app_file))
+        app_dir = os.path.dirname(os.path.abspath(self.app_file)) if self.app_file else os.getcwd()
         if app_dir not in sys.path:  # its local modules, pickled by name
             sys.path.insert(0, app_dir)
 
@@ -490,7 +491,7 @@ class Worker:
                 # Globals of the app file pickled by reference, under the
                 # name the app file had where it was pickled; it is loaded
                 # here under the same one.
-                if e.name != module_name_for(self.app_file):
+                if not self.app_file or e.name != module_name_for(self.app_file):
                     raise
                 load_app_module(self.app_file)
                 return load_payload(payload)

@@ -114,11 +114,20 @@ Target Runtime::resolve(const std::string& app, const std::string& fn, const std
   // included. Its file need not define it (a function made inside another
   // one, or under `if __name__ == "__main__":`), so it is not introspected.
   if (definition && definition->is_object() && definition->contains("serialized_function")) {
-    if (app_file.empty()) fail("app '", app, "': a call of serialized function '", fn, "' names no app file");
     FunctionDesc f = parse_function(fn, *definition);
     if (f.serialized_file.empty()) fail("app '", app, "': serialized function '", fn, "' comes without its file");
     AppDesc a;
     a.name = app;
+    if (app_file.empty()) {
+      // Defined where there is no file (a notebook, the REPL): its
+      // containers work in the caller's directory.
+      std::string cwd = definition->value("cwd", std::string());
+      if (cwd.empty() || cwd[0] != '/')
+        fail("app '", app, "': a call of serialized function '", fn, "' names neither an app file nor a directory");
+      Target t = ephemeral_target(a, f);
+      t.cwd = cwd;
+      return t;
+    }
     a.file = absolute_app_file(app_file);
     return ephemeral_target(a, f);
   }

@@ -25,7 +25,10 @@ struct Target {
 
   std::string label() const { return app + "." + fn.name; }
   std::string pool_id() const {
-    std::string id = version ? app + "@v" + std::to_string(version) + "/" + fn.name : "ephemeral:" + app_file + "/" + fn.name;
+    // An ephemeral app without a file (a notebook's) is known by its name
+    // and the caller's directory, where its containers work.
+    std::string where = app_file.empty() ? app + "@" + cwd : app_file;
+    std::string id = version ? app + "@v" + std::to_string(version) + "/" + fn.name : "ephemeral:" + where + "/" + fn.name;
     // A serialized function redefined under the same name (a script run
     // again against `thaw serve`) must not get the old one's containers.
     if (!fn.serialized_file.empty()) id += "#" + fn.serialized_file;

@@ -1408,6 +1408,61 @@ def test_serialized_functions_of_a_main_script_run_in_its_ephemeral_app(thaw):
     thaw.assert_containers_gone()
 
 
+NOTEBOOK_CELLS = """
+import json, os
+import thaw as modal
+
+app = modal.App("e2e-notebook")
+FACTOR = 6
+
+
+def helper(x):
+    return x * FACTOR
+
+
+@app.function()
+def scale(x):
+    return helper(x), open("data.txt").read().strip(), os.getcwd()
+
+
+@app.cls()
+class Counter:
+    @modal.enter()
+    def start(self):
+        self.base = 1000
+
+    @modal.method()
+    def add(self, x):
+        return self.base + x
+
+
+with app.run():
+    print(json.dumps({"remote": scale.remote(7), "map": [r[0] for r in scale.map([1, 2])],
+                      "method": Counter().add.remote(5)}))
+"""
+
+
+@pytest.mark.parametrize("how", ["stdin", "-c"])
+def test_an_app_defined_where_there_is_no_file_runs_its_functions_serialized(thaw, how):
+    # A notebook's cells, the REPL, `python -c` or a script piped to `python
+    # -`: no file for containers to import. As in Modal, its functions and
+    # classes are sent themselves (serialized=True implied), and the
+    # containers work in the caller's directory (it failed: "app file
+    # /cwd/<stdin>: No such file or directory").
+    work = thaw.tmp / f"notebook-{how}"
+    work.mkdir()
+    (work / "data.txt").write_text("from the caller's directory\n")
+    env = dict(thaw.env, THAW_RUNTIME_SOCKET=str(thaw.serve()))
+    argv, stdin = ([PYTHON, "-"], NOTEBOOK_CELLS) if how == "stdin" else ([PYTHON, "-c", NOTEBOOK_CELLS], "")
+    cp = subprocess.run(argv, input=stdin, env=env, cwd=work, capture_output=True, text=True,
+                        timeout=RUN_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr + thaw.serve_log()
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert out == {"remote": [42, "from the caller's directory", str(work)], "map": [6, 12], "method": 1005}, out
+    thaw.stop_serve()
+    thaw.assert_containers_gone()
+
+
 SERIALIZED_ENTRYPOINT = """
 import thaw
 

@@ -161,3 +161,41 @@ def test_the_app_files_globals_pickled_by_name_are_imported_in_the_container(
                env={"THAW_SERIALIZED_FUNCTION": str(pickled)})
     w.start(restored=False)
     assert w.value(4) == 41
+
+
+NO_FILE = '''
+import thaw
+app = thaw.App("no-file")
+
+@app.function()
+def double(x):
+    return 2 * x
+
+@app.cls()
+class Box:
+    @thaw.method()
+    def get(self):
+        return 1
+
+@app.function(serialized=False)
+def told(x):
+    return x
+'''
+
+
+def test_an_app_defined_where_there_is_no_file_sends_its_functions_themselves():
+    """Modal's notebook rule: in a __main__ without a file (a notebook's
+    cells, the REPL, `python -c`) functions and classes are serialized
+    unless told otherwise, and app.run() refuses one that is not."""
+    ns = {"__name__": "__main__"}
+    exec(compile(NO_FILE, "<stdin>", "exec"), ns)
+    app = ns["app"]
+    assert app._file is None
+    assert ns["double"]._is_serialized() and ns["Box"]._is_serialized()
+    assert not ns["told"]._is_serialized()
+    with pytest.raises(InvalidError, match="told come from a module: give them serialized=True"):
+        with app.run():
+            pass
+    del app._functions["told"]
+    with app.run():
+        assert _state.mode == "ephemeral"
