@@ -232,9 +232,13 @@ std::unique_ptr<Template> Template::create(const image::Reader& img) {
       if (restore_tid(m, th) == restore_pid(m)) t->main_ = th;
     image::Manifest single = m;
     single.threads = {t->main_};
-    // It never runs: each copy takes the image's locks on files of its own
-    // (its namespace init opens them) and, as a process, its POSIX locks.
-    drop_locks(single);
+    // Each copy takes the image's locks on files of its own (its namespace
+    // init opens them) and, as a process, its POSIX locks. The template
+    // holds the read locks as the original did, as one more reader: SQLite
+    // in WAL mode takes a lock no other reader holds to mean it is the last
+    // connection, and then deletes the -wal and -shm files that every copy
+    // maps. Not the write locks, which would keep every copy from its own.
+    drop_write_locks(single);
     t->held_ = restore_held(img, single, inherit);
     proc::Seizure& s = *t->held_.seizure;
     proc::Tracee& tt = s.leader();

@@ -295,8 +295,8 @@ def _locks_on(path):
 
 def test_each_copy_takes_the_image_s_file_locks_for_itself(runner, tmp_path):
     """The original held a shared flock and a POSIX read lock on a file. The
-    template holds neither (it never runs); each copy holds both of its own,
-    as two restores of the image would."""
+    template holds both, as one more reader; each copy holds both of its
+    own, as two restores of the image would."""
     locked = tmp_path / "locked"
     locked.write_text("x" * 100)
     orig = runner.start([PYTHON, "-c",
@@ -313,12 +313,42 @@ def test_each_copy_takes_the_image_s_file_locks_for_itself(runner, tmp_path):
     runner.kill_original(orig)
     assert _locks_on(locked) == []
     _, sock = runner.start_template(img, "template of the lock holder")
-    assert _locks_on(locked) == []
+    assert sorted(kind for kind, _ in _locks_on(locked)) == ["FLOCK", "POSIX"]
     copies = [runner.restore_from_template(sock, f"lock holder copy {n}") for n in (1, 2)]
     assert [c.ask("hello") for c in copies] == ["hello", "hello"]
     held = _locks_on(locked)
-    assert sorted(kind for kind, _ in held) == ["FLOCK", "FLOCK", "POSIX", "POSIX"], held
-    assert len({pid for kind, pid in held if kind == "POSIX"}) == 2, held
+    assert sorted(kind for kind, _ in held) == ["FLOCK"] * 3 + ["POSIX"] * 3, held
+    assert len({pid for kind, pid in held if kind == "POSIX"}) == 3, held
+
+
+def test_a_template_keeps_an_sqlite_wal_database_alive_for_its_copies(runner, tmp_path):
+    """A copy that closes its SQLite connection (WAL mode) cleanly does not
+    take itself for the last one: the template holds the image's read
+    locks, so SQLite leaves the -wal and -shm files, which the template and
+    every later copy map, where they are."""
+    db = tmp_path / "data.db"
+    orig = runner.start([PYTHON, "-c",
+                         "import sqlite3, sys\n"
+                         f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+                         "db.execute('pragma journal_mode=wal')\n"
+                         "db.execute('create table t(x)'); db.execute('insert into t values (1)')\n"
+                         "print('READY', flush=True)\n"
+                         "for line in sys.stdin:\n"
+                         "    if line.strip() == 'close':\n"
+                         "        db.close(); print('closed', flush=True); continue\n"
+                         "    db.execute('insert into t values (?)', (line.strip(),))\n"
+                         "    print(db.execute('select count(*) from t').fetchone()[0], flush=True)\n"],
+                        "sqlite user")
+    img = runner.path("img")
+    runner.checkpoint(orig, img)
+    runner.kill_original(orig)
+    _, sock = runner.start_template(img, "template of the sqlite user")
+    first = runner.restore_from_template(sock, "sqlite copy 1")
+    assert first.ask("a") == "2"
+    assert first.ask("close") == "closed"
+    assert (tmp_path / "data.db-wal").exists() and (tmp_path / "data.db-shm").exists()
+    second = runner.restore_from_template(sock, "sqlite copy 2")
+    assert second.ask("b") == "3"
 
 
 def test_each_copy_has_its_own_copy_of_a_deleted_file(runner, tmp_path):

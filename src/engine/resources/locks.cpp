@@ -156,9 +156,17 @@ void take_description_locks(int fd, const json& f) {
   }
 }
 
-void drop_locks(image::Manifest& m) {
-  for (auto& f : m.files) f.erase("locks");
-  for (auto& e : m.fds) e.erase("posix_locks");
+void drop_write_locks(image::Manifest& m) {
+  auto keep_reads = [](json& entry, const char* key) {
+    if (!entry.contains(key)) return;
+    json reads = json::array();
+    for (const auto& l : entry[key])
+      if (l["type"] == "r") reads.push_back(l);
+    if (reads.empty()) entry.erase(key);
+    else entry[key] = reads;
+  };
+  for (auto& f : m.files) keep_reads(f, "locks");
+  for (auto& e : m.fds) keep_reads(e, "posix_locks");
 }
 
 void plan_posix_locks(RestoreContext& r) {

@@ -130,9 +130,9 @@ void take_description_locks(int fd, const nlohmann::json& f);
 void plan_posix_locks(RestoreContext& r);
 // A lock of a files or fds entry, for F_SETLK (SEEK_SET; l_len 0: to EOF).
 struct flock posix_lock_of(const nlohmann::json& lock);
-// Drops every lock from the image (a template's held process, which never
-// runs: its copies take them).
-void drop_locks(image::Manifest& m);
+// Drops the write locks from the image, keeping the read ones (a template's
+// held process: its copies take them all).
+void drop_write_locks(image::Manifest& m);
 void check_files(const image::Manifest& m, const std::map<int, int>& inherit);
 // `inherit` plus, for each fd of an external description that it does not
 // name, the fd it gives another fd of that description (they were dups).
