@@ -196,3 +196,29 @@ def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp
     assert rc != 0 and "held a POSIX write lock on bytes 5-14 of" in err and "restore once it is released" in err, err
     rc, out, err = zoo.finish(orig)
     assert rc == 0 and out == "still mine\n", (rc, out, err)
+
+
+RESOURCE_SHARER = '''
+import os, sys
+from multiprocessing import resource_sharer
+shared = resource_sharer.DupFd(os.open("/dev/null", os.O_RDONLY))
+print("READY", flush=True)
+sys.stdin.readline()
+print("still running")
+'''
+
+
+def test_a_resource_sharer_listener_is_refused_with_what_to_do(zoo, thaw_bin, tmp_path):
+    """multiprocessing's resource sharer listens on a unix socket bound to a
+    path (pymp-*/listener-*) in a process that sent an fd to another: torch
+    DataLoader workers do for each batch, so a loader with live workers was
+    refused by a socket its user never made. The refusal now says what it
+    is and how to checkpoint anyway; the process runs on as before."""
+    prog = tmp_path / "resource_sharer.py"
+    prog.write_text(RESOURCE_SHARER)
+    p = _start(zoo, prog)
+    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+    assert cp.returncode != 0 and "/listener-" in cp.stderr, cp.stderr
+    assert "resource sharer" in cp.stderr and "DataLoader without persistent_workers" in cp.stderr, cp.stderr
+    rc, out, err = zoo.finish(p)
+    assert rc == 0 and out == "still running\n", (rc, out, err)
