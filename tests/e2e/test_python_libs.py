@@ -178,6 +178,29 @@ def test_an_open_sqlite_wal_database_works_in_each_restored_copy(zoo, thaw_bin, 
         assert any(h in holders for h in zoo.descendants(c.pid)), (c.prog, holders)
 
 
+def test_a_sqlite_wal_database_written_after_the_checkpoint_still_restores(zoo, thaw_bin, tmp_path):
+    """The -shm file of a WAL database is mapped shared: its pages are not
+    in the image, the process reads the file as it is. A write to the
+    database after the checkpoint (by the original, or by a restored copy
+    for every later restore) changes it, and restores were refused as of
+    a mapped file that changed. Now a copy restored after such a write
+    starts and sees it."""
+    prog = tmp_path / "sqlite_wal.py"
+    prog.write_text(SQLITE_WAL)
+    db = tmp_path / "data.db"
+    orig = _start(zoo, prog, str(db))
+    img = zoo.img_path()
+    zoo.checkpoint(orig, img)
+    assert _ask(orig, "add original") == "added"
+    copy = zoo.restore_start(img)
+    copy.prog = "copy"
+    assert _ask(copy, "add copy") == "added"
+    assert _ask(copy, "rows") == "setup,original,copy"
+    later = zoo.restore_start(img)
+    later.prog = "later copy"
+    assert _ask(later, "rows") == "setup,original,copy"
+
+
 def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp_path):
     """A POSIX write lock (lockf) the original still holds fails a restore
     with a message naming the lock and its range; the original is left as

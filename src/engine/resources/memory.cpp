@@ -444,13 +444,30 @@ void dump_memory(CheckpointContext& c) {
   }
 }
 
+// A file mapped only MAP_SHARED (a SQLite WAL database's -shm index, a
+// named semaphore) has none of its pages in the image: the process sees
+// the file as it is, and other processes writing it is what sharing it is
+// for. Its content may change after the checkpoint (a restored copy that
+// writes the database changed it for every later restore); only another
+// file in its place is refused. A file with a private mapping must be as
+// it was: the pages the process never wrote come from it.
+std::vector<bool> files_mapped_shared_only(const image::Manifest& m) {
+  std::vector<bool> shared_only(m.mapped_files.size(), true);
+  for (const auto& v : m.vmas)
+    if (v.file >= 0 && size_t(v.file) < shared_only.size() && !v.shared) shared_only[v.file] = false;
+  return shared_only;
+}
+
 void check_mapped_files(const image::Manifest& m) {
-  for (const auto& f : m.mapped_files) {
+  std::vector<bool> shared_only = files_mapped_shared_only(m);
+  for (size_t i = 0; i < m.mapped_files.size(); i++) {
+    const auto& f = m.mapped_files[i];
     struct stat st;
     if (::stat(f.path.c_str(), &st) != 0)
       fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
     int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    if (st.st_ino != f.ino || st.st_dev != f.dev || uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)
+    bool replaced = st.st_ino != f.ino || st.st_dev != f.dev;
+    if (replaced || (!shared_only[i] && (uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)))
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
            "); take a new checkpoint");
   }
