@@ -78,6 +78,21 @@ def test_a_spawn_pool_works_after_restore(zoo, thaw_bin, tmp_path):
     assert rc == 0 and out == "[0, 1, 4, 9, 16, 25]\nTrue\nDONE\n", f"rc={rc}\n{out}\n{err}"
 
 
+def test_a_spawn_pool_s_image_restores_again_after_a_copy_ended(zoo, thaw_bin, tmp_path):
+    """A restored copy that ends removes its pool's named semaphores, as
+    the original would have (multiprocessing unlinks them at exit), and
+    every later restore of the image failed on a mapped file gone (the
+    runtime then recreated the snapshot, failed again, and cold-started
+    until the next deploy). The image keeps their content, and a restore
+    that finds one gone makes it again."""
+    prog = tmp_path / "spawn_pool.py"
+    prog.write_text(SPAWN_POOL)
+    img = _image(zoo, prog)
+    for n in (1, 2):
+        rc, out, err = zoo.restore(img, timeout=60)
+        assert rc == 0 and out == "[0, 1, 4, 9, 16, 25]\nTrue\nDONE\n", f"restore {n}: rc={rc}\n{out}\n{err}"
+
+
 OPENSSL_DRAWS = '''
 import os, ssl, sys
 import thaw._worker as worker
