@@ -122,6 +122,35 @@ def test_the_worker_s_reseed_reaches_openssl(zoo, thaw_bin, tmp_path):
     assert draws[0][1] != draws[1][1], f"OpenSSL drew the same bytes after the reseed: {draws}"
 
 
+TEMPFILE_NAMES = '''
+import sys, tempfile
+import thaw._worker as worker
+tempfile.mkstemp()
+print("READY", flush=True)
+seed = int(sys.stdin.readline())
+before = next(tempfile._get_candidate_names())
+worker.reseed(seed)
+print(before, next(tempfile._get_candidate_names()))
+'''
+
+
+def test_the_worker_s_reseed_reaches_tempfile_names(zoo, thaw_bin, tmp_path):
+    """tempfile draws its names from a generator of its own, made again
+    when the pid changes; restored copies keep their pid, so each drew
+    the same names (mkstemp retries on a clash, but mktemp() and names
+    made for other hosts collide). The worker's reseed makes it anew."""
+    prog = tmp_path / "tempfile_names.py"
+    prog.write_text(TEMPFILE_NAMES)
+    img = _image(zoo, prog)
+    names = []
+    for seed in (1, 2):
+        rc, out, err = zoo.restore(img, data=f"{seed}\n".encode())
+        assert rc == 0, f"rc={rc}\n{out}\n{err}"
+        names.append(out.split())
+    assert names[0][0] == names[1][0], "without a reseed both restores draw the same (the cause)"
+    assert names[0][1] != names[1][1], f"tempfile drew the same names after the reseed: {names}"
+
+
 SQLITE_WAL = '''
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
