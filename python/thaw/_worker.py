@@ -241,6 +241,12 @@ def reseed(seed):
     seed = int(seed)
     random.seed(seed)
     reseed_openssl()
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None:
+        # Its names come from a generator of its own, made again only when
+        # the pid changes: every restored copy (same pid) drew the same
+        # names. Dropped, it is made anew, seeded from the kernel.
+        tempfile._name_sequence = None
     np = sys.modules.get("numpy")
     if np is not None and hasattr(np, "random"):
         np.random.seed(seed % (1 << 32))

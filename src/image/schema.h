@@ -36,6 +36,10 @@ struct FileId {
   std::string path;
   uint64_t dev = 0, ino = 0, size = 0;
   int64_t mtime_ns = 0;
+  // A small tmpfs file mapped shared (a named POSIX semaphore): its mode
+  // and content (hex) at checkpoint, to make it again where it is gone.
+  uint32_t mode = 0;
+  std::string content;
 };
 
 struct Vma {
@@ -254,7 +258,7 @@ inline void from_json(const nlohmann::json& j, PageRun& r) {
   }
   if (r.hashes.size() != hash_blocks(r.len)) throw std::runtime_error("page run with a wrong number of hashes");
 }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns, mode, content)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs, dir, uid, gid,
                                                 mode)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)

@@ -78,6 +78,21 @@ def test_a_spawn_pool_works_after_restore(zoo, thaw_bin, tmp_path):
     assert rc == 0 and out == "[0, 1, 4, 9, 16, 25]\nTrue\nDONE\n", f"rc={rc}\n{out}\n{err}"
 
 
+def test_a_spawn_pool_s_image_restores_again_after_a_copy_ended(zoo, thaw_bin, tmp_path):
+    """A restored copy that ends removes its pool's named semaphores, as
+    the original would have (multiprocessing unlinks them at exit), and
+    every later restore of the image failed on a mapped file gone (the
+    runtime then recreated the snapshot, failed again, and cold-started
+    until the next deploy). The image keeps their content, and a restore
+    that finds one gone makes it again."""
+    prog = tmp_path / "spawn_pool.py"
+    prog.write_text(SPAWN_POOL)
+    img = _image(zoo, prog)
+    for n in (1, 2):
+        rc, out, err = zoo.restore(img, timeout=60)
+        assert rc == 0 and out == "[0, 1, 4, 9, 16, 25]\nTrue\nDONE\n", f"restore {n}: rc={rc}\n{out}\n{err}"
+
+
 OPENSSL_DRAWS = '''
 import os, ssl, sys
 import thaw._worker as worker
@@ -105,6 +120,35 @@ def test_the_worker_s_reseed_reaches_openssl(zoo, thaw_bin, tmp_path):
         draws.append(out.split())
     assert draws[0][0] == draws[1][0], "without a reseed both restores draw the same (the cause)"
     assert draws[0][1] != draws[1][1], f"OpenSSL drew the same bytes after the reseed: {draws}"
+
+
+TEMPFILE_NAMES = '''
+import sys, tempfile
+import thaw._worker as worker
+tempfile.mkstemp()
+print("READY", flush=True)
+seed = int(sys.stdin.readline())
+before = next(tempfile._get_candidate_names())
+worker.reseed(seed)
+print(before, next(tempfile._get_candidate_names()))
+'''
+
+
+def test_the_worker_s_reseed_reaches_tempfile_names(zoo, thaw_bin, tmp_path):
+    """tempfile draws its names from a generator of its own, made again
+    when the pid changes; restored copies keep their pid, so each drew
+    the same names (mkstemp retries on a clash, but mktemp() and names
+    made for other hosts collide). The worker's reseed makes it anew."""
+    prog = tmp_path / "tempfile_names.py"
+    prog.write_text(TEMPFILE_NAMES)
+    img = _image(zoo, prog)
+    names = []
+    for seed in (1, 2):
+        rc, out, err = zoo.restore(img, data=f"{seed}\n".encode())
+        assert rc == 0, f"rc={rc}\n{out}\n{err}"
+        names.append(out.split())
+    assert names[0][0] == names[1][0], "without a reseed both restores draw the same (the cause)"
+    assert names[0][1] != names[1][1], f"tempfile drew the same names after the reseed: {names}"
 
 
 SQLITE_WAL = '''
@@ -178,6 +222,29 @@ def test_an_open_sqlite_wal_database_works_in_each_restored_copy(zoo, thaw_bin, 
         assert any(h in holders for h in zoo.descendants(c.pid)), (c.prog, holders)
 
 
+def test_a_sqlite_wal_database_written_after_the_checkpoint_still_restores(zoo, thaw_bin, tmp_path):
+    """The -shm file of a WAL database is mapped shared: its pages are not
+    in the image, the process reads the file as it is. A write to the
+    database after the checkpoint (by the original, or by a restored copy
+    for every later restore) changes it, and restores were refused as of
+    a mapped file that changed. Now a copy restored after such a write
+    starts and sees it."""
+    prog = tmp_path / "sqlite_wal.py"
+    prog.write_text(SQLITE_WAL)
+    db = tmp_path / "data.db"
+    orig = _start(zoo, prog, str(db))
+    img = zoo.img_path()
+    zoo.checkpoint(orig, img)
+    assert _ask(orig, "add original") == "added"
+    copy = zoo.restore_start(img)
+    copy.prog = "copy"
+    assert _ask(copy, "add copy") == "added"
+    assert _ask(copy, "rows") == "setup,original,copy"
+    later = zoo.restore_start(img)
+    later.prog = "later copy"
+    assert _ask(later, "rows") == "setup,original,copy"
+
+
 def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp_path):
     """A POSIX write lock (lockf) the original still holds fails a restore
     with a message naming the lock and its range; the original is left as
@@ -196,3 +263,29 @@ def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp
     assert rc != 0 and "held a POSIX write lock on bytes 5-14 of" in err and "restore once it is released" in err, err
     rc, out, err = zoo.finish(orig)
     assert rc == 0 and out == "still mine\n", (rc, out, err)
+
+
+RESOURCE_SHARER = '''
+import os, sys
+from multiprocessing import resource_sharer
+shared = resource_sharer.DupFd(os.open("/dev/null", os.O_RDONLY))
+print("READY", flush=True)
+sys.stdin.readline()
+print("still running")
+'''
+
+
+def test_a_resource_sharer_listener_is_refused_with_what_to_do(zoo, thaw_bin, tmp_path):
+    """multiprocessing's resource sharer listens on a unix socket bound to a
+    path (pymp-*/listener-*) in a process that sent an fd to another: torch
+    DataLoader workers do for each batch, so a loader with live workers was
+    refused by a socket its user never made. The refusal now says what it
+    is and how to checkpoint anyway; the process runs on as before."""
+    prog = tmp_path / "resource_sharer.py"
+    prog.write_text(RESOURCE_SHARER)
+    p = _start(zoo, prog)
+    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+    assert cp.returncode != 0 and "/listener-" in cp.stderr, cp.stderr
+    assert "resource sharer" in cp.stderr and "DataLoader without persistent_workers" in cp.stderr, cp.stderr
+    rc, out, err = zoo.finish(p)
+    assert rc == 0 and out == "still running\n", (rc, out, err)

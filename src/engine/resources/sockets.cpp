@@ -276,6 +276,21 @@ std::string shown_name(std::string name) {
   return name;
 }
 
+// What to do about a unix socket bound to a path. Python's multiprocessing
+// binds one (<tmp>/pymp-*/listener-*) in any process that hands a file
+// descriptor to another process it did not start (its resource sharer):
+// torch DataLoader workers do for every batch they send, so a loader with
+// live workers is refused by this socket, which its users never made and
+// would not recognize.
+std::string path_bound_advice(const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/'));
+  if (dir.substr(dir.rfind('/') + 1).rfind("pymp-", 0) == 0 && path.substr(path.rfind('/') + 1).rfind("listener-", 0) == 0)
+    return "it is the listener of Python multiprocessing's resource sharer, which a process starts when it sends a "
+           "file descriptor to another (torch DataLoader workers do for each batch): end those processes before "
+           "the checkpoint (a DataLoader without persistent_workers, its iterators finished)";
+  return "close it before the checkpoint (a server listening there, and the connections it accepted)";
+}
+
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   int fd = p.dup.get();
   int family = sockopt(fd, SO_DOMAIN, "address family"), type = sockopt(fd, SO_TYPE, "socket type");
@@ -298,10 +313,10 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
     std::string shown = shown_name(u.name);
     if (u.name[0] != '\0')
       fail("unix socket bound to the path ", shown, " is not supported (unnamed unix sockets and ones bound to ",
-           "an abstract name are)");
+           "an abstract name are); ", path_bound_advice(shown));
     if (u.peer != 0 || (u.state != TCP_CLOSE && u.state != TCP_LISTEN))
-      fail("unix socket bound to ", shown, " is connected; only unconnected or listening bound sockets are "
-           "supported");
+      fail("unix socket bound to ", shown, " is connected (a connection its listener accepted); only unconnected ",
+           "or listening bound sockets are supported: close the connection before the checkpoint");
     if (u.state == TCP_LISTEN && u.rqueue != 0)
       fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; "
            "not supported");
