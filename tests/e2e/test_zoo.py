@@ -1466,6 +1466,35 @@ def test_a_file_changed_only_in_its_modification_time_says_so(zoo, thaw_bin, tmp
         _show("restore", rc, out, err)
 
 
+def test_a_file_mapped_only_shared_may_change_a_privately_mapped_one_may_not(zoo, thaw_bin, tmp_path):
+    """A file every mapping of which is shared is the process's shared
+    state, not the image's (SQLite's -shm, which each connection writes):
+    written since the checkpoint, it restores with what it holds now (it
+    was refused as changed). One mapped privately still is refused: the
+    pages the image does not hold would come from the new content."""
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    for f in (shared, private):
+        f.write_bytes(b"a" * 4096)
+    code = ("import mmap, sys\n"
+            f"with open({str(shared)!r}, 'r+b') as f:\n"
+            "    s = mmap.mmap(f.fileno(), 4096)\n"
+            f"with open({str(private)!r}, 'rb') as f:\n"
+            "    p = mmap.mmap(f.fileno(), 4096, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(s[:5].decode(), p[:5].decode(), flush=True)\n")
+    img = _python_image(zoo, code)
+    with open(shared, "r+b") as f:
+        f.write(b"HELLO")
+    st = shared.stat()
+    os.utime(shared, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc == 0 and out == "HELLO aaaaa\n", _show("restore", rc, out, err)
+    private.write_bytes(b"b" * 4096)
+    rc, out, err = zoo.restore(img, data=b"go\n")
+    assert rc != 0 and f"mapped file {private}: file changed since checkpoint" in err, _show("restore", rc, out, err)
+
+
 def test_a_queue_of_signals_too_long_to_read_is_refused_at_once(zoo, thaw_bin):
     """The kernel lets a tracer read a queued signal only by walking the
     queue from its head, so reading N costs N²/2: a flooded process
