@@ -115,6 +115,36 @@ int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, cons
   return idx;
 }
 
+namespace {
+
+// The object made anew and filled; `on_disk`: a deleted file, unnamed in
+// its directory (O_TMPFILE), else in memory. Parked, as thaw's own fds are.
+UniqueFd make_object(RestoreContext& r, const image::Shmem& obj, bool on_disk, const std::string& what) {
+  unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
+  // memfd_create takes names of up to 249 bytes ("memfd:" makes a NAME_MAX).
+  int made = on_disk      ? ::open(obj.dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)
+             : obj.memfd ? ::memfd_create(obj.name.substr(0, 249).c_str(), flags)
+                         : shared_anonymous_object(obj.size);
+  if (made < 0) fail_errno(what, on_disk ? ": create in its directory" : ": create");
+  UniqueFd fd(r.park_fd(made));
+  // Made by thaw, it is root's, 0600: a process of another user could
+  // not change its mode or open it again through /proc/self/fd.
+  if (obj.mode != 0 && (::fchown(fd.get(), obj.uid, obj.gid) != 0 || ::fchmod(fd.get(), obj.mode) != 0))
+    fail_errno(what, ": give it its owner (", obj.uid, ":", obj.gid, ") and mode (", std::oct, obj.mode, ")");
+  if (::ftruncate(fd.get(), obj.size) != 0) fail_errno(what, ": set size");
+  for (const auto& run : obj.runs) {
+    std::string data = r.read_run(run);
+    pwrite_all(fd.get(), data.data(), data.size(), run.addr, what);
+  }
+  // F_SEAL_SEAL last: it forbids adding the others.
+  unsigned seals = obj.seals & ~F_SEAL_SEAL;
+  if (seals && ::fcntl(fd.get(), F_ADD_SEALS, seals) != 0) fail_errno(what, ": seal");
+  if ((obj.seals & F_SEAL_SEAL) && ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL) != 0) fail_errno(what, ": seal");
+  return fd;
+}
+
+}  // namespace
+
 void restore_shmem_objects(RestoreContext& r) {
   const auto& objects = r.shmem();
   r.shmem_fds.assign(objects.size(), -1);
@@ -126,31 +156,21 @@ void restore_shmem_objects(RestoreContext& r) {
     std::string what = !obj.dir.empty() ? cat("deleted file ", obj.dir, "/", obj.name)
                        : obj.memfd      ? cat("memfd '", obj.name, "'")
                                         : std::string("shared anonymous memory");
-    unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
-    int fd = -1;
+    UniqueFd fd;
     // A deleted file is made again where it was, on its filesystem, with
-    // no name; where that directory is gone (or its filesystem cannot),
-    // in memory.
-    if (!obj.dir.empty()) fd = ::open(obj.dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) fd = obj.memfd ? ::memfd_create(obj.name.c_str(), flags) : shared_anonymous_object(obj.size);
-    if (fd < 0) fail_errno(what, ": create");
-    fd = r.park_fd(fd);
-    // Made by thaw, it is root's, 0600: a process of another user could
-    // not change its mode or open it again through /proc/self/fd.
-    if (obj.mode != 0 && (::fchown(fd, obj.uid, obj.gid) != 0 || ::fchmod(fd, obj.mode) != 0))
-      fail_errno(what, ": give it its owner (", obj.uid, ":", obj.gid, ") and mode (", std::oct, obj.mode, ")");
-    r.shmem_fds[i] = fd;
-    // The restorer closes it once its mappings are made (files reopen it).
-    r.plan.close_fds.push_back(fd);
-    if (::ftruncate(fd, obj.size) != 0) fail_errno(what, ": set size");
-    for (const auto& run : obj.runs) {
-      std::string data = r.read_run(run);
-      pwrite_all(fd, data.data(), data.size(), run.addr, what);
+    // no name; where it cannot be (its directory gone, its filesystem
+    // full or without O_TMPFILE), in memory.
+    if (!obj.dir.empty()) {
+      try {
+        fd = make_object(r, obj, true, what);
+      } catch (const Error&) {
+        fd.reset();
+      }
     }
-    // F_SEAL_SEAL last: it forbids adding the others.
-    unsigned seals = obj.seals & ~F_SEAL_SEAL;
-    if (seals && ::fcntl(fd, F_ADD_SEALS, seals) != 0) fail_errno(what, ": seal");
-    if ((obj.seals & F_SEAL_SEAL) && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) != 0) fail_errno(what, ": seal");
+    if (!fd) fd = make_object(r, obj, false, what);
+    r.shmem_fds[i] = fd.get();
+    // The restorer closes it once its mappings are made (files reopen it).
+    r.plan.close_fds.push_back(fd.release());
   }
 }
 
