@@ -105,19 +105,26 @@ print(before, ssl.RAND_bytes(8).hex())
 '''
 
 
-def test_the_worker_s_reseed_reaches_openssl(zoo, thaw_bin, tmp_path):
-    """OpenSSL's generator reseeds itself when its pid changes (a fork); a
-    restored process keeps its pid, so every restore of one image draws
-    the same bytes, keys and nonces included. The runtime worker's reseed
-    mixes fresh entropy in."""
-    prog = tmp_path / "openssl_draws.py"
-    prog.write_text(OPENSSL_DRAWS)
+def _draws_of_two_restores(zoo, tmp_path, name, source):
+    """The words two restores of one image of `source` print, each given
+    its own seed (1, 2) as its line."""
+    prog = tmp_path / name
+    prog.write_text(source)
     img = _image(zoo, prog)
     draws = []
     for seed in (1, 2):
         rc, out, err = zoo.restore(img, data=f"{seed}\n".encode())
         assert rc == 0, f"rc={rc}\n{out}\n{err}"
         draws.append(out.split())
+    return draws
+
+
+def test_the_worker_s_reseed_reaches_openssl(zoo, thaw_bin, tmp_path):
+    """OpenSSL's generator reseeds itself when its pid changes (a fork); a
+    restored process keeps its pid, so every restore of one image draws
+    the same bytes, keys and nonces included. The runtime worker's reseed
+    mixes fresh entropy in."""
+    draws = _draws_of_two_restores(zoo, tmp_path, "openssl_draws.py", OPENSSL_DRAWS)
     assert draws[0][0] == draws[1][0], "without a reseed both restores draw the same (the cause)"
     assert draws[0][1] != draws[1][1], f"OpenSSL drew the same bytes after the reseed: {draws}"
 
@@ -139,14 +146,7 @@ def test_the_worker_s_reseed_reaches_tempfile_names(zoo, thaw_bin, tmp_path):
     when the pid changes; restored copies keep their pid, so each drew
     the same names (mkstemp retries on a clash, but mktemp() and names
     made for other hosts collide). The worker's reseed makes it anew."""
-    prog = tmp_path / "tempfile_names.py"
-    prog.write_text(TEMPFILE_NAMES)
-    img = _image(zoo, prog)
-    names = []
-    for seed in (1, 2):
-        rc, out, err = zoo.restore(img, data=f"{seed}\n".encode())
-        assert rc == 0, f"rc={rc}\n{out}\n{err}"
-        names.append(out.split())
+    names = _draws_of_two_restores(zoo, tmp_path, "tempfile_names.py", TEMPFILE_NAMES)
     assert names[0][0] == names[1][0], "without a reseed both restores draw the same (the cause)"
     assert names[0][1] != names[1][1], f"tempfile drew the same names after the reseed: {names}"
 

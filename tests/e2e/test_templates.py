@@ -37,13 +37,18 @@ def ns_pid(host_pid):
     raise AssertionError("no NSpid line")
 
 
-def _two_copies(runner, orig, what):
-    """orig checkpointed and killed, its image held as a template, and two
-    copies of it."""
+def _template_of(runner, orig, what):
+    """orig checkpointed and killed, its image held as a template: the
+    template's socket."""
     img = runner.path("img")
     runner.checkpoint(orig, img)
     runner.kill_original(orig)
-    _, sock = runner.start_template(img, f"template of the {what}")
+    return runner.start_template(img, f"template of the {what}")[1]
+
+
+def _two_copies(runner, orig, what):
+    """Two copies of orig's template (_template_of)."""
+    sock = _template_of(runner, orig, what)
     return runner.restore_from_template(sock, f"{what} copy 1"), runner.restore_from_template(sock, f"{what} copy 2")
 
 
@@ -308,11 +313,7 @@ def test_each_copy_takes_the_image_s_file_locks_for_itself(runner, tmp_path):
                          "for line in sys.stdin:\n"
                          "    print(line.strip(), flush=True)\n"],
                         "lock holder")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    assert _locks_on(locked) == []
-    _, sock = runner.start_template(img, "template of the lock holder")
+    sock = _template_of(runner, orig, "lock holder")
     assert sorted(kind for kind, _ in _locks_on(locked)) == ["FLOCK", "POSIX"]
     copies = [runner.restore_from_template(sock, f"lock holder copy {n}") for n in (1, 2)]
     assert [c.ask("hello") for c in copies] == ["hello", "hello"]
@@ -339,10 +340,7 @@ def test_a_template_keeps_an_sqlite_wal_database_alive_for_its_copies(runner, tm
                          "    db.execute('insert into t values (?)', (line.strip(),))\n"
                          "    print(db.execute('select count(*) from t').fetchone()[0], flush=True)\n"],
                         "sqlite user")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    _, sock = runner.start_template(img, "template of the sqlite user")
+    sock = _template_of(runner, orig, "sqlite user")
     first = runner.restore_from_template(sock, "sqlite copy 1")
     assert first.ask("a") == "2"
     assert first.ask("close") == "closed"
@@ -366,10 +364,7 @@ def test_each_copy_has_its_own_copy_of_a_deleted_file(runner, tmp_path):
                          "    os.lseek(m, 0, 2); os.write(m, line.strip().encode()); os.lseek(m, 0, 0)\n"
                          "    print(t.read().decode(), os.read(m, 100).decode(), flush=True)\n"],
                         "temp file holder")
-    img = runner.path("img")
-    runner.checkpoint(orig, img)
-    runner.kill_original(orig)
-    _, sock = runner.start_template(img, "template of the temp file holder")
+    sock = _template_of(runner, orig, "temp file holder")
     a, b = (runner.restore_from_template(sock, f"temp file holder copy {n}") for n in (1, 2))
     assert [a.ask("A"), b.ask("B"), a.ask("a"), b.ask("b")] == \
         ["baseA memA", "baseB memB", "baseAa memAa", "baseBb memBb"]
