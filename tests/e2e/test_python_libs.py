@@ -196,17 +196,24 @@ def _lock_holders(path):
     return holders
 
 
-def test_an_open_sqlite_wal_database_works_in_each_restored_copy(zoo, thaw_bin, tmp_path):
-    """A connection to a database in WAL mode holds POSIX read locks on it
-    and its -shm file (which it maps shared) for as long as it is open:
-    such a process was refused. Now the original, left running, and two
-    restored copies each hold the locks and see each other's writes."""
+def _sqlite_wal_checkpointed(zoo, tmp_path):
+    """SQLITE_WAL started on a database of tmp_path and checkpointed, left
+    running: (the original, the image, the database's path)."""
     prog = tmp_path / "sqlite_wal.py"
     prog.write_text(SQLITE_WAL)
     db = tmp_path / "data.db"
     orig = _start(zoo, prog, str(db))
     img = zoo.img_path()
     zoo.checkpoint(orig, img)
+    return orig, img, db
+
+
+def test_an_open_sqlite_wal_database_works_in_each_restored_copy(zoo, thaw_bin, tmp_path):
+    """A connection to a database in WAL mode holds POSIX read locks on it
+    and its -shm file (which it maps shared) for as long as it is open:
+    such a process was refused. Now the original, left running, and two
+    restored copies each hold the locks and see each other's writes."""
+    orig, img, db = _sqlite_wal_checkpointed(zoo, tmp_path)
     copies = [zoo.restore_start(img) for _ in range(2)]
     for n, c in enumerate(copies):
         c.prog = f"copy {n + 1}"
@@ -229,12 +236,7 @@ def test_a_sqlite_wal_database_written_after_the_checkpoint_still_restores(zoo, 
     for every later restore) changes it, and restores were refused as of
     a mapped file that changed. Now a copy restored after such a write
     starts and sees it."""
-    prog = tmp_path / "sqlite_wal.py"
-    prog.write_text(SQLITE_WAL)
-    db = tmp_path / "data.db"
-    orig = _start(zoo, prog, str(db))
-    img = zoo.img_path()
-    zoo.checkpoint(orig, img)
+    orig, img, _ = _sqlite_wal_checkpointed(zoo, tmp_path)
     assert _ask(orig, "add original") == "added"
     copy = zoo.restore_start(img)
     copy.prog = "copy"
