@@ -98,6 +98,9 @@ Command add_restore(CLI::App& app) {
   rs->add_option("--inherit-fd", o->inherit, "N=M: give the restored process our fd M as its fd N");
   rs->add_flag("--detach,-d", o->ro.detach, "return once the process runs; print its pid");
   rs->add_option("--pidfile", o->ro.pidfile, "write the restored process's pid here");
+  rs->add_flag("--private-shm", o->ro.private_shm,
+               "give the process an empty /dev/shm of its own: its named semaphores and shared memory come from "
+               "the image, shared with no other restore");
   rs->add_flag("--stats", o->stats, "print how long the restore took to stderr");
   rs->add_flag_callback("--eager", [o] { o->ro.lazy = false; },
                "fill all memory before the process runs (default: large anonymous mappings are filled "
@@ -116,6 +119,8 @@ Command add_restore(CLI::App& app) {
             ro.inherit = parse_inherit(o->inherit);
             if (o->from_template.empty() == ro.dir.empty())
               thaw::fail("restore: give an image directory or --from-template SOCKET (one of them)");
+            if (!o->from_template.empty() && ro.private_shm)
+              thaw::fail("restore: --private-shm is for restores from an image; a template's copies share its mappings");
             if (!o->from_template.empty())
               return restore_from_template(o->from_template, ro.inherit, o->stats, ro.detach);
             // Ctrl-C or SIGTERM before the process runs stops the restore

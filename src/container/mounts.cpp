@@ -16,6 +16,12 @@ void setup_namespace(const Spec& spec) {
   // and the worker, and /proc/self is right for both.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail_errno("mount /proc");
+  // A /dev/shm of its own, as a container of any runtime has: restores of
+  // one snapshot running at once would otherwise share its named
+  // semaphores and shared memory by name (a pool's lock held in two
+  // containers). A restored worker's come from the image (shmem.cpp).
+  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+    fail_errno("mount a /dev/shm of its own");
   for (const auto& m : spec.mounts) {
     with_context(cat("volume ", m.source, " at ", m.target), [&] {
       mkdir_p(m.source);

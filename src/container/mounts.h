@@ -9,7 +9,7 @@ namespace thaw::container {
 
 // Expects fresh mount and uts namespaces (and a fresh pid namespace whose
 // pid 1 is the caller). Makes every mount private, mounts a /proc of the
-// container's pid namespace, bind-mounts each Volume at its path (created if
+// container's pid namespace and an empty /dev/shm, bind-mounts each Volume at its path (created if
 // missing) and sets the hostname.
 void setup_namespace(const Spec& spec);
 

@@ -97,6 +97,11 @@ struct RestoreOptions {
   // is created): a container's mounts, hostname.
   int namespaces = 0;
   std::function<void()> in_namespace;
+  // An empty /dev/shm of its own (a tmpfs in its mount namespace): the
+  // named semaphores and shared memory it had come from the image and are
+  // shared with no other restore of it. Without, restores running at once
+  // share them by name, as the processes of one host do.
+  bool private_shm = false;
   // Leave the large anonymous mappings empty and fill them from the image
   // as the process runs (engine/pager.h): it runs again sooner. The pager
   // is a thread of the caller until every page is in, or with `detach` a

@@ -281,6 +281,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     restore_fd_limit(r);
     jump_to_restorer(r, pages_fd, status_fd);
   } catch (const std::exception& e) {
+    for (const auto& path : r.made_files) ::unlink(path.c_str());
     child_fail(status_fd, e.what());
   }
 }
@@ -335,12 +336,18 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
   // namespace of its own with a /proc of its pid namespace. Slave, not
   // private: mounts and unmounts on the host still reach it. Where that
   // cannot be done (a chroot, an LSM), it keeps the host's /proc as before.
-  if (!(o.namespaces & CLONE_NEWNS) && ::unshare(CLONE_NEWNS) == 0) {
+  bool own_mounts = o.namespaces & CLONE_NEWNS;
+  if (!own_mounts && ::unshare(CLONE_NEWNS) == 0) {
+    own_mounts = true;
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 ||
         ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
       std::fprintf(stderr, "thaw: note: restore: no /proc of the new pid namespace (%s); the host's stays\n",
                    std::strerror(errno));
   }
+  // Never over the host's own /dev/shm.
+  if (o.private_shm && !own_mounts) child_fail(status_fd, "--private-shm: no mount namespace of its own here");
+  if (o.private_shm && ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+    child_fail(status_fd, cat("mount a /dev/shm of its own (--private-shm): ", std::strerror(errno)));
   if (o.in_namespace) {
     try {
       o.in_namespace();

@@ -69,6 +69,14 @@ std::string Template::ineligible(const image::Manifest& m) {
                             " (every copy would share one object)")
                       : cat("it maps a deleted file (or a memfd) privately at 0x", std::hex, v.start, std::dec, " (",
                             v.name, "; every copy would share one object under its own pages)");
+  // A file of /dev/shm mapped shared: a fork shares the mapping, so every
+  // copy would share the template's object (a named semaphore or shared
+  // memory), where restores each make their own in their own /dev/shm.
+  for (const auto& v : m.vmas)
+    if (v.kind == "file" && v.shared && v.file >= 0 && size_t(v.file) < m.mapped_files.size() &&
+        m.mapped_files[v.file].kept >= 0)
+      return cat("it maps ", m.mapped_files[v.file].path, " shared at 0x", std::hex, v.start, std::dec,
+                 " (a named semaphore or shared memory: every copy would share one object)");
   for (const auto& v : m.vmas)
     if ((v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork)) && (v.kind != "anon" || v.shared))
       return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK and not "

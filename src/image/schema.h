@@ -12,7 +12,7 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 8;
+constexpr int kFormatVersion = 9;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;
@@ -36,10 +36,11 @@ struct FileId {
   std::string path;
   uint64_t dev = 0, ino = 0, size = 0;
   int64_t mtime_ns = 0;
-  // A small tmpfs file mapped shared (a named POSIX semaphore): its mode
-  // and content (hex) at checkpoint, to make it again where it is gone.
-  uint32_t mode = 0;
-  std::string content;
+  // A file of /dev/shm (or a small tmpfs file mapped shared: a named POSIX
+  // semaphore) lives in memory only: its content is kept in the image, as
+  // the Manifest::shmem object with this index, to make it again where it
+  // is gone (-1: not kept).
+  int kept = -1;
 };
 
 struct Vma {
@@ -79,6 +80,10 @@ struct Shmem {
   // A deleted file's owner and permission bits, which a restore gives the
   // file it makes (mode 0: not recorded).
   uint32_t uid = 0, gid = 0, mode = 0;
+  // A named file of a tmpfs kept whole (FileId::kept, the "kept" of a file
+  // entry): its path, where a restore that finds it gone makes it again
+  // (memfd is false, dir empty); "" for every other object.
+  std::string path;
 };
 
 struct SigAction {
@@ -258,9 +263,9 @@ inline void from_json(const nlohmann::json& j, PageRun& r) {
   }
   if (r.hashes.size() != hash_blocks(r.len)) throw std::runtime_error("page run with a wrong number of hashes");
 }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns, mode, content)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns, kept)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs, dir, uid, gid,
-                                                mode)
+                                                mode, path)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, nice, priority, runtime_ns,

@@ -9,6 +9,7 @@ Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_functions.p
 Environment: THAW_BIN (default <repo>/build/thaw).
 """
 
+import concurrent.futures
 import datetime
 import fcntl
 import json
@@ -1031,6 +1032,24 @@ def test_an_open_deleted_file_of_the_snapshot_phase_is_in_the_snapshot(thaw):
     for _ in range(2):
         value, log, _ = thaw.call("e2e-temp-file", "Scratch", method="read")
         assert value == "scratch" and RESTORING in log and COLD not in log, log
+    thaw.assert_containers_gone()
+
+
+def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory(thaw):
+    """A named semaphore and a shared memory object made in the snapshot
+    phase come back in each restored container's own /dev/shm, made from
+    the snapshot: two containers restored at once each take their own
+    semaphore (sharing one by name, the second found it taken and a pool's
+    lock could hang), and none of it reaches the host's /dev/shm."""
+    thaw.deploy(APPS / "shm_semaphore.py")
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        calls = [ex.submit(thaw.call, "e2e-shm-semaphore", "Guarded", 3, method="hold") for _ in range(2)]
+        results = [c.result() for c in calls]
+    for value, log, _ in results:
+        assert RESTORING in log and COLD not in log, log
+        assert value == {"took": True, "table": "table", "mode": "0o640",
+                         "shm": ["e2e-shm-table", "sem.e2e-shm-semaphore"]}, value
+    assert not any(n.startswith(("e2e-shm-table", "sem.e2e-shm")) for n in os.listdir("/dev/shm"))
     thaw.assert_containers_gone()
 
 

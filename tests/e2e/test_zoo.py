@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_helpers import lazy_stats, settled_smaps_flags
+from runtime_helpers import LineReader, lazy_stats, settled_smaps_flags
 
 # program -> extra arguments
 PROGRAMS = {
@@ -55,6 +55,7 @@ PROGRAMS = {
     "named_sem": [],
     "locks": [],
     "deleted_files": [],
+    "shm_named": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "children",
                                   "unsupported_io_uring"]
@@ -2202,3 +2203,86 @@ def test_a_template_copy_of_a_changed_file_says_to_make_the_template_again(zoo, 
     assert cp.returncode != 0, cp.stderr
     assert f"restore from the template at {sock}: " in cp.stderr and "take a new checkpoint and start the " \
         "template again" in cp.stderr, cp.stderr
+
+
+# ------------------------------------------------------ named files of /dev/shm
+
+def _shm_named_image(zoo, prog="shm_named"):
+    """shm_named checkpointed and killed, and its /dev/shm names removed (as
+    a fresh container's /dev/shm, or its own end, would leave them)."""
+    expected = zoo.run_uninterrupted("shm_named")
+    p = zoo.start(prog)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    names = [Path(f"/dev/shm/{n}-{p.pid}") for n in
+             ("thaw-zoo-shm-big", "thaw-zoo-shm-small", "sem.thaw-zoo-shm-sem")]
+    assert all(n.exists() for n in names), names
+    for n in names:
+        n.unlink()
+    return expected, img, names
+
+
+def test_named_shm_files_are_made_again_from_the_image(zoo, thaw_bin):
+    """A shared memory object mapped shared (1 MiB, mode 0640), one held
+    by an fd at an offset, and a named semaphore, all gone from /dev/shm:
+    the restore makes them again, under their names, from the image."""
+    expected, img, names = _shm_named_image(zoo)
+    try:
+        rc, out, err = zoo.restore(img)
+        _assert_same(expected, rc, out, err, "shm_named restored with its names gone")
+        assert "big by name: mode 640, 1052672 bytes" in out
+    finally:
+        for n in names:
+            n.unlink(missing_ok=True)
+
+
+def test_a_failed_restore_removes_the_shm_files_it_made(zoo, thaw_bin, tmp_path):
+    """A restore that made shm_named's /dev/shm files again and then failed
+    (its executable changed since) removes them: it leaves nothing behind."""
+    exe = tmp_path / "shm_named-copy"
+    shutil.copy(zoo.prog_path("shm_named"), exe)
+    _, img, names = _shm_named_image(zoo, str(exe))
+    try:
+        os.utime(exe, (1, 1))
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and "changed since checkpoint" in err, _show("restore of a changed program", rc, out, err)
+        assert not any(n.exists() for n in names), [n for n in names if n.exists()]
+    finally:
+        for n in names:
+            n.unlink(missing_ok=True)
+
+
+def _two_restores_at_once(zoo, img, *extra):
+    """Two restores of img: the first takes the semaphore and holds it
+    while the second starts. Returns each one's (rc, out, err)."""
+    rs = [zoo.restore_start(img, *extra) for _ in range(2)]
+    firsts = []
+    for r in rs:
+        r.stdin.write(b"go\n")
+        reader = LineReader(r.stdout, "restored shm_named")
+        # With what the reader took past the line.
+        firsts.append(reader.readline(30, proc=r) + "\n" + reader.buf.decode())
+    results = []
+    for r, first in zip(rs, firsts):
+        rc, out, err = zoo.finish(r, data=b"\n")
+        results.append((rc, first + out, err))
+    return results
+
+
+def test_private_shm_gives_each_restore_its_own_semaphore(zoo, thaw_bin):
+    """With --private-shm two restores running at once each take their own
+    semaphore (the second would find the first's taken) and make their
+    objects in a /dev/shm of their own: none appears in the host's. Without
+    it they share them by name, as processes of one host do."""
+    expected, img, names = _shm_named_image(zoo)
+    try:
+        for rc, out, err in _two_restores_at_once(zoo, img, "--private-shm"):
+            _assert_same(expected, rc, out, err, "shm_named restored with --private-shm beside another")
+        assert not any(n.exists() for n in names), "a --private-shm restore made its objects in the host's /dev/shm"
+        (rc1, out1, _), (rc2, out2, _) = _two_restores_at_once(zoo, img)
+        assert out1.startswith("semaphore: taken\n"), out1
+        assert out2.startswith("semaphore: busy"), out2
+    finally:
+        for n in names:
+            n.unlink(missing_ok=True)

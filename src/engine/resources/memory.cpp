@@ -99,52 +99,6 @@ bool deleted_file(pid_t pid, const proc::MapEntry& e) {
   return ::stat(mf.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0;
 }
 
-// A named POSIX semaphore (a small file of /dev/shm, mapped shared) is
-// removed by the program that made it when it ends: Python's
-// multiprocessing does at exit for a "spawn" pool's, which its workers
-// open by name. So once one restored copy had ended, every later restore
-// of the image failed on a mapped file gone. Such a file's mode and
-// content are kept in the image, and a restore that finds it gone makes
-// it again (make_named_shared_file).
-constexpr uint64_t kKeptSharedFileMax = 4096;
-
-void keep_named_shared_file(const std::string& map_file, const struct stat& st, image::FileId* id) {
-  struct statfs fs;
-  if (!S_ISREG(st.st_mode) || uint64_t(st.st_size) > kKeptSharedFileMax || ::statfs(map_file.c_str(), &fs) != 0 ||
-      fs.f_type != TMPFS_MAGIC)
-    return;
-  UniqueFd fd(::open(map_file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) fail_errno("mapped file ", id->path, ": open to keep its content");
-  std::string data(size_t(st.st_size), '\0');
-  ssize_t n = ::pread(fd.get(), data.data(), data.size(), 0);
-  if (n != ssize_t(data.size())) fail_errno("mapped file ", id->path, ": read its content");
-  id->mode = st.st_mode & 07777;
-  id->content = to_hex(data.data(), data.size());
-}
-
-// Made under a temporary name and linked to its own, as sem_open does: a
-// process of the same tree (each has the file in its image) or another
-// restore that made it first wins, and this one uses theirs.
-void make_named_shared_file(const image::FileId& f) {
-  std::string dir = f.path.substr(0, f.path.rfind('/') + 1);
-  std::string tmp = cat(dir, ".thaw-", random_hex(8));
-  UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, f.mode));
-  if (!fd) fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint); make it again: create ", tmp);
-  std::vector<uint8_t> data = from_hex(f.content);
-  bool ok = ::fchmod(fd.get(), f.mode) == 0 &&
-            ::pwrite(fd.get(), data.data(), data.size(), 0) == ssize_t(data.size());
-  int err = errno;
-  if (ok && ::link(tmp.c_str(), f.path.c_str()) != 0 && errno != EEXIST) {
-    ok = false;
-    err = errno;
-  }
-  ::unlink(tmp.c_str());
-  if (!ok) {
-    errno = err;
-    fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint); make it again");
-  }
-}
-
 bool is_shmem_mapping(const proc::MapEntry& e) {
   return starts_with(e.name, "/memfd:") || (e.shared && (starts_with(e.name, "/dev/zero") ||
                                                          starts_with(e.name, "/SYSV") ||
@@ -440,7 +394,9 @@ void dump_memory(CheckpointContext& c) {
         fail(where, ": the mapped file was removed from this name but has other links (hard links); not supported: "
                     "keep it under its name until after the checkpoint");
       image::FileId id = file_id_of(path, st);
-      if (e.shared) keep_named_shared_file(mf, st, &id);
+      UniqueFd file(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!file) fail_errno(where, ": open mapped file");
+      id.kept = with_context(where, [&] { return keep_tmpfs_file(c, file.get(), path, e.shared); });
       auto it = std::find_if(c.m.mapped_files.begin(), c.m.mapped_files.end(),
                              [&](const image::FileId& f) { return f.dev == id.dev && f.ino == id.ino; });
       if (it == c.m.mapped_files.end()) {
@@ -510,14 +466,15 @@ void check_mapped_files(const image::Manifest& m) {
   std::vector<bool> shared_only = files_mapped_shared_only(m);
   for (size_t i = 0; i < m.mapped_files.size(); i++) {
     const auto& f = m.mapped_files[i];
+    // A kept one (a file of /dev/shm) is made again where it is gone
+    // (restore_shmem_objects) and found by its name, as the processes
+    // that open it by name find it: another inode, maybe written since.
+    if (f.kept >= 0) continue;
     struct stat st;
-    if (::stat(f.path.c_str(), &st) != 0 && errno == ENOENT && !f.content.empty()) make_named_shared_file(f);
     if (::stat(f.path.c_str(), &st) != 0)
       fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
     int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    // A kept one is found by its name, as the processes that open it by
-    // name find it: made again, it is another inode.
-    bool replaced = f.content.empty() && (st.st_ino != f.ino || st.st_dev != f.dev);
+    bool replaced = st.st_ino != f.ino || st.st_dev != f.dev;
     if (replaced || (!shared_only[i] && (uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)))
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
            "); take a new checkpoint");

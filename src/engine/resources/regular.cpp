@@ -77,6 +77,8 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   f["size"] = p.st.st_size;
   f["mtime_ns"] = int64_t(p.st.st_mtim.tv_sec) * 1000000000 + p.st.st_mtim.tv_nsec;
   f["mode"] = p.st.st_mode;
+  if (S_ISREG(p.st.st_mode))
+    if (int kept = keep_tmpfs_file(c, p.dup.get(), p.link, false); kept >= 0) f["kept"] = kept;
   if (S_ISFIFO(p.st.st_mode)) {
     // Unread data sits in the pipe buffer: take a copy without consuming it.
     int pr[2];
@@ -128,11 +130,14 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   // Errors get the fd and the path in front from restore_files.
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");
-  if (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>())
+  // A file of /dev/shm is made again where it is gone (shmem.cpp) and
+  // found by its name, as others that open it by name find it.
+  bool kept = f.contains("kept");
+  if (!kept && (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>()))
     fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
   int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   bool writable = (flags & O_ACCMODE) != O_RDONLY;
-  if (S_ISREG(st.st_mode)) {
+  if (S_ISREG(st.st_mode) && !kept) {
     uint64_t size = f["size"];
     if (flags & O_APPEND) {
       if (uint64_t(st.st_size) < size) fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");

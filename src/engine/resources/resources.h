@@ -90,6 +90,11 @@ int dump_shmem_object(CheckpointContext& c, int fd, bool memfd, const std::strin
 // without a name in the same directory (a memfd where it cannot).
 constexpr uint64_t kDeletedFileLimit = uint64_t{256} << 20;
 int dump_deleted_file(CheckpointContext& c, int fd, const std::string& link);
+// A named file of a tmpfs whose content the image keeps (Shmem::path): any
+// of /dev/shm up to kDeletedFileLimit, elsewhere a small one mapped shared
+// (`mapped_shared`). Returns its Manifest::shmem index, -1 if not kept.
+int keep_tmpfs_file(CheckpointContext& c, int fd, const std::string& path, bool mapped_shared);
+// Makes the objects anew (Shmem::path ones only where gone, by name).
 void restore_shmem_objects(RestoreContext& r);
 
 // regular.cpp (files of a path): what differs between a file as recorded

@@ -1,10 +1,14 @@
-// Shared memory objects — memfds and MAP_SHARED|MAP_ANONYMOUS memory — and
+// Shared memory objects — memfds and MAP_SHARED|MAP_ANONYMOUS memory —,
 // files deleted while open or mapped, whose content belongs to no file a
-// restore could open: stored once per object (by device and inode), whether
-// the process reaches it through mappings, fds, or both.
+// restore could open, and the named files of /dev/shm, which live in memory
+// only and vanish with it (a container's own /dev/shm ends with the
+// container): stored once per object (by device and inode), whether the
+// process reaches it through mappings, fds, or both.
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +66,35 @@ int dump_deleted_file(CheckpointContext& c, int target_fd, const std::string& li
   return dump_shmem_object(c, target_fd, true, path.substr(slash + 1), slash == 0 ? "/" : path.substr(0, slash));
 }
 
+// What is kept of a named file of /dev/shm (shm_open objects, named
+// semaphores, multiprocessing.shared_memory): all of it, up to
+// kDeletedFileLimit, so that a restore where it is gone — in a fresh
+// container's /dev/shm, or after its last user removed it — makes it
+// again. A larger one stays a file by name, which must be there. Of other
+// tmpfs files only small ones mapped shared are kept: a named POSIX
+// semaphore its creator removes when it ends (Python's multiprocessing does
+// at exit for a "spawn" pool's), which the pool's workers open by name.
+constexpr uint64_t kKeptSharedFileMax = 4096;
+
+int keep_tmpfs_file(CheckpointContext& c, int target_fd, const std::string& path, bool mapped_shared) {
+  struct stat st;
+  struct statfs fs;
+  if (::fstat(target_fd, &st) != 0 || !S_ISREG(st.st_mode) || ::fstatfs(target_fd, &fs) != 0 ||
+      fs.f_type != TMPFS_MAGIC)
+    return -1;
+  uint64_t held = std::min<uint64_t>(st.st_size, uint64_t(st.st_blocks) * 512);
+  bool keep = path.rfind("/dev/shm/", 0) == 0 ? held <= kDeletedFileLimit
+                                             : mapped_shared && uint64_t(st.st_size) <= kKeptSharedFileMax;
+  if (!keep) return -1;
+  int idx = dump_shmem_object(c, target_fd, false, path.substr(path.rfind('/') + 1));
+  image::Shmem& obj = (c.shmem_owner ? *c.shmem_owner : c).m.shmem[idx];
+  obj.path = path;
+  obj.uid = st.st_uid;
+  obj.gid = st.st_gid;
+  obj.mode = st.st_mode & 07777;
+  return idx;
+}
+
 int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, const std::string& name,
                       const std::string& dir) {
   CheckpointContext& c = target.shmem_owner ? *target.shmem_owner : target;
@@ -117,15 +150,9 @@ int dump_shmem_object(CheckpointContext& target, int target_fd, bool memfd, cons
 
 namespace {
 
-// The object made anew and filled; `on_disk`: a deleted file, unnamed in
-// its directory (O_TMPFILE), else in memory. Parked, as thaw's own fds are.
-UniqueFd make_object(RestoreContext& r, const image::Shmem& obj, bool on_disk, const std::string& what) {
-  unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
-  // memfd_create takes names of up to 249 bytes ("memfd:" makes a NAME_MAX).
-  int made = on_disk      ? ::open(obj.dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)
-             : obj.memfd ? ::memfd_create(obj.name.substr(0, 249).c_str(), flags)
-                         : shared_anonymous_object(obj.size);
-  if (made < 0) fail_errno(what, on_disk ? ": create in its directory" : ": create");
+// Fills the object made anew (`made`, ours to close) and gives it its
+// owner, mode and seals. Parked, as thaw's own fds are.
+UniqueFd fill_object(RestoreContext& r, const image::Shmem& obj, int made, const std::string& what) {
   UniqueFd fd(r.park_fd(made));
   // Made by thaw, it is root's, 0600: a process of another user could
   // not change its mode or open it again through /proc/self/fd.
@@ -143,6 +170,45 @@ UniqueFd make_object(RestoreContext& r, const image::Shmem& obj, bool on_disk, c
   return fd;
 }
 
+// The object made anew and filled; `on_disk`: a deleted file, unnamed in
+// its directory (O_TMPFILE), else in memory.
+UniqueFd make_object(RestoreContext& r, const image::Shmem& obj, bool on_disk, const std::string& what) {
+  unsigned flags = MFD_CLOEXEC | (obj.seals ? MFD_ALLOW_SEALING : 0);
+  // memfd_create takes names of up to 249 bytes ("memfd:" makes a NAME_MAX).
+  int made = on_disk      ? ::open(obj.dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)
+             : obj.memfd ? ::memfd_create(obj.name.substr(0, 249).c_str(), flags)
+                         : shared_anonymous_object(obj.size);
+  if (made < 0) fail_errno(what, on_disk ? ": create in its directory" : ": create");
+  return fill_object(r, obj, made, what);
+}
+
+// A kept file found under its name is used as it is: it is the object
+// the processes that open it by name share (the original's, or the one
+// an earlier restore made). Gone, it is made under a temporary name and
+// linked to its own, as sem_open does: a process of the same tree or
+// another restore that made it first wins, and this one uses theirs.
+void make_kept_file_if_gone(RestoreContext& r, const image::Shmem& obj) {
+  std::string what = cat("file ", obj.path, " (kept in the image)");
+  struct stat st;
+  if (::stat(obj.path.c_str(), &st) == 0) return;
+  if (errno != ENOENT) fail_errno(what, ": stat");
+  std::string dir = obj.path.substr(0, obj.path.rfind('/') + 1);
+  std::string tmp = cat(dir, ".thaw-", random_hex(8));
+  int made = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (made < 0) fail_errno(what, " is gone; make it again: create ", tmp);
+  try {
+    UniqueFd fd = fill_object(r, obj, made, what);
+    if (::link(tmp.c_str(), obj.path.c_str()) == 0)
+      r.made_files.push_back(obj.path);
+    else if (errno != EEXIST)
+      fail_errno(what, " is gone; make it again: link");
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::unlink(tmp.c_str());
+}
+
 }  // namespace
 
 void restore_shmem_objects(RestoreContext& r) {
@@ -150,6 +216,11 @@ void restore_shmem_objects(RestoreContext& r) {
   r.shmem_fds.assign(objects.size(), -1);
   for (size_t i = 0; i < objects.size(); i++) {
     const auto& obj = objects[i];
+    if (!obj.path.empty()) {
+      // Opened and mapped by its name, as it was.
+      make_kept_file_if_gone(r, obj);
+      continue;
+    }
     // Shared anonymous memory is made again by mmap itself, except in a
     // tree, where several processes may map it: one memfd serves them all.
     if (!obj.memfd && r.tree.empty()) continue;
