@@ -71,14 +71,10 @@ std::string name_in_dir(pid_t pid, const std::string& old, const struct stat& st
 // `path` is set to its name now (in the same directory); taken for a
 // deleted one, the process would come back with a copy of its own, no
 // longer shared with them. Linked elsewhere only, it is refused.
-bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e, std::string* path) {
-  if (e.ino == 0 || e.name.empty() || e.name[0] != '/') return false;
-  std::string mf = cat("/proc/", pid, "/map_files/", std::hex, e.start, "-", e.end);
-  struct stat st;
+bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e, const std::string& mf, const struct stat& st,
+                        std::string* path) {
   struct statfs fs;
-  if (::stat(mf.c_str(), &st) != 0 || !proc::unlinked(pid, e.name, st) || ::statfs(mf.c_str(), &fs) != 0 ||
-      fs.f_type != TMPFS_MAGIC)
-    return false;
+  if (!proc::unlinked(pid, e.name, st) || ::statfs(mf.c_str(), &fs) != 0 || fs.f_type != TMPFS_MAGIC) return false;
   if (st.st_nlink == 0) return true;
   std::string now = name_in_dir(pid, e.name, st);
   if (now.empty())
@@ -92,12 +88,7 @@ bool deleted_tmpfs_file(pid_t pid, const proc::MapEntry& e, std::string* path) {
 // tmpfs mapped privately (a library unpacked into /tmp and removed once
 // loaded); the caller takes a shared mapping of a tmpfs file for
 // deleted_tmpfs_file's first.
-bool deleted_file(pid_t pid, const proc::MapEntry& e) {
-  if (e.ino == 0 || e.name.empty() || e.name[0] != '/') return false;
-  std::string mf = cat("/proc/", pid, "/map_files/", std::hex, e.start, "-", e.end);
-  struct stat st;
-  return ::stat(mf.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0;
-}
+bool deleted_file(const struct stat& st) { return S_ISREG(st.st_mode) && st.st_nlink == 0; }
 
 bool is_shmem_mapping(const proc::MapEntry& e) {
   return starts_with(e.name, "/memfd:") || (e.shared && (starts_with(e.name, "/dev/zero") ||
@@ -355,22 +346,26 @@ void dump_memory(CheckpointContext& c) {
     // ("/dev/zero (deleted)" on the kernel's internal shmem mount): it is
     // not one, and must come back as shared anonymous memory, not a memfd.
     std::string path = e.name;  // a mapped file's name, now
-    bool deleted_shm = e.shared && !is_shmem_mapping(e) &&
-                       with_context(where, [&] { return deleted_tmpfs_file(c.pid, e, &path); });
+    // A mapped file as the mapping holds it, whatever its name leads to now:
+    // stat once for every question below.
+    std::string mf = cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end);
+    struct stat st{};
+    bool named_file = e.ino != 0 && !e.name.empty() && e.name[0] == '/' && !is_shmem_mapping(e);
+    if (named_file && ::stat(mf.c_str(), &st) != 0) fail_errno(where, ": stat mapped file");
+    bool deleted_shm = named_file && e.shared &&
+                       with_context(where, [&] { return deleted_tmpfs_file(c.pid, e, mf, st, &path); });
     if (path != e.name) v.name = path;
-    if (!is_shmem_mapping(e) && !deleted_shm && deleted_file(c.pid, e)) {
+    if (named_file && !deleted_shm && deleted_file(st)) {
       // Its content lives on only in the kernel: it comes back from the
       // image, made anew without a name where it was (shmem.cpp), mapped
       // shared or privately as it was (a private one's own pages on top).
       v.kind = "shmem";
-      UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
-                          O_RDONLY | O_CLOEXEC));
+      UniqueFd obj(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
       if (!obj) fail_errno(where, ": open the deleted file");
       v.shmem = with_context(where, [&] { return dump_deleted_file(c, obj.get(), e.name); });
     } else if (is_shmem_mapping(e) || deleted_shm) {
       v.kind = "shmem";
-      UniqueFd obj(::open(cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end).c_str(),
-                          O_RDONLY | O_CLOEXEC));
+      UniqueFd obj(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
       if (!obj) fail_errno(where, ": open shared memory object");
       // A deleted file of a tmpfs (a POSIX semaphore or shm_open object
       // unlinked once every process had it mapped, as Python's
@@ -385,18 +380,18 @@ void dump_memory(CheckpointContext& c) {
         name = proc::without_deleted(e.name.substr(7));
       }
       v.shmem = with_context(where, [&] { return dump_shmem_object(c, obj.get(), memfd, name); });
-    } else if (e.ino != 0 && !e.name.empty() && e.name[0] == '/') {
+    } else if (named_file) {
       v.kind = "file";
-      struct stat st;
-      std::string mf = cat("/proc/", c.pid, "/map_files/", std::hex, e.start, "-", e.end);
-      if (::stat(mf.c_str(), &st) != 0) fail_errno(where, ": stat mapped file");
       if (proc::unlinked(c.pid, path, st))
         fail(where, ": the mapped file was removed from this name but has other links (hard links); not supported: "
                     "keep it under its name until after the checkpoint");
       image::FileId id = file_id_of(path, st);
-      UniqueFd file(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!file) fail_errno(where, ": open mapped file");
-      id.kept = with_context(where, [&] { return keep_tmpfs_file(c, file.get(), path, e.shared); });
+      // Only what keep_tmpfs_file may keep is opened (not every library).
+      if (starts_with(path, "/dev/shm/") || (e.shared && uint64_t(st.st_size) <= kKeptSharedFileMax)) {
+        UniqueFd file(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!file) fail_errno(where, ": open mapped file");
+        id.kept = with_context(where, [&] { return keep_tmpfs_file(c, file.get(), path, e.shared); });
+      }
       auto it = std::find_if(c.m.mapped_files.begin(), c.m.mapped_files.end(),
                              [&](const image::FileId& f) { return f.dev == id.dev && f.ino == id.ino; });
       if (it == c.m.mapped_files.end()) {

@@ -93,6 +93,7 @@ int dump_deleted_file(CheckpointContext& c, int fd, const std::string& link);
 // A named file of a tmpfs whose content the image keeps (Shmem::path): any
 // of /dev/shm up to kDeletedFileLimit, elsewhere a small one mapped shared
 // (`mapped_shared`). Returns its Manifest::shmem index, -1 if not kept.
+constexpr uint64_t kKeptSharedFileMax = 4096;
 int keep_tmpfs_file(CheckpointContext& c, int fd, const std::string& path, bool mapped_shared);
 // Makes the objects anew (Shmem::path ones only where gone, by name).
 void restore_shmem_objects(RestoreContext& r);

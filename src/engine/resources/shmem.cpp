@@ -74,8 +74,6 @@ int dump_deleted_file(CheckpointContext& c, int target_fd, const std::string& li
 // tmpfs files only small ones mapped shared are kept: a named POSIX
 // semaphore its creator removes when it ends (Python's multiprocessing does
 // at exit for a "spawn" pool's), which the pool's workers open by name.
-constexpr uint64_t kKeptSharedFileMax = 4096;
-
 int keep_tmpfs_file(CheckpointContext& c, int target_fd, const std::string& path, bool mapped_shared) {
   struct stat st;
   struct statfs fs;
