@@ -364,3 +364,57 @@ def test_a_multiprocessing_listener_on_a_unix_path_answers_after_restore(zoo, th
         assert c.recv() == ("pong", "ping")
     rc, out, err = zoo.finish(r, data=b"")
     assert rc == 0 and out == "served\n", (rc, out, err)
+
+
+TREE_LISTENER = '''
+import multiprocessing as mp, sys
+from multiprocessing.connection import Listener, Client
+def serve(address, note):
+    with Listener(address=address, family="AF_UNIX", authkey=b"secret") as listener:
+        note.send("listening")
+        while True:
+            with listener.accept() as conn:
+                msg = conn.recv()
+                if msg != "stop":
+                    conn.send(("pong", msg))
+            note.send("idle")  # the connection it accepted is closed
+            if msg == "stop":
+                return
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    ours, theirs = mp.Pipe()
+    child = mp.Process(target=serve, args=(sys.argv[1], theirs))
+    child.start()
+    assert ours.recv() == "listening"
+    with Client(sys.argv[1], family="AF_UNIX", authkey=b"secret") as c:
+        c.send("before")
+        assert c.recv() == ("pong", "before")
+    assert ours.recv() == "idle"
+    print("READY", flush=True)
+    sys.stdin.readline()
+    with Client(sys.argv[1], family="AF_UNIX", authkey=b"secret") as c:
+        c.send("after")
+        print(c.recv(), flush=True)
+    ours.recv()
+    with Client(sys.argv[1], family="AF_UNIX", authkey=b"secret") as c:
+        c.send("stop")
+    child.join()
+    print("exit", child.exitcode)
+'''
+
+
+def test_a_child_listening_on_a_unix_path_answers_its_parent_after_restore(zoo, thaw_bin, tmp_path):
+    """A process tree whose child listens on a unix path, as DataLoader
+    workers' resource sharers do: the child, made by its restored parent,
+    binds the path again (its stale file replaced) and answers the parent."""
+    prog = tmp_path / "tree_listener.py"
+    prog.write_text(TREE_LISTENER)
+    d = tmp_path / "x"
+    d.mkdir(mode=0o700)
+    p = _start(zoo, prog, str(d / "sock"))
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)  # the whole tree
+    p.wait(timeout=10)
+    assert (d / "sock").is_socket()  # left by the killed child, stale
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "('pong', 'after')\nexit 0\n", f"rc={rc}\n{out}\n{err}"
