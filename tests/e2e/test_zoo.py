@@ -370,6 +370,43 @@ def test_a_failed_restore_removes_the_socket_files_it_made(zoo, thaw_bin):
     assert (d / "dgram").read_text() == "not a socket"
 
 
+def test_a_non_root_process_s_unix_path_files_come_back_its_own(zoo, thaw_bin):
+    """unix_path run as nobody, its directory removed after the checkpoint:
+    the directory and socket files a restore makes are nobody's again, so
+    the restored program (nobody) can use them and, at its end, remove
+    them."""
+    top = Path(tempfile.mkdtemp(prefix="thaw-test-"))
+    try:
+        os.chmod(top, 0o777)
+        expected = zoo.run_uninterrupted("unix_path")
+        p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              str(zoo.prog_path("unix_path"))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, close_fds=True, env=zoo.env(top))
+        zoo.procs.append(p)
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        (d,) = top.glob("thaw-zoo-unixpath-*")
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        shutil.rmtree(d)
+        r = zoo.restore_start(img)
+        deadline = time.monotonic() + 20
+        owners = None
+        while owners != {(65534, 65534)} and time.monotonic() < deadline:
+            time.sleep(0.02)
+            try:
+                owners = {(f.lstat().st_uid, f.lstat().st_gid) for f in (d, d / "listen", d / "dgram")}
+            except FileNotFoundError:
+                pass  # not made yet
+        rc, out, err = zoo.finish(r)
+        assert owners == {(65534, 65534)}, owners
+        _assert_same(expected, rc, out, err, "unix_path as nobody, restored with its directory gone")
+        assert not d.exists()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_a_unix_socket_whose_file_was_removed_keeps_its_name_without_it(zoo, thaw_bin, tmp_path):
     """A socket whose file was removed while it stayed bound (the name,
     for getsockname, without a way in): restored with its name and no file."""
