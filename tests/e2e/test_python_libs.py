@@ -418,3 +418,37 @@ def test_a_child_listening_on_a_unix_path_answers_its_parent_after_restore(zoo, 
     assert (d / "sock").is_socket()  # left by the killed child, stale
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "('pong', 'after')\nexit 0\n", f"rc={rc}\n{out}\n{err}"
+
+
+PREFORK = '''
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(8)
+kid = os.fork()
+if kid == 0:  # a pre-fork server's worker: accepts on the listener it inherited
+    c, _ = s.accept()
+    c.sendall(b"worker got " + c.recv(100))
+    os._exit(0)
+print("READY", flush=True)
+sys.stdin.readline()
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(sys.argv[1])
+c.sendall(b"hello")
+print(c.recv(100).decode(), os.waitpid(kid, 0)[1], flush=True)
+'''
+
+
+def test_a_listener_a_parent_shares_with_its_child_on_a_unix_path_comes_back(zoo, thaw_bin, tmp_path):
+    """A pre-fork server: the listener on a unix path is one description
+    the parent and its worker both hold (restored once, by the tree's root,
+    for both); after restore the parent connects, the worker answers."""
+    prog = tmp_path / "prefork.py"
+    prog.write_text(PREFORK)
+    path = tmp_path / "server.sock"
+    p = _start(zoo, prog, str(path))
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "worker got hello 0\n", f"rc={rc}\n{out}\n{err}"
