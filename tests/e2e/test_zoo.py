@@ -423,17 +423,39 @@ def test_a_unix_socket_whose_file_was_removed_keeps_its_name_without_it(zoo, tha
     assert not path.exists()
 
 
-def test_a_unix_socket_bound_to_a_relative_path_is_refused_by_name(zoo, thaw_bin, tmp_path):
-    """A name relative to the working directory at bind time, which nothing
-    records: refused, saying so; the process runs on."""
-    code = ("import socket, sys\n"
+def test_a_unix_socket_bound_to_a_relative_path_comes_back_bound_from_its_directory(zoo, thaw_bin, tmp_path):
+    """A name relative to the working directory (zmq's ipc://name.sock):
+    bound again from that directory, with the same name, after the stale
+    file the killed original left there."""
+    code = ("import os, socket, sys\n"
             "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
             "s.bind('rel.sock')\n"
             "print('READY', flush=True)\n"
             "sys.stdin.readline()\n"
+            "c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "c.sendto(b'here', 'rel.sock')\n"
+            "print(s.getsockname(), s.recv(10).decode(), os.getcwd() == sys.argv[1])\n")
+    p = _start_python(zoo, code, str(tmp_path), cwd=tmp_path)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "rel.sock here True\n", _show("restore", rc, out, err)
+
+
+def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
+    """A relative name bound before the process changed directory: where it
+    was bound from is not recorded anywhere, so it is refused, saying so;
+    the process runs on."""
+    code = ("import os, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "s.bind('rel.sock')\n"
+            "os.chdir('/')\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
             "print(s.getsockname())\n")
-    _refused_and_runs_on(zoo, code, "unix socket bound to the relative path rel.sock is not supported", b"rel.sock\n",
-                         cwd=tmp_path)
+    _refused_and_runs_on(zoo, code, "unix socket bound to the relative path rel.sock, which the working directory "
+                         "the process has now (/) does not lead to", b"rel.sock\n", cwd=tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["lazy", "eager"])

@@ -40,6 +40,7 @@
 #include "engine/resources/file_kinds.h"
 #include "engine/resources/inet.h"
 #include "engine/resources/resources.h"
+#include "proc/procfs.h"
 
 namespace thaw::engine {
 
@@ -314,19 +315,27 @@ std::string connected_advice(const std::string& path) {
 // namespace's /tmp is its own). A file that is no longer the one the
 // socket was bound at (removed, or replaced by another socket's) is
 // recorded as unlinked: a restore binds the name again (getsockname still
-// shows it) and removes the file at once.
-json path_file(const FdProbe& p, const UnixInfo& u, const std::string& path) {
-  // bind resolves a relative name from the working directory the process
-  // had then, which may not be the one it has now, and nothing tells it.
-  if (path[0] != '/')
-    fail("unix socket bound to the relative path ", path, " is not supported (it was bound from the working "
-         "directory the process had then, which the kernel does not record): bind it to an absolute path");
-  std::string root = cat("/proc/", p.pid, "/root");
-  json b{{"path", path}};
+// shows it) and removes the file at once. A relative name was resolved
+// from the working directory the process had when it bound, which nothing
+// records: it is taken to be the one it has now only where that leads to
+// the socket's file (bind and chdir back, or never moved).
+json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
+  std::string root = cat("/proc/", p.pid, "/root"), path = name;
+  json b;
+  if (name[0] != '/') {
+    std::string cwd = proc::read_link(cat("/proc/", p.pid, "/cwd"));
+    path = cat(cwd == "/" ? "" : cwd, "/", name);
+    b["cwd"] = cwd;
+  }
+  b["path"] = path;
   struct stat st;
   // unix_diag gives the kernel's dev_t (12 bits of major, 20 of minor).
   bool here = u.has_vfs && ::lstat((root + path).c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
               st.st_ino == u.vfs_ino && st.st_dev == makedev(u.vfs_dev >> 20, u.vfs_dev & 0xfffff);
+  if (!here && name[0] != '/')
+    fail("unix socket bound to the relative path ", name, ", which the working directory the process has now (",
+         b["cwd"].get<std::string>(), ") does not lead to: it changed directory since it bound it, or the file was "
+         "removed; not supported (bind it to an absolute path)");
   b["unlinked"] = !here;
   if (here) {
     b["mode"] = st.st_mode & 07777;
@@ -542,6 +551,21 @@ bool bind_name(int fd, const std::string& name) {
   return ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0;
 }
 
+// bind_name from directory `dir` (none: from here), for a relative name;
+// the working directory is put back (restore_process_early sets the
+// process's own later).
+bool bind_from(int fd, const std::string& name, const std::string& dir) {
+  if (dir.empty()) return bind_name(fd, name);
+  UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!here) fail_errno("open the working directory");
+  if (::chdir(dir.c_str()) != 0) fail_errno("change to ", dir, ", the directory its name is relative to");
+  bool ok = bind_name(fd, name);
+  int err = errno;
+  if (::fchdir(here.get()) != 0) fail_errno("change back to the working directory");
+  errno = err;
+  return ok;
+}
+
 // What a restore made in the filesystem for one socket, removed again if
 // opening that socket fails. A later failure is thaw's to clean up: it
 // removes what the status pipe's "M" lines name (report_made).
@@ -573,9 +597,20 @@ void report_made(const RestoreContext& r, const std::string& path) {
 bool stale_socket_file(const std::string& path) {
   UniqueFd probe(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!probe) fail_errno("socket");
+  // A relative name's full path may not fit in sun_path: reached through
+  // its directory's fd then.
+  UniqueFd dir;
+  std::string at = path;
+  if (at.size() >= sizeof(sockaddr_un::sun_path)) {
+    size_t slash = path.rfind('/');
+    dir.reset(::open(path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) fail_errno("open the directory of ", path);
+    at = cat("/proc/self/fd/", dir.get(), path.substr(slash));
+    if (at.size() >= sizeof(sockaddr_un::sun_path)) fail("the socket's name is too long to probe: ", path);
+  }
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.data(), std::min(path.size(), sizeof a.sun_path - 1));
+  std::memcpy(a.sun_path, at.data(), at.size());
   return ::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno == ECONNREFUSED;
 }
 
@@ -590,7 +625,11 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   const json& b = f["bound"];
   std::string path = b["path"].get<std::string>();
   std::string what = cat("unix socket bound to ", path);  // after "fd 3 (socket:[123]): "
-  if (path.empty() || path[0] != '/' || name.size() > sizeof(sockaddr_un::sun_path) || name.rfind(path, 0) != 0)
+  // A relative name is bound from the directory it was bound from.
+  std::string cwd = b.value("cwd", std::string());
+  std::string given = name.substr(0, name.find('\0'));
+  if (path.empty() || path[0] != '/' || name.size() > sizeof(sockaddr_un::sun_path) || given.empty() ||
+      (given[0] == '/' ? given != path : cwd.empty() || cat(cwd == "/" ? "" : cwd, "/", given) != path))
     fail(what, ": its bound name in the image is not its path");
   bool unlinked = b["unlinked"].get<bool>();
   std::string dir = path.substr(0, path.rfind('/'));
@@ -622,7 +661,7 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   } else if (errno != ENOENT) {
     fail_errno(what, ": stat ", path);
   }
-  if (!bind_name(fd, name))
+  if (!bind_from(fd, name, cwd))
     fail_errno(what, ": bind again", errno == EADDRINUSE ? " (another socket was bound there meanwhile)" : "");
   made.file = path;
   if (unlinked) {
