@@ -91,6 +91,9 @@ struct RestoreContext {
   std::vector<std::string> made_files;
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now
+  // This process's status pipe to thaw (-1: none, a template copy's ns_init):
+  // where it reports the files it makes (sockets.cpp, report_made).
+  int status_fd = -1;
   std::vector<bool> lazy;       // per Manifest::vmas entry: left to the pager (engine/pager.h)
   // A template's held process (restore_held): its parent-death signal is
   // SIGKILL (set again after credentials), its copies get the image's

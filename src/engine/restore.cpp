@@ -250,6 +250,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
       if (fd >= 0) keep.push_back(&fd);
     std::vector<int> fillers = prepare_fd_table(r, keep);
     pages_fd = r.pages_fd;
+    r.status_fd = status_fd;
     // A tree's root makes the shared memory and the shared descriptions of
     // every process; each child has them from its parent.
     if (r.member == 0) restore_shmem_objects(r);
@@ -508,14 +509,16 @@ int RestoreContext::park_fd(int fd) {
 namespace {
 
 // What the restore's status pipe said: "U <fd>" / "N" from init (whether
-// memory is left to the pager), then "R ..." from the restorer or "E <why>".
+// memory is left to the pager), "M <dev> <ino> <path>" for each file the
+// process made (a unix socket's, bound to a path: into `made`, also when
+// the restore then fails), then "R ..." from the restorer or "E <why>".
 struct Status {
   std::string ready;   // the restorer's "R ..." line
   int init_uffd = -1;  // init's fd number of the userfaultfd
   bool lazy_known = false;
 };
 
-Status read_status(int fd, bool want_lazy, const image::Manifest& m) {
+Status read_status(int fd, bool want_lazy, const image::Manifest& m, std::vector<MadePath>* made) {
   Status st;
   st.lazy_known = !want_lazy;
   std::string buf;
@@ -537,7 +540,10 @@ Status read_status(int fd, bool want_lazy, const image::Manifest& m) {
         uint64_t max_maps = try_read_file("/proc/sys/vm/max_map_count", &maps) ? std::strtoull(maps.c_str(), nullptr, 10) : 0;
         fail(explain_restorer_error(trim(line.substr(1)), as_limit, max_maps));
       }
-      if (line.rfind("U ", 0) == 0) {
+      MadePath path;
+      if (line.rfind("M ", 0) == 0 && parse_made_path(line, &path)) {
+        if (made) made->push_back(path);
+      } else if (line.rfind("U ", 0) == 0) {
         st.init_uffd = std::atoi(line.c_str() + 2);
         st.lazy_known = true;
       } else if (line == "N") {
@@ -565,6 +571,24 @@ Status read_status(int fd, bool want_lazy, const image::Manifest& m) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) fail("the new process died before it was restored");
     buf.append(tmp, n);
+  }
+}
+
+// The "M" lines still in a status pipe, not read because the restore
+// failed first (a tree's process not heard from yet): what it made, to be
+// removed with it. Only what is there now: nothing waits for more.
+void drain_made(int fd, std::vector<MadePath>& made) {
+  std::string buf;
+  char tmp[4096];
+  pollfd pf{fd, POLLIN, 0};
+  while (fd >= 0 && ::poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN)) {
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n <= 0) break;
+    buf.append(tmp, n);
+  }
+  for (const auto& line : split(buf, '\n')) {
+    MadePath p;
+    if (parse_made_path(line, &p)) made.push_back(p);
   }
 }
 
@@ -639,7 +663,7 @@ HeldProcess restore_held(const image::Reader& img, const image::Manifest& m, con
     status_w.reset();
     bool seized = false;  // from then on the seizure kills and reaps it
     try {
-      Status st = read_status(status_r.get(), false, m);
+      Status st = read_status(status_r.get(), false, m, nullptr);
       unsigned long long rs = 0, re = 0;
       long long mem_ns = 0, rest_ns = 0;
       if (std::sscanf(st.ready.c_str(), "R %llx %llx %lld %lld", &rs, &re, &mem_ns, &rest_ns) != 4 || re <= rs)
@@ -774,7 +798,13 @@ RestoreResult restore(const RestoreOptions& o) {
     std::optional<Pager> pager;
     std::thread pager_thread;  // its run ends once the process is gone
     bool pager_started = false;
+    std::vector<MadePath> made;  // files the processes made (sockets bound to a path)
     auto reap_failed = [&](const std::string& why) -> RestoreResult {
+      // The files go with the processes: those reported but not read yet
+      // too. Removed through init's root, so before init is killed.
+      drain_made(status_r.get(), made);
+      for (const auto& fd : kid_status_r) drain_made(fd.get(), made);
+      remove_made_paths(init, made);
       ::kill(init, SIGKILL);
       ::waitpid(init, nullptr, 0);
       if (pager_thread.joinable()) pager_thread.join();
@@ -785,7 +815,7 @@ RestoreResult restore(const RestoreOptions& o) {
       // After the fork (the child must not inherit a CUDA context or the
       // driver's fds) and back in our own pid namespace (threads).
       if (!m.gpu.uuid.empty()) gpu.emplace(m);
-      st = read_status(status_r.get(), want_lazy, m);
+      st = read_status(status_r.get(), want_lazy, m, &made);
       if (o.stop_on_interrupt) throw_if_interrupted("the half-restored process was stopped");
     } catch (const std::exception& e) {
       return reap_failed(e.what());
@@ -804,7 +834,7 @@ RestoreResult restore(const RestoreOptions& o) {
       for (size_t j = 0; j < m.children.size(); j++) {
         const image::Manifest& km = m.children[j];
         std::string what = cat("child process ", restore_pid(km), " (", km.process.comm, ")");
-        Status ks = with_context(what, [&] { return read_status(kid_status_r[j].get(), false, km); });
+        Status ks = with_context(what, [&] { return read_status(kid_status_r[j].get(), false, km, &made); });
         unsigned long long ks_start = 0, ks_end = 0;
         long long a = 0, b = 0;
         if (std::sscanf(ks.ready.c_str(), "R %llx %llx %lld %lld", &ks_start, &ks_end, &a, &b) != 4 || ks_end <= ks_start)

@@ -98,6 +98,10 @@ std::string Template::ineligible(const image::Manifest& m) {
     if (f["kind"] == "file" && S_ISFIFO(f.value("mode", 0u)))
       return cat("fd ", e["fd"].get<int>(), " (", f.value("path", std::string("a FIFO")),
                  ") is a named FIFO: one object by path, which every copy would share");
+    if (f["kind"] == "unix" && f.contains("bound") && f["bound"].contains("path"))
+      return cat("fd ", e["fd"].get<int>(), " (unix socket bound to ", f["bound"]["path"].get<std::string>(),
+                 ") is bound to a path, which the template would hold: every copy would want it, and none could "
+                 "bind it");
     if (f["kind"] == "tcp_listen" || (f["kind"] == "unix" && f.contains("bound")) ||
         (f["kind"] == "udp" && udp_port_of_its_own(f)))
       return cat("fd ", e["fd"].get<int>(), " (", f.value("desc", f.value("name", std::string("a socket"))),

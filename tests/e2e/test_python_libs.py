@@ -5,6 +5,7 @@ Helpers from conftest.py (the zoo fixture tracks and kills every process)."""
 
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -16,9 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
-def _start(zoo, prog, *args):
-    """Start a Python program; wait for its READY line."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+def _start(zoo, prog, *args, env=None):
+    """Start a Python program (with `env` added to its environment); wait
+    for its READY line."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), **(env or {}))
     p = subprocess.Popen([PYTHON, str(prog), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, bufsize=0, close_fds=True, env=env, cwd=prog.parent)
     zoo.procs.append(p)
@@ -268,26 +270,185 @@ def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp
 
 
 RESOURCE_SHARER = '''
-import os, sys
-from multiprocessing import resource_sharer
-shared = resource_sharer.DupFd(os.open("/dev/null", os.O_RDONLY))
-print("READY", flush=True)
-sys.stdin.readline()
-print("still running")
+import multiprocessing as mp, os, sys, time
+from multiprocessing import reduction
+def child(conn):
+    # The fd the parent sends comes through the parent's resource sharer:
+    # a connection to its listener at <tmp>/pymp-*/listener-*.
+    fd = conn.recv().detach()
+    print(os.read(fd, 100).decode(), flush=True)
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    r, w = os.pipe()
+    os.write(w, b"sent before the checkpoint")
+    ours, theirs = mp.Pipe()
+    first = mp.Process(target=child, args=(theirs,))
+    first.start()
+    shared = reduction.DupFd(r)  # starts the listener
+    settled = len(os.listdir("/proc/self/fd")) - 1  # its dup of r goes once sent
+    ours.send(shared)
+    first.join()
+    # The connection the listener accepted for it closes a moment later.
+    while len(os.listdir("/proc/self/fd")) > settled:
+        time.sleep(0.01)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    os.write(w, b"sent after the restore")
+    second = mp.Process(target=child, args=(theirs,))
+    second.start()
+    ours.send(reduction.DupFd(r))
+    second.join()
+    print("exit", second.exitcode)
 '''
 
 
-def test_a_resource_sharer_listener_is_refused_with_what_to_do(zoo, thaw_bin, tmp_path):
+@pytest.mark.parametrize("directory", ["kept", "removed"])
+def test_a_resource_sharer_listener_sends_fds_after_restore(zoo, thaw_bin, tmp_path, directory):
     """multiprocessing's resource sharer listens on a unix socket bound to a
-    path (pymp-*/listener-*) in a process that sent an fd to another: torch
-    DataLoader workers do for each batch, so a loader with live workers was
-    refused by a socket its user never made. The refusal now says what it
-    is and how to checkpoint anyway; the process runs on as before."""
+    path (<tmp>/pymp-*/listener-*) in a process that sent an fd to another:
+    torch DataLoader workers do for each batch, so a loader with live
+    workers was refused by a socket its user never made. Restored (with the
+    directory the killed original left, or after it was removed, as the
+    original's multiprocessing does at exit), the listener hands a new child
+    the fd the parent sends it."""
     prog = tmp_path / "resource_sharer.py"
     prog.write_text(RESOURCE_SHARER)
-    p = _start(zoo, prog)
-    cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
-    assert cp.returncode != 0 and "/listener-" in cp.stderr, cp.stderr
-    assert "resource sharer" in cp.stderr and "DataLoader without persistent_workers" in cp.stderr, cp.stderr
-    rc, out, err = zoo.finish(p)
-    assert rc == 0 and out == "still running\n", (rc, out, err)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = _start(zoo, prog, env={"TMPDIR": str(tmp)})
+    (pymp,) = tmp.glob("pymp-*")
+    assert [f.name for f in pymp.iterdir() if f.name.startswith("listener-")], list(pymp.iterdir())
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    if directory == "removed":
+        shutil.rmtree(pymp)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "sent after the restore\nexit 0\n", \
+        f"rc={rc}\n{out}\n{err}"
+
+
+LISTENER = '''
+import sys
+from multiprocessing.connection import Listener
+with Listener(address=sys.argv[1], family="AF_UNIX", authkey=b"secret") as listener:
+    print("READY", flush=True)
+    sys.stdin.readline()
+    print("serving", flush=True)
+    with listener.accept() as conn:
+        conn.send(("pong", conn.recv()))
+    print("served", flush=True)
+'''
+
+
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
+def test_a_multiprocessing_listener_on_a_unix_path_answers_after_restore(zoo, thaw_bin, tmp_path, mode):
+    """multiprocessing.connection.Listener on a unix path, checkpointed,
+    killed and restored: a Client from outside connects to the path,
+    authenticates, and gets its answer."""
+    from multiprocessing.connection import Client
+    prog = tmp_path / "listener.py"
+    prog.write_text(LISTENER)
+    d = tmp_path / "x"
+    d.mkdir(mode=0o700)
+    path = d / "sock"
+    p = _start(zoo, prog, str(path))
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    r = zoo.restore_start(img, *(["--eager"] if mode == "eager" else []))
+    r.stdin.write(b"go\n")
+    assert r.stdout.readline() == b"serving\n", r.stderr.read()
+    with Client(str(path), family="AF_UNIX", authkey=b"secret") as c:
+        c.send("ping")
+        assert c.recv() == ("pong", "ping")
+    rc, out, err = zoo.finish(r, data=b"")
+    assert rc == 0 and out == "served\n", (rc, out, err)
+
+
+TREE_LISTENER = '''
+import multiprocessing as mp, sys
+from multiprocessing.connection import Listener, Client
+def serve(address, note):
+    with Listener(address=address, family="AF_UNIX", authkey=b"secret") as listener:
+        note.send("listening")
+        while True:
+            with listener.accept() as conn:
+                msg = conn.recv()
+                if msg != "stop":
+                    conn.send(("pong", msg))
+            note.send("idle")  # the connection it accepted is closed
+            if msg == "stop":
+                return
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    ours, theirs = mp.Pipe()
+    child = mp.Process(target=serve, args=(sys.argv[1], theirs))
+    child.start()
+    assert ours.recv() == "listening"
+    with Client(sys.argv[1], family="AF_UNIX", authkey=b"secret") as c:
+        c.send("before")
+        assert c.recv() == ("pong", "before")
+    assert ours.recv() == "idle"
+    print("READY", flush=True)
+    sys.stdin.readline()
+    with Client(sys.argv[1], family="AF_UNIX", authkey=b"secret") as c:
+        c.send("after")
+        print(c.recv(), flush=True)
+    ours.recv()
+    with Client(sys.argv[1], family="AF_UNIX", authkey=b"secret") as c:
+        c.send("stop")
+    child.join()
+    print("exit", child.exitcode)
+'''
+
+
+def test_a_child_listening_on_a_unix_path_answers_its_parent_after_restore(zoo, thaw_bin, tmp_path):
+    """A process tree whose child listens on a unix path, as DataLoader
+    workers' resource sharers do: the child, made by its restored parent,
+    binds the path again (its stale file replaced) and answers the parent."""
+    prog = tmp_path / "tree_listener.py"
+    prog.write_text(TREE_LISTENER)
+    d = tmp_path / "x"
+    d.mkdir(mode=0o700)
+    p = _start(zoo, prog, str(d / "sock"))
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)  # the whole tree
+    p.wait(timeout=10)
+    assert (d / "sock").is_socket()  # left by the killed child, stale
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "('pong', 'after')\nexit 0\n", f"rc={rc}\n{out}\n{err}"
+
+
+PREFORK = '''
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(8)
+kid = os.fork()
+if kid == 0:  # a pre-fork server's worker: accepts on the listener it inherited
+    c, _ = s.accept()
+    c.sendall(b"worker got " + c.recv(100))
+    os._exit(0)
+print("READY", flush=True)
+sys.stdin.readline()
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(sys.argv[1])
+c.sendall(b"hello")
+print(c.recv(100).decode(), os.waitpid(kid, 0)[1], flush=True)
+'''
+
+
+def test_a_listener_a_parent_shares_with_its_child_on_a_unix_path_comes_back(zoo, thaw_bin, tmp_path):
+    """A pre-fork server: the listener on a unix path is one description
+    the parent and its worker both hold (restored once, by the tree's root,
+    for both); after restore the parent connects, the worker answers."""
+    prog = tmp_path / "prefork.py"
+    prog.write_text(PREFORK)
+    path = tmp_path / "server.sock"
+    p = _start(zoo, prog, str(path))
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "worker got hello 0\n", f"rc={rc}\n{out}\n{err}"

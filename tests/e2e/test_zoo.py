@@ -56,6 +56,7 @@ PROGRAMS = {
     "locks": [],
     "deleted_files": [],
     "shm_named": [],
+    "unix_path": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "children",
                                   "unsupported_io_uring"]
@@ -275,6 +276,187 @@ def test_a_restore_refuses_a_lock_the_original_still_holds(zoo, thaw_bin):
     assert "/f): it held a write lock (flock) at checkpoint" in err and "restore once it is released" in err, err
     rc, out, err = zoo.finish(p)
     _assert_same(expected, rc, out, err, "original locks after a refused restore")
+
+
+def _unix_path_dir(p):
+    (d,) = p.testtmp.glob("thaw-zoo-unixpath-*")
+    return d
+
+
+def _files_of(d):
+    return sorted((f.name, f.stat().st_ino, f.stat().st_mode) for f in d.iterdir())
+
+
+@pytest.mark.parametrize("mode", ["lazy", "eager"])
+def test_a_restored_unix_path_listener_answers_a_client(zoo, thaw_bin, mode):
+    """unix_path's listener, bound to a path: after a restore (the original
+    killed, its stale socket file left behind) a client from outside
+    connects to the path and gets the restored process's answer."""
+    p = zoo.start("unix_path")
+    path = _unix_path_dir(p) / "listen"
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    assert path.is_socket()  # the killed original's, stale
+    r = zoo.restore_start(img, *(["--eager"] if mode == "eager" else []))
+    r.stdin.write(b"serve\n")
+    lines = []
+    while b"serving\n" not in lines:
+        line = r.stdout.readline()
+        assert line, _show("restore", r.wait(timeout=10), b"".join(lines).decode(), r.stderr.read().decode())
+        lines.append(line)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(20)
+        c.connect(str(path))
+        c.sendall(b"hi there\n")
+        assert c.recv(100) == b"pong hi there\n"
+    rc, out, err = zoo.finish(r, data=b"")
+    out = b"".join(lines).decode() + out
+    assert rc == 0 and out == "bound paths and their files ok\nserving\nserved hi there\nDONE\n", \
+        _show("restore", rc, out, err)
+
+
+def test_a_restore_beside_the_original_still_listening_on_its_path_is_refused(zoo, thaw_bin):
+    """unix_path's original, left running, still listens on its path: a
+    restore of it fails, naming the path and what to do, as a TCP port in
+    use does, and leaves the original's files as they were (it still
+    accepts there after its go)."""
+    expected = zoo.run_uninterrupted("unix_path")
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    before = _files_of(d)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img)
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and out == "", _show("restore beside the original", rc, out, err)
+    assert f"unix socket bound to {d}/listen: another socket is bound there and in use" in err, err
+    assert "stop it, or restore once it is gone" in err, err
+    assert _files_of(d) == before
+    rc, out, err = zoo.finish(p)
+    _assert_same(expected, rc, out, err, "original unix_path after a refused restore")
+
+
+def test_a_unix_path_socket_s_removed_directory_is_made_again(zoo, thaw_bin):
+    """A directory removed after the checkpoint (multiprocessing removes its
+    pymp-* directory when the original exits) is made again, 0700 as mkdtemp
+    made it, and the sockets bound in it; the program checks the modes."""
+    expected = zoo.run_uninterrupted("unix_path")
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    shutil.rmtree(d)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "unix_path restored with its directory gone")
+    assert not d.exists()  # the program removed it at its end
+
+
+def test_a_failed_restore_removes_the_socket_files_it_made(zoo, thaw_bin):
+    """A restore that bound the listener at its path and then failed (a
+    regular file where the datagram socket's was) leaves no socket file
+    behind: the error names the path, and what is there is as before but
+    for the stale file the original left, which the restore replaced."""
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    (d / "dgram").unlink()
+    (d / "dgram").write_text("not a socket")
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and f"unix socket bound to {d}/dgram: what is there now is not a socket" in err, \
+        _show("restore", rc, out, err)
+    assert sorted(f.name for f in d.iterdir()) == ["dgram"], list(d.iterdir())
+    assert (d / "dgram").read_text() == "not a socket"
+
+
+def test_a_non_root_process_s_unix_path_files_come_back_its_own(zoo, thaw_bin):
+    """unix_path run as nobody, its directory removed after the checkpoint:
+    the directory and socket files a restore makes are nobody's again, so
+    the restored program (nobody) can use them and, at its end, remove
+    them."""
+    top = Path(tempfile.mkdtemp(prefix="thaw-test-"))
+    try:
+        os.chmod(top, 0o777)
+        expected = zoo.run_uninterrupted("unix_path")
+        p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              str(zoo.prog_path("unix_path"))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, close_fds=True, env=zoo.env(top))
+        zoo.procs.append(p)
+        assert p.stdout.readline() == b"READY\n", p.stderr.read()
+        (d,) = top.glob("thaw-zoo-unixpath-*")
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        shutil.rmtree(d)
+        r = zoo.restore_start(img)
+        deadline = time.monotonic() + 20
+        owners = None
+        while owners != {(65534, 65534)} and time.monotonic() < deadline:
+            time.sleep(0.02)
+            try:
+                owners = {(f.lstat().st_uid, f.lstat().st_gid) for f in (d, d / "listen", d / "dgram")}
+            except FileNotFoundError:
+                pass  # not made yet
+        rc, out, err = zoo.finish(r)
+        assert owners == {(65534, 65534)}, owners
+        _assert_same(expected, rc, out, err, "unix_path as nobody, restored with its directory gone")
+        assert not d.exists()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_unix_socket_whose_file_was_removed_keeps_its_name_without_it(zoo, thaw_bin, tmp_path):
+    """A socket whose file was removed while it stayed bound (the name,
+    for getsockname, without a way in): restored with its name and no file."""
+    path = tmp_path / "gone.sock"
+    code = ("import os, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({str(path)!r}); s.listen(2); os.unlink({str(path)!r})\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(s.getsockname(), os.path.exists(s.getsockname()), flush=True)\n")
+    img = _python_image(zoo, code)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == f"{path} False\n", _show("restore", rc, out, err)
+    assert not path.exists()
+
+
+def test_a_unix_socket_bound_to_a_relative_path_comes_back_bound_from_its_directory(zoo, thaw_bin, tmp_path):
+    """A name relative to the working directory (zmq's ipc://name.sock):
+    bound again from that directory, with the same name, after the stale
+    file the killed original left there."""
+    code = ("import os, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "s.bind('rel.sock')\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "c.sendto(b'here', 'rel.sock')\n"
+            "print(s.getsockname(), s.recv(10).decode(), os.getcwd() == sys.argv[1])\n")
+    p = _start_python(zoo, code, str(tmp_path), cwd=tmp_path)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "rel.sock here True\n", _show("restore", rc, out, err)
+
+
+def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
+    """A relative name bound before the process changed directory: where it
+    was bound from is not recorded anywhere, so it is refused, saying so;
+    the process runs on."""
+    code = ("import os, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "s.bind('rel.sock')\n"
+            "os.chdir('/')\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(s.getsockname())\n")
+    _refused_and_runs_on(zoo, code, "unix socket bound to the relative path rel.sock, which the working directory "
+                         "the process has now (/) does not lead to", b"rel.sock\n", cwd=tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["lazy", "eager"])

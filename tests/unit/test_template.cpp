@@ -96,6 +96,12 @@ TEST(Template, RefusesWhatCopiesWouldShareOrLose) {
   m.fds.push_back({{"fd", 5}, {"file", 2}});
   EXPECT_NE(Template::ineligible(m).find("fd 5 (socket:[12]) is bound"), std::string::npos);
 
+  m = worker();  // every copy would want the path
+  m.files.push_back({{"kind", "unix"}, {"bound", {{"name", "2f746d70"}, {"path", "/tmp/pymp-x/listener-y"}}}});
+  m.fds.push_back({{"fd", 5}, {"file", 2}});
+  EXPECT_NE(Template::ineligible(m).find("fd 5 (unix socket bound to /tmp/pymp-x/listener-y) is bound to a path"),
+            std::string::npos);
+
   m = worker();
   m.process.creds.uids = {1000, 1000, 1000, 1000};
   EXPECT_NE(Template::ineligible(m).find("uid 1000"), std::string::npos);

@@ -1,12 +1,16 @@
 // Unix sockets the process holds both ends of (socket pairs), with the data
 // queued in each direction, each end's shutdown state, buffer sizes and peek
 // offset; also unnamed unix sockets that are unconnected or whose peer has
-// closed, and unconnected unix sockets bound to an abstract name, listening
-// or not (the CUDA driver keeps one, @cuda-uvmfd-…, through its own
-// checkpoint). A unix socket whose peer is outside the process is "external"
-// (the caller hands a replacement). TCP and UDP sockets have kinds of their
-// own (tcp_listen.cpp, tcp_conn.cpp, udp.cpp). Every other socket — raw,
-// ICMP, netlink, unix sockets bound to a path — is refused by name.
+// closed, and unconnected unix sockets bound to an abstract name or to a
+// path, listening or not (the CUDA driver keeps one, @cuda-uvmfd-…, through
+// its own checkpoint; Python's multiprocessing listens on pymp-*/listener-*).
+// A socket bound to a path is bound there again at restore, its file given
+// the mode and owner it had; a stale file left there by a process that
+// ended is replaced, a live socket there fails the restore. A unix socket
+// whose peer is outside the process is "external" (the caller hands a
+// replacement). TCP and UDP sockets have kinds of their own
+// (tcp_listen.cpp, tcp_conn.cpp, udp.cpp). Every other socket — raw, ICMP,
+// netlink, connected unix sockets bound to a path — is refused by name.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -20,11 +24,14 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -32,6 +39,8 @@
 #include "common/io.h"
 #include "engine/resources/file_kinds.h"
 #include "engine/resources/inet.h"
+#include "engine/resources/resources.h"
+#include "proc/procfs.h"
 
 namespace thaw::engine {
 
@@ -51,6 +60,10 @@ struct UnixInfo {
   uint8_t shutdown = 0;   // kRcvShutdown | kSendShutdown
   std::string name;
   uint32_t rqueue = 0, wqueue = 0;  // a listener's waiting connections and backlog
+  // The file a socket bound to a path was bound at (its inode and the
+  // kernel's dev_t of its filesystem); absent for any other socket.
+  bool has_vfs = false;
+  uint32_t vfs_ino = 0, vfs_dev = 0;
 };
 
 UnixInfo unix_diag(uint64_t ino) {
@@ -66,7 +79,7 @@ UnixInfo unix_diag(uint64_t ino) {
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0u;
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
-  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN | UDIAG_SHOW_VFS;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
   if (::send(nl.get(), &msg, sizeof msg, 0) != sizeof msg) fail_errno("query sock_diag");
   alignas(nlmsghdr) char buf[8192];
@@ -87,6 +100,12 @@ UnixInfo unix_diag(uint64_t ino) {
       auto* q = static_cast<unix_diag_rqlen*>(RTA_DATA(a));
       info.rqueue = q->udiag_rqueue;
       info.wqueue = q->udiag_wqueue;
+    }
+    if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof(unix_diag_vfs)) {
+      auto* v = static_cast<unix_diag_vfs*>(RTA_DATA(a));
+      info.has_vfs = true;
+      info.vfs_ino = v->udiag_vfs_ino;
+      info.vfs_dev = v->udiag_vfs_dev;
     }
     if (a->rta_type == UNIX_DIAG_SHUTDOWN) {
       info.shutdown = *static_cast<uint8_t*>(RTA_DATA(a));
@@ -276,19 +295,58 @@ std::string shown_name(std::string name) {
   return name;
 }
 
-// What to do about a unix socket bound to a path. Python's multiprocessing
-// binds one (<tmp>/pymp-*/listener-*) in any process that hands a file
-// descriptor to another process it did not start (its resource sharer):
-// torch DataLoader workers do for every batch they send, so a loader with
-// live workers is refused by this socket, which its users never made and
-// would not recognize.
-std::string path_bound_advice(const std::string& path) {
+// What to do about a connected unix socket bound to a path: a connection
+// its listener accepted. Python's multiprocessing listens on one
+// (<tmp>/pymp-*/listener-*) in any process that hands a file descriptor to
+// another process it did not start (its resource sharer; torch DataLoader
+// workers do for every batch they send): the listener comes back, a
+// connection it accepted lives only while it hands one fd over.
+std::string connected_advice(const std::string& path) {
   std::string dir = path.substr(0, path.rfind('/'));
   if (dir.substr(dir.rfind('/') + 1).rfind("pymp-", 0) == 0 && path.substr(path.rfind('/') + 1).rfind("listener-", 0) == 0)
-    return "it is the listener of Python multiprocessing's resource sharer, which a process starts when it sends a "
-           "file descriptor to another (torch DataLoader workers do for each batch): end those processes before "
-           "the checkpoint (a DataLoader without persistent_workers, its iterators finished)";
-  return "close it before the checkpoint (a server listening there, and the connections it accepted)";
+    return "it is a connection to the listener of Python multiprocessing's resource sharer, which lasts while it "
+           "hands a file descriptor to another process (torch DataLoader workers do for each batch): checkpoint "
+           "again once that is done";
+  return "close the connection before the checkpoint (the listener itself is supported)";
+}
+
+// A socket bound to a path: its name, as the process gave it to bind, and
+// its file as the process sees it (through its root: another mount
+// namespace's /tmp is its own). A file that is no longer the one the
+// socket was bound at (removed, or replaced by another socket's) is
+// recorded as unlinked: a restore binds the name again (getsockname still
+// shows it) and removes the file at once. A relative name was resolved
+// from the working directory the process had when it bound, which nothing
+// records: it is taken to be the one it has now only where that leads to
+// the socket's file (bind and chdir back, or never moved).
+json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
+  std::string root = cat("/proc/", p.pid, "/root"), path = name;
+  json b;
+  if (name[0] != '/') {
+    std::string cwd = proc::read_link(cat("/proc/", p.pid, "/cwd"));
+    path = cat(cwd == "/" ? "" : cwd, "/", name);
+    b["cwd"] = cwd;
+  }
+  b["path"] = path;
+  struct stat st;
+  // unix_diag gives the kernel's dev_t (12 bits of major, 20 of minor).
+  bool here = u.has_vfs && ::lstat((root + path).c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+              st.st_ino == u.vfs_ino && st.st_dev == makedev(u.vfs_dev >> 20, u.vfs_dev & 0xfffff);
+  if (!here && name[0] != '/')
+    fail("unix socket bound to the relative path ", name, ", which the working directory the process has now (",
+         b["cwd"].get<std::string>(), ") does not lead to: it changed directory since it bound it, or the file was "
+         "removed; not supported (bind it to an absolute path)");
+  b["unlinked"] = !here;
+  if (here) {
+    b["mode"] = st.st_mode & 07777;
+    b["uid"] = st.st_uid;
+    b["gid"] = st.st_gid;
+  }
+  std::string dir = path.substr(0, path.rfind('/'));
+  struct stat ds;
+  if (::stat((root + (dir.empty() ? "/" : dir)).c_str(), &ds) == 0 && S_ISDIR(ds.st_mode))
+    b["dir"] = {{"mode", ds.st_mode & 07777}, {"uid", ds.st_uid}, {"gid", ds.st_gid}};
+  return b;
 }
 
 json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
@@ -311,16 +369,16 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   json bound;
   if (!u.name.empty()) {
     std::string shown = shown_name(u.name);
-    if (u.name[0] != '\0')
-      fail("unix socket bound to the path ", shown, " is not supported (unnamed unix sockets and ones bound to ",
-           "an abstract name are); ", path_bound_advice(shown));
+    bool path = u.name[0] != '\0';
     if (u.peer != 0 || (u.state != TCP_CLOSE && u.state != TCP_LISTEN))
       fail("unix socket bound to ", shown, " is connected (a connection its listener accepted); only unconnected ",
-           "or listening bound sockets are supported: close the connection before the checkpoint");
+           "or listening bound sockets are supported: ",
+           path ? connected_advice(shown) : "close the connection before the checkpoint");
     if (u.state == TCP_LISTEN && u.rqueue != 0)
       fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; "
            "not supported");
     bound = {{"name", to_hex(u.name.data(), u.name.size())}, {"listen", u.state == TCP_LISTEN}, {"backlog", u.wqueue}};
+    if (path) bound.update(path_file(p, u, shown));
   }
   json f{{"flags", p.flags}, {"ino", ino}, {"type", type}, {"shutdown", u.shutdown}};
   if (!bound.is_null()) f["bound"] = bound;
@@ -485,7 +543,7 @@ std::optional<std::string> cuda_name_here(const std::string& name) {
   return cat(kPrefix, st.st_ino, "-", ::getpid());
 }
 
-bool bind_abstract(int fd, const std::string& name) {
+bool bind_name(int fd, const std::string& name) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   std::memcpy(a.sun_path, name.data(), name.size());
@@ -493,19 +551,151 @@ bool bind_abstract(int fd, const std::string& name) {
   return ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0;
 }
 
-// Bound to the same abstract name again (in this network namespace), and
-// listening again if it was; shut down only after that, as finish() does.
-UniqueFd open_bound(const json& f) {
+// bind_name from directory `dir` (none: from here), for a relative name;
+// the working directory is put back (restore_process_early sets the
+// process's own later).
+bool bind_from(int fd, const std::string& name, const std::string& dir) {
+  if (dir.empty()) return bind_name(fd, name);
+  UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!here) fail_errno("open the working directory");
+  if (::chdir(dir.c_str()) != 0) fail_errno("change to ", dir, ", the directory its name is relative to");
+  bool ok = bind_name(fd, name);
+  int err = errno;
+  if (::fchdir(here.get()) != 0) fail_errno("change back to the working directory");
+  errno = err;
+  return ok;
+}
+
+// What a restore made in the filesystem for one socket, removed again if
+// opening that socket fails. A later failure is thaw's to clean up: it
+// removes what the status pipe's "M" lines name (report_made).
+struct MadeHere {
+  std::optional<std::string> file, dir;
+  ~MadeHere() {
+    if (file) ::unlink(file->c_str());
+    if (dir) ::rmdir(dir->c_str());
+  }
+  void keep() { file.reset(), dir.reset(); }
+};
+
+// Tells thaw that this restore made `path`, so that a failed restore
+// (which kills the process, not the file) removes it.
+void report_made(const RestoreContext& r, const std::string& path) {
+  if (r.status_fd < 0) return;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) fail_errno("stat ", path, ", just made");
+  std::string line = made_path_line(st, path);
+  write_all(r.status_fd, line.data(), line.size(), "the restore's status pipe");
+}
+
+// Whether no socket is bound at a socket file any more (its process ended
+// without removing it). A datagram connect asks the kernel without
+// disturbing whoever is there: it is refused (ECONNREFUSED) only when no
+// socket holds the file, whereas a stream connect is also refused by a
+// stream socket bound there that does not listen; a socket of another
+// type answers EPROTOTYPE, one connected elsewhere EPERM.
+bool stale_socket_file(const std::string& path) {
+  UniqueFd probe(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!probe) fail_errno("socket");
+  // A relative name's full path may not fit in sun_path: reached through
+  // its directory's fd then.
+  UniqueFd dir;
+  std::string at = path;
+  if (at.size() >= sizeof(sockaddr_un::sun_path)) {
+    size_t slash = path.rfind('/');
+    dir.reset(::open(path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) fail_errno("open the directory of ", path);
+    at = cat("/proc/self/fd/", dir.get(), path.substr(slash));
+    if (at.size() >= sizeof(sockaddr_un::sun_path)) fail("the socket's name is too long to probe: ", path);
+  }
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path, at.data(), at.size());
+  return ::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno == ECONNREFUSED;
+}
+
+// Bound at its path again. restore_files runs in the restored process's
+// mount namespace, where the path leads where it led for the original. A
+// socket file there is taken over only if it is stale; a live socket there
+// (the original, or another restore) fails the restore, as a TCP port in
+// use does. A directory that is gone is made again, only the last
+// component: multiprocessing removes its <tmp>/pymp-* directory (mkdtemp's,
+// 0700) when the original exits, before its restore.
+void bind_path(const RestoreContext& r, int fd, const json& f, const std::string& name, MadeHere& made) {
+  const json& b = f["bound"];
+  std::string path = b["path"].get<std::string>();
+  std::string what = cat("unix socket bound to ", path);  // after "fd 3 (socket:[123]): "
+  // A relative name is bound from the directory it was bound from.
+  std::string cwd = b.value("cwd", std::string());
+  std::string given = name.substr(0, name.find('\0'));
+  if (path.empty() || path[0] != '/' || name.size() > sizeof(sockaddr_un::sun_path) || given.empty() ||
+      (given[0] == '/' ? given != path : cwd.empty() || cat(cwd == "/" ? "" : cwd, "/", given) != path))
+    fail(what, ": its bound name in the image is not its path");
+  bool unlinked = b["unlinked"].get<bool>();
+  std::string dir = path.substr(0, path.rfind('/'));
+  struct stat st;
+  if (!dir.empty() && ::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
+    json d = b.value("dir", json{{"mode", 0700}});
+    if (::mkdir(dir.c_str(), 0700) != 0)
+      fail_errno(what, ": make its directory ", dir, " again (it is gone; thaw makes only the last component "
+                 "of the path again)");
+    made.dir = dir;
+    report_made(r, dir);
+    if (d.contains("uid") && ::chown(dir.c_str(), d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) != 0)
+      fail_errno(what, ": give its directory ", dir, " its owner again");
+    if (::chmod(dir.c_str(), d["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its directory ", dir, " its mode again");
+  }
+  if (::lstat(path.c_str(), &st) == 0) {
+    std::string why = unlinked ? " (the original's own file there had been removed or replaced before the checkpoint, "
+                                 "but its name must be free to be bound again)"
+                               : "";
+    if (!S_ISSOCK(st.st_mode))
+      fail(what, ": what is there now is not a socket", why, "; move it away and restore again");
+    if (!stale_socket_file(path))
+      fail(what, ": another socket is bound there and in use (the original still running, or another restore "
+           "of this image?)", why, "; stop it, or restore once it is gone");
+    // The file the original left when it ended: nobody answers there.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      fail_errno(what, ": remove the stale socket file the original left there");
+  } else if (errno != ENOENT) {
+    fail_errno(what, ": stat ", path);
+  }
+  if (!bind_from(fd, name, cwd))
+    fail_errno(what, ": bind again", errno == EADDRINUSE ? " (another socket was bound there meanwhile)" : "");
+  made.file = path;
+  if (unlinked) {
+    // Its name, as getsockname shows it, without the file nobody could
+    // reach it through any more.
+    if (::unlink(path.c_str()) != 0) fail_errno(what, ": remove its file again (it was gone at the checkpoint)");
+    made.file.reset();
+    if (made.dir && ::rmdir(dir.c_str()) == 0) made.dir.reset();
+    return;
+  }
+  report_made(r, path);
+  if (::lchown(path.c_str(), b["uid"].get<uid_t>(), b["gid"].get<gid_t>()) != 0)
+    fail_errno(what, ": give its file its owner again");
+  if (::chmod(path.c_str(), b["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its file its mode again");
+}
+
+// Bound to the same name again (an abstract one in this network
+// namespace, a path in this mount namespace), and listening again if it
+// was; shut down only after that, as finish() does.
+UniqueFd open_bound(const RestoreContext& r, const json& f) {
   const json& b = f["bound"];
   std::string name = bound_name(f, b["name"].get<std::string>());
-  if (name.size() < 2 || name[0] != '\0' || name.size() > sizeof(sockaddr_un::sun_path))
+  bool path = b.contains("path");
+  if (!path && (name.size() < 2 || name[0] != '\0' || name.size() > sizeof(sockaddr_un::sun_path)))
     fail(name_of(f), ": bound name of ", name.size(), " bytes in the image is not an abstract name");
   UniqueFd self(::socket(AF_UNIX, f["type"].get<int>() | SOCK_CLOEXEC, 0));
   if (!self) fail_errno(name_of(f), ": socket");
-  if (!bind_abstract(self.get(), name)) {
+  MadeHere made;
+  if (path) {
+    bind_path(r, self.get(), f, name, made);
+  } else if (!bind_name(self.get(), name)) {
     int err = errno;
     auto other = err == EADDRINUSE ? cuda_name_here(name) : std::nullopt;
-    if (!other || !bind_abstract(self.get(), *other)) {
+    if (!other || !bind_name(self.get(), *other)) {
       errno = err;
       fail_errno(name_of(f), ": bind to ", shown_name(name), " again",
                  err == EADDRINUSE ? " (another process — the original, or another restore of this image in "
@@ -516,6 +706,7 @@ UniqueFd open_bound(const json& f) {
   if (b["listen"].get<bool>() && ::listen(self.get(), b["backlog"].get<int>()) != 0)
     fail_errno(name_of(f), ": listen on ", shown_name(name));
   finish(self.get(), f);
+  made.keep();
   return self;
 }
 
@@ -529,7 +720,7 @@ int open_socket(RestoreContext& r, RestoreFiles& rf, const json& f) {
   } else if (f.contains("peer")) {
     self = open_first_end(r, rf, f);
   } else if (f.contains("bound")) {
-    self = open_bound(f);
+    self = open_bound(r, f);
   } else if (f.value("peer_closed", false)) {
     self = open_orphan(r, f);
   } else {
@@ -542,5 +733,34 @@ int open_socket(RestoreContext& r, RestoreFiles& rf, const json& f) {
 }  // namespace
 
 const FileKind kUnixSocket{"unix", match, dump, open_socket, nullptr};
+
+std::string made_path_line(const struct stat& st, const std::string& path) {
+  return cat("M ", uint64_t(st.st_dev), " ", uint64_t(st.st_ino), " ", to_hex(path.data(), path.size()), "\n");
+}
+
+bool parse_made_path(const std::string& line, MadePath* out) {
+  char hex[2 * PATH_MAX + 1];
+  unsigned long long dev = 0, ino = 0;
+  if (line.size() > sizeof hex || std::sscanf(line.c_str(), "M %llu %llu %s", &dev, &ino, hex) != 3) return false;
+  std::string h = hex;
+  if (h.size() % 2 || h.find_first_not_of("0123456789abcdef") != std::string::npos) return false;
+  auto bytes = from_hex(h);
+  *out = MadePath{dev, ino, std::string(bytes.begin(), bytes.end())};
+  return !out->path.empty() && out->path[0] == '/';
+}
+
+void remove_made_paths(pid_t init, const std::vector<MadePath>& made) {
+  // Through init's root: the process's mount namespace, where the paths
+  // were made (init shares it, and lives until thaw kills it).
+  std::string root = cat("/proc/", init, "/root");
+  for (auto it = made.rbegin(); it != made.rend(); ++it) {
+    std::string at = root + it->path;
+    struct stat st;
+    if (::lstat(at.c_str(), &st) != 0 || st.st_dev != it->dev || st.st_ino != it->ino) continue;  // not ours any more
+    // Best effort: the restore's own error is what its caller needs.
+    int rc = S_ISDIR(st.st_mode) ? ::rmdir(at.c_str()) : ::unlink(at.c_str());
+    (void)rc;
+  }
+}
 
 }  // namespace thaw::engine
