@@ -282,7 +282,6 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     restore_fd_limit(r);
     jump_to_restorer(r, pages_fd, status_fd);
   } catch (const std::exception& e) {
-    for (const auto& path : r.made_files) ::unlink(path.c_str());
     child_fail(status_fd, e.what());
   }
 }

@@ -123,16 +123,17 @@ void open_pool(RestoreContext& r);
 void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers);
 void close_all_except(const std::vector<int>& keep);
 
-// sockets.cpp: what a restore made in the filesystem for a unix socket
-// bound to a path (its socket file, or the directory it made again for
-// one). The restored process reports each on its status pipe as an "M"
-// line (made_path_line, read by parse_made_path); a restore that fails
-// removes them through init's root (remove_made_paths), each only while it
-// is still the file that was made (device and inode).
+// made_paths.cpp: what a restore made in the filesystem (a unix socket's
+// file, or the directory it made again for one; a named file of /dev/shm
+// made again). The restored process reports each on its status pipe as an
+// "M" line (report_made, made_path_line; read by parse_made_path); a
+// restore that fails removes them through init's root (remove_made_paths),
+// each only while it is still the file that was made (device and inode).
 struct MadePath {
   uint64_t dev = 0, ino = 0;
   std::string path;
 };
+void report_made(const RestoreContext& r, const std::string& path);
 std::string made_path_line(const struct stat& st, const std::string& path);
 bool parse_made_path(const std::string& line, MadePath* out);
 void remove_made_paths(pid_t init, const std::vector<MadePath>& made);

@@ -197,7 +197,7 @@ void make_kept_file_if_gone(RestoreContext& r, const image::Shmem& obj) {
   try {
     UniqueFd fd = fill_object(r, obj, made, what);
     if (::link(tmp.c_str(), obj.path.c_str()) == 0)
-      r.made_files.push_back(obj.path);
+      report_made(r, obj.path);
     else if (errno != EEXIST)
       fail_errno(what, " is gone; make it again: link");
   } catch (...) {
