@@ -312,6 +312,38 @@ def test_deprecated_names_map_to_current_ones():
     assert any("concurrency_limit=" in m and "max_containers=" in m for m in messages)
 
 
+def test_allow_concurrent_inputs_is_honoured_as_concurrent():
+    # Modal 1.x still runs N inputs per container for its deprecated
+    # allow_concurrent_inputs=N (code written for Modal uses it, e.g. on an
+    # @asgi_app); thaw did not, and ran one input at a time.
+    app = modal.App("old-concurrency")
+
+    def define():
+        return app.function(allow_concurrent_inputs=8, name="web")(lambda: 1)
+    f, messages, rec = _warnings_of(define)
+    assert f.config["max_concurrent_inputs"] == 8
+    assert "allow_concurrent_inputs" not in f.config["unsupported"]
+    assert any(issubclass(w.category, DeprecatedWarning) for w in rec)
+    assert any("allow_concurrent_inputs=" in m and "@concurrent(max_inputs=8)" in m
+               for m in messages)
+
+    @app.cls(allow_concurrent_inputs=3)
+    class C:
+        @modal.method()
+        def m(self):
+            return 1
+    assert C.config["max_concurrent_inputs"] == 3
+
+    def both():
+        return app.function(allow_concurrent_inputs=8, name="both")(
+            modal.concurrent(max_inputs=2)(lambda: 1))
+    f, messages, _ = _warnings_of(both)
+    assert f.config["max_concurrent_inputs"] == 2
+    assert any("ignored" in m for m in messages)
+    with pytest.raises(InvalidError):
+        app.function(allow_concurrent_inputs=0, name="zero")(lambda: 1)
+
+
 def test_invalid_values_raise():
     app = modal.App("invalid")
     with pytest.raises(InvalidError):
