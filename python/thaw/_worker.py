@@ -41,7 +41,7 @@ from . import _state
 from ._async_runner import iterate, resolve
 from ._batch import Batcher
 from ._config import inputs_at_once
-from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value
+from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value, unwrap_method
 from ._loader import load_app_module, module_name_for, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
@@ -598,7 +598,7 @@ class Worker:
             raise LookupError(f"class '{self.target_name}' has no @method() named {method!r} "
                               f"(it has: {', '.join(sorted(t._methods)) or 'none'})")
         instance = self.instance_for(params)
-        fn = getattr(instance, method)
+        fn = unwrap_method(getattr(instance, method))
         if info.get("batched"):
             # The class's batching is its batched method's, or a handle's
             # with_batching override of it.

@@ -1143,6 +1143,22 @@ def test_thaw_call_passes_class_parameters(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_method_calls_other_methods_through_self(thaw):
+    # As in Modal: inside a method, self.other has .remote()/.spawn()/.map()
+    # (containers of the same class and parameters) and .local(); it was a
+    # plain bound method ('function' object has no attribute 'remote').
+    thaw.deploy(APPS / "self_calls.py")
+    expected = {"direct": 16, "local": 16, "remote": 16, "remote_elsewhere": True,
+                "spawn": 16, "map": [13, 16]}
+    cp = thaw.run("call", "e2e-self-calls", "Model", "--method", "outer", "--args", "[2]",
+                  "--params", '{"k": 3}')
+    assert json.loads(cp.stdout) == expected, cp.stderr
+    assert RESTORING in cp.stderr
+    cp = thaw.run("run", APPS / "self_calls.py", timeout=RUN_TIMEOUT)
+    assert "RESULT " + repr(expected) in cp.stdout, cp.stdout + cp.stderr
+    thaw.assert_containers_gone()
+
+
 def test_each_set_of_class_parameters_has_its_containers_and_snapshot(thaw):
     thaw.deploy(APPS / "params.py")
     deployed = set(thaw.snapshot_keys())

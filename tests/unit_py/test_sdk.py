@@ -1514,6 +1514,48 @@ def test_remote_spawn_map_through_runtime(write_app, runtime, tmp_path):
                         "method": None, "mode": "ephemeral", "app_file": str(path)}
 
 
+SELF_CALLS_APP = '''
+import os
+import thaw as modal
+
+app = modal.App("self-calls")
+
+
+@app.cls()
+class Model:
+    k: int = modal.parameter(default=1)
+
+    @modal.method()
+    def helper(self, x):
+        return {"v": x * self.k, "pid": os.getpid()}
+
+    @modal.method()
+    def outer(self, x):
+        me = os.getpid()
+        remote = self.helper.remote(x)
+        return {"direct": self.helper(x)["v"], "local": self.helper.local(x)["v"],
+                "remote": remote["v"], "remote_elsewhere": remote["pid"] != me,
+                "spawn": self.helper.spawn(x).get(timeout=60)["v"],
+                "map": [r["v"] for r in self.helper.map([1, 2])]}
+'''
+
+
+def test_a_method_calls_its_class_s_other_methods_through_self(write_app, runtime):
+    # Modal gives `self.other` the calling surface of the instance's method
+    # (its `_modal_functions`): .remote()/.spawn()/.map() run in a container
+    # of the same class and parameters, .local() and a plain call here.
+    # Here `outer` runs locally; its self.helper.remote() goes to the runtime.
+    path = write_app("self_calls_app", SELF_CALLS_APP)
+    runtime.apps["self-calls"] = str(path)  # deployed: calls from its containers land there
+    mod = _loader.load_app_module(path)
+    assert mod.Model(k=3).outer.local(2) == {"direct": 6, "local": 6, "remote": 6,
+                                             "remote_elsewhere": True, "spawn": 6, "map": [3, 6]}
+    # (From a container too: tests/e2e, test_a_method_calls_other_methods_through_self.)
+    # A user instance made outside thaw keeps plain methods.
+    plain = mod.Model.get_user_cls()()
+    assert not hasattr(plain.helper, "remote")
+
+
 def test_remote_exception_keeps_type_and_remote_traceback(write_app, runtime):
     path = write_app("client_app_exc", CLIENT_APP)
     mod = _loader.load_app_module(path)
