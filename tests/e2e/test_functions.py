@@ -1034,6 +1034,31 @@ def test_an_open_deleted_file_of_the_snapshot_phase_is_in_the_snapshot(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_port_another_container_of_the_snapshot_holds_does_not_blame_it(thaw):
+    # Two containers at once of a snapshot whose listening socket has a port:
+    # the second cannot bind it (containers share the host's network) and
+    # starts cold. That is no fault of the snapshot: it was counted as one,
+    # recreated, and after a few such starts given up for every container.
+    thaw.deploy(APPS / "listening.py")
+    sock = thaw.serve()
+    out = thaw.client(
+        "import json, concurrent.futures as cf, thaw\n"
+        "S = thaw.Cls.from_name('e2e-listening', 'LocalServer')\n"
+        "with cf.ThreadPoolExecutor(3) as ex:\n"
+        "    res = list(ex.map(lambda h: S().ask.remote(h), [3, 3, 3]))\n"
+        "assert res == [True, True, True], res\n"
+        "print(json.dumps('ok'))\n", sock, timeout=240)
+    assert out == "ok"
+    log = thaw.stop_serve()
+    assert "Address already in use" in log and "the snapshot not blamed" in log, log
+    assert "Recreating the memory snapshot" not in log, log
+    (key,) = thaw.snapshot_keys()
+    meta = thaw.meta(key)
+    assert meta.get("failures", 0) == 0 and not meta.get("recreated"), meta
+    assert count(log, RESTORING) == 3 and count(log, COLD) == 2, log
+    thaw.assert_containers_gone()
+
+
 def test_a_container_killed_while_starting_says_so(thaw):
     thaw.deploy(APPS / "dies_starting.py")
     cp = thaw.run("call", "e2e-dies-starting", "never", check=False)
