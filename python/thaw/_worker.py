@@ -568,6 +568,7 @@ class Worker:
                 os.environ[str(k)] = str(v)
         # Cls.with_options & co: this container's handle overrides settings
         # the worker applies itself (timeouts, concurrency, batching).
+        set_modal_environment()  # this container's id, after a restore
         overrides = os.environ.get("THAW_CONFIG_OVERRIDES")
         if overrides:
             self.config = {**self.config, **json.loads(overrides)}
@@ -1093,6 +1094,17 @@ class Worker:
             return 1
 
 
+def set_modal_environment():
+    """The variables Modal sets in every function container (its guide,
+    "Environment variables"), which code written for Modal reads to tell
+    where it runs: MODAL_IS_REMOTE, MODAL_TASK_ID (this container; set
+    again after a restore), MODAL_ENVIRONMENT. Reserved, as in Modal: set
+    over any of the function's own."""
+    os.environ["MODAL_IS_REMOTE"] = "1"
+    os.environ["MODAL_ENVIRONMENT"] = "main"
+    os.environ["MODAL_TASK_ID"] = "ta-" + os.environ.get("THAW_CONTAINER_ID", "local")
+
+
 def main():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -1100,6 +1112,7 @@ def main():
         except (AttributeError, ValueError):
             pass
     _state.in_container = True
+    set_modal_environment()
     fd = int(os.environ.get("THAW_CONTROL_FD", "3"))
     code = Worker(Channel(fd)).run()
     # Leave without waiting for threads user code may have left running.

@@ -1064,6 +1064,36 @@ def test_worker_input_ids_are_unique_across_containers(write_app, worker):
     assert [c for _, c in seen] == ["fc-" + i[3:] for i in inputs]
 
 
+MODAL_ENV_APP = '''
+import os
+import thaw as modal
+
+app = modal.App("modal-env")
+AT_IMPORT = {k: os.environ.get(k) for k in ("MODAL_IS_REMOTE", "MODAL_TASK_ID")}
+
+
+@app.function(enable_memory_snapshot=True)
+def where():
+    return {"import": AT_IMPORT, "now": {k: os.environ.get(k) for k in
+            ("MODAL_IS_REMOTE", "MODAL_TASK_ID", "MODAL_ENVIRONMENT")}}
+'''
+
+
+def test_worker_sets_modals_container_variables(write_app, worker):
+    # Code written for Modal tells where it runs by MODAL_IS_REMOTE and
+    # MODAL_TASK_ID (Modal's guide, "Environment variables"); after a
+    # restore the task id is the new container's.
+    path = write_app("modal_env_app", MODAL_ENV_APP)
+    w = worker(path, "where", snapshot=True, env={"THAW_CONTAINER_ID": "5a9000000001",
+                                                  "MODAL_IS_REMOTE": "0"})
+    assert w.recv()["type"] == "snapshot_ready"
+    w.start(env={"THAW_CONTAINER_ID": "4e5700000002"})
+    got = _protocol.load_payload(w.call()["value"])
+    assert got == {"import": {"MODAL_IS_REMOTE": "1", "MODAL_TASK_ID": "ta-5a9000000001"},
+                   "now": {"MODAL_IS_REMOTE": "1", "MODAL_TASK_ID": "ta-4e5700000002",
+                           "MODAL_ENVIRONMENT": "main"}}
+
+
 def test_worker_json_result_with_nan_stays_valid_json(write_app, worker):
     path = write_app("worker_app_nan", WORKER_APP)
     w = worker(path, "Svc", snapshot=False)
