@@ -262,6 +262,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
             continue
         vol_names[_mount_path(path, where)] = vol.name
     volumes = {p: v for p, v in volumes.items() if isinstance(v, Volume)}
+    read_only_volumes = sorted(_mount_path(p, where) for p, v in volumes.items() if v._read_only)
 
     env = kw.pop("env", None) or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
@@ -401,6 +402,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
         "web_endpoint": (partial_params or {}).get("web") or None,
         "is_generator": is_generator,
         "volumes": vol_names,
+        **({"read_only_volumes": read_only_volumes} if read_only_volumes else {}),
         "secrets": [s.describe(resolve=False) for s in secrets],
         "env": env,
         "experimental_options": exp,
@@ -495,6 +497,9 @@ def options(where, kwargs):
         if not isinstance(vol, Volume):
             raise InvalidError(f"{where}.with_options(volumes=...): only thaw.Volume can be "
                                f"mounted, got {vol!r} at {path!r}")
+        if vol._read_only:
+            warn(f"thaw: {where}.with_options(volumes=...): {vol!r} at {path!r} is mounted "
+                 f"read-write: a handle's volumes cannot be read-only")
         out["volumes"][_mount_path(path, where)] = vol.name
     return out
 

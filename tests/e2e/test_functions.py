@@ -491,6 +491,16 @@ def shout(x):
     assert out[-2:] == ["out 3", "err 3"] and out.count("out 1") == 1, out
 
 
+def test_a_read_only_volume_refuses_writes(thaw):
+    thaw.deploy(APPS / "read_only_volume.py")
+    want = {"seen": "written", "refused": "EROFS", "left": ["a"]}
+    value, err, _ = thaw.call("e2e-read-only-volume", "touch", "a")
+    assert value == want and RESTORING in err, err
+    value, err, _ = thaw.call("e2e-read-only-volume", "touch", "a", cold=True)
+    assert value == want, err
+    thaw.assert_containers_gone()
+
+
 def test_deleted_volume_file_falls_back_to_a_cold_start(thaw):
     thaw.deploy(APPS / "volume_reader.py")
     value, log, _ = thaw.call("e2e-volume", "weight_bytes")

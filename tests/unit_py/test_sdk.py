@@ -344,6 +344,28 @@ def test_allow_concurrent_inputs_is_honoured_as_concurrent():
         app.function(allow_concurrent_inputs=0, name="zero")(lambda: 1)
 
 
+def test_read_only_volumes_are_in_the_config():
+    app = modal.App("ro-volumes")
+    vol = modal.Volume.from_name("data")
+    ro = vol.read_only()
+    assert ro.name == "data" and ro._read_only and not vol._read_only
+    assert repr(ro) == "Volume('data').read_only()"
+    f = app.function(volumes={"/ro": ro, "/rw": vol}, name="f")(lambda: 1)
+    assert f.config["volumes"] == {"/ro": "data", "/rw": "data"}
+    assert f.config["read_only_volumes"] == ["/ro"]
+    g = app.function(volumes={"/rw": vol}, name="g")(lambda: 1)
+    assert "read_only_volumes" not in g.config  # unchanged configs, unchanged snapshot keys
+
+    @app.cls(volumes={"/ro": ro})
+    class C:
+        @modal.method()
+        def m(self):
+            return 1
+    with pytest.warns(UserWarning, match="read-write"):
+        opts = C.with_options(volumes={"/ro": ro})
+    assert opts._options["volumes"] == {"/ro": "data"}
+
+
 def test_invalid_values_raise():
     app = modal.App("invalid")
     with pytest.raises(InvalidError):
