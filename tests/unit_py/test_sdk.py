@@ -366,6 +366,21 @@ def test_read_only_volumes_are_in_the_config():
     assert opts._options["volumes"] == {"/ro": "data"}
 
 
+def test_modal_exception_names_code_may_catch_exist():
+    import thaw.exception as exc
+    for name in ("AlreadyExistsError", "AuthError", "ConflictError", "SerializationError",
+                 "DeserializationError", "InternalFailure", "InternalError", "VersionError",
+                 "ClientClosed"):
+        cls = getattr(exc, name)
+        assert issubclass(cls, exc.Error), name
+    try:
+        raise KeyError("x")
+    except exc.AlreadyExistsError:
+        raise AssertionError("caught the wrong exception")
+    except KeyError:
+        pass
+
+
 def test_invalid_values_raise():
     app = modal.App("invalid")
     with pytest.raises(InvalidError):
