@@ -725,7 +725,10 @@ class Worker:
             if call.get("interrupted") == "cancel":
                 raise _Cancelled()
         except _Deadline:
-            err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {timeout} s")
+            # A @concurrent input's deadline is its timer's (serve_call gets
+            # no timeout there): the limit is the function's all the same.
+            limit = timeout if timeout is not None else self.config.get("timeout")
+            err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {limit} s")
             return self._ended_early(msg, fn, {
                 "type": "result", "id": cid, "ok": False, "error": f"FunctionTimeoutError: {err}",
                 "traceback": "", "exception": dump_payload(err)})

@@ -1184,6 +1184,9 @@ def test_worker_interrupts_a_concurrent_input_past_its_timeout(write_app, worker
     reply = w.recv()
     assert reply["id"] == 1 and reply["error"].startswith("FunctionTimeoutError"), reply
     assert not reply.get("leaving") and time.monotonic() - t < 10
+    # Saying the function's timeout (it said "timeout of None s").
+    assert "exceeded its timeout of 1 s" in reply["error"], reply
+    assert "of 1 s" in str(_protocol.load_payload(reply["exception"])), reply
     call(2, "quick")
     assert _protocol.load_payload(w.recv()["value"]) == "quick"
     # Code that catches it and returns has timed out all the same.
