@@ -55,7 +55,6 @@ UNSUPPORTED = {
     "_experimental_custom_scaling_factor": "autoscaling is only min/max/buffer containers",
     "_experimental_gpus": "use gpu=",
     "tags": "thaw keeps no tags",
-    "allow_concurrent_inputs": "use @thaw.concurrent(max_inputs=...)",
 }
 
 _GPU_RE = re.compile(r"^[A-Za-z0-9_]+(-[A-Za-z0-9]+)*(:[1-9][0-9]*)?$")
@@ -263,6 +262,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
             continue
         vol_names[_mount_path(path, where)] = vol.name
     volumes = {p: v for p, v in volumes.items() if isinstance(v, Volume)}
+    read_only_volumes = sorted(_mount_path(p, where) for p, v in volumes.items() if v._read_only)
 
     env = kw.pop("env", None) or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
@@ -350,6 +350,20 @@ def build(kind, name, kwargs, app=None, partial_params=None):
 
     max_concurrent_inputs = (partial_params or {}).get("max_concurrent_inputs", 1)
     target_concurrent_inputs = (partial_params or {}).get("target_concurrent_inputs")
+    # Modal 1.x still honours its old parameter (deprecated): N inputs per
+    # container, as @concurrent(max_inputs=N) gives.
+    allow_concurrent = kw.pop("allow_concurrent_inputs", None)
+    if allow_concurrent is not None:
+        allow_concurrent = _positive(allow_concurrent, "allow_concurrent_inputs", where,
+                                     integer=True, minimum=1)
+        if "max_concurrent_inputs" in (partial_params or {}):
+            warn(f"thaw: {where}: allow_concurrent_inputs={allow_concurrent} is ignored: "
+                 f"@concurrent(max_inputs={max_concurrent_inputs}) is given", DeprecatedWarning)
+        else:
+            warn(f"thaw: {where}: allow_concurrent_inputs= is Modal's old form of "
+                 f"@concurrent(max_inputs=...); using it as @concurrent(max_inputs="
+                 f"{allow_concurrent})", DeprecatedWarning)
+            max_concurrent_inputs = allow_concurrent
     batched = None
     if partial_params and "max_batch_size" in partial_params:
         batched = {"max_batch_size": partial_params["max_batch_size"],
@@ -388,6 +402,7 @@ def build(kind, name, kwargs, app=None, partial_params=None):
         "web_endpoint": (partial_params or {}).get("web") or None,
         "is_generator": is_generator,
         "volumes": vol_names,
+        **({"read_only_volumes": read_only_volumes} if read_only_volumes else {}),
         "secrets": [s.describe(resolve=False) for s in secrets],
         "env": env,
         "experimental_options": exp,
@@ -482,6 +497,9 @@ def options(where, kwargs):
         if not isinstance(vol, Volume):
             raise InvalidError(f"{where}.with_options(volumes=...): only thaw.Volume can be "
                                f"mounted, got {vol!r} at {path!r}")
+        if vol._read_only:
+            warn(f"thaw: {where}.with_options(volumes=...): {vol!r} at {path!r} is mounted "
+                 f"read-write: a handle's volumes cannot be read-only")
         out["volumes"][_mount_path(path, where)] = vol.name
     return out
 

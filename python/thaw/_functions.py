@@ -729,7 +729,7 @@ class Cls(_Object):
             raise InvalidError(f"{self._name} was looked up with from_name(); it has no local "
                                f"code")
         if not self._parameters:
-            return self._user_cls(*args, **kwargs)
+            return _with_handle(self._user_cls(*args, **kwargs), self, args, kwargs)
         if args:
             raise InvalidError(f"{self._name}(...) takes its parameters as keywords "
                                f"({', '.join(self._parameters)})")
@@ -745,7 +745,7 @@ class Cls(_Object):
             object.__setattr__(obj, pname, value)
         if kwargs:
             raise InvalidError(f"{self._name}(...) has no parameter(s) {', '.join(kwargs)}")
-        return obj
+        return _with_handle(obj, self, (), {p: getattr(obj, p) for p in self._parameters})
 
     def _run_hooks(self, instance, kind):
         for hook in self._lifecycle[kind]:
@@ -831,13 +831,77 @@ class _BoundMethod(_Callable):
 
     def _local_callable(self):
         instance = self._obj._local_instance(enter=True)
-        fn = getattr(instance, self._method)
+        fn = unwrap_method(getattr(instance, self._method))
         if self._obj._cls._methods.get(self._method, {}).get("batched"):
             return lambda *a, **kw: call_as_batch_of_one(fn, a, kw)
         return fn
 
     def __repr__(self):
         return f"<thaw method {self._obj._cls._name}.{self._method}>"
+
+
+class _InstanceHandle:
+    """What an instance thaw made knows of itself (`_thaw_handle`): its class
+    and the arguments it was made with, so that `self.other` in its methods
+    can call through an instance handle, as Modal's `_modal_functions` do."""
+
+    def __init__(self, cls, args, kwargs):
+        self.cls, self.args, self.kwargs = cls, tuple(args), dict(kwargs)
+        self._obj = None
+
+    def method(self, bound, name):
+        if name not in self.cls._methods:
+            return bound
+        return _InstanceMethod(self, bound, name)
+
+    def obj(self):
+        if self._obj is None:
+            self._obj = Obj(self.cls, self.args, self.kwargs)
+        return self._obj
+
+
+def _with_handle(instance, cls, args, kwargs):
+    try:
+        object.__setattr__(instance, "_thaw_handle", _InstanceHandle(cls, args, kwargs))
+    except (AttributeError, TypeError):  # __slots__ and the like: plain methods only
+        pass
+    return instance
+
+
+class _InstanceMethod:
+    """`self.other` inside a method: calling it calls the method on this
+    instance, `.local()` too; `.remote()`, `.spawn()`, `.map()`... call it in
+    a container of this instance's class and parameters, as in Modal."""
+
+    def __init__(self, handle, bound, name):
+        self._thaw_bound = bound
+        self._handle = handle
+        self._name = name
+        self.__name__ = name
+        self.__doc__ = getattr(bound, "__doc__", None)
+        self.__wrapped__ = bound
+
+    def __call__(self, *args, **kwargs):
+        return self._thaw_bound(*args, **kwargs)
+
+    def local(self, *args, **kwargs):
+        if self._handle.cls._methods.get(self._name, {}).get("batched"):
+            return call_as_batch_of_one(self._thaw_bound, args, kwargs)
+        return self._thaw_bound(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(_BoundMethod(self._handle.obj(), self._name), name)
+
+    def __repr__(self):
+        return f"<thaw method {self._handle.cls._name}.{self._name} of an instance>"
+
+
+def unwrap_method(fn):
+    """The plain bound method behind `instance.method` (what the worker and
+    .local() call and inspect)."""
+    return getattr(fn, "_thaw_bound", fn) if isinstance(fn, _InstanceMethod) else fn
 
 
 # The types Modal allows for parameters; others are not checked.

@@ -2,8 +2,9 @@
 parameter, and the web decorators (served by `thaw serve --http`).
 
 A decorated method stays a descriptor that gives the plain bound method on an
-instance, so user code may call `self.other()` as usual; @app.cls reads the
-flags to find lifecycle hooks and methods.
+instance, so user code may call `self.other()` as usual; on an instance thaw
+made, `self.other` also has `.remote()`, `.local()`, `.spawn()`, `.map()`...
+as in Modal; @app.cls reads the flags to find lifecycle hooks and methods.
 """
 
 import inspect
@@ -48,7 +49,15 @@ class PartialFunction:
     def __get__(self, obj, objtype=None):
         if inspect.isclass(self.raw_f):
             return self.raw_f
-        return self.raw_f.__get__(obj, objtype)
+        bound = self.raw_f.__get__(obj, objtype)
+        if obj is not None and self.flags & {METHOD, WEB, BATCHED}:
+            # An instance thaw made (a container's, or .local()'s) knows its
+            # handle: `self.other.remote(x)` in a method calls through it, as
+            # in Modal; `self.other(x)` still calls the method itself.
+            handle = getattr(obj, "__dict__", {}).get("_thaw_handle")
+            if handle is not None:
+                return handle.method(bound, self.raw_f.__name__)
+        return bound
 
     def __call__(self, *args, **kwargs):
         return self.raw_f(*args, **kwargs)

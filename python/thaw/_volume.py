@@ -4,6 +4,7 @@ paths a function asks for (`volumes={"/data": vol}`).
 """
 
 import contextlib
+import copy
 import dataclasses
 import enum
 import os
@@ -98,6 +99,14 @@ class Volume:
         self.name = check_name("Volume", name)
         self.create_if_missing = bool(create_if_missing)
         self._ephemeral = _ephemeral
+        self._read_only = False
+
+    def read_only(self):
+        """This Volume, mounted read-only where a function or class is given
+        it (as Modal's: writes there fail with EROFS)."""
+        ro = copy.copy(self)
+        ro._read_only = True
+        return ro
 
     @staticmethod
     def from_name(name, *, environment_name=None, create_if_missing=False, version=None,
@@ -258,7 +267,7 @@ class Volume:
                 "path": str(self.path)}
 
     def __repr__(self):
-        return f"Volume({self.name!r})"
+        return f"Volume({self.name!r}){'.read_only()' if self._read_only else ''}"
 
     def __eq__(self, other):
         return isinstance(other, Volume) and other.name == self.name

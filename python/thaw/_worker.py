@@ -41,7 +41,7 @@ from . import _state
 from ._async_runner import iterate, resolve
 from ._batch import Batcher
 from ._config import inputs_at_once
-from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value
+from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value, unwrap_method
 from ._loader import load_app_module, module_name_for, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
 from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
@@ -568,6 +568,7 @@ class Worker:
                 os.environ[str(k)] = str(v)
         # Cls.with_options & co: this container's handle overrides settings
         # the worker applies itself (timeouts, concurrency, batching).
+        set_modal_environment()  # this container's id, after a restore
         overrides = os.environ.get("THAW_CONFIG_OVERRIDES")
         if overrides:
             self.config = {**self.config, **json.loads(overrides)}
@@ -598,7 +599,7 @@ class Worker:
             raise LookupError(f"class '{self.target_name}' has no @method() named {method!r} "
                               f"(it has: {', '.join(sorted(t._methods)) or 'none'})")
         instance = self.instance_for(params)
-        fn = getattr(instance, method)
+        fn = unwrap_method(getattr(instance, method))
         if info.get("batched"):
             # The class's batching is its batched method's, or a handle's
             # with_batching override of it.
@@ -724,7 +725,10 @@ class Worker:
             if call.get("interrupted") == "cancel":
                 raise _Cancelled()
         except _Deadline:
-            err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {timeout} s")
+            # A @concurrent input's deadline is its timer's (serve_call gets
+            # no timeout there): the limit is the function's all the same.
+            limit = timeout if timeout is not None else self.config.get("timeout")
+            err = FunctionTimeoutError(f"{self.target_name} exceeded its timeout of {limit} s")
             return self._ended_early(msg, fn, {
                 "type": "result", "id": cid, "ok": False, "error": f"FunctionTimeoutError: {err}",
                 "traceback": "", "exception": dump_payload(err)})
@@ -1093,6 +1097,17 @@ class Worker:
             return 1
 
 
+def set_modal_environment():
+    """The variables Modal sets in every function container (its guide,
+    "Environment variables"), which code written for Modal reads to tell
+    where it runs: MODAL_IS_REMOTE, MODAL_TASK_ID (this container; set
+    again after a restore), MODAL_ENVIRONMENT. Reserved, as in Modal: set
+    over any of the function's own."""
+    os.environ["MODAL_IS_REMOTE"] = "1"
+    os.environ["MODAL_ENVIRONMENT"] = "main"
+    os.environ["MODAL_TASK_ID"] = "ta-" + os.environ.get("THAW_CONTAINER_ID", "local")
+
+
 def main():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -1100,6 +1115,7 @@ def main():
         except (AttributeError, ValueError):
             pass
     _state.in_container = True
+    set_modal_environment()
     fd = int(os.environ.get("THAW_CONTROL_FD", "3"))
     code = Worker(Channel(fd)).run()
     # Leave without waiting for threads user code may have left running.

@@ -64,3 +64,42 @@ class InputCancellation(BaseException):
 
 # Modal also exports this name.
 DeprecationError = InvalidError
+
+
+# Other names of modal.exception, which code written for Modal may catch
+# (`except modal.exception.AlreadyExistsError:`): thaw raises none of them
+# itself, but an except clause naming one must not fail on the name.
+class AlreadyExistsError(Error):
+    """An object of that name exists already."""
+
+
+class AuthError(Error):
+    """Credentials were refused (thaw has none)."""
+
+
+class ConflictError(InvalidError):
+    """A conflicting operation."""
+
+
+class SerializationError(Error):
+    """A value could not be serialized."""
+
+
+class DeserializationError(Error):
+    """A value could not be deserialized."""
+
+
+class InternalFailure(Error):
+    """A failure of the platform rather than of the user's code."""
+
+
+class InternalError(Error):
+    """An internal error."""
+
+
+class VersionError(Error):
+    """An incompatible client version."""
+
+
+class ClientClosed(Error):
+    """The client was closed."""

@@ -28,6 +28,10 @@ void setup_namespace(const Spec& spec) {
       mkdir_p(m.target);
       if (::mount(m.source.c_str(), m.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
         fail_errno("bind mount");
+      // A bind mount takes read-only only from a remount of itself.
+      if (m.read_only &&
+          ::mount(nullptr, m.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+        fail_errno("make the bind mount read-only");
     });
   }
   if (!spec.id.empty() && ::sethostname(spec.id.data(), spec.id.size()) != 0) fail_errno("set hostname");

@@ -12,6 +12,7 @@ namespace thaw::container {
 struct Mount {
   std::string source;  // host directory ($THAW_HOME/volumes/<name>)
   std::string target;  // where the container sees it (created if missing)
+  bool read_only = false;  // Volume.read_only(): mounted read-only
 };
 
 struct Spec {

@@ -1,5 +1,6 @@
 #include "runtime/launcher.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -31,7 +32,11 @@ std::string all_gpus() {
 container::Spec Launcher::spec(const Target& t, bool snapshot) {
   container::Spec s;
   s.id = container::new_container_id();
-  for (const auto& [path, volume] : t.fn.volumes) s.mounts.push_back({ctx_.store.volume_dir(volume), path});
+  const json read_only = t.fn.config.value("read_only_volumes", json::array());
+  for (const auto& [path, volume] : t.fn.volumes) {
+    bool ro = read_only.is_array() && std::find(read_only.begin(), read_only.end(), path) != read_only.end();
+    s.mounts.push_back({ctx_.store.volume_dir(volume), path, ro});
+  }
   s.argv = {ctx_.python, "-m", "thaw._worker"};
   s.cwd = t.cwd;
   const char* home = std::getenv("HOME");

@@ -1,5 +1,6 @@
 #include "runtime/options.h"
 
+#include <algorithm>
 #include <set>
 
 #include "common/error.h"
@@ -119,6 +120,10 @@ void apply_options(Target& t, const json& options) {
       fail("options: volume mount path ", path, " must be absolute, other than /, without empty, . or .. parts");
     check_name("Volume", name.get<std::string>());
     t.fn.volumes[path] = name.get<std::string>();
+    // The handle's own volume at this path is mounted as it is given (the
+    // SDK says so when it was a read_only() one).
+    if (auto ro = t.fn.config.find("read_only_volumes"); ro != t.fn.config.end() && ro->is_array())
+      ro->erase(std::remove(ro->begin(), ro->end(), json(path)), ro->end());
   }
   // The worker applies the config part too (timeouts, concurrency and
   // batching are its business as well): start.env carries it.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include "container/fsutil.h"
@@ -43,6 +44,18 @@ int64_t snapshot_retry_seconds_from_env() {
   if (*end != '\0' || n < 0 || n > 86400 * 365)
     fail("THAW_SNAPSHOT_RETRY_SECONDS=", v, ": give a whole number of seconds, from 0 to 31536000");
   return n;
+}
+
+// A restore the engine refused because a socket of the snapshot could not
+// bind its address again: another process holds it now — on this host's
+// network, most often another container restored from this very snapshot
+// (a server the snapshot phase started, on a port the kernel chose). The
+// image is not at fault and a recreated one would hold an address too:
+// blaming it would recreate it and, after a few concurrent starts, give it
+// up for every container. Such a restore only costs this container a cold
+// start.
+bool address_taken(const std::string& reason) {
+  return reason.find(std::strerror(EADDRINUSE)) != std::string::npos;
 }
 
 }  // namespace
@@ -337,6 +350,13 @@ std::unique_ptr<Worker> Snapshots::start_worker(const Target& t, bool use_snapsh
           break;
         }
         continue;
+      }
+      if (address_taken(e.what())) {
+        ctx_.log.line(std::string("Restore from memory snapshot failed: ") + e.what() +
+                      "; the address is held by another process (another container of this snapshot?): "
+                      "cold-starting this container, the snapshot not blamed (start servers in "
+                      "@enter(snap=False) to restore every container).");
+        break;
       }
       if (!on_restore_failure(t, generation, e.what())) break;
     }

@@ -492,6 +492,16 @@ def shout(x):
     assert out[-2:] == ["out 3", "err 3"] and out.count("out 1") == 1, out
 
 
+def test_a_read_only_volume_refuses_writes(thaw):
+    thaw.deploy(APPS / "read_only_volume.py")
+    want = {"seen": "written", "refused": "EROFS", "left": ["a"]}
+    value, err, _ = thaw.call("e2e-read-only-volume", "touch", "a")
+    assert value == want and RESTORING in err, err
+    value, err, _ = thaw.call("e2e-read-only-volume", "touch", "a", cold=True)
+    assert value == want, err
+    thaw.assert_containers_gone()
+
+
 def test_deleted_volume_file_falls_back_to_a_cold_start(thaw):
     thaw.deploy(APPS / "volume_reader.py")
     value, log, _ = thaw.call("e2e-volume", "weight_bytes")
@@ -1053,6 +1063,31 @@ def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory
     thaw.assert_containers_gone()
 
 
+def test_a_port_another_container_of_the_snapshot_holds_does_not_blame_it(thaw):
+    # Two containers at once of a snapshot whose listening socket has a port:
+    # the second cannot bind it (containers share the host's network) and
+    # starts cold. That is no fault of the snapshot: it was counted as one,
+    # recreated, and after a few such starts given up for every container.
+    thaw.deploy(APPS / "listening.py")
+    sock = thaw.serve()
+    out = thaw.client(
+        "import json, concurrent.futures as cf, thaw\n"
+        "S = thaw.Cls.from_name('e2e-listening', 'LocalServer')\n"
+        "with cf.ThreadPoolExecutor(3) as ex:\n"
+        "    res = list(ex.map(lambda h: S().ask.remote(h), [3, 3, 3]))\n"
+        "assert res == [True, True, True], res\n"
+        "print(json.dumps('ok'))\n", sock, timeout=240)
+    assert out == "ok"
+    log = thaw.stop_serve()
+    assert "Address already in use" in log and "the snapshot not blamed" in log, log
+    assert "Recreating the memory snapshot" not in log, log
+    (key,) = thaw.snapshot_keys()
+    meta = thaw.meta(key)
+    assert meta.get("failures", 0) == 0 and not meta.get("recreated"), meta
+    assert count(log, RESTORING) == 3 and count(log, COLD) == 2, log
+    thaw.assert_containers_gone()
+
+
 def test_a_container_killed_while_starting_says_so(thaw):
     thaw.deploy(APPS / "dies_starting.py")
     cp = thaw.run("call", "e2e-dies-starting", "never", check=False)
@@ -1159,6 +1194,22 @@ def test_thaw_call_passes_class_parameters(thaw):
     assert cp.returncode != 0 and "cannot be created without parameters" in cp.stderr, cp.stderr
     cp = thaw.run("call", "e2e-params", "Greeter", "--method", "greet", "--params", "[1]", check=False)
     assert cp.returncode != 0 and "--params must be a JSON object" in cp.stderr
+    thaw.assert_containers_gone()
+
+
+def test_a_method_calls_other_methods_through_self(thaw):
+    # As in Modal: inside a method, self.other has .remote()/.spawn()/.map()
+    # (containers of the same class and parameters) and .local(); it was a
+    # plain bound method ('function' object has no attribute 'remote').
+    thaw.deploy(APPS / "self_calls.py")
+    expected = {"direct": 16, "local": 16, "remote": 16, "remote_elsewhere": True,
+                "spawn": 16, "map": [13, 16]}
+    cp = thaw.run("call", "e2e-self-calls", "Model", "--method", "outer", "--args", "[2]",
+                  "--params", '{"k": 3}')
+    assert json.loads(cp.stdout) == expected, cp.stderr
+    assert RESTORING in cp.stderr
+    cp = thaw.run("run", APPS / "self_calls.py", timeout=RUN_TIMEOUT)
+    assert "RESULT " + repr(expected) in cp.stdout, cp.stdout + cp.stderr
     thaw.assert_containers_gone()
 
 

@@ -312,6 +312,75 @@ def test_deprecated_names_map_to_current_ones():
     assert any("concurrency_limit=" in m and "max_containers=" in m for m in messages)
 
 
+def test_allow_concurrent_inputs_is_honoured_as_concurrent():
+    # Modal 1.x still runs N inputs per container for its deprecated
+    # allow_concurrent_inputs=N (code written for Modal uses it, e.g. on an
+    # @asgi_app); thaw did not, and ran one input at a time.
+    app = modal.App("old-concurrency")
+
+    def define():
+        return app.function(allow_concurrent_inputs=8, name="web")(lambda: 1)
+    f, messages, rec = _warnings_of(define)
+    assert f.config["max_concurrent_inputs"] == 8
+    assert "allow_concurrent_inputs" not in f.config["unsupported"]
+    assert any(issubclass(w.category, DeprecatedWarning) for w in rec)
+    assert any("allow_concurrent_inputs=" in m and "@concurrent(max_inputs=8)" in m
+               for m in messages)
+
+    @app.cls(allow_concurrent_inputs=3)
+    class C:
+        @modal.method()
+        def m(self):
+            return 1
+    assert C.config["max_concurrent_inputs"] == 3
+
+    def both():
+        return app.function(allow_concurrent_inputs=8, name="both")(
+            modal.concurrent(max_inputs=2)(lambda: 1))
+    f, messages, _ = _warnings_of(both)
+    assert f.config["max_concurrent_inputs"] == 2
+    assert any("ignored" in m for m in messages)
+    with pytest.raises(InvalidError):
+        app.function(allow_concurrent_inputs=0, name="zero")(lambda: 1)
+
+
+def test_read_only_volumes_are_in_the_config():
+    app = modal.App("ro-volumes")
+    vol = modal.Volume.from_name("data")
+    ro = vol.read_only()
+    assert ro.name == "data" and ro._read_only and not vol._read_only
+    assert repr(ro) == "Volume('data').read_only()"
+    f = app.function(volumes={"/ro": ro, "/rw": vol}, name="f")(lambda: 1)
+    assert f.config["volumes"] == {"/ro": "data", "/rw": "data"}
+    assert f.config["read_only_volumes"] == ["/ro"]
+    g = app.function(volumes={"/rw": vol}, name="g")(lambda: 1)
+    assert "read_only_volumes" not in g.config  # unchanged configs, unchanged snapshot keys
+
+    @app.cls(volumes={"/ro": ro})
+    class C:
+        @modal.method()
+        def m(self):
+            return 1
+    with pytest.warns(UserWarning, match="read-write"):
+        opts = C.with_options(volumes={"/ro": ro})
+    assert opts._options["volumes"] == {"/ro": "data"}
+
+
+def test_modal_exception_names_code_may_catch_exist():
+    import thaw.exception as exc
+    for name in ("AlreadyExistsError", "AuthError", "ConflictError", "SerializationError",
+                 "DeserializationError", "InternalFailure", "InternalError", "VersionError",
+                 "ClientClosed"):
+        cls = getattr(exc, name)
+        assert issubclass(cls, exc.Error), name
+    try:
+        raise KeyError("x")
+    except exc.AlreadyExistsError:
+        raise AssertionError("caught the wrong exception")
+    except KeyError:
+        pass
+
+
 def test_invalid_values_raise():
     app = modal.App("invalid")
     with pytest.raises(InvalidError):
@@ -1032,6 +1101,36 @@ def test_worker_input_ids_are_unique_across_containers(write_app, worker):
     assert [c for _, c in seen] == ["fc-" + i[3:] for i in inputs]
 
 
+MODAL_ENV_APP = '''
+import os
+import thaw as modal
+
+app = modal.App("modal-env")
+AT_IMPORT = {k: os.environ.get(k) for k in ("MODAL_IS_REMOTE", "MODAL_TASK_ID")}
+
+
+@app.function(enable_memory_snapshot=True)
+def where():
+    return {"import": AT_IMPORT, "now": {k: os.environ.get(k) for k in
+            ("MODAL_IS_REMOTE", "MODAL_TASK_ID", "MODAL_ENVIRONMENT")}}
+'''
+
+
+def test_worker_sets_modals_container_variables(write_app, worker):
+    # Code written for Modal tells where it runs by MODAL_IS_REMOTE and
+    # MODAL_TASK_ID (Modal's guide, "Environment variables"); after a
+    # restore the task id is the new container's.
+    path = write_app("modal_env_app", MODAL_ENV_APP)
+    w = worker(path, "where", snapshot=True, env={"THAW_CONTAINER_ID": "5a9000000001",
+                                                  "MODAL_IS_REMOTE": "0"})
+    assert w.recv()["type"] == "snapshot_ready"
+    w.start(env={"THAW_CONTAINER_ID": "4e5700000002"})
+    got = _protocol.load_payload(w.call()["value"])
+    assert got == {"import": {"MODAL_IS_REMOTE": "1", "MODAL_TASK_ID": "ta-5a9000000001"},
+                   "now": {"MODAL_IS_REMOTE": "1", "MODAL_TASK_ID": "ta-4e5700000002",
+                           "MODAL_ENVIRONMENT": "main"}}
+
+
 def test_worker_json_result_with_nan_stays_valid_json(write_app, worker):
     path = write_app("worker_app_nan", WORKER_APP)
     w = worker(path, "Svc", snapshot=False)
@@ -1085,6 +1184,9 @@ def test_worker_interrupts_a_concurrent_input_past_its_timeout(write_app, worker
     reply = w.recv()
     assert reply["id"] == 1 and reply["error"].startswith("FunctionTimeoutError"), reply
     assert not reply.get("leaving") and time.monotonic() - t < 10
+    # Saying the function's timeout (it said "timeout of None s").
+    assert "exceeded its timeout of 1 s" in reply["error"], reply
+    assert "of 1 s" in str(_protocol.load_payload(reply["exception"])), reply
     call(2, "quick")
     assert _protocol.load_payload(w.recv()["value"]) == "quick"
     # Code that catches it and returns has timed out all the same.
@@ -1480,6 +1582,48 @@ def test_remote_spawn_map_through_runtime(write_app, runtime, tmp_path):
     assert [c["type"] for c in calls[:3]] == ["call", "spawn", "get"]
     assert calls[0] == {"type": "call", "app": "client-test", "function": "square",
                         "method": None, "mode": "ephemeral", "app_file": str(path)}
+
+
+SELF_CALLS_APP = '''
+import os
+import thaw as modal
+
+app = modal.App("self-calls")
+
+
+@app.cls()
+class Model:
+    k: int = modal.parameter(default=1)
+
+    @modal.method()
+    def helper(self, x):
+        return {"v": x * self.k, "pid": os.getpid()}
+
+    @modal.method()
+    def outer(self, x):
+        me = os.getpid()
+        remote = self.helper.remote(x)
+        return {"direct": self.helper(x)["v"], "local": self.helper.local(x)["v"],
+                "remote": remote["v"], "remote_elsewhere": remote["pid"] != me,
+                "spawn": self.helper.spawn(x).get(timeout=60)["v"],
+                "map": [r["v"] for r in self.helper.map([1, 2])]}
+'''
+
+
+def test_a_method_calls_its_class_s_other_methods_through_self(write_app, runtime):
+    # Modal gives `self.other` the calling surface of the instance's method
+    # (its `_modal_functions`): .remote()/.spawn()/.map() run in a container
+    # of the same class and parameters, .local() and a plain call here.
+    # Here `outer` runs locally; its self.helper.remote() goes to the runtime.
+    path = write_app("self_calls_app", SELF_CALLS_APP)
+    runtime.apps["self-calls"] = str(path)  # deployed: calls from its containers land there
+    mod = _loader.load_app_module(path)
+    assert mod.Model(k=3).outer.local(2) == {"direct": 6, "local": 6, "remote": 6,
+                                             "remote_elsewhere": True, "spawn": 6, "map": [3, 6]}
+    # (From a container too: tests/e2e, test_a_method_calls_other_methods_through_self.)
+    # A user instance made outside thaw keeps plain methods.
+    plain = mod.Model.get_user_cls()()
+    assert not hasattr(plain.helper, "remote")
 
 
 def test_remote_exception_keeps_type_and_remote_traceback(write_app, runtime):

@@ -1,0 +1,40 @@
+"""A server started in @enter(snap=True) on a port the kernel chose: its
+listening socket is in the snapshot, and on the host's network only one
+container at a time can bind that port again."""
+import http.server
+import socket
+import threading
+import time
+import urllib.request
+
+import thaw as modal
+
+app = modal.App("e2e-listening")
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = socket.gethostname().encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@app.cls(enable_memory_snapshot=True)
+class LocalServer:
+    @modal.enter(snap=True)
+    def start(self):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @modal.method()
+    def ask(self, hold):
+        time.sleep(hold)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=10) as r:
+            answer = r.read().decode()
+        return answer == socket.gethostname()
