@@ -1,8 +1,12 @@
-"""A server started in @enter(snap=True) on a port the kernel chose: its
-listening socket is in the snapshot, and on the host's network only one
-container at a time can bind that port again."""
+"""A server started in @enter(snap=True) on a port the kernel chose, or on
+a unix socket in a directory of /tmp: its listening socket is in the
+snapshot, and on the host's network (or its /tmp) only one container at a
+time can bind that address again."""
 import http.server
+import os
 import socket
+import socketserver
+import tempfile
 import threading
 import time
 import urllib.request
@@ -37,4 +41,27 @@ class LocalServer:
         time.sleep(hold)
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=10) as r:
             answer = r.read().decode()
+        return answer == socket.gethostname()
+
+
+class UnixHello(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(socket.gethostname().encode())
+
+
+@app.cls(enable_memory_snapshot=True)
+class UnixServer:
+    @modal.enter(snap=True)
+    def start(self):
+        self.path = os.path.join(tempfile.mkdtemp(prefix="e2e-listening-"), "server")
+        self.server = socketserver.ThreadingUnixStreamServer(self.path, UnixHello)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @modal.method()
+    def ask(self, hold):
+        time.sleep(hold)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(self.path)
+            answer = s.recv(256).decode()
         return answer == socket.gethostname()
