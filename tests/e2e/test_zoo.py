@@ -329,7 +329,7 @@ def test_a_restore_beside_the_original_still_listening_on_its_path_is_refused(zo
     zoo.checkpoint(p, img)
     rc, out, err = zoo.restore(img)
     assert rc != 0 and out == "", _show("restore beside the original", rc, out, err)
-    assert f"unix socket bound to {d}/listen: another socket is bound there and in use" in err, err
+    assert f"unix socket bound to {d}/listen: Address already in use: another socket is bound there and in use" in err, err
     assert "stop it, or restore once it is gone" in err, err
     assert _files_of(d) == before
     rc, out, err = zoo.finish(p)
