@@ -86,8 +86,9 @@ struct RestoreContext {
   std::map<int, int> inherit;   // fd in the image -> fd of ours to install there
   int spare_fd_base = 0;        // thaw's own fds live at or above this number
   std::vector<int> shmem_fds;   // per shmem() entry, -1 if none (anonymous, outside a tree)
-  // Named files of /dev/shm this restore made again (shmem.cpp): removed
-  // if it fails before the process runs, so that it leaves nothing behind.
+  // Named files of /dev/shm this restore made again, and directories of
+  // them (shmem.cpp): removed, last first, if it fails before the process
+  // runs, so that it leaves nothing behind.
   std::vector<std::string> made_files;
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now

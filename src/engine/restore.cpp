@@ -281,7 +281,9 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     restore_fd_limit(r);
     jump_to_restorer(r, pages_fd, status_fd);
   } catch (const std::exception& e) {
-    for (const auto& path : r.made_files) ::unlink(path.c_str());
+    // Last made first: a file, then the directories it was made in.
+    for (auto it = r.made_files.rbegin(); it != r.made_files.rend(); ++it)
+      if (::unlink(it->c_str()) != 0 && errno == EISDIR) ::rmdir(it->c_str());
     child_fail(status_fd, e.what());
   }
 }
