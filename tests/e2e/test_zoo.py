@@ -2349,3 +2349,39 @@ def test_a_private_mapping_of_a_shm_file_changed_since_is_refused(zoo, thaw_bin)
         assert rc == 0 and out == "XAAA AAAA\n", _show("restore with the file gone", rc, out, err)
     finally:
         f.unlink(missing_ok=True)
+
+
+def test_a_tree_whose_child_fails_to_restore_removes_the_shm_files_the_root_made(zoo, thaw_bin, tmp_path):
+    """The root of a tree makes its /dev/shm files again (one in a
+    directory); a child's restore then fails (a file it held is gone):
+    the failed restore leaves none of them, nor the directory, behind."""
+    shm, sub, held = (Path(f"/dev/shm/thaw-test-tree-{os.getpid()}"), Path(f"/dev/shm/thaw-test-treedir-{os.getpid()}"),
+                      tmp_path / "held")
+    held.write_text("x")
+    try:
+        sub.mkdir()
+        code = ("import mmap, os, sys, time\n"
+                f"fd = os.open({str(shm)!r}, os.O_CREAT | os.O_RDWR, 0o600)\n"
+                "os.ftruncate(fd, 4096)\n"
+                "m = mmap.mmap(fd, 4096)\n"
+                f"g = os.open({str(sub / 'g')!r}, os.O_CREAT | os.O_RDWR, 0o600)\n"
+                "if os.fork() == 0:\n"
+                f"    f = open({str(held)!r})\n"
+                "    time.sleep(1000)\n"
+                "time.sleep(0.3)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n")
+        p = _start_python(zoo, code, start_new_session=True)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        shutil.rmtree(sub)
+        shm.unlink()
+        held.unlink()
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and "file is gone" in err, _show("restore of a tree whose child's file is gone", rc, out, err)
+        assert not shm.exists() and not sub.exists(), "the failed restore left the files it made"
+    finally:
+        shm.unlink(missing_ok=True)
+        shutil.rmtree(sub, ignore_errors=True)

@@ -113,6 +113,9 @@ void make_children(RestoreContext& r, void (*restore_child)(RestoreContext& chil
         }
       kr.pool_fds = r.pool_fds;
       kr.shmem_fds = r.shmem_fds;
+      // The root's files of /dev/shm: a child that fails removes them, as
+      // the root would (its failure fails the restore of the tree).
+      kr.made_files = r.made_files;
       kr.pages_fd = r.pages_fd;
       kr.stage = r.stage;
       kr.staged = r.staged;
