@@ -1,12 +1,61 @@
 #include "container/mounts.h"
 
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <utility>
+#include <vector>
+
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "container/fsutil.h"
 
 namespace thaw::container {
+
+namespace {
+
+// A /dev/shm of its own, as a container of any runtime has: restores of
+// one snapshot running at once would otherwise share its named
+// semaphores and shared memory by name (a pool's lock held in two
+// containers). A restored worker's come from the image (shmem.cpp).
+// What the container needs of the host's /dev/shm ($THAW_HOME there, a
+// Volume's directory in it) is held first and bound again at its path.
+// A host without /dev/shm gives its containers none either.
+void mount_own_dev_shm(const Spec& spec) {
+  struct stat shm;
+  if (::stat("/dev/shm", &shm) != 0 || !S_ISDIR(shm.st_mode)) return;
+  std::vector<std::pair<std::string, UniqueFd>> held;
+  auto hold = [&](const std::string& p) {
+    if (p.rfind("/dev/shm/", 0) != 0) return;
+    if (int fd = ::open(p.c_str(), O_PATH | O_CLOEXEC); fd >= 0) held.emplace_back(p, UniqueFd(fd));
+  };
+  for (const auto& p : spec.host_paths) hold(p);
+  for (const auto& m : spec.mounts) {
+    with_context(cat("volume ", m.source, " at ", m.target), [&] { mkdir_p(m.source); });
+    hold(m.source);
+  }
+  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+    fail_errno("mount a /dev/shm of its own");
+  for (const auto& [p, fd] : held) {
+    with_context(cat("the host's ", p), [&] {
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0) fail_errno("stat");
+      if (S_ISDIR(st.st_mode)) {
+        mkdir_p(p);
+      } else {
+        mkdir_p(p.substr(0, p.rfind('/')));
+        UniqueFd made(::open(p.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+        if (!made) fail_errno("make a place to bind it");
+      }
+      if (::mount(cat("/proc/self/fd/", fd.get()).c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+        fail_errno("bind it again in the container's own /dev/shm");
+    });
+  }
+}
+
+}  // namespace
 
 void setup_namespace(const Spec& spec) {
   // Private first: nothing mounted here may leak back to the host's
@@ -16,12 +65,7 @@ void setup_namespace(const Spec& spec) {
   // and the worker, and /proc/self is right for both.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail_errno("mount /proc");
-  // A /dev/shm of its own, as a container of any runtime has: restores of
-  // one snapshot running at once would otherwise share its named
-  // semaphores and shared memory by name (a pool's lock held in two
-  // containers). A restored worker's come from the image (shmem.cpp).
-  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
-    fail_errno("mount a /dev/shm of its own");
+  mount_own_dev_shm(spec);
   for (const auto& m : spec.mounts) {
     with_context(cat("volume ", m.source, " at ", m.target), [&] {
       mkdir_p(m.source);

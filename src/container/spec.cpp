@@ -9,7 +9,7 @@ json to_json(const Spec& s) {
   for (const auto& m : s.mounts)
     mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}});
   return {{"id", s.id}, {"mounts", mounts}, {"cgroups", s.cgroups}, {"argv", s.argv},
-          {"env", s.env}, {"cwd", s.cwd}};
+          {"env", s.env}, {"cwd", s.cwd}, {"host_paths", s.host_paths}};
 }
 
 Spec spec_from_json(const json& j) {
@@ -22,6 +22,7 @@ Spec spec_from_json(const json& j) {
   s.argv = j.value("argv", std::vector<std::string>{});
   s.env = j.value("env", std::vector<std::string>{});
   s.cwd = j.value("cwd", "/");
+  s.host_paths = j.value("host_paths", std::vector<std::string>{});
   return s;
 }
 

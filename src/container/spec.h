@@ -23,6 +23,10 @@ struct Spec {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string cwd = "/";
+  // Host paths the container uses as the host has them ($THAW_HOME,
+  // thaw's own files): any in the host's /dev/shm is bound again at its
+  // path in the container's own /dev/shm, which would hide it.
+  std::vector<std::string> host_paths;
 };
 
 nlohmann::json to_json(const Spec& s);

@@ -344,8 +344,13 @@ void watch_thaw(int watch, int uffd, pid_t child, int* status, bool* child_done)
       std::fprintf(stderr, "thaw: note: restore: no /proc of the new pid namespace (%s); the host's stays\n",
                    std::strerror(errno));
   }
-  // Never over the host's own /dev/shm.
+  // Never over the host's own /dev/shm: in a namespace of its own, and
+  // one whose mounts do not reach back (a remount as slave that failed
+  // above, or a caller's namespace not made private yet, would let the
+  // tmpfs propagate to the host's).
   if (o.private_shm && !own_mounts) child_fail(status_fd, "--private-shm: no mount namespace of its own here");
+  if (o.private_shm && ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    child_fail(status_fd, cat("--private-shm: make its mounts reach no other namespace: ", std::strerror(errno)));
   if (o.private_shm && ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
     child_fail(status_fd, cat("mount a /dev/shm of its own (--private-shm): ", std::strerror(errno)));
   if (o.in_namespace) {

@@ -4,6 +4,7 @@
 // (memory.bin, see memory_table.h); page data lives in pages.img, referenced
 // by PageRun offsets. docs/image-format.md describes all three.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -78,12 +79,18 @@ struct Shmem {
   // for a memfd or a file of a tmpfs.
   std::string dir;
   // A deleted file's owner and permission bits, which a restore gives the
-  // file it makes (mode 0: not recorded).
+  // file it makes (mode 0: not recorded, except with `path`).
   uint32_t uid = 0, gid = 0, mode = 0;
   // A named file of a tmpfs kept whole (FileId::kept, the "kept" of a file
   // entry): its path, where a restore that finds it gone makes it again
   // (memfd is false, dir empty); "" for every other object.
   std::string path;
+  // Of such a file: its modification time, which a file made again gets
+  // (a private mapping of it is checked against it), and the owner and
+  // mode of each directory between /dev/shm and it ({uid, gid, mode},
+  // outermost first), made again where gone.
+  int64_t mtime_ns = 0;
+  std::vector<std::array<uint32_t, 3>> dirs;
 };
 
 struct SigAction {
@@ -265,7 +272,7 @@ inline void from_json(const nlohmann::json& j, PageRun& r) {
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileId, path, dev, ino, size, mtime_ns, kept)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Shmem, dev, ino, size, memfd, name, seals, runs, dir, uid, gid,
-                                                mode, path)
+                                                mode, path, mtime_ns, dirs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SigInfo, signo, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Sched, recorded, policy, flags, nice, priority, runtime_ns,

@@ -39,6 +39,9 @@ container::Spec Launcher::spec(const Target& t, bool snapshot) {
   }
   s.argv = {ctx_.python, "-m", "thaw._worker"};
   s.cwd = t.cwd;
+  auto parent = [](const std::string& p) { return p.substr(0, p.rfind('/')); };
+  s.host_paths = {ctx_.store.home(), ctx_.python_dir, parent(ctx_.thaw_exe), t.cwd};
+  if (!ctx_.socket_path.empty()) s.host_paths.push_back(parent(ctx_.socket_path));
   const char* home = std::getenv("HOME");
   s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            std::string("HOME=") + (home && *home ? home : "/root"),

@@ -1093,6 +1093,26 @@ def test_a_port_another_container_of_the_snapshot_holds_does_not_blame_it(thaw, 
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_a_thaw_home_in_dev_shm_is_seen_by_containers_with_their_own_dev_shm(thaw):
+    """THAW_HOME in the host's /dev/shm (a tmpfs, chosen for speed): a
+    container's own /dev/shm must not hide it (the worker's code, its
+    Volumes), for a cold start or a restore."""
+    home = Path(f"/dev/shm/thaw-e2e-home-{os.getpid()}")
+    shutil.rmtree(home, ignore_errors=True)
+    try:
+        thaw.home = home
+        thaw.env["THAW_HOME"] = str(home)
+        thaw.deploy(APPS / "plain.py")
+        for _ in range(2):
+            value, log, _ = thaw.call("e2e-plain", "square", 4)
+            assert value["value"] == 16 and RESTORING in log and COLD not in log, log
+        value, log, _ = thaw.call("e2e-plain", "square", 5, cold=True)
+        assert value["value"] == 25 and COLD in log, log
+        thaw.assert_containers_gone()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def test_a_container_killed_while_starting_says_so(thaw):
     thaw.deploy(APPS / "dies_starting.py")
     cp = thaw.run("call", "e2e-dies-starting", "never", check=False)

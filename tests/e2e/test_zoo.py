@@ -2468,3 +2468,102 @@ def test_private_shm_gives_each_restore_its_own_semaphore(zoo, thaw_bin):
     finally:
         for n in names:
             n.unlink(missing_ok=True)
+
+
+def test_a_shm_file_in_a_directory_of_dev_shm_is_made_again_with_its_directory(zoo, thaw_bin):
+    """A file of a directory of /dev/shm (owned by nobody, mode 0710), held
+    by an fd: a --private-shm restore, whose /dev/shm starts empty, makes
+    the directory again with its owner and mode, then the file in it, with
+    its own (nobody's, mode 0: a mode too is kept when it is 0)."""
+    d = Path(f"/dev/shm/thaw-test-dir-{os.getpid()}")
+    try:
+        d.mkdir()
+        os.chown(d, 65534, 65534)
+        d.chmod(0o710)
+        code = ("import os, sys\n"
+                f"fd = os.open({str(d / 'f')!r}, os.O_CREAT | os.O_RDWR, 0o600)\n"
+                "os.write(fd, b'hello')\n"
+                f"os.chown({str(d / 'f')!r}, 65534, 65534)\n"
+                f"os.chmod({str(d / 'f')!r}, 0)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "os.lseek(fd, 0, 0)\n"
+                f"st, fst = os.stat({str(d)!r}), os.fstat(fd)\n"
+                "print(os.read(fd, 16).decode(), st.st_uid, oct(st.st_mode & 0o7777), fst.st_uid,"
+                " oct(fst.st_mode & 0o7777), flush=True)\n")
+        p = _start_python(zoo, code)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        rc, out, err = zoo.restore(img, "--private-shm")
+        assert rc == 0 and out == "hello 65534 0o710 65534 0o0\n", _show("restore --private-shm", rc, out, err)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_private_mapping_of_a_shm_file_changed_since_is_refused(zoo, thaw_bin):
+    """A file of /dev/shm mapped privately: its pages the process did not
+    write come from the file, so a restore that finds it changed refuses it
+    (as for any mapped file) rather than show the process other content;
+    one that finds it gone makes it again as it was."""
+    f = Path(f"/dev/shm/thaw-test-private-{os.getpid()}")
+    try:
+        f.write_bytes(b"A" * 8192)
+        code = ("import mmap, os, sys\n"
+                f"fd = os.open({str(f)!r}, os.O_RDONLY)\n"
+                "m = mmap.mmap(fd, 8192, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n"
+                "os.close(fd)\n"
+                "m[0:1] = b'X'\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "print(m[0:4].decode(), m[4096:4100].decode(), flush=True)\n")
+        p = _start_python(zoo, code)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        f.write_bytes(b"B" * 8192)
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and "file changed since checkpoint" in err, _show("restore over a changed file", rc, out, err)
+        f.unlink()
+        rc, out, err = zoo.restore(img)
+        assert rc == 0 and out == "XAAA AAAA\n", _show("restore with the file gone", rc, out, err)
+    finally:
+        f.unlink(missing_ok=True)
+
+
+def test_a_tree_whose_child_fails_to_restore_removes_the_shm_files_the_root_made(zoo, thaw_bin, tmp_path):
+    """The root of a tree makes its /dev/shm files again (one in a
+    directory); a child's restore then fails (a file it held is gone):
+    the failed restore leaves none of them, nor the directory, behind."""
+    shm, sub, held = (Path(f"/dev/shm/thaw-test-tree-{os.getpid()}"), Path(f"/dev/shm/thaw-test-treedir-{os.getpid()}"),
+                      tmp_path / "held")
+    held.write_text("x")
+    try:
+        sub.mkdir()
+        code = ("import mmap, os, sys, time\n"
+                f"fd = os.open({str(shm)!r}, os.O_CREAT | os.O_RDWR, 0o600)\n"
+                "os.ftruncate(fd, 4096)\n"
+                "m = mmap.mmap(fd, 4096)\n"
+                f"g = os.open({str(sub / 'g')!r}, os.O_CREAT | os.O_RDWR, 0o600)\n"
+                "if os.fork() == 0:\n"
+                f"    f = open({str(held)!r})\n"
+                "    time.sleep(1000)\n"
+                "time.sleep(0.3)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n")
+        p = _start_python(zoo, code, start_new_session=True)
+        img = zoo.img_path()
+        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+        assert cp.returncode == 0, cp.stderr
+        p.wait(timeout=10)
+        shutil.rmtree(sub)
+        shm.unlink()
+        held.unlink()
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and "file is gone" in err, _show("restore of a tree whose child's file is gone", rc, out, err)
+        assert not shm.exists() and not sub.exists(), "the failed restore left the files it made"
+    finally:
+        shm.unlink(missing_ok=True)
+        shutil.rmtree(sub, ignore_errors=True)

@@ -464,12 +464,14 @@ void check_mapped_files(const image::Manifest& m) {
     // A kept one (a file of /dev/shm) is made again where it is gone
     // (restore_shmem_objects) and found by its name, as the processes
     // that open it by name find it: another inode, maybe written since.
-    if (f.kept >= 0) continue;
+    // Mapped privately too, its content must be as it was (one made again
+    // has the size and time it had).
+    if (f.kept >= 0 && shared_only[i]) continue;
     struct stat st;
     if (::stat(f.path.c_str(), &st) != 0)
       fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
     int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    bool replaced = st.st_ino != f.ino || st.st_dev != f.dev;
+    bool replaced = f.kept < 0 && (st.st_ino != f.ino || st.st_dev != f.dev);
     if (replaced || (!shared_only[i] && (uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)))
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
            "); take a new checkpoint");

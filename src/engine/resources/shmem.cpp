@@ -81,8 +81,8 @@ int keep_tmpfs_file(CheckpointContext& c, int target_fd, const std::string& path
       fs.f_type != TMPFS_MAGIC)
     return -1;
   uint64_t held = std::min<uint64_t>(st.st_size, uint64_t(st.st_blocks) * 512);
-  bool keep = path.rfind("/dev/shm/", 0) == 0 ? held <= kDeletedFileLimit
-                                             : mapped_shared && uint64_t(st.st_size) <= kKeptSharedFileMax;
+  bool in_shm = path.rfind("/dev/shm/", 0) == 0;
+  bool keep = in_shm ? held <= kDeletedFileLimit : mapped_shared && uint64_t(st.st_size) <= kKeptSharedFileMax;
   if (!keep) return -1;
   int idx = dump_shmem_object(c, target_fd, false, path.substr(path.rfind('/') + 1));
   image::Shmem& obj = (c.shmem_owner ? *c.shmem_owner : c).m.shmem[idx];
@@ -90,6 +90,16 @@ int keep_tmpfs_file(CheckpointContext& c, int target_fd, const std::string& path
   obj.uid = st.st_uid;
   obj.gid = st.st_gid;
   obj.mode = st.st_mode & 07777;
+  obj.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  // Its directories below /dev/shm, as the process sees them.
+  obj.dirs.clear();
+  for (size_t at = path.find('/', 9); in_shm && at != std::string::npos; at = path.find('/', at + 1)) {
+    struct stat ds;
+    if (::stat(cat("/proc/", c.pid, "/root", path.substr(0, at)).c_str(), &ds) == 0)
+      obj.dirs.push_back({uint32_t(ds.st_uid), uint32_t(ds.st_gid), uint32_t(ds.st_mode & 07777)});
+    else
+      obj.dirs.push_back({uint32_t(st.st_uid), uint32_t(st.st_gid), 0700});
+  }
   return idx;
 }
 
@@ -154,7 +164,9 @@ UniqueFd fill_object(RestoreContext& r, const image::Shmem& obj, int made, const
   UniqueFd fd(r.park_fd(made));
   // Made by thaw, it is root's, 0600: a process of another user could
   // not change its mode or open it again through /proc/self/fd.
-  if (obj.mode != 0 && (::fchown(fd.get(), obj.uid, obj.gid) != 0 || ::fchmod(fd.get(), obj.mode) != 0))
+  // A kept file's are always recorded (its mode may be 0).
+  if ((obj.mode != 0 || !obj.path.empty()) &&
+      (::fchown(fd.get(), obj.uid, obj.gid) != 0 || ::fchmod(fd.get(), obj.mode) != 0))
     fail_errno(what, ": give it its owner (", obj.uid, ":", obj.gid, ") and mode (", std::oct, obj.mode, ")");
   if (::ftruncate(fd.get(), obj.size) != 0) fail_errno(what, ": set size");
   for (const auto& run : obj.runs) {
@@ -190,12 +202,31 @@ void make_kept_file_if_gone(RestoreContext& r, const image::Shmem& obj) {
   struct stat st;
   if (::stat(obj.path.c_str(), &st) == 0) return;
   if (errno != ENOENT) fail_errno(what, ": stat");
+  // Its directories of /dev/shm too, where gone (a fresh /dev/shm has
+  // none), with their owner and mode.
+  size_t k = 0;
+  bool in_shm = obj.path.rfind("/dev/shm/", 0) == 0;
+  for (size_t at = obj.path.find('/', 9); in_shm && at != std::string::npos; at = obj.path.find('/', at + 1), k++) {
+    std::string d = obj.path.substr(0, at);
+    if (::mkdir(d.c_str(), 0700) != 0) {
+      if (errno == EEXIST) continue;
+      fail_errno(what, " is gone; make its directory ", d);
+    }
+    report_made(r, d);
+    if (k < obj.dirs.size() && (::chown(d.c_str(), obj.dirs[k][0], obj.dirs[k][1]) != 0 ||
+                                ::chmod(d.c_str(), obj.dirs[k][2]) != 0))
+      fail_errno(what, " is gone; give its directory ", d, " its owner and mode");
+  }
   std::string dir = obj.path.substr(0, obj.path.rfind('/') + 1);
   std::string tmp = cat(dir, ".thaw-", random_hex(8));
   int made = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (made < 0) fail_errno(what, " is gone; make it again: create ", tmp);
   try {
     UniqueFd fd = fill_object(r, obj, made, what);
+    // Its time as at checkpoint: a private mapping of it is checked
+    // against that (check_mapped_files), as of any mapped file.
+    struct timespec times[2] = {{0, UTIME_OMIT}, {obj.mtime_ns / 1000000000, obj.mtime_ns % 1000000000}};
+    if (obj.mtime_ns != 0 && ::futimens(fd.get(), times) != 0) fail_errno(what, ": set its time");
     if (::link(tmp.c_str(), obj.path.c_str()) == 0)
       report_made(r, obj.path);
     else if (errno != EEXIST)
