@@ -2095,6 +2095,7 @@ def _start_python(zoo, code, *args, **popen):
     p = subprocess.Popen(["/usr/bin/python3", "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, **popen)
     zoo.procs.append(p)
+    p.prog = "python3 -c"
     assert p.stdout.readline() == b"READY\n", p.stderr.read()
     return p
 
@@ -2520,8 +2521,7 @@ def test_a_private_mapping_of_a_shm_file_changed_since_is_refused(zoo, thaw_bin)
                 "print(m[0:4].decode(), m[4096:4100].decode(), flush=True)\n")
         p = _start_python(zoo, code)
         img = zoo.img_path()
-        cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
-        assert cp.returncode == 0, cp.stderr
+        zoo.checkpoint(p, img, kill=True)
         p.wait(timeout=10)
         f.write_bytes(b"B" * 8192)
         rc, out, err = zoo.restore(img)
