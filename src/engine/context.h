@@ -89,7 +89,7 @@ struct RestoreContext {
   RestorerPlan plan;
   int pages_fd = -1;            // pages.img, as this process holds it now
   // This process's status pipe to thaw (-1: none, a template copy's ns_init):
-  // where it reports the files it makes (sockets.cpp, report_made).
+  // where it reports the files it makes (made_paths.cpp, report_made).
   int status_fd = -1;
   std::vector<bool> lazy;       // per Manifest::vmas entry: left to the pager (engine/pager.h)
   // A template's held process (restore_held): its parent-death signal is

@@ -514,8 +514,8 @@ namespace {
 
 // What the restore's status pipe said: "U <fd>" / "N" from init (whether
 // memory is left to the pager), "M <dev> <ino> <path>" for each file the
-// process made (a unix socket's, bound to a path: into `made`, also when
-// the restore then fails), then "R ..." from the restorer or "E <why>".
+// process made (a unix socket's, bound to a path; a file of /dev/shm made
+// again: into `made`, also when the restore then fails), then "R ..." from the restorer or "E <why>".
 struct Status {
   std::string ready;   // the restorer's "R ..." line
   int init_uffd = -1;  // init's fd number of the userfaultfd
@@ -802,7 +802,7 @@ RestoreResult restore(const RestoreOptions& o) {
     std::optional<Pager> pager;
     std::thread pager_thread;  // its run ends once the process is gone
     bool pager_started = false;
-    std::vector<MadePath> made;  // files the processes made (sockets bound to a path)
+    std::vector<MadePath> made;  // files the processes made (made_paths.cpp)
     auto reap_failed = [&](const std::string& why) -> RestoreResult {
       // The files go with the processes: those reported but not read yet
       // too. Removed through init's root, so before init is killed.

@@ -102,7 +102,7 @@ image::FileId file_id_of(const std::string& path, const struct stat& st) {
   f.dev = st.st_dev;
   f.ino = st.st_ino;
   f.size = st.st_size;
-  f.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  f.mtime_ns = mtime_ns(st);
   return f;
 }
 
@@ -470,7 +470,7 @@ void check_mapped_files(const image::Manifest& m) {
     struct stat st;
     if (::stat(f.path.c_str(), &st) != 0)
       fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
-    int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    int64_t mtime = mtime_ns(st);
     bool replaced = f.kept < 0 && (st.st_ino != f.ino || st.st_dev != f.dev);
     if (replaced || (!shared_only[i] && (uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)))
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),

@@ -193,7 +193,7 @@ void dump_process(CheckpointContext& c) {
   p.exe.dev = st.st_dev;
   p.exe.ino = st.st_ino;
   p.exe.size = st.st_size;
-  p.exe.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  p.exe.mtime_ns = mtime_ns(st);
   p.personality = parse_hex64(trim(read_file(dir + "/personality")));
 
   auto status = proc::read_status(dir);

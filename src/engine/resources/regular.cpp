@@ -19,15 +19,15 @@ namespace thaw::engine {
 
 using nlohmann::json;
 
-std::string file_changes(uint64_t size, uint64_t ino, int64_t mtime_ns, const struct stat& now) {
+std::string file_changes(uint64_t size, uint64_t ino, int64_t was_mtime_ns, const struct stat& now) {
   std::string out;
   auto add = [&](const std::string& what) { out += (out.empty() ? "" : ", ") + what; };
   if (uint64_t(now.st_size) != size) add(cat("size ", size, " -> ", now.st_size, " bytes"));
   if (now.st_ino != ino) add(cat("inode ", ino, " -> ", now.st_ino));
-  int64_t mtime = int64_t(now.st_mtim.tv_sec) * 1000000000 + now.st_mtim.tv_nsec;
-  if (mtime != mtime_ns) {
+  int64_t mtime = mtime_ns(now);
+  if (mtime != was_mtime_ns) {
     char delta[48];
-    std::snprintf(delta, sizeof delta, "%+.3f", double(mtime - mtime_ns) / 1e9);
+    std::snprintf(delta, sizeof delta, "%+.3f", double(mtime - was_mtime_ns) / 1e9);
     add(cat("modified: its modification time moved by ", delta, " s"));
   }
   return out;
@@ -75,7 +75,7 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>&) {
   f["dev"] = p.st.st_dev;
   f["ino"] = p.st.st_ino;
   f["size"] = p.st.st_size;
-  f["mtime_ns"] = int64_t(p.st.st_mtim.tv_sec) * 1000000000 + p.st.st_mtim.tv_nsec;
+  f["mtime_ns"] = mtime_ns(p.st);
   f["mode"] = p.st.st_mode;
   if (S_ISREG(p.st.st_mode))
     if (int kept = keep_tmpfs_file(c, p.dup.get(), p.link, false); kept >= 0) f["kept"] = kept;
@@ -135,7 +135,7 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   bool kept = f.contains("kept");
   if (!kept && (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>()))
     fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
-  int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  int64_t mtime = mtime_ns(st);
   bool writable = (flags & O_ACCMODE) != O_RDONLY;
   if (S_ISREG(st.st_mode) && !kept) {
     uint64_t size = f["size"];

@@ -99,9 +99,12 @@ int keep_tmpfs_file(CheckpointContext& c, int fd, const std::string& path, bool 
 // Makes the objects anew (Shmem::path ones only where gone, by name).
 void restore_shmem_objects(RestoreContext& r);
 
+// A file's modification time in nanoseconds, as images record it.
+inline int64_t mtime_ns(const struct stat& st) { return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec; }
+
 // regular.cpp (files of a path): what differs between a file as recorded
 // and as it is now, for "file changed since checkpoint (...)".
-std::string file_changes(uint64_t size, uint64_t ino, int64_t mtime_ns, const struct stat& now);
+std::string file_changes(uint64_t size, uint64_t ino, int64_t was_mtime_ns, const struct stat& now);
 
 // files.cpp: the fd table and every kind of open file.
 // tree: the process, then its descendants (a process tree).

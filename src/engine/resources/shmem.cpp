@@ -90,7 +90,7 @@ int keep_tmpfs_file(CheckpointContext& c, int target_fd, const std::string& path
   obj.uid = st.st_uid;
   obj.gid = st.st_gid;
   obj.mode = st.st_mode & 07777;
-  obj.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  obj.mtime_ns = mtime_ns(st);
   // Its directories below /dev/shm, as the process sees them.
   obj.dirs.clear();
   for (size_t at = path.find('/', 9); in_shm && at != std::string::npos; at = path.find('/', at + 1)) {
