@@ -13,7 +13,7 @@
 
 namespace thaw::image {
 
-constexpr int kFormatVersion = 9;
+constexpr int kFormatVersion = 10;
 constexpr uint64_t kPageSize = 4096;
 // Page data is stored and restored in runs of at most this size.
 constexpr uint64_t kSegmentBytes = 2ull << 20;

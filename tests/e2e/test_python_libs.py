@@ -6,6 +6,7 @@ Helpers from conftest.py (the zoo fixture tracks and kills every process)."""
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -452,3 +453,117 @@ def test_a_listener_a_parent_shares_with_its_child_on_a_unix_path_comes_back(zoo
     p.wait(timeout=10)
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "worker got hello 0\n", f"rc={rc}\n{out}\n{err}"
+
+
+MANAGER = '''
+import multiprocessing as mp, sys
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[1])
+    m = mp.Manager()
+    d = m.dict(before=1)
+    q = m.Queue()
+    q.put("queued before")
+    lock = m.Lock()
+    print("READY", flush=True)
+    sys.stdin.readline()
+    d["after"] = 2
+    with lock:
+        print(sorted(d.items()), q.get(timeout=10), flush=True)
+    m.shutdown()
+    print("shut down", flush=True)
+'''
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_a_multiprocessing_manager_answers_its_proxies_after_restore(zoo, thaw_bin, tmp_path, start_method):
+    """multiprocessing.Manager: a server process listening on a unix path
+    (<tmp>/pymp-*/listener-*), with connections it accepted from its parent
+    (one per proxy's thread) open. Both ends are in the checkpoint: each
+    connection comes back a pair, with the listener's name on its accepted
+    end. The proxies work after a restore (the original killed, its pymp
+    directory removed at its exit), and the manager shuts down cleanly."""
+    prog = tmp_path / "manager.py"
+    prog.write_text(MANAGER)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = _start(zoo, prog, start_method, env={"TMPDIR": str(tmp)})
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "[('after', 2), ('before', 1)] queued before\nshut down\n", \
+        f"rc={rc}\n{out}\n{err}"
+    assert not list(tmp.glob("pymp-*")), "the restored manager left its directory"
+
+
+OUTSIDE_CLIENT = '''
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(1)
+print("LISTENING", flush=True)
+c, _ = s.accept()
+print("READY", flush=True)
+sys.stdin.readline()
+'''
+
+
+def test_a_connection_accepted_from_a_client_outside_the_checkpoint_is_refused_by_name(zoo, thaw_bin, tmp_path):
+    """A connection whose client is another process, not in the checkpoint:
+    refused, naming the path, and the server goes on running."""
+    prog = tmp_path / "outside_client.py"
+    prog.write_text(OUTSIDE_CLIENT)
+    path = tmp_path / "server.sock"
+    env = dict(os.environ)
+    p = subprocess.Popen([PYTHON, str(prog), str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, close_fds=True, env=env)
+    zoo.procs.append(p)
+    p.prog = prog.name
+    assert p.stdout.readline() == b"LISTENING\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(path))
+        assert p.stdout.readline() == b"READY\n"
+        cp = zoo.checkpoint(p, zoo.img_path(), expect_ok=False)
+        assert cp.returncode != 0
+        assert f"unix socket bound to {path} is connected to a process outside the checkpoint" in cp.stderr, cp.stderr
+        assert p.poll() is None
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+    assert p.wait(timeout=10) == 0
+
+
+ABSTRACT_ACCEPTED = '''
+import socket, sys
+name = "\\0" + sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(name)
+s.listen(1)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(name)
+a, _ = s.accept()
+c.sendall(b"queued")
+print("READY", flush=True)
+sys.stdin.readline()
+print(a.recv(100).decode(), repr(a.getsockname()), repr(c.getpeername()), flush=True)
+x = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+x.connect(name)
+y, _ = s.accept()
+print(repr(y.getsockname()), flush=True)
+'''
+
+
+def test_a_connection_accepted_on_an_abstract_name_comes_back_without_it(zoo, thaw_bin, tmp_path):
+    """The accepted end of a connection on an abstract name cannot take the
+    name again (the listener holds it): it comes back unnamed, the
+    checkpoint says so, and the data and the listener work."""
+    prog = tmp_path / "abstract_accepted.py"
+    prog.write_text(ABSTRACT_ACCEPTED)
+    name = f"thaw-test-{os.getpid()}-{tmp_path.name}"
+    p = _start(zoo, prog, name)
+    img = zoo.img_path()
+    cp = zoo.checkpoint(p, img, kill=True)
+    assert f"a connection on the abstract name @{name} comes back without its name" in cp.stderr + cp.stdout, \
+        cp.stderr + cp.stdout
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == f"queued '' ''\nb'\\x00{name}'\n", f"rc={rc}\n{out}\n{err}"

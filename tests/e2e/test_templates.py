@@ -370,3 +370,26 @@ def test_each_copy_has_its_own_copy_of_a_deleted_file(runner, tmp_path):
         ["baseA memA", "baseB memB", "baseAa memAa", "baseBb memBb"]
     c = runner.restore_from_template(sock, "temp file holder copy 3")
     assert c.ask("C") == "baseC memC"
+
+
+def test_each_copy_has_its_own_named_connection(runner, tmp_path):
+    """A connection a unix listener accepted, both ends held, the listener
+    itself closed (a template refuses a socket bound to a path): each copy
+    gets a pair of its own, its accepted end named after the listener's
+    path again, the data queued at checkpoint in each."""
+    path = tmp_path / "gone.sock"
+    orig = runner.start([PYTHON, "-c",
+                         "import os, socket, sys\n"
+                         f"s = socket.socket(socket.AF_UNIX)\ns.bind({str(path)!r})\ns.listen(1)\n"
+                         f"c = socket.socket(socket.AF_UNIX)\nc.connect({str(path)!r})\n"
+                         f"a, _ = s.accept()\ns.close()\nos.unlink({str(path)!r})\n"
+                         "c.sendall(b'queued ')\n"
+                         "print('READY', flush=True)\n"
+                         "for line in sys.stdin:\n"
+                         "    c.sendall(line.strip().encode())\n"
+                         "    print(a.recv(100).decode(), a.getsockname(), c.getpeername(), flush=True)\n"],
+                        "named connection")
+    a, b = _two_copies(runner, orig, "named connection")
+    assert a.ask("one") == f"queued one {path} {path}"
+    assert b.ask("two") == f"queued two {path} {path}"
+    assert a.ask("three") == f"three {path} {path}"

@@ -57,6 +57,7 @@ PROGRAMS = {
     "deleted_files": [],
     "shm_named": [],
     "unix_path": [],
+    "unix_accepted": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "children",
                                   "unsupported_io_uring"]

@@ -6,11 +6,13 @@
 // its own checkpoint; Python's multiprocessing listens on pymp-*/listener-*).
 // A socket bound to a path is bound there again at restore, its file given
 // the mode and owner it had; a stale file left there by a process that
-// ended is replaced, a live socket there fails the restore. A unix socket
-// whose peer is outside the process is "external" (the caller hands a
-// replacement). TCP and UDP sockets have kinds of their own
-// (tcp_listen.cpp, tcp_conn.cpp, udp.cpp). Every other socket — raw, ICMP,
-// netlink, connected unix sockets bound to a path — is refused by name.
+// ended is replaced, a live socket there fails the restore. A connection a
+// listener accepted is a pair like the others when both its ends are in the
+// image, named again. A unix socket whose peer is outside the process is
+// "external" (the caller hands a replacement), except a named one (an
+// accepted connection: nothing could name a replacement). TCP and UDP
+// sockets have kinds of their own (tcp_listen.cpp, tcp_conn.cpp, udp.cpp).
+// Every other socket — raw, ICMP, netlink — is refused by name.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -22,10 +24,12 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -366,14 +370,27 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   if (family != AF_UNIX) fail(family_name(family), " sockets are not supported");
   uint64_t ino = link_inode(p.link);
   UnixInfo u = unix_diag(ino);
+  const FdProbe* peer = nullptr;
+  if (u.peer != 0)
+    for (const auto& o : all)
+      if (link_is(o, "socket:") && link_inode(o.link) == u.peer) peer = &o;
   json bound;
-  if (!u.name.empty()) {
+  bool connected = u.peer != 0 || (u.state != TCP_CLOSE && u.state != TCP_LISTEN);
+  if (!u.name.empty() && connected) {
+    // Named and connected: the accepted end of a connection (accept gives
+    // it its listener's name), or a client that bound a name of its own.
+    // Both ends in the image make a pair like any other, named again.
+    std::string shown = shown_name(u.name);
+    if (u.peer != 0 && !peer)
+      fail("unix socket bound to ", shown, " is connected to a process outside the checkpoint (a connection its "
+           "listener accepted, or a client that bound a name); connections between processes of the checkpoint "
+           "are supported: ", u.name[0] != '\0' ? connected_advice(shown) : "close the connection before the checkpoint");
+    if (u.name[0] == '\0')
+      c.notes.push_back(cat(p.where(), ": a connection on the abstract name ", shown, " comes back without its name "
+                            "(getsockname shows none): that name belongs to its listener"));
+  } else if (!u.name.empty()) {
     std::string shown = shown_name(u.name);
     bool path = u.name[0] != '\0';
-    if (u.peer != 0 || (u.state != TCP_CLOSE && u.state != TCP_LISTEN))
-      fail("unix socket bound to ", shown, " is connected (a connection its listener accepted); only unconnected ",
-           "or listening bound sockets are supported: ",
-           path ? connected_advice(shown) : "close the connection before the checkpoint");
     if (u.state == TCP_LISTEN && u.rqueue != 0)
       fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; "
            "not supported");
@@ -382,10 +399,8 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
   }
   json f{{"flags", p.flags}, {"ino", ino}, {"type", type}, {"shutdown", u.shutdown}};
   if (!bound.is_null()) f["bound"] = bound;
-  const FdProbe* peer = nullptr;
+  if (connected && !u.name.empty()) f["name"] = to_hex(u.name.data(), u.name.size());
   if (u.peer != 0) {
-    for (const auto& o : all)
-      if (link_is(o, "socket:") && link_inode(o.link) == u.peer) peer = &o;
     if (!peer) {
       // What a checkpoint that drops outside connections (dropped.cpp)
       // needs to make one like it: the type, and where a datagram socket
@@ -487,10 +502,71 @@ std::pair<UniqueFd, UniqueFd> new_pair(const json& f) {
   return {UniqueFd(sv[0]), UniqueFd(sv[1])};
 }
 
+std::string bound_name(const json& f, const std::string& hex) {
+  if (hex.size() % 2 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    fail(name_of(f), ": malformed bound name '", hex, "' in the image");
+  auto bytes = from_hex(hex);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A connected socket's own name: its listener's (accept gives a connection
+// the name of the socket it was accepted on) or one it bound itself. It is
+// bound again where nobody can reach it or be disturbed: in a child whose
+// root is an empty tmpfs mounted nowhere (fsmount). The socket keeps the
+// name (getsockname, and its peer's getpeername, show it) and the process's
+// filesystem is not touched: the listener restored at that path keeps its
+// file. An abstract name is left out (it would take the listener's; dump
+// noted it).
+void name_connected(int fd, const json& f) {
+  if (!f.contains("name")) return;
+  std::string name = bound_name(f, f["name"].get<std::string>());
+  if (name.empty() || name[0] == '\0') return;
+  if (name.size() > sizeof(sockaddr_un::sun_path)) fail(name_of(f), ": bound name of ", name.size(), " bytes");
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path, name.data(), name.size());
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  std::string given = name.substr(0, name.find('\0'));
+  std::vector<std::string> dirs;  // its directories, made in the tmpfs
+  for (size_t i = given.find('/', 1); i != std::string::npos; i = given.find('/', i + 1)) dirs.push_back(given.substr(0, i));
+  int sv[2];
+  if (::pipe2(sv, O_CLOEXEC) != 0) fail_errno(name_of(f), ": pipe");
+  UniqueFd answer(sv[0]), tell(sv[1]);
+  // Only system calls in the child: a runtime opens a template copy's files
+  // in a process with other threads.
+  pid_t kid = ::fork();
+  if (kid < 0) fail_errno(name_of(f), ": fork to bind its name ", given);
+  if (kid == 0) {
+    int err = 0, fs = ::fsopen("tmpfs", FSOPEN_CLOEXEC), mnt = -1;
+    if (fs < 0 || ::fsconfig(fs, FSCONFIG_SET_STRING, "size", "64k", 0) != 0 ||
+        ::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0 ||
+        (mnt = ::fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0 ||
+        ::fchdir(mnt) != 0 || ::chroot(".") != 0)
+      err = errno;
+    for (const auto& d : dirs)
+      if (!err && ::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) err = errno;
+    if (!err && ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) err = errno;
+    (void)!::write(tell.get(), &err, sizeof err);
+    ::_exit(0);
+  }
+  tell.reset();
+  int err = EPIPE;
+  ssize_t n;
+  do n = ::read(answer.get(), &err, sizeof err);
+  while (n < 0 && errno == EINTR);
+  ::waitpid(kid, nullptr, 0);
+  if (n != sizeof err) err = ECHILD;
+  if (err != 0) {
+    errno = err;
+    fail_errno(name_of(f), ": name the connection ", given, " again");
+  }
+}
+
 // The second end of a pair: both queues get filled before either end is
 // shut down.
 UniqueFd open_second_end(RestoreContext& r, PendingSocket&& pending, const json& f) {
   UniqueFd self = std::move(pending.end);
+  name_connected(self.get(), f);
   requeue(r, pending.first.get(), f);
   finish(pending.first.get(), *pending.first_f);
   finish(self.get(), f);
@@ -499,6 +575,7 @@ UniqueFd open_second_end(RestoreContext& r, PendingSocket&& pending, const json&
 
 UniqueFd open_first_end(RestoreContext& r, RestoreFiles& rf, const json& f) {
   auto [self, other] = new_pair(f);
+  name_connected(self.get(), f);
   requeue(r, other.get(), f);
   UniqueFd copy(::fcntl(self.get(), F_DUPFD_CLOEXEC, 0));
   if (!copy) fail_errno(name_of(f), ": copy");
@@ -510,6 +587,7 @@ UniqueFd open_first_end(RestoreContext& r, RestoreFiles& rf, const json& f) {
 // it sent is queued (the kernel then marks this end the same way).
 UniqueFd open_orphan(RestoreContext& r, const json& f) {
   auto [self, other] = new_pair(f);
+  name_connected(self.get(), f);
   requeue(r, other.get(), f);
   other.reset();
   finish(self.get(), f);
@@ -521,13 +599,6 @@ UniqueFd open_unconnected(const json& f) {
   if (!self) fail_errno(name_of(f), ": socket");
   finish(self.get(), f);
   return self;
-}
-
-std::string bound_name(const json& f, const std::string& hex) {
-  if (hex.size() % 2 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
-    fail(name_of(f), ": malformed bound name '", hex, "' in the image");
-  auto bytes = from_hex(hex);
-  return std::string(bytes.begin(), bytes.end());
 }
 
 // The CUDA driver names its socket after the process's pid namespace and
