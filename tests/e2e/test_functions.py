@@ -880,6 +880,20 @@ def test_snapshot_ls_shows_the_version_of_a_failed_creation(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_multiprocessing_manager_of_the_snapshot_phase_answers_in_restored_containers(thaw):
+    """A Manager started in @enter(snap=True): its server process and the
+    connections its proxies hold to it are in the snapshot (the snapshot
+    was refused before: a connection its listener had accepted), and each
+    restored container's proxies find the state the snapshot phase left."""
+    cp = thaw.deploy(APPS / "manager.py")
+    assert "could not be taken" not in cp.stderr, cp.stderr
+    for key in ("first", "second"):
+        value, log, _ = thaw.call("e2e-manager", "Shared", key, method="use")
+        assert RESTORING in log and FALLBACK not in log, log
+        assert value == {"table": {"loaded": "in the snapshot", key: 1}, "job": "queued in the snapshot"}, value
+    thaw.assert_containers_gone()
+
+
 def test_child_processes_of_the_snapshot_phase_come_back_with_it(thaw):
     """As with Modal, whose snapshot holds the whole container: a helper
     process (subprocess, over pipes) and a multiprocessing pool started in
