@@ -567,3 +567,43 @@ def test_a_connection_accepted_on_an_abstract_name_comes_back_without_it(zoo, th
     p.wait(timeout=10)
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == f"queued '' ''\nb'\\x00{name}'\n", f"rc={rc}\n{out}\n{err}"
+
+
+CHILD_OWN_CONNECTION = '''
+import os, socket, sys
+d = sys.argv[1]
+r, w = os.pipe()
+r2, w2 = os.pipe()
+kid = os.fork()
+if kid == 0:  # both ends of a connection of its own listener, opened by its own restore
+    os.close(r); os.close(w2)
+    s = socket.socket(socket.AF_UNIX); s.bind(d + "/l"); s.listen(1)
+    c = socket.socket(socket.AF_UNIX); c.connect(d + "/l"); a, _ = s.accept()
+    c.sendall(b"queued")
+    os.write(w, b"k")
+    os.read(r2, 1)
+    print(a.recv(100).decode(), a.getsockname() == d + "/l", c.getpeername() == d + "/l", flush=True)
+    os._exit(0)
+os.close(w); os.close(r2)
+os.read(r, 1)
+print("READY", flush=True)
+sys.stdin.readline()
+os.write(w2, b"g")
+print("exit", os.waitpid(kid, 0)[1], flush=True)
+'''
+
+
+def test_a_child_s_connection_to_its_own_listener_comes_back_named(zoo, thaw_bin, tmp_path):
+    """A child process holding both ends of a connection its own listener
+    accepted (not shared with its parent: its own restore opens them): the
+    pair comes back with its names and the data queued."""
+    prog = tmp_path / "child_connection.py"
+    prog.write_text(CHILD_OWN_CONNECTION)
+    d = tmp_path / "d"
+    d.mkdir()
+    p = _start(zoo, prog, str(d))
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "queued True True\nexit 0\n", f"rc={rc}\n{out}\n{err}"
