@@ -38,6 +38,14 @@ inline constexpr const char* kPagerFailed =
     "memory the process had not touched yet could not be given (page data checksum mismatch: corrupt image); "
     "the process was stopped";
 
+// A checkpoint refused for a state that passes by itself — a connection
+// that lives while it hands over a file descriptor, a child between vfork
+// and exec, another checkpoint of the process still reading its pages —
+// says so with these words: the same checkpoint a moment later may succeed
+// (the runtime tries again, snapshots.cpp).
+inline constexpr const char* kPassingState = "a passing state";
+inline bool passing_state(const std::string& reason) { return reason.find(kPassingState) != std::string::npos; }
+
 struct CheckpointOptions {
   pid_t pid = 0;
   std::string out;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 #include "container/fsutil.h"
 #include "container/init.h"
@@ -45,6 +46,9 @@ int64_t snapshot_retry_seconds_from_env() {
     fail("THAW_SNAPSHOT_RETRY_SECONDS=", v, ": give a whole number of seconds, from 0 to 31536000");
   return n;
 }
+
+// How often a checkpoint refused for a passing state is taken (engine.h).
+constexpr int kCheckpointAttempts = 6;
 
 // A restore the engine refused because a socket of the snapshot could not
 // bind its address again: another process holds it now — on this host's
@@ -88,20 +92,35 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   std::string fresh = dir + "/image.new";
   auto t1 = Clock::now();
   engine::CheckpointStats st;
-  try {
-    engine::CheckpointOptions co{pid, fresh, true};
-    // As Modal's snapshots do: connections opened in the snapshot phase
-    // come back dropped, and clients reconnect. The same for pipes and unix
-    // sockets to processes outside the container, except the container's
-    // own fds, which every restored container is given anew.
-    co.tcp_close = true;
-    co.drop_outside = true;
-    co.keep_outside = {0, 1, 2, container::kControlFd};
-    st = engine::checkpoint(co);
-  } catch (const std::exception& e) {
-    // Recorded as the reason its version cold-starts: say what fixes it.
-    if (is_disk_full(e.what())) throw CheckpointRefused(cat(e.what(), "; ", disk_full_advice(ctx_.store.home())));
-    throw CheckpointRefused(e.what());
+  engine::CheckpointOptions co{pid, fresh, true};
+  // As Modal's snapshots do: connections opened in the snapshot phase
+  // come back dropped, and clients reconnect. The same for pipes and unix
+  // sockets to processes outside the container, except the container's
+  // own fds, which every restored container is given anew.
+  co.tcp_close = true;
+  co.drop_outside = true;
+  co.keep_outside = {0, 1, 2, container::kControlFd};
+  // A refusal of a state that passes by itself (engine.h: a connection
+  // handing over an fd, a child between vfork and exec) is tried again a
+  // little later each time, about 3 s in all: a refused checkpoint leaves
+  // the worker running as it was.
+  for (int attempt = 1;; attempt++) {
+    try {
+      st = engine::checkpoint(co);
+      break;
+    } catch (const std::exception& e) {
+      if (engine::passing_state(e.what()) && attempt < kCheckpointAttempts) {
+        int wait_ms = 100 << (attempt - 1);
+        ctx_.log.line(cat("Snapshot note: the checkpoint was refused for ", engine::kPassingState, " (", e.what(),
+                          "); trying again in ", wait_ms, " ms (attempt ", attempt + 1, " of ", kCheckpointAttempts,
+                          ")"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+        continue;
+      }
+      // Recorded as the reason its version cold-starts: say what fixes it.
+      if (is_disk_full(e.what())) throw CheckpointRefused(cat(e.what(), "; ", disk_full_advice(ctx_.store.home())));
+      throw CheckpointRefused(e.what());
+    }
   }
   for (const auto& n : st.notes) ctx_.log.line("Snapshot note: " + n);
   double ckpt_s = since(t1);

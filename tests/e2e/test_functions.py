@@ -894,6 +894,20 @@ def test_a_multiprocessing_manager_of_the_snapshot_phase_answers_in_restored_con
     thaw.assert_containers_gone()
 
 
+def test_a_checkpoint_refused_for_a_passing_state_is_taken_again(thaw):
+    """The snapshot phase leaves a connection waiting to be accepted for a
+    moment: the checkpoint is refused for a state that passes by itself,
+    taken again a little later (the log says so), and the snapshot holds
+    the connection once accepted."""
+    cp = thaw.deploy(APPS / "passing_state.py")
+    assert "refused for a passing state" in cp.stderr and "trying again in 100 ms" in cp.stderr, cp.stderr
+    assert "could not be taken" not in cp.stderr, cp.stderr
+    value, log, _ = thaw.call("e2e-passing-state", "Server", method="read")
+    assert RESTORING in log and FALLBACK not in log, log
+    assert value == "sent before the snapshot", value
+    thaw.assert_containers_gone()
+
+
 def test_child_processes_of_the_snapshot_phase_come_back_with_it(thaw):
     """As with Modal, whose snapshot holds the whole container: a helper
     process (subprocess, over pipes) and a multiprocessing pool started in

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "engine/engine.h"
 #include "engine/resources/resources.h"
 #include "proc/cow_fork.h"
 
@@ -149,7 +150,7 @@ std::vector<pid_t> running_children(pid_t pid, proc::Seizure& seizure) {
       std::string comm;
       if (try_read_file(cat("/proc/", kid, "/comm"), &comm) && trim(comm) == proc::CowFork::kCopyName)
         fail("another thaw checkpoint of process ", pid, " is still reading its pages (from its copy-on-write "
-             "copy, child ", kid, "); wait for it to finish and take this checkpoint again");
+             "copy, child ", kid, "); ", kPassingState, ": wait for it to finish and take this checkpoint again");
       running.push_back(kid);
       continue;
     }

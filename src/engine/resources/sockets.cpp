@@ -41,6 +41,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "engine/engine.h"
 #include "engine/resources/file_kinds.h"
 #include "engine/resources/inet.h"
 #include "engine/resources/resources.h"
@@ -174,7 +175,9 @@ void refuse_passed_fds(msghdr& mh) {
     auto* p = reinterpret_cast<int*>(CMSG_DATA(cm));
     for (size_t i = 0; i < n; i++) ::close(p[i]);
   }
-  if (fds) fail("a queued message carries file descriptors (SCM_RIGHTS); fds in flight are not supported");
+  if (fds)
+    fail("a queued message carries file descriptors (SCM_RIGHTS); fds in flight are not supported (", kPassingState,
+         " until its receiver reads it: checkpoint again then)");
   if (mh.msg_flags & MSG_CTRUNC) fail("a queued message carries more control data than thaw can read");
 }
 
@@ -308,9 +311,9 @@ std::string shown_name(std::string name) {
 std::string connected_advice(const std::string& path) {
   std::string dir = path.substr(0, path.rfind('/'));
   if (dir.substr(dir.rfind('/') + 1).rfind("pymp-", 0) == 0 && path.substr(path.rfind('/') + 1).rfind("listener-", 0) == 0)
-    return "it is a connection to the listener of Python multiprocessing's resource sharer, which lasts while it "
-           "hands a file descriptor to another process (torch DataLoader workers do for each batch): checkpoint "
-           "again once that is done";
+    return cat("it is a connection to the listener of Python multiprocessing's resource sharer, which lasts while "
+               "it hands a file descriptor to another process (torch DataLoader workers do for each batch): ",
+               kPassingState, ", checkpoint again once that is done");
   return "close the connection before the checkpoint (the listener itself is supported)";
 }
 
@@ -392,8 +395,8 @@ json dump(CheckpointContext& c, FdProbe& p, const std::vector<FdProbe>& all) {
     std::string shown = shown_name(u.name);
     bool path = u.name[0] != '\0';
     if (u.state == TCP_LISTEN && u.rqueue != 0)
-      fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; "
-           "not supported");
+      fail("listening unix socket ", shown, " has ", u.rqueue, " connection(s) waiting to be accepted; not "
+           "supported (", kPassingState, " while its process accepts them: checkpoint again then)");
     bound = {{"name", to_hex(u.name.data(), u.name.size())}, {"listen", u.state == TCP_LISTEN}, {"backlog", u.wqueue}};
     if (path) bound.update(path_file(p, u, shown));
   }

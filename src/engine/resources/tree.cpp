@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "engine/engine.h"
 #include "engine/resources/resources.h"
 #include "proc/return_frame.h"
 
@@ -30,7 +31,7 @@ void refuse_shared_tables(pid_t parent, pid_t kid) {
   for (const auto& t : tables)
     if (::syscall(SYS_kcmp, parent, kid, t.type, 0, 0) == 0)
       fail("it shares ", t.what, " with its parent ", parent, "; not supported: take the checkpoint once it has "
-           "called exec or exited");
+           "called exec or exited (for a vfork child, ", kPassingState, ")");
 }
 
 }  // namespace
