@@ -1,8 +1,11 @@
 // thaw checkpoint | restore | inspect: the engine on its own.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -31,6 +34,7 @@ Command add_checkpoint(CLI::App& app) {
   struct Opts {
     engine::CheckpointOptions co;
     bool quiet = false;
+    double wait_s = 0;
   };
   auto o = std::make_shared<Opts>();
   auto* cp = app.add_subcommand("checkpoint", "Capture a running process (all threads, and its running child processes) into an image directory");
@@ -46,6 +50,11 @@ Command add_checkpoint(CLI::App& app) {
                "record pipes and unix sockets connected to other processes (fds above 2) as dropped instead of "
                "leaving them for --inherit-fd at restore: they come back as if the other process had closed its "
                "end (EOF, EPIPE)");
+  cp->add_option("--wait", o->wait_s,
+                 "when the checkpoint is refused for a passing state (a connection not accepted yet, an fd in "
+                 "flight, a child between vfork and exec), take it again, a little later each time, for up to "
+                 "this many seconds")
+      ->check(CLI::Range(0.0, 3600.0));
   cp->add_flag("--quiet,-q", o->quiet, "print nothing on success");
   return {cp, [o] {
             // Ctrl-C and SIGTERM wait for a safe point and unwind there (the
@@ -53,11 +62,25 @@ Command add_checkpoint(CLI::App& app) {
             // they are let through, and then end thaw as usual.
             HeldSignals held;
             engine::CheckpointStats st;
-            try {
-              st = engine::checkpoint(o->co);
-            } catch (const std::exception& e) {
-              std::fprintf(stderr, "thaw: %s\n", e.what());
-              return 1;
+            auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o->wait_s);
+            for (auto pause = std::chrono::milliseconds(100);; pause = std::min(pause * 2, std::chrono::milliseconds(1000))) {
+              try {
+                st = engine::checkpoint(o->co);
+                break;
+              } catch (const std::exception& e) {
+                if (!engine::passing_state(e.what()) || std::chrono::steady_clock::now() + pause > until) {
+                  std::fprintf(stderr, "thaw: %s\n", e.what());
+                  return 1;
+                }
+                if (!o->quiet) std::fprintf(stderr, "thaw: %s; trying again\n", e.what());
+              }
+              std::this_thread::sleep_for(pause);
+              try {
+                throw_if_interrupted();
+              } catch (const std::exception& e) {
+                std::fprintf(stderr, "thaw: %s\n", e.what());
+                return 1;
+              }
             }
             // Even with --quiet: each says what the image left out.
             for (const auto& n : st.notes) std::fprintf(stderr, "thaw: note: checkpoint: %s\n", n.c_str());

@@ -607,3 +607,46 @@ def test_a_child_s_connection_to_its_own_listener_comes_back_named(zoo, thaw_bin
     p.wait(timeout=10)
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "queued True True\nexit 0\n", f"rc={rc}\n{out}\n{err}"
+
+
+ACCEPTS_LATER = '''
+import os, socket, sys, threading
+name = "\\0thaw-accepts-later-" + str(os.getpid())
+s = socket.socket(socket.AF_UNIX); s.bind(name); s.listen(1)
+c = socket.socket(socket.AF_UNIX); c.connect(name)
+c.sendall(b"waiting")
+go = threading.Event()
+got = []
+def accept():
+    go.wait()
+    got.append(s.accept()[0])
+threading.Thread(target=accept, daemon=True).start()
+print("READY", flush=True)
+sys.stdin.readline()  # "accept"
+go.set()
+sys.stdin.readline()
+print(got[0].recv(100).decode(), flush=True)
+'''
+
+
+def test_checkpoint_wait_takes_a_refused_passing_state_again(zoo, thaw_bin, tmp_path):
+    """A connection not accepted yet is a passing state: without --wait the
+    checkpoint is refused saying so (the process runs on); with --wait it is
+    taken again until the process has accepted it."""
+    prog = tmp_path / "accepts_later.py"
+    prog.write_text(ACCEPTS_LATER)
+    p = _start(zoo, prog)
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", zoo.img_path())
+    assert cp.returncode != 0 and "waiting to be accepted" in cp.stderr and "a passing state" in cp.stderr, cp.stderr
+    img = zoo.img_path()
+    waiting = subprocess.Popen(zoo.thaw_cmd("checkpoint", "--pid", p.pid, "--out", img, "--wait", "30", "--kill"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, close_fds=True)
+    # Refused at least once before the process accepts.
+    line = waiting.stderr.readline()
+    assert "a passing state" in line and "trying again" in line, line
+    p.stdin.write(b"accept\n")
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "waiting\n", f"rc={rc}\n{out}\n{err}"
