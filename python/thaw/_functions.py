@@ -487,6 +487,17 @@ class _Object:
                 raise InvalidError(error)
             raise NotFoundError(error)
 
+    @aio_method
+    def get_current_stats(self):
+        """A FunctionStats: `backlog`, the inputs waiting for a container,
+        and `num_total_runners`, the containers up or starting, in the
+        runtime this process calls through (the `thaw serve` at
+        THAW_RUNTIME_SOCKET, else the one this process started). Raises
+        NotFoundError when the function is not deployed (or not in the
+        running app)."""
+        from ._stats import current_stats
+        return current_stats(self)
+
     def keep_warm(self, warm_pool_size):
         """Modal's old name for update_autoscaler(min_containers=warm_pool_size)."""
         from .exception import DeprecatedWarning

@@ -27,6 +27,13 @@ bool Pool::takes_input(const Slot& s) const {
 
 Pool::SlotIt Pool::acquire(bool use_snapshot, const CancelCheck& cancelled) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Every way out of here (a slot, a started container, a throw) holds the
+  // lock again, so the count drops under it.
+  queued_++;
+  struct Dequeue {
+    int& n;
+    ~Dequeue() { n--; }
+  } dequeue{queued_};
   Clock::time_point deadline =
       Clock::now() + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(target_.fn.startup_timeout_s() + target_.fn.timeout_s()));
@@ -378,6 +385,11 @@ void Pool::shutdown() {
 size_t Pool::size() {
   std::lock_guard<std::mutex> lock(mu_);
   return slots_.size() + starting_;
+}
+
+PoolStats Pool::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {queued_, static_cast<int>(slots_.size()) + starting_};
 }
 
 }  // namespace thaw::runtime

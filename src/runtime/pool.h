@@ -40,6 +40,12 @@ struct ScaleLimits {
   bool operator==(const ScaleLimits&) const = default;
 };
 
+// What Function.get_current_stats() reports of a pool (Modal's FunctionStats).
+struct PoolStats {
+  int backlog = 0;  // calls waiting for a container: none had room, or theirs is starting
+  int runners = 0;  // containers up or starting, busy or idle
+};
+
 class Pool {
  public:
   Pool(Snapshots& snapshots, Target target, bool autoscale)
@@ -74,6 +80,7 @@ class Pool {
   // Stops every container; no call may be in flight.
   void shutdown();
   size_t size();
+  PoolStats stats();
 
  private:
   struct Slot {
@@ -120,6 +127,7 @@ class Pool {
   int starting_ = 0;         // containers being started, for calls or as buffer
   int buffer_starting_ = 0;  // of which buffer containers
   int waiting_for_start_ = 0;  // calls waiting for room in a container being started
+  int queued_ = 0;  // calls in acquire(): not yet given a container (the backlog)
   bool stopping_ = false;
   bool warmed_ = false;  // warm() ran: min_containers are kept
   ThreadSet buffer_starters_;

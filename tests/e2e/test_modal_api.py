@@ -1,0 +1,89 @@
+"""End-to-end tests of Modal API pieces on the real runtime:
+Function.get_current_stats(), App.lookup(), read-only volumes of
+with_options handles, Image.add_local_file/dir, thaw.experimental's
+stop_fetching_inputs(), and the sweep of serialized functions' pickles.
+
+Run with Debian's python:  /usr/bin/python3 -m pytest tests/e2e/test_modal_api.py
+"""
+
+import json
+import os
+import subprocess
+import time
+
+from test_functions import (APPS, COLD, FALLBACK, PYTHON, RESTORING, RUN_TIMEOUT, SERIALIZED_ENTRYPOINT,
+                            SERIALIZED_SCRIPT, THAW_BIN, thaw)  # noqa: F401 - the fixture
+
+
+def test_stats_count_queued_inputs_and_containers_and_lookup_finds_the_app(thaw):  # noqa: F811
+    thaw.deploy(APPS / "stats.py")
+    sock = thaw.serve()
+    out = thaw.client("""
+import json, time, thaw
+from thaw.exception import NotFoundError
+
+def stats(f):
+    s = f.get_current_stats()
+    return [s.backlog, s.num_total_runners]
+
+slow = thaw.Function.from_name("e2e-stats", "slow")
+before = stats(slow)
+calls = [slow.spawn(2) for _ in range(3)]
+seen = []
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and (not seen or seen[-1] != [2, 1]):
+    seen.append(stats(slow))
+    time.sleep(0.05)
+hosts = [c.get() for c in calls]
+after = stats(slow)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and stats(slow) != [0, 0]:
+    time.sleep(0.2)
+scaled_down = stats(slow)
+errors = []
+for f in (thaw.Function.from_name("e2e-stats", "nothing"), thaw.Function.from_name("e2e-none", "slow")):
+    try:
+        f.get_current_stats()
+        errors.append(None)
+    except NotFoundError as e:
+        errors.append(str(e))
+
+app = thaw.App.lookup("e2e-stats")
+looked_up = {"functions": sorted(app.registered_functions), "classes": sorted(app.registered_classes),
+             "hello": app.registered_classes["Greeter"]().hello.remote("Ada"),
+             "slow": isinstance(app.registered_functions["slow"].remote(0), str)}
+try:
+    thaw.App.lookup("e2e-none")
+    missing = None
+except NotFoundError as e:
+    missing = str(e)
+empty = thaw.App.lookup("e2e-none", create_if_missing=True)
+print(json.dumps({"before": before, "seen": seen[-1], "hosts": len(set(hosts)), "after": after,
+                  "scaled_down": scaled_down, "errors": errors, "looked_up": looked_up,
+                  "missing": missing, "empty": [empty.name, len(empty.registered_functions)]}))
+""", sock)
+    assert out["before"] == [0, 0], out
+    # max_containers=1: one input runs, two wait.
+    assert out["seen"] == [2, 1] and out["hosts"] == 1, out
+    assert out["after"] == [0, 1], out  # idle, until its scaledown_window passes
+    assert out["scaled_down"] == [0, 0], out
+    assert "has no function or class 'nothing'" in out["errors"][0], out
+    assert "app 'e2e-none' is not deployed" in out["errors"][1], out
+    assert out["looked_up"] == {"functions": ["slow"], "classes": ["Greeter"], "hello": "hello Ada",
+                                "slow": True}, out
+    assert "e2e-none" in out["missing"] and "create_if_missing=True" in out["missing"], out
+    assert out["empty"] == ["e2e-none", 0], out
+    thaw.stop_serve()
+    thaw.run("app", "stop", "e2e-stats")
+    stopped = thaw.client("""
+import json, thaw
+from thaw.exception import NotFoundError
+try:
+    thaw.App.lookup("e2e-stats")
+    print(json.dumps(None))
+except NotFoundError as e:
+    print(json.dumps(str(e)))
+""", thaw.serve())
+    assert "is stopped" in stopped, stopped
+    thaw.stop_serve()
+    thaw.assert_containers_gone()
