@@ -87,3 +87,27 @@ except NotFoundError as e:
     assert "is stopped" in stopped, stopped
     thaw.stop_serve()
     thaw.assert_containers_gone()
+
+
+def test_a_handle_mounts_a_read_only_volume_read_only(thaw):  # noqa: F811
+    thaw.deploy(APPS / "volume_handles.py")
+    sock = thaw.serve()
+    out = thaw.client("""
+import json, os, thaw
+mnt = os.path.join(os.environ["E2E_DIR"], "mnt", "data")
+Writer = thaw.Cls.from_name("e2e-volume-handles", "Writer")
+vol = thaw.Volume.from_name("e2e-handle-vol")
+read_only = Writer.with_options(volumes={mnt: vol.read_only()})
+print(json.dumps({"rw": Writer().write.remote("a"), "ro": read_only().write.remote("b"),
+                  "ro_again": read_only().write.remote("c"),
+                  "rw_handle": Writer.with_options(volumes={mnt: vol})().write.remote("d")}))
+""", sock)
+    assert out["rw"] == {"refused": None, "files": ["a"]}, out
+    assert out["ro"] == {"refused": "EROFS", "files": ["a"]}, out
+    assert out["ro_again"] == out["ro"], out
+    assert out["rw_handle"] == {"refused": None, "files": ["a", "d"]}, out
+    log = thaw.stop_serve()
+    # The read-only handle and the read-write one each have a snapshot of their own.
+    assert log.count("Creating memory snapshot") == 2, log
+    assert RESTORING in log and COLD not in log and FALLBACK not in log, log
+    thaw.assert_containers_gone()
