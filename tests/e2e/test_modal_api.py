@@ -111,3 +111,43 @@ print(json.dumps({"rw": Writer().write.remote("a"), "ro": read_only().write.remo
     assert log.count("Creating memory snapshot") == 2, log
     assert RESTORING in log and COLD not in log and FALLBACK not in log, log
     thaw.assert_containers_gone()
+
+
+def test_local_files_and_dirs_are_where_the_image_puts_them(thaw):  # noqa: F811
+    src = thaw.e2e / "local-src"
+    (src / "data").mkdir(parents=True)
+    (src / "settings.txt").write_text("level=3\n")
+    (src / "data" / "x.txt").write_text("x")
+    (src / "data" / "y.txt").write_text("y")
+    thaw.deploy(APPS / "local_files.py")
+    want = {"settings": "level=3\n", "data": ["x.txt", "y.txt"], "refused": "EROFS"}
+    value, log, _ = thaw.call("e2e-local-files", "read")
+    assert value == want and RESTORING in log and FALLBACK not in log, log
+    value, log, _ = thaw.call("e2e-local-files", "read", cold=True)
+    assert value == want and COLD in log, log
+    # The host keeps its own (the mount points made for them, empty), and
+    # the local copy was not written to.
+    assert (thaw.e2e / "remote" / "etc" / "settings.txt").read_text() == ""
+    assert sorted(os.listdir(src / "data")) == ["x.txt", "y.txt"]
+    thaw.assert_containers_gone()
+
+
+HIDING_APP = """
+import os, thaw
+image = thaw.Image.debian_slim().add_local_dir(os.environ["E2E_DIR"], {where!r})
+app = thaw.App("e2e-hiding", image=image)
+
+@app.function()
+def f():
+    return 1
+"""
+
+
+def test_a_local_dir_that_would_hide_what_containers_need_is_refused(thaw):  # noqa: F811
+    app_file = thaw.tmp / "hiding.py"
+    app_file.write_text(HIDING_APP.format(where=str(thaw.tmp)))  # holds THAW_HOME and the app
+    thaw.deploy(app_file)
+    cp = thaw.run("call", "e2e-hiding", "f", check=False)
+    assert cp.returncode != 0, cp.stdout
+    assert f"binding it at {thaw.tmp} would hide {thaw.home}" in cp.stderr, cp.stderr
+    assert "choose a remote_path outside it" in cp.stderr, cp.stderr
