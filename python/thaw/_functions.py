@@ -10,7 +10,6 @@ import copy
 import hashlib
 import inspect
 import os
-import threading
 
 from . import _client, _state
 from ._aio import aio_method
@@ -571,14 +570,11 @@ class _Object:
     def _write_serialized(self):
         """Store the payload where the runtime's containers read it
         ($THAW_HOME/serialized/<sha256>.pkl; named by content, so written
-        once and never changed)."""
+        once and never changed), held for as long as this process runs."""
+        from ._serialized_files import hold
         payload, sha = self._serialized()
         path = _serialized_path(sha)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(payload)
-            os.replace(tmp, path)
+        hold(path, payload)
         return path
 
     def _definition(self):

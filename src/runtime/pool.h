@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/unique_fd.h"
+#include "runtime/serialized_files.h"
 #include "runtime/snapshots.h"
 #include "runtime/target.h"
 #include "runtime/thread_set.h"
@@ -49,7 +51,11 @@ struct PoolStats {
 class Pool {
  public:
   Pool(Snapshots& snapshots, Target target, bool autoscale)
-      : snapshots_(snapshots), target_(std::move(target)), autoscale_(autoscale), limits_(ScaleLimits::of(target_.fn)) {}
+      : snapshots_(snapshots),
+        target_(std::move(target)),
+        autoscale_(autoscale),
+        limits_(ScaleLimits::of(target_.fn)),
+        serialized_hold_(target_.fn.serialized_file.empty() ? UniqueFd() : hold_serialized(target_.fn.serialized_file)) {}
   ~Pool() { shutdown(); }
 
   const Target& target() const { return target_; }
@@ -132,6 +138,9 @@ class Pool {
   bool warmed_ = false;  // warm() ran: min_containers are kept
   ThreadSet buffer_starters_;
   ThreadSet stoppers_;  // containers done with their max_inputs, stopping
+  // serialized=True: its pickle is kept while the pool may start containers
+  // that load it (runtime/serialized_files.h).
+  UniqueFd serialized_hold_;
 };
 
 }  // namespace thaw::runtime

@@ -15,6 +15,11 @@ from test_functions import (APPS, COLD, FALLBACK, PYTHON, RESTORING, RUN_TIMEOUT
                             SERIALIZED_SCRIPT, THAW_BIN, thaw)  # noqa: F401 - the fixture
 
 
+def pickles(thaw):  # noqa: F811 - the fixture from test_functions
+    d = thaw.home / "serialized"
+    return sorted(p.name for p in d.glob("*.pkl")) if d.exists() else []
+
+
 def test_stats_count_queued_inputs_and_containers_and_lookup_finds_the_app(thaw):  # noqa: F811
     thaw.deploy(APPS / "stats.py")
     sock = thaw.serve()
@@ -151,3 +156,71 @@ def test_a_local_dir_that_would_hide_what_containers_need_is_refused(thaw):  # n
     assert cp.returncode != 0, cp.stdout
     assert f"binding it at {thaw.tmp} would hide {thaw.home}" in cp.stderr, cp.stderr
     assert "choose a remote_path outside it" in cp.stderr, cp.stderr
+
+
+def test_thaw_run_leaves_no_serialized_pickles(thaw):  # noqa: F811
+    app_file = thaw.tmp / "entry.py"
+    app_file.write_text(SERIALIZED_ENTRYPOINT)
+    cp = thaw.run("run", app_file, "--n", "3", timeout=RUN_TIMEOUT)
+    assert "powers: [1, 8, 27] 1000" in cp.stdout, cp.stdout + cp.stderr
+    assert "Removed 1 serialized function file" in cp.stderr, cp.stderr
+    assert pickles(thaw) == []
+
+
+def test_deployed_pickles_live_as_long_as_their_version_is_current(thaw):  # noqa: F811
+    def deploy(greeting):
+        cp = subprocess.run([str(THAW_BIN), "deploy", str(APPS / "serialized.py")],
+                            env=dict(thaw.env, E2E_GREETING=greeting), cwd=thaw.tmp,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+        thaw.logs.append(cp.stderr)
+        assert cp.returncode == 0, cp.stderr
+        return cp.stderr
+
+    deploy("Bonjour")
+    first = pickles(thaw)
+    assert len(first) == 2, first  # greet and Phrasebook
+    deploy("Hola")  # another closure: other pickles; the replaced version's go
+    second = pickles(thaw)
+    assert len(second) == 2 and not set(first) & set(second), (first, second)
+    value, log, _ = thaw.call("e2e-serialized", "greet", "Ada")
+    assert value == "Hola, Ada!" and RESTORING in log, log
+    assert pickles(thaw) == second
+    thaw.run("app", "stop", "e2e-serialized")
+    assert pickles(thaw) == []
+    thaw.assert_containers_gone()
+
+
+def test_pickles_stay_while_a_process_or_a_runtime_holds_them(thaw):  # noqa: F811
+    script = thaw.tmp / "script.py"
+    # The script waits for a line on stdin once its calls are done.
+    script.write_text(SERIALIZED_SCRIPT.replace("main(int(sys.argv[1]))", "main(int(sys.argv[1]))\ninput()"))
+    env = dict(thaw.env, THAW_RUNTIME_SOCKET=str(thaw.serve()))
+    p = subprocess.Popen([PYTHON, "-u", str(script), "2"], env=env, cwd=thaw.tmp, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert json.loads(line)["remote"] == 10, line + p.stderr.read()
+        held = pickles(thaw)
+        assert len(held) == 2, held  # scale and Counter
+        thaw.run("app", "ls")  # a sweep: the script holds them
+        assert pickles(thaw) == held
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.wait(timeout=30) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    thaw.run("app", "ls")  # the runtime's pools still hold them
+    assert pickles(thaw) == held
+    log = thaw.stop_serve()
+    assert "Removed 2 serialized function files" in log, log
+    assert pickles(thaw) == []
+
+    # A script whose runtime it started itself: gone when it exits.
+    cp = subprocess.run([PYTHON, str(script), "3"], input="\n", env=thaw.env, cwd=thaw.tmp,
+                        capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout.splitlines()[0])["remote"] == 15, cp.stdout
+    assert pickles(thaw) == []
+    thaw.assert_containers_gone()
