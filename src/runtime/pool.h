@@ -93,7 +93,8 @@ class Pool {
     std::unique_ptr<Worker> worker;
     int in_flight = 0;
     int served = 0;       // inputs given to it, for max_inputs (single_use_containers)
-    bool used_up = false;  // served its max_inputs: stopped, gracefully, once idle
+    bool used_up = false;  // served its max_inputs (or stop_fetching): stopped, gracefully, once idle
+    bool stop_fetching = false;  // its code called thaw.experimental.stop_fetching_inputs()
     bool broken = false;  // takes no more calls; removed when its last one ends
     std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
   };
@@ -104,7 +105,8 @@ class Pool {
   // Throws CallCancelled when `cancelled` says so while it waits.
   SlotIt acquire(bool use_snapshot, const CancelCheck& cancelled = {});
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
-  void release(SlotIt it, bool healthy);
+  // stop_fetching: the worker's answer said it takes no more inputs.
+  void release(SlotIt it, bool healthy, bool stop_fetching = false);
   void stop_idle_for(std::chrono::duration<double> window, bool keep_warm);
   int capacity() const;
   // Whether the slot may take another input (it has room, and inputs left

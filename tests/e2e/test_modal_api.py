@@ -158,6 +158,29 @@ def test_a_local_dir_that_would_hide_what_containers_need_is_refused(thaw):  # n
     assert "choose a remote_path outside it" in cp.stderr, cp.stderr
 
 
+def test_stop_fetching_inputs_retires_the_container_gracefully(thaw):  # noqa: F811
+    thaw.deploy(APPS / "stop_fetching.py")
+    sock = thaw.serve()
+    out = thaw.client("""
+import json, thaw
+W = thaw.Cls.from_name("e2e-stop-fetching", "Worker")
+print(json.dumps([W().work.remote(stop) for stop in (False, False, True, False)]))
+""", sock)
+    first, second, stopping, after = out
+    assert first["container"] == second["container"] == stopping["container"], out
+    assert after["container"] != stopping["container"], out
+    assert {r["concurrency"] for r in out} == {1}, out
+    gone = stopping["container"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and gone not in thaw.trace("exits"):
+        time.sleep(0.1)
+    assert gone in thaw.trace("exits"), thaw.serve_log()  # its @exit ran
+    log = thaw.stop_serve()
+    assert f"Stopping container {gone} of e2e-stop-fetching.Worker: its code called stop_fetching_inputs()." \
+        in log, log
+    thaw.assert_containers_gone()
+
+
 def test_thaw_run_leaves_no_serialized_pickles(thaw):  # noqa: F811
     app_file = thaw.tmp / "entry.py"
     app_file.write_text(SERIALIZED_ENTRYPOINT)
