@@ -130,6 +130,14 @@ def test_local_files_and_dirs_are_where_the_image_puts_them(thaw):  # noqa: F811
     assert value == want and RESTORING in log and FALLBACK not in log, log
     value, log, _ = thaw.call("e2e-local-files", "read", cold=True)
     assert value == want and COLD in log, log
+    # And in copies of a live template (thaw serve).
+    out = thaw.client("""
+import json, thaw
+print(json.dumps(thaw.Function.from_name("e2e-local-files", "read").remote()))
+""", thaw.serve())
+    assert out == want, out
+    log = thaw.stop_serve()
+    assert RESTORING in log and COLD not in log and FALLBACK not in log, log
     # The host keeps its own (the mount points made for them, empty), and
     # the local copy was not written to.
     assert (thaw.e2e / "remote" / "etc" / "settings.txt").read_text() == ""
