@@ -89,6 +89,7 @@ class App:
     defaults of every function and class of the app."""
 
     _all = []  # every App created in this process, in order
+    _looked_up = None  # App.lookup(): the deployed version the handle describes (0: none yet)
 
     def __init__(self, name=None, *, image=None, secrets=(), volumes=None, tags=None,
                  include_source=None, **kwargs):
@@ -115,6 +116,40 @@ class App:
         for k in kwargs:
             warn(f"thaw: App({k}=...) is not supported: thaw does not know this parameter")
         App._all.append(self)
+
+    # ------------------------------------------------------------ lookup
+    @classmethod
+    def lookup(cls, name, *, client=None, environment_name=None, create_if_missing=False):
+        """A handle on the deployed app `name` (its current version):
+        `registered_functions` and `registered_classes` hold from_name()
+        handles of its functions and classes. NotFoundError when it is not
+        deployed (or stopped); with create_if_missing=True an empty handle
+        instead (a thaw app comes to exist by `thaw deploy`, not before)."""
+        from ._lookup import lookup_app
+        if environment_name is not None:
+            warn(f"thaw: App.lookup(environment_name={environment_name!r}) is ignored: thaw has a "
+                 f"single environment per THAW_HOME")
+        return lookup_app(cls, name, create_if_missing)
+
+    @classmethod
+    def _handle(cls, name, *, version, functions):
+        """An App that stands for a deployed one: not one a file defines, so
+        not counted among this process's Apps (thaw run picks from those)."""
+        from ._lookup import handles
+        app = cls.__new__(cls)
+        app._name = name
+        app.image = None
+        app._secrets, app._volumes, app._local_entrypoints = [], {}, {}
+        app._functions, app._classes = handles(name, functions)
+        app._file = None
+        app._looked_up = version
+        return app
+
+    def _refuse_looked_up(self, what):
+        if self._looked_up is not None:
+            raise InvalidError(f"thaw: {what} on App.lookup({self._name!r}): that is a handle on "
+                               f"the deployed app; define functions on the App in its file and "
+                               f"`thaw deploy` it")
 
     # ------------------------------------------------------------ naming
     @property
@@ -263,6 +298,7 @@ class App:
         return decorate
 
     def _register(self, table, name, obj):
+        self._refuse_looked_up(f"registering {name!r}")
         taken = name in self._functions or name in self._classes or \
             name in self._local_entrypoints
         if taken and table.get(name) is None:
@@ -308,6 +344,7 @@ class App:
         an ephemeral app built from this app's file (no memory snapshots);
         defined where there is no file (a notebook, the REPL), from its
         functions and classes themselves (serialized)."""
+        self._refuse_looked_up("app.run()")
         if self._file is None:
             imported = [n for n, o in {**self._functions, **self._classes}.items() if not o._is_serialized()]
             if imported:
@@ -325,6 +362,7 @@ class App:
     def deploy(self, *, name=None, environment_name=None, tag=None, client=None):
         """Deploy the app's file with `thaw deploy` (snapshots are created then)."""
         from ._client import thaw_binary
+        self._refuse_looked_up("app.deploy()")
         if self._file is None:
             raise InvalidError("thaw: app.deploy() needs the app to be defined in a file")
         if name is not None and name != self.name:

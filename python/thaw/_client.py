@@ -317,7 +317,7 @@ def get_client():
             else:
                 path, proc, tmpdir = _start_serve()
                 _client = Client(path, proc, tmpdir)
-                atexit.register(_close_client)
+                atexit.register(_at_exit)
         return _client
 
 
@@ -327,6 +327,15 @@ def _close_client():
         c, _client = _client, None
     if c is not None:
         c.close()
+
+
+def _at_exit():
+    # Let go of the pickles this process held before the runtime it started
+    # stops: that runtime then sweeps away those no one else holds
+    # (thaw._serialized_files). Only at exit: until then calls may need them.
+    from ._serialized_files import release_all
+    release_all()
+    _close_client()
 
 
 def reset_client():

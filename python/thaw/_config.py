@@ -497,10 +497,11 @@ def options(where, kwargs):
         if not isinstance(vol, Volume):
             raise InvalidError(f"{where}.with_options(volumes=...): only thaw.Volume can be "
                                f"mounted, got {vol!r} at {path!r}")
-        if vol._read_only:
-            warn(f"thaw: {where}.with_options(volumes=...): {vol!r} at {path!r} is mounted "
-                 f"read-write: a handle's volumes cannot be read-only")
-        out["volumes"][_mount_path(path, where)] = vol.name
+        # The runtime takes a name (read-write) or, for vol.read_only(), an
+        # object saying so; either way the handle's mount replaces the
+        # deployed one at that path.
+        out["volumes"][_mount_path(path, where)] = \
+            {"name": vol.name, "read_only": True} if vol._read_only else vol.name
     return out
 
 

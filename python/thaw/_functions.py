@@ -10,7 +10,6 @@ import copy
 import hashlib
 import inspect
 import os
-import threading
 
 from . import _client, _state
 from ._aio import aio_method
@@ -487,6 +486,17 @@ class _Object:
                 raise InvalidError(error)
             raise NotFoundError(error)
 
+    @aio_method
+    def get_current_stats(self):
+        """A FunctionStats: `backlog`, the inputs waiting for a container,
+        and `num_total_runners`, the containers up or starting, in the
+        runtime this process calls through (the `thaw serve` at
+        THAW_RUNTIME_SOCKET, else the one this process started). Raises
+        NotFoundError when the function is not deployed (or not in the
+        running app)."""
+        from ._stats import current_stats
+        return current_stats(self)
+
     def keep_warm(self, warm_pool_size):
         """Modal's old name for update_autoscaler(min_containers=warm_pool_size)."""
         from .exception import DeprecatedWarning
@@ -560,14 +570,11 @@ class _Object:
     def _write_serialized(self):
         """Store the payload where the runtime's containers read it
         ($THAW_HOME/serialized/<sha256>.pkl; named by content, so written
-        once and never changed)."""
+        once and never changed), held for as long as this process runs."""
+        from ._serialized_files import hold
         payload, sha = self._serialized()
         path = _serialized_path(sha)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(payload)
-            os.replace(tmp, path)
+        hold(path, payload)
         return path
 
     def _definition(self):

@@ -41,6 +41,30 @@ def _flatten(items):
     return out
 
 
+def _tree_digest(path):
+    """sha256 over (relative path, size, mtime) of every file under path (or
+    of the file itself); what a missing path gives is still a digest."""
+    h = hashlib.sha256()
+
+    def add(rel, full):
+        try:
+            st = os.stat(full)
+        except OSError:
+            h.update(f"{rel}\0gone\n".encode())
+            return
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+
+    if not os.path.isdir(path):
+        add(".", path)
+        return h.hexdigest()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            add(os.path.relpath(full, path), full)
+    return h.hexdigest()
+
+
 class Image:
     """An immutable environment description; every builder method returns a new Image."""
 
@@ -184,21 +208,45 @@ class Image:
         snapshot key)."""
         return self._with(local_python_sources=_flatten(modules))
 
-    def _local_path_step(self, step, local_path, remote_path):
+    def _local_path_step(self, step, kind, local_path, remote_path, ignore=()):
+        """Modal puts the file or directory into the container at remote_path.
+        Containers here see the host's filesystem, so the runtime binds the
+        host's path there instead (read-only: as in Modal, what a container
+        does to it never reaches the local copy)."""
+        where = f"Image.{step}({str(local_path)!r}, {str(remote_path)!r})"
         local = os.path.realpath(os.path.expanduser(str(local_path)))
+        is_kind = os.path.isdir if kind == "dir" else os.path.isfile
+        if not is_kind(local):
+            what = "directory" if kind == "dir" else "file"
+            raise InvalidError(f"{where}: {local} is not a {what}" +
+                               ("" if os.path.exists(local) else " (it does not exist)"))
         remote = str(remote_path)
+        if not remote.startswith("/"):
+            # As in Modal, which cannot know the image's workdir when it adds them.
+            raise InvalidError(f"{where}: remote_path must be absolute (e.g. /root/"
+                               f"{os.path.basename(local)})")
+        if kind == "file" and remote.endswith("/"):
+            remote += os.path.basename(local)
+        remote = os.path.normpath(remote)
+        if remote == "/":
+            raise InvalidError(f"{where}: remote_path cannot be /: the container's root is the "
+                               f"host's, which a bind mount there would hide")
         if remote == local or os.path.realpath(remote) == local:
             return self._with()  # already at that path on the host: nothing to do
-        return self._unsupported(
-            f"{step}({str(local_path)!r}, {remote!r})",
-            f"functions run on the host's filesystem, where {local} is not at {remote}; "
-            f"use the path {local} in the function (or a Volume)")
+        if ignore:
+            warn(f"thaw: {where}: ignore= is not applied: the directory is bound into the "
+                 f"container as it is on the host, every file included")
+        return self._with(local_mounts=[{"kind": kind, "local": local, "remote": remote}])
 
     def add_local_dir(self, local_path, remote_path, *, copy=False, ignore=()):
-        return self._local_path_step("add_local_dir", local_path, remote_path)
+        """The local directory at remote_path in the function's containers
+        (bound read-only; copy= makes no difference, thaw builds no image)."""
+        return self._local_path_step("add_local_dir", "dir", local_path, remote_path, ignore)
 
     def add_local_file(self, local_path, remote_path, *, copy=False):
-        return self._local_path_step("add_local_file", local_path, remote_path)
+        """The local file at remote_path (a path ending in / names a directory
+        for it) in the function's containers, bound read-only."""
+        return self._local_path_step("add_local_file", "file", local_path, remote_path)
 
     copy_local_dir = add_local_dir
     copy_local_file = add_local_file
@@ -292,8 +340,14 @@ class Image:
 
     # ------------------------------------------------------------ description
     def describe(self):
-        """The Image as a JSON-able dict (for app.json and the snapshot key)."""
-        return copy.deepcopy(self._desc)
+        """The Image as a JSON-able dict (for app.json and the snapshot key).
+        Local files and directories bound into containers carry a digest of
+        their names, sizes and modification times, so that a snapshot made
+        with other contents is not restored."""
+        d = copy.deepcopy(self._desc)
+        for m in d.get("local_mounts", []):
+            m["digest"] = _tree_digest(m["local"])
+        return d
 
     @property
     def env_vars(self):

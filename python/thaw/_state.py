@@ -20,6 +20,10 @@ PACKAGE_DIR = str(Path(__file__).resolve().parent)
 mode = os.environ.get("THAW_APP_MODE") or None
 app_file = None          # absolute path of the app file, when known
 in_container = False     # set by thaw._worker
+# In a container (thaw.experimental): inputs it is sent at once, and whether
+# its code asked it to take no more (its answers then say so to the runtime).
+input_concurrency = 1
+stop_fetching_inputs = False
 _local = threading.local()
 
 

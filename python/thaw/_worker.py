@@ -572,6 +572,7 @@ class Worker:
         overrides = os.environ.get("THAW_CONFIG_OVERRIDES")
         if overrides:
             self.config = {**self.config, **json.loads(overrides)}
+        _state.input_concurrency = self.width  # thaw.experimental.get_local_input_concurrency()
         if msg.get("restored") and msg.get("seed") is not None:
             self._timed("reseed_s", lambda: reseed(msg["seed"]))
         signal.signal(signal.SIGTERM, _on_term)
@@ -883,6 +884,10 @@ class Worker:
             call["answered"] = True
             if leaving:
                 self.leaving = leaving
+            if _state.stop_fetching_inputs and reply.get("type") == "result":
+                # thaw.experimental.stop_fetching_inputs(): the runtime sends
+                # no more and stops the container (with @exit) once idle.
+                reply = {**reply, "stop_fetching": True}
         try:
             self.send(reply)
         except MessageTooLarge as e:

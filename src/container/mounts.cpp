@@ -33,7 +33,7 @@ void mount_own_dev_shm(const Spec& spec) {
   };
   for (const auto& p : spec.host_paths) hold(p);
   for (const auto& m : spec.mounts) {
-    with_context(cat("volume ", m.source, " at ", m.target), [&] { mkdir_p(m.source); });
+    if (!m.local) with_context(cat("volume ", m.source, " at ", m.target), [&] { mkdir_p(m.source); });
     hold(m.source);
   }
   if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
@@ -55,6 +55,21 @@ void mount_own_dev_shm(const Spec& spec) {
   }
 }
 
+// Where a local file or directory is bound: like a Volume's path, made on
+// the host when missing (a directory, or an empty file for a file).
+void make_mount_point_for(const std::string& source, const std::string& target) {
+  struct stat st;
+  if (::stat(source.c_str(), &st) != 0)
+    fail_errno("the local path given to Image.add_local_file/add_local_dir is not there any more");
+  if (S_ISDIR(st.st_mode)) {
+    mkdir_p(target);
+    return;
+  }
+  if (std::string dir = target.substr(0, target.rfind('/')); !dir.empty()) mkdir_p(dir);
+  UniqueFd made(::open(target.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0644));
+  if (!made) fail_errno("make a file to bind it over");
+}
+
 }  // namespace
 
 void setup_namespace(const Spec& spec) {
@@ -67,9 +82,13 @@ void setup_namespace(const Spec& spec) {
     fail_errno("mount /proc");
   mount_own_dev_shm(spec);
   for (const auto& m : spec.mounts) {
-    with_context(cat("volume ", m.source, " at ", m.target), [&] {
-      mkdir_p(m.source);
-      mkdir_p(m.target);
+    with_context(cat(m.local ? "local path " : "volume ", m.source, " at ", m.target), [&] {
+      if (m.local) {
+        make_mount_point_for(m.source, m.target);
+      } else {
+        mkdir_p(m.source);
+        mkdir_p(m.target);
+      }
       if (::mount(m.source.c_str(), m.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
         fail_errno("bind mount");
       // A bind mount takes read-only only from a remount of itself.

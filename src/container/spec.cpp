@@ -7,7 +7,7 @@ using nlohmann::json;
 json to_json(const Spec& s) {
   json mounts = json::array();
   for (const auto& m : s.mounts)
-    mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}});
+    mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}, {"local", m.local}});
   return {{"id", s.id}, {"mounts", mounts}, {"cgroups", s.cgroups}, {"argv", s.argv},
           {"env", s.env}, {"cwd", s.cwd}, {"host_paths", s.host_paths}};
 }
@@ -17,7 +17,7 @@ Spec spec_from_json(const json& j) {
   s.id = j.value("id", "");
   for (const auto& m : j.value("mounts", json::array()))
     s.mounts.push_back({m.at("source").get<std::string>(), m.at("target").get<std::string>(),
-                        m.value("read_only", false)});
+                        m.value("read_only", false), m.value("local", false)});
   s.cgroups = j.value("cgroups", std::vector<std::string>{});
   s.argv = j.value("argv", std::vector<std::string>{});
   s.env = j.value("env", std::vector<std::string>{});

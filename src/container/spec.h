@@ -10,9 +10,13 @@
 namespace thaw::container {
 
 struct Mount {
-  std::string source;  // host directory ($THAW_HOME/volumes/<name>)
+  std::string source;  // host directory ($THAW_HOME/volumes/<name>), or a local path
   std::string target;  // where the container sees it (created if missing)
   bool read_only = false;  // Volume.read_only(): mounted read-only
+  // Image.add_local_file/dir: source is the user's file or directory, which
+  // must exist (a Volume's directory is made when missing); a file is
+  // bound over a file.
+  bool local = false;
 };
 
 struct Spec {

@@ -10,6 +10,7 @@
 #include "runtime/disk_full.h"
 #include "runtime/introspect.h"
 #include "runtime/schedule.h"
+#include "runtime/serialized_files.h"
 #include "runtime/web_front.h"
 #include "runtime/snapshot_key.h"
 
@@ -83,6 +84,9 @@ class VersionDraft {
 int deploy(Runtime& rt, const DeployOptions& o) {
   Context& ctx = rt.context();
   std::string file = absolute_app_file(o.file);
+  // The pickles introspection writes (serialized=True) are named by no
+  // record until the version's is written: no sweep removes them meanwhile.
+  DeployingSerialized deploying(ctx.store);
   ctx.log.line("Inspecting " + file + "…");
   AppDesc app = introspect(ctx, file);
   app.file = file;

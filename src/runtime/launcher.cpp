@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/timing.h"
 #include "container/fsutil.h"
+#include "runtime/local_mounts.h"
 
 namespace thaw::runtime {
 
@@ -42,6 +43,8 @@ container::Spec Launcher::spec(const Target& t, bool snapshot) {
   auto parent = [](const std::string& p) { return p.substr(0, p.rfind('/')); };
   s.host_paths = {ctx_.store.home(), ctx_.python_dir, parent(ctx_.thaw_exe), t.cwd};
   if (!ctx_.socket_path.empty()) s.host_paths.push_back(parent(ctx_.socket_path));
+  // After the volumes: a local file may go inside a Volume's path.
+  for (auto& m : local_mounts(t.fn, s.host_paths)) s.mounts.push_back(std::move(m));
   const char* home = std::getenv("HOME");
   s.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            std::string("HOME=") + (home && *home ? home : "/root"),

@@ -114,16 +114,33 @@ void apply_options(Target& t, const json& options) {
       fail("options: env ", k, " must be a string or null, got ", v.dump());
     }
   }
-  for (const auto& [path, name] : volumes.items()) {
-    if (!name.is_string()) fail("options: volume at ", path, " must be a Volume name, got ", name.dump());
+  for (const auto& [path, given] : volumes.items()) {
+    // A Volume's name, or {"name": ..., "read_only": true} for vol.read_only().
+    json name = given;
+    bool read_only = false;
+    if (given.is_object()) {
+      name = given.value("name", json());
+      json ro = given.value("read_only", json(false));
+      if (!ro.is_boolean()) fail("options: volume at ", path, ": read_only must be true or false, got ", ro.dump());
+      read_only = ro.get<bool>();
+      for (const auto& [k, v] : given.items())
+        if (k != "name" && k != "read_only") fail("options: volume at ", path, ": unknown key \"", k, "\"");
+    }
+    if (!name.is_string())
+      fail("options: volume at ", path, " must be a Volume name or {\"name\", \"read_only\"}, got ", given.dump());
     if (!plain_absolute(path))
       fail("options: volume mount path ", path, " must be absolute, other than /, without empty, . or .. parts");
     check_name("Volume", name.get<std::string>());
     t.fn.volumes[path] = name.get<std::string>();
-    // The handle's own volume at this path is mounted as it is given (the
-    // SDK says so when it was a read_only() one).
+    // The handle's volume at this path is mounted as the handle gives it,
+    // whatever the deployed one at the same path was.
     if (auto ro = t.fn.config.find("read_only_volumes"); ro != t.fn.config.end() && ro->is_array())
       ro->erase(std::remove(ro->begin(), ro->end(), json(path)), ro->end());
+    if (read_only) {
+      json& ro = t.fn.config["read_only_volumes"];
+      if (!ro.is_array()) ro = json::array();
+      ro.push_back(path);
+    }
   }
   // The worker applies the config part too (timeouts, concurrency and
   // batching are its business as well): start.env carries it.

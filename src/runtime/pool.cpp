@@ -22,11 +22,18 @@ int Pool::capacity() const { return target_.fn.inputs_at_once(); }
 
 bool Pool::takes_input(const Slot& s) const {
   int max = target_.fn.max_inputs();
-  return !s.broken && s.in_flight < capacity() && (max <= 0 || s.served < max);
+  return !s.broken && !s.used_up && s.in_flight < capacity() && (max <= 0 || s.served < max);
 }
 
 Pool::SlotIt Pool::acquire(bool use_snapshot, const CancelCheck& cancelled) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Every way out of here (a slot, a started container, a throw) holds the
+  // lock again, so the count drops under it.
+  queued_++;
+  struct Dequeue {
+    int& n;
+    ~Dequeue() { n--; }
+  } dequeue{queued_};
   Clock::time_point deadline =
       Clock::now() + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(target_.fn.startup_timeout_s() + target_.fn.timeout_s()));
@@ -153,16 +160,21 @@ Pool::SlotIt Pool::start_slot(std::unique_lock<std::mutex>& lock, bool use_snaps
   return slots_.begin();
 }
 
-void Pool::release(SlotIt it, bool healthy) {
+void Pool::release(SlotIt it, bool healthy, bool stop_fetching) {
   std::unique_ptr<Worker> gone;
   bool used_up = false;
+  std::string why;
   {
     std::lock_guard<std::mutex> lock(mu_);
     it->in_flight--;
     if (!healthy || !it->worker->alive()) it->broken = true;
-    // A container that has served its max_inputs is done (single_use_containers).
+    // A container that has served its max_inputs is done (single_use_containers),
+    // as is one whose code called thaw.experimental.stop_fetching_inputs().
     int max = target_.fn.max_inputs();
     if (max > 0 && it->served >= max) it->used_up = true;
+    if (stop_fetching) it->used_up = it->stop_fetching = true;
+    why = it->stop_fetching ? "its code called stop_fetching_inputs()"
+                            : cat("it has served its max_inputs=", max);
     if (it->in_flight == 0) {
       it->idle_since = Clock::now();
       if (it->broken || it->used_up) {
@@ -178,9 +190,8 @@ void Pool::release(SlotIt it, bool healthy) {
     // A healthy container runs its @exit hooks, in the background: the
     // call's result does not wait for them.
     std::shared_ptr<Worker> w(std::move(gone));
-    stoppers_.start([this, w] {
-      snapshots_.log().line(cat("Stopping container ", w->container().id(), " of ", target_.label(),
-                                ": it has served its max_inputs=", target_.fn.max_inputs(), "."));
+    stoppers_.start([this, w, why] {
+      snapshots_.log().line(cat("Stopping container ", w->container().id(), " of ", target_.label(), ": ", why, "."));
       w->shutdown(10);
     });
     return;
@@ -263,8 +274,10 @@ json Pool::call_once(const json& request, bool use_snapshot, const YieldSink& on
     // The worker says so when it leaves after this answer (a @web_server
     // whose server broke, a batch past its timeout): it gets no more inputs.
     bool leaving = r.value("leaving", false);
+    bool stop_fetching = r.value("stop_fetching", false);
     r.erase("leaving");
-    release(it, !leaving);
+    r.erase("stop_fetching");
+    release(it, !leaving, stop_fetching);
     return r;
   } catch (const CallCancelled&) {
     // Its code may still run: the container takes no more inputs and is
@@ -378,6 +391,11 @@ void Pool::shutdown() {
 size_t Pool::size() {
   std::lock_guard<std::mutex> lock(mu_);
   return slots_.size() + starting_;
+}
+
+PoolStats Pool::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {queued_, static_cast<int>(slots_.size()) + starting_};
 }
 
 }  // namespace thaw::runtime

@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/unique_fd.h"
+#include "runtime/serialized_files.h"
 #include "runtime/snapshots.h"
 #include "runtime/target.h"
 #include "runtime/thread_set.h"
@@ -40,10 +42,20 @@ struct ScaleLimits {
   bool operator==(const ScaleLimits&) const = default;
 };
 
+// What Function.get_current_stats() reports of a pool (Modal's FunctionStats).
+struct PoolStats {
+  int backlog = 0;  // calls waiting for a container: none had room, or theirs is starting
+  int runners = 0;  // containers up or starting, busy or idle
+};
+
 class Pool {
  public:
   Pool(Snapshots& snapshots, Target target, bool autoscale)
-      : snapshots_(snapshots), target_(std::move(target)), autoscale_(autoscale), limits_(ScaleLimits::of(target_.fn)) {}
+      : snapshots_(snapshots),
+        target_(std::move(target)),
+        autoscale_(autoscale),
+        limits_(ScaleLimits::of(target_.fn)),
+        serialized_hold_(target_.fn.serialized_file.empty() ? UniqueFd() : hold_serialized(target_.fn.serialized_file)) {}
   ~Pool() { shutdown(); }
 
   const Target& target() const { return target_; }
@@ -74,13 +86,15 @@ class Pool {
   // Stops every container; no call may be in flight.
   void shutdown();
   size_t size();
+  PoolStats stats();
 
  private:
   struct Slot {
     std::unique_ptr<Worker> worker;
     int in_flight = 0;
     int served = 0;       // inputs given to it, for max_inputs (single_use_containers)
-    bool used_up = false;  // served its max_inputs: stopped, gracefully, once idle
+    bool used_up = false;  // served its max_inputs (or stop_fetching): stopped, gracefully, once idle
+    bool stop_fetching = false;  // its code called thaw.experimental.stop_fetching_inputs()
     bool broken = false;  // takes no more calls; removed when its last one ends
     std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
   };
@@ -91,7 +105,8 @@ class Pool {
   // Throws CallCancelled when `cancelled` says so while it waits.
   SlotIt acquire(bool use_snapshot, const CancelCheck& cancelled = {});
   SlotIt start_slot(std::unique_lock<std::mutex>& lock, bool use_snapshot, int in_flight);
-  void release(SlotIt it, bool healthy);
+  // stop_fetching: the worker's answer said it takes no more inputs.
+  void release(SlotIt it, bool healthy, bool stop_fetching = false);
   void stop_idle_for(std::chrono::duration<double> window, bool keep_warm);
   int capacity() const;
   // Whether the slot may take another input (it has room, and inputs left
@@ -120,10 +135,14 @@ class Pool {
   int starting_ = 0;         // containers being started, for calls or as buffer
   int buffer_starting_ = 0;  // of which buffer containers
   int waiting_for_start_ = 0;  // calls waiting for room in a container being started
+  int queued_ = 0;  // calls in acquire(): not yet given a container (the backlog)
   bool stopping_ = false;
   bool warmed_ = false;  // warm() ran: min_containers are kept
   ThreadSet buffer_starters_;
   ThreadSet stoppers_;  // containers done with their max_inputs, stopping
+  // serialized=True: its pickle is kept while the pool may start containers
+  // that load it (runtime/serialized_files.h).
+  UniqueFd serialized_hold_;
 };
 
 }  // namespace thaw::runtime

@@ -9,6 +9,7 @@
 #include "runtime/introspect.h"
 #include "runtime/class_params.h"
 #include "runtime/options.h"
+#include "runtime/serialized_files.h"
 #include "runtime/snapshot_key.h"
 
 namespace thaw::runtime {
@@ -312,6 +313,11 @@ void Runtime::tick() {
   if (std::chrono::steady_clock::now() - last_sweep_ > std::chrono::hours(1)) {
     last_sweep_ = std::chrono::steady_clock::now();
     calls_.sweep();
+    try {
+      sweep_serialized(ctx_.store, ctx_.log);
+    } catch (const std::exception& e) {
+      ctx_.log.line(std::string("Warning: could not sweep serialized function files: ") + e.what());
+    }
   }
   if (keep_warm_) warm_new_versions();
   std::vector<std::shared_ptr<Pool>> pools;
@@ -344,7 +350,16 @@ void Runtime::shutdown() {
   std::vector<std::thread> stoppers;
   for (auto& [id, p] : pools) stoppers.emplace_back([p] { p->shutdown(); });
   for (auto& t : stoppers) t.join();
+  stoppers.clear();
+  pools.clear();
   launcher_.shells().clear();
+  // Its pools held their pickles; what `thaw run` or a script's runtime
+  // leaves unused goes now (runtime/serialized_files.h).
+  try {
+    sweep_serialized(ctx_.store, ctx_.log);
+  } catch (const std::exception& e) {
+    ctx_.log.line(std::string("Warning: could not sweep serialized function files: ") + e.what());
+  }
 }
 
 }  // namespace thaw::runtime

@@ -55,6 +55,13 @@ class Runtime {
   nlohmann::json lookup(const nlohmann::json& msg);
   // An autoscaler request (update_autoscaler) -> updated or error.
   nlohmann::json update_autoscaler(const nlohmann::json& msg);
+  // A stats request (Function.get_current_stats) -> stats or error: the
+  // function's calls waiting for a container and its containers, in this
+  // runtime (runtime/queries.cpp).
+  nlohmann::json stats(const nlohmann::json& msg);
+  // A lookup_app request (App.lookup) -> found_app, with every function and
+  // class of the deployed version, or error.
+  nlohmann::json lookup_app(const nlohmann::json& msg);
 
   // Throws with what is missing and what to do about it.
   // `definition`: a serialized function's introspection entry, sent by the

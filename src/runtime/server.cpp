@@ -188,6 +188,10 @@ void Server::serve_client(UniqueFd fd) {
       reply(rt_.update_autoscaler(msg));
     } else if (type == "lookup") {
       reply(rt_.lookup(msg));
+    } else if (type == "lookup_app") {
+      reply(rt_.lookup_app(msg));
+    } else if (type == "stats") {
+      reply(rt_.stats(msg));
     } else if (type == "ping") {
       reply({{"type", "pong"}, {"id", id}});
     } else {

@@ -116,3 +116,28 @@ TEST(Options, AHandleKeepsNoWarmContainersAndLimitsGetTheirOwnSnapshot) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Options, AReadOnlyVolumeOfAHandleIsMountedReadOnlyInPlaceOfTheDeployedOne) {
+  Target base = deployed();
+  base.fn.volumes = {{"/data", "weights"}, {"/ro", "weights"}};
+  base.fn.config["read_only_volumes"] = json::array({"/ro"});
+  Target ro = base, rw = base;
+  apply_options(ro, {{"volumes", {{"/data", {{"name", "weights"}, {"read_only", true}}}}}});
+  EXPECT_EQ(ro.fn.config["read_only_volumes"], json::array({"/ro", "/data"}));
+  apply_options(rw, {{"volumes", {{"/ro", "weights"}}}});  // a plain name: read-write
+  EXPECT_EQ(rw.fn.config["read_only_volumes"], json::array());
+  // Each has a snapshot (and pool) of its own: the snapshot phase sees its mounts.
+  EXPECT_NE(ro.key, base.key);
+  EXPECT_NE(ro.key, rw.key);
+  EXPECT_NE(ro.pool_id(), rw.pool_id());
+  EXPECT_NE(what(base, {{"volumes", {{"/d", {{"name", "w"}, {"read_only", "yes"}}}}}}).find("read_only must be true or false"),
+            std::string::npos);
+  EXPECT_NE(what(base, {{"volumes", {{"/d", {{"name", "w"}, {"mode", "ro"}}}}}}).find("unknown key \"mode\""),
+            std::string::npos);
+  EXPECT_NE(what(base, {{"volumes", {{"/d", {{"read_only", true}}}}}}).find("must be a Volume name"),
+            std::string::npos);
+}
+
+}  // namespace

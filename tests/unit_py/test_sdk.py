@@ -361,9 +361,12 @@ def test_read_only_volumes_are_in_the_config():
         @modal.method()
         def m(self):
             return 1
-    with pytest.warns(UserWarning, match="read-write"):
-        opts = C.with_options(volumes={"/ro": ro})
-    assert opts._options["volumes"] == {"/ro": "data"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # mounted as given: nothing to warn about
+        opts = C.with_options(volumes={"/ro": ro, "/rw": vol})
+    assert opts._options["volumes"] == {"/ro": {"name": "data", "read_only": True}, "/rw": "data"}
+    # A later handle's read-write mount at the same path replaces it.
+    assert opts.with_options(volumes={"/ro": vol})._options["volumes"]["/ro"] == "data"
 
 
 def test_modal_exception_names_code_may_catch_exist():
