@@ -444,6 +444,35 @@ def test_a_unix_socket_bound_to_a_relative_path_comes_back_bound_from_its_direct
     assert rc == 0 and out == "rel.sock here True\n", _show("restore", rc, out, err)
 
 
+def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
+    """A path of 108 bytes, all of sun_path with no room for a NUL (bind
+    takes it; Python's bind does not, hence ctypes), its stale file left by
+    the killed original: the restore probes that file, whose name is too
+    long to reach through /proc/self/fd/N/, replaces it and binds there
+    again (the kernel reports the name with a NUL after it)."""
+    top = tempfile.mkdtemp(prefix="tw", dir="/tmp")
+    try:
+        path = f"{top}/" + "s" * (108 - len(top) - 1)
+        assert len(path) == 108
+        code = ("import ctypes, os, socket, sys\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                f"a = b'\\x01\\x00' + {path!r}.encode()\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                "assert libc.bind(s.fileno(), a, len(a)) == 0\n"
+                "s.listen(2)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"print(s.getsockname() == {path!r}, libc.connect(c.fileno(), a, len(a)), flush=True)\n"
+                "s.accept()[0].close()\n")
+        img = _python_image(zoo, code)
+        assert Path(path).is_socket()  # the killed original's, stale
+        rc, out, err = zoo.restore(img)
+        assert rc == 0 and out == "True 0\n", _show("restore", rc, out, err)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
     """A relative name bound before the process changed directory: where it
     was bound from is not recorded anywhere, so it is refused, saying so;

@@ -578,30 +578,29 @@ struct MadeHere {
   void keep() { file.reset(), dir.reset(); }
 };
 
-// Whether no socket is bound at a socket file any more (its process ended
-// without removing it). A datagram connect asks the kernel without
-// disturbing whoever is there: it is refused (ECONNREFUSED) only when no
-// socket holds the file, whereas a stream connect is also refused by a
-// stream socket bound there that does not listen; a socket of another
-// type answers EPROTOTYPE, one connected elsewhere EPERM.
-bool stale_socket_file(const std::string& path) {
+// Whether no socket is bound at the socket file `base` of directory `dir`
+// any more (its process ended without removing it). A datagram connect
+// asks the kernel without disturbing whoever is there: it is refused
+// (ECONNREFUSED) only when no socket holds the file, whereas a stream
+// connect is also refused by a stream socket bound there that does not
+// listen; a socket of another type answers EPROTOTYPE, one connected
+// elsewhere EPERM. Asked from the directory: the whole path may not fit in
+// sun_path (a relative name's, or one of all 108 bytes), nor may
+// /proc/self/fd/N/base.
+bool stale_socket_file(int dir, const std::string& base) {
   UniqueFd probe(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!probe) fail_errno("socket");
-  // A relative name's full path may not fit in sun_path: reached through
-  // its directory's fd then.
-  UniqueFd dir;
-  std::string at = path;
-  if (at.size() >= sizeof(sockaddr_un::sun_path)) {
-    size_t slash = path.rfind('/');
-    dir.reset(::open(path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) fail_errno("open the directory of ", path);
-    at = cat("/proc/self/fd/", dir.get(), path.substr(slash));
-    if (at.size() >= sizeof(sockaddr_un::sun_path)) fail("the socket's name is too long to probe: ", path);
-  }
   sockaddr_un a{};
+  if (base.size() > sizeof a.sun_path) fail("socket file name too long to probe: ", base);
   a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, at.data(), at.size());
-  return ::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno == ECONNREFUSED;
+  std::memcpy(a.sun_path, base.data(), base.size());
+  UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!here) fail_errno("open the working directory");
+  if (::fchdir(dir) != 0) fail_errno("change to the socket file's directory");
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + base.size());
+  bool stale = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 && errno == ECONNREFUSED;
+  if (::fchdir(here.get()) != 0) fail_errno("change back to the working directory");
+  return stale;
 }
 
 // Bound at its path again. restore_files runs in the restored process's
@@ -617,8 +616,10 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   std::string what = cat("unix socket bound to ", path);  // after "fd 3 (socket:[123]): "
   // A relative name is bound from the directory it was bound from.
   std::string cwd = b.value("cwd", std::string());
+  // The kernel reports a path with the NUL it ends it with, past sun_path
+  // for one of all 108 bytes: bound again without it.
   std::string given = name.substr(0, name.find('\0'));
-  if (path.empty() || path[0] != '/' || name.size() > sizeof(sockaddr_un::sun_path) || given.empty() ||
+  if (path.empty() || path[0] != '/' || given.size() > sizeof(sockaddr_un::sun_path) || given.empty() ||
       (given[0] == '/' ? given != path : cwd.empty() || cat(cwd == "/" ? "" : cwd, "/", given) != path))
     fail(what, ": its bound name in the image is not its path");
   bool unlinked = b["unlinked"].get<bool>();
@@ -642,7 +643,9 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
                                : "";
     if (!S_ISSOCK(st.st_mode))
       fail(what, ": what is there now is not a socket", why, "; move it away and restore again");
-    if (!stale_socket_file(path))
+    UniqueFd dirfd(::open(dir.empty() ? "/" : dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dirfd) fail_errno(what, ": open its directory ", dir);
+    if (!stale_socket_file(dirfd.get(), path.substr(path.rfind('/') + 1)))
       fail(what, ": ", std::strerror(EADDRINUSE), ": another socket is bound there and in use (the original still "
            "running, or another restore of this image?)", why, "; stop it, or restore once it is gone");
     // The file the original left when it ended: nobody answers there.
@@ -651,7 +654,7 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   } else if (errno != ENOENT) {
     fail_errno(what, ": stat ", path);
   }
-  if (!bind_from(fd, name, cwd))
+  if (!bind_from(fd, given, cwd))
     fail_errno(what, ": bind again", errno == EADDRINUSE ? " (another socket was bound there meanwhile)" : "");
   made.file = path;
   if (unlinked) {
