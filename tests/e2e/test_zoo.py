@@ -473,6 +473,42 @@ def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
         shutil.rmtree(top, ignore_errors=True)
 
 
+def test_a_unix_socket_bound_in_an_overlay_comes_back_with_its_file(zoo, thaw_bin, tmp_path):
+    """A socket bound in an overlay whose layers are on different
+    filesystems (a container's root on a read-only image, its upper layer
+    a tmpfs): stat shows its file with another device number than the one
+    sock_diag gives, which is the overlay's. Its file is there: restored
+    with it, not as a socket whose file was removed."""
+    lower, merged = tmp_path / "lower", tmp_path / "merged"
+    upper = Path(tempfile.mkdtemp(prefix="thaw-test-ovl-", dir="/dev/shm"))
+    lower.mkdir()
+    merged.mkdir()
+    (upper / "u").mkdir()
+    (upper / "w").mkdir()
+    mnt = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                          f"lowerdir={lower},upperdir={upper}/u,workdir={upper}/w", str(merged)],
+                         capture_output=True, text=True)
+    try:
+        if mnt.returncode != 0:
+            pytest.skip(f"no overlay mount here: {mnt.stderr}")
+        path = merged / "s.sock"
+        code = ("import os, socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"s.bind({str(path)!r}); s.listen(2)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"c.connect({str(path)!r}); s.accept()\n"
+                "print('connected', flush=True)\n")
+        img = _python_image(zoo, code)
+        rc, out, err = zoo.restore(img)
+        assert rc == 0 and out == "connected\n", _show("restore", rc, out, err)
+    finally:
+        if mnt.returncode == 0:
+            subprocess.run(["umount", str(merged)], check=True)
+        shutil.rmtree(upper, ignore_errors=True)
+
+
 def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
     """A relative name bound before the process changed directory: where it
     was bound from is not recorded anywhere, so it is refused, saying so;

@@ -310,6 +310,17 @@ std::string connected_advice(const std::string& path) {
   return "close the connection before the checkpoint (the listener itself is supported)";
 }
 
+// Whether `st`, lstat'ed in a directory on device `dir_dev`, is the file a
+// socket was bound at: sock_diag's inode and device (the kernel's dev_t,
+// 12 bits of major and 20 of minor). That device is the filesystem the
+// socket was bound through, which stat shows for the file itself, but in
+// an overlay whose layers are on different filesystems only for its
+// directories (a file shows the device of its layer).
+bool is_bound_file(const struct stat& st, dev_t dir_dev, uint32_t vfs_ino, uint32_t vfs_dev) {
+  dev_t dev = makedev(vfs_dev >> 20, vfs_dev & 0xfffff);
+  return S_ISSOCK(st.st_mode) && st.st_ino == vfs_ino && (st.st_dev == dev || dir_dev == dev);
+}
+
 // A socket bound to a path: its name, as the process gave it to bind, and
 // its file as the process sees it (through its root: another mount
 // namespace's /tmp is its own). A file that is no longer the one the
@@ -328,10 +339,11 @@ json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
     b["cwd"] = cwd;
   }
   b["path"] = path;
-  struct stat st;
-  // unix_diag gives the kernel's dev_t (12 bits of major, 20 of minor).
-  bool here = u.has_vfs && ::lstat((root + path).c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
-              st.st_ino == u.vfs_ino && st.st_dev == makedev(u.vfs_dev >> 20, u.vfs_dev & 0xfffff);
+  std::string dir = path.substr(0, path.rfind('/'));
+  struct stat st, ds;
+  bool has_dir = ::stat((root + (dir.empty() ? "/" : dir)).c_str(), &ds) == 0 && S_ISDIR(ds.st_mode);
+  bool here = u.has_vfs && ::lstat((root + path).c_str(), &st) == 0 &&
+              is_bound_file(st, has_dir ? ds.st_dev : st.st_dev, u.vfs_ino, u.vfs_dev);
   if (!here && name[0] != '/')
     fail("unix socket bound to the relative path ", name, ", which the working directory the process has now (",
          b["cwd"].get<std::string>(), ") does not lead to: it changed directory since it bound it, or the file was "
@@ -342,9 +354,7 @@ json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
     b["uid"] = st.st_uid;
     b["gid"] = st.st_gid;
   }
-  std::string dir = path.substr(0, path.rfind('/'));
-  struct stat ds;
-  if (::stat((root + (dir.empty() ? "/" : dir)).c_str(), &ds) == 0 && S_ISDIR(ds.st_mode))
+  if (has_dir)
     b["dir"] = {{"mode", ds.st_mode & 07777}, {"uid", ds.st_uid}, {"gid", ds.st_gid}};
   return b;
 }
