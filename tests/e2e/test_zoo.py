@@ -509,6 +509,37 @@ def test_a_unix_socket_bound_in_an_overlay_comes_back_with_its_file(zoo, thaw_bi
         shutil.rmtree(upper, ignore_errors=True)
 
 
+@pytest.mark.parametrize("planted", ["directory", "symlink"])
+def test_a_unix_path_socket_s_directory_planted_by_another_user_is_refused(zoo, thaw_bin, planted):
+    """unix_path's directory (root's, 0700) is gone after the checkpoint and
+    another user put one of theirs in its place, or a symbolic link to it, as
+    anyone can in /tmp: the restore does not bind there (whoever owns the
+    directory could replace the socket with one of their own and take its
+    clients), it says why, and leaves nothing in it."""
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    shutil.rmtree(d)
+    theirs = p.testtmp / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    theirs.chmod(0o777)
+    if planted == "symlink":
+        d.symlink_to(theirs)
+        os.lchown(d, 65534, 65534)
+        why = f"its directory {d} is a symbolic link of uid 65534 (to {theirs})"
+    else:
+        theirs.rename(d)
+        theirs = d
+        why = f"its directory {d} is uid 65534's, not uid 0's as at the checkpoint"
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and out == "" and f"unix socket bound to {d}/" in err and why in err, \
+        _show("restore", rc, out, err)
+    assert list(theirs.iterdir()) == []
+
+
 def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
     """A relative name bound before the process changed directory: where it
     was bound from is not recorded anywhere, so it is refused, saying so;

@@ -613,13 +613,75 @@ bool stale_socket_file(int dir, const std::string& base) {
   return stale;
 }
 
+// The directory a socket's file goes in, open. One that is gone is made
+// again, only the last component: multiprocessing removes its
+// <tmp>/pymp-* directory (mkdtemp's, 0700) when the original exits,
+// before its restore; its owner and mode are given through its fd. One
+// there is refused if another user could replace the socket in it with
+// one of their own and take its clients: a directory, or a symbolic link,
+// of anyone but root and the directory's owner at the checkpoint (anyone
+// can put one in /tmp in place of a removed pymp-* directory).
+UniqueFd socket_dir(const RestoreContext& r, const std::string& what, const std::string& dir, const json& b,
+                    MadeHere& made) {
+  json d = b.value("dir", json{{"mode", 0700}});
+  auto trusted = [&](uid_t uid) { return uid == 0 || !d.contains("uid") || uid == d["uid"].get<uid_t>(); };
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
+    if (::mkdir(dir.c_str(), 0700) != 0)
+      fail_errno(what, ": make its directory ", dir, " again (it is gone; thaw makes only the last component "
+                 "of the path again)");
+    made.dir = dir;
+    report_made(r, dir);
+    // Root's and 0700 until it has its owner: nobody else can have put
+    // another in its place in a sticky directory such as /tmp.
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) fail_errno(what, ": open its directory ", dir, ", just made again");
+    if (::fchmod(fd.get(), d["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its directory ", dir, " its mode again");
+    if (d.contains("uid") && ::fchown(fd.get(), d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) != 0)
+      fail_errno(what, ": give its directory ", dir, " its owner again");
+    return fd;
+  }
+  if (S_ISLNK(st.st_mode) && !trusted(st.st_uid)) {
+    std::string to;
+    try {
+      to = proc::read_link(dir);
+    } catch (const Error&) {
+      to = "?";
+    }
+    fail(what, ": its directory ", dir, " is a symbolic link of uid ", st.st_uid, " (to ", to, "), not followed: "
+         "whoever owns it chooses where the socket goes; remove it and restore again");
+  }
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) fail_errno(what, ": open its directory ", dir);
+  if (::fstat(fd.get(), &st) != 0) fail_errno(what, ": stat its directory ", dir);
+  if (!trusted(st.st_uid))
+    fail(what, ": its directory ", dir, " is uid ", st.st_uid, "'s, not uid ", d["uid"].get<uid_t>(),
+         "'s as at the checkpoint: whoever owns it could replace the socket with one of their own; not bound "
+         "there (remove it, or give it its owner again, and restore again)");
+  return fd;
+}
+
+// The file the bind of `sock` just made as `base` in `dir`, open
+// (O_PATH): its owner and mode are given through it, never through its
+// name, which the directory's owner could have turned into a link to
+// another file meanwhile.
+UniqueFd bound_file(int sock, int dir, const std::string& base, const std::string& what) {
+  struct stat ss, st, ds;
+  if (::fstat(sock, &ss) != 0) fail_errno(what, ": stat the socket");
+  UnixInfo u = with_context(what, [&] { return unix_diag(ss.st_ino); });
+  UniqueFd file(::openat(dir, base.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!file || ::fstat(file.get(), &st) != 0 || ::fstat(dir, &ds) != 0 || !u.has_vfs ||
+      !is_bound_file(st, ds.st_dev, u.vfs_ino, u.vfs_dev))
+    fail(what, ": the file its bind made is not there any more (replaced or removed at once)");
+  return file;
+}
+
 // Bound at its path again. restore_files runs in the restored process's
 // mount namespace, where the path leads where it led for the original. A
 // socket file there is taken over only if it is stale; a live socket there
 // (the original, or another restore) fails the restore, as a TCP port in
-// use does. A directory that is gone is made again, only the last
-// component: multiprocessing removes its <tmp>/pymp-* directory (mkdtemp's,
-// 0700) when the original exits, before its restore.
+// use does. A directory that is gone is made again (socket_dir).
 void bind_path(const RestoreContext& r, int fd, const json& f, const std::string& name, MadeHere& made) {
   const json& b = f["bound"];
   std::string path = b["path"].get<std::string>();
@@ -633,33 +695,20 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
       (given[0] == '/' ? given != path : cwd.empty() || cat(cwd == "/" ? "" : cwd, "/", given) != path))
     fail(what, ": its bound name in the image is not its path");
   bool unlinked = b["unlinked"].get<bool>();
-  std::string dir = path.substr(0, path.rfind('/'));
+  std::string dir = path.substr(0, path.rfind('/')), base = path.substr(path.rfind('/') + 1);
+  UniqueFd dirfd = socket_dir(r, what, dir.empty() ? "/" : dir, b, made);
   struct stat st;
-  if (!dir.empty() && ::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
-    json d = b.value("dir", json{{"mode", 0700}});
-    if (::mkdir(dir.c_str(), 0700) != 0)
-      fail_errno(what, ": make its directory ", dir, " again (it is gone; thaw makes only the last component "
-                 "of the path again)");
-    made.dir = dir;
-    report_made(r, dir);
-    if (d.contains("uid") && ::chown(dir.c_str(), d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) != 0)
-      fail_errno(what, ": give its directory ", dir, " its owner again");
-    if (::chmod(dir.c_str(), d["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its directory ", dir, " its mode again");
-  }
-  if (::lstat(path.c_str(), &st) == 0) {
+  if (::fstatat(dirfd.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     std::string why = unlinked ? " (the original's own file there had been removed or replaced before the checkpoint, "
                                  "but its name must be free to be bound again)"
                                : "";
     if (!S_ISSOCK(st.st_mode))
       fail(what, ": what is there now is not a socket", why, "; move it away and restore again");
-    UniqueFd dirfd(::open(dir.empty() ? "/" : dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dirfd) fail_errno(what, ": open its directory ", dir);
-    if (!stale_socket_file(dirfd.get(), path.substr(path.rfind('/') + 1)))
+    if (!stale_socket_file(dirfd.get(), base))
       fail(what, ": ", std::strerror(EADDRINUSE), ": another socket is bound there and in use (the original still "
            "running, or another restore of this image?)", why, "; stop it, or restore once it is gone");
     // The file the original left when it ended: nobody answers there.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    if (::unlinkat(dirfd.get(), base.c_str(), 0) != 0 && errno != ENOENT)
       fail_errno(what, ": remove the stale socket file the original left there");
   } else if (errno != ENOENT) {
     fail_errno(what, ": stat ", path);
@@ -667,18 +716,22 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   if (!bind_from(fd, given, cwd))
     fail_errno(what, ": bind again", errno == EADDRINUSE ? " (another socket was bound there meanwhile)" : "");
   made.file = path;
+  UniqueFd file = bound_file(fd, dirfd.get(), base, what);
   if (unlinked) {
     // Its name, as getsockname shows it, without the file nobody could
     // reach it through any more.
-    if (::unlink(path.c_str()) != 0) fail_errno(what, ": remove its file again (it was gone at the checkpoint)");
+    if (::unlinkat(dirfd.get(), base.c_str(), 0) != 0)
+      fail_errno(what, ": remove its file again (it was gone at the checkpoint)");
     made.file.reset();
     if (made.dir && ::rmdir(dir.c_str()) == 0) made.dir.reset();
     return;
   }
   report_made(r, path);
-  if (::lchown(path.c_str(), b["uid"].get<uid_t>(), b["gid"].get<gid_t>()) != 0)
+  if (::fchownat(file.get(), "", b["uid"].get<uid_t>(), b["gid"].get<gid_t>(), AT_EMPTY_PATH) != 0)
     fail_errno(what, ": give its file its owner again");
-  if (::chmod(path.c_str(), b["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its file its mode again");
+  // chmod has no form for an O_PATH fd but through /proc (fchmodat2 is newer).
+  if (::chmod(cat("/proc/self/fd/", file.get()).c_str(), b["mode"].get<mode_t>()) != 0)
+    fail_errno(what, ": give its file its mode again");
 }
 
 // Bound to the same name again (an abstract one in this network
