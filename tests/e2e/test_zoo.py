@@ -473,6 +473,34 @@ def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
         shutil.rmtree(top, ignore_errors=True)
 
 
+def test_a_unix_path_restore_waits_for_the_directory_s_lock(zoo, thaw_bin):
+    """Whoever replaces a stale socket file holds its directory's lock
+    (flock) from the check to the bind: two restores of one image that both
+    found the file stale would otherwise both remove it, the second taking
+    the first's own file away, and both succeed, one unreachable. Held here
+    by the test for good: the restore gives up, names the lock, and leaves
+    the stale file; once it is released a restore works."""
+    import fcntl
+    expected = zoo.run_uninterrupted("unix_path")
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    stale = (d / "listen").lstat().st_ino
+    lock = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and out == "", _show("restore", rc, out, err)
+        assert f"unix socket bound to {d}/listen: its directory {d} is locked (flock) by another process" in err, err
+        assert (d / "listen").lstat().st_ino == stale
+    finally:
+        os.close(lock)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "unix_path restored once its directory's lock was released")
+
+
 def test_a_unix_socket_bound_in_an_overlay_comes_back_with_its_file(zoo, thaw_bin, tmp_path):
     """A socket bound in an overlay whose layers are on different
     filesystems (a container's root on a read-only image, its upper layer

@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -626,15 +627,23 @@ UniqueFd socket_dir(const RestoreContext& r, const std::string& what, const std:
   json d = b.value("dir", json{{"mode", 0700}});
   auto trusted = [&](uid_t uid) { return uid == 0 || !d.contains("uid") || uid == d["uid"].get<uid_t>(); };
   struct stat st;
+  bool made_here = false;
   if (::lstat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
-    if (::mkdir(dir.c_str(), 0700) != 0)
+    made_here = ::mkdir(dir.c_str(), 0700) == 0;
+    // Another restore of the image, or another process of this one's
+    // tree, may have made it meanwhile: then it is theirs, there like any.
+    if (!made_here && errno != EEXIST)
       fail_errno(what, ": make its directory ", dir, " again (it is gone; thaw makes only the last component "
                  "of the path again)");
+    if (!made_here && ::lstat(dir.c_str(), &st) != 0) fail_errno(what, ": stat its directory ", dir);
+  }
+  if (made_here) {
     made.dir = dir;
     report_made(r, dir);
-    // Root's and 0700 until it has its owner: nobody else can have put
-    // another in its place in a sticky directory such as /tmp.
+    // Root's until it is given its owner: nobody else can have put another
+    // in its place in a sticky directory such as /tmp. What is done to it
+    // then is done through its fd.
     UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) fail_errno(what, ": open its directory ", dir, ", just made again");
     if (::fchmod(fd.get(), d["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its directory ", dir, " its mode again");
@@ -660,6 +669,24 @@ UniqueFd socket_dir(const RestoreContext& r, const std::string& what, const std:
          "'s as at the checkpoint: whoever owns it could replace the socket with one of their own; not bound "
          "there (remove it, or give it its owner again, and restore again)");
   return fd;
+}
+
+// Two restores of one image that both found the socket file stale would
+// both remove it, the second the first's own new file: both would succeed,
+// the first unreachable at its path. The directory is locked (flock) from
+// the check to the bind, until its fd closes. Nothing else holds such a
+// lock for long (a restore lets go at once), nor makes a restore wait for
+// good.
+void lock_dir(int dir, const std::string& what, const std::string& path) {
+  constexpr int kTries = 500, kPauseUs = 10'000;  // 5 s
+  for (int i = 0;; i++) {
+    if (::flock(dir, LOCK_EX | LOCK_NB) == 0) return;
+    if (errno != EWOULDBLOCK && errno != EINTR) fail_errno(what, ": lock its directory ", path);
+    if (i == kTries)
+      fail(what, ": its directory ", path, " is locked (flock) by another process, for ", kTries * kPauseUs / 1'000'000,
+           " s now (a restore binding a socket there lets go at once); restore again once it lets go");
+    ::usleep(kPauseUs);
+  }
 }
 
 // The file the bind of `sock` just made as `base` in `dir`, open
@@ -697,6 +724,7 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   bool unlinked = b["unlinked"].get<bool>();
   std::string dir = path.substr(0, path.rfind('/')), base = path.substr(path.rfind('/') + 1);
   UniqueFd dirfd = socket_dir(r, what, dir.empty() ? "/" : dir, b, made);
+  lock_dir(dirfd.get(), what, dir.empty() ? "/" : dir);
   struct stat st;
   if (::fstatat(dirfd.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     std::string why = unlinked ? " (the original's own file there had been removed or replaced before the checkpoint, "
