@@ -743,8 +743,8 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
   }
   if (!bind_from(fd, given, cwd))
     fail_errno(what, ": bind again", errno == EADDRINUSE ? " (another socket was bound there meanwhile)" : "");
-  made.file = path;
   UniqueFd file = bound_file(fd, dirfd.get(), base, what);
+  made.file = path;  // only once it is known to be ours
   if (unlinked) {
     // Its name, as getsockname shows it, without the file nobody could
     // reach it through any more.
