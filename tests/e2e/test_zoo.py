@@ -501,6 +501,51 @@ def test_a_unix_path_restore_waits_for_the_directory_s_lock(zoo, thaw_bin):
     _assert_same(expected, rc, out, err, "unix_path restored once its directory's lock was released")
 
 
+def test_a_restore_that_fails_by_itself_removes_the_files_it_made_before_it_exits(zoo, thaw_bin, tmp_path):
+    """A restored process that fails removes the socket files it made
+    itself, while its sockets still hold them: once it has exited another
+    restore may replace one, stale then, with a file of the same inode
+    number (ext4 gives a freed one again at once) that thaw would take for
+    its own, and its init, with its mount namespace, may be gone before
+    thaw looks. Here thaw is stopped until both are gone: the process
+    bound a/s, then gave up on b's directory, which the test holds locked."""
+    import fcntl
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    code = ("import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({str(a / 's')!r}); s.listen(1)\n"
+            "t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            f"t.bind({str(b / 't')!r})\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n")
+    img = _python_image(zoo, code)
+    (a / "s").unlink()  # the killed original's: the restore makes it anew
+    lock = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = zoo.restore_start(img)
+        deadline = time.monotonic() + 30
+        while not (a / "s").exists():  # bound; the restore now waits for b's lock
+            assert r.poll() is None and time.monotonic() < deadline, r.stderr.read()
+            time.sleep(0.01)
+        os.kill(r.pid, signal.SIGSTOP)
+        try:
+            (init,) = [int(k) for t in os.listdir(f"/proc/{r.pid}/task")
+                       for k in Path(f"/proc/{r.pid}/task/{t}/children").read_text().split()]
+            while Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                assert time.monotonic() < deadline, "the restored process's init did not end"
+                time.sleep(0.01)
+        finally:
+            os.kill(r.pid, signal.SIGCONT)
+        rc, out, err = zoo.finish(r, data=b"")
+    finally:
+        os.close(lock)
+    assert rc != 0 and f"its directory {b} is locked (flock)" in err, _show("restore", rc, out, err)
+    assert not (a / "s").exists(), "the failed restore left the socket file it made"
+
+
 def test_a_unix_socket_bound_in_an_overlay_comes_back_with_its_file(zoo, thaw_bin, tmp_path):
     """A socket bound in an overlay whose layers are on different
     filesystems (a container's root on a read-only image, its upper layer
