@@ -613,6 +613,39 @@ def test_a_unix_path_socket_s_directory_planted_by_another_user_is_refused(zoo, 
     assert list(theirs.iterdir()) == []
 
 
+def test_a_unix_socket_bound_through_an_absolute_symlink_in_a_mount_namespace_keeps_its_file(zoo, thaw_bin,
+                                                                                           tmp_path):
+    """A process in a mount namespace of its own (a container's) binds
+    through an absolute symbolic link (/var/run -> /run), to a directory
+    mounted only there. The checkpoint looks for the file through the
+    process's root, where the link must lead where it led the process, not
+    to thaw's own directory: there it found none, took the file for
+    removed, and the restore removed it (in the host's namespace here)."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)  # absolute
+    path = link / "s.sock"
+    code = ("import os, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({str(path)!r}); s.listen(2)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            f"print(os.path.exists({str(path)!r}), flush=True)\n")
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          f"mount -t tmpfs none {real} && exec /usr/bin/python3 -c \"$0\"", code],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    zoo.procs.append(p)
+    p.prog = "python3 in a mount namespace"
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    assert not path.exists()  # in its namespace only
+    img = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+    assert cp.returncode == 0, cp.stderr
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "True\n", _show("restore", rc, out, err)
+
+
 def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
     """A relative name bound before the process changed directory: where it
     was bound from is not recorded anywhere, so it is refused, saying so;

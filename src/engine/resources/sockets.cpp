@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <linux/openat2.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -25,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -332,7 +334,7 @@ bool is_bound_file(const struct stat& st, dev_t dir_dev, uint32_t vfs_ino, uint3
 // records: it is taken to be the one it has now only where that leads to
 // the socket's file (bind and chdir back, or never moved).
 json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
-  std::string root = cat("/proc/", p.pid, "/root"), path = name;
+  std::string path = name;
   json b;
   if (name[0] != '/') {
     std::string cwd = proc::read_link(cat("/proc/", p.pid, "/cwd"));
@@ -341,9 +343,23 @@ json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
   }
   b["path"] = path;
   std::string dir = path.substr(0, path.rfind('/'));
+  // Resolved in the process's root: through /proc/<pid>/root as a path an
+  // absolute symbolic link (/var/run -> /run) would lead to thaw's own
+  // directory, not to the one mounted in the process's mount namespace.
+  UniqueFd root(::open(cat("/proc/", p.pid, "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) fail_errno("open the root of process ", p.pid);
+  auto stat_in_root = [&](const std::string& at, uint64_t flags, struct stat* st) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC | flags;
+    how.resolve = RESOLVE_IN_ROOT;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root.get(), at.c_str(), &how, sizeof how)));
+    if (!fd && errno == ENOSYS)  // before Linux 5.6: as a path, as it was
+      fd.reset(::open(cat("/proc/", p.pid, "/root", at).c_str(), static_cast<int>(how.flags)));
+    return fd && ::fstat(fd.get(), st) == 0;
+  };
   struct stat st, ds;
-  bool has_dir = ::stat((root + (dir.empty() ? "/" : dir)).c_str(), &ds) == 0 && S_ISDIR(ds.st_mode);
-  bool here = u.has_vfs && ::lstat((root + path).c_str(), &st) == 0 &&
+  bool has_dir = stat_in_root(dir.empty() ? "/" : dir, O_DIRECTORY, &ds);
+  bool here = u.has_vfs && stat_in_root(path, O_NOFOLLOW, &st) &&
               is_bound_file(st, has_dir ? ds.st_dev : st.st_dev, u.vfs_ino, u.vfs_dev);
   if (!here && name[0] != '/')
     fail("unix socket bound to the relative path ", name, ", which the working directory the process has now (",
