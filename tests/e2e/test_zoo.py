@@ -473,6 +473,39 @@ def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
         shutil.rmtree(top, ignore_errors=True)
 
 
+@pytest.mark.parametrize("gone", [False, True])
+def test_a_unix_path_reached_through_another_user_s_symlink_to_root_s_directory_is_refused(zoo, thaw_bin, gone):
+    """A symbolic link of another user's on the way to unix_path's
+    directory (here its parent, the test's tmp, in place of the real one),
+    to a directory of root's: the restore, as root, does not make the
+    directory or bind the socket there, which that user could not have done
+    themselves; it says why and leaves nothing there."""
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    top = p.testtmp
+    real = top.with_name(top.name + "-real")
+    roots = top.with_name(top.name + "-roots")  # root's, 0755
+    roots.mkdir()
+    if not gone:
+        (roots / d.name).mkdir(mode=0o700)
+    top.rename(real)
+    try:
+        top.symlink_to(roots)
+        os.lchown(top, 65534, 65534)
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and out == "" and (f"unix socket bound to {d}/" in err and f"is reached through {top}, "
+                                          f"a symbolic link of uid 65534 (to {roots})") in err, \
+            _show("restore", rc, out, err)
+        assert [f.name for f in roots.rglob("*")] == ([] if gone else [d.name])
+    finally:
+        top.unlink(missing_ok=True)
+        real.rename(top)
+        shutil.rmtree(roots)
+
+
 def test_a_unix_path_restore_waits_for_the_directory_s_lock(zoo, thaw_bin):
     """Whoever replaces a stale socket file holds its directory's lock
     (flock) from the check to the bind: two restores of one image that both
@@ -602,7 +635,7 @@ def test_a_unix_path_socket_s_directory_planted_by_another_user_is_refused(zoo, 
     if planted == "symlink":
         d.symlink_to(theirs)
         os.lchown(d, 65534, 65534)
-        why = f"its directory {d} is a symbolic link of uid 65534 (to {theirs})"
+        why = f"its directory {d} is uid 65534's, not uid 0's as at the checkpoint"
     else:
         theirs.rename(d)
         theirs = d

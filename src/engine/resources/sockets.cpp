@@ -635,17 +635,46 @@ bool stale_socket_file(int dir, const std::string& base) {
 // <tmp>/pymp-* directory (mkdtemp's, 0700) when the original exits,
 // before its restore; its owner and mode are given through its fd. One
 // there is refused if another user could replace the socket in it with
-// one of their own and take its clients: a directory, or a symbolic link,
-// of anyone but root and the directory's owner at the checkpoint (anyone
-// can put one in /tmp in place of a removed pymp-* directory).
+// one of their own and take its clients: a directory of anyone but root
+// and the directory's owner at the checkpoint (anyone can put one in /tmp
+// in place of a removed pymp-* directory); or if a symbolic link on the
+// way, not root's, leads to a directory not its owner's.
 UniqueFd socket_dir(const RestoreContext& r, const std::string& what, const std::string& dir, const json& b,
                     MadeHere& made) {
   json d = b.value("dir", json{{"mode", 0700}});
   auto trusted = [&](uid_t uid) { return uid == 0 || !d.contains("uid") || uid == d["uid"].get<uid_t>(); };
+  // Symbolic links on the way that are not root's: each must lead to a
+  // directory of its owner's, where they could have bound the socket (or
+  // made its directory) themselves; one that leads to root's or another
+  // user's would have root do it where whoever owns the link chooses.
+  std::vector<std::pair<std::string, uid_t>> links;
+  for (size_t i = 1; i <= dir.size(); i++) {
+    struct stat ls;
+    std::string at = dir.substr(0, i);
+    if ((i == dir.size() || dir[i] == '/') && ::lstat(at.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode) && ls.st_uid != 0)
+      links.push_back({at, ls.st_uid});
+  }
+  auto check_links = [&](const std::string& to, uid_t owner) {
+    for (const auto& [at, uid] : links) {
+      if (owner == uid) continue;
+      std::string target;
+      try {
+        target = proc::read_link(at);
+      } catch (const Error&) {
+        target = "?";
+      }
+      fail(what, ": its directory ", dir, " is reached through ", at, ", a symbolic link of uid ", uid, " (to ",
+           target, "), to ", to, ", a directory of uid ", owner, "'s: not followed, whoever owns the link would "
+           "choose where the socket goes; remove it and restore again");
+    }
+  };
   struct stat st;
   bool made_here = false;
   if (::lstat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
+    std::string parent = dir.substr(0, dir.rfind('/'));
+    if (parent.empty()) parent = "/";
+    if (!links.empty() && ::stat(parent.c_str(), &st) == 0) check_links(parent, st.st_uid);
     made_here = ::mkdir(dir.c_str(), 0700) == 0;
     // Another restore of the image, or another process of this one's
     // tree, may have made it meanwhile: then it is theirs, there like any.
@@ -667,19 +696,10 @@ UniqueFd socket_dir(const RestoreContext& r, const std::string& what, const std:
       fail_errno(what, ": give its directory ", dir, " its owner again");
     return fd;
   }
-  if (S_ISLNK(st.st_mode) && !trusted(st.st_uid)) {
-    std::string to;
-    try {
-      to = proc::read_link(dir);
-    } catch (const Error&) {
-      to = "?";
-    }
-    fail(what, ": its directory ", dir, " is a symbolic link of uid ", st.st_uid, " (to ", to, "), not followed: "
-         "whoever owns it chooses where the socket goes; remove it and restore again");
-  }
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) fail_errno(what, ": open its directory ", dir);
   if (::fstat(fd.get(), &st) != 0) fail_errno(what, ": stat its directory ", dir);
+  check_links(dir, st.st_uid);
   if (!trusted(st.st_uid))
     fail(what, ": its directory ", dir, " is uid ", st.st_uid, "'s, not uid ", d["uid"].get<uid_t>(),
          "'s as at the checkpoint: whoever owns it could replace the socket with one of their own; not bound "
