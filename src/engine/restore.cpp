@@ -282,6 +282,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     restore_fd_limit(r);
     jump_to_restorer(r, pages_fd, status_fd);
   } catch (const std::exception& e) {
+    remove_own_made_paths(status_fd);
     child_fail(status_fd, e.what());
   }
 }
@@ -515,7 +516,9 @@ namespace {
 // What the restore's status pipe said: "U <fd>" / "N" from init (whether
 // memory is left to the pager), "M <dev> <ino> <path>" for each file the
 // process made (a unix socket's, bound to a path; a file of /dev/shm made
-// again: into `made`, also when the restore then fails), then "R ..." from the restorer or "E <why>".
+// again: into `made`, also when the restore then fails), "C" once a
+// process that failed removed those itself (out of `made` again), then
+// "R ..." from the restorer or "E <why>".
 struct Status {
   std::string ready;   // the restorer's "R ..." line
   int init_uffd = -1;  // init's fd number of the userfaultfd
@@ -525,6 +528,7 @@ struct Status {
 Status read_status(int fd, bool want_lazy, const image::Manifest& m, std::vector<MadePath>* made) {
   Status st;
   st.lazy_known = !want_lazy;
+  size_t first_made = made ? made->size() : 0;  // this pipe's are the ones from here
   std::string buf;
   char tmp[4096];
   for (;;) {
@@ -547,6 +551,8 @@ Status read_status(int fd, bool want_lazy, const image::Manifest& m, std::vector
       MadePath path;
       if (line.rfind("M ", 0) == 0 && parse_made_path(line, &path)) {
         if (made) made->push_back(path);
+      } else if (line == "C") {
+        if (made) made->resize(first_made);
       } else if (line.rfind("U ", 0) == 0) {
         st.init_uffd = std::atoi(line.c_str() + 2);
         st.lazy_known = true;
@@ -590,10 +596,13 @@ void drain_made(int fd, std::vector<MadePath>& made) {
     if (n <= 0) break;
     buf.append(tmp, n);
   }
+  std::vector<MadePath> mine;
   for (const auto& line : split(buf, '\n')) {
     MadePath p;
-    if (parse_made_path(line, &p)) made.push_back(p);
+    if (parse_made_path(line, &p)) mine.push_back(p);
+    if (line == "C") mine.clear();  // removed by the process itself
   }
+  made.insert(made.end(), mine.begin(), mine.end());
 }
 
 UniqueFd take_fd(pid_t pid, int fd) {

@@ -445,6 +445,241 @@ def test_a_unix_socket_bound_to_a_relative_path_comes_back_bound_from_its_direct
     assert rc == 0 and out == "rel.sock here True\n", _show("restore", rc, out, err)
 
 
+def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
+    """A path of 108 bytes, all of sun_path with no room for a NUL (bind
+    takes it; Python's bind does not, hence ctypes), its stale file left by
+    the killed original: the restore probes that file, whose name is too
+    long to reach through /proc/self/fd/N/, replaces it and binds there
+    again (the kernel reports the name with a NUL after it)."""
+    top = tempfile.mkdtemp(prefix="tw", dir="/tmp")
+    try:
+        path = f"{top}/" + "s" * (108 - len(top) - 1)
+        assert len(path) == 108
+        code = ("import ctypes, os, socket, sys\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                f"a = b'\\x01\\x00' + {path!r}.encode()\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                "assert libc.bind(s.fileno(), a, len(a)) == 0\n"
+                "s.listen(2)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"print(s.getsockname() == {path!r}, libc.connect(c.fileno(), a, len(a)), flush=True)\n"
+                "s.accept()[0].close()\n")
+        img = _python_image(zoo, code)
+        assert Path(path).is_socket()  # the killed original's, stale
+        rc, out, err = zoo.restore(img)
+        assert rc == 0 and out == "True 0\n", _show("restore", rc, out, err)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.parametrize("gone", [False, True])
+def test_a_unix_path_reached_through_another_user_s_symlink_to_root_s_directory_is_refused(zoo, thaw_bin, gone):
+    """A symbolic link of another user's on the way to unix_path's
+    directory (here its parent, the test's tmp, in place of the real one),
+    to a directory of root's: the restore, as root, does not make the
+    directory or bind the socket there, which that user could not have done
+    themselves; it says why and leaves nothing there."""
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    top = p.testtmp
+    real = top.with_name(top.name + "-real")
+    roots = top.with_name(top.name + "-roots")  # root's, 0755
+    roots.mkdir()
+    if not gone:
+        (roots / d.name).mkdir(mode=0o700)
+    top.rename(real)
+    try:
+        top.symlink_to(roots)
+        os.lchown(top, 65534, 65534)
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and out == "" and (f"unix socket bound to {d}/" in err and f"is reached through {top}, "
+                                          f"a symbolic link of uid 65534 (to {roots})") in err, \
+            _show("restore", rc, out, err)
+        assert [f.name for f in roots.rglob("*")] == ([] if gone else [d.name])
+    finally:
+        top.unlink(missing_ok=True)
+        real.rename(top)
+        shutil.rmtree(roots)
+
+
+def test_a_unix_path_restore_waits_for_the_directory_s_lock(zoo, thaw_bin):
+    """Whoever replaces a stale socket file holds its directory's lock
+    (flock) from the check to the bind: two restores of one image that both
+    found the file stale would otherwise both remove it, the second taking
+    the first's own file away, and both succeed, one unreachable. Held here
+    by the test for good: the restore gives up, names the lock, and leaves
+    the stale file; once it is released a restore works."""
+    import fcntl
+    expected = zoo.run_uninterrupted("unix_path")
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    stale = (d / "listen").lstat().st_ino
+    lock = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rc, out, err = zoo.restore(img)
+        assert rc != 0 and out == "", _show("restore", rc, out, err)
+        assert f"unix socket bound to {d}/listen: its directory {d} is locked (flock) by another process" in err, err
+        assert (d / "listen").lstat().st_ino == stale
+    finally:
+        os.close(lock)
+    rc, out, err = zoo.restore(img)
+    _assert_same(expected, rc, out, err, "unix_path restored once its directory's lock was released")
+
+
+def test_a_restore_that_fails_by_itself_removes_the_files_it_made_before_it_exits(zoo, thaw_bin, tmp_path):
+    """A restored process that fails removes the socket files it made
+    itself, while its sockets still hold them: once it has exited another
+    restore may replace one, stale then, with a file of the same inode
+    number (ext4 gives a freed one again at once) that thaw would take for
+    its own, and its init, with its mount namespace, may be gone before
+    thaw looks. Here thaw is stopped until both are gone: the process
+    bound a/s, then gave up on b's directory, which the test holds locked."""
+    import fcntl
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    code = ("import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({str(a / 's')!r}); s.listen(1)\n"
+            "t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            f"t.bind({str(b / 't')!r})\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n")
+    img = _python_image(zoo, code)
+    (a / "s").unlink()  # the killed original's: the restore makes it anew
+    lock = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = zoo.restore_start(img)
+        deadline = time.monotonic() + 30
+        while not (a / "s").exists():  # bound; the restore now waits for b's lock
+            assert r.poll() is None and time.monotonic() < deadline, r.stderr.read()
+            time.sleep(0.01)
+        os.kill(r.pid, signal.SIGSTOP)
+        try:
+            (init,) = [int(k) for t in os.listdir(f"/proc/{r.pid}/task")
+                       for k in Path(f"/proc/{r.pid}/task/{t}/children").read_text().split()]
+            while Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                assert time.monotonic() < deadline, "the restored process's init did not end"
+                time.sleep(0.01)
+        finally:
+            os.kill(r.pid, signal.SIGCONT)
+        rc, out, err = zoo.finish(r, data=b"")
+    finally:
+        os.close(lock)
+    assert rc != 0 and f"its directory {b} is locked (flock)" in err, _show("restore", rc, out, err)
+    assert not (a / "s").exists(), "the failed restore left the socket file it made"
+
+
+def test_a_unix_socket_bound_in_an_overlay_comes_back_with_its_file(zoo, thaw_bin, tmp_path):
+    """A socket bound in an overlay whose layers are on different
+    filesystems (a container's root on a read-only image, its upper layer
+    a tmpfs): stat shows its file with another device number than the one
+    sock_diag gives, which is the overlay's. Its file is there: restored
+    with it, not as a socket whose file was removed."""
+    lower, merged = tmp_path / "lower", tmp_path / "merged"
+    upper = Path(tempfile.mkdtemp(prefix="thaw-test-ovl-", dir="/dev/shm"))
+    lower.mkdir()
+    merged.mkdir()
+    (upper / "u").mkdir()
+    (upper / "w").mkdir()
+    mnt = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                          f"lowerdir={lower},upperdir={upper}/u,workdir={upper}/w", str(merged)],
+                         capture_output=True, text=True)
+    try:
+        if mnt.returncode != 0:
+            pytest.skip(f"no overlay mount here: {mnt.stderr}")
+        path = merged / "s.sock"
+        code = ("import os, socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"s.bind({str(path)!r}); s.listen(2)\n"
+                "print('READY', flush=True)\n"
+                "sys.stdin.readline()\n"
+                "c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"c.connect({str(path)!r}); s.accept()\n"
+                "print('connected', flush=True)\n")
+        img = _python_image(zoo, code)
+        rc, out, err = zoo.restore(img)
+        assert rc == 0 and out == "connected\n", _show("restore", rc, out, err)
+    finally:
+        if mnt.returncode == 0:
+            subprocess.run(["umount", str(merged)], check=True)
+        shutil.rmtree(upper, ignore_errors=True)
+
+
+@pytest.mark.parametrize("planted", ["directory", "symlink"])
+def test_a_unix_path_socket_s_directory_planted_by_another_user_is_refused(zoo, thaw_bin, planted):
+    """unix_path's directory (root's, 0700) is gone after the checkpoint and
+    another user put one of theirs in its place, or a symbolic link to it, as
+    anyone can in /tmp: the restore does not bind there (whoever owns the
+    directory could replace the socket with one of their own and take its
+    clients), it says why, and leaves nothing in it."""
+    p = zoo.start("unix_path")
+    d = _unix_path_dir(p)
+    img = zoo.img_path()
+    zoo.checkpoint(p, img, kill=True)
+    p.wait(timeout=10)
+    shutil.rmtree(d)
+    theirs = p.testtmp / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    theirs.chmod(0o777)
+    if planted == "symlink":
+        d.symlink_to(theirs)
+        os.lchown(d, 65534, 65534)
+        why = f"its directory {d} is uid 65534's, not uid 0's as at the checkpoint"
+    else:
+        theirs.rename(d)
+        theirs = d
+        why = f"its directory {d} is uid 65534's, not uid 0's as at the checkpoint"
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and out == "" and f"unix socket bound to {d}/" in err and why in err, \
+        _show("restore", rc, out, err)
+    assert list(theirs.iterdir()) == []
+
+
+def test_a_unix_socket_bound_through_an_absolute_symlink_in_a_mount_namespace_keeps_its_file(zoo, thaw_bin,
+                                                                                           tmp_path):
+    """A process in a mount namespace of its own (a container's) binds
+    through an absolute symbolic link (/var/run -> /run), to a directory
+    mounted only there. The checkpoint looks for the file through the
+    process's root, where the link must lead where it led the process, not
+    to thaw's own directory: there it found none, took the file for
+    removed, and the restore removed it (in the host's namespace here)."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)  # absolute
+    path = link / "s.sock"
+    code = ("import os, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({str(path)!r}); s.listen(2)\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            f"print(os.path.exists({str(path)!r}), flush=True)\n")
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          f"mount -t tmpfs none {real} && exec /usr/bin/python3 -c \"$0\"", code],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    zoo.procs.append(p)
+    p.prog = "python3 in a mount namespace"
+    assert p.stdout.readline() == b"READY\n", p.stderr.read()
+    assert not path.exists()  # in its namespace only
+    img = zoo.img_path()
+    cp = zoo.thaw("checkpoint", "--pid", p.pid, "--out", img, "--kill")
+    assert cp.returncode == 0, cp.stderr
+    p.wait(timeout=10)
+    rc, out, err = zoo.restore(img)
+    assert rc == 0 and out == "True\n", _show("restore", rc, out, err)
+
+
 def test_a_unix_socket_bound_to_a_relative_path_elsewhere_is_refused_by_name(zoo, thaw_bin, tmp_path):
     """A relative name bound before the process changed directory: where it
     was bound from is not recorded anywhere, so it is refused, saying so;

@@ -131,7 +131,9 @@ void close_all_except(const std::vector<int>& keep);
 // made again). The restored process reports each on its status pipe as an
 // "M" line (report_made, made_path_line; read by parse_made_path); a
 // restore that fails removes them through init's root (remove_made_paths),
-// each only while it is still the file that was made (device and inode).
+// each only while it is still the file that was made (device and inode),
+// but for those of a process that failed by itself and removed its own
+// (remove_own_made_paths).
 struct MadePath {
   uint64_t dev = 0, ino = 0;
   std::string path;
@@ -140,6 +142,10 @@ void report_made(const RestoreContext& r, const std::string& path);
 std::string made_path_line(const struct stat& st, const std::string& path);
 bool parse_made_path(const std::string& line, MadePath* out);
 void remove_made_paths(pid_t init, const std::vector<MadePath>& made);
+// In a restored process that failed: removes what it reported (while its
+// sockets are still bound), then says so on its status pipe ("C"), where
+// thaw forgets them.
+void remove_own_made_paths(int status_fd);
 
 // locks.cpp: file locks. At checkpoint, from an fd's fdinfo: the locks of
 // its description (flock, OFD; for its files entry) and those this process

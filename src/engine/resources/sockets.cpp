@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <linux/openat2.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -23,10 +24,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -317,6 +320,17 @@ std::string connected_advice(const std::string& path) {
   return "close the connection before the checkpoint (the listener itself is supported)";
 }
 
+// Whether `st`, lstat'ed in a directory on device `dir_dev`, is the file a
+// socket was bound at: sock_diag's inode and device (the kernel's dev_t,
+// 12 bits of major and 20 of minor). That device is the filesystem the
+// socket was bound through, which stat shows for the file itself, but in
+// an overlay whose layers are on different filesystems only for its
+// directories (a file shows the device of its layer).
+bool is_bound_file(const struct stat& st, dev_t dir_dev, uint32_t vfs_ino, uint32_t vfs_dev) {
+  dev_t dev = makedev(vfs_dev >> 20, vfs_dev & 0xfffff);
+  return S_ISSOCK(st.st_mode) && st.st_ino == vfs_ino && (st.st_dev == dev || dir_dev == dev);
+}
+
 // A socket bound to a path: its name, as the process gave it to bind, and
 // its file as the process sees it (through its root: another mount
 // namespace's /tmp is its own). A file that is no longer the one the
@@ -327,7 +341,7 @@ std::string connected_advice(const std::string& path) {
 // records: it is taken to be the one it has now only where that leads to
 // the socket's file (bind and chdir back, or never moved).
 json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
-  std::string root = cat("/proc/", p.pid, "/root"), path = name;
+  std::string path = name;
   json b;
   if (name[0] != '/') {
     std::string cwd = proc::read_link(cat("/proc/", p.pid, "/cwd"));
@@ -335,10 +349,25 @@ json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
     b["cwd"] = cwd;
   }
   b["path"] = path;
-  struct stat st;
-  // unix_diag gives the kernel's dev_t (12 bits of major, 20 of minor).
-  bool here = u.has_vfs && ::lstat((root + path).c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
-              st.st_ino == u.vfs_ino && st.st_dev == makedev(u.vfs_dev >> 20, u.vfs_dev & 0xfffff);
+  std::string dir = path.substr(0, path.rfind('/'));
+  // Resolved in the process's root: through /proc/<pid>/root as a path an
+  // absolute symbolic link (/var/run -> /run) would lead to thaw's own
+  // directory, not to the one mounted in the process's mount namespace.
+  UniqueFd root(::open(cat("/proc/", p.pid, "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) fail_errno("open the root of process ", p.pid);
+  auto stat_in_root = [&](const std::string& at, uint64_t flags, struct stat* st) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC | flags;
+    how.resolve = RESOLVE_IN_ROOT;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root.get(), at.c_str(), &how, sizeof how)));
+    if (!fd && errno == ENOSYS)  // before Linux 5.6: as a path, as it was
+      fd.reset(::open(cat("/proc/", p.pid, "/root", at).c_str(), static_cast<int>(how.flags)));
+    return fd && ::fstat(fd.get(), st) == 0;
+  };
+  struct stat st, ds;
+  bool has_dir = stat_in_root(dir.empty() ? "/" : dir, O_DIRECTORY, &ds);
+  bool here = u.has_vfs && stat_in_root(path, O_NOFOLLOW, &st) &&
+              is_bound_file(st, has_dir ? ds.st_dev : st.st_dev, u.vfs_ino, u.vfs_dev);
   if (!here && name[0] != '/')
     fail("unix socket bound to the relative path ", name, ", which the working directory the process has now (",
          b["cwd"].get<std::string>(), ") does not lead to: it changed directory since it bound it, or the file was "
@@ -349,9 +378,7 @@ json path_file(const FdProbe& p, const UnixInfo& u, const std::string& name) {
     b["uid"] = st.st_uid;
     b["gid"] = st.st_gid;
   }
-  std::string dir = path.substr(0, path.rfind('/'));
-  struct stat ds;
-  if (::stat((root + (dir.empty() ? "/" : dir)).c_str(), &ds) == 0 && S_ISDIR(ds.st_mode))
+  if (has_dir)
     b["dir"] = {{"mode", ds.st_mode & 07777}, {"uid", ds.st_uid}, {"gid", ds.st_gid}};
   return b;
 }
@@ -524,12 +551,14 @@ void name_connected(int fd, const json& f) {
   if (!f.contains("name")) return;
   std::string name = bound_name(f, f["name"].get<std::string>());
   if (name.empty() || name[0] == '\0') return;
-  if (name.size() > sizeof(sockaddr_un::sun_path)) fail(name_of(f), ": bound name of ", name.size(), " bytes");
+  // Bound without the NUL the kernel reports after a path (past sun_path
+  // for one of all 108 bytes), as bind_path does.
+  std::string given = name.substr(0, name.find('\0'));
+  if (given.size() > sizeof(sockaddr_un::sun_path)) fail(name_of(f), ": bound name of ", given.size(), " bytes");
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, name.data(), name.size());
-  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
-  std::string given = name.substr(0, name.find('\0'));
+  std::memcpy(a.sun_path, given.data(), given.size());
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + given.size());
   std::vector<std::string> dirs;  // its directories, made in the tmpfs
   for (size_t i = given.find('/', 1); i != std::string::npos; i = given.find('/', i + 1)) dirs.push_back(given.substr(0, i));
   int sv[2];
@@ -652,94 +681,197 @@ struct MadeHere {
   void keep() { file.reset(), dir.reset(); }
 };
 
-// Whether no socket is bound at a socket file any more (its process ended
-// without removing it). A datagram connect asks the kernel without
-// disturbing whoever is there: it is refused (ECONNREFUSED) only when no
-// socket holds the file, whereas a stream connect is also refused by a
-// stream socket bound there that does not listen; a socket of another
-// type answers EPROTOTYPE, one connected elsewhere EPERM.
-bool stale_socket_file(const std::string& path) {
+// Whether no socket is bound at the socket file `base` of directory `dir`
+// any more (its process ended without removing it). A datagram connect
+// asks the kernel without disturbing whoever is there: it is refused
+// (ECONNREFUSED) only when no socket holds the file, whereas a stream
+// connect is also refused by a stream socket bound there that does not
+// listen; a socket of another type answers EPROTOTYPE, one connected
+// elsewhere EPERM. Asked from the directory: the whole path may not fit in
+// sun_path (a relative name's, or one of all 108 bytes), nor may
+// /proc/self/fd/N/base.
+bool stale_socket_file(int dir, const std::string& base) {
   UniqueFd probe(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!probe) fail_errno("socket");
-  // A relative name's full path may not fit in sun_path: reached through
-  // its directory's fd then.
-  UniqueFd dir;
-  std::string at = path;
-  if (at.size() >= sizeof(sockaddr_un::sun_path)) {
-    size_t slash = path.rfind('/');
-    dir.reset(::open(path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) fail_errno("open the directory of ", path);
-    at = cat("/proc/self/fd/", dir.get(), path.substr(slash));
-    if (at.size() >= sizeof(sockaddr_un::sun_path)) fail("the socket's name is too long to probe: ", path);
-  }
   sockaddr_un a{};
+  if (base.size() > sizeof a.sun_path) fail("socket file name too long to probe: ", base);
   a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, at.data(), at.size());
-  return ::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno == ECONNREFUSED;
+  std::memcpy(a.sun_path, base.data(), base.size());
+  UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!here) fail_errno("open the working directory");
+  if (::fchdir(dir) != 0) fail_errno("change to the socket file's directory");
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + base.size());
+  bool stale = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 && errno == ECONNREFUSED;
+  if (::fchdir(here.get()) != 0) fail_errno("change back to the working directory");
+  return stale;
+}
+
+// The directory a socket's file goes in, open. One that is gone is made
+// again, only the last component: multiprocessing removes its
+// <tmp>/pymp-* directory (mkdtemp's, 0700) when the original exits,
+// before its restore; its owner and mode are given through its fd. One
+// there is refused if another user could replace the socket in it with
+// one of their own and take its clients: a directory of anyone but root
+// and the directory's owner at the checkpoint (anyone can put one in /tmp
+// in place of a removed pymp-* directory); or if a symbolic link on the
+// way, not root's, leads to a directory not its owner's.
+UniqueFd socket_dir(const RestoreContext& r, const std::string& what, const std::string& dir, const json& b,
+                    MadeHere& made) {
+  json d = b.value("dir", json{{"mode", 0700}});
+  auto trusted = [&](uid_t uid) { return uid == 0 || !d.contains("uid") || uid == d["uid"].get<uid_t>(); };
+  // Symbolic links on the way that are not root's: each must lead to a
+  // directory of its owner's, where they could have bound the socket (or
+  // made its directory) themselves; one that leads to root's or another
+  // user's would have root do it where whoever owns the link chooses.
+  std::vector<std::pair<std::string, uid_t>> links;
+  for (size_t i = 1; i <= dir.size(); i++) {
+    struct stat ls;
+    std::string at = dir.substr(0, i);
+    if ((i == dir.size() || dir[i] == '/') && ::lstat(at.c_str(), &ls) == 0 && S_ISLNK(ls.st_mode) && ls.st_uid != 0)
+      links.push_back({at, ls.st_uid});
+  }
+  auto check_links = [&](const std::string& to, uid_t owner) {
+    for (const auto& [at, uid] : links) {
+      if (owner == uid) continue;
+      std::string target;
+      try {
+        target = proc::read_link(at);
+      } catch (const Error&) {
+        target = "?";
+      }
+      fail(what, ": its directory ", dir, " is reached through ", at, ", a symbolic link of uid ", uid, " (to ",
+           target, "), to ", to, ", a directory of uid ", owner, "'s: not followed, whoever owns the link would "
+           "choose where the socket goes; remove it and restore again");
+    }
+  };
+  struct stat st;
+  bool made_here = false;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
+    std::string parent = dir.substr(0, dir.rfind('/'));
+    if (parent.empty()) parent = "/";
+    if (!links.empty() && ::stat(parent.c_str(), &st) == 0) check_links(parent, st.st_uid);
+    made_here = ::mkdir(dir.c_str(), 0700) == 0;
+    // Another restore of the image, or another process of this one's
+    // tree, may have made it meanwhile: then it is theirs, there like any.
+    if (!made_here && errno != EEXIST)
+      fail_errno(what, ": make its directory ", dir, " again (it is gone; thaw makes only the last component "
+                 "of the path again)");
+    if (!made_here && ::lstat(dir.c_str(), &st) != 0) fail_errno(what, ": stat its directory ", dir);
+  }
+  if (made_here) {
+    made.dir = dir;
+    report_made(r, dir);
+    // Root's until it is given its owner: nobody else can have put another
+    // in its place in a sticky directory such as /tmp. What is done to it
+    // then is done through its fd.
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) fail_errno(what, ": open its directory ", dir, ", just made again");
+    if (::fchmod(fd.get(), d["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its directory ", dir, " its mode again");
+    if (d.contains("uid") && ::fchown(fd.get(), d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) != 0)
+      fail_errno(what, ": give its directory ", dir, " its owner again");
+    return fd;
+  }
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) fail_errno(what, ": open its directory ", dir);
+  if (::fstat(fd.get(), &st) != 0) fail_errno(what, ": stat its directory ", dir);
+  check_links(dir, st.st_uid);
+  if (!trusted(st.st_uid))
+    fail(what, ": its directory ", dir, " is uid ", st.st_uid, "'s, not uid ", d["uid"].get<uid_t>(),
+         "'s as at the checkpoint: whoever owns it could replace the socket with one of their own; not bound "
+         "there (remove it, or give it its owner again, and restore again)");
+  return fd;
+}
+
+// Two restores of one image that both found the socket file stale would
+// both remove it, the second the first's own new file: both would succeed,
+// the first unreachable at its path. The directory is locked (flock) from
+// the check to the bind, until its fd closes. Nothing else holds such a
+// lock for long (a restore lets go at once), nor makes a restore wait for
+// good.
+void lock_dir(int dir, const std::string& what, const std::string& path) {
+  constexpr int kTries = 500, kPauseUs = 10'000;  // 5 s
+  for (int i = 0;; i++) {
+    if (::flock(dir, LOCK_EX | LOCK_NB) == 0) return;
+    if (errno != EWOULDBLOCK && errno != EINTR) fail_errno(what, ": lock its directory ", path);
+    if (i == kTries)
+      fail(what, ": its directory ", path, " is locked (flock) by another process, for ", kTries * kPauseUs / 1'000'000,
+           " s now (a restore binding a socket there lets go at once); restore again once it lets go");
+    ::usleep(kPauseUs);
+  }
+}
+
+// The file the bind of `sock` just made as `base` in `dir`, open
+// (O_PATH): its owner and mode are given through it, never through its
+// name, which the directory's owner could have turned into a link to
+// another file meanwhile.
+UniqueFd bound_file(int sock, int dir, const std::string& base, const std::string& what) {
+  struct stat ss, st, ds;
+  if (::fstat(sock, &ss) != 0) fail_errno(what, ": stat the socket");
+  UnixInfo u = with_context(what, [&] { return unix_diag(ss.st_ino); });
+  UniqueFd file(::openat(dir, base.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!file || ::fstat(file.get(), &st) != 0 || ::fstat(dir, &ds) != 0 || !u.has_vfs ||
+      !is_bound_file(st, ds.st_dev, u.vfs_ino, u.vfs_dev))
+    fail(what, ": the file its bind made is not there any more (replaced or removed at once)");
+  return file;
 }
 
 // Bound at its path again. restore_files runs in the restored process's
 // mount namespace, where the path leads where it led for the original. A
 // socket file there is taken over only if it is stale; a live socket there
 // (the original, or another restore) fails the restore, as a TCP port in
-// use does. A directory that is gone is made again, only the last
-// component: multiprocessing removes its <tmp>/pymp-* directory (mkdtemp's,
-// 0700) when the original exits, before its restore.
+// use does. A directory that is gone is made again (socket_dir).
 void bind_path(const RestoreContext& r, int fd, const json& f, const std::string& name, MadeHere& made) {
   const json& b = f["bound"];
   std::string path = b["path"].get<std::string>();
   std::string what = cat("unix socket bound to ", path);  // after "fd 3 (socket:[123]): "
   // A relative name is bound from the directory it was bound from.
   std::string cwd = b.value("cwd", std::string());
+  // The kernel reports a path with the NUL it ends it with, past sun_path
+  // for one of all 108 bytes: bound again without it.
   std::string given = name.substr(0, name.find('\0'));
-  if (path.empty() || path[0] != '/' || name.size() > sizeof(sockaddr_un::sun_path) || given.empty() ||
+  if (path.empty() || path[0] != '/' || given.size() > sizeof(sockaddr_un::sun_path) || given.empty() ||
       (given[0] == '/' ? given != path : cwd.empty() || cat(cwd == "/" ? "" : cwd, "/", given) != path))
     fail(what, ": its bound name in the image is not its path");
   bool unlinked = b["unlinked"].get<bool>();
-  std::string dir = path.substr(0, path.rfind('/'));
+  std::string dir = path.substr(0, path.rfind('/')), base = path.substr(path.rfind('/') + 1);
+  UniqueFd dirfd = socket_dir(r, what, dir.empty() ? "/" : dir, b, made);
+  lock_dir(dirfd.get(), what, dir.empty() ? "/" : dir);
   struct stat st;
-  if (!dir.empty() && ::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) fail_errno(what, ": stat its directory ", dir);
-    json d = b.value("dir", json{{"mode", 0700}});
-    if (::mkdir(dir.c_str(), 0700) != 0)
-      fail_errno(what, ": make its directory ", dir, " again (it is gone; thaw makes only the last component "
-                 "of the path again)");
-    made.dir = dir;
-    report_made(r, dir);
-    if (d.contains("uid") && ::chown(dir.c_str(), d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) != 0)
-      fail_errno(what, ": give its directory ", dir, " its owner again");
-    if (::chmod(dir.c_str(), d["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its directory ", dir, " its mode again");
-  }
-  if (::lstat(path.c_str(), &st) == 0) {
+  if (::fstatat(dirfd.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     std::string why = unlinked ? " (the original's own file there had been removed or replaced before the checkpoint, "
                                  "but its name must be free to be bound again)"
                                : "";
     if (!S_ISSOCK(st.st_mode))
       fail(what, ": what is there now is not a socket", why, "; move it away and restore again");
-    if (!stale_socket_file(path))
+    if (!stale_socket_file(dirfd.get(), base))
       fail(what, ": ", std::strerror(EADDRINUSE), ": another socket is bound there and in use (the original still "
            "running, or another restore of this image?)", why, "; stop it, or restore once it is gone");
     // The file the original left when it ended: nobody answers there.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    if (::unlinkat(dirfd.get(), base.c_str(), 0) != 0 && errno != ENOENT)
       fail_errno(what, ": remove the stale socket file the original left there");
   } else if (errno != ENOENT) {
     fail_errno(what, ": stat ", path);
   }
-  if (!bind_from(fd, name, cwd))
+  if (!bind_from(fd, given, cwd))
     fail_errno(what, ": bind again", errno == EADDRINUSE ? " (another socket was bound there meanwhile)" : "");
-  made.file = path;
+  UniqueFd file = bound_file(fd, dirfd.get(), base, what);
+  made.file = path;  // only once it is known to be ours
   if (unlinked) {
     // Its name, as getsockname shows it, without the file nobody could
     // reach it through any more.
-    if (::unlink(path.c_str()) != 0) fail_errno(what, ": remove its file again (it was gone at the checkpoint)");
+    if (::unlinkat(dirfd.get(), base.c_str(), 0) != 0)
+      fail_errno(what, ": remove its file again (it was gone at the checkpoint)");
     made.file.reset();
     if (made.dir && ::rmdir(dir.c_str()) == 0) made.dir.reset();
     return;
   }
   report_made(r, path);
-  if (::lchown(path.c_str(), b["uid"].get<uid_t>(), b["gid"].get<gid_t>()) != 0)
+  if (::fchownat(file.get(), "", b["uid"].get<uid_t>(), b["gid"].get<gid_t>(), AT_EMPTY_PATH) != 0)
     fail_errno(what, ": give its file its owner again");
-  if (::chmod(path.c_str(), b["mode"].get<mode_t>()) != 0) fail_errno(what, ": give its file its mode again");
+  // chmod has no form for an O_PATH fd but through /proc (fchmodat2 is newer).
+  if (::chmod(cat("/proc/self/fd/", file.get()).c_str(), b["mode"].get<mode_t>()) != 0)
+    fail_errno(what, ": give its file its mode again");
 }
 
 // Bound to the same name again (an abstract one in this network
