@@ -450,7 +450,8 @@ def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
     takes it; Python's bind does not, hence ctypes), its stale file left by
     the killed original: the restore probes that file, whose name is too
     long to reach through /proc/self/fd/N/, replaces it and binds there
-    again (the kernel reports the name with a NUL after it)."""
+    again (the kernel reports the name with a NUL after it). A connection
+    it had accepted comes back with that name too."""
     top = tempfile.mkdtemp(prefix="tw", dir="/tmp")
     try:
         path = f"{top}/" + "s" * (108 - len(top) - 1)
@@ -461,15 +462,19 @@ def test_a_unix_socket_bound_to_a_path_of_108_bytes_comes_back(zoo, thaw_bin):
                 "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
                 "assert libc.bind(s.fileno(), a, len(a)) == 0\n"
                 "s.listen(2)\n"
+                "c0 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                "assert libc.connect(c0.fileno(), a, len(a)) == 0\n"
+                "a0 = s.accept()[0]\n"
                 "print('READY', flush=True)\n"
                 "sys.stdin.readline()\n"
                 "c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
                 f"print(s.getsockname() == {path!r}, libc.connect(c.fileno(), a, len(a)), flush=True)\n"
-                "s.accept()[0].close()\n")
+                "s.accept()[0].close()\n"
+                f"print(a0.getsockname() == {path!r}, c0.getpeername() == {path!r}, flush=True)\n")
         img = _python_image(zoo, code)
         assert Path(path).is_socket()  # the killed original's, stale
         rc, out, err = zoo.restore(img)
-        assert rc == 0 and out == "True 0\n", _show("restore", rc, out, err)
+        assert rc == 0 and out == "True 0\nTrue True\n", _show("restore", rc, out, err)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
