@@ -844,7 +844,7 @@ void bind_path(const RestoreContext& r, int fd, const json& f, const std::string
                                : "";
     if (!S_ISSOCK(st.st_mode))
       fail(what, ": what is there now is not a socket", why, "; move it away and restore again");
-    if (!stale_socket_file(dirfd.get(), base))
+    if (!with_context(cat(what, ": probe its file"), [&] { return stale_socket_file(dirfd.get(), base); }))
       fail(what, ": ", std::strerror(EADDRINUSE), ": another socket is bound there and in use (the original still "
            "running, or another restore of this image?)", why, "; stop it, or restore once it is gone");
     // The file the original left when it ended: nobody answers there.
