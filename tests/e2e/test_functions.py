@@ -1200,6 +1200,26 @@ def test_a_call_stuck_in_native_code_ends_at_its_timeout(thaw):
     thaw.assert_containers_gone()
 
 
+def test_sigalrm_and_itimer_real_are_the_functions_own(thaw):
+    """The worker's timeout does not use SIGALRM: a handler the snapshot
+    phase installed still gets the user's own alarm in restored and cold
+    containers (it used to be replaced for each call, and the user's timer
+    fired the worker's: "exceeded its timeout of 300 s" at once), and a
+    function that disarms ITIMER_REAL still ends at its timeout."""
+    thaw.deploy(APPS / "alarms.py")
+    want = {"outcomes": ["StepTimeout: step took too long", "finished"], "handler_is_mine": True}
+    for cold in (False, True):
+        value, log, _ = thaw.call("e2e-alarms", "Evaluator", method="run", cold=cold)
+        assert value == want, (value, log)
+        assert (RESTORING in log) != cold and FALLBACK not in log, log
+    cp = thaw.run("call", "e2e-alarms", "disarms_then_overruns", check=False)
+    assert cp.returncode != 0 and "not interrupted" not in cp.stdout, cp.stdout
+    # The worker's deadline ended it, not the runtime's last resort.
+    assert "FunctionTimeoutError: disarms_then_overruns exceeded its timeout of 2 s" \
+        in cp.stderr and "did not stop" not in cp.stderr, cp.stderr
+    thaw.assert_containers_gone()
+
+
 def test_retries_are_the_runtimes_for_every_caller(thaw):
     thaw.deploy(APPS / "limits.py")
     counter = thaw.e2e / "flaky_cli"
