@@ -916,6 +916,21 @@ def test_child_processes_of_the_snapshot_phase_come_back_with_it(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_torch_data_loader_with_worker_processes_comes_back_with_its_workers(thaw):
+    """A DataLoader with persistent worker processes, iterated in
+    @enter(snap=True): the snapshot holds the workers (3 processes), and a
+    restored container's loader gets its batches from those same workers,
+    as the cold container's does from its own."""
+    cp = thaw.deploy(APPS / "data_loader.py")
+    assert "could not be taken" not in cp.stderr and "3 processes" in cp.stderr, cp.stderr
+    sums = [20, 148, 404, 788]  # the batches of (i, i*i), four at a time
+    for cold in (False, False, True):
+        value, log, _ = thaw.call("e2e-data-loader", "Loader", method="sums", cold=cold)
+        assert (RESTORING in log) != cold and FALLBACK not in log, log
+        assert value == {"warm": sums, "sums": sums, "same_workers": True}, (value, log)
+    thaw.assert_containers_gone()
+
+
 def test_a_daemon_the_snapshot_phase_left_running_is_named_as_left_out(thaw):
     """A process the function started that left its process tree (a
     double-forked daemon, adopted by the container's init) is not in the
