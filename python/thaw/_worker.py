@@ -52,10 +52,10 @@ CUDA_FIX = "move CUDA use to @enter(snap=False)"
 
 
 class _Deadline(InputCancellation):
-    """Raised in the main thread by SIGALRM when a call or hook overruns its
-    timeout, or in a concurrent input's thread (a BaseException, so that user
-    `except Exception` does not eat it; user code may catch it as Modal's
-    InputCancellation to clean up)."""
+    """Raised in the main thread by _DEADLINE_SIGNAL when a call or hook
+    overruns its timeout, or in a concurrent input's thread (a BaseException,
+    so that user `except Exception` does not eat it; user code may catch it
+    as Modal's InputCancellation to clean up)."""
 
 
 class _Cancelled(InputCancellation):
@@ -80,6 +80,14 @@ class _Failed(Exception):
         self.tb = tb
 
 
+# The signal that interrupts the main thread at a call's or hook's deadline:
+# a real-time one that user code leaves alone, so that SIGALRM and the
+# ITIMER_REAL timer (`signal.alarm`, `setitimer`, the "time limit" helpers
+# of evaluation code) stay the function's, as in plain Python. A watchdog
+# thread sends it; none is armed when the snapshot is taken.
+_DEADLINE_SIGNAL = signal.SIGRTMAX - 1
+
+
 class _alarm:
     """Interrupt the main thread with _Deadline after `seconds` (no-op for
     None, or off the main thread)."""
@@ -88,20 +96,34 @@ class _alarm:
         self.seconds = seconds
         self.armed = False
         self.fired = False  # so that code which swallowed the _Deadline still timed out
+        self._done = threading.Event()
+        self._watchdog = None
 
     def __enter__(self):
         if self.seconds and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGALRM, self._on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
+            signal.signal(_DEADLINE_SIGNAL, self._on_alarm)
             self.armed = True
+            self._watchdog = threading.Thread(target=self._watch, args=(threading.main_thread().ident,),
+                                              name="thaw-deadline", daemon=True)
+            self._watchdog.start()
         return self
 
     def __exit__(self, *exc):
         if self.armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            # Disarmed before the watchdog is stopped: a signal it sent
+            # meanwhile is ignored when it lands.
+            self.armed = False
+            self._done.set()
+            self._watchdog.join()
         return False
 
+    def _watch(self, main):
+        if not self._done.wait(float(self.seconds)):
+            signal.pthread_kill(main, _DEADLINE_SIGNAL)
+
     def _on_alarm(self, signum, frame):
+        if not self.armed:
+            return  # sent just as the block ended
         self.fired = True
         raise _Deadline()
 
@@ -116,12 +138,12 @@ def _interrupt_thread(ident, exc):
 
 @contextlib.contextmanager
 def _alarm_held():
-    """SIGALRM (the call's timeout) blocked for the block; one that fell due
-    meanwhile is delivered right after it."""
+    """The deadline's signal (the call's timeout) blocked for the block; one
+    that fell due meanwhile is delivered right after it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {_DEADLINE_SIGNAL})
     try:
         yield
     finally:

@@ -930,6 +930,21 @@ def test_child_processes_of_the_snapshot_phase_come_back_with_it(thaw):
     thaw.assert_containers_gone()
 
 
+def test_a_torch_data_loader_with_worker_processes_comes_back_with_its_workers(thaw):
+    """A DataLoader with persistent worker processes, iterated in
+    @enter(snap=True): the snapshot holds the workers (3 processes), and a
+    restored container's loader gets its batches from those same workers,
+    as the cold container's does from its own."""
+    cp = thaw.deploy(APPS / "data_loader.py")
+    assert "could not be taken" not in cp.stderr and "3 processes" in cp.stderr, cp.stderr
+    sums = [20, 148, 404, 788]  # the batches of (i, i*i), four at a time
+    for cold in (False, False, True):
+        value, log, _ = thaw.call("e2e-data-loader", "Loader", method="sums", cold=cold)
+        assert (RESTORING in log) != cold and FALLBACK not in log, log
+        assert value == {"warm": sums, "sums": sums, "same_workers": True}, (value, log)
+    thaw.assert_containers_gone()
+
+
 def test_a_daemon_the_snapshot_phase_left_running_is_named_as_left_out(thaw):
     """A process the function started that left its process tree (a
     double-forked daemon, adopted by the container's init) is not in the
@@ -1211,6 +1226,26 @@ def test_a_call_stuck_in_native_code_ends_at_its_timeout(thaw):
                          text=True, timeout=CALL_TIMEOUT)
     assert "exceeded its timeout of 1 s" in out.stdout, out.stdout + out.stderr
     assert out.stdout.count("e2e-limits.stuck_in_c") == 1, out.stdout
+    thaw.assert_containers_gone()
+
+
+def test_sigalrm_and_itimer_real_are_the_functions_own(thaw):
+    """The worker's timeout does not use SIGALRM: a handler the snapshot
+    phase installed still gets the user's own alarm in restored and cold
+    containers (it used to be replaced for each call, and the user's timer
+    fired the worker's: "exceeded its timeout of 300 s" at once), and a
+    function that disarms ITIMER_REAL still ends at its timeout."""
+    thaw.deploy(APPS / "alarms.py")
+    want = {"outcomes": ["StepTimeout: step took too long", "finished"], "handler_is_mine": True}
+    for cold in (False, True):
+        value, log, _ = thaw.call("e2e-alarms", "Evaluator", method="run", cold=cold)
+        assert value == want, (value, log)
+        assert (RESTORING in log) != cold and FALLBACK not in log, log
+    cp = thaw.run("call", "e2e-alarms", "disarms_then_overruns", check=False)
+    assert cp.returncode != 0 and "not interrupted" not in cp.stdout, cp.stdout
+    # The worker's deadline ended it, not the runtime's last resort.
+    assert "FunctionTimeoutError: disarms_then_overruns exceeded its timeout of 2 s" \
+        in cp.stderr and "did not stop" not in cp.stderr, cp.stderr
     thaw.assert_containers_gone()
 
 

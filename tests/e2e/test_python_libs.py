@@ -250,6 +250,52 @@ def test_a_sqlite_wal_database_written_after_the_checkpoint_still_restores(zoo, 
     assert _ask(later, "rows") == "setup,original,copy"
 
 
+LOGS = '''
+import logging, logging.handlers, sys
+log = logging.getLogger("app")
+log.addHandler(logging.FileHandler(sys.argv[1]))  # opened "a": write-only, appending
+log.addHandler(logging.handlers.RotatingFileHandler(sys.argv[2], maxBytes=1000, backupCount=2))
+state = open(sys.argv[3], "r+")  # a file it reads and writes: not a log
+log.warning("before")
+print("READY", flush=True)
+for line in sys.stdin:
+    log.warning(line.strip())
+    print("logged", flush=True)
+'''
+
+
+def test_a_log_rotated_or_truncated_after_the_checkpoint_is_written_where_its_path_leads(zoo, thaw_bin, tmp_path):
+    """A file opened only to append to it (a logging handler's) follows
+    its path: a log rotated after the checkpoint (renamed away and made
+    anew: RotatingFileHandler, logrotate) or truncated (copytruncate) was
+    refused as a file replaced or shrunk, so every restore after the first
+    rotation by any process sharing it failed. Now the restored process
+    writes to the file at the path, from its end. A file it can read is
+    still refused when it was replaced."""
+    prog = tmp_path / "logs.py"
+    prog.write_text(LOGS)
+    plain, rotating, state = tmp_path / "plain.log", tmp_path / "rot.log", tmp_path / "state"
+    state.write_text("state")
+    img = zoo.img_path()
+    zoo.checkpoint(_start(zoo, prog, str(plain), str(rotating), str(state)), img, kill=True)
+    # The rotating log rotated by another process; the plain one truncated.
+    rotating.rename(tmp_path / "rot.log.1")
+    rotating.write_text("by another process\n")
+    plain.write_text("")
+    p = zoo.restore_start(img)
+    assert _ask(p, "after") == "logged"
+    assert plain.read_text() == "after\n"
+    assert rotating.read_text() == "by another process\nafter\n"
+    assert (tmp_path / "rot.log.1").read_text() == "before\n"
+    p.stdin.close()
+    assert p.wait(timeout=30) == 0, p.stderr.read()
+    # The file it opened read-write, replaced: refused, named.
+    state.rename(tmp_path / "state.old")
+    state.write_text("another")
+    rc, out, err = zoo.restore(img)
+    assert rc != 0 and f"({state}): file was replaced since checkpoint" in err, (rc, out, err)
+
+
 def test_a_restore_names_the_posix_lock_another_process_holds(zoo, thaw_bin, tmp_path):
     """A POSIX write lock (lockf) the original still holds fails a restore
     with a message naming the lock and its range; the original is left as

@@ -1,7 +1,8 @@
 // Files reopened by path: regular files, directories, character devices,
 // named FIFOs, and memfds and deleted files (which have no path: they
 // reopen the object recreated by shmem.cpp). A file that was deleted or changed is detected
-// and named, never silently reopened with other content.
+// and named, never silently reopened with other content; only a log (a file
+// opened write-only to append to it) follows its path when it was rotated.
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -133,14 +134,28 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   // A file of /dev/shm is made again where it is gone (shmem.cpp) and
   // found by its name, as others that open it by name find it.
   bool kept = f.contains("kept");
-  if (!kept && (st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>()))
+  // A log: a regular file opened only to append to it, which the process
+  // never reads. It follows its path, as a process that reopens its log
+  // after a rotation does: whatever regular file is there now is opened,
+  // whether the log was rotated (renamed away and made anew, as Python's
+  // RotatingFileHandler and logrotate do) or truncated (copytruncate).
+  // Refusing it failed every restore after the first rotation by any
+  // process sharing the file, such as another container of the snapshot.
+  bool log = S_ISREG(st.st_mode) && S_ISREG(f.value("mode", 0u)) && (flags & O_APPEND) &&
+             (flags & O_ACCMODE) == O_WRONLY;
+  bool replaced = st.st_ino != f["ino"].get<uint64_t>() || st.st_dev != f["dev"].get<uint64_t>();
+  // Its position is then the end of the file there now, where its next
+  // write goes.
+  bool log_moved = log && !kept && (replaced || uint64_t(st.st_size) < f["size"].get<uint64_t>());
+  if (!kept && !log && replaced)
     fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
   int64_t mtime = mtime_ns(st);
   bool writable = (flags & O_ACCMODE) != O_RDONLY;
   if (S_ISREG(st.st_mode) && !kept) {
     uint64_t size = f["size"];
     if (flags & O_APPEND) {
-      if (uint64_t(st.st_size) < size) fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");
+      if (!log && uint64_t(st.st_size) < size)
+        fail("file shrank since checkpoint (", size, " -> ", st.st_size, " bytes)");
     } else if (!writable && (uint64_t(st.st_size) != size || mtime != f["mtime_ns"].get<int64_t>())) {
       fail("file changed since checkpoint (", file_changes(size, f["ino"].get<uint64_t>(), f["mtime_ns"].get<int64_t>(), st),
            ")");
@@ -164,7 +179,8 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) fail_errno("open");
   // An O_PATH fd has no file position (lseek says EBADF).
-  if (S_ISREG(st.st_mode) && !(flags & O_PATH) && ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET) < 0)
+  if (S_ISREG(st.st_mode) && !(flags & O_PATH) &&
+      (log_moved ? ::lseek(fd, 0, SEEK_END) : ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET)) < 0)
     fail_errno("seek");
   if (S_ISDIR(st.st_mode)) ::lseek(fd, f["pos"].get<off_t>(), SEEK_SET);
   return fd;
