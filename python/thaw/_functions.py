@@ -377,6 +377,19 @@ class _Object:
             return "ephemeral", _state.app_file or (self._app._file if self._app else None)
         return "deployed", None
 
+    def _query(self, kind, **fields):
+        """A request about this function to the runtime (`lookup`, `stats`),
+        routed as a call would be: an ephemeral app's carries its file and
+        definition."""
+        mode, app_file = self._route()
+        msg = {"type": kind, **fields, "app": self._app_name_for_call(), "function": self._name, "mode": mode}
+        if app_file:
+            msg["app_file"] = app_file
+        definition = self._definition() if mode == "ephemeral" else None
+        if definition:
+            msg["definition"] = definition
+        return _client.get_client().request(msg)
+
     def _ensure_found(self):
         if self._found:
             return
@@ -403,14 +416,7 @@ class _Object:
         # A local definition says itself whether it is an endpoint: no runtime needed.
         if self._config is not None and not web_of(self._config):
             return None
-        mode, app_file = self._route()
-        msg = {"type": "lookup", "app": self._app_name_for_call(), "function": self._name, "mode": mode}
-        if app_file:
-            msg["app_file"] = app_file
-        definition = self._definition() if mode == "ephemeral" else None
-        if definition:
-            msg["definition"] = definition
-        reply = _client.get_client().request(msg)
+        reply = self._query("lookup")
         if reply.get("type") != "found":
             raise NotFoundError(reply.get("error") or f"thaw: {self._name} is not deployed")
         web = web_of(self._config if self._config is not None else (reply.get("config") or {}))

@@ -20,15 +20,7 @@ class FunctionStats:
 def current_stats(obj):
     """The stats of a Function or Cls (every handle and parameter set of a
     class counts) in the runtime this process calls through."""
-    mode, app_file = obj._route()
-    msg = {"type": "stats", "id": _client.next_id(), "app": obj._app_name_for_call(),
-           "function": obj._name, "mode": mode}
-    if app_file:
-        msg["app_file"] = app_file
-    definition = obj._definition() if mode == "ephemeral" else None
-    if definition:
-        msg["definition"] = definition
-    reply = _client.get_client().request(msg)
+    reply = obj._query("stats", id=_client.next_id())
     if reply.get("type") == "error":
         # The runtime says what is missing (not deployed, stopped, no such
         # function) and what to do.
