@@ -40,8 +40,9 @@ def _start(zoo, prog, *args, env=None):
     return p
 
 
-def _image(zoo, prog):
-    p = _start(zoo, prog)
+def _image(zoo, prog, *args, env=None):
+    """prog started (_start), checkpointed and killed: its image."""
+    p = _start(zoo, prog, *args, env=env)
     img = zoo.img_path()
     zoo.checkpoint(p, img, kill=True)
     p.wait(timeout=10)
@@ -399,10 +400,7 @@ def test_a_multiprocessing_listener_on_a_unix_path_answers_after_restore(zoo, th
     d = tmp_path / "x"
     d.mkdir(mode=0o700)
     path = d / "sock"
-    p = _start(zoo, prog, str(path))
-    img = zoo.img_path()
-    zoo.checkpoint(p, img, kill=True)
-    p.wait(timeout=10)
+    img = _image(zoo, prog, str(path))
     r = zoo.restore_start(img, *(["--eager"] if mode == "eager" else []))
     r.stdin.write(b"go\n")
     assert r.stdout.readline() == b"serving\n", r.stderr.read()
@@ -493,10 +491,7 @@ def test_a_listener_a_parent_shares_with_its_child_on_a_unix_path_comes_back(zoo
     prog = tmp_path / "prefork.py"
     prog.write_text(PREFORK)
     path = tmp_path / "server.sock"
-    p = _start(zoo, prog, str(path))
-    img = zoo.img_path()
-    zoo.checkpoint(p, img, kill=True)
-    p.wait(timeout=10)
+    img = _image(zoo, prog, str(path))
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "worker got hello 0\n", f"rc={rc}\n{out}\n{err}"
 
@@ -532,10 +527,7 @@ def test_a_multiprocessing_manager_answers_its_proxies_after_restore(zoo, thaw_b
     prog.write_text(MANAGER)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    p = _start(zoo, prog, start_method, env={"TMPDIR": str(tmp)})
-    img = zoo.img_path()
-    zoo.checkpoint(p, img, kill=True)
-    p.wait(timeout=10)
+    img = _image(zoo, prog, start_method, env={"TMPDIR": str(tmp)})
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "[('after', 2), ('before', 1)] queued before\nshut down\n", \
         f"rc={rc}\n{out}\n{err}"
@@ -647,10 +639,7 @@ def test_a_child_s_connection_to_its_own_listener_comes_back_named(zoo, thaw_bin
     prog.write_text(CHILD_OWN_CONNECTION)
     d = tmp_path / "d"
     d.mkdir()
-    p = _start(zoo, prog, str(d))
-    img = zoo.img_path()
-    zoo.checkpoint(p, img, kill=True)
-    p.wait(timeout=10)
+    img = _image(zoo, prog, str(d))
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "queued True True\nexit 0\n", f"rc={rc}\n{out}\n{err}"
 

@@ -14,19 +14,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-static socklen_t path_addr(struct sockaddr_un *a, const char *path)
-{
-    memset(a, 0, sizeof *a);
-    a->sun_family = AF_UNIX;
-    CHECK(strlen(path) < sizeof a->sun_path, "path too long: %s", path);
-    strcpy(a->sun_path, path);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-}
-
 static int listen_at(int type, const char *path)
 {
     struct sockaddr_un a;
-    socklen_t l = path_addr(&a, path);
+    socklen_t l = zoo_unix_addr(&a, path);
     int s = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
     CHECK_SYS(s >= 0, "socket");
     CHECK_SYS(bind(s, (struct sockaddr *)&a, l) == 0, "bind listener");
@@ -39,11 +30,11 @@ static int listen_at(int type, const char *path)
 static void connect_pair(int listener, int type, const char *path, const char *own, int *client, int *accepted)
 {
     struct sockaddr_un a, o;
-    socklen_t l = path_addr(&a, path);
+    socklen_t l = zoo_unix_addr(&a, path);
     *client = socket(AF_UNIX, type, 0);
     CHECK_SYS(*client >= 0, "socket client");
     if (own) {
-        socklen_t ol = path_addr(&o, own);
+        socklen_t ol = zoo_unix_addr(&o, own);
         CHECK_SYS(bind(*client, (struct sockaddr *)&o, ol) == 0, "bind client");
     }
     CHECK_SYS(connect(*client, (struct sockaddr *)&a, l) == 0, "connect");

@@ -15,15 +15,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-static socklen_t path_addr(struct sockaddr_un *a, const char *path)
-{
-    memset(a, 0, sizeof *a);
-    a->sun_family = AF_UNIX;
-    CHECK(strlen(path) < sizeof a->sun_path, "path too long: %s", path);
-    strcpy(a->sun_path, path);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-}
-
 static void expect_name(int fd, const struct sockaddr_un *want, socklen_t want_len, const char *what)
 {
     struct sockaddr_un got;
@@ -47,7 +38,7 @@ int main(void)
     snprintf(lpath, sizeof lpath, "%s/listen", dir);
     snprintf(dpath, sizeof dpath, "%s/dgram", dir);
     struct sockaddr_un la, da;
-    socklen_t ll = path_addr(&la, lpath), dl = path_addr(&da, dpath);
+    socklen_t ll = zoo_unix_addr(&la, lpath), dl = zoo_unix_addr(&da, dpath);
 
     int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK_SYS(listener >= 0, "socket");

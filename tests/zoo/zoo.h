@@ -12,11 +12,14 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define ZOO_UNUSED __attribute__((unused))
@@ -160,6 +163,16 @@ static ZOO_UNUSED const char *zoo_tmpdir(void)
 }
 
 /* Create a fresh private directory under zoo_tmpdir(); path written to out. */
+/* *a set to the unix socket address of path; its length, NUL included. */
+static ZOO_UNUSED socklen_t zoo_unix_addr(struct sockaddr_un *a, const char *path)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    CHECK(strlen(path) < sizeof a->sun_path, "path too long: %s", path);
+    strcpy(a->sun_path, path);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+}
+
 static ZOO_UNUSED void zoo_mkdtemp(char *out, size_t size, const char *tag)
 {
     int n = snprintf(out, size, "%s/thaw-zoo-%s-XXXXXX", zoo_tmpdir(), tag);
