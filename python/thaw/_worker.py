@@ -44,6 +44,7 @@ from ._config import inputs_at_once
 from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value, unwrap_method
 from ._loader import load_app_module, module_name_for, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
+from ._temp_files import keep_snapshot_temp_files
 from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
 from .exception import (DeprecatedWarning, FunctionTimeoutError, InputCancellation, InvalidError,
                         UnsupportedWarning)
@@ -1082,6 +1083,14 @@ class Worker:
                 # collection after the restore does not walk (and fault in)
                 # the whole heap. Refcounting still frees these objects.
                 gc.collect()
+                kept = keep_snapshot_temp_files()
+                if kept:
+                    warnings_.append(
+                        "the snapshot phase made temporary files that every container restored from the "
+                        "snapshot shares (thaw's containers share the host's /tmp): " + ", ".join(kept) +
+                        "; they are kept for all of them, no longer removed when a container ends or "
+                        "closes them (an explicit TemporaryDirectory.cleanup() still removes it)")
+                    print(f"thaw worker: warning: {warnings_[-1]}", file=sys.stderr)
                 gc.freeze()
                 self.send({"type": "snapshot_ready", "warnings": warnings_,
                            "timings": dict(self.timings)})

@@ -1089,6 +1089,30 @@ def test_an_open_deleted_file_of_the_snapshot_phase_is_in_the_snapshot(thaw):
     thaw.assert_containers_gone()
 
 
+def test_temporary_files_of_the_snapshot_phase_outlive_the_containers_restored_from_it(thaw):
+    """A TemporaryDirectory and a NamedTemporaryFile made in
+    @enter(snap=True), in the host's /tmp that containers share: the first
+    restored container ended (its exit ran the directory's finalizer) and
+    closed the file, which removed both for every later restore (a
+    FileNotFoundError, then a restore that failed and fell back). Their
+    automatic removal is now switched off in the snapshot phase, and the
+    deploy says so."""
+    cp = thaw.deploy(APPS / "temp_dirs.py")
+    assert "every container restored from the snapshot shares" in cp.stderr, cp.stderr
+    assert "(TemporaryDirectory)" in cp.stderr and "(NamedTemporaryFile)" in cp.stderr, cp.stderr
+    paths = None
+    for _ in range(3):  # one `thaw call` each: each container ends before the next
+        value, log, _ = thaw.call("e2e-temp-dirs", "Unpacked", method="read")
+        assert RESTORING in log and FALLBACK not in log, log
+        assert value["weights"] == "weights" and value["scratch"] == "scratch", value
+        paths = value["paths"]
+    thaw.assert_containers_gone()
+    for p in paths:  # the snapshot's: left for its restores
+        assert os.path.exists(p), p
+    shutil.rmtree(paths[0])
+    os.unlink(paths[1])
+
+
 def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory(thaw):
     """A named semaphore and a shared memory object made in the snapshot
     phase come back in each restored container's own /dev/shm, made from

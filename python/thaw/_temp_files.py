@@ -1,0 +1,48 @@
+"""Temporary files and directories the snapshot phase made with Python's
+tempfile helpers, kept for every container restored from the snapshot.
+
+thaw's containers share the host's filesystem, /tmp included (each of
+Modal's has its own, restored with the snapshot). A TemporaryDirectory or
+NamedTemporaryFile made in @enter(snap=True) is therefore one object for
+all the restored containers: the first to end would remove it (its exit
+runs the TemporaryDirectory's finalizer), or the first to close the file
+would delete it, and every later container would find it gone. So their
+automatic removal is switched off before the checkpoint: the snapshot
+phase never removes them either (it is killed after its checkpoint), and
+they stay as long as the snapshot needs them. An explicit
+TemporaryDirectory.cleanup() still removes the directory."""
+
+import gc
+import sys
+
+
+def keep_snapshot_temp_files():
+    """Switch off the automatic removal of the tempfile objects alive now;
+    what was kept, one line each ("/tmp/tmpab12 (TemporaryDirectory)")."""
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is None:  # nothing made any
+        return []
+    directory, wrapper = tempfile.TemporaryDirectory, tempfile._TemporaryFileWrapper
+    kinds = {}  # type -> which of the two it is, or None
+    kept = []
+    for obj in gc.get_objects():
+        t = type(obj)
+        kind = kinds.get(t, False)
+        if kind is False:
+            kind = kinds[t] = (directory if issubclass(t, directory) else
+                               wrapper if issubclass(t, wrapper) else None)
+        if kind is directory:
+            finalizer = getattr(obj, "_finalizer", None)
+            if finalizer is not None and finalizer.detach() is not None:
+                kept.append(f"{obj.name} (TemporaryDirectory)")
+        elif kind is wrapper:
+            closer = getattr(obj, "_closer", None)
+            if closer is None or closer.close_called:
+                continue
+            # Python 3.12 adds delete_on_close beside delete.
+            if getattr(closer, "delete", False) or getattr(closer, "delete_on_close", False):
+                closer.delete = False
+                if hasattr(closer, "delete_on_close"):
+                    closer.delete_on_close = False
+                kept.append(f"{obj.name} (NamedTemporaryFile)")
+    return kept
