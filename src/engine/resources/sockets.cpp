@@ -569,10 +569,14 @@ void name_connected(int fd, const json& f) {
   pid_t kid = ::fork();
   if (kid < 0) fail_errno(name_of(f), ": fork to bind its name ", given);
   if (kid == 0) {
-    int err = 0, fs = ::fsopen("tmpfs", FSOPEN_CLOEXEC), mnt = -1;
-    if (fs < 0 || ::fsconfig(fs, FSCONFIG_SET_STRING, "size", "64k", 0) != 0 ||
-        ::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0 ||
-        (mnt = ::fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0 ||
+    // System calls, not glibc's wrappers (2.36): the static build runs on
+    // machines with an older glibc (build-static.sh).
+    int err = 0, mnt = -1;
+    int fs = static_cast<int>(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
+    if (fs < 0 || ::syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", "64k", 0) != 0 ||
+        ::syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0 ||
+        (mnt = static_cast<int>(::syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
+                                          MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC))) < 0 ||
         ::fchdir(mnt) != 0 || ::chroot(".") != 0)
       err = errno;
     for (const auto& d : dirs)
