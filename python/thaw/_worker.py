@@ -1074,12 +1074,9 @@ class Worker:
                 # otherwise CUDA made here is lost, and the user is told.
                 if os.environ.get("THAW_GPU_SNAPSHOT") != "1":
                     warnings_ += cuda_snapshot_warnings(f"'{self.target_name}'")
-                for w in warnings_:
-                    print(f"thaw worker: warning: {w}", file=sys.stderr)
-                sys.stdout.flush()
-                sys.stderr.flush()
                 # What the snapshot phase built stays: collect its garbage
-                # now and move the rest out of the collector's reach, so a
+                # now (a temporary file only garbage held is removed, not
+                # kept) and move the rest out of the collector's reach, so a
                 # collection after the restore does not walk (and fault in)
                 # the whole heap. Refcounting still frees these objects.
                 gc.collect()
@@ -1090,7 +1087,10 @@ class Worker:
                         "snapshot shares (thaw's containers share the host's /tmp): " + ", ".join(kept) +
                         "; they are kept for all of them, no longer removed when a container ends or "
                         "closes them (an explicit TemporaryDirectory.cleanup() still removes it)")
-                    print(f"thaw worker: warning: {warnings_[-1]}", file=sys.stderr)
+                for w in warnings_:
+                    print(f"thaw worker: warning: {w}", file=sys.stderr)
+                sys.stdout.flush()
+                sys.stderr.flush()
                 gc.freeze()
                 self.send({"type": "snapshot_ready", "warnings": warnings_,
                            "timings": dict(self.timings)})
