@@ -1,19 +1,35 @@
 """Temporary files and directories the snapshot phase made with Python's
-tempfile helpers, kept for every container restored from the snapshot.
+tempfile helpers in a host directory, kept for every container restored
+from the snapshot.
 
-thaw's containers share the host's filesystem, /tmp included (each of
-Modal's has its own, restored with the snapshot). A TemporaryDirectory or
-NamedTemporaryFile made in @enter(snap=True) is therefore one object for
-all the restored containers: the first to end would remove it (its exit
-runs the TemporaryDirectory's finalizer), or the first to close the file
-would delete it, and every later container would find it gone. So their
+A runtime container's temporary directory (TMPDIR, where tempfile puts
+them by default) is in its own /dev/shm, which the snapshot copies and
+every restored container gets as it was: those are each container's own,
+as in a runtime whose containers have filesystems of their own. But one
+made elsewhere — dir="/tmp", a TMPDIR of the image's — is in the host's
+filesystem, which thaw's containers share: one object for all restored
+containers. The first to end would remove it (its exit runs the
+TemporaryDirectory's finalizer), or the first to close the file would
+delete it, and every later container would find it gone. So their
 automatic removal is switched off before the checkpoint: the snapshot
 phase never removes them either (it is killed after its checkpoint), and
 they stay as long as the snapshot needs them. An explicit
 TemporaryDirectory.cleanup() still removes the directory."""
 
 import gc
+import os
 import sys
+
+# The container's own /dev/shm: saved with the snapshot, one per container.
+OWN = "/dev/shm/"
+
+
+def _shared(path):
+    """Whether a path is in the host's filesystem, which containers share."""
+    try:
+        return not os.path.realpath(path).startswith(OWN)
+    except (TypeError, ValueError):  # a TemporaryFile's fd number, say
+        return False
 
 
 def keep_snapshot_temp_files():
@@ -31,6 +47,8 @@ def keep_snapshot_temp_files():
         if kind is False:
             kind = kinds[t] = (directory if issubclass(t, directory) else
                                wrapper if issubclass(t, wrapper) else None)
+        if kind is None or not _shared(getattr(obj, "name", None)):
+            continue
         if kind is directory:
             finalizer = getattr(obj, "_finalizer", None)
             if finalizer is not None and finalizer.detach() is not None:

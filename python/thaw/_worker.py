@@ -1083,8 +1083,9 @@ class Worker:
                 kept = keep_snapshot_temp_files()
                 if kept:
                     warnings_.append(
-                        "the snapshot phase made temporary files that every container restored from the "
-                        "snapshot shares (thaw's containers share the host's /tmp): " + ", ".join(kept) +
+                        "the snapshot phase made temporary files outside the container's own temporary "
+                        "directory, in the host's filesystem, which every container restored from the "
+                        "snapshot shares: " + ", ".join(kept) +
                         "; they are kept for all of them, no longer removed when a container ends or "
                         "closes them (an explicit TemporaryDirectory.cleanup() still removes it)")
                 for w in warnings_:

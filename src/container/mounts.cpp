@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "container/dev_shm_files.h"
 #include "container/fsutil.h"
 
 namespace thaw::container {
@@ -22,6 +23,8 @@ namespace {
 // containers). A restored worker's come from the image (shmem.cpp).
 // What the container needs of the host's /dev/shm ($THAW_HOME there, a
 // Volume's directory in it) is held first and bound again at its path.
+// A restored container's files of /dev/shm come from its snapshot
+// (dev_shm_files.h), and every container has its temporary directory there.
 // A host without /dev/shm gives its containers none either.
 void mount_own_dev_shm(const Spec& spec) {
   struct stat shm;
@@ -31,6 +34,7 @@ void mount_own_dev_shm(const Spec& spec) {
     if (p.rfind("/dev/shm/", 0) != 0) return;
     if (int fd = ::open(p.c_str(), O_PATH | O_CLOEXEC); fd >= 0) held.emplace_back(p, UniqueFd(fd));
   };
+  UniqueFd saved = open_saved_dev_shm_files(spec.dev_shm_from);
   for (const auto& p : spec.host_paths) hold(p);
   for (const auto& m : spec.mounts) {
     if (!m.local) with_context(cat("volume ", m.source, " at ", m.target), [&] { mkdir_p(m.source); });
@@ -38,6 +42,9 @@ void mount_own_dev_shm(const Spec& spec) {
   }
   if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
     fail_errno("mount a /dev/shm of its own");
+  // Its files first: none is where a host path goes (those were mounts,
+  // left out of the snapshot's copy).
+  fill_dev_shm_files(saved, spec.dev_shm_from);
   for (const auto& [p, fd] : held) {
     with_context(cat("the host's ", p), [&] {
       struct stat st;

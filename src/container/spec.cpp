@@ -9,7 +9,7 @@ json to_json(const Spec& s) {
   for (const auto& m : s.mounts)
     mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}, {"local", m.local}});
   return {{"id", s.id}, {"mounts", mounts}, {"cgroups", s.cgroups}, {"argv", s.argv},
-          {"env", s.env}, {"cwd", s.cwd}, {"host_paths", s.host_paths}};
+          {"env", s.env}, {"cwd", s.cwd}, {"host_paths", s.host_paths}, {"dev_shm_from", s.dev_shm_from}};
 }
 
 Spec spec_from_json(const json& j) {
@@ -23,6 +23,7 @@ Spec spec_from_json(const json& j) {
   s.env = j.value("env", std::vector<std::string>{});
   s.cwd = j.value("cwd", "/");
   s.host_paths = j.value("host_paths", std::vector<std::string>{});
+  s.dev_shm_from = j.value("dev_shm_from", "");
   return s;
 }
 

@@ -31,6 +31,9 @@ struct Spec {
   // thaw's own files): any in the host's /dev/shm is bound again at its
   // path in the container's own /dev/shm, which would hide it.
   std::vector<std::string> host_paths;
+  // A restored container: the files its snapshot's /dev/shm held
+  // (dev_shm_files.h), copied into its own before the restore; "" for none.
+  std::string dev_shm_from;
 };
 
 nlohmann::json to_json(const Spec& s);

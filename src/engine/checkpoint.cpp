@@ -92,7 +92,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
     // run on while they are read from a copy and the image goes to disk.
     // One to be killed stays stopped until the image is safely written, and
     // so does a tree (its pages are read with every process held).
-    if (!o.kill && kids.empty())
+    if (!o.kill && kids.empty() && !o.while_held)
       c.release_early = [&] {
         seizure.release();
         if (gpu) gpu->resume();
@@ -144,6 +144,7 @@ CheckpointStats checkpoint(const CheckpointOptions& o) {
       with_context(mc.who, [&] { dump_memory(mc); });
     }
     st.dump_ms = ms_since(t1);
+    if (o.while_held) o.while_held();
     st.pages_from = c.pages_from;
     auto t2 = std::chrono::steady_clock::now();
     throw_if_interrupted();

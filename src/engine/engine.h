@@ -67,6 +67,13 @@ struct CheckpointOptions {
   // dup of a kept fd shares its replacement.
   bool drop_outside = false;
   std::set<int> keep_outside{0, 1, 2};
+  // Run once the process state is captured, before the image is committed,
+  // while every process of the target is still held (a target that runs on
+  // is then not let go early): for what the caller saves beside the image
+  // and must match it (the runtime's copy of a container's own /dev/shm).
+  // What it throws fails the checkpoint, which lets the target go as any
+  // failure does.
+  std::function<void()> while_held;
 };
 
 struct CheckpointStats {

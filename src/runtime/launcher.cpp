@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/timing.h"
+#include "container/dev_shm_files.h"
 #include "container/fsutil.h"
 #include "runtime/local_mounts.h"
 
@@ -63,6 +64,10 @@ container::Spec Launcher::spec(const Target& t, bool snapshot) {
   if (!ctx_.socket_path.empty()) s.env.push_back("THAW_RUNTIME_SOCKET=" + ctx_.socket_path);
   // Calls made from inside an ephemeral app's container go to that app too.
   if (!t.version) s.env.push_back("THAW_APP_MODE=ephemeral");
+  // Its temporary files (tempfile, multiprocessing's listeners) its own, in
+  // its own /dev/shm, and in its snapshot (dev_shm_files.h); an image's
+  // TMPDIR still wins.
+  if (container::is_dir("/dev/shm")) s.env.push_back(std::string("TMPDIR=") + container::kContainerTmp);
   for (const auto& [k, v] : t.fn.env) container::set_env(s.env, k, v);
   // Without GPU snapshots the GPU stays hidden until after the restore
   // (start.env brings the real value): CUDA state made in the snapshot phase
@@ -165,6 +170,7 @@ std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& i
   using Clock = std::chrono::steady_clock;
   refuse_if_aborted();
   auto s = spec(t, false);
+  if (std::string saved = image + "/" + container::kImageDevShm; container::is_dir(saved)) s.dev_shm_from = saved;
   auto t0 = Clock::now();
   auto shell = shells_.get(image);
   double shell_ms = ms_since(t0);

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <thread>
 
+#include "container/dev_shm_files.h"
 #include "container/fsutil.h"
 #include "container/init.h"
 #include "engine/engine.h"
@@ -62,6 +63,21 @@ bool address_taken(const std::string& reason) {
   return reason.find(std::strerror(EADDRINUSE)) != std::string::npos;
 }
 
+// Removes what a snapshot's creation made on its way, unless it was
+// installed (images may be GBs).
+struct RemoveFresh {
+  std::string path;
+  bool installed = false;
+  ~RemoveFresh() {
+    if (installed) return;
+    try {
+      container::remove_tree(path);
+    } catch (const std::exception&) {
+      // The next creation removes leftovers (image.new*) first.
+    }
+  }
+};
+
 }  // namespace
 
 bool Snapshots::complete(const std::string& key, const json& meta) const {
@@ -100,6 +116,15 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   co.tcp_close = true;
   co.drop_outside = true;
   co.keep_outside = {0, 1, 2, container::kControlFd};
+  // The container's own /dev/shm, its temporary directory there, as the
+  // held worker left it: each restored container starts with a copy.
+  std::string dev_shm = fresh + "." + container::kImageDevShm;
+  container::SavedFiles shm_files;
+  RemoveFresh dev_shm_guard{dev_shm};
+  co.while_held = [&] {
+    container::remove_tree(dev_shm);  // an earlier attempt's
+    shm_files = container::save_dev_shm_files(pid, dev_shm);
+  };
   // A refusal of a state that passes by itself (engine.h: a connection
   // handing over an fd, a child between vfork and exec) is tried again a
   // little later each time, about 3 s in all: a refused checkpoint leaves
@@ -123,22 +148,15 @@ void Snapshots::create_locked(const Target& t, json& meta) {
     }
   }
   for (const auto& n : st.notes) ctx_.log.line("Snapshot note: " + n);
+  for (const auto& n : shm_files.left_out) ctx_.log.line("Snapshot note: not kept with the snapshot: " + n);
   double ckpt_s = since(t1);
   w.reset();  // the worker was killed with the checkpoint; its container ends
   std::string image = ctx_.store.snapshot_image(t.key);
   // Whatever fails from here leaves no new image behind (it may be GBs).
-  struct RemoveFresh {
-    std::string path;
-    bool installed = false;
-    ~RemoveFresh() {
-      if (installed) return;
-      try {
-        container::remove_tree(path);
-      } catch (const std::exception&) {
-        // The next creation removes leftovers (image.new*) first.
-      }
-    }
-  } guard{fresh};
+  RemoveFresh guard{fresh};
+  if (::rename(dev_shm.c_str(), cat(fresh, "/", container::kImageDevShm).c_str()) != 0)
+    fail_errno("move the files of the container's /dev/shm into ", fresh);
+  dev_shm_guard.installed = true;
 
   // The old image goes aside first, then the record is written, then the
   // new image takes the final name: an image under its final name always
@@ -164,6 +182,8 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   meta["memory_bytes"] = st.pages_bytes;
   meta["gpu_bytes"] = st.gpu_bytes;  // device memory held in the image (GPU snapshots)
   meta["processes"] = st.processes;  // the worker and its child processes
+  meta["dev_shm_files"] = shm_files.files;  // of its /dev/shm, its temporary directory (dev_shm_files.h)
+  meta["dev_shm_bytes"] = shm_files.bytes;
   meta["notes"] = st.notes;          // what the image leaves out by design (thaw snapshot inspect)
   meta["gpu_uuids"] = ctx_.fingerprint.gpu_uuids;
   meta["create_seconds"] = since(t0);
@@ -188,7 +208,10 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   ctx_.log.line("  (global scope and @enter(snap=True) " + format_duration(init_s) + ", checkpoint " +
                 format_duration(ckpt_s) + "; " + mib(st.pages_bytes) + " of memory, " +
                 (st.processes > 1 ? std::to_string(st.processes) + " processes, " : std::string()) +
-                std::to_string(st.threads) + " threads; key " + t.key.substr(0, 12) + ")");
+                std::to_string(st.threads) + " threads; " +
+                (shm_files.files ? cat(shm_files.files, " files of its /dev/shm, ", mib(shm_files.bytes), "; ")
+                                 : std::string()) +
+                "key " + t.key.substr(0, 12) + ")");
 }
 
 bool Snapshots::ensure(const Target& t, bool for_deploy) {

@@ -890,6 +890,8 @@ def test_a_multiprocessing_manager_of_the_snapshot_phase_answers_in_restored_con
     for key in ("first", "second"):
         value, log, _ = thaw.call("e2e-manager", "Shared", key, method="use")
         assert RESTORING in log and FALLBACK not in log, log
+        address = value.pop("address")
+        assert address.startswith("/dev/shm/thaw-tmp/pymp-"), address
         assert value == {"table": {"loaded": "in the snapshot", key: 1}, "job": "queued in the snapshot"}, value
     thaw.assert_containers_gone()
 
@@ -1089,28 +1091,51 @@ def test_an_open_deleted_file_of_the_snapshot_phase_is_in_the_snapshot(thaw):
     thaw.assert_containers_gone()
 
 
-def test_temporary_files_of_the_snapshot_phase_outlive_the_containers_restored_from_it(thaw):
+def test_temporary_files_of_the_snapshot_phase_come_back_in_each_restored_container(thaw):
     """A TemporaryDirectory and a NamedTemporaryFile made in
-    @enter(snap=True), in the host's /tmp that containers share: the first
-    restored container ended (its exit ran the directory's finalizer) and
-    closed the file, which removed both for every later restore (a
-    FileNotFoundError, then a restore that failed and fell back). Their
-    automatic removal is now switched off in the snapshot phase, and the
-    deploy says so."""
+    @enter(snap=True) are in the container's own temporary directory,
+    which the snapshot copies: each restored container finds them as the
+    snapshot left them, though the one before removed the file it read,
+    closed the temporary file and ran the directory's finalizer at its exit
+    (in the host's /tmp that containers share, that removed them for every
+    later restore: a FileNotFoundError, or a restore that failed and fell
+    back). None of them reaches the host. A directory made in the host's
+    /tmp on purpose is one for all: its removal is switched off in the
+    snapshot phase, and the deploy says so."""
     cp = thaw.deploy(APPS / "temp_dirs.py")
-    assert "every container restored from the snapshot shares" in cp.stderr, cp.stderr
-    assert "(TemporaryDirectory)" in cp.stderr and "(NamedTemporaryFile)" in cp.stderr, cp.stderr
-    paths = None
+    assert "in the host's filesystem, which every container restored from the snapshot shares" in cp.stderr, cp.stderr
+    assert "e2e-temp-dirs-" in cp.stderr and "(TemporaryDirectory)" in cp.stderr, cp.stderr
+    assert "(NamedTemporaryFile)" not in cp.stderr, cp.stderr
+    [key] = thaw.snapshot_keys()
+    assert thaw.meta(key)["dev_shm_files"] >= 2, thaw.meta(key)
+    value = None
     for _ in range(3):  # one `thaw call` each: each container ends before the next
         value, log, _ = thaw.call("e2e-temp-dirs", "Unpacked", method="read")
         assert RESTORING in log and FALLBACK not in log, log
         assert value["weights"] == "weights" and value["scratch"] == "scratch", value
-        paths = value["paths"]
+        assert value["config"] == "config" and value["tmpdir"] == "/dev/shm/thaw-tmp", value
     thaw.assert_containers_gone()
-    for p in paths:  # the snapshot's: left for its restores
-        assert os.path.exists(p), p
-    shutil.rmtree(paths[0])
-    os.unlink(paths[1])
+    for p in value["paths"]:  # each container's own
+        assert p.startswith("/dev/shm/thaw-tmp/") and not os.path.exists(p), p
+    assert os.path.exists(value["host_dir"]), value  # the snapshot's: left for its restores
+    shutil.rmtree(value["host_dir"])
+
+
+def test_a_multiprocessing_manager_of_the_snapshot_phase_serves_two_containers_at_once(thaw):
+    """The Manager's server listens on a path in the container's temporary
+    directory (multiprocessing's pymp-*): in the host's /tmp only one
+    container at a time could bind it again, the others cold-started.
+    Each container has its own now, so two restore at once."""
+    thaw.deploy(APPS / "manager.py")
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        calls = [ex.submit(thaw.call, "e2e-manager", "Shared", key, 2, method="use") for key in ("a", "b")]
+        results = [c.result() for c in calls]
+    for (value, log, _), key in zip(results, ("a", "b")):
+        assert RESTORING in log and COLD not in log and FALLBACK not in log, log
+        address = value.pop("address")
+        assert address.startswith("/dev/shm/thaw-tmp/pymp-"), address
+        assert value == {"table": {"loaded": "in the snapshot", key: 1}, "job": "queued in the snapshot"}, value
+    thaw.assert_containers_gone()
 
 
 def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory(thaw):
@@ -1126,18 +1151,20 @@ def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory
     for value, log, _ in results:
         assert RESTORING in log and COLD not in log, log
         assert value == {"took": True, "table": "table", "mode": "0o640",
-                         "shm": ["e2e-shm-table", "sem.e2e-shm-semaphore"]}, value
+                         "shm": ["e2e-shm-table", "sem.e2e-shm-semaphore", "thaw-tmp"]}, value
     assert not any(n.startswith(("e2e-shm-table", "sem.e2e-shm")) for n in os.listdir("/dev/shm"))
     thaw.assert_containers_gone()
 
 
-@pytest.mark.parametrize("server", ["LocalServer", "UnixServer"])
+@pytest.mark.parametrize("server", ["LocalServer", "HostUnixServer", "UnixServer"])
 def test_a_port_another_container_of_the_snapshot_holds_does_not_blame_it(thaw, server):
     # Two containers at once of a snapshot whose listening socket has a port
-    # (or a unix socket's path in /tmp): the second cannot bind it
-    # (containers share the host's network and /tmp) and starts cold. That
-    # is no fault of the snapshot: it was counted as one, recreated, and
-    # after a few such starts given up for every container.
+    # (or a unix socket's path in the host's /tmp): the second cannot bind
+    # it (containers share the host's network and filesystem) and starts
+    # cold. That is no fault of the snapshot: it was counted as one,
+    # recreated, and after a few such starts given up for every container.
+    # A unix socket in the container's own temporary directory is each
+    # container's own: all three restore.
     thaw.deploy(APPS / "listening.py")
     sock = thaw.serve()
     out = thaw.client(
@@ -1149,14 +1176,15 @@ def test_a_port_another_container_of_the_snapshot_holds_does_not_blame_it(thaw, 
         "print(json.dumps('ok'))\n", sock, timeout=240)
     assert out == "ok"
     log = thaw.stop_serve()
-    assert "Address already in use" in log and "the snapshot not blamed" in log, log
+    own = server == "UnixServer"
+    assert ("Address already in use" in log and "the snapshot not blamed" in log) != own, log
     assert "Recreating the memory snapshot" not in log, log
-    for key in thaw.snapshot_keys():  # the app's two classes'
+    for key in thaw.snapshot_keys():  # the app's classes'
         meta = thaw.meta(key)
         assert meta.get("failures", 0) == 0 and not meta.get("recreated"), meta
-    assert count(log, RESTORING) == 3 and count(log, COLD) == 2, log
+    assert count(log, RESTORING) == 3 and count(log, COLD) == (0 if own else 2), log
     thaw.assert_containers_gone()
-    for d in Path(tempfile.gettempdir()).glob("e2e-listening-*"):
+    for d in Path("/tmp").glob("e2e-listening-*"):
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@ process listening on a unix path, and connections it accepted from the
 function's process (one per proxy). The snapshot holds both ends of each
 connection; a restored container's proxies answer at once."""
 import multiprocessing
+import time
 
 import thaw
 
@@ -20,6 +21,7 @@ class Shared:
         self.jobs.put("queued in the snapshot")
 
     @thaw.method()
-    def use(self, key):
+    def use(self, key, hold=0):
+        time.sleep(hold)  # two containers at once: each its own Manager
         self.table[key] = len(self.table)
-        return {"table": dict(self.table), "job": self.jobs.get(timeout=10)}
+        return {"table": dict(self.table), "job": self.jobs.get(timeout=10), "address": self.manager.address}
