@@ -59,6 +59,9 @@ struct CheckpointContext {
   std::set<int> keep_outside;
   std::vector<std::string> notes;  // what the image leaves out by design, for the caller to show
   std::shared_ptr<SharedPages> shared_pages;  // a tree's, one for all its processes; null otherwise
+  // Every process of the checkpoint: its pid here -> the pid it is restored
+  // with (what a pidfd of it names then). Filled before the files are.
+  std::map<pid_t, pid_t> tree_pids;
   // How errors name the process: "" for the target, "child process 12
   // (python3 worker.py)" for one of its descendants.
   std::string who;

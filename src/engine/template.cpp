@@ -98,6 +98,9 @@ std::string Template::ineligible(const image::Manifest& m) {
     if (f["kind"] == "file" && S_ISFIFO(f.value("mode", 0u)))
       return cat("fd ", e["fd"].get<int>(), " (", f.value("path", std::string("a FIFO")),
                  ") is a named FIFO: one object by path, which every copy would share");
+    if (f["kind"] == "pidfd")
+      return cat("fd ", e["fd"].get<int>(), " is a pidfd (of process ", f["pid"].get<int>(),
+                 "): a copy's would name the template's process, not the copy");
     if (f["kind"] == "unix" && f.contains("bound") && f["bound"].contains("path"))
       return cat("fd ", e["fd"].get<int>(), " (unix socket bound to ", f["bound"]["path"].get<std::string>(),
                  ") is bound to a path, which the template would hold: every copy would want it, and none could "

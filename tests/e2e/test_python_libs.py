@@ -685,3 +685,37 @@ def test_checkpoint_wait_takes_a_refused_passing_state_again(zoo, thaw_bin, tmp_
     p.wait(timeout=10)
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "waiting\n", f"rc={rc}\n{out}\n{err}"
+
+
+ASYNCIO_PIDFD = '''
+import asyncio, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # child watchers, deprecated in 3.12 (pidfds by default there)
+
+async def main():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; sys.exit(len(sys.stdin.readline()))",
+        stdin=asyncio.subprocess.PIPE)
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    proc.stdin.write(b"four\\n")
+    await proc.stdin.drain()
+    print("child exited", await asyncio.wait_for(proc.wait(), 30), flush=True)
+
+watcher = asyncio.PidfdChildWatcher()
+asyncio.set_child_watcher(watcher)
+loop = asyncio.new_event_loop()
+watcher.attach_loop(loop)
+loop.run_until_complete(main())
+'''
+
+
+def test_asyncio_s_pidfd_child_watcher_reaps_its_child_after_restore(zoo, thaw_bin, tmp_path):
+    """asyncio's PidfdChildWatcher (the default from Python 3.12): the loop
+    holds a pidfd of its subprocess in its epoll set. Both come back naming
+    the restored child, whose end the loop then sees and reaps (pidfds were
+    refused before)."""
+    prog = tmp_path / "asyncio_pidfd.py"
+    prog.write_text(ASYNCIO_PIDFD)
+    img = _image(zoo, prog)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "child exited 5\n", f"rc={rc}\n{out}\n{err}"

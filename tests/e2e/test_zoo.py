@@ -58,6 +58,7 @@ PROGRAMS = {
     "shm_named": [],
     "unix_path": [],
     "unix_accepted": [],
+    "pidfds": [],
 }
 ALL_PROGRAMS = list(PROGRAMS) + ["tree_unsupported", "unsupported_tcp", "children",
                                   "unsupported_io_uring"]
@@ -801,7 +802,7 @@ def test_a_restored_tree_shares_the_pages_a_fork_left_shared(zoo, thaw_bin, mode
 
 
 @pytest.mark.parametrize("kill", [False, True])
-@pytest.mark.parametrize("what", ["pidfd", "sysv"])
+@pytest.mark.parametrize("what", ["io_uring", "sysv"])
 def test_a_tree_whose_grandchild_is_refused_keeps_running(zoo, thaw_bin, what, kill):
     """A checkpoint refused for what a grandchild holds (an fd, found with
     the files; a mapping, found last, with the memory) names that process
@@ -813,7 +814,7 @@ def test_a_tree_whose_grandchild_is_refused_keeps_running(zoo, thaw_bin, what, k
     cp = zoo.checkpoint(p, img, kill=kill, expect_ok=False)
     assert cp.returncode != 0, f"checkpoint of tree_unsupported {what} succeeded:\n{cp.stderr}"
     assert re.search(r"child process \d+ \(\S*tree_unsupported " + what + r"\): ", cp.stderr), cp.stderr
-    assert ("pidfds are not supported" if what == "pidfd" else "System V shared memory") in cp.stderr, cp.stderr
+    assert ("io_uring is not supported" if what == "io_uring" else "System V shared memory") in cp.stderr, cp.stderr
     assert not img.exists()
     assert p.poll() is None, f"target died after failed checkpoint (rc={p.returncode})"
     rc, out, err = zoo.finish(p)

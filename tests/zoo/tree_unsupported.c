@@ -1,11 +1,12 @@
 /* tree_unsupported: a process whose grandchild holds what a checkpoint
- * refuses, argv[1] "pidfd" (an fd: refused with the files) or "sysv"
+ * refuses, argv[1] "io_uring" (an fd: refused with the files) or "sysv"
  * (an attached System V segment: refused with the memory, the last
  * step). The checkpoint must fail naming the grandchild, and leave all
  * three processes running: after the go each answers through a pipe.
  */
 #include "zoo.h"
 
+#include <linux/io_uring.h>
 #include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
@@ -30,7 +31,9 @@ int main(int argc, char **argv)
                 shmctl(id, IPC_RMID, NULL);
                 *seg = 7;
             } else {
-                CHECK_SYS(syscall(SYS_pidfd_open, getpid(), 0) >= 0, "pidfd_open");
+                struct io_uring_params p;
+                memset(&p, 0, sizeof p);
+                CHECK_SYS(syscall(__NR_io_uring_setup, 8, &p) >= 0, "io_uring_setup");
             }
             char c;
             CHECK_SYS(read(gate[0], &c, 1) == 1, "grandchild: gate");

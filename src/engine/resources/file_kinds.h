@@ -57,7 +57,7 @@ struct FileKind {
   std::vector<int> (*waits_for)(const nlohmann::json& f);
 };
 
-extern const FileKind kRegularFile, kPipe, kTcpListen, kTcpClosed, kUdp, kUnixSocket, kDropped, kEventfd, kEpoll, kTimerfd, kSignalfd, kInotify;
+extern const FileKind kRegularFile, kPipe, kTcpListen, kTcpClosed, kUdp, kUnixSocket, kDropped, kEventfd, kEpoll, kTimerfd, kSignalfd, kInotify, kPidfd;
 
 // A `udp` entry bound to a port the program chose (outside the kernel's
 // ephemeral range), which a restore must have and cannot take elsewhere.

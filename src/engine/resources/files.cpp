@@ -86,12 +86,11 @@ bool is_tty(const FdProbe& p) {
 
 // Kinds refused by name, before any of them is looked at further: their
 // state lives in the kernel where thaw cannot read it back (watches, rings,
-// other processes' identities).
+// counters, programs).
 const char* unsupported_reason(const FdProbe& p) {
   if (link_is(p, "anon_inode:[fanotify]")) return "fanotify is not supported";
   if (link_is(p, "anon_inode:[io_uring]")) return "io_uring is not supported";
   if (link_is(p, "anon_inode:[userfaultfd]")) return "userfaultfd is not supported";
-  if (link_is(p, "anon_inode:[pidfd]") || link_is(p, "pidfd:")) return "pidfds are not supported";
   if (link_is(p, "anon_inode:[perf_event]")) return "perf events are not supported";
   if (link_is(p, "anon_inode:bpf")) return "BPF objects are not supported";
   if (link_is(p, "anon_inode:kvm") || link_is(p, "anon_inode:[kvm")) return "KVM objects are not supported";
@@ -126,7 +125,7 @@ bool external_pipe(const FdProbe& p, const std::vector<FdProbe>& all) {
 }
 
 // The inet kinds before kUnixSocket: the latter refuses every other socket.
-const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kDropped, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd, &kInotify};
+const FileKind* const kKinds[] = {&kRegularFile, &kPipe, &kTcpListen, &kTcpClosed, &kUdp, &kUnixSocket, &kDropped, &kEventfd, &kEpoll, &kTimerfd, &kSignalfd, &kInotify, &kPidfd};
 
 std::vector<int> list_fds(pid_t pid) {
   std::string dir = cat("/proc/", pid, "/fd");
@@ -281,7 +280,9 @@ std::vector<bool> pooled_descriptions(const std::vector<Description>& ds, const 
       auto it = socket_member.find(d.f["peer"].get<uint64_t>());
       if (it != socket_member.end() && (it->second.size() > 1 || it->second != d.members)) cross = true;
     }
-    pooled[i] = cross;
+    // A pidfd holds no state worth sharing, and the root opens the pool
+    // before the processes it may name exist: each process opens its own.
+    pooled[i] = cross && d.f["kind"] != "pidfd";
   }
   return pooled;
 }
@@ -336,6 +337,9 @@ std::vector<size_t> same_descriptions(const std::vector<FdProbe>& all) {
 }  // namespace
 
 void dump_files(const std::vector<CheckpointContext*>& tree) {
+  std::map<pid_t, pid_t> pids;
+  for (auto* c : tree) pids[c->pid] = restore_pid(c->m);
+  for (auto* c : tree) c->tree_pids = pids;
   std::vector<std::vector<int>> fds;
   size_t count = 0;
   for (auto* c : tree) {
