@@ -267,6 +267,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     }
     // Files are checked here, inside the namespaces the process will live
     // in, where paths resolve as they did for it.
+    make_sqlite_wal_files(r.m);
     check_mapped_files(r.m);
     restore_files(r);
     finish_fd_table(r, fillers);

@@ -169,6 +169,10 @@ for line in sys.stdin:
         print("added", flush=True)
     elif cmd == "rows":
         print(",".join(r[0] for r in db.execute("select who from t order by rowid")), flush=True)
+    elif cmd == "quit":
+        db.close()  # the last connection: SQLite merges the log and deletes -wal and -shm
+        print("closed", flush=True)
+        break
 '''
 
 
@@ -249,6 +253,41 @@ def test_a_sqlite_wal_database_written_after_the_checkpoint_still_restores(zoo, 
     later = zoo.restore_start(img)
     later.prog = "later copy"
     assert _ask(later, "rows") == "setup,original,copy"
+
+
+def test_a_sqlite_wal_database_a_restored_copy_closed_still_restores(zoo, thaw_bin, tmp_path):
+    """A restored copy that closes the last connection to the database
+    makes SQLite merge the log into it and delete its -wal and -shm files,
+    which every later restore was refused for ("mapped file ...-shm is
+    gone"); another connection then makes them anew, other files than the
+    image's. Restores follow their paths now, as SQLite does: a later copy
+    sees the rows, and its writes reach a connection opened by name."""
+    import sqlite3
+    orig, img, db = _sqlite_wal_checkpointed(zoo, tmp_path)
+    orig.kill()  # SIGKILL: its connection is not closed
+    orig.wait(timeout=10)
+    copy = zoo.restore_start(img)
+    copy.prog = "copy"
+    assert _ask(copy, "add copy") == "added"
+    assert _ask(copy, "quit") == "closed"
+    copy.wait(timeout=30)
+    assert not os.path.exists(f"{db}-wal") and not os.path.exists(f"{db}-shm")
+    later = zoo.restore_start(img)
+    later.prog = "later copy"
+    assert _ask(later, "rows") == "setup,copy"
+    assert _ask(later, "add later") == "added"
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        assert [r[0] for r in con.execute("select who from t order by rowid")] == ["setup", "copy", "later"]
+        # The files there now are the later copy's, not the image's.
+        third = zoo.restore_start(img)
+        third.prog = "third copy"
+        assert _ask(third, "add third") == "added"
+        assert _ask(third, "rows") == "setup,copy,later,third"
+        assert [r[0] for r in con.execute("select who from t order by rowid")] == ["setup", "copy", "later", "third"]
+        assert _ask(later, "rows") == "setup,copy,later,third"
+    finally:
+        con.close()
 
 
 LOGS = '''

@@ -471,7 +471,9 @@ void check_mapped_files(const image::Manifest& m) {
     if (::stat(f.path.c_str(), &st) != 0)
       fail_errno("mapped file ", f.path, " is gone (it was mapped at checkpoint)");
     int64_t mtime = mtime_ns(st);
-    bool replaced = f.kept < 0 && (st.st_ino != f.ino || st.st_dev != f.dev);
+    // SQLite's index follows its path (sqlite_wal.cpp).
+    bool replaced = f.kept < 0 && (st.st_ino != f.ino || st.st_dev != f.dev) &&
+                    !(shared_only[i] && sqlite_wal_file(m, f.path));
     if (replaced || (!shared_only[i] && (uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)))
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
            "); take a new checkpoint");

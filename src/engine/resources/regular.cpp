@@ -2,7 +2,8 @@
 // named FIFOs, and memfds and deleted files (which have no path: they
 // reopen the object recreated by shmem.cpp). A file that was deleted or changed is detected
 // and named, never silently reopened with other content; only a log (a file
-// opened write-only to append to it) follows its path when it was rotated.
+// opened write-only to append to it) follows its path when it was rotated,
+// and SQLite's WAL files theirs (sqlite_wal.cpp).
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -147,7 +148,8 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   // Its position is then the end of the file there now, where its next
   // write goes.
   bool log_moved = log && !kept && (replaced || uint64_t(st.st_size) < f["size"].get<uint64_t>());
-  if (!kept && !log && replaced)
+  // SQLite's WAL files follow their paths too (sqlite_wal.cpp).
+  if (!kept && !log && replaced && !sqlite_wal_file(r.m, path))
     fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
   int64_t mtime = mtime_ns(st);
   bool writable = (flags & O_ACCMODE) != O_RDONLY;

@@ -72,6 +72,11 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
 void dump_memory(CheckpointContext& c);
 void plan_memory(RestoreContext& r);
 void check_mapped_files(const image::Manifest& m);
+// SQLite's WAL files (sqlite_wal.cpp): whether `path` is the -wal or -shm
+// file of a database the process holds open, which a restore finds by
+// name; and making those that are gone again, before the files are checked.
+bool sqlite_wal_file(const image::Manifest& m, const std::string& path);
+void make_sqlite_wal_files(const image::Manifest& m);
 // Refuses an image with more mappings than vm.max_map_count lets a restore make.
 // `extra`: mappings the restore makes beside them (a tree's staging area).
 void check_mapping_count(const image::Manifest& m, size_t extra = 0);
