@@ -758,3 +758,38 @@ def test_asyncio_s_pidfd_child_watcher_reaps_its_child_after_restore(zoo, thaw_b
     img = _image(zoo, prog)
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "child exited 5\n", f"rc={rc}\n{out}\n{err}"
+
+
+TWO_LISTENERS = '''
+import os, socket, sys
+path, order = sys.argv[1], sys.argv[2]
+old, new = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+if order == "new-first":  # the listener made anew gets the lower fd
+    old, new = new, old
+old.bind(path)
+old.listen()
+os.unlink(path)  # a server making its listener anew, keeping the old one open
+new.bind(path)
+new.listen()
+print("READY", flush=True)
+sys.stdin.readline()
+client = socket.socket(socket.AF_UNIX)
+client.connect(path)
+conn, _ = new.accept()
+print("accepted by the new listener;", "old one still named" if old.getsockname() == path else "old one renamed",
+      flush=True)
+'''
+
+
+@pytest.mark.parametrize("order", ["old-first", "new-first"])
+def test_a_listener_made_anew_beside_the_old_one_at_its_path_comes_back(zoo, thaw_bin, tmp_path, order):
+    """Two unix sockets bound to one path: the old one's file was removed
+    and the new one bound there. A restore binds the old one's name first,
+    then removes its file again, whatever their fds' order: when the new one
+    came first (the lower fd), the old one found its file in the way and
+    the restore was refused (Address already in use)."""
+    prog = tmp_path / "two_listeners.py"
+    prog.write_text(TWO_LISTENERS)
+    img = _image(zoo, prog, str(tmp_path / "server.sock"), order)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out == "accepted by the new listener; old one still named\n", f"rc={rc}\n{out}\n{err}"

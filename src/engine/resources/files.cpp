@@ -603,9 +603,29 @@ void finish_fd_table(RestoreContext& r, const std::vector<int>& fillers) {
       ::close(fd);
 }
 
+namespace {
+
+// `which` (indices into `entries`) in the order to open them: unix sockets
+// whose file was removed first. Such a socket binds its name and removes
+// the file again, freeing the path for a socket bound there later (a server
+// that made its listener anew, keeping the old one open): the other way
+// round, the later one's file would be in the way.
+std::vector<size_t> name_freed_first(const json& entries, std::vector<size_t> which) {
+  std::stable_partition(which.begin(), which.end(), [&](size_t i) {
+    const json& f = entries[i];
+    return f.value("kind", "") == "unix" && f.contains("bound") && f["bound"].value("unlinked", false);
+  });
+  return which;
+}
+
+}  // namespace
+
 void open_pool(RestoreContext& r) {
   RestoreFiles rf;  // pairs pipe ends and socket pairs across the pool
-  for (size_t k = 0; k < r.m.pool.size(); k++) {
+  r.pool_fds.assign(r.m.pool.size(), -1);
+  std::vector<size_t> all(r.m.pool.size());
+  for (size_t k = 0; k < all.size(); k++) all[k] = k;
+  for (size_t k : name_freed_first(r.m.pool, all)) {
     const json& f = r.m.pool[k];
     in_context(cat("shared ", f.value("desc", f["kind"].get<std::string>())), [&] {
       if (f["kind"] == "external") {
@@ -617,13 +637,13 @@ void open_pool(RestoreContext& r) {
             if (auto it = r.inherit.find(e["fd"].get<int>()); it != r.inherit.end()) given = it->second;
         }
         if (given < 0) fail("nothing to inherit for it");
-        r.pool_fds.push_back(r.park_fd(::fcntl(given, F_DUPFD_CLOEXEC, r.spare_fd_base)));
+        r.pool_fds[k] = r.park_fd(::fcntl(given, F_DUPFD_CLOEXEC, r.spare_fd_base));
         return;
       }
       const FileKind* kind = kind_of(f);
       if (kind->waits_for) fail("a ", f["kind"].get<std::string>(), " shared by processes is not supported");
-      r.pool_fds.push_back(r.park_fd(kind->open(r, rf, f)));
-      take_description_locks(r.pool_fds.back(), f);
+      r.pool_fds[k] = r.park_fd(kind->open(r, rf, f));
+      take_description_locks(r.pool_fds[k], f);
     });
   }
 }
@@ -656,6 +676,7 @@ void restore_files(RestoreContext& r) {
       in_context(describe(f, {e}), [&] { install(rf, *e, src); });
     }
   }
+  todo = name_freed_first(r.m.files, todo);
   // Each description is opened and installed at once, so that a kind that
   // names other fds (epoll) finds them in place; those wait for a later round.
   while (!todo.empty()) {
