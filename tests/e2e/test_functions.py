@@ -1138,6 +1138,25 @@ def test_a_multiprocessing_manager_of_the_snapshot_phase_serves_two_containers_a
     thaw.assert_containers_gone()
 
 
+def test_an_sqlite_database_the_snapshot_holds_survives_containers_that_close_it(thaw):
+    """The snapshot holds an SQLite connection in WAL mode: a restored
+    container that ends closes the last connection, and SQLite deletes the
+    database's -wal and -shm files, which every later restore fell back for
+    (the mapped -shm file gone). Restores find them by name now, made again
+    where gone, and see every row written before."""
+    thaw.deploy(APPS / "sqlite_wal.py")
+    rows = ["snapshot"]
+    for who in ("first", "second", "third"):  # one container each, ended before the next
+        value, log, _ = thaw.call("e2e-sqlite-wal", "Store", who, method="add")
+        assert RESTORING in log and FALLBACK not in log, log
+        rows.append(who)
+        assert value == rows, value
+        # Its @exit closed the last connection: SQLite deleted them.
+        volume = Path(thaw.home) / "volumes" / "e2e-sqlite"
+        assert (volume / "data.db").exists() and not (volume / "data.db-wal").exists(), list(volume.iterdir())
+    thaw.assert_containers_gone()
+
+
 def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory(thaw):
     """A named semaphore and a shared memory object made in the snapshot
     phase come back in each restored container's own /dev/shm, made from
