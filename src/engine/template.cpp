@@ -77,6 +77,14 @@ std::string Template::ineligible(const image::Manifest& m) {
         m.mapped_files[v.file].kept >= 0)
       return cat("it maps ", m.mapped_files[v.file].path, " shared at 0x", std::hex, v.start, std::dec,
                  " (a named semaphore or shared memory: every copy would share one object)");
+  // Mapped privately (a library compiled into the temporary directory):
+  // the template, held outside any container, has no such file to map;
+  // each copy makes its own in its own /dev/shm.
+  for (const auto& v : m.vmas)
+    if (v.kind == "file" && v.file >= 0 && size_t(v.file) < m.mapped_files.size() &&
+        m.mapped_files[v.file].kept >= 0)
+      return cat("it maps ", m.mapped_files[v.file].path, " at 0x", std::hex, v.start, std::dec,
+                 ", a file of its /dev/shm, which the template has not: each copy makes its own");
   for (const auto& v : m.vmas)
     if ((v.madv & (image::kMadvDontFork | image::kMadvWipeOnFork)) && (v.kind != "anon" || v.shared))
       return cat("a mapping at 0x", std::hex, v.start, std::dec, " is MADV_DONTFORK or MADV_WIPEONFORK and not "

@@ -1121,6 +1121,32 @@ def test_temporary_files_of_the_snapshot_phase_come_back_in_each_restored_contai
     shutil.rmtree(value["host_dir"])
 
 
+def test_copies_of_a_live_template_get_the_snapshot_s_temporary_files(thaw):
+    """Through `thaw serve`: a copy of the live template gets the
+    snapshot's temporary directory in its own /dev/shm, filled before the
+    copy's files are opened (its NamedTemporaryFile is one of them). The
+    template's held process, restored outside any container, made the
+    files of /dev/shm it had open in the host's /dev/shm; it opens a
+    stand-in now."""
+    thaw.deploy(APPS / "temp_dirs.py")
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")
+    # One call per container: the first removes the file it read.
+    out = thaw.client("""
+import json, thaw
+U = thaw.Cls.from_name("e2e-temp-dirs", "Unpacked")
+print(json.dumps(U().read.remote()))
+""", sock)
+    log = thaw.stop_serve()
+    assert count(log, TEMPLATE) == 1 and FALLBACK not in log and COLD not in log, log
+    assert out["weights"] == "weights" and out["scratch"] == "scratch", out
+    assert out["tmpdir"] == "/dev/shm/thaw-tmp", out
+    # The template, held outside any container, made none of its files.
+    assert not os.path.exists("/dev/shm/thaw-tmp"), os.listdir("/dev/shm/thaw-tmp")
+    thaw.assert_containers_gone()
+    shutil.rmtree(out["host_dir"], ignore_errors=True)
+
+
 def test_a_multiprocessing_manager_of_the_snapshot_phase_serves_two_containers_at_once(thaw):
     """The Manager's server listens on a path in the container's temporary
     directory (multiprocessing's pymp-*): in the host's /tmp only one

@@ -129,6 +129,14 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   }
   std::string path = f["path"];
   int flags = reopen_flags(f["flags"].get<int>());
+  // A template's held process gets a stand-in for a file of /dev/shm,
+  // which restore_shmem_objects did not make in its holder's /dev/shm: its
+  // copies open their own in their own namespaces (template.cpp).
+  if (r.held && f.contains("kept")) {
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail_errno("open /dev/null in its place (a template's held process)");
+    return fd;
+  }
   // Errors get the fd and the path in front from restore_files.
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) fail_errno("file is gone");

@@ -246,8 +246,11 @@ void restore_shmem_objects(RestoreContext& r) {
   for (size_t i = 0; i < objects.size(); i++) {
     const auto& obj = objects[i];
     if (!obj.path.empty()) {
-      // Opened and mapped by its name, as it was.
-      make_kept_file_if_gone(r, obj);
+      // Opened and mapped by its name, as it was. Not for a template's held
+      // process: it never runs, and would make the file in the /dev/shm of
+      // whoever holds it (the host's); each copy makes its own in its own
+      // namespace (template.cpp).
+      if (!r.held) make_kept_file_if_gone(r, obj);
       continue;
     }
     // Shared anonymous memory is made again by mmap itself, except in a
