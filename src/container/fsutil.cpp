@@ -43,11 +43,43 @@ void write_file_atomic(const std::string& path, const std::string& data, unsigne
   }
 }
 
+namespace {
+
+// Empties the directory `dir` (`shown` in messages), through fds: a path
+// below it may be longer than PATH_MAX (a container's /dev/shm copied into
+// a snapshot's image, under $THAW_HOME, may hold such paths).
+void remove_below(int dir, const std::string& shown) {
+  std::vector<std::string> names;
+  int own = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* d = own >= 0 ? ::fdopendir(own) : nullptr;
+  if (!d) {
+    if (own >= 0) ::close(own);
+    fail_errno("list ", shown);
+  }
+  while (dirent* e = ::readdir(d))
+    if (std::string n = e->d_name; n != "." && n != "..") names.push_back(std::move(n));
+  ::closedir(d);
+  for (const auto& n : names) {
+    if (::unlinkat(dir, n.c_str(), 0) == 0 || errno == ENOENT) continue;
+    if (errno != EISDIR) fail_errno("remove ", shown, "/", n);
+    UniqueFd sub(::openat(dir, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub && errno == ENOENT) continue;
+    if (!sub) fail_errno("open ", shown, "/", n);
+    remove_below(sub.get(), shown + "/" + n);
+    if (::unlinkat(dir, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) fail_errno("remove ", shown, "/", n);
+  }
+}
+
+}  // namespace
+
 void remove_tree(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return;
   if (S_ISDIR(st.st_mode)) {
-    for (const auto& n : list_dir(path)) remove_tree(path + "/" + n);
+    UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir && errno == ENOENT) return;
+    if (!dir) fail_errno("open ", path);
+    remove_below(dir.get(), path);
     if (::rmdir(path.c_str()) != 0 && errno != ENOENT) fail_errno("remove ", path);
   } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     fail_errno("remove ", path);
