@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <map>
+#include <utility>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -76,7 +79,15 @@ struct Copy {
   dev_t dev;  // of the tree's root: an entry on another filesystem is a mount in it
   SavedFiles& out;
   bool filling;  // into a fresh /dev/shm, where the host's paths may already be
+  int root;      // the destination's root, which `linked` names paths from
+  // A file of several names, by its inode where it is copied from: the
+  // path (below the root) of its copy, which its other names link to.
+  std::map<std::pair<dev_t, ino_t>, std::string> linked = {};
 };
+
+// How the copy's root is named in messages, and paths below it.
+constexpr const char* kShownRoot = "/dev/shm";
+std::string below_root(const std::string& shown) { return shown.substr(std::strlen(kShownRoot) + 1); }
 
 void copy_dir(Copy& c, int from, int to, const std::string& shown) {
   for (const auto& name : names_in(from, shown)) {
@@ -94,7 +105,13 @@ void copy_dir(Copy& c, int from, int to, const std::string& shown) {
       UniqueFd dst = open_dir_at(to, name.c_str(), path);
       copy_dir(c, src.get(), dst.get(), path);
       give_attributes(dst.get(), st, path);  // after its entries: they change its times
+    } else if (S_ISREG(st.st_mode) && st.st_nlink > 1 && c.linked.count({st.st_dev, st.st_ino})) {
+      // Another name of a file copied already: one file, as it was.
+      if (::linkat(c.root, c.linked[{st.st_dev, st.st_ino}].c_str(), to, name.c_str(), 0) != 0)
+        fail_errno("link ", path, " to ", kShownRoot, "/", c.linked[{st.st_dev, st.st_ino}]);
+      c.out.files++;
     } else if (S_ISREG(st.st_mode)) {
+      if (st.st_nlink > 1) c.linked[{st.st_dev, st.st_ino}] = below_root(path);
       UniqueFd src(::openat(from, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!src) fail_errno("open ", path);
       UniqueFd dst(::openat(to, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -137,13 +154,16 @@ SavedFiles save_dev_shm_files(pid_t pid, const std::string& to) {
   SavedFiles out;
   std::string root = cat("/proc/", pid, "/root/dev/shm");
   UniqueFd from(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!from) fail_errno("open the container's /dev/shm (", root, ")");
+  // A host without /dev/shm gives its containers none (mounts.cpp): an
+  // empty copy, and the snapshot is taken as before.
+  if (!from && errno != ENOENT) fail_errno("open the container's /dev/shm (", root, ")");
+  if (::mkdir(to.c_str(), 0700) != 0) fail_errno("make ", to);
+  if (!from) return out;
   struct stat st;
   if (::fstat(from.get(), &st) != 0) fail_errno("stat ", root);
-  if (::mkdir(to.c_str(), 0700) != 0) fail_errno("make ", to);
   UniqueFd dst = open_dir_at(AT_FDCWD, to.c_str(), to);
-  Copy c{st.st_dev, out, false};
-  with_context("save the files of the container's /dev/shm", [&] { copy_dir(c, from.get(), dst.get(), "/dev/shm"); });
+  Copy c{st.st_dev, out, false, dst.get()};
+  with_context("save the files of the container's /dev/shm", [&] { copy_dir(c, from.get(), dst.get(), kShownRoot); });
   return out;
 }
 
@@ -159,8 +179,8 @@ void fill_dev_shm_files(const UniqueFd& saved, const std::string& from) {
       struct stat st;
       if (::fstat(saved.get(), &st) != 0) fail_errno("stat ", from);
       SavedFiles ignored;
-      Copy c{st.st_dev, ignored, true};
-      copy_dir(c, saved.get(), dst.get(), "/dev/shm");
+      Copy c{st.st_dev, ignored, true, dst.get()};
+      copy_dir(c, saved.get(), dst.get(), kShownRoot);
     });
   }
   if (::mkdir(kContainerTmp, 0700) == 0) {

@@ -38,9 +38,10 @@ struct SavedFiles {
 
 // Copies the /dev/shm that process `pid` sees (its container's own) into
 // the directory `to` (made; must not exist): directories, regular files
-// (holes kept), symlinks and FIFOs, with owner, mode and times. Paths
-// bound there from the host are mounts, not the container's, and are left
-// out, as are sockets and devices. Never follows a symlink.
+// (holes kept; the names of one file stay one file), symlinks and FIFOs,
+// with owner, mode and times. Paths bound there from the host are mounts,
+// not the container's, and are left out, as are sockets and devices. Never
+// follows a symlink. A container without /dev/shm leaves `to` empty.
 SavedFiles save_dev_shm_files(pid_t pid, const std::string& to);
 
 // The copy save_dev_shm_files made, opened in a container's mount

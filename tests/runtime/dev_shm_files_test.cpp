@@ -172,6 +172,59 @@ TEST(DevShmFiles, AColdContainerGetsAnEmptyTemporaryDirectory) {
   EXPECT_EQ(st.st_mode & 07777, 01777u);
 }
 
+// Names of one file (os.link in the snapshot phase, or a tool that
+// renames through a link): one file again in the restored container, not
+// copies that a write through one name no longer reaches.
+TEST(DevShmFiles, HardLinksStayOneFile) {
+  TempDir tmp("thaw-dev-shm");
+  std::string saved = tmp.path() + "/saved";
+  SavedFiles got;
+  {
+    ShmNamespace original([] {
+      if (!mount_tmpfs() || ::mkdir("/dev/shm/a", 0755) != 0 || ::mkdir("/dev/shm/b", 0755) != 0) return false;
+      int fd = ::open("/dev/shm/a/data", O_CREAT | O_WRONLY, 0644);
+      if (fd < 0 || ::write(fd, "one", 3) != 3) return false;
+      ::close(fd);
+      return ::link("/dev/shm/a/data", "/dev/shm/a/same") == 0 && ::link("/dev/shm/a/data", "/dev/shm/b/same") == 0;
+    });
+    ASSERT_TRUE(original.ok());
+    got = save_dev_shm_files(original.pid(), saved);
+  }
+  EXPECT_EQ(got.bytes, 3u) << "its data is counted once";
+  ShmNamespace restored([&] {
+    UniqueFd fd = open_saved_dev_shm_files(saved);
+    if (!mount_tmpfs()) return false;
+    fill_dev_shm_files(fd, saved);
+    return true;
+  });
+  ASSERT_TRUE(restored.ok());
+  for (const std::string& dir : {saved, restored.shm()}) {
+    struct stat a, b, c;
+    ASSERT_EQ(::stat((dir + "/a/data").c_str(), &a), 0) << dir;
+    ASSERT_EQ(::stat((dir + "/a/same").c_str(), &b), 0) << dir;
+    ASSERT_EQ(::stat((dir + "/b/same").c_str(), &c), 0) << dir;
+    EXPECT_EQ(a.st_ino, b.st_ino) << dir;
+    EXPECT_EQ(a.st_ino, c.st_ino) << dir;
+    EXPECT_EQ(a.st_nlink, 3u) << dir;
+  }
+}
+
+// A host without /dev/shm gives its containers none (mounts.cpp): their
+// snapshots have none to save, and must still be taken.
+TEST(DevShmFiles, AContainerWithoutDevShmSavesNothing) {
+  TempDir tmp("thaw-dev-shm");
+  std::string saved = tmp.path() + "/saved";
+  ShmNamespace original([] { return ::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=755") == 0; });
+  ASSERT_TRUE(original.ok());
+  struct stat st;
+  ASSERT_NE(::stat((original.shm()).c_str(), &st), 0) << "the namespace has no /dev/shm";
+  SavedFiles got = save_dev_shm_files(original.pid(), saved);
+  EXPECT_EQ(got.files, 0u);
+  EXPECT_TRUE(got.left_out.empty());
+  ASSERT_EQ(::stat(saved.c_str(), &st), 0) << "an empty copy, which the snapshot takes in as any";
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
 TEST(DevShmFiles, SavingIntoAnExistingDirectoryIsRefused) {
   TempDir tmp("thaw-dev-shm");
   ShmNamespace original([] { return mount_tmpfs(); });
