@@ -172,15 +172,15 @@ UniqueFd open_saved_dev_shm_files(const std::string& from) {
   return with_context("the files of the snapshot's /dev/shm", [&] { return open_dir_at(AT_FDCWD, from.c_str(), from); });
 }
 
-void fill_dev_shm_files(const UniqueFd& saved, const std::string& from) {
-  if (saved) {
+void fill_dev_shm_files(int saved, const std::string& from) {
+  if (saved >= 0) {
     with_context(cat("give the container the files of its snapshot's /dev/shm (", from, ")"), [&] {
       UniqueFd dst = open_dir_at(AT_FDCWD, "/dev/shm", "/dev/shm");
       struct stat st;
-      if (::fstat(saved.get(), &st) != 0) fail_errno("stat ", from);
+      if (::fstat(saved, &st) != 0) fail_errno("stat ", from);
       SavedFiles ignored;
       Copy c{st.st_dev, ignored, true, dst.get()};
-      copy_dir(c, saved.get(), dst.get(), kShownRoot);
+      copy_dir(c, saved, dst.get(), kShownRoot);
     });
   }
   if (::mkdir(kContainerTmp, 0700) == 0) {

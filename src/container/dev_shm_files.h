@@ -50,8 +50,7 @@ SavedFiles save_dev_shm_files(pid_t pid, const std::string& to);
 UniqueFd open_saved_dev_shm_files(const std::string& from);
 
 // Once the container's own /dev/shm is mounted: fills it with the files of
-// `saved` (opened from `from`; none when it is empty), and makes
-// kContainerTmp.
-void fill_dev_shm_files(const UniqueFd& saved, const std::string& from);
+// `saved` (opened from `from`; none for -1), and makes kContainerTmp.
+void fill_dev_shm_files(int saved, const std::string& from);
 
 }  // namespace thaw::container

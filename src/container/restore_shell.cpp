@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "common/packet.h"
 #include "common/timing.h"
 #include "container/cgroup.h"
+#include "container/dev_shm_files.h"
 #include "container/init.h"
 #include "container/mounts.h"
 #include "engine/engine.h"
@@ -47,7 +49,10 @@ constexpr int kFdsPerRestore = 5;   // fds 0-4 of a restore process
 constexpr int kReadyFd = 5;
 constexpr int kVerdictFd = 6;
 constexpr int kFilesFd = 7;
-constexpr int kLowFds = 8;  // fd numbers the shell keeps free for those
+// A restore process's copy of the image's files of /dev/shm, as its shell
+// opened them with the image (Spec::dev_shm_fd).
+constexpr int kDevShmFd = 8;
+constexpr int kLowFds = 9;  // fd numbers the shell keeps free for those
 // How long a container's namespaces may take to be set up.
 constexpr int kNamespaceTimeoutMs = 10000;
 // How long making the copy may take once they are (tens of milliseconds
@@ -104,6 +109,7 @@ int restore_container(const image::Reader& img, const Spec& spec) {
               {"threads_ms", r.threads_ms},
               {"finish_ms", r.finish_ms}});
       drop_worker_fds();
+      ::close(kDevShmFd);  // the container's /dev/shm is filled: the image's may go
     };
     return engine::restore(o).exit_status;
   } catch (const std::exception& e) {
@@ -119,13 +125,14 @@ int restore_container(const image::Reader& img, const Spec& spec) {
 // way it did. Holds the container's fds 0-4 as the restore process does.
 [[noreturn]] void template_ns_init(const image::Reader& img, const Spec& spec, pid_t worker, int ready, int go) {
   for (int fd = kFdsPerRestore; fd < 1024; fd++)
-    if (fd != ready && fd != go && fd != kFilesFd && fd != img.pages_fd()) ::close(fd);
+    if (fd != ready && fd != go && fd != kFilesFd && fd != kDevShmFd && fd != img.pages_fd()) ::close(fd);
   try {
     setup_namespace(spec);
   } catch (const std::exception& e) {
     write_line(ready, cat("E set up the namespace: ", e.what()));
     ::_exit(kRestoreFailed);
   }
+  ::close(kDevShmFd);
   const auto& m = img.manifest();
   try {
     std::map<int, int> inherit;  // the container's fds, where the image had them (dups of them share them)
@@ -212,14 +219,29 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
   return restore_container(img, spec);
 }
 
+// The image's files of its container's /dev/shm (dev_shm_files.h), opened
+// from the directory the image was read from, and held with the image: a
+// snapshot recreated while restores run puts another image, with its own,
+// at the path. An empty fd for an image without them.
+UniqueFd open_image_dev_shm(int image_dir, const std::string& image) {
+  struct stat held, now;
+  if (::fstat(image_dir, &held) != 0 || ::stat(image.c_str(), &now) != 0 || held.st_dev != now.st_dev ||
+      held.st_ino != now.st_ino)
+    fail("the image at ", image, " was replaced while it was read (its snapshot recreated)");
+  UniqueFd fd(::openat(image_dir, kImageDevShm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd && errno != ENOENT) fail_errno("open ", image, "/", kImageDevShm);
+  return fd;
+}
+
 // In the child of clone3: nothing of the shell's stays open but the image's
 // page data. The shell is single-threaded, so its heap and locks are
 // consistent here and ordinary code may run. (glibc's cached tid of this
 // thread is the shell's; engine::restore creates every process of the
 // container with fork(), which sets it right in them.)
 // With `pipes` (ready, verdict), the restore is a copy of the live template.
-[[noreturn]] void run_restore(const image::Reader& img, const Spec& spec, std::vector<UniqueFd>& fds,
-                              const int* pipes, pid_t copy_pid) {
+// `dev_shm`: the image's files of /dev/shm (-1: none), given as kDevShmFd.
+[[noreturn]] void run_restore(const image::Reader& img, Spec spec, std::vector<UniqueFd>& fds, const int* pipes,
+                              pid_t copy_pid, int dev_shm) {
   // pipes: ready, verdict, files.
   ::setsid();  // Container::stop kills the restore's process group
   ::signal(SIGPIPE, SIG_DFL);
@@ -227,9 +249,13 @@ int restore_from_template(const image::Reader& img, const Spec& spec, pid_t copy
     if (::dup2(fds[i].get(), i) < 0) ::_exit(kRestoreFailed);
   if (pipes && (::dup2(pipes[0], kReadyFd) < 0 || ::dup2(pipes[1], kVerdictFd) < 0 || ::dup2(pipes[2], kFilesFd) < 0))
     ::_exit(kRestoreFailed);
+  if (dev_shm >= 0 && ::dup2(dev_shm, kDevShmFd) < 0) ::_exit(kRestoreFailed);
+  spec.dev_shm_fd = dev_shm >= 0 ? kDevShmFd : -1;
   for (auto& f : fds) f.release();  // closed with the rest just below
   int keep = img.pages_fd();
-  ::syscall(SYS_close_range, pipes ? kLowFds : kFdsPerRestore, keep - 1, 0);
+  if (!pipes) ::syscall(SYS_close_range, kFdsPerRestore, kFilesFd, 0);
+  if (dev_shm < 0) ::close(kDevShmFd);
+  ::syscall(SYS_close_range, kLowFds, keep - 1, 0);
   ::syscall(SYS_close_range, keep + 1, ~0U, 0);
   std::fflush(nullptr);
   ::_exit(pipes ? restore_from_template(img, spec, copy_pid) : restore_container(img, spec));
@@ -289,7 +315,7 @@ int restore_shell_main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   auto t0 = std::chrono::steady_clock::now();
   // Neither the image's page data nor the fds of a request may take a
-  // number the restore processes get theirs at (0-4): hold those.
+  // number the restore processes get theirs at (0-8): hold those.
   std::vector<UniqueFd> low;
   for (;;) {
     UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -297,8 +323,13 @@ int restore_shell_main(int argc, char** argv) {
     low.push_back(std::move(fd));
   }
   std::optional<image::Reader> img;
+  UniqueFd dev_shm;
+  std::string dev_shm_path = cat(argv[2], "/", kImageDevShm);
   try {
+    UniqueFd dir(::open(argv[2], O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) fail_errno("open ", argv[2]);
     img.emplace(argv[2]);
+    dev_shm = open_image_dev_shm(dir.get(), argv[2]);
   } catch (const std::exception& e) {
     send_packet(kShellSocket, json{{"ok", false}, {"error", e.what()}}.dump(), nullptr, 0, "the runtime");
     return 1;
@@ -340,6 +371,7 @@ int restore_shell_main(int argc, char** argv) {
       json reply;
       try {
         Spec spec = spec_from_json(json::parse(*msg));
+        spec.dev_shm_from = dev_shm ? dev_shm_path : "";
         if (fds.size() != kFdsPerRestore) fail("a restore request came with ", fds.size(), " fds, not ", kFdsPerRestore);
         // clone3 wants no exit signal with CLONE_PARENT: the child gets the
         // shell's own (SIGCHLD, to the runtime).
@@ -361,7 +393,7 @@ int restore_shell_main(int argc, char** argv) {
         long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
         if (pid == 0) {
           int pipes[3] = {ready_w.get(), verdict_r.get(), files_w.get()};
-          run_restore(*img, spec, fds, tmpl ? pipes : nullptr, tmpl ? tmpl->copy_pid() : 0);
+          run_restore(*img, spec, fds, tmpl ? pipes : nullptr, tmpl ? tmpl->copy_pid() : 0, dev_shm.get());
         }
         if (pid < 0) fail_errno("clone3");
         if (tmpl) {

@@ -33,7 +33,12 @@ struct Spec {
   std::vector<std::string> host_paths;
   // A restored container: the files its snapshot's /dev/shm held
   // (dev_shm_files.h), copied into its own before the restore; "" for none.
+  // Set by the restore shell, which holds them with the image it read.
   std::string dev_shm_from;
+  // The same, open: a restore shell's, opened with the image it read (a
+  // snapshot recreated since puts another image, with its own copy, at the
+  // path). Used instead of the path when set; an fd, never sent.
+  int dev_shm_fd = -1;
 };
 
 nlohmann::json to_json(const Spec& s);

@@ -170,7 +170,6 @@ std::unique_ptr<Worker> Launcher::restored(const Target& t, const std::string& i
   using Clock = std::chrono::steady_clock;
   refuse_if_aborted();
   auto s = spec(t, false);
-  if (std::string saved = image + "/" + container::kImageDevShm; container::is_dir(saved)) s.dev_shm_from = saved;
   auto t0 = Clock::now();
   auto shell = shells_.get(image);
   double shell_ms = ms_since(t0);

@@ -1142,9 +1142,34 @@ print(json.dumps(U().read.remote()))
     assert out["weights"] == "weights" and out["scratch"] == "scratch", out
     assert out["tmpdir"] == "/dev/shm/thaw-tmp", out
     # The template, held outside any container, made none of its files.
-    assert not os.path.exists("/dev/shm/thaw-tmp"), os.listdir("/dev/shm/thaw-tmp")
+    scratch = out["paths"][1]
+    assert scratch.startswith("/dev/shm/thaw-tmp/") and not os.path.exists(scratch), scratch
     thaw.assert_containers_gone()
     shutil.rmtree(out["host_dir"], ignore_errors=True)
+
+
+def test_a_restore_gets_the_dev_shm_files_of_the_image_its_restore_shell_read(thaw):
+    """The restore shell reads the image once and restores it many times;
+    the files of the snapshot's /dev/shm must be that image's, which it
+    holds, not whatever the image's path leads to when a container is set
+    up (a snapshot recreated meanwhile puts another image, with files of
+    its own, there)."""
+    thaw.deploy(APPS / "temp_dirs.py")
+    [key] = thaw.snapshot_keys()
+    sock = thaw.serve()
+    wait_for_log(thaw, "Live template of snapshot")  # the shell has read the image
+    image = thaw.home / "snapshots" / key / "image"
+    os.rename(image / "dev-shm", thaw.tmp / "dev-shm-the-shell-read")
+    (image / "dev-shm").mkdir()  # another image's: nothing in its /dev/shm
+    value = thaw.client("""
+import json, thaw
+print(json.dumps(thaw.Cls.from_name("e2e-temp-dirs", "Unpacked")().read.remote()))
+""", sock)
+    log = thaw.stop_serve()
+    assert RESTORING in log and FALLBACK not in log, log
+    assert value["weights"] == "weights" and value["scratch"] == "scratch", value
+    thaw.assert_containers_gone()
+    shutil.rmtree(value["host_dir"])
 
 
 def test_a_multiprocessing_manager_of_the_snapshot_phase_serves_two_containers_at_once(thaw):

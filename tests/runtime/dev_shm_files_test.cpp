@@ -152,7 +152,7 @@ TEST(DevShmFiles, SavedFromOneContainerAndGivenToAnother) {
   ShmNamespace restored([&] {
     UniqueFd fd = open_saved_dev_shm_files(saved);
     if (!mount_tmpfs()) return false;
-    fill_dev_shm_files(fd, saved);
+    fill_dev_shm_files(fd.get(), saved);
     return true;
   });
   ASSERT_TRUE(restored.ok());
@@ -162,7 +162,7 @@ TEST(DevShmFiles, SavedFromOneContainerAndGivenToAnother) {
 TEST(DevShmFiles, AColdContainerGetsAnEmptyTemporaryDirectory) {
   ShmNamespace cold([] {
     if (!mount_tmpfs()) return false;
-    fill_dev_shm_files(UniqueFd(), "");
+    fill_dev_shm_files(-1, "");
     return true;
   });
   ASSERT_TRUE(cold.ok());
@@ -194,7 +194,7 @@ TEST(DevShmFiles, HardLinksStayOneFile) {
   ShmNamespace restored([&] {
     UniqueFd fd = open_saved_dev_shm_files(saved);
     if (!mount_tmpfs()) return false;
-    fill_dev_shm_files(fd, saved);
+    fill_dev_shm_files(fd.get(), saved);
     return true;
   });
   ASSERT_TRUE(restored.ok());
