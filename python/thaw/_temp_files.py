@@ -21,14 +21,21 @@ import os
 import sys
 
 # The container's own /dev/shm: saved with the snapshot, one per container.
-OWN = "/dev/shm/"
+OWN = "/dev/shm"
 
 
 def _shared(path):
-    """Whether a path is in the host's filesystem, which containers share."""
+    """Whether a path is in the host's filesystem, which containers share:
+    not on the container's own /dev/shm (a host path bound there, such as
+    a THAW_HOME in the host's /dev/shm, is on another filesystem)."""
     try:
-        return not os.path.realpath(path).startswith(OWN)
+        real = os.path.realpath(path)
+        if not real.startswith(OWN + "/"):
+            return True
+        return os.stat(real).st_dev != os.stat(OWN).st_dev
     except (TypeError, ValueError):  # a TemporaryFile's fd number, say
+        return False
+    except OSError:  # gone already: nothing to keep
         return False
 
 
