@@ -72,6 +72,15 @@ class ShmNamespace {
 
 bool mount_tmpfs() { return ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0; }
 
+// A restored container's /dev/shm: the copy opened before its own tmpfs
+// hides the host's, then filled in.
+bool fill_restored(const std::string& saved) {
+  UniqueFd fd = open_saved_dev_shm_files(saved);
+  if (!mount_tmpfs()) return false;
+  fill_dev_shm_files(fd.get(), saved);
+  return true;
+}
+
 constexpr off_t kSparseSize = 8 << 20, kDataAt = 4 << 20;
 constexpr time_t kMtime = 1700000000;
 
@@ -147,14 +156,7 @@ TEST(DevShmFiles, SavedFromOneContainerAndGivenToAnother) {
   EXPECT_NE(::lstat((saved + "/host").c_str(), &st), 0) << "a path bound from the host is not the container's";
   expect_container_files(saved);
 
-  // A restored container: the copy opened before its /dev/shm hides the
-  // host's, then filled in.
-  ShmNamespace restored([&] {
-    UniqueFd fd = open_saved_dev_shm_files(saved);
-    if (!mount_tmpfs()) return false;
-    fill_dev_shm_files(fd.get(), saved);
-    return true;
-  });
+  ShmNamespace restored([&] { return fill_restored(saved); });
   ASSERT_TRUE(restored.ok());
   expect_container_files(restored.shm());
 }
@@ -191,12 +193,7 @@ TEST(DevShmFiles, HardLinksStayOneFile) {
     got = save_dev_shm_files(original.pid(), saved);
   }
   EXPECT_EQ(got.bytes, 3u) << "its data is counted once";
-  ShmNamespace restored([&] {
-    UniqueFd fd = open_saved_dev_shm_files(saved);
-    if (!mount_tmpfs()) return false;
-    fill_dev_shm_files(fd.get(), saved);
-    return true;
-  });
+  ShmNamespace restored([&] { return fill_restored(saved); });
   ASSERT_TRUE(restored.ok());
   for (const std::string& dir : {saved, restored.shm()}) {
     struct stat a, b, c;
