@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "container/dev_shm_inodes.h"
 
 namespace thaw::container {
 
@@ -39,18 +40,25 @@ struct SavedFiles {
 // Copies the /dev/shm that process `pid` sees (its container's own) into
 // the directory `to` (made; must not exist): directories, regular files
 // (holes kept; the names of one file stay one file), symlinks and FIFOs,
-// with owner, mode and times. Paths bound there from the host are mounts,
+// with owner, mode and times, and the list of their inode numbers beside
+// it (saved_inodes_path(to)). Paths bound there from the host are mounts,
 // not the container's, and are left out, as are sockets and devices. Never
 // follows a symlink. A container without /dev/shm leaves `to` empty.
 SavedFiles save_dev_shm_files(pid_t pid, const std::string& to);
 
 // The copy save_dev_shm_files made, opened in a container's mount
 // namespace before its own /dev/shm hides the host's (THAW_HOME may be
-// there); an empty fd for `from` "".
-UniqueFd open_saved_dev_shm_files(const std::string& from);
+// there), with its list of inode numbers; none for `from` "".
+struct SavedDevShm {
+  UniqueFd dir;
+  SavedInodes inodes;
+};
+SavedDevShm open_saved_dev_shm_files(const std::string& from);
 
-// Once the container's own /dev/shm is mounted: fills it with the files of
-// `saved` (opened from `from`; none for -1), and makes kContainerTmp.
-void fill_dev_shm_files(int saved, const std::string& from);
+// Once the container's own /dev/shm is mounted, before anything else is
+// made in it: fills it with the files of `saved` (opened from `from`; none
+// when `saved.dir` is empty), each with the inode number it had where it can
+// (dev_shm_inodes.h), and makes kContainerTmp.
+void fill_dev_shm_files(const SavedDevShm& saved, const std::string& from);
 
 }  // namespace thaw::container

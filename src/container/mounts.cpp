@@ -34,8 +34,15 @@ void mount_own_dev_shm(const Spec& spec) {
     if (p.rfind("/dev/shm/", 0) != 0) return;
     if (int fd = ::open(p.c_str(), O_PATH | O_CLOEXEC); fd >= 0) held.emplace_back(p, UniqueFd(fd));
   };
-  UniqueFd opened = spec.dev_shm_fd >= 0 ? UniqueFd() : open_saved_dev_shm_files(spec.dev_shm_from);
-  int saved = spec.dev_shm_fd >= 0 ? spec.dev_shm_fd : opened.get();
+  // The restore shell's copy, held with the image it read, or one by path.
+  SavedDevShm saved;
+  if (spec.dev_shm_fd >= 0) {
+    saved.dir.reset(::fcntl(spec.dev_shm_fd, F_DUPFD_CLOEXEC, 0));
+    if (!saved.dir) fail_errno("take the files of the snapshot's /dev/shm (fd ", spec.dev_shm_fd, ")");
+    saved.inodes = spec.dev_shm_inodes;
+  } else {
+    saved = open_saved_dev_shm_files(spec.dev_shm_from);
+  }
   for (const auto& p : spec.host_paths) hold(p);
   for (const auto& m : spec.mounts) {
     if (!m.local) with_context(cat("volume ", m.source, " at ", m.target), [&] { mkdir_p(m.source); });

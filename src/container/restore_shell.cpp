@@ -324,12 +324,15 @@ int restore_shell_main(int argc, char** argv) {
   }
   std::optional<image::Reader> img;
   UniqueFd dev_shm;
+  SavedInodes dev_shm_inodes;
   std::string dev_shm_path = cat(argv[2], "/", kImageDevShm);
   try {
     UniqueFd dir(::open(argv[2], O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!dir) fail_errno("open ", argv[2]);
     img.emplace(argv[2]);
     dev_shm = open_image_dev_shm(dir.get(), argv[2]);
+    if (dev_shm)
+      dev_shm_inodes = read_saved_inodes(saved_inodes_path(cat("/proc/self/fd/", dir.get(), "/", kImageDevShm)));
   } catch (const std::exception& e) {
     send_packet(kShellSocket, json{{"ok", false}, {"error", e.what()}}.dump(), nullptr, 0, "the runtime");
     return 1;
@@ -372,6 +375,7 @@ int restore_shell_main(int argc, char** argv) {
       try {
         Spec spec = spec_from_json(json::parse(*msg));
         spec.dev_shm_from = dev_shm ? dev_shm_path : "";
+        spec.dev_shm_inodes = dev_shm_inodes;
         if (fds.size() != kFdsPerRestore) fail("a restore request came with ", fds.size(), " fds, not ", kFdsPerRestore);
         // clone3 wants no exit signal with CLONE_PARENT: the child gets the
         // shell's own (SIGCHLD, to the runtime).

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "container/dev_shm_inodes.h"
+
 namespace thaw::container {
 
 struct Mount {
@@ -39,6 +41,7 @@ struct Spec {
   // snapshot recreated since puts another image, with its own copy, at the
   // path). Used instead of the path when set; an fd, never sent.
   int dev_shm_fd = -1;
+  SavedInodes dev_shm_inodes;  // their inode numbers, read with it; never sent
 };
 
 nlohmann::json to_json(const Spec& s);

@@ -121,6 +121,7 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   std::string dev_shm = fresh + "." + container::kImageDevShm;
   container::SavedFiles shm_files;
   RemoveFresh dev_shm_guard{dev_shm};
+  RemoveFresh inodes_guard{container::saved_inodes_path(dev_shm)};
   co.while_held = [&] {
     container::remove_tree(dev_shm);  // an earlier attempt's
     shm_files = container::save_dev_shm_files(pid, dev_shm);
@@ -154,9 +155,13 @@ void Snapshots::create_locked(const Target& t, json& meta) {
   std::string image = ctx_.store.snapshot_image(t.key);
   // Whatever fails from here leaves no new image behind (it may be GBs).
   RemoveFresh guard{fresh};
-  if (::rename(dev_shm.c_str(), cat(fresh, "/", container::kImageDevShm).c_str()) != 0)
+  std::string image_dev_shm = cat(fresh, "/", container::kImageDevShm);
+  if (::rename(dev_shm.c_str(), image_dev_shm.c_str()) != 0)
     fail_errno("move the files of the container's /dev/shm into ", fresh);
   dev_shm_guard.installed = true;
+  if (::rename(inodes_guard.path.c_str(), container::saved_inodes_path(image_dev_shm).c_str()) != 0)
+    fail_errno("move the inode numbers of the files of the container's /dev/shm into ", fresh);
+  inodes_guard.installed = true;
 
   // The old image goes aside first, then the record is written, then the
   // new image takes the final name: an image under its final name always

@@ -1226,6 +1226,24 @@ def test_containers_restored_at_once_have_their_own_semaphores_and_shared_memory
     thaw.assert_containers_gone()
 
 
+def test_an_sqlite_database_opened_in_the_temporary_directory_is_writable_after_restore(thaw):
+    """SQLite writes only while its database's path names the inode it
+    opened: each restored container's /dev/shm, a fresh tmpfs, gives the
+    file its number back (a number the snapshot phase skipped included),
+    so the connection kept from the snapshot writes, in every container,
+    two at once among them, each to its own copy."""
+    thaw.deploy(APPS / "sqlite_temp.py")
+    value, log, _ = thaw.call("e2e-sqlite-temp", "Store", 2, method="add")
+    assert RESTORING in log and COLD not in log, log
+    assert value == {"sum": 3, "same_inode": True}, (value, log)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        calls = [ex.submit(thaw.call, "e2e-sqlite-temp", "Store", x, method="add") for x in (5, 7)]
+        results = [c.result() for c in calls]
+    assert [v for v, _, _ in results] == [{"sum": 6, "same_inode": True}, {"sum": 8, "same_inode": True}], results
+    assert all(RESTORING in log and COLD not in log for _, log, _ in results), results
+    thaw.assert_containers_gone()
+
+
 @pytest.mark.parametrize("server", ["LocalServer", "HostUnixServer", "UnixServer"])
 def test_a_port_another_container_of_the_snapshot_holds_does_not_blame_it(thaw, server):
     # Two containers at once of a snapshot whose listening socket has a port

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -75,9 +76,9 @@ bool mount_tmpfs() { return ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS
 // A restored container's /dev/shm: the copy opened before its own tmpfs
 // hides the host's, then filled in.
 bool fill_restored(const std::string& saved) {
-  UniqueFd fd = open_saved_dev_shm_files(saved);
+  SavedDevShm copy = open_saved_dev_shm_files(saved);
   if (!mount_tmpfs()) return false;
-  fill_dev_shm_files(fd.get(), saved);
+  fill_dev_shm_files(copy, saved);
   return true;
 }
 
@@ -92,6 +93,9 @@ bool make_container_files(const std::string& host_dir) {
   if (::mkdir("/dev/shm/thaw-tmp", 0700) != 0 || ::chmod("/dev/shm/thaw-tmp", 01777) != 0) return false;
   if (::mkdir("/dev/shm/thaw-tmp/model", 0750) != 0 || ::chown("/dev/shm/thaw-tmp/model", 1234, 4321) != 0)
     return false;
+  // A file removed again: its inode number is one the copy skips.
+  int scratch = ::open("/dev/shm/thaw-tmp/scratch", O_CREAT | O_WRONLY, 0600);
+  if (scratch < 0 || ::close(scratch) != 0 || ::unlink("/dev/shm/thaw-tmp/scratch") != 0) return false;
   int fd = ::open("/dev/shm/thaw-tmp/model/weights", O_CREAT | O_WRONLY, 0640);
   if (fd < 0 || ::ftruncate(fd, kSparseSize) != 0 || ::pwrite(fd, "weights", 7, kDataAt) != 7) return false;
   struct timespec times[2] = {{kMtime, 0}, {kMtime, 123}};
@@ -161,10 +165,92 @@ TEST(DevShmFiles, SavedFromOneContainerAndGivenToAnother) {
   expect_container_files(restored.shm());
 }
 
+// The inode number of each of make_container_files's files under `shm`.
+std::vector<ino_t> inode_numbers(const std::string& shm) {
+  std::vector<ino_t> out;
+  for (const char* p : {"/thaw-tmp", "/thaw-tmp/model", "/thaw-tmp/model/weights", "/thaw-tmp/latest",
+                        "/thaw-tmp/fifo"}) {
+    struct stat st;
+    out.push_back(::lstat((shm + p).c_str(), &st) == 0 ? st.st_ino : 0);
+  }
+  return out;
+}
+
+// SQLite refuses to write to a database whose path names another inode
+// than the one it opened: a restored container's files have the numbers
+// they had, the one skipped by a removed file and the socket's included.
+TEST(DevShmFiles, EachFileGetsItsInodeNumberBack) {
+  TempDir tmp("thaw-dev-shm");
+  std::string host = tmp.path() + "/host", saved = tmp.path() + "/saved";
+  ASSERT_EQ(::mkdir(host.c_str(), 0755), 0);
+  std::vector<ino_t> numbers;
+  {
+    ShmNamespace original([&] { return make_container_files(host); });
+    ASSERT_TRUE(original.ok());
+    save_dev_shm_files(original.pid(), saved);
+    numbers = inode_numbers(original.shm());
+  }
+  ShmNamespace restored([&] { return fill_restored(saved); });
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(inode_numbers(restored.shm()), numbers);
+  expect_container_files(restored.shm());
+}
+
+// A file of two names (a hard link) is one file again, and takes one
+// number: the files made after it keep theirs.
+TEST(DevShmFiles, AHardLinkedFileIsOneFileWithItsNumber) {
+  TempDir tmp("thaw-dev-shm");
+  std::string saved = tmp.path() + "/saved";
+  auto files = [](const std::string& shm) {
+    std::vector<ino_t> out;
+    for (const char* p : {"/thaw-tmp", "/thaw-tmp/a", "/thaw-tmp/b", "/thaw-tmp/later"}) {
+      struct stat st;
+      out.push_back(::lstat((shm + p).c_str(), &st) == 0 ? st.st_ino : 0);
+    }
+    return out;
+  };
+  std::vector<ino_t> numbers;
+  {
+    ShmNamespace original([] {
+      if (!mount_tmpfs() || ::mkdir("/dev/shm/thaw-tmp", 01777) != 0) return false;
+      int fd = ::open("/dev/shm/thaw-tmp/a", O_CREAT | O_WRONLY, 0600);
+      if (fd < 0 || ::write(fd, "shared", 6) != 6 || ::close(fd) != 0) return false;
+      if (::link("/dev/shm/thaw-tmp/a", "/dev/shm/thaw-tmp/b") != 0) return false;
+      fd = ::open("/dev/shm/thaw-tmp/later", O_CREAT | O_WRONLY, 0600);
+      return fd >= 0 && ::close(fd) == 0;
+    });
+    ASSERT_TRUE(original.ok());
+    save_dev_shm_files(original.pid(), saved);
+    numbers = files(original.shm());
+  }
+  ShmNamespace restored([&] { return fill_restored(saved); });
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(files(restored.shm()), numbers);
+  EXPECT_EQ(numbers[1], numbers[2]);
+  EXPECT_EQ(read(restored.shm() + "/thaw-tmp/b"), "shared");
+}
+
+// An image saved before the numbers were kept has no list: its files come
+// back all the same.
+TEST(DevShmFiles, ACopyWithoutItsListOfNumbersIsGivenAllTheSame) {
+  TempDir tmp("thaw-dev-shm");
+  std::string host = tmp.path() + "/host", saved = tmp.path() + "/saved";
+  ASSERT_EQ(::mkdir(host.c_str(), 0755), 0);
+  {
+    ShmNamespace original([&] { return make_container_files(host); });
+    ASSERT_TRUE(original.ok());
+    save_dev_shm_files(original.pid(), saved);
+  }
+  ASSERT_EQ(::unlink(saved_inodes_path(saved).c_str()), 0);
+  ShmNamespace restored([&] { return fill_restored(saved); });
+  ASSERT_TRUE(restored.ok());
+  expect_container_files(restored.shm());
+}
+
 TEST(DevShmFiles, AColdContainerGetsAnEmptyTemporaryDirectory) {
   ShmNamespace cold([] {
     if (!mount_tmpfs()) return false;
-    fill_dev_shm_files(-1, "");
+    fill_dev_shm_files(SavedDevShm(), "");
     return true;
   });
   ASSERT_TRUE(cold.ok());
