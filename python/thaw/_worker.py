@@ -44,6 +44,7 @@ from ._config import inputs_at_once
 from ._functions import PARAMS_KEY, Cls, Function, class_params, param_value, unwrap_method
 from ._loader import load_app_module, module_name_for, pick_app
 from ._partial import ENTER_POST, ENTER_PRE, EXIT
+from ._sqlite_files import open_sqlite_databases, sqlite_warning
 from ._temp_files import keep_snapshot_temp_files
 from ._protocol import MAX_FRAME, Channel, MessageTooLarge, ProtocolError, dump_payload, load_payload
 from .exception import (DeprecatedWarning, FunctionTimeoutError, InputCancellation, InvalidError,
@@ -1088,6 +1089,9 @@ class Worker:
                         "snapshot shares: " + ", ".join(kept) +
                         "; they are kept for all of them, no longer removed when a container ends or "
                         "closes them (an explicit TemporaryDirectory.cleanup() still removes it)")
+                databases = open_sqlite_databases()
+                if databases:
+                    warnings_.append(sqlite_warning(databases))
                 for w in warnings_:
                     print(f"thaw worker: warning: {w}", file=sys.stderr)
                 sys.stdout.flush()
