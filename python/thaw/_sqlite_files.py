@@ -14,8 +14,8 @@ snapshot phase is told, with what to do instead."""
 
 import os
 
-# The container's own /dev/shm: saved with the snapshot, one per container.
-OWN = "/dev/shm/"
+from ._temp_files import in_own_dev_shm
+
 HEADER = b"SQLite format 3\x00"
 
 
@@ -31,7 +31,7 @@ def open_sqlite_databases():
         try:
             fd = int(name)
             path = os.readlink(f"/proc/self/fd/{name}")
-            if not path.startswith(OWN) or path.endswith(" (deleted)"):
+            if path.endswith(" (deleted)") or not in_own_dev_shm(path):
                 continue
             if os.pread(fd, len(HEADER), 0) == HEADER:
                 found.add(path)

@@ -24,19 +24,23 @@ import sys
 OWN = "/dev/shm"
 
 
-def _shared(path):
-    """Whether a path is in the host's filesystem, which containers share:
-    not on the container's own /dev/shm (a host path bound there, such as
-    a THAW_HOME in the host's /dev/shm, is on another filesystem)."""
+def in_own_dev_shm(path):
+    """Whether a path is on the container's own /dev/shm (a host path bound
+    there, such as a THAW_HOME in the host's /dev/shm, is on another
+    filesystem: the host's, which containers share). None when it is gone
+    or no path."""
     try:
         real = os.path.realpath(path)
         if not real.startswith(OWN + "/"):
-            return True
-        return os.stat(real).st_dev != os.stat(OWN).st_dev
-    except (TypeError, ValueError):  # a TemporaryFile's fd number, say
-        return False
-    except OSError:  # gone already: nothing to keep
-        return False
+            return False
+        return os.stat(real).st_dev == os.stat(OWN).st_dev
+    except (TypeError, ValueError, OSError):  # a TemporaryFile's fd number; gone already
+        return None
+
+
+def _shared(path):
+    """Whether a path is in the host's filesystem, which containers share."""
+    return in_own_dev_shm(path) is False
 
 
 def keep_snapshot_temp_files():
