@@ -116,6 +116,9 @@ struct RestoreContext {
   std::vector<bool> stage;
   std::vector<uint64_t> staged;
   uint64_t stage_start = 0, stage_end = 0;
+  // The tree's shared descriptions (open_pool): the root's, which a
+  // child's "pooled" entries refer to.
+  const nlohmann::json& pool() const { return tree.empty() ? m.pool : tree[0]->pool; }
   std::string read_run(const image::PageRun& run) const { return image::read_run(pages_fd, run); }
   // The shared memory objects mappings and memfds refer to: in a tree, the
   // root's (made by it for every process, restore_shmem_objects).

@@ -257,6 +257,9 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     for (int fd : r.shmem_fds)
       if (r.member != 0 && fd >= 0) r.plan.close_fds.push_back(fd);
     restore_session(r);
+    // SQLite's WAL files gone since the checkpoint are made again before
+    // any is opened: the root's pool opens those its children share with it.
+    make_sqlite_wal_files(r.m, r.pool());
     if (!r.tree.empty()) {
       r.status_fds[r.member] = status_fd;
       if (r.member == 0) {
@@ -267,8 +270,7 @@ void become_restored_child(RestoreContext& r) { become_restored(r, r.pages_fd, r
     }
     // Files are checked here, inside the namespaces the process will live
     // in, where paths resolve as they did for it.
-    make_sqlite_wal_files(r.m);
-    check_mapped_files(r.m);
+    check_mapped_files(r.m, r.pool());
     restore_files(r);
     finish_fd_table(r, fillers);
     plan_posix_locks(r);

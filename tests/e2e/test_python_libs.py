@@ -290,6 +290,81 @@ def test_a_sqlite_wal_database_a_restored_copy_closed_still_restores(zoo, thaw_b
         con.close()
 
 
+
+SQLITE_WAL_TREE = SQLITE_WAL.replace('print("READY", flush=True)', """import os
+r, w = os.pipe()
+if os.fork() == 0:  # holds the connection's fds and the -shm mapping, uses neither
+    os.close(w)
+    os.read(r, 1)  # until its parent ends
+    os._exit(0)
+os.close(r)
+print("READY", flush=True)""")
+
+
+def _sqlite_wal_tree_checkpointed(zoo, tmp_path):
+    """SQLITE_WAL_TREE checkpointed and killed, its database's last
+    connection closed since (-wal and -shm deleted): (image, database)."""
+    import sqlite3
+    prog = tmp_path / "sqlite_wal_tree.py"
+    prog.write_text(SQLITE_WAL_TREE)
+    db = tmp_path / "data.db"
+    orig = _start(zoo, prog, str(db))
+    img = zoo.img_path()
+    zoo.checkpoint(orig, img, kill=True)
+    orig.wait(timeout=30)
+    last = sqlite3.connect(db, isolation_level=None)
+    assert last.execute("select count(*) from t").fetchone() == (1,)
+    last.close()
+    assert not os.path.exists(f"{db}-wal") and not os.path.exists(f"{db}-shm")
+    return img, db
+
+
+def test_a_sqlite_wal_database_a_tree_shares_restores_beside_files_another_connection_made(zoo, thaw_bin, tmp_path):
+    """As below, the -wal and -shm files there at restore being another
+    connection's (open, with a row of its own): the tree's pool and the
+    child's mapping of the -shm follow the paths to them, and the copy and
+    that connection see each other's writes."""
+    import sqlite3
+    img, db = _sqlite_wal_tree_checkpointed(zoo, tmp_path)
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("insert into t values ('outside')")
+        copy = zoo.restore_start(img)
+        copy.prog = "copy"
+        assert _ask(copy, "rows") == "setup,outside"
+        assert _ask(copy, "add copy") == "added"
+        assert [r[0] for r in con.execute("select who from t order by rowid")] == ["setup", "outside", "copy"]
+    finally:
+        con.close()
+
+
+def test_a_sqlite_wal_database_a_tree_shares_still_restores_when_its_files_were_made_anew(zoo, thaw_bin, tmp_path):
+    """A connection opened before a fork: the database, -wal and -shm fds
+    are the tree's pool (opened by the root before it makes its children),
+    and the child maps the -shm file too. The root opened its pool before
+    it made gone WAL files again: once the last connection had closed the
+    database, such a tree was refused ("shared ...-wal: file is gone")."""
+    import sqlite3
+    img, db = _sqlite_wal_tree_checkpointed(zoo, tmp_path)
+    copy = zoo.restore_start(img)
+    copy.prog = "copy"
+    assert _ask(copy, "rows") == "setup"
+    assert _ask(copy, "add copy") == "added"
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        assert [r[0] for r in con.execute("select who from t order by rowid")] == ["setup", "copy"]
+        assert _ask(copy, "quit") == "closed"
+        copy.wait(timeout=30)
+        # Files another connection made (con's, kept open): not the image's.
+        later = zoo.restore_start(img)
+        later.prog = "later copy"
+        assert _ask(later, "rows") == "setup,copy"
+        assert _ask(later, "add later") == "added"
+        assert [r[0] for r in con.execute("select who from t order by rowid")] == ["setup", "copy", "later"]
+    finally:
+        con.close()
+
+
 LOGS = '''
 import logging, logging.handlers, sys
 log = logging.getLogger("app")
@@ -793,3 +868,4 @@ def test_a_listener_made_anew_beside_the_old_one_at_its_path_comes_back(zoo, tha
     img = _image(zoo, prog, str(tmp_path / "server.sock"), order)
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "accepted by the new listener; old one still named\n", f"rc={rc}\n{out}\n{err}"
+

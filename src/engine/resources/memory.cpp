@@ -457,7 +457,7 @@ std::vector<bool> files_mapped_shared_only(const image::Manifest& m) {
   return shared_only;
 }
 
-void check_mapped_files(const image::Manifest& m) {
+void check_mapped_files(const image::Manifest& m, const nlohmann::json& pool) {
   std::vector<bool> shared_only = files_mapped_shared_only(m);
   for (size_t i = 0; i < m.mapped_files.size(); i++) {
     const auto& f = m.mapped_files[i];
@@ -473,7 +473,7 @@ void check_mapped_files(const image::Manifest& m) {
     int64_t mtime = mtime_ns(st);
     // SQLite's index follows its path (sqlite_wal.cpp).
     bool replaced = f.kept < 0 && (st.st_ino != f.ino || st.st_dev != f.dev) &&
-                    !(shared_only[i] && sqlite_wal_file(m, f.path));
+                    !(shared_only[i] && sqlite_wal_file(m, pool, f.path));
     if (replaced || (!shared_only[i] && (uint64_t(st.st_size) != f.size || mtime != f.mtime_ns)))
       fail("mapped file ", f.path, ": file changed since checkpoint (", file_changes(f.size, f.ino, f.mtime_ns, st),
            "); take a new checkpoint");

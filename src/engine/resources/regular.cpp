@@ -157,7 +157,7 @@ int open_file(RestoreContext& r, RestoreFiles&, const json& f) {
   // write goes.
   bool log_moved = log && !kept && (replaced || uint64_t(st.st_size) < f["size"].get<uint64_t>());
   // SQLite's WAL files follow their paths too (sqlite_wal.cpp).
-  if (!kept && !log && replaced && !sqlite_wal_file(r.m, path))
+  if (!kept && !log && replaced && !sqlite_wal_file(r.m, r.pool(), path))
     fail("file was replaced since checkpoint (inode ", f["ino"].get<uint64_t>(), " -> ", st.st_ino, ")");
   int64_t mtime = mtime_ns(st);
   bool writable = (flags & O_ACCMODE) != O_RDONLY;

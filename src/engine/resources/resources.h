@@ -71,12 +71,17 @@ void restore_scheduling(pid_t host_pid, const std::vector<std::pair<pid_t, const
 // memory.cpp: mappings and page data.
 void dump_memory(CheckpointContext& c);
 void plan_memory(RestoreContext& r);
-void check_mapped_files(const image::Manifest& m);
+// `pool`: the tree's shared descriptions (the root's Manifest::pool), which
+// a child's "pooled" entries refer to; a single process's own.
+void check_mapped_files(const image::Manifest& m, const nlohmann::json& pool);
+inline void check_mapped_files(const image::Manifest& m) { check_mapped_files(m, m.pool); }
 // SQLite's WAL files (sqlite_wal.cpp): whether `path` is the -wal or -shm
 // file of a database the process holds open, which a restore finds by
 // name; and making those that are gone again, before the files are checked.
-bool sqlite_wal_file(const image::Manifest& m, const std::string& path);
-void make_sqlite_wal_files(const image::Manifest& m);
+// `pool` as for check_mapped_files: a child's database held through the
+// tree's pool is the root's entry there.
+bool sqlite_wal_file(const image::Manifest& m, const nlohmann::json& pool, const std::string& path);
+void make_sqlite_wal_files(const image::Manifest& m, const nlohmann::json& pool);
 // Refuses an image with more mappings than vm.max_map_count lets a restore make.
 // `extra`: mappings the restore makes beside them (a tree's staging area).
 void check_mapping_count(const image::Manifest& m, size_t extra = 0);

@@ -48,8 +48,8 @@ void make_sidecar(const std::string& path, const std::string& database, unsigned
 }
 
 // The mode its fd entry recorded (SQLite holds the index open too).
-unsigned recorded_mode(const image::Manifest& m, const std::string& path) {
-  for (const nlohmann::json* entries : {&m.files, &m.pool})
+unsigned recorded_mode(const image::Manifest& m, const nlohmann::json& pool, const std::string& path) {
+  for (const nlohmann::json* entries : {&m.files, &pool})
     if (entries->is_array())
       for (const auto& f : *entries)
         if (f.value("kind", "") == "file" && f.value("path", "") == path) return f.value("mode", 0644u);
@@ -58,23 +58,23 @@ unsigned recorded_mode(const image::Manifest& m, const std::string& path) {
 
 }  // namespace
 
-bool sqlite_wal_file(const image::Manifest& m, const std::string& path) {
+bool sqlite_wal_file(const image::Manifest& m, const nlohmann::json& pool, const std::string& path) {
   for (const char* suffix : {"-wal", "-shm"}) {
     size_t n = std::char_traits<char>::length(suffix);
     if (path.size() > n && path.compare(path.size() - n, n, suffix) == 0) {
       std::string database = path.substr(0, path.size() - n);
-      return holds_regular_file(m.files, database) || holds_regular_file(m.pool, database);
+      return holds_regular_file(m.files, database) || holds_regular_file(pool, database);
     }
   }
   return false;
 }
 
-void make_sqlite_wal_files(const image::Manifest& m) {
+void make_sqlite_wal_files(const image::Manifest& m, const nlohmann::json& pool) {
   // The index: its mapped extent at least (beyond the end of a file, a
   // shared mapping faults with SIGBUS).
   for (size_t i = 0; i < m.mapped_files.size(); i++) {
     const auto& f = m.mapped_files[i];
-    if (!sqlite_wal_file(m, f.path)) continue;
+    if (!sqlite_wal_file(m, pool, f.path)) continue;
     uint64_t extent = 0;
     for (const auto& v : m.vmas)
       if (v.kind == "file" && v.file == static_cast<int>(i)) extent = std::max(extent, v.pgoff + (v.end - v.start));
@@ -90,15 +90,15 @@ void make_sqlite_wal_files(const image::Manifest& m) {
         return;
       }
       if (errno != ENOENT) fail_errno("stat");
-      make_sidecar(f.path, f.path.substr(0, f.path.size() - 4), recorded_mode(m, f.path), extent);
+      make_sidecar(f.path, f.path.substr(0, f.path.size() - 4), recorded_mode(m, pool, f.path), extent);
     });
   }
   // The log (and an index only held open): empty.
-  for (const nlohmann::json* entries : {&m.files, &m.pool}) {
+  for (const nlohmann::json* entries : {&m.files, &pool}) {
     if (!entries->is_array()) continue;
     for (const auto& f : *entries) {
       std::string path = f.value("path", "");
-      if (f.value("kind", "") != "file" || !sqlite_wal_file(m, path)) continue;
+      if (f.value("kind", "") != "file" || !sqlite_wal_file(m, pool, path)) continue;
       struct stat st;
       if (::stat(path.c_str(), &st) == 0) continue;
       with_context(cat("SQLite's ", path), [&] {
