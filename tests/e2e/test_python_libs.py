@@ -869,3 +869,48 @@ def test_a_listener_made_anew_beside_the_old_one_at_its_path_comes_back(zoo, tha
     rc, out, err = zoo.restore(img, timeout=60)
     assert rc == 0 and out == "accepted by the new listener; old one still named\n", f"rc={rc}\n{out}\n{err}"
 
+
+TWO_LISTENERS_TREE = '''
+import os, socket, sys
+path, holder = sys.argv[1], sys.argv[2]
+old = socket.socket(socket.AF_UNIX)
+old.bind(path)
+old.listen()
+os.unlink(path)  # a server making its listener anew, keeping the old one open
+new = socket.socket(socket.AF_UNIX)
+new.bind(path)
+new.listen()
+r, w = os.pipe()
+if os.fork() == 0:
+    # Holds the new listener with its parent (the tree's pool's); the old
+    # one is its parent's alone, or its own alone.
+    if holder == "parent":
+        old.close()
+    os.close(w)
+    os.read(r, 1)  # until its parent ends
+    os._exit(0)
+if holder == "child":
+    old.close()
+os.close(r)
+print("READY", flush=True)
+sys.stdin.readline()
+client = socket.socket(socket.AF_UNIX)
+client.connect(path)
+conn, _ = new.accept()
+print("accepted by the new listener", flush=True)
+'''
+
+
+@pytest.mark.parametrize("holder", ["parent", "child"])
+def test_a_listener_made_anew_in_a_tree_comes_back_beside_the_old_one(zoo, thaw_bin, tmp_path, holder):
+    """As above, in a process tree: the new listener shared with a child
+    (opened once, by the root, before it makes its children: the tree's
+    pool), the old one, whose file was removed, held by one process alone.
+    The pool bound the new one's path first, and the old one's bind found
+    its file in the way: the restore was refused (Address already in use).
+    Such sockets are in the pool now, which opens them first."""
+    prog = tmp_path / "two_listeners_tree.py"
+    prog.write_text(TWO_LISTENERS_TREE)
+    img = _image(zoo, prog, str(tmp_path / "server.sock"), holder)
+    rc, out, err = zoo.restore(img, timeout=60)
+    assert rc == 0 and out.endswith("accepted by the new listener\n"), f"rc={rc}\n{out}\n{err}"

@@ -263,8 +263,17 @@ struct Description {
 
 // Whether a description must be opened once for the whole tree (pooled):
 // fds of several processes refer to it, or it is one end of a pipe or
-// socket pair another process holds the other end of.
-std::vector<bool> pooled_descriptions(const std::vector<Description>& ds, const std::vector<FdProbe>& all) {
+// socket pair another process holds the other end of; or, in a tree, it is
+// a unix socket whose file was removed. Such a socket binds its name again
+// and removes the file, which must come before a socket bound at that path
+// since binds it (name_freed_first); but the pool is opened first, by the
+// root before its children exist, and the processes then open their own
+// files at once: one the process held alone found the pool's socket file
+// (or a sibling's) in the way, and the restore was refused (Address
+// already in use). In the pool it comes first. (One connected to a peer
+// stays with the peer's, which it is paired with.)
+std::vector<bool> pooled_descriptions(const std::vector<Description>& ds, const std::vector<FdProbe>& all,
+                                      size_t processes) {
   std::map<uint64_t, std::set<size_t>> pipe_members, socket_member;  // by inode
   for (const auto& d : ds) {
     const FdProbe& p = all[d.probes[0]];
@@ -280,6 +289,10 @@ std::vector<bool> pooled_descriptions(const std::vector<Description>& ds, const 
       auto it = socket_member.find(d.f["peer"].get<uint64_t>());
       if (it != socket_member.end() && (it->second.size() > 1 || it->second != d.members)) cross = true;
     }
+    bool connected = d.f.contains("peer") && d.f["peer"].is_number_unsigned();
+    if (processes > 1 && d.f["kind"] == "unix" && d.f.contains("bound") && d.f["bound"].value("unlinked", false) &&
+        !connected)
+      cross = true;
     // A pidfd holds no state worth sharing, and the root opens the pool
     // before the processes it may name exist: each process opens its own.
     pooled[i] = cross && d.f["kind"] != "pidfd";
@@ -377,7 +390,7 @@ void dump_files(const std::vector<CheckpointContext*>& tree) {
     });
     ds.push_back(std::move(d));
   }
-  std::vector<bool> pooled = pooled_descriptions(ds, all);
+  std::vector<bool> pooled = pooled_descriptions(ds, all, tree.size());
   // Each process's own descriptions, in its manifest; the shared ones in
   // the root's pool.
   std::vector<int> index(ds.size(), -1);
