@@ -33,7 +33,9 @@ bool holds_regular_file(const nlohmann::json& entries, const std::string& path) 
 
 // Makes `path` (gone) as SQLite would: owned by its database's owner,
 // `size` bytes of zeros. Another process may make it first: then that one
-// is used.
+// is used. A restore that fails later leaves it: another connection may
+// have opened it meanwhile, and removing it could lose its commits, while
+// SQLite rebuilds a zeroed index by itself.
 void make_sidecar(const std::string& path, const std::string& database, unsigned mode, uint64_t size) {
   struct stat db;
   if (::stat(database.c_str(), &db) != 0) fail_errno("database ", database, " is gone");
@@ -99,9 +101,9 @@ void make_sqlite_wal_files(const image::Manifest& m, const nlohmann::json& pool)
     for (const auto& f : *entries) {
       std::string path = f.value("path", "");
       if (f.value("kind", "") != "file" || !sqlite_wal_file(m, pool, path)) continue;
-      struct stat st;
-      if (::stat(path.c_str(), &st) == 0) continue;
       with_context(cat("SQLite's ", path), [&] {
+        struct stat st;
+        if (::stat(path.c_str(), &st) == 0) return;
         if (errno != ENOENT) fail_errno("stat");
         make_sidecar(path, path.substr(0, path.size() - 4), f.value("mode", 0644u), 0);
       });
