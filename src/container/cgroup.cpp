@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <sstream>
 #include <thread>
 
@@ -165,6 +166,27 @@ void Cgroup::remove() {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   dirs_.clear();
+}
+
+size_t sweep_stale_cgroups(std::chrono::seconds min_age, const std::string& root) {
+  size_t removed = 0;
+  time_t now = ::time(nullptr);
+  for (const std::string& parent : {cat(root, "/memory/thaw"), cat(root, "/freezer/thaw"), cat(root, "/cpu/thaw"),
+                                    cat(root, "/thaw")}) {
+    try {
+      for (const auto& name : list_dir(parent)) {
+        std::string dir = cat(parent, "/", name);
+        struct stat st;
+        if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || now - st.st_mtime < min_age.count()) continue;
+        std::string procs;
+        if (!try_read_file(dir + "/cgroup.procs", &procs) || !procs.empty()) continue;
+        if (::rmdir(dir.c_str()) == 0) removed++;
+      }
+    } catch (const std::exception&) {
+      // Not listable here: nothing to sweep.
+    }
+  }
+  return removed;
 }
 
 void join_cgroups(const std::vector<std::string>& dirs) { add_to_cgroups(0, dirs); }

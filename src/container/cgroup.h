@@ -8,6 +8,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,6 +47,13 @@ class Cgroup {
   bool memory_v2_ = false;
   uint64_t memory_limit_ = 0;  // in force
 };
+
+// The groups of containers whose runtime ended without removing them (one
+// killed with SIGKILL runs no destructor): those under root's thaw/
+// directories that hold no process and were made more than `min_age` ago
+// are removed. A live container's group holds its processes, and one
+// being set up is seconds old. Returns how many were removed. Never throws.
+size_t sweep_stale_cgroups(std::chrono::seconds min_age, const std::string& root = Cgroup::kRoot);
 
 // Moves the calling process into each group (its children follow).
 // Failures are reported on stderr and otherwise ignored.

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "container/cgroup.h"
 #include "container/fsutil.h"
 #include "container/spawn.h"
 
@@ -41,6 +42,9 @@ Context make_context(Log& log) {
   Context ctx{Store(Store::default_home()), log, exe, "/usr/bin/python3", find_python_dir(exe), "", {}};
   if (const char* py = std::getenv("THAW_PYTHON"); py && *py) ctx.python = py;
   ctx.fingerprint = read_fingerprint(ctx.python, ctx.python_dir);
+  // What runtimes killed with SIGKILL left (their containers' groups,
+  // empty): gone with the first runtime that starts after them.
+  container::sweep_stale_cgroups(std::chrono::minutes(10));
   return ctx;
 }
 

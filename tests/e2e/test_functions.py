@@ -158,6 +158,13 @@ class Thaw:
 
     def cleanup(self):
         if self.serving is not None:
+            # SIGTERM first, as stop_serve: a runtime killed with SIGKILL
+            # leaves its containers' (empty) cgroups until the next sweep.
+            try:
+                self.serving.send_signal(signal.SIGTERM)
+                self.serving.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
             try:
                 os.killpg(self.serving.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -1,11 +1,17 @@
 // Container cgroups on this host's real hierarchies: limits in force, limits
 // reported when they cannot be, and the OOM killer's count.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <string>
 
@@ -122,4 +128,35 @@ TEST(Cgroup, NoHierarchyAtAllMeansNoGroupAndAWarningPerLimit) {
     EXPECT_EQ(none.oom_kills(), 0u);
   }
   thaw::container::remove_tree(tmpl);
+}
+
+// A runtime killed with SIGKILL leaves its containers' groups: the next
+// runtime removes the empty ones made long enough ago, and no other.
+TEST(Cgroup, StaleEmptyGroupsAreSweptAndNoOther) {
+  if (!writable_hierarchy("/sys/fs/cgroup/memory")) GTEST_SKIP() << "no writable cgroup v1 memory hierarchy";
+  auto dir_of = [](const std::string& id) { return "/sys/fs/cgroup/memory/thaw/" + id; };
+  auto make_old = [](const std::string& dir) {
+    struct timespec old[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+    return ::utimensat(AT_FDCWD, dir.c_str(), old, 0) == 0;
+  };
+  std::string stale = test_id("stale"), busy = test_id("busy"), young = test_id("young");
+  for (const auto& id : {stale, busy, young}) ASSERT_EQ(::mkdir(dir_of(id).c_str(), 0755), 0) << id;
+  ASSERT_TRUE(make_old(dir_of(stale)) && make_old(dir_of(busy)));
+  pid_t sleeper = ::fork();
+  if (sleeper == 0) {
+    thaw::container::join_cgroups({dir_of(busy)});
+    ::pause();
+    ::_exit(0);
+  }
+  // Until the child is in its group, the group is empty.
+  for (int i = 0; i < 500 && read_trimmed(dir_of(busy) + "/cgroup.procs").empty(); i++) ::usleep(10000);
+  ASSERT_FALSE(read_trimmed(dir_of(busy) + "/cgroup.procs").empty());
+  thaw::container::sweep_stale_cgroups(std::chrono::minutes(10));
+  EXPECT_FALSE(thaw::container::exists(dir_of(stale))) << "an old empty group was left";
+  EXPECT_TRUE(thaw::container::exists(dir_of(busy))) << "a group with a process was removed";
+  EXPECT_TRUE(thaw::container::exists(dir_of(young))) << "a group made just now was removed";
+  ::kill(sleeper, SIGKILL);
+  ::waitpid(sleeper, nullptr, 0);
+  for (const auto& id : {stale, busy, young})
+    for (int i = 0; i < 50 && ::rmdir(dir_of(id).c_str()) != 0 && errno == EBUSY; i++) ::usleep(20000);
 }
