@@ -146,8 +146,8 @@ void stage_shared_memory(RestoreContext& r) {
   for (size_t i = 0; i < root.vmas.size(); i++)
     if (i < r.stage.size() && r.stage[i]) total += root.vmas[i].end - root.vmas[i].start + kHuge + kPageSize;
   if (total == 0) return;
-  // Files are mapped here already: they must be the ones of the checkpoint.
-  make_sqlite_wal_files(root, root.pool);
+  // Files are mapped here already: they must be the ones of the checkpoint
+  // (SQLite's WAL files gone since were made again before: restore.cpp).
   check_mapped_files(root);
   // Clear of every process's mappings: no restorer maps over it before it
   // has moved its part away. Where there is no such room, each process
